@@ -1,0 +1,339 @@
+"""`keyless` command line: a thin shell that parses arguments and calls the library."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import logging
+import os
+import re
+import sys
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from keyless.config import ConfigError, Settings, load_settings
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides = {
+        "data": getattr(args, "data", None),
+        "host": getattr(args, "host", None),
+        "port": getattr(args, "port", None),
+        "tls-cert": getattr(args, "tls_cert", None),
+        "tls-key": getattr(args, "tls_key", None),
+        "indexes": getattr(args, "indexes", None),
+        "public-url": getattr(args, "public_url", None),
+    }
+    return load_settings(args.config, overrides={k: v for k, v in overrides.items() if v})
+
+
+def _engine(args: argparse.Namespace) -> Any:
+    from keyless.index.indexes import ensure_indexes
+    from keyless.store.db import open_database
+
+    settings = _settings(args)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = open_database(settings.database)
+    ensure_indexes(engine, settings.indexes)
+    return engine
+
+
+def usage_lines(settings: Settings, index: str) -> list[str]:
+    """The exact client commands for one index of this server."""
+    base = settings.base_url
+    simple = f"{base}/{index}/simple/"
+    upload = f"{base}/{index}/legacy/"
+    return [
+        f"  pip install --index-url {simple} PACKAGE",
+        f"  uv pip install --index-url {simple} PACKAGE",
+        f"  twine upload --repository-url {upload} -u __token__ -p $KEYLESS_TOKEN dist/*",
+        f"  uv publish --publish-url {upload} --token $KEYLESS_TOKEN",
+    ]
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from keyless.index.app import create_app
+
+    settings = _settings(args)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
+    logging.getLogger("keyless.access").disabled = not settings.access_log
+    app = create_app(settings)
+    print(f"keyless index serving {settings.data_dir.resolve()} at {settings.base_url}/")
+    for index in settings.indexes:
+        print(f"\nindex '{index.name}' (profile {index.profile}):")
+        print("\n".join(usage_lines(settings, index.name)))
+    if settings.scheme == "http":
+        print(
+            "\nnote: plain http. Trusted Publishing clients require https: "
+            "pass --tls-cert and --tls-key."
+        )
+    print(f"\nhealth check: {settings.base_url}/_/health", flush=True)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        ssl_certfile=str(settings.tls_cert) if settings.tls_cert else None,
+        ssl_keyfile=str(settings.tls_key) if settings.tls_key else None,
+        access_log=False,  # ours (keyless.access) logs without query strings or headers
+        log_level="warning",
+        server_header=False,
+    )
+    return 0
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    if os.environ.get("KEYLESS_PASSWORD"):
+        return os.environ["KEYLESS_PASSWORD"]
+    first = getpass.getpass("Password: ")
+    if getpass.getpass("Repeat password: ") != first:
+        raise ConfigError("the two passwords differ.")
+    return first
+
+
+def cmd_user_add(args: argparse.Namespace) -> int:
+    from keyless.index.accounts import create_user
+
+    create_user(_engine(args), args.username, _read_password(args), is_admin=args.admin)
+    print(f"user {args.username!r} added")
+    return 0
+
+
+def parse_duration(text: str) -> timedelta:
+    """`30d`, `12h`, `15m`, `3600s` -> timedelta."""
+    match = re.fullmatch(r"(\d+)([smhd])", text.strip())
+    if not match:
+        raise ConfigError(f"expiry {text!r} is not a duration; write e.g. 30d, 12h or 15m.")
+    unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[match.group(2)]
+    return timedelta(**{unit: int(match.group(1))})
+
+
+def cmd_token_create(args: argparse.Namespace) -> int:
+    from keyless.index.accounts import create_token
+
+    token = create_token(
+        _engine(args),
+        args.user,
+        args.index,
+        projects=args.project or None,
+        expires_in=parse_duration(args.expires) if args.expires else None,
+        description=args.description or "",
+    )
+    if args.json:
+        print(json.dumps({"id": token.id, "token": token.token, "expires": str(token.expires)}))
+        return 0
+    print(f"token {token.id} for {args.user!r} on index {args.index!r}", file=sys.stderr)
+    if args.project:
+        print(f"limited to projects: {', '.join(args.project)}", file=sys.stderr)
+    print(f"expires: {token.expires or 'never'}", file=sys.stderr)
+    print("this is the only time it is shown; store it now:", file=sys.stderr)
+    print(token.token)
+    return 0
+
+
+def cmd_token_list(args: argparse.Namespace) -> int:
+    from keyless.index.accounts import list_tokens
+
+    rows = list_tokens(_engine(args), args.user)
+    if args.json:
+        print(json.dumps(rows, default=str, indent=2))
+        return 0
+    for row in rows:
+        state = "revoked" if row["revoked"] else "active"
+        scope = ",".join(row["projects"]) if row["projects"] else "*"  # type: ignore[arg-type]
+        print(
+            f"{row['id']:>4}  {row['username']:<16} {row['index']:<8} {scope:<24} "
+            f"{state:<8} expires={row['expires'] or 'never'}  {row['description']}"
+        )
+    return 0
+
+
+def cmd_token_revoke(args: argparse.Namespace) -> int:
+    from keyless.index.accounts import revoke_token
+
+    revoke_token(_engine(args), args.id)
+    print(f"token {args.id} revoked")
+    return 0
+
+
+def cmd_index_create(args: argparse.Namespace) -> int:
+    from keyless.index.indexes import create_index
+
+    info = create_index(_engine(args), args.name, args.profile)
+    print(f"index {info.name!r} created (profile {info.profile})")
+    return 0
+
+
+def cmd_index_list(args: argparse.Namespace) -> int:
+    from keyless.index.indexes import load_indexes
+
+    for info in load_indexes(_engine(args)).values():
+        print(
+            f"{info.name:<12} profile={info.profile:<8} max-file-size={info.max_file_size} "
+            f"max-project-size={info.max_project_size}"
+        )
+    return 0
+
+
+def cmd_role_add(args: argparse.Namespace) -> int:
+    from keyless.index.accounts import index_id
+    from keyless.index.projects import add_role
+    from keyless.store import db
+
+    engine = _engine(args)
+    with db.reading(engine) as conn:
+        target = index_id(conn, args.index)
+    add_role(engine, target, args.project, args.username, args.role)
+    print(f"{args.username!r} is now {args.role} of {args.project!r} on {args.index!r}")
+    return 0
+
+
+def _remote(args: argparse.Namespace, path: str, body: dict[str, Any]) -> int:
+    import httpx
+
+    token = os.environ.get("KEYLESS_TOKEN", "")
+    if not token:
+        raise ConfigError("set KEYLESS_TOKEN to an API token of a project owner.")
+    url = f"{args.url.rstrip('/')}/{args.index}/api/projects/{path}"
+    response = httpx.post(url, json=body, headers={"Authorization": f"Bearer {token}", "Accept": "application/json"})
+    if response.status_code != 200:
+        try:
+            message = response.json().get("message", response.text)
+        except ValueError:
+            message = response.text
+        print(f"error: {response.status_code} {message}", file=sys.stderr)
+        return 1
+    print(json.dumps(response.json()))
+    return 0
+
+
+def cmd_yank(args: argparse.Namespace) -> int:
+    return _remote(args, f"{args.project}/releases/{args.version}/yank", {"reason": args.reason or ""})
+
+
+def cmd_unyank(args: argparse.Namespace) -> int:
+    return _remote(args, f"{args.project}/releases/{args.version}/unyank", {})
+
+
+def cmd_project_status(args: argparse.Namespace) -> int:
+    return _remote(args, f"{args.project}/status", {"status": args.status, "reason": args.reason or ""})
+
+
+def _server_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="TOML config file (also KEYLESS_CONFIG)")
+    parser.add_argument("--data", help="data folder (default ./keyless-data; KEYLESS_DATA)")
+
+
+def _remote_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", default=os.environ.get("KEYLESS_URL", "http://127.0.0.1:8000"), help="server URL (KEYLESS_URL)")
+    parser.add_argument("--index", default=os.environ.get("KEYLESS_INDEX", "prod"), help="index name (KEYLESS_INDEX)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="keyless", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the index server")
+    _server_options(serve)
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default 8000)")
+    serve.add_argument("--tls-cert", help="PEM certificate for https")
+    serve.add_argument("--tls-key", help="PEM private key for https")
+    serve.add_argument("--indexes", help="indexes to create, e.g. 'test,prod:private'")
+    serve.add_argument("--public-url", help="the URL clients use, when behind a proxy")
+    serve.set_defaults(handler=cmd_serve)
+
+    user = commands.add_parser("user", help="manage users").add_subparsers(dest="action", required=True)
+    add = user.add_parser("add", help="add a user")
+    _server_options(add)
+    add.add_argument("username")
+    add.add_argument("--admin", action="store_true")
+    add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    add.set_defaults(handler=cmd_user_add)
+
+    token = commands.add_parser("token", help="manage API tokens").add_subparsers(dest="action", required=True)
+    create = token.add_parser("create", help="create an API token (printed once)")
+    _server_options(create)
+    create.add_argument("--user", required=True)
+    create.add_argument("--index", required=True)
+    create.add_argument("--project", action="append", help="limit to this project (repeatable)")
+    create.add_argument("--expires", help="lifetime, e.g. 30d, 12h")
+    create.add_argument("--description")
+    create.add_argument("--json", action="store_true")
+    create.set_defaults(handler=cmd_token_create)
+    listing = token.add_parser("list", help="list tokens (never their secrets)")
+    _server_options(listing)
+    listing.add_argument("--user")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(handler=cmd_token_list)
+    revoke = token.add_parser("revoke", help="revoke a token by id")
+    _server_options(revoke)
+    revoke.add_argument("id", type=int)
+    revoke.set_defaults(handler=cmd_token_revoke)
+
+    index = commands.add_parser("index", help="manage indexes").add_subparsers(dest="action", required=True)
+    icreate = index.add_parser("create", help="create an index")
+    _server_options(icreate)
+    icreate.add_argument("name")
+    icreate.add_argument("--profile", default="pypi", choices=["pypi", "private"])
+    icreate.set_defaults(handler=cmd_index_create)
+    ilist = index.add_parser("list", help="list indexes")
+    _server_options(ilist)
+    ilist.set_defaults(handler=cmd_index_list)
+
+    role = commands.add_parser("role", help="project roles").add_subparsers(dest="action", required=True)
+    radd = role.add_parser("add", help="give a user a role on a project")
+    _server_options(radd)
+    radd.add_argument("project")
+    radd.add_argument("username")
+    radd.add_argument("--index", required=True)
+    radd.add_argument("--role", default="maintainer", choices=["owner", "maintainer"])
+    radd.set_defaults(handler=cmd_role_add)
+
+    for name, handler, text in (("yank", cmd_yank, "yank a release"), ("unyank", cmd_unyank, "undo a yank")):
+        sub = commands.add_parser(name, help=f"{text} (owners; needs KEYLESS_TOKEN)")
+        _remote_options(sub)
+        sub.add_argument("project")
+        sub.add_argument("version")
+        if name == "yank":
+            sub.add_argument("--reason", default="")
+        sub.set_defaults(handler=handler)
+
+    project = commands.add_parser("project", help="project status").add_subparsers(dest="action", required=True)
+    status = project.add_parser("status", help="set active, archived or quarantined (owners; KEYLESS_TOKEN)")
+    _remote_options(status)
+    status.add_argument("project")
+    status.add_argument("status", choices=["active", "archived", "quarantined"])
+    status.add_argument("--reason", default="")
+    status.set_defaults(handler=cmd_project_status)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # a use-case error: show its message, not a traceback
+        from keyless.index.accounts import AccountError
+        from keyless.index.projects import ProjectError
+
+        if isinstance(exc, AccountError | ProjectError):
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

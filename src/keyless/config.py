@@ -1,0 +1,190 @@
+"""Server settings: defaults < config file (TOML) < environment (KEYLESS_*) < command line.
+
+Settings are a plain value passed to `create_app`; nothing reads them from globals.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+MIB = 1024 * 1024
+GIB = 1024 * MIB
+PROFILES = ("pypi", "private")
+INDEX_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+# Index names that would shadow the host-level routes.
+RESERVED_INDEX_NAMES = frozenset({"_", "files", "simple", "pypi", "api", "static", "integrity"})
+
+
+class ConfigError(ValueError):
+    """A setting has a value keyless cannot use; the message names the setting and the fix."""
+
+
+@dataclass(frozen=True)
+class IndexSettings:
+    name: str
+    profile: str = "pypi"
+    max_file_size: int = 100 * MIB  # PyPI's default per-file limit
+    max_project_size: int = 10 * GIB  # PyPI's default per-project limit
+
+
+def default_indexes() -> tuple[IndexSettings, ...]:
+    return (IndexSettings("test"), IndexSettings("prod"))
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path("keyless-data")
+    database_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    public_url: str | None = None
+    indexes: tuple[IndexSettings, ...] = field(default_factory=default_indexes)
+    access_log: bool = True
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls_cert else "http"
+
+    @property
+    def base_url(self) -> str:
+        """The URL clients use to reach the server (no trailing slash)."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}"
+
+    @property
+    def database(self) -> str:
+        return self.database_url or str(self.data_dir / "keyless.db")
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+
+def parse_size(value: str | int, setting: str) -> int:
+    """`"100MiB"`, `"10 GB"`, `1048576` -> bytes."""
+    if isinstance(value, int):
+        return value
+    match = re.fullmatch(r"\s*(\d+)\s*([KMGT]?i?B?)?\s*", value, re.IGNORECASE)
+    if not match:
+        raise ConfigError(f"{setting}: {value!r} is not a size; write e.g. '100MiB' or '2GiB'.")
+    number, unit = int(match.group(1)), (match.group(2) or "").upper().rstrip("B").rstrip("I")
+    return number * {"": 1, "K": 1024, "M": MIB, "G": GIB, "T": 1024 * GIB}[unit]
+
+
+def validate_index_name(name: str) -> str:
+    if not INDEX_NAME.match(name) or name in RESERVED_INDEX_NAMES:
+        raise ConfigError(
+            f"index name {name!r} is not allowed: use lowercase letters, digits and '-', "
+            f"at most 63 characters, and none of {', '.join(sorted(RESERVED_INDEX_NAMES))}."
+        )
+    return name
+
+
+def index_settings(name: str, values: Mapping[str, Any]) -> IndexSettings:
+    validate_index_name(name)
+    profile = str(values.get("profile", "pypi"))
+    if profile not in PROFILES:
+        raise ConfigError(f"index {name!r}: profile must be one of {PROFILES}, not {profile!r}.")
+    return IndexSettings(
+        name=name,
+        profile=profile,
+        max_file_size=parse_size(values.get("max-file-size", 100 * MIB), f"{name}.max-file-size"),
+        max_project_size=parse_size(
+            values.get("max-project-size", 10 * GIB), f"{name}.max-project-size"
+        ),
+    )
+
+
+def parse_index_list(text: str) -> tuple[IndexSettings, ...]:
+    """`"test,prod:private"` -> index settings (profile after a colon, pypi by default)."""
+    result = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, _, profile = item.partition(":")
+        result.append(index_settings(name, {"profile": profile or "pypi"}))
+    if not result:
+        raise ConfigError("no index named: give at least one, e.g. 'test,prod'.")
+    return tuple(result)
+
+
+def _from_mapping(settings: Settings, values: Mapping[str, Any], where: str) -> Settings:
+    changes: dict[str, Any] = {}
+    for key, attr in (
+        ("data", "data_dir"),
+        ("tls-cert", "tls_cert"),
+        ("tls-key", "tls_key"),
+    ):
+        if values.get(key):
+            changes[attr] = Path(values[key])
+    for key, attr in (("database-url", "database_url"), ("public-url", "public_url")):
+        if values.get(key):
+            changes[attr] = str(values[key])
+    if values.get("host"):
+        changes["host"] = str(values["host"])
+    if values.get("port") not in (None, ""):
+        try:
+            changes["port"] = int(values["port"])
+        except ValueError:
+            raise ConfigError(f"{where}: port must be a number, not {values['port']!r}.") from None
+    if "access-log" in values:
+        changes["access_log"] = str(values["access-log"]).lower() not in ("0", "false", "no")
+    return replace(settings, **changes)
+
+
+ENV_KEYS = {
+    "KEYLESS_DATA": "data",
+    "KEYLESS_DATABASE_URL": "database-url",
+    "KEYLESS_HOST": "host",
+    "KEYLESS_PORT": "port",
+    "KEYLESS_TLS_CERT": "tls-cert",
+    "KEYLESS_TLS_KEY": "tls-key",
+    "KEYLESS_PUBLIC_URL": "public-url",
+    "KEYLESS_ACCESS_LOG": "access-log",
+}
+
+
+def load_settings(
+    config_file: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Build settings from a TOML file, the environment and command-line overrides.
+
+    Raises ConfigError naming the bad setting.
+    """
+    environ = os.environ if environ is None else environ
+    settings = Settings()
+    config_file = config_file or (Path(environ["KEYLESS_CONFIG"]) if "KEYLESS_CONFIG" in environ else None)
+    if config_file is not None:
+        try:
+            document = tomllib.loads(config_file.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"config file {config_file}: {exc}") from None
+        settings = _from_mapping(settings, document.get("server", {}), str(config_file))
+        if "indexes" in document:
+            settings = replace(
+                settings,
+                indexes=tuple(
+                    index_settings(name, values) for name, values in document["indexes"].items()
+                ),
+            )
+    env_values = {key: environ[var] for var, key in ENV_KEYS.items() if var in environ}
+    settings = _from_mapping(settings, env_values, "environment")
+    if environ.get("KEYLESS_INDEXES"):
+        settings = replace(settings, indexes=parse_index_list(environ["KEYLESS_INDEXES"]))
+    if overrides:
+        settings = _from_mapping(settings, overrides, "command line")
+        if overrides.get("indexes"):
+            settings = replace(settings, indexes=parse_index_list(overrides["indexes"]))
+    if bool(settings.tls_cert) != bool(settings.tls_key):
+        raise ConfigError("TLS needs both --tls-cert and --tls-key (or neither).")
+    return settings

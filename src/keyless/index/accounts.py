@@ -1,0 +1,216 @@
+"""Users, passwords and API tokens.
+
+Tokens look like `keyless-<43 url-safe chars>`: the fixed prefix lets secret scanners spot a
+leaked one. Only the token's sha256 is stored, and the token is shown once, at creation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import Connection, Engine, select, update
+
+from packaging.utils import canonicalize_name as normalize_name
+from keyless.store import db
+
+TOKEN_PREFIX = "keyless-"
+USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,49}$")
+_hasher = PasswordHasher()
+
+
+class AccountError(ValueError):
+    """A user or token request that cannot be honoured; the message says why."""
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who is making a request, as proven by an API token."""
+
+    user_id: int
+    username: str
+    token_id: int
+    index_id: int
+    projects: frozenset[str] | None  # normalized names the token is limited to; None = any
+
+    def may_touch(self, normalized_project: str) -> bool:
+        return self.projects is None or normalized_project in self.projects
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def create_user(engine: Engine, username: str, password: str, *, is_admin: bool = False) -> int:
+    """Add a user; raises AccountError for a bad name, a short password or a taken name."""
+    if not USERNAME.match(username):
+        raise AccountError(
+            f"username {username!r} is not allowed: use letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit, at most 50 characters."
+        )
+    if len(password) < 8:
+        raise AccountError("the password must be at least 8 characters long.")
+    with db.writing(engine) as conn:
+        if conn.execute(select(db.users.c.id).where(db.users.c.username == username)).first():
+            raise AccountError(f"user {username!r} already exists.")
+        return int(
+            conn.execute(
+                db.users.insert().values(
+                    username=username,
+                    password_hash=_hasher.hash(password),
+                    is_admin=is_admin,
+                    created=now(),
+                )
+            ).inserted_primary_key[0]
+        )
+
+
+def verify_password(engine: Engine, username: str, password: str) -> int | None:
+    """The user's id when the password is right, else None (no hint which part was wrong)."""
+    with db.reading(engine) as conn:
+        row = conn.execute(
+            select(db.users.c.id, db.users.c.password_hash).where(db.users.c.username == username)
+        ).first()
+    if row is None:
+        # Hash anyway so the answer takes as long as for a real user.
+        _hasher.hash(password)
+        return None
+    try:
+        _hasher.verify(row.password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return None
+    return int(row.id)
+
+
+def user_id(conn: Connection, username: str) -> int:
+    row = conn.execute(select(db.users.c.id).where(db.users.c.username == username)).first()
+    if row is None:
+        raise AccountError(f"no user named {username!r}; add one with 'keyless user add'.")
+    return int(row.id)
+
+
+def index_id(conn: Connection, index_name: str) -> int:
+    row = conn.execute(select(db.indexes.c.id).where(db.indexes.c.name == index_name)).first()
+    if row is None:
+        raise AccountError(f"no index named {index_name!r}; see 'keyless index list'.")
+    return int(row.id)
+
+
+@dataclass(frozen=True)
+class NewToken:
+    id: int
+    token: str  # the secret: shown once, never stored
+    expires: datetime | None
+
+
+def create_token(
+    engine: Engine,
+    username: str,
+    index_name: str,
+    *,
+    projects: list[str] | None = None,
+    expires_in: timedelta | None = None,
+    description: str = "",
+) -> NewToken:
+    """Mint an API token for a user, scoped to one index and optionally some projects."""
+    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    expires = now() + expires_in if expires_in else None
+    scope = sorted({normalize_name(p) for p in projects}) if projects else None
+    with db.writing(engine) as conn:
+        token_id = conn.execute(
+            db.api_tokens.insert().values(
+                token_hash=hash_token(secret),
+                user_id=user_id(conn, username),
+                index_id=index_id(conn, index_name),
+                projects=scope,
+                description=description,
+                created=now(),
+                expires=expires,
+            )
+        ).inserted_primary_key[0]
+    return NewToken(id=int(token_id), token=secret, expires=expires)
+
+
+def list_tokens(engine: Engine, username: str | None = None) -> list[dict[str, object]]:
+    query = (
+        select(
+            db.api_tokens.c.id,
+            db.users.c.username,
+            db.indexes.c.name.label("index"),
+            db.api_tokens.c.projects,
+            db.api_tokens.c.description,
+            db.api_tokens.c.created,
+            db.api_tokens.c.expires,
+            db.api_tokens.c.last_used,
+            db.api_tokens.c.revoked,
+        )
+        .join(db.users, db.users.c.id == db.api_tokens.c.user_id)
+        .join(db.indexes, db.indexes.c.id == db.api_tokens.c.index_id)
+        .order_by(db.api_tokens.c.id)
+    )
+    if username:
+        query = query.where(db.users.c.username == username)
+    with db.reading(engine) as conn:
+        return [dict(row._mapping) for row in conn.execute(query)]
+
+
+def revoke_token(engine: Engine, token_id: int) -> None:
+    with db.writing(engine) as conn:
+        result = conn.execute(
+            update(db.api_tokens)
+            .where(db.api_tokens.c.id == token_id, db.api_tokens.c.revoked.is_(None))
+            .values(revoked=now())
+        )
+        if result.rowcount == 0:
+            raise AccountError(f"no active token with id {token_id}; see 'keyless token list'.")
+
+
+class InvalidCredentials(Exception):
+    """The request's credentials are missing, unknown, revoked or expired."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def authenticate(engine: Engine, token: str) -> Identity:
+    """The identity behind an API token; raises InvalidCredentials with PyPI-style reasons."""
+    if not token.startswith(TOKEN_PREFIX):
+        raise InvalidCredentials("Invalid or non-existent authentication information.")
+    with db.reading(engine) as conn:
+        row = conn.execute(
+            select(db.api_tokens, db.users.c.username)
+            .join(db.users, db.users.c.id == db.api_tokens.c.user_id)
+            .where(db.api_tokens.c.token_hash == hash_token(token))
+        ).first()
+    if row is None or row.revoked is not None:
+        raise InvalidCredentials("Invalid or non-existent authentication information.")
+    if row.expires is not None and _aware(row.expires) <= now():
+        raise InvalidCredentials("Invalid API Token: token is expired")
+    return Identity(
+        user_id=row.user_id,
+        username=row.username,
+        token_id=row.id,
+        index_id=row.index_id,
+        projects=frozenset(row.projects) if row.projects is not None else None,
+    )
+
+
+def touch_token(conn: Connection, token_id: int) -> None:
+    conn.execute(
+        update(db.api_tokens).where(db.api_tokens.c.id == token_id).values(last_used=now())
+    )
+
+
+def _aware(moment: datetime) -> datetime:
+    # SQLite hands datetimes back without a zone; everything keyless writes is UTC.
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -1,0 +1,70 @@
+"""The named indexes on one server (e.g. `test` and `prod`) and their policies."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, select
+
+from keyless.config import IndexSettings, index_settings, validate_index_name
+from keyless.dists.policy import Policy
+from keyless.store import db
+
+from .accounts import AccountError, now
+
+
+@dataclass(frozen=True)
+class IndexInfo:
+    id: int
+    name: str
+    profile: str
+    max_file_size: int
+    max_project_size: int
+
+    @property
+    def policy(self) -> Policy:
+        return Policy.for_profile(self.profile)
+
+
+def ensure_indexes(engine: Engine, wanted: Iterable[IndexSettings]) -> None:
+    """Create the indexes named in the settings that do not exist yet (a fresh server)."""
+    with db.writing(engine) as conn:
+        existing = set(conn.execute(select(db.indexes.c.name)).scalars())
+        for index in wanted:
+            if index.name not in existing:
+                conn.execute(
+                    db.indexes.insert().values(
+                        name=index.name,
+                        profile=index.profile,
+                        max_file_size=index.max_file_size,
+                        max_project_size=index.max_project_size,
+                        created=now(),
+                    )
+                )
+
+
+def create_index(engine: Engine, name: str, profile: str = "pypi") -> IndexInfo:
+    """Add an index; raises ConfigError for a bad name/profile, AccountError if it exists."""
+    validate_index_name(name)
+    settings = index_settings(name, {"profile": profile})
+    with db.reading(engine) as conn:
+        if conn.execute(select(db.indexes.c.id).where(db.indexes.c.name == name)).first():
+            raise AccountError(f"index {name!r} already exists.")
+    ensure_indexes(engine, [settings])
+    return load_indexes(engine)[name]
+
+
+def load_indexes(engine: Engine) -> dict[str, IndexInfo]:
+    with db.reading(engine) as conn:
+        rows = conn.execute(select(db.indexes).order_by(db.indexes.c.name)).all()
+    return {
+        row.name: IndexInfo(
+            id=row.id,
+            name=row.name,
+            profile=row.profile,
+            max_file_size=row.max_file_size,
+            max_project_size=row.max_project_size,
+        )
+        for row in rows
+    }

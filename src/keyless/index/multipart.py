@@ -1,0 +1,186 @@
+"""Streaming multipart parsing for uploads.
+
+Starlette's form parser spools files into a temp file and hashes nothing; this one writes the
+`content` part straight into the blob store's temp folder while computing sha256, md5 and
+blake2b-256 in the same pass, and stops reading the moment a limit is passed. The server never
+holds more than one network chunk of an upload in memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, parse_options_header
+
+from keyless.store.blobs import BlobStore, Digests, HashingWriter
+
+MAX_FIELDS = 10_000
+MAX_TEXT_BYTES = 32 * 1024 * 1024  # all text fields together (descriptions can be long)
+
+
+class FormError(Exception):
+    """The request body is not a usable upload form; `.message` says what to fix."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+class FileTooLarge(FormError):
+    """The file passed the size limit; `.project` is the form's name field, if sent before."""
+
+    def __init__(self, limit: int, project: str) -> None:
+        super().__init__(f"File too large: over {limit} bytes.")
+        self.limit = limit
+        self.project = project
+
+
+@dataclass
+class StagedFile:
+    """An uploaded file, written and fsynced to a temp path, not yet visible anywhere."""
+
+    filename: str
+    writer: HashingWriter
+    digests: Digests
+
+    def discard(self) -> None:
+        self.writer.discard()
+
+
+@dataclass
+class UploadForm:
+    fields: dict[str, list[str]] = field(default_factory=dict)
+    file: StagedFile | None = None
+
+    def first(self, name: str) -> str:
+        """The first non-empty value of a field, or "" (clients send empty for absent)."""
+        return next((value for value in self.fields.get(name, []) if value), "")
+
+
+@dataclass
+class _PartState:
+    name: str = ""
+    filename: str | None = None
+    text: bytearray = field(default_factory=bytearray)
+    writer: HashingWriter | None = None
+
+
+async def read_upload_form(
+    content_type: str,
+    body: AsyncIterator[bytes],
+    blobs: BlobStore,
+    *,
+    max_file_size: int,
+    file_field: str = "content",
+) -> UploadForm:
+    """Parse a multipart upload, streaming the file part to a temp file.
+
+    Raises FormError for a body that is not multipart or is malformed, FileTooLarge when the
+    file passes `max_file_size`. On any error nothing is left on disk.
+    """
+    mime, params = parse_options_header(content_type)
+    if mime != b"multipart/form-data" or not params.get(b"boundary"):
+        raise FormError(
+            "The upload must be a multipart/form-data request; "
+            f"got Content-Type {content_type or 'none'!r}."
+        )
+    form = UploadForm()
+    part = _PartState()
+    state = {"text_bytes": 0, "fields": 0}
+    header_field = bytearray()
+    header_value = bytearray()
+    headers: dict[bytes, bytes] = {}
+    open_writers: list[HashingWriter] = []
+
+    def on_part_begin() -> None:
+        nonlocal part
+        part = _PartState()
+        headers.clear()
+
+    def on_header_field(data: bytes, start: int, end: int) -> None:
+        header_field.extend(data[start:end])
+
+    def on_header_value(data: bytes, start: int, end: int) -> None:
+        header_value.extend(data[start:end])
+
+    def on_header_end() -> None:
+        headers[bytes(header_field).lower()] = bytes(header_value)
+        header_field.clear()
+        header_value.clear()
+
+    def on_headers_finished() -> None:
+        _, disposition = parse_options_header(headers.get(b"content-disposition", b""))
+        part.name = disposition.get(b"name", b"").decode("utf-8", "replace")
+        raw_filename = disposition.get(b"filename")
+        state["fields"] += 1
+        if state["fields"] > MAX_FIELDS:
+            raise FormError(f"Too many form fields (more than {MAX_FIELDS}).")
+        if part.name == file_field and raw_filename is not None:
+            if form.file is not None or open_writers:
+                raise FormError(f"Only one '{file_field}' file may be uploaded per request.")
+            part.filename = raw_filename.decode("utf-8", "replace")
+            part.writer = blobs.new_writer()
+            open_writers.append(part.writer)
+
+    def on_part_data(data: bytes, start: int, end: int) -> None:
+        chunk = data[start:end]
+        if part.writer is not None:
+            if part.writer.size + len(chunk) > max_file_size:
+                raise FileTooLarge(max_file_size, form.first("name"))
+            part.writer.write(chunk)
+            return
+        state["text_bytes"] += len(chunk)
+        if state["text_bytes"] > MAX_TEXT_BYTES:
+            raise FormError("The form's text fields are too large.")
+        part.text.extend(chunk)
+
+    def on_part_end() -> None:
+        if part.writer is not None and part.filename is not None:
+            digests = part.writer.finish()
+            form.file = StagedFile(filename=part.filename, writer=part.writer, digests=digests)
+            open_writers.clear()
+        elif part.name:
+            try:
+                value = part.text.decode("utf-8")
+            except UnicodeDecodeError:
+                raise FormError(f"Form field {part.name!r} is not valid UTF-8.") from None
+            form.fields.setdefault(part.name, []).append(value)
+
+    parser = MultipartParser(
+        params[b"boundary"],
+        {
+            "on_part_begin": on_part_begin,
+            "on_header_field": on_header_field,
+            "on_header_value": on_header_value,
+            "on_header_end": on_header_end,
+            "on_headers_finished": on_headers_finished,
+            "on_part_data": on_part_data,
+            "on_part_end": on_part_end,
+        },
+    )
+    try:
+        async for chunk in body:
+            parser.write(chunk)
+        parser.finalize()
+    except MultipartParseError as exc:
+        _discard(form, open_writers)
+        raise FormError(f"The multipart body is malformed: {exc}.") from None
+    except BaseException:
+        # Includes a client that disconnects half-way: its partial file must vanish.
+        _discard(form, open_writers)
+        raise
+    if open_writers:
+        _discard(form, open_writers)
+        raise FormError("The multipart body ended in the middle of the file.")
+    return form
+
+
+def _discard(form: UploadForm, open_writers: list[HashingWriter]) -> None:
+    for writer in open_writers:
+        writer.discard()
+    if form.file is not None:
+        form.file.discard()
+        form.file = None

@@ -1,0 +1,259 @@
+"""Simple-API pages (PEP 503 HTML, PEP 691 JSON), rendered once per project change.
+
+The simple API is the hot path: pip and uv fetch a project page for every dependency of every
+install. Pages are built from the database once, when first asked for after a change, and then
+served from memory; a change (upload, yank, status) drops the cached entry. So a request costs
+a dict lookup whatever the number of projects or files on the server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from html import escape
+from typing import Any
+
+from packaging.utils import NormalizedName
+from packaging.version import InvalidVersion, Version
+from sqlalchemy import Engine, select
+
+from keyless.store import db
+
+API_VERSION = "1.4"
+JSON_TYPE = "application/vnd.pypi.simple.v1+json"
+HTML_TYPE = "application/vnd.pypi.simple.v1+html"
+TEXT_HTML = "text/html"
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """One representation of a page, ready to send."""
+
+    body: bytes
+    etag: str
+
+
+@dataclass(frozen=True)
+class PageSet:
+    """Both representations of one page."""
+
+    html: Rendered
+    json: Rendered
+
+
+def _rendered(body: str | bytes) -> Rendered:
+    data = body.encode("utf-8") if isinstance(body, str) else body
+    return Rendered(body=data, etag='"' + hashlib.sha256(data).hexdigest()[:32] + '"')
+
+
+def upload_time(moment: datetime) -> str:
+    """PEP 700's format: yyyy-mm-ddThh:mm:ss.ffffffZ (uv needs it for exclude-newer)."""
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def file_url(url_prefix: str, sha256: str, filename: str) -> str:
+    # Shared by every index: the same bytes have one URL, wherever they were uploaded.
+    return f"{url_prefix}/files/{sha256}/{filename}"
+
+
+def _version_key(version: str) -> tuple[int, Version | str]:
+    try:
+        return (1, Version(version))
+    except InvalidVersion:
+        return (0, version)
+
+
+class SimplePages:
+    """The cache of rendered simple pages, keyed by (index id, normalized project name)."""
+
+    def __init__(self, engine: Engine, url_prefix: str = "") -> None:
+        self.engine = engine
+        self.url_prefix = url_prefix
+        self._projects: dict[tuple[int, str], PageSet] = {}
+        self._roots: dict[int, PageSet] = {}
+        self._lock = threading.Lock()
+        # Bumped by every invalidation: a page rendered from data read before a change must
+        # not be cached after it.
+        self._generation = 0
+
+    def invalidate(self, index_id: int, project: str) -> None:
+        with self._lock:
+            self._generation += 1
+            self._projects.pop((index_id, project), None)
+            self._roots.pop(index_id, None)
+
+    def root(self, index_id: int, index_name: str) -> PageSet:
+        cached = self._roots.get(index_id)
+        if cached is None:
+            generation = self._generation
+            cached = self._render_root(index_id, index_name)
+            with self._lock:
+                if generation == self._generation:
+                    self._roots[index_id] = cached
+        return cached
+
+    def project(self, index_id: int, index_name: str, name: NormalizedName) -> PageSet | None:
+        """The pages of a project, or None when the index has no such project."""
+        key = (index_id, name)
+        cached = self._projects.get(key)
+        if cached is not None:
+            return cached
+        generation = self._generation
+        pages = self._render_project(index_id, index_name, name)
+        # Unknown names are not cached: anyone could fill memory with made-up names.
+        if pages is not None:
+            with self._lock:
+                if generation == self._generation:
+                    self._projects[key] = pages
+        return pages
+
+    def _render_root(self, index_id: int, index_name: str) -> PageSet:
+        with db.reading(self.engine) as conn:
+            rows = conn.execute(
+                select(db.projects.c.name, db.projects.c.normalized_name)
+                .where(db.projects.c.index_id == index_id)
+                .order_by(db.projects.c.normalized_name)
+            ).all()
+        anchors = "".join(
+            f'    <a href="/{index_name}/simple/{row.normalized_name}/">{escape(row.name)}</a>\n'
+            for row in rows
+        )
+        html = (
+            "<!DOCTYPE html>\n<html>\n  <head>\n"
+            f'    <meta name="pypi:repository-version" content="{API_VERSION}">\n'
+            f"    <title>Simple index: {escape(index_name)}</title>\n  </head>\n  <body>\n"
+            f"{anchors}  </body>\n</html>\n"
+        )
+        document = {
+            "meta": {"api-version": API_VERSION},
+            "projects": [{"name": row.name} for row in rows],
+        }
+        return PageSet(html=_rendered(html), json=_rendered(_dumps(document)))
+
+    def _render_project(
+        self, index_id: int, index_name: str, name: NormalizedName
+    ) -> PageSet | None:
+        with db.reading(self.engine) as conn:
+            project = conn.execute(
+                select(db.projects).where(
+                    db.projects.c.index_id == index_id, db.projects.c.normalized_name == name
+                )
+            ).first()
+            if project is None:
+                return None
+            releases = conn.execute(
+                select(db.releases).where(db.releases.c.project_id == project.id)
+            ).all()
+            files = conn.execute(
+                select(db.files)
+                .join(db.releases, db.releases.c.id == db.files.c.release_id)
+                .where(db.releases.c.project_id == project.id)
+                .order_by(db.files.c.filename)
+            ).all()
+        release_by_id = {release.id: release for release in releases}
+        versions = sorted((r.version for r in releases), key=_version_key)
+        if project.status == "quarantined":
+            files = []  # PEP 792: a quarantined project offers nothing to install
+        entries = [self._file_entry(row, release_by_id[row.release_id]) for row in files]
+        return PageSet(
+            html=_rendered(self._project_html(project, entries)),
+            json=_rendered(self._project_json(project, versions, entries)),
+        )
+
+    def _file_entry(self, row: Any, release: Any) -> dict[str, Any]:
+        entry: dict[str, Any] = {
+            "filename": row.filename,
+            "url": file_url(self.url_prefix, row.sha256, row.filename),
+            "hashes": {"sha256": row.sha256},
+            "requires-python": row.requires_python,
+            "core-metadata": {"sha256": row.metadata_sha256} if row.metadata_sha256 else False,
+            "size": row.size,
+            "upload-time": upload_time(row.upload_time),
+            "yanked": (release.yanked_reason or True) if release.yanked else False,
+        }
+        return entry
+
+    def _project_json(self, project: Any, versions: list[str], entries: list[dict[str, Any]]) -> bytes:
+        status: dict[str, str] = {"status": project.status}
+        if project.status_reason:
+            status["reason"] = project.status_reason
+        document = {
+            "meta": {"api-version": API_VERSION, "_last-serial": project.serial},
+            "name": project.normalized_name,
+            "project-status": status,
+            "versions": versions,
+            "files": entries,
+        }
+        return _dumps(document)
+
+    def _project_html(self, project: Any, entries: list[dict[str, Any]]) -> str:
+        lines = []
+        for entry in entries:
+            attributes = [f'href="{escape(entry["url"])}#sha256={entry["hashes"]["sha256"]}"']
+            if entry["requires-python"]:
+                attributes.append(f'data-requires-python="{escape(entry["requires-python"])}"')
+            if entry["yanked"] is not False:
+                reason = "" if entry["yanked"] is True else entry["yanked"]
+                attributes.append(f'data-yanked="{escape(reason)}"')
+            if entry["core-metadata"]:
+                digest = entry["core-metadata"]["sha256"]
+                # Both spellings: PEP 714 renamed the attribute; older pip reads the old one.
+                attributes.append(f'data-dist-info-metadata="sha256={digest}"')
+                attributes.append(f'data-core-metadata="sha256={digest}"')
+            lines.append(f"    <a {' '.join(attributes)}>{escape(entry['filename'])}</a><br />\n")
+        status = ""
+        if project.status != "active":
+            status = f'    <meta name="pypi:project-status" content="{escape(project.status)}">\n'
+            if project.status_reason:
+                status += (
+                    '    <meta name="pypi:project-status-reason" '
+                    f'content="{escape(project.status_reason)}">\n'
+                )
+        return (
+            "<!DOCTYPE html>\n<html>\n  <head>\n"
+            f'    <meta name="pypi:repository-version" content="{API_VERSION}">\n'
+            f"{status}"
+            f"    <title>Links for {escape(project.normalized_name)}</title>\n  </head>\n"
+            f"  <body>\n    <h1>Links for {escape(project.normalized_name)}</h1>\n"
+            f"{''.join(lines)}  </body>\n</html>\n"
+        )
+
+
+def _dumps(document: Any) -> bytes:
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def negotiate(accept: str) -> str:
+    """Pick the simple-API content type for an Accept header (PEP 691).
+
+    q-values decide, not order; no header, `*/*` or nothing we serve -> text/html, because
+    hatch and Renovate send no Accept and parse HTML.
+    """
+    best, best_q = TEXT_HTML, 0.0
+    preference = {JSON_TYPE: 3, HTML_TYPE: 2, TEXT_HTML: 1}
+    for item in accept.split(","):
+        media, _, params = item.strip().partition(";")
+        media = media.strip().lower()
+        media = {
+            "application/vnd.pypi.simple.latest+json": JSON_TYPE,
+            "application/vnd.pypi.simple.latest+html": HTML_TYPE,
+        }.get(media, media)
+        if media not in preference:
+            continue
+        q = 1.0
+        for param in params.split(";"):
+            key, _, value = param.strip().partition("=")
+            if key.strip() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        if q <= 0:
+            continue
+        if q > best_q or (q == best_q and preference[media] > preference[best]):
+            best, best_q = media, q
+    return best

@@ -1,0 +1,174 @@
+"""Project-level use cases: roles, the journal, yanking and project status."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from packaging.utils import NormalizedName, canonicalize_name, canonicalize_version
+from packaging.version import InvalidVersion
+from sqlalchemy import Connection, Engine, select, update
+
+from keyless.store import db
+
+from .accounts import Identity, now
+
+STATUSES = ("active", "archived", "quarantined")
+ROLES = ("owner", "maintainer")
+
+
+class ProjectError(Exception):
+    """A project action that cannot be done; `.status` is the HTTP status to answer with."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+def role_of(conn: Connection, project_id: int, user_id: int) -> str | None:
+    return conn.execute(
+        select(db.roles.c.role).where(
+            db.roles.c.project_id == project_id, db.roles.c.user_id == user_id
+        )
+    ).scalar()
+
+
+def record_event(
+    conn: Connection,
+    index_id: int,
+    project: str | None,
+    action: str,
+    actor: str,
+    details: dict[str, Any],
+) -> int:
+    """Append to the journal and make the row's id the project's serial (cache key)."""
+    serial = int(
+        conn.execute(
+            db.journal.insert().values(
+                time=now(),
+                index_id=index_id,
+                project=project,
+                action=action,
+                actor=actor,
+                details=details,
+            )
+        ).inserted_primary_key[0]
+    )
+    if project is not None:
+        conn.execute(
+            update(db.projects)
+            .where(db.projects.c.index_id == index_id, db.projects.c.normalized_name == project)
+            .values(serial=serial)
+        )
+    return serial
+
+
+@dataclass
+class ProjectAdmin:
+    """Owner actions on a project. `on_change` invalidates cached pages."""
+
+    engine: Engine
+    on_change: Callable[[int, str], None]
+
+    def _owned_project(self, conn: Connection, identity: Identity, name: str) -> Any:
+        normalized = canonicalize_name(name)
+        project = conn.execute(
+            select(db.projects).where(
+                db.projects.c.index_id == identity.index_id,
+                db.projects.c.normalized_name == normalized,
+            )
+        ).first()
+        if project is None:
+            raise ProjectError(f"No project named {name!r} on this index.", status=404)
+        if not identity.may_touch(normalized) or role_of(conn, project.id, identity.user_id) != "owner":
+            raise ProjectError(
+                f"The user '{identity.username}' is not an owner of project '{project.name}'; "
+                "only owners may do this.",
+                status=403,
+            )
+        return project
+
+    def set_yanked(
+        self, identity: Identity, name: str, version: str, *, yanked: bool, reason: str = ""
+    ) -> dict[str, Any]:
+        """Yank (or unyank) a whole release, as PyPI does; raises ProjectError."""
+        try:
+            canonical = canonicalize_version(version, strip_trailing_zero=True)
+        except InvalidVersion:
+            raise ProjectError(f"{version!r} is not a valid version.") from None
+        if len(reason) > 2000:
+            raise ProjectError("The yank reason is too long (at most 2000 characters).")
+        with db.writing(self.engine) as conn:
+            project = self._owned_project(conn, identity, name)
+            release = conn.execute(
+                select(db.releases).where(
+                    db.releases.c.project_id == project.id,
+                    db.releases.c.canonical_version == canonical,
+                )
+            ).first()
+            if release is None:
+                raise ProjectError(
+                    f"Project '{project.name}' has no release {version!r}.", status=404
+                )
+            conn.execute(
+                update(db.releases)
+                .where(db.releases.c.id == release.id)
+                .values(yanked=yanked, yanked_reason=reason if yanked else "")
+            )
+            record_event(
+                conn,
+                identity.index_id,
+                project.normalized_name,
+                "yank_release" if yanked else "unyank_release",
+                identity.username,
+                {"version": release.version, "reason": reason},
+            )
+        self.on_change(identity.index_id, project.normalized_name)
+        return {"project": project.name, "version": release.version, "yanked": yanked, "reason": reason if yanked else ""}
+
+    def set_status(
+        self, identity: Identity, name: str, status: str, reason: str = ""
+    ) -> dict[str, Any]:
+        """Mark a project active, archived (no uploads) or quarantined (no files listed)."""
+        if status not in STATUSES:
+            raise ProjectError(f"Status must be one of {', '.join(STATUSES)}, not {status!r}.")
+        with db.writing(self.engine) as conn:
+            project = self._owned_project(conn, identity, name)
+            conn.execute(
+                update(db.projects)
+                .where(db.projects.c.id == project.id)
+                .values(status=status, status_reason=reason)
+            )
+            record_event(
+                conn,
+                identity.index_id,
+                project.normalized_name,
+                "set_status",
+                identity.username,
+                {"status": status, "reason": reason},
+            )
+        self.on_change(identity.index_id, project.normalized_name)
+        return {"project": project.name, "status": status, "reason": reason}
+
+
+def add_role(engine: Engine, index_id: int, project: str, username: str, role: str) -> None:
+    """Give a user a role on a project (admin CLI)."""
+    if role not in ROLES:
+        raise ProjectError(f"Role must be one of {', '.join(ROLES)}, not {role!r}.")
+    normalized: NormalizedName = canonicalize_name(project)
+    with db.writing(engine) as conn:
+        project_id = conn.execute(
+            select(db.projects.c.id).where(
+                db.projects.c.index_id == index_id, db.projects.c.normalized_name == normalized
+            )
+        ).scalar()
+        if project_id is None:
+            raise ProjectError(f"No project named {project!r} on this index.", status=404)
+        user_id = conn.execute(select(db.users.c.id).where(db.users.c.username == username)).scalar()
+        if user_id is None:
+            raise ProjectError(f"No user named {username!r}.", status=404)
+        conn.execute(db.roles.delete().where(db.roles.c.project_id == project_id, db.roles.c.user_id == user_id))
+        conn.execute(db.roles.insert().values(project_id=project_id, user_id=user_id, role=role))
+        record_event(conn, index_id, normalized, "add_role", "admin", {"user": username, "role": role})

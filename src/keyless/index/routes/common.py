@@ -1,0 +1,104 @@
+"""Pieces every route module uses: the per-app services, error responses, credentials."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+
+from keyless.config import Settings
+from keyless.store.blobs import BlobStore
+
+from ..accounts import InvalidCredentials
+from ..indexes import IndexInfo
+from ..pages import SimplePages
+from ..projects import ProjectAdmin
+from ..uploads import Uploads
+
+
+@dataclass
+class Services:
+    """Everything the handlers need, built once by create_app and kept on `app.state`."""
+
+    settings: Settings
+    engine: object
+    blobs: BlobStore
+    pages: SimplePages
+    uploads: Uploads
+    projects: ProjectAdmin
+    indexes: dict[str, IndexInfo]
+
+
+def services(request: Request) -> Services:
+    return request.app.state.services  # type: ignore[no-any-return]
+
+
+def error(request: Request, status: int, message: str) -> Response:
+    """A 4xx with a message saying what to fix, as JSON when the client prefers it.
+
+    The JSON shape is PyPI's (`code` is what uv prints); others get the message as text.
+    """
+    phrase = _PHRASES.get(status, "Error")
+    if "json" in request.headers.get("accept", ""):
+        return JSONResponse(
+            {"message": message, "code": f"{status} {message}", "title": phrase},
+            status_code=status,
+        )
+    return PlainTextResponse(f"{status} {message}\n", status_code=status)
+
+
+_PHRASES = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    406: "Not Acceptable",
+    409: "Conflict",
+    413: "Payload Too Large",
+    422: "Unprocessable Entity",
+}
+
+
+def index_or_none(request: Request) -> IndexInfo | None:
+    return services(request).indexes.get(request.path_params["index"])
+
+
+def unknown_index(request: Request) -> Response:
+    names = ", ".join(sorted(services(request).indexes)) or "none"
+    return error(
+        request, 404, f"No index named {request.path_params['index']!r} here; indexes: {names}."
+    )
+
+
+NO_CREDENTIALS = "Invalid or non-existent authentication information."
+
+
+def token_from_headers(request: Request) -> str:
+    """The API token a request carries: Basic `__token__:<token>`, or `token`/`bearer` schemes.
+
+    Raises InvalidCredentials saying what is wrong with what was sent.
+    """
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    scheme = scheme.lower()
+    value = value.strip()
+    if scheme in ("token", "bearer") and value:
+        return value
+    if scheme == "basic" and value:
+        try:
+            username, _, password = base64.b64decode(value, validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            raise InvalidCredentials(NO_CREDENTIALS + " The Basic credentials are not valid base64.") from None
+        if username != "__token__":
+            raise InvalidCredentials(
+                NO_CREDENTIALS + " Uploads need an API token: use '__token__' as the username "
+                "and the token (keyless-…) as the password."
+            )
+        return password
+    raise InvalidCredentials(
+        NO_CREDENTIALS + " Send an API token as Basic auth with username '__token__'."
+    )

@@ -1,0 +1,63 @@
+"""Distribution files and their PEP 658 metadata, at one content-addressed URL for all indexes."""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+from starlette.routing import Route
+
+from keyless.store import db
+
+from .common import error, services
+
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
+METADATA_SUFFIX = ".metadata"
+
+
+def _lookup(engine: object, sha256: str, filename: str) -> tuple[str | None, bool]:
+    """(metadata sha256, known) for a file served under this hash and name."""
+    with db.reading(engine) as conn:  # type: ignore[arg-type]
+        row = conn.execute(
+            select(db.files.c.metadata_sha256)
+            .where(db.files.c.sha256 == sha256, db.files.c.filename == filename)
+            .limit(1)
+        ).first()
+    return (row.metadata_sha256, True) if row else (None, False)
+
+
+async def download(request: Request) -> Response:
+    sha256, filename = request.path_params["sha256"], request.path_params["filename"]
+    if not SHA256.match(sha256):
+        return error(request, 404, "No such file: the path must be /files/<sha256>/<filename>.")
+    want_metadata = filename.endswith(METADATA_SUFFIX)
+    dist_name = filename[: -len(METADATA_SUFFIX)] if want_metadata else filename
+    svc = services(request)
+    metadata_sha256, known = await run_in_threadpool(_lookup, svc.engine, sha256, dist_name)
+    if not known:
+        return error(request, 404, f"No file {dist_name!r} with sha256 {sha256} here.")
+    if want_metadata:
+        if metadata_sha256 is None:
+            return error(request, 404, f"{dist_name!r} has no separate metadata file (PEP 658).")
+        blob, etag, media_type = metadata_sha256, f'"{metadata_sha256}"', "text/plain; charset=utf-8"
+    else:
+        blob, etag, media_type = sha256, f'"{sha256}"', "application/octet-stream"
+    # The bytes behind a hash never change, so clients may cache them forever.
+    headers = {"etag": etag, "cache-control": "max-age=31536000, immutable"}
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers=headers)
+    path = svc.blobs.path_for(blob)
+    if not path.is_file():
+        return error(request, 404, f"The bytes of {dist_name!r} are missing from the store.")
+    return FileResponse(
+        path,
+        media_type=media_type,
+        headers=headers,
+        filename=None if want_metadata else dist_name,
+    )
+
+
+routes = [Route("/files/{sha256}/{filename}", download, methods=["GET", "HEAD"])]

@@ -1,0 +1,160 @@
+"""PyPI's JSON API (`/{index}/pypi/{project}/json` and `.../{version}/json`).
+
+Twine, uv, Renovate and release tooling read these fields. Unknown projects answer 404 (never
+405 or 500: Renovate falls back only on 404). Not on the hot path: built per request.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from packaging.utils import canonicalize_name, canonicalize_version
+from packaging.version import InvalidVersion, Version
+from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from keyless.store import db
+
+from ..pages import file_url, upload_time
+from .common import error, index_or_none, services, unknown_index
+
+
+def _load(engine: Any, index_id: int, name: str) -> tuple[Any, list[Any], list[Any]] | None:
+    with db.reading(engine) as conn:
+        project = conn.execute(
+            select(db.projects).where(
+                db.projects.c.index_id == index_id, db.projects.c.normalized_name == name
+            )
+        ).first()
+        if project is None:
+            return None
+        releases = conn.execute(
+            select(db.releases).where(db.releases.c.project_id == project.id)
+        ).all()
+        files = conn.execute(
+            select(db.files)
+            .join(db.releases, db.releases.c.id == db.files.c.release_id)
+            .where(db.releases.c.project_id == project.id)
+            .order_by(db.files.c.filename)
+        ).all()
+    return project, releases, files
+
+
+def _sort_key(release: Any) -> Version:
+    return Version(release.version)
+
+
+def _latest(releases: list[Any]) -> Any:
+    """PyPI's choice: the newest non-yanked final release, else the newest of any kind."""
+    ordered = sorted(releases, key=_sort_key, reverse=True)
+    for release in ordered:
+        if not release.yanked and not Version(release.version).is_prerelease:
+            return release
+    for release in ordered:
+        if not release.yanked:
+            return release
+    return ordered[0]
+
+
+def _file_json(base: str, row: Any, release: Any) -> dict[str, Any]:
+    return {
+        "comment_text": "",
+        "digests": {"md5": row.md5, "sha256": row.sha256, "blake2b_256": row.blake2_256},
+        "downloads": -1,
+        "filename": row.filename,
+        "has_sig": False,
+        "md5_digest": row.md5,
+        "packagetype": row.packagetype,
+        "python_version": row.python_version,
+        "requires_python": row.requires_python,
+        "size": row.size,
+        "upload_time": upload_time(row.upload_time)[:19],
+        "upload_time_iso_8601": upload_time(row.upload_time),
+        "url": file_url(base, row.sha256, row.filename),
+        "yanked": bool(release.yanked),
+        "yanked_reason": release.yanked_reason or None,
+    }
+
+
+def _info(base: str, index: str, project: Any, release: Any) -> dict[str, Any]:
+    info = dict(release.info)
+    info.update(
+        name=project.name,
+        version=release.version,
+        package_url=f"{base}/{index}/project/{project.normalized_name}/",
+        project_url=f"{base}/{index}/project/{project.normalized_name}/",
+        release_url=f"{base}/{index}/project/{project.normalized_name}/{release.version}/",
+        bugtrack_url=None,
+        docs_url=None,
+        downloads={"last_day": -1, "last_month": -1, "last_week": -1},
+        yanked=bool(release.yanked),
+        yanked_reason=release.yanked_reason or None,
+    )
+    return info
+
+
+async def project_json(request: Request) -> Response:
+    return await _answer(request, version=None)
+
+
+async def release_json(request: Request) -> Response:
+    return await _answer(request, version=request.path_params["version"])
+
+
+async def _answer(request: Request, version: str | None) -> Response:
+    index = index_or_none(request)
+    if index is None:
+        return unknown_index(request)
+    raw = request.path_params["project"]
+    name = canonicalize_name(raw)
+    if raw != name:
+        suffix = f"{version}/json" if version else "json"
+        return RedirectResponse(f"/{index.name}/pypi/{name}/{suffix}", status_code=301)
+    loaded = await run_in_threadpool(_load, services(request).engine, index.id, name)
+    if loaded is None or not loaded[1]:
+        return error(request, 404, f"No project named {raw!r} on index {index.name!r}.")
+    project, releases, files = loaded
+    base = str(request.base_url).rstrip("/")
+    by_release: dict[int, list[Any]] = {r.id: [] for r in releases}
+    release_by_id = {r.id: r for r in releases}
+    for row in files:
+        if project.status != "quarantined":
+            by_release[row.release_id].append(_file_json(base, row, release_by_id[row.release_id]))
+    if version is None:
+        release = _latest(releases)
+        document = {
+            "info": _info(base, index.name, project, release),
+            "last_serial": project.serial,
+            "releases": {
+                r.version: by_release[r.id] for r in sorted(releases, key=_sort_key)
+            },
+            "urls": by_release[release.id],
+            "vulnerabilities": [],
+        }
+    else:
+        try:
+            wanted = canonicalize_version(version)
+        except InvalidVersion:
+            wanted = version
+        matches = [r for r in releases if r.canonical_version == wanted]
+        if not matches:
+            return error(
+                request, 404, f"Project {project.name!r} has no release {version!r}."
+            )
+        release = matches[0]
+        document = {
+            "info": _info(base, index.name, project, release),
+            "last_serial": project.serial,
+            "urls": by_release[release.id],
+            "vulnerabilities": [],
+        }
+    return JSONResponse(document, headers={"vary": "Accept"})
+
+
+routes = [
+    Route("/{index}/pypi/{project}/json", project_json),
+    Route("/{index}/pypi/{project}/{version}/json", release_json),
+]

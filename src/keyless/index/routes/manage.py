@@ -1,0 +1,103 @@
+"""The JSON management API for owners: yank/unyank releases, set project status.
+
+Authenticated with an API token (same header forms as uploads). Used by `keyless yank`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ..accounts import Identity, InvalidCredentials, authenticate
+from ..projects import ProjectError
+from .common import error, index_or_none, services, token_from_headers, unknown_index
+
+MAX_BODY = 64 * 1024
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if len(raw) > MAX_BODY:
+        raise ProjectError("The request body is too large.")
+    if not raw.strip():
+        return {}
+    try:
+        document = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise ProjectError("The request body must be a JSON object.") from None
+    if not isinstance(document, dict):
+        raise ProjectError("The request body must be a JSON object.")
+    return document
+
+
+def _text(document: dict[str, Any], key: str) -> str:
+    value = document.get(key, "")
+    if not isinstance(value, str):
+        raise ProjectError(f"{key!r} must be a string.")
+    return value
+
+
+async def _identity(request: Request) -> Identity:
+    return await run_in_threadpool(
+        authenticate, services(request).engine, token_from_headers(request)
+    )
+
+
+async def _run(request: Request, action: str) -> Response:
+    index = index_or_none(request)
+    if index is None:
+        return unknown_index(request)
+    admin = services(request).projects
+    try:
+        identity = await _identity(request)
+        if identity.index_id != index.id:
+            raise ProjectError(f"This API token is for another index, not {index.name!r}.", 403)
+        document = await _body(request)
+        project = request.path_params["project"]
+        if action == "status":
+            result = await run_in_threadpool(
+                admin.set_status,
+                identity,
+                project,
+                _text(document, "status"),
+                _text(document, "reason"),
+            )
+        else:
+            result = await run_in_threadpool(
+                lambda: admin.set_yanked(
+                    identity,
+                    project,
+                    request.path_params["version"],
+                    yanked=action == "yank",
+                    reason=_text(document, "reason"),
+                )
+            )
+    except InvalidCredentials as exc:
+        return error(request, 403, exc.reason)
+    except ProjectError as exc:
+        return error(request, exc.status, exc.message)
+    return JSONResponse(result)
+
+
+async def yank(request: Request) -> Response:
+    return await _run(request, "yank")
+
+
+async def unyank(request: Request) -> Response:
+    return await _run(request, "unyank")
+
+
+async def status(request: Request) -> Response:
+    return await _run(request, "status")
+
+
+routes = [
+    Route("/{index}/api/projects/{project}/releases/{version}/yank", yank, methods=["POST"]),
+    Route("/{index}/api/projects/{project}/releases/{version}/unyank", unyank, methods=["POST"]),
+    Route("/{index}/api/projects/{project}/status", status, methods=["POST"]),
+]

@@ -1,0 +1,88 @@
+"""The legacy upload API (`POST /{index}/legacy/`), as twine, uv, hatch and poetry send it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ..accounts import InvalidCredentials, authenticate
+from ..multipart import FileTooLarge, FormError, read_upload_form
+from ..uploads import UploadRejected, file_too_large
+from .common import error, index_or_none, services, token_from_headers, unknown_index
+
+# After refusing an upload early we still read (and drop) this much of the body, so that
+# clients still sending the file get our answer instead of a connection reset.
+DRAIN_LIMIT = 256 * 1024 * 1024
+
+
+async def _drain(body: AsyncIterator[bytes]) -> None:
+    read = 0
+    try:
+        async for chunk in body:
+            read += len(chunk)
+            if read > DRAIN_LIMIT:
+                return
+    except ClientDisconnect:
+        return
+
+
+async def upload(request: Request) -> Response:
+    index = index_or_none(request)
+    if index is None:
+        await _drain(request.stream())
+        return unknown_index(request)
+    svc = services(request)
+    body = request.stream()
+    try:
+        identity = await run_in_threadpool(authenticate, svc.engine, token_from_headers(request))
+    except InvalidCredentials as exc:
+        await _drain(body)
+        return error(request, 403, exc.reason)
+    try:
+        form = await read_upload_form(
+            request.headers.get("content-type", ""),
+            body,
+            svc.blobs,
+            max_file_size=index.max_file_size,
+        )
+    except FileTooLarge as exc:
+        await _drain(body)
+        return error(request, 400, file_too_large(exc.project or "(unnamed)", exc.limit))
+    except FormError as exc:
+        await _drain(body)
+        return error(request, exc.status, exc.message)
+    except ClientDisconnect:
+        return Response(status_code=400)  # nobody is listening; the temp file is gone
+    try:
+        outcome = await run_in_threadpool(svc.uploads.upload, index, identity, form)
+    except UploadRejected as exc:
+        return error(request, exc.status, exc.message)
+    return JSONResponse(
+        {
+            "message": "OK" if outcome.created else "OK: this exact file was already uploaded",
+            "filename": outcome.filename,
+            "sha256": outcome.sha256,
+            "project": outcome.project,
+        }
+    )
+
+
+async def missing_slash(request: Request) -> Response:
+    await _drain(request.stream())
+    target = request.url.path + "/"
+    return Response(
+        f"Upload URLs end with a slash: use {target}\n",
+        status_code=308,
+        headers={"location": target},
+        media_type="text/plain",
+    )
+
+
+routes = [
+    Route("/{index}/legacy/", upload, methods=["POST"]),
+    Route("/{index}/legacy", missing_slash, methods=["POST"]),
+]

@@ -1,0 +1,470 @@
+"""The upload use case: PyPI's validation order and texts, then an atomic store.
+
+Order (as PyPI, so clients see the same error for the same mistake): form fields, metadata
+(all errors at once), presence of a file, project and permission, description, filename,
+sizes, digests, duplicates, filename reuse, one sdist per release, the archive itself, and —
+beyond PyPI — the metadata inside the archive against the form and the filename.
+
+Nothing becomes visible until the end: the bytes sit in a fsynced temp file, are renamed into
+the content-addressed store, and only then is the database row committed.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from packaging.metadata import Metadata
+from packaging.utils import NormalizedName, canonicalize_name, canonicalize_version
+from sqlalchemy import Connection, Engine, select, update
+from sqlalchemy.exc import IntegrityError
+
+from keyless.dists import archives, filenames, metadata, names
+from keyless.dists.errors import DistError, InvalidMetadata
+from keyless.store import db
+from keyless.store.blobs import BlobStore
+
+from .accounts import Identity, now, touch_token
+from .indexes import IndexInfo
+from .multipart import UploadForm
+from .projects import record_event, role_of
+
+HELP = "https://pypi.org/help/"
+CORE_METADATA_URL = "https://packaging.python.org/specifications/core-metadata"
+PROJECT_NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
+HEX64 = re.compile(r"^[A-Fa-f0-9]{64}$")
+GIB = 1024**3
+MIB = 1024**2
+
+
+class UploadRejected(Exception):
+    """The upload is refused; `.message` is PyPI's text (or ours where PyPI has none)."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+@dataclass(frozen=True)
+class UploadOutcome:
+    filename: str
+    sha256: str
+    project: NormalizedName
+    created: bool  # False: the identical file was already there (idempotent re-upload)
+
+
+def _field_error(field: str, value: str, error: str) -> UploadRejected:
+    shown = value[:30] + "..." + value[-30:] if len(value) > 60 else value
+    return UploadRejected(
+        f"{shown!r} is an invalid value for {field}. Error: {error} "
+        f"See {CORE_METADATA_URL} for more information."
+    )
+
+
+def file_too_large(project: str, limit: int) -> str:
+    shown = f"{limit // MIB} MB" if limit >= MIB else f"{limit} bytes"
+    return (
+        f"File too large. Limit for project {project!r} is {shown}. "
+        f"See {HELP}#file-size-limit for more information."
+    )
+
+
+def check_form_fields(form: UploadForm) -> None:
+    """The upload-protocol fields (not metadata): protocol, action, name, filetype, digests."""
+    if form.first("protocol_version") not in ("", "1"):
+        raise UploadRejected("Unknown protocol version.")
+    action = form.first(":action")
+    if action != "file_upload":
+        raise UploadRejected(
+            f"Unsupported ':action' {action!r}: only 'file_upload' is accepted here."
+            if action
+            else "Missing ':action' field: send ':action=file_upload'."
+        )
+    name = form.first("name")
+    if not name:
+        raise _field_error("Name", name, "This field is required.")
+    if not PROJECT_NAME.match(name):
+        raise _field_error(
+            "Name",
+            name,
+            "Start and end with a letter or numeral containing only ASCII numeric and "
+            "'.', '_' and '-'.",
+        )
+    filetype = form.first("filetype")
+    if not filetype:
+        raise UploadRejected("Invalid value for filetype. Error: This field is required.")
+    if filetype not in ("sdist", "bdist_wheel"):
+        raise UploadRejected("Invalid value for filetype. Error: Use a known file type.")
+    for digest, label in (("sha256_digest", "SHA256"), ("blake2_256_digest", "BLAKE2")):
+        value = form.first(digest)
+        if value and not HEX64.match(value):
+            raise UploadRejected(
+                f"Invalid value for {digest}. Error: Use a valid, hex-encoded, {label} "
+                "message digest."
+            )
+    pyversion = form.first("pyversion")
+    if filetype != "sdist" and not pyversion:
+        raise UploadRejected(
+            "Invalid value for pyversion. Error: Python version is required for binary "
+            "distribution uploads."
+        )
+    if filetype == "sdist" and pyversion not in ("", "source"):
+        raise UploadRejected(
+            "Invalid value for pyversion. Error: Use 'source' as Python version for an sdist."
+        )
+    if not any(form.first(d) for d in ("md5_digest", "sha256_digest", "blake2_256_digest")):
+        raise UploadRejected("Error: Include at least one message digest.")
+
+
+@dataclass
+class ProjectRow:
+    id: int
+    name: str
+    normalized_name: NormalizedName
+    status: str
+    total_size: int
+
+
+def _find_project(conn: Connection, index_id: int, name: NormalizedName) -> ProjectRow | None:
+    row = conn.execute(
+        select(db.projects).where(
+            db.projects.c.index_id == index_id, db.projects.c.normalized_name == name
+        )
+    ).first()
+    if row is None:
+        return None
+    return ProjectRow(row.id, row.name, row.normalized_name, row.status, row.total_size)
+
+
+def _check_new_project_name(conn: Connection, index: IndexInfo, name: str) -> None:
+    """PyPI's name rules for a project the upload would create."""
+    try:
+        names.validate_project_name(name)
+    except DistError:
+        raise UploadRejected(f"The name {name!r} is invalid.") from None
+    if index.profile == "pypi" and canonicalize_name(name).replace("-", "_") in _stdlib_names():
+        raise UploadRejected(
+            f"The name {name!r} isn't allowed (conflict with Python Standard Library module "
+            f"name). See {HELP}#project-name for more information."
+        )
+    target = names.ultranormalize_name(name)
+    for existing in conn.execute(
+        select(db.projects.c.name).where(db.projects.c.index_id == index.id)
+    ).scalars():
+        if names.ultranormalize_name(existing) == target:
+            raise UploadRejected(
+                f"The name {name!r} is too similar to an existing project. "
+                f"See {HELP}#project-name for more information."
+            )
+
+
+def _stdlib_names() -> frozenset[str]:
+    return frozenset(n.lower() for n in sys.stdlib_module_names)
+
+
+def _check_permission(
+    conn: Connection, identity: Identity, project: ProjectRow | None, name: NormalizedName
+) -> None:
+    if not identity.may_touch(name):
+        scope = ", ".join(sorted(identity.projects or ()))
+        raise UploadRejected(
+            f"The user '{identity.username}' isn't allowed to upload to project "
+            f"'{project.name if project else name}'. This API token is limited to: {scope}.",
+            status=403,
+        )
+    if project is None:
+        return  # uploading creates the project; the uploader becomes its owner
+    if role_of(conn, project.id, identity.user_id) is None:
+        raise UploadRejected(
+            f"The user '{identity.username}' isn't allowed to upload to project "
+            f"'{project.name}'. See {HELP}#project-name for more information.",
+            status=403,
+        )
+    if project.status == "archived":
+        raise UploadRejected(
+            f"Project '{project.name}' is archived and accepts no new uploads. "
+            "An owner can make it active again with `keyless project status "
+            f"{project.normalized_name} active`.",
+            status=403,
+        )
+
+
+def _existing_file(conn: Connection, index_id: int, filename: str, blake2: str) -> bool | None:
+    """True: this exact file is there; False: the name or the bytes are taken; None: new."""
+    row = conn.execute(
+        select(db.files.c.blake2_256, db.files.c.sha256).where(
+            db.files.c.index_id == index_id, db.files.c.filename == filename
+        )
+    ).first()
+    if row is not None:
+        return row.blake2_256 == blake2
+    same_bytes = conn.execute(
+        select(db.files.c.id).where(db.files.c.index_id == index_id, db.files.c.blake2_256 == blake2)
+    ).first()
+    return False if same_bytes else None
+
+
+def _already_exists(filename: str, blake2: str) -> UploadRejected:
+    # The text must start with "File already exists": twine's --skip-existing looks for it.
+    return UploadRejected(
+        f"File already exists ({filename!r}, with blake2_256 hash {blake2!r}). "
+        f"See {HELP}#file-name-reuse for more information."
+    )
+
+
+def _release_id(conn: Connection, project_id: int, version: str) -> int | None:
+    row = conn.execute(
+        select(db.releases.c.id).where(
+            db.releases.c.project_id == project_id,
+            db.releases.c.canonical_version == canonicalize_version(version),
+        )
+    ).first()
+    return None if row is None else int(row.id)
+
+
+@dataclass
+class Uploads:
+    """Dependencies of the upload use case, passed in (no globals)."""
+
+    engine: Engine
+    blobs: BlobStore
+    on_change: Callable[[int, str], None]  # (index id, normalized project) -> invalidate caches
+
+    def upload(self, index: IndexInfo, identity: Identity, form: UploadForm) -> UploadOutcome:
+        """Validate and store one uploaded file; raises UploadRejected.
+
+        The staged temp file is always consumed: moved into the store or deleted.
+        """
+        try:
+            return self._upload(index, identity, form)
+        finally:
+            if form.file is not None:
+                form.file.discard()  # no-op once committed (the temp path is gone)
+
+    def _upload(self, index: IndexInfo, identity: Identity, form: UploadForm) -> UploadOutcome:
+        if identity.index_id != index.id:
+            raise UploadRejected(
+                f"This API token is for another index, not '{index.name}'. "
+                "Create a token for this index with `keyless token create`.",
+                status=403,
+            )
+        check_form_fields(form)
+        policy = index.policy
+        try:
+            meta = metadata.metadata_from_form(form.fields, policy)
+        except InvalidMetadata as exc:
+            raise UploadRejected(exc.message) from None
+        staged = form.file
+        if staged is None:
+            raise UploadRejected("Upload payload does not have a file.")
+        name = canonicalize_name(meta.name)
+
+        with db.reading(self.engine) as conn:
+            project = _find_project(conn, index.id, name)
+            if project is None:
+                _check_new_project_name(conn, index, meta.name)
+            _check_permission(conn, identity, project, name)
+
+        try:
+            metadata.check_description_renders(meta)
+            filenames.check_filename_safe(staged.filename, form.first("filetype"))
+        except DistError as exc:
+            raise UploadRejected(exc.message) from None
+
+        digests = staged.digests
+        if digests.size > index.max_file_size:
+            raise UploadRejected(
+                file_too_large(project.name if project else meta.name, index.max_file_size)
+            )
+        if project and project.total_size + digests.size > index.max_project_size:
+            raise UploadRejected(
+                f"Project size too large. Limit for project {project.name!r} total size is "
+                f"{index.max_project_size // GIB} GB. See {HELP}#project-size-limit"
+            )
+        for field, actual in (
+            ("md5_digest", digests.md5),
+            ("sha256_digest", digests.sha256),
+            ("blake2_256_digest", digests.blake2_256),
+        ):
+            sent = form.first(field)
+            if sent and sent.lower() != actual:
+                raise UploadRejected(
+                    "The digest supplied does not match a digest calculated from the "
+                    "uploaded file."
+                )
+
+        with db.reading(self.engine) as conn:
+            existing = _existing_file(conn, index.id, staged.filename, digests.blake2_256)
+            if existing:
+                return UploadOutcome(staged.filename, digests.sha256, name, created=False)
+            if existing is False:
+                raise _already_exists(staged.filename, digests.blake2_256)
+            if conn.execute(
+                select(db.filename_log).where(
+                    db.filename_log.c.index_id == index.id,
+                    db.filename_log.c.filename == staged.filename,
+                )
+            ).first():
+                raise UploadRejected(
+                    "This filename was previously used by a file that has since been deleted. "
+                    f"Use a different version. See {HELP}#file-name-reuse for more information."
+                )
+            if project is not None and form.first("filetype") == "sdist":
+                release = _release_id(conn, project.id, str(meta.version))
+                if release is not None and conn.execute(
+                    select(db.files.c.id).where(
+                        db.files.c.release_id == release, db.files.c.packagetype == "sdist"
+                    )
+                ).first():
+                    raise UploadRejected("Only one sdist may be uploaded per release.")
+
+        file_meta, metadata_bytes, dist = self._inspect_archive(staged.writer.path, staged.filename, meta, index)
+        return self._store(index, identity, form, meta, file_meta, metadata_bytes, dist)
+
+    def _inspect_archive(
+        self, path: object, filename: str, meta: Metadata, index: IndexInfo
+    ) -> tuple[Metadata, bytes, filenames.DistFilename]:
+        policy = index.policy
+        try:
+            dist = filenames.parse_dist_filename(filename, policy)
+            metadata_bytes = archives.read_core_metadata(path, dist)  # type: ignore[arg-type]
+            filenames.check_filename_matches_project(dist, meta.name, meta.version)
+            file_meta = metadata.parse_core_metadata(metadata_bytes, policy)
+            metadata.check_artifact_agrees(meta, file_meta, dist)
+        except DistError as exc:
+            raise UploadRejected(exc.message) from None
+        return file_meta, metadata_bytes, dist
+
+    def _store(
+        self,
+        index: IndexInfo,
+        identity: Identity,
+        form: UploadForm,
+        meta: Metadata,
+        file_meta: Metadata,
+        metadata_bytes: bytes,
+        dist: filenames.DistFilename,
+    ) -> UploadOutcome:
+        staged = form.file
+        assert staged is not None  # checked by the caller; for the type checker only
+        digests = staged.digests
+        name = canonicalize_name(meta.name)
+        metadata_sha256 = (
+            self.blobs.put_bytes(metadata_bytes) if dist.packagetype == "bdist_wheel" else None
+        )
+        self.blobs.commit(staged.writer.path, digests.sha256)
+        moment = now()
+        try:
+            with db.writing(self.engine) as conn:
+                project = _find_project(conn, index.id, name)
+                if project is None:
+                    _check_new_project_name(conn, index, meta.name)
+                    project_id = conn.execute(
+                        db.projects.insert().values(
+                            index_id=index.id,
+                            name=meta.name,
+                            normalized_name=name,
+                            status="active",
+                            status_reason="",
+                            serial=0,
+                            total_size=0,
+                            created=moment,
+                        )
+                    ).inserted_primary_key[0]
+                    conn.execute(
+                        db.roles.insert().values(
+                            project_id=project_id, user_id=identity.user_id, role="owner"
+                        )
+                    )
+                else:
+                    project_id = project.id
+                release_id = _release_id(conn, project_id, str(meta.version))
+                if release_id is None:
+                    release_id = conn.execute(
+                        db.releases.insert().values(
+                            project_id=project_id,
+                            version=str(meta.version),
+                            canonical_version=canonicalize_version(meta.version),
+                            created=moment,
+                            yanked=False,
+                            yanked_reason="",
+                            requires_python=str(meta.requires_python or "") or None,
+                            summary=meta.summary,
+                            info=release_info(meta),
+                        )
+                    ).inserted_primary_key[0]
+                conn.execute(
+                    db.files.insert().values(
+                        release_id=release_id,
+                        index_id=index.id,
+                        filename=staged.filename,
+                        packagetype=dist.packagetype,
+                        python_version=form.first("pyversion") or "source",
+                        sha256=digests.sha256,
+                        md5=digests.md5,
+                        blake2_256=digests.blake2_256,
+                        size=digests.size,
+                        metadata_sha256=metadata_sha256,
+                        requires_python=str(file_meta.requires_python or "") or None,
+                        upload_time=moment,
+                        uploaded_by=identity.username,
+                    )
+                )
+                conn.execute(
+                    db.filename_log.insert().values(index_id=index.id, filename=staged.filename)
+                )
+                conn.execute(
+                    update(db.projects)
+                    .where(db.projects.c.id == project_id)
+                    .values(total_size=db.projects.c.total_size + digests.size)
+                )
+                touch_token(conn, identity.token_id)
+                record_event(
+                    conn,
+                    index.id,
+                    name,
+                    "file_upload",
+                    identity.username,
+                    {"filename": staged.filename, "sha256": digests.sha256, "version": str(meta.version)},
+                )
+        except IntegrityError:
+            # Another client stored the same filename between our checks and our commit.
+            with db.reading(self.engine) as conn:
+                if _existing_file(conn, index.id, staged.filename, digests.blake2_256):
+                    return UploadOutcome(staged.filename, digests.sha256, name, created=False)
+            raise _already_exists(staged.filename, digests.blake2_256) from None
+        self.on_change(index.id, name)
+        return UploadOutcome(staged.filename, digests.sha256, name, created=True)
+
+
+def release_info(meta: Metadata) -> dict[str, object]:
+    """The metadata fields the JSON API serves, as JSON-ready values."""
+    urls = dict(meta.project_urls or {})
+    return {
+        "name": meta.name,
+        "version": str(meta.version),
+        "summary": meta.summary,
+        "description": meta.description,
+        "description_content_type": meta.description_content_type,
+        "author": meta.author,
+        "author_email": meta.author_email,
+        "maintainer": meta.maintainer,
+        "maintainer_email": meta.maintainer_email,
+        "license": meta.license,
+        "license_expression": str(meta.license_expression) if meta.license_expression else None,
+        "license_files": list(meta.license_files or []) or None,
+        "keywords": ",".join(meta.keywords or []) or None,
+        "classifiers": list(meta.classifiers or []),
+        "platform": list(meta.platforms or []) or None,
+        "home_page": meta.home_page,
+        "download_url": meta.download_url,
+        "requires_python": str(meta.requires_python) if meta.requires_python else None,
+        "requires_dist": [str(r) for r in meta.requires_dist or []] or None,
+        "provides_extra": [str(e) for e in meta.provides_extra or []] or None,
+        "project_urls": urls or None,
+        "dynamic": list(meta.dynamic or []) or None,
+    }
+

@@ -1,0 +1,216 @@
+"""The database schema and engine (SQLAlchemy Core; SQLite in WAL mode by default).
+
+Core rather than the ORM: the queries are few and explicit, and the hot paths stay cheap.
+The same tables work on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Connection,
+    DateTime,
+    Engine,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+)
+
+metadata = MetaData()
+
+indexes = Table(
+    "indexes",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("profile", String(16), nullable=False),
+    Column("max_file_size", BigInteger, nullable=False),
+    Column("max_project_size", BigInteger, nullable=False),
+    Column("created", DateTime(timezone=True), nullable=False),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("username", String(64), nullable=False, unique=True),
+    Column("password_hash", Text, nullable=False),
+    Column("is_admin", Boolean, nullable=False, default=False),
+    Column("created", DateTime(timezone=True), nullable=False),
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    # Only the sha256 of the secret is kept: tokens are random and long, so a slow hash adds
+    # nothing but latency on every upload.
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("user_id", ForeignKey("users.id"), nullable=False),
+    Column("index_id", ForeignKey("indexes.id"), nullable=False),
+    Column("projects", JSON, nullable=True),  # normalized names, or NULL for the whole index
+    Column("description", Text, nullable=False, default=""),
+    Column("created", DateTime(timezone=True), nullable=False),
+    Column("expires", DateTime(timezone=True), nullable=True),
+    Column("last_used", DateTime(timezone=True), nullable=True),
+    Column("revoked", DateTime(timezone=True), nullable=True),
+)
+
+projects = Table(
+    "projects",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("index_id", ForeignKey("indexes.id"), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("normalized_name", String(255), nullable=False),
+    Column("status", String(16), nullable=False, default="active"),
+    Column("status_reason", Text, nullable=False, default=""),
+    Column("serial", Integer, nullable=False, default=0),
+    Column("total_size", BigInteger, nullable=False, default=0),
+    Column("created", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("index_id", "normalized_name"),
+)
+
+roles = Table(
+    "roles",
+    metadata,
+    Column("project_id", ForeignKey("projects.id"), primary_key=True),
+    Column("user_id", ForeignKey("users.id"), primary_key=True),
+    Column("role", String(16), nullable=False),  # "owner" | "maintainer"
+)
+
+releases = Table(
+    "releases",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("project_id", ForeignKey("projects.id"), nullable=False),
+    Column("version", String(255), nullable=False),
+    # PEP 440 canonical form: 1.0 and 1.0.0 are one release, as on PyPI.
+    Column("canonical_version", String(255), nullable=False),
+    Column("created", DateTime(timezone=True), nullable=False),
+    Column("yanked", Boolean, nullable=False, default=False),
+    Column("yanked_reason", Text, nullable=False, default=""),
+    Column("requires_python", Text, nullable=True),
+    Column("summary", Text, nullable=True),
+    Column("info", JSON, nullable=False),  # the metadata fields the JSON API serves
+    UniqueConstraint("project_id", "canonical_version"),
+)
+
+files = Table(
+    "files",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("release_id", ForeignKey("releases.id"), nullable=False),
+    Column("index_id", ForeignKey("indexes.id"), nullable=False),
+    Column("filename", String(255), nullable=False),
+    Column("packagetype", String(16), nullable=False),
+    Column("python_version", String(64), nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("md5", String(32), nullable=False),
+    Column("blake2_256", String(64), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("metadata_sha256", String(64), nullable=True),
+    Column("requires_python", Text, nullable=True),
+    Column("upload_time", DateTime(timezone=True), nullable=False),
+    Column("uploaded_by", Text, nullable=False),
+    # The unique index makes "two clients upload the same filename at once" a database race
+    # with exactly one winner.
+    UniqueConstraint("index_id", "filename"),
+)
+Index("ix_files_release", files.c.release_id)
+Index("ix_files_sha256", files.c.sha256)
+
+# Every filename ever accepted, kept after a file is deleted: a filename's bytes never change.
+filename_log = Table(
+    "filename_log",
+    metadata,
+    Column("index_id", ForeignKey("indexes.id"), primary_key=True),
+    Column("filename", String(255), primary_key=True),
+)
+
+# The journal: one row per change, its id is the serial (PyPI's `last_serial`).
+journal = Table(
+    "journal",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("time", DateTime(timezone=True), nullable=False),
+    Column("index_id", ForeignKey("indexes.id"), nullable=False),
+    Column("project", String(255), nullable=True),
+    Column("action", String(64), nullable=False),
+    Column("actor", Text, nullable=False),
+    Column("details", JSON, nullable=False),
+)
+Index("ix_journal_project", journal.c.index_id, journal.c.project)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL: readers never block the writer; NORMAL sync is durable in WAL mode across crashes of
+    # the process (the blob itself is fsynced before its row is committed).
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def _sqlite_begin(conn: Any) -> None:
+    # A writing transaction takes the write lock at BEGIN, so read-then-write transactions
+    # cannot fail half-way with "database is locked" when two uploads race; readers stay
+    # concurrent (WAL).
+    if conn.get_execution_options().get("writing"):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    else:
+        conn.exec_driver_sql("BEGIN")
+
+
+@contextmanager
+def writing(engine: Engine) -> Iterator[Connection]:
+    """A transaction that will write: committed on success, rolled back on any exception."""
+    with engine.connect() as conn:
+        conn.execution_options(writing=True)
+        with conn.begin():
+            yield conn
+
+
+@contextmanager
+def reading(engine: Engine) -> Iterator[Connection]:
+    """A read-only snapshot (one transaction, so related reads agree with each other)."""
+    with engine.connect() as conn, conn.begin():
+        yield conn
+
+
+def open_database(url_or_path: str | Path) -> Engine:
+    """Open (and create if needed) the database; a plain path means SQLite."""
+    url = str(url_or_path)
+    if "://" not in url:
+        url = f"sqlite:///{Path(url).resolve()}"
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        # pysqlite's own transaction handling is turned off so BEGIN IMMEDIATE is ours.
+        event.listen(
+            engine,
+            "connect",
+            lambda dbapi_conn, _rec: setattr(dbapi_conn, "isolation_level", None),
+        )
+        event.listen(engine, "begin", _sqlite_begin)
+    else:
+        engine = create_engine(url, pool_pre_ping=True)
+    metadata.create_all(engine)
+    return engine

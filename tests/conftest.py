@@ -1,0 +1,252 @@
+"""Shared fixtures: a real keyless server on 127.0.0.1, driven over real HTTP(S)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from keyless.index.accounts import create_token, create_user
+from keyless.store.db import open_database
+
+KIB = 1024
+
+SERVER_CONFIG = """
+[indexes.test]
+profile = "pypi"
+
+[indexes.prod]
+profile = "pypi"
+
+[indexes.private]
+profile = "private"
+
+[indexes.tiny]
+profile = "private"
+max-file-size = "64KiB"
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def client_env(tmp: Path) -> dict[str, str]:
+    """An environment for pip/uv/twine that ignores this machine's own index settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_", "TWINE_"))}
+    env.update(
+        PIP_CONFIG_FILE=os.devnull,
+        PIP_DISABLE_PIP_VERSION_CHECK="1",
+        PIP_NO_INPUT="1",
+        UV_NO_CONFIG="1",
+        UV_CACHE_DIR=str(tmp / "uv-cache"),
+        UV_PYTHON_DOWNLOADS="never",
+        KEYRING_PROVIDER="disabled",
+        PYTHON_KEYRING_BACKEND="keyring.backends.null.Keyring",
+    )
+    return env
+
+
+@dataclass
+class TLSFiles:
+    ca: Path
+    cert: Path
+    key: Path
+
+
+def make_tls_files(folder: Path) -> TLSFiles:
+    """A throwaway CA and a certificate for 127.0.0.1/localhost signed by it."""
+    now = dt.datetime.now(dt.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "keyless test CA")])
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True, key_cert_sign=True, crl_sign=True,
+                content_commitment=False, key_encipherment=False, data_encipherment=False,
+                key_agreement=False, encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    files = TLSFiles(ca=folder / "ca.pem", cert=folder / "server.pem", key=folder / "server.key")
+    files.ca.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    files.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    files.key.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return files
+
+
+@dataclass
+class LiveServer:
+    """A `keyless serve` process and the handles tests need to use it."""
+
+    url: str
+    data_dir: Path
+    log_path: Path
+    process: subprocess.Popen[bytes]
+    tls: TLSFiles | None = None
+    _users: set[str] = field(default_factory=set)
+
+    @property
+    def database(self) -> Path:
+        return self.data_dir / "keyless.db"
+
+    def simple_url(self, index: str) -> str:
+        return f"{self.url}/{index}/simple/"
+
+    def upload_url(self, index: str) -> str:
+        return f"{self.url}/{index}/legacy/"
+
+    def user(self, name: str) -> str:
+        if name not in self._users:
+            create_user(open_database(self.database), name, "correct horse battery")
+            self._users.add(name)
+        return name
+
+    def token(
+        self,
+        username: str,
+        index: str,
+        projects: list[str] | None = None,
+        expires_in: dt.timedelta | None = None,
+    ) -> str:
+        self.user(username)
+        return create_token(
+            open_database(self.database), username, index, projects=projects, expires_in=expires_in
+        ).token
+
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def client(self) -> httpx.Client:
+        verify: str | bool = str(self.tls.ca) if self.tls else True
+        return httpx.Client(base_url=self.url, verify=verify, timeout=30)
+
+
+def start_server(folder: Path, tls: TLSFiles | None = None) -> LiveServer:
+    folder.mkdir(parents=True, exist_ok=True)
+    config = folder / "keyless.toml"
+    config.write_text(SERVER_CONFIG, encoding="utf-8")
+    port = free_port()
+    command = [
+        sys.executable, "-m", "keyless", "serve",
+        "--config", str(config), "--data", str(folder / "data"), "--port", str(port),
+    ]
+    if tls:
+        command += ["--tls-cert", str(tls.cert), "--tls-key", str(tls.key)]
+    log_path = folder / "server.log"
+    log = log_path.open("wb")
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    scheme = "https" if tls else "http"
+    server = LiveServer(
+        url=f"{scheme}://127.0.0.1:{port}",
+        data_dir=folder / "data",
+        log_path=log_path,
+        process=process,
+        tls=tls,
+    )
+    deadline = time.monotonic() + 30
+    with server.client() as client:
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"keyless serve exited early:\n{server.log()}")
+            try:
+                if client.get("/_/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                process.kill()
+                raise RuntimeError(f"keyless serve did not answer in 30 s:\n{server.log()}")
+            time.sleep(0.1)
+    return server
+
+
+def stop_server(server: LiveServer) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        server.process.wait()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """One plain-http server for the session; tests use distinct project names."""
+    live = start_server(tmp_path_factory.mktemp("server"))
+    yield live
+    stop_server(live)
+
+
+@pytest.fixture(scope="session")
+def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """The same server behind real TLS, with a CA the clients are told to trust."""
+    folder = tmp_path_factory.mktemp("tls-server")
+    live = start_server(folder, tls=make_tls_files(folder))
+    yield live
+    stop_server(live)
+
+
+@pytest.fixture
+def http(server: LiveServer) -> Iterator[httpx.Client]:
+    with server.client() as client:
+        yield client
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return client_env(tmp_path)
