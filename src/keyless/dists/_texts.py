@@ -29,7 +29,10 @@ def form_field_error(label: str, value: str, reason: str) -> str:
     """PyPI's text for an upload-form field that fails before metadata is parsed."""
     # PyPI abbreviates long values so the reason phrase stays readable.
     shown = value[:30] + "..." + value[-30:] if len(value) > 60 else value
-    return f"{shown!r} is an invalid value for {label}. Error: {reason} See {CORE_METADATA_URL} for more information."
+    return (
+        f"{shown!r} is an invalid value for {label}. Error: {reason} "
+        f"See {CORE_METADATA_URL} for more information."
+    )
 
 
 def metadata_error(message: str, *, url: str = CORE_METADATA_URL) -> str:

@@ -104,8 +104,7 @@ def parse_dist_filename(filename: str, policy: Policy) -> DistFilename:
             for platform in sorted({tag.platform for tag in tags}):
                 if not is_allowed_platform(platform):
                     raise DistError(
-                        f"Binary wheel '{filename}' has an unsupported platform tag "
-                        f"'{platform}'."
+                        f"Binary wheel '{filename}' has an unsupported platform tag '{platform}'."
                     )
         return DistFilename(filename, WHEEL, name, version, tags)
     if filename.endswith(".tar.gz"):

@@ -80,7 +80,7 @@ _FIELDS: tuple[_Field, ...] = (
 )
 _BY_FORM = {f.form: f for f in _FIELDS}
 _BY_RAW = {f.raw: f for f in _FIELDS}
-_HEADERS = frozenset(f.header.lower() for f in _FIELDS)
+_BY_HEADER = {f.header.lower(): f for f in _FIELDS}
 
 # Errors on these fields explain most others, so PyPI reports them first; after them, fields
 # in alphabetical order.
@@ -89,6 +89,8 @@ _PRIORITY = ("metadata-version", "name", "version")
 # PEP 643 lets a field be dynamic unless it identifies the distribution; PyPI also refuses
 # "Dynamic" itself.
 _NOT_DYNAMIC = frozenset({"metadata-version", "name", "version", "dynamic"})
+
+_BEFORE_LICENSE_FILE = frozenset(METADATA_VERSIONS[: METADATA_VERSIONS.index("2.4")])
 
 _MAX_SUMMARY = 512
 _MAX_URL_LABEL = 32
@@ -189,7 +191,9 @@ def _policy_errors(meta: Metadata, policy: Policy) -> list[FieldError]:
     unknown = classifiers - set(all_classifiers)
     if policy.allow_private_classifiers:
         unknown = {c for c in unknown if not c.startswith("Private ::")}
-    errors.extend(FieldError("classifier", f"{c!r} is not a valid classifier.") for c in sorted(unknown))
+    errors.extend(
+        FieldError("classifier", f"{c!r} is not a valid classifier.") for c in sorted(unknown)
+    )
     for c in sorted(classifiers & deprecated_classifiers.keys()):
         replacements = deprecated_classifiers[c]
         if replacements:
@@ -276,7 +280,7 @@ def _validate(
 
 
 def _parse_project_urls(values: Sequence[str]) -> dict[str, str] | None:
-    """"Label, URL" pairs as a mapping; None when a label repeats (ambiguous)."""
+    """ "Label, URL" pairs as a mapping; None when a label repeats (ambiguous)."""
     urls: dict[str, str] = {}
     for value in values:
         label, _, url = value.partition(",")
@@ -304,28 +308,21 @@ def metadata_from_form(form: Mapping[str, Sequence[str]], policy: Policy) -> Met
         values = _clean_all([given] if isinstance(given, str) else given)
         if not values:
             continue
+        parsed: Any = None
         if spec.kind == "multi":
-            raw[spec.raw] = values
-        elif len(values) != 1:
+            parsed = values
+        elif spec.kind == "urls":
+            parsed = _parse_project_urls(values)
+        elif len(values) == 1:
+            # A single-use field sent twice is ambiguous: refuse rather than pick one.
+            if spec.kind == "single":
+                parsed = values[0]
+            else:  # keywords: one comma-separated string
+                parsed = [k.strip() for k in values[0].split(",")]
+        if parsed is None:
             unparsed.append(FieldError(key, f"{key!r} has invalid data"))
-        elif spec.kind == "single":
-            raw[spec.raw] = values[0]
-        elif spec.kind == "keywords":
-            raw[spec.raw] = [k.strip() for k in values[0].split(",")]
-        elif (urls := _parse_project_urls(values)) is not None:
-            raw[spec.raw] = urls
         else:
-            unparsed.append(FieldError(key, f"{key!r} has invalid data"))
-    if spec_urls := form.get("project_urls"):
-        # Several "Label, URL" values are normal for project_urls; only duplicates are invalid.
-        values = _clean_all([spec_urls] if isinstance(spec_urls, str) else spec_urls)
-        unparsed = [e for e in unparsed if e.field != "project_urls"]
-        if values:
-            urls = _parse_project_urls(values)
-            if urls is None:
-                unparsed.append(FieldError("project_urls", "'project_urls' has invalid data"))
-            else:
-                raw["project_urls"] = urls
+            raw[spec.raw] = parsed
 
     # The upload form's Name check runs before metadata parsing and has its own wording.
     leading: list[str] = []
@@ -358,10 +355,7 @@ def parse_core_metadata(data: bytes, policy: Policy) -> Metadata:
                 raw[key] = cleaned_list
         else:
             raw[key] = value
-    declared = raw.get("metadata_version")
-    if declared in METADATA_VERSIONS and METADATA_VERSIONS.index(declared) < METADATA_VERSIONS.index(
-        "2.4"
-    ):
+    if raw.get("metadata_version") in _BEFORE_LICENSE_FILE:
         # setuptools wrote License-File (with other semantics) long before PEP 639 defined it
         # in 2.4; twine drops those entries rather than fail, so PyPI never sees them.
         raw.pop("license_files", None)
@@ -369,14 +363,67 @@ def parse_core_metadata(data: bytes, policy: Policy) -> Metadata:
     unparsed = [
         FieldError(
             key,
-            f"{key!r} has invalid data" if key in _HEADERS else f"unrecognized field: {key!r}",
+            f"{key!r} has invalid data" if key in _BY_HEADER else f"unrecognized field: {key!r}",
         )
         for key in leftovers
     ]
     # A required field that could not be parsed is reported once, as unparsable.
-    skip = frozenset(k for k in leftovers if k in _PRIORITY and _BY_RAW_HEADER(k) not in raw)
+    skip = frozenset(k for k in leftovers if k in _PRIORITY and _BY_HEADER[k].raw not in raw)
     return _validate(raw, policy, unparsed=unparsed, skip_fields=skip)
 
 
-def _BY_RAW_HEADER(header: str) -> str:  # noqa: N802
-    return next(f.raw for f in _FIELDS if f.header.lower() == header)
+def check_description_renders(meta: Metadata) -> None:
+    """Check that the long description renders with readme_renderer, as PyPI requires.
+
+    The content type selects the renderer (reStructuredText when none is declared). Raises
+    ``DistError`` with PyPI's text when rendering fails.
+    """
+    if not meta.description:
+        return
+    declared = meta.description_content_type
+    # Only the media type selects the renderer; parameters (charset, variant) do not.
+    content_type = "text/x-rst"
+    if declared:
+        header = email.message.EmailMessage()
+        header["content-type"] = declared
+        content_type = header.get_content_type()
+    render = _RENDERERS.get(content_type, readme_renderer.txt.render)
+    if render(meta.description) is not None:
+        return
+    if declared:
+        reason = f"The description failed to render for '{declared}'."
+    else:
+        reason = "The description failed to render in the default format of reStructuredText."
+    raise DistError(f"{reason} See {_texts.DESCRIPTION_HELP_URL} for more information.")
+
+
+def check_artifact_agrees(form_meta: Metadata, file_meta: Metadata, dist: DistFilename) -> None:
+    """Check that the upload form, the file name and the artifact's own metadata agree.
+
+    PyPI trusts the form; keyless also reads METADATA/PKG-INFO from the artifact, because that
+    file is what installers see (it is served as the PEP 658 metadata). Names are compared
+    normalized and versions by PEP 440 equality (1.0 == 1.0.0). Raises ``DistError`` naming
+    which source says what.
+    """
+    inside = "METADATA" if dist.packagetype != SDIST else "PKG-INFO"
+    where = f"the uploaded file's {inside}"
+    if canonicalize_name(file_meta.name) != canonicalize_name(form_meta.name):
+        raise DistError(
+            f"The name in {where} is {file_meta.name!r} but the upload form says "
+            f"{form_meta.name!r}. Rebuild the distribution or fix the upload."
+        )
+    if canonicalize_name(file_meta.name) != dist.name:
+        raise DistError(
+            f"The name in {where} is {file_meta.name!r} but the file name "
+            f"{dist.filename!r} says {dist.name!r}. Rebuild the distribution."
+        )
+    if file_meta.version != form_meta.version:
+        raise DistError(
+            f"The version in {where} is '{file_meta.version}' but the upload form says "
+            f"'{form_meta.version}'. Rebuild the distribution or fix the upload."
+        )
+    if file_meta.version != dist.version:
+        raise DistError(
+            f"The version in {where} is '{file_meta.version}' but the file name "
+            f"{dist.filename!r} says '{dist.version}'. Rebuild the distribution."
+        )

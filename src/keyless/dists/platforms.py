@@ -54,7 +54,9 @@ _MACOS_ARCHES = frozenset(
 _MACOS_MAJORS_SINCE_11 = frozenset({"11", "12", "13", "14", "15", "26"})
 
 _GLIBC_OR_MUSL = re.compile(r"(many|musl)linux_\d+_\d+_(.+)\Z")
-_MUSLLINUX_ARCHES = frozenset({"x86_64", "i686", "aarch64", "armv7l", "ppc64le", "s390x", "riscv64"})
+_MUSLLINUX_ARCHES = frozenset(
+    {"x86_64", "i686", "aarch64", "armv7l", "ppc64le", "s390x", "riscv64"}
+)
 _MANYLINUX_ARCHES = _MUSLLINUX_ARCHES | {"ppc64"}
 
 _IOS = re.compile(r"ios_\d+_\d+_(.+)_(?:iphoneos|iphonesimulator)\Z")
