@@ -427,3 +427,15 @@ def check_artifact_agrees(form_meta: Metadata, file_meta: Metadata, dist: DistFi
             f"The version in {where} is '{file_meta.version}' but the file name "
             f"{dist.filename!r} says '{dist.version}'. Rebuild the distribution."
         )
+
+
+def declared_license_files(data: bytes) -> list[str]:
+    """The License-File entries of a METADATA/PKG-INFO file that the artifact must contain.
+
+    Entries under a Metadata-Version before 2.4 are setuptools' older, different convention
+    and are ignored, as twine (and so PyPI) ignores them. Never raises.
+    """
+    parsed, _ = parse_email(data)
+    if parsed.get("metadata_version") in _BEFORE_LICENSE_FILE:
+        return []
+    return _clean_all(parsed.get("license_files") or [])
