@@ -324,10 +324,13 @@ def metadata_from_form(form: Mapping[str, Sequence[str]], policy: Policy) -> Met
         else:
             raw[spec.raw] = parsed
 
-    # The upload form's Name check runs before metadata parsing and has its own wording.
+    # The upload form's Name check runs before metadata parsing, has its own wording, and
+    # (like any HTML form field) looks at the first value only.
     leading: list[str] = []
+    given_names = form.get("name") or []
+    names = _clean_all([given_names] if isinstance(given_names, str) else given_names)
     try:
-        validate_project_name(raw.get("name", ""))
+        validate_project_name(names[0] if names else "")
     except DistError as exc:
         leading.append(exc.message)
     return _validate(
@@ -335,7 +338,10 @@ def metadata_from_form(form: Mapping[str, Sequence[str]], policy: Policy) -> Met
         policy,
         leading=leading,
         unparsed=unparsed,
-        skip_fields=frozenset({"name"}) if leading else frozenset(),
+        skip_fields=frozenset(
+            # Reported once: as the form's Name error, or as unparsable.
+            [*(["name"] if leading else []), *(_BY_FORM[e.field].header.lower() for e in unparsed)]
+        ),
     )
 
 
