@@ -6,6 +6,7 @@ import datetime as dt
 import ipaddress
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -49,7 +50,11 @@ def free_port() -> int:
 
 def client_env(tmp: Path) -> dict[str, str]:
     """An environment for pip/uv/twine that ignores this machine's own index settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_", "TWINE_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PIP_", "UV_", "TWINE_")) and k not in CA_VARIABLES
+    }
     env.update(
         PIP_CONFIG_FILE=os.devnull,
         PIP_DISABLE_PIP_VERSION_CHECK="1",
@@ -61,6 +66,15 @@ def client_env(tmp: Path) -> dict[str, str]:
         PYTHON_KEYRING_BACKEND="keyring.backends.null.Keyring",
     )
     return env
+
+
+# Variables through which clients pick their trusted CAs; a test decides them itself.
+CA_VARIABLES = ("SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+
+
+def trust(env: dict[str, str], ca: Path) -> dict[str, str]:
+    """Make pip, uv, twine and httpx trust `ca`, as a user of a private CA would."""
+    return {**env, "SSL_CERT_FILE": str(ca), "REQUESTS_CA_BUNDLE": str(ca)}
 
 
 @dataclass
@@ -172,7 +186,7 @@ class LiveServer:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
     def client(self) -> httpx.Client:
-        verify: str | bool = str(self.tls.ca) if self.tls else True
+        verify = ssl.create_default_context(cafile=str(self.tls.ca)) if self.tls else True
         return httpx.Client(base_url=self.url, verify=verify, timeout=30)
 
 

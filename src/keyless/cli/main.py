@@ -227,6 +227,16 @@ def cmd_project_status(args: argparse.Namespace) -> int:
     return _remote(args, f"{args.project}/status", {"status": args.status, "reason": args.reason or ""})
 
 
+def cmd_gc(args: argparse.Namespace) -> int:
+    from keyless.index.maintenance import collect_garbage
+    from keyless.store.blobs import BlobStore
+
+    settings = _settings(args)
+    removed = collect_garbage(_engine(args), BlobStore(settings.blob_dir), args.min_age)
+    print(f"removed {removed} orphaned file(s)")
+    return 0
+
+
 def _server_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="TOML config file (also KEYLESS_CONFIG)")
     parser.add_argument("--data", help="data folder (default ./keyless-data; KEYLESS_DATA)")
@@ -314,6 +324,10 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("status", choices=["active", "archived", "quarantined"])
     status.add_argument("--reason", default="")
     status.set_defaults(handler=cmd_project_status)
+    gc = commands.add_parser("gc", help="remove orphaned blobs and temp files")
+    _server_options(gc)
+    gc.add_argument("--min-age", type=float, default=3600, help="seconds (default 3600)")
+    gc.set_defaults(handler=cmd_gc)
     return parser
 
 

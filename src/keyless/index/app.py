@@ -17,6 +17,7 @@ from keyless.store.blobs import BlobStore
 from keyless.store.db import open_database
 
 from .indexes import ensure_indexes, load_indexes
+from .maintenance import collect_garbage
 from .pages import SimplePages
 from .projects import ProjectAdmin
 from .routes import files, jsonapi, manage, simple, upload
@@ -94,6 +95,7 @@ def create_app(settings: Settings) -> Starlette:
     engine = open_database(settings.database)
     ensure_indexes(engine, settings.indexes)
     blobs = BlobStore(settings.blob_dir)
+    collect_garbage(engine, blobs)
     url_prefix = urlparse(settings.public_url).path.rstrip("/") if settings.public_url else ""
     pages = SimplePages(engine, url_prefix)
     state = Services(

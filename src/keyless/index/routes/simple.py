@@ -41,13 +41,19 @@ async def project(request: Request) -> Response:
     return _send(request, pages)
 
 
-async def add_slash(request: Request) -> Response:
+async def root_slash(request: Request) -> Response:
     return RedirectResponse(request.url.path + "/", status_code=301)
+
+
+async def project_slash(request: Request) -> Response:
+    # One hop straight to the canonical URL, whatever was wrong with the one asked for.
+    normalized = canonicalize_name(request.path_params["project"])
+    return RedirectResponse(f"/{request.path_params['index']}/simple/{normalized}/", 301)
 
 
 routes = [
     Route("/{index}/simple/", root),
-    Route("/{index}/simple", add_slash),
+    Route("/{index}/simple", root_slash),
     Route("/{index}/simple/{project}/", project),
-    Route("/{index}/simple/{project}", add_slash),
+    Route("/{index}/simple/{project}", project_slash),
 ]

@@ -1,0 +1,172 @@
+"""The acceptance path with the real clients people use: twine, uv and pip against a live server."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.builders import build_sdist, build_wheel
+from tests.conftest import LiveServer, trust
+
+pytestmark = pytest.mark.clients
+
+
+def run(command: list[str], env: dict[str, str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, timeout=300, check=False)
+
+
+def write_dists(folder: Path, name: str, version: str, module: str | None = None) -> list[Path]:
+    """A wheel (with an importable module) and an sdist of `name` `version` in `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    module = module or name.replace("-", "_")
+    code = f"VERSION = {version!r}\n".encode()
+    paths = []
+    for filename, data in (
+        build_wheel(name, version, extra_files={f"{module}/__init__.py": code}),
+        build_sdist(name, version),
+    ):
+        path = folder / filename
+        path.write_bytes(data)
+        paths.append(path)
+    return paths
+
+
+def twine_upload(server: LiveServer, index: str, token: str, files: list[Path], env: dict[str, str], *extra: str) -> subprocess.CompletedProcess[str]:
+    command = [
+        sys.executable, "-m", "twine", "upload", "--non-interactive", "--disable-progress-bar",
+        "--repository-url", server.upload_url(index), "-u", "__token__", "-p", token,
+        *extra, *map(str, files),
+    ]
+    return run(command, env)
+
+
+def make_venv(tmp_path: Path) -> Path:
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    return venv
+
+
+def test_twine_upload_then_pip_install_over_tls(tls_server: LiveServer, tmp_path: Path, env: dict[str, str]) -> None:
+    assert tls_server.tls is not None
+    env = trust(env, tls_server.tls.ca)
+    token = tls_server.token("tls-owner", "prod")
+    files = write_dists(tmp_path / "dist", "tls-demo", "1.0.0")
+
+    uploaded = twine_upload(tls_server, "prod", token, files, env)
+    assert uploaded.returncode == 0, uploaded.stdout + uploaded.stderr
+
+    target = tmp_path / "site"
+    installed = run(
+        [sys.executable, "-m", "pip", "install", "--no-cache-dir", "--target", str(target),
+         "--index-url", tls_server.simple_url("prod"), "tls-demo"],
+        env,
+    )
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    assert (target / "tls_demo" / "__init__.py").read_text() == "VERSION = '1.0.0'\n"
+    # The access log saw the upload but never the token.
+    assert "POST /prod/legacy/" in tls_server.log()
+    assert token not in tls_server.log()
+
+
+def test_uv_publish_with_token_then_uv_pip_install(server: LiveServer, tmp_path: Path, env: dict[str, str]) -> None:
+    token = server.token("uv-owner", "prod")
+    files = write_dists(tmp_path / "dist", "uv-demo", "2.1")
+
+    published = run(
+        [sys.executable, "-m", "uv", "publish", "--publish-url", server.upload_url("prod"),
+         "--token", token, *map(str, files)],
+        env,
+    )
+    assert published.returncode == 0, published.stdout + published.stderr
+
+    venv = make_venv(tmp_path)
+    installed = run(
+        [sys.executable, "-m", "uv", "pip", "install", "--python", str(venv / "bin" / "python"),
+         "--index-url", server.simple_url("prod"), "uv-demo==2.1"],
+        env,
+    )
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    check = run([str(venv / "bin" / "python"), "-c", "import uv_demo; print(uv_demo.VERSION)"], env)
+    assert check.stdout.strip() == "2.1"
+
+
+def test_pip_and_uv_read_the_html_pages(server: LiveServer, tmp_path: Path, env: dict[str, str]) -> None:
+    """--find-links makes pip and uv parse our HTML project page instead of the JSON one."""
+    token = server.token("html-owner", "prod")
+    files = write_dists(tmp_path / "dist", "html-demo", "0.3")
+    assert twine_upload(server, "prod", token, files, env).returncode == 0
+    page = f"{server.simple_url('prod')}html-demo/"
+
+    target = tmp_path / "pip-site"
+    by_pip = run(
+        [sys.executable, "-m", "pip", "install", "--no-cache-dir", "--no-index", "--target",
+         str(target), "--find-links", page, "html-demo"],
+        env,
+    )
+    assert by_pip.returncode == 0, by_pip.stdout + by_pip.stderr
+    assert (target / "html_demo" / "__init__.py").exists()
+
+    venv = make_venv(tmp_path)
+    by_uv = run(
+        [sys.executable, "-m", "uv", "pip", "install", "--python", str(venv / "bin" / "python"),
+         "--no-index", "--find-links", page, "html-demo"],
+        env,
+    )
+    assert by_uv.returncode == 0, by_uv.stdout + by_uv.stderr
+
+
+def test_twine_skip_existing_rerun_and_changed_bytes(server: LiveServer, tmp_path: Path, env: dict[str, str]) -> None:
+    token = server.token("rerun-owner", "prod")
+    files = write_dists(tmp_path / "dist", "rerun-demo", "1.0")
+    assert twine_upload(server, "prod", token, files, env).returncode == 0
+
+    again = twine_upload(server, "prod", token, files, env, "--skip-existing")
+    assert again.returncode == 0, again.stdout + again.stderr
+
+    # Same filename, different bytes: a loud failure, and --skip-existing sees "already exists".
+    changed = write_dists(tmp_path / "changed", "rerun-demo", "1.0", module="rerun_demo_changed")
+    refused = twine_upload(server, "prod", token, changed[:1], env, "--verbose")
+    assert refused.returncode != 0
+    assert "File already exists" in refused.stdout + refused.stderr
+    skipped = twine_upload(server, "prod", token, changed[:1], env, "--skip-existing")
+    assert skipped.returncode == 0, skipped.stdout + skipped.stderr
+
+
+def test_pip_skips_a_yanked_release_unless_pinned(server: LiveServer, tmp_path: Path, env: dict[str, str], http: httpx.Client) -> None:
+    token = server.token("yank-owner", "prod")
+    for version in ("1.0", "2.0"):
+        files = write_dists(tmp_path / version, "yank-demo", version)
+        assert twine_upload(server, "prod", token, files, env).returncode == 0
+    answer = http.post(
+        "/prod/api/projects/yank-demo/releases/2.0/yank",
+        json={"reason": "broken on Windows"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert answer.status_code == 200, answer.text
+
+    def download(spec: str) -> list[str]:
+        dest = tmp_path / f"dl-{spec}"
+        result = run(
+            [sys.executable, "-m", "pip", "download", "--no-cache-dir", "--no-deps", "--only-binary",
+             ":all:", "--dest", str(dest), "--index-url", server.simple_url("prod"), spec],
+            env,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        return sorted(p.name for p in dest.iterdir())
+
+    assert download("yank-demo") == ["yank_demo-1.0-py3-none-any.whl"]
+    assert download("yank-demo==2.0") == ["yank_demo-2.0-py3-none-any.whl"]
+
+
+def test_no_accept_header_gets_html(server: LiveServer, tmp_path: Path, env: dict[str, str], http: httpx.Client) -> None:
+    """hatch and Renovate fetch without Accept and parse HTML."""
+    token = server.token("noaccept-owner", "prod")
+    assert twine_upload(server, "prod", token, write_dists(tmp_path, "noaccept-demo", "1.0"), env).returncode == 0
+    answer = httpx.get(f"{server.simple_url('prod')}noaccept-demo/", headers={"Accept": ""})
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("text/html")
+    assert "noaccept_demo-1.0.tar.gz</a>" in answer.text
