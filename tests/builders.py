@@ -86,8 +86,10 @@ def _values(key: str, value: Any) -> list[str]:
     if value is None:
         return []
     if key == "project_urls":
-        items = value.items() if isinstance(value, Mapping) else value
-        return [f"{label}, {url}" if isinstance(url, str) else str(url) for label, url in items]
+        # A mapping of label -> URL, or the raw "Label, URL" strings (to send odd ones).
+        if isinstance(value, Mapping):
+            return [f"{label}, {url}" for label, url in value.items()]
+        return [str(v) for v in value]
     if key == "keywords" and not isinstance(value, str):
         return [",".join(value)]
     if isinstance(value, list | tuple):
