@@ -26,11 +26,19 @@ def step(title: str) -> None:
     print(f"\n\033[1m== {title}\033[0m", flush=True)
 
 
-def run(command: list[str], *, secret: str = "", env: dict[str, str] | None = None) -> str:
+def run(
+    command: list[str],
+    *,
+    secret: str = "",
+    env: dict[str, str] | None = None,
+    quiet_stdout: bool = False,
+) -> str:
+    """Run and echo a command; `secret` is masked, `quiet_stdout` keeps stdout off the screen."""
     shown = shlex.join(command).replace(secret, "keyless-…") if secret else shlex.join(command)
     print(f"$ {shown}", flush=True)
     result = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
-    output = (result.stdout + result.stderr).strip()
+    output = ("" if quiet_stdout else result.stdout) + result.stderr
+    output = output.strip()
     if secret:
         output = output.replace(secret, "keyless-…")
     if output:
@@ -90,9 +98,11 @@ def main() -> int:
         step("2. Add a maintainer and an API token scoped to the 'prod' index")
         env = {**os.environ, "KEYLESS_PASSWORD": "demo-password-123"}
         run([*keyless, "user", "add", "maintainer", "--data", str(data)], env=env)
+        create_token = ["token", "create", "--user", "maintainer", "--index", "prod"]
+        create_token += ["--expires", "1d"]
         token = run(
-            [*keyless, "token", "create", "--user", "maintainer", "--index", "prod",
-             "--expires", "1d", "--data", str(data)]
+            [*keyless, *create_token, "--data", str(data)],
+            quiet_stdout=True,  # the token stays off the screen, as it should in a CI log
         ).strip()
 
         step("3. Build the sample project (sdist + wheel)")
@@ -101,28 +111,39 @@ def main() -> int:
 
         step("4. Upload with twine")
         files = sorted(str(p) for p in dist.iterdir())
-        twine = [sys.executable, "-m", "twine", "upload", "--non-interactive",
-                 "--repository-url", f"{url}/prod/legacy/", "-u", "__token__", "-p", token]
+        upload_url = f"{url}/prod/legacy/"
+        twine = [sys.executable, "-m", "twine", "upload", "--non-interactive"]
+        twine += ["--disable-progress-bar", "--repository-url", upload_url]
+        twine += ["-u", "__token__", "-p", token]
         run([*twine, *files], secret=token, env=client_env())
 
-        step("5. Upload again with --skip-existing: identical files are a no-op")
-        run([*twine, "--skip-existing", *files], secret=token, env=client_env())
+        step("5. Upload the same files again: identical bytes are a no-op success")
+        run([*twine, *files], secret=token, env=client_env())
 
         step("6. What the index now serves (PEP 691 JSON)")
-        request = urllib.request.Request(
+        request = urllib.request.Request(  # noqa: S310 - a URL we built, on 127.0.0.1
             f"{url}/prod/simple/hello-keyless/",
             headers={"Accept": "application/vnd.pypi.simple.v1+json"},
         )
         with urllib.request.urlopen(request) as answer:  # noqa: S310
             page = json.load(answer)
         for entry in page["files"]:
-            print(f"  {entry['filename']}  {entry['size']} bytes  sha256={entry['hashes']['sha256'][:16]}…")
+            digest = entry["hashes"]["sha256"][:16]
+            print(f"  {entry['filename']}  {entry['size']} bytes  sha256={digest}…")
 
         step("7. Install it with pip into a fresh virtual environment and run it")
         venv = work / "venv"
         run([sys.executable, "-m", "venv", str(venv)])
-        run([str(venv / "bin" / "pip"), "install", "--index-url", f"{url}/prod/simple/",
-             "hello-keyless"], env=client_env())
+        run(
+            [
+                str(venv / "bin" / "pip"),
+                "install",
+                "--index-url",
+                f"{url}/prod/simple/",
+                "hello-keyless",
+            ],
+            env=client_env(),
+        )
         run([str(venv / "bin" / "hello-keyless")])
 
         step("Done")

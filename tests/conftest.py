@@ -100,13 +100,21 @@ def make_tls_files(folder: Path) -> TLSFiles:
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True, key_cert_sign=True, crl_sign=True,
-                content_commitment=False, key_encipherment=False, data_encipherment=False,
-                key_agreement=False, encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
+        )
         .sign(ca_key, hashes.SHA256())
     )
     key = ec.generate_private_key(ec.SECP256R1())
@@ -124,7 +132,9 @@ def make_tls_files(folder: Path) -> TLSFiles:
             ),
             critical=False,
         )
-        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+        )
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
         )
@@ -196,8 +206,16 @@ def start_server(folder: Path, tls: TLSFiles | None = None) -> LiveServer:
     config.write_text(SERVER_CONFIG, encoding="utf-8")
     port = free_port()
     command = [
-        sys.executable, "-m", "keyless", "serve",
-        "--config", str(config), "--data", str(folder / "data"), "--port", str(port),
+        sys.executable,
+        "-m",
+        "keyless",
+        "serve",
+        "--config",
+        str(config),
+        "--data",
+        str(folder / "data"),
+        "--port",
+        str(port),
     ]
     if tls:
         command += ["--tls-cert", str(tls.cert), "--tls-key", str(tls.key)]

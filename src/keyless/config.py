@@ -163,7 +163,9 @@ def load_settings(
     """
     environ = os.environ if environ is None else environ
     settings = Settings()
-    config_file = config_file or (Path(environ["KEYLESS_CONFIG"]) if "KEYLESS_CONFIG" in environ else None)
+    config_file = config_file or (
+        Path(environ["KEYLESS_CONFIG"]) if "KEYLESS_CONFIG" in environ else None
+    )
     if config_file is not None:
         try:
             document = tomllib.loads(config_file.read_text(encoding="utf-8"))

@@ -30,7 +30,9 @@ def test_first_upload_creates_the_project_and_identical_reupload_is_idempotent(
     assert "already uploaded" in again.json()["message"]
 
 
-def test_different_bytes_under_a_used_filename_are_refused(http: httpx.Client, owner_token: str) -> None:
+def test_different_bytes_under_a_used_filename_are_refused(
+    http: httpx.Client, owner_token: str
+) -> None:
     filename, data = build_wheel("reuse-name", "1.0")
     assert upload(http, "prod", owner_token, filename, data).status_code == 200
     _, other = build_wheel("reuse-name", "1.0", extra_files={"reuse_name/x.py": b"x = 1\n"})
@@ -40,7 +42,9 @@ def test_different_bytes_under_a_used_filename_are_refused(http: httpx.Client, o
     assert f"File already exists ('{filename}', with blake2_256 hash '{blake2}')." in refused.text
 
 
-def test_same_release_under_another_spelling_of_the_version(http: httpx.Client, owner_token: str) -> None:
+def test_same_release_under_another_spelling_of_the_version(
+    http: httpx.Client, owner_token: str
+) -> None:
     """1.0 and 1.0.0 are one release: a second sdist for it is refused."""
     assert upload(http, "prod", owner_token, *build_sdist("one-sdist", "1.0")).status_code == 200
     refused = upload(http, "prod", owner_token, *build_sdist("one-sdist", "1.0.0"))
@@ -52,14 +56,23 @@ def test_wrong_digest(http: httpx.Client, owner_token: str) -> None:
     filename, data = build_wheel("digest-demo", "1.0")
     refused = upload(http, "prod", owner_token, filename, data, sha256_digest="0" * 64)
     assert refused.status_code == 400
-    assert "The digest supplied does not match a digest calculated from the uploaded file." in refused.text
+    assert (
+        "The digest supplied does not match a digest calculated from the uploaded file."
+        in refused.text
+    )
 
 
 def test_no_digest_at_all(http: httpx.Client, owner_token: str) -> None:
     filename, data = build_wheel("nodigest-demo", "1.0")
     refused = upload(
-        http, "prod", owner_token, filename, data,
-        md5_digest=None, sha256_digest=None, blake2_256_digest=None,
+        http,
+        "prod",
+        owner_token,
+        filename,
+        data,
+        md5_digest=None,
+        sha256_digest=None,
+        blake2_256_digest=None,
     )
     assert refused.status_code == 400
     assert "Include at least one message digest." in refused.text
@@ -88,10 +101,12 @@ def test_zip_bomb(http: httpx.Client, owner_token: str) -> None:
     assert "compression ratio" in refused.text
 
 
-def test_oversized_file_on_an_index_with_a_small_limit(server: LiveServer, http: httpx.Client) -> None:
+def test_oversized_file_on_an_index_with_a_small_limit(
+    server: LiveServer, http: httpx.Client
+) -> None:
     token = server.token("tiny-owner", "tiny")
     filename, data = build_wheel(
-        "big-demo", "1.0", extra_files={"big_demo/blob.bin": random.Random(0).randbytes(100_000)}
+        "big-demo", "1.0", extra_files={"big_demo/blob.bin": random.Random(0).randbytes(100_000)},  # noqa: S311
     )
     assert len(data) > 64 * 1024
     refused = upload(http, "tiny", token, filename, data)
@@ -101,7 +116,9 @@ def test_oversized_file_on_an_index_with_a_small_limit(server: LiveServer, http:
     assert list(server.data_dir.joinpath("blobs", "tmp").iterdir()) == []
 
 
-def test_non_owner_token_is_refused(server: LiveServer, http: httpx.Client, owner_token: str) -> None:
+def test_non_owner_token_is_refused(
+    server: LiveServer, http: httpx.Client, owner_token: str
+) -> None:
     filename, data = build_wheel("owned-demo", "1.0")
     assert upload(http, "prod", owner_token, filename, data).status_code == 200
     stranger = server.token("stranger", "prod")
@@ -111,7 +128,9 @@ def test_non_owner_token_is_refused(server: LiveServer, http: httpx.Client, owne
     assert "The user 'stranger' isn't allowed to upload to project 'owned-demo'." in refused.text
 
 
-def test_project_scoped_token_cannot_touch_other_projects(server: LiveServer, http: httpx.Client) -> None:
+def test_project_scoped_token_cannot_touch_other_projects(
+    server: LiveServer, http: httpx.Client
+) -> None:
     scoped = server.token("scoped-user", "prod", projects=["scoped-a"])
     assert upload(http, "prod", scoped, *build_wheel("scoped-a", "1.0")).status_code == 200
     refused = upload(http, "prod", scoped, *build_wheel("scoped-b", "1.0"))
@@ -130,7 +149,10 @@ def test_token_for_another_index_is_refused(server: LiveServer, http: httpx.Clie
     ("auth", "expected"),
     [
         (None, "Invalid or non-existent authentication information."),
-        (("__token__", "keyless-not-a-real-token"), "Invalid or non-existent authentication information."),
+        (
+            ("__token__", "keyless-not-a-real-token"),
+            "Invalid or non-existent authentication information.",
+        ),
         (("alice", "hunter2hunter2"), "use '__token__' as the username"),
     ],
 )
@@ -187,7 +209,9 @@ def test_bearer_and_token_schemes(server: LiveServer, http: httpx.Client) -> Non
         ({"version": "not a version"}, "'not a version' is invalid for 'version'."),
     ],
 )
-def test_form_field_errors(http: httpx.Client, owner_token: str, overrides: dict[str, str], expected: str) -> None:
+def test_form_field_errors(
+    http: httpx.Client, owner_token: str, overrides: dict[str, str], expected: str
+) -> None:
     filename, data = build_wheel("form-demo", "1.0")
     refused = upload(http, "prod", owner_token, filename, data, **overrides)
     assert refused.status_code == 400
@@ -197,8 +221,13 @@ def test_form_field_errors(http: httpx.Client, owner_token: str, overrides: dict
 def test_all_metadata_errors_are_reported_together(http: httpx.Client, owner_token: str) -> None:
     filename, data = build_wheel("many-errors", "1.0")
     refused = upload(
-        http, "prod", owner_token, filename, data,
-        requires_python="not-a-specifier", description_content_type="text/html",
+        http,
+        "prod",
+        owner_token,
+        filename,
+        data,
+        requires_python="not-a-specifier",
+        description_content_type="text/html",
     )
     assert refused.status_code == 400
     assert "'not-a-specifier' is invalid for 'requires-python'" in refused.text
@@ -208,7 +237,9 @@ def test_all_metadata_errors_are_reported_together(http: httpx.Client, owner_tok
 def test_no_file_part(http: httpx.Client, owner_token: str) -> None:
     filename, data = build_wheel("nofile-demo", "1.0")
     answer = http.post(
-        "/prod/legacy/", data=dict(form_fields(filename, data)), files={"other": ("x", b"x")},
+        "/prod/legacy/",
+        data=dict(form_fields(filename, data)),
+        files={"other": ("x", b"x")},
         auth=("__token__", owner_token),
     )
     assert answer.status_code == 400
@@ -216,8 +247,12 @@ def test_no_file_part(http: httpx.Client, owner_token: str) -> None:
 
 
 def test_not_multipart(http: httpx.Client, owner_token: str) -> None:
-    answer = http.post("/prod/legacy/", content=b"{}", auth=("__token__", owner_token),
-                       headers={"content-type": "application/json"})
+    answer = http.post(
+        "/prod/legacy/",
+        content=b"{}",
+        auth=("__token__", owner_token),
+        headers={"content-type": "application/json"},
+    )
     assert answer.status_code == 400
     assert "multipart/form-data" in answer.text
 

@@ -29,7 +29,11 @@ def core_metadata_of(filename: str, data: bytes) -> bytes:
             name = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
             return archive.read(name)
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as archive:
-        member = next(m for m in archive.getmembers() if m.name.count("/") == 1 and m.name.endswith("/PKG-INFO"))
+        member = next(
+            m
+            for m in archive.getmembers()
+            if m.name.count("/") == 1 and m.name.endswith("/PKG-INFO")
+        )
         extracted = archive.extractfile(member)
         assert extracted is not None
         return extracted.read()

@@ -203,7 +203,9 @@ def _remote(args: argparse.Namespace, path: str, body: dict[str, Any]) -> int:
     if not token:
         raise ConfigError("set KEYLESS_TOKEN to an API token of a project owner.")
     url = f"{args.url.rstrip('/')}/{args.index}/api/projects/{path}"
-    response = httpx.post(url, json=body, headers={"Authorization": f"Bearer {token}", "Accept": "application/json"})
+    response = httpx.post(
+        url, json=body, headers={"Authorization": f"Bearer {token}", "Accept": "application/json"}
+    )
     if response.status_code != 200:
         try:
             message = response.json().get("message", response.text)
@@ -216,7 +218,9 @@ def _remote(args: argparse.Namespace, path: str, body: dict[str, Any]) -> int:
 
 
 def cmd_yank(args: argparse.Namespace) -> int:
-    return _remote(args, f"{args.project}/releases/{args.version}/yank", {"reason": args.reason or ""})
+    return _remote(
+        args, f"{args.project}/releases/{args.version}/yank", {"reason": args.reason or ""}
+    )
 
 
 def cmd_unyank(args: argparse.Namespace) -> int:
@@ -224,7 +228,9 @@ def cmd_unyank(args: argparse.Namespace) -> int:
 
 
 def cmd_project_status(args: argparse.Namespace) -> int:
-    return _remote(args, f"{args.project}/status", {"status": args.status, "reason": args.reason or ""})
+    return _remote(
+        args, f"{args.project}/status", {"status": args.status, "reason": args.reason or ""}
+    )
 
 
 def cmd_gc(args: argparse.Namespace) -> int:
@@ -243,8 +249,16 @@ def _server_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _remote_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--url", default=os.environ.get("KEYLESS_URL", "http://127.0.0.1:8000"), help="server URL (KEYLESS_URL)")
-    parser.add_argument("--index", default=os.environ.get("KEYLESS_INDEX", "prod"), help="index name (KEYLESS_INDEX)")
+    parser.add_argument(
+        "--url",
+        default=os.environ.get("KEYLESS_URL", "http://127.0.0.1:8000"),
+        help="server URL (KEYLESS_URL)",
+    )
+    parser.add_argument(
+        "--index",
+        default=os.environ.get("KEYLESS_INDEX", "prod"),
+        help="index name (KEYLESS_INDEX)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -261,7 +275,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--public-url", help="the URL clients use, when behind a proxy")
     serve.set_defaults(handler=cmd_serve)
 
-    user = commands.add_parser("user", help="manage users").add_subparsers(dest="action", required=True)
+    user = commands.add_parser("user", help="manage users").add_subparsers(
+        dest="action", required=True
+    )
     add = user.add_parser("add", help="add a user")
     _server_options(add)
     add.add_argument("username")
@@ -269,7 +285,9 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     add.set_defaults(handler=cmd_user_add)
 
-    token = commands.add_parser("token", help="manage API tokens").add_subparsers(dest="action", required=True)
+    token = commands.add_parser("token", help="manage API tokens").add_subparsers(
+        dest="action", required=True
+    )
     create = token.add_parser("create", help="create an API token (printed once)")
     _server_options(create)
     create.add_argument("--user", required=True)
@@ -289,7 +307,9 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.add_argument("id", type=int)
     revoke.set_defaults(handler=cmd_token_revoke)
 
-    index = commands.add_parser("index", help="manage indexes").add_subparsers(dest="action", required=True)
+    index = commands.add_parser("index", help="manage indexes").add_subparsers(
+        dest="action", required=True
+    )
     icreate = index.add_parser("create", help="create an index")
     _server_options(icreate)
     icreate.add_argument("name")
@@ -299,7 +319,9 @@ def build_parser() -> argparse.ArgumentParser:
     _server_options(ilist)
     ilist.set_defaults(handler=cmd_index_list)
 
-    role = commands.add_parser("role", help="project roles").add_subparsers(dest="action", required=True)
+    role = commands.add_parser("role", help="project roles").add_subparsers(
+        dest="action", required=True
+    )
     radd = role.add_parser("add", help="give a user a role on a project")
     _server_options(radd)
     radd.add_argument("project")
@@ -308,7 +330,10 @@ def build_parser() -> argparse.ArgumentParser:
     radd.add_argument("--role", default="maintainer", choices=["owner", "maintainer"])
     radd.set_defaults(handler=cmd_role_add)
 
-    for name, handler, text in (("yank", cmd_yank, "yank a release"), ("unyank", cmd_unyank, "undo a yank")):
+    for name, handler, text in (
+        ("yank", cmd_yank, "yank a release"),
+        ("unyank", cmd_unyank, "undo a yank"),
+    ):
         sub = commands.add_parser(name, help=f"{text} (owners; needs KEYLESS_TOKEN)")
         _remote_options(sub)
         sub.add_argument("project")
@@ -317,8 +342,12 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--reason", default="")
         sub.set_defaults(handler=handler)
 
-    project = commands.add_parser("project", help="project status").add_subparsers(dest="action", required=True)
-    status = project.add_parser("status", help="set active, archived or quarantined (owners; KEYLESS_TOKEN)")
+    project = commands.add_parser("project", help="project status").add_subparsers(
+        dest="action", required=True
+    )
+    status = project.add_parser(
+        "status", help="set active, archived or quarantined (owners; KEYLESS_TOKEN)"
+    )
     _remote_options(status)
     status.add_argument("project")
     status.add_argument("status", choices=["active", "archived", "quarantined"])

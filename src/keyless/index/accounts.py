@@ -14,12 +14,12 @@ from datetime import UTC, datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from packaging.utils import canonicalize_name as normalize_name
 from sqlalchemy import Connection, Engine, select, update
 
-from packaging.utils import canonicalize_name as normalize_name
 from keyless.store import db
 
-TOKEN_PREFIX = "keyless-"
+TOKEN_PREFIX = "keyless-"  # noqa: S105 - a public prefix, not a secret
 USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,49}$")
 _hasher = PasswordHasher()
 

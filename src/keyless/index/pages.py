@@ -177,7 +177,9 @@ class SimplePages:
         }
         return entry
 
-    def _project_json(self, project: Any, versions: list[str], entries: list[dict[str, Any]]) -> bytes:
+    def _project_json(
+        self, project: Any, versions: list[str], entries: list[dict[str, Any]]
+    ) -> bytes:
         status: dict[str, str] = {"status": project.status}
         if project.status_reason:
             status["reason"] = project.status_reason

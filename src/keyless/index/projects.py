@@ -82,7 +82,10 @@ class ProjectAdmin:
         ).first()
         if project is None:
             raise ProjectError(f"No project named {name!r} on this index.", status=404)
-        if not identity.may_touch(normalized) or role_of(conn, project.id, identity.user_id) != "owner":
+        if (
+            not identity.may_touch(normalized)
+            or role_of(conn, project.id, identity.user_id) != "owner"
+        ):
             raise ProjectError(
                 f"The user '{identity.username}' is not an owner of project '{project.name}'; "
                 "only owners may do this.",
@@ -126,7 +129,12 @@ class ProjectAdmin:
                 {"version": release.version, "reason": reason},
             )
         self.on_change(identity.index_id, project.normalized_name)
-        return {"project": project.name, "version": release.version, "yanked": yanked, "reason": reason if yanked else ""}
+        return {
+            "project": project.name,
+            "version": release.version,
+            "yanked": yanked,
+            "reason": reason if yanked else "",
+        }
 
     def set_status(
         self, identity: Identity, name: str, status: str, reason: str = ""
@@ -166,9 +174,17 @@ def add_role(engine: Engine, index_id: int, project: str, username: str, role: s
         ).scalar()
         if project_id is None:
             raise ProjectError(f"No project named {project!r} on this index.", status=404)
-        user_id = conn.execute(select(db.users.c.id).where(db.users.c.username == username)).scalar()
+        user_id = conn.execute(
+            select(db.users.c.id).where(db.users.c.username == username)
+        ).scalar()
         if user_id is None:
             raise ProjectError(f"No user named {username!r}.", status=404)
-        conn.execute(db.roles.delete().where(db.roles.c.project_id == project_id, db.roles.c.user_id == user_id))
+        conn.execute(
+            db.roles.delete().where(
+                db.roles.c.project_id == project_id, db.roles.c.user_id == user_id
+            )
+        )
         conn.execute(db.roles.insert().values(project_id=project_id, user_id=user_id, role=role))
-        record_event(conn, index_id, normalized, "add_role", "admin", {"user": username, "role": role})
+        record_event(
+            conn, index_id, normalized, "add_role", "admin", {"user": username, "role": role}
+        )

@@ -202,7 +202,9 @@ def _existing_file(conn: Connection, index_id: int, filename: str, blake2: str) 
     if row is not None:
         return row.blake2_256 == blake2
     same_bytes = conn.execute(
-        select(db.files.c.id).where(db.files.c.index_id == index_id, db.files.c.blake2_256 == blake2)
+        select(db.files.c.id).where(
+            db.files.c.index_id == index_id, db.files.c.blake2_256 == blake2
+        )
     ).first()
     return False if same_bytes else None
 
@@ -292,8 +294,7 @@ class Uploads:
             sent = form.first(field)
             if sent and sent.lower() != actual:
                 raise UploadRejected(
-                    "The digest supplied does not match a digest calculated from the "
-                    "uploaded file."
+                    "The digest supplied does not match a digest calculated from the uploaded file."
                 )
 
         with db.reading(self.engine) as conn:
@@ -314,14 +315,19 @@ class Uploads:
                 )
             if project is not None and form.first("filetype") == "sdist":
                 release = _release_id(conn, project.id, str(meta.version))
-                if release is not None and conn.execute(
-                    select(db.files.c.id).where(
-                        db.files.c.release_id == release, db.files.c.packagetype == "sdist"
-                    )
-                ).first():
+                if (
+                    release is not None
+                    and conn.execute(
+                        select(db.files.c.id).where(
+                            db.files.c.release_id == release, db.files.c.packagetype == "sdist"
+                        )
+                    ).first()
+                ):
                     raise UploadRejected("Only one sdist may be uploaded per release.")
 
-        file_meta, metadata_bytes, dist = self._inspect_archive(staged.writer.path, staged.filename, meta, index)
+        file_meta, metadata_bytes, dist = self._inspect_archive(
+            staged.writer.path, staged.filename, meta, index
+        )
         return self._store(index, identity, form, meta, file_meta, metadata_bytes, dist)
 
     def _inspect_archive(
@@ -428,7 +434,11 @@ class Uploads:
                     name,
                     "file_upload",
                     identity.username,
-                    {"filename": staged.filename, "sha256": digests.sha256, "version": str(meta.version)},
+                    {
+                        "filename": staged.filename,
+                        "sha256": digests.sha256,
+                        "version": str(meta.version),
+                    },
                 )
         except IntegrityError:
             # Another client stored the same filename between our checks and our commit.
@@ -467,4 +477,3 @@ def release_info(meta: Metadata) -> dict[str, object]:
         "project_urls": urls or None,
         "dynamic": list(meta.dynamic or []) or None,
     }
-

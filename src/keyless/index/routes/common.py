@@ -92,7 +92,9 @@ def token_from_headers(request: Request) -> str:
         try:
             username, _, password = base64.b64decode(value, validate=True).decode().partition(":")
         except (binascii.Error, UnicodeDecodeError):
-            raise InvalidCredentials(NO_CREDENTIALS + " The Basic credentials are not valid base64.") from None
+            raise InvalidCredentials(
+                NO_CREDENTIALS + " The Basic credentials are not valid base64."
+            ) from None
         if username != "__token__":
             raise InvalidCredentials(
                 NO_CREDENTIALS + " Uploads need an API token: use '__token__' as the username "

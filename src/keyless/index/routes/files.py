@@ -42,7 +42,11 @@ async def download(request: Request) -> Response:
     if want_metadata:
         if metadata_sha256 is None:
             return error(request, 404, f"{dist_name!r} has no separate metadata file (PEP 658).")
-        blob, etag, media_type = metadata_sha256, f'"{metadata_sha256}"', "text/plain; charset=utf-8"
+        blob, etag, media_type = (
+            metadata_sha256,
+            f'"{metadata_sha256}"',
+            "text/plain; charset=utf-8",
+        )
     else:
         blob, etag, media_type = sha256, f'"{sha256}"', "application/octet-stream"
     # The bytes behind a hash never change, so clients may cache them forever.

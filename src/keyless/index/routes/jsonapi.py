@@ -128,9 +128,7 @@ async def _answer(request: Request, version: str | None) -> Response:
         document = {
             "info": _info(base, index.name, project, release),
             "last_serial": project.serial,
-            "releases": {
-                r.version: by_release[r.id] for r in sorted(releases, key=_sort_key)
-            },
+            "releases": {r.version: by_release[r.id] for r in sorted(releases, key=_sort_key)},
             "urls": by_release[release.id],
             "vulnerabilities": [],
         }
@@ -141,9 +139,7 @@ async def _answer(request: Request, version: str | None) -> Response:
             wanted = version
         matches = [r for r in releases if r.canonical_version == wanted]
         if not matches:
-            return error(
-                request, 404, f"Project {project.name!r} has no release {version!r}."
-            )
+            return error(request, 404, f"Project {project.name!r} has no release {version!r}.")
         release = matches[0]
         document = {
             "info": _info(base, index.name, project, release),
