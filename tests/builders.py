@@ -20,6 +20,7 @@ import functools
 import gzip
 import hashlib
 import io
+import struct
 import tarfile
 import warnings
 import zipfile
@@ -326,6 +327,30 @@ def rename_in_local_header(data: bytes, old: str, new: str) -> bytes:
             return data[:start] + new.encode() + data[start + name_len :]
         pos = data.find(needle, pos + 4)
     raise ValueError(f"no local header for {old!r}")
+
+
+def hide_member(data: bytes, name: str) -> bytes:
+    """Drop ``name`` from the central directory but keep its local record in place.
+
+    Directory-based unpackers (pip) no longer see the member; streaming ones still do.
+    """
+    end = data.rindex(b"PK\x05\x06")
+    count, cd_size, cd_offset = struct.unpack_from("<HLL", data, end + 10)
+    kept, pos, removed = [], cd_offset, 0
+    while pos < cd_offset + cd_size:
+        name_len, extra_len, comment_len = struct.unpack_from("<HHH", data, pos + 28)
+        record_end = pos + 46 + name_len + extra_len + comment_len
+        if data[pos + 46 : pos + 46 + name_len] == name.encode():
+            removed += 1
+        else:
+            kept.append(data[pos:record_end])
+        pos = record_end
+    if not removed:
+        raise ValueError(f"no central directory entry for {name!r}")
+    directory = b"".join(kept)
+    eocd = bytearray(data[end:])
+    struct.pack_into("<HHL", eocd, 8, count - removed, count - removed, len(directory))
+    return data[:cd_offset] + directory + bytes(eocd)
 
 
 # ------------------------------------------------------------------------------------ sdists
