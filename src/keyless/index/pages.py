@@ -229,6 +229,19 @@ def _dumps(document: Any) -> bytes:
     return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
+def etag_matches(if_none_match: str | None, etag: str) -> bool:
+    """Whether an If-None-Match header names `etag` (RFC 9110 13.1.2).
+
+    The header is a list (or `*`) compared weakly: a proxy that compresses a response turns
+    our strong ETag into `W/"..."`, and clients send back what they got.
+    """
+    if not if_none_match:
+        return False
+    if if_none_match.strip() == "*":
+        return True
+    return any(tag.strip().removeprefix("W/") == etag for tag in if_none_match.split(","))
+
+
 def negotiate(accept: str) -> str:
     """Pick the simple-API content type for an Accept header (PEP 691).
 

@@ -12,6 +12,7 @@ from starlette.routing import Route
 
 from keyless.store import db
 
+from ..pages import etag_matches
 from .common import error, services
 
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -51,7 +52,7 @@ async def download(request: Request) -> Response:
         blob, etag, media_type = sha256, f'"{sha256}"', "application/octet-stream"
     # The bytes behind a hash never change, so clients may cache them forever.
     headers = {"etag": etag, "cache-control": "max-age=31536000, immutable"}
-    if request.headers.get("if-none-match") == etag:
+    if etag_matches(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=headers)
     path = svc.blobs.path_for(blob)
     if not path.is_file():

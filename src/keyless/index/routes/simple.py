@@ -7,7 +7,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from ..pages import JSON_TYPE, PageSet, negotiate
+from ..pages import JSON_TYPE, PageSet, etag_matches, negotiate
 from .common import error, index_or_none, services, unknown_index
 
 
@@ -15,7 +15,7 @@ def _send(request: Request, pages: PageSet) -> Response:
     media_type = negotiate(request.headers.get("accept", ""))
     page = pages.json if media_type == JSON_TYPE else pages.html
     headers = {"etag": page.etag, "vary": "Accept", "cache-control": "max-age=60, public"}
-    if request.headers.get("if-none-match") == page.etag:
+    if etag_matches(request.headers.get("if-none-match"), page.etag):
         return Response(status_code=304, headers=headers)
     return Response(page.body, media_type=media_type, headers=headers)
 
