@@ -39,7 +39,9 @@ def test_different_bytes_under_a_used_filename_are_refused(
     refused = upload(http, "prod", owner_token, filename, other)
     assert refused.status_code == 400
     blake2 = hashlib.blake2b(other, digest_size=32).hexdigest()
-    assert f"File already exists ('{filename}', with blake2_256 hash '{blake2}')." in refused.text
+    message = f"File already exists ('{filename}', with blake2_256 hash '{blake2}')."
+    assert message in refused.text
+    assert refused.reason_phrase.startswith(message)  # where twine and PyPI put it
 
 
 def test_same_release_under_another_spelling_of_the_version(

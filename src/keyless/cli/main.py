@@ -59,9 +59,11 @@ def usage_lines(settings: Settings, index: str) -> list[str]:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from keyless.index import reason
     from keyless.index.app import create_app
 
     settings = _settings(args)
+    reason.install()
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     logging.getLogger("keyless.access").disabled = not settings.access_log
     app = create_app(settings)

@@ -183,9 +183,10 @@ def _check_permission(
             f"'{project.name}'. See {HELP}#project-name for more information.",
             status=403,
         )
-    if project.status == "archived":
+    if project.status in ("archived", "quarantined"):
+        # PEP 792: neither an archived nor a quarantined project takes new files.
         raise UploadRejected(
-            f"Project '{project.name}' is archived and accepts no new uploads. "
+            f"Project '{project.name}' is {project.status} and accepts no new uploads. "
             "An owner can make it active again with `keyless project status "
             f"{project.normalized_name} active`.",
             status=403,

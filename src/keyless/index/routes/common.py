@@ -16,6 +16,7 @@ from ..accounts import InvalidCredentials
 from ..indexes import IndexInfo
 from ..pages import SimplePages
 from ..projects import ProjectAdmin
+from ..reason import set_reason, standard_phrase
 from ..uploads import Uploads
 
 
@@ -41,26 +42,14 @@ def error(request: Request, status: int, message: str) -> Response:
 
     The JSON shape is PyPI's (`code` is what uv prints); others get the message as text.
     """
-    phrase = _PHRASES.get(status, "Error")
+    phrase = standard_phrase(status)
+    set_reason(message)
     if "json" in request.headers.get("accept", ""):
         return JSONResponse(
             {"message": message, "code": f"{status} {message}", "title": phrase},
             status_code=status,
         )
     return PlainTextResponse(f"{status} {message}\n", status_code=status)
-
-
-_PHRASES = {
-    400: "Bad Request",
-    401: "Unauthorized",
-    403: "Forbidden",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    406: "Not Acceptable",
-    409: "Conflict",
-    413: "Payload Too Large",
-    422: "Unprocessable Entity",
-}
 
 
 def index_or_none(request: Request) -> IndexInfo | None:
