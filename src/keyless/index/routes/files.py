@@ -19,15 +19,24 @@ SHA256 = re.compile(r"^[0-9a-f]{64}$")
 METADATA_SUFFIX = ".metadata"
 
 
-def _lookup(engine: object, sha256: str, filename: str) -> tuple[str | None, bool]:
-    """(metadata sha256, known) for a file served under this hash and name."""
+def _lookup(engine: object, sha256: str, filename: str) -> tuple[str | None, bool, bool]:
+    """(metadata sha256, known, offered) for a file served under this hash and name.
+
+    The URL is shared by every index holding these bytes under this name; it is offered as
+    long as one of them belongs to a project that is not quarantined (PEP 792: a quarantined
+    project's files MUST NOT be offered for download, not only left off its page).
+    """
     with db.reading(engine) as conn:  # type: ignore[arg-type]
-        row = conn.execute(
-            select(db.files.c.metadata_sha256)
+        rows = conn.execute(
+            select(db.files.c.metadata_sha256, db.projects.c.status)
+            .join(db.releases, db.releases.c.id == db.files.c.release_id)
+            .join(db.projects, db.projects.c.id == db.releases.c.project_id)
             .where(db.files.c.sha256 == sha256, db.files.c.filename == filename)
-            .limit(1)
-        ).first()
-    return (row.metadata_sha256, True) if row else (None, False)
+        ).all()
+    offered = [row for row in rows if row.status != "quarantined"]
+    if offered:
+        return offered[0].metadata_sha256, True, True
+    return None, bool(rows), False
 
 
 async def download(request: Request) -> Response:
@@ -37,9 +46,13 @@ async def download(request: Request) -> Response:
     want_metadata = filename.endswith(METADATA_SUFFIX)
     dist_name = filename[: -len(METADATA_SUFFIX)] if want_metadata else filename
     svc = services(request)
-    metadata_sha256, known = await run_in_threadpool(_lookup, svc.engine, sha256, dist_name)
+    metadata_sha256, known, offered = await run_in_threadpool(
+        _lookup, svc.engine, sha256, dist_name
+    )
     if not known:
         return error(request, 404, f"No file {dist_name!r} with sha256 {sha256} here.")
+    if not offered:
+        return error(request, 403, f"{dist_name!r} belongs to a quarantined project.")
     if want_metadata:
         if metadata_sha256 is None:
             return error(request, 404, f"{dist_name!r} has no separate metadata file (PEP 658).")
