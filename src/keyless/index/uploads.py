@@ -28,7 +28,7 @@ from keyless.store.blobs import BlobStore
 
 from .accounts import Identity, now, touch_token
 from .indexes import IndexInfo
-from .multipart import UploadForm
+from .multipart import StagedFile, UploadForm
 from .projects import record_event, role_of
 
 HELP = "https://pypi.org/help/"
@@ -228,6 +228,29 @@ def _release_id(conn: Connection, project_id: int, version: str) -> int | None:
     return None if row is None else int(row.id)
 
 
+@dataclass(frozen=True)
+class Artifact:
+    """What the archive itself says, once it passed every check."""
+
+    dist: filenames.DistFilename
+    metadata: Metadata
+    metadata_bytes: bytes  # METADATA / PKG-INFO exactly as in the archive (PEP 658 serves it)
+
+
+def inspect_artifact(staged: StagedFile, form_meta: Metadata, index: IndexInfo) -> Artifact:
+    """Open the archive, harden-check it, and hold its metadata against the form and filename."""
+    policy = index.policy
+    try:
+        dist = filenames.parse_dist_filename(staged.filename, policy)
+        metadata_bytes = archives.read_core_metadata(staged.writer.path, dist)
+        filenames.check_filename_matches_project(dist, form_meta.name, form_meta.version)
+        file_meta = metadata.parse_core_metadata(metadata_bytes, policy)
+        metadata.check_artifact_agrees(form_meta, file_meta, dist)
+    except DistError as exc:
+        raise UploadRejected(exc.message) from None
+    return Artifact(dist=dist, metadata=file_meta, metadata_bytes=metadata_bytes)
+
+
 @dataclass
 class Uploads:
     """Dependencies of the upload use case, passed in (no globals)."""
@@ -326,37 +349,19 @@ class Uploads:
                 ):
                     raise UploadRejected("Only one sdist may be uploaded per release.")
 
-        file_meta, metadata_bytes, dist = self._inspect_archive(
-            staged.writer.path, staged.filename, meta, index
-        )
-        return self._store(index, identity, form, meta, file_meta, metadata_bytes, dist)
-
-    def _inspect_archive(
-        self, path: object, filename: str, meta: Metadata, index: IndexInfo
-    ) -> tuple[Metadata, bytes, filenames.DistFilename]:
-        policy = index.policy
-        try:
-            dist = filenames.parse_dist_filename(filename, policy)
-            metadata_bytes = archives.read_core_metadata(path, dist)  # type: ignore[arg-type]
-            filenames.check_filename_matches_project(dist, meta.name, meta.version)
-            file_meta = metadata.parse_core_metadata(metadata_bytes, policy)
-            metadata.check_artifact_agrees(meta, file_meta, dist)
-        except DistError as exc:
-            raise UploadRejected(exc.message) from None
-        return file_meta, metadata_bytes, dist
+        artifact = inspect_artifact(staged, meta, index)
+        return self._store(index, identity, staged, form.first("pyversion"), meta, artifact)
 
     def _store(
         self,
         index: IndexInfo,
         identity: Identity,
-        form: UploadForm,
+        staged: StagedFile,
+        pyversion: str,
         meta: Metadata,
-        file_meta: Metadata,
-        metadata_bytes: bytes,
-        dist: filenames.DistFilename,
+        artifact: Artifact,
     ) -> UploadOutcome:
-        staged = form.file
-        assert staged is not None  # checked by the caller; for the type checker only
+        dist, file_meta, metadata_bytes = artifact.dist, artifact.metadata, artifact.metadata_bytes
         digests = staged.digests
         name = canonicalize_name(meta.name)
         metadata_sha256 = (
@@ -409,7 +414,7 @@ class Uploads:
                         index_id=index.id,
                         filename=staged.filename,
                         packagetype=dist.packagetype,
-                        python_version=form.first("pyversion") or "source",
+                        python_version=pyversion or "source",
                         sha256=digests.sha256,
                         md5=digests.md5,
                         blake2_256=digests.blake2_256,

@@ -6,6 +6,7 @@ import base64
 import binascii
 from dataclasses import dataclass
 
+from sqlalchemy import Engine
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
@@ -25,7 +26,7 @@ class Services:
     """Everything the handlers need, built once by create_app and kept on `app.state`."""
 
     settings: Settings
-    engine: object
+    engine: Engine
     blobs: BlobStore
     pages: SimplePages
     uploads: Uploads

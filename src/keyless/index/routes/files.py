@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
@@ -19,14 +19,14 @@ SHA256 = re.compile(r"^[0-9a-f]{64}$")
 METADATA_SUFFIX = ".metadata"
 
 
-def _lookup(engine: object, sha256: str, filename: str) -> tuple[str | None, bool, bool]:
+def _lookup(engine: Engine, sha256: str, filename: str) -> tuple[str | None, bool, bool]:
     """(metadata sha256, known, offered) for a file served under this hash and name.
 
     The URL is shared by every index holding these bytes under this name; it is offered as
     long as one of them belongs to a project that is not quarantined (PEP 792: a quarantined
     project's files MUST NOT be offered for download, not only left off its page).
     """
-    with db.reading(engine) as conn:  # type: ignore[arg-type]
+    with db.reading(engine) as conn:
         rows = conn.execute(
             select(db.files.c.metadata_sha256, db.projects.c.status)
             .join(db.releases, db.releases.c.id == db.files.c.release_id)
