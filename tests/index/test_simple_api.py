@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from tests.builders import build_sdist, build_wheel
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, start_server, stop_server
 
 from .uploading import core_metadata_of, upload
 
@@ -515,13 +515,54 @@ def test_archived_project_refuses_uploads_but_lists_files(client: httpx.Client, 
     assert downloaded.content == data
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG in index/uploads.py _check_permission: PEP 792 says a quarantined project "
-    "MUST NOT accept uploads; only 'archived' is refused today.",
-)
 def test_quarantined_project_refuses_uploads(client: httpx.Client, owner: str) -> None:
     ok(upload(client, "prod", owner, *build_wheel("quarantine-upload-demo", "1.0")))
     manage(client, owner, "quarantine-upload-demo/status", {"status": "quarantined"})
     refused = upload(client, "prod", owner, *build_wheel("quarantine-upload-demo", "1.1"))
     assert refused.status_code == 403
+
+
+# ------------------------------------------------------------------------ behind a proxy
+
+PUBLIC_URL = "https://pypi.example.com/keyless"
+
+
+@pytest.fixture(scope="module")
+def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """A server told it is reached at PUBLIC_URL: a proxy strips `/keyless` before us."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("KEYLESS_PUBLIC_URL", PUBLIC_URL)
+        live = start_server(tmp_path_factory.mktemp("proxied"))
+    yield live
+    stop_server(live)
+
+
+def test_every_url_carries_the_public_path_prefix(proxied: LiveServer) -> None:
+    """Links and redirects must resolve, from the client's side of the proxy, into keyless."""
+    with proxied.client() as client:
+        filename, data = build_wheel("Proxy_Page.Demo", "1.0")
+        ok(upload(client, "prod", proxied.token("proxy-owner", "prod"), filename, data))
+
+        def public(path: str) -> str:
+            return PUBLIC_URL + path
+
+        for asked, expected in (
+            ("/prod/simple/Proxy_Page.Demo/", "/prod/simple/proxy-page-demo/"),
+            ("/prod/simple/Proxy_Page.Demo", "/prod/simple/proxy-page-demo/"),
+            ("/prod/simple/proxy-page-demo", "/prod/simple/proxy-page-demo/"),
+            ("/prod/simple", "/prod/simple/"),
+        ):
+            answer = client.get(asked)
+            assert answer.status_code == 301
+            assert urljoin(public(asked), answer.headers["location"]) == public(expected)
+
+        _, page = simple_html(client, "/prod/simple/")
+        href = str(page.anchor("Proxy_Page.Demo")["href"])
+        assert urljoin(public("/prod/simple/"), href) == public("/prod/simple/proxy-page-demo/")
+
+        project_page = "/prod/simple/proxy-page-demo/"
+        entry = simple_json(client, project_page)["files"][0]
+        file_url = urljoin(public(project_page), entry["url"])
+        assert file_url.startswith(public("/files/"))
+        # What the proxy forwards for that URL is the file.
+        assert client.get(file_url.removeprefix(PUBLIC_URL)).content == data
