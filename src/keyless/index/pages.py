@@ -118,9 +118,10 @@ class SimplePages:
                 .where(db.projects.c.index_id == index_id)
                 .order_by(db.projects.c.normalized_name)
             ).all()
+        # Behind a proxy serving us under a path (public-url), links must carry that path.
+        base = f"{self.url_prefix}/{index_name}/simple"
         anchors = "".join(
-            f'    <a href="/{index_name}/simple/{row.normalized_name}/">{escape(row.name)}</a>\n'
-            for row in rows
+            f'    <a href="{base}/{row.normalized_name}/">{escape(row.name)}</a>\n' for row in rows
         )
         html = (
             "<!DOCTYPE html>\n<html>\n  <head>\n"

@@ -108,16 +108,21 @@ async def _answer(request: Request, version: str | None) -> Response:
     index = index_or_none(request)
     if index is None:
         return unknown_index(request)
+    svc = services(request)
     raw = request.path_params["project"]
     name = canonicalize_name(raw)
     if raw != name:
         suffix = f"{version}/json" if version else "json"
-        return RedirectResponse(f"/{index.name}/pypi/{name}/{suffix}", status_code=301)
-    loaded = await run_in_threadpool(_load, services(request).engine, index.id, name)
+        return RedirectResponse(
+            f"{svc.pages.url_prefix}/{index.name}/pypi/{name}/{suffix}", status_code=301
+        )
+    loaded = await run_in_threadpool(_load, svc.engine, index.id, name)
     if loaded is None or not loaded[1]:
         return error(request, 404, f"No project named {raw!r} on index {index.name!r}.")
     project, releases, files = loaded
-    base = str(request.base_url).rstrip("/")
+    # Behind a proxy the address we were reached at is not the one clients use.
+    public = svc.settings.public_url
+    base = public.rstrip("/") if public else str(request.base_url).rstrip("/")
     by_release: dict[int, list[Any]] = {r.id: [] for r in releases}
     release_by_id = {r.id: r for r in releases}
     for row in files:

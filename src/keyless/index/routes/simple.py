@@ -34,21 +34,31 @@ async def project(request: Request) -> Response:
     raw = request.path_params["project"]
     normalized = canonicalize_name(raw)
     if raw != normalized:
-        return RedirectResponse(f"/{index.name}/simple/{normalized}/", status_code=301)
+        return RedirectResponse(
+            f"{_prefix(request)}/{index.name}/simple/{normalized}/", status_code=301
+        )
     pages = services(request).pages.project(index.id, index.name, normalized)
     if pages is None:
         return error(request, 404, f"No project named {raw!r} on index {index.name!r}.")
     return _send(request, pages)
 
 
+def _prefix(request: Request) -> str:
+    # Behind a proxy serving us under a path (public-url), the path we see lacks that prefix;
+    # a Location without it would send the client out of keyless.
+    return services(request).pages.url_prefix
+
+
 async def root_slash(request: Request) -> Response:
-    return RedirectResponse(request.url.path + "/", status_code=301)
+    return RedirectResponse(_prefix(request) + request.url.path + "/", status_code=301)
 
 
 async def project_slash(request: Request) -> Response:
     # One hop straight to the canonical URL, whatever was wrong with the one asked for.
     normalized = canonicalize_name(request.path_params["project"])
-    return RedirectResponse(f"/{request.path_params['index']}/simple/{normalized}/", 301)
+    return RedirectResponse(
+        f"{_prefix(request)}/{request.path_params['index']}/simple/{normalized}/", 301
+    )
 
 
 routes = [
