@@ -39,6 +39,7 @@ profile = "private"
 [indexes.tiny]
 profile = "private"
 max-file-size = "64KiB"
+max-project-size = "100KiB"
 """
 
 

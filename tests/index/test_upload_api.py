@@ -108,7 +108,9 @@ def test_oversized_file_on_an_index_with_a_small_limit(
 ) -> None:
     token = server.token("tiny-owner", "tiny")
     filename, data = build_wheel(
-        "big-demo", "1.0", extra_files={"big_demo/blob.bin": random.Random(0).randbytes(100_000)},  # noqa: S311
+        "big-demo",
+        "1.0",
+        extra_files={"big_demo/blob.bin": random.Random(0).randbytes(100_000)},  # noqa: S311
     )
     assert len(data) > 64 * 1024
     refused = upload(http, "tiny", token, filename, data)
@@ -282,3 +284,65 @@ def test_json_errors_for_clients_that_ask(http: httpx.Client, owner_token: str) 
     body = answer.json()
     assert body["code"].startswith("400 The digest supplied does not match")
     assert body["message"] == body["code"][4:]
+
+
+def test_index_profiles_differ_on_pypi_only_rules(server: LiveServer, http: httpx.Client) -> None:
+    """linux_x86_64 wheels and local versions: refused by the pypi profile, fine on private."""
+    prod = server.token("profile-owner", "prod")
+    private = server.token("profile-owner", "private")
+    linux = build_wheel("profile-demo", "1.0", tag="cp311-cp311-linux_x86_64")
+    refused = upload(http, "prod", prod, *linux, pyversion="cp311")
+    assert refused.status_code == 400
+    assert "unsupported platform tag 'linux_x86_64'" in refused.text
+    assert upload(http, "private", private, *linux, pyversion="cp311").status_code == 200
+
+    local = build_wheel("profile-demo", "1.1+corp.1")
+    assert upload(http, "prod", prod, *local).status_code == 400
+    assert upload(http, "private", private, *local).status_code == 200
+
+
+def test_description_that_does_not_render_is_refused(http: httpx.Client, owner_token: str) -> None:
+    broken_rst = "Title\n=====\n\n.. unknown-directive:: boom\n\n`unclosed\n"
+    filename, data = build_wheel(
+        "render-demo",
+        "1.0",
+        metadata={"description": broken_rst, "description_content_type": "text/x-rst"},
+    )
+    refused = upload(http, "prod", owner_token, filename, data)
+    assert refused.status_code == 400
+    assert "The description failed to render for 'text/x-rst'." in refused.text
+
+
+def test_project_size_limit(server: LiveServer, http: httpx.Client) -> None:
+    token = server.token("size-owner", "tiny")
+    pad = random.Random(1).randbytes(40_000)  # noqa: S311 - incompressible padding
+    for version, expected in (("1.0", 200), ("1.1", 200), ("1.2", 400)):
+        filename, data = build_wheel("size-demo", version, extra_files={"size_demo/pad": pad})
+        answer = upload(http, "tiny", token, filename, data)
+        assert answer.status_code == expected, answer.text
+    assert (
+        "Project size too large. Limit for project 'size-demo' total size is 102400 bytes."
+        in answer.text
+    )
+
+
+def test_a_deleted_filename_can_never_be_used_again(server: LiveServer, http: httpx.Client) -> None:
+    from sqlalchemy import delete, select
+
+    from keyless.store import db
+    from keyless.store.db import open_database
+
+    token = server.token("reuse-owner", "prod")
+    filename, data = build_wheel("deleted-demo", "1.0")
+    assert upload(http, "prod", token, filename, data).status_code == 200
+    engine = open_database(server.database)
+    with db.writing(engine) as conn:  # what an admin's removal of the file leaves behind
+        conn.execute(delete(db.files).where(db.files.c.filename == filename))
+        assert conn.execute(
+            select(db.filename_log).where(db.filename_log.c.filename == filename)
+        ).first()
+    refused = upload(http, "prod", token, filename, data)
+    assert refused.status_code == 400
+    assert (
+        "This filename was previously used by a file that has since been deleted." in refused.text
+    )

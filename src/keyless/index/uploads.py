@@ -64,10 +64,14 @@ def _field_error(field: str, value: str, error: str) -> UploadRejected:
     )
 
 
+def _size(limit: int, unit: int, name: str) -> str:
+    # PyPI's texts say "100 MB" / "10 GB"; a small private limit would read as "0 GB".
+    return f"{limit // unit} {name}" if limit >= unit and limit % unit == 0 else f"{limit} bytes"
+
+
 def file_too_large(project: str, limit: int) -> str:
-    shown = f"{limit // MIB} MB" if limit >= MIB else f"{limit} bytes"
     return (
-        f"File too large. Limit for project {project!r} is {shown}. "
+        f"File too large. Limit for project {project!r} is {_size(limit, MIB, 'MB')}. "
         f"See {HELP}#file-size-limit for more information."
     )
 
@@ -308,7 +312,8 @@ class Uploads:
         if project and project.total_size + digests.size > index.max_project_size:
             raise UploadRejected(
                 f"Project size too large. Limit for project {project.name!r} total size is "
-                f"{index.max_project_size // GIB} GB. See {HELP}#project-size-limit"
+                f"{_size(index.max_project_size, GIB, 'GB')}. "
+                f"See {HELP}#project-size-limit for more information."
             )
         for field, actual in (
             ("md5_digest", digests.md5),
