@@ -264,7 +264,10 @@ def _remote_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="keyless", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="keyless",
+        description="A self-hosted Python package index with Trusted Publishing built in.",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the index server")
