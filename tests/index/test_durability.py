@@ -30,7 +30,7 @@ def multipart_body(filename: str, data: bytes, boundary: str) -> bytes:
             f'--{boundary}\r\nContent-Disposition: form-data; name="{key}"\r\n\r\n{value}\r\n'.encode()
         )
     parts.append(
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"content\"; "
+        f'--{boundary}\r\nContent-Disposition: form-data; name="content"; '
         f'filename="{filename}"\r\nContent-Type: application/octet-stream\r\n\r\n'.encode()
         + data
         + b"\r\n"
@@ -41,7 +41,9 @@ def multipart_body(filename: str, data: bytes, boundary: str) -> bytes:
 
 def test_an_upload_cut_off_half_way_leaves_nothing(server: LiveServer, http: httpx.Client) -> None:
     token = server.token("cut-owner", "prod")
-    filename, data = build_wheel("cut-demo", "1.0", extra_files={"cut_demo/pad.bin": bytes(200_000)})
+    filename, data = build_wheel(
+        "cut-demo", "1.0", extra_files={"cut_demo/pad.bin": bytes(200_000)}
+    )
     body = multipart_body(filename, data, "xyzzy")
     host, port = server.url.removeprefix("http://").split(":")
     auth = httpx.BasicAuth("__token__", token)._auth_header  # type: ignore[attr-defined]
@@ -71,7 +73,9 @@ def test_two_clients_upload_the_same_file_at_once(server: LiveServer) -> None:
         filename, data = build_wheel("race-demo", f"1.{attempt}")
         barrier = threading.Barrier(2)
 
-        def send(filename: str = filename, data: bytes = data, barrier: threading.Barrier = barrier) -> None:
+        def send(
+            filename: str = filename, data: bytes = data, barrier: threading.Barrier = barrier
+        ) -> None:
             with server.client() as client:
                 barrier.wait()
                 results.append(upload(client, "prod", token, filename, data).status_code)
@@ -115,7 +119,12 @@ def test_two_clients_race_different_bytes_under_one_name(server: LiveServer) -> 
 
 
 GARBAGE = [
-    ("POST", "/prod/legacy/", {"content-type": "multipart/form-data; boundary=b"}, b"--b\r\nnonsense"),
+    (
+        "POST",
+        "/prod/legacy/",
+        {"content-type": "multipart/form-data; boundary=b"},
+        b"--b\r\nnonsense",
+    ),
     ("POST", "/prod/legacy/", {"content-type": "multipart/form-data"}, b"no boundary"),
     ("POST", "/prod/legacy/", {"content-type": "text/plain"}, b"\xff\xfe"),
     ("GET", "/prod/simple/%ff%fe/", {}, b""),
