@@ -16,7 +16,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
 
+# Lint first: a style or type slip fails the run as surely as a broken test.
 test: $(STAMP)
+	$(BIN)/ruff check src tests scripts
+	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
