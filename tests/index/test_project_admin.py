@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -365,3 +366,23 @@ def test_cli_errors(server: LiveServer, client: httpx.Client, project: str) -> N
     assert unknown.returncode == 1
     assert "404" in unknown.stderr
     assert all(f["yanked"] is False for f in simple_page(client, project)["files"])
+
+
+def test_an_oversized_body_is_refused_without_reading_it(
+    server: LiveServer, owner: str, project: str
+) -> None:
+    """A declared 10 GB body is refused at once, not buffered (the server would wait for it)."""
+    host, port = server.url.removeprefix("http://").split(":")
+    request = (
+        f"POST /prod/api/projects/{project}/status HTTP/1.1\r\n"
+        f"Host: {host}:{port}\r\n"
+        f"Authorization: Bearer {owner}\r\n"
+        "Content-Type: application/json\r\n"
+        "Content-Length: 10000000000\r\n"
+        "Connection: close\r\n\r\n"
+        '{"status": "archived"}'
+    )
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(request.encode())
+        status_line = sock.makefile("rb").readline()
+    assert status_line.split()[1] == b"400", status_line

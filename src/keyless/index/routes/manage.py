@@ -21,9 +21,17 @@ MAX_BODY = 64 * 1024
 
 
 async def _body(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    if len(raw) > MAX_BODY:
+    # Refuse by the declared length, and stop reading past the limit: `request.body()` would
+    # first buffer whatever a client sends, however large.
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY:
         raise ProjectError("The request body is too large.")
+    received = bytearray()
+    async for chunk in request.stream():
+        received += chunk
+        if len(received) > MAX_BODY:
+            raise ProjectError("The request body is too large.")
+    raw = bytes(received)
     if not raw.strip():
         return {}
     try:
