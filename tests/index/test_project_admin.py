@@ -261,7 +261,6 @@ def test_token_for_another_index_or_project(
         ("no-such-admin-project/status", "prod"),
         ("admin-demo/releases/9.9/yank", "prod"),
         ("admin-demo/releases/9.9/unyank", "prod"),
-        ("admin-demo/releases/not%20a%20version/yank", "prod"),
         ("admin-demo/status", "nope"),
     ],
 )
@@ -290,6 +289,7 @@ def test_unknown_project_version_or_index_is_404(
         ("admin-demo/releases/1.0/yank", b'{"reason": {"a": 1}}', "'reason' must be a string"),
         ("admin-demo/releases/1.0/yank", b'{"reason": true}', "'reason' must be a string"),
         ("admin-demo/releases/1.0/yank", b"{", "must be a JSON object"),
+        ("admin-demo/releases/not%20a%20version/yank", b"{}", "is not a valid version"),
         (
             "admin-demo/releases/1.0/yank",
             json.dumps({"reason": "x" * 3000}).encode(),

@@ -566,3 +566,10 @@ def test_every_url_carries_the_public_path_prefix(proxied: LiveServer) -> None:
         assert file_url.startswith(public("/files/"))
         # What the proxy forwards for that URL is the file.
         assert client.get(file_url.removeprefix(PUBLIC_URL)).content == data
+
+
+def test_the_landing_document_points_at_public_urls(proxied: LiveServer) -> None:
+    with proxied.client() as client:
+        indexes = client.get("/").json()["indexes"]
+    assert indexes["prod"]["simple"] == f"{PUBLIC_URL}/prod/simple/"
+    assert indexes["prod"]["upload"] == f"{PUBLIC_URL}/prod/legacy/"

@@ -21,7 +21,7 @@ from .maintenance import collect_garbage
 from .pages import SimplePages
 from .projects import ProjectAdmin
 from .routes import files, jsonapi, manage, simple, upload
-from .routes.common import Services, services
+from .routes.common import Services, public_base, services
 from .uploads import Uploads
 
 access_log = logging.getLogger("keyless.access")
@@ -73,7 +73,7 @@ async def health(request: Request) -> Response:
 
 
 async def home(request: Request) -> Response:
-    base = str(request.base_url).rstrip("/")
+    base = public_base(request)
     return JSONResponse(
         {
             "service": "keyless",

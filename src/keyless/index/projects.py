@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from packaging.utils import NormalizedName, canonicalize_name, canonicalize_version
-from packaging.version import InvalidVersion
+from packaging.version import InvalidVersion, Version
 from sqlalchemy import Connection, Engine, select, update
 
 from keyless.store import db
@@ -98,9 +98,9 @@ class ProjectAdmin:
     ) -> dict[str, Any]:
         """Yank (or unyank) a whole release, as PyPI does; raises ProjectError."""
         try:
-            canonical = canonicalize_version(version, strip_trailing_zero=True)
+            canonical = canonicalize_version(Version(version))
         except InvalidVersion:
-            raise ProjectError(f"{version!r} is not a valid version.") from None
+            raise ProjectError(f"{version!r} is not a valid version (PEP 440).") from None
         if len(reason) > 2000:
             raise ProjectError("The yank reason is too long (at most 2000 characters).")
         with db.writing(self.engine) as conn:

@@ -53,6 +53,16 @@ def error(request: Request, status: int, message: str) -> Response:
     return PlainTextResponse(f"{status} {message}\n", status_code=status)
 
 
+def public_base(request: Request) -> str:
+    """The URL clients use to reach this server (no trailing slash).
+
+    Behind a proxy the address we were reached at is not the one clients use, so a configured
+    public URL wins.
+    """
+    public = services(request).settings.public_url
+    return public.rstrip("/") if public else str(request.base_url).rstrip("/")
+
+
 def index_or_none(request: Request) -> IndexInfo | None:
     return services(request).indexes.get(request.path_params["index"])
 

@@ -19,7 +19,7 @@ from starlette.routing import Route
 from keyless.store import db
 
 from ..pages import file_url, upload_time
-from .common import error, index_or_none, services, unknown_index
+from .common import error, index_or_none, public_base, services, unknown_index
 
 
 def _load(engine: Any, index_id: int, name: str) -> tuple[Any, list[Any], list[Any]] | None:
@@ -120,9 +120,7 @@ async def _answer(request: Request, version: str | None) -> Response:
     if loaded is None or not loaded[1]:
         return error(request, 404, f"No project named {raw!r} on index {index.name!r}.")
     project, releases, files = loaded
-    # Behind a proxy the address we were reached at is not the one clients use.
-    public = svc.settings.public_url
-    base = public.rstrip("/") if public else str(request.base_url).rstrip("/")
+    base = public_base(request)
     by_release: dict[int, list[Any]] = {r.id: [] for r in releases}
     release_by_id = {r.id: r for r in releases}
     for row in files:
