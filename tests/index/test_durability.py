@@ -26,9 +26,8 @@ def temp_files(server: LiveServer) -> list[Path]:
 def multipart_body(filename: str, data: bytes, boundary: str) -> bytes:
     parts = []
     for key, value in form_fields(filename, data):
-        parts.append(
-            f'--{boundary}\r\nContent-Disposition: form-data; name="{key}"\r\n\r\n{value}\r\n'.encode()
-        )
+        disposition = f'Content-Disposition: form-data; name="{key}"'
+        parts.append(f"--{boundary}\r\n{disposition}\r\n\r\n{value}\r\n".encode())
     parts.append(
         f'--{boundary}\r\nContent-Disposition: form-data; name="content"; '
         f'filename="{filename}"\r\nContent-Type: application/octet-stream\r\n\r\n'.encode()
