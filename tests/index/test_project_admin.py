@@ -10,7 +10,6 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -75,12 +74,6 @@ def run_cli(server: LiveServer, token: str | None, *args: str) -> subprocess.Com
 
 def remote(server: LiveServer) -> list[str]:
     return ["--url", server.url, "--index", "prod"]
-
-
-@pytest.fixture(scope="module")
-def client(server: LiveServer) -> Iterator[httpx.Client]:
-    with server.client() as client:
-        yield client
 
 
 @pytest.fixture(scope="module")

@@ -118,12 +118,6 @@ class Published:
 
 
 @pytest.fixture(scope="module")
-def client(server: LiveServer) -> Iterator[httpx.Client]:
-    with server.client() as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
 def owner(server: LiveServer) -> str:
     return server.token("simple-owner", "prod")
 

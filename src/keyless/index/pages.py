@@ -22,6 +22,8 @@ from sqlalchemy import Engine, select
 
 from keyless.store import db
 
+from .catalog import load_project
+
 API_VERSION = "1.4"
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 HTML_TYPE = "application/vnd.pypi.simple.v1+html"
@@ -138,23 +140,10 @@ class SimplePages:
     def _render_project(
         self, index_id: int, index_name: str, name: NormalizedName
     ) -> PageSet | None:
-        with db.reading(self.engine) as conn:
-            project = conn.execute(
-                select(db.projects).where(
-                    db.projects.c.index_id == index_id, db.projects.c.normalized_name == name
-                )
-            ).first()
-            if project is None:
-                return None
-            releases = conn.execute(
-                select(db.releases).where(db.releases.c.project_id == project.id)
-            ).all()
-            files = conn.execute(
-                select(db.files)
-                .join(db.releases, db.releases.c.id == db.files.c.release_id)
-                .where(db.releases.c.project_id == project.id)
-                .order_by(db.files.c.filename)
-            ).all()
+        snapshot = load_project(self.engine, index_id, name)
+        if snapshot is None:
+            return None
+        project, releases, files = snapshot.project, snapshot.releases, snapshot.files
         release_by_id = {release.id: release for release in releases}
         versions = sorted((r.version for r in releases), key=_version_key)
         if project.status == "quarantined":

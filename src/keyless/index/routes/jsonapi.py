@@ -10,37 +10,14 @@ from typing import Any
 
 from packaging.utils import canonicalize_name, canonicalize_version
 from packaging.version import InvalidVersion, Version
-from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from keyless.store import db
-
+from ..catalog import load_project
 from ..pages import file_url, upload_time
 from .common import error, index_or_none, public_base, services, unknown_index
-
-
-def _load(engine: Any, index_id: int, name: str) -> tuple[Any, list[Any], list[Any]] | None:
-    with db.reading(engine) as conn:
-        project = conn.execute(
-            select(db.projects).where(
-                db.projects.c.index_id == index_id, db.projects.c.normalized_name == name
-            )
-        ).first()
-        if project is None:
-            return None
-        releases = conn.execute(
-            select(db.releases).where(db.releases.c.project_id == project.id)
-        ).all()
-        files = conn.execute(
-            select(db.files)
-            .join(db.releases, db.releases.c.id == db.files.c.release_id)
-            .where(db.releases.c.project_id == project.id)
-            .order_by(db.files.c.filename)
-        ).all()
-    return project, releases, files
 
 
 def _sort_key(release: Any) -> Version:
@@ -116,10 +93,10 @@ async def _answer(request: Request, version: str | None) -> Response:
         return RedirectResponse(
             f"{svc.pages.url_prefix}/{index.name}/pypi/{name}/{suffix}", status_code=301
         )
-    loaded = await run_in_threadpool(_load, svc.engine, index.id, name)
-    if loaded is None or not loaded[1]:
+    snapshot = await run_in_threadpool(load_project, svc.engine, index.id, name)
+    if snapshot is None or not snapshot.releases:
         return error(request, 404, f"No project named {raw!r} on index {index.name!r}.")
-    project, releases, files = loaded
+    project, releases, files = snapshot.project, snapshot.releases, snapshot.files
     base = public_base(request)
     by_release: dict[int, list[Any]] = {r.id: [] for r in releases}
     release_by_id = {r.id: r for r in releases}
