@@ -274,6 +274,19 @@ def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]
     stop_server(live)
 
 
+PUBLIC_URL = "https://pypi.example.com/keyless"
+
+
+@pytest.fixture(scope="session")
+def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """A server told it is reached at PUBLIC_URL: a proxy strips `/keyless` before us."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("KEYLESS_PUBLIC_URL", PUBLIC_URL)
+        live = start_server(tmp_path_factory.mktemp("proxied"))
+    yield live
+    stop_server(live)
+
+
 @pytest.fixture
 def http(server: LiveServer) -> Iterator[httpx.Client]:
     with server.client() as client:

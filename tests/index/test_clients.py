@@ -84,6 +84,11 @@ def twine_upload(
     return run(command, env)
 
 
+def uv_pip_install(venv: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    python = str(venv / "bin" / "python")
+    return run([sys.executable, "-m", "uv", "pip", "install", "--python", python, *args], env)
+
+
 def make_venv(tmp_path: Path) -> Path:
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
@@ -147,21 +152,7 @@ def test_uv_publish_with_token_then_uv_pip_install(
     assert published.returncode == 0, published.stdout + published.stderr
 
     venv = make_venv(tmp_path)
-    installed = run(
-        [
-            sys.executable,
-            "-m",
-            "uv",
-            "pip",
-            "install",
-            "--python",
-            str(venv / "bin" / "python"),
-            "--index-url",
-            server.simple_url("prod"),
-            "uv-demo==2.1",
-        ],
-        env,
-    )
+    installed = uv_pip_install(venv, env, "--index-url", server.simple_url("prod"), "uv-demo==2.1")
     assert installed.returncode == 0, installed.stdout + installed.stderr
     check = run([str(venv / "bin" / "python"), "-c", "import uv_demo; print(uv_demo.VERSION)"], env)
     assert check.stdout.strip() == "2.1"
@@ -197,22 +188,7 @@ def test_pip_and_uv_read_the_html_pages(
     assert (target / "html_demo" / "__init__.py").exists()
 
     venv = make_venv(tmp_path)
-    by_uv = run(
-        [
-            sys.executable,
-            "-m",
-            "uv",
-            "pip",
-            "install",
-            "--python",
-            str(venv / "bin" / "python"),
-            "--no-index",
-            "--find-links",
-            page,
-            "html-demo",
-        ],
-        env,
-    )
+    by_uv = uv_pip_install(venv, env, "--no-index", "--find-links", page, "html-demo")
     assert by_uv.returncode == 0, by_uv.stdout + by_uv.stderr
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -17,7 +16,7 @@ import httpx
 import pytest
 
 from tests.builders import build_sdist, build_wheel
-from tests.conftest import LiveServer, start_server, stop_server
+from tests.conftest import PUBLIC_URL, LiveServer
 
 from .uploading import upload
 
@@ -271,18 +270,6 @@ def test_non_normalized_name_redirects(
 
 
 # ------------------------------------------------------------------------------- behind a proxy
-
-PUBLIC_URL = "https://pypi.example.com/keyless"
-
-
-@pytest.fixture(scope="module")
-def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    """A server told it is reached at PUBLIC_URL: a proxy strips `/keyless` before us."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("KEYLESS_PUBLIC_URL", PUBLIC_URL)
-        live = start_server(tmp_path_factory.mktemp("proxied-json"))
-    yield live
-    stop_server(live)
 
 
 def test_urls_and_redirects_use_the_public_url(proxied: LiveServer) -> None:

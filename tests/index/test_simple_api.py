@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from typing import Any
@@ -19,7 +18,7 @@ import httpx
 import pytest
 
 from tests.builders import build_sdist, build_wheel
-from tests.conftest import LiveServer, start_server, stop_server
+from tests.conftest import PUBLIC_URL, LiveServer
 
 from .uploading import core_metadata_of, upload
 
@@ -517,18 +516,6 @@ def test_quarantined_project_refuses_uploads(client: httpx.Client, owner: str) -
 
 
 # ------------------------------------------------------------------------ behind a proxy
-
-PUBLIC_URL = "https://pypi.example.com/keyless"
-
-
-@pytest.fixture(scope="module")
-def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    """A server told it is reached at PUBLIC_URL: a proxy strips `/keyless` before us."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("KEYLESS_PUBLIC_URL", PUBLIC_URL)
-        live = start_server(tmp_path_factory.mktemp("proxied"))
-    yield live
-    stop_server(live)
 
 
 def test_every_url_carries_the_public_path_prefix(proxied: LiveServer) -> None:
