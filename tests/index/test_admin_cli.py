@@ -72,8 +72,8 @@ def test_user_token_lifecycle(data: Path) -> None:
     assert stored.projects == ["demo-pkg"]
     identity = authenticate(engine, token)
     assert identity.username == "alice"
-    assert identity.may_touch("demo-pkg")
-    assert not identity.may_touch("other")
+    assert identity.may_touch(identity.index_id or 0, "demo-pkg")
+    assert not identity.may_touch(identity.index_id or 0, "other")
 
     listed = keyless("token", "list", "--json", "--data", str(data))
     rows = json.loads(listed.stdout)

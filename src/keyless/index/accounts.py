@@ -11,6 +11,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -30,16 +31,36 @@ class AccountError(ValueError):
 
 @dataclass(frozen=True)
 class Identity:
-    """Who is making a request, as proven by an API token."""
+    """Who is making a request, as proven by an API token.
 
-    user_id: int
-    username: str
+    A user's token acts for that user on one index (optionally limited to some projects). A
+    token minted for trusted publishers has no user: it may upload to exactly the (index,
+    project) pairs its publishers are linked to now, and do nothing else.
+    """
+
+    user_id: int | None
+    username: str  # the user, or a description of the trusted publisher(s)
     token_id: int
-    index_id: int
-    projects: frozenset[str] | None  # normalized names the token is limited to; None = any
+    index_id: int | None  # a user token's index; None for a trusted token (see `scopes`)
+    projects: frozenset[str] | None  # a user token's project limit; None = any
+    scopes: frozenset[tuple[int, str]] = frozenset()  # trusted: (index id, normalized project)
+    publishers: tuple[dict[str, Any], ...] = ()  # trusted: what the audit trail records
 
-    def may_touch(self, normalized_project: str) -> bool:
-        return self.projects is None or normalized_project in self.projects
+    @property
+    def is_trusted_publisher(self) -> bool:
+        return self.user_id is None
+
+    def allows_index(self, index_id: int) -> bool:
+        if self.is_trusted_publisher:
+            return any(scope_index == index_id for scope_index, _ in self.scopes)
+        return self.index_id == index_id
+
+    def may_touch(self, index_id: int, normalized_project: str) -> bool:
+        if self.is_trusted_publisher:
+            return (index_id, normalized_project) in self.scopes
+        return self.index_id == index_id and (
+            self.projects is None or normalized_project in self.projects
+        )
 
 
 def now() -> datetime:
@@ -189,19 +210,53 @@ def authenticate(engine: Engine, token: str) -> Identity:
     with db.reading(engine) as conn:
         row = conn.execute(
             select(db.api_tokens, db.users.c.username)
-            .join(db.users, db.users.c.id == db.api_tokens.c.user_id)
+            .outerjoin(db.users, db.users.c.id == db.api_tokens.c.user_id)
             .where(db.api_tokens.c.token_hash == hash_token(token))
         ).first()
-    if row is None or row.revoked is not None:
-        raise InvalidCredentials("Invalid or non-existent authentication information.")
-    if row.expires is not None and _aware(row.expires) <= now():
-        raise InvalidCredentials("Invalid API Token: token is expired")
+        if row is None or row.revoked is not None:
+            raise InvalidCredentials("Invalid or non-existent authentication information.")
+        if row.expires is not None and _aware(row.expires) <= now():
+            raise InvalidCredentials("Invalid API Token: token is expired")
+        if row.kind == "trusted":
+            return _trusted_identity(conn, row)
     return Identity(
         user_id=row.user_id,
         username=row.username,
         token_id=row.id,
         index_id=row.index_id,
         projects=frozenset(row.projects) if row.projects is not None else None,
+    )
+
+
+def _trusted_identity(conn: Connection, row: Any) -> Identity:
+    # The scope is read from the publishers' links at use time, so removing a publisher (or
+    # unlinking a project) takes effect on tokens already minted.
+    links = conn.execute(
+        select(
+            db.publishers.c.id,
+            db.publishers.c.kind,
+            db.publishers.c.config,
+            db.projects.c.index_id,
+            db.projects.c.normalized_name,
+        )
+        .join(db.token_publishers, db.token_publishers.c.publisher_id == db.publishers.c.id)
+        .join(db.publisher_projects, db.publisher_projects.c.publisher_id == db.publishers.c.id)
+        .join(db.projects, db.projects.c.id == db.publisher_projects.c.project_id)
+        .where(db.token_publishers.c.token_id == row.id)
+    ).all()
+    if not links:
+        raise InvalidCredentials(
+            "Invalid API Token: the trusted publisher it was minted for has been removed."
+        )
+    publishers = {link.id: {"id": link.id, "kind": link.kind, **link.config} for link in links}
+    return Identity(
+        user_id=None,
+        username=row.description or "trusted publisher",
+        token_id=row.id,
+        index_id=None,
+        projects=None,
+        scopes=frozenset((link.index_id, link.normalized_name) for link in links),
+        publishers=tuple(publishers.values()),
     )
 
 

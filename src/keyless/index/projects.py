@@ -73,6 +73,12 @@ class ProjectAdmin:
     on_change: Callable[[int, str], None]
 
     def _owned_project(self, conn: Connection, identity: Identity, name: str) -> Any:
+        if identity.user_id is None or identity.index_id is None:
+            raise ProjectError(
+                "Tokens minted for trusted publishers can only upload; use an owner's API "
+                "token for this.",
+                status=403,
+            )
         normalized = canonicalize_name(name)
         project = conn.execute(
             select(db.projects).where(
@@ -83,7 +89,7 @@ class ProjectAdmin:
         if project is None:
             raise ProjectError(f"No project named {name!r} on this index.", status=404)
         if (
-            not identity.may_touch(normalized)
+            not identity.may_touch(identity.index_id, normalized)
             or role_of(conn, project.id, identity.user_id) != "owner"
         ):
             raise ProjectError(

@@ -170,9 +170,15 @@ def _stdlib_names() -> frozenset[str]:
 
 
 def _check_permission(
-    conn: Connection, identity: Identity, project: ProjectRow | None, name: NormalizedName
+    conn: Connection,
+    identity: Identity,
+    index: IndexInfo,
+    project: ProjectRow | None,
+    name: NormalizedName,
 ) -> None:
-    if not identity.may_touch(name):
+    if identity.is_trusted_publisher:
+        _check_trusted_permission(identity, index, project, name)
+    elif not identity.may_touch(index.id, name):
         scope = ", ".join(sorted(identity.projects or ()))
         raise UploadRejected(
             f"The user '{identity.username}' isn't allowed to upload to project "
@@ -181,7 +187,7 @@ def _check_permission(
         )
     if project is None:
         return  # uploading creates the project; the uploader becomes its owner
-    if role_of(conn, project.id, identity.user_id) is None:
+    if not identity.is_trusted_publisher and role_of(conn, project.id, identity.user_id) is None:
         raise UploadRejected(
             f"The user '{identity.username}' isn't allowed to upload to project "
             f"'{project.name}'. See {HELP}#project-name for more information.",
@@ -193,6 +199,26 @@ def _check_permission(
             f"Project '{project.name}' is {project.status} and accepts no new uploads. "
             "An owner can make it active again with `keyless project status "
             f"{project.normalized_name} active`.",
+            status=403,
+        )
+
+
+def _check_trusted_permission(
+    identity: Identity, index: IndexInfo, project: ProjectRow | None, name: NormalizedName
+) -> None:
+    if project is None:
+        raise UploadRejected(
+            "Non-user identities cannot create new projects. This was probably caused by "
+            "successfully using a pending publisher but specifying the project name "
+            "incorrectly (either in the publisher or in your project's metadata). Please "
+            "ensure that both match."
+        )
+    if not identity.may_touch(index.id, name):
+        linked = sorted(p for i, p in identity.scopes if i == index.id)
+        raise UploadRejected(
+            f"The given token isn't allowed to upload to project '{project.name}'. It was "
+            f"minted for a trusted publisher linked to: {', '.join(linked) or 'no project'} "
+            f"on index '{index.name}'.",
             status=403,
         )
 
@@ -275,7 +301,7 @@ class Uploads:
                 form.file.discard()  # no-op once committed (the temp path is gone)
 
     def _upload(self, index: IndexInfo, identity: Identity, form: UploadForm) -> UploadOutcome:
-        if identity.index_id != index.id:
+        if not identity.allows_index(index.id):
             raise UploadRejected(
                 f"This API token is for another index, not '{index.name}'. "
                 "Create a token for this index with `keyless token create`.",
@@ -294,9 +320,9 @@ class Uploads:
 
         with db.reading(self.engine) as conn:
             project = _find_project(conn, index.id, name)
+            _check_permission(conn, identity, index, project, name)
             if project is None:
                 _check_new_project_name(conn, index, meta.name)
-            _check_permission(conn, identity, project, name)
 
         try:
             metadata.check_description_renders(meta)
@@ -428,6 +454,7 @@ class Uploads:
                         requires_python=str(file_meta.requires_python or "") or None,
                         upload_time=moment,
                         uploaded_by=identity.username,
+                        publisher=list(identity.publishers) or None,
                     )
                 )
                 conn.execute(
@@ -449,6 +476,8 @@ class Uploads:
                         "filename": staged.filename,
                         "sha256": digests.sha256,
                         "version": str(meta.version),
+                        "token_id": identity.token_id,
+                        "trusted_publishers": list(identity.publishers) or None,
                     },
                 )
         except IntegrityError:

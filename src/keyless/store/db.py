@@ -18,6 +18,7 @@ from sqlalchemy import (
     Column,
     Connection,
     DateTime,
+    Float,
     Engine,
     ForeignKey,
     Index,
@@ -61,7 +62,10 @@ api_tokens = Table(
     # Only the sha256 of the secret is kept: tokens are random and long, so a slow hash adds
     # nothing but latency on every upload.
     Column("token_hash", String(64), nullable=False, unique=True),
-    Column("user_id", ForeignKey("users.id"), nullable=False),
+    # "user": an API token a person created; "trusted": minted for a trusted publisher, whose
+    # scope is whatever its publishers are linked to at the moment it is used.
+    Column("kind", String(16), nullable=False, default="user"),
+    Column("user_id", ForeignKey("users.id"), nullable=True),
     Column("index_id", ForeignKey("indexes.id"), nullable=False),
     Column("projects", JSON, nullable=True),  # normalized names, or NULL for the whole index
     Column("description", Text, nullable=False, default=""),
@@ -128,6 +132,8 @@ files = Table(
     Column("requires_python", Text, nullable=True),
     Column("upload_time", DateTime(timezone=True), nullable=False),
     Column("uploaded_by", Text, nullable=False),
+    # Set when a trusted publisher uploaded it: what the audit trail and the APIs show.
+    Column("publisher", JSON, nullable=True),
     # The unique index makes "two clients upload the same filename at once" a database race
     # with exactly one winner.
     UniqueConstraint("index_id", "filename"),
@@ -141,6 +147,61 @@ filename_log = Table(
     metadata,
     Column("index_id", ForeignKey("indexes.id"), primary_key=True),
     Column("filename", String(255), primary_key=True),
+)
+
+# Trusted publishers: an identity in a CI (a GitHub repository + workflow, a GitLab project,
+# a Google service account, any OIDC issuer's subject) allowed to publish to linked projects.
+publishers = Table(
+    "publishers",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("index_id", ForeignKey("indexes.id"), nullable=False),
+    Column("kind", String(16), nullable=False),
+    # What a token's claims are looked up by, so a token only ever meets the publishers of its
+    # own repository/subject (never the configuration of unrelated projects).
+    Column("lookup_key", Text, nullable=False),
+    Column("config", JSON, nullable=False),
+    Column("pinned", JSON, nullable=False),  # claims pinned on first use (e.g. owner id)
+    Column("created", DateTime(timezone=True), nullable=False),
+    Column("created_by", ForeignKey("users.id"), nullable=True),
+    # A pending publisher names a project that does not exist yet; its first trusted publish
+    # creates the project, owned by `created_by`.
+    Column("pending_project", String(255), nullable=True),
+    Column("expires", DateTime(timezone=True), nullable=True),
+)
+Index("ix_publishers_lookup", publishers.c.lookup_key)
+
+publisher_projects = Table(
+    "publisher_projects",
+    metadata,
+    Column("publisher_id", ForeignKey("publishers.id", ondelete="CASCADE"), primary_key=True),
+    Column("project_id", ForeignKey("projects.id"), primary_key=True),
+)
+
+# Which publishers a trusted token was minted for. Removing a publisher removes these rows,
+# which leaves the token with no scope: unlinking invalidates tokens already minted.
+token_publishers = Table(
+    "token_publishers",
+    metadata,
+    Column("token_id", ForeignKey("api_tokens.id"), primary_key=True),
+    Column("publisher_id", ForeignKey("publishers.id", ondelete="CASCADE"), primary_key=True),
+)
+
+# OIDC tokens already exchanged (by jti, or by a hash when there is none), until they expire.
+used_oidc_tokens = Table(
+    "used_oidc_tokens",
+    metadata,
+    Column("key", String(255), primary_key=True),
+    Column("expires", DateTime(timezone=True), nullable=False),
+)
+
+# Issuers' signing keys, shared by every server process.
+jwks_cache = Table(
+    "jwks_cache",
+    metadata,
+    Column("issuer", Text, primary_key=True),
+    Column("jwks", JSON, nullable=False),
+    Column("fetched_at", Float, nullable=False),
 )
 
 # The journal: one row per change, its id is the serial (PyPI's `last_serial`).

@@ -63,7 +63,7 @@ async def _run(request: Request, action: str) -> Response:
     admin = services(request).projects
     try:
         identity = await _identity(request)
-        if identity.index_id != index.id:
+        if identity.index_id is not None and identity.index_id != index.id:
             raise ProjectError(f"This API token is for another index, not {index.name!r}.", 403)
         document = await _body(request)
         project = request.path_params["project"]
