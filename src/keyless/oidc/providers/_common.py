@@ -1,0 +1,409 @@
+"""What every provider shares: field specs, mismatches, config and claim helpers.
+
+Each provider is a table of claim checks (warehouse's idea) written as pure functions over plain
+data: a check takes ``(config, pinned, claims)`` and returns a ``Mismatch`` or ``None``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, Protocol
+from urllib.parse import urlsplit
+
+from keyless.oidc.errors import PublisherConfigError
+
+# Stands for "the publisher" in a mismatch's template, until matching names the candidate.
+# Token values are always interpolated with !r, whose output never contains a raw NUL, so a
+# token cannot smuggle this marker in.
+_PUBLISHER_MARK: Final = "\x00publisher\x00"
+THE_PUBLISHER: Final = "the publisher"
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One configuration field of a provider, as the web form and the CLI present it."""
+
+    name: str
+    label: str
+    required: bool
+    help: str
+    default: str = ""
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """One claim that failed a publisher's check.
+
+    ``message`` reads e.g. "environment: the token says 'release', the publisher expects
+    'pypi'". ``for_publisher(label)`` gives the same text with "the publisher" replaced by a
+    label such as "the publisher for 'demo' on index 'prod'".
+    """
+
+    claim: str
+    message: str
+    template: str = field(default="", repr=False, compare=False)
+
+    def for_publisher(self, label: str) -> str:
+        """The message naming the publisher by ``label``."""
+        if not self.template:
+            return self.message
+        return self.template.replace(_PUBLISHER_MARK, label)
+
+
+def mismatch(claim: str, text: str, /, **values: object) -> Mismatch:
+    """Build a ``Mismatch`` from a ``str.format`` template.
+
+    ``{publisher}`` in ``text`` marks where the publisher is named; token-derived values must
+    be interpolated with ``!r`` (quotes them and escapes control characters).
+    """
+    return Mismatch(
+        claim,
+        text.format(publisher=THE_PUBLISHER, **values),
+        text.format(publisher=_PUBLISHER_MARK, **values),
+    )
+
+
+class Provider(Protocol):
+    """A kind of trusted publisher: its config fields and the claim checks that match it."""
+
+    kind: str
+    title: str
+    fields: tuple[FieldSpec, ...]
+
+    def validate_config(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        """Normalized config; raises ``PublisherConfigError`` listing every field problem."""
+        ...
+
+    def issuer(self, config: Mapping[str, Any]) -> str:
+        """The issuer whose tokens this publisher accepts."""
+        ...
+
+    def lookup_key(self, config: Mapping[str, Any]) -> str:
+        """The identity key stored with the publisher, to find it from a token."""
+        ...
+
+    def lookup_key_from_claims(self, issuer: str, claims: Mapping[str, Any]) -> str | None:
+        """The same key computed from a verified token; None if the token lacks the claims."""
+        ...
+
+    def lookup_keys_from_claims(self, issuer: str, claims: Mapping[str, Any]) -> list[str]:
+        """Every key a publisher matching this token could be stored under."""
+        ...
+
+    def check(
+        self, config: Mapping[str, Any], pinned: Mapping[str, str], claims: Mapping[str, Any]
+    ) -> list[Mismatch]:
+        """[] when the claims match the publisher; otherwise every claim that failed."""
+        ...
+
+    def pins(
+        self, claims: Mapping[str, Any], config: Mapping[str, Any] | None = None
+    ) -> dict[str, str]:
+        """Values to pin on the publisher after its first successful use.
+
+        Pass the publisher's ``config``: the generic provider pins the claims it names.
+        """
+        ...
+
+    def specificity(self, config: Mapping[str, Any]) -> int:
+        """How constrained the publisher is; the most specific matching publisher wins."""
+        ...
+
+    def describe(self, claims: Mapping[str, Any]) -> dict[str, str | None]:
+        """What the audit trail records about the run that presented the token."""
+        ...
+
+    def publisher_url(self, config: Mapping[str, Any]) -> str | None:
+        """A web page of the publisher's repository or project, if there is one."""
+        ...
+
+    def summary(self, config: Mapping[str, Any]) -> str:
+        """The publisher in one line."""
+        ...
+
+    def identity(self, claims: Mapping[str, Any]) -> str:
+        """What the token identifies as, e.g. "GitHub repository 'owner/repo'"."""
+        ...
+
+    def registration_hint(self, claims: Mapping[str, Any]) -> str:
+        """How to register a publisher that would accept this token."""
+        ...
+
+
+Check = Callable[[Mapping[str, Any], Mapping[str, str], Mapping[str, Any]], Mismatch | None]
+
+
+def run_checks(
+    checks: Iterable[Check],
+    config: Mapping[str, Any],
+    pinned: Mapping[str, str],
+    claims: Mapping[str, Any],
+) -> list[Mismatch]:
+    """Every mismatch the checks find, in table order."""
+    return [found for check in checks if (found := check(config, pinned, claims)) is not None]
+
+
+# --- reading config and claims -------------------------------------------------------------
+
+
+def cfg(config: Mapping[str, Any], name: str) -> str:
+    """A string config value; "" when absent or empty."""
+    value = config.get(name)
+    return value if isinstance(value, str) else ""
+
+
+def scalar_text(value: object) -> str | None:
+    """A claim value as text when it is a string, integer or boolean (JSON spelling); else None.
+
+    GitLab sends some flags as the strings "true"/"false" and other issuers as JSON booleans;
+    comparing both as text lets one configured value match either.
+    """
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return str(value)
+    return None
+
+
+def present(claim: str, title: str) -> Check:
+    """A check that ``claim`` is present (required but not compared)."""
+
+    def check(
+        _config: Mapping[str, Any], _pinned: Mapping[str, str], claims: Mapping[str, Any]
+    ) -> Mismatch | None:
+        if claims.get(claim) is None:
+            return missing(claim, title)
+        return None
+
+    return check
+
+
+def missing(claim: str, title: str) -> Mismatch:
+    """The token lacks a claim every token of this kind carries."""
+    return mismatch(
+        claim,
+        "{claim}: the token has no {claim!r} claim, which {title} tokens always carry "
+        "(is this token from {title}?)",
+        claim=claim,
+        title=title,
+    )
+
+
+def differs(claim: str, got: object, want: str, *, exact: bool) -> Mismatch:
+    """The token's value is not the expected one.
+
+    With ``exact``, a difference only in case is named as such — a user who typed 'Octo' for
+    'octo' should not have to spot it.
+    """
+    if exact and isinstance(got, str) and got.casefold() == want.casefold():
+        return mismatch(
+            claim,
+            "{claim}: the token says {got!r}, {publisher} expects {want!r} (names differ only "
+            "in case; this claim is compared exactly)",
+            claim=claim,
+            got=got,
+            want=want,
+        )
+    return mismatch(
+        claim,
+        "{claim}: the token says {got!r}, {publisher} expects {want!r}",
+        claim=claim,
+        got=got,
+        want=want,
+    )
+
+
+def check_issuer(issuer_of: Callable[[Mapping[str, Any]], str]) -> Check:
+    """A check that the token comes from the publisher's issuer.
+
+    The index may verify a token against the issuer named in the token itself; without this
+    check a token from one issuer (say a CI emulator) could match a publisher registered for
+    another (GitHub.com) that happens to share the identifying claims.
+    """
+
+    def check(
+        config: Mapping[str, Any], _pinned: Mapping[str, str], claims: Mapping[str, Any]
+    ) -> Mismatch | None:
+        want = issuer_of(config)
+        got = claims.get("iss")
+        if isinstance(got, str) and same_issuer(got, want):
+            return None
+        return mismatch(
+            "iss",
+            "iss: the token was issued by {got!r}, {publisher} accepts tokens from {want!r}",
+            got=got,
+            want=want,
+        )
+
+    return check
+
+
+def same_issuer(a: str, b: str) -> bool:
+    """Issuer URLs compared as OIDC discovery treats them: a trailing '/' does not matter."""
+    return a.rstrip("/") == b.rstrip("/")
+
+
+def check_ref_glob(ref_claim: Callable[[Mapping[str, Any]], str]) -> Check:
+    """A check of the optional ``ref`` glob constraint against the claim ``ref_claim(config)``."""
+
+    def check(
+        config: Mapping[str, Any], _pinned: Mapping[str, str], claims: Mapping[str, Any]
+    ) -> Mismatch | None:
+        pattern = cfg(config, "ref")
+        if not pattern:
+            return None
+        claim = ref_claim(config)
+        got = claims.get(claim)
+        # Refs are case-sensitive in git, so the glob is too.
+        if isinstance(got, str) and fnmatch.fnmatchcase(got, pattern):
+            return None
+        if got is None:
+            return mismatch(
+                claim,
+                "{claim}: the token has no {claim!r} claim, {publisher} accepts only refs "
+                "matching {pattern!r}",
+                claim=claim,
+                pattern=pattern,
+            )
+        return mismatch(
+            claim,
+            "{claim}: the token says {got!r}, {publisher} accepts only refs matching {pattern!r}",
+            claim=claim,
+            got=got,
+            pattern=pattern,
+        )
+
+    return check
+
+
+def check_pins(title: str, names: Sequence[str] | None = None) -> Check:
+    """A check that claims pinned on first use still have their pinned values.
+
+    Only the claims in ``names`` are checked when given (others in ``pinned`` are ignored);
+    every pinned claim otherwise.
+    """
+
+    def check(
+        _config: Mapping[str, Any], pinned: Mapping[str, str], claims: Mapping[str, Any]
+    ) -> Mismatch | None:
+        for claim, want in sorted(pinned.items()):
+            if names is not None and claim not in names:
+                continue
+            got = scalar_text(claims.get(claim))
+            if got == want:
+                continue
+            if got is None:
+                return mismatch(
+                    claim,
+                    "{claim}: the token has no {claim!r} claim, but {publisher} was pinned to "
+                    "{want!r} on its first use",
+                    claim=claim,
+                    want=want,
+                )
+            return mismatch(
+                claim,
+                "{claim}: the token says {got!r}, but {publisher} was pinned to {want!r} on its "
+                "first use; {title} reports a different identity now — a project owner must "
+                "confirm the publisher again",
+                claim=claim,
+                got=got,
+                want=want,
+                title=title,
+            )
+        return None
+
+    return check
+
+
+# --- validating config ----------------------------------------------------------------------
+
+_LOCAL_HOSTS: Final = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def validate_issuer_url(url: str) -> str | None:
+    """The problem with an issuer URL, or None when it is fine.
+
+    https only, except plain http on the local machine (the keyless CI emulator); no user
+    info, query or fragment, since an issuer is compared and used as a URL prefix.
+    """
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError for a malformed port
+    except ValueError:
+        return "not a valid URL"
+    if not host:
+        return "must be a URL such as 'https://ci.example.com'"
+    if parts.username is not None or parts.password is not None:
+        return "must not contain a user name or password"
+    if parts.query or parts.fragment or "?" in url or "#" in url:
+        return "must not contain a query or fragment"
+    if any(ch.isspace() for ch in url):
+        return "must not contain spaces"
+    if parts.scheme == "https":
+        return None
+    if parts.scheme == "http" and _is_local(host):
+        return None
+    if parts.scheme == "http":
+        return "must use https (plain http is accepted only for localhost, 127.0.0.1 and ::1)"
+    return "must be an https URL"
+
+
+def _is_local(host: str) -> bool:
+    # Only these exact spellings: a name like 'localhost.example.com' could resolve anywhere.
+    return host in _LOCAL_HOSTS
+
+
+_WILDCARDS = frozenset("*?")
+
+
+def validate_ref_glob(pattern: str, *, require_refs_prefix: bool) -> str | None:
+    """The problem with a ref glob constraint, or None when it is fine."""
+    if set(pattern) <= _WILDCARDS:
+        return (
+            f"{pattern!r} would accept every ref; leave it empty for no constraint, or give "
+            "a pattern such as 'refs/tags/v*'"
+        )
+    if any(ch.isspace() for ch in pattern):
+        return "must not contain spaces"
+    if require_refs_prefix and not pattern.startswith("refs/"):
+        return "give the full ref as the token carries it, e.g. 'refs/tags/v*' or 'refs/heads/main'"
+    return None
+
+
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def clean(config: Mapping[str, Any], name: str) -> str:
+    """A config value as a stripped string ("" when absent)."""
+    value = config.get(name)
+    if value is None:
+        return ""
+    return str(value).strip()
+
+
+def unknown_fields(
+    config: Mapping[str, Any], fields: Sequence[FieldSpec], title: str
+) -> dict[str, str]:
+    """Errors for keys that are not fields of this provider.
+
+    A typo such as 'enviroment' must not silently leave a publisher unconstrained.
+    """
+    known = {spec.name for spec in fields}
+    return {name: f"not a field of a {title} publisher" for name in config if name not in known}
+
+
+def raise_if(errors: Mapping[str, str]) -> None:
+    """Raise ``PublisherConfigError`` when there are errors."""
+    if errors:
+        raise PublisherConfigError(errors)
+
+
+def has_control_chars(value: str) -> bool:
+    """Whether ``value`` contains ASCII control characters."""
+    return bool(_CONTROL_CHARS.search(value))

@@ -1,0 +1,552 @@
+"""GitHub Actions publishers (GitHub.com, GitHub Enterprise Server, the keyless CI emulator).
+
+Claim rules follow PyPI's (spec §3) and extend them (§7): a ref glob constraint, a reusable
+workflow constrained on both sides (caller ``workflow_ref`` and callee ``job_workflow_ref``), a
+configurable issuer, and ``repository_owner_id`` pinned on first use because keyless cannot ask
+GitHub's API at registration time.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, Final
+
+from keyless.oidc.providers._common import (
+    Check,
+    FieldSpec,
+    Mismatch,
+    cfg,
+    check_issuer,
+    check_ref_glob,
+    clean,
+    differs,
+    has_control_chars,
+    mismatch,
+    missing,
+    present,
+    raise_if,
+    run_checks,
+    same_issuer,
+    scalar_text,
+    unknown_fields,
+    validate_issuer_url,
+    validate_ref_glob,
+)
+
+GITHUB_ISSUER: Final = "https://token.actions.githubusercontent.com"
+TITLE: Final = "GitHub Actions"
+
+# GitHub's own rules: logins are letters, digits and '-' (at most 39); repository names add
+# '_' and '.' (at most 100).
+_OWNER = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,38}\Z", re.ASCII)
+_REPOSITORY = re.compile(r"[A-Za-z0-9_.-]{1,100}\Z", re.ASCII)
+# GitHub refuses these in environment names; they would also break the YAML users copy.
+_ENVIRONMENT_BAD = re.compile(r"[\x00-\x1f\x7f'\"`,;\\]")
+_SHA = re.compile(r"[0-9a-f]{40}\Z")
+_REUSABLE = re.compile(
+    r"(?P<repo>[^/@\s]+/[^/@\s]+)(?P<tail>/\.github/workflows/[^/\s]+?\.ya?ml)"
+    r"(?:@(?P<ref>\S+))?\Z"
+)
+# The workflow file name inside a workflow ref: "owner/repo/.github/workflows/NAME@ref".
+_WORKFLOW_FILE = re.compile(r"/\.github/workflows/(?P<file>[^/]+?\.ya?ml)@")
+_GHES_SUFFIX: Final = "/_services/token"
+
+FIELDS: Final = (
+    FieldSpec(
+        "owner",
+        "Owner",
+        True,
+        "The GitHub user or organization that owns the repository, e.g. 'pypa'. Compared "
+        "exactly, case included: type it as GitHub shows it.",
+    ),
+    FieldSpec(
+        "repository",
+        "Repository",
+        True,
+        "The repository's name without the owner, e.g. 'sampleproject'. Not case-sensitive.",
+    ),
+    FieldSpec(
+        "workflow",
+        "Workflow file",
+        True,
+        "The file name of the workflow that publishes, e.g. 'release.yml' (the file in "
+        ".github/workflows/, without the directory). Case-sensitive.",
+    ),
+    FieldSpec(
+        "environment",
+        "Environment",
+        False,
+        "The GitHub environment the publishing job runs in, e.g. 'pypi'. Recommended: "
+        "environments can require approval. Not case-sensitive. Empty: any environment.",
+    ),
+    FieldSpec(
+        "ref",
+        "Ref pattern",
+        False,
+        "Publish only from refs matching this pattern, e.g. 'refs/tags/v*' or "
+        "'refs/heads/main'; '*' matches any characters, '/' included. Case-sensitive. "
+        "Empty: any ref.",
+    ),
+    FieldSpec(
+        "reusable_workflow",
+        "Reusable workflow",
+        False,
+        "When the workflow above calls a reusable workflow that publishes: "
+        "'org/repo/.github/workflows/publish.yml', optionally pinned with '@refs/tags/v1' or "
+        "'@<commit sha>'. The file name is case-sensitive.",
+    ),
+    FieldSpec(
+        "owner_id",
+        "Owner id",
+        False,
+        "GitHub's numeric id of the owner (https://api.github.com/users/OWNER). Empty: it is "
+        "pinned on the first successful publish.",
+    ),
+    FieldSpec(
+        "issuer",
+        "Issuer",
+        False,
+        "Empty for GitHub.com. GitHub Enterprise Server: 'https://HOST/_services/token'; the "
+        "keyless CI emulator: its URL.",
+        default=GITHUB_ISSUER,
+    ),
+)
+
+
+class GitHubProvider:
+    """Publishers that accept tokens from GitHub Actions workflows."""
+
+    kind: str = "github"
+    title: str = TITLE
+    fields: tuple[FieldSpec, ...] = FIELDS
+
+    def validate_config(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        """The normalized config (every field, "" when unset; issuer resolved).
+
+        Raises ``PublisherConfigError`` with every field's problem.
+        """
+        errors = unknown_fields(config, FIELDS, TITLE)
+        values = {spec.name: clean(config, spec.name) for spec in FIELDS}
+
+        owner = values["owner"]
+        if not owner:
+            errors["owner"] = "required: the GitHub user or organization owning the repository"
+        elif not _OWNER.match(owner):
+            errors["owner"] = (
+                "not a GitHub user or organization name (letters, digits and '-', not "
+                "starting with '-', at most 39 characters)"
+            )
+
+        repository = values["repository"]
+        if not repository:
+            errors["repository"] = "required: the repository's name, e.g. 'sampleproject'"
+        elif "/" in repository:
+            errors["repository"] = "the repository's name only, without the owner"
+        elif not _REPOSITORY.match(repository) or repository in (".", ".."):
+            errors["repository"] = (
+                "not a GitHub repository name (letters, digits, '-', '_' and '.')"
+            )
+
+        workflow = values["workflow"]
+        if not workflow:
+            errors["workflow"] = "required: the workflow's file name, e.g. 'release.yml'"
+        elif "/" in workflow:
+            errors["workflow"] = (
+                "the workflow's file name only, e.g. 'release.yml', without '.github/workflows/'"
+            )
+        elif not workflow.endswith((".yml", ".yaml")):
+            errors["workflow"] = "must end with .yml or .yaml"
+        elif has_control_chars(workflow) or "@" in workflow:
+            errors["workflow"] = "must not contain '@' or control characters"
+
+        environment = values["environment"]
+        if len(environment) > 255:
+            errors["environment"] = "too long (GitHub allows at most 255 characters)"
+        elif _ENVIRONMENT_BAD.search(environment):
+            errors["environment"] = "must not contain control characters or any of ' \" ` , ; \\"
+
+        if values["ref"] and (
+            problem := validate_ref_glob(values["ref"], require_refs_prefix=True)
+        ):
+            errors["ref"] = problem
+
+        if values["reusable_workflow"]:
+            problem = _reusable_problem(values["reusable_workflow"])
+            if problem:
+                errors["reusable_workflow"] = problem
+
+        if values["owner_id"] and not values["owner_id"].isdigit():
+            errors["owner_id"] = "must be GitHub's numeric id of the owner, e.g. '2009'"
+
+        if not values["issuer"]:
+            values["issuer"] = GITHUB_ISSUER
+        elif problem := validate_issuer_url(values["issuer"]):
+            errors["issuer"] = problem
+
+        raise_if(errors)
+        return values
+
+    def issuer(self, config: Mapping[str, Any]) -> str:
+        """The configured issuer, GitHub.com's by default."""
+        return cfg(config, "issuer") or GITHUB_ISSUER
+
+    def lookup_key(self, config: Mapping[str, Any]) -> str:
+        """``github:owner/repo`` (lowercase); the issuer is included when it is not GitHub.com's.
+
+        Including a non-default issuer keeps publishers for an emulator or an Enterprise
+        Server from ever being candidates for GitHub.com tokens, and vice versa.
+        """
+        return _key(self.issuer(config), f"{cfg(config, 'owner')}/{cfg(config, 'repository')}")
+
+    def lookup_key_from_claims(self, issuer: str, claims: Mapping[str, Any]) -> str | None:
+        """The lookup key for the token's ``repository``; None without one."""
+        repository = claims.get("repository")
+        if not isinstance(repository, str) or "/" not in repository:
+            return None
+        return _key(issuer, repository)
+
+    def lookup_keys_from_claims(self, issuer: str, claims: Mapping[str, Any]) -> list[str]:
+        """``[lookup_key_from_claims(...)]``, or [] without a repository claim."""
+        key = self.lookup_key_from_claims(issuer, claims)
+        return [key] if key else []
+
+    def check(
+        self, config: Mapping[str, Any], pinned: Mapping[str, str], claims: Mapping[str, Any]
+    ) -> list[Mismatch]:
+        """Every claim that fails the publisher's checks ([] when the token matches)."""
+        return run_checks(self._checks, config, pinned, claims)
+
+    def pins(
+        self, claims: Mapping[str, Any], config: Mapping[str, Any] | None = None
+    ) -> dict[str, str]:
+        """``repository_owner_id``: a re-registered account of the same name gets a new id."""
+        owner_id = scalar_text(claims.get("repository_owner_id"))
+        return {"repository_owner_id": owner_id} if owner_id else {}
+
+    def specificity(self, config: Mapping[str, Any]) -> int:
+        """One point per optional constraint: environment, ref pattern, reusable workflow."""
+        return sum(bool(cfg(config, name)) for name in ("environment", "ref", "reusable_workflow"))
+
+    def describe(self, claims: Mapping[str, Any]) -> dict[str, str | None]:
+        """Repository, workflow, ref, sha, environment, run and commit URLs, event name."""
+        repository = _text(claims, "repository")
+        sha = _text(claims, "sha")
+        run_id = scalar_text(claims.get("run_id"))
+        attempt = scalar_text(claims.get("run_attempt"))
+        server = _server_url(claims)
+        run_url = commit_url = None
+        if server and repository and run_id:
+            run_url = f"{server}/{repository}/actions/runs/{run_id}"
+            if attempt:
+                run_url += f"/attempts/{attempt}"
+        if server and repository and sha:
+            commit_url = f"{server}/{repository}/commit/{sha}"
+        return {
+            "identity": repository,
+            "repository": repository,
+            "workflow": _text(claims, "job_workflow_ref"),
+            "ref": _text(claims, "ref"),
+            "sha": sha,
+            "environment": _text(claims, "environment"),
+            "run_url": run_url,
+            "commit_url": commit_url,
+            "event_name": _text(claims, "event_name"),
+        }
+
+    def publisher_url(self, config: Mapping[str, Any]) -> str | None:
+        """The repository's page on GitHub.com or the Enterprise Server; None otherwise."""
+        server = _server_for_issuer(self.issuer(config))
+        if server is None:
+            return None
+        return f"{server}/{cfg(config, 'owner')}/{cfg(config, 'repository')}"
+
+    def summary(self, config: Mapping[str, Any]) -> str:
+        """E.g. "GitHub owner/repo, workflow release.yml, environment pypi, refs refs/tags/v*"."""
+        parts = [
+            f"GitHub {cfg(config, 'owner')}/{cfg(config, 'repository')}",
+            f"workflow {cfg(config, 'workflow')}",
+        ]
+        if env := cfg(config, "environment"):
+            parts.append(f"environment {env}")
+        if ref := cfg(config, "ref"):
+            parts.append(f"refs {ref}")
+        if reusable := cfg(config, "reusable_workflow"):
+            parts.append(f"reusable workflow {reusable}")
+        if not same_issuer(self.issuer(config), GITHUB_ISSUER):
+            parts.append(f"issuer {self.issuer(config)}")
+        return ", ".join(parts)
+
+    def identity(self, claims: Mapping[str, Any]) -> str:
+        """E.g. "GitHub repository 'owner/repo'"."""
+        where = (
+            ""
+            if same_issuer(_text(claims, "iss") or "", GITHUB_ISSUER)
+            else (f" (issuer {claims.get('iss')!r})")
+        )
+        return f"GitHub repository {claims.get('repository')!r}{where}"
+
+    def registration_hint(self, claims: Mapping[str, Any]) -> str:
+        """The publisher settings that would accept this token."""
+        repository = _text(claims, "repository") or "?/?"
+        owner, _, name = repository.partition("/")
+        settings = [f"owner {owner!r}", f"repository {name!r}"]
+        caller = _WORKFLOW_FILE.search(_text(claims, "workflow_ref") or "")
+        callee = _WORKFLOW_FILE.search(_text(claims, "job_workflow_ref") or "")
+        if found := caller or callee:
+            settings.append(f"workflow {found.group('file')!r}")
+        if env := _text(claims, "environment"):
+            settings.append(f"environment {env!r}")
+        iss = _text(claims, "iss") or ""
+        if not same_issuer(iss, GITHUB_ISSUER):
+            settings.append(f"issuer {iss!r}")
+        return (
+            "to publish from it, a project owner registers a GitHub Actions publisher with "
+            + ", ".join(settings)
+        )
+
+    @property
+    def _checks(self) -> tuple[Check, ...]:
+        return (
+            check_issuer(self.issuer),
+            _check_repository,
+            _check_repository_owner,
+            _check_owner_id,
+            _check_event_name,
+            _check_workflow,
+            _check_reusable_workflow,
+            _check_environment,
+            check_ref_glob(lambda _config: "ref"),
+            present("ref", TITLE),
+            present("sha", TITLE),
+            present("jti", TITLE),
+        )
+
+
+# --- the claim checks -----------------------------------------------------------------------
+
+
+def _check_repository(
+    config: Mapping[str, Any], _pinned: Mapping[str, str], claims: Mapping[str, Any]
+) -> Mismatch | None:
+    want = f"{cfg(config, 'owner')}/{cfg(config, 'repository')}"
+    got = claims.get("repository")
+    if got is None:
+        return missing("repository", TITLE)
+    # GitHub owner and repository names are case-insensitive: 'Octo/Demo' is 'octo/demo'.
+    if isinstance(got, str) and got.lower() == want.lower():
+        return None
+    return differs("repository", got, want, exact=False)
+
+
+def _check_repository_owner(
+    config: Mapping[str, Any], _pinned: Mapping[str, str], claims: Mapping[str, Any]
+) -> Mismatch | None:
+    want = cfg(config, "owner")
+    got = claims.get("repository_owner")
+    if got is None:
+        return missing("repository_owner", TITLE)
+    # Compared exactly, as PyPI does (which stores GitHub's canonical spelling of the login).
+    if got == want:
+        return None
+    return differs("repository_owner", got, want, exact=True)
+
+
+def _check_owner_id(
+    config: Mapping[str, Any], pinned: Mapping[str, str], claims: Mapping[str, Any]
+) -> Mismatch | None:
+    got = scalar_text(claims.get("repository_owner_id"))
+    if got is None:
+        return missing("repository_owner_id", TITLE)
+    owner = cfg(config, "owner")
+    if (configured := cfg(config, "owner_id")) and got != configured:
+        return mismatch(
+            "repository_owner_id",
+            "repository_owner_id: the token says {got!r}, {publisher} expects owner id "
+            "{want!r}: the GitHub account {owner!r} is not the one the publisher was registered "
+            "for (deleted and re-created, or renamed and its name taken by someone else?)",
+            got=got,
+            want=configured,
+            owner=owner,
+        )
+    if (first := pinned.get("repository_owner_id")) and got != first:
+        return mismatch(
+            "repository_owner_id",
+            "repository_owner_id: the token says {got!r}, but {publisher} was pinned to owner "
+            "id {want!r} on its first use: the owner id changed, so the GitHub account {owner!r} "
+            "is not the one that published before (deleted and re-created, or renamed and its "
+            "name taken by someone else?) — a project owner must confirm the publisher again",
+            got=got,
+            want=first,
+            owner=owner,
+        )
+    return None
+
+
+def _check_event_name(
+    _config: Mapping[str, Any], _pinned: Mapping[str, str], claims: Mapping[str, Any]
+) -> Mismatch | None:
+    got = claims.get("event_name")
+    if got is None:
+        return missing("event_name", TITLE)
+    if got == "pull_request_target":
+        # Such runs carry the base repository's credentials while acting for a pull request,
+        # possibly from a fork: publishing from them hands a release to outsiders.
+        return mismatch(
+            "event_name",
+            "event_name: the workflow was triggered by 'pull_request_target', which is "
+            "refused: such runs act on pull requests, including ones from forks, and must not "
+            "publish",
+        )
+    return None
+
+
+def _check_workflow(
+    config: Mapping[str, Any], _pinned: Mapping[str, str], claims: Mapping[str, Any]
+) -> Mismatch | None:
+    # Without a reusable workflow the job itself runs the publisher's workflow
+    # (job_workflow_ref); with one, the publisher's workflow is the caller (workflow_ref).
+    claim = "workflow_ref" if cfg(config, "reusable_workflow") else "job_workflow_ref"
+    repository = f"{cfg(config, 'owner')}/{cfg(config, 'repository')}"
+    tail = f"/.github/workflows/{cfg(config, 'workflow')}"
+    got = claims.get(claim)
+    if got is None:
+        return missing(claim, TITLE)
+    refs = _refs(claims)
+    if _same_workflow(got, repository, tail, refs):
+        return None
+    want = f"{repository}{tail}@{refs[0] if refs else '<ref>'}"
+    if claim == "job_workflow_ref" and _same_workflow(
+        claims.get("workflow_ref"), repository, tail, refs
+    ):
+        # The right workflow called a reusable one: say so rather than just "mismatch".
+        return mismatch(
+            claim,
+            "{claim}: the token says {got!r}, {publisher} expects {want!r} (the workflow "
+            "calls the reusable workflow {got!r}; to publish from it, set it as the "
+            "publisher's reusable workflow)",
+            claim=claim,
+            got=got,
+            want=want,
+        )
+    return differs(claim, got, want, exact=False)
+
+
+def _check_reusable_workflow(
+    config: Mapping[str, Any], _pinned: Mapping[str, str], claims: Mapping[str, Any]
+) -> Mismatch | None:
+    configured = cfg(config, "reusable_workflow")
+    if not configured:
+        return None
+    parsed = _REUSABLE.match(configured)
+    if parsed is None:
+        # validate_config refuses this; a corrupted stored config must not match anything.
+        return mismatch(
+            "job_workflow_ref",
+            "job_workflow_ref: {publisher} has an unusable reusable workflow {want!r}",
+            want=configured,
+        )
+    got = claims.get("job_workflow_ref")
+    if got is None:
+        return missing("job_workflow_ref", TITLE)
+    repository, tail, pinned_ref = parsed.group("repo"), parsed.group("tail"), parsed.group("ref")
+    if isinstance(got, str) and _repository_prefix(got, repository):
+        rest = got[len(repository) :]
+        if pinned_ref and rest == f"{tail}@{pinned_ref}":
+            return None
+        if not pinned_ref and rest.startswith(f"{tail}@") and len(rest) > len(tail) + 1:
+            return None
+    want = configured if pinned_ref else f"{configured}@<any ref>"
+    return mismatch(
+        "job_workflow_ref",
+        "job_workflow_ref: the token says {got!r}, {publisher} expects the reusable workflow "
+        "{want!r}",
+        got=got,
+        want=want,
+    )
+
+
+def _check_environment(
+    config: Mapping[str, Any], _pinned: Mapping[str, str], claims: Mapping[str, Any]
+) -> Mismatch | None:
+    want = cfg(config, "environment")
+    if not want:
+        return None
+    got = claims.get("environment")
+    if not isinstance(got, str) or not got:
+        return mismatch(
+            "environment",
+            "environment: the token has no environment, {publisher} expects {want!r} (the "
+            "publishing job needs `environment: {bare}`)",
+            want=want,
+            bare=want,
+        )
+    # GitHub environment names are case-insensitive (PyPI compares them lowercased).
+    if got.lower() == want.lower():
+        return None
+    return differs("environment", got, want, exact=False)
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def _refs(claims: Mapping[str, Any]) -> list[str]:
+    # A workflow ref ends with the run's ref, or its sha when there is no ref (a deployment).
+    return [value for name in ("ref", "sha") if (value := _text(claims, name))]
+
+
+def _repository_prefix(value: str, repository: str) -> bool:
+    return value[: len(repository)].lower() == repository.lower()
+
+
+def _same_workflow(got: object, repository: str, tail: str, refs: list[str]) -> bool:
+    # Owner and repository are case-insensitive on GitHub; the workflow path is a file in git,
+    # case-sensitive; the ref must be the run's own.
+    if not isinstance(got, str) or not _repository_prefix(got, repository):
+        return False
+    return got[len(repository) :] in {f"{tail}@{ref}" for ref in refs}
+
+
+def _reusable_problem(value: str) -> str | None:
+    parsed = _REUSABLE.match(value)
+    if parsed is None:
+        return (
+            "must look like 'org/repo/.github/workflows/publish.yml', optionally followed by "
+            "'@refs/tags/v1' or '@<40-character commit sha>'"
+        )
+    ref = parsed.group("ref")
+    if ref and not (ref.startswith("refs/") or _SHA.match(ref)):
+        return (
+            f"give the full ref after '@' (GitHub writes '@v1' as '@refs/tags/v1' in the "
+            f"token) or a 40-character commit sha, not {ref!r}"
+        )
+    return None
+
+
+def _key(issuer: str, repository: str) -> str:
+    if same_issuer(issuer, GITHUB_ISSUER):
+        return f"github:{repository.lower()}"
+    return f"github:{issuer.rstrip('/')}:{repository.lower()}"
+
+
+def _text(claims: Mapping[str, Any], name: str) -> str | None:
+    value = claims.get(name)
+    return value if isinstance(value, str) and value else None
+
+
+def _server_for_issuer(issuer: str) -> str | None:
+    if same_issuer(issuer, GITHUB_ISSUER):
+        return "https://github.com"
+    if issuer.rstrip("/").endswith(_GHES_SUFFIX):
+        return issuer.rstrip("/")[: -len(_GHES_SUFFIX)]
+    return None
+
+
+def _server_url(claims: Mapping[str, Any]) -> str | None:
+    iss = _text(claims, "iss") or ""
+    if same_issuer(iss, GITHUB_ISSUER):
+        return "https://github.com"
+    server = _text(claims, "server_url")
+    if server and server.startswith(("https://", "http://")):
+        return server.rstrip("/")
+    return _server_for_issuer(iss)

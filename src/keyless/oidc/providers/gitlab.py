@@ -1,0 +1,362 @@
+"""GitLab CI/CD publishers (gitlab.com and self-managed instances).
+
+Claim rules follow PyPI's (spec §3): ``project_path`` and the ``sub`` prefix identify the
+project (case-insensitive), ``ci_config_ref_uri`` names the top-level pipeline file and the ref
+it ran from, an optional environment is compared exactly. keyless adds a ref glob (on
+``ref_path``) and pins ``namespace_id`` on first use, so a deleted group whose path is
+re-registered by someone else cannot publish.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+from keyless.oidc.providers._common import (
+    Check,
+    FieldSpec,
+    Mismatch,
+    cfg,
+    check_issuer,
+    check_pins,
+    check_ref_glob,
+    clean,
+    differs,
+    has_control_chars,
+    mismatch,
+    missing,
+    present,
+    raise_if,
+    run_checks,
+    same_issuer,
+    scalar_text,
+    unknown_fields,
+    validate_issuer_url,
+    validate_ref_glob,
+)
+
+GITLAB_ISSUER: Final = "https://gitlab.com"
+TITLE: Final = "GitLab CI/CD"
+
+# GitLab's path rules (as PyPI applies them): letters, digits and '_', '.', '-' (and '/', '+'
+# in namespaces), alphanumeric at both ends, no two special characters in a row, and no
+# '.git'/'.atom' ending.
+_NAMESPACE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_./+-]*[A-Za-z0-9])?\Z", re.ASCII)
+_PROJECT = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_.-]*[A-Za-z0-9])?\Z", re.ASCII)
+_DOUBLE_SPECIAL = re.compile(r"[._-]{2}")
+_ENVIRONMENT = re.compile(r"[A-Za-z0-9_/${} -]+\Z", re.ASCII)
+# The pipeline file inside a ci_config_ref_uri: "host/ns/project//PATH@ref".
+_CONFIG_PATH = re.compile(r"//(?P<path>.+?\.ya?ml)@")
+
+FIELDS: Final = (
+    FieldSpec(
+        "namespace",
+        "Namespace",
+        True,
+        "The user or group (with subgroups: 'group/subgroup') that owns the project. Not "
+        "case-sensitive.",
+    ),
+    FieldSpec(
+        "project",
+        "Project",
+        True,
+        "The project's path name, e.g. 'sampleproject'. Not case-sensitive.",
+    ),
+    FieldSpec(
+        "workflow_filepath",
+        "Top-level pipeline file",
+        True,
+        "Path of the CI configuration file in the repository, e.g. '.gitlab-ci.yml' or "
+        "'ci/release.yml'. Case-sensitive.",
+    ),
+    FieldSpec(
+        "environment",
+        "Environment",
+        False,
+        "The GitLab environment of the publishing job, e.g. 'pypi'. Case-sensitive. Empty: "
+        "any environment.",
+    ),
+    FieldSpec(
+        "ref",
+        "Ref pattern",
+        False,
+        "Publish only from refs matching this pattern, e.g. 'refs/tags/v*' or "
+        "'refs/heads/main'; '*' matches any characters, '/' included. Case-sensitive. "
+        "Empty: any ref.",
+    ),
+    FieldSpec(
+        "issuer",
+        "Issuer",
+        False,
+        "Empty for gitlab.com; for a self-managed instance its URL, e.g. "
+        "'https://gitlab.example.com'.",
+        default=GITLAB_ISSUER,
+    ),
+)
+
+
+class GitLabProvider:
+    """Publishers that accept tokens from GitLab CI/CD pipelines."""
+
+    kind: str = "gitlab"
+    title: str = TITLE
+    fields: tuple[FieldSpec, ...] = FIELDS
+
+    def validate_config(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        """The normalized config (every field, "" when unset; issuer resolved, no trailing '/').
+
+        Raises ``PublisherConfigError`` with every field's problem.
+        """
+        errors = unknown_fields(config, FIELDS, TITLE)
+        values = {spec.name: clean(config, spec.name) for spec in FIELDS}
+
+        for name, pattern, what in (
+            ("namespace", _NAMESPACE, "user or group path"),
+            ("project", _PROJECT, "project path"),
+        ):
+            value = values[name]
+            if not value:
+                errors[name] = f"required: the GitLab {what}"
+            elif value.lower().endswith((".git", ".atom")):
+                errors[name] = "must not end with '.git' or '.atom'"
+            elif not pattern.match(value) or _DOUBLE_SPECIAL.search(value):
+                errors[name] = (
+                    f"not a GitLab {what} (letters, digits, '_', '.', '-'"
+                    + (", '/', '+'" if name == "namespace" else "")
+                    + "; starting and ending with a letter or digit; no two of '._-' in a row)"
+                )
+
+        path = values["workflow_filepath"]
+        if not path:
+            errors["workflow_filepath"] = "required: the CI file's path, e.g. '.gitlab-ci.yml'"
+        elif not path.endswith((".yml", ".yaml")):
+            errors["workflow_filepath"] = "must end with .yml or .yaml"
+        elif path.startswith("/") or path.endswith("/") or "//" in path:
+            errors["workflow_filepath"] = (
+                "a path inside the repository, e.g. 'ci/release.yml', without a leading '/'"
+            )
+        elif has_control_chars(path) or "@" in path:
+            errors["workflow_filepath"] = "must not contain '@' or control characters"
+
+        environment = values["environment"]
+        if len(environment) > 255:
+            errors["environment"] = "too long (at most 255 characters)"
+        elif environment and not _ENVIRONMENT.match(environment):
+            errors["environment"] = (
+                "may contain only letters, digits, spaces and '-', '_', '/', '$', '{', '}'"
+            )
+
+        if values["ref"] and (
+            problem := validate_ref_glob(values["ref"], require_refs_prefix=True)
+        ):
+            errors["ref"] = problem
+
+        if not values["issuer"]:
+            values["issuer"] = GITLAB_ISSUER
+        elif problem := validate_issuer_url(values["issuer"]):
+            errors["issuer"] = problem
+        else:
+            values["issuer"] = values["issuer"].rstrip("/")
+
+        raise_if(errors)
+        return values
+
+    def issuer(self, config: Mapping[str, Any]) -> str:
+        """The configured instance URL, https://gitlab.com by default."""
+        return cfg(config, "issuer") or GITLAB_ISSUER
+
+    def lookup_key(self, config: Mapping[str, Any]) -> str:
+        """``gitlab:<issuer>:namespace/project``, lowercase."""
+        return _key(self.issuer(config), f"{cfg(config, 'namespace')}/{cfg(config, 'project')}")
+
+    def lookup_key_from_claims(self, issuer: str, claims: Mapping[str, Any]) -> str | None:
+        """The lookup key for the token's ``project_path``; None without one."""
+        project_path = claims.get("project_path")
+        if not isinstance(project_path, str) or "/" not in project_path:
+            return None
+        return _key(issuer, project_path)
+
+    def lookup_keys_from_claims(self, issuer: str, claims: Mapping[str, Any]) -> list[str]:
+        """``[lookup_key_from_claims(...)]``, or [] without a project path."""
+        key = self.lookup_key_from_claims(issuer, claims)
+        return [key] if key else []
+
+    def check(
+        self, config: Mapping[str, Any], pinned: Mapping[str, str], claims: Mapping[str, Any]
+    ) -> list[Mismatch]:
+        """Every claim that fails the publisher's checks ([] when the token matches)."""
+        return run_checks(self._checks, config, pinned, claims)
+
+    def pins(
+        self, claims: Mapping[str, Any], config: Mapping[str, Any] | None = None
+    ) -> dict[str, str]:
+        """``namespace_id``: a deleted group re-created under the same path gets a new id."""
+        namespace_id = scalar_text(claims.get("namespace_id"))
+        return {"namespace_id": namespace_id} if namespace_id else {}
+
+    def specificity(self, config: Mapping[str, Any]) -> int:
+        """One point per optional constraint: environment, ref pattern."""
+        return sum(bool(cfg(config, name)) for name in ("environment", "ref"))
+
+    def describe(self, claims: Mapping[str, Any]) -> dict[str, str | None]:
+        """Project, pipeline file, ref, sha, environment, job and commit URLs, pipeline source."""
+        server = (_text(claims, "iss") or "").rstrip("/") or None
+        project = _text(claims, "project_path")
+        sha = _text(claims, "sha")
+        job_id = scalar_text(claims.get("job_id"))
+        base = f"{server}/{project}" if server and project else None
+        return {
+            "identity": project,
+            "repository": project,
+            "workflow": _text(claims, "ci_config_ref_uri"),
+            "ref": _text(claims, "ref_path"),
+            "sha": sha,
+            "environment": _text(claims, "environment"),
+            "run_url": f"{base}/-/jobs/{job_id}" if base and job_id else None,
+            "commit_url": f"{base}/-/commit/{sha}" if base and sha else None,
+            "event_name": _text(claims, "pipeline_source"),
+        }
+
+    def publisher_url(self, config: Mapping[str, Any]) -> str | None:
+        """The project's page on the GitLab instance."""
+        namespace, project = cfg(config, "namespace"), cfg(config, "project")
+        return f"{self.issuer(config).rstrip('/')}/{namespace}/{project}"
+
+    def summary(self, config: Mapping[str, Any]) -> str:
+        """E.g. "GitLab group/project, CI file .gitlab-ci.yml, environment pypi"."""
+        parts = [
+            f"GitLab {cfg(config, 'namespace')}/{cfg(config, 'project')}",
+            f"CI file {cfg(config, 'workflow_filepath')}",
+        ]
+        if env := cfg(config, "environment"):
+            parts.append(f"environment {env}")
+        if ref := cfg(config, "ref"):
+            parts.append(f"refs {ref}")
+        if not same_issuer(self.issuer(config), GITLAB_ISSUER):
+            parts.append(f"issuer {self.issuer(config)}")
+        return ", ".join(parts)
+
+    def identity(self, claims: Mapping[str, Any]) -> str:
+        """E.g. "GitLab project 'group/project' on 'https://gitlab.com'"."""
+        return f"GitLab project {claims.get('project_path')!r} on {claims.get('iss')!r}"
+
+    def registration_hint(self, claims: Mapping[str, Any]) -> str:
+        """The publisher settings that would accept this token."""
+        namespace, _, project = (_text(claims, "project_path") or "?/?").rpartition("/")
+        settings = [f"namespace {namespace!r}", f"project {project!r}"]
+        if found := _CONFIG_PATH.search(_text(claims, "ci_config_ref_uri") or ""):
+            settings.append(f"top-level pipeline file {found.group('path')!r}")
+        if env := _text(claims, "environment"):
+            settings.append(f"environment {env!r}")
+        iss = _text(claims, "iss") or ""
+        if not same_issuer(iss, GITLAB_ISSUER):
+            settings.append(f"issuer {iss!r}")
+        return (
+            "to publish from it, a project owner registers a GitLab CI/CD publisher with "
+            + ", ".join(settings)
+        )
+
+    @property
+    def _checks(self) -> tuple[Check, ...]:
+        return (
+            check_issuer(self.issuer),
+            _check_project_path,
+            _check_sub,
+            self._check_ci_config_ref_uri,
+            _check_environment,
+            check_ref_glob(lambda _config: "ref_path"),
+            check_pins(TITLE, ("namespace_id",)),
+            present("ref_path", TITLE),
+            present("sha", TITLE),
+            present("jti", TITLE),
+        )
+
+    def _check_ci_config_ref_uri(
+        self, config: Mapping[str, Any], _pinned: Mapping[str, str], claims: Mapping[str, Any]
+    ) -> Mismatch | None:
+        got = claims.get("ci_config_ref_uri")
+        if got is None:
+            return missing("ci_config_ref_uri", TITLE)
+        prefix = f"{_host_path(self.issuer(config))}/{cfg(config, 'namespace')}/"
+        prefix += cfg(config, "project")
+        tail = f"//{cfg(config, 'workflow_filepath')}"
+        refs = [value for name in ("ref_path", "sha") if (value := _text(claims, name))]
+        # Host, namespace and project are case-insensitive in GitLab; the file path is not.
+        if (
+            isinstance(got, str)
+            and got[: len(prefix)].lower() == prefix.lower()
+            and got[len(prefix) :] in {f"{tail}@{ref}" for ref in refs}
+        ):
+            return None
+        want = f"{prefix}{tail}@{refs[0] if refs else '<ref>'}"
+        return differs("ci_config_ref_uri", got, want, exact=False)
+
+
+def _check_project_path(
+    config: Mapping[str, Any], _pinned: Mapping[str, str], claims: Mapping[str, Any]
+) -> Mismatch | None:
+    want = f"{cfg(config, 'namespace')}/{cfg(config, 'project')}"
+    got = claims.get("project_path")
+    if got is None:
+        return missing("project_path", TITLE)
+    if isinstance(got, str) and got.lower() == want.lower():
+        return None
+    return differs("project_path", got, want, exact=False)
+
+
+def _check_sub(
+    config: Mapping[str, Any], _pinned: Mapping[str, str], claims: Mapping[str, Any]
+) -> Mismatch | None:
+    want = f"project_path:{cfg(config, 'namespace')}/{cfg(config, 'project')}"
+    got = claims.get("sub")
+    if got is None:
+        return missing("sub", TITLE)
+    # "project_path:ns/proj:ref_type:branch:ref:main" — the prefix must end at a ':' so that
+    # 'ns/proj' does not accept 'ns/proj-evil'.
+    if isinstance(got, str) and (got.lower() + ":").startswith(want.lower() + ":"):
+        return None
+    return mismatch(
+        "sub",
+        "sub: the token says {got!r}, {publisher} expects it to start with {want!r}",
+        got=got,
+        want=want,
+    )
+
+
+def _check_environment(
+    config: Mapping[str, Any], _pinned: Mapping[str, str], claims: Mapping[str, Any]
+) -> Mismatch | None:
+    want = cfg(config, "environment")
+    if not want:
+        return None
+    got = claims.get("environment")
+    if not isinstance(got, str) or not got:
+        return mismatch(
+            "environment",
+            "environment: the token has no environment, {publisher} expects {want!r} (the "
+            "publishing job needs `environment: {bare}`)",
+            want=want,
+            bare=want,
+        )
+    # GitLab environment names are case-sensitive (PyPI compares them exactly).
+    if got == want:
+        return None
+    return differs("environment", got, want, exact=True)
+
+
+def _key(issuer: str, project_path: str) -> str:
+    return f"gitlab:{issuer.rstrip('/')}:{project_path}".lower()
+
+
+def _host_path(issuer: str) -> str:
+    # ci_config_ref_uri starts with the instance's address without scheme: "gitlab.com/…",
+    # or "example.com/gitlab/…" for an instance served under a path.
+    parts = urlsplit(issuer)
+    return f"{parts.netloc}{parts.path.rstrip('/')}"
+
+
+def _text(claims: Mapping[str, Any], name: str) -> str | None:
+    value = claims.get(name)
+    return value if isinstance(value, str) and value else None

@@ -1,0 +1,196 @@
+"""Google Cloud publishers: a service account's identity token.
+
+Claim rules follow PyPI's (spec §3): ``email`` exact, ``email_verified`` true, optional ``sub``
+exact. keyless pins ``sub`` on first use when it is not configured: a deleted service account
+re-created under the same email gets a new ``sub``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, Final
+
+from keyless.oidc.providers._common import (
+    Check,
+    FieldSpec,
+    Mismatch,
+    cfg,
+    check_issuer,
+    check_pins,
+    clean,
+    differs,
+    mismatch,
+    missing,
+    raise_if,
+    run_checks,
+    unknown_fields,
+)
+
+GOOGLE_ISSUER: Final = "https://accounts.google.com"
+TITLE: Final = "Google Cloud"
+
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+\Z")
+_SUB = re.compile(r"[^\s]{1,255}\Z")
+
+FIELDS: Final = (
+    FieldSpec(
+        "email",
+        "Service account email",
+        True,
+        "The email of the service account the build runs as, e.g. "
+        "'publisher@my-project.iam.gserviceaccount.com'. Compared exactly.",
+    ),
+    FieldSpec(
+        "sub",
+        "Subject",
+        False,
+        "The service account's unique id (the token's 'sub'). Empty: pinned on the first "
+        "successful publish.",
+    ),
+)
+
+
+class GoogleProvider:
+    """Publishers that accept Google-signed identity tokens of a service account."""
+
+    kind: str = "google"
+    title: str = TITLE
+    fields: tuple[FieldSpec, ...] = FIELDS
+
+    def validate_config(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        """The normalized config ``{"email", "sub"}`` ("" when unset).
+
+        Raises ``PublisherConfigError`` with every field's problem.
+        """
+        errors = unknown_fields(config, FIELDS, TITLE)
+        values = {spec.name: clean(config, spec.name) for spec in FIELDS}
+        if not values["email"]:
+            errors["email"] = "required: the service account's email"
+        elif not _EMAIL.match(values["email"]):
+            errors["email"] = "not an email address"
+        if values["sub"] and not _SUB.match(values["sub"]):
+            errors["sub"] = "must not contain spaces (at most 255 characters)"
+        raise_if(errors)
+        return values
+
+    def issuer(self, config: Mapping[str, Any]) -> str:
+        """Google's issuer, always."""
+        return GOOGLE_ISSUER
+
+    def lookup_key(self, config: Mapping[str, Any]) -> str:
+        """``google:<email>``, lowercase (so a case variant is found and explained)."""
+        return f"google:{cfg(config, 'email').lower()}"
+
+    def lookup_key_from_claims(self, issuer: str, claims: Mapping[str, Any]) -> str | None:
+        """The lookup key for the token's ``email``; None without one."""
+        email = claims.get("email")
+        if not isinstance(email, str) or not email:
+            return None
+        return f"google:{email.lower()}"
+
+    def lookup_keys_from_claims(self, issuer: str, claims: Mapping[str, Any]) -> list[str]:
+        """``[lookup_key_from_claims(...)]``, or [] without an email."""
+        key = self.lookup_key_from_claims(issuer, claims)
+        return [key] if key else []
+
+    def check(
+        self, config: Mapping[str, Any], pinned: Mapping[str, str], claims: Mapping[str, Any]
+    ) -> list[Mismatch]:
+        """Every claim that fails the publisher's checks ([] when the token matches)."""
+        return run_checks(_CHECKS, config, pinned, claims)
+
+    def pins(
+        self, claims: Mapping[str, Any], config: Mapping[str, Any] | None = None
+    ) -> dict[str, str]:
+        """``sub``: the service account's unique id."""
+        sub = claims.get("sub")
+        return {"sub": sub} if isinstance(sub, str) and sub else {}
+
+    def specificity(self, config: Mapping[str, Any]) -> int:
+        """One point when the subject is configured."""
+        return int(bool(cfg(config, "sub")))
+
+    def describe(self, claims: Mapping[str, Any]) -> dict[str, str | None]:
+        """The service account; Google tokens say nothing about a repository or run."""
+        email = claims.get("email")
+        return {
+            "identity": email if isinstance(email, str) else None,
+            "repository": None,
+            "workflow": None,
+            "ref": None,
+            "sha": None,
+            "environment": None,
+            "run_url": None,
+            "commit_url": None,
+            "event_name": None,
+        }
+
+    def publisher_url(self, config: Mapping[str, Any]) -> str | None:
+        """None: a service account has no public page."""
+        return None
+
+    def summary(self, config: Mapping[str, Any]) -> str:
+        """E.g. "Google service account publisher@p.iam.gserviceaccount.com"."""
+        text = f"Google service account {cfg(config, 'email')}"
+        if sub := cfg(config, "sub"):
+            text += f", subject {sub}"
+        return text
+
+    def identity(self, claims: Mapping[str, Any]) -> str:
+        """E.g. "Google service account 'x@p.iam.gserviceaccount.com'"."""
+        return f"Google service account {claims.get('email')!r}"
+
+    def registration_hint(self, claims: Mapping[str, Any]) -> str:
+        """The publisher settings that would accept this token."""
+        return (
+            "to publish from it, a project owner registers a Google Cloud publisher with "
+            f"email {claims.get('email')!r}"
+        )
+
+
+def _check_email(
+    config: Mapping[str, Any], _pinned: Mapping[str, str], claims: Mapping[str, Any]
+) -> Mismatch | None:
+    want = cfg(config, "email")
+    got = claims.get("email")
+    if got is None:
+        return missing("email", TITLE)
+    if got == want:
+        return None
+    return differs("email", got, want, exact=True)
+
+
+def _check_email_verified(
+    _config: Mapping[str, Any], _pinned: Mapping[str, str], claims: Mapping[str, Any]
+) -> Mismatch | None:
+    got = claims.get("email_verified")
+    # Only the JSON literal true: a string "true" is not what Google sends.
+    if got is True:
+        return None
+    return mismatch(
+        "email_verified",
+        "email_verified: the token says {got!r}, {publisher} requires a verified email (true)",
+        got=got,
+    )
+
+
+def _check_sub(
+    config: Mapping[str, Any], _pinned: Mapping[str, str], claims: Mapping[str, Any]
+) -> Mismatch | None:
+    want = cfg(config, "sub")
+    if not want:
+        return None
+    got = claims.get("sub")
+    if got == want:
+        return None
+    return differs("sub", got, want, exact=False)
+
+
+_CHECKS: Final[tuple[Check, ...]] = (
+    check_issuer(lambda _config: GOOGLE_ISSUER),
+    _check_email,
+    _check_email_verified,
+    _check_sub,
+    check_pins(TITLE, ("sub",)),
+)
