@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import struct
 import tarfile
 import zipfile
 from pathlib import Path
@@ -435,3 +436,58 @@ def test_pkg_info_size_is_capped(tmp_path: Path) -> None:
 def test_pre_2_4_license_files_are_not_required_in_sdists(tmp_path: Path) -> None:
     text = core_metadata_text(metadata_version="2.1") + "License-File: MISSING\n"
     assert read(tmp_path, *build_sdist(metadata_text=text)) == text.encode()
+
+
+def patch_first_local_header(data: bytes, offset: int, fmt: str, value: int) -> bytes:
+    """Overwrite one field of the first local file header (offsets per APPNOTE 4.3.7)."""
+    patched = bytearray(data)
+    struct.pack_into(fmt, patched, offset, value)
+    return bytes(patched)
+
+
+def wheel_with_extra(extra: bytes) -> bytes:
+    sink = io.BytesIO(build_wheel()[1])
+    with zipfile.ZipFile(sink, "a") as archive:
+        info = zipfile.ZipInfo("demo/extra.py", (2024, 1, 1, 0, 0, 0))
+        info.extra = extra
+        archive.writestr(info, b"")
+    return sink.getvalue()
+
+
+def unicode_path(name: str) -> bytes:
+    body = b"\x01" + struct.pack("<L", 0) + name.encode()
+    return struct.pack("<HH", 0x7075, len(body)) + body
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (patch_first_local_header(build_wheel()[1], 8, "<H", 0), "Mis-matched compression method"),
+        (patch_first_local_header(build_wheel()[1], 18, "<L", 1), "Mis-matched data size"),
+        (patch_first_local_header(build_wheel()[1], 22, "<L", 1), "Mis-matched file size"),
+        (wheel_with_extra(unicode_path("demo/other.py")), "Mis-matched Unicode path extra"),
+        (
+            wheel_with_extra(unicode_path("demo/extra.py") * 2),
+            "Invalid duplicate extra in local file",
+        ),
+        (wheel_with_extra(b"\x01\x00\xff"), "Malformed zip file"),
+    ],
+)
+def test_local_headers_must_describe_the_same_member(
+    tmp_path: Path, data: bytes, reason: str
+) -> None:
+    assert refusal(tmp_path, WHEEL, data) == zip_refused(reason)
+
+
+def test_matching_unicode_path_extra_is_fine(tmp_path: Path) -> None:
+    read(tmp_path, WHEEL, wheel_with_extra(unicode_path("demo/extra.py")))
+
+
+def test_central_directory_record_count_must_match(tmp_path: Path) -> None:
+    data = bytearray(build_wheel()[1])
+    end = data.rindex(b"PK\x05\x06")
+    count = struct.unpack_from("<H", data, end + 10)[0]
+    struct.pack_into("<HH", data, end + 8, count + 1, count + 1)
+    assert refusal(tmp_path, WHEEL, bytes(data)) == zip_refused(
+        "Mismatched central directory records"
+    )
