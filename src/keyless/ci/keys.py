@@ -42,6 +42,18 @@ def _b64url_uint(value: int) -> str:
     return b64url(value.to_bytes((value.bit_length() + 7) // 8 or 1, "big"))
 
 
+def jwk_thumbprint(public_key: rsa.RSAPublicKey) -> str:
+    """The RFC 7638 JWK thumbprint (SHA-256, base64url) of an RSA public key."""
+    numbers = public_key.public_numbers()
+    # The required members only, in lexicographic order, no whitespace.
+    canonical = json.dumps(
+        {"e": _b64url_uint(numbers.e), "kty": "RSA", "n": _b64url_uint(numbers.n)},
+        separators=(",", ":"),
+        sort_keys=True,
+    )
+    return b64url(hashlib.sha256(canonical.encode()).digest())
+
+
 @dataclass(frozen=True)
 class SigningKey:
     """An RSA private key with its JWK `kid`, and a secret for the job request tokens."""
@@ -51,14 +63,7 @@ class SigningKey:
     _request_secret: bytes = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        numbers = self.private_key.public_key().public_numbers()
-        # RFC 7638: the required members only, in lexicographic order, no whitespace.
-        canonical = json.dumps(
-            {"e": _b64url_uint(numbers.e), "kty": "RSA", "n": _b64url_uint(numbers.n)},
-            separators=(",", ":"),
-            sort_keys=True,
-        )
-        object.__setattr__(self, "kid", b64url(hashlib.sha256(canonical.encode()).digest()))
+        object.__setattr__(self, "kid", jwk_thumbprint(self.private_key.public_key()))
         # Request tokens are MACed with a secret derived from the key, never signed with the key
         # itself, so no request token can ever pass as an ID token at an index trusting the JWKS.
         der = self.private_key.private_bytes(
