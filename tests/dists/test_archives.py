@@ -491,3 +491,29 @@ def test_central_directory_record_count_must_match(tmp_path: Path) -> None:
     assert refusal(tmp_path, WHEEL, bytes(data)) == zip_refused(
         "Mismatched central directory records"
     )
+
+
+@pytest.mark.parametrize(
+    "fake_end",
+    [b"PK\x05\x06" + bytes(18), b"PK\x05\x06" + struct.pack("<4H2LH", 0, 0, 1, 1, 100, 0, 0)],
+)
+def test_zip_signature_inside_a_tarball_is_not_a_zip(tmp_path: Path, fake_end: bytes) -> None:
+    # An sdist whose last bytes happen to contain an end-of-zip signature: zipfile.is_zipfile
+    # says "zip", but no central directory is there, so it is just a tarball.
+    tarball = gzip.decompress(build_sdist(extra_files={"data.bin": fake_end})[1])
+    data = gzip.compress(tarball, compresslevel=0, mtime=0)  # stored: bytes appear verbatim
+    path = tmp_path / SDIST
+    path.write_bytes(data)
+    assert zipfile.is_zipfile(path)
+    assert read(tmp_path, SDIST, data).startswith(b"Metadata-Version")
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        zip_tar_polyglot() + b"junk after the zip",
+        build_sdist()[1] + b"PK\x05\x06" + bytes(18),  # a genuine empty zip at the end
+    ],
+)
+def test_polyglots_are_caught_however_the_zip_is_appended(tmp_path: Path, data: bytes) -> None:
+    assert refusal(tmp_path, SDIST, data) == invalid("File is both a zip and a tar file")

@@ -59,7 +59,7 @@ def read_core_metadata(
     """
     size = path.stat().st_size
     with path.open("rb") as fp:
-        is_zip = zipfile.is_zipfile(fp)
+        is_zip = _ends_like_zip(fp, size)
         is_tar = _starts_like_tar(fp)
         fp.seek(0)
         if is_zip and is_tar:
@@ -76,6 +76,36 @@ def read_core_metadata(
 def _bomb_threshold(compressed_size: int, limits: ArchiveLimits) -> int:
     """Decompressed size beyond which both halves of the bomb rule hold."""
     return max(limits.max_decompressed_bytes, limits.max_ratio * compressed_size)
+
+
+def _ends_like_zip(fp: BinaryIO, size: int) -> bool:
+    """Whether a zip reader would find an archive here (as ``zipfile.is_zipfile`` does).
+
+    Zip readers look for the end record near the end of the file, even with data after it,
+    so that is what decides. Unlike ``is_zipfile``, the record must also point at a central
+    directory: four random bytes in a compressed tarball are not a zip.
+    """
+    tail_start = max(0, size - (_END.size + _MAX16 + 1024))
+    fp.seek(tail_start)
+    tail = fp.read()
+    pos = tail.rfind(_SIG_END)
+    while pos != -1:
+        if pos + _END.size <= len(tail):
+            entries, cd_size = _END.unpack_from(tail, pos)[4:6]
+            if pos >= _END64_LOCATOR.size and tail[pos - 20 : pos - 16] == _SIG_END64_LOCATOR:
+                return True
+            cd_start = tail_start + pos - cd_size
+            if cd_size == 0 and entries == 0:
+                # An empty zip has nothing to locate, so only a genuine one ends the file.
+                comment_len = _END.unpack_from(tail, pos)[7]
+                if pos + _END.size + comment_len == len(tail):
+                    return True
+            elif cd_start >= 0:
+                fp.seek(cd_start)
+                if fp.read(4) == _SIG_CENTRAL:
+                    return True
+        pos = tail.rfind(_SIG_END, 0, pos)
+    return False
 
 
 def _starts_like_tar(fp: BinaryIO) -> bool:
