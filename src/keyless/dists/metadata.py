@@ -280,7 +280,7 @@ def _validate(
 
 
 def _parse_project_urls(values: Sequence[str]) -> dict[str, str] | None:
-    """ "Label, URL" pairs as a mapping; None when a label repeats (ambiguous)."""
+    """Parse "Label, URL" values into a mapping; None when a label repeats (ambiguous)."""
     urls: dict[str, str] = {}
     for value in values:
         label, _, url = value.partition(",")
@@ -313,8 +313,7 @@ def metadata_from_form(form: Mapping[str, Sequence[str]], policy: Policy) -> Met
             parsed = values
         elif spec.kind == "urls":
             parsed = _parse_project_urls(values)
-        elif len(values) == 1:
-            # A single-use field sent twice is ambiguous: refuse rather than pick one.
+        elif len(values) == 1:  # a single-use field sent twice stays None: ambiguous
             if spec.kind == "single":
                 parsed = values[0]
             else:  # keywords: one comma-separated string
