@@ -434,9 +434,11 @@ class Uploads:
                             created=moment,
                             yanked=False,
                             yanked_reason="",
-                            requires_python=str(meta.requires_python or "") or None,
-                            summary=meta.summary,
-                            info=release_info(meta),
+                            # What the artifact says, not the form: the .metadata file
+                            # served for it comes from the artifact too.
+                            requires_python=str(file_meta.requires_python or "") or None,
+                            summary=file_meta.summary,
+                            info=release_info(file_meta),
                         )
                     ).inserted_primary_key[0]
                 conn.execute(
