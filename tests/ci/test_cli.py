@@ -202,3 +202,11 @@ def test_serve_runs_until_interrupted(tmp_path: Path) -> None:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_run_warns_about_upload_credentials_left_in_the_shell(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("UV_PUBLISH_TOKEN", "pypi-long-lived")
+    call("run", "--keys", str(tmp_path), "--repo", "o/r", "--", sys.executable, "-c", "")
+    assert "warning: UV_PUBLISH_TOKEN is set" in capfd.readouterr().err

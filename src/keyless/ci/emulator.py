@@ -136,9 +136,9 @@ class Emulator:
         """The environment of a step of this job: `base` (default os.environ) without any
         real CI's variables, plus the job's own, wired to this issuer.
 
-        `workspace` (default the current folder) is GITHUB_WORKSPACE / CI_PROJECT_DIR. The
-        event payload and command files go to `job_dir` (default a scratch folder deleted on
-        `stop`). Raises EmulatorError while the issuer URL is unknown; OSError if the job
+        `workspace` (default the current folder) is GITHUB_WORKSPACE / CI_PROJECT_DIR. A
+        GitHub job's event payload and command files go to `job_dir` (default a scratch folder
+        deleted on `stop`). Raises EmulatorError while the issuer URL is unknown; OSError if the job
         folder cannot be written.
         """
         issuer = self.issuer

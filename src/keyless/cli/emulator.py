@@ -234,8 +234,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     job = job_from_args(args)
     with Emulator(args.keys, port=args.issuer_port) as emulator:
         print(banner(emulator.issuer), file=sys.stderr)
-        print(describe(job), file=sys.stderr, flush=True)
+        print(describe(job), file=sys.stderr)
         env = emulator.environment(job)
+        for warning in credential_warnings(env):
+            print(warning, file=sys.stderr)
+        sys.stderr.flush()
         try:
             result = subprocess.run(command, env=env, check=False)
         except FileNotFoundError:
@@ -303,7 +306,9 @@ def cmd_env(args: argparse.Namespace) -> int:
     print(banner(emulator.issuer), file=sys.stderr)
     if job.provider == "github":
         print(_needs_serve(emulator, args.keys), file=sys.stderr)
-    job_dir = args.job_dir or Path(tempfile.mkdtemp(prefix="keyless-ci-job-"))
+    job_dir = args.job_dir
+    if job_dir is None and job.provider == "github":  # GitLab jobs write no files
+        job_dir = Path(tempfile.mkdtemp(prefix="keyless-ci-job-"))
     env = emulator.environment(job, base={}, job_dir=job_dir)
     for name, value in env.items():
         print(f"export {name}={shlex.quote(value)}" if args.export else f"{name}={value}")
@@ -322,6 +327,29 @@ def describe(job: JobClaims) -> str:
         return f"job: {where}; OIDC token: available"
     reason = "pull request from a fork" if job.id_token else "no `id-token: write` permission"
     return f"job: {where}; OIDC token: NOT available ({reason})"
+
+
+# Long-lived upload credentials that make a client skip Trusted Publishing altogether.
+UPLOAD_CREDENTIALS = (
+    "UV_PUBLISH_TOKEN",
+    "UV_PUBLISH_PASSWORD",
+    "TWINE_PASSWORD",
+    "KEYLESS_TOKEN",
+)
+
+
+def credential_warnings(env: dict[str, str]) -> list[str]:
+    """Warnings for upload credentials inherited from the caller's shell.
+
+    A real CI job only has the secrets its workflow passes; one left in a developer's shell
+    would let a rehearsal pass with a password, never exercising Trusted Publishing.
+    """
+    return [
+        f"warning: {name} is set in your environment: a client may use it instead of "
+        "Trusted Publishing (unset it to rehearse the keyless path)"
+        for name in UPLOAD_CREDENTIALS
+        if env.get(name)
+    ]
 
 
 def trust_lines(issuer: str) -> list[str]:
