@@ -154,7 +154,8 @@ def test_token_without_kid_is_refused(
 
 @pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
 def test_short_rsa_keys_are_refused(keys: JWKSCache, claims: dict[str, Any]) -> None:
-    weak = SigningKey("weak", "RS256", rsa.generate_private_key(65537, 1024))
+    # The point of the test is a weak key.
+    weak = SigningKey("weak", "RS256", rsa.generate_private_key(65537, 1024))  # noqa: S505
     fetch = FakeIssuer(GITHUB, [weak])
     description = refused(weak.sign(claims), JWKSCache(fetch, clock=lambda: NOW))
     assert "cannot be verified" in description
