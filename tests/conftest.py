@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 import os
 import socket
 import ssl
@@ -16,11 +15,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
+from keyless.devcert import DevCert, create_dev_cert
 from keyless.index.accounts import create_token, create_user
 from keyless.store.db import open_database
 
@@ -78,80 +74,9 @@ def trust(env: dict[str, str], ca: Path) -> dict[str, str]:
     return {**env, "SSL_CERT_FILE": str(ca), "REQUESTS_CA_BUNDLE": str(ca)}
 
 
-@dataclass
-class TLSFiles:
-    ca: Path
-    cert: Path
-    key: Path
-
-
-def make_tls_files(folder: Path) -> TLSFiles:
-    """A throwaway CA and a certificate for 127.0.0.1/localhost signed by it."""
-    now = dt.datetime.now(dt.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "keyless test CA")])
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                key_cert_sign=True,
-                crl_sign=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(
-            x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .add_extension(
-            x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
-        )
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    files = TLSFiles(ca=folder / "ca.pem", cert=folder / "server.pem", key=folder / "server.key")
-    files.ca.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-    files.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    files.key.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return files
+def make_tls_files(folder: Path) -> DevCert:
+    """A throwaway CA and a certificate for 127.0.0.1/localhost, made as `keyless dev-cert` does."""
+    return create_dev_cert(folder / "tls")
 
 
 @dataclass
@@ -162,7 +87,7 @@ class LiveServer:
     data_dir: Path
     log_path: Path
     process: subprocess.Popen[bytes]
-    tls: TLSFiles | None = None
+    tls: DevCert | None = None
     _users: set[str] = field(default_factory=set)
 
     @property
@@ -201,10 +126,16 @@ class LiveServer:
         return httpx.Client(base_url=self.url, verify=verify, timeout=30)
 
 
-def start_server(folder: Path, tls: TLSFiles | None = None) -> LiveServer:
+def start_server(
+    folder: Path,
+    tls: DevCert | None = None,
+    *,
+    config_text: str = SERVER_CONFIG,
+    env: dict[str, str] | None = None,
+) -> LiveServer:
     folder.mkdir(parents=True, exist_ok=True)
     config = folder / "keyless.toml"
-    config.write_text(SERVER_CONFIG, encoding="utf-8")
+    config.write_text(config_text, encoding="utf-8")
     port = free_port()
     command = [
         sys.executable,
@@ -222,7 +153,9 @@ def start_server(folder: Path, tls: TLSFiles | None = None) -> LiveServer:
         command += ["--tls-cert", str(tls.cert), "--tls-key", str(tls.key)]
     log_path = folder / "server.log"
     log = log_path.open("wb")
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+    )
     scheme = "https" if tls else "http"
     server = LiveServer(
         url=f"{scheme}://127.0.0.1:{port}",

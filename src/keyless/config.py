@@ -18,7 +18,9 @@ GIB = 1024 * MIB
 PROFILES = ("pypi", "private")
 INDEX_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 # Index names that would shadow the host-level routes.
-RESERVED_INDEX_NAMES = frozenset({"_", "files", "simple", "pypi", "api", "static", "integrity"})
+RESERVED_INDEX_NAMES = frozenset(
+    {"_", "files", "simple", "pypi", "api", "static", "integrity", "github", "audience"}
+)
 
 
 class ConfigError(ValueError):
@@ -31,6 +33,34 @@ class IndexSettings:
     profile: str = "pypi"
     max_file_size: int = 100 * MIB  # PyPI's default per-file limit
     max_project_size: int = 10 * GIB  # PyPI's default per-project limit
+    # Trusted Publishing audience for this index (PEP 807); None = the server's audience. A
+    # separate audience makes the index its own trust boundary, as TestPyPI is to PyPI.
+    audience: str | None = None
+
+
+ISSUER_KINDS = ("github", "gitlab", "google", "generic")
+# Issuers every server trusts unless told otherwise.
+DEFAULT_ISSUERS = (
+    ("https://token.actions.githubusercontent.com", "github"),
+    ("https://gitlab.com", "gitlab"),
+    ("https://accounts.google.com", "google"),
+)
+MIN_TOKEN_LIFETIME = 15 * 60  # PEP 807's bounds for minted tokens
+MAX_TOKEN_LIFETIME = 6 * 60 * 60
+
+
+@dataclass(frozen=True)
+class TrustedPublishingSettings:
+    enabled: bool = True
+    audience: str = "keyless"  # what the root /_/oidc/audience answers
+    token_lifetime: int = MIN_TOKEN_LIFETIME
+    # Extra issuers to trust (e.g. the local CI emulator, GitHub Enterprise Server, a
+    # self-managed GitLab): (issuer URL, kind).
+    issuers: tuple[tuple[str, str], ...] = ()
+
+    def trusted_issuers(self) -> dict[str, str]:
+        """Issuer URL -> kind of publisher its tokens can match."""
+        return {url.rstrip("/"): kind for url, kind in (*DEFAULT_ISSUERS, *self.issuers)}
 
 
 def default_indexes() -> tuple[IndexSettings, ...]:
@@ -48,6 +78,13 @@ class Settings:
     public_url: str | None = None
     indexes: tuple[IndexSettings, ...] = field(default_factory=default_indexes)
     access_log: bool = True
+    trusted_publishing: TrustedPublishingSettings = field(default_factory=TrustedPublishingSettings)
+
+    def audience_for(self, index: str) -> str:
+        for named in self.indexes:
+            if named.name == index and named.audience:
+                return named.audience
+        return self.trusted_publishing.audience
 
     @property
     def scheme(self) -> str:
@@ -95,9 +132,13 @@ def index_settings(name: str, values: Mapping[str, Any]) -> IndexSettings:
     profile = str(values.get("profile", "pypi"))
     if profile not in PROFILES:
         raise ConfigError(f"index {name!r}: profile must be one of {PROFILES}, not {profile!r}.")
+    audience = values.get("audience")
+    if audience is not None and not (isinstance(audience, str) and audience.strip()):
+        raise ConfigError(f"index {name!r}: audience must be a non-empty string.")
     return IndexSettings(
         name=name,
         profile=profile,
+        audience=audience,
         max_file_size=parse_size(values.get("max-file-size", 100 * MIB), f"{name}.max-file-size"),
         max_project_size=parse_size(
             values.get("max-project-size", 10 * GIB), f"{name}.max-project-size"
@@ -140,6 +181,57 @@ def _from_mapping(settings: Settings, values: Mapping[str, Any], where: str) -> 
     return replace(settings, **changes)
 
 
+def parse_duration_seconds(value: str | int, setting: str) -> int:
+    """`"15m"`, `"2h"`, `"900s"`, `900` -> seconds."""
+    if isinstance(value, int):
+        return value
+    match = re.fullmatch(r"\s*(\d+)\s*([smhd]?)\s*", value)
+    if not match:
+        raise ConfigError(f"{setting}: {value!r} is not a duration; write e.g. '15m' or '1h'.")
+    unit = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+    return int(match.group(1)) * unit
+
+
+def parse_issuers(items: Mapping[str, str] | str, setting: str) -> tuple[tuple[str, str], ...]:
+    """`{"https://ghe.example/_services/token": "github"}` or `"github=URL,gitlab=URL"`."""
+    if isinstance(items, str):
+        pairs = []
+        for item in filter(None, (part.strip() for part in items.split(","))):
+            kind, sep, url = item.partition("=")
+            if not sep:
+                raise ConfigError(f"{setting}: write each issuer as KIND=URL, not {item!r}.")
+            pairs.append((url.strip(), kind.strip()))
+    else:
+        pairs = [(str(url), str(kind)) for url, kind in items.items()]
+    for url, kind in pairs:
+        if kind not in ISSUER_KINDS:
+            kinds = ", ".join(ISSUER_KINDS)
+            raise ConfigError(f"{setting}: issuer {url!r} has kind {kind!r}; use one of {kinds}.")
+        if not re.match(r"^https?://[^/\s]+", url):
+            raise ConfigError(f"{setting}: {url!r} is not an issuer URL (https://host/...).")
+    return tuple((url.rstrip("/"), kind) for url, kind in pairs)
+
+
+def _trusted_publishing(
+    current: TrustedPublishingSettings, values: Mapping[str, Any], where: str
+) -> TrustedPublishingSettings:
+    changes: dict[str, Any] = {}
+    if "enabled" in values:
+        changes["enabled"] = str(values["enabled"]).lower() not in ("0", "false", "no")
+    if values.get("audience"):
+        changes["audience"] = str(values["audience"])
+    if values.get("token-lifetime") not in (None, ""):
+        lifetime = parse_duration_seconds(values["token-lifetime"], f"{where}: token-lifetime")
+        if not MIN_TOKEN_LIFETIME <= lifetime <= MAX_TOKEN_LIFETIME:
+            raise ConfigError(
+                f"{where}: token-lifetime must be between 15m and 6h (PEP 807), not {lifetime}s."
+            )
+        changes["token_lifetime"] = lifetime
+    if values.get("issuers"):
+        changes["issuers"] = parse_issuers(values["issuers"], f"{where}: issuers")
+    return replace(current, **changes)
+
+
 ENV_KEYS = {
     "KEYLESS_DATA": "data",
     "KEYLESS_DATABASE_URL": "database-url",
@@ -172,6 +264,14 @@ def load_settings(
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"config file {config_file}: {exc}") from None
         settings = _from_mapping(settings, document.get("server", {}), str(config_file))
+        settings = replace(
+            settings,
+            trusted_publishing=_trusted_publishing(
+                settings.trusted_publishing,
+                document.get("trusted-publishing", {}),
+                str(config_file),
+            ),
+        )
         if "indexes" in document:
             settings = replace(
                 settings,
@@ -183,6 +283,20 @@ def load_settings(
     settings = _from_mapping(settings, env_values, "environment")
     if environ.get("KEYLESS_INDEXES"):
         settings = replace(settings, indexes=parse_index_list(environ["KEYLESS_INDEXES"]))
+    tp_env = {
+        key: environ[var]
+        for var, key in (
+            ("KEYLESS_TRUSTED_PUBLISHING", "enabled"),
+            ("KEYLESS_AUDIENCE", "audience"),
+            ("KEYLESS_TOKEN_LIFETIME", "token-lifetime"),
+            ("KEYLESS_TRUSTED_ISSUERS", "issuers"),
+        )
+        if var in environ
+    }
+    settings = replace(
+        settings,
+        trusted_publishing=_trusted_publishing(settings.trusted_publishing, tp_env, "environment"),
+    )
     if overrides:
         settings = _from_mapping(settings, overrides, "command line")
         if overrides.get("indexes"):

@@ -14,6 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from keyless.cli import devcert, emulator, publishing
 from keyless.config import ConfigError, Settings, load_settings
 
 Handler = Callable[[argparse.Namespace], int]
@@ -358,6 +359,10 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("status", choices=["active", "archived", "quarantined"])
     status.add_argument("--reason", default="")
     status.set_defaults(handler=cmd_project_status)
+    publishing.register(commands, _server_options, _engine)
+    devcert.register(commands)
+    emulator.register(commands)
+
     gc = commands.add_parser("gc", help="remove orphaned blobs and temp files")
     _server_options(gc)
     gc.add_argument("--min-age", type=float, default=3600, help="seconds (default 3600)")
@@ -376,7 +381,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # a use-case error: show its message, not a traceback
         from keyless.index.accounts import AccountError
         from keyless.index.projects import ProjectError
+        from keyless.oidc.errors import PublisherConfigError
 
+        if isinstance(exc, PublisherConfigError):
+            for field, problem in exc.errors.items():
+                print(f"error: --{field.replace('_', '-')}: {problem}", file=sys.stderr)
+            return 2
         if isinstance(exc, AccountError | ProjectError):
             print(f"error: {exc}", file=sys.stderr)
             return 1

@@ -195,6 +195,17 @@ def revoke_token(engine: Engine, token_id: int) -> None:
             raise AccountError(f"no active token with id {token_id}; see 'keyless token list'.")
 
 
+def revoke_token_by_hash(engine: Engine, token_hash: str) -> bool:
+    """Revoke whatever token has this hash (burning a token proves possession); idempotent."""
+    with db.writing(engine) as conn:
+        result = conn.execute(
+            update(db.api_tokens)
+            .where(db.api_tokens.c.token_hash == token_hash, db.api_tokens.c.revoked.is_(None))
+            .values(revoked=now())
+        )
+    return bool(result.rowcount)
+
+
 class InvalidCredentials(Exception):
     """The request's credentials are missing, unknown, revoked or expired."""
 
@@ -215,7 +226,7 @@ def authenticate(engine: Engine, token: str) -> Identity:
         ).first()
         if row is None or row.revoked is not None:
             raise InvalidCredentials("Invalid or non-existent authentication information.")
-        if row.expires is not None and _aware(row.expires) <= now():
+        if row.expires is not None and as_utc(row.expires) <= now():
             raise InvalidCredentials("Invalid API Token: token is expired")
         if row.kind == "trusted":
             return _trusted_identity(conn, row)
@@ -266,6 +277,6 @@ def touch_token(conn: Connection, token_id: int) -> None:
     )
 
 
-def _aware(moment: datetime) -> datetime:
+def as_utc(moment: datetime) -> datetime:
     # SQLite hands datetimes back without a zone; everything keyless writes is UTC.
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -13,15 +13,18 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from keyless.config import Settings
+from keyless.oidc.keys import JWKSCache
 from keyless.store.blobs import BlobStore
 from keyless.store.db import open_database
 
 from .indexes import ensure_indexes, load_indexes
+from .keystore import DatabaseKeyStore, fetch_json
 from .maintenance import collect_garbage
 from .pages import SimplePages
 from .projects import ProjectAdmin
-from .routes import files, jsonapi, manage, simple, upload
+from .routes import files, jsonapi, manage, oidc, publishing, simple, upload
 from .routes.common import Services, public_base, services
+from .trusted import TrustedPublishing
 from .uploads import Uploads
 
 access_log = logging.getLogger("keyless.access")
@@ -93,11 +96,12 @@ def create_app(settings: Settings) -> Starlette:
     """Build the server for these settings: opens the store, creates missing indexes."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = open_database(settings.database)
-    ensure_indexes(engine, settings.indexes)
+    ensure_indexes(engine, settings.indexes, update_existing=True)
     blobs = BlobStore(settings.blob_dir)
     collect_garbage(engine, blobs)
     url_prefix = urlparse(settings.public_url).path.rstrip("/") if settings.public_url else ""
     pages = SimplePages(engine, url_prefix)
+    indexes = load_indexes(engine)
     state = Services(
         settings=settings,
         engine=engine,
@@ -105,16 +109,25 @@ def create_app(settings: Settings) -> Starlette:
         pages=pages,
         uploads=Uploads(engine=engine, blobs=blobs, on_change=pages.invalidate),
         projects=ProjectAdmin(engine=engine, on_change=pages.invalidate),
-        indexes=load_indexes(engine),
+        trusted=TrustedPublishing(
+            engine=engine,
+            keys=JWKSCache(fetch_json, DatabaseKeyStore(engine)),
+            settings=settings.trusted_publishing,
+            on_change=pages.invalidate,
+        ),
+        indexes=indexes,
+        pytp_keys=oidc.pytp_keys(list(indexes), url_prefix),
     )
     routes = [
         Route("/", home),
         Route("/_/health", health, methods=["GET", "HEAD"]),
+        *oidc.routes,
         *files.routes,
         *simple.routes,
         *jsonapi.routes,
         *upload.routes,
         *manage.routes,
+        *publishing.routes,
     ]
     app = Starlette(routes=routes)
     app.state.services = state

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, update
 
 from keyless.config import IndexSettings, index_settings, validate_index_name
 from keyless.dists.policy import Policy
@@ -27,21 +27,32 @@ class IndexInfo:
         return Policy.for_profile(self.profile)
 
 
-def ensure_indexes(engine: Engine, wanted: Iterable[IndexSettings]) -> None:
-    """Create the indexes named in the settings that do not exist yet (a fresh server)."""
+def ensure_indexes(
+    engine: Engine, wanted: Iterable[IndexSettings], *, update_existing: bool = False
+) -> None:
+    """Create the indexes named in the settings; with `update_existing`, also bring existing
+    ones to their settings.
+
+    The server passes `update_existing`: the settings file is the source of truth for the
+    indexes it names, so a changed profile or limit takes effect at the next start. Admin
+    commands, which may run without the server's config file, only create what is missing.
+    """
     with db.writing(engine) as conn:
         existing = set(conn.execute(select(db.indexes.c.name)).scalars())
         for index in wanted:
-            if index.name not in existing:
+            values = {
+                "profile": index.profile,
+                "max_file_size": index.max_file_size,
+                "max_project_size": index.max_project_size,
+            }
+            if index.name in existing:
+                if not update_existing:
+                    continue
                 conn.execute(
-                    db.indexes.insert().values(
-                        name=index.name,
-                        profile=index.profile,
-                        max_file_size=index.max_file_size,
-                        max_project_size=index.max_project_size,
-                        created=now(),
-                    )
+                    update(db.indexes).where(db.indexes.c.name == index.name).values(**values)
                 )
+            else:
+                conn.execute(db.indexes.insert().values(name=index.name, created=now(), **values))
 
 
 def create_index(engine: Engine, name: str, profile: str = "pypi") -> IndexInfo:

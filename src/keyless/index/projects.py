@@ -42,8 +42,13 @@ def record_event(
     action: str,
     actor: str,
     details: dict[str, Any],
+    *,
+    changes_project: bool = True,
 ) -> int:
-    """Append to the journal and make the row's id the project's serial (cache key)."""
+    """Append to the journal; the row's id becomes the project's serial if it changed it.
+
+    Audit-only events (a token minted) leave the serial alone: nothing served changed.
+    """
     serial = int(
         conn.execute(
             db.journal.insert().values(
@@ -56,7 +61,7 @@ def record_event(
             )
         ).inserted_primary_key[0]
     )
-    if project is not None:
+    if project is not None and changes_project:
         conn.execute(
             update(db.projects)
             .where(db.projects.c.index_id == index_id, db.projects.c.normalized_name == project)

@@ -66,7 +66,7 @@ api_tokens = Table(
     # scope is whatever its publishers are linked to at the moment it is used.
     Column("kind", String(16), nullable=False, default="user"),
     Column("user_id", ForeignKey("users.id"), nullable=True),
-    Column("index_id", ForeignKey("indexes.id"), nullable=False),
+    Column("index_id", ForeignKey("indexes.id"), nullable=True),  # NULL for trusted tokens
     Column("projects", JSON, nullable=True),  # normalized names, or NULL for the whole index
     Column("description", Text, nullable=False, default=""),
     Column("created", DateTime(timezone=True), nullable=False),

@@ -18,6 +18,7 @@ from ..indexes import IndexInfo
 from ..pages import SimplePages
 from ..projects import ProjectAdmin
 from ..reason import set_reason, standard_phrase
+from ..trusted import TrustedPublishing
 from ..uploads import Uploads
 
 
@@ -31,7 +32,9 @@ class Services:
     pages: SimplePages
     uploads: Uploads
     projects: ProjectAdmin
+    trusted: TrustedPublishing
     indexes: dict[str, IndexInfo]
+    pytp_keys: dict[str, str]  # PEP 807 discovery key -> index name
 
 
 def services(request: Request) -> Services:

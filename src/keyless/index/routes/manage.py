@@ -20,7 +20,7 @@ from .common import error, index_or_none, services, token_from_headers, unknown_
 MAX_BODY = 64 * 1024
 
 
-async def _body(request: Request) -> dict[str, Any]:
+async def read_json_body(request: Request) -> dict[str, Any]:
     # Refuse by the declared length, and stop reading past the limit: `request.body()` would
     # first buffer whatever a client sends, however large.
     declared = request.headers.get("content-length", "")
@@ -43,14 +43,14 @@ async def _body(request: Request) -> dict[str, Any]:
     return document
 
 
-def _text(document: dict[str, Any], key: str) -> str:
+def text_field(document: dict[str, Any], key: str) -> str:
     value = document.get(key, "")
     if not isinstance(value, str):
         raise ProjectError(f"{key!r} must be a string.")
     return value
 
 
-async def _identity(request: Request) -> Identity:
+async def identity_of(request: Request) -> Identity:
     return await run_in_threadpool(
         authenticate, services(request).engine, token_from_headers(request)
     )
@@ -62,18 +62,18 @@ async def _run(request: Request, action: str) -> Response:
         return unknown_index(request)
     admin = services(request).projects
     try:
-        identity = await _identity(request)
+        identity = await identity_of(request)
         if identity.index_id is not None and identity.index_id != index.id:
             raise ProjectError(f"This API token is for another index, not {index.name!r}.", 403)
-        document = await _body(request)
+        document = await read_json_body(request)
         project = request.path_params["project"]
         if action == "status":
             result = await run_in_threadpool(
                 admin.set_status,
                 identity,
                 project,
-                _text(document, "status"),
-                _text(document, "reason"),
+                text_field(document, "status"),
+                text_field(document, "reason"),
             )
         else:
             result = await run_in_threadpool(
@@ -82,7 +82,7 @@ async def _run(request: Request, action: str) -> Response:
                     project,
                     request.path_params["version"],
                     yanked=action == "yank",
-                    reason=_text(document, "reason"),
+                    reason=text_field(document, "reason"),
                 )
             )
     except InvalidCredentials as exc:

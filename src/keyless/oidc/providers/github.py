@@ -549,4 +549,6 @@ def _server_url(claims: Mapping[str, Any]) -> str | None:
     server = _text(claims, "server_url")
     if server and server.startswith(("https://", "http://")):
         return server.rstrip("/")
-    return _server_for_issuer(iss)
+    # Any other GitHub-type issuer that is not an Enterprise Server (e.g. the keyless CI
+    # emulator rehearsing a github.com job) stands for github.com.
+    return _server_for_issuer(iss) or "https://github.com"

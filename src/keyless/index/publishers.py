@@ -1,0 +1,322 @@
+"""Registering trusted publishers: per (index, project), or pending for a project to come."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from packaging.utils import canonicalize_name
+from sqlalchemy import Connection, Engine, delete, select
+
+from keyless.config import TrustedPublishingSettings
+from keyless.dists.errors import DistError
+from keyless.dists.names import validate_project_name
+from keyless.oidc.errors import PublisherConfigError
+from keyless.oidc.providers import PROVIDERS
+from keyless.store import db
+
+from .accounts import now
+from .projects import ProjectError, record_event, role_of
+
+PENDING_LIFETIME = timedelta(days=30)
+MAX_PENDING_PER_USER = 5
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who is changing publishers: a user (owner checks apply) or the admin CLI (no checks)."""
+
+    username: str
+    user_id: int | None  # None: the local admin CLI
+
+
+def _provider(kind: str) -> Any:
+    provider = PROVIDERS.get(kind)
+    if provider is None:
+        raise ProjectError(
+            f"Unknown publisher kind {kind!r}; use one of {', '.join(sorted(PROVIDERS))}."
+        )
+    return provider
+
+
+def _check_issuer(provider: Any, config: Mapping[str, Any], tp: TrustedPublishingSettings) -> None:
+    issuer = provider.issuer(config).rstrip("/")
+    trusted = tp.trusted_issuers()
+    if trusted.get(issuer) != provider.kind:
+        raise PublisherConfigError(
+            {
+                "issuer": f"this server does not trust {issuer!r} as a {provider.title} issuer; "
+                "an admin adds it under [trusted-publishing.issuers] in the server settings"
+            }
+        )
+
+
+def _projects(conn: Connection, index_id: int, names: Sequence[str]) -> list[Any]:
+    rows = []
+    for name in names:
+        row = conn.execute(
+            select(db.projects).where(
+                db.projects.c.index_id == index_id,
+                db.projects.c.normalized_name == canonicalize_name(name),
+            )
+        ).first()
+        if row is None:
+            raise ProjectError(
+                f"No project named {name!r} on this index. For a project that does not exist "
+                "yet, register a pending publisher (--pending).",
+                status=404,
+            )
+        rows.append(row)
+    return rows
+
+
+def _require_owner(conn: Connection, actor: Actor, project: Any) -> None:
+    if actor.user_id is not None and role_of(conn, project.id, actor.user_id) != "owner":
+        raise ProjectError(
+            f"The user '{actor.username}' is not an owner of project '{project.name}'; only "
+            "owners may change its publishers.",
+            status=403,
+        )
+
+
+def add_publisher(
+    engine: Engine,
+    tp: TrustedPublishingSettings,
+    index_id: int,
+    projects: Sequence[str],
+    kind: str,
+    raw_config: Mapping[str, str],
+    actor: Actor,
+) -> dict[str, Any]:
+    """Register a publisher linked to existing projects (one publisher, several projects).
+
+    Raises PublisherConfigError (per-field problems) or ProjectError.
+    """
+    if not projects:
+        raise ProjectError("Name at least one project for the publisher.")
+    provider = _provider(kind)
+    config = provider.validate_config(raw_config)
+    _check_issuer(provider, config, tp)
+    with db.writing(engine) as conn:
+        rows = _projects(conn, index_id, projects)
+        for row in rows:
+            _require_owner(conn, actor, row)
+        publisher_id = _insert(conn, index_id, provider, config, actor, pending=None)
+        for row in rows:
+            conn.execute(
+                db.publisher_projects.insert().values(publisher_id=publisher_id, project_id=row.id)
+            )
+            record_event(
+                conn,
+                index_id,
+                row.normalized_name,
+                "add_publisher",
+                actor.username,
+                {"publisher_id": publisher_id, "publisher": provider.summary(config)},
+                changes_project=False,
+            )
+    return {
+        "id": publisher_id,
+        "kind": kind,
+        "summary": provider.summary(config),
+        "projects": [row.name for row in rows],
+        "pending": False,
+    }
+
+
+def add_pending_publisher(
+    engine: Engine,
+    tp: TrustedPublishingSettings,
+    index_id: int,
+    project: str,
+    kind: str,
+    raw_config: Mapping[str, str],
+    actor: Actor,
+) -> dict[str, Any]:
+    """A publisher for a project that does not exist yet; its first trusted publish creates it.
+
+    The name is not reserved: whoever creates the project first owns it. Expires in 30 days.
+    """
+    try:
+        validate_project_name(project)
+    except DistError as exc:
+        raise ProjectError(exc.message) from None
+    provider = _provider(kind)
+    config = provider.validate_config(raw_config)
+    _check_issuer(provider, config, tp)
+    with db.writing(engine) as conn:
+        if conn.execute(
+            select(db.projects.c.id).where(
+                db.projects.c.index_id == index_id,
+                db.projects.c.normalized_name == canonicalize_name(project),
+            )
+        ).first():
+            raise ProjectError(
+                f"Project {project!r} already exists; its owners add publishers to it directly.",
+                status=409,
+            )
+        if actor.user_id is not None:
+            count = len(
+                conn.execute(
+                    select(db.publishers.c.id).where(
+                        db.publishers.c.created_by == actor.user_id,
+                        db.publishers.c.pending_project.is_not(None),
+                    )
+                ).all()
+            )
+            if count >= MAX_PENDING_PER_USER:
+                raise ProjectError(
+                    f"A user may have at most {MAX_PENDING_PER_USER} pending publishers; "
+                    "remove one first.",
+                    status=429,
+                )
+        publisher_id = _insert(conn, index_id, provider, config, actor, pending=project)
+        record_event(
+            conn,
+            index_id,
+            canonicalize_name(project),
+            "add_pending_publisher",
+            actor.username,
+            {"publisher_id": publisher_id, "publisher": provider.summary(config)},
+            changes_project=False,
+        )
+    return {
+        "id": publisher_id,
+        "kind": kind,
+        "summary": provider.summary(config),
+        "projects": [project],
+        "pending": True,
+    }
+
+
+def _insert(
+    conn: Connection,
+    index_id: int,
+    provider: Any,
+    config: Mapping[str, Any],
+    actor: Actor,
+    pending: str | None,
+) -> int:
+    moment = now()
+    return int(
+        conn.execute(
+            db.publishers.insert().values(
+                index_id=index_id,
+                kind=provider.kind,
+                lookup_key=provider.lookup_key(config),
+                config=dict(config),
+                pinned={},
+                created=moment,
+                created_by=actor.user_id,
+                pending_project=pending,
+                expires=moment + PENDING_LIFETIME if pending else None,
+            )
+        ).inserted_primary_key[0]
+    )
+
+
+def list_publishers(
+    engine: Engine, index_id: int, project: str | None = None
+) -> list[dict[str, Any]]:
+    """Publishers of an index (or of one project), with what they are linked to."""
+    with db.reading(engine) as conn:
+        rows = conn.execute(
+            select(db.publishers)
+            .where(db.publishers.c.index_id == index_id)
+            .order_by(db.publishers.c.id)
+        ).all()
+        result = []
+        for row in rows:
+            linked = list(
+                conn.execute(
+                    select(db.projects.c.name)
+                    .join(
+                        db.publisher_projects,
+                        db.publisher_projects.c.project_id == db.projects.c.id,
+                    )
+                    .where(db.publisher_projects.c.publisher_id == row.id)
+                    .order_by(db.projects.c.name)
+                ).scalars()
+            )
+            names = [row.pending_project] if row.pending_project else linked
+            if project and canonicalize_name(project) not in {canonicalize_name(n) for n in names}:
+                continue
+            provider = PROVIDERS[row.kind]
+            result.append(
+                {
+                    "id": row.id,
+                    "kind": row.kind,
+                    "summary": provider.summary(row.config),
+                    "config": row.config,
+                    "pinned": row.pinned,
+                    "projects": names,
+                    "pending": bool(row.pending_project),
+                    "expires": row.expires.isoformat() if row.expires else None,
+                }
+            )
+    return result
+
+
+def remove_publisher(engine: Engine, index_id: int, publisher_id: int, actor: Actor) -> None:
+    """Remove a publisher; tokens minted from it stop working at once."""
+    with db.writing(engine) as conn:
+        row = conn.execute(
+            select(db.publishers).where(
+                db.publishers.c.id == publisher_id, db.publishers.c.index_id == index_id
+            )
+        ).first()
+        if row is None:
+            raise ProjectError(f"No publisher with id {publisher_id} on this index.", status=404)
+        linked = conn.execute(
+            select(db.projects)
+            .join(db.publisher_projects, db.publisher_projects.c.project_id == db.projects.c.id)
+            .where(db.publisher_projects.c.publisher_id == publisher_id)
+        ).all()
+        if row.pending_project and actor.user_id not in (None, row.created_by):
+            raise ProjectError("Only whoever registered a pending publisher may remove it.", 403)
+        for project in linked:
+            _require_owner(conn, actor, project)
+        conn.execute(
+            delete(db.token_publishers).where(db.token_publishers.c.publisher_id == publisher_id)
+        )
+        conn.execute(
+            delete(db.publisher_projects).where(
+                db.publisher_projects.c.publisher_id == publisher_id
+            )
+        )
+        conn.execute(delete(db.publishers).where(db.publishers.c.id == publisher_id))
+        summary = PROVIDERS[row.kind].summary(row.config)
+        for project in linked:
+            record_event(
+                conn,
+                index_id,
+                project.normalized_name,
+                "remove_publisher",
+                actor.username,
+                {"publisher_id": publisher_id, "publisher": summary},
+                changes_project=False,
+            )
+
+
+def audit_trail(
+    engine: Engine, index_id: int, project: str | None = None, limit: int = 200
+) -> list[dict[str, Any]]:
+    """The journal of an index (or one project), newest first. Never holds a JWT or token."""
+    query = select(db.journal).where(db.journal.c.index_id == index_id)
+    if project:
+        query = query.where(db.journal.c.project == canonicalize_name(project))
+    query = query.order_by(db.journal.c.id.desc()).limit(limit)
+    with db.reading(engine) as conn:
+        return [
+            {
+                "serial": row.id,
+                "time": row.time.isoformat(),
+                "project": row.project,
+                "action": row.action,
+                "actor": row.actor,
+                "details": row.details,
+            }
+            for row in conn.execute(query)
+        ]

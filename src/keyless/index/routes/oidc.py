@@ -1,0 +1,185 @@
+"""Trusted Publishing endpoints.
+
+PyPI's, at the host root (what uv, twine, pdm and the GitHub action call today):
+`GET /_/oidc/audience`, `POST /_/oidc/mint-token` (and the legacy `/_/oidc/github/mint-token`),
+`POST /_/oidc/burn-token`. PEP 807's, per index: `GET /.well-known/pytp/{sha256 of the upload
+path}` pointing at `/_/oidc/{index}/audience` and `/_/oidc/{index}/mint-token`, so each index
+can be its own trust boundary with its own audience.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from keyless.oidc.errors import TokenError
+
+from ..accounts import hash_token, revoke_token_by_hash
+from ..indexes import IndexInfo
+from ..trusted import RequestInfo
+from .common import public_base, services
+
+PYTP_TYPE = "application/vnd.pypi.pytp.v1+json"
+MAX_BODY = 64 * 1024
+
+
+def upload_path_key(path: str) -> str:
+    """PEP 807's discovery key: the sha256 of the upload URL's path."""
+    return hashlib.sha256(path.encode("utf-8")).hexdigest()
+
+
+def _failure(code: str, description: str) -> JSONResponse:
+    # PyPI's shape: clients print every code/description pair.
+    return JSONResponse(
+        {"message": "Token request failed", "errors": [{"code": code, "description": description}]},
+        status_code=422,
+    )
+
+
+async def _token_from_body(request: Request) -> object:
+    """`{"token": ...}` from the raw body, whatever the Content-Type (uv sends none)."""
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY:
+            raise TokenError("invalid-payload", "The request body is too large.")
+    try:
+        document = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise TokenError(
+            "invalid-payload", 'The request body must be JSON: {"token": "<OIDC token>"}.'
+        ) from None
+    if not isinstance(document, dict):
+        raise TokenError(
+            "invalid-payload", 'The request body must be JSON: {"token": "<OIDC token>"}.'
+        )
+    return document.get("token")
+
+
+def _disabled() -> JSONResponse:
+    return JSONResponse({"message": "Trusted publishing functionality not enabled"}, 403)
+
+
+async def audience(request: Request) -> Response:
+    settings = services(request).settings.trusted_publishing
+    if not settings.enabled:
+        return _disabled()
+    return JSONResponse({"audience": settings.audience})
+
+
+async def _mint(
+    request: Request, audience: str, indexes: list[IndexInfo], pep807: bool
+) -> Response:
+    svc = services(request)
+    client = request.client.host if request.client else "-"
+    info = RequestInfo(client_ip=client, user_agent=request.headers.get("user-agent", ""))
+    try:
+        token = await _token_from_body(request)
+        minted = await run_in_threadpool(svc.trusted.mint, token, audience, indexes, info)
+    except TokenError as exc:
+        return _failure(exc.code, exc.description)
+    if pep807:
+        return JSONResponse({"token": minted.token, "expires": minted.expires})
+    return JSONResponse({"success": True, "token": minted.token, "expires": minted.expires})
+
+
+async def mint_token(request: Request) -> Response:
+    """Root endpoint: every index that uses the server's own audience."""
+    svc = services(request)
+    host_audience = svc.settings.trusted_publishing.audience
+    indexes = [
+        index
+        for name, index in svc.indexes.items()
+        if svc.settings.audience_for(name) == host_audience
+    ]
+    return await _mint(request, host_audience, indexes, pep807=False)
+
+
+async def burn_token(request: Request) -> Response:
+    """Revoke a minted token early (uv does this after every trusted upload). Idempotent."""
+    try:
+        token = await _token_from_body(request)
+    except TokenError as exc:
+        return _failure(exc.code, exc.description)
+    if not isinstance(token, str) or not token:
+        return _failure("invalid-payload", 'The request body must be JSON: {"token": "..."}.')
+    await run_in_threadpool(revoke_token_by_hash, services(request).engine, hash_token(token))
+    return JSONResponse({"success": True})
+
+
+def _index_for(request: Request) -> IndexInfo | None:
+    return services(request).indexes.get(request.path_params["index"])
+
+
+def _accepts_pytp(request: Request) -> bool:
+    accept = request.headers.get("accept", "").strip()
+    return not accept or any(
+        part.split(";")[0].strip() in (PYTP_TYPE, "*/*", "application/*")
+        for part in accept.split(",")
+    )
+
+
+def _not_acceptable() -> Response:
+    return JSONResponse({"message": f"Send 'Accept: {PYTP_TYPE}'."}, status_code=406)
+
+
+async def discovery(request: Request) -> Response:
+    if not _accepts_pytp(request):
+        return _not_acceptable()
+    svc = services(request)
+    index_name = svc.pytp_keys.get(request.path_params["key"])
+    if index_name is None or not svc.settings.trusted_publishing.enabled:
+        return Response(status_code=404)  # PEP 807: no body when this upload URL has no TP
+    base = public_base(request)
+    return JSONResponse(
+        {
+            "audience-endpoint": f"{base}/_/oidc/{index_name}/audience",
+            "mint-token-endpoint": f"{base}/_/oidc/{index_name}/mint-token",
+        },
+        media_type=PYTP_TYPE,
+    )
+
+
+async def index_audience(request: Request) -> Response:
+    if not _accepts_pytp(request):
+        return _not_acceptable()
+    index = _index_for(request)
+    if index is None:
+        return Response(status_code=404)
+    if not services(request).settings.trusted_publishing.enabled:
+        return _disabled()
+    return JSONResponse(
+        {"audience": services(request).settings.audience_for(index.name)}, media_type=PYTP_TYPE
+    )
+
+
+async def index_mint_token(request: Request) -> Response:
+    if not _accepts_pytp(request):
+        return _not_acceptable()
+    index = _index_for(request)
+    if index is None:
+        return Response(status_code=404)
+    audience_value = services(request).settings.audience_for(index.name)
+    return await _mint(request, audience_value, [index], pep807=True)
+
+
+def pytp_keys(index_names: list[str], url_prefix: str) -> dict[str, str]:
+    """Discovery key -> index name, for each index's upload path."""
+    return {upload_path_key(f"{url_prefix}/{name}/legacy/"): name for name in index_names}
+
+
+routes: list[Any] = [
+    Route("/_/oidc/audience", audience, methods=["GET"]),
+    Route("/_/oidc/mint-token", mint_token, methods=["POST"]),
+    Route("/_/oidc/github/mint-token", mint_token, methods=["POST"]),
+    Route("/_/oidc/burn-token", burn_token, methods=["POST"]),
+    Route("/.well-known/pytp/{key}", discovery, methods=["GET"]),
+    Route("/_/oidc/{index}/audience", index_audience, methods=["GET"]),
+    Route("/_/oidc/{index}/mint-token", index_mint_token, methods=["POST"]),
+]

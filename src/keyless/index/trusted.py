@@ -1,0 +1,287 @@
+"""Trusted Publishing on the index: exchange a CI's OIDC token for a short-lived upload token.
+
+The flow for one mint request:
+1. read the token's issuer (unverified) and refuse issuers this server does not trust;
+2. verify the signature and the standard claims against the issuer's keys and our audience;
+3. find the publishers registered for the identity the token claims (its repository, project
+   or subject) on the indexes this endpoint serves — never anyone else's;
+4. keep those whose claim checks pass (none: say which claims failed and what was expected);
+5. refuse a token used before (replay), pin claims on first use, turn a matching pending
+   publisher into a project;
+6. mint an API token whose scope is what those publishers are linked to, and audit it.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from packaging.utils import canonicalize_name
+from sqlalchemy import Connection, Engine, delete, select, update
+from sqlalchemy.exc import IntegrityError
+
+from keyless.config import TrustedPublishingSettings
+from keyless.oidc.errors import TokenError
+from keyless.oidc.keys import JWKSCache
+from keyless.oidc.matching import Candidate, match_publisher
+from keyless.oidc.providers import PROVIDERS
+from keyless.oidc.verify import token_replay_key, unverified_claims, verify_token
+from keyless.store import db
+
+from .accounts import TOKEN_PREFIX, as_utc, hash_token, now
+from .indexes import IndexInfo
+from .projects import record_event
+
+
+@dataclass(frozen=True)
+class MintedToken:
+    token: str
+    expires: int  # unix time
+    projects: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RequestInfo:
+    """Where a mint request came from, for the audit trail."""
+
+    client_ip: str
+    user_agent: str
+
+
+@dataclass
+class TrustedPublishing:
+    """The mint use case; dependencies passed in (engine, key cache, settings)."""
+
+    engine: Engine
+    keys: JWKSCache
+    settings: TrustedPublishingSettings
+    on_change: Callable[[int, str], None]
+
+    def mint(
+        self, token: object, audience: str, indexes: Sequence[IndexInfo], request: RequestInfo
+    ) -> MintedToken:
+        """Exchange an OIDC token; raises TokenError with PyPI's codes."""
+        if not self.settings.enabled:
+            raise TokenError("not-enabled", "Trusted publishing is not enabled on this server.")
+        if not isinstance(token, str) or not token:
+            raise TokenError(
+                "invalid-payload", 'The request body must be JSON: {"token": "<OIDC token>"}.'
+            )
+        issuer = str(unverified_claims(token)["iss"]).rstrip("/")
+        kind = self.settings.trusted_issuers().get(issuer)
+        if kind is None:
+            raise TokenError(
+                "invalid-payload",
+                f"This server does not trust tokens from the issuer {issuer!r}. An admin can "
+                "add it to [trusted-publishing.issuers] in the server settings.",
+            )
+        claims = verify_token(token, issuer=issuer, audience=audience, keys=self.keys)
+        provider = PROVIDERS[kind]
+        by_id = {index.id: index for index in indexes}
+        with db.writing(self.engine) as conn:
+            candidates = self._candidates(conn, provider, kind, issuer, claims, by_id)
+            passing = [c for c in candidates if not provider.check(c.config, c.pinned, claims)]
+            if not passing:
+                match_publisher(candidates, claims)  # raises, naming every failed claim
+                raise TokenError("invalid-publisher", "No trusted publisher matches this token.")
+            best = match_publisher(passing, claims)
+            self._refuse_replay(conn, token, claims)
+            self._pin(conn, provider, passing, claims)
+            created = [self._activate_pending(conn, candidate.id) for candidate in passing]
+            minted = self._issue(conn, provider, best, passing, claims, request)
+        for project in filter(None, created):
+            self.on_change(*project)  # after the commit, so no page is rendered from before it
+        return minted
+
+    def _candidates(
+        self,
+        conn: Connection,
+        provider: Any,
+        kind: str,
+        issuer: str,
+        claims: dict[str, Any],
+        indexes: dict[int, IndexInfo],
+    ) -> list[Candidate]:
+        key = provider.lookup_key_from_claims(issuer, claims)
+        if key is None:
+            raise TokenError(
+                "invalid-publisher",
+                f"The token lacks the claims a {provider.title} publisher is identified by.",
+            )
+        rows = conn.execute(
+            select(db.publishers).where(
+                db.publishers.c.lookup_key == key,
+                db.publishers.c.kind == kind,
+                db.publishers.c.index_id.in_(list(indexes)),
+            )
+        ).all()
+        moment = now()
+        candidates = []
+        for row in rows:
+            if row.pending_project and row.expires and as_utc(row.expires) < moment:
+                continue  # an expired pending publisher reserves nothing and matches nothing
+            project = row.pending_project or ", ".join(self._linked(conn, row.id)) or "?"
+            candidates.append(
+                Candidate(
+                    id=row.id,
+                    kind=row.kind,
+                    config=row.config,
+                    pinned=row.pinned,
+                    label=f"the publisher for '{project}' on index '{indexes[row.index_id].name}'",
+                )
+            )
+        return candidates
+
+    def _linked(self, conn: Connection, publisher_id: int) -> list[str]:
+        return list(
+            conn.execute(
+                select(db.projects.c.name)
+                .join(db.publisher_projects, db.publisher_projects.c.project_id == db.projects.c.id)
+                .where(db.publisher_projects.c.publisher_id == publisher_id)
+                .order_by(db.projects.c.name)
+            ).scalars()
+        )
+
+    def _refuse_replay(self, conn: Connection, token: str, claims: dict[str, Any]) -> None:
+        moment = now()
+        conn.execute(delete(db.used_oidc_tokens).where(db.used_oidc_tokens.c.expires < moment))
+        expires = moment + timedelta(seconds=max(0, float(claims["exp"]) - moment.timestamp()) + 60)
+        try:
+            with conn.begin_nested():
+                conn.execute(
+                    db.used_oidc_tokens.insert().values(
+                        key=token_replay_key(token, claims), expires=expires
+                    )
+                )
+        except IntegrityError:
+            raise TokenError(
+                "invalid-reuse-token",
+                "This OIDC token was already exchanged; request a fresh one from the CI.",
+            ) from None
+
+    def _pin(
+        self, conn: Connection, provider: Any, passing: list[Candidate], claims: dict[str, Any]
+    ) -> None:
+        pins = provider.pins(claims)
+        for candidate in passing:
+            missing = {k: v for k, v in pins.items() if k not in candidate.pinned}
+            if missing:
+                conn.execute(
+                    update(db.publishers)
+                    .where(db.publishers.c.id == candidate.id)
+                    .values(pinned={**candidate.pinned, **missing})
+                )
+
+    def _activate_pending(self, conn: Connection, publisher_id: int) -> tuple[int, str] | None:
+        """Create the project of a pending publisher; returns (index id, project) if it did."""
+        row = conn.execute(select(db.publishers).where(db.publishers.c.id == publisher_id)).one()
+        if not row.pending_project:
+            return None
+        name = canonicalize_name(row.pending_project)
+        if conn.execute(
+            select(db.projects.c.id).where(
+                db.projects.c.index_id == row.index_id, db.projects.c.normalized_name == name
+            )
+        ).first():
+            raise TokenError(
+                "invalid-pending-publisher",
+                f"The project '{row.pending_project}' was created by someone else after this "
+                "pending publisher was registered; ask its owners to add the publisher.",
+            )
+        moment = now()
+        project_id = conn.execute(
+            db.projects.insert().values(
+                index_id=row.index_id,
+                name=row.pending_project,
+                normalized_name=name,
+                status="active",
+                status_reason="",
+                serial=0,
+                total_size=0,
+                created=moment,
+            )
+        ).inserted_primary_key[0]
+        if row.created_by is not None:
+            conn.execute(
+                db.roles.insert().values(
+                    project_id=project_id, user_id=row.created_by, role="owner"
+                )
+            )
+        conn.execute(
+            db.publisher_projects.insert().values(publisher_id=row.id, project_id=project_id)
+        )
+        conn.execute(
+            update(db.publishers)
+            .where(db.publishers.c.id == row.id)
+            .values(pending_project=None, expires=None)
+        )
+        record_event(
+            conn,
+            row.index_id,
+            name,
+            "create_project_from_pending_publisher",
+            "trusted publisher",
+            {"publisher_id": row.id},
+        )
+        return row.index_id, name
+
+    def _issue(
+        self,
+        conn: Connection,
+        provider: Any,
+        best: Candidate,
+        passing: list[Candidate],
+        claims: dict[str, Any],
+        request: RequestInfo,
+    ) -> MintedToken:
+        secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        moment = now()
+        expires = moment + timedelta(seconds=self.settings.token_lifetime)
+        token_id = conn.execute(
+            db.api_tokens.insert().values(
+                token_hash=hash_token(secret),
+                kind="trusted",
+                user_id=None,
+                index_id=None,
+                projects=None,
+                description=f"trusted publisher: {provider.summary(best.config)}",
+                created=moment,
+                expires=expires,
+            )
+        ).inserted_primary_key[0]
+        for candidate in passing:
+            conn.execute(
+                db.token_publishers.insert().values(token_id=token_id, publisher_id=candidate.id)
+            )
+        linked = conn.execute(
+            select(db.projects.c.index_id, db.projects.c.normalized_name)
+            .join(db.publisher_projects, db.publisher_projects.c.project_id == db.projects.c.id)
+            .where(db.publisher_projects.c.publisher_id.in_([c.id for c in passing]))
+        ).all()
+        details = {
+            **provider.describe(claims),
+            "publisher_ids": [c.id for c in passing],
+            "publisher": provider.summary(best.config),
+            "token_id": token_id,
+            "expires": int(expires.timestamp()),
+            "client_ip": request.client_ip,
+            "user_agent": request.user_agent[:300],
+        }
+        for index_id, project in linked:
+            record_event(
+                conn,
+                index_id,
+                project,
+                "mint_token",
+                "trusted publisher",
+                details,
+                changes_project=False,
+            )
+        return MintedToken(
+            token=secret,
+            expires=int(expires.timestamp()),
+            projects=tuple(sorted({project for _, project in linked})),
+        )

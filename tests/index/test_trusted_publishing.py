@@ -1,0 +1,559 @@
+"""Trusted Publishing end to end: the CI emulator's real OIDC tokens, a TLS server, real clients."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import hmac
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from sqlalchemy import update
+
+from keyless.ci.emulator import Emulator, JobClaims
+from keyless.store import db
+from keyless.store.db import open_database
+from tests.builders import build_sdist, build_wheel
+from tests.conftest import (
+    SERVER_CONFIG,
+    LiveServer,
+    client_env,
+    free_port,
+    make_tls_files,
+    start_server,
+    stop_server,
+    trust,
+)
+
+from .uploading import upload
+
+AUDIENCE = "keyless"
+TEST_AUDIENCE = "keyless-test"
+
+
+@pytest.fixture(scope="module")
+def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
+    with Emulator(tmp_path_factory.mktemp("emulator-keys"), port=free_port()) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def tp_server(tmp_path_factory: pytest.TempPathFactory, emulator: Emulator) -> Iterator[LiveServer]:
+    folder = tmp_path_factory.mktemp("tp-server")
+    config = SERVER_CONFIG.replace(
+        '[indexes.test]\nprofile = "pypi"\n',
+        f'[indexes.test]\nprofile = "pypi"\naudience = "{TEST_AUDIENCE}"\n',
+    )
+    config += f'\n[trusted-publishing]\naudience = "{AUDIENCE}"\n'
+    config += f'\n[trusted-publishing.issuers]\n"{emulator.issuer}" = "github"\n'
+    live = start_server(folder, tls=make_tls_files(folder), config_text=config)
+    yield live
+    stop_server(live)
+
+
+@pytest.fixture(scope="module")
+def client(tp_server: LiveServer) -> Iterator[httpx.Client]:
+    with tp_server.client() as client:
+        yield client
+
+
+def keyless(server: LiveServer, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            *(sys.executable, "-m", "keyless", *args),
+            *("--data", str(server.data_dir)),
+            *("--config", str(server.data_dir.parent / "keyless.toml")),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def make_project(server: LiveServer, client: httpx.Client, name: str, index: str = "prod") -> str:
+    """A project owned by `owner-<name>`, created the ordinary way (an API token upload)."""
+    token = server.token(f"owner-{name}", index)
+    answer = upload(client, index, token, *build_sdist(name, "0.0.1"))
+    assert answer.status_code == 200, answer.text
+    return token
+
+
+def add_github_publisher(
+    server: LiveServer, emulator: Emulator, project: str, index: str = "prod", **fields: str
+) -> int:
+    options = {"owner": "octo-org", "repository": "demo", "workflow": "release.yml", **fields}
+    args = [f"--{key.replace('_', '-')}={value}" for key, value in options.items()]
+    result = keyless(
+        server,
+        "publisher",
+        "add",
+        "--index",
+        index,
+        "--project",
+        project,
+        "--json",
+        "github",
+        "--issuer",
+        emulator.issuer,
+        *args,
+    )
+    assert result.returncode == 0, result.stderr
+    return int(json.loads(result.stdout)["id"])
+
+
+def job(**changes: Any) -> JobClaims:
+    base = JobClaims(
+        repo="octo-org/demo",
+        workflow="release.yml",
+        ref="refs/tags/v1.0.0",
+        environment="pypi",
+        event="release",
+        owner_id=4242,
+    )
+    return replace(base, **changes)
+
+
+def mint(client: httpx.Client, jwt_token: str, path: str = "/_/oidc/mint-token") -> httpx.Response:
+    return client.post(path, content=json.dumps({"token": jwt_token}))
+
+
+def failure(answer: httpx.Response) -> tuple[str, str]:
+    assert answer.status_code == 422, answer.text
+    body = answer.json()
+    assert body["message"] == "Token request failed"
+    error = body["errors"][0]
+    return error["code"], error["description"]
+
+
+# ------------------------------------------------------------------ protocol and happy path
+
+
+def test_audience_and_discovery(client: httpx.Client) -> None:
+    assert client.get("/_/oidc/audience").json() == {"audience": AUDIENCE}
+    for index, audience in (("prod", AUDIENCE), ("test", TEST_AUDIENCE)):
+        key = hashlib.sha256(f"/{index}/legacy/".encode()).hexdigest()
+        found = client.get(
+            f"/.well-known/pytp/{key}", headers={"Accept": "application/vnd.pypi.pytp.v1+json"}
+        )
+        assert found.status_code == 200, found.text
+        endpoints = found.json()
+        assert endpoints["mint-token-endpoint"].endswith(f"/_/oidc/{index}/mint-token")
+        assert client.get(endpoints["audience-endpoint"]).json() == {"audience": audience}
+    unknown = client.get(f"/.well-known/pytp/{'0' * 64}")
+    assert unknown.status_code == 404
+    assert unknown.content == b""
+    assert (
+        client.get(f"/.well-known/pytp/{key}", headers={"Accept": "text/html"}).status_code == 406
+    )
+
+
+def test_uv_publishes_with_trusted_publishing_and_pip_installs(
+    tp_server: LiveServer, client: httpx.Client, emulator: Emulator, tmp_path: Path
+) -> None:
+    make_project(tp_server, client, "uv-tp-demo")
+    add_github_publisher(tp_server, emulator, "uv-tp-demo", environment="pypi")
+    dist = tmp_path / "dist"
+    dist.mkdir()
+    for filename, data in (build_wheel("uv-tp-demo", "1.0.0"), build_sdist("uv-tp-demo", "1.0.0")):
+        (dist / filename).write_bytes(data)
+    assert tp_server.tls is not None
+    env = trust(client_env(tmp_path), tp_server.tls.ca)
+    command = [
+        sys.executable,
+        "-m",
+        "uv",
+        "publish",
+        "--trusted-publishing",
+        "always",
+        "--publish-url",
+        tp_server.upload_url("prod"),
+        *map(str, dist.iterdir()),
+    ]
+    published = emulator.run(command, job(), env=env, capture_output=True, text=True, timeout=120)
+    assert published.returncode == 0, published.stdout + published.stderr
+
+    target = tmp_path / "site"
+    installed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-cache-dir",
+            "--target",
+            str(target),
+            "--index-url",
+            tp_server.simple_url("prod"),
+            "uv-tp-demo==1.0.0",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+
+    trail = client.get(
+        "/prod/api/projects/uv-tp-demo/audit",
+        headers={"Authorization": f"Bearer {tp_server.token('owner-uv-tp-demo', 'prod')}"},
+    ).json()
+    assert [row["action"] for row in trail].count("mint_token") == 1
+    trusted_uploads = [
+        row["details"]
+        for row in trail
+        if row["action"] == "file_upload" and row["details"].get("trusted_publishers")
+    ]
+    assert sorted(d["filename"] for d in trusted_uploads) == sorted(p.name for p in dist.iterdir())
+    minted = next(row for row in trail if row["action"] == "mint_token")["details"]
+    assert minted["repository"] == "octo-org/demo"
+    assert minted["environment"] == "pypi"
+    assert minted["ref"] == "refs/tags/v1.0.0"
+    assert minted["client_ip"] == "127.0.0.1"
+    assert "uv" in minted["user_agent"]
+    assert minted["commit_url"] == f"https://github.com/octo-org/demo/commit/{minted['sha']}"
+
+
+def test_id_library_detects_the_credential_and_the_token_mints(
+    tp_server: LiveServer, client: httpx.Client, emulator: Emulator
+) -> None:
+    make_project(tp_server, client, "id-tp-demo")
+    add_github_publisher(tp_server, emulator, "id-tp-demo")
+    detected = emulator.run(
+        [sys.executable, "-c", f"import id; print(id.detect_credential({AUDIENCE!r}))"],
+        job(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert detected.returncode == 0, detected.stderr
+    answer = mint(client, detected.stdout.strip())
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["success"] is True
+    assert body["token"].startswith("keyless-")
+    assert 14 * 60 <= body["expires"] - time.time() <= 15 * 60 + 5
+
+
+# ------------------------------------------------------------------- the minted token's limits
+
+
+@pytest.fixture(scope="module")
+def scoped(tp_server: LiveServer, client: httpx.Client, emulator: Emulator) -> dict[str, Any]:
+    make_project(tp_server, client, "scope-demo")
+    make_project(tp_server, client, "scope-other")
+    publisher = add_github_publisher(tp_server, emulator, "scope-demo", repository="scoped")
+    return {"publisher": publisher}
+
+
+def minted_token(client: httpx.Client, emulator: Emulator, claims: JobClaims) -> str:
+    answer = mint(client, emulator.token(AUDIENCE, claims))
+    assert answer.status_code == 200, answer.text
+    return str(answer.json()["token"])
+
+
+def test_minted_token_uploads_only_to_linked_projects(
+    client: httpx.Client, emulator: Emulator, scoped: dict[str, Any]
+) -> None:
+    token = minted_token(client, emulator, job(repo="octo-org/scoped"))
+    assert upload(client, "prod", token, *build_wheel("scope-demo", "1.0")).status_code == 200
+    other = upload(client, "prod", token, *build_wheel("scope-other", "1.0"))
+    assert other.status_code == 403
+    assert "isn't allowed to upload to project 'scope-other'" in other.text
+    new = upload(client, "prod", token, *build_wheel("scope-brand-new", "1.0"))
+    assert new.status_code == 400
+    assert "Non-user identities cannot create new projects" in new.text
+    wrong_index = upload(client, "test", token, *build_wheel("scope-demo", "1.0"))
+    assert wrong_index.status_code == 403
+    # Upload-only: it cannot yank.
+    yank = client.post(
+        "/prod/api/projects/scope-demo/releases/1.0/yank",
+        json={"reason": "x"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert yank.status_code == 403
+
+
+def test_minted_token_fails_after_expiry(
+    tp_server: LiveServer, client: httpx.Client, emulator: Emulator, scoped: dict[str, Any]
+) -> None:
+    token = minted_token(client, emulator, job(repo="octo-org/scoped"))
+    engine = open_database(tp_server.database)
+    from keyless.index.accounts import hash_token
+
+    with db.writing(engine) as conn:
+        conn.execute(
+            update(db.api_tokens)
+            .where(db.api_tokens.c.token_hash == hash_token(token))
+            .values(expires=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1))
+        )
+    refused = upload(client, "prod", token, *build_wheel("scope-demo", "1.1"))
+    assert refused.status_code == 403
+    assert "Invalid API Token: token is expired" in refused.text
+
+
+def test_minted_token_fails_after_burn(
+    client: httpx.Client, emulator: Emulator, scoped: dict[str, Any]
+) -> None:
+    token = minted_token(client, emulator, job(repo="octo-org/scoped"))
+    for _ in range(2):  # idempotent
+        burned = client.post("/_/oidc/burn-token", content=json.dumps({"token": token}))
+        assert burned.json() == {"success": True}
+    assert upload(client, "prod", token, *build_wheel("scope-demo", "1.2")).status_code == 403
+
+
+def test_minted_token_fails_after_the_publisher_is_removed(
+    tp_server: LiveServer, client: httpx.Client, emulator: Emulator
+) -> None:
+    make_project(tp_server, client, "removed-demo")
+    publisher = add_github_publisher(tp_server, emulator, "removed-demo", repository="removed")
+    token = minted_token(client, emulator, job(repo="octo-org/removed"))
+    result = keyless(tp_server, "publisher", "remove", "--index", "prod", str(publisher))
+    assert result.returncode == 0, result.stderr
+    refused = upload(client, "prod", token, *build_wheel("removed-demo", "1.0"))
+    assert refused.status_code == 403
+    assert "trusted publisher it was minted for has been removed" in refused.text
+
+
+# --------------------------------------------------------------------------- the attack suite
+
+
+@pytest.fixture(scope="module")
+def attack_target(tp_server: LiveServer, client: httpx.Client, emulator: Emulator) -> None:
+    make_project(tp_server, client, "attack-demo")
+    add_github_publisher(
+        tp_server,
+        emulator,
+        "attack-demo",
+        repository="attacked",
+        environment="pypi",
+        ref="refs/tags/v*",
+    )
+    # Pin the owner id by a first, legitimate use.
+    minted_token(client, emulator, job(repo="octo-org/attacked"))
+
+
+def forge(claims: dict[str, Any], kid: str) -> str:
+    """Signed properly, but with a key the issuer never had."""
+    stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return jwt.encode(claims, stranger, algorithm="RS256", headers={"kid": kid})
+
+
+def claims_of(emulator: Emulator, **changes: Any) -> tuple[dict[str, Any], str]:
+    genuine = emulator.token(AUDIENCE, job(repo="octo-org/attacked"))
+    header = jwt.get_unverified_header(genuine)
+    claims = jwt.decode(genuine, options={"verify_signature": False})
+    claims.update(changes)
+    return claims, header["kid"]
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def unsigned(claims: dict[str, Any], header: dict[str, Any]) -> str:
+    """A JWT with no signature at all (`alg: none`)."""
+    return f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(claims).encode())}."
+
+
+def hmac_signed(claims: dict[str, Any], kid: str, secret: bytes) -> str:
+    """HS256 keyed with `secret` — the classic confusion attack uses the issuer's public key."""
+    header = {"alg": "HS256", "typ": "JWT", "kid": kid}
+    signing_input = f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(claims).encode())}"
+    signature = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{_b64(signature)}"
+
+
+@pytest.mark.usefixtures("attack_target")
+@pytest.mark.parametrize(
+    ("case", "expected_code", "expected_text"),
+    [
+        ("bad-signature", "invalid-token", ""),
+        ("unknown-kid", "invalid-token", "not-a-known-key"),
+        ("alg-none", "invalid-token", ""),
+        ("hs256-with-public-key", "invalid-token", ""),
+        ("expired", "invalid-token", "expired"),
+        ("not-yet-valid", "invalid-token", ""),
+        ("wrong-audience", "invalid-token", "audience"),
+        ("list-audience", "invalid-token", "audience"),
+        ("untrusted-issuer", "invalid-payload", "does not trust"),
+        ("other-repository", "invalid-publisher", "octo-org/elsewhere"),
+        ("owner-id-changed", "invalid-publisher", "repository_owner_id"),
+        ("wrong-workflow", "invalid-publisher", "workflow"),
+        ("wrong-environment", "invalid-publisher", "environment: the token says 'release'"),
+        ("ref-outside-constraint", "invalid-publisher", "refs/heads/main"),
+        ("pull-request-target", "invalid-publisher", "pull_request_target"),
+    ],
+)
+def test_attacks_are_refused(
+    client: httpx.Client, emulator: Emulator, case: str, expected_code: str, expected_text: str
+) -> None:
+    now = int(time.time())
+    if case == "bad-signature":
+        claims, kid = claims_of(emulator)
+        token = forge(claims, kid)
+    elif case == "unknown-kid":
+        claims, _ = claims_of(emulator)
+        token = forge(claims, "not-a-known-key")
+    elif case == "alg-none":
+        claims, kid = claims_of(emulator)
+        token = unsigned(claims, {"alg": "none", "typ": "JWT", "kid": kid})
+    elif case == "hs256-with-public-key":
+        claims, kid = claims_of(emulator)
+        jwks = httpx.get(f"{emulator.issuer}/.well-known/jwks").json()
+        public = jwt.PyJWK(jwks["keys"][0]).key.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        token = hmac_signed(claims, kid, public)
+    elif case == "expired":
+        token = emulator.token(
+            AUDIENCE, job(repo="octo-org/attacked", extra={"iat": now - 900, "exp": now - 120})
+        )
+    elif case == "not-yet-valid":
+        token = emulator.token(
+            AUDIENCE, job(repo="octo-org/attacked", extra={"nbf": now + 600, "iat": now + 600})
+        )
+    elif case == "wrong-audience":
+        token = emulator.token("pypi", job(repo="octo-org/attacked"))
+    elif case == "list-audience":
+        token = emulator.token(AUDIENCE, job(repo="octo-org/attacked", extra={"aud": [AUDIENCE]}))
+    elif case == "untrusted-issuer":
+        claims, kid = claims_of(emulator, iss="https://ci.attacker.example")
+        token = forge(claims, kid)
+    elif case == "other-repository":
+        token = emulator.token(AUDIENCE, job(repo="octo-org/elsewhere"))
+    elif case == "owner-id-changed":
+        token = emulator.token(AUDIENCE, job(repo="octo-org/attacked", owner_id=999999))
+    elif case == "wrong-workflow":
+        token = emulator.token(AUDIENCE, job(repo="octo-org/attacked", workflow="evil.yml"))
+    elif case == "wrong-environment":
+        token = emulator.token(AUDIENCE, job(repo="octo-org/attacked", environment="release"))
+    elif case == "ref-outside-constraint":
+        token = emulator.token(AUDIENCE, job(repo="octo-org/attacked", ref="refs/heads/main"))
+    else:
+        token = emulator.token(AUDIENCE, job(repo="octo-org/attacked", event="pull_request_target"))
+    code, description = failure(mint(client, token))
+    assert code == expected_code, description
+    assert expected_text in description
+
+
+@pytest.mark.usefixtures("attack_target")
+def test_a_replayed_token_is_refused(client: httpx.Client, emulator: Emulator) -> None:
+    token = emulator.token(AUDIENCE, job(repo="octo-org/attacked"))
+    assert mint(client, token).status_code == 200
+    code, _ = failure(mint(client, token))
+    assert code == "invalid-reuse-token"
+
+
+@pytest.mark.usefixtures("attack_target")
+def test_repository_case_variants_match(client: httpx.Client, emulator: Emulator) -> None:
+    answer = mint(client, emulator.token(AUDIENCE, job(repo="octo-org/ATTACKED")))
+    assert answer.status_code == 200, answer.text
+
+
+@pytest.mark.usefixtures("attack_target")
+def test_errors_do_not_reveal_other_projects_publishers(
+    client: httpx.Client, emulator: Emulator
+) -> None:
+    code, description = failure(mint(client, emulator.token(AUDIENCE, job(repo="someone/else"))))
+    assert code == "invalid-publisher"
+    assert "attack-demo" not in description
+    assert "attacked" not in description
+
+
+@pytest.mark.parametrize(
+    "body", [b"", b"not json", b"[]", b'{"token": 5}', b'{"token": "not.a.jwt"}', b'{"nope": 1}']
+)
+def test_malformed_mint_requests(client: httpx.Client, body: bytes) -> None:
+    code, description = failure(client.post("/_/oidc/mint-token", content=body))
+    assert code == "invalid-payload"
+    assert description
+
+
+# ----------------------------------------------------------- per-index audience and pending
+
+
+def test_each_index_is_its_own_trust_boundary(
+    tp_server: LiveServer, client: httpx.Client, emulator: Emulator
+) -> None:
+    make_project(tp_server, client, "boundary-demo", index="test")
+    add_github_publisher(tp_server, emulator, "boundary-demo", index="test", repository="boundary")
+    claims = job(repo="octo-org/boundary")
+    # A token for the server's audience cannot reach the `test` index...
+    code, _ = failure(mint(client, emulator.token(AUDIENCE, claims)))
+    assert code == "invalid-publisher"
+    # ...one for the test index's audience, through its PEP 807 endpoint, can.
+    answer = client.post(
+        "/_/oidc/test/mint-token",
+        content=json.dumps({"token": emulator.token(TEST_AUDIENCE, claims)}),
+        headers={"Accept": "application/vnd.pypi.pytp.v1+json"},
+    )
+    assert answer.status_code == 200, answer.text
+    assert set(answer.json()) == {"token", "expires"}
+    token = answer.json()["token"]
+    assert upload(client, "test", token, *build_wheel("boundary-demo", "1.0")).status_code == 200
+
+
+def test_pending_publisher_creates_the_project_on_first_publish(
+    tp_server: LiveServer, client: httpx.Client, emulator: Emulator
+) -> None:
+    tp_server.user("future-owner")
+    result = keyless(
+        tp_server,
+        "publisher",
+        "add",
+        "--index",
+        "prod",
+        "--pending",
+        "Brand-New-Demo",
+        "--owner-user",
+        "future-owner",
+        "--json",
+        "github",
+        "--issuer",
+        emulator.issuer,
+        "--owner",
+        "octo-org",
+        "--repository",
+        "brand-new",
+        "--workflow",
+        "release.yml",
+    )
+    assert result.returncode == 0, result.stderr
+    assert client.get("/prod/simple/brand-new-demo/").status_code == 404
+    token = minted_token(client, emulator, job(repo="octo-org/brand-new"))
+    assert upload(client, "prod", token, *build_wheel("brand-new-demo", "1.0")).status_code == 200
+    owner_token = tp_server.token("future-owner", "prod")
+    yank = client.post(
+        "/prod/api/projects/brand-new-demo/releases/1.0/yank",
+        json={"reason": "owner works"},
+        headers={"Authorization": f"Bearer {owner_token}"},
+    )
+    assert yank.status_code == 200, yank.text
+
+
+def test_the_jwt_is_never_stored(
+    tp_server: LiveServer, client: httpx.Client, emulator: Emulator
+) -> None:
+    make_project(tp_server, client, "nojwt-demo")
+    add_github_publisher(tp_server, emulator, "nojwt-demo", repository="nojwt")
+    token = emulator.token(AUDIENCE, job(repo="octo-org/nojwt"))
+    minted = mint(client, token).json()["token"]
+    stored = b"".join(p.read_bytes() for p in tp_server.data_dir.glob("keyless.db*"))
+    assert token.encode() not in stored
+    assert token.split(".")[2].encode() not in stored
+    assert minted.encode() not in stored
+    assert minted not in tp_server.log()
