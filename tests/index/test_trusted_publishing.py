@@ -226,6 +226,16 @@ def test_uv_publishes_with_trusted_publishing_and_pip_installs(
     assert "uv" in minted["user_agent"]
     assert minted["commit_url"] == f"https://github.com/octo-org/demo/commit/{minted['sha']}"
 
+    # The read APIs say which files a trusted publisher uploaded (and which not).
+    page = client.get(
+        "/prod/simple/uv-tp-demo/", headers={"Accept": "application/vnd.pypi.simple.v1+json"}
+    ).json()
+    marks = {f["filename"]: f.get("_trusted-publisher") for f in page["files"]}
+    assert marks["uv_tp_demo-0.0.1.tar.gz"] is None
+    assert marks["uv_tp_demo-1.0.0.tar.gz"][0]["summary"].startswith("GitHub octo-org/demo")
+    release = client.get("/prod/pypi/uv-tp-demo/1.0.0/json").json()
+    assert all(f["uploaded_via_trusted_publisher"] for f in release["urls"])
+
 
 def test_id_library_detects_the_credential_and_the_token_mints(
     tp_server: LiveServer, client: httpx.Client, emulator: Emulator
@@ -246,6 +256,71 @@ def test_id_library_detects_the_credential_and_the_token_mints(
     assert body["success"] is True
     assert body["token"].startswith("keyless-")
     assert 14 * 60 <= body["expires"] - time.time() <= 15 * 60 + 5
+
+
+def test_a_fork_pull_request_gets_no_token_and_publishes_nothing(
+    tp_server: LiveServer, client: httpx.Client, emulator: Emulator, tmp_path: Path
+) -> None:
+    make_project(tp_server, client, "fork-demo")
+    add_github_publisher(tp_server, emulator, "fork-demo", repository="forked")
+    filename, data = build_wheel("fork-demo", "6.6.6")
+    (tmp_path / filename).write_bytes(data)
+    assert tp_server.tls is not None
+    env = trust(client_env(tmp_path), tp_server.tls.ca)
+    command = [
+        *(sys.executable, "-m", "uv", "publish", "--trusted-publishing", "always"),
+        *("--publish-url", tp_server.upload_url("prod"), str(tmp_path / filename)),
+    ]
+    claims = job(repo="octo-org/forked", event="pull_request", fork_pr=True, environment=None)
+    attempt = emulator.run(command, claims, env=env, capture_output=True, text=True, timeout=120)
+    assert attempt.returncode != 0
+    # GitHub grants a fork's pull request no OIDC token at all; uv says what is missing.
+    assert "missing ACTIONS_ID_TOKEN_REQUEST_URL" in attempt.stderr
+    assert "6.6.6" not in client.get("/prod/simple/fork-demo/").text
+
+
+def test_publishers_through_the_json_api(
+    tp_server: LiveServer, client: httpx.Client, emulator: Emulator
+) -> None:
+    owner = make_project(tp_server, client, "api-pub-demo")
+    headers = {"Authorization": f"Bearer {owner}"}
+    base = "/prod/api/projects/api-pub-demo/publishers"
+    bad = client.post(
+        base,
+        json={
+            "kind": "github",
+            "config": {
+                "owner": "octo-org",
+                "repository": "x",
+                "workflow": "dir/release.txt",
+                "issuer": emulator.issuer,
+            },
+        },
+        headers=headers,
+    )
+    assert bad.status_code == 400
+    assert "workflow" in bad.json()["errors"]
+    added = client.post(
+        base,
+        json={
+            "kind": "github",
+            "config": {
+                "owner": "octo-org",
+                "repository": "api-pub",
+                "workflow": "release.yml",
+                "issuer": emulator.issuer,
+            },
+        },
+        headers=headers,
+    )
+    assert added.status_code == 200, added.text
+    listed = client.get(base, headers=headers).json()
+    assert [p["id"] for p in listed] == [added.json()["id"]]
+    stranger = {"Authorization": f"Bearer {tp_server.token('pub-stranger', 'prod')}"}
+    assert client.get(base, headers=stranger).status_code == 403
+    assert client.delete(f"{base}/{added.json()['id']}", headers=stranger).status_code == 403
+    assert client.delete(f"{base}/{added.json()['id']}", headers=headers).status_code == 200
+    assert client.get(base, headers=headers).json() == []
 
 
 # ------------------------------------------------------------------- the minted token's limits

@@ -18,6 +18,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from packaging.utils import canonicalize_name as normalize_name
 from sqlalchemy import Connection, Engine, select, update
 
+from keyless.oidc.providers import PROVIDERS
 from keyless.store import db
 
 TOKEN_PREFIX = "keyless-"  # noqa: S105 - a public prefix, not a secret
@@ -239,6 +240,17 @@ def authenticate(engine: Engine, token: str) -> Identity:
     )
 
 
+def describe_publisher(publisher_id: int, kind: str, config: dict[str, Any]) -> dict[str, Any]:
+    """What files and the audit trail record about the publisher that uploaded them."""
+    provider = PROVIDERS[kind]
+    return {
+        "id": publisher_id,
+        "kind": kind,
+        "summary": provider.summary(config),
+        "url": provider.publisher_url(config),
+    }
+
+
 def _trusted_identity(conn: Connection, row: Any) -> Identity:
     # The scope is read from the publishers' links at use time, so removing a publisher (or
     # unlinking a project) takes effect on tokens already minted.
@@ -259,7 +271,7 @@ def _trusted_identity(conn: Connection, row: Any) -> Identity:
         raise InvalidCredentials(
             "Invalid API Token: the trusted publisher it was minted for has been removed."
         )
-    publishers = {link.id: {"id": link.id, "kind": link.kind, **link.config} for link in links}
+    publishers = {link.id: describe_publisher(link.id, link.kind, link.config) for link in links}
     return Identity(
         user_id=None,
         username=row.description or "trusted publisher",

@@ -165,6 +165,9 @@ class SimplePages:
             "upload-time": upload_time(row.upload_time),
             "yanked": (release.yanked_reason or True) if release.yanked else False,
         }
+        if row.publisher:
+            # PEP 691 leaves keys with a leading underscore to the index; HTML stays frozen.
+            entry["_trusted-publisher"] = row.publisher
         return entry
 
     def _project_json(

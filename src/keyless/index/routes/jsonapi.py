@@ -53,6 +53,8 @@ def _file_json(base: str, row: Any, release: Any) -> dict[str, Any]:
         "url": file_url(base, row.sha256, row.filename),
         "yanked": bool(release.yanked),
         "yanked_reason": release.yanked_reason or None,
+        "uploaded_via_trusted_publisher": bool(row.publisher),
+        "trusted_publisher": row.publisher,
     }
 
 
