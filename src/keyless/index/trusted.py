@@ -70,8 +70,8 @@ class TrustedPublishing:
             raise TokenError(
                 "invalid-payload", 'The request body must be JSON: {"token": "<OIDC token>"}.'
             )
-        issuer = str(unverified_claims(token)["iss"]).rstrip("/")
-        kind = self.settings.trusted_issuers().get(issuer)
+        issuer = str(unverified_claims(token)["iss"])
+        kind = self.settings.trusted_issuers().get(issuer.rstrip("/"))
         if kind is None:
             raise TokenError(
                 "invalid-payload",
@@ -105,15 +105,15 @@ class TrustedPublishing:
         claims: dict[str, Any],
         indexes: dict[int, IndexInfo],
     ) -> list[Candidate]:
-        key = provider.lookup_key_from_claims(issuer, claims)
-        if key is None:
+        keys = provider.lookup_keys_from_claims(issuer, claims)
+        if not keys:
             raise TokenError(
                 "invalid-publisher",
                 f"The token lacks the claims a {provider.title} publisher is identified by.",
             )
         rows = conn.execute(
             select(db.publishers).where(
-                db.publishers.c.lookup_key == key,
+                db.publishers.c.lookup_key.in_(keys),
                 db.publishers.c.kind == kind,
                 db.publishers.c.index_id.in_(list(indexes)),
             )
@@ -165,8 +165,8 @@ class TrustedPublishing:
     def _pin(
         self, conn: Connection, provider: Any, passing: list[Candidate], claims: dict[str, Any]
     ) -> None:
-        pins = provider.pins(claims)
         for candidate in passing:
+            pins = provider.pins(claims, candidate.config)
             missing = {k: v for k, v in pins.items() if k not in candidate.pinned}
             if missing:
                 conn.execute(
