@@ -50,7 +50,16 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
 
 
 @pytest.fixture(scope="module")
-def tp_server(tmp_path_factory: pytest.TempPathFactory, emulator: Emulator) -> Iterator[LiveServer]:
+def gitlab_ci(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
+    """A second issuer, trusted as a self-managed GitLab instance."""
+    with Emulator(tmp_path_factory.mktemp("gitlab-keys"), port=free_port()) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def tp_server(
+    tmp_path_factory: pytest.TempPathFactory, emulator: Emulator, gitlab_ci: Emulator
+) -> Iterator[LiveServer]:
     folder = tmp_path_factory.mktemp("tp-server")
     config = SERVER_CONFIG.replace(
         '[indexes.test]\nprofile = "pypi"\n',
@@ -58,6 +67,7 @@ def tp_server(tmp_path_factory: pytest.TempPathFactory, emulator: Emulator) -> I
     )
     config += f'\n[trusted-publishing]\naudience = "{AUDIENCE}"\n'
     config += f'\n[trusted-publishing.issuers]\n"{emulator.issuer}" = "github"\n'
+    config += f'"{gitlab_ci.issuer}" = "gitlab"\n'
     live = start_server(folder, tls=make_tls_files(folder), config_text=config)
     yield live
     stop_server(live)
@@ -632,3 +642,40 @@ def test_the_jwt_is_never_stored(
     assert token.split(".")[2].encode() not in stored
     assert minted.encode() not in stored
     assert minted not in tp_server.log()
+
+
+def test_uv_publishes_from_a_gitlab_job(
+    tp_server: LiveServer, client: httpx.Client, gitlab_ci: Emulator, tmp_path: Path
+) -> None:
+    make_project(tp_server, client, "gitlab-tp-demo")
+    result = keyless(
+        tp_server,
+        *("publisher", "add", "--index", "prod", "--project", "gitlab-tp-demo", "gitlab"),
+        *("--issuer", gitlab_ci.issuer, "--namespace", "group/sub", "--project", "demo"),
+        *("--workflow-filepath", ".gitlab-ci.yml", "--environment", "production"),
+    )
+    assert result.returncode == 0, result.stderr
+    filename, data = build_wheel("gitlab-tp-demo", "1.0.0")
+    (tmp_path / filename).write_bytes(data)
+    assert tp_server.tls is not None
+    env = trust(client_env(tmp_path), tp_server.tls.ca)
+    command = [
+        *(sys.executable, "-m", "uv", "publish", "--trusted-publishing", "always"),
+        *("--publish-url", tp_server.upload_url("prod"), str(tmp_path / filename)),
+    ]
+    claims = JobClaims(
+        provider="gitlab", repo="group/sub/demo", environment="production", audiences=(AUDIENCE,)
+    )
+    published = gitlab_ci.run(command, claims, env=env, capture_output=True, text=True, timeout=120)
+    assert published.returncode == 0, published.stdout + published.stderr
+    page = client.get(
+        "/prod/simple/gitlab-tp-demo/", headers={"Accept": "application/vnd.pypi.simple.v1+json"}
+    ).json()
+    uploaded = next(f for f in page["files"] if f["filename"] == filename)
+    assert uploaded["_trusted-publisher"][0]["kind"] == "gitlab"
+
+    # The same job in another environment is refused, and told why.
+    other = replace(claims, environment="staging")
+    code, description = failure(mint(client, gitlab_ci.token(AUDIENCE, other)))
+    assert code == "invalid-publisher"
+    assert "environment: the token says 'staging'" in description
