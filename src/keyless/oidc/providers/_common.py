@@ -136,6 +136,32 @@ class Provider(Protocol):
 Check = Callable[[Mapping[str, Any], Mapping[str, str], Mapping[str, Any]], Mismatch | None]
 
 
+class ClaimTableProvider:
+    """What GitHub, GitLab and Google share: one identity key per token, a table of checks.
+
+    Subclasses give `lookup_key_from_claims` and `_checks`; the generic issuer, whose key
+    depends on each publisher's configuration, implements the Provider protocol itself.
+    """
+
+    @property
+    def _checks(self) -> tuple[Check, ...]:
+        raise NotImplementedError
+
+    def lookup_key_from_claims(self, issuer: str, claims: Mapping[str, Any]) -> str | None:
+        raise NotImplementedError
+
+    def lookup_keys_from_claims(self, issuer: str, claims: Mapping[str, Any]) -> list[str]:
+        """``[lookup_key_from_claims(...)]``, or [] when the token lacks its identity claim."""
+        key = self.lookup_key_from_claims(issuer, claims)
+        return [key] if key else []
+
+    def check(
+        self, config: Mapping[str, Any], pinned: Mapping[str, str], claims: Mapping[str, Any]
+    ) -> list[Mismatch]:
+        """Every claim that fails the publisher's checks ([] when the token matches)."""
+        return run_checks(self._checks, config, pinned, claims)
+
+
 def run_checks(
     checks: Iterable[Check],
     config: Mapping[str, Any],

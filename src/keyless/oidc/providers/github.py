@@ -14,6 +14,7 @@ from typing import Any, Final
 
 from keyless.oidc.providers._common import (
     Check,
+    ClaimTableProvider,
     FieldSpec,
     Mismatch,
     cfg,
@@ -26,7 +27,6 @@ from keyless.oidc.providers._common import (
     missing,
     present,
     raise_if,
-    run_checks,
     same_issuer,
     scalar_text,
     unknown_fields,
@@ -114,7 +114,7 @@ FIELDS: Final = (
 )
 
 
-class GitHubProvider:
+class GitHubProvider(ClaimTableProvider):
     """Publishers that accept tokens from GitHub Actions workflows."""
 
     kind: str = "github"
@@ -205,17 +205,6 @@ class GitHubProvider:
         if not isinstance(repository, str) or "/" not in repository:
             return None
         return _key(issuer, repository)
-
-    def lookup_keys_from_claims(self, issuer: str, claims: Mapping[str, Any]) -> list[str]:
-        """``[lookup_key_from_claims(...)]``, or [] without a repository claim."""
-        key = self.lookup_key_from_claims(issuer, claims)
-        return [key] if key else []
-
-    def check(
-        self, config: Mapping[str, Any], pinned: Mapping[str, str], claims: Mapping[str, Any]
-    ) -> list[Mismatch]:
-        """Every claim that fails the publisher's checks ([] when the token matches)."""
-        return run_checks(self._checks, config, pinned, claims)
 
     def pins(
         self, claims: Mapping[str, Any], config: Mapping[str, Any] | None = None

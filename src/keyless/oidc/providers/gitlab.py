@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from keyless.oidc.providers._common import (
     Check,
+    ClaimTableProvider,
     FieldSpec,
     Mismatch,
     cfg,
@@ -29,7 +30,6 @@ from keyless.oidc.providers._common import (
     missing,
     present,
     raise_if,
-    run_checks,
     same_issuer,
     scalar_text,
     unknown_fields,
@@ -97,7 +97,7 @@ FIELDS: Final = (
 )
 
 
-class GitLabProvider:
+class GitLabProvider(ClaimTableProvider):
     """Publishers that accept tokens from GitLab CI/CD pipelines."""
 
     kind: str = "gitlab"
@@ -177,17 +177,6 @@ class GitLabProvider:
         if not isinstance(project_path, str) or "/" not in project_path:
             return None
         return _key(issuer, project_path)
-
-    def lookup_keys_from_claims(self, issuer: str, claims: Mapping[str, Any]) -> list[str]:
-        """``[lookup_key_from_claims(...)]``, or [] without a project path."""
-        key = self.lookup_key_from_claims(issuer, claims)
-        return [key] if key else []
-
-    def check(
-        self, config: Mapping[str, Any], pinned: Mapping[str, str], claims: Mapping[str, Any]
-    ) -> list[Mismatch]:
-        """Every claim that fails the publisher's checks ([] when the token matches)."""
-        return run_checks(self._checks, config, pinned, claims)
 
     def pins(
         self, claims: Mapping[str, Any], config: Mapping[str, Any] | None = None

@@ -13,6 +13,7 @@ from typing import Any, Final
 
 from keyless.oidc.providers._common import (
     Check,
+    ClaimTableProvider,
     FieldSpec,
     Mismatch,
     cfg,
@@ -23,7 +24,6 @@ from keyless.oidc.providers._common import (
     mismatch,
     missing,
     raise_if,
-    run_checks,
     unknown_fields,
 )
 
@@ -51,7 +51,7 @@ FIELDS: Final = (
 )
 
 
-class GoogleProvider:
+class GoogleProvider(ClaimTableProvider):
     """Publishers that accept Google-signed identity tokens of a service account."""
 
     kind: str = "google"
@@ -89,23 +89,16 @@ class GoogleProvider:
             return None
         return f"google:{email.lower()}"
 
-    def lookup_keys_from_claims(self, issuer: str, claims: Mapping[str, Any]) -> list[str]:
-        """``[lookup_key_from_claims(...)]``, or [] without an email."""
-        key = self.lookup_key_from_claims(issuer, claims)
-        return [key] if key else []
-
-    def check(
-        self, config: Mapping[str, Any], pinned: Mapping[str, str], claims: Mapping[str, Any]
-    ) -> list[Mismatch]:
-        """Every claim that fails the publisher's checks ([] when the token matches)."""
-        return run_checks(_CHECKS, config, pinned, claims)
-
     def pins(
         self, claims: Mapping[str, Any], config: Mapping[str, Any] | None = None
     ) -> dict[str, str]:
         """``sub``: the service account's unique id."""
         sub = claims.get("sub")
         return {"sub": sub} if isinstance(sub, str) and sub else {}
+
+    @property
+    def _checks(self) -> tuple[Check, ...]:
+        return _CHECKS
 
     def specificity(self, config: Mapping[str, Any]) -> int:
         """One point when the subject is configured."""
