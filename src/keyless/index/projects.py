@@ -70,6 +70,29 @@ def record_event(
     return serial
 
 
+def create_project(conn: Connection, index_id: int, name: str, owner_id: int | None) -> int:
+    """A new, empty, active project (its name already checked); `owner_id` becomes its owner."""
+    project_id = int(
+        conn.execute(
+            db.projects.insert().values(
+                index_id=index_id,
+                name=name,
+                normalized_name=canonicalize_name(name),
+                status="active",
+                status_reason="",
+                serial=0,
+                total_size=0,
+                created=now(),
+            )
+        ).inserted_primary_key[0]
+    )
+    if owner_id is not None:
+        conn.execute(
+            db.roles.insert().values(project_id=project_id, user_id=owner_id, role="owner")
+        )
+    return project_id
+
+
 @dataclass
 class ProjectAdmin:
     """Owner actions on a project. `on_change` invalidates cached pages."""

@@ -33,7 +33,7 @@ from keyless.store import db
 
 from .accounts import TOKEN_PREFIX, as_utc, hash_token, now
 from .indexes import IndexInfo
-from .projects import record_event
+from .projects import create_project, record_event
 
 
 @dataclass(frozen=True)
@@ -191,25 +191,7 @@ class TrustedPublishing:
                 f"The project '{row.pending_project}' was created by someone else after this "
                 "pending publisher was registered; ask its owners to add the publisher.",
             )
-        moment = now()
-        project_id = conn.execute(
-            db.projects.insert().values(
-                index_id=row.index_id,
-                name=row.pending_project,
-                normalized_name=name,
-                status="active",
-                status_reason="",
-                serial=0,
-                total_size=0,
-                created=moment,
-            )
-        ).inserted_primary_key[0]
-        if row.created_by is not None:
-            conn.execute(
-                db.roles.insert().values(
-                    project_id=project_id, user_id=row.created_by, role="owner"
-                )
-            )
+        project_id = create_project(conn, row.index_id, row.pending_project, row.created_by)
         conn.execute(
             db.publisher_projects.insert().values(publisher_id=row.id, project_id=project_id)
         )

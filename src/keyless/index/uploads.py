@@ -29,7 +29,7 @@ from keyless.store.blobs import BlobStore
 from .accounts import Identity, now, touch_token
 from .indexes import IndexInfo
 from .multipart import StagedFile, UploadForm
-from .projects import record_event, role_of
+from .projects import create_project, record_event, role_of
 
 HELP = "https://pypi.org/help/"
 CORE_METADATA_URL = "https://packaging.python.org/specifications/core-metadata"
@@ -405,23 +405,7 @@ class Uploads:
                 project = _find_project(conn, index.id, name)
                 if project is None:
                     _check_new_project_name(conn, index, meta.name)
-                    project_id = conn.execute(
-                        db.projects.insert().values(
-                            index_id=index.id,
-                            name=meta.name,
-                            normalized_name=name,
-                            status="active",
-                            status_reason="",
-                            serial=0,
-                            total_size=0,
-                            created=moment,
-                        )
-                    ).inserted_primary_key[0]
-                    conn.execute(
-                        db.roles.insert().values(
-                            project_id=project_id, user_id=identity.user_id, role="owner"
-                        )
-                    )
+                    project_id = create_project(conn, index.id, meta.name, identity.user_id)
                 else:
                     project_id = project.id
                 release_id = _release_id(conn, project_id, str(meta.version))
