@@ -679,3 +679,66 @@ def test_uv_publishes_from_a_gitlab_job(
     code, description = failure(mint(client, gitlab_ci.token(AUDIENCE, other)))
     assert code == "invalid-publisher"
     assert "environment: the token says 'staging'" in description
+
+
+def test_one_publisher_for_several_projects_via_the_legacy_endpoint(
+    tp_server: LiveServer, client: httpx.Client, emulator: Emulator
+) -> None:
+    for name in ("multi-one", "multi-two"):
+        make_project(tp_server, client, name)
+    result = keyless(
+        tp_server,
+        *("publisher", "add", "--index", "prod", "--project", "multi-one", "--project"),
+        *("multi-two", "github", "--issuer", emulator.issuer, "--owner", "octo-org"),
+        *("--repository", "multi", "--workflow", "release.yml"),
+    )
+    assert result.returncode == 0, result.stderr
+    # Older clients call the GitHub-specific path; it is the same exchange.
+    answer = mint(
+        client, emulator.token(AUDIENCE, job(repo="octo-org/multi")), "/_/oidc/github/mint-token"
+    )
+    assert answer.status_code == 200, answer.text
+    token = answer.json()["token"]
+    for name in ("multi-one", "multi-two"):
+        assert upload(client, "prod", token, *build_wheel(name, "1.0")).status_code == 200
+
+    audit = keyless(tp_server, "audit", "--index", "prod", "multi-two")
+    assert audit.returncode == 0, audit.stderr
+    assert "mint_token" in audit.stdout
+    assert "repository=octo-org/multi" in audit.stdout
+    assert token not in audit.stdout
+
+
+def test_an_expired_pending_publisher_matches_nothing(
+    tp_server: LiveServer, client: httpx.Client, emulator: Emulator
+) -> None:
+    tp_server.user("late-owner")
+    result = keyless(
+        tp_server,
+        *("publisher", "add", "--index", "prod", "--pending", "late-demo", "--owner-user"),
+        *("late-owner", "--json", "github", "--issuer", emulator.issuer, "--owner", "octo-org"),
+        *("--repository", "late", "--workflow", "release.yml"),
+    )
+    assert result.returncode == 0, result.stderr
+    publisher = json.loads(result.stdout)["id"]
+    with db.writing(open_database(tp_server.database)) as conn:
+        conn.execute(
+            update(db.publishers)
+            .where(db.publishers.c.id == publisher)
+            .values(expires=dt.datetime.now(dt.UTC) - dt.timedelta(days=1))
+        )
+    code, _ = failure(mint(client, emulator.token(AUDIENCE, job(repo="octo-org/late"))))
+    assert code == "invalid-publisher"
+    assert client.get("/prod/simple/late-demo/").status_code == 404
+
+
+def test_issuer_keys_are_cached_in_the_database_for_every_worker(
+    tp_server: LiveServer, client: httpx.Client, emulator: Emulator, scoped: dict[str, Any]
+) -> None:
+    minted_token(client, emulator, job(repo="octo-org/scoped"))
+    with db.reading(open_database(tp_server.database)) as conn:
+        row = conn.execute(
+            db.jwks_cache.select().where(db.jwks_cache.c.issuer == emulator.issuer)
+        ).one()
+    published = httpx.get(f"{emulator.issuer}/.well-known/jwks").json()
+    assert {k["kid"] for k in row.jwks["keys"]} == {k["kid"] for k in published["keys"]}
