@@ -22,7 +22,7 @@ from .keystore import DatabaseKeyStore, fetch_json
 from .maintenance import collect_garbage
 from .pages import SimplePages
 from .projects import ProjectAdmin
-from .routes import files, jsonapi, manage, oidc, publishing, simple, upload
+from .routes import files, jsonapi, manage, oidc, promote, publishing, simple, upload
 from .routes.common import Services, public_base, services
 from .trusted import TrustedPublishing
 from .uploads import Uploads
@@ -128,6 +128,7 @@ def create_app(settings: Settings) -> Starlette:
         *upload.routes,
         *manage.routes,
         *publishing.routes,
+        *promote.routes,
     ]
     app = Starlette(routes=routes)
     app.state.services = state

@@ -117,6 +117,13 @@ class _Plan:
     existing: list[Any] = field(default_factory=list)  # already on the target, same bytes
 
 
+def _inserted(conn: Connection, statement: Any) -> int:
+    key = conn.execute(statement).inserted_primary_key
+    if key is None:  # pragma: no cover - every table here has an integer primary key
+        raise RuntimeError("the database returned no primary key for an insert")
+    return int(key[0])
+
+
 def _project(conn: Connection, index_id: int, name: NormalizedName) -> Any:
     return conn.execute(
         select(db.projects).where(
@@ -293,9 +300,7 @@ class Promotion:
         target_project = _project(conn, target.id, name)
         if target_project is None:
             if identity.is_trusted_publisher:  # unreachable: its scope names existing projects
-                raise PromoteRejected(
-                    "Non-user identities cannot create new projects.", status=403
-                )
+                raise PromoteRejected("Non-user identities cannot create new projects.", status=403)
             try:
                 _check_new_project_name(conn, target, source_project.name)
             except UploadRejected as exc:
@@ -417,7 +422,8 @@ class Promotion:
         moment = now()
         created = False
         if plan.target_project is None:
-            project_id = conn.execute(
+            project_id = _inserted(
+                conn,
                 db.projects.insert().values(
                     index_id=target.id,
                     name=plan.source_project.name,
@@ -427,8 +433,8 @@ class Promotion:
                     serial=0,
                     total_size=0,
                     created=moment,
-                )
-            ).inserted_primary_key[0]
+                ),
+            )
             conn.execute(
                 db.roles.insert().values(
                     project_id=project_id, user_id=identity.user_id, role="owner"
@@ -440,7 +446,8 @@ class Promotion:
         release = plan.release
         on_target = _release(conn, project_id, release.canonical_version)
         if on_target is None:
-            release_id = conn.execute(
+            release_id = _inserted(
+                conn,
                 db.releases.insert().values(
                     project_id=project_id,
                     version=release.version,
@@ -451,8 +458,8 @@ class Promotion:
                     requires_python=release.requires_python,
                     summary=release.summary,
                     info=release.info,
-                )
-            ).inserted_primary_key[0]
+                ),
+            )
         else:
             release_id = on_target.id
         publisher = list(identity.publishers) or None
