@@ -42,7 +42,7 @@ from keyless.store.blobs import BlobStore
 
 from .accounts import Identity, now, touch_token
 from .indexes import IndexInfo
-from .projects import record_event, role_of
+from .projects import create_project, record_event, role_of
 from .uploads import (
     GIB,
     HELP,
@@ -422,24 +422,7 @@ class Promotion:
         moment = now()
         created = False
         if plan.target_project is None:
-            project_id = _inserted(
-                conn,
-                db.projects.insert().values(
-                    index_id=target.id,
-                    name=plan.source_project.name,
-                    normalized_name=name,
-                    status="active",
-                    status_reason="",
-                    serial=0,
-                    total_size=0,
-                    created=moment,
-                ),
-            )
-            conn.execute(
-                db.roles.insert().values(
-                    project_id=project_id, user_id=identity.user_id, role="owner"
-                )
-            )
+            project_id = create_project(conn, target.id, plan.source_project.name, identity.user_id)
             created = True
         else:
             project_id = plan.target_project.id
