@@ -18,6 +18,7 @@ demo: $(STAMP)
 
 # Lint first: a style or type slip fails the run as surely as a broken test.
 test: $(STAMP)
+	bash scripts/ensure-chromium.sh
 	$(BIN)/ruff check src tests scripts
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
