@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from keyless.cli import devcert, emulator, publishing
+from keyless.cli import publish as publish_cmd
 from keyless.config import ConfigError, Settings, load_settings
 
 Handler = Callable[[argparse.Namespace], int]
@@ -362,6 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     publishing.register(commands, _server_options, _engine)
     devcert.register(commands)
     emulator.register(commands)
+    publish_cmd.register(commands)
 
     gc = commands.add_parser("gc", help="remove orphaned blobs and temp files")
     _server_options(gc)

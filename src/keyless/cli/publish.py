@@ -1,0 +1,199 @@
+"""`keyless publish [DIST…]`: upload distributions, with Trusted Publishing when in CI.
+
+A thin shell over `keyless.publish`: parse the options, pick a reporter for the terminal or
+CI, resolve credentials, publish, print the result, burn the token. Exit status 0 only when
+every file is on the index (uploaded now, or identical already there).
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from keyless.publish import (
+    Credentials,
+    PublishError,
+    PublishResult,
+    new_http_client,
+    publish,
+    redact,
+    resolve_credentials,
+)
+from keyless.publish.credentials import MODES
+
+DEFAULT_REPOSITORY_URL = "https://upload.pypi.org/legacy/"
+DIST_SUFFIXES = (".whl", ".tar.gz")
+
+
+def register(subparsers: Any) -> None:
+    """Add `publish` to `keyless`'s subcommands."""
+    parser = subparsers.add_parser(
+        "publish",
+        help="upload distributions (Trusted Publishing in CI, else an API token)",
+        description=(
+            "Upload wheels and sdists. In CI (GitHub Actions, GitLab, Google Cloud, Buildkite, "
+            "CircleCI) the job's OIDC token is exchanged for a short-lived upload token; "
+            "elsewhere an API token from KEYLESS_TOKEN (or UV_PUBLISH_TOKEN, TWINE_PASSWORD, "
+            "keyring) is used. Files already on the index with the same sha256 count as done."
+        ),
+    )
+    parser.add_argument(
+        "dists", nargs="*", metavar="DIST", help="files or globs to publish (default: dist/*)"
+    )
+    parser.add_argument(
+        "--repository-url",
+        default=None,
+        help=f"the index's upload URL (KEYLESS_REPOSITORY_URL; default {DEFAULT_REPOSITORY_URL})",
+    )
+    parser.add_argument(
+        "--simple-url",
+        default=None,
+        help="the index's simple API URL, when it cannot be derived from the upload URL",
+    )
+    parser.add_argument(
+        "--trusted-publishing",
+        choices=MODES,
+        default="auto",
+        help="auto (default): an API token if one is set, else Trusted Publishing in CI; "
+        "always: Trusted Publishing only; never: API token only",
+    )
+    parser.add_argument(
+        "--parallel", type=int, default=4, help="files uploaded at once (default 4)"
+    )
+    parser.add_argument(
+        "--retries", type=int, default=5, help="retries per file on 5xx/network errors"
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="check and look up the files; upload nothing"
+    )
+    parser.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    parser.add_argument(
+        "--cert", metavar="CA", help="PEM file of CAs to trust for the index (or SSL_CERT_FILE)"
+    )
+    parser.set_defaults(handler=cmd_publish)
+
+
+def find_dists(patterns: Sequence[str]) -> list[Path]:
+    """The files to publish: each pattern as a file, a folder's wheels and sdists, or a glob
+    (for shells that do not expand them); with no patterns, the dists in ./dist.
+
+    Raises PublishError when a pattern matches nothing.
+    """
+    if not patterns:
+        found = sorted(p for p in Path("dist").glob("*") if p.name.endswith(DIST_SUFFIXES))
+        if not found:
+            raise PublishError(
+                "no wheels or sdists in dist/.",
+                hint="build them first (`python -m build`), or name the files to publish.",
+            )
+        return found
+    paths: list[Path] = []
+    for pattern in patterns:
+        path = Path(pattern)
+        if path.is_dir():
+            paths += sorted(p for p in path.iterdir() if p.name.endswith(DIST_SUFFIXES))
+        elif path.exists():
+            paths.append(path)
+        elif matches := sorted(glob.glob(pattern)):
+            paths += [Path(m) for m in matches if m.endswith(DIST_SUFFIXES)]
+        else:
+            raise PublishError(f"{pattern}: no such file.", context={"file": pattern})
+    return paths
+
+
+class _NoCredentials:
+    """Stands in when a dry run could not get credentials (a real run would fail)."""
+
+    source = "none"
+
+    def token(self) -> str:
+        raise PublishError("no credentials.")
+
+    def close(self) -> None:
+        pass
+
+
+def _summary(result: PublishResult) -> str:
+    counts: dict[str, int] = {}
+    for item in result.files:
+        counts[item.status] = counts.get(item.status, 0) + 1
+    parts = [f"{n} {status}" for status, n in counts.items()]
+    verdict = "published" if result.ok else "NOT published"
+    if result.dry_run:
+        verdict = "dry run, nothing uploaded" if result.ok else "dry run found problems"
+    return f"{verdict}: {', '.join(parts)} ({len(result.files)} file(s))"
+
+
+def cmd_publish(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> int:
+    from keyless.cli.reporting import make_reporter
+
+    env = os.environ if environ is None else environ
+    upload_url = args.repository_url or env.get("KEYLESS_REPOSITORY_URL") or DEFAULT_REPOSITORY_URL
+    reporter = make_reporter(env, stdout_is_data=args.json)
+    credentials: Credentials | None = None
+    result: PublishResult | None = None
+    failure: PublishError | None = None
+    try:
+        paths = find_dists(args.dists)
+        with new_http_client(ca_file=args.cert, environ=env) as http:
+            reporter.stage(f"Credentials for {redact(upload_url)}")
+            try:
+                credentials = resolve_credentials(
+                    upload_url,
+                    mode=args.trusted_publishing,
+                    http=http,
+                    reporter=reporter,
+                    environ=env,
+                )
+            except PublishError as exc:
+                if not args.dry_run:
+                    raise
+                # A dry run still checks and looks up; the missing credentials fail it.
+                reporter.error(exc)
+                failure = exc
+                credentials = _NoCredentials()
+            try:
+                result = publish(
+                    paths,
+                    upload_url,
+                    credentials=credentials,
+                    reporter=reporter,
+                    http=http,
+                    parallel=args.parallel,
+                    retries=args.retries,
+                    dry_run=args.dry_run,
+                    simple_url=args.simple_url,
+                )
+            finally:
+                # Burn the minted token now, not in 15 minutes: it is useless to us anyway.
+                credentials.close()
+    except PublishError as exc:
+        reporter.error(exc)
+        failure = exc
+    except KeyboardInterrupt:
+        reporter.close()
+        reporter.write("interrupted")
+        return 130
+    finally:
+        reporter.close()
+    if result is not None:
+        reporter.write(_summary(result))
+    if args.json:
+        document: dict[str, Any] = (
+            result.to_json() if result is not None else {"ok": False, "files": []}
+        )
+        if failure is not None:
+            document["ok"] = False
+            document["error"] = {
+                "message": failure.message,
+                "hint": failure.hint,
+                "context": failure.context,
+            }
+        print(reporter.scrub(json.dumps(document, indent=2)))
+    ok = result is not None and result.ok and failure is None
+    return 0 if ok else 1
