@@ -14,7 +14,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from keyless.cli import check as check_cmd
 from keyless.cli import devcert, emulator, publishing
+from keyless.cli import doctor as doctor_cmd
+from keyless.cli import init as init_cmd
 from keyless.cli import publish as publish_cmd
 from keyless.config import ConfigError, Settings, load_settings
 
@@ -364,6 +367,9 @@ def build_parser() -> argparse.ArgumentParser:
     devcert.register(commands)
     emulator.register(commands)
     publish_cmd.register(commands)
+    check_cmd.register(commands)
+    doctor_cmd.register(commands)
+    init_cmd.register(commands)
 
     gc = commands.add_parser("gc", help="remove orphaned blobs and temp files")
     _server_options(gc)

@@ -39,12 +39,16 @@ from keyless.dists import (
     DistFilename,
     InvalidMetadata,
     Policy,
+    check_artifact_agrees,
     check_filename_matches_project,
+    metadata_from_form,
     parse_core_metadata,
     parse_dist_filename,
     read_core_metadata,
 )
 from keyless.dists.filenames import SDIST
+from keyless.publish.errors import PublishError
+from keyless.publish.localdist import load_dist, upload_fields
 
 __all__ = [
     "DEFAULT_MAX_FILE_SIZE",
@@ -338,8 +342,32 @@ def _check_file(path: Path, policy: Policy, limit: int) -> FileCheck:
     result.raw_metadata = dict(raw)
     _check_metadata(result, data, policy)
     _check_names(result, dist, raw)
+    if result.ok:
+        _check_form(result, dist, policy)
     _check_description(result, raw)
     return result
+
+
+def _check_form(result: FileCheck, dist: DistFilename, policy: Policy) -> None:
+    """The upload form keyless publish would send must say what the file says."""
+    try:
+        local = load_dist(result.path)
+        form: dict[str, list[str]] = {}
+        for key, value in upload_fields(local):
+            form.setdefault(key, []).append(value)
+        check_artifact_agrees(metadata_from_form(form, policy), local.metadata, dist)
+    except PublishError as exc:
+        result.add("error", "form", exc.message, exc.hint or "")
+    except InvalidMetadata as exc:
+        for message in exc.errors:
+            result.add(
+                "error",
+                "form",
+                f"the upload form made from this file is refused: {message}",
+                "Rebuild the distribution with a current build backend.",
+            )
+    except DistError as exc:
+        result.add("error", "form", exc.message, "Rebuild the distribution.")
 
 
 def _check_metadata(result: FileCheck, data: bytes, policy: Policy) -> None:
@@ -391,7 +419,8 @@ def _check_names(result: FileCheck, dist: DistFilename, raw: Mapping[str, Any]) 
             f"The file name says version '{dist.version}' but its {inside} says '{version}'.",
             rebuild,
         )
-    if not isinstance(name, str) or version is None or not result.ok:
+    agree = not any(f.rule == "name-version" for f in result.findings)
+    if not isinstance(name, str) or version is None or not agree:
         return  # the normalization rules below assume the name and version agree
     try:
         check_filename_matches_project(dist, name, version)

@@ -1,0 +1,625 @@
+"""`keyless init`: write the release workflow for a project, and say which publishers to register.
+
+GitHub Actions (``.github/workflows/release.yml``): triggered by a published release or a
+``v*`` tag; a build job (``python -m build``, uploaded as an artifact), a test matrix over the
+Python versions the project supports, then one publish job per index, staged (``test`` before
+``prod``), each with ``permissions: id-token: write`` at the job level and its own
+``environment``. GitLab CI/CD (``.gitlab-ci.yml``): stages build, test, publish, the publish
+jobs with ``id_tokens:`` for each index's audience.
+
+    result = init_workflow(Path("."), indexes=[("test", TEST_URL), ("prod", PROD_URL)])
+    for publisher in result.publishers:
+        print(publisher.command)
+
+Nothing is printed; an existing file is never overwritten unless ``force``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import subprocess
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import httpx
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
+from keyless.ci import templates
+from keyless.ci.claims import gitlab_token_variable
+from keyless.oidc.providers import PROVIDERS
+from keyless.publish.errors import PublishError
+
+__all__ = [
+    "PYPI_INDEXES",
+    "SUPPORTED_PYTHONS",
+    "InitResult",
+    "ProjectInfo",
+    "PublisherSettings",
+    "discover_audiences",
+    "init_workflow",
+    "origin_repository",
+    "python_versions_for",
+    "read_project",
+]
+
+Provider = Literal["github", "gitlab"]
+Client = Literal["keyless", "uv"]
+
+# CPython versions with upstream support that CI images and setup-python provide.
+SUPPORTED_PYTHONS: tuple[str, ...] = ("3.10", "3.11", "3.12", "3.13", "3.14")
+PYPI_INDEXES: tuple[tuple[str, str], ...] = (
+    ("testpypi", "https://test.pypi.org/legacy/"),
+    ("pypi", "https://upload.pypi.org/legacy/"),
+)
+# The audiences PyPI and TestPyPI answer on /_/oidc/audience.
+KNOWN_AUDIENCES = {"upload.pypi.org": "pypi", "test.pypi.org": "testpypi"}
+_PYPI_SITES = {"upload.pypi.org": "https://pypi.org", "test.pypi.org": "https://test.pypi.org"}
+GITHUB_WORKFLOW = Path(".github/workflows/release.yml")
+GITLAB_CONFIG = Path(".gitlab-ci.yml")
+# Index and environment names become job ids and YAML scalars: keep them plain.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z")
+_REMOTE = re.compile(
+    r"^(?:[a-z+]+://(?:[^@/]+@)?[^/:]+(?::\d+)?/|[^@/]+@[^:/]+:)(?P<path>.+?)(?:\.git)?/?$"
+)
+
+
+@dataclass(frozen=True)
+class ProjectInfo:
+    """What pyproject.toml's [project] table says about releasing the project.
+
+    ``version`` is None when it is dynamic (set by the build backend).
+    """
+
+    name: str
+    version: str | None
+    requires_python: str | None
+    folder: Path
+
+
+@dataclass(frozen=True)
+class PublisherSettings:
+    """A trusted publisher to register on one index so the generated workflow may publish.
+
+    ``fields`` use keyless' field names (see ``keyless.oidc.providers.PROVIDERS[kind].fields``),
+    ``form`` the web form's labels. ``command`` registers it on a keyless index (run where
+    the index's data lives); PyPI and TestPyPI take the same settings on ``settings_url``.
+    """
+
+    index: str
+    upload_url: str
+    environment: str
+    kind: str
+    fields: dict[str, str]
+    form: list[tuple[str, str]]
+    project: str
+    command: str | None
+    settings_url: str | None
+    audience: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as JSON-ready data."""
+        return {
+            "index": self.index,
+            "upload_url": self.upload_url,
+            "environment": self.environment,
+            "kind": self.kind,
+            "fields": self.fields,
+            "form": [{"label": label, "value": value} for label, value in self.form],
+            "project": self.project,
+            "command": self.command,
+            "settings_url": self.settings_url,
+            "audience": self.audience,
+        }
+
+
+@dataclass
+class InitResult:
+    """What `init_workflow` wrote (or would write) and what to register."""
+
+    files: list[Path]
+    publishers: list[PublisherSettings]
+    project: ProjectInfo
+    provider: str
+    python_versions: list[str]
+    client: str
+    contents: dict[Path, str] = field(default_factory=dict, repr=False)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The result as JSON-ready data."""
+        return {
+            "files": [str(path) for path in self.files],
+            "provider": self.provider,
+            "client": self.client,
+            "project": self.project.name,
+            "python_versions": self.python_versions,
+            "publishers": [p.to_dict() for p in self.publishers],
+            "notes": self.notes,
+        }
+
+
+# ------------------------------------------------------------------------- reading inputs
+
+
+def read_project(project_dir: str | Path) -> ProjectInfo | None:
+    """The [project] table of ``project_dir/pyproject.toml``; None when there is no such
+    file or it names no project.
+
+    Raises PublishError when the file exists but is not valid TOML.
+    """
+    folder = Path(project_dir)
+    path = folder / "pyproject.toml"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise PublishError(f"cannot read {path}: {exc}", context={"file": str(path)}) from exc
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise PublishError(
+            f"{path} is not valid TOML: {exc}",
+            hint="fix the file; `python -m build` would fail on it too.",
+            context={"file": str(path)},
+        ) from exc
+    table = document.get("project")
+    if not isinstance(table, dict) or not isinstance(table.get("name"), str):
+        return None
+    dynamic = table.get("dynamic") or []
+    version = table.get("version")
+    requires = table.get("requires-python")
+    return ProjectInfo(
+        name=table["name"],
+        version=version if isinstance(version, str) and "version" not in dynamic else None,
+        requires_python=requires if isinstance(requires, str) else None,
+        folder=folder,
+    )
+
+
+def origin_repository(project_dir: str | Path) -> str | None:
+    """The repository path (``owner/repo``, GitLab ``group/sub/project``) of the git remote
+    ``origin``, from an https or ssh URL; None without git, a checkout or that remote.
+
+    Never raises.
+    """
+    try:
+        found = subprocess.run(
+            ["git", "remote", "get-url", "origin"],
+            cwd=project_dir,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    match = _REMOTE.match(found.stdout.strip()) if found.returncode == 0 else None
+    return match.group("path") if match else None
+
+
+def python_versions_for(requires_python: str | None) -> list[str]:
+    """The supported CPython versions (SUPPORTED_PYTHONS) that ``requires_python`` admits.
+
+    A version counts when any of its releases is admitted (``>=3.11.2`` admits 3.11).
+    Raises PublishError for a specifier that does not parse or admits none of them.
+    """
+    if not requires_python:
+        return list(SUPPORTED_PYTHONS)
+    try:
+        spec = SpecifierSet(requires_python)
+    except InvalidSpecifier as exc:
+        raise PublishError(
+            f"requires-python {requires_python!r} is not a version specifier: {exc}",
+            hint="write it like '>=3.10'.",
+        ) from exc
+    chosen = [
+        python
+        for python in SUPPORTED_PYTHONS
+        if any(spec.contains(Version(f"{python}.{patch}")) for patch in (0, 5, 99))
+    ]
+    if not chosen:
+        raise PublishError(
+            f"requires-python {requires_python!r} admits none of the supported Python "
+            f"versions ({', '.join(SUPPORTED_PYTHONS)}).",
+            hint="widen requires-python in pyproject.toml, or pass the versions to test.",
+        )
+    return chosen
+
+
+def discover_audiences(
+    indexes: Sequence[tuple[str, str]], http: httpx.Client, *, client: Client = "keyless"
+) -> dict[str, str]:
+    """Each index's Trusted Publishing audience, as the chosen client will ask for it.
+
+    ``keyless publish`` tries PEP 807 discovery first (an index may have its own audience);
+    ``uv publish`` asks the host's ``/_/oidc/audience``. PyPI's and TestPyPI's are known
+    without asking. Indexes that cannot be asked are left out (pass their audience).
+    Never raises for an index that does not answer.
+    """
+    from keyless.publish.credentials import discover
+
+    found: dict[str, str] = {}
+    for name, url in indexes:
+        host = (urlsplit(url).hostname or "").lower()
+        if host in KNOWN_AUDIENCES:
+            found[name] = KNOWN_AUDIENCES[host]
+            continue
+        try:
+            if client == "keyless":
+                discovery = discover(url, http)
+                if discovery is not None:
+                    found[name] = discovery.audience
+            else:
+                parts = urlsplit(url)
+                answer = http.get(f"{parts.scheme}://{parts.netloc}/_/oidc/audience")
+                audience = answer.json().get("audience") if answer.status_code == 200 else None
+                if isinstance(audience, str) and audience:
+                    found[name] = audience
+        except (PublishError, httpx.HTTPError, ValueError, AttributeError):
+            continue
+    return found
+
+
+# --------------------------------------------------------------------------- the workflow
+
+
+def _check_name(kind: str, name: str) -> str:
+    if not _NAME.match(name):
+        raise PublishError(
+            f"{kind} name {name!r} is not usable in a workflow.",
+            hint="use letters, digits, '-', '_' and '.', starting with a letter or digit.",
+        )
+    return name
+
+
+def _check_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.netloc or parts.username:
+        raise PublishError(
+            f"{url!r} is not an upload URL (https://HOST/…/legacy/, without credentials).",
+            hint="for keyless indexes: https://HOST/INDEX/legacy/",
+        )
+    if not parts.path.endswith("/"):
+        url += "/"
+    return url
+
+
+def _import_name(folder: Path, project: str) -> str:
+    """The package a smoke test imports: the project's own, found under src/ or the root."""
+    wanted = canonicalize_name(project).replace("-", "_")
+    for base in (folder / "src", folder):
+        if (base / wanted / "__init__.py").is_file() or (base / f"{wanted}.py").is_file():
+            return wanted
+    source = folder / "src"
+    if source.is_dir():
+        packages = sorted(p.parent.name for p in source.glob("*/__init__.py"))
+        if packages:
+            return packages[0]
+    return wanted
+
+
+def _test_command(folder: Path, project: str) -> str:
+    if any((folder / name).is_dir() for name in ("tests", "test")):
+        return "python -m pip install pytest && python -m pytest"
+    return f'python -c "import {_import_name(folder, project)}"'
+
+
+def _publish_command(client: Client, url: str) -> str:
+    if client == "uv":
+        return f"uv publish --trusted-publishing always --publish-url {shlex.quote(url)} dist/*"
+    return f"keyless publish --repository-url {shlex.quote(url)} dist/*"
+
+
+def _environment_url(url: str, project: str) -> str | None:
+    host = (urlsplit(url).hostname or "").lower()
+    if host in _PYPI_SITES:
+        return f"{_PYPI_SITES[host]}/p/{canonicalize_name(project)}"
+    parts = urlsplit(url)
+    path = parts.path.rstrip("/")
+    if path.endswith("/legacy"):
+        prefix = path[: -len("legacy")]
+        return f"{parts.scheme}://{parts.netloc}{prefix}simple/{canonicalize_name(project)}/"
+    return None
+
+
+def _flow_list(items: Sequence[str]) -> str:
+    return "[" + ", ".join(f'"{item}"' for item in items) + "]"
+
+
+def _publisher(
+    *,
+    provider: Provider,
+    index: str,
+    url: str,
+    environment: str,
+    repository: str,
+    project: str,
+    audience: str | None,
+) -> PublisherSettings:
+    if provider == "github":
+        owner, _, name = repository.partition("/")
+        fields = {
+            "owner": owner,
+            "repository": name,
+            "workflow": GITHUB_WORKFLOW.name,
+            "environment": environment,
+        }
+    else:
+        namespace, _, name = repository.rpartition("/")
+        fields = {
+            "namespace": namespace,
+            "project": name,
+            "workflow_filepath": str(GITLAB_CONFIG),
+            "environment": environment,
+        }
+    spec = PROVIDERS[provider]
+    labels = {f.name: f.label for f in spec.fields}
+    host = (urlsplit(url).hostname or "").lower()
+    site = _PYPI_SITES.get(host)
+    command = None
+    settings_url = None
+    if site:
+        settings_url = f"{site}/manage/account/publishing/"
+    else:
+        options = [
+            f"--{key.replace('_', '-')} {shlex.quote(value)}" for key, value in fields.items()
+        ]
+        command = " ".join(
+            [
+                *("keyless", "publisher", "add", "--index", shlex.quote(index)),
+                *("--project", shlex.quote(project), provider, *options),
+            ]
+        )
+    return PublisherSettings(
+        index=index,
+        upload_url=url,
+        environment=environment,
+        kind=provider,
+        fields=fields,
+        form=[(labels[key], value) for key, value in fields.items()],
+        project=project,
+        command=command,
+        settings_url=settings_url,
+        audience=audience,
+    )
+
+
+def _registration_comment(publishers: Sequence[PublisherSettings]) -> str:
+    lines = []
+    for publisher in publishers:
+        summary = ", ".join(f"{label}: {value}" for label, value in publisher.form)
+        lines.append(f"#   {publisher.index} ({publisher.upload_url}): {summary}")
+    return "\n".join(lines)
+
+
+def init_workflow(
+    project_dir: str | Path,
+    *,
+    provider: Provider = "github",
+    indexes: Sequence[tuple[str, str]] | None = None,
+    python_versions: Sequence[str] | None = None,
+    environments: Sequence[str] | None = None,
+    audiences: Mapping[str, str] | None = None,
+    repository: str | None = None,
+    client: Client = "keyless",
+    force: bool = False,
+    write: bool = True,
+) -> InitResult:
+    """Write the release workflow for the project in ``project_dir``.
+
+    ``indexes``: (name, upload URL) pairs, published to in this order, each after the one
+    before succeeded (default TestPyPI then PyPI). ``environments``: the CI environment of
+    each publish job (default: ``testpypi``/``pypi`` for PyPI's, else the index names).
+    ``python_versions``: the test matrix (default: the supported versions requires-python
+    admits). ``audiences``: index name -> Trusted Publishing audience, needed for GitLab's
+    ``id_tokens:`` (PyPI's are known; see `discover_audiences`). ``repository``:
+    ``owner/repo`` (GitLab ``namespace/project``) for the publisher settings (default: the
+    git remote ``origin``). ``client``: what publishes (``keyless publish`` or
+    ``uv publish``). ``write=False`` computes everything and writes nothing.
+
+    Raises PublishError when pyproject.toml is missing or has no [project] name, a name or
+    URL cannot go in a workflow, a GitLab index's audience is unknown, or the file exists
+    and ``force`` is false.
+    """
+    folder = Path(project_dir)
+    project = read_project(folder)
+    if project is None:
+        raise PublishError(
+            f"{folder / 'pyproject.toml'} is missing or has no [project] name.",
+            hint="keyless init reads the project's name and requires-python from it.",
+            context={"file": str(folder / "pyproject.toml")},
+        )
+    targets = list(indexes or PYPI_INDEXES)
+    if not targets:
+        raise PublishError("no index to publish to.", hint="give at least one index.")
+    names = [_check_name("index", name) for name, _ in targets]
+    if len(set(names)) != len(names):
+        raise PublishError(f"index names repeat: {', '.join(names)}.")
+    urls = [_check_url(url) for _, url in targets]
+    if environments is None:
+        chosen_environments = names
+    elif len(environments) != len(targets):
+        raise PublishError(
+            f"{len(environments)} environment(s) for {len(targets)} index(es).",
+            hint="give one environment per index, in the same order.",
+        )
+    else:
+        chosen_environments = [_check_name("environment", e) for e in environments]
+    versions = list(python_versions or python_versions_for(project.requires_python))
+    for version in versions:
+        if not re.fullmatch(r"3\.\d+", version):
+            raise PublishError(f"Python version {version!r} is not like '3.12'.")
+    known = dict(audiences or {})
+    for name, url in zip(names, urls, strict=True):
+        host = (urlsplit(url).hostname or "").lower()
+        if name not in known and host in KNOWN_AUDIENCES:
+            known[name] = KNOWN_AUDIENCES[host]
+    if provider == "gitlab":
+        unknown = [name for name in names if name not in known]
+        if unknown:
+            raise PublishError(
+                f"the Trusted Publishing audience of {', '.join(unknown)} is not known; "
+                "GitLab's id_tokens: must name it.",
+                hint="pass --audience NAME=AUDIENCE (keyless init asks reachable indexes).",
+            )
+    notes: list[str] = []
+    slug = repository or origin_repository(folder)
+    if not slug or "/" not in slug:
+        slug = "OWNER/REPO" if provider == "github" else "NAMESPACE/PROJECT"
+        notes.append(
+            f"No git remote 'origin' names the repository: the publisher settings say {slug}; "
+            "pass --repository to fill it in."
+        )
+
+    publishers = [
+        _publisher(
+            provider=provider,
+            index=name,
+            url=url,
+            environment=environment,
+            repository=slug,
+            project=project.name,
+            audience=known.get(name),
+        )
+        for name, url, environment in zip(names, urls, chosen_environments, strict=True)
+    ]
+    if provider == "github":
+        target = GITHUB_WORKFLOW
+        text = _github(project, publishers, versions, client)
+    else:
+        target = GITLAB_CONFIG
+        text = _gitlab(project, publishers, versions, client)
+    path = folder / target
+    if path.exists() and not force:
+        raise PublishError(
+            f"{path} already exists.",
+            hint="pass --force to overwrite it (or move it aside first).",
+            context={"file": str(path)},
+        )
+    if write:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    return InitResult(
+        files=[path],
+        publishers=publishers,
+        project=project,
+        provider=provider,
+        python_versions=versions,
+        client=client,
+        contents={path: text},
+        notes=notes,
+    )
+
+
+def _client_requirement(client: Client) -> str:
+    return "uv" if client == "uv" else "keyless"
+
+
+def _github(
+    project: ProjectInfo,
+    publishers: Sequence[PublisherSettings],
+    versions: list[str],
+    client: Client,
+) -> str:
+    check_step = ""
+    if client == "keyless":
+        check_step = (
+            "      - name: Check the distributions\n"
+            "        run: |\n"
+            "          python -m pip install keyless\n"
+            "          keyless check dist/*\n"
+        ).rstrip("\n")
+    parts = [
+        templates.render(
+            "github-release.yml",
+            {
+                "title": f"Release {project.name}: build, test, publish",
+                "project": project.name,
+                "registrations": _registration_comment(publishers),
+                "check_step": check_step,
+                "python_versions": _flow_list(versions),
+                "test_command": _test_command(project.folder, project.name),
+            },
+        )
+    ]
+    previous: list[str] = ["build", "test"]
+    for publisher in publishers:
+        job = f"publish-{publisher.index}"
+        page = _environment_url(publisher.upload_url, project.name)
+        parts.append(
+            templates.render(
+                "github-publish-job.yml",
+                {
+                    "job": job,
+                    "index": publisher.index,
+                    "needs": _flow_list(previous),
+                    "environment": publisher.environment,
+                    "environment_url": f"      url: {page}" if page else "",
+                    "client": client,
+                    "client_requirement": _client_requirement(client),
+                    "publish_command": _publish_command(client, publisher.upload_url),
+                },
+            )
+        )
+        previous = [*previous, job]
+    return "".join(parts)
+
+
+def _gitlab(
+    project: ProjectInfo,
+    publishers: Sequence[PublisherSettings],
+    versions: list[str],
+    client: Client,
+) -> str:
+    check_step = ""
+    if client == "keyless":
+        check_step = "    - python -m pip install keyless\n    - keyless check dist/*"
+    parts = [
+        templates.render(
+            "gitlab-ci.yml",
+            {
+                "title": f"Release {project.name}: build, test, publish",
+                "project": project.name,
+                "registrations": _registration_comment(publishers),
+                "check_step": check_step,
+                "python_versions": _flow_list(versions),
+                "test_command": _test_command(project.folder, project.name),
+            },
+        )
+    ]
+    previous = ["build", "test"]
+    for publisher in publishers:
+        job = f"publish-{publisher.index}"
+        page = _environment_url(publisher.upload_url, project.name)
+        audience = publisher.audience or ""
+        parts.append(
+            templates.render(
+                "gitlab-publish-job.yml",
+                {
+                    "job": job,
+                    "needs": _flow_list(previous),
+                    "environment": publisher.environment,
+                    "environment_url": f"    url: {page}" if page else "",
+                    "token_variable": gitlab_token_variable(audience),
+                    "audience": _yaml_scalar(audience),
+                    "client_requirement": _client_requirement(client),
+                    "publish_command": _publish_command(client, publisher.upload_url),
+                },
+            )
+        )
+        previous = [*previous, job]
+    return "".join(parts)
+
+
+def _yaml_scalar(value: str) -> str:
+    """A YAML double-quoted scalar (JSON's string syntax is valid YAML)."""
+    return json.dumps(value)
