@@ -19,6 +19,7 @@ from keyless.cli import devcert, emulator, publishing
 from keyless.cli import doctor as doctor_cmd
 from keyless.cli import init as init_cmd
 from keyless.cli import publish as publish_cmd
+from keyless.cli import release as release_cmd
 from keyless.config import ConfigError, Settings, load_settings
 
 Handler = Callable[[argparse.Namespace], int]
@@ -370,6 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
     check_cmd.register(commands)
     doctor_cmd.register(commands)
     init_cmd.register(commands)
+    release_cmd.register(commands)
 
     gc = commands.add_parser("gc", help="remove orphaned blobs and temp files")
     _server_options(gc)
