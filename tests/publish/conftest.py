@@ -4,6 +4,7 @@ trusts a CI emulator (GitHub-type and GitLab-type issuers), as a CI job would me
 from __future__ import annotations
 
 import email.parser
+import email.policy
 import hashlib
 import json
 import subprocess
@@ -112,7 +113,9 @@ class StubIndex:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.upload_url = f"{self.url}/x/legacy/"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     def get(self, path: str) -> tuple[int, Any]:
         if path in self.routes:
@@ -135,7 +138,7 @@ class StubIndex:
         return 404, None
 
     def post(self, content_type: str, body: bytes, authorization: str) -> Answer:
-        message = email.parser.BytesParser().parsebytes(
+        message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
             f"Content-Type: {content_type}\r\n\r\n".encode() + body
         )
         fields: dict[str, list[str]] = {}

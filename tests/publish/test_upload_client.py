@@ -1,0 +1,142 @@
+"""URLs, redaction, server messages and Retry-After: the index client's small rules."""
+
+from __future__ import annotations
+
+import email.utils
+import time
+
+import httpx
+import pytest
+
+from keyless.publish import PublishError, check_upload_url, redact, server_message, simple_url_for
+from keyless.publish.indexclient import IndexClient, retry_after_seconds
+from keyless.publish.upload import Backoff
+
+
+@pytest.mark.parametrize(
+    ("upload", "simple"),
+    [
+        ("https://upload.pypi.org/legacy/", "https://pypi.org/simple/"),
+        ("https://test.pypi.org/legacy/", "https://test.pypi.org/simple/"),
+        ("https://pypi.example.com/prod/legacy/", "https://pypi.example.com/prod/simple/"),
+        ("https://pypi.example.com/prod/legacy", "https://pypi.example.com/prod/simple/"),
+        ("https://example.com/keyless/test/legacy/", "https://example.com/keyless/test/simple/"),
+        ("http://127.0.0.1:8000/legacy/", "http://127.0.0.1:8000/simple/"),
+    ],
+)
+def test_simple_url_for(upload: str, simple: str) -> None:
+    assert simple_url_for(upload) == simple
+
+
+def test_simple_url_that_cannot_be_derived() -> None:
+    with pytest.raises(PublishError) as caught:
+        simple_url_for("https://devpi.example.com/user/index/")
+    assert "--simple-url" in (caught.value.hint or "")
+
+
+def test_upload_url_mistakes_are_caught() -> None:
+    assert check_upload_url("https://h.example/prod/legacy") == "https://h.example/prod/legacy/"
+    with pytest.raises(PublishError) as caught:
+        check_upload_url("https://h.example/prod/simple/")
+    assert "simple (download) URL" in caught.value.message
+    assert "https://h.example/prod/legacy/" in (caught.value.hint or "")
+    with pytest.raises(PublishError, match="not an http"):
+        check_upload_url("ftp://h.example/legacy/")
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (
+            "https://__token__:pypi-AgEIcHlwaS5vcmc@upload.pypi.org/legacy/",
+            "https://***@upload.pypi.org/legacy/",
+        ),
+        (
+            "https://user:secret@h.example:8443/prod/legacy/",
+            "https://***@h.example:8443/prod/legacy/",
+        ),
+        (
+            "https://push.fury.io/keyless-abcdef0123456789/legacy/",
+            "https://push.fury.io/***/legacy/",
+        ),
+        (
+            "https://h.example/legacy/?token=abc&x=1&api_key=zz",
+            "https://h.example/legacy/?token=***&x=1&api_key=***",
+        ),
+        ("https://h.example/prod/legacy/", "https://h.example/prod/legacy/"),
+        ("not a url", "not a url"),
+    ],
+)
+def test_redact(url: str, shown: str) -> None:
+    assert redact(url) == shown
+
+
+def test_errors_from_bad_urls_are_redacted() -> None:
+    with pytest.raises(PublishError) as caught:
+        check_upload_url("https://u:hunter22@h.example/prod/simple/")
+    assert "hunter22" not in str(caught.value)
+    assert "hunter22" not in str(caught.value.context)
+
+
+def response(status: int, **kwargs: object) -> httpx.Response:
+    return httpx.Response(status, request=httpx.Request("POST", "https://h/legacy/"), **kwargs)  # type: ignore[arg-type]
+
+
+def test_server_message_reads_json_reason_and_html() -> None:
+    assert (
+        server_message(
+            response(
+                400, json={"message": "File already exists", "code": "400 File already exists"}
+            )
+        )
+        == "400 Bad Request: File already exists"
+    )
+    html = (
+        "<html><head><title>x</title></head><body><h1>403 Forbidden</h1>"
+        "<p>Invalid API Token: token is expired</p></body></html>"
+    )
+    message = server_message(response(403, text=html, headers={"content-type": "text/html"}))
+    assert "Invalid API Token: token is expired" in message
+    assert message.startswith("403 Forbidden")
+    mint = response(
+        422,
+        json={
+            "message": "Token request failed",
+            "errors": [{"code": "invalid-publisher", "description": "no match"}],
+        },
+    )
+    assert "invalid-publisher: no match" in server_message(mint)
+    assert (
+        server_message(response(502, text="502 upstream down\n"))
+        == "502 Bad Gateway: upstream down"
+    )
+
+
+def test_retry_after_seconds_and_http_dates() -> None:
+    assert retry_after_seconds(response(503, headers={"retry-after": "7"})) == 7.0
+    later = email.utils.formatdate(time.time() + 30, usegmt=True)
+    seconds = retry_after_seconds(response(503, headers={"retry-after": later}))
+    assert seconds is not None
+    assert 28 <= seconds <= 31
+    past = email.utils.formatdate(time.time() - 30, usegmt=True)
+    assert retry_after_seconds(response(503, headers={"retry-after": past})) == 0.0
+    assert retry_after_seconds(response(503, headers={"retry-after": "soon"})) is None
+    assert retry_after_seconds(response(503)) is None
+
+
+def test_backoff_is_jittered_exponential_capped_and_honours_retry_after() -> None:
+    import random
+
+    backoff = Backoff(base=1.0, cap=8.0, max_retry_after=60.0)
+    rng = random.Random(1)  # noqa: S311
+    for attempt, full in ((1, 1.0), (2, 2.0), (3, 4.0), (4, 8.0), (9, 8.0)):
+        delays = {backoff.delay(attempt, None, rng) for _ in range(20)}
+        assert all(full / 2 <= d <= full for d in delays)
+        assert len(delays) > 1  # jitter: workers do not retry in lockstep
+    assert backoff.delay(1, 30.0, rng) == 30.0
+    assert backoff.delay(1, 3600.0, rng) == 60.0  # capped
+
+
+def test_index_client_rejects_a_simple_url_as_upload_url() -> None:
+    with httpx.Client() as http, pytest.raises(PublishError):
+        IndexClient("https://pypi.org/simple/", http=http)
