@@ -1,0 +1,362 @@
+"""`keyless doctor` against a live TLS index and the CI emulator's real OIDC tokens.
+
+What it must deliver: the cause and the fix for each way a job fails to publish, and a
+publisher registration that — registered verbatim — makes the job publish.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from keyless.ci.claims import gitlab_token_variable
+from keyless.ci.emulator import Emulator, JobClaims
+from keyless.publish.doctor import Diagnosis, diagnose
+from tests.conftest import LiveServer
+
+from .conftest import AUDIENCE, github_job, job_env, make_project, write_release
+
+Detector = Callable[[str], str | None]
+
+
+def project_dir(tmp_path: Path, name: str, version: str = "1.0.0") -> Path:
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / "pyproject.toml").write_text(
+        f'[project]\nname = "{name}"\nversion = "{version}"\n', encoding="utf-8"
+    )
+    return folder
+
+
+def keyless_admin(server: LiveServer, command: str) -> subprocess.CompletedProcess[str]:
+    """Run a printed `keyless …` admin command verbatim against the server's data."""
+    words = shlex.split(command)
+    assert words[0] == "keyless"
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "keyless",
+            *words[1:],
+            "--data",
+            str(server.data_dir),
+            "--config",
+            str(server.data_dir.parent / "keyless.toml"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def in_job(
+    ci: Emulator,
+    job: JobClaims,
+    server: LiveServer,
+    http: httpx.Client,
+    folder: Path,
+    *,
+    index: str = "prod",
+    detect: Detector | None = None,
+    **options: Any,
+) -> Diagnosis:
+    """`diagnose` with the job's environment; the token comes from the emulator, as `id`
+    would fetch it (GitHub: only when the job may request one; GitLab: its variables)."""
+    env = ci.environment(job, base={})
+
+    def from_job(audience: str) -> str | None:
+        if job.provider == "gitlab":
+            return env.get(gitlab_token_variable(audience))
+        assert env.get("ACTIONS_ID_TOKEN_REQUEST_URL"), "asked for a token it cannot get"
+        return ci.token(audience, job)
+
+    return diagnose(
+        server.upload_url(index),
+        environ=env,
+        http=http,
+        project_dir=folder,
+        detect=detect or from_job,
+        **options,
+    )
+
+
+def codes(diagnosis: Diagnosis, level: str = "error") -> list[str]:
+    return [note.code for note in diagnosis.findings if note.level == level]
+
+
+def mint(http: httpx.Client, token: str, index: str | None = None) -> httpx.Response:
+    path = f"/_/oidc/{index}/mint-token" if index else "/_/oidc/mint-token"
+    return http.post(path, content=json.dumps({"token": token}))
+
+
+# ------------------------------------------------------------------ end to end, CLI, `id`
+
+
+def test_doctor_in_a_github_job_prints_the_publisher_that_makes_it_publish(
+    tp_server: LiveServer, tp_http: httpx.Client, ci: Emulator, tmp_path: Path
+) -> None:
+    make_project(tp_server, tp_http, "doctor-demo")
+    folder = project_dir(tmp_path, "doctor-demo")
+    env = job_env(tp_server, tmp_path)
+    job = github_job("doctor-demo")
+    url = tp_server.upload_url("prod")
+
+    def doctor(*args: str) -> subprocess.CompletedProcess[str]:
+        return ci.run(
+            [sys.executable, "-m", "keyless", "doctor", "--repository-url", url, *args],
+            job,
+            env=env,
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    first = doctor()
+    output = first.stdout + first.stderr
+    assert first.returncode == 0, output
+    assert "doctor-demo 1.0.0 is not on the index yet" in output
+    assert "The index takes OIDC tokens for audience 'keyless'" in output
+    assert "job_workflow_ref" in output  # the claims the index will see...
+    assert "eyJ" not in output  # ...but never the token
+    expected = (
+        "keyless publisher add --index prod --project doctor-demo github --owner octo-org "
+        "--repository doctor-demo --workflow release.yml --environment pypi "
+        f"--issuer {ci.issuer}"
+    )
+    assert f"  {expected}\n" in first.stdout
+
+    # Registered verbatim, it lets the very same job publish.
+    registered = keyless_admin(tp_server, expected)
+    assert registered.returncode == 0, registered.stderr
+    write_release(folder / "dist", "doctor-demo", "1.0.0")
+    published = ci.run(
+        [sys.executable, "-m", "keyless", "publish", "--repository-url", url],
+        job,
+        env=env,
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert published.returncode == 0, published.stdout + published.stderr
+
+    again = doctor("--json", "--expect", "environment=pypi")
+    assert again.returncode == 0, again.stderr
+    report = json.loads(again.stdout)
+    assert report["version_exists"] is True
+    assert report["registration"]["mismatches"] == []
+    assert report["registration"]["fields"]["environment"] == "pypi"
+    assert "jti" not in report["claims"]
+    assert "eyJ" not in again.stdout
+    notes = {note["code"]: note for note in report["findings"]}
+    assert notes["version"]["level"] == "warning"
+    assert "already on the index" in notes["version"]["message"]
+    assert notes["expected"]["level"] == "ok"
+
+
+def test_doctor_names_the_missing_permission_and_shows_the_yaml(
+    tp_server: LiveServer, ci: Emulator, tmp_path: Path
+) -> None:
+    folder = project_dir(tmp_path, "doctor-perm")
+    result = ci.run(
+        [
+            sys.executable,
+            "-m",
+            "keyless",
+            "doctor",
+            "--repository-url",
+            tp_server.upload_url("prod"),
+        ],
+        github_job("doctor-perm", id_token=False),
+        env=job_env(tp_server, tmp_path),
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "lacks the `id-token: write` permission" in result.stdout
+    assert "      id-token: write" in result.stdout  # the YAML to paste, job level
+    assert "NOT ready to publish" in result.stdout
+
+
+# --------------------------------------------------------------- causes, in process
+
+
+def test_fork_pull_request(
+    tp_server: LiveServer, tp_http: httpx.Client, ci: Emulator, tmp_path: Path
+) -> None:
+    job = github_job("doctor-fork", event="pull_request", fork_pr=True, ref=None, environment=None)
+    diagnosis = in_job(ci, job, tp_server, tp_http, tmp_path)
+    assert codes(diagnosis) == ["fork-pull-request"]  # the cause, not a permission
+    [note] = diagnosis.errors
+    assert "fork" in note.message
+    assert "release" in note.fix
+    assert diagnosis.registration is None
+
+
+def test_pull_request_target_is_refused(
+    tp_server: LiveServer, tp_http: httpx.Client, ci: Emulator, tmp_path: Path
+) -> None:
+    job = github_job("doctor-prt", event="pull_request_target", ref="refs/heads/main")
+    diagnosis = in_job(ci, job, tp_server, tp_http, tmp_path)
+    assert "pull-request-target" in codes(diagnosis)
+    assert diagnosis.registration is not None
+    # The index's own rules say the same: no registration can accept this event.
+    assert any("pull_request_target" in m for m in diagnosis.registration.mismatches)
+    assert not diagnosis.ok
+
+
+def test_reusable_workflow_registration_mints(
+    tp_server: LiveServer, tp_http: httpx.Client, ci: Emulator, tmp_path: Path
+) -> None:
+    make_project(tp_server, tp_http, "doctor-reuse")
+    folder = project_dir(tmp_path, "doctor-reuse")
+    job = github_job(
+        "doctor-reuse",
+        reusable_workflow="octo-org/shared/.github/workflows/publish.yml@refs/heads/main",
+    )
+    diagnosis = in_job(ci, job, tp_server, tp_http, folder)
+    assert codes(diagnosis, "warning") == ["reusable-workflow"]
+    registration = diagnosis.registration
+    assert registration is not None
+    assert registration.fields["workflow"] == "release.yml"  # the caller
+    assert (
+        registration.fields["reusable_workflow"] == "octo-org/shared/.github/workflows/publish.yml"
+    )
+    assert registration.mismatches == []
+    assert registration.command is not None
+    assert (
+        "--reusable-workflow octo-org/shared/.github/workflows/publish.yml" in registration.command
+    )
+
+    assert mint(tp_http, ci.token(AUDIENCE, job)).status_code == 422  # not yet registered
+    registered = keyless_admin(tp_server, registration.command)
+    assert registered.returncode == 0, registered.stderr
+    answer = mint(tp_http, ci.token(AUDIENCE, job))
+    assert answer.status_code == 200, answer.text
+
+
+def test_environment_missing_or_different(
+    tp_server: LiveServer, tp_http: httpx.Client, ci: Emulator, tmp_path: Path
+) -> None:
+    bare = in_job(ci, github_job("doctor-env", environment=None), tp_server, tp_http, tmp_path)
+    assert bare.ok
+    assert codes(bare, "warning") == ["environment"]
+    assert bare.registration is not None
+    assert "environment" not in bare.registration.fields
+
+    staging = github_job("doctor-env", environment="staging")
+    other = in_job(ci, staging, tp_server, tp_http, tmp_path, expected={"environment": "pypi"})
+    assert codes(other) == ["expected"]
+    [note] = other.errors
+    assert "environment" in note.message
+    assert "'staging'" in note.message
+    assert "'pypi'" in note.message
+
+
+def test_token_for_another_audience(
+    tp_server: LiveServer, tp_http: httpx.Client, ci: Emulator, tmp_path: Path
+) -> None:
+    job = github_job("doctor-aud")
+    diagnosis = in_job(
+        ci, job, tp_server, tp_http, tmp_path, detect=lambda _aud: ci.token("elsewhere", job)
+    )
+    assert codes(diagnosis) == ["audience"]
+    assert "'elsewhere'" in diagnosis.errors[0].message
+
+
+def test_each_index_has_its_audience(
+    tp_server: LiveServer, tp_http: httpx.Client, ci: Emulator, tmp_path: Path
+) -> None:
+    make_project(tp_server, tp_http, "doctor-stage", index="test")
+    folder = project_dir(tmp_path, "doctor-stage")
+    job = github_job("doctor-stage", environment="testpypi")
+    diagnosis = in_job(ci, job, tp_server, tp_http, folder, index="test")
+    assert diagnosis.ok, diagnosis.findings
+    assert diagnosis.audience == "keyless-test"
+    assert diagnosis.discovery == "pep807"
+    assert diagnosis.claims["aud"] == "keyless-test"
+    assert diagnosis.registration is not None
+    assert diagnosis.registration.command is not None
+    assert diagnosis.registration.command.startswith("keyless publisher add --index test ")
+    assert keyless_admin(tp_server, diagnosis.registration.command).returncode == 0
+    assert mint(tp_http, ci.token("keyless-test", job), index="test").status_code == 200
+
+
+def test_gitlab_without_id_tokens_then_with(
+    tp_server: LiveServer, tp_http: httpx.Client, gitlab_ci: Emulator, tmp_path: Path
+) -> None:
+    make_project(tp_server, tp_http, "doctor-gl")
+    folder = project_dir(tmp_path, "doctor-gl")
+    job = JobClaims(
+        provider="gitlab",
+        repo="group/sub/doctor-gl",
+        ref="refs/tags/v1.0.0",
+        environment="production",
+        audiences=("other",),
+    )
+    missing = in_job(gitlab_ci, job, tp_server, tp_http, folder)
+    assert codes(missing) == ["id-tokens"]
+    [note] = missing.errors
+    assert "KEYLESS_ID_TOKEN is not set" in note.message
+    assert "OTHER_ID_TOKEN (aud 'other')" in note.message
+    assert "KEYLESS_ID_TOKEN:\n      aud: keyless" in note.fix
+
+    fixed = replace(job, audiences=(AUDIENCE,))
+    diagnosis = in_job(gitlab_ci, fixed, tp_server, tp_http, folder)
+    assert diagnosis.ok, diagnosis.findings
+    registration = diagnosis.registration
+    assert registration is not None
+    assert registration.fields == {
+        "namespace": "group/sub",
+        "project": "doctor-gl",
+        "workflow_filepath": ".gitlab-ci.yml",
+        "environment": "production",
+        "issuer": gitlab_ci.issuer,
+    }
+    assert registration.command is not None
+    assert keyless_admin(tp_server, registration.command).returncode == 0
+    token = gitlab_ci.environment(fixed, base={})["KEYLESS_ID_TOKEN"]
+    assert mint(tp_http, token).status_code == 200
+
+
+def test_outside_ci_says_how_to_rehearse(
+    tp_server: LiveServer, tp_http: httpx.Client, tmp_path: Path
+) -> None:
+    def no_token(_audience: str) -> str | None:
+        raise AssertionError("no token is asked for outside CI")
+
+    folder = project_dir(tmp_path, "doctor-local", version="2.0.0")
+    diagnosis = diagnose(
+        tp_server.upload_url("prod"), environ={}, http=tp_http, project_dir=folder, detect=no_token
+    )
+    assert diagnosis.ci is None
+    assert diagnosis.ok
+    [note] = [n for n in diagnosis.findings if n.code == "not-ci"]
+    assert note.fix.startswith("keyless ci-emulator run --repo ")
+    assert "--ref refs/tags/v2.0.0" in note.fix
+    assert f"-- keyless doctor --repository-url {tp_server.upload_url('prod')}" in note.fix
+    assert diagnosis.version_exists is False
+
+
+@pytest.mark.parametrize(
+    ("suffix", "code", "level"),
+    [("/prod/legacy", "upload-url", "warning"), ("/prod/simple/", "upload-url", "error")],
+)
+def test_upload_url_mistakes(
+    tp_server: LiveServer, tp_http: httpx.Client, tmp_path: Path, suffix: str, code: str, level: str
+) -> None:
+    diagnosis = diagnose(tp_server.url + suffix, environ={}, http=tp_http, project_dir=tmp_path)
+    assert code in codes(diagnosis, level)
