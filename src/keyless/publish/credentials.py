@@ -355,10 +355,10 @@ def explain_refusal(document: Any, jwt: str, audience: str) -> PublishError:
         and (_workflow_path(workflow_ref) != _workflow_path(job_workflow_ref))
     ):
         hints.append(
-            f"this job runs a reusable workflow ({_workflow_path(job_workflow_ref)}) called "
-            f"from {_workflow_path(workflow_ref)}: indexes match the reusable workflow's file "
-            "(job_workflow_ref), and PyPI does not support reusable workflows at all; "
-            "publish from a job in the calling workflow instead."
+            f"this job runs the reusable workflow {_workflow_path(job_workflow_ref)}, called "
+            f"from {_workflow_path(workflow_ref)}. PyPI cannot publish from reusable workflows "
+            "(publish from a job of the calling workflow); keyless can, when the publisher "
+            "names the calling workflow and sets that reusable workflow (--reusable-workflow)."
         )
     if claims.get("aud") not in (None, audience):
         hints.append(
@@ -393,14 +393,19 @@ def _publisher_hint(claims: Mapping[str, Any]) -> str:
     """What to register on the index so that this job would match."""
     if claims.get("job_workflow_ref") and claims.get("repository"):
         owner, _, repo = str(claims["repository"]).partition("/")
-        workflow = _workflow_path(str(claims["job_workflow_ref"])).rsplit("/", 1)[-1]
+        called = _workflow_path(str(claims["job_workflow_ref"]))
+        caller = _workflow_path(str(claims.get("workflow_ref") or claims["job_workflow_ref"]))
+        workflow = caller.rsplit("/", 1)[-1]
         environment = claims.get("environment")
         fields = f"owner {owner!r}, repository {repo!r}, workflow {workflow!r}"
-        fields += f", environment {environment!r}" if environment else " (no environment)"
         command = (
             f"keyless publisher add --index INDEX --project PROJECT github --issuer "
             f"{claims.get('iss', '')} --owner {owner} --repository {repo} --workflow {workflow}"
         )
+        if called != caller:
+            fields += f", reusable workflow {called!r}"
+            command += f" --reusable-workflow {called}"
+        fields += f", environment {environment!r}" if environment else " (no environment)"
         if environment:
             command += f" --environment {environment}"
         return (
