@@ -60,7 +60,7 @@ from packaging.version import Version
 from keyless.publish import changelog, notify, promote, versioning
 from keyless.publish.credentials import Credentials, resolve_credentials
 from keyless.publish.errors import PublishError
-from keyless.publish.indexclient import new_http_client, redact, simple_url_for
+from keyless.publish.indexclient import IndexClient, new_http_client, redact, simple_url_for
 from keyless.publish.localdist import LocalDist, load_dist
 from keyless.publish.reporter import FileResult, Reporter
 from keyless.publish.upload import PublishResult, publish
@@ -804,12 +804,29 @@ class _Run:
                 f"{pair.target!r} on {pair.base}"
             )
             return
+        built = {d.filename: d.sha256 for d in self.result.built}
+        # Promotion moves the staged RELEASE, every file of it: it must be exactly what was
+        # built and tested (a leftover file of an earlier attempt would be promoted too).
+        staged = {
+            filename: sha256
+            for filename, sha256 in IndexClient(self.staging_url, http=self.http)
+            .existing_files(name)
+            .items()
+            if versioning.file_version(filename) == Version(version)
+        }
+        if staged != built:
+            extra = sorted(set(staged) - set(built))
+            raise PublishError(
+                f"staging holds other files for {name} {version} than this build: "
+                + (f"{', '.join(extra)} too; " if extra else "")
+                + "promoting would release files that were not tested together.",
+                hint="release a new version (or remove the extra files from staging).",
+            )
         credentials = self.credentials(self.production_url, "PRODUCTION")
         try:
             files = promote.promote(pair, name, version, token=credentials.token(), http=self.http)
         finally:
             credentials.close()
-        built = {d.filename: d.sha256 for d in self.result.built}
         promoted = {f.filename: f.sha256 for f in files}
         if promoted != built:
             raise PublishError(
@@ -819,7 +836,8 @@ class _Run:
                 hint="another build of this version was staged earlier; release a new version.",
             )
         for result in files:
-            self.reporter.file_done(result)
+            what = "promoted" if result.status == "uploaded" else "already on production"
+            self.reporter.info(f"{what}: {result.filename} (sha256 {result.sha256})")
         self.result.production = files
 
     def notes(self) -> None:

@@ -140,7 +140,8 @@ class IndexVersions:
         return version in self.all
 
 
-def _file_version(filename: str) -> Version | None:
+def file_version(filename: str) -> Version | None:
+    """The version in a wheel or sdist filename; None when it is neither."""
     try:
         if filename.endswith(".whl"):
             return parse_wheel_filename(filename)[1]
@@ -154,7 +155,7 @@ def versions_from_simple_json(document: Mapping[str, Any]) -> IndexVersions:
     files = [f for f in document.get("files", []) if isinstance(f, Mapping)]
     by_version: dict[Version, list[bool]] = {}
     for entry in files:
-        version = _file_version(str(entry.get("filename", "")))
+        version = file_version(str(entry.get("filename", "")))
         if version is not None:
             by_version.setdefault(version, []).append(bool(entry.get("yanked")))
     listed: set[Version] = set(by_version)
