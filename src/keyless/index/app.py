@@ -26,6 +26,7 @@ from .routes import files, jsonapi, manage, oidc, promote, publishing, simple, u
 from .routes.common import Services, public_base, services
 from .trusted import TrustedPublishing
 from .uploads import Uploads
+from .web import routes as web_routes
 
 access_log = logging.getLogger("keyless.access")
 
@@ -119,7 +120,6 @@ def create_app(settings: Settings) -> Starlette:
         pytp_keys=oidc.pytp_keys(list(indexes), url_prefix),
     )
     routes = [
-        Route("/", home),
         Route("/_/health", health, methods=["GET", "HEAD"]),
         *oidc.routes,
         *files.routes,
@@ -129,6 +129,9 @@ def create_app(settings: Settings) -> Starlette:
         *manage.routes,
         *publishing.routes,
         *promote.routes,
+        # The web UI last: its `/{index}/…` pages never shadow an API path. `/` stays JSON for
+        # API clients and becomes the HTML landing page for browsers.
+        *web_routes(json_home=home),
     ]
     app = Starlette(routes=routes)
     app.state.services = state

@@ -275,3 +275,31 @@ def open_database(url_or_path: str | Path) -> Engine:
         engine = create_engine(url, pool_pre_ping=True)
     metadata.create_all(engine)
     return engine
+
+
+# --- web UI (tables defined after the engine helpers; create_all runs at open time) ----------
+
+# Web UI sign-in sessions. The cookie holds a random id; only its sha256 is stored, so a copy
+# of the database (a backup) cannot be replayed as a signed-in browser. The CSRF token is per
+# session: it is useless without the session cookie.
+web_sessions = Table(
+    "web_sessions",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),
+    Column("user_id", ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("csrf_token", String(64), nullable=False),
+    Column("created", DateTime(timezone=True), nullable=False),
+    Column("expires", DateTime(timezone=True), nullable=False),
+)
+Index("ix_web_sessions_user", web_sessions.c.user_id)
+
+# Recent failed web sign-ins, to slow password guessing; rows older than the window are dropped.
+web_login_failures = Table(
+    "web_login_failures",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("username", String(64), nullable=False),
+    Column("client_ip", String(64), nullable=False),
+    Column("time", DateTime(timezone=True), nullable=False),
+)
+Index("ix_web_login_failures_time", web_login_failures.c.time)

@@ -1,0 +1,273 @@
+"""Owner pages of a project: Publishing (trusted publishers), Security history, yank, archive.
+
+Only owners get past `_owned`: anyone else is refused with 403 before anything is read or
+changed. The use cases check ownership again inside their transactions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from packaging.utils import canonicalize_name
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from keyless.oidc.errors import PublisherConfigError
+
+from .. import publishers
+from ..accounts import Identity
+from ..indexes import IndexInfo
+from ..projects import ProjectError
+from ..routes.common import services
+from . import publisher_forms
+from .base import field, index_of, read_form, require_viewer, ui
+from .queries import history, project_and_role
+from .render import WebError, page, redirect
+from .sessions import Viewer
+from .views import ACTION_FILTERS, DONE_MESSAGES
+
+
+@dataclass(frozen=True)
+class Owned:
+    viewer: Viewer
+    index: IndexInfo
+    project: Any
+
+    @property
+    def base(self) -> str:
+        return f"/{self.index.name}/project/{self.project.normalized_name}"
+
+    @property
+    def identity(self) -> Identity:
+        # A browser session acts for its user on the index of the page, on any of the user's
+        # projects; there is no API token behind it (token id 0 is never a real one).
+        return Identity(
+            user_id=self.viewer.user_id,
+            username=self.viewer.username,
+            token_id=0,
+            index_id=self.index.id,
+            projects=None,
+        )
+
+    @property
+    def actor(self) -> publishers.Actor:
+        return publishers.Actor(username=self.viewer.username, user_id=self.viewer.user_id)
+
+
+async def _owned(request: Request) -> Owned:
+    viewer = require_viewer(request)
+    index = index_of(request)
+    raw = request.path_params["project"]
+    project, role = await run_in_threadpool(
+        project_and_role, services(request).engine, index.id, canonicalize_name(raw), viewer.user_id
+    )
+    if project is None:
+        raise WebError(404, f"There is no project named {raw!r} on index {index.name!r}.")
+    if role != "owner":
+        raise WebError(
+            403,
+            f"Only owners of {project.name!r} may see or change its settings, and the user "
+            f"{viewer.username!r} is not one.",
+            "Not an owner",
+        )
+    return Owned(viewer, index, project)
+
+
+# --- Publishing ------------------------------------------------------------------------------
+
+
+@ui
+async def publishing(request: Request) -> Response:
+    owned = await _owned(request)
+    kind = request.query_params.get("provider", "github")
+    return await _publishing_page(request, owned, publisher_forms.build(request, owned.index, kind))
+
+
+async def _publishing_page(
+    request: Request, owned: Owned, form: publisher_forms.PublisherForm, status: int = 200
+) -> Response:
+    listed = await run_in_threadpool(
+        publishers.list_publishers,
+        services(request).engine,
+        owned.index.id,
+        owned.project.normalized_name,
+    )
+    # A pending publisher naming this project belongs to whoever registered it, not to the
+    # owners: its configuration is not theirs to read.
+    active = [p for p in listed if not p["pending"]]
+    for entry in active:
+        values = publisher_forms.values_of_config(entry["kind"], entry["config"])
+        entry["snippet"] = publisher_forms.preview(request, owned.index, entry["kind"], values)
+    return page(
+        request,
+        "publishing.html",
+        status=status,
+        index=owned.index,
+        project=owned.project,
+        publishers=active,
+        form=form,
+        action=f"{owned.base}/settings/publishing",
+        done=DONE_MESSAGES.get(request.query_params.get("done", ""), ""),
+        tab="publishing",
+    )
+
+
+@ui
+async def add_publisher(request: Request) -> Response:
+    owned = await _owned(request)
+    form = await read_form(request)
+    kind = form.get("kind", "")
+    values = publisher_forms.values_from(form, kind)
+    if form.get("action") == "preview":
+        built = publisher_forms.build(request, owned.index, kind, values)
+        return await _publishing_page(request, owned, built)
+    svc = services(request)
+    try:
+        await run_in_threadpool(
+            publishers.add_publisher,
+            svc.engine,
+            svc.settings.trusted_publishing,
+            owned.index.id,
+            [owned.project.normalized_name],
+            kind,
+            values,
+            owned.actor,
+        )
+    except PublisherConfigError as exc:
+        built = publisher_forms.build(request, owned.index, kind, values, exc.errors)
+        return await _publishing_page(request, owned, built, status=400)
+    except ProjectError as exc:
+        built = publisher_forms.build(request, owned.index, kind, values, problem=exc.message)
+        return await _publishing_page(request, owned, built, status=exc.status)
+    return redirect(request, f"{owned.base}/settings/publishing", done="added")
+
+
+@ui
+async def remove_publisher(request: Request) -> Response:
+    owned = await _owned(request)
+    await read_form(request)
+    publisher_id = _publisher_id(request)
+    svc = services(request)
+    listed = await run_in_threadpool(
+        publishers.list_publishers, svc.engine, owned.index.id, owned.project.normalized_name
+    )
+    if not any(p["id"] == publisher_id and not p["pending"] for p in listed):
+        raise WebError(404, f"Project {owned.project.name!r} has no publisher #{publisher_id}.")
+    await run_in_threadpool(
+        publishers.remove_publisher, svc.engine, owned.index.id, publisher_id, owned.actor
+    )
+    return redirect(request, f"{owned.base}/settings/publishing", done="removed")
+
+
+def _publisher_id(request: Request) -> int:
+    raw = request.path_params["publisher"]
+    if not raw.isdigit() or len(raw) > 18:
+        raise WebError(404, f"{raw!r} is not a publisher id.")
+    return int(raw)
+
+
+@ui
+async def settings_home(request: Request) -> Response:
+    owned = await _owned(request)
+    return redirect(request, f"{owned.base}/settings/publishing")
+
+
+# --- Security history -----------------------------------------------------------------------
+
+
+@ui
+async def security_history(request: Request) -> Response:
+    owned = await _owned(request)
+    chosen = request.query_params.get("action", "")
+    if chosen and chosen not in ACTION_FILTERS:
+        raise WebError(400, f"Unknown filter {chosen!r}; use one of {', '.join(ACTION_FILTERS)}.")
+    before_raw = request.query_params.get("before", "")
+    before = int(before_raw) if before_raw.isdigit() and len(before_raw) < 18 else None
+    entries, more = await run_in_threadpool(
+        history,
+        services(request).engine,
+        owned.index.id,
+        owned.project.normalized_name,
+        ACTION_FILTERS[chosen][1] if chosen else None,
+        before,
+    )
+    return page(
+        request,
+        "history.html",
+        index=owned.index,
+        project=owned.project,
+        entries=entries,
+        more=more,
+        chosen=chosen,
+        filters=ACTION_FILTERS,
+        tab="history",
+    )
+
+
+# --- Yank and archive -------------------------------------------------------------------------
+
+
+@ui
+async def yank(request: Request) -> Response:
+    return await _set_yanked(request, yanked=True)
+
+
+@ui
+async def unyank(request: Request) -> Response:
+    return await _set_yanked(request, yanked=False)
+
+
+async def _set_yanked(request: Request, *, yanked: bool) -> Response:
+    owned = await _owned(request)
+    form = await read_form(request)
+    result = await run_in_threadpool(
+        lambda: services(request).projects.set_yanked(
+            owned.identity,
+            owned.project.normalized_name,
+            request.path_params["version"],
+            yanked=yanked,
+            reason=field(form, "reason", 2000) if yanked else "",
+        )
+    )
+    return redirect(
+        request,
+        f"{owned.base}/{result['version']}/",
+        done="yanked" if yanked else "unyanked",
+    )
+
+
+@ui
+async def set_status(request: Request) -> Response:
+    owned = await _owned(request)
+    form = await read_form(request)
+    status = form.get("status", "")
+    if status not in ("archived", "active"):
+        # Quarantine hides files from installers: an admin decision, not in the owner's UI.
+        raise WebError(400, "Choose 'archived' or 'active'.")
+    await run_in_threadpool(
+        services(request).projects.set_status,
+        owned.identity,
+        owned.project.normalized_name,
+        status,
+        field(form, "reason", 2000),
+    )
+    return redirect(request, f"{owned.base}/", done=status)
+
+
+routes = [
+    Route("/{index}/project/{project}/settings/", settings_home, methods=["GET"]),
+    Route("/{index}/project/{project}/settings/publishing", publishing, methods=["GET"]),
+    Route("/{index}/project/{project}/settings/publishing", add_publisher, methods=["POST"]),
+    Route(
+        "/{index}/project/{project}/settings/publishing/{publisher}/remove",
+        remove_publisher,
+        methods=["POST"],
+    ),
+    Route("/{index}/project/{project}/history", security_history, methods=["GET"]),
+    Route("/{index}/project/{project}/status", set_status, methods=["POST"]),
+    Route("/{index}/project/{project}/{version}/yank", yank, methods=["POST"]),
+    Route("/{index}/project/{project}/{version}/unyank", unyank, methods=["POST"]),
+]

@@ -1,0 +1,151 @@
+"""Pages anyone may read: the landing page, an index's projects, a project and its releases."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from packaging.utils import canonicalize_name, canonicalize_version
+from packaging.version import InvalidVersion
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from ..catalog import load_project
+from ..routes.common import public_base, services
+from .base import Handler, index_of, page_number, ui
+from .queries import index_counts, project_and_role, search_projects, trusted_runs
+from .render import WebError, page, root, viewer_of
+from .views import DONE_MESSAGES, latest, render_description, version_key
+
+
+def wants_html(request: Request) -> bool:
+    # Browsers ask for text/html; API clients and curl (*/*) keep getting the JSON landing.
+    return "text/html" in request.headers.get("accept", "")
+
+
+async def landing(request: Request) -> Response:
+    svc = services(request)
+    query = request.query_params.get("q", "").strip()[:100]
+    counts = await run_in_threadpool(index_counts, svc.engine)
+    results = {}
+    if query:
+        for index in svc.indexes.values():
+            found, _ = await run_in_threadpool(search_projects, svc.engine, index.id, query)
+            results[index.name] = found
+    return page(
+        request,
+        "landing.html",
+        all_indexes=list(svc.indexes.values()),
+        counts=counts,
+        query=query,
+        results=results,
+    )
+
+
+def landing_endpoint(json_home: Handler) -> Handler:
+    """`/`: this page for browsers, the existing JSON description of the server for others."""
+    html = ui(landing)
+
+    async def endpoint(request: Request) -> Response:
+        if wants_html(request):
+            return await html(request)
+        return await json_home(request)
+
+    return endpoint
+
+
+@ui
+async def index_page(request: Request) -> Response:
+    index = index_of(request)
+    query = request.query_params.get("q", "").strip()[:100]
+    number = page_number(request)
+    projects, more = await run_in_threadpool(
+        search_projects, services(request).engine, index.id, query, number
+    )
+    return page(
+        request,
+        "index.html",
+        index=index,
+        query=query,
+        projects=projects,
+        page_number=number,
+        more=more,
+        simple_url=f"{public_base(request)}/{index.name}/simple/",
+        upload_url=f"{public_base(request)}/{index.name}/legacy/",
+    )
+
+
+@ui
+async def project_page(request: Request) -> Response:
+    return await _project(request, version=None)
+
+
+@ui
+async def release_page(request: Request) -> Response:
+    return await _project(request, version=request.path_params["version"])
+
+
+async def _project(request: Request, version: str | None) -> Response:
+    index = index_of(request)
+    raw = request.path_params["project"]
+    name = canonicalize_name(raw)
+    if raw != name:
+        tail = f"{version}/" if version else ""
+        return RedirectResponse(f"{root(request)}/{index.name}/project/{name}/{tail}", 301)
+    svc = services(request)
+    viewer = viewer_of(request)
+    snapshot = await run_in_threadpool(load_project, svc.engine, index.id, name)
+    if snapshot is None:
+        raise WebError(404, f"There is no project named {raw!r} on index {index.name!r}.")
+    _, role = await run_in_threadpool(
+        project_and_role, svc.engine, index.id, name, viewer.user_id if viewer else None
+    )
+    release = _choose(snapshot.releases, version, snapshot.project.name)
+    files = [f for f in snapshot.files if release is not None and f.release_id == release.id]
+    if snapshot.project.status == "quarantined":
+        files = []  # the simple API lists none either
+    runs = await run_in_threadpool(trusted_runs, svc.engine, index.id, name)
+    info: dict[str, Any] = dict(release.info) if release is not None else {}
+    simple = f"{public_base(request)}/{index.name}/simple/"
+    return page(
+        request,
+        "project.html",
+        index=index,
+        project=snapshot.project,
+        releases=sorted(snapshot.releases, key=lambda r: version_key(r.version), reverse=True),
+        release=release,
+        is_latest_view=version is None,
+        info=info,
+        files=files,
+        runs=runs,
+        description=render_description(
+            info.get("description"), info.get("description_content_type")
+        ),
+        install=[
+            f"pip install --index-url {simple} {snapshot.project.name}",
+            f"uv pip install --index-url {simple} {snapshot.project.name}",
+        ],
+        role=role,
+        done=DONE_MESSAGES.get(request.query_params.get("done", ""), ""),
+    )
+
+
+def _choose(releases: list[Any], version: str | None, project: str) -> Any:
+    if version is None:
+        return latest(releases)
+    try:
+        wanted = canonicalize_version(version)
+    except InvalidVersion:
+        wanted = version
+    for release in releases:
+        if release.canonical_version == wanted:
+            return release
+    raise WebError(404, f"Project {project!r} has no release {version!r}.")
+
+
+routes = [
+    Route("/{index}/", index_page, methods=["GET", "HEAD"]),
+    Route("/{index}/project/{project}/", project_page, methods=["GET", "HEAD"]),
+    Route("/{index}/project/{project}/{version}/", release_page, methods=["GET", "HEAD"]),
+]

@@ -1,0 +1,116 @@
+"""The trusted-publisher form, built from each provider's FieldSpecs, and its snippet preview.
+
+Shared by a project's Publishing page and the pending-publisher page; the fields, labels,
+help texts and validation all come from the provider, so the form, the CLI and the JSON API
+accept exactly the same entries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.requests import Request
+
+from keyless.oidc.providers import PROVIDERS, FieldSpec, Provider
+
+from ..indexes import IndexInfo
+from ..routes.common import public_base, services
+from .base import Form
+from .render import WebError
+from .snippets import Snippet, snippet
+
+# Providers in the order the tabs show them.
+KINDS = ("github", "gitlab", "google", "generic")
+TAB_TITLES = {"github": "GitHub", "gitlab": "GitLab", "google": "Google", "generic": "Other issuer"}
+MULTILINE = frozenset({"claims"})  # generic: one 'name=value' per line
+MAX_VALUE = 2000
+
+
+@dataclass
+class PublisherForm:
+    kind: str
+    title: str
+    index_name: str
+    fields: tuple[FieldSpec, ...]
+    values: dict[str, str]
+    snippet: Snippet
+    errors: dict[str, str] = field(default_factory=dict)
+    problem: str = ""  # a form-level refusal (not about one field)
+
+    @property
+    def tabs(self) -> list[tuple[str, str]]:
+        return [(kind, TAB_TITLES[kind]) for kind in KINDS]
+
+    @property
+    def multiline(self) -> frozenset[str]:
+        return MULTILINE
+
+    @property
+    def other_errors(self) -> dict[str, str]:
+        """Errors not about a field of the form (shown at the top)."""
+        names = {spec.name for spec in self.fields}
+        return {key: value for key, value in self.errors.items() if key not in names}
+
+
+def provider(kind: str) -> Provider:
+    found = PROVIDERS.get(kind)
+    if found is None or kind not in KINDS:
+        raise WebError(404, f"Unknown publisher kind {kind!r}; choose one of {', '.join(KINDS)}.")
+    return found
+
+
+def values_from(form: Form, kind: str) -> dict[str, str]:
+    """The provider's fields from a posted form (absent ones as "")."""
+    values = {}
+    for spec in provider(kind).fields:
+        value = form.get(spec.name, "").strip()
+        if len(value) > MAX_VALUE:
+            raise WebError(400, f"{spec.label} is too long (at most {MAX_VALUE} characters).")
+        values[spec.name] = value
+    return values
+
+
+def values_of_config(kind: str, config: Mapping[str, Any]) -> dict[str, str]:
+    """A stored config as form values (generic claims as lines, pins comma-separated)."""
+    values = {}
+    for spec in provider(kind).fields:
+        value = config.get(spec.name, "")
+        if isinstance(value, dict):
+            value = "\n".join(f"{k}={v}" for k, v in value.items())
+        elif isinstance(value, list):
+            value = ", ".join(map(str, value))
+        values[spec.name] = str(value or "")
+    return values
+
+
+def preview(request: Request, index: IndexInfo, kind: str, values: Mapping[str, str]) -> Snippet:
+    return snippet(
+        kind,
+        values,
+        upload_url=f"{public_base(request)}/{index.name}/legacy/",
+        audience=services(request).settings.audience_for(index.name),
+    )
+
+
+def build(
+    request: Request,
+    index: IndexInfo,
+    kind: str,
+    values: Mapping[str, str] | None = None,
+    errors: Mapping[str, str] | None = None,
+    problem: str = "",
+) -> PublisherForm:
+    chosen = provider(kind)
+    filled = {spec.name: (values or {}).get(spec.name, "") for spec in chosen.fields}
+    return PublisherForm(
+        kind=kind,
+        title=chosen.title,
+        index_name=index.name,
+        fields=chosen.fields,
+        values=filled,
+        snippet=preview(request, index, kind, filled),
+        errors=dict(errors or {}),
+        problem=problem,
+    )

@@ -1,0 +1,174 @@
+"""Small presentation helpers: sizes, times, safe links, the rendered description."""
+
+from __future__ import annotations
+
+import email.message
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+import readme_renderer.markdown
+import readme_renderer.rst
+import readme_renderer.txt
+from markupsafe import Markup
+from packaging.version import InvalidVersion, Version
+
+
+def human_size(size: int | None) -> str:
+    if size is None:
+        return ""
+    value = float(size)
+    for unit in ("bytes", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{size} bytes" if unit == "bytes" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{size} bytes"  # pragma: no cover - the loop always returns
+
+
+def _utc(moment: datetime) -> datetime:
+    # SQLite returns naive datetimes; everything keyless writes is UTC.
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def when(moment: datetime | str | None) -> str:
+    if moment is None:
+        return ""
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    return _utc(moment).astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def iso(moment: datetime | str | None) -> str:
+    if moment is None:
+        return ""
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    return _utc(moment).astimezone(UTC).isoformat()
+
+
+def unix_when(seconds: object) -> str:
+    if not isinstance(seconds, int | float):
+        return ""
+    return when(datetime.fromtimestamp(seconds, UTC))
+
+
+def short_sha(value: str | None) -> str:
+    return (value or "")[:12]
+
+
+def safe_url(value: object) -> str:
+    """The URL if it is http(s), else "": values from tokens or metadata never become
+    `javascript:` links."""
+    if isinstance(value, str) and value.startswith(("https://", "http://")):
+        return value
+    return ""
+
+
+def version_key(version: str) -> tuple[int, Version | str]:
+    try:
+        return (1, Version(version))
+    except InvalidVersion:
+        return (0, version)
+
+
+def latest(releases: Iterable[Any]) -> Any | None:
+    """PyPI's choice: the newest non-yanked final release, else newest non-yanked, else newest."""
+    ordered = sorted(releases, key=lambda r: version_key(r.version), reverse=True)
+    for wanted in (
+        lambda r: not r.yanked and not _prerelease(r.version),
+        lambda r: not r.yanked,
+        lambda r: True,
+    ):
+        for release in ordered:
+            if wanted(release):
+                return release
+    return None
+
+
+def _prerelease(version: str) -> bool:
+    try:
+        return Version(version).is_prerelease
+    except InvalidVersion:
+        return True
+
+
+def render_description(text: str | None, content_type: str | None) -> Markup:
+    """The long description as HTML, the way PyPI renders it.
+
+    readme_renderer sanitizes its output (nh3 allow-list: no scripts, no event handlers, no
+    javascript: links), which is why — and the only place where — HTML is marked safe.
+    Anything it cannot render is shown as escaped plain text.
+    """
+    if not text:
+        return Markup("")
+    media_type, variant = "text/x-rst", "GFM"
+    if content_type:
+        header = email.message.EmailMessage()
+        header["content-type"] = content_type
+        media_type = header.get_content_type()
+        variant = str(header.get_param("variant") or "GFM")
+    rendered: str | None
+    if media_type == "text/markdown":
+        rendered = readme_renderer.markdown.render(text, variant=variant)
+    elif media_type == "text/x-rst":
+        rendered = readme_renderer.rst.render(text)
+    else:
+        rendered = None
+    if rendered is None:
+        rendered = readme_renderer.txt.render(text)
+    return Markup(rendered)  # noqa: S704 - sanitized by readme_renderer, see above
+
+
+ACTION_LABELS = {
+    "mint_token": "Trusted publisher token minted",
+    "file_upload": "File uploaded",
+    "add_publisher": "Trusted publisher added",
+    "remove_publisher": "Trusted publisher removed",
+    "add_pending_publisher": "Pending publisher added",
+    "create_project_from_pending_publisher": "Project created by a pending publisher",
+    "yank_release": "Release yanked",
+    "unyank_release": "Release unyanked",
+    "set_status": "Project status changed",
+    "add_role": "Role granted",
+    "promote_release": "Release promoted",
+}
+
+# The history page's filters: a label and the journal actions it shows.
+ACTION_FILTERS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "mints": ("Token mints", ("mint_token",)),
+    "uploads": ("Uploads", ("file_upload", "promote_release")),
+    "publishers": (
+        "Publisher changes",
+        (
+            "add_publisher",
+            "remove_publisher",
+            "add_pending_publisher",
+            "create_project_from_pending_publisher",
+        ),
+    ),
+    "yanks": ("Yanks", ("yank_release", "unyank_release")),
+    "project": ("Status and roles", ("set_status", "add_role")),
+}
+
+
+def action_label(action: str) -> str:
+    return ACTION_LABELS.get(action, action.replace("_", " ").capitalize())
+
+
+# What a page says after a change it redirected from (`?done=`); fixed texts, never echoed input.
+DONE_MESSAGES = {
+    "added": "The trusted publisher was added.",
+    "removed": "The trusted publisher was removed; tokens minted from it no longer work.",
+    "yanked": "The release was yanked: installers skip it unless pinned to it.",
+    "unyanked": "The release is no longer yanked.",
+    "archived": "The project is archived: it accepts no new uploads.",
+    "active": "The project is active again.",
+    "revoked": "The token was revoked: it no longer works.",
+    "pending-added": (
+        "The pending publisher was added; its first trusted publish creates the project."
+    ),
+    "pending-removed": "The pending publisher was removed.",
+    "user-added": "The user was added.",
+    "index-added": "The index was created and serves at once.",
+    "signed-out": "You are signed out.",
+}
