@@ -55,7 +55,7 @@ from typing import Any
 
 import httpx
 from packaging.utils import canonicalize_name
-from packaging.version import Version
+from packaging.version import InvalidVersion, Version
 
 from keyless.publish import changelog, notify, promote, versioning
 from keyless.publish.credentials import Credentials, resolve_credentials
@@ -460,7 +460,7 @@ def install_test(
             "a dependency not declared?",
         )
         installed = checked.stdout.strip().splitlines()[-1] if checked.stdout.strip() else ""
-        if Version(installed or "0") != Version(version):
+        if not _same_version(installed, version):
             raise PublishError(
                 f"the fresh environment has {name} {installed or '?'}, not {version}.",
                 hint="is an older build of this version on the staging index?",
@@ -476,7 +476,7 @@ def install_test(
             if found:
                 smoke_command[0] = found
             reporter.info(f"smoke test: {smoke}")
-            _run(
+            ran = _run(
                 smoke_command,
                 what=f"the smoke command ({smoke})",
                 cwd=workdir,
@@ -484,6 +484,15 @@ def install_test(
                 timeout=timeout,
                 hint="it ran in the fresh environment with the release installed from staging.",
             )
+            if ran.stdout.strip():
+                reporter.info("smoke test output:\n" + _tail(ran.stdout))
+
+
+def _same_version(installed: str, expected: str) -> bool:
+    try:
+        return Version(installed) == Version(expected)
+    except InvalidVersion:
+        return installed == expected
 
 
 # ------------------------------------------------------------------ the pipeline
