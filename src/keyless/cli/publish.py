@@ -21,6 +21,7 @@ from keyless.publish import (
     PublishResult,
     new_http_client,
     publish,
+    read_dists,
     redact,
     resolve_credentials,
 )
@@ -139,7 +140,9 @@ def cmd_publish(args: argparse.Namespace, environ: Mapping[str, str] | None = No
     result: PublishResult | None = None
     failure: PublishError | None = None
     try:
-        paths = find_dists(args.dists)
+        # Every file read and checked before any credentials are fetched: a broken build
+        # should not cost an OIDC exchange, nor leave a minted token behind.
+        dists = read_dists(find_dists(args.dists), reporter)
         with new_http_client(ca_file=args.cert, environ=env) as http:
             reporter.stage(f"Credentials for {redact(upload_url)}")
             try:
@@ -159,7 +162,7 @@ def cmd_publish(args: argparse.Namespace, environ: Mapping[str, str] | None = No
                 credentials = _NoCredentials()
             try:
                 result = publish(
-                    paths,
+                    dists,
                     upload_url,
                     credentials=credentials,
                     reporter=reporter,

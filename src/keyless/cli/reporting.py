@@ -123,21 +123,19 @@ def _github_escape_property(text: str) -> str:
 
 
 class GitHubReporter(PlainReporter):
-    """Plain lines plus GitHub Actions workflow commands.
-
-    Commands go to `commands` (stdout by default, where the runner reads them; stderr when
-    stdout carries the JSON result).
+    """Plain lines plus GitHub Actions workflow commands, all on one stream (stdout, where the
+    runner reads commands, unless it carries the JSON result): lines on two streams would be
+    interleaved out of order and fall outside their groups.
     """
 
-    def __init__(self, stream: IO[str] | None = None, commands: IO[str] | None = None) -> None:
-        super().__init__(stream)
-        self.commands = commands or sys.stdout
+    def __init__(self, stream: IO[str] | None = None) -> None:
+        super().__init__(stream or sys.stdout)
         self._group_open = False
 
     def _command(self, line: str) -> None:
         with self._lock:
-            self.commands.write(line + "\n")
-            self.commands.flush()
+            self.stream.write(line + "\n")
+            self.stream.flush()
 
     def mask(self, secret: str) -> None:
         if secret and secret not in self._secrets:
@@ -179,10 +177,10 @@ class GitHubReporter(PlainReporter):
 
 
 class GitLabReporter(PlainReporter):
-    """Plain lines in GitLab's collapsible log sections, one per stage."""
+    """Plain lines in GitLab's collapsible log sections, one per stage, on one stream."""
 
     def __init__(self, stream: IO[str] | None = None) -> None:
-        super().__init__(stream)
+        super().__init__(stream or sys.stdout)
         self._section: str | None = None
         self._count = 0
 
@@ -329,11 +327,14 @@ def make_reporter(
     `stdout_is_data`: stdout carries a machine-readable result, so nothing else goes there.
     """
     env = os.environ if environ is None else environ
-    out = stream or sys.stderr
+    # A CI log is one stream: use stdout there (GitHub reads its commands from it), unless
+    # stdout carries data. Elsewhere messages go to stderr, keeping stdout for results.
+    ci_stream = stream or (sys.stderr if stdout_is_data else sys.stdout)
     if env.get("GITHUB_ACTIONS") == "true":
-        return GitHubReporter(out, commands=out if stdout_is_data else sys.stdout)
+        return GitHubReporter(ci_stream)
     if env.get("GITLAB_CI") == "true":
-        return GitLabReporter(out)
+        return GitLabReporter(ci_stream)
+    out = stream or sys.stderr
     if _is_tty(out) and not in_ci(env) and env.get("TERM") != "dumb":
         return RichReporter(out)
     return PlainReporter(out)

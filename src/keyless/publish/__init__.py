@@ -36,7 +36,7 @@ from keyless.publish.indexclient import (
 )
 from keyless.publish.localdist import LocalDist, load_dist, upload_fields
 from keyless.publish.reporter import FileResult, NullReporter, RecordingReporter, Reporter
-from keyless.publish.upload import Backoff, PublishResult, load_all, publish
+from keyless.publish.upload import Backoff, PublishResult, load_all, publish, read_dists
 
 __all__ = [
     "ApiTokenCredentials",
@@ -63,6 +63,7 @@ __all__ = [
     "load_dist",
     "new_http_client",
     "publish",
+    "read_dists",
     "redact",
     "resolve_credentials",
     "server_message",

@@ -84,23 +84,25 @@ class PublishResult:
         }
 
 
-def load_all(paths: Iterable[Path]) -> list[LocalDist]:
+def load_all(paths: Iterable[Path | LocalDist]) -> list[LocalDist]:
     """Read every distribution, or none: all problems are reported together.
 
-    The same path given twice counts once. Raises PublishError when there is nothing to
-    publish, a file cannot be read, or two different files have the same name.
+    Items already loaded (LocalDist) are taken as they are. The same path given twice counts
+    once. Raises PublishError when there is nothing to publish, a file cannot be read, or two
+    different files have the same name.
     """
     dists: list[LocalDist] = []
     problems: list[PublishError] = []
     seen_paths: set[Path] = set()
     by_name: dict[str, Path] = {}
-    for path in paths:
-        resolved = Path(path).resolve()
+    for item in paths:
+        path = item.path if isinstance(item, LocalDist) else Path(item)
+        resolved = path.resolve()
         if resolved in seen_paths:
             continue
         seen_paths.add(resolved)
         try:
-            dist = load_dist(Path(path))
+            dist = item if isinstance(item, LocalDist) else load_dist(path)
         except PublishError as exc:
             problems.append(exc)
             continue
@@ -129,6 +131,15 @@ def load_all(paths: Iterable[Path]) -> list[LocalDist]:
             "no distributions to publish.",
             hint="build them first (`python -m build`), or name the files.",
         )
+    return dists
+
+
+def read_dists(paths: Sequence[Path | LocalDist], reporter: Reporter) -> list[LocalDist]:
+    """`load_all`, announced: a stage and one line per file. Raises as `load_all`."""
+    reporter.stage(f"Checking {len(paths)} distribution file(s)")
+    dists = load_all(paths)
+    for dist in dists:
+        reporter.info(f"{dist.filename}: {dist.name} {dist.version}, {dist.size} bytes")
     return dists
 
 
@@ -267,7 +278,7 @@ def _file(dist: LocalDist, status: str, error: str | None = None) -> FileResult:
 
 
 def publish(
-    paths: Sequence[Path],
+    paths: Sequence[Path | LocalDist],
     upload_url: str,
     *,
     credentials: Credentials,
@@ -282,6 +293,8 @@ def publish(
 ) -> PublishResult:
     """Upload `paths` to `upload_url`; see the module docstring for the rules.
 
+    `paths` may hold dists already read with `load_dist`/`load_all` (a caller that checks
+    them before fetching credentials need not read them twice).
     `credentials` are the caller's: fetched before every file, never closed here.
     `skip_existing=False` makes an identical file already on the index a failure (for a
     release that must be new). `dry_run` reads, checks and looks up, and uploads nothing.
@@ -292,10 +305,10 @@ def publish(
         raise PublishError(f"parallel must be at least 1, not {parallel}.")
     if retries < 0:
         raise PublishError(f"retries must be at least 0, not {retries}.")
-    reporter.stage(f"Checking {len(paths)} distribution file(s)")
-    dists = load_all(paths)
-    for dist in dists:
-        reporter.info(f"{dist.filename}: {dist.name} {dist.version}, {dist.size} bytes")
+    if all(isinstance(p, LocalDist) for p in paths):
+        dists = load_all(paths)  # checked by the caller already
+    else:
+        dists = read_dists(paths, reporter)
     owned = http is None
     client_http = new_http_client() if http is None else http
     try:
