@@ -368,6 +368,43 @@ def test_promote_refuses_a_staged_release_with_untested_files(
     assert list(simple_hashes(tp_http, name, "prod")) == ["release_extra_file-0.0.1.tar.gz"]
 
 
+def test_promote_falls_back_to_publishing_across_servers(
+    tp_server: LiveServer, tp_http: httpx.Client, server: LiveServer, tmp_path: Path
+) -> None:
+    name = "release-two-servers"
+    project = write_project(tmp_path / "project", name)
+    env = job_env(tp_server, tmp_path)
+    env["KEYLESS_STAGING_TOKEN"] = tp_server.token(f"owner-{name}", "test")
+    env["KEYLESS_PRODUCTION_TOKEN"] = server.token(f"owner-{name}", "prod")
+    reporter = RecordingReporter()
+
+    result = release(
+        project,
+        staging_url=tp_server.upload_url("test"),
+        production_url=server.upload_url("prod"),
+        reporter=reporter,
+        environ=env,
+        notify_config=NotifyConfig(),
+        no_isolation=True,
+    )
+
+    assert result.ok, result.error
+    assert result.production_method == "publish"
+    assert any("not two indexes of one keyless server" in w for w in reporter.of("warning"))
+    with server.client() as http:
+        on_prod = simple_hashes(http, name, "prod")
+    assert on_prod == {d.filename: d.sha256 for d in result.built}
+
+
+def test_cli_without_indexes_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    from keyless.cli.main import build_parser
+    from keyless.cli.release import cmd_release
+
+    args = build_parser().parse_args(["release", "--project-dir", "."])
+    assert cmd_release(args, environ={}) == 2
+    assert "--staging-url and --production-url" in capsys.readouterr().err
+
+
 def test_version_policy_refusals_stop_before_anything_is_built(
     tp_server: LiveServer, tp_http: httpx.Client, tmp_path: Path
 ) -> None:

@@ -60,7 +60,13 @@ from packaging.version import InvalidVersion, Version
 from keyless.publish import changelog, notify, promote, versioning
 from keyless.publish.credentials import Credentials, resolve_credentials
 from keyless.publish.errors import PublishError
-from keyless.publish.indexclient import IndexClient, new_http_client, redact, simple_url_for
+from keyless.publish.indexclient import (
+    IndexClient,
+    check_upload_url,
+    new_http_client,
+    redact,
+    simple_url_for,
+)
 from keyless.publish.localdist import LocalDist, load_dist
 from keyless.publish.reporter import FileResult, Reporter
 from keyless.publish.upload import PublishResult, publish
@@ -896,8 +902,6 @@ def release(
     if mode not in MODES:
         raise PublishError(f"unknown release mode {mode!r}.", hint="use promote or publish.")
     env = os.environ if environ is None else environ
-    from keyless.publish.indexclient import check_upload_url
-
     staging_url = check_upload_url(staging_url)
     production_url = check_upload_url(production_url)
     if staging_url.rstrip("/") == production_url.rstrip("/"):
