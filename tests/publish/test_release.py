@@ -598,3 +598,21 @@ def test_bad_arguments_raise(tmp_path: Path) -> None:
             production_url="https://a/test/legacy",
             reporter=RecordingReporter(),
         )
+
+
+def test_a_project_that_cannot_be_read_still_notifies(
+    tmp_path: Path,
+    receiver: Receiver,  # noqa: F811
+) -> None:
+    result = release(
+        tmp_path,  # no pyproject.toml
+        staging_url="https://idx.example/test/legacy/",
+        production_url="https://idx.example/prod/legacy/",
+        reporter=RecordingReporter(),
+        environ={"KEYLESS_NOTIFY_WEBHOOK": receiver.url + "/hook"},
+    )
+    assert (result.ok, result.failed_stage) == (False, "project")
+    [hook] = receiver.requests
+    assert hook.json()["event"] == "release.failed"
+    assert hook.json()["stage"] == "project"
+    assert "pyproject.toml does not exist" in hook.json()["error"]

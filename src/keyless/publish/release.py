@@ -611,21 +611,21 @@ class _Run:
     def read_project(self, notify_config: notify.NotifyConfig | None) -> notify.NotifyConfig:
         """The project stage; returns the notification settings (given, or configured)."""
         with self.stage("project", f"Reading {self.project_dir / 'pyproject.toml'}") as out:
+            self.notify_config = notify_config
             try:
                 self.config = read_project(self.project_dir)
+                if self.notify_config is None:
+                    self.notify_config = notify.load_notify_config(self.config.notify, self.environ)
             except PublishError:
                 # The failure is still worth notifying wherever the environment says.
-                if notify_config is None:
+                if self.notify_config is None:
                     with suppress(PublishError):
                         self.notify_config = notify.load_notify_config(None, self.environ)
                 raise
-            self.notify_config = notify_config or notify.load_notify_config(
-                self.config.notify, self.environ
-            )
             self.result.project = self.config.name
             self.result.version = self.config.version
             out.detail = f"{self.config.name or '?'} {self.config.version or '(dynamic)'}"
-        return self.notify_config
+        return self.notify_config or notify.NotifyConfig()
 
     def check_version(self, name: str | None, version: str | None) -> None:
         with self.stage("version", "Checking the version policy") as out:
