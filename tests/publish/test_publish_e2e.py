@@ -18,9 +18,11 @@ from sqlalchemy import update
 from keyless.ci.emulator import Emulator, JobClaims
 from keyless.index.accounts import hash_token
 from keyless.publish import (
+    IndexClient,
     RecordingReporter,
     TrustedPublishingCredentials,
     discover,
+    new_http_client,
     publish,
 )
 from keyless.publish.reporter import FileResult
@@ -104,6 +106,12 @@ def test_a_release_without_any_api_token_and_its_no_op_repeat(
     order = [row["details"]["filename"] for row in uploads if row["details"]["version"] == "1.0.0"]
     assert order == ["e2e_demo-1.0.0-py3-none-any.whl", "e2e_demo-1.0.0.tar.gz"]  # sdist last
     assert all(row["details"]["trusted_publishers"] for row in uploads[-2:])
+
+    assert tp_server.tls is not None
+    with new_http_client(ca_file=tp_server.tls.ca, environ={}) as http:
+        client = IndexClient(tp_server.upload_url("prod"), http=http)
+        assert client.version_exists("e2e-demo", "1.0.0")
+        assert not client.version_exists("e2e-demo", "1.0.1")
 
     again = in_job(ci, github_job("e2e-demo"), tp_server, tmp_path, "--json")
     assert again.returncode == 0, output(again)
@@ -292,8 +300,19 @@ def test_an_api_token_outside_ci_stores_what_twine_stores(
     )
     env = job_env(tp_server, tmp_path)
     env["KEYLESS_TOKEN"] = tp_server.token("token-owner", "prod")
+    # A private CA: not trusted by default, named with --cert.
+    untrusted = {k: v for k, v in env.items() if k not in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")}
+    refused = run_publish(["--repository-url", tp_server.upload_url("prod")], untrusted, tmp_path)
+    assert refused.returncode == 1
+    assert "pass its CA with --cert" in refused.stderr
+    assert tp_server.tls is not None
     dry = run_publish(
-        ["--repository-url", tp_server.upload_url("prod"), "--dry-run", "--json"], env, tmp_path
+        [
+            *("--repository-url", tp_server.upload_url("prod"), "--dry-run", "--json"),
+            *("--cert", str(tp_server.tls.ca)),
+        ],
+        untrusted,
+        tmp_path,
     )
     assert dry.returncode == 0, output(dry)
     assert {f["status"] for f in json.loads(dry.stdout)["files"]} == {"would-upload"}

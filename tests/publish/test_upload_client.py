@@ -12,6 +12,8 @@ from keyless.publish import PublishError, check_upload_url, redact, server_messa
 from keyless.publish.indexclient import IndexClient, retry_after_seconds
 from keyless.publish.upload import Backoff
 
+from .conftest import StubIndex
+
 
 @pytest.mark.parametrize(
     ("upload", "simple"),
@@ -69,6 +71,26 @@ def test_upload_url_mistakes_are_caught() -> None:
 )
 def test_redact(url: str, shown: str) -> None:
     assert redact(url) == shown
+
+
+def test_credentials_in_the_upload_url_are_refused() -> None:
+    with pytest.raises(PublishError) as caught:
+        check_upload_url("https://__token__:keyless-secret@h.example/prod/legacy/")
+    assert "carries credentials" in caught.value.message
+    assert "keyless-secret" not in str(caught.value)
+    assert "KEYLESS_TOKEN" in (caught.value.hint or "")
+
+
+def test_version_exists_falls_back_to_the_simple_page(stub: StubIndex) -> None:
+    stub.store("demo-1.0.0-py3-none-any.whl", b"x")
+    stub.store("demo-2.0rc1.tar.gz", b"y")
+    with httpx.Client() as http:
+        client = IndexClient(stub.upload_url, http=http)
+        assert client.version_exists("demo", "1.0")  # normalized: 1.0 == 1.0.0
+        assert client.version_exists("Demo", "2.0rc1")
+        assert not client.version_exists("demo", "3.0")
+        assert not client.version_exists("unknown", "1.0")
+    assert "/x/pypi/demo/1.0/json" in stub.gets
 
 
 def test_errors_from_bad_urls_are_redacted() -> None:

@@ -83,8 +83,9 @@ def check_upload_url(upload_url: str) -> str:
     """The upload URL to POST to, with the mistakes every client has met caught early.
 
     Adds the trailing slash a `.../legacy` URL lacks (indexes redirect, and a redirected POST
-    loses its body). Raises PublishError for a URL that is not http(s) or is a simple
-    (download) URL, which answers 405 to an upload.
+    loses its body). Raises PublishError for a URL that is not http(s), carries credentials
+    (httpx would send them instead of the upload token), or is a simple (download) URL, which
+    answers 405 to an upload.
     """
     parts = urlsplit(upload_url)
     shown = redact(upload_url)
@@ -92,6 +93,13 @@ def check_upload_url(upload_url: str) -> str:
         raise PublishError(
             f"{shown} is not an http(s) URL.",
             hint="pass the index's upload URL, e.g. https://upload.pypi.org/legacy/",
+            context={"url": shown},
+        )
+    if "@" in parts.netloc:
+        raise PublishError(
+            f"{shown} carries credentials; they are not used (and would end up in logs).",
+            hint="drop them from the URL and pass the token in KEYLESS_TOKEN, or let Trusted "
+            "Publishing mint one.",
             context={"url": shown},
         )
     path = parts.path or "/"
@@ -270,20 +278,19 @@ def server_message(response: httpx.Response) -> str:
     return ": ".join(pieces)[:_MAX_MESSAGE]
 
 
-def _transport_error(exc: httpx.TransportError, url: str) -> TransientError:
+def _transport_error(exc: httpx.TransportError, url: str) -> PublishError:
+    """A TransientError, except for an untrusted certificate: retrying cannot fix that."""
     shown = redact(url)
-    hint = None
     text = str(exc) or type(exc).__name__
-    if "CERTIFICATE_VERIFY_FAILED" in text or (
-        isinstance(exc, httpx.ConnectError) and "certificate" in text.lower()
-    ):
-        hint = (
-            "the index's TLS certificate is not trusted: pass its CA with --cert "
-            "(or SSL_CERT_FILE)."
+    message = f"{shown}: {type(exc).__name__}: {text}"
+    if "certificate" in text.lower():
+        return PublishError(
+            message,
+            hint="the index's TLS certificate is not trusted: pass its CA with --cert "
+            "(or SSL_CERT_FILE).",
+            context={"url": shown},
         )
-    return TransientError(
-        f"{shown}: {type(exc).__name__}: {text}", hint=hint, context={"url": shown}
-    )
+    return TransientError(message, context={"url": shown})
 
 
 def _raise_for_transient(response: httpx.Response, url: str) -> None:
@@ -421,31 +428,33 @@ class IndexClient:
         Asks the JSON API (`…/pypi/<project>/<version>/json`), else the simple page's
         versions. Raises TransientError / PublishError as `existing_entries`.
         """
-        base = self.simple_url.rstrip("/")
-        if base.endswith("/simple"):
-            url = f"{base[: -len('simple')]}pypi/{quote(canonicalize_name(project))}/"
-            url += f"{quote(version)}/json"
-            try:
-                response = self.http.get(
-                    url, headers={"Accept": "application/json"}, follow_redirects=True
-                )
-            except httpx.TransportError:
-                response = None
-            if response is not None and response.status_code == 200:
-                return True
-            if response is not None and response.status_code == 404:
-                # 404 also means "no JSON API here": confirm with the simple page below.
-                pass
+        if self._json_api_has(project, version):
+            return True
+        # A 404 there may just mean "no JSON API here": the simple page has the last word.
         page = self._page(project)
         if page is None:
             return False
+        listed = set(page.versions or [])
+        listed |= {str(v) for v in map(_version_of, page.files) if v is not None}
         try:
             wanted = Version(version)
         except InvalidVersion:
-            return any(v == version for v in page.versions or [])
-        if page.versions is not None and not page.files:
-            return any(_same_version(v, wanted) for v in page.versions)
-        return any(_version_of(name) == wanted for name in page.files)
+            return version in listed
+        return any(_same_version(v, wanted) for v in listed)
+
+    def _json_api_has(self, project: str, version: str) -> bool:
+        base = self.simple_url.rstrip("/")
+        if not base.endswith("/simple"):
+            return False
+        name = quote(canonicalize_name(project))
+        url = f"{base[: -len('simple')]}pypi/{name}/{quote(version)}/json"
+        try:
+            response = self.http.get(
+                url, headers={"Accept": "application/json"}, follow_redirects=True
+            )
+        except httpx.TransportError:
+            return False  # the simple page decides
+        return response.status_code == 200
 
     # ----------------------------------------------------------------- uploading
 
