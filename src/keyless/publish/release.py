@@ -733,7 +733,7 @@ class _Run:
         credentials = self.credentials(upload_url, which)
         try:
             published = publish(
-                self.paths,
+                self.result.built,  # read once, at the build
                 upload_url,
                 credentials=credentials,
                 reporter=self.reporter,
