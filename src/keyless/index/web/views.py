@@ -74,14 +74,11 @@ def version_key(version: str) -> tuple[int, Version | str]:
 def latest(releases: Iterable[Any]) -> Any | None:
     """PyPI's choice: the newest non-yanked final release, else newest non-yanked, else newest."""
     ordered = sorted(releases, key=lambda r: version_key(r.version), reverse=True)
-    for wanted in (
-        lambda r: not r.yanked and not _prerelease(r.version),
-        lambda r: not r.yanked,
-        lambda r: True,
-    ):
-        for release in ordered:
-            if wanted(release):
-                return release
+    finals = [r for r in ordered if not r.yanked and not _prerelease(r.version)]
+    live = [r for r in ordered if not r.yanked]
+    for candidates in (finals, live, ordered):
+        if candidates:
+            return candidates[0]
     return None
 
 
