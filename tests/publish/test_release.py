@@ -117,7 +117,11 @@ def keyless_release(
     ci: Emulator, name: str, project: Path, env: dict[str, str], *args: str
 ) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
     """`keyless release --json` as a step of a GitHub job of octo-org/<name>."""
-    command = [sys.executable, "-m", "keyless", "release", "--json", "--no-isolation", *args]
+    dist = project.parent / f"dist-{len(list(project.parent.glob('dist-*')))}"
+    command = [
+        *(sys.executable, "-m", "keyless", "release", "--json", "--no-isolation"),
+        *("--dist-dir", str(dist), *args),
+    ]
     done = ci.run(
         command,
         github_job(name),
@@ -361,6 +365,7 @@ def test_promote_refuses_a_staged_release_with_untested_files(
         environ=env,
         notify_config=NotifyConfig(),
         no_isolation=True,
+        dist_dir=tmp_path / "dist",
     )
 
     assert result.failed_stage == "production"
@@ -386,6 +391,7 @@ def test_promote_falls_back_to_publishing_across_servers(
         environ=env,
         notify_config=NotifyConfig(),
         no_isolation=True,
+        dist_dir=tmp_path / "dist",
     )
 
     assert result.ok, result.error
@@ -467,6 +473,7 @@ def test_dry_run_uploads_nothing(
         notify_config=NotifyConfig(webhooks=("https://hooks.example/never",)),
         dry_run=True,
         no_isolation=True,
+        dist_dir=tmp_path / "dist",
     )
     assert result.ok, result.error
     assert {s.name: s.status for s in result.stages} == {

@@ -671,6 +671,7 @@ class _Run:
             else:
                 out_dir = Path(tempfile.mkdtemp(prefix="keyless-release-"))
             self.result.dist_dir = out_dir
+            self.reporter.info(f"building into {out_dir}")
             self.paths = build_dists(
                 self.project_dir,
                 out_dir,
