@@ -11,14 +11,13 @@ import pytest
 from packaging.version import Version
 
 from keyless.publish.errors import PublishError
+from keyless.publish.project import current_git_tag, version_of_tag
 from keyless.publish.versioning import (
     IndexVersions,
     check_progression,
     check_tag,
-    current_tag,
     fetch_versions,
     parse_version,
-    tag_version,
     versions_from_simple_json,
 )
 
@@ -62,13 +61,13 @@ def test_tag_must_name_the_version() -> None:
         check_tag("v1.3.0", "1.2.0")
     with pytest.raises(PublishError, match="on tag 'release-candidate'"):
         check_tag("release-candidate", "1.2.0")
-    assert tag_version("V2.0") == Version("2.0")
-    assert tag_version("nightly") is None
+    assert version_of_tag("V2.0") == Version("2.0")
+    assert version_of_tag("nightly") is None
 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 def test_current_tag_from_git(tmp_path: Path) -> None:
-    assert current_tag(tmp_path) is None  # not a repository
+    assert current_git_tag(tmp_path) is None  # not a repository
 
     def git(*args: str) -> None:
         subprocess.run(
@@ -82,12 +81,12 @@ def test_current_tag_from_git(tmp_path: Path) -> None:
     (tmp_path / "f").write_text("x")
     git("add", "f")
     git("commit", "-qm", "one")
-    assert current_tag(tmp_path) is None  # a commit without a tag
+    assert current_git_tag(tmp_path) is None  # a commit without a tag
     git("tag", "v1.0.0")
-    assert current_tag(tmp_path) == "v1.0.0"
+    assert current_git_tag(tmp_path) == "v1.0.0"
     (tmp_path / "f").write_text("y")
     git("commit", "-qam", "two")
-    assert current_tag(tmp_path) is None  # moved past the tag
+    assert current_git_tag(tmp_path) is None  # moved past the tag
 
 
 def page(*files: tuple[str, bool], versions: list[str] | None = None) -> dict[str, object]:

@@ -1,4 +1,6 @@
-"""The release client as a library: credentials, index access, parallel upload.
+"""The release client as a library: credentials, index access, parallel upload, the release
+pipeline (`release`), and the checks, diagnosis and workflow generation behind `keyless check`,
+`doctor` and `init`.
 
 Prints nothing: everything it has to say goes through a `Reporter`.
 
@@ -12,6 +14,7 @@ Prints nothing: everything it has to say goes through a `Reporter`.
             credentials.close()
 """
 
+from keyless.publish.check import CheckReport, check_dists
 from keyless.publish.credentials import (
     ApiTokenCredentials,
     Credentials,
@@ -23,6 +26,7 @@ from keyless.publish.credentials import (
     explain_refusal,
     resolve_credentials,
 )
+from keyless.publish.doctor import Diagnosis, diagnose
 from keyless.publish.errors import PublishError
 from keyless.publish.indexclient import (
     IndexClient,
@@ -34,37 +38,47 @@ from keyless.publish.indexclient import (
     server_message,
     simple_url_for,
 )
+from keyless.publish.init import InitResult, init_workflow
 from keyless.publish.localdist import LocalDist, load_dist, upload_fields
+from keyless.publish.release import ReleaseResult, release
 from keyless.publish.reporter import FileResult, NullReporter, RecordingReporter, Reporter
 from keyless.publish.upload import Backoff, PublishResult, load_all, publish, read_dists
 
 __all__ = [
     "ApiTokenCredentials",
     "Backoff",
+    "CheckReport",
     "Credentials",
+    "Diagnosis",
     "Discovery",
     "FileResult",
     "IndexClient",
+    "InitResult",
     "LocalDist",
     "NullReporter",
     "PublishError",
     "PublishResult",
     "RecordingReporter",
+    "ReleaseResult",
     "RemoteFile",
     "RenewableCredentials",
     "Reporter",
     "TransientError",
     "TrustedPublishingCredentials",
     "ambient_oidc_token",
+    "check_dists",
     "check_upload_url",
+    "diagnose",
     "discover",
     "explain_refusal",
+    "init_workflow",
     "load_all",
     "load_dist",
     "new_http_client",
     "publish",
     "read_dists",
     "redact",
+    "release",
     "resolve_credentials",
     "server_message",
     "simple_url_for",

@@ -21,7 +21,6 @@ from __future__ import annotations
 import email.message
 import hashlib
 import io
-import subprocess
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +48,7 @@ from keyless.dists import (
 from keyless.dists.filenames import SDIST
 from keyless.publish.errors import PublishError
 from keyless.publish.localdist import load_dist, upload_fields
+from keyless.publish.project import current_git_tag, version_of_tag
 
 __all__ = [
     "DEFAULT_MAX_FILE_SIZE",
@@ -218,40 +218,6 @@ def find_dists(paths: Iterable[str | Path]) -> list[Path]:
     for path in found:
         unique.setdefault(path, None)
     return list(unique)
-
-
-def current_git_tag(cwd: str | Path | None = None) -> str | None:
-    """The tag HEAD is exactly on (``git describe --exact-match --tags``), or None.
-
-    None also when ``cwd`` is not a git checkout or git is not installed; never raises.
-    """
-    try:
-        result = subprocess.run(
-            ["git", "describe", "--exact-match", "--tags", "HEAD"],
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    tag = result.stdout.strip()
-    return tag if result.returncode == 0 and tag else None
-
-
-def version_of_tag(tag: str) -> Version | None:
-    """The version a release tag names: ``v1.2.0``, ``V1.2.0`` and ``1.2.0`` all name 1.2.0.
-
-    None when the tag is not a version. Never raises.
-    """
-    text = tag.strip()
-    if text[:1] in ("v", "V"):
-        text = text[1:]
-    try:
-        return Version(text)
-    except InvalidVersion:
-        return None
 
 
 def check_dists(

@@ -19,8 +19,6 @@ from __future__ import annotations
 import json
 import re
 import shlex
-import subprocess
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +34,7 @@ from keyless.ci import templates
 from keyless.ci.claims import gitlab_token_variable
 from keyless.oidc.providers import PROVIDERS
 from keyless.publish.errors import PublishError
+from keyless.publish.project import git_output, load_pyproject
 
 __all__ = [
     "PYPI_INDEXES",
@@ -156,21 +155,9 @@ def read_project(project_dir: str | Path) -> ProjectInfo | None:
     Raises PublishError when the file exists but is not valid TOML.
     """
     folder = Path(project_dir)
-    path = folder / "pyproject.toml"
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    document = load_pyproject(folder)
+    if document is None:
         return None
-    except OSError as exc:
-        raise PublishError(f"cannot read {path}: {exc}", context={"file": str(path)}) from exc
-    try:
-        document = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise PublishError(
-            f"{path} is not valid TOML: {exc}",
-            hint="fix the file; `python -m build` would fail on it too.",
-            context={"file": str(path)},
-        ) from exc
     table = document.get("project")
     if not isinstance(table, dict) or not isinstance(table.get("name"), str):
         return None
@@ -191,18 +178,8 @@ def origin_repository(project_dir: str | Path) -> str | None:
 
     Never raises.
     """
-    try:
-        found = subprocess.run(
-            ["git", "remote", "get-url", "origin"],
-            cwd=project_dir,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    match = _REMOTE.match(found.stdout.strip()) if found.returncode == 0 else None
+    url = git_output(["remote", "get-url", "origin"], project_dir)
+    match = _REMOTE.match(url) if url else None
     return match.group("path") if match else None
 
 

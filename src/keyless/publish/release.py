@@ -45,7 +45,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import tomllib
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
@@ -68,6 +67,7 @@ from keyless.publish.indexclient import (
     simple_url_for,
 )
 from keyless.publish.localdist import LocalDist, load_dist
+from keyless.publish.project import current_git_tag, git_output, load_pyproject
 from keyless.publish.reporter import FileResult, Reporter
 from keyless.publish.upload import PublishResult, publish
 
@@ -185,16 +185,13 @@ def read_project(project_dir: Path) -> ProjectConfig:
     `[tool.keyless]` holds malformed settings.
     """
     path = Path(project_dir) / "pyproject.toml"
-    try:
-        document = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    document = load_pyproject(project_dir)
+    if document is None:
         raise PublishError(
             f"{path} does not exist.",
             hint="run keyless release in the project's folder (or pass --project-dir).",
             context={"file": str(path)},
-        ) from None
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise PublishError(f"{path}: {exc}", context={"file": str(path)}) from exc
+        )
     project = document.get("project", {})
     if not isinstance(project, dict):
         raise PublishError(f"{path}: [project] must be a table.", context={"file": str(path)})
@@ -278,21 +275,11 @@ def _run(
 def _source_date_epoch(project_dir: Path, env: dict[str, str]) -> None:
     # Reproducible archives: the same commit builds the same bytes, so a re-run of a
     # release finds its files already on staging instead of clashing with them.
-    if env.get("SOURCE_DATE_EPOCH") or shutil.which("git") is None:
+    if env.get("SOURCE_DATE_EPOCH"):
         return
-    try:
-        found = subprocess.run(
-            ["git", "log", "-1", "--format=%ct"],
-            cwd=project_dir,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return
-    if found.returncode == 0 and found.stdout.strip().isdigit():
-        env["SOURCE_DATE_EPOCH"] = found.stdout.strip()
+    committed = git_output(["log", "-1", "--format=%ct"], project_dir)
+    if committed and committed.isdigit():
+        env["SOURCE_DATE_EPOCH"] = committed
 
 
 def build_dists(
@@ -638,7 +625,7 @@ class _Run:
 
     def _version_policy(self, name: str, version: str) -> None:
         versioning.parse_version(version, self.project.version_scheme)
-        tag = versioning.current_tag(self.project_dir)
+        tag = current_git_tag(self.project_dir)
         versioning.check_tag(tag, version)
         if tag:
             self.reporter.info(f"on tag {tag}: matches {version}")
@@ -715,7 +702,7 @@ class _Run:
         profile = pair.target_profile if pair and pair.target_profile else "pypi"
         with self.stage("check", f"Checking the files (policy {profile!r})") as out:
             report = check_dists(
-                self.paths, git_tag=versioning.current_tag(self.project_dir), policy=profile
+                self.paths, git_tag=current_git_tag(self.project_dir), policy=profile
             )
             for finding in report.warnings:
                 self.reporter.warning(f"{finding.file or 'release'}: {finding.message}")

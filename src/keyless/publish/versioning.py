@@ -12,11 +12,8 @@
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -31,6 +28,7 @@ from packaging.utils import (
 from packaging.version import InvalidVersion, Version
 
 from keyless.publish.errors import PublishError
+from keyless.publish.project import version_of_tag
 
 SCHEMES = ("pep440", "semver")
 SIMPLE_JSON = "application/vnd.pypi.simple.v1+json"
@@ -76,45 +74,11 @@ def parse_version(version: str, scheme: str = "pep440") -> Version:
     return parsed
 
 
-def tag_version(tag: str) -> Version | None:
-    """The version a tag names (`1.2.0`, `v1.2.0`), or None if it names none."""
-    text = tag.strip()
-    if text[:1] in ("v", "V"):
-        text = text[1:]
-    try:
-        return Version(text)
-    except InvalidVersion:
-        return None
-
-
-def current_tag(project_dir: Path) -> str | None:
-    """The tag the checkout in `project_dir` sits exactly on; None if none (or no git).
-
-    Never raises: a folder outside git, or no git installed, simply has no tag.
-    """
-    git = shutil.which("git")
-    if git is None:
-        return None
-    try:
-        found = subprocess.run(
-            [git, "describe", "--tags", "--exact-match", "HEAD"],
-            cwd=project_dir,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    tag = found.stdout.strip()
-    return tag if found.returncode == 0 and tag else None
-
-
 def check_tag(tag: str | None, version: str) -> None:
     """Raises PublishError when on a tag that does not name `version` (leading `v` allowed)."""
     if tag is None:
         return
-    named = tag_version(tag)
+    named = version_of_tag(tag)
     if named is None or named != Version(version):
         raise PublishError(
             f"the checkout is on tag {tag!r}, but the project's version is {version}.",
