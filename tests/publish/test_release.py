@@ -235,14 +235,19 @@ def test_two_stage_release_under_the_emulator(
     body = message.get_payload(decode=True).decode()
     assert all(sha in body for sha in built.values())
 
-    # The same release again: the version is taken on production, said so, nothing changes.
+    # The same release run again (a CI retry): the build makes the same bytes, production
+    # already holds them, so it is a success that uploads and promotes nothing.
+    prod_before = simple_hashes(tp_http, name, "prod")
     again, second = keyless_release(ci, name, project, env, *urls(tp_server))
-    assert again.returncode == 1
-    assert second["failed_stage"] == "version"
-    assert "already on" in second["error"]["message"]
-    assert simple_hashes(tp_http, name, "prod") == simple_hashes(tp_http, name, "prod")
-    assert receiver.requests[-1].json()["event"] == "release.failed"
-    assert receiver.requests[-1].json()["stage"] == "version"
+    assert again.returncode == 0, again.stderr
+    assert second["ok"] is True
+    stages = {s["name"]: s["status"] for s in second["stages"]}
+    assert stages["staging"] == stages["install-test"] == "skipped"
+    assert {f["filename"]: f["status"] for f in second["production"]} == {
+        filename: "exists" for filename in built
+    }
+    assert simple_hashes(tp_http, name, "prod") == prod_before
+    assert receiver.requests[-1].json()["event"] == "release.succeeded"
 
 
 def test_failing_install_test_stops_before_production(
@@ -435,8 +440,11 @@ def test_version_policy_refusals_stop_before_anything_is_built(
     assert "not greater than 0.0.1" in lower.error.message
     assert lower.built == []
 
+    # 0.0.1 is on production with other bytes than this build makes: refused, nothing sent.
     taken = attempt("taken", "0.0.1")
-    assert "already on" in taken.error.message
+    assert (taken.ok, taken.failed_stage) == (False, "production")
+    assert "already on production with other files" in taken.error.message
+    assert taken.staging == []
 
     semver = attempt("semver", "1.0", tool='[tool.keyless]\nversion-scheme = "semver"\n')
     assert semver.failed_stage == "version"

@@ -542,6 +542,9 @@ class _Run:
     pair: promote.IndexPair | None = None
     located: bool = False
     version_checked: bool = False
+    # The version is already on production: a re-run of a release that went out, which is a
+    # no-op success if production holds exactly the files this build makes (decided by hash).
+    already_released: bool = False
     paths: list[Path] = field(default_factory=list)
 
     @property
@@ -630,6 +633,14 @@ class _Run:
         if tag:
             self.reporter.info(f"on tag {tag}: matches {version}")
         production = versioning.fetch_versions(self.http, self.production_simple, name)
+        if Version(version) in production:
+            self.already_released = True
+            self.reporter.info(
+                f"{version} is already on production: a re-run succeeds only if the build "
+                "makes exactly the files production holds (compared by sha256)"
+            )
+            self.version_checked = True
+            return
         versioning.check_progression(version, production, redact(self.production_simple))
         newest = production.newest
         self.reporter.info(
@@ -683,6 +694,33 @@ class _Run:
             with self.stage("version", "Checking the version policy (built version)") as out:
                 self._version_policy(first.name, first.version)
                 out.detail = f"{first.name} {first.version}"
+
+    def confirm_released(self) -> None:
+        """A re-run: production must hold exactly the built files; then nothing is uploaded."""
+        with self.stage("production", "Comparing the build with what production holds") as out:
+            client = IndexClient(
+                self.production_url, http=self.http, simple_url=self.production_simple
+            )
+            held = client.existing_entries(self.result.project or "")
+            different = [
+                f"{d.filename}: built sha256 {d.sha256}, production has "
+                + (f"sha256 {held[d.filename].sha256}" if d.filename in held else "no such file")
+                for d in self.result.built
+                if d.filename not in held or held[d.filename].sha256 != d.sha256
+            ]
+            if different:
+                raise PublishError(
+                    f"version {self.result.version} is already on production with other "
+                    "files:\n  " + "\n  ".join(different),
+                    hint="a released version never changes: bump the version for a new release.",
+                )
+            self.result.production = [
+                FileResult(d.filename, "exists", held[d.filename].url, d.sha256, d.size)
+                for d in self.result.built
+            ]
+            out.detail = "already released with these exact files: nothing to do"
+        for name in ("staging", "install-test"):
+            self.skip(name, "already released")
 
     def _agree(self, dist: LocalDist) -> None:
         config = self.project
@@ -941,9 +979,12 @@ def _pipeline(run: _Run, config: ProjectConfig) -> None:
     run.check_version(config.name, config.version)
     run.build()
     run.check()
-    run.staging()
-    run.install()
-    run.production()
+    if run.already_released:
+        run.confirm_released()
+    else:
+        run.staging()
+        run.install()
+        run.production()
     run.notes()
 
 
