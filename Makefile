@@ -30,3 +30,8 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) keyless-data .pytest_cache test-output
+
+# Benchmarks against pypiserver, devpi-server and nginx (bench/README.md). Installs what it needs.
+.PHONY: bench
+bench: $(STAMP)
+	$(BIN)/python -m bench run

@@ -1,0 +1,414 @@
+"""The scenarios of issue 6, each returning plain records for the report."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from . import datasets, procs
+from .dists import build_wheel, digests_of_file, write_big_wheel
+from .env import BENCH, KEYLESS_PYTHON, log
+from .load import check, median, wrk
+from .servers import HTML_TYPE, INDEX, JSON_TYPE, Devpi, Keyless, Nginx, PypiServer, Server
+
+WORK = BENCH / "work"
+MIB = 1024 * 1024
+
+
+@dataclass
+class Options:
+    runs: int = 3
+    duration: float = 5.0
+    upload_size: int = 200 * MIB
+    publish_wheels: int = 50
+    peers: tuple[str, ...] = ("pypiserver", "devpi")
+
+
+@dataclass
+class Record:
+    """One measured figure: all runs, and their median."""
+
+    scenario: str
+    case: str
+    server: str
+    unit: str
+    values: list[float] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def median(self) -> float:
+        return median(self.values)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"scenario": self.scenario, "case": self.case, "server": self.server,
+                "unit": self.unit, "values": self.values, "median": self.median, **self.extra}
+
+
+class Results:
+    def __init__(self) -> None:
+        self.records: dict[tuple[str, str, str, str], Record] = {}
+        self.notes: list[str] = []
+
+    def add(self, scenario: str, case: str, server: str, unit: str, value: float, **extra: Any) -> None:
+        key = (scenario, case, server, unit)
+        record = self.records.setdefault(key, Record(scenario, case, server, unit))
+        record.values.append(value)
+        for name, item in extra.items():
+            record.extra.setdefault(name, [])
+            record.extra[name].append(item)
+
+    def get(self, scenario: str, case: str, server: str, unit: str) -> Record | None:
+        return self.records.get((scenario, case, server, unit))
+
+
+def _servers(folder: Path, peers: tuple[str, ...], files: int) -> list[Server]:
+    """keyless and the peers, seeded with the core set plus `files` filler files, running."""
+    started: list[Server] = []
+    makers: list[tuple[str, Callable[[], Server]]] = [
+        ("keyless", lambda: Keyless(folder / "keyless")),
+        ("pypiserver", lambda: PypiServer(folder / "pypiserver")),
+        ("devpi", lambda: Devpi(folder / "devpi")),
+    ]
+    seeders = {"keyless": datasets.seed_keyless, "pypiserver": datasets.seed_pypiserver,
+               "devpi": datasets.seed_devpi}
+    try:
+        for name, make in makers:
+            if name != "keyless" and name not in peers:
+                continue
+            server = make()
+            started.append(server)
+            began = time.perf_counter()
+            seeders[name](server, files)  # type: ignore[operator]
+            log(f"{name}: seeded {files} filler files + {len(datasets.core())} in "
+                f"{time.perf_counter() - began:.1f} s")
+    except BaseException:
+        for server in started:
+            server.stop()
+        raise
+    return started
+
+
+def _nginx_for(folder: Path, keyless: Keyless, project: str | None) -> tuple[Nginx, dict[str, str]]:
+    """nginx with keyless' own bytes of a page as static files; URLs per representation."""
+    nginx = Nginx(folder / "nginx")
+    pages, urls = {}, {}
+    for label, accept, prefix, filename in (("html", HTML_TYPE, "html", "index.html"),
+                                            ("json", JSON_TYPE, "json", "index.json")):
+        body = httpx.get(keyless.simple_url(project), headers={"Accept": accept}, timeout=60).content
+        path = f"{prefix}/simple/{project or '_root'}/{filename}"
+        pages[path] = body
+        urls[label] = path
+    nginx.prepare(pages)
+    nginx.start()
+    return nginx, {label: nginx.url(path) for label, path in urls.items()}
+
+
+def _load_pages(results: Results, scenario: str, case: str, servers: list[Server],
+                nginx: Nginx, nginx_urls: dict[str, str], project: str | None, opts: Options) -> None:
+    targets: list[tuple[str, str, str | None, str]] = []  # (server, label, accept, url)
+    for server in servers:
+        for label, accept in (("html", HTML_TYPE), ("json", JSON_TYPE)):
+            url = server.simple_url(project)
+            status, ctype, size = check(url, accept)
+            if status != 200:
+                raise RuntimeError(f"{server.name}: {url} answered {status}")
+            if label == "json" and "json" not in ctype:
+                results.notes.append(f"{server.name} answers {ctype.split(';')[0]} to a PEP 691 "
+                                     f"JSON request ({scenario}): no JSON figure")
+                continue
+            targets.append((server.name, label, accept, url))
+            results.add(scenario, f"{case} {label}", server.name, "bytes", size)
+    for label, url in nginx_urls.items():
+        targets.append(("nginx", label, None, url))
+    # Interleaved: run r of every target before run r+1 of any, so drifting load on the shared
+    # machine spreads over all servers instead of hitting one.
+    for run in range(opts.runs):
+        for name, label, accept, url in targets:
+            outcome = wrk(url, duration=opts.duration, accept=accept)
+            if outcome.errors:
+                results.notes.append(f"{name} {case} {label} run {run + 1}: {outcome.errors} errors")
+            results.add(scenario, f"{case} {label}", name, "req/s", outcome.rps,
+                        p50_ms=outcome.p50_ms, p99_ms=outcome.p99_ms)
+            log(f"{scenario} {case} {label} {name}: {outcome.rps:,.0f} req/s")
+
+
+def simple_pages(results: Results, opts: Options, sizes: tuple[int, ...] = (0, 2000, 20000)) -> None:
+    """(1) small project page; (2) the same with 2,000 / 20,000 files; (3) root at 10,000
+    projects (the 20,000-file data set); (5) pip/uv installs on the small data set."""
+    for files in sizes:
+        folder = WORK / f"pages-{files}"
+        datasets_clean(folder)
+        servers = _servers(folder, opts.peers, files)
+        nginx: Nginx | None = None
+        try:
+            total = files + len(datasets.core())
+            scenario = "1 simple page" if files == 0 else "2 simple page, many files"
+            nginx, urls = _nginx_for(folder, servers[0], datasets.SMALL)  # type: ignore[arg-type]
+            _load_pages(results, scenario, f"{total:,} files", servers, nginx, urls,
+                        datasets.SMALL, opts)
+            nginx.stop()
+            if files >= 20000:
+                nginx, urls = _nginx_for(folder / "root", servers[0], None)  # type: ignore[arg-type]
+                _load_pages(results, "3 root /simple/", f"{files // 2 + 22:,} projects",
+                            servers, nginx, urls, None, opts)
+                nginx.stop()
+            if files == 0:
+                installs(results, servers, opts, folder)
+        finally:
+            if nginx is not None:
+                nginx.stop()
+            for server in servers:
+                server.stop()
+
+
+def datasets_clean(folder: Path) -> None:
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+
+
+def client_env(folder: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_", "TWINE_"))}
+    env.update(PIP_CONFIG_FILE=os.devnull, PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_NO_INPUT="1",
+               UV_NO_CONFIG="1", UV_PYTHON_DOWNLOADS="never", UV_CACHE_DIR=str(folder / "uv-cache"),
+               KEYRING_PROVIDER="disabled", PYTHON_KEYRING_BACKEND="keyring.backends.null.Keyring")
+    return env
+
+
+def installs(results: Results, servers: list[Server], opts: Options, folder: Path) -> None:
+    """(5) `pip install` / `uv pip install` of bench-app (20 dependencies), no cache."""
+    env = client_env(folder)
+    bin_dir = KEYLESS_PYTHON.parent
+    for run in range(opts.runs):
+        for server in servers:
+            for tool in ("pip", "uv"):
+                target = folder / "install-target"
+                shutil.rmtree(target, ignore_errors=True)
+                if tool == "pip":
+                    command = [str(KEYLESS_PYTHON), "-m", "pip", "install", "--no-cache-dir",
+                               "--index-url", server.simple_url(), "--target", str(target),
+                               datasets.APP]
+                else:
+                    command = [str(bin_dir / "uv"), "pip", "install", "--no-cache",
+                               "--python", str(KEYLESS_PYTHON), "--index-url", server.simple_url(),
+                               "--target", str(target), datasets.APP]
+                began = time.perf_counter()
+                done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+                elapsed = time.perf_counter() - began
+                if done.returncode != 0:
+                    raise RuntimeError(f"{tool} install from {server.name} failed:\n{done.stderr[-2000:]}")
+                installed = len(list(target.glob("bench_dep_*.dist-info")))
+                if installed != 20:
+                    raise RuntimeError(f"{tool} from {server.name}: {installed} dependencies installed")
+                results.add("5 install 21 packages", tool, server.name, "s", elapsed)
+                log(f"5 install {tool} {server.name}: {elapsed:.2f} s")
+
+
+# ------------------------------------------------------------------------------------ upload
+
+
+def _disk_copy(source: Path, target: Path) -> float:
+    began = time.perf_counter()
+    with source.open("rb") as src, target.open("wb") as dst:
+        shutil.copyfileobj(src, dst, 1024 * 1024)
+        dst.flush()
+        os.fsync(dst.fileno())
+    elapsed = time.perf_counter() - began
+    target.unlink()
+    return elapsed
+
+
+def _curl_upload(url: str, path: Path, auth: str, fields: list[tuple[str, str]]) -> tuple[int, float]:
+    command = ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code} %{time_total}", "-u", auth,
+               "-H", "Expect:"]
+    for key, value in fields:
+        command += ["--form-string", f"{key}={value}"]
+    command += ["-F", f"content=@{path};type=application/octet-stream", url]
+    out = subprocess.run(command, capture_output=True, text=True, timeout=600, check=True).stdout
+    status, seconds = out.split()
+    return int(status), float(seconds)
+
+
+def upload(results: Results, opts: Options) -> None:
+    """(4) one big wheel: throughput and the server's peak memory growth vs a disk copy."""
+    from .dists import upload_fields
+
+    folder = WORK / "upload"
+    datasets_clean(folder)
+    wheels_dir = BENCH / "work-cache" / "big"
+    wheels = []
+    for run in range(opts.runs):
+        path = write_big_wheel(wheels_dir, "bench-big", f"1.0.{run}", opts.upload_size)
+        wheels.append((path, digests_of_file(path)))
+    size_mb = opts.upload_size / MIB
+    case = f"{size_mb:.0f} MB wheel"
+    for run, (path, _) in enumerate(wheels):
+        seconds = _disk_copy(path, folder / "copy.whl")
+        results.add("4 upload", case, "disk copy", "MB/s", size_mb / seconds)
+    servers: list[Server] = []
+    try:
+        keyless = Keyless(folder / "keyless")
+        keyless.prepare()
+        keyless.start()
+        servers.append(keyless)
+        auths = {"keyless": f"__token__:{keyless.token}"}
+        if "pypiserver" in opts.peers:
+            pypi = PypiServer(folder / "pypiserver")
+            pypi.prepare()
+            pypi.start()
+            servers.append(pypi)
+            auths["pypiserver"] = "bench:x"
+        if "devpi" in opts.peers:
+            devpi = Devpi(folder / "devpi")
+            devpi.prepare()
+            devpi.start()
+            servers.append(devpi)
+            from .servers import PASSWORD, USER
+            auths["devpi"] = f"{USER}:{PASSWORD}"
+        for run, (path, digests) in enumerate(wheels):
+            for server in servers:
+                fields = upload_fields("bench-big", f"1.0.{run}", (), digests)
+                with procs.MemorySampler(server.pid) as memory:
+                    status, seconds = _curl_upload(server.upload_url, path, auths[server.name], fields)
+                if status not in (200, 201):
+                    raise RuntimeError(f"{server.name}: big upload answered {status}")
+                growth = (memory.peak - memory.start) / 1024
+                results.add("4 upload", case, server.name, "MB/s", size_mb / seconds,
+                            growth_mb=growth)
+                log(f"4 upload {server.name}: {size_mb / seconds:.0f} MB/s, +{growth:.1f} MB")
+    finally:
+        for server in servers:
+            server.stop()
+
+
+# -------------------------------------------------------------------------------- mint-token
+
+MINT_LUA = """
+local tokens = {}
+local counter = 0
+init = function(args)
+  for line in io.lines(args[1]) do tokens[#tokens + 1] = line end
+end
+request = function()
+  counter = counter + 1
+  if counter > #tokens then counter = 1 end
+  return wrk.format("POST", "/_/oidc/mint-token", {["Content-Type"] = "application/json"},
+                    '{"token":"' .. tokens[counter] .. '"}')
+end
+"""
+
+
+def mint_tokens(results: Results, opts: Options) -> None:
+    """(6) mint-token requests/s, keyless only, key cache warm (a fresh OIDC token each)."""
+    from dataclasses import replace as _replace
+
+    from keyless.ci.emulator import Emulator, JobClaims
+
+    folder = WORK / "mint"
+    datasets_clean(folder)
+    port = procs.free_port()
+    issuer = f"http://127.0.0.1:{port}"
+    keyless = Keyless(folder / "keyless",
+                      f'\n[trusted-publishing]\naudience = "keyless"\n'
+                      f'\n[trusted-publishing.issuers]\n"{issuer}" = "github"\n')
+    with Emulator(folder / "keys", port=port) as emulator:
+        keyless.prepare()
+        try:
+            keyless.start()
+            keyless.upload([build_wheel("bench-mint", "0.1")])
+            add = subprocess.run(
+                [str(KEYLESS_PYTHON), "-m", "keyless", "publisher", "add", "--index", INDEX,
+                 "--project", "bench-mint", "--json", "--data", str(keyless.data), "--config",
+                 str(keyless.config), "github", "--issuer", issuer, "--owner", "octo-org",
+                 "--repository", "demo", "--workflow", "release.yml"],
+                capture_output=True, text=True, timeout=120)
+            if add.returncode != 0:
+                raise RuntimeError(f"publisher add failed: {add.stderr}")
+            job = JobClaims(repo="octo-org/demo", workflow="release.yml", ref="refs/tags/v1.0.0",
+                            event="release", owner_id=4242, lifetime=3600)
+            url = f"{keyless.base}/_/oidc/mint-token"
+            warm = httpx.post(url, content=json.dumps({"token": emulator.token("keyless", job)}))
+            if warm.status_code != 200:
+                raise RuntimeError(f"mint-token answered {warm.status_code}: {warm.text}")
+            script = folder / "mint.lua"
+            script.write_text(MINT_LUA)
+            per_run = int(max(2000, 700 * opts.duration))
+            for run in range(opts.runs):
+                tokens = folder / f"tokens-{run}.txt"
+                tokens.write_text("\n".join(emulator.token("keyless", _replace(job))
+                                            for _ in range(per_run)) + "\n")
+                outcome = wrk(url, duration=opts.duration, script=script, lua_args=[str(tokens)])
+                if outcome.requests > per_run:
+                    results.notes.append(f"mint run {run + 1}: {outcome.requests} requests for "
+                                         f"{per_run} tokens (replays answered 422)")
+                if outcome.errors:
+                    results.notes.append(f"mint run {run + 1}: {outcome.errors} non-2xx answers")
+                results.add("6 mint-token", "fresh OIDC token each", "keyless", "req/s",
+                            outcome.rps, p50_ms=outcome.p50_ms, p99_ms=outcome.p99_ms)
+                log(f"6 mint-token: {outcome.rps:,.0f} req/s ({outcome.errors} errors)")
+        finally:
+            keyless.stop()
+
+
+# -------------------------------------------------------------------------------- publishing
+
+
+def publish(results: Results, opts: Options) -> None:
+    """(7) `keyless publish` of 50 wheels vs `twine upload` and `uv publish`, wall time."""
+    folder = WORK / "publish"
+    datasets_clean(folder)
+    keyless = Keyless(folder / "keyless")
+    keyless.prepare()
+    env = client_env(folder)
+    bin_dir = KEYLESS_PYTHON.parent
+    try:
+        keyless.start()
+        for run in range(opts.runs):
+            for tool in ("keyless publish", "twine upload", "uv publish"):
+                project = f"pub-{tool.split()[0]}-{run}"
+                dist = folder / "dists" / project
+                dist.mkdir(parents=True)
+                files = []
+                for i in range(opts.publish_wheels):
+                    wheel = build_wheel(project, f"1.0.{i}", payload=os.urandom(100 * 1024))
+                    (dist / wheel.filename).write_bytes(wheel.data)
+                    files.append(str(dist / wheel.filename))
+                if tool == "keyless publish":
+                    command = [str(bin_dir / "keyless"), "publish", "--repository-url",
+                               keyless.upload_url, "--trusted-publishing", "never", *files]
+                    run_env = {**env, "KEYLESS_TOKEN": keyless.token}
+                elif tool == "twine upload":
+                    command = [str(bin_dir / "twine"), "upload", "--repository-url",
+                               keyless.upload_url, "-u", "__token__", "-p", keyless.token,
+                               "--non-interactive", "--disable-progress-bar", *files]
+                    run_env = env
+                else:
+                    command = [str(bin_dir / "uv"), "publish", "--publish-url", keyless.upload_url,
+                               "--token", keyless.token, *files]
+                    run_env = env
+                began = time.perf_counter()
+                done = subprocess.run(command, env=run_env, capture_output=True, text=True,
+                                      timeout=600)
+                elapsed = time.perf_counter() - began
+                if done.returncode != 0:
+                    raise RuntimeError(f"{tool} failed:\n{done.stdout[-1500:]}\n{done.stderr[-1500:]}")
+                page = httpx.get(keyless.simple_url(project), headers={"Accept": JSON_TYPE}).json()
+                if len(page["files"]) != opts.publish_wheels:
+                    raise RuntimeError(f"{tool}: {len(page['files'])} files on the index")
+                results.add("7 publish 50 wheels", f"{opts.publish_wheels} wheels", tool, "s", elapsed)
+                log(f"7 publish {tool}: {elapsed:.2f} s")
+    finally:
+        keyless.stop()
+
+
+_ = sys
