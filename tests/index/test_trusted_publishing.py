@@ -742,3 +742,27 @@ def test_issuer_keys_are_cached_in_the_database_for_every_worker(
         ).one()
     published = httpx.get(f"{emulator.issuer}/.well-known/jwks").json()
     assert {k["kid"] for k in row.jwks["keys"]} == {k["kid"] for k in published["keys"]}
+
+
+def test_yank_as_rollback_from_the_release_url(tp_server: LiveServer, client: httpx.Client) -> None:
+    """`keyless yank` takes the same upload URL a release job uses, over TLS."""
+    owner = make_project(tp_server, client, "rollback-demo")
+    assert tp_server.tls is not None
+    command = [
+        *(sys.executable, "-m", "keyless", "yank", "rollback-demo", "0.0.1"),
+        *("--reason", "broken build", "--repository-url", tp_server.upload_url("prod")),
+        *("--cert", str(tp_server.tls.ca)),
+    ]
+    done = subprocess.run(
+        command,
+        env={**client_env(Path("/tmp")), "KEYLESS_TOKEN": owner},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    page = client.get(
+        "/prod/simple/rollback-demo/", headers={"Accept": "application/vnd.pypi.simple.v1+json"}
+    ).json()
+    assert {f["yanked"] for f in page["files"]} == {"broken build"}

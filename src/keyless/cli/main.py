@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import re
+import ssl
 import sys
 from collections.abc import Callable, Sequence
 from datetime import timedelta
@@ -210,9 +211,25 @@ def _remote(args: argparse.Namespace, path: str, body: dict[str, Any]) -> int:
     token = os.environ.get("KEYLESS_TOKEN", "")
     if not token:
         raise ConfigError("set KEYLESS_TOKEN to an API token of a project owner.")
-    url = f"{args.url.rstrip('/')}/{args.index}/api/projects/{path}"
+    base, index = args.url.rstrip("/"), args.index
+    if args.repository_url:
+        # The upload URL a release already uses names both: https://host/{index}/legacy/.
+        match = re.fullmatch(
+            r"(?P<base>https?://.+?)/(?P<index>[^/]+)/legacy/?", args.repository_url
+        )
+        if not match:
+            raise ConfigError(
+                f"--repository-url {args.repository_url!r} is not a keyless upload URL "
+                "(https://HOST/INDEX/legacy/)."
+            )
+        base, index = match["base"], match["index"]
+    url = f"{base}/{index}/api/projects/{path}"
+    verify: Any = ssl.create_default_context(cafile=args.cert) if args.cert else True
     response = httpx.post(
-        url, json=body, headers={"Authorization": f"Bearer {token}", "Accept": "application/json"}
+        url,
+        json=body,
+        headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+        verify=verify,
     )
     if response.status_code != 200:
         try:
@@ -267,6 +284,12 @@ def _remote_options(parser: argparse.ArgumentParser) -> None:
         default=os.environ.get("KEYLESS_INDEX", "prod"),
         help="index name (KEYLESS_INDEX)",
     )
+    parser.add_argument(
+        "--repository-url",
+        default=os.environ.get("KEYLESS_REPOSITORY_URL"),
+        help="the index's upload URL instead of --url/--index (KEYLESS_REPOSITORY_URL)",
+    )
+    parser.add_argument("--cert", help="CA bundle to trust (e.g. keyless dev-cert's ca.pem)")
 
 
 def build_parser() -> argparse.ArgumentParser:
