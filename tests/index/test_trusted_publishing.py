@@ -755,7 +755,7 @@ def test_yank_as_rollback_from_the_release_url(tp_server: LiveServer, client: ht
     ]
     done = subprocess.run(
         command,
-        env={**client_env(Path("/tmp")), "KEYLESS_TOKEN": owner},
+        env={**client_env(tp_server.data_dir), "KEYLESS_TOKEN": owner},
         capture_output=True,
         text=True,
         timeout=60,
