@@ -385,6 +385,7 @@ def test_ui_errors_are_4xx_pages_with_a_message(hana: tuple[httpx.Client, str]) 
         ("POST", "/account/tokens/999999/revoke", {}, 404, "no active API token #999999"),
         ("POST", "/account/publishing/999999/remove", {}, 404, "no pending publisher #999999"),
         ("POST", "/account/tokens", {"index": "nope"}, 400, "Choose an index."),
+        ("POST", "/account/tokens", {"index": "prod", "projects": "ok -bad-"}, 400, "-bad-"),
     ]
     for method, path, form, status, message in cases:
         if method == "GET":

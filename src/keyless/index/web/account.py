@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from packaging.utils import canonicalize_name
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
+from keyless.dists.errors import DistError
+from keyless.dists.names import validate_project_name
 from keyless.oidc.errors import PublisherConfigError
 
 from .. import accounts, publishers
@@ -139,11 +140,10 @@ async def create_token(request: Request) -> Response:
     index = form.get("index", "")
     if index not in services(request).indexes:
         return await _tokens_page(request, viewer.username, problem="Choose an index.", status=400)
-    projects = [p for p in field(form, "projects", 2000).replace(",", " ").split() if p]
-    if any(not canonicalize_name(p) for p in projects):
-        return await _tokens_page(
-            request, viewer.username, problem="Give project names.", status=400
-        )
+    projects = field(form, "projects", 2000).replace(",", " ").split()
+    if bad := [p for p in projects if not _is_project_name(p)]:
+        problem = f"Not a project name: {', '.join(bad)}."
+        return await _tokens_page(request, viewer.username, problem=problem, status=400)
     expiry = form.get("expires", EXPIRY_DEFAULT)
     if expiry not in (*EXPIRY_CHOICES, "never"):
         return await _tokens_page(request, viewer.username, problem="Choose an expiry.", status=400)
@@ -159,6 +159,14 @@ async def create_token(request: Request) -> Response:
     )
     # Shown in this response only: the secret is not stored, and the page is not cached.
     return await _tokens_page(request, viewer.username, new_token=created)
+
+
+def _is_project_name(name: str) -> bool:
+    try:
+        validate_project_name(name)
+    except DistError:
+        return False
+    return True
 
 
 @ui
