@@ -6,7 +6,7 @@ Each step prints the command a user would type (secrets masked).
 1. `keyless dev-cert` and `keyless serve` with `test` and `prod` indexes over https;
 2. the old way: an API token and `twine upload` (release 0.9.0 to prod);
 3. the keyless way: trusted publishers for the GitHub repository octo-org/hello-keyless, and
-   the release workflow of tag v1.0.0 rehearsed under `keyless ci-emulator` — `uv publish`
+   the release workflow of tag v1.0.0 rehearsed under `keyless ci-emulator` — `keyless publish`
    to `test`, an install test from there, then `prod` — with no API token anywhere;
 4. a push to main is refused (the publisher only accepts tags), with the reason;
 5. `pip install` from prod, and the audit trail of who published what.
@@ -52,6 +52,8 @@ def run(
     output = ("" if quiet_stdout else result.stdout) + result.stderr
     # Tokens never reach the screen, including the ones uv masks for GitHub's log.
     output = re.sub(r"keyless-[A-Za-z0-9_-]{20,}", "keyless-…", output.strip())
+    # CI jobs mask the OIDC token too (GitHub hides `::add-mask::` values from its log).
+    output = re.sub(r"eyJ[\w-]+\.[\w-]+\.[\w-]+", "eyJ…", output)
     if output:
         print("  " + output.replace("\n", "\n  "))
     if (result.returncode != 0) != expect_failure:
@@ -233,7 +235,8 @@ def release(
         "release.yml",
     ]
     tag = ["--event", "release", "--ref", "refs/tags/v1.0.0"]
-    uv_publish = [sys.executable, "-m", "uv", "publish", "--trusted-publishing", "always"]
+    # What the generated workflow's publish jobs run (`keyless init`); uv publish works too.
+    keyless_publish = [*KEYLESS, "publish", "--trusted-publishing", "always"]
     run(
         [
             *emulate,
@@ -241,8 +244,8 @@ def release(
             "--environment",
             "testpypi",
             "--",
-            *uv_publish,
-            "--publish-url",
+            *keyless_publish,
+            "--repository-url",
             f"{url}/test/legacy/",
             *files,
         ],
@@ -269,8 +272,8 @@ def release(
             "--environment",
             "pypi",
             "--",
-            *uv_publish,
-            "--publish-url",
+            *keyless_publish,
+            "--repository-url",
             f"{url}/prod/legacy/",
             *files,
         ],
@@ -288,8 +291,8 @@ def release(
             "--environment",
             "pypi",
             "--",
-            *uv_publish,
-            "--publish-url",
+            *keyless_publish,
+            "--repository-url",
             f"{url}/prod/legacy/",
             *files,
         ],
