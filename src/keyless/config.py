@@ -19,7 +19,20 @@ PROFILES = ("pypi", "private")
 INDEX_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 # Index names that would shadow the host-level routes.
 RESERVED_INDEX_NAMES = frozenset(
-    {"_", "files", "simple", "pypi", "api", "static", "integrity", "github", "audience"}
+    {
+        "_",
+        "files",
+        "simple",
+        "pypi",
+        "api",
+        "static",
+        "integrity",
+        "github",
+        "audience",
+        "account",
+        "admin",
+        "ui",
+    }
 )
 
 
