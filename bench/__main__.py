@@ -16,12 +16,14 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("setup", help="install wrk, nginx, pypiserver, devpi-server, profilers")
     run = sub.add_parser("run", help="run scenarios and write the results")
-    run.add_argument("--only", default="1,2,3,4,5,6,7",
-                     help="scenarios to run, e.g. 1,4 (1,2,3,5 share servers)")
+    run.add_argument(
+        "--only", default="1,2,3,4,5,6,7", help="scenarios to run, e.g. 1,4 (1,2,3,5 share servers)"
+    )
     run.add_argument("--runs", type=int, default=3, help="runs per figure (median taken)")
     run.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run (≤ 30)")
-    run.add_argument("--sizes", default="0,2000,20000",
-                     help="filler files for scenarios 1-3 (0 = scenario 1)")
+    run.add_argument(
+        "--sizes", default="0,2000,20000", help="filler files for scenarios 1-3 (0 = scenario 1)"
+    )
     run.add_argument("--upload-mb", type=int, default=200)
     run.add_argument("--peers", default="pypiserver,devpi")
     run.add_argument("--out", type=Path, default=BENCH / "results" / "latest.md")
@@ -51,9 +53,12 @@ def _run(args: argparse.Namespace) -> int:
     if not 0 < args.duration <= 30:
         raise SystemExit("--duration must be within (0, 30] seconds")
     env.setup()
-    opts = scenarios.Options(runs=args.runs, duration=args.duration,
-                             upload_size=args.upload_mb * scenarios.MIB,
-                             peers=tuple(p for p in args.peers.split(",") if p))
+    opts = scenarios.Options(
+        runs=args.runs,
+        duration=args.duration,
+        upload_size=args.upload_mb * scenarios.MIB,
+        peers=tuple(p for p in args.peers.split(",") if p),
+    )
     only = {s.strip() for s in args.only.split(",")}
     sizes = tuple(int(s) for s in args.sizes.split(","))
     results = scenarios.Results()
@@ -61,8 +66,9 @@ def _run(args: argparse.Namespace) -> int:
     versions = env.versions()
     try:
         if only & {"1", "2", "3", "5"}:
-            chosen = tuple(s for s in sizes if (s == 0 and only & {"1", "5"}) or
-                           (s > 0 and only & {"2", "3"}))
+            chosen = tuple(
+                s for s in sizes if (s == 0 and only & {"1", "5"}) or (s > 0 and only & {"2", "3"})
+            )
             scenarios.simple_pages(results, opts, chosen)
         if "4" in only:
             scenarios.upload(results, opts)
@@ -76,10 +82,17 @@ def _run(args: argparse.Namespace) -> int:
             text = report.render(results, opts, versions, started, load_before, args.title)
             args.out.parent.mkdir(parents=True, exist_ok=True)
             args.out.write_text(text)
-            args.out.with_suffix(".json").write_text(json.dumps(
-                {"records": [r.as_json() for r in results.records.values()],
-                 "notes": results.notes, "versions": versions, "machine": report.machine()},
-                indent=1))
+            args.out.with_suffix(".json").write_text(
+                json.dumps(
+                    {
+                        "records": [r.as_json() for r in results.records.values()],
+                        "notes": results.notes,
+                        "versions": versions,
+                        "machine": report.machine(),
+                    },
+                    indent=1,
+                )
+            )
             print(text)
     return 0
 

@@ -64,14 +64,32 @@ def seed_devpi(server: Devpi, files: int) -> None:
     server.stop()
     export = server.folder / "export"
     shutil.rmtree(export, ignore_errors=True)
-    subprocess.run([str(venv_bin("devpi") / "devpi-export"), "--serverdir", str(server.serverdir),
-                    str(export)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            str(venv_bin("devpi") / "devpi-export"),
+            "--serverdir",
+            str(server.serverdir),
+            str(export),
+        ],
+        check=True,
+        capture_output=True,
+    )
     _add_to_export(export, filler(files))
     shutil.rmtree(server.serverdir)
     log(f"devpi-import of {files} files")
-    subprocess.run([str(venv_bin("devpi") / "devpi-import"), "--serverdir", str(server.serverdir),
-                    "--no-root-pypi", "--no-events", str(export)],
-                   check=True, capture_output=True, timeout=3600)
+    subprocess.run(
+        [
+            str(venv_bin("devpi") / "devpi-import"),
+            "--serverdir",
+            str(server.serverdir),
+            "--no-root-pypi",
+            "--no-events",
+            str(export),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=3600,
+    )
     server.start()
 
 
@@ -85,21 +103,34 @@ def _add_to_export(export: Path, wheels: tuple[Wheel, ...]) -> None:
     when = [now.year, now.month, now.day, now.hour, now.minute, now.second]
     for wheel in wheels:
         name = canonicalize_name(wheel.name)
-        meta = {**template, "name": wheel.name, "version": wheel.version,
-                "summary": f"benchmark package {wheel.name}", "requires_dist": list(wheel.requires)}
+        meta = {
+            **template,
+            "name": wheel.name,
+            "version": wheel.version,
+            "summary": f"benchmark package {wheel.name}",
+            "requires_dist": list(wheel.requires),
+        }
         stage["projects"].setdefault(name, {})[wheel.version] = meta
         relpath = f"{USER}/{INDEX}/{name}/{wheel.version}/{wheel.filename}"
         target = export / relpath
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(wheel.data)
-        stage["files"].append({
-            "version": wheel.version,
-            "entrymapping": {"last_modified": stamp, "hash_spec": f"sha256={wheel.sha256}",
-                             "hashes": {"sha256": wheel.sha256}, "project": name,
-                             "version": wheel.version},
-            "log": [{"what": "upload", "who": USER, "when": when, "dst": f"{USER}/{INDEX}"}],
-            "type": "releasefile", "projectname": name, "relpath": relpath,
-        })
+        stage["files"].append(
+            {
+                "version": wheel.version,
+                "entrymapping": {
+                    "last_modified": stamp,
+                    "hash_spec": f"sha256={wheel.sha256}",
+                    "hashes": {"sha256": wheel.sha256},
+                    "project": name,
+                    "version": wheel.version,
+                },
+                "log": [{"what": "upload", "who": USER, "when": when, "dst": f"{USER}/{INDEX}"}],
+                "type": "releasefile",
+                "projectname": name,
+                "relpath": relpath,
+            }
+        )
     index_path.write_text(json.dumps(document))
 
 

@@ -88,8 +88,15 @@ def ensure_venv(name: str) -> Path:
     log(f"installing {' '.join(PEERS[name])} into {folder}")
     subprocess.run([sys.executable, "-m", "venv", "--clear", str(folder)], check=True)
     subprocess.run(
-        [str(folder / "bin" / "python"), "-m", "pip", "install", "--quiet",
-         "--disable-pip-version-check", *PEERS[name]],
+        [
+            str(folder / "bin" / "python"),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            *PEERS[name],
+        ],
         check=True,
     )
     stamp.write_text(wanted)
@@ -118,11 +125,17 @@ def versions() -> dict[str, str]:
             out = subprocess.run(command, capture_output=True, text=True, timeout=30)
         except (OSError, subprocess.TimeoutExpired):
             return "?"
-        return (out.stdout or out.stderr).strip().splitlines()[0] if (out.stdout or out.stderr) else "?"
+        return (
+            (out.stdout or out.stderr).strip().splitlines()[0]
+            if (out.stdout or out.stderr)
+            else "?"
+        )
 
     def pip_version(venv: str, package: str) -> str:
         python = venv_bin(venv) / "python" if venv else KEYLESS_PYTHON
-        return run(str(python), "-c", f"import importlib.metadata as m; print(m.version('{package}'))")
+        return run(
+            str(python), "-c", f"import importlib.metadata as m; print(m.version('{package}'))"
+        )
 
     return {
         "keyless": pip_version("", "keyless"),

@@ -31,28 +31,54 @@ def _ms(text: str) -> float:
     return value * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
 
 
-def wrk(url: str, *, duration: float, accept: str | None = None, script: Path | None = None,
-        connections: int = CONNECTIONS, threads: int = THREADS,
-        lua_args: list[str] | None = None) -> WrkResult:
-    command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration:g}s", "--latency",
-               "--timeout", "10s"]
+def wrk(
+    url: str,
+    *,
+    duration: float,
+    accept: str | None = None,
+    script: Path | None = None,
+    connections: int = CONNECTIONS,
+    threads: int = THREADS,
+    lua_args: list[str] | None = None,
+) -> WrkResult:
+    command = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{duration:g}s",
+        "--latency",
+        "--timeout",
+        "10s",
+    ]
     if accept:
         command += ["-H", f"Accept: {accept}"]
     if script:
         command += ["-s", str(script)]
-    out = subprocess.run([*command, url, *(['--', *lua_args] if lua_args else [])], capture_output=True, text=True,
-                         timeout=duration + 60, check=True).stdout
+    out = subprocess.run(
+        [*command, url, *(["--", *lua_args] if lua_args else [])],
+        capture_output=True,
+        text=True,
+        timeout=duration + 60,
+        check=True,
+    ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     p50 = re.search(r"^\s+50%\s+(\S+)", out, re.M)
     p99 = re.search(r"^\s+99%\s+(\S+)", out, re.M)
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    socket_errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out
+    )
     errors = int(non2xx.group(1)) if non2xx else 0
     if socket_errors:
         errors += sum(int(g) for g in socket_errors.groups())
-    return WrkResult(rps, _ms(p50.group(1)) if p50 else float("nan"),
-                     _ms(p99.group(1)) if p99 else float("nan"), errors, requests)
+    return WrkResult(
+        rps,
+        _ms(p50.group(1)) if p50 else float("nan"),
+        _ms(p99.group(1)) if p99 else float("nan"),
+        errors,
+        requests,
+    )
 
 
 def check(url: str, accept: str | None) -> tuple[int, str, int]:

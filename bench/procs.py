@@ -4,6 +4,7 @@ process group, which only it and its own children are in), also on failure and o
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import signal
 import socket
@@ -24,12 +25,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start(command: Sequence[str], log: Path, *, env: dict[str, str] | None = None,
-          cwd: Path | None = None) -> subprocess.Popen[bytes]:
+def start(
+    command: Sequence[str], log: Path, *, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.Popen[bytes]:
     log.parent.mkdir(parents=True, exist_ok=True)
     handle = log.open("ab")
     process = subprocess.Popen(
-        list(command), stdout=handle, stderr=subprocess.STDOUT, env=env, cwd=cwd,
+        list(command),
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        env=env,
+        cwd=cwd,
         start_new_session=True,  # its own process group: stopping it reaches its children only
     )
     handle.close()
@@ -39,23 +45,17 @@ def start(command: Sequence[str], log: Path, *, env: dict[str, str] | None = Non
 
 def stop(process: subprocess.Popen[bytes], timeout: float = 15) -> None:
     if process.poll() is None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
         try:
             process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             process.wait()
     # Children left behind in its group (e.g. nginx workers) go too.
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
     _running.pop(process.pid, None)
 
 
@@ -73,8 +73,13 @@ atexit.register(stop_all)
 signal.signal(signal.SIGTERM, _on_signal)
 
 
-def wait_http(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 120,
-              ok: Callable[[int], bool] = lambda status: status < 500) -> None:
+def wait_http(
+    url: str,
+    process: subprocess.Popen[bytes],
+    log: Path,
+    timeout: float = 120,
+    ok: Callable[[int], bool] = lambda status: status < 500,
+) -> None:
     deadline = time.monotonic() + timeout
     while True:
         if process.poll() is not None:

@@ -27,8 +27,13 @@ def machine() -> dict[str, str]:
         memory = f"{kib / 1024 / 1024:.0f} GiB"
     except (OSError, ValueError, IndexError):
         pass
-    return {"cpu": cpu, "cores": str(os.cpu_count()), "memory": memory,
-            "kernel": platform.release(), "python": platform.python_version()}
+    return {
+        "cpu": cpu,
+        "cores": str(os.cpu_count()),
+        "memory": memory,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+    }
 
 
 def load_average() -> str:
@@ -57,8 +62,14 @@ def _ratio(ours: float, theirs: float, unit: str) -> str:
     return f"{ratio:.2f}×" if ratio < 10 else f"{ratio:.0f}×"
 
 
-def render(results: Results, opts: Options, versions: dict[str, str], started: datetime,
-           load_before: str, title: str = "keyless benchmarks") -> str:
+def render(
+    results: Results,
+    opts: Options,
+    versions: dict[str, str],
+    started: datetime,
+    load_before: str,
+    title: str = "keyless benchmarks",
+) -> str:
     lines = [f"# {title}", ""]
     mach = machine()
     lines += [
@@ -70,7 +81,8 @@ def render(results: Results, opts: Options, versions: dict[str, str], started: d
         f"{opts.runs} runs; loads are `wrk -t1 -c8 -d{opts.duration:g}s` (keep-alive, 8 "
         "connections), runs of all servers interleaved. Ratios > 1 mean keyless is better "
         "(more requests/s, more MB/s, fewer seconds). Versions: "
-        + ", ".join(f"{k} {v}" for k, v in versions.items()) + ".",
+        + ", ".join(f"{k} {v}" for k, v in versions.items())
+        + ".",
         "",
         "| scenario | case | keyless | pypiserver | devpi | nginx / reference | keyless ÷ pypiserver "
         "| keyless ÷ devpi | keyless ÷ nginx / reference |",
@@ -109,18 +121,27 @@ def render(results: Results, opts: Options, versions: dict[str, str], started: d
             cells.append("; ".join(_ratio(ours, row[n][0], unit) for n in references) or "—")
         _ = named
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "## Raw figures", "",
-              "| scenario | case | server | median | runs | extra (per run) |", "|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Raw figures",
+        "",
+        "| scenario | case | server | median | runs | extra (per run) |",
+        "|---|---|---|---|---|---|",
+    ]
     for record in results.records.values():
         runs = ", ".join(_fmt(v, record.unit) for v in record.values)
         extra = "; ".join(
             f"{name}: " + ", ".join(f"{v:.2f}" if isinstance(v, float) else str(v) for v in values)
             for name, values in record.extra.items()
         )
-        lines.append(f"| {record.scenario} | {record.case} | {record.server} | "
-                     f"{_fmt(record.median, record.unit)} | {runs} | {extra} |")
+        lines.append(
+            f"| {record.scenario} | {record.case} | {record.server} | "
+            f"{_fmt(record.median, record.unit)} | {runs} | {extra} |"
+        )
     if results.notes:
-        lines += ["", "## Notes from this run", ""] + [f"- {note}" for note in dict.fromkeys(results.notes)]
+        lines += ["", "## Notes from this run", ""] + [
+            f"- {note}" for note in dict.fromkeys(results.notes)
+        ]
     return "\n".join(lines) + "\n"
 
 

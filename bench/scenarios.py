@@ -50,8 +50,15 @@ class Record:
         return median(self.values)
 
     def as_json(self) -> dict[str, Any]:
-        return {"scenario": self.scenario, "case": self.case, "server": self.server,
-                "unit": self.unit, "values": self.values, "median": self.median, **self.extra}
+        return {
+            "scenario": self.scenario,
+            "case": self.case,
+            "server": self.server,
+            "unit": self.unit,
+            "values": self.values,
+            "median": self.median,
+            **self.extra,
+        }
 
 
 class Results:
@@ -59,7 +66,9 @@ class Results:
         self.records: dict[tuple[str, str, str, str], Record] = {}
         self.notes: list[str] = []
 
-    def add(self, scenario: str, case: str, server: str, unit: str, value: float, **extra: Any) -> None:
+    def add(
+        self, scenario: str, case: str, server: str, unit: str, value: float, **extra: Any
+    ) -> None:
         key = (scenario, case, server, unit)
         record = self.records.setdefault(key, Record(scenario, case, server, unit))
         record.values.append(value)
@@ -79,8 +88,11 @@ def _servers(folder: Path, peers: tuple[str, ...], files: int) -> list[Server]:
         ("pypiserver", lambda: PypiServer(folder / "pypiserver")),
         ("devpi", lambda: Devpi(folder / "devpi")),
     ]
-    seeders = {"keyless": datasets.seed_keyless, "pypiserver": datasets.seed_pypiserver,
-               "devpi": datasets.seed_devpi}
+    seeders = {
+        "keyless": datasets.seed_keyless,
+        "pypiserver": datasets.seed_pypiserver,
+        "devpi": datasets.seed_devpi,
+    }
     try:
         for name, make in makers:
             if name != "keyless" and name not in peers:
@@ -89,8 +101,10 @@ def _servers(folder: Path, peers: tuple[str, ...], files: int) -> list[Server]:
             started.append(server)
             began = time.perf_counter()
             seeders[name](server, files)  # type: ignore[operator]
-            log(f"{name}: seeded {files} filler files + {len(datasets.core())} in "
-                f"{time.perf_counter() - began:.1f} s")
+            log(
+                f"{name}: seeded {files} filler files + {len(datasets.core())} in "
+                f"{time.perf_counter() - began:.1f} s"
+            )
     except BaseException:
         for server in started:
             server.stop()
@@ -102,9 +116,13 @@ def _nginx_for(folder: Path, keyless: Keyless, project: str | None) -> tuple[Ngi
     """nginx with keyless' own bytes of a page as static files; URLs per representation."""
     nginx = Nginx(folder / "nginx")
     pages, urls = {}, {}
-    for label, accept, prefix, filename in (("html", HTML_TYPE, "html", "index.html"),
-                                            ("json", JSON_TYPE, "json", "index.json")):
-        body = httpx.get(keyless.simple_url(project), headers={"Accept": accept}, timeout=60).content
+    for label, accept, prefix, filename in (
+        ("html", HTML_TYPE, "html", "index.html"),
+        ("json", JSON_TYPE, "json", "index.json"),
+    ):
+        body = httpx.get(
+            keyless.simple_url(project), headers={"Accept": accept}, timeout=60
+        ).content
         path = f"{prefix}/simple/{project or '_root'}/{filename}"
         pages[path] = body
         urls[label] = path
@@ -113,8 +131,16 @@ def _nginx_for(folder: Path, keyless: Keyless, project: str | None) -> tuple[Ngi
     return nginx, {label: nginx.url(path) for label, path in urls.items()}
 
 
-def _load_pages(results: Results, scenario: str, case: str, servers: list[Server],
-                nginx: Nginx, nginx_urls: dict[str, str], project: str | None, opts: Options) -> None:
+def _load_pages(
+    results: Results,
+    scenario: str,
+    case: str,
+    servers: list[Server],
+    nginx: Nginx,
+    nginx_urls: dict[str, str],
+    project: str | None,
+    opts: Options,
+) -> None:
     targets: list[tuple[str, str, str | None, str]] = []  # (server, label, accept, url)
     for server in servers:
         for label, accept in (("html", HTML_TYPE), ("json", JSON_TYPE)):
@@ -123,8 +149,10 @@ def _load_pages(results: Results, scenario: str, case: str, servers: list[Server
             if status != 200:
                 raise RuntimeError(f"{server.name}: {url} answered {status}")
             if label == "json" and "json" not in ctype:
-                results.notes.append(f"{server.name} answers {ctype.split(';')[0]} to a PEP 691 "
-                                     f"JSON request ({scenario}): no JSON figure")
+                results.notes.append(
+                    f"{server.name} answers {ctype.split(';')[0]} to a PEP 691 "
+                    f"JSON request ({scenario}): no JSON figure"
+                )
                 continue
             targets.append((server.name, label, accept, url))
             results.add(scenario, f"{case} {label}", server.name, "bytes", size)
@@ -136,13 +164,24 @@ def _load_pages(results: Results, scenario: str, case: str, servers: list[Server
         for name, label, accept, url in targets:
             outcome = wrk(url, duration=opts.duration, accept=accept)
             if outcome.errors:
-                results.notes.append(f"{name} {case} {label} run {run + 1}: {outcome.errors} errors")
-            results.add(scenario, f"{case} {label}", name, "req/s", outcome.rps,
-                        p50_ms=outcome.p50_ms, p99_ms=outcome.p99_ms)
+                results.notes.append(
+                    f"{name} {case} {label} run {run + 1}: {outcome.errors} errors"
+                )
+            results.add(
+                scenario,
+                f"{case} {label}",
+                name,
+                "req/s",
+                outcome.rps,
+                p50_ms=outcome.p50_ms,
+                p99_ms=outcome.p99_ms,
+            )
             log(f"{scenario} {case} {label} {name}: {outcome.rps:,.0f} req/s")
 
 
-def simple_pages(results: Results, opts: Options, sizes: tuple[int, ...] = (0, 2000, 20000)) -> None:
+def simple_pages(
+    results: Results, opts: Options, sizes: tuple[int, ...] = (0, 2000, 20000)
+) -> None:
     """(1) small project page; (2) the same with 2,000 / 20,000 files; (3) root at 10,000
     projects (the 20,000-file data set); (5) pip/uv installs on the small data set."""
     for files in sizes:
@@ -154,13 +193,22 @@ def simple_pages(results: Results, opts: Options, sizes: tuple[int, ...] = (0, 2
             total = files + len(datasets.core())
             scenario = "1 simple page" if files == 0 else "2 simple page, many files"
             nginx, urls = _nginx_for(folder, servers[0], datasets.SMALL)  # type: ignore[arg-type]
-            _load_pages(results, scenario, f"{total:,} files", servers, nginx, urls,
-                        datasets.SMALL, opts)
+            _load_pages(
+                results, scenario, f"{total:,} files", servers, nginx, urls, datasets.SMALL, opts
+            )
             nginx.stop()
             if files >= 20000:
                 nginx, urls = _nginx_for(folder / "root", servers[0], None)  # type: ignore[arg-type]
-                _load_pages(results, "3 root /simple/", f"{files // 2 + 22:,} projects",
-                            servers, nginx, urls, None, opts)
+                _load_pages(
+                    results,
+                    "3 root /simple/",
+                    f"{files // 2 + 22:,} projects",
+                    servers,
+                    nginx,
+                    urls,
+                    None,
+                    opts,
+                )
                 nginx.stop()
             if files == 0:
                 installs(results, servers, opts, folder)
@@ -179,9 +227,16 @@ def datasets_clean(folder: Path) -> None:
 
 def client_env(folder: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_", "TWINE_"))}
-    env.update(PIP_CONFIG_FILE=os.devnull, PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_NO_INPUT="1",
-               UV_NO_CONFIG="1", UV_PYTHON_DOWNLOADS="never", UV_CACHE_DIR=str(folder / "uv-cache"),
-               KEYRING_PROVIDER="disabled", PYTHON_KEYRING_BACKEND="keyring.backends.null.Keyring")
+    env.update(
+        PIP_CONFIG_FILE=os.devnull,
+        PIP_DISABLE_PIP_VERSION_CHECK="1",
+        PIP_NO_INPUT="1",
+        UV_NO_CONFIG="1",
+        UV_PYTHON_DOWNLOADS="never",
+        UV_CACHE_DIR=str(folder / "uv-cache"),
+        KEYRING_PROVIDER="disabled",
+        PYTHON_KEYRING_BACKEND="keyring.backends.null.Keyring",
+    )
     return env
 
 
@@ -189,27 +244,50 @@ def installs(results: Results, servers: list[Server], opts: Options, folder: Pat
     """(5) `pip install` / `uv pip install` of bench-app (20 dependencies), no cache."""
     env = client_env(folder)
     bin_dir = KEYLESS_PYTHON.parent
-    for run in range(opts.runs):
+    for _run in range(opts.runs):
         for server in servers:
             for tool in ("pip", "uv"):
                 target = folder / "install-target"
                 shutil.rmtree(target, ignore_errors=True)
                 if tool == "pip":
-                    command = [str(KEYLESS_PYTHON), "-m", "pip", "install", "--no-cache-dir",
-                               "--index-url", server.simple_url(), "--target", str(target),
-                               datasets.APP]
+                    command = [
+                        str(KEYLESS_PYTHON),
+                        "-m",
+                        "pip",
+                        "install",
+                        "--no-cache-dir",
+                        "--index-url",
+                        server.simple_url(),
+                        "--target",
+                        str(target),
+                        datasets.APP,
+                    ]
                 else:
-                    command = [str(bin_dir / "uv"), "pip", "install", "--no-cache",
-                               "--python", str(KEYLESS_PYTHON), "--index-url", server.simple_url(),
-                               "--target", str(target), datasets.APP]
+                    command = [
+                        str(bin_dir / "uv"),
+                        "pip",
+                        "install",
+                        "--no-cache",
+                        "--python",
+                        str(KEYLESS_PYTHON),
+                        "--index-url",
+                        server.simple_url(),
+                        "--target",
+                        str(target),
+                        datasets.APP,
+                    ]
                 began = time.perf_counter()
                 done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
                 elapsed = time.perf_counter() - began
                 if done.returncode != 0:
-                    raise RuntimeError(f"{tool} install from {server.name} failed:\n{done.stderr[-2000:]}")
+                    raise RuntimeError(
+                        f"{tool} install from {server.name} failed:\n{done.stderr[-2000:]}"
+                    )
                 installed = len(list(target.glob("bench_dep_*.dist-info")))
                 if installed != 20:
-                    raise RuntimeError(f"{tool} from {server.name}: {installed} dependencies installed")
+                    raise RuntimeError(
+                        f"{tool} from {server.name}: {installed} dependencies installed"
+                    )
                 results.add("5 install 21 packages", tool, server.name, "s", elapsed)
                 log(f"5 install {tool} {server.name}: {elapsed:.2f} s")
 
@@ -228,9 +306,21 @@ def _disk_copy(source: Path, target: Path) -> float:
     return elapsed
 
 
-def _curl_upload(url: str, path: Path, auth: str, fields: list[tuple[str, str]]) -> tuple[int, float]:
-    command = ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code} %{time_total}", "-u", auth,
-               "-H", "Expect:"]
+def _curl_upload(
+    url: str, path: Path, auth: str, fields: list[tuple[str, str]]
+) -> tuple[int, float]:
+    command = [
+        "curl",
+        "-sS",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code} %{time_total}",
+        "-u",
+        auth,
+        "-H",
+        "Expect:",
+    ]
     for key, value in fields:
         command += ["--form-string", f"{key}={value}"]
     command += ["-F", f"content=@{path};type=application/octet-stream", url]
@@ -274,17 +364,21 @@ def upload(results: Results, opts: Options) -> None:
             devpi.start()
             servers.append(devpi)
             from .servers import PASSWORD, USER
+
             auths["devpi"] = f"{USER}:{PASSWORD}"
         for run, (path, digests) in enumerate(wheels):
             for server in servers:
                 fields = upload_fields("bench-big", f"1.0.{run}", (), digests)
                 with procs.MemorySampler(server.pid) as memory:
-                    status, seconds = _curl_upload(server.upload_url, path, auths[server.name], fields)
+                    status, seconds = _curl_upload(
+                        server.upload_url, path, auths[server.name], fields
+                    )
                 if status not in (200, 201):
                     raise RuntimeError(f"{server.name}: big upload answered {status}")
                 growth = (memory.peak - memory.start) / 1024
-                results.add("4 upload", case, server.name, "MB/s", size_mb / seconds,
-                            growth_mb=growth)
+                results.add(
+                    "4 upload", case, server.name, "MB/s", size_mb / seconds, growth_mb=growth
+                )
                 log(f"4 upload {server.name}: {size_mb / seconds:.0f} MB/s, +{growth:.1f} MB")
     finally:
         for server in servers:
@@ -318,24 +412,56 @@ def mint_tokens(results: Results, opts: Options) -> None:
     datasets_clean(folder)
     port = procs.free_port()
     issuer = f"http://127.0.0.1:{port}"
-    keyless = Keyless(folder / "keyless",
-                      f'\n[trusted-publishing]\naudience = "keyless"\n'
-                      f'\n[trusted-publishing.issuers]\n"{issuer}" = "github"\n')
+    keyless = Keyless(
+        folder / "keyless",
+        f'\n[trusted-publishing]\naudience = "keyless"\n'
+        f'\n[trusted-publishing.issuers]\n"{issuer}" = "github"\n',
+    )
     with Emulator(folder / "keys", port=port) as emulator:
         keyless.prepare()
         try:
             keyless.start()
             keyless.upload([build_wheel("bench-mint", "0.1")])
             add = subprocess.run(
-                [str(KEYLESS_PYTHON), "-m", "keyless", "publisher", "add", "--index", INDEX,
-                 "--project", "bench-mint", "--json", "--data", str(keyless.data), "--config",
-                 str(keyless.config), "github", "--issuer", issuer, "--owner", "octo-org",
-                 "--repository", "demo", "--workflow", "release.yml"],
-                capture_output=True, text=True, timeout=120)
+                [
+                    str(KEYLESS_PYTHON),
+                    "-m",
+                    "keyless",
+                    "publisher",
+                    "add",
+                    "--index",
+                    INDEX,
+                    "--project",
+                    "bench-mint",
+                    "--json",
+                    "github",
+                    "--issuer",
+                    issuer,
+                    "--owner",
+                    "octo-org",
+                    "--repository",
+                    "demo",
+                    "--workflow",
+                    "release.yml",
+                    "--data",
+                    str(keyless.data),
+                    "--config",
+                    str(keyless.config),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
             if add.returncode != 0:
                 raise RuntimeError(f"publisher add failed: {add.stderr}")
-            job = JobClaims(repo="octo-org/demo", workflow="release.yml", ref="refs/tags/v1.0.0",
-                            event="release", owner_id=4242, lifetime=3600)
+            job = JobClaims(
+                repo="octo-org/demo",
+                workflow="release.yml",
+                ref="refs/tags/v1.0.0",
+                event="release",
+                owner_id=4242,
+                lifetime=3600,
+            )
             url = f"{keyless.base}/_/oidc/mint-token"
             warm = httpx.post(url, content=json.dumps({"token": emulator.token("keyless", job)}))
             if warm.status_code != 200:
@@ -345,16 +471,27 @@ def mint_tokens(results: Results, opts: Options) -> None:
             per_run = int(max(2000, 700 * opts.duration))
             for run in range(opts.runs):
                 tokens = folder / f"tokens-{run}.txt"
-                tokens.write_text("\n".join(emulator.token("keyless", _replace(job))
-                                            for _ in range(per_run)) + "\n")
+                tokens.write_text(
+                    "\n".join(emulator.token("keyless", _replace(job)) for _ in range(per_run))
+                    + "\n"
+                )
                 outcome = wrk(url, duration=opts.duration, script=script, lua_args=[str(tokens)])
                 if outcome.requests > per_run:
-                    results.notes.append(f"mint run {run + 1}: {outcome.requests} requests for "
-                                         f"{per_run} tokens (replays answered 422)")
+                    results.notes.append(
+                        f"mint run {run + 1}: {outcome.requests} requests for "
+                        f"{per_run} tokens (replays answered 422)"
+                    )
                 if outcome.errors:
                     results.notes.append(f"mint run {run + 1}: {outcome.errors} non-2xx answers")
-                results.add("6 mint-token", "fresh OIDC token each", "keyless", "req/s",
-                            outcome.rps, p50_ms=outcome.p50_ms, p99_ms=outcome.p99_ms)
+                results.add(
+                    "6 mint-token",
+                    "fresh OIDC token each",
+                    "keyless",
+                    "req/s",
+                    outcome.rps,
+                    p50_ms=outcome.p50_ms,
+                    p99_ms=outcome.p99_ms,
+                )
                 log(f"6 mint-token: {outcome.rps:,.0f} req/s ({outcome.errors} errors)")
         finally:
             keyless.stop()
@@ -384,28 +521,57 @@ def publish(results: Results, opts: Options) -> None:
                     (dist / wheel.filename).write_bytes(wheel.data)
                     files.append(str(dist / wheel.filename))
                 if tool == "keyless publish":
-                    command = [str(bin_dir / "keyless"), "publish", "--repository-url",
-                               keyless.upload_url, "--trusted-publishing", "never", *files]
+                    command = [
+                        str(bin_dir / "keyless"),
+                        "publish",
+                        "--repository-url",
+                        keyless.upload_url,
+                        "--trusted-publishing",
+                        "never",
+                        *files,
+                    ]
                     run_env = {**env, "KEYLESS_TOKEN": keyless.token}
                 elif tool == "twine upload":
-                    command = [str(bin_dir / "twine"), "upload", "--repository-url",
-                               keyless.upload_url, "-u", "__token__", "-p", keyless.token,
-                               "--non-interactive", "--disable-progress-bar", *files]
+                    command = [
+                        str(bin_dir / "twine"),
+                        "upload",
+                        "--repository-url",
+                        keyless.upload_url,
+                        "-u",
+                        "__token__",
+                        "-p",
+                        keyless.token,
+                        "--non-interactive",
+                        "--disable-progress-bar",
+                        *files,
+                    ]
                     run_env = env
                 else:
-                    command = [str(bin_dir / "uv"), "publish", "--publish-url", keyless.upload_url,
-                               "--token", keyless.token, *files]
+                    command = [
+                        str(bin_dir / "uv"),
+                        "publish",
+                        "--publish-url",
+                        keyless.upload_url,
+                        "--token",
+                        keyless.token,
+                        *files,
+                    ]
                     run_env = env
                 began = time.perf_counter()
-                done = subprocess.run(command, env=run_env, capture_output=True, text=True,
-                                      timeout=600)
+                done = subprocess.run(
+                    command, env=run_env, capture_output=True, text=True, timeout=600
+                )
                 elapsed = time.perf_counter() - began
                 if done.returncode != 0:
-                    raise RuntimeError(f"{tool} failed:\n{done.stdout[-1500:]}\n{done.stderr[-1500:]}")
+                    raise RuntimeError(
+                        f"{tool} failed:\n{done.stdout[-1500:]}\n{done.stderr[-1500:]}"
+                    )
                 page = httpx.get(keyless.simple_url(project), headers={"Accept": JSON_TYPE}).json()
                 if len(page["files"]) != opts.publish_wheels:
                     raise RuntimeError(f"{tool}: {len(page['files'])} files on the index")
-                results.add("7 publish 50 wheels", f"{opts.publish_wheels} wheels", tool, "s", elapsed)
+                results.add(
+                    "7 publish 50 wheels", f"{opts.publish_wheels} wheels", tool, "s", elapsed
+                )
                 log(f"7 publish {tool}: {elapsed:.2f} s")
     finally:
         keyless.stop()

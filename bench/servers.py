@@ -31,18 +31,30 @@ JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 HTML_TYPE = "text/html"
 
 
-def _post_upload(client: httpx.Client, url: str, wheel: Wheel, auth: httpx.Auth | None,
-                 headers: dict[str, str] | None = None) -> None:
+def _post_upload(
+    client: httpx.Client,
+    url: str,
+    wheel: Wheel,
+    auth: httpx.Auth | None,
+    headers: dict[str, str] | None = None,
+) -> None:
     digests = {
         "md5_digest": hashlib.md5(wheel.data, usedforsecurity=False).hexdigest(),
         "sha256_digest": wheel.sha256,
         "blake2_256_digest": hashlib.blake2b(wheel.data, digest_size=32).hexdigest(),
     }
     fields = upload_fields(wheel.name, wheel.version, wheel.requires, digests)
-    answer = client.post(url, data=_as_dict(fields), files={"content": (wheel.filename, wheel.data)},
-                         auth=auth, headers=headers)
+    answer = client.post(
+        url,
+        data=_as_dict(fields),
+        files={"content": (wheel.filename, wheel.data)},
+        auth=auth,
+        headers=headers,
+    )
     if answer.status_code not in (200, 201):
-        raise RuntimeError(f"upload of {wheel.filename} to {url}: {answer.status_code} {answer.text[:300]}")
+        raise RuntimeError(
+            f"upload of {wheel.filename} to {url}: {answer.status_code} {answer.text[:300]}"
+        )
 
 
 def _as_dict(fields: list[tuple[str, str]]) -> dict[str, list[str]]:
@@ -52,8 +64,13 @@ def _as_dict(fields: list[tuple[str, str]]) -> dict[str, list[str]]:
     return dict(mapping)
 
 
-def upload_all(url: str, wheels: Sequence[Wheel], auth: httpx.Auth | None, parallel: int = 4,
-               headers: dict[str, str] | None = None) -> None:
+def upload_all(
+    url: str,
+    wheels: Sequence[Wheel],
+    auth: httpx.Auth | None,
+    parallel: int = 4,
+    headers: dict[str, str] | None = None,
+) -> None:
     with httpx.Client(timeout=120) as client, ThreadPoolExecutor(parallel) as pool:
         list(pool.map(lambda w: _post_upload(client, url, w, auth, headers), wheels))
 
@@ -123,8 +140,18 @@ class Keyless(Server):
         engine.dispose()
 
     def start(self) -> None:
-        command = [str(KEYLESS_PYTHON), "-m", "keyless", "serve", "--config", str(self.config),
-                   "--data", str(self.data), "--port", str(self.port)]
+        command = [
+            str(KEYLESS_PYTHON),
+            "-m",
+            "keyless",
+            "serve",
+            "--config",
+            str(self.config),
+            "--data",
+            str(self.data),
+            "--port",
+            str(self.port),
+        ]
         env = {**os.environ, "PYTHONUNBUFFERED": "0"}
         self.process = procs.start(command, self.log, env=env, cwd=ROOT)
         procs.wait_http(f"{self.base}/_/health", self.process, self.log, ok=lambda s: s == 200)
@@ -140,8 +167,13 @@ class Keyless(Server):
         return f"{self.base}/{INDEX}/simple/" + (f"{project}/" if project else "")
 
 
-def seed_keyless_store(engine, blob_dir: Path, index_name: str, username: str,  # type: ignore[no-untyped-def]
-                       wheels: Sequence[Wheel]) -> None:
+def seed_keyless_store(
+    engine,
+    blob_dir: Path,
+    index_name: str,
+    username: str,  # type: ignore[no-untyped-def]
+    wheels: Sequence[Wheel],
+) -> None:
     """Bulk seeding: blobs written into the content-addressed store and rows inserted in one
     transaction, with the library's own schema — the rows an upload would have made (project,
     owner role, release, file, filename log, journal serial), minus per-file fsyncs."""
@@ -165,38 +197,79 @@ def seed_keyless_store(engine, blob_dir: Path, index_name: str, username: str,  
     for wheel in wheels:
         by_project[wheel.name].append(wheel)
     with db.writing(engine) as conn:
-        index_id = conn.execute(select(db.indexes.c.id).where(db.indexes.c.name == index_name)).scalar_one()
-        user_id = conn.execute(select(db.users.c.id).where(db.users.c.username == username)).scalar_one()
+        index_id = conn.execute(
+            select(db.indexes.c.id).where(db.indexes.c.name == index_name)
+        ).scalar_one()
+        user_id = conn.execute(
+            select(db.users.c.id).where(db.users.c.username == username)
+        ).scalar_one()
         for name, group in by_project.items():
             normalized = canonicalize_name(name)
-            serial = conn.execute(db.journal.insert().values(
-                time=moment, index_id=index_id, project=normalized, action="bench_seed",
-                actor=username, details={})).inserted_primary_key[0]
-            project_id = conn.execute(db.projects.insert().values(
-                index_id=index_id, name=name, normalized_name=normalized, status="active",
-                status_reason="", serial=serial, total_size=sum(len(w.data) for w in group),
-                created=moment)).inserted_primary_key[0]
-            conn.execute(db.roles.insert().values(project_id=project_id, user_id=user_id, role="owner"))
+            serial = conn.execute(
+                db.journal.insert().values(
+                    time=moment,
+                    index_id=index_id,
+                    project=normalized,
+                    action="bench_seed",
+                    actor=username,
+                    details={},
+                )
+            ).inserted_primary_key[0]
+            project_id = conn.execute(
+                db.projects.insert().values(
+                    index_id=index_id,
+                    name=name,
+                    normalized_name=normalized,
+                    status="active",
+                    status_reason="",
+                    serial=serial,
+                    total_size=sum(len(w.data) for w in group),
+                    created=moment,
+                )
+            ).inserted_primary_key[0]
+            conn.execute(
+                db.roles.insert().values(project_id=project_id, user_id=user_id, role="owner")
+            )
             files = []
             for wheel in group:
-                release_id = conn.execute(db.releases.insert().values(
-                    project_id=project_id, version=wheel.version,
-                    canonical_version=canonicalize_version(wheel.version), created=moment,
-                    yanked=False, yanked_reason="", requires_python=">=3.8",
-                    summary=f"benchmark package {name}",
-                    info={"name": name, "version": wheel.version})).inserted_primary_key[0]
+                release_id = conn.execute(
+                    db.releases.insert().values(
+                        project_id=project_id,
+                        version=wheel.version,
+                        canonical_version=canonicalize_version(wheel.version),
+                        created=moment,
+                        yanked=False,
+                        yanked_reason="",
+                        requires_python=">=3.8",
+                        summary=f"benchmark package {name}",
+                        info={"name": name, "version": wheel.version},
+                    )
+                ).inserted_primary_key[0]
                 sha = put(wheel.data)
                 meta_sha = put(metadata_text(wheel.name, wheel.version, wheel.requires).encode())
-                files.append(dict(
-                    release_id=release_id, index_id=index_id, filename=wheel.filename,
-                    packagetype="bdist_wheel", python_version="py3", sha256=sha,
-                    md5=hashlib.md5(wheel.data, usedforsecurity=False).hexdigest(),
-                    blake2_256=hashlib.blake2b(wheel.data, digest_size=32).hexdigest(),
-                    size=len(wheel.data), metadata_sha256=meta_sha, requires_python=">=3.8",
-                    upload_time=moment, uploaded_by=username, publisher=None))
+                files.append(
+                    dict(
+                        release_id=release_id,
+                        index_id=index_id,
+                        filename=wheel.filename,
+                        packagetype="bdist_wheel",
+                        python_version="py3",
+                        sha256=sha,
+                        md5=hashlib.md5(wheel.data, usedforsecurity=False).hexdigest(),
+                        blake2_256=hashlib.blake2b(wheel.data, digest_size=32).hexdigest(),
+                        size=len(wheel.data),
+                        metadata_sha256=meta_sha,
+                        requires_python=">=3.8",
+                        upload_time=moment,
+                        uploaded_by=username,
+                        publisher=None,
+                    )
+                )
             conn.execute(db.files.insert(), files)
-            conn.execute(db.filename_log.insert(),
-                         [{"index_id": index_id, "filename": f["filename"]} for f in files])
+            conn.execute(
+                db.filename_log.insert(),
+                [{"index_id": index_id, "filename": f["filename"]} for f in files],
+            )
 
 
 # --------------------------------------------------------------------------------- pypiserver
@@ -216,9 +289,24 @@ class PypiServer(Server):
             (self.packages / wheel.filename).write_bytes(wheel.data)
 
     def start(self) -> None:
-        command = [str(venv_bin("pypiserver") / "pypi-server"), "run", "-i", "127.0.0.1",
-                   "-p", str(self.port), "-a", ".", "-P", ".", "--disable-fallback",
-                   "--server", "auto", "--log-stream", "none", str(self.packages)]
+        command = [
+            str(venv_bin("pypiserver") / "pypi-server"),
+            "run",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-a",
+            ".",
+            "-P",
+            ".",
+            "--disable-fallback",
+            "--server",
+            "auto",
+            "--log-stream",
+            "none",
+            str(self.packages),
+        ]
         self.process = procs.start(command, self.log)
         procs.wait_http(f"{self.base}/health", self.process, self.log)
 
@@ -246,15 +334,30 @@ class Devpi(Server):
     def prepare(self, bulk: Iterable[Wheel] = ()) -> None:
         if not (self.serverdir / ".nodeinfo").exists():
             subprocess.run(
-                [str(venv_bin("devpi") / "devpi-init"), "--serverdir", str(self.serverdir),
-                 "--no-root-pypi", "--root-passwd", "root-pw"],
-                check=True, capture_output=True,
+                [
+                    str(venv_bin("devpi") / "devpi-init"),
+                    "--serverdir",
+                    str(self.serverdir),
+                    "--no-root-pypi",
+                    "--root-passwd",
+                    "root-pw",
+                ],
+                check=True,
+                capture_output=True,
             )
         self._bulk = list(bulk)
 
     def start(self) -> None:
-        command = [str(venv_bin("devpi") / "devpi-server"), "--serverdir", str(self.serverdir),
-                   "--host", "127.0.0.1", "--port", str(self.port), "--offline-mode"]
+        command = [
+            str(venv_bin("devpi") / "devpi-server"),
+            "--serverdir",
+            str(self.serverdir),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--offline-mode",
+        ]
         self.process = procs.start(command, self.log)
         procs.wait_http(f"{self.base}/+api", self.process, self.log, ok=lambda s: s == 200)
         self._ensure_index()
@@ -268,14 +371,21 @@ class Devpi(Server):
             if client.get(f"/{USER}/{INDEX}", headers=headers).status_code == 200:
                 return
             client.put(f"/{USER}", json={"password": PASSWORD}, headers=headers)
-            login = client.post("/+login", json={"user": USER, "password": PASSWORD}, headers=headers)
+            login = client.post(
+                "/+login", json={"user": USER, "password": PASSWORD}, headers=headers
+            )
             login.raise_for_status()
             token = login.json()["result"]["password"]
             auth = base64.b64encode(f"{USER}:{token}".encode()).decode()
-            made = client.put(f"/{USER}/{INDEX}", json={"type": "stage", "bases": [], "volatile": True},
-                              headers={**headers, "X-Devpi-Auth": auth})
+            made = client.put(
+                f"/{USER}/{INDEX}",
+                json={"type": "stage", "bases": [], "volatile": True},
+                headers={**headers, "X-Devpi-Auth": auth},
+            )
             if made.status_code not in (200, 201):
-                raise RuntimeError(f"devpi: creating {USER}/{INDEX}: {made.status_code} {made.text}")
+                raise RuntimeError(
+                    f"devpi: creating {USER}/{INDEX}: {made.status_code} {made.text}"
+                )
 
     def upload(self, wheels: Sequence[Wheel], parallel: int = 4) -> None:
         upload_all(self.upload_url, wheels, httpx.BasicAuth(USER, PASSWORD), parallel)
@@ -334,7 +444,9 @@ class Nginx(Server):
             target = self.www / path
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data)
-        (self.folder / "nginx.conf").write_text(NGINX_CONF.format(folder=self.folder, port=self.port))
+        (self.folder / "nginx.conf").write_text(
+            NGINX_CONF.format(folder=self.folder, port=self.port)
+        )
 
     def start(self) -> None:
         command = [nginx_binary(), "-c", str(self.folder / "nginx.conf"), "-p", str(self.folder)]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from html import escape
 from typing import Any
@@ -36,6 +36,11 @@ class Rendered:
 
     body: bytes
     etag: str
+    # Response headers per content type, built on first use by the route that sends the page
+    # (the page never changes, so neither do they): a cached page costs no header building.
+    header_cache: dict[str, list[tuple[bytes, bytes]]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
 
 @dataclass(frozen=True)
@@ -97,6 +102,17 @@ class SimplePages:
                 if generation == self._generation:
                     self._roots[index_id] = cached
         return cached
+
+    def cached_root(self, index_id: int) -> PageSet | None:
+        """The root pages if they are in memory (no database access), else None."""
+        return self._roots.get(index_id)
+
+    def cached_project(self, index_id: int, name: str) -> PageSet | None:
+        """A project's pages if they are in memory (no database access), else None.
+
+        Keys are normalized names, so a hit also says `name` is normalized.
+        """
+        return self._projects.get((index_id, name))
 
     def project(self, index_id: int, index_name: str, name: NormalizedName) -> PageSet | None:
         """The pages of a project, or None when the index has no such project."""

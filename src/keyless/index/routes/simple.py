@@ -1,4 +1,11 @@
-"""The simple repository API: /{index}/simple/ and /{index}/simple/{project}/."""
+"""The simple repository API: /{index}/simple/ and /{index}/simple/{project}/.
+
+The hot path of the whole server (pip and uv fetch a page per dependency per install), so the
+two page routes are raw ASGI endpoints: a cached page is answered from precomputed header lists
+and bytes, with no Request or Response object and no per-request header building. Anything
+else (unknown index or project, a name to redirect, a page not cached yet) takes the ordinary
+Starlette path below, which defines the behaviour; the fast path sends exactly what it would.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +13,156 @@ from packaging.utils import canonicalize_name
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
-from ..pages import JSON_TYPE, PageSet, etag_matches, negotiate
-from .common import error, index_or_none, services, unknown_index
+from ..pages import JSON_TYPE, PageSet, Rendered, etag_matches, negotiate
+from .common import Services, error, index_or_none, services, unknown_index
+
+CACHE_CONTROL = "max-age=60, public"
+
+# Accept header -> negotiated type. Clients send a handful of distinct headers; the bound keeps
+# made-up ones from growing it.
+_NEGOTIATED: dict[bytes, str] = {}
+_NEGOTIATED_MAX = 256
+
+
+def _negotiate(accept: bytes) -> str:
+    media_type = _NEGOTIATED.get(accept)
+    if media_type is None:
+        media_type = negotiate(accept.decode("latin-1"))
+        if len(_NEGOTIATED) >= _NEGOTIATED_MAX:
+            _NEGOTIATED.clear()
+        _NEGOTIATED[accept] = media_type
+    return media_type
+
+
+def _headers(page: Rendered, media_type: str) -> list[tuple[bytes, bytes]]:
+    """The headers Starlette's Response(page.body, media_type=..., headers=...) would send."""
+    cached = page.header_cache.get(media_type)
+    if cached is None:
+        content_type = media_type
+        if content_type.startswith("text/") and "charset=" not in content_type.lower():
+            content_type += "; charset=utf-8"
+        cached = [
+            *_not_modified_headers(page),
+            (b"content-length", str(len(page.body)).encode("latin-1")),
+            (b"content-type", content_type.encode("latin-1")),
+        ]
+        page.header_cache[media_type] = cached
+    return cached
+
+
+def _not_modified_headers(page: Rendered) -> list[tuple[bytes, bytes]]:
+    cached = page.header_cache.get("")
+    if cached is None:
+        cached = [
+            (b"etag", page.etag.encode("latin-1")),
+            (b"vary", b"Accept"),
+            (b"cache-control", CACHE_CONTROL.encode("latin-1")),
+        ]
+        page.header_cache[""] = cached
+    return cached
+
+
+async def answer_cached(scope: Scope, send: Send) -> tuple[int, int] | None:
+    """Answer a GET/HEAD of a simple page that is in memory, before any routing.
+
+    Returns (status, body bytes sent), or None — having sent nothing — for any other request,
+    which then takes the ordinary route. Only paths the router would give to `RootPage` or
+    `ProjectPage` qualify (`/{index}/simple/` and `/{index}/simple/{project}/`; no earlier
+    route can match them), so the answer is the one the route would have sent.
+    """
+    if scope["method"] not in ("GET", "HEAD") or scope.get("root_path"):
+        return None
+    parts = scope["path"].split("/")
+    count = len(parts)
+    if count == 5:
+        _, index_name, simple, project, tail = parts
+    elif count == 4:
+        _, index_name, simple, tail = parts
+        project = None
+    else:
+        return None
+    if simple != "simple" or tail or not index_name:
+        return None
+    svc: Services = scope["app"].state.services
+    index = svc.indexes.get(index_name)
+    if index is None:
+        return None
+    if project is None:
+        pages = svc.pages.cached_root(index.id)
+    else:
+        pages = svc.pages.cached_project(index.id, project) if project else None
+    if pages is None:
+        return None
+    return await _send_fast(scope, send, pages)
+
+
+async def _send_fast(scope: Scope, send: Send, pages: PageSet) -> tuple[int, int]:
+    accept = b""
+    if_none_match: bytes | None = None
+    seen_accept = False
+    for name, value in scope["headers"]:
+        # The first of repeated headers counts, as with Starlette's request.headers.get().
+        if name == b"accept" and not seen_accept:
+            accept, seen_accept = value, True
+        elif name == b"if-none-match" and if_none_match is None:
+            if_none_match = value
+    media_type = _negotiate(accept)
+    page = pages.json if media_type == JSON_TYPE else pages.html
+    if if_none_match is not None and etag_matches(if_none_match.decode("latin-1"), page.etag):
+        # A copy of the cached list: a middleware may add headers to the message in place.
+        headers, status, body = list(_not_modified_headers(page)), 304, b""
+    else:
+        headers, status, body = list(_headers(page, media_type)), 200, page.body
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+    return status, len(body)
 
 
 def _send(request: Request, pages: PageSet) -> Response:
     media_type = negotiate(request.headers.get("accept", ""))
     page = pages.json if media_type == JSON_TYPE else pages.html
-    headers = {"etag": page.etag, "vary": "Accept", "cache-control": "max-age=60, public"}
+    headers = {"etag": page.etag, "vary": "Accept", "cache-control": CACHE_CONTROL}
     if etag_matches(request.headers.get("if-none-match"), page.etag):
         return Response(status_code=304, headers=headers)
     return Response(page.body, media_type=media_type, headers=headers)
+
+
+def _services(scope: Scope) -> Services:
+    return scope["app"].state.services  # type: ignore[no-any-return]
+
+
+class RootPage:
+    """ASGI endpoint of /{index}/simple/ (a class: Starlette routes a class to it as ASGI)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        svc = _services(scope)
+        index = svc.indexes.get(scope["path_params"]["index"])
+        if index is not None:
+            pages = svc.pages.cached_root(index.id)
+            if pages is not None:
+                await _send_fast(scope, send, pages)
+                return
+        response = await root(Request(scope, receive))
+        await response(scope, receive, send)
+
+
+class ProjectPage:
+    """ASGI endpoint of /{index}/simple/{project}/."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        svc = _services(scope)
+        params = scope["path_params"]
+        index = svc.indexes.get(params["index"])
+        if index is not None:
+            # Cached pages are keyed by normalized name: a hit means the name needs no redirect.
+            pages = svc.pages.cached_project(index.id, params["project"])
+            if pages is not None:
+                await _send_fast(scope, send, pages)
+                return
+        response = await project(Request(scope, receive))
+        await response(scope, receive, send)
 
 
 async def root(request: Request) -> Response:
@@ -62,8 +207,9 @@ async def project_slash(request: Request) -> Response:
 
 
 routes = [
-    Route("/{index}/simple/", root),
+    # Raw ASGI endpoints take any method unless told: GET (and HEAD), as before.
+    Route("/{index}/simple/", RootPage(), methods=["GET"]),
     Route("/{index}/simple", root_slash),
-    Route("/{index}/simple/{project}/", project),
+    Route("/{index}/simple/{project}/", ProjectPage(), methods=["GET"]),
     Route("/{index}/simple/{project}", project_slash),
 ]

@@ -1,0 +1,89 @@
+"""Profile keyless under load: py-spy samples the server process while wrk (or uploads) run.
+
+`python -m bench profile --what page-html` writes the hottest functions (own and inclusive
+samples) to bench/results/profile.txt and the raw collapsed stacks beside it (for a flame
+graph: flamegraph.pl or speedscope)."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+from . import datasets
+from .env import venv_bin
+from .load import wrk
+from .scenarios import WORK, datasets_clean
+from .servers import HTML_TYPE, JSON_TYPE, Keyless
+
+
+def profile(what: str, duration: float, out: Path) -> int:
+    folder = WORK / "profile"
+    datasets_clean(folder)
+    keyless = Keyless(folder / "keyless")
+    raw = out.with_suffix(".collapsed")
+    try:
+        datasets.seed_keyless(keyless, 0)
+        spy = subprocess.Popen(
+            [
+                str(venv_bin("tools") / "py-spy"),
+                "record",
+                "--pid",
+                str(keyless.pid),
+                "--duration",
+                str(int(duration)),
+                "--rate",
+                "250",
+                "--format",
+                "raw",
+                "--output",
+                str(raw),
+                "--nonblocking",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        time.sleep(1.0)
+        if what.startswith("page"):
+            accept = HTML_TYPE if what == "page-html" else JSON_TYPE
+            result = wrk(keyless.simple_url(datasets.SMALL), duration=duration - 1, accept=accept)
+            header = f"{what}: {result.rps:,.0f} req/s under py-spy (sampling slows it)\n"
+        else:
+            header = f"{what}\n"
+            stop = threading.Event()
+            from .dists import build_wheel
+
+            count = 0
+            while not stop.is_set() and count < 400:
+                keyless.upload([build_wheel(f"prof-{count}", "1.0") for _ in range(1)], parallel=1)
+                count += 1
+                if spy.poll() is not None:
+                    break
+        spy.wait(timeout=duration + 60)
+    finally:
+        keyless.stop()
+    out.write_text(header + summarize(raw))
+    print(out.read_text())
+    return 0
+
+
+def summarize(raw: Path, top: int = 30) -> str:
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        count = int(count_text)
+        frames = stack.split(";")
+        total += count
+        if frames:
+            own[frames[-1]] += count
+        for frame in set(frames):
+            inclusive[frame] += count
+    lines = [f"{total} samples", "", "own:"]
+    lines += [f"{100 * n / total:5.1f}%  {frame}" for frame, n in own.most_common(top)]
+    lines += ["", "inclusive:"]
+    lines += [f"{100 * n / total:5.1f}%  {frame}" for frame, n in inclusive.most_common(top)]
+    return "\n".join(lines) + "\n"
