@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -28,6 +29,11 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--peers", default="pypiserver,devpi")
     run.add_argument("--out", type=Path, default=BENCH / "results" / "latest.md")
     run.add_argument("--title", default="keyless benchmarks")
+    run.add_argument(
+        "--keyless-src",
+        help="run the keyless server from this src/ folder (e.g. a worktree of an older "
+        "commit) instead of this checkout's",
+    )
     prof = sub.add_parser("profile", help="profile keyless under load (py-spy)")
     prof.add_argument("--what", choices=["page-html", "page-json", "upload"], default="page-html")
     prof.add_argument("--duration", type=float, default=10.0)
@@ -53,6 +59,8 @@ def _run(args: argparse.Namespace) -> int:
     if not 0 < args.duration <= 30:
         raise SystemExit("--duration must be within (0, 30] seconds")
     env.setup()
+    if args.keyless_src:
+        os.environ["BENCH_KEYLESS_SRC"] = str(Path(args.keyless_src).resolve())
     opts = scenarios.Options(
         runs=args.runs,
         duration=args.duration,

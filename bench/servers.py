@@ -153,6 +153,10 @@ class Keyless(Server):
             str(self.port),
         ]
         env = {**os.environ, "PYTHONUNBUFFERED": "0"}
+        if os.environ.get("BENCH_KEYLESS_SRC"):
+            # Another source tree of keyless (e.g. a worktree of an older commit), for
+            # before/after figures in one run of the harness.
+            env["PYTHONPATH"] = os.environ["BENCH_KEYLESS_SRC"]
         self.process = procs.start(command, self.log, env=env, cwd=ROOT)
         procs.wait_http(f"{self.base}/_/health", self.process, self.log, ok=lambda s: s == 200)
 
