@@ -114,7 +114,10 @@ def write_big_wheel(folder: Path, name: str, version: str, size: int) -> Path:
             + f",{size}"
         )
         meta = metadata_text(name, version).encode()
-        wheel = b"Wheel-Version: 1.0\nGenerator: keyless-bench\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        wheel = (
+            b"Wheel-Version: 1.0\nGenerator: keyless-bench\nRoot-Is-Purelib: true\n"
+            b"Tag: py3-none-any\n"
+        )
         for member_name, data in ((f"{dist_info}/METADATA", meta), (f"{dist_info}/WHEEL", wheel)):
             archive.writestr(zipfile.ZipInfo(member_name, ZIP_DATE), data)
         record = [

@@ -1,4 +1,4 @@
-"""The results as markdown: ratios first, then raw figures, with the machine described."""
+"""The results as markdown: targets and ratios first, then every raw figure, machine described."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import platform
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .scenarios import Options, Results
+from .scenarios import Options, Record, Results
 
 HIGHER_IS_BETTER = {"req/s": True, "MB/s": True, "s": False}
+PEERS = ("pypiserver", "devpi")
 
 
 def machine() -> dict[str, str]:
@@ -43,23 +44,170 @@ def load_average() -> str:
         return "?"
 
 
-def _fmt(value: float, unit: str) -> str:
+def fmt(value: float, unit: str) -> str:
     if value != value:  # nan
         return "—"
-    if unit == "req/s":
-        return f"{value:,.0f} req/s"
-    if unit == "MB/s":
-        return f"{value:,.0f} MB/s"
+    if unit in ("req/s", "MB/s"):
+        return f"{value:,.0f} {unit}"
     if unit == "s":
         return f"{value:.2f} s"
+    if unit == "MB":
+        return f"{value:.1f} MB"
     return f"{value:,.0f} {unit}"
 
 
-def _ratio(ours: float, theirs: float, unit: str) -> str:
-    if ours != ours or theirs != theirs or not theirs or not ours:
+def ratio(ours: float, theirs: float, unit: str) -> float:
+    """How many times better keyless is (>1: better), whatever the unit's direction."""
+    if not ours or not theirs or ours != ours or theirs != theirs:
+        return float("nan")
+    return ours / theirs if HIGHER_IS_BETTER.get(unit, True) else theirs / ours
+
+
+def fmt_ratio(value: float) -> str:
+    if value != value:
         return "—"
-    ratio = ours / theirs if HIGHER_IS_BETTER.get(unit, True) else theirs / ours
-    return f"{ratio:.2f}×" if ratio < 10 else f"{ratio:.0f}×"
+    return f"{value:.2f}×" if value < 10 else f"{value:.0f}×"
+
+
+class _Table:
+    def __init__(self, results: Results) -> None:
+        self.results = results
+
+    def get(self, scenario: str, case: str, server: str, unit: str) -> Record | None:
+        return self.results.get(scenario, case, server, unit)
+
+    def value(self, scenario: str, case: str, server: str, unit: str) -> float:
+        record = self.get(scenario, case, server, unit)
+        return record.median if record else float("nan")
+
+
+def _verdict(ok: bool | None) -> str:
+    return "—" if ok is None else ("met" if ok else "**missed**")
+
+
+def targets(results: Results) -> list[str]:
+    """The issue's targets, each with the figures it was judged on."""
+    t = _Table(results)
+    rows: list[str] = []
+    cases = [r.case for r in results.records.values() if r.scenario.startswith("1 ")]
+    for case in dict.fromkeys(cases):
+        ours = t.value("1 simple page", case, "keyless", "req/s")
+        for peer, goal in (("pypiserver", 10.0), ("devpi", 20.0)):
+            theirs = t.value("1 simple page", case, peer, "req/s")
+            value = ratio(ours, theirs, "req/s")
+            if value != value:
+                continue  # that peer was not run
+            ok = value >= goal
+            rows.append(
+                f"| simple page {case}: keyless ÷ {peer} | ≥ {goal:.0f}× | "
+                f"{fmt_ratio(value)} | {_verdict(ok)} |"
+            )
+        nginx = t.value("1 simple page", case, "nginx", "req/s")
+        value = ratio(ours, nginx, "req/s")
+        ok = None if value != value else value >= 0.25
+        rows.append(
+            f"| simple page {case}: keyless ÷ nginx (same bytes) | ≥ 0.25× | "
+            f"{fmt_ratio(value)} | {_verdict(ok)} |"
+        )
+    base = {case.split()[-1]: t.value("1 simple page", case, "keyless", "req/s") for case in cases}
+    for record in results.records.values():
+        if (
+            record.scenario.startswith("2 ")
+            and record.server == "keyless"
+            and record.unit == "req/s"
+        ):
+            kind = record.case.split()[-1]
+            small = base.get(kind, float("nan"))
+            change = record.median / small - 1 if small == small and small else float("nan")
+            ok = None if change != change else abs(change) <= 0.20
+            rows.append(
+                f"| cost flat with files: keyless {record.case} vs small | ±20% | "
+                f"{change:+.0%} | {_verdict(ok)} |"
+                if change == change
+                else f"| cost flat with files: keyless {record.case} | ±20% | — | — |"
+            )
+    for record in results.records.values():
+        if (
+            record.scenario.startswith("4 ")
+            and record.server == "keyless"
+            and record.unit == "MB/s"
+        ):
+            copy = t.value(record.scenario, record.case, "disk copy", "MB/s")
+            value = ratio(record.median, copy, "MB/s")
+            ok = None if value != value else value >= 0.60
+            rows.append(
+                f"| upload {record.case}: keyless ÷ disk copy | ≥ 0.60× | "
+                f"{fmt_ratio(value)} | {_verdict(ok)} |"
+            )
+            growth = record.extra.get("growth_mb", [])
+            if growth:
+                worst = max(growth)
+                rows.append(
+                    f"| upload {record.case}: keyless memory growth (worst run) | < 50 MB "
+                    f"| {worst:.1f} MB | {_verdict(worst < 50)} |"
+                )
+    for record in results.records.values():
+        if record.scenario.startswith("7 ") and record.server == "keyless publish":
+            twine = t.value(record.scenario, record.case, "twine upload", "s")
+            share = record.median / twine if twine == twine and twine else float("nan")
+            ok = None if share != share else share <= 1 / 3
+            rows.append(
+                f"| publish {record.case}: keyless publish ÷ twine upload (time) | ≤ 0.33 "
+                f"| {share:.2f} | {_verdict(ok)} |"
+            )
+    if not rows:
+        return []
+    return ["| target | goal | measured | |", "|---|---|---|---|", *rows]
+
+
+def summary(results: Results) -> list[str]:
+    """One row per scenario and case: medians and keyless' ratios to each other server."""
+    lines = [
+        "| scenario | case | keyless | pypiserver | devpi | reference | "
+        "keyless vs pypiserver | keyless vs devpi | keyless vs reference |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    rows: dict[tuple[str, str], dict[str, Record]] = {}
+    for record in results.records.values():
+        if record.unit in ("bytes",):
+            continue
+        rows.setdefault((record.scenario, record.case), {})[record.server] = record
+    for (scenario, case), row in sorted(rows.items(), key=lambda item: item[0][0][:1]):
+        unit = next(iter(row.values())).unit
+        ours_name = "keyless publish" if scenario.startswith("7 ") else "keyless"
+        ours = row[ours_name].median if ours_name in row else float("nan")
+        cells = [
+            scenario,
+            case,
+            fmt(ours, unit) + (" (keyless publish)" if scenario[0] == "7" else ""),
+        ]
+        for peer in PEERS:
+            cells.append(fmt(row[peer].median, unit) if peer in row else "—")
+        refs = [name for name in row if name not in ("keyless", "keyless publish", *PEERS)]
+        cells.append("; ".join(f"{name}: {fmt(row[name].median, unit)}" for name in refs) or "—")
+        for peer in PEERS:
+            cells.append(fmt_ratio(ratio(ours, row[peer].median, unit)) if peer in row else "—")
+        cells.append(
+            "; ".join(f"{name}: {fmt_ratio(ratio(ours, row[name].median, unit))}" for name in refs)
+            or "—"
+        )
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def raw(results: Results) -> list[str]:
+    lines = ["| scenario | case | server | median | runs | per run |", "|---|---|---|---|---|---|"]
+    for record in results.records.values():
+        runs = ", ".join(fmt(v, record.unit) for v in record.values)
+        extra = "; ".join(
+            f"{name}: " + ", ".join(f"{v:.2f}" if isinstance(v, float) else str(v) for v in values)
+            for name, values in record.extra.items()
+        )
+        lines.append(
+            f"| {record.scenario} | {record.case} | {record.server} | "
+            f"{fmt(record.median, record.unit)} | {runs} | {extra} |"
+        )
+    return lines
 
 
 def render(
@@ -70,78 +218,29 @@ def render(
     load_before: str,
     title: str = "keyless benchmarks",
 ) -> str:
-    lines = [f"# {title}", ""]
     mach = machine()
-    lines += [
-        f"Run {started.strftime('%Y-%m-%d %H:%M UTC')}, on {mach['cpu']}, {mach['cores']} cores, "
-        f"{mach['memory']}, Linux {mach['kernel']}. Load average before: {load_before}; "
-        f"after: {load_average()}.",
+    lines = [
+        f"# {title}",
         "",
-        "Each figure is the median of "
-        f"{opts.runs} runs; loads are `wrk -t1 -c8 -d{opts.duration:g}s` (keep-alive, 8 "
-        "connections), runs of all servers interleaved. Ratios > 1 mean keyless is better "
-        "(more requests/s, more MB/s, fewer seconds). Versions: "
+        f"Run {started.strftime('%Y-%m-%d %H:%M UTC')} on {mach['cpu']}, {mach['cores']} cores, "
+        f"{mach['memory']}, Linux {mach['kernel']}; load average before {load_before}, after "
+        f"{load_average()} (the machine is shared).",
+        "",
+        f"Each figure is the median of {opts.runs} runs. Page loads: `wrk -t1 -c{8} "
+        f"-d{opts.duration:g}s` (keep-alive, 8 connections; one core for wrk, one for the "
+        'server), runs of all servers interleaved. "vs" columns: how many times better keyless '
+        "is (more requests/s or MB/s, fewer seconds); below 1× it is worse. Versions: "
         + ", ".join(f"{k} {v}" for k, v in versions.items())
         + ".",
         "",
-        "| scenario | case | keyless | pypiserver | devpi | nginx / reference | keyless ÷ pypiserver "
-        "| keyless ÷ devpi | keyless ÷ nginx / reference |",
-        "|---|---|---|---|---|---|---|---|---|",
     ]
-    rows: dict[tuple[str, str], dict[str, tuple[float, str]]] = {}
-    order: list[tuple[str, str]] = []
-    for record in results.records.values():
-        if record.unit == "bytes":
-            continue
-        key = (record.scenario, record.case)
-        if key not in rows:
-            rows[key] = {}
-            order.append(key)
-        rows[key][record.server] = (record.median, record.unit)
-    for key in sorted(order, key=lambda k: (k[0], order.index(k))):
-        row = rows[key]
-        unit = next(iter(row.values()))[1]
-        ours = row.get("keyless", (float("nan"), unit))[0]
-        references = [name for name in row if name not in ("keyless", "pypiserver", "devpi")]
-        cells = [key[0], key[1]]
-        named = {"keyless", "pypiserver", "devpi"}
-        for name in ("keyless", "pypiserver", "devpi"):
-            cells.append(_fmt(row[name][0], unit) if name in row else "—")
-        # Scenario 7 compares `keyless publish` with the other clients.
-        if key[0].startswith("7"):
-            ours = row.get("keyless publish", (float("nan"), unit))[0]
-            cells[2] = _fmt(ours, unit) + " (keyless publish)"
-            refs = [n for n in row if n != "keyless publish"]
-            cells.append("; ".join(f"{n}: {_fmt(row[n][0], unit)}" for n in refs))
-            cells += ["—", "—", "; ".join(f"÷ {n}: {_ratio(ours, row[n][0], unit)}" for n in refs)]
-        else:
-            cells.append("; ".join(f"{n}: {_fmt(row[n][0], unit)}" for n in references) or "—")
-            for name in ("pypiserver", "devpi"):
-                cells.append(_ratio(ours, row[name][0], unit) if name in row else "—")
-            cells.append("; ".join(_ratio(ours, row[n][0], unit) for n in references) or "—")
-        _ = named
-        lines.append("| " + " | ".join(cells) + " |")
-    lines += [
-        "",
-        "## Raw figures",
-        "",
-        "| scenario | case | server | median | runs | extra (per run) |",
-        "|---|---|---|---|---|---|",
-    ]
-    for record in results.records.values():
-        runs = ", ".join(_fmt(v, record.unit) for v in record.values)
-        extra = "; ".join(
-            f"{name}: " + ", ".join(f"{v:.2f}" if isinstance(v, float) else str(v) for v in values)
-            for name, values in record.extra.items()
-        )
-        lines.append(
-            f"| {record.scenario} | {record.case} | {record.server} | "
-            f"{_fmt(record.median, record.unit)} | {runs} | {extra} |"
-        )
+    target_lines = targets(results)
+    if target_lines:
+        lines += ["## Targets (issue 6)", "", *target_lines, ""]
+    lines += ["## Results", "", *summary(results), "", "## Raw figures", "", *raw(results)]
     if results.notes:
-        lines += ["", "## Notes from this run", ""] + [
-            f"- {note}" for note in dict.fromkeys(results.notes)
-        ]
+        lines += ["", "## Notes from this run", ""]
+        lines += [f"- {note}" for note in dict.fromkeys(results.notes)]
     return "\n".join(lines) + "\n"
 
 

@@ -342,7 +342,7 @@ def upload(results: Results, opts: Options) -> None:
         wheels.append((path, digests_of_file(path)))
     size_mb = opts.upload_size / MIB
     case = f"{size_mb:.0f} MB wheel"
-    for run, (path, _) in enumerate(wheels):
+    for path, _ in wheels:
         seconds = _disk_copy(path, folder / "copy.whl")
         results.add("4 upload", case, "disk copy", "MB/s", size_mb / seconds)
     servers: list[Server] = []

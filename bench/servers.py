@@ -26,7 +26,7 @@ from .env import KEYLESS_PYTHON, ROOT, nginx_binary, venv_bin
 
 INDEX = "bench"
 USER = "bench"
-PASSWORD = "bench-password-1"
+PASSWORD = "bench-password-1"  # noqa: S105 - a throwaway account on a local benchmark server
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 HTML_TYPE = "text/html"
 
