@@ -207,6 +207,34 @@ def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]
     stop_server(live)
 
 
+AUDIENCE = "keyless"  # the server's Trusted Publishing audience in tests
+TEST_AUDIENCE = "keyless-test"  # the `test` index's own audience (PEP 807)
+
+
+def start_trusted_server(folder: Path, github_issuer: str, gitlab_issuer: str) -> LiveServer:
+    """A TLS server trusting two CI emulators (GitHub- and GitLab-shaped); `test` has its own
+    audience, as TestPyPI is its own trust boundary next to PyPI."""
+    config = SERVER_CONFIG.replace(
+        '[indexes.test]\nprofile = "pypi"\n',
+        f'[indexes.test]\nprofile = "pypi"\naudience = "{TEST_AUDIENCE}"\n',
+    )
+    config += f'\n[trusted-publishing]\naudience = "{AUDIENCE}"\n'
+    config += f'\n[trusted-publishing.issuers]\n"{github_issuer}" = "github"\n'
+    config += f'"{gitlab_issuer}" = "gitlab"\n'
+    return start_server(folder, tls=make_tls_files(folder), config_text=config)
+
+
+def make_project(server: LiveServer, http: httpx.Client, name: str, index: str = "prod") -> str:
+    """A project owned by `owner-<name>` (created by an API-token upload); the owner's token."""
+    from tests.builders import build_sdist
+    from tests.index.uploading import upload
+
+    token = server.token(f"owner-{name}", index)
+    answer = upload(http, index, token, *build_sdist(name, "0.0.1"))
+    assert answer.status_code == 200, answer.text
+    return token
+
+
 PUBLIC_URL = "https://pypi.example.com/keyless"
 
 

@@ -27,20 +27,18 @@ from keyless.store import db
 from keyless.store.db import open_database
 from tests.builders import build_sdist, build_wheel
 from tests.conftest import (
-    SERVER_CONFIG,
+    AUDIENCE,
+    TEST_AUDIENCE,
     LiveServer,
     client_env,
     free_port,
-    make_tls_files,
-    start_server,
+    make_project,
+    start_trusted_server,
     stop_server,
     trust,
 )
 
 from .uploading import upload
-
-AUDIENCE = "keyless"
-TEST_AUDIENCE = "keyless-test"
 
 
 @pytest.fixture(scope="module")
@@ -60,15 +58,9 @@ def gitlab_ci(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
 def tp_server(
     tmp_path_factory: pytest.TempPathFactory, emulator: Emulator, gitlab_ci: Emulator
 ) -> Iterator[LiveServer]:
-    folder = tmp_path_factory.mktemp("tp-server")
-    config = SERVER_CONFIG.replace(
-        '[indexes.test]\nprofile = "pypi"\n',
-        f'[indexes.test]\nprofile = "pypi"\naudience = "{TEST_AUDIENCE}"\n',
+    live = start_trusted_server(
+        tmp_path_factory.mktemp("tp-server"), emulator.issuer, gitlab_ci.issuer
     )
-    config += f'\n[trusted-publishing]\naudience = "{AUDIENCE}"\n'
-    config += f'\n[trusted-publishing.issuers]\n"{emulator.issuer}" = "github"\n'
-    config += f'"{gitlab_ci.issuer}" = "gitlab"\n'
-    live = start_server(folder, tls=make_tls_files(folder), config_text=config)
     yield live
     stop_server(live)
 
@@ -91,14 +83,6 @@ def keyless(server: LiveServer, *args: str) -> subprocess.CompletedProcess[str]:
         timeout=60,
         check=False,
     )
-
-
-def make_project(server: LiveServer, client: httpx.Client, name: str, index: str = "prod") -> str:
-    """A project owned by `owner-<name>`, created the ordinary way (an API token upload)."""
-    token = server.token(f"owner-{name}", index)
-    answer = upload(client, index, token, *build_sdist(name, "0.0.1"))
-    assert answer.status_code == 200, answer.text
-    return token
 
 
 def add_github_publisher(

@@ -24,18 +24,13 @@ from packaging.utils import canonicalize_name, parse_sdist_filename, parse_wheel
 from keyless.ci.emulator import Emulator, JobClaims
 from tests.builders import build_sdist, build_wheel
 from tests.conftest import (
-    SERVER_CONFIG,
     LiveServer,
     client_env,
     free_port,
-    make_tls_files,
-    start_server,
+    start_trusted_server,
     stop_server,
     trust,
 )
-
-AUDIENCE = "keyless"
-TEST_AUDIENCE = "keyless-test"
 
 # ------------------------------------------------------------------------------ stub index
 
@@ -214,15 +209,9 @@ def gitlab_ci(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
 def tp_server(
     tmp_path_factory: pytest.TempPathFactory, ci: Emulator, gitlab_ci: Emulator
 ) -> Iterator[LiveServer]:
-    folder = tmp_path_factory.mktemp("publish-server")
-    config = SERVER_CONFIG.replace(
-        '[indexes.test]\nprofile = "pypi"\n',
-        f'[indexes.test]\nprofile = "pypi"\naudience = "{TEST_AUDIENCE}"\n',
+    live = start_trusted_server(
+        tmp_path_factory.mktemp("publish-server"), ci.issuer, gitlab_ci.issuer
     )
-    config += f'\n[trusted-publishing]\naudience = "{AUDIENCE}"\n'
-    config += f'\n[trusted-publishing.issuers]\n"{ci.issuer}" = "github"\n'
-    config += f'"{gitlab_ci.issuer}" = "gitlab"\n'
-    live = start_server(folder, tls=make_tls_files(folder), config_text=config)
     yield live
     stop_server(live)
 
@@ -231,16 +220,6 @@ def tp_server(
 def tp_http(tp_server: LiveServer) -> Iterator[httpx.Client]:
     with tp_server.client() as client:
         yield client
-
-
-def make_project(server: LiveServer, http: httpx.Client, name: str, index: str = "prod") -> str:
-    """A project owned by `owner-<name>` (created by an API-token upload); the owner's token."""
-    from tests.index.uploading import upload
-
-    token = server.token(f"owner-{name}", index)
-    answer = upload(http, index, token, *build_sdist(name, "0.0.1"))
-    assert answer.status_code == 200, answer.text
-    return token
 
 
 def add_github_publisher(

@@ -25,18 +25,10 @@ from keyless.publish import (
     resolve_credentials,
 )
 from tests.builders import build_wheel
-from tests.conftest import LiveServer
+from tests.conftest import AUDIENCE, TEST_AUDIENCE, LiveServer, make_project
 from tests.index.uploading import upload
 
-from .conftest import (
-    AUDIENCE,
-    TEST_AUDIENCE,
-    StubIndex,
-    add_github_publisher,
-    audit,
-    github_job,
-    make_project,
-)
+from .conftest import StubIndex, add_github_publisher, audit, github_job
 
 
 @pytest.fixture

@@ -21,9 +21,9 @@ import pytest
 from keyless.ci.claims import gitlab_token_variable
 from keyless.ci.emulator import Emulator, JobClaims
 from keyless.publish.doctor import Diagnosis, diagnose
-from tests.conftest import LiveServer
+from tests.conftest import AUDIENCE, LiveServer, make_project
 
-from .conftest import AUDIENCE, github_job, job_env, make_project, write_release
+from .conftest import github_job, job_env, write_release
 
 Detector = Callable[[str], str | None]
 

@@ -20,9 +20,9 @@ from keyless.ci.claims import gitlab_token_variable
 from keyless.ci.emulator import Emulator, JobClaims
 from keyless.publish.errors import PublishError
 from keyless.publish.init import init_workflow, python_versions_for
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, make_project
 
-from .conftest import job_env, make_project, simple_hashes, write_release
+from .conftest import job_env, simple_hashes, write_release
 
 PYPROJECT = """\
 [build-system]

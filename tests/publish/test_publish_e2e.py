@@ -29,16 +29,14 @@ from keyless.publish.reporter import FileResult
 from keyless.store import db
 from keyless.store.db import open_database
 from tests.builders import build_wheel, write_dist
-from tests.conftest import LiveServer
+from tests.conftest import AUDIENCE, LiveServer, make_project
 
 from .conftest import (
-    AUDIENCE,
     add_github_publisher,
     audit,
     github_job,
     job_env,
     keyless_publish,
-    make_project,
     run_publish,
     simple_hashes,
     write_release,

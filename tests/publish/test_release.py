@@ -26,15 +26,9 @@ from keyless.publish.release import (
 )
 from keyless.publish.reporter import RecordingReporter
 from tests.builders import build_wheel
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, make_project
 
-from .conftest import (
-    add_github_publisher,
-    github_job,
-    job_env,
-    make_project,
-    simple_hashes,
-)
+from .conftest import add_github_publisher, github_job, job_env, simple_hashes
 from .test_notify import Inbox, Receiver, receiver, smtp  # noqa: F401 - fixtures
 
 CHANGELOG = """\
