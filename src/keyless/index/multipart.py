@@ -21,17 +21,14 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 
 from keyless.store.blobs import BlobStore, Digests, HashingWriter
 
+from .errors import Refused
+
 MAX_FIELDS = 10_000
 MAX_TEXT_BYTES = 32 * 1024 * 1024  # all text fields together (descriptions can be long)
 
 
-class FormError(Exception):
-    """The request body is not a usable upload form; `.message` says what to fix."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
+class FormError(Refused):
+    """The request body is not a usable upload form."""
 
 
 class FileTooLarge(FormError):

@@ -13,18 +13,14 @@ from sqlalchemy import Connection, Engine, select, update
 from keyless.store import db
 
 from .accounts import Identity, now
+from .errors import Refused
 
 STATUSES = ("active", "archived", "quarantined")
 ROLES = ("owner", "maintainer")
 
 
-class ProjectError(Exception):
-    """A project action that cannot be done; `.status` is the HTTP status to answer with."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
+class ProjectError(Refused):
+    """A project action that cannot be done."""
 
 
 def role_of(conn: Connection, project_id: int, user_id: int) -> str | None:

@@ -41,6 +41,7 @@ from keyless.store import db
 from keyless.store.blobs import BlobStore
 
 from .accounts import Identity, now, touch_token
+from .errors import Refused
 from .indexes import IndexInfo
 from .projects import create_project, record_event, role_of
 from .uploads import (
@@ -53,13 +54,8 @@ from .uploads import (
 )
 
 
-class PromoteRejected(Exception):
-    """The promotion is refused; `.status` is the HTTP status, `.message` says what to fix."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
+class PromoteRejected(Refused):
+    """The promotion is refused."""
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from keyless.store import db
 from keyless.store.blobs import BlobStore
 
 from .accounts import Identity, now, touch_token
+from .errors import Refused
 from .indexes import IndexInfo
 from .multipart import StagedFile, UploadForm
 from .projects import create_project, record_event, role_of
@@ -39,13 +40,8 @@ GIB = 1024**3
 MIB = 1024**2
 
 
-class UploadRejected(Exception):
+class UploadRejected(Refused):
     """The upload is refused; `.message` is PyPI's text (or ours where PyPI has none)."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
 
 
 @dataclass(frozen=True)
