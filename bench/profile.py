@@ -41,6 +41,8 @@ def profile(what: str, duration: float, out: Path) -> int:
                 "--output",
                 str(raw),
                 "--nonblocking",
+                # Uploads wait on fsync and on the database: count waiting time too.
+                *(["--idle", "--threads"] if what == "upload" else []),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -64,7 +66,11 @@ def profile(what: str, duration: float, out: Path) -> int:
         spy.wait(timeout=duration + 60)
     finally:
         keyless.stop()
-    out.write_text(header + summarize(raw))
+    text = summarize(raw)
+    if what == "upload":
+        # Waiting counts here (fsync, database): the breakdown of one upload's wall time.
+        text = focus(raw, "Uploads.upload") + "\n" + focus(raw, "read_upload_form") + "\n" + text
+    out.write_text(header + text)
     print(out.read_text())
     return 0
 
@@ -86,4 +92,26 @@ def summarize(raw: Path, top: int = 30) -> str:
     lines += [f"{100 * n / total:5.1f}%  {frame}" for frame, n in own.most_common(top)]
     lines += ["", "inclusive:"]
     lines += [f"{100 * n / total:5.1f}%  {frame}" for frame, n in inclusive.most_common(top)]
+    return "\n".join(lines) + "\n"
+
+
+def focus(raw: Path, root: str, top: int = 25) -> str:
+    """Inclusive share of each function below the frames named `root` (their wall time, when
+    sampled with --idle)."""
+    inclusive: Counter[str] = Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        frames = stack.split(";")
+        start = next((i for i, f in enumerate(frames) if f.startswith(root + " ")), None)
+        if start is None:
+            continue
+        count = int(count_text)
+        total += count
+        for frame in set(frames[start + 1 :]):
+            inclusive[frame] += count
+    lines = [f"below {root}: {total} samples (inclusive, wall time)"]
+    lines += [
+        f"{100 * n / max(total, 1):5.1f}%  {frame}" for frame, n in inclusive.most_common(top)
+    ]
     return "\n".join(lines) + "\n"
