@@ -67,7 +67,11 @@ class AccessLog:
             if await simple.answer_cached(scope, send) is None:
                 await self.app(scope, receive, send)
             return
-        answered = await simple.answer_cached(scope, send)
+        try:
+            answered = await simple.answer_cached(scope, send)
+        except BaseException:
+            self._lines.log(scope, 0, 0, started)  # logged as a 500, as any failed request
+            raise
         if answered is not None:
             self._lines.log(scope, answered[0], answered[1], started)
             return
