@@ -14,35 +14,61 @@ Prints nothing: everything it has to say goes through a `Reporter`.
             credentials.close()
 """
 
-from keyless.publish.check import CheckReport, check_dists
-from keyless.publish.credentials import (
-    ApiTokenCredentials,
-    Credentials,
-    Discovery,
-    RenewableCredentials,
-    TrustedPublishingCredentials,
-    ambient_oidc_token,
-    discover,
-    explain_refusal,
-    resolve_credentials,
-)
-from keyless.publish.doctor import Diagnosis, diagnose
-from keyless.publish.errors import PublishError
-from keyless.publish.indexclient import (
-    IndexClient,
-    RemoteFile,
-    TransientError,
-    check_upload_url,
-    new_http_client,
-    redact,
-    server_message,
-    simple_url_for,
-)
-from keyless.publish.init import InitResult, init_workflow
-from keyless.publish.localdist import LocalDist, load_dist, upload_fields
-from keyless.publish.release import ReleaseResult, release
-from keyless.publish.reporter import FileResult, NullReporter, RecordingReporter, Reporter
-from keyless.publish.upload import Backoff, PublishResult, load_all, publish, read_dists
+import importlib
+from typing import Any
+
+# Imported on first use (PEP 562): `keyless publish` must start fast, and most commands need
+# only a few of these modules.
+_EXPORTS = {
+    "ApiTokenCredentials": "keyless.publish.credentials",
+    "Backoff": "keyless.publish.upload",
+    "CheckReport": "keyless.publish.check",
+    "Credentials": "keyless.publish.credentials",
+    "Diagnosis": "keyless.publish.doctor",
+    "Discovery": "keyless.publish.credentials",
+    "FileResult": "keyless.publish.reporter",
+    "IndexClient": "keyless.publish.indexclient",
+    "InitResult": "keyless.publish.init",
+    "LocalDist": "keyless.publish.localdist",
+    "NullReporter": "keyless.publish.reporter",
+    "PublishError": "keyless.publish.errors",
+    "PublishResult": "keyless.publish.upload",
+    "RecordingReporter": "keyless.publish.reporter",
+    "ReleaseResult": "keyless.publish.release",
+    "RemoteFile": "keyless.publish.indexclient",
+    "RenewableCredentials": "keyless.publish.credentials",
+    "Reporter": "keyless.publish.reporter",
+    "TransientError": "keyless.publish.indexclient",
+    "TrustedPublishingCredentials": "keyless.publish.credentials",
+    "ambient_oidc_token": "keyless.publish.credentials",
+    "check_dists": "keyless.publish.check",
+    "check_upload_url": "keyless.publish.indexclient",
+    "diagnose": "keyless.publish.doctor",
+    "discover": "keyless.publish.credentials",
+    "explain_refusal": "keyless.publish.credentials",
+    "init_workflow": "keyless.publish.init",
+    "load_all": "keyless.publish.upload",
+    "load_dist": "keyless.publish.localdist",
+    "new_http_client": "keyless.publish.indexclient",
+    "publish": "keyless.publish.upload",
+    "read_dists": "keyless.publish.upload",
+    "redact": "keyless.publish.indexclient",
+    "release": "keyless.publish.release",
+    "resolve_credentials": "keyless.publish.credentials",
+    "server_message": "keyless.publish.indexclient",
+    "simple_url_for": "keyless.publish.indexclient",
+    "upload_fields": "keyless.publish.localdist",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'keyless.publish' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "ApiTokenCredentials",
