@@ -220,6 +220,36 @@ def missing(claim: str, title: str) -> Mismatch:
     )
 
 
+def compare_claim(
+    claims: Mapping[str, Any], claim: str, want: str, title: str, *, case_sensitive: bool
+) -> Mismatch | None:
+    """The usual check of a claim every token carries against the configured value."""
+    got = claims.get(claim)
+    if got is None:
+        return missing(claim, title)
+    if got == want or (not case_sensitive and isinstance(got, str) and got.lower() == want.lower()):
+        return None
+    return differs(claim, got, want, exact=case_sensitive)
+
+
+def compare_environment(
+    claims: Mapping[str, Any], want: str, *, case_sensitive: bool
+) -> Mismatch | None:
+    """A configured deployment environment against the token's (GitHub and GitLab jobs)."""
+    got = claims.get("environment")
+    if not isinstance(got, str) or not got:
+        return mismatch(
+            "environment",
+            "environment: the token has no environment, {publisher} expects {want!r} (the "
+            "publishing job needs `environment: {bare}`)",
+            want=want,
+            bare=want,
+        )
+    if got == want or (not case_sensitive and got.lower() == want.lower()):
+        return None
+    return differs("environment", got, want, exact=case_sensitive)
+
+
 def differs(claim: str, got: object, want: str, *, exact: bool) -> Mismatch:
     """The token's value is not the expected one.
 

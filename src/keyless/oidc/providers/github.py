@@ -21,6 +21,8 @@ from keyless.oidc.providers._common import (
     check_issuer,
     check_ref_glob,
     clean,
+    compare_claim,
+    compare_environment,
     differs,
     has_control_chars,
     mismatch,
@@ -319,26 +321,17 @@ def _check_repository(
     config: Mapping[str, Any], _pinned: Mapping[str, str], claims: Mapping[str, Any]
 ) -> Mismatch | None:
     want = f"{cfg(config, 'owner')}/{cfg(config, 'repository')}"
-    got = claims.get("repository")
-    if got is None:
-        return missing("repository", TITLE)
     # GitHub owner and repository names are case-insensitive: 'Octo/Demo' is 'octo/demo'.
-    if isinstance(got, str) and got.lower() == want.lower():
-        return None
-    return differs("repository", got, want, exact=False)
+    return compare_claim(claims, "repository", want, TITLE, case_sensitive=False)
 
 
 def _check_repository_owner(
     config: Mapping[str, Any], _pinned: Mapping[str, str], claims: Mapping[str, Any]
 ) -> Mismatch | None:
-    want = cfg(config, "owner")
-    got = claims.get("repository_owner")
-    if got is None:
-        return missing("repository_owner", TITLE)
     # Compared exactly, as PyPI does (which stores GitHub's canonical spelling of the login).
-    if got == want:
-        return None
-    return differs("repository_owner", got, want, exact=True)
+    return compare_claim(
+        claims, "repository_owner", cfg(config, "owner"), TITLE, case_sensitive=True
+    )
 
 
 def _check_owner_id(
@@ -461,19 +454,8 @@ def _check_environment(
     want = cfg(config, "environment")
     if not want:
         return None
-    got = claims.get("environment")
-    if not isinstance(got, str) or not got:
-        return mismatch(
-            "environment",
-            "environment: the token has no environment, {publisher} expects {want!r} (the "
-            "publishing job needs `environment: {bare}`)",
-            want=want,
-            bare=want,
-        )
     # GitHub environment names are case-insensitive (PyPI compares them lowercased).
-    if got.lower() == want.lower():
-        return None
-    return differs("environment", got, want, exact=False)
+    return compare_environment(claims, want, case_sensitive=False)
 
 
 # --- helpers --------------------------------------------------------------------------------

@@ -24,6 +24,8 @@ from keyless.oidc.providers._common import (
     check_pins,
     check_ref_glob,
     clean,
+    compare_claim,
+    compare_environment,
     differs,
     has_control_chars,
     mismatch,
@@ -287,12 +289,7 @@ def _check_project_path(
     config: Mapping[str, Any], _pinned: Mapping[str, str], claims: Mapping[str, Any]
 ) -> Mismatch | None:
     want = f"{cfg(config, 'namespace')}/{cfg(config, 'project')}"
-    got = claims.get("project_path")
-    if got is None:
-        return missing("project_path", TITLE)
-    if isinstance(got, str) and got.lower() == want.lower():
-        return None
-    return differs("project_path", got, want, exact=False)
+    return compare_claim(claims, "project_path", want, TITLE, case_sensitive=False)
 
 
 def _check_sub(
@@ -320,19 +317,8 @@ def _check_environment(
     want = cfg(config, "environment")
     if not want:
         return None
-    got = claims.get("environment")
-    if not isinstance(got, str) or not got:
-        return mismatch(
-            "environment",
-            "environment: the token has no environment, {publisher} expects {want!r} (the "
-            "publishing job needs `environment: {bare}`)",
-            want=want,
-            bare=want,
-        )
     # GitLab environment names are case-sensitive (PyPI compares them exactly).
-    if got == want:
-        return None
-    return differs("environment", got, want, exact=True)
+    return compare_environment(claims, want, case_sensitive=True)
 
 
 def _key(issuer: str, project_path: str) -> str:

@@ -20,9 +20,9 @@ from keyless.oidc.providers._common import (
     check_issuer,
     check_pins,
     clean,
+    compare_claim,
     differs,
     mismatch,
-    missing,
     raise_if,
     unknown_fields,
 )
@@ -145,13 +145,7 @@ class GoogleProvider(ClaimTableProvider):
 def _check_email(
     config: Mapping[str, Any], _pinned: Mapping[str, str], claims: Mapping[str, Any]
 ) -> Mismatch | None:
-    want = cfg(config, "email")
-    got = claims.get("email")
-    if got is None:
-        return missing("email", TITLE)
-    if got == want:
-        return None
-    return differs("email", got, want, exact=True)
+    return compare_claim(claims, "email", cfg(config, "email"), TITLE, case_sensitive=True)
 
 
 def _check_email_verified(
