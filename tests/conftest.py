@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from keyless.ci.emulator import Emulator
 from keyless.devcert import DevCert, create_dev_cert
 from keyless.index.accounts import create_token, create_user
 from keyless.store.db import open_database
@@ -233,6 +234,20 @@ def make_project(server: LiveServer, http: httpx.Client, name: str, index: str =
     answer = upload(http, index, token, *build_sdist(name, "0.0.1"))
     assert answer.status_code == 200, answer.text
     return token
+
+
+@pytest.fixture(scope="session")
+def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
+    """A local GitHub-shaped OIDC issuer (the CI emulator) for Trusted Publishing tests."""
+    with Emulator(tmp_path_factory.mktemp("emulator-keys"), port=free_port()) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def gitlab_ci(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
+    """A second issuer, trusted as a self-managed GitLab instance."""
+    with Emulator(tmp_path_factory.mktemp("gitlab-keys"), port=free_port()) as running:
+        yield running
 
 
 PUBLIC_URL = "https://pypi.example.com/keyless"

@@ -31,7 +31,6 @@ from tests.conftest import (
     TEST_AUDIENCE,
     LiveServer,
     client_env,
-    free_port,
     make_project,
     start_trusted_server,
     stop_server,
@@ -39,19 +38,6 @@ from tests.conftest import (
 )
 
 from .uploading import upload
-
-
-@pytest.fixture(scope="module")
-def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
-    with Emulator(tmp_path_factory.mktemp("emulator-keys"), port=free_port()) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def gitlab_ci(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
-    """A second issuer, trusted as a self-managed GitLab instance."""
-    with Emulator(tmp_path_factory.mktemp("gitlab-keys"), port=free_port()) as running:
-        yield running
 
 
 @pytest.fixture(scope="module")

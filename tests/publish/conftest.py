@@ -26,7 +26,6 @@ from tests.builders import build_sdist, build_wheel
 from tests.conftest import (
     LiveServer,
     client_env,
-    free_port,
     start_trusted_server,
     stop_server,
     trust,
@@ -192,17 +191,9 @@ def stub() -> Iterator[StubIndex]:
 
 
 @pytest.fixture(scope="session")
-def ci(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
-    """A GitHub-shaped issuer the server trusts."""
-    with Emulator(tmp_path_factory.mktemp("publish-ci-keys"), port=free_port()) as running:
-        yield running
-
-
-@pytest.fixture(scope="session")
-def gitlab_ci(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
-    """A second issuer, trusted as a self-managed GitLab instance."""
-    with Emulator(tmp_path_factory.mktemp("publish-gitlab-keys"), port=free_port()) as running:
-        yield running
+def ci(emulator: Emulator) -> Emulator:
+    """The GitHub-shaped issuer the server trusts (tests/conftest.py's `emulator`)."""
+    return emulator
 
 
 @pytest.fixture(scope="session")

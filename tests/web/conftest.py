@@ -19,7 +19,6 @@ from tests.builders import build_sdist, build_wheel
 from tests.conftest import (
     SERVER_CONFIG,
     LiveServer,
-    free_port,
     make_tls_files,
     start_server,
     stop_server,
@@ -39,12 +38,6 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--disable-quic",
 ]
-
-
-@pytest.fixture(scope="session")
-def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
-    with Emulator(tmp_path_factory.mktemp("web-emulator-keys"), port=free_port()) as running:
-        yield running
 
 
 @pytest.fixture(scope="session")
