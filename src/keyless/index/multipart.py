@@ -5,9 +5,9 @@ Starlette's form parser spools files into a temp file and hashes nothing; this o
 blake2b-256 in the same pass, and stops reading the moment a limit is passed. The server never
 holds more than one network chunk of an upload in memory.
 
-The file's final fsync runs on a worker thread: on the event loop it stalled every other
-request for as long as the disk took (measured: ~100 ms for a 200 MB wheel, simple-page p99
-latency 62 ms during such an upload, 2.5 ms with the fsync off the loop).
+Hashing and the final fsync run on worker threads (see `HashingWriter`): on the event loop
+they stalled every other request — the fsync alone for ~100 ms for a 200 MB wheel,
+simple-page p99 latency 62 ms during such an upload, 2.5 ms with it off the loop.
 """
 
 from __future__ import annotations
@@ -74,8 +74,12 @@ class _FileSink:
         return self.writer.size
 
     def add(self, data: memoryview) -> None:
-        # Hashed and written as bytes would be (buffer protocol), without a copy.
-        self.writer.write(data)  # type: ignore[arg-type]
+        # A view into the network chunk (immutable bytes), so no copy is made here.
+        self.writer.write(data)
+
+    async def drain(self) -> None:
+        """Let the hashing threads catch up when they fall too far behind the network."""
+        await self.writer.drain()
 
     async def finish(self) -> Digests:
         """Flush and fsync off the event loop; returns the digests."""
@@ -199,6 +203,8 @@ async def read_upload_form(
         async for chunk in body:
             parser.write(chunk)
             await settle()
+            for sink in open_writers:
+                await sink.drain()
         parser.finalize()
         await settle()
     except MultipartParseError as exc:

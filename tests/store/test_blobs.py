@@ -1,0 +1,112 @@
+"""The blob store's writer: digests, threads, back-pressure and clean-up."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import random
+import threading
+from pathlib import Path
+
+import pytest
+
+from keyless.store.blobs import BATCH, BlobStore, HashingWriter
+
+
+def expected(data: bytes) -> tuple[str, str, str]:
+    return (
+        hashlib.sha256(data).hexdigest(),
+        hashlib.md5(data, usedforsecurity=False).hexdigest(),
+        hashlib.blake2b(data, digest_size=32).hexdigest(),
+    )
+
+
+def write_in_random_pieces(writer: HashingWriter, data: bytes, seed: int) -> None:
+    rng = random.Random(seed)  # noqa: S311 - reproducible piece sizes, not secrets
+    at = 0
+    while at < len(data):
+        step = rng.choice([1, 7, 4096, 65536, 300_000, BATCH + 3])
+        # A memoryview into bytes, as the multipart parser hands over network chunks.
+        writer.write(memoryview(data)[at : at + step])
+        at += step
+
+
+def hashing_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("hash")]
+
+
+@pytest.mark.parametrize(
+    "size", [0, 1, BATCH - 1, BATCH, BATCH + 1, 3 * BATCH + 12345], ids=lambda s: f"{s}B"
+)
+def test_digests_and_bytes_match_whatever_the_size(tmp_path: Path, size: int) -> None:
+    blobs = BlobStore(tmp_path)
+    data = os.urandom(size)
+    writer = blobs.new_writer()
+    write_in_random_pieces(writer, data, seed=size)
+    digests = writer.finish()
+    assert (digests.sha256, digests.md5, digests.blake2_256) == expected(data)
+    assert digests.size == size
+    assert writer.path.read_bytes() == data
+    assert hashing_threads() == []  # the lanes of a large upload are stopped by finish
+
+
+def test_a_small_upload_is_written_and_hashed_only_by_finish(tmp_path: Path) -> None:
+    # The event loop calls `write`: for a small file it must do no file or hashing work.
+    writer = BlobStore(tmp_path).new_writer()
+    writer.write(b"x" * 1000)
+    assert writer.path.stat().st_size == 0
+    assert hashing_threads() == []
+    assert writer.finish().size == 1000
+    assert writer.path.stat().st_size == 1000
+
+
+def test_a_large_upload_is_hashed_while_it_arrives(tmp_path: Path) -> None:
+    writer = BlobStore(tmp_path).new_writer()
+    writer.write(os.urandom(2 * BATCH))
+    assert len(hashing_threads()) == 3  # sha256 (+ write), md5, blake2b
+    asyncio.run(writer.drain(limit=0))
+    assert writer.backlog == 0
+    assert writer.path.stat().st_size == 2 * BATCH  # written before finish
+    writer.finish()
+
+
+def test_drain_waits_until_the_threads_catch_up(tmp_path: Path) -> None:
+    writer = BlobStore(tmp_path).new_writer()
+    for _ in range(8):
+        writer.write(os.urandom(BATCH))
+    limit = 2 * BATCH
+    asyncio.run(writer.drain(limit=limit))
+    assert writer.backlog <= limit
+    writer.finish()
+
+
+def test_discard_stops_the_threads_and_leaves_no_file(tmp_path: Path) -> None:
+    blobs = BlobStore(tmp_path)
+    writer = blobs.new_writer()
+    for _ in range(4):
+        writer.write(os.urandom(BATCH))
+    writer.discard()
+    assert not writer.path.exists()
+    assert list(blobs.tmp.iterdir()) == []
+    assert hashing_threads() == []
+
+
+def test_a_failed_write_surfaces_from_finish(tmp_path: Path) -> None:
+    writer = BlobStore(tmp_path).new_writer()
+    writer.file.close()  # every write to it now fails, as on a full disk
+    writer.write(os.urandom(2 * BATCH))
+    with pytest.raises(ValueError, match="closed file"):
+        writer.finish()
+    writer.discard()
+    assert not writer.path.exists()
+    assert hashing_threads() == []
+
+
+def test_commit_creates_the_prefix_folders_and_keeps_one_copy(tmp_path: Path) -> None:
+    blobs = BlobStore(tmp_path)
+    first = blobs.put_bytes(b"same bytes")
+    second = blobs.put_bytes(b"same bytes")
+    assert first == second == hashlib.sha256(b"same bytes").hexdigest()
+    assert blobs.path_for(first).read_bytes() == b"same bytes"
+    assert list(blobs.tmp.iterdir()) == []  # the second temp file was dropped
