@@ -250,7 +250,9 @@ def seed_keyless_store(
                     )
                 ).inserted_primary_key[0]
                 sha = put(wheel.data)
-                meta_sha = put(metadata_text(wheel.name, wheel.version, wheel.requires).encode())
+                meta = metadata_text(wheel.name, wheel.version, wheel.requires).encode()
+                meta_sha = hashlib.sha256(meta).hexdigest()
+                db.store_core_metadata(conn, meta_sha, meta)
                 files.append(
                     dict(
                         release_id=release_id,

@@ -122,6 +122,24 @@ def test_metadata_file_is_the_wheels_metadata(client: httpx.Client, published: P
     assert hashlib.sha256(answer.content).hexdigest() == advertised
 
 
+def test_a_wheel_upload_writes_one_blob_and_keeps_its_metadata_in_the_database(
+    server: LiveServer, client: httpx.Client
+) -> None:
+    # The METADATA file is served from the database: an upload costs one file write, fsync
+    # and rename, not two.
+    filename, data = build_wheel("one-blob-demo", "1.0")
+    blobs = server.data_dir / "blobs" / "sha256"
+    before = {p for p in blobs.rglob("*") if p.is_file()}
+    ok(upload(client, "prod", server.token("one-blob-owner", "prod"), filename, data))
+    added = {p for p in blobs.rglob("*") if p.is_file()} - before
+    assert [p.name for p in added] == [hashlib.sha256(data).hexdigest()]
+    entry = files_of(client, "prod", "one-blob-demo")[filename]
+    answer = client.get(entry["url"] + ".metadata")
+    assert answer.status_code == 200
+    assert answer.content == core_metadata_of(filename, data)
+    assert answer.headers["etag"] == f'"{entry["core-metadata"]["sha256"]}"'
+
+
 def test_sdists_have_no_metadata_file(client: httpx.Client, published: Published) -> None:
     filename, _ = published.sdist
     assert published.entries[filename]["core-metadata"] is False

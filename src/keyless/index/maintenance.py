@@ -14,13 +14,7 @@ from keyless.store.blobs import BlobStore
 
 def referenced_blobs(engine: Engine) -> set[str]:
     with db.reading(engine) as conn:
-        files = set(conn.execute(select(db.files.c.sha256)).scalars())
-        metadata = set(
-            conn.execute(
-                select(db.files.c.metadata_sha256).where(db.files.c.metadata_sha256.is_not(None))
-            ).scalars()
-        )
-    return files | metadata
+        return set(conn.execute(select(db.files.c.sha256)).scalars())
 
 
 def collect_garbage(engine: Engine, blobs: BlobStore, min_age_seconds: float = 3600) -> int:

@@ -11,6 +11,7 @@ the content-addressed store, and only then is the database row committed.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import sys
 from collections.abc import Callable
@@ -392,7 +393,9 @@ class Uploads:
         digests = staged.digests
         name = canonicalize_name(meta.name)
         metadata_sha256 = (
-            self.blobs.put_bytes(metadata_bytes) if dist.packagetype == "bdist_wheel" else None
+            hashlib.sha256(metadata_bytes).hexdigest()
+            if dist.packagetype == "bdist_wheel"
+            else None
         )
         self.blobs.commit(staged.writer.path, digests.sha256)
         moment = now()
@@ -439,6 +442,8 @@ class Uploads:
                         publisher=list(identity.publishers) or None,
                     )
                 )
+                if metadata_sha256 is not None:
+                    db.store_core_metadata(conn, metadata_sha256, metadata_bytes)
                 conn.execute(
                     db.filename_log.insert().values(index_id=index.id, filename=staged.filename)
                 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from sqlalchemy import Engine, select
 from starlette.concurrency import run_in_threadpool
@@ -19,8 +20,16 @@ SHA256 = re.compile(r"^[0-9a-f]{64}$")
 METADATA_SUFFIX = ".metadata"
 
 
-def _lookup(engine: Engine, sha256: str, filename: str) -> tuple[str | None, bool, bool]:
-    """(metadata sha256, known, offered) for a file served under this hash and name.
+@dataclass
+class Lookup:
+    known: bool  # some index holds these bytes under this name
+    offered: bool  # ... in a project that is not quarantined
+    metadata_sha256: str | None = None
+    metadata: bytes | None = None  # the METADATA bytes, when asked for
+
+
+def _lookup(engine: Engine, sha256: str, filename: str, want_metadata: bool) -> Lookup:
+    """What is served for a file under this hash and name.
 
     The URL is shared by every index holding these bytes under this name; it is offered as
     long as one of them belongs to a project that is not quarantined (PEP 792: a quarantined
@@ -33,10 +42,17 @@ def _lookup(engine: Engine, sha256: str, filename: str) -> tuple[str | None, boo
             .join(db.projects, db.projects.c.id == db.releases.c.project_id)
             .where(db.files.c.sha256 == sha256, db.files.c.filename == filename)
         ).all()
-    offered = [row for row in rows if row.status != "quarantined"]
-    if offered:
-        return offered[0].metadata_sha256, True, True
-    return None, bool(rows), False
+        offered = [row for row in rows if row.status != "quarantined"]
+        if not offered:
+            return Lookup(known=bool(rows), offered=False)
+        found = Lookup(known=True, offered=True, metadata_sha256=offered[0].metadata_sha256)
+        if want_metadata and found.metadata_sha256 is not None:
+            found.metadata = conn.execute(
+                select(db.core_metadata.c.data).where(
+                    db.core_metadata.c.sha256 == found.metadata_sha256
+                )
+            ).scalar()
+    return found
 
 
 async def download(request: Request) -> Response:
@@ -46,35 +62,28 @@ async def download(request: Request) -> Response:
     want_metadata = filename.endswith(METADATA_SUFFIX)
     dist_name = filename[: -len(METADATA_SUFFIX)] if want_metadata else filename
     svc = services(request)
-    metadata_sha256, known, offered = await run_in_threadpool(
-        _lookup, svc.engine, sha256, dist_name
-    )
-    if not known:
+    found = await run_in_threadpool(_lookup, svc.engine, sha256, dist_name, want_metadata)
+    if not found.known:
         return error(request, 404, f"No file {dist_name!r} with sha256 {sha256} here.")
-    if not offered:
+    if not found.offered:
         return error(request, 403, f"{dist_name!r} belongs to a quarantined project.")
-    if want_metadata:
-        if metadata_sha256 is None:
-            return error(request, 404, f"{dist_name!r} has no separate metadata file (PEP 658).")
-        blob, etag, media_type = (
-            metadata_sha256,
-            f'"{metadata_sha256}"',
-            "text/plain; charset=utf-8",
-        )
-    else:
-        blob, etag, media_type = sha256, f'"{sha256}"', "application/octet-stream"
     # The bytes behind a hash never change, so clients may cache them forever.
+    etag = f'"{found.metadata_sha256 if want_metadata else sha256}"'
     headers = {"etag": etag, "cache-control": "max-age=31536000, immutable"}
+    if want_metadata:
+        if found.metadata_sha256 is None:
+            return error(request, 404, f"{dist_name!r} has no separate metadata file (PEP 658).")
+        if found.metadata is None:
+            return error(request, 404, f"The metadata of {dist_name!r} is missing from the store.")
     if etag_matches(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=headers)
-    path = svc.blobs.path_for(blob)
+    if found.metadata is not None:
+        return Response(found.metadata, media_type="text/plain; charset=utf-8", headers=headers)
+    path = svc.blobs.path_for(sha256)
     if not path.is_file():
         return error(request, 404, f"The bytes of {dist_name!r} are missing from the store.")
     return FileResponse(
-        path,
-        media_type=media_type,
-        headers=headers,
-        filename=None if want_metadata else dist_name,
+        path, media_type="application/octet-stream", headers=headers, filename=dist_name
     )
 
 
