@@ -25,7 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from keyless.dists import archives, filenames, metadata, names
 from keyless.dists.errors import DistError, InvalidMetadata
 from keyless.store import db
-from keyless.store.blobs import BlobStore
+from keyless.store.blobs import BlobStore, Digests
 
 from .accounts import Identity, now, touch_token
 from .errors import Refused
@@ -237,6 +237,47 @@ def _existing_file(conn: Connection, index_id: int, filename: str, blake2: str) 
     return False if same_bytes else None
 
 
+@dataclass
+class Taken:
+    """What the database says about the names and bytes an upload would take."""
+
+    existing: bool | None  # as `_existing_file`
+    filename_used_before: bool = False
+    release_has_sdist: bool = False
+
+
+def _taken(
+    conn: Connection,
+    index_id: int,
+    project: ProjectRow | None,
+    filename: str,
+    digests: Digests,
+    sdist_of: str | None,  # the version, when the file is an sdist
+) -> Taken:
+    existing = _existing_file(conn, index_id, filename, digests.blake2_256)
+    if existing is not None:
+        return Taken(existing)
+    used_before = conn.execute(
+        select(db.filename_log.c.index_id).where(
+            db.filename_log.c.index_id == index_id, db.filename_log.c.filename == filename
+        )
+    ).first()
+    if used_before:
+        return Taken(None, filename_used_before=True)
+    if project is None or sdist_of is None:
+        return Taken(None)
+    release = _release_id(conn, project.id, sdist_of)
+    has_sdist = (
+        release is not None
+        and conn.execute(
+            select(db.files.c.id).where(
+                db.files.c.release_id == release, db.files.c.packagetype == "sdist"
+            )
+        ).first()
+    )
+    return Taken(None, release_has_sdist=bool(has_sdist))
+
+
 def _already_exists(filename: str, blake2: str) -> UploadRejected:
     # The text must start with "File already exists": twine's --skip-existing looks for it.
     return UploadRejected(
@@ -315,11 +356,23 @@ class Uploads:
             raise UploadRejected("Upload payload does not have a file.")
         name = canonicalize_name(meta.name)
 
+        digests = staged.digests
+        # One snapshot for every question the database answers; the answers are acted on in
+        # PyPI's order below (permission first, "File already exists" only after the checks of
+        # the file itself), which is why the later ones are only collected here.
         with db.reading(self.engine) as conn:
             project = _find_project(conn, index.id, name)
             _check_permission(conn, identity, index, project, name)
             if project is None:
                 _check_new_project_name(conn, index, meta.name)
+            taken = _taken(
+                conn,
+                index.id,
+                project,
+                staged.filename,
+                digests,
+                sdist_of=str(meta.version) if form.first("filetype") == "sdist" else None,
+            )
 
         try:
             metadata.check_description_renders(meta)
@@ -327,7 +380,6 @@ class Uploads:
         except DistError as exc:
             raise UploadRejected(exc.message) from None
 
-        digests = staged.digests
         if digests.size > index.max_file_size:
             raise UploadRejected(
                 file_too_large(project.name if project else meta.name, index.max_file_size)
@@ -349,41 +401,28 @@ class Uploads:
                     "The digest supplied does not match a digest calculated from the uploaded file."
                 )
 
-        with db.reading(self.engine) as conn:
-            existing = _existing_file(conn, index.id, staged.filename, digests.blake2_256)
-            if existing:
-                return UploadOutcome(staged.filename, digests.sha256, name, created=False)
-            if existing is False:
-                raise _already_exists(staged.filename, digests.blake2_256)
-            if conn.execute(
-                select(db.filename_log).where(
-                    db.filename_log.c.index_id == index.id,
-                    db.filename_log.c.filename == staged.filename,
-                )
-            ).first():
-                raise UploadRejected(
-                    "This filename was previously used by a file that has since been deleted. "
-                    f"Use a different version. See {HELP}#file-name-reuse for more information."
-                )
-            if project is not None and form.first("filetype") == "sdist":
-                release = _release_id(conn, project.id, str(meta.version))
-                if (
-                    release is not None
-                    and conn.execute(
-                        select(db.files.c.id).where(
-                            db.files.c.release_id == release, db.files.c.packagetype == "sdist"
-                        )
-                    ).first()
-                ):
-                    raise UploadRejected("Only one sdist may be uploaded per release.")
+        if taken.existing:
+            return UploadOutcome(staged.filename, digests.sha256, name, created=False)
+        if taken.existing is False:
+            raise _already_exists(staged.filename, digests.blake2_256)
+        if taken.filename_used_before:
+            raise UploadRejected(
+                "This filename was previously used by a file that has since been deleted. "
+                f"Use a different version. See {HELP}#file-name-reuse for more information."
+            )
+        if taken.release_has_sdist:
+            raise UploadRejected("Only one sdist may be uploaded per release.")
 
         artifact = inspect_artifact(staged, meta, index)
-        return self._store(index, identity, staged, form.first("pyversion"), meta, artifact)
+        return self._store(
+            index, identity, project, staged, form.first("pyversion"), meta, artifact
+        )
 
     def _store(
         self,
         index: IndexInfo,
         identity: Identity,
+        known_project: ProjectRow | None,
         staged: StagedFile,
         pyversion: str,
         meta: Metadata,
@@ -401,7 +440,9 @@ class Uploads:
         moment = now()
         try:
             with db.writing(self.engine) as conn:
-                project = _find_project(conn, index.id, name)
+                # Projects are never deleted: one seen before is still there. One that was
+                # not may have been created since by a concurrent upload: look again.
+                project = known_project or _find_project(conn, index.id, name)
                 if project is None:
                     _check_new_project_name(conn, index, meta.name)
                     project_id = create_project(conn, index.id, meta.name, identity.user_id)
