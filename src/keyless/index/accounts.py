@@ -16,7 +16,7 @@ from typing import Any
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from packaging.utils import canonicalize_name as normalize_name
-from sqlalchemy import Connection, Engine, select, update
+from sqlalchemy import Connection, Engine, bindparam, select, update
 
 from keyless.oidc.providers import PROVIDERS
 from keyless.store import db
@@ -215,16 +215,25 @@ class InvalidCredentials(Exception):
         self.reason = reason
 
 
+# Built once (every authenticated request runs them): building costs more than running.
+_TOKEN_BY_HASH = (
+    select(db.api_tokens, db.users.c.username)
+    .outerjoin(db.users, db.users.c.id == db.api_tokens.c.user_id)
+    .where(db.api_tokens.c.token_hash == bindparam("token_hash"))
+)
+_TOUCH_TOKEN = (
+    update(db.api_tokens)
+    .where(db.api_tokens.c.id == bindparam("token_id"))
+    .values(last_used=bindparam("moment"))
+)
+
+
 def authenticate(engine: Engine, token: str) -> Identity:
     """The identity behind an API token; raises InvalidCredentials with PyPI-style reasons."""
     if not token.startswith(TOKEN_PREFIX):
         raise InvalidCredentials("Invalid or non-existent authentication information.")
     with db.reading(engine) as conn:
-        row = conn.execute(
-            select(db.api_tokens, db.users.c.username)
-            .outerjoin(db.users, db.users.c.id == db.api_tokens.c.user_id)
-            .where(db.api_tokens.c.token_hash == hash_token(token))
-        ).first()
+        row = conn.execute(_TOKEN_BY_HASH, {"token_hash": hash_token(token)}).first()
         if row is None or row.revoked is not None:
             raise InvalidCredentials("Invalid or non-existent authentication information.")
         if row.expires is not None and as_utc(row.expires) <= now():
@@ -284,9 +293,7 @@ def _trusted_identity(conn: Connection, row: Any) -> Identity:
 
 
 def touch_token(conn: Connection, token_id: int) -> None:
-    conn.execute(
-        update(db.api_tokens).where(db.api_tokens.c.id == token_id).values(last_used=now())
-    )
+    conn.execute(_TOUCH_TOKEN, {"token_id": token_id, "moment": now()})
 
 
 def as_utc(moment: datetime) -> datetime:

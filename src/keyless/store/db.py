@@ -29,6 +29,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    bindparam,
     create_engine,
     event,
     select,
@@ -153,13 +154,17 @@ core_metadata = Table(
 )
 
 
+_CORE_METADATA_KNOWN = select(core_metadata.c.sha256).where(
+    core_metadata.c.sha256 == bindparam("sha256")
+)
+_CORE_METADATA_INSERT = core_metadata.insert()
+
+
 def store_core_metadata(conn: Connection, sha256: str, data: bytes) -> None:
     """Keep a METADATA file unless the same bytes are already stored (content addressing)."""
-    known = conn.execute(
-        select(core_metadata.c.sha256).where(core_metadata.c.sha256 == sha256)
-    ).first()
+    known = conn.execute(_CORE_METADATA_KNOWN, {"sha256": sha256}).first()
     if known is None:
-        conn.execute(core_metadata.insert().values(sha256=sha256, data=data))
+        conn.execute(_CORE_METADATA_INSERT, {"sha256": sha256, "data": data})
 
 
 Index("ix_files_release", files.c.release_id)
