@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -11,7 +12,7 @@ import httpx
 import pytest
 
 from keyless.index.maintenance import collect_garbage
-from keyless.store.blobs import BlobStore
+from keyless.store.blobs import BATCH, BlobStore
 from keyless.store.db import open_database
 from tests.builders import build_wheel
 from tests.conftest import LiveServer
@@ -40,9 +41,10 @@ def multipart_body(filename: str, data: bytes, boundary: str) -> bytes:
 
 def test_an_upload_cut_off_half_way_leaves_nothing(server: LiveServer, http: httpx.Client) -> None:
     token = server.token("cut-owner", "prod")
-    filename, data = build_wheel(
-        "cut-demo", "1.0", extra_files={"cut_demo/pad.bin": bytes(200_000)}
-    )
+    # Random (incompressible) and bigger than a hand-over batch, so the server is writing
+    # the temp file while the upload still arrives.
+    pad = os.urandom(3 * BATCH)
+    filename, data = build_wheel("cut-demo", "1.0", extra_files={"cut_demo/pad.bin": pad})
     body = multipart_body(filename, data, "xyzzy")
     host, port = server.url.removeprefix("http://").split(":")
     auth = httpx.BasicAuth("__token__", token)._auth_header  # type: ignore[attr-defined]
@@ -154,12 +156,11 @@ def test_garbage_collection_removes_only_old_unreferenced_files(tmp_path: Path) 
     engine = open_database(tmp_path / "db.sqlite")
     blobs = BlobStore(tmp_path / "blobs")
     orphan = blobs.put_bytes(b"nobody refers to me")
-    stale_temp = blobs.new_writer()
-    stale_temp.write(b"half an upload")
-    stale_temp.file.close()
+    stale_temp = blobs.tmp / "upload-from-a-crash.part"
+    stale_temp.write_bytes(b"half an upload")
 
     assert collect_garbage(engine, blobs, min_age_seconds=3600) == 0  # too young to go
     assert blobs.exists(orphan)
     assert collect_garbage(engine, blobs, min_age_seconds=0) == 2
     assert not blobs.exists(orphan)
-    assert not stale_temp.path.exists()
+    assert not stale_temp.exists()

@@ -48,11 +48,15 @@ class HashingWriter:
     per MB here, and hashlib releases the GIL, so on a multi-core machine they run side by
     side instead of one after another. `backlog` says how many bytes the threads have not
     finished; the caller awaits `drain` to keep that (and so the memory) bounded.
+
+    The temp file itself is created by the first thread that writes to it: creating a file
+    costs ~0.2 ms here, which the event loop should not spend.
     """
 
-    def __init__(self, file: BinaryIO, path: Path) -> None:
-        self.file = file
-        self.path = path
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.file: BinaryIO | None = None
+        self.path = self._new_name()  # final once the file is created
         self.size = 0
         self._sha256 = hashlib.sha256()
         self._md5 = hashlib.md5(usedforsecurity=False)
@@ -100,6 +104,7 @@ class HashingWriter:
             self._write_and_sha256(data)
             self._md5.update(data)
             self._blake2.update(data)
+        assert self.file is not None  # created by the first write, even of nothing
         self.file.flush()
         os.fsync(self.file.fileno())
         self.file.close()
@@ -114,6 +119,8 @@ class HashingWriter:
         """Stop the threads, close and delete the temp file (upload refused or interrupted)."""
         self._stop_lanes()
         self._pending.clear()
+        if self.file is None:
+            return  # never created
         with contextlib.suppress(OSError):
             self.file.close()
         with contextlib.suppress(FileNotFoundError):
@@ -136,8 +143,24 @@ class HashingWriter:
         self._in_flight.append((len(data), futures))
 
     def _write_and_sha256(self, data: bytes) -> None:
+        if self.file is None:
+            self.file = self._create()
         self.file.write(data)
         self._sha256.update(data)
+
+    def _new_name(self) -> Path:
+        return self.folder / f"upload-{secrets.token_hex(8)}.part"
+
+    def _create(self) -> BinaryIO:
+        # A random name opened with O_EXCL: what tempfile.mkstemp does, for a third of its
+        # cost (it draws each letter separately).
+        while True:
+            try:
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                self.path = self._new_name()
+                continue
+            return os.fdopen(fd, "wb")
 
     def _stop_lanes(self) -> None:
         for lane in self._lanes:
@@ -162,15 +185,7 @@ class BlobStore:
 
     def new_writer(self) -> HashingWriter:
         """A temp file to stream an upload into; `commit` or `discard` it afterwards."""
-        while True:
-            # A random name opened with O_EXCL: what tempfile.mkstemp does, for a third of
-            # its cost (it draws each letter separately).
-            path = self.tmp / f"upload-{secrets.token_hex(8)}.part"
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            except FileExistsError:
-                continue
-            return HashingWriter(file=os.fdopen(fd, "wb"), path=path)
+        return HashingWriter(self.tmp)
 
     def commit(self, temp_path: Path, sha256: str) -> Path:
         """Move a finished temp file into place under its hash.
