@@ -33,48 +33,49 @@ from .web import routes as web_routes
 access_log = logging.getLogger("keyless.access")
 
 
+class IndexApp(Starlette):
+    """Starlette, except that a simple page already in memory is answered before any layer.
+
+    The simple API is the hot path: measured, taking such a request through Starlette's
+    middleware and router cost more than half of the server's time per page, and through
+    only the middleware a tenth. `simple.answer_cached` answers exactly the requests the
+    router would give to the simple-page routes, with the bytes those routes would send;
+    everything else goes through the whole stack.
+    """
+
+    access_lines: _AccessLines
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            scope["app"] = self
+            started = time.perf_counter()
+            try:
+                answered = await simple.answer_cached(scope, send)
+            except BaseException:
+                self.access_lines.log(scope, 0, 0, started)  # logged as a 500, as on any route
+                raise
+            if answered is not None:
+                self.access_lines.log(scope, answered[0], answered[1], started)
+                return
+        await super().__call__(scope, receive, send)
+
+
 class AccessLog:
     """One line per request: client, method, path, status, bytes, milliseconds.
 
     Only the path is logged — never headers (credentials live in Authorization) and never the
     query string — so no token or password can reach the log.
-
-    As the outermost of keyless' own layers it is also where a simple page already in memory
-    is answered (`simple.answer_cached`): measured, routing such a request through Starlette's
-    exception middleware and router cost more than half of the server's time per page.
-    Everything else goes on to the app.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, lines: _AccessLines) -> None:
         self.app = app
-        self._lines = _AccessLines()
-        self._enabled: bool | None = None
-
-    def _logging(self, scope: Scope) -> bool:
-        if self._enabled is None:
-            # The setting itself, not only `logger.disabled`: uvicorn's logging setup re-enables
-            # every existing logger at start, which silently undid `access-log = false`.
-            services_ = getattr(scope["app"].state, "services", None)
-            self._enabled = bool(getattr(getattr(services_, "settings", None), "access_log", True))
-        return self._enabled and access_log.isEnabledFor(logging.INFO)
+        self._lines = lines
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or not self._lines.enabled:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        if not self._logging(scope):
-            if await simple.answer_cached(scope, send) is None:
-                await self.app(scope, receive, send)
-            return
-        try:
-            answered = await simple.answer_cached(scope, send)
-        except BaseException:
-            self._lines.log(scope, 0, 0, started)  # logged as a 500, as any failed request
-            raise
-        if answered is not None:
-            self._lines.log(scope, answered[0], answered[1], started)
-            return
         status = 0
         sent = 0
 
@@ -105,11 +106,20 @@ class _AccessLines:
     per-record path cost about as much as answering a cached page).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, setting: bool) -> None:
+        # The setting itself, not only `logger.disabled`: uvicorn's logging setup re-enables
+        # every existing logger at start, which silently undid `access-log = false`.
+        self._setting = setting
         self._pending: list[str] = []
         self._handler: logging.StreamHandler[Any] | None = None
 
+    @property
+    def enabled(self) -> bool:
+        return self._setting and access_log.isEnabledFor(logging.INFO)
+
     def log(self, scope: Scope, status: int, sent: int, started: float) -> None:
+        if not self.enabled:
+            return
         client = scope.get("client") or ("-", 0)
         args = (
             client[0],
@@ -203,7 +213,7 @@ async def home(request: Request) -> Response:
     )
 
 
-def create_app(settings: Settings) -> Starlette:
+def create_app(settings: Settings) -> IndexApp:
     """Build the server for these settings: opens the store, creates missing indexes."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = open_database(settings.database)
@@ -243,7 +253,8 @@ def create_app(settings: Settings) -> Starlette:
         # API clients and becomes the HTML landing page for browsers.
         *web_routes(json_home=home),
     ]
-    app = Starlette(routes=routes)
+    app = IndexApp(routes=routes)
     app.state.services = state
-    app.add_middleware(AccessLog)
+    app.access_lines = _AccessLines(settings.access_log)
+    app.add_middleware(AccessLog, lines=app.access_lines)
     return app
