@@ -7,31 +7,33 @@ import glob
 import json
 import sys
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from keyless.config import ConfigError, parse_size
-from keyless.publish.check import (
-    DEFAULT_MAX_FILE_SIZE,
-    CheckReport,
-    Finding,
-    check_dists,
-    current_git_tag,
-)
+if TYPE_CHECKING:
+    from keyless.publish.check import CheckReport, Finding
 
 DEFAULT_DIST_DIR = "dist"
+# = keyless.publish.check.DEFAULT_MAX_FILE_SIZE (PyPI's 100 MiB), spelled out so that defining
+# the parser does not import the checks (readme_renderer, docutils); tests/test_cli_imports.py
+# keeps the two equal.
+DEFAULT_MAX_FILE_SIZE = 100 * 1024 * 1024
+
+# Its line in `keyless --help`; its arguments are defined only when it runs (see main.py).
+HELP = "check distributions as an index would, before uploading (stricter than twine)"
 
 
 def register(subparsers: Any) -> None:
     """Add the `check` command to the `keyless` command's subparsers."""
-    parser = subparsers.add_parser(
-        "check",
-        help="check distributions as an index would, before uploading (stricter than twine)",
-        description=(
-            "Check wheels and sdists: core metadata (every error), README rendering, "
-            "classifiers, normalized file names, name and version agreement, the index's size "
-            "limit, the git tag against the version, one sdist per release, and wheels and "
-            "sdist agreeing. Exit 1 when anything would be refused."
-        ),
+    define(subparsers.add_parser("check", help=HELP))
+
+
+def define(parser: argparse.ArgumentParser) -> None:
+    """Give `check`'s parser its description and arguments."""
+    parser.description = (
+        "Check wheels and sdists: core metadata (every error), README rendering, "
+        "classifiers, normalized file names, name and version agreement, the index's size "
+        "limit, the git tag against the version, one sdist per release, and wheels and "
+        "sdist agreeing. Exit 1 when anything would be refused."
     )
     parser.add_argument(
         "dists",
@@ -74,6 +76,10 @@ def expand(patterns: list[str]) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     """Check and report; 0 when clean, 1 on errors (or warnings with --strict), 2 on bad flags."""
+    # Imported on use: every `keyless` command imports this module (see main.py).
+    from keyless.config import ConfigError, parse_size
+    from keyless.publish.check import check_dists, current_git_tag
+
     try:
         limit = parse_size(args.max_file_size, "--max-file-size")
     except ConfigError as exc:

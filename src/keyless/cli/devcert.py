@@ -6,23 +6,31 @@ import argparse
 import shlex
 import sys
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from keyless.devcert import DEFAULT_HOSTS, DevCert, DevCertError, create_dev_cert
+if TYPE_CHECKING:
+    from keyless.devcert import DevCert
 
 DEFAULT_DIR = Path("keyless-data") / "tls"
+# = keyless.devcert.DEFAULT_HOSTS, spelled out so that defining the parser does not import
+# cryptography; tests/test_cli_imports.py keeps the two equal.
+DEFAULT_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+# Its line in `keyless --help`; its arguments are defined only when it runs (see main.py).
+HELP = "make a local CA and an https certificate for 127.0.0.1/localhost"
 
 
 def register(subparsers: Any) -> None:
     """Add the `dev-cert` command to the `keyless` command's subparsers."""
-    parser = subparsers.add_parser(
-        "dev-cert",
-        help="make a local CA and an https certificate for 127.0.0.1/localhost",
-        description=(
-            "Create a local certificate authority (reused if the folder already has one) and a "
-            "fresh server certificate signed by it, for `keyless serve --tls-cert/--tls-key`. "
-            "For local use only."
-        ),
+    define(subparsers.add_parser("dev-cert", help=HELP))
+
+
+def define(parser: argparse.ArgumentParser) -> None:
+    """Give `dev-cert`'s parser its description and arguments."""
+    parser.description = (
+        "Create a local certificate authority (reused if the folder already has one) and a "
+        "fresh server certificate signed by it, for `keyless serve --tls-cert/--tls-key`. "
+        "For local use only."
     )
     parser.add_argument(
         "--dir",
@@ -41,6 +49,9 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Create the files and print how to use them; 0 on success, 2 on a bad folder or host."""
+    # Imported on use: every `keyless` command imports this module (see main.py).
+    from keyless.devcert import DevCertError, create_dev_cert
+
     try:
         result = create_dev_cert(args.dir, args.host or DEFAULT_HOSTS)
     except DevCertError as exc:

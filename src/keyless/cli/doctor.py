@@ -6,11 +6,14 @@ import argparse
 import json
 import os
 import sys
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from keyless.publish.doctor import PYPI_UPLOAD_URL, Diagnosis, diagnose
-from keyless.publish.errors import PublishError
-from keyless.publish.indexclient import new_http_client
+if TYPE_CHECKING:
+    from keyless.publish.doctor import Diagnosis
+
+# = keyless.publish.doctor.PYPI_UPLOAD_URL, spelled out so that defining the parser does not
+# import the diagnosis (and httpx); tests/test_cli_imports.py keeps the two equal.
+PYPI_UPLOAD_URL = "https://upload.pypi.org/legacy/"
 
 # The claims that decide whether a publisher matches, in the order worth reading them.
 SHOWN_CLAIMS = (
@@ -34,19 +37,23 @@ SHOWN_CLAIMS = (
 )
 _MARKS = {"ok": "ok  ", "info": "info", "warning": "WARN", "error": "FAIL"}
 
+# Its line in `keyless --help`; its arguments are defined only when it runs (see main.py).
+HELP = "preflight: can this CI job publish? what publisher must the index know?"
+
 
 def register(subparsers: Any) -> None:
     """Add the `doctor` command to the `keyless` command's subparsers."""
-    parser = subparsers.add_parser(
-        "doctor",
-        help="preflight: can this CI job publish? what publisher must the index know?",
-        description=(
-            "Run in the publishing CI job (before building): asks the index for its audience "
-            "and whether the version in pyproject.toml exists, gets the job's OIDC token, and "
-            "explains what the index will see (missing id-token permission, fork pull "
-            "request, pull_request_target, reusable workflow, environment) and the exact "
-            "trusted publisher to register. The token is never printed."
-        ),
+    define(subparsers.add_parser("doctor", help=HELP))
+
+
+def define(parser: argparse.ArgumentParser) -> None:
+    """Give `doctor`'s parser its description and arguments."""
+    parser.description = (
+        "Run in the publishing CI job (before building): asks the index for its audience "
+        "and whether the version in pyproject.toml exists, gets the job's OIDC token, and "
+        "explains what the index will see (missing id-token permission, fork pull "
+        "request, pull_request_target, reusable workflow, environment) and the exact "
+        "trusted publisher to register. The token is never printed."
     )
     parser.add_argument(
         "--repository-url",
@@ -70,6 +77,11 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Diagnose and report; 0 when nothing stops publishing, 1 otherwise, 2 on bad flags."""
+    # Imported on use: every `keyless` command imports this module (see main.py).
+    from keyless.publish.doctor import diagnose
+    from keyless.publish.errors import PublishError
+    from keyless.publish.indexclient import new_http_client
+
     expected: dict[str, str] = {}
     for item in args.expect:
         key, sep, value = item.partition("=")

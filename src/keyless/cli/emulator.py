@@ -11,23 +11,32 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import shlex
-import signal
-import subprocess
 import sys
-import tempfile
-import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jwt
+if TYPE_CHECKING:
+    from keyless.ci.claims import JobClaims
+    from keyless.ci.emulator import Emulator
 
-from keyless.ci.claims import GITHUB_EVENTS, PROVIDERS, VISIBILITIES, JobClaims, parse_claim
-from keyless.ci.emulator import Emulator, banner
-from keyless.ci.errors import EmulatorError
-from keyless.ci.issuer import DISCOVERY_PATH, JWKS_PATH
-from keyless.ci.jobenv import TOKEN_PATH, TOKEN_QUERY, github_grants_token
+# Every `keyless` command imports this module (for HELP), so what the actions need (the
+# emulator: PyJWT, cryptography, an HTTP server; even subprocess or tempfile) is imported by
+# the action that uses it. For the same reason these are spelled out rather than imported
+# from keyless.ci.claims, whose package imports the emulator (tests/test_cli_imports.py
+# keeps them equal).
+PROVIDERS = ("github", "gitlab")
+GITHUB_EVENTS = (
+    "push",
+    "release",
+    "workflow_dispatch",
+    "pull_request",
+    "pull_request_target",
+    "schedule",
+    "workflow_run",
+    "merge_group",
+)
+VISIBILITIES = ("public", "private", "internal")
 
 DEFAULT_KEYS = Path("keyless-data") / "ci-emulator"
 # One fixed default port shared by `serve`, `token` and `env`, so tokens and environments
@@ -36,16 +45,20 @@ DEFAULT_PORT = 8790
 
 Handler = Callable[[argparse.Namespace], int]
 
+# Its line in `keyless --help`; its arguments are defined only when it runs (see main.py).
+HELP = "a LOCAL OIDC issuer: run commands as GitHub/GitLab CI jobs to rehearse releases"
+
 
 def register(subparsers: Any) -> None:
     """Add `ci-emulator` and its actions (run, serve, token, env) to `keyless`'s subparsers."""
-    parser = subparsers.add_parser(
-        "ci-emulator",
-        help="a LOCAL OIDC issuer: run commands as GitHub/GitLab CI jobs to rehearse releases",
-        description=(
-            "A local OIDC issuer for rehearsals and tests. Its tokens are trusted only by an "
-            "index configured with its issuer URL; it is not GitHub or GitLab."
-        ),
+    define(subparsers.add_parser("ci-emulator", help=HELP))
+
+
+def define(parser: argparse.ArgumentParser) -> None:
+    """Give `ci-emulator`'s parser its description and arguments."""
+    parser.description = (
+        "A local OIDC issuer for rehearsals and tests. Its tokens are trusted only by an "
+        "index configured with its issuer URL; it is not GitHub or GitLab."
     )
     actions = parser.add_subparsers(dest="ci_emulator_action", required=True, metavar="ACTION")
 
@@ -180,6 +193,8 @@ def job_from_args(args: argparse.Namespace) -> JobClaims:
 
     Raises EmulatorError for a flag value no real job could have.
     """
+    from keyless.ci.claims import JobClaims, parse_claim
+
     fields: dict[str, Any] = {
         "provider": args.provider,
         "repo": args.repo,
@@ -213,6 +228,8 @@ def _guarded(handler: Handler) -> Handler:
     # Setup mistakes (bad flags, unusable key folder, port taken) end with one line, exit 2.
     @functools.wraps(handler)
     def run(args: argparse.Namespace) -> int:
+        from keyless.ci.errors import EmulatorError
+
         try:
             return handler(args)
         except (EmulatorError, OSError) as exc:
@@ -225,6 +242,11 @@ def _guarded(handler: Handler) -> Handler:
 @_guarded
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the command as a job step; its exit code (128+N if killed by signal N)."""
+    import signal
+    import subprocess
+
+    from keyless.ci.emulator import Emulator, banner
+
     command = list(args.command)
     if command[:1] == ["--"]:
         command = command[1:]
@@ -257,6 +279,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 @_guarded
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve the issuer until interrupted; 0."""
+    import threading
+
+    from keyless.ci.emulator import Emulator, banner
+    from keyless.ci.issuer import DISCOVERY_PATH, JWKS_PATH
+    from keyless.ci.jobenv import TOKEN_PATH, TOKEN_QUERY
+
     with Emulator(args.keys, port=args.port, host=args.host) as emulator:
         issuer = emulator.issuer
         print(banner(issuer), file=sys.stderr)
@@ -286,6 +314,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 @_guarded
 def cmd_token(args: argparse.Namespace) -> int:
     """Print one signed token for the job; 0."""
+    import jwt
+
+    from keyless.ci.emulator import Emulator, banner
+
     job = job_from_args(args)
     emulator = Emulator(args.keys, port=args.issuer_port)
     print(banner(emulator.issuer), file=sys.stderr)
@@ -301,6 +333,11 @@ def cmd_token(args: argparse.Namespace) -> int:
 @_guarded
 def cmd_env(args: argparse.Namespace) -> int:
     """Print the job's own variables (not the inherited ones); 0."""
+    import shlex
+    import tempfile
+
+    from keyless.ci.emulator import Emulator, banner
+
     job = job_from_args(args)
     emulator = Emulator(args.keys, port=args.issuer_port)
     print(banner(emulator.issuer), file=sys.stderr)
@@ -317,6 +354,8 @@ def cmd_env(args: argparse.Namespace) -> int:
 
 def describe(job: JobClaims) -> str:
     """One line saying which job is emulated and whether it can get an OIDC token."""
+    from keyless.ci.jobenv import github_grants_token
+
     where = f"{job.provider} {job.repo} {job.workflow_path}@{job.full_ref} ({job.event_name})"
     if job.environment:
         where += f", environment {job.environment}"
@@ -365,6 +404,8 @@ def trust_lines(issuer: str) -> list[str]:
 
 
 def _needs_serve(emulator: Emulator, keys: Path) -> str:
+    import shlex
+
     return (
         f"note: verifiable while `keyless ci-emulator serve --port {_port(emulator.issuer)} "
         f"--keys {shlex.quote(str(keys))}` runs"

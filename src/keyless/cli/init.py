@@ -6,23 +6,35 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from keyless.publish.errors import PublishError
-from keyless.publish.indexclient import new_http_client
-from keyless.publish.init import PYPI_INDEXES, InitResult, discover_audiences, init_workflow
+
+if TYPE_CHECKING:
+    from keyless.publish.init import InitResult
+
+# = keyless.publish.init.PYPI_INDEXES, spelled out so that defining the parser does not import
+# the workflow generator (and httpx); tests/test_cli_imports.py keeps the two equal.
+PYPI_INDEXES: tuple[tuple[str, str], ...] = (
+    ("testpypi", "https://test.pypi.org/legacy/"),
+    ("pypi", "https://upload.pypi.org/legacy/"),
+)
+
+# Its line in `keyless --help`; its arguments are defined only when it runs (see main.py).
+HELP = "write a release workflow (GitHub Actions or GitLab CI) with Trusted Publishing"
 
 
 def register(subparsers: Any) -> None:
     """Add the `init` command to the `keyless` command's subparsers."""
-    parser = subparsers.add_parser(
-        "init",
-        help="write a release workflow (GitHub Actions or GitLab CI) with Trusted Publishing",
-        description=(
-            "Write .github/workflows/release.yml (or .gitlab-ci.yml): build, test on the "
-            "Python versions requires-python admits, then publish to each index in turn with "
-            "Trusted Publishing; print the trusted publishers to register on the indexes."
-        ),
+    define(subparsers.add_parser("init", help=HELP))
+
+
+def define(parser: argparse.ArgumentParser) -> None:
+    """Give `init`'s parser its description and arguments."""
+    parser.description = (
+        "Write .github/workflows/release.yml (or .gitlab-ci.yml): build, test on the "
+        "Python versions requires-python admits, then publish to each index in turn with "
+        "Trusted Publishing; print the trusted publishers to register on the indexes."
     )
     parser.add_argument(
         "--provider", choices=["github", "gitlab"], default="github", help="default github"
@@ -87,6 +99,10 @@ def _pairs(items: list[str], option: str) -> list[tuple[str, str]]:
 
 def run(args: argparse.Namespace) -> int:
     """Write the workflow; 0 on success, 1 when it cannot be written, 2 on bad flags."""
+    # Imported on use: every `keyless` command imports this module (see main.py).
+    from keyless.publish.indexclient import new_http_client
+    from keyless.publish.init import discover_audiences, init_workflow
+
     try:
         indexes = _pairs(args.index, "--index") or list(PYPI_INDEXES)
         chosen = dict(_pairs(args.environment, "--environment"))

@@ -3,30 +3,35 @@
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
-import logging
 import os
 import re
-import ssl
 import sys
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+# Start-up time: `keyless` defines only the parser of the command it runs (see build_parser),
+# and the command modules import what their commands use (the server, the release client,
+# cryptography, ...) in their handlers, so `keyless publish` does not pay for `keyless serve`
+# or `keyless check` (tests/test_cli_imports.py).
 from keyless.cli import check as check_cmd
 from keyless.cli import devcert, emulator, publishing
 from keyless.cli import doctor as doctor_cmd
 from keyless.cli import init as init_cmd
 from keyless.cli import publish as publish_cmd
 from keyless.cli import release as release_cmd
-from keyless.config import ConfigError, Settings, load_settings
+
+if TYPE_CHECKING:
+    from keyless.config import Settings
 
 Handler = Callable[[argparse.Namespace], int]
 
 
 def _settings(args: argparse.Namespace) -> Settings:
+    from keyless.config import load_settings
+
     overrides = {
         "data": getattr(args, "data", None),
         "host": getattr(args, "host", None),
@@ -64,6 +69,8 @@ def usage_lines(settings: Settings, index: str) -> list[str]:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    import logging
+
     import uvicorn
 
     from keyless.index import reason
@@ -98,6 +105,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _read_password(args: argparse.Namespace) -> str:
+    import getpass
+
+    from keyless.config import ConfigError
+
     if args.password_stdin:
         return sys.stdin.readline().rstrip("\n")
     if os.environ.get("KEYLESS_PASSWORD"):
@@ -118,6 +129,8 @@ def cmd_user_add(args: argparse.Namespace) -> int:
 
 def parse_duration(text: str) -> timedelta:
     """`30d`, `12h`, `15m`, `3600s` -> timedelta."""
+    from keyless.config import ConfigError
+
     match = re.fullmatch(r"(\d+)([smhd])", text.strip())
     if not match:
         raise ConfigError(f"expiry {text!r} is not a duration; write e.g. 30d, 12h or 15m.")
@@ -206,7 +219,11 @@ def cmd_role_add(args: argparse.Namespace) -> int:
 
 
 def _remote(args: argparse.Namespace, path: str, body: dict[str, Any]) -> int:
+    import ssl
+
     import httpx
+
+    from keyless.config import ConfigError
 
     token = os.environ.get("KEYLESS_TOKEN", "")
     if not token:
@@ -292,14 +309,7 @@ def _remote_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cert", help="CA bundle to trust (e.g. keyless dev-cert's ca.pem)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="keyless",
-        description="A self-hosted Python package index with Trusted Publishing built in.",
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    serve = commands.add_parser("serve", help="run the index server")
+def _define_serve(serve: argparse.ArgumentParser) -> None:
     _server_options(serve)
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default 8000)")
@@ -309,9 +319,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--public-url", help="the URL clients use, when behind a proxy")
     serve.set_defaults(handler=cmd_serve)
 
-    user = commands.add_parser("user", help="manage users").add_subparsers(
-        dest="action", required=True
-    )
+
+def _define_user(parser: argparse.ArgumentParser) -> None:
+    user = parser.add_subparsers(dest="action", required=True)
     add = user.add_parser("add", help="add a user")
     _server_options(add)
     add.add_argument("username")
@@ -319,9 +329,9 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     add.set_defaults(handler=cmd_user_add)
 
-    token = commands.add_parser("token", help="manage API tokens").add_subparsers(
-        dest="action", required=True
-    )
+
+def _define_token(parser: argparse.ArgumentParser) -> None:
+    token = parser.add_subparsers(dest="action", required=True)
     create = token.add_parser("create", help="create an API token (printed once)")
     _server_options(create)
     create.add_argument("--user", required=True)
@@ -341,9 +351,9 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.add_argument("id", type=int)
     revoke.set_defaults(handler=cmd_token_revoke)
 
-    index = commands.add_parser("index", help="manage indexes").add_subparsers(
-        dest="action", required=True
-    )
+
+def _define_index(parser: argparse.ArgumentParser) -> None:
+    index = parser.add_subparsers(dest="action", required=True)
     icreate = index.add_parser("create", help="create an index")
     _server_options(icreate)
     icreate.add_argument("name")
@@ -353,9 +363,9 @@ def build_parser() -> argparse.ArgumentParser:
     _server_options(ilist)
     ilist.set_defaults(handler=cmd_index_list)
 
-    role = commands.add_parser("role", help="project roles").add_subparsers(
-        dest="action", required=True
-    )
+
+def _define_role(parser: argparse.ArgumentParser) -> None:
+    role = parser.add_subparsers(dest="action", required=True)
     radd = role.add_parser("add", help="give a user a role on a project")
     _server_options(radd)
     radd.add_argument("project")
@@ -364,21 +374,18 @@ def build_parser() -> argparse.ArgumentParser:
     radd.add_argument("--role", default="maintainer", choices=["owner", "maintainer"])
     radd.set_defaults(handler=cmd_role_add)
 
-    for name, handler, text in (
-        ("yank", cmd_yank, "yank a release"),
-        ("unyank", cmd_unyank, "undo a yank"),
-    ):
-        sub = commands.add_parser(name, help=f"{text} (owners; needs KEYLESS_TOKEN)")
-        _remote_options(sub)
-        sub.add_argument("project")
-        sub.add_argument("version")
-        if name == "yank":
-            sub.add_argument("--reason", default="")
-        sub.set_defaults(handler=handler)
 
-    project = commands.add_parser("project", help="project status").add_subparsers(
-        dest="action", required=True
-    )
+def _define_yank(sub: argparse.ArgumentParser, handler: Handler, *, reason: bool) -> None:
+    _remote_options(sub)
+    sub.add_argument("project")
+    sub.add_argument("version")
+    if reason:
+        sub.add_argument("--reason", default="")
+    sub.set_defaults(handler=handler)
+
+
+def _define_project(parser: argparse.ArgumentParser) -> None:
+    project = parser.add_subparsers(dest="action", required=True)
     status = project.add_parser(
         "status", help="set active, archived or quarantined (owners; KEYLESS_TOKEN)"
     )
@@ -387,40 +394,112 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("status", choices=["active", "archived", "quarantined"])
     status.add_argument("--reason", default="")
     status.set_defaults(handler=cmd_project_status)
-    publishing.register(commands, _server_options, _engine)
-    devcert.register(commands)
-    emulator.register(commands)
-    publish_cmd.register(commands)
-    check_cmd.register(commands)
-    doctor_cmd.register(commands)
-    init_cmd.register(commands)
-    release_cmd.register(commands)
 
-    gc = commands.add_parser("gc", help="remove orphaned blobs and temp files")
+
+def _define_gc(gc: argparse.ArgumentParser) -> None:
     _server_options(gc)
     gc.add_argument("--min-age", type=float, default=3600, help="seconds (default 3600)")
     gc.set_defaults(handler=cmd_gc)
+
+
+# `keyless`'s commands in `keyless --help` order: name, one-line help, and what defines the
+# rest of its parser (description, arguments, actions, handler).
+COMMANDS: tuple[tuple[str, str, Callable[[argparse.ArgumentParser], None]], ...] = (
+    ("serve", "run the index server", _define_serve),
+    ("user", "manage users", _define_user),
+    ("token", "manage API tokens", _define_token),
+    ("index", "manage indexes", _define_index),
+    ("role", "project roles", _define_role),
+    (
+        "yank",
+        "yank a release (owners; needs KEYLESS_TOKEN)",
+        lambda sub: _define_yank(sub, cmd_yank, reason=True),
+    ),
+    (
+        "unyank",
+        "undo a yank (owners; needs KEYLESS_TOKEN)",
+        lambda sub: _define_yank(sub, cmd_unyank, reason=False),
+    ),
+    ("project", "project status", _define_project),
+    (
+        "publisher",
+        publishing.PUBLISHER_HELP,
+        lambda sub: publishing.define_publisher(sub, _server_options, _engine),
+    ),
+    (
+        "audit",
+        publishing.AUDIT_HELP,
+        lambda sub: publishing.define_audit(sub, _server_options, _engine),
+    ),
+    ("dev-cert", devcert.HELP, devcert.define),
+    ("ci-emulator", emulator.HELP, emulator.define),
+    ("publish", publish_cmd.HELP, publish_cmd.define),
+    ("check", check_cmd.HELP, check_cmd.define),
+    ("doctor", doctor_cmd.HELP, doctor_cmd.define),
+    ("init", init_cmd.HELP, init_cmd.define),
+    ("release", release_cmd.HELP, release_cmd.define),
+    ("gc", "remove orphaned blobs and temp files", _define_gc),
+)
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """`keyless`'s parser: every command in full, or with `command`, only that one.
+
+    The other commands then have just their name and one-line help, all that `keyless --help`
+    shows of them: defining every parser (~40 of them, ~280 arguments) took most of the
+    start-up time of any one command.
+    """
+    parser = argparse.ArgumentParser(
+        prog="keyless",
+        description="A self-hosted Python package index with Trusted Publishing built in.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, text, define in COMMANDS:
+        sub = commands.add_parser(name, help=text)
+        if command is None or command == name:
+            define(sub)
     return parser
 
 
+def command_of(argv: Sequence[str]) -> str:
+    """The command `argv` runs: its first word not starting with "-" (`keyless` itself has
+    no options but -h), or "" when it names none.
+    """
+    return next((word for word in argv if not word.startswith("-")), "")
+
+
+def _index_errors() -> tuple[type[Exception], ...]:
+    """The server's use-case errors, if its modules are loaded: an exception of a class exists
+    only once its module is imported, and importing the server (SQLAlchemy) to classify an
+    error of, say, `keyless publish` would cost more than the command itself.
+    """
+    errors = (
+        ("keyless.index.accounts", "AccountError"),
+        ("keyless.index.projects", "ProjectError"),
+    )
+    return tuple(
+        getattr(sys.modules[module], name) for module, name in errors if module in sys.modules
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(command_of(argv)).parse_args(argv)
     handler: Handler = args.handler
     try:
         return handler(args)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     except Exception as exc:  # a use-case error: show its message, not a traceback
-        from keyless.index.accounts import AccountError
-        from keyless.index.projects import ProjectError
+        from keyless.config import ConfigError
         from keyless.oidc.errors import PublisherConfigError
 
+        if isinstance(exc, ConfigError):
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         if isinstance(exc, PublisherConfigError):
             for field, problem in exc.errors.items():
                 print(f"error: --{field.replace('_', '-')}: {problem}", file=sys.stderr)
             return 2
-        if isinstance(exc, AccountError | ProjectError):
+        if isinstance(exc, _index_errors()):
             print(f"error: {exc}", file=sys.stderr)
             return 1
         raise

@@ -13,35 +13,40 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from keyless.publish import (
-    Credentials,
-    PublishError,
-    PublishResult,
-    new_http_client,
-    publish,
-    read_dists,
-    redact,
-    resolve_credentials,
-)
-from keyless.publish.credentials import MODES
+from keyless.publish.errors import PublishError
+
+if TYPE_CHECKING:
+    from keyless.publish.credentials import Credentials
+    from keyless.publish.upload import PublishResult
+
+# The library (httpx, packaging, the dist readers) is imported in `cmd_publish`, not here:
+# every `keyless` command imports this module (see main.py), and `keyless publish --help`
+# needs none of it.
 
 DEFAULT_REPOSITORY_URL = "https://upload.pypi.org/legacy/"
 DIST_SUFFIXES = (".whl", ".tar.gz")
+# = keyless.publish.credentials.MODES, spelled out so that defining the parser does not
+# import httpx; tests/test_cli_imports.py keeps the two equal.
+MODES: tuple[str, ...] = ("auto", "always", "never")
+
+# Its line in `keyless --help`; its arguments are defined only when it runs (see main.py).
+HELP = "upload distributions (Trusted Publishing in CI, else an API token)"
 
 
 def register(subparsers: Any) -> None:
     """Add `publish` to `keyless`'s subcommands."""
-    parser = subparsers.add_parser(
-        "publish",
-        help="upload distributions (Trusted Publishing in CI, else an API token)",
-        description=(
-            "Upload wheels and sdists. In CI (GitHub Actions, GitLab, Google Cloud, Buildkite, "
-            "CircleCI) the job's OIDC token is exchanged for a short-lived upload token; "
-            "elsewhere an API token from KEYLESS_TOKEN (or UV_PUBLISH_TOKEN, TWINE_PASSWORD, "
-            "keyring) is used. Files already on the index with the same sha256 count as done."
-        ),
+    define(subparsers.add_parser("publish", help=HELP))
+
+
+def define(parser: argparse.ArgumentParser) -> None:
+    """Give `publish`'s parser its description and arguments."""
+    parser.description = (
+        "Upload wheels and sdists. In CI (GitHub Actions, GitLab, Google Cloud, Buildkite, "
+        "CircleCI) the job's OIDC token is exchanged for a short-lived upload token; "
+        "elsewhere an API token from KEYLESS_TOKEN (or UV_PUBLISH_TOKEN, TWINE_PASSWORD, "
+        "keyring) is used. Files already on the index with the same sha256 count as done."
     )
     parser.add_argument(
         "dists", nargs="*", metavar="DIST", help="files or globs to publish (default: dist/*)"
@@ -131,7 +136,11 @@ def _summary(result: PublishResult) -> str:
 
 
 def cmd_publish(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> int:
+    # Imported on use: every `keyless` command imports this module (see main.py).
     from keyless.cli.reporting import make_reporter
+    from keyless.publish.credentials import resolve_credentials
+    from keyless.publish.indexclient import new_http_client, redact
+    from keyless.publish.upload import publish, read_dists
 
     env = os.environ if environ is None else environ
     upload_url = args.repository_url or env.get("KEYLESS_REPOSITORY_URL") or DEFAULT_REPOSITORY_URL

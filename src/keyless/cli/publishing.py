@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from keyless.config import Settings, load_settings
+if TYPE_CHECKING:
+    from keyless.config import Settings
 
 Opener = Callable[[argparse.Namespace], Any]
 
@@ -145,20 +146,39 @@ def cmd_audit(args: argparse.Namespace, open_engine: Opener) -> int:
     return 0
 
 
+# Their lines in `keyless --help`; their arguments are defined only when they run (main.py).
+PUBLISHER_HELP = "trusted publishers (who may publish without a token)"
+AUDIT_HELP = "the audit trail: uploads, mints, changes"
+
+
 def register(
     commands: Any,
     server_options: Callable[[argparse.ArgumentParser], None],
     open_engine: Opener,
 ) -> None:
     """Add `publisher` and `audit` to the main parser's subcommands."""
+    define_publisher(
+        commands.add_parser("publisher", help=PUBLISHER_HELP), server_options, open_engine
+    )
+    define_audit(commands.add_parser("audit", help=AUDIT_HELP), server_options, open_engine)
+
+
+def define_publisher(
+    parser: argparse.ArgumentParser,
+    server_options: Callable[[argparse.ArgumentParser], None],
+    open_engine: Opener,
+) -> None:
+    """Give `publisher`'s parser its actions (add, list, remove) and their arguments."""
+    # The providers' fields are the `add` options; imported here, when `keyless publisher`
+    # runs, rather than at every start.
     from keyless.oidc.providers import PROVIDERS
 
     def settings_of(args: argparse.Namespace) -> Settings:
+        from keyless.config import load_settings
+
         return load_settings(args.config, overrides={"data": args.data} if args.data else None)
 
-    publisher = commands.add_parser(
-        "publisher", help="trusted publishers (who may publish without a token)"
-    ).add_subparsers(dest="action", required=True)
+    publisher = parser.add_subparsers(dest="action", required=True)
 
     add = publisher.add_parser("add", help="register a trusted publisher")
     add.add_argument("--index", required=True)
@@ -195,10 +215,16 @@ def register(
     remove.add_argument("id", type=int)
     remove.set_defaults(handler=lambda a: cmd_remove(a, open_engine))
 
-    audit = commands.add_parser("audit", help="the audit trail: uploads, mints, changes")
-    server_options(audit)
-    audit.add_argument("--index", required=True)
-    audit.add_argument("project", nargs="?")
-    audit.add_argument("--limit", type=int, default=200)
-    audit.add_argument("--json", action="store_true")
-    audit.set_defaults(handler=lambda a: cmd_audit(a, open_engine))
+
+def define_audit(
+    parser: argparse.ArgumentParser,
+    server_options: Callable[[argparse.ArgumentParser], None],
+    open_engine: Opener,
+) -> None:
+    """Give `audit`'s parser its arguments."""
+    server_options(parser)
+    parser.add_argument("--index", required=True)
+    parser.add_argument("project", nargs="?")
+    parser.add_argument("--limit", type=int, default=200)
+    parser.add_argument("--json", action="store_true")
+    parser.set_defaults(handler=lambda a: cmd_audit(a, open_engine))

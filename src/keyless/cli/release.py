@@ -17,24 +17,28 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from keyless.publish.credentials import MODES
+from keyless.cli.publish import MODES
 from keyless.publish.errors import PublishError
+
+# Its line in `keyless --help`; its arguments are defined only when it runs (see main.py).
+HELP = "staged release: build, check, publish to staging, install-test, promote to prod"
 
 
 def register(subparsers: Any) -> None:
     """Add `release` to `keyless`'s subcommands."""
-    parser = subparsers.add_parser(
-        "release",
-        help="staged release: build, check, publish to staging, install-test, promote to prod",
-        description=(
-            "Release the project in one command: version policy (PEP 440/SemVer, git tag, newer "
-            "than production), build (sdist + wheel), check, publish to the staging index, "
-            "install it from staging in a fresh virtual environment (import + optional smoke "
-            "command), then promote the same files to production (server-side on keyless: same "
-            "bytes, same hashes) or publish them there; release notes from the changelog; "
-            "notifications from [tool.keyless.notify] or KEYLESS_NOTIFY_*. Stops at the first "
-            "failing stage; nothing reaches production unless staging passed."
-        ),
+    define(subparsers.add_parser("release", help=HELP))
+
+
+def define(parser: argparse.ArgumentParser) -> None:
+    """Give `release`'s parser its description and arguments."""
+    parser.description = (
+        "Release the project in one command: version policy (PEP 440/SemVer, git tag, newer "
+        "than production), build (sdist + wheel), check, publish to the staging index, "
+        "install it from staging in a fresh virtual environment (import + optional smoke "
+        "command), then promote the same files to production (server-side on keyless: same "
+        "bytes, same hashes) or publish them there; release notes from the changelog; "
+        "notifications from [tool.keyless.notify] or KEYLESS_NOTIFY_*. Stops at the first "
+        "failing stage; nothing reaches production unless staging passed."
     )
     parser.add_argument(
         "--project-dir", default=".", type=Path, help="the project's folder (default: .)"
@@ -119,6 +123,7 @@ def _summary(result: Any) -> list[str]:
 
 
 def cmd_release(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> int:
+    # Imported on use: every `keyless` command imports this module (see main.py).
     from keyless.cli.reporting import make_reporter
     from keyless.publish.indexclient import new_http_client
     from keyless.publish.release import release

@@ -1,0 +1,171 @@
+"""`keyless` imports only what the command it runs needs, and defines only that command's parser.
+
+Start-up time is the point, but timings make flaky tests: these check what is imported (in a
+fresh interpreter) and that the lighter parsers are the same as the full one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from keyless.cli.main import COMMANDS, build_parser, command_of
+
+# What no parser needs: the server, the checks (readme_renderer, docutils), the CI emulator,
+# cryptography, and the release client's dependencies.
+NOT_FOR_PARSING = (
+    "cryptography",
+    "docutils",
+    "httpx",
+    "jwt",
+    "keyless.ci",
+    "keyless.devcert",
+    "keyless.dists",
+    "keyless.index",
+    "keyless.publish.check",
+    "keyless.publish.credentials",
+    "keyless.publish.doctor",
+    "keyless.store",
+    "packaging.metadata",
+    "readme_renderer",
+    "rich",
+    "sqlalchemy",
+    "starlette",
+    "uvicorn",
+)
+# What `keyless publish` itself never needs.
+NOT_FOR_PUBLISHING = (
+    "cryptography",
+    "jwt",
+    "keyless.ci",
+    "keyless.devcert",
+    "keyless.index",
+    "keyless.publish.check",
+    "keyless.publish.doctor",
+    "keyless.publish.init",
+    "keyless.publish.release",
+    "keyless.store",
+    "sqlalchemy",
+    "starlette",
+    "uvicorn",
+)
+
+# Runs in a fresh interpreter: `main(argv)` (or, with no argv, builds the full parser), then
+# prints the modules loaded.
+SCRIPT = """
+import contextlib, io, json, sys
+from keyless.cli import main
+with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+    if len(sys.argv) > 1:
+        try:
+            main.main(sys.argv[1:])
+        except SystemExit:
+            pass
+    else:
+        main.build_parser()
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+def loaded_after(*argv: str, cwd: Path) -> set[str]:
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT, *argv],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=cwd,
+        timeout=60,
+    )
+    return set(json.loads(done.stdout))
+
+
+def unwanted(loaded: set[str], packages: tuple[str, ...]) -> list[str]:
+    return sorted(
+        name for name in loaded if any(name == p or name.startswith(p + ".") for p in packages)
+    )
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("publish", "--help"),
+        ("--help",),
+        ("check", "--help"),
+        ("serve", "--help"),
+        ("publisher", "add", "github", "--help"),
+        (),  # every command's parser
+    ],
+    ids=lambda argv: " ".join(argv) or "full parser",
+)
+def test_parsing_imports_nothing_heavy(argv: tuple[str, ...], tmp_path: Path) -> None:
+    assert unwanted(loaded_after(*argv, cwd=tmp_path), NOT_FOR_PARSING) == []
+
+
+def test_publish_imports_only_the_release_client(tmp_path: Path) -> None:
+    # It fails on the missing file, after importing all it needs to publish.
+    loaded = loaded_after("publish", "missing.whl", cwd=tmp_path)
+    assert "keyless.publish.upload" in loaded
+    assert unwanted(loaded, NOT_FOR_PUBLISHING) == []
+
+
+def _helps(parser: argparse.ArgumentParser, path: str = "") -> dict[str, str]:
+    """The help of `parser` and of every parser under it, by command path."""
+    helps = {path: parser.format_help()}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                helps.update(_helps(sub, f"{path} {name}".strip()))
+    return helps
+
+
+def test_a_command_alone_has_the_same_parsers_as_in_the_full_parser() -> None:
+    full = _helps(build_parser())
+    assert _helps(build_parser(""))[""] == full[""]
+    for name, _, _ in COMMANDS:
+        alone = _helps(build_parser(name))
+        mine = {path: text for path, text in alone.items() if path.split(" ")[0] == name}
+        assert mine == {p: t for p, t in full.items() if p.split(" ")[0] == name}
+
+
+@pytest.mark.parametrize(
+    ("argv", "command"),
+    [
+        ([], ""),
+        (["--help"], ""),
+        (["publish"], "publish"),
+        (["publish", "--dry-run", "dist/x.whl"], "publish"),
+        (["-h", "publisher", "add"], "publisher"),
+        (["--", "publish"], "publish"),
+    ],
+)
+def test_command_of(argv: list[str], command: str) -> None:
+    assert command_of(argv) == command
+
+
+def test_spelled_out_constants_match_the_library() -> None:
+    # The command modules copy these so that defining their parsers imports nothing heavy.
+    from keyless import devcert
+    from keyless.ci import claims
+    from keyless.cli import check as check_cli
+    from keyless.cli import devcert as devcert_cli
+    from keyless.cli import doctor as doctor_cli
+    from keyless.cli import emulator as emulator_cli
+    from keyless.cli import init as init_cli
+    from keyless.cli import publish as publish_cli
+    from keyless.publish import check, credentials, doctor, init
+
+    assert publish_cli.MODES == credentials.MODES
+    assert check_cli.DEFAULT_MAX_FILE_SIZE == check.DEFAULT_MAX_FILE_SIZE
+    assert (
+        doctor_cli.PYPI_UPLOAD_URL == doctor.PYPI_UPLOAD_URL == publish_cli.DEFAULT_REPOSITORY_URL
+    )
+    assert init_cli.PYPI_INDEXES == init.PYPI_INDEXES
+    assert devcert_cli.DEFAULT_HOSTS == devcert.DEFAULT_HOSTS
+    assert emulator_cli.PROVIDERS == claims.PROVIDERS
+    assert emulator_cli.GITHUB_EVENTS == claims.GITHUB_EVENTS
+    assert emulator_cli.VISIBILITIES == claims.VISIBILITIES
