@@ -38,9 +38,12 @@ NOT_FOR_PARSING = (
     "starlette",
     "uvicorn",
 )
-# What `keyless publish` itself never needs.
+# What `keyless publish` itself never needs: among them the description renderers (only the
+# checks render) and httpx's own command line (click, rich, pygments; see `main`).
 NOT_FOR_PUBLISHING = (
+    "click",
     "cryptography",
+    "docutils",
     "jwt",
     "keyless.ci",
     "keyless.devcert",
@@ -50,6 +53,9 @@ NOT_FOR_PUBLISHING = (
     "keyless.publish.init",
     "keyless.publish.release",
     "keyless.store",
+    "pygments",
+    "readme_renderer",
+    "rich",
     "sqlalchemy",
     "starlette",
     "uvicorn",
@@ -68,7 +74,8 @@ with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.St
             pass
     else:
         main.build_parser()
-print(json.dumps(sorted(sys.modules)))
+# None entries are imports blocked on purpose (see main._skip_httpx_command_line).
+print(json.dumps(sorted(name for name, module in sys.modules.items() if module is not None)))
 """
 
 
