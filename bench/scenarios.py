@@ -522,7 +522,9 @@ def publish(results: Results, opts: Options) -> None:
                     files.append(str(dist / wheel.filename))
                 if tool == "keyless publish":
                     command = [
-                        str(bin_dir / "keyless"),
+                        str(KEYLESS_PYTHON),
+                        "-m",
+                        "keyless",
                         "publish",
                         "--repository-url",
                         keyless.upload_url,
@@ -531,6 +533,9 @@ def publish(results: Results, opts: Options) -> None:
                         *files,
                     ]
                     run_env = {**env, "KEYLESS_TOKEN": keyless.token}
+                    if os.environ.get("BENCH_KEYLESS_SRC"):
+                        # The client of that source tree too, for before/after figures.
+                        run_env["PYTHONPATH"] = os.environ["BENCH_KEYLESS_SRC"]
                 elif tool == "twine upload":
                     command = [
                         str(bin_dir / "twine"),
