@@ -184,6 +184,7 @@ def seed_keyless_store(
     from packaging.utils import canonicalize_name, canonicalize_version
     from sqlalchemy import select
 
+    from keyless.dists.names import ultranormalize_name
     from keyless.store import db
 
     from .dists import metadata_text
@@ -224,6 +225,7 @@ def seed_keyless_store(
                     index_id=index_id,
                     name=name,
                     normalized_name=normalized,
+                    similar_key=ultranormalize_name(name),
                     status="active",
                     status_reason="",
                     serial=serial,

@@ -286,6 +286,19 @@ def test_json_errors_for_clients_that_ask(http: httpx.Client, owner_token: str) 
     assert body["message"] == body["code"][4:]
 
 
+def test_a_new_project_too_similar_to_an_existing_one_is_refused(
+    server: LiveServer, http: httpx.Client, owner_token: str
+) -> None:
+    assert upload(http, "prod", owner_token, *build_wheel("toasting", "1.0")).status_code == 200
+    for confusable in ("Toast-ing", "t0asting", "toastlng"):
+        refused = upload(http, "prod", owner_token, *build_wheel(confusable, "1.0"))
+        assert refused.status_code == 400
+        assert f"The name '{confusable}' is too similar to an existing project." in refused.text
+    # Another index has its own names.
+    other = server.token("similar-owner", "private")
+    assert upload(http, "private", other, *build_wheel("t0asting", "1.0")).status_code == 200
+
+
 def test_index_profiles_differ_on_pypi_only_rules(server: LiveServer, http: httpx.Client) -> None:
     """linux_x86_64 wheels and local versions: refused by the pypi profile, fine on private."""
     prod = server.token("profile-owner", "prod")

@@ -10,6 +10,7 @@ from packaging.utils import NormalizedName, canonicalize_name, canonicalize_vers
 from packaging.version import InvalidVersion, Version
 from sqlalchemy import Connection, Engine, bindparam, select, update
 
+from keyless.dists.names import ultranormalize_name
 from keyless.store import db
 
 from .accounts import Identity, now
@@ -79,6 +80,7 @@ def create_project(conn: Connection, index_id: int, name: str, owner_id: int | N
                 index_id=index_id,
                 name=name,
                 normalized_name=canonicalize_name(name),
+                similar_key=ultranormalize_name(name),
                 status="active",
                 status_reason="",
                 serial=0,

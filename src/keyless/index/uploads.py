@@ -181,15 +181,17 @@ def _check_new_project_name(conn: Connection, index: IndexInfo, name: str) -> No
             f"The name {name!r} isn't allowed (conflict with Python Standard Library module "
             f"name). See {HELP}#project-name for more information."
         )
-    target = names.ultranormalize_name(name)
-    for existing in conn.execute(
-        select(db.projects.c.name).where(db.projects.c.index_id == index.id)
-    ).scalars():
-        if names.ultranormalize_name(existing) == target:
-            raise UploadRejected(
-                f"The name {name!r} is too similar to an existing project. "
-                f"See {HELP}#project-name for more information."
-            )
+    similar = conn.execute(
+        select(db.projects.c.id).where(
+            db.projects.c.index_id == index.id,
+            db.projects.c.similar_key == names.ultranormalize_name(name),
+        )
+    ).first()
+    if similar is not None:
+        raise UploadRejected(
+            f"The name {name!r} is too similar to an existing project. "
+            f"See {HELP}#project-name for more information."
+        )
 
 
 def _stdlib_names() -> frozenset[str]:

@@ -32,8 +32,12 @@ from sqlalchemy import (
     bindparam,
     create_engine,
     event,
+    inspect,
     select,
+    update,
 )
+
+from keyless.dists.names import ultranormalize_name
 
 metadata = MetaData()
 
@@ -85,6 +89,9 @@ projects = Table(
     Column("index_id", ForeignKey("indexes.id"), nullable=False),
     Column("name", String(255), nullable=False),
     Column("normalized_name", String(255), nullable=False),
+    # The name's confusable form (dists.names.ultranormalize_name): "too similar to an existing
+    # project" is then one indexed lookup, not a pass over every project of the index.
+    Column("similar_key", String(255), nullable=True),
     Column("status", String(16), nullable=False, default="active"),
     Column("status_reason", Text, nullable=False, default=""),
     Column("serial", Integer, nullable=False, default=0),
@@ -92,6 +99,7 @@ projects = Table(
     Column("created", DateTime(timezone=True), nullable=False),
     UniqueConstraint("index_id", "normalized_name"),
 )
+Index("ix_projects_similar_key", projects.c.index_id, projects.c.similar_key)
 
 roles = Table(
     "roles",
@@ -303,7 +311,23 @@ def open_database(url_or_path: str | Path) -> Engine:
     else:
         engine = create_engine(url, pool_pre_ping=True)
     metadata.create_all(engine)
+    _add_later_columns(engine)
     return engine
+
+
+def _add_later_columns(engine: Engine) -> None:
+    """Columns added after a database may have been created (create_all only adds tables)."""
+    if "similar_key" not in {c["name"] for c in inspect(engine).get_columns("projects")}:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("ALTER TABLE projects ADD COLUMN similar_key VARCHAR(255)")
+            for row in conn.execute(select(projects.c.id, projects.c.name)).all():
+                conn.execute(
+                    update(projects)
+                    .where(projects.c.id == row.id)
+                    .values(similar_key=ultranormalize_name(row.name))
+                )
+    for index in projects.indexes:
+        index.create(engine, checkfirst=True)
 
 
 # --- web UI (tables defined after the engine helpers; create_all runs at open time) ----------
