@@ -515,7 +515,7 @@ def _skip_httpx_command_line() -> None:
     handles itself (it is what happens when they are not installed).
     """
     if "httpx" not in sys.modules:
-        sys.modules.setdefault("httpx._main", None)
+        sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
 
 
 if __name__ == "__main__":

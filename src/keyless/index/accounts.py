@@ -85,14 +85,15 @@ def create_user(engine: Engine, username: str, password: str, *, is_admin: bool 
         if conn.execute(select(db.users.c.id).where(db.users.c.username == username)).first():
             raise AccountError(f"user {username!r} already exists.")
         return int(
-            conn.execute(
+            db.inserted_id(
+                conn,
                 db.users.insert().values(
                     username=username,
                     password_hash=_hasher.hash(password),
                     is_admin=is_admin,
                     created=now(),
-                )
-            ).inserted_primary_key[0]
+                ),
+            )
         )
 
 
@@ -148,7 +149,8 @@ def create_token(
     expires = now() + expires_in if expires_in else None
     scope = sorted({normalize_name(p) for p in projects}) if projects else None
     with db.writing(engine) as conn:
-        token_id = conn.execute(
+        token_id = db.inserted_id(
+            conn,
             db.api_tokens.insert().values(
                 token_hash=hash_token(secret),
                 user_id=user_id(conn, username),
@@ -157,8 +159,8 @@ def create_token(
                 description=description,
                 created=now(),
                 expires=expires,
-            )
-        ).inserted_primary_key[0]
+            ),
+        )
     return NewToken(id=int(token_id), token=secret, expires=expires)
 
 

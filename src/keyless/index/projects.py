@@ -66,7 +66,7 @@ def record_event(
         "actor": actor,
         "details": details,
     }
-    serial = int(conn.execute(_JOURNAL_INSERT, entry).inserted_primary_key[0])
+    serial = db.inserted_id(conn, _JOURNAL_INSERT, entry)
     if project is not None and changes_project:
         conn.execute(_SET_SERIAL, {"in_index": index_id, "project": project, "new_serial": serial})
     return serial
@@ -75,7 +75,8 @@ def record_event(
 def create_project(conn: Connection, index_id: int, name: str, owner_id: int | None) -> int:
     """A new, empty, active project (its name already checked); `owner_id` becomes its owner."""
     project_id = int(
-        conn.execute(
+        db.inserted_id(
+            conn,
             db.projects.insert().values(
                 index_id=index_id,
                 name=name,
@@ -86,8 +87,8 @@ def create_project(conn: Connection, index_id: int, name: str, owner_id: int | N
                 serial=0,
                 total_size=0,
                 created=now(),
-            )
-        ).inserted_primary_key[0]
+            ),
+        )
     )
     if owner_id is not None:
         conn.execute(
@@ -159,13 +160,13 @@ class ProjectAdmin:
             )
             record_event(
                 conn,
-                identity.index_id,
+                project.index_id,
                 project.normalized_name,
                 "yank_release" if yanked else "unyank_release",
                 identity.username,
                 {"version": release.version, "reason": reason},
             )
-        self.on_change(identity.index_id, project.normalized_name)
+        self.on_change(project.index_id, project.normalized_name)
         return {
             "project": project.name,
             "version": release.version,
@@ -188,13 +189,13 @@ class ProjectAdmin:
             )
             record_event(
                 conn,
-                identity.index_id,
+                project.index_id,
                 project.normalized_name,
                 "set_status",
                 identity.username,
                 {"status": status, "reason": reason},
             )
-        self.on_change(identity.index_id, project.normalized_name)
+        self.on_change(project.index_id, project.normalized_name)
         return {"project": project.name, "status": status, "reason": reason}
 
 

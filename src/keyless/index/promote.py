@@ -113,13 +113,6 @@ class _Plan:
     existing: list[Any] = field(default_factory=list)  # already on the target, same bytes
 
 
-def _inserted(conn: Connection, statement: Any) -> int:
-    key = conn.execute(statement).inserted_primary_key
-    if key is None:  # pragma: no cover - every table here has an integer primary key
-        raise RuntimeError("the database returned no primary key for an insert")
-    return int(key[0])
-
-
 def _project(conn: Connection, index_id: int, name: NormalizedName) -> Any:
     return conn.execute(
         select(db.projects).where(
@@ -425,7 +418,7 @@ class Promotion:
         release = plan.release
         on_target = _release(conn, project_id, release.canonical_version)
         if on_target is None:
-            release_id = _inserted(
+            release_id = db.inserted_id(
                 conn,
                 db.releases.insert().values(
                     project_id=project_id,

@@ -201,7 +201,8 @@ def _insert(
 ) -> int:
     moment = now()
     return int(
-        conn.execute(
+        db.inserted_id(
+            conn,
             db.publishers.insert().values(
                 index_id=index_id,
                 kind=provider.kind,
@@ -212,8 +213,8 @@ def _insert(
                 created_by=actor.user_id,
                 pending_project=pending,
                 expires=moment + PENDING_LIFETIME if pending else None,
-            )
-        ).inserted_primary_key[0]
+            ),
+        )
     )
 
 

@@ -55,14 +55,14 @@ def install() -> bool:
     try:
         from uvicorn.protocols.http import httptools_impl
 
-        httptools_impl.STATUS_LINE = _StatusLines(httptools_impl.STATUS_LINE)  # type: ignore[assignment]
+        httptools_impl.STATUS_LINE = _StatusLines(httptools_impl.STATUS_LINE)
         installed = True
     except (ImportError, AttributeError):
         pass
     try:
         from uvicorn.protocols.http import h11_impl
 
-        h11_impl.STATUS_PHRASES = _Phrases(h11_impl.STATUS_PHRASES)  # type: ignore[assignment]
+        h11_impl.STATUS_PHRASES = _Phrases(h11_impl.STATUS_PHRASES)
         installed = True
     except (ImportError, AttributeError):
         pass

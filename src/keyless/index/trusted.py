@@ -222,7 +222,8 @@ class TrustedPublishing:
         secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
         moment = now()
         expires = moment + timedelta(seconds=self.settings.token_lifetime)
-        token_id = conn.execute(
+        token_id = db.inserted_id(
+            conn,
             db.api_tokens.insert().values(
                 token_hash=hash_token(secret),
                 kind="trusted",
@@ -232,8 +233,8 @@ class TrustedPublishing:
                 description=f"trusted publisher: {provider.summary(best.config)}",
                 created=moment,
                 expires=expires,
-            )
-        ).inserted_primary_key[0]
+            ),
+        )
         for candidate in passing:
             conn.execute(
                 db.token_publishers.insert().values(token_id=token_id, publisher_id=candidate.id)

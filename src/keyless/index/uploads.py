@@ -216,7 +216,8 @@ def _check_permission(
         )
     if project is None:
         return  # uploading creates the project; the uploader becomes its owner
-    if not identity.is_trusted_publisher and role_of(conn, project.id, identity.user_id) is None:
+    # A user's token needs a role on the project; a trusted publisher's (no user) is scoped.
+    if identity.user_id is not None and role_of(conn, project.id, identity.user_id) is None:
         raise UploadRejected(
             f"The user '{identity.username}' isn't allowed to upload to project "
             f"'{project.name}'. See {HELP}#project-name for more information.",
@@ -256,7 +257,7 @@ def _existing_file(conn: Connection, index_id: int, filename: str, blake2: str) 
     """True: this exact file is there; False: the name or the bytes are taken; None: new."""
     row = conn.execute(_FILE_BY_NAME, {"index_id": index_id, "filename": filename}).first()
     if row is not None:
-        return row.blake2_256 == blake2
+        return bool(row.blake2_256 == blake2)
     same_bytes = conn.execute(_FILE_BY_BYTES, {"index_id": index_id, "blake2": blake2}).first()
     return False if same_bytes else None
 
@@ -475,7 +476,7 @@ class Uploads:
                         "summary": file_meta.summary,
                         "info": release_info(file_meta),
                     }
-                    release_id = conn.execute(_INSERT_RELEASE, release).inserted_primary_key[0]
+                    release_id = db.inserted_id(conn, _INSERT_RELEASE, release)
                 file_row = {
                     "release_id": release_id,
                     "index_id": index.id,

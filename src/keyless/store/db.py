@@ -277,6 +277,14 @@ def _sqlite_begin(conn: Any) -> None:
         conn.exec_driver_sql("BEGIN")
 
 
+def inserted_id(conn: Connection, statement: Any, params: Any = None) -> int:
+    """Run a one-row INSERT; returns the new row's primary key."""
+    key = conn.execute(statement, params).inserted_primary_key
+    if key is None:  # pragma: no cover - every table here has an integer primary key
+        raise RuntimeError("the database returned no primary key for an insert")
+    return int(key[0])
+
+
 @contextmanager
 def writing(engine: Engine) -> Iterator[Connection]:
     """A transaction that will write: committed on success, rolled back on any exception."""
