@@ -19,13 +19,13 @@ demo: $(STAMP)
 # Lint first: a style or type slip fails the run as surely as a broken test.
 test: $(STAMP)
 	bash scripts/ensure-chromium.sh
-	$(BIN)/ruff check src tests scripts
+	$(BIN)/ruff check src tests scripts bench
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests scripts
-	$(BIN)/ruff format --check src tests scripts
+	$(BIN)/ruff check src tests scripts bench
+	$(BIN)/ruff format --check src tests scripts bench
 	$(BIN)/mypy
 
 clean:

@@ -61,8 +61,16 @@ def wrk(
         timeout=duration + 60,
         check=True,
     ).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    return parse_wrk(out)
+
+
+def parse_wrk(out: str) -> WrkResult:
+    """The figures of `wrk --latency` output; ValueError if it has no request rate."""
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    count = re.search(r"(\d+) requests in", out)
+    if rate is None or count is None:
+        raise ValueError(f"not wrk output: {out[:200]!r}")
+    rps, requests = float(rate.group(1)), int(count.group(1))
     p50 = re.search(r"^\s+50%\s+(\S+)", out, re.M)
     p99 = re.search(r"^\s+99%\s+(\S+)", out, re.M)
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)

@@ -89,6 +89,7 @@ def targets(results: Results) -> list[str]:
     """The issue's targets, each with the figures it was judged on."""
     t = _Table(results)
     rows: list[str] = []
+    ok: bool | None
     cases = [r.case for r in results.records.values() if r.scenario.startswith("1 ")]
     for case in dict.fromkeys(cases):
         ours = t.value("1 simple page", case, "keyless", "req/s")

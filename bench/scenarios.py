@@ -161,8 +161,8 @@ def _load_pages(
     # Interleaved: run r of every target before run r+1 of any, so drifting load on the shared
     # machine spreads over all servers instead of hitting one.
     for run in range(opts.runs):
-        for name, label, accept, url in targets:
-            outcome = wrk(url, duration=opts.duration, accept=accept)
+        for name, label, wanted, url in targets:
+            outcome = wrk(url, duration=opts.duration, accept=wanted)
             if outcome.errors:
                 results.notes.append(
                     f"{name} {case} {label} run {run + 1}: {outcome.errors} errors"
@@ -575,7 +575,11 @@ def publish(results: Results, opts: Options) -> None:
                 if len(page["files"]) != opts.publish_wheels:
                     raise RuntimeError(f"{tool}: {len(page['files'])} files on the index")
                 results.add(
-                    "7 publish 50 wheels", f"{opts.publish_wheels} wheels", tool, "s", elapsed
+                    f"7 publish {opts.publish_wheels} wheels",
+                    f"{opts.publish_wheels} wheels",
+                    tool,
+                    "s",
+                    elapsed,
                 )
                 log(f"7 publish {tool}: {elapsed:.2f} s")
     finally:

@@ -17,12 +17,18 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 
 from . import procs
 from .dists import Wheel, upload_fields
 from .env import KEYLESS_PYTHON, ROOT, nginx_binary, venv_bin
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from keyless.config import Settings
 
 INDEX = "bench"
 USER = "bench"
@@ -35,7 +41,7 @@ def _post_upload(
     client: httpx.Client,
     url: str,
     wheel: Wheel,
-    auth: httpx.Auth | None,
+    auth: httpx.Auth,
     headers: dict[str, str] | None = None,
 ) -> None:
     digests = {
@@ -67,7 +73,7 @@ def _as_dict(fields: list[tuple[str, str]]) -> dict[str, list[str]]:
 def upload_all(
     url: str,
     wheels: Sequence[Wheel],
-    auth: httpx.Auth | None,
+    auth: httpx.Auth,
     parallel: int = 4,
     headers: dict[str, str] | None = None,
 ) -> None:
@@ -86,6 +92,10 @@ class Server:
         self.log = folder / "server.log"
 
     def simple_url(self, project: str | None = None) -> str:
+        raise NotImplementedError
+
+    @property
+    def upload_url(self) -> str:
         raise NotImplementedError
 
     def stop(self) -> None:
@@ -117,7 +127,7 @@ class Keyless(Server):
         )
         self.token = ""
 
-    def _settings(self):  # type: ignore[no-untyped-def]
+    def _settings(self) -> Settings:
         from keyless.config import load_settings
 
         return load_settings(self.config, environ={}, overrides={"data": str(self.data)})
@@ -172,10 +182,10 @@ class Keyless(Server):
 
 
 def seed_keyless_store(
-    engine,
+    engine: Engine,
     blob_dir: Path,
     index_name: str,
-    username: str,  # type: ignore[no-untyped-def]
+    username: str,
     wheels: Sequence[Wheel],
 ) -> None:
     """Bulk seeding: blobs written into the content-addressed store and rows inserted in one
@@ -210,7 +220,8 @@ def seed_keyless_store(
         ).scalar_one()
         for name, group in by_project.items():
             normalized = canonicalize_name(name)
-            serial = conn.execute(
+            serial = db.inserted_id(
+                conn,
                 db.journal.insert().values(
                     time=moment,
                     index_id=index_id,
@@ -218,9 +229,10 @@ def seed_keyless_store(
                     action="bench_seed",
                     actor=username,
                     details={},
-                )
-            ).inserted_primary_key[0]
-            project_id = conn.execute(
+                ),
+            )
+            project_id = db.inserted_id(
+                conn,
                 db.projects.insert().values(
                     index_id=index_id,
                     name=name,
@@ -231,14 +243,15 @@ def seed_keyless_store(
                     serial=serial,
                     total_size=sum(len(w.data) for w in group),
                     created=moment,
-                )
-            ).inserted_primary_key[0]
+                ),
+            )
             conn.execute(
                 db.roles.insert().values(project_id=project_id, user_id=user_id, role="owner")
             )
             files = []
             for wheel in group:
-                release_id = conn.execute(
+                release_id = db.inserted_id(
+                    conn,
                     db.releases.insert().values(
                         project_id=project_id,
                         version=wheel.version,
@@ -249,8 +262,8 @@ def seed_keyless_store(
                         requires_python=">=3.8",
                         summary=f"benchmark package {name}",
                         info={"name": name, "version": wheel.version},
-                    )
-                ).inserted_primary_key[0]
+                    ),
+                )
                 sha = put(wheel.data)
                 meta = metadata_text(wheel.name, wheel.version, wheel.requires).encode()
                 meta_sha = hashlib.sha256(meta).hexdigest()
