@@ -397,6 +397,21 @@ def test_ui_errors_are_4xx_pages_with_a_message(hana: tuple[httpx.Client, str]) 
         assert answer.headers["content-type"].startswith("text/html")
 
 
+def test_numbers_in_urls_are_ascii_digits_or_ignored(hana: tuple[httpx.Client, str]) -> None:
+    # '²' passes str.isdigit but int() refuses it: these once answered 500.
+    client, csrf = hana
+    for path in ("/prod/?page=%C2%B2", "/prod/project/hana-lib/history?before=%C2%B2"):
+        assert client.get(path, headers=HTML).status_code == 200, path
+    for path, message in (
+        ("/account/tokens/%C2%B2/revoke", "no active API token #²"),
+        ("/account/publishing/%C2%B2/remove", "no pending publisher #²"),
+        ("/prod/project/hana-lib/settings/publishing/%C2%B2/remove", "not a publisher id"),
+    ):
+        answer = client.post(path, data={"csrf_token": csrf})
+        assert answer.status_code == 404, (path, answer.text[:300])
+        assert message in html.unescape(answer.text), path
+
+
 def test_forms_must_be_small_urlencoded_forms(hana: tuple[httpx.Client, str]) -> None:
     client, csrf = hana
     target = "/prod/project/hana-lib/status"

@@ -27,6 +27,7 @@ from .base import (
     require_viewer,
     set_cookie,
     ui,
+    whole_number,
 )
 from .queries import pending_publishers_of, projects_of_user
 from .render import WebError, page, redirect, viewer_of
@@ -174,12 +175,13 @@ async def revoke_token(request: Request) -> Response:
     viewer = require_viewer(request)
     await read_form(request)
     raw = request.path_params["token"]
+    token_id = whole_number(raw)
     engine = services(request).engine
     owned = await run_in_threadpool(accounts.list_tokens, engine, viewer.username)
     # accounts.revoke_token takes any id: check it is one of this user's tokens first.
-    if not raw.isdigit() or not any(t["id"] == int(raw) and not t["revoked"] for t in owned):
+    if not any(t["id"] == token_id and not t["revoked"] for t in owned):
         raise WebError(404, f"You have no active API token #{raw}.")
-    await run_in_threadpool(accounts.revoke_token, engine, int(raw))
+    await run_in_threadpool(accounts.revoke_token, engine, token_id)
     return redirect(request, "/account/tokens", done="revoked")
 
 
@@ -268,9 +270,10 @@ async def remove_pending(request: Request) -> Response:
     viewer = require_viewer(request)
     await read_form(request)
     raw = request.path_params["publisher"]
+    publisher_id = whole_number(raw)
     svc = services(request)
     mine = await run_in_threadpool(pending_publishers_of, svc.engine, viewer.user_id)
-    entry = next((p for p in mine if raw.isdigit() and p["id"] == int(raw)), None)
+    entry = next((p for p in mine if p["id"] == publisher_id), None)
     if entry is None or entry["index"] not in svc.indexes:
         raise WebError(404, f"You have no pending publisher #{raw}.")
     await run_in_threadpool(

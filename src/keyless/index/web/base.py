@@ -121,8 +121,8 @@ async def read_form(request: Request) -> Form:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "application/x-www-form-urlencoded":
         raise WebError(415, "Send the form as application/x-www-form-urlencoded.", "Bad form")
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_FORM_BYTES:
+    declared = whole_number(request.headers.get("content-length", ""))
+    if declared is not None and declared > MAX_FORM_BYTES:
         raise WebError(413, "The form is too large.", "Bad form")
     body = bytearray()
     async for chunk in request.stream():
@@ -158,6 +158,16 @@ def field(form: Form, name: str, limit: int = 500) -> str:
     return value
 
 
+def whole_number(raw: str, max_digits: int = 18) -> int | None:
+    """`raw` as an int when it is plain ASCII digits (an id, a page), else None.
+
+    Not `str.isdigit` alone: it accepts '²' and other digits `int` refuses.
+    """
+    if raw.isascii() and raw.isdigit() and len(raw) <= max_digits:
+        return int(raw)
+    return None
+
+
 def page_number(request: Request) -> int:
-    raw = request.query_params.get("page", "1")
-    return int(raw) if raw.isdigit() and 0 < int(raw) < 100_000 else 1
+    number = whole_number(request.query_params.get("page", "1"), 5)
+    return number if number else 1

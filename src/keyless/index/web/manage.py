@@ -23,7 +23,7 @@ from ..indexes import IndexInfo
 from ..projects import ProjectError
 from ..routes.common import services
 from . import publisher_forms
-from .base import field, index_of, read_form, require_viewer, ui
+from .base import field, index_of, read_form, require_viewer, ui, whole_number
 from .queries import history, project_and_role
 from .render import WebError, page, redirect
 from .sessions import Viewer
@@ -164,9 +164,10 @@ async def remove_publisher(request: Request) -> Response:
 
 def _publisher_id(request: Request) -> int:
     raw = request.path_params["publisher"]
-    if not raw.isdigit() or len(raw) > 18:
+    publisher_id = whole_number(raw)
+    if publisher_id is None:
         raise WebError(404, f"{raw!r} is not a publisher id.")
-    return int(raw)
+    return publisher_id
 
 
 @ui
@@ -184,8 +185,7 @@ async def security_history(request: Request) -> Response:
     chosen = request.query_params.get("action", "")
     if chosen and chosen not in ACTION_FILTERS:
         raise WebError(400, f"Unknown filter {chosen!r}; use one of {', '.join(ACTION_FILTERS)}.")
-    before_raw = request.query_params.get("before", "")
-    before = int(before_raw) if before_raw.isdigit() and len(before_raw) < 18 else None
+    before = whole_number(request.query_params.get("before", ""), 17)
     entries, more = await run_in_threadpool(
         history,
         services(request).engine,
