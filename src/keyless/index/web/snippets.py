@@ -31,8 +31,12 @@ def yaml_str(value: str) -> str:
 
 
 def env_var_for(audience: str) -> str:
-    """Where a GitLab job finds its ID token: `<AUD>_ID_TOKEN`, non [A-Z0-9_] as '_'."""
-    return re.sub(r"[^A-Z0-9_]", "_", audience.upper()) + "_ID_TOKEN"
+    """Where a GitLab job finds its ID token: `<AUD>_ID_TOKEN`, non [A-Z0-9_] as '_'.
+
+    The rule of the `id` library (and so of `keyless publish`, see
+    publish.credentials.gitlab_token_variable): a leading digit becomes '_' too.
+    """
+    return re.sub(r"[^A-Z0-9_]|^[^A-Z_]", "_", audience.upper()) + "_ID_TOKEN"
 
 
 def snippet(kind: str, values: Mapping[str, str], *, upload_url: str, audience: str) -> Snippet:
