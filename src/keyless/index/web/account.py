@@ -32,7 +32,6 @@ from .base import (
 from .queries import pending_publishers_of, projects_of_user
 from .render import WebError, page, redirect, viewer_of
 from .sessions import SESSION_LIFETIME, SignInError, sign_in, sign_out
-from .views import DONE_MESSAGES
 
 EXPIRY_CHOICES = {"1": "1 day", "7": "7 days", "30": "30 days", "90": "90 days", "365": "1 year"}
 EXPIRY_DEFAULT = "30"
@@ -66,7 +65,6 @@ def _login_page(
         next=next_path,
         message=message,
         username=username,
-        done=DONE_MESSAGES.get(request.query_params.get("done", ""), ""),
     )
     # The sign-in form's CSRF token is this cookie's value (there is no session yet).
     set_cookie(request, response, ANONYMOUS_CSRF_COOKIE, request.state.anonymous_csrf, 7200)
@@ -130,7 +128,6 @@ async def _tokens_page(
         problem=problem,
         expiry_choices=EXPIRY_CHOICES,
         expiry_default=EXPIRY_DEFAULT,
-        done=DONE_MESSAGES.get(request.query_params.get("done", ""), ""),
     )
 
 
@@ -226,7 +223,6 @@ async def _pending_page(
         project_name=project,
         action="/account/publishing",
         max_pending=publishers.MAX_PENDING_PER_USER,
-        done=DONE_MESSAGES.get(request.query_params.get("done", ""), ""),
     )
 
 

@@ -16,7 +16,6 @@ from ..routes.common import services
 from .base import field, read_form, require_viewer, ui
 from .queries import index_counts, users
 from .render import WebError, page, redirect
-from .views import DONE_MESSAGES
 
 
 def _require_admin(request: Request) -> None:
@@ -42,7 +41,6 @@ async def _indexes_page(request: Request, problem: str = "", status: int = 200) 
         counts=counts,
         profiles=PROFILES,
         problem=problem,
-        done=DONE_MESSAGES.get(request.query_params.get("done", ""), ""),
         settings=svc.settings,
     )
 
@@ -82,7 +80,6 @@ async def _users_page(
         users=listed,
         problem=problem,
         username=username,
-        done=DONE_MESSAGES.get(request.query_params.get("done", ""), ""),
     )
 
 

@@ -27,7 +27,7 @@ from .base import field, index_of, read_form, require_viewer, ui, whole_number
 from .queries import history, project_and_role
 from .render import WebError, page, redirect
 from .sessions import Viewer
-from .views import ACTION_FILTERS, DONE_MESSAGES
+from .views import ACTION_FILTERS
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,6 @@ async def _publishing_page(
         publishers=active,
         form=form,
         action=f"{owned.base}/settings/publishing",
-        done=DONE_MESSAGES.get(request.query_params.get("done", ""), ""),
         tab="publishing",
     )
 

@@ -16,7 +16,7 @@ from ..routes.common import public_base, services
 from .base import Handler, index_of, page_number, ui
 from .queries import index_counts, project_and_role, search_projects, trusted_runs
 from .render import WebError, page, root, viewer_of
-from .views import DONE_MESSAGES, latest, render_description, version_key
+from .views import latest, render_description, version_key
 
 
 def wants_html(request: Request) -> bool:
@@ -127,7 +127,6 @@ async def _project(request: Request, version: str | None) -> Response:
             f"uv pip install --index-url {simple} {snapshot.project.name}",
         ],
         role=role,
-        done=DONE_MESSAGES.get(request.query_params.get("done", ""), ""),
     )
 
 

@@ -91,6 +91,8 @@ def page(request: Request, template: str, status: int = 200, **context: Any) -> 
             csrf_token=viewer.csrf_token if viewer else request.state.anonymous_csrf,
             here=request.url.path,
             indexes=sorted(services(request).indexes),
+            # What the change this page was redirected from did (`redirect(..., done=key)`).
+            done=views.DONE_MESSAGES.get(request.query_params.get("done", ""), ""),
             **context,
         )
     )
