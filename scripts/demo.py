@@ -237,84 +237,47 @@ def release(
     tag = ["--event", "release", "--ref", "refs/tags/v1.0.0"]
     # What the generated workflow's publish jobs run (`keyless init`); uv publish works too.
     keyless_publish = [*KEYLESS, "publish", "--trusted-publishing", "always"]
-    run(
-        [
-            *emulate,
-            *tag,
-            "--environment",
-            "testpypi",
-            "--",
-            *keyless_publish,
-            "--repository-url",
-            f"{url}/test/legacy/",
-            *files,
-        ],
-        env=client_env,
-    )
-    venv = work / "venv-test"
-    run([sys.executable, "-m", "venv", str(venv)])
-    run(
-        [
-            str(venv / "bin" / "pip"),
-            "install",
-            "--quiet",
-            "--index-url",
-            f"{url}/test/simple/",
-            "hello-keyless==1.0.0",
-        ],
-        env=client_env,
-    )
-    run([str(venv / "bin" / "hello-keyless")])
-    run(
-        [
-            *emulate,
-            *tag,
-            "--environment",
-            "pypi",
-            "--",
-            *keyless_publish,
-            "--repository-url",
-            f"{url}/prod/legacy/",
-            *files,
-        ],
-        env=client_env,
-    )
+
+    def publish_as_job(
+        index: str, environment: str, job: list[str], expect_failure: bool = False
+    ) -> None:
+        run(
+            [
+                *emulate,
+                *job,
+                "--environment",
+                environment,
+                "--",
+                *keyless_publish,
+                "--repository-url",
+                f"{url}/{index}/legacy/",
+                *files,
+            ],
+            env=client_env,
+            expect_failure=expect_failure,
+        )
+
+    def install_and_run(index: str, requirement: str) -> None:
+        venv = work / f"venv-{index}"
+        run([sys.executable, "-m", "venv", str(venv)])
+        pip = str(venv / "bin" / "pip")
+        run(
+            [pip, "install", "--quiet", "--index-url", f"{url}/{index}/simple/", requirement],
+            env=client_env,
+        )
+        run([str(venv / "bin" / "hello-keyless")])
+
+    publish_as_job("test", "testpypi", tag)
+    install_and_run("test", "hello-keyless==1.0.0")
+    publish_as_job("prod", "pypi", tag)
 
     step("5. A push to main cannot publish: the publisher accepts tags only")
-    run(
-        [
-            *emulate,
-            "--event",
-            "push",
-            "--ref",
-            "refs/heads/main",
-            "--environment",
-            "pypi",
-            "--",
-            *keyless_publish,
-            "--repository-url",
-            f"{url}/prod/legacy/",
-            *files,
-        ],
-        env=client_env,
-        expect_failure=True,
+    publish_as_job(
+        "prod", "pypi", ["--event", "push", "--ref", "refs/heads/main"], expect_failure=True
     )
 
     step("6. Install from prod, and the audit trail")
-    venv = work / "venv-prod"
-    run([sys.executable, "-m", "venv", str(venv)])
-    run(
-        [
-            str(venv / "bin" / "pip"),
-            "install",
-            "--quiet",
-            "--index-url",
-            f"{url}/prod/simple/",
-            "hello-keyless",
-        ],
-        env=client_env,
-    )
-    run([str(venv / "bin" / "hello-keyless")])
+    install_and_run("prod", "hello-keyless")
     run([*KEYLESS, "audit", "--index", "prod", "hello-keyless", *admin])
 
     step("Done")
