@@ -176,7 +176,7 @@ async def revoke_token(request: Request) -> Response:
     engine = services(request).engine
     owned = await run_in_threadpool(accounts.list_tokens, engine, viewer.username)
     # accounts.revoke_token takes any id: check it is one of this user's tokens first.
-    if not any(t["id"] == token_id and not t["revoked"] for t in owned):
+    if token_id is None or not any(t["id"] == token_id and not t["revoked"] for t in owned):
         raise WebError(404, f"You have no active API token #{raw}.")
     await run_in_threadpool(accounts.revoke_token, engine, token_id)
     return redirect(request, "/account/tokens", done="revoked")
