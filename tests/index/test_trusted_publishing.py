@@ -303,6 +303,22 @@ def test_publishers_through_the_json_api(
     assert client.get(base, headers=headers).json() == []
 
 
+def test_removing_a_publisher_by_an_id_that_names_none(
+    tp_server: LiveServer, client: httpx.Client
+) -> None:
+    owner = make_project(tp_server, client, "api-pub-ids")
+    base = "/prod/api/projects/api-pub-ids/publishers"
+    huge = 2**64  # past any database integer: once an OverflowError, a 500
+    for publisher, message in (
+        ("abc", "The publisher id must be a number."),
+        ("-1", "No publisher with id -1 on this index."),
+        (str(huge), f"No publisher with id {huge} on this index."),
+    ):
+        answer = client.delete(f"{base}/{publisher}", headers={"Authorization": f"Bearer {owner}"})
+        assert answer.status_code == 404, answer.text
+        assert message in answer.text
+
+
 # ------------------------------------------------------------------- the minted token's limits
 
 

@@ -263,11 +263,13 @@ def list_publishers(
 def remove_publisher(engine: Engine, index_id: int, publisher_id: int, actor: Actor) -> None:
     """Remove a publisher; tokens minted from it stop working at once."""
     with db.writing(engine) as conn:
-        row = conn.execute(
-            select(db.publishers).where(
-                db.publishers.c.id == publisher_id, db.publishers.c.index_id == index_id
-            )
-        ).first()
+        row = None
+        if abs(publisher_id) < 2**63:  # a larger id names no row, and overflows the driver
+            row = conn.execute(
+                select(db.publishers).where(
+                    db.publishers.c.id == publisher_id, db.publishers.c.index_id == index_id
+                )
+            ).first()
         if row is None:
             raise ProjectError(f"No publisher with id {publisher_id} on this index.", status=404)
         linked = conn.execute(
