@@ -31,13 +31,7 @@ def unverified_claims(token: str) -> dict[str, Any]:
     Raises ``TokenError("invalid-payload", ...)`` when ``token`` is not a compact JWT with a JSON
     object payload, or has no string ``iss`` claim.
     """
-    if not isinstance(token, str):
-        raise TokenError("invalid-payload", "malformed JWT: the token must be a string")
-    try:
-        decoded = jwt.PyJWS().decode_complete(token, options={"verify_signature": False})
-    except jwt.PyJWTError as exc:
-        raise TokenError("invalid-payload", f"malformed JWT: {exc}") from exc
-    claims = _json_object(decoded["payload"])
+    claims = _json_object(_unverified_parts(token)["payload"])
     iss = claims.get("iss")
     if not isinstance(iss, str) or not iss:
         raise TokenError("invalid-payload", "malformed JWT: the token has no 'iss' (issuer) claim")
@@ -64,13 +58,7 @@ def verify_token(
     ``TokenError("invalid-token", ...)`` naming every failed check otherwise (key lookup
     failures come from ``keys.key_for`` with the same code).
     """
-    if not isinstance(token, str):
-        raise TokenError("invalid-payload", "malformed JWT: the token must be a string")
-    try:
-        header = jwt.get_unverified_header(token)
-    except jwt.PyJWTError as exc:
-        raise TokenError("invalid-payload", f"malformed JWT: {exc}") from exc
-
+    header = _unverified_parts(token)["header"]
     alg = header.get("alg")
     if alg not in ALLOWED_ALGORITHMS:
         raise TokenError("invalid-token", _refused_algorithm(alg))
@@ -131,6 +119,19 @@ def token_replay_key(token: str, claims: Mapping[str, Any]) -> str:
         return f"jti:{claims.get('iss')}:{jti}"
     signed_part = token.rsplit(".", 1)[0]
     return "sha256:" + hashlib.sha256(signed_part.encode()).hexdigest()
+
+
+def _unverified_parts(token: object) -> dict[str, Any]:
+    """PyJWT's ``{"header", "payload", "signature"}`` of ``token``, nothing verified.
+
+    Raises ``TokenError("invalid-payload", ...)`` when ``token`` is not a compact JWT.
+    """
+    if not isinstance(token, str):
+        raise TokenError("invalid-payload", "malformed JWT: the token must be a string")
+    try:
+        return jwt.PyJWS().decode_complete(token, options={"verify_signature": False})
+    except jwt.PyJWTError as exc:
+        raise TokenError("invalid-payload", f"malformed JWT: {exc}") from exc
 
 
 def _json_object(payload: bytes) -> dict[str, Any]:
