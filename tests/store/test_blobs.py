@@ -66,7 +66,7 @@ def test_a_large_upload_is_hashed_while_it_arrives(tmp_path: Path) -> None:
     writer.write(os.urandom(2 * BATCH))
     assert len(hashing_threads()) == 3  # sha256 (+ write), md5, blake2b
     asyncio.run(writer.drain(limit=0))
-    assert writer.backlog == 0
+    assert writer.backlog() == 0
     assert writer.path.stat().st_size == 2 * BATCH  # written before finish
     writer.finish()
 
@@ -77,7 +77,7 @@ def test_drain_waits_until_the_threads_catch_up(tmp_path: Path) -> None:
         writer.write(os.urandom(BATCH))
     limit = 2 * BATCH
     asyncio.run(writer.drain(limit=limit))
-    assert writer.backlog <= limit
+    assert writer.backlog() <= limit
     writer.finish()
 
 

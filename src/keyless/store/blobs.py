@@ -46,7 +46,7 @@ class HashingWriter:
     is handed over in `BATCH`-sized pieces to three threads as it arrives, one per digest
     (the sha256 one also writes the file): md5, sha256 and blake2b together cost ~3 CPU-ms
     per MB here, and hashlib releases the GIL, so on a multi-core machine they run side by
-    side instead of one after another. `backlog` says how many bytes the threads have not
+    side instead of one after another. `backlog()` says how many bytes the threads have not
     finished; the caller awaits `drain` to keep that (and so the memory) bounded.
 
     The temp file itself is created by the first thread that writes to it: creating a file
@@ -66,9 +66,11 @@ class HashingWriter:
         self._lanes: list[ThreadPoolExecutor] = []
         self._in_flight: deque[tuple[int, list[Future[None]]]] = deque()
 
-    @property
     def backlog(self) -> int:
-        """Bytes handed to the hashing threads and not yet done by all of them."""
+        """Bytes handed to the hashing threads and not yet done by all of them.
+
+        Raises the error of a piece that failed (a write to a full disk), so reading stops.
+        """
         while self._in_flight and all(f.done() for f in self._in_flight[0][1]):
             _, futures = self._in_flight.popleft()
             for future in futures:
@@ -85,7 +87,7 @@ class HashingWriter:
 
     async def drain(self, limit: int = MAX_BACKLOG) -> None:
         """Wait until the hashing threads are at most `limit` bytes behind."""
-        while self.backlog > limit:
+        while self.backlog() > limit:
             await asyncio.gather(*(asyncio.wrap_future(f) for f in self._in_flight[0][1]))
 
     def finish(self) -> Digests:
