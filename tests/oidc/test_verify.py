@@ -264,7 +264,7 @@ def test_required_claims(
     assert refused(rsa_key.sign(claims), keys) == text
 
 
-@pytest.mark.parametrize("value", ["2026-06-01", float("inf"), float("nan"), True, None])
+@pytest.mark.parametrize("value", ["2026-06-01", float("inf"), float("nan"), True, None, 10**400])
 def test_expiry_must_be_a_finite_number(
     rsa_key: SigningKey, keys: JWKSCache, claims: dict[str, Any], value: object
 ) -> None:
@@ -336,6 +336,24 @@ def test_malformed_tokens_are_invalid_payload(keys: JWKSCache, token: str) -> No
 def test_payload_must_be_a_json_object(keys: JWKSCache) -> None:
     token = f"{b64url(b'{}')}.{b64url(b'[1, 2]')}.{b64url(b'x')}"
     with pytest.raises(TokenError, match="not a JSON object") as caught:
+        unverified_claims(token)
+    assert caught.value.code == "invalid-payload"
+
+
+@pytest.mark.parametrize(
+    ("header", "payload"),
+    [
+        (b'{"alg": "RS256", "x": ' + b"[" * 50_000 + b"]" * 50_000 + b"}", b"{}"),
+        (b'{"alg": "RS256", "kid": "k"}', b"[" * 50_000 + b"]" * 50_000),
+    ],
+    ids=["header", "payload"],
+)
+def test_deeply_nested_json_is_invalid_payload(
+    keys: JWKSCache, header: bytes, payload: bytes
+) -> None:
+    # json.loads raises RecursionError here, not ValueError: it must not escape as a crash.
+    token = f"{b64url(header)}.{b64url(payload)}.{b64url(b'x')}"
+    with pytest.raises(TokenError, match="malformed JWT") as caught:
         unverified_claims(token)
     assert caught.value.code == "invalid-payload"
 

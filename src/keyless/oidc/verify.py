@@ -139,6 +139,11 @@ def _json_object(payload: bytes) -> dict[str, Any]:
         claims = json.loads(payload)
     except ValueError as exc:
         raise TokenError("invalid-payload", f"malformed JWT: payload is not JSON ({exc})") from exc
+    except RecursionError:
+        # json.loads gives up on deeply nested arrays this way, not with a ValueError.
+        raise TokenError(
+            "invalid-payload", "malformed JWT: the payload is nested too deeply"
+        ) from None
     if not isinstance(claims, dict):
         raise TokenError("invalid-payload", "malformed JWT: payload is not a JSON object")
     return claims
@@ -204,11 +209,16 @@ def _timestamp(
         problems.append(f"the token has no {name!r} ({what}) claim")
         return None
     value = claims[name]
-    # bool is an int in Python; JSON's Infinity/NaN parse as floats and would never expire.
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    # bool is an int in Python; JSON's Infinity/NaN parse as floats and would never expire;
+    # an integer too large for a float (10**400) is no time either.
+    try:
+        seconds = float(value) if isinstance(value, int | float) else math.nan
+    except OverflowError:
+        seconds = math.nan
+    if isinstance(value, bool) or not math.isfinite(seconds):
         problems.append(f"the token's {name!r} claim is not a number of seconds: {value!r}")
         return None
-    return float(value)
+    return seconds
 
 
 def _utc(timestamp: float) -> str:
