@@ -11,11 +11,9 @@ from starlette.routing import Route
 
 from keyless.dists.errors import DistError
 from keyless.dists.names import validate_project_name
-from keyless.oidc.errors import PublisherConfigError
 
 from .. import accounts, publishers
 from ..indexes import IndexInfo
-from ..projects import ProjectError
 from ..routes.common import services
 from . import publisher_forms
 from .base import (
@@ -230,20 +228,16 @@ async def _pending_page(
 async def add_pending(request: Request) -> Response:
     viewer = require_viewer(request)
     form = await read_form(request)
-    index_name = form.get("index", "")
-    if index_name not in services(request).indexes:
-        raise WebError(400, "Choose an index for the new project.")
-    index = services(request).indexes[index_name]
-    kind = form.get("kind", "")
-    values = publisher_forms.values_from(form, kind)
-    project = field(form, "project", 200)
-    if form.get("action") == "preview":
-        built = publisher_forms.build(request, index, kind, values)
-        return await _pending_page(request, built, index_name, project)
     svc = services(request)
-    try:
-        await run_in_threadpool(
-            publishers.add_pending_publisher,
+    index = svc.indexes.get(form.get("index", ""))
+    if index is None:
+        raise WebError(400, "Choose an index for the new project.")
+    project = field(form, "project", 200)
+    shown = await publisher_forms.submit(
+        request,
+        index,
+        form,
+        lambda kind, values: publishers.add_pending_publisher(
             svc.engine,
             svc.settings.trusted_publishing,
             index.id,
@@ -251,13 +245,11 @@ async def add_pending(request: Request) -> Response:
             kind,
             values,
             publishers.Actor(username=viewer.username, user_id=viewer.user_id),
-        )
-    except PublisherConfigError as exc:
-        built = publisher_forms.build(request, index, kind, values, exc.errors)
-        return await _pending_page(request, built, index_name, project, status=400)
-    except ProjectError as exc:
-        built = publisher_forms.build(request, index, kind, values, problem=exc.message)
-        return await _pending_page(request, built, index_name, project, status=exc.status)
+        ),
+    )
+    if shown is not None:
+        built, status = shown
+        return await _pending_page(request, built, index.name, project, status)
     return redirect(request, "/account/publishing", done="pending-added")
 
 

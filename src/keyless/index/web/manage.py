@@ -15,12 +15,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from keyless.oidc.errors import PublisherConfigError
-
 from .. import publishers
 from ..accounts import Identity
 from ..indexes import IndexInfo
-from ..projects import ProjectError
 from ..routes.common import services
 from . import publisher_forms
 from .base import field, index_of, read_form, require_viewer, ui, whole_number
@@ -118,15 +115,12 @@ async def _publishing_page(
 async def add_publisher(request: Request) -> Response:
     owned = await _owned(request)
     form = await read_form(request)
-    kind = form.get("kind", "")
-    values = publisher_forms.values_from(form, kind)
-    if form.get("action") == "preview":
-        built = publisher_forms.build(request, owned.index, kind, values)
-        return await _publishing_page(request, owned, built)
     svc = services(request)
-    try:
-        await run_in_threadpool(
-            publishers.add_publisher,
+    shown = await publisher_forms.submit(
+        request,
+        owned.index,
+        form,
+        lambda kind, values: publishers.add_publisher(
             svc.engine,
             svc.settings.trusted_publishing,
             owned.index.id,
@@ -134,13 +128,10 @@ async def add_publisher(request: Request) -> Response:
             kind,
             values,
             owned.actor,
-        )
-    except PublisherConfigError as exc:
-        built = publisher_forms.build(request, owned.index, kind, values, exc.errors)
-        return await _publishing_page(request, owned, built, status=400)
-    except ProjectError as exc:
-        built = publisher_forms.build(request, owned.index, kind, values, problem=exc.message)
-        return await _publishing_page(request, owned, built, status=exc.status)
+        ),
+    )
+    if shown is not None:
+        return await _publishing_page(request, owned, *shown)
     return redirect(request, f"{owned.base}/settings/publishing", done="added")
 
 

@@ -7,15 +7,18 @@ accept exactly the same entries.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
+from keyless.oidc.errors import PublisherConfigError
 from keyless.oidc.providers import PROVIDERS, FieldSpec, Provider
 
 from ..indexes import IndexInfo
+from ..projects import ProjectError
 from ..routes.common import public_base, services
 from .base import Form
 from .render import WebError
@@ -114,3 +117,28 @@ def build(
         errors=dict(errors or {}),
         problem=problem,
     )
+
+
+async def submit(
+    request: Request,
+    index: IndexInfo,
+    form: Form,
+    add: Callable[[str, dict[str, str]], object],
+) -> tuple[PublisherForm, int] | None:
+    """Preview or add the posted entry; `add(kind, values)` is the use case (run in a thread).
+
+    Returns None once the entry is added, else the form to show again and its status: 200 for
+    a preview, 400 with each message next to its field, or a refusal's status with its message
+    on top. Raises WebError for an unknown kind or an overlong value.
+    """
+    kind = form.get("kind", "")
+    values = values_from(form, kind)
+    if form.get("action") == "preview":
+        return build(request, index, kind, values), 200
+    try:
+        await run_in_threadpool(add, kind, values)
+    except PublisherConfigError as exc:
+        return build(request, index, kind, values, exc.errors), 400
+    except ProjectError as exc:
+        return build(request, index, kind, values, problem=exc.message), exc.status
+    return None
