@@ -118,6 +118,25 @@ def test_unknown_kid_refetch_is_rate_limited(
     assert issuer.jwks_fetches == 2
 
 
+def test_a_refused_kid_reads_the_shared_store_once(
+    issuer: FakeIssuer, clock: FakeClock, rsa_key: SigningKey
+) -> None:
+    # The index's store is its database: a stream of made-up kids costs one read each.
+    loads: list[str] = []
+
+    class CountingStore(MemoryKeyStore):
+        def load(self, issuer: str) -> tuple[dict[str, Any], float] | None:
+            loads.append(issuer)
+            return super().load(issuer)
+
+    keys = JWKSCache(issuer, CountingStore(), clock=clock)
+    keys.key_for(GITHUB, rsa_key.kid)
+    clock.advance(30)
+    loads.clear()
+    assert "(fetched 30 s ago;" in refused(keys, "made-up")
+    assert loads == [GITHUB]
+
+
 def test_the_refetch_interval_is_configurable(
     issuer: FakeIssuer, clock: FakeClock, rsa_key: SigningKey
 ) -> None:

@@ -127,11 +127,13 @@ class JWKSCache:
                 else:
                     self._store.save(issuer, new, now)
                     self._last_error.pop(issuer, None)
-                    jwks = new
+                    jwks, fetched_at = new, now
             if found is None and jwks is not None:
                 found = _find_key(jwks, kid)
             if found is None:
-                raise TokenError("invalid-token", self._why_missing(issuer, kid, jwks, now))
+                raise TokenError(
+                    "invalid-token", self._why_missing(issuer, kid, jwks, fetched_at, now)
+                )
             return _to_pyjwk(issuer, kid, found)
 
     def _may_fetch(self, issuer: str, now: float, fetched_at: float | None) -> bool:
@@ -164,7 +166,12 @@ class JWKSCache:
         return document
 
     def _why_missing(
-        self, issuer: str, kid: str, jwks: Mapping[str, Any] | None, now: float
+        self,
+        issuer: str,
+        kid: str,
+        jwks: Mapping[str, Any] | None,
+        fetched_at: float | None,
+        now: float,
     ) -> str:
         error = self._last_error.get(issuer)
         if jwks is None:
@@ -178,8 +185,7 @@ class JWKSCache:
                 f"the token's signing key {kid!r} is not among the keys last fetched from "
                 f"issuer {issuer!r}, and they could not be refreshed: {error}"
             )
-        cached = self._store.load(issuer)
-        age = now - cached[1] if cached is not None else 0.0
+        age = now - fetched_at if fetched_at is not None else 0.0
         return (
             f"the token's signing key {kid!r} is not among the keys published by issuer "
             f"{issuer!r} (fetched {max(age, 0.0):.0f} s ago; refetched at most once every "
