@@ -244,7 +244,7 @@ async def add_pending(request: Request) -> Response:
             project,
             kind,
             values,
-            publishers.Actor(username=viewer.username, user_id=viewer.user_id),
+            viewer.actor,
         ),
     )
     if shown is not None:
@@ -269,7 +269,7 @@ async def remove_pending(request: Request) -> Response:
         svc.engine,
         svc.indexes[entry["index"]].id,
         entry["id"],
-        publishers.Actor(username=viewer.username, user_id=viewer.user_id),
+        viewer.actor,
     )
     return redirect(request, "/account/publishing", done="pending-removed")
 

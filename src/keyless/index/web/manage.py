@@ -49,10 +49,6 @@ class Owned:
             projects=None,
         )
 
-    @property
-    def actor(self) -> publishers.Actor:
-        return publishers.Actor(username=self.viewer.username, user_id=self.viewer.user_id)
-
 
 async def _owned(request: Request) -> Owned:
     viewer = require_viewer(request)
@@ -127,7 +123,7 @@ async def add_publisher(request: Request) -> Response:
             [owned.project.normalized_name],
             kind,
             values,
-            owned.actor,
+            owned.viewer.actor,
         ),
     )
     if shown is not None:
@@ -147,7 +143,7 @@ async def remove_publisher(request: Request) -> Response:
     if not any(p["id"] == publisher_id and not p["pending"] for p in listed):
         raise WebError(404, f"Project {owned.project.name!r} has no publisher #{publisher_id}.")
     await run_in_threadpool(
-        publishers.remove_publisher, svc.engine, owned.index.id, publisher_id, owned.actor
+        publishers.remove_publisher, svc.engine, owned.index.id, publisher_id, owned.viewer.actor
     )
     return redirect(request, f"{owned.base}/settings/publishing", done="removed")
 

@@ -17,6 +17,7 @@ from sqlalchemy import Engine, delete, func, select
 from keyless.store import db
 
 from ..accounts import as_utc, now, verify_password
+from ..publishers import Actor
 
 SESSION_LIFETIME = timedelta(hours=12)
 # Failed sign-ins are counted over this window: a few per (user, address) lets people mistype;
@@ -34,6 +35,11 @@ class Viewer:
     username: str
     is_admin: bool
     csrf_token: str
+
+    @property
+    def actor(self) -> Actor:
+        """The user as the publisher use cases know them (owner checks apply)."""
+        return Actor(username=self.username, user_id=self.user_id)
 
 
 class SignInError(Exception):
