@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from keyless.oidc.errors import TokenError
 from keyless.oidc.keys import JWKSCache, MemoryKeyStore
@@ -194,6 +195,8 @@ def test_a_broken_discovery_document_is_reported(
         ({"kty": "OKP", "crv": "Ed25519", "x": "AAAA", "kid": "bad"}, "has key type 'OKP'"),
         ({"use": "enc"}, "is not a signing key (use 'enc')"),
         ({"alg": "RS512"}, "is for RS512; only RS256 and ES256 are accepted"),
+        ({"alg": "HS256"}, "is for HS256; only RS256 and ES256 are accepted"),
+        ({"alg": ["RS256"]}, "is for ['RS256']; only RS256 and ES256 are accepted"),
         ({"n": "!!"}, "cannot be used"),
     ],
 )
@@ -203,6 +206,15 @@ def test_unusable_published_keys_are_refused(
     # A symmetric key in a public JWKS would let anyone sign tokens; others are simply unusable.
     issuer = FakeIssuer(GITHUB, [], extra_jwks=[{**rsa_key.jwk(), "kid": "bad", **extra}])
     assert problem in refused(JWKSCache(issuer, clock=clock), "bad")
+
+
+def test_a_key_whose_curve_implies_another_algorithm_is_refused(clock: FakeClock) -> None:
+    p384 = SigningKey("p384", "ES384", ec.generate_private_key(ec.SECP384R1())).jwk()
+    del p384["alg"]  # PyJWT then infers ES384 from the curve
+    issuer = FakeIssuer(GITHUB, [], extra_jwks=[p384])
+    assert "is for ES384; only RS256 and ES256 are accepted" in refused(
+        JWKSCache(issuer, clock=clock), "p384"
+    )
 
 
 def test_junk_in_the_shared_store_is_survived(

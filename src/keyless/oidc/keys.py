@@ -218,14 +218,19 @@ def _to_pyjwk(issuer: str, kid: str, data: Mapping[str, Any]) -> jwt.PyJWK:
             "invalid-token",
             f"the {where} has key type {data.get('kty')!r}; only RSA and EC keys are accepted",
         )
+    # A declared alg is checked before PyJWT sees it: PyJWT looks it up in a dict, so a
+    # non-string one (a list) would crash it. An alg implied by the key (EC P-384) is checked after.
+    declared = data.get("alg")
+    if declared is not None and declared not in ALLOWED_ALGORITHMS:
+        raise TokenError("invalid-token", _not_accepted(where, declared))
     try:
         key = jwt.PyJWK(dict(data))
     except jwt.PyJWTError as exc:
         raise TokenError("invalid-token", f"the {where} cannot be used: {exc}") from exc
     if key.algorithm_name not in ALLOWED_ALGORITHMS:
-        raise TokenError(
-            "invalid-token",
-            f"the {where} is for {key.algorithm_name}; only "
-            f"{' and '.join(ALLOWED_ALGORITHMS)} are accepted",
-        )
+        raise TokenError("invalid-token", _not_accepted(where, key.algorithm_name))
     return key
+
+
+def _not_accepted(where: str, alg: object) -> str:
+    return f"the {where} is for {alg}; only {' and '.join(ALLOWED_ALGORITHMS)} are accepted"
