@@ -44,6 +44,10 @@ def test_upload_url_mistakes_are_caught() -> None:
     assert "https://h.example/prod/legacy/" in (caught.value.hint or "")
     with pytest.raises(PublishError, match="not an http"):
         check_upload_url("ftp://h.example/legacy/")
+    # What urlsplit (or the port) refuses is a PublishError too, never a ValueError.
+    for broken in ("http://[::1/legacy/", "https://h.example:port/legacy/", "http://h:99999/"):
+        with pytest.raises(PublishError, match="does not parse"):
+            check_upload_url(broken)
 
 
 @pytest.mark.parametrize(

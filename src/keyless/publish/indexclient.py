@@ -83,12 +83,20 @@ def check_upload_url(upload_url: str) -> str:
     """The upload URL to POST to, with the mistakes every client has met caught early.
 
     Adds the trailing slash a `.../legacy` URL lacks (indexes redirect, and a redirected POST
-    loses its body). Raises PublishError for a URL that is not http(s), carries credentials
-    (httpx would send them instead of the upload token), or is a simple (download) URL, which
-    answers 405 to an upload.
+    loses its body). Raises PublishError for a URL that does not parse, is not http(s),
+    carries credentials (httpx would send them instead of the upload token), or is a simple
+    (download) URL, which answers 405 to an upload.
     """
-    parts = urlsplit(upload_url)
     shown = redact(upload_url)
+    try:
+        parts = urlsplit(upload_url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not 0-65535
+    except ValueError as exc:
+        raise PublishError(
+            f"the upload URL {shown} does not parse: {exc}.",
+            hint="pass the index's upload URL, e.g. https://upload.pypi.org/legacy/",
+            context={"url": shown},
+        ) from None
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise PublishError(
             f"{shown} is not an http(s) URL.",
