@@ -148,3 +148,37 @@ def test_cli_json_error_before_any_upload(
     assert document["files"] == []
     assert "cli_demo-1.0-py3-none-any.whl" in document["error"]["message"]
     assert document["error"]["context"]["file"] == str(bad)
+
+
+@pytest.mark.usefixtures("token_env")
+@pytest.mark.parametrize(
+    ("option", "value", "said"),
+    [
+        ("--parallel", "0", "must be at least 1, not 0"),
+        ("--retries", "-1", "must be at least 0, not -1"),
+        ("--retries", "many", "'many' is not a whole number"),
+    ],
+)
+def test_cli_refuses_bad_numbers_before_reading_anything(
+    dists: list[Path], capsys: pytest.CaptureFixture[str], option: str, value: str, said: str
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["publish", option, value, *map(str, dists)])
+    assert exited.value.code == 2
+    captured = capsys.readouterr().err
+    assert f"argument {option}: {said}" in captured
+    assert "Checking" not in captured
+
+
+@pytest.mark.usefixtures("token_env")
+@pytest.mark.parametrize("url", ["ftp://h.example/legacy/", "http://[::1/legacy/"])
+def test_cli_refuses_a_bad_url_before_reading_anything(
+    dists: list[Path], capsys: pytest.CaptureFixture[str], url: str
+) -> None:
+    code = main(["publish", "--repository-url", url, *map(str, dists)])
+    captured = capsys.readouterr().err
+    assert code == 1
+    assert "error:" in captured
+    assert "Traceback" not in captured
+    assert "Checking" not in captured
+    assert "Credentials" not in captured

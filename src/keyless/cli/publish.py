@@ -11,7 +11,7 @@ import argparse
 import glob
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -69,10 +69,10 @@ def define(parser: argparse.ArgumentParser) -> None:
         "always: Trusted Publishing only; never: API token only",
     )
     parser.add_argument(
-        "--parallel", type=int, default=4, help="files uploaded at once (default 4)"
+        "--parallel", type=_at_least(1), default=4, help="files uploaded at once (default 4)"
     )
     parser.add_argument(
-        "--retries", type=int, default=5, help="retries per file on 5xx/network errors"
+        "--retries", type=_at_least(0), default=5, help="retries per file on 5xx/network errors"
     )
     parser.add_argument(
         "--dry-run", action="store_true", help="check and look up the files; upload nothing"
@@ -82,6 +82,22 @@ def define(parser: argparse.ArgumentParser) -> None:
         "--cert", metavar="CA", help="PEM file of CAs to trust for the index (or SSL_CERT_FILE)"
     )
     parser.set_defaults(handler=cmd_publish)
+
+
+def _at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number >= `minimum`, refused at parse time (not after the
+    files were read and a token minted, which is when `publish` would refuse it)."""
+
+    def number(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, not {value}")
+        return value
+
+    return number
 
 
 def find_dists(patterns: Sequence[str]) -> list[Path]:
@@ -139,7 +155,7 @@ def cmd_publish(args: argparse.Namespace, environ: Mapping[str, str] | None = No
     # Imported on use: every `keyless` command imports this module (see main.py).
     from keyless.cli.reporting import make_reporter
     from keyless.publish.credentials import resolve_credentials
-    from keyless.publish.indexclient import new_http_client, redact
+    from keyless.publish.indexclient import check_upload_url, new_http_client, redact
     from keyless.publish.upload import publish, read_dists
 
     env = os.environ if environ is None else environ
@@ -149,6 +165,8 @@ def cmd_publish(args: argparse.Namespace, environ: Mapping[str, str] | None = No
     result: PublishResult | None = None
     failure: PublishError | None = None
     try:
+        # A URL that cannot be right fails before the files are read or a token is minted.
+        upload_url = check_upload_url(upload_url)
         # Every file read and checked before any credentials are fetched: a broken build
         # should not cost an OIDC exchange, nor leave a minted token behind.
         dists = read_dists(find_dists(args.dists), reporter)
