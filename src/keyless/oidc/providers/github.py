@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from functools import cached_property
 from typing import Any, Final
 
 from keyless.oidc.providers._common import (
@@ -296,8 +297,9 @@ class GitHubProvider(ClaimTableProvider):
             + ", ".join(settings)
         )
 
-    @property
+    @cached_property
     def _checks(self) -> tuple[Check, ...]:
+        # Built once per provider: check() runs for every candidate of every mint request.
         return (
             check_issuer(self.issuer),
             _check_repository,

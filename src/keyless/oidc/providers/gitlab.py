@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from functools import cached_property
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -249,8 +250,9 @@ class GitLabProvider(ClaimTableProvider):
             + ", ".join(settings)
         )
 
-    @property
+    @cached_property
     def _checks(self) -> tuple[Check, ...]:
+        # Built once per provider: check() runs for every candidate of every mint request.
         return (
             check_issuer(self.issuer),
             _check_project_path,
