@@ -14,7 +14,7 @@ from starlette.routing import Route
 from ..catalog import load_project
 from ..routes.common import public_base, services
 from .base import Handler, index_of, page_number, ui
-from .queries import index_counts, project_and_role, search_projects, trusted_runs
+from .queries import index_counts, role_on, search_projects, trusted_runs
 from .render import WebError, page, root, viewer_of
 from .views import latest, render_description, version_key
 
@@ -98,9 +98,9 @@ async def _project(request: Request, version: str | None) -> Response:
     snapshot = await run_in_threadpool(load_project, svc.engine, index.id, name)
     if snapshot is None:
         raise WebError(404, f"There is no project named {raw!r} on index {index.name!r}.")
-    _, role = await run_in_threadpool(
-        project_and_role, svc.engine, index.id, name, viewer.user_id if viewer else None
-    )
+    role = None
+    if viewer is not None:
+        role = await run_in_threadpool(role_on, svc.engine, snapshot.project.id, viewer.user_id)
     release = _choose(snapshot.releases, version, snapshot.project.name)
     files = [f for f in snapshot.files if release is not None and f.release_id == release.id]
     if snapshot.project.status == "quarantined":

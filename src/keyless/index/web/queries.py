@@ -99,6 +99,12 @@ def project_and_role(
         return project, role_of(conn, project.id, user_id)
 
 
+def role_on(engine: Engine, project_id: int, user_id: int) -> str | None:
+    """The user's role on a project already read (None: no role)."""
+    with db.reading(engine) as conn:
+        return role_of(conn, project_id, user_id)
+
+
 def trusted_runs(engine: Engine, index_id: int, normalized: str) -> dict[str, dict[str, Any]]:
     """Filename -> the CI run that uploaded it (commit/run URLs, ref, sha, workflow).
 
