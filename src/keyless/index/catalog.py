@@ -5,9 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from packaging.utils import NormalizedName
 from sqlalchemy import Engine, Row, select
 
 from keyless.store import db
+
+from .projects import find_project
 
 
 @dataclass(frozen=True)
@@ -22,14 +25,10 @@ class ProjectSnapshot:
         return {release.id: release for release in self.releases}
 
 
-def load_project(engine: Engine, index_id: int, name: str) -> ProjectSnapshot | None:
+def load_project(engine: Engine, index_id: int, name: NormalizedName) -> ProjectSnapshot | None:
     """The project `name` (normalized) on an index with all its releases and files, or None."""
     with db.reading(engine) as conn:
-        project = conn.execute(
-            select(db.projects).where(
-                db.projects.c.index_id == index_id, db.projects.c.normalized_name == name
-            )
-        ).first()
+        project = find_project(conn, index_id, name)
         if project is None:
             return None
         releases = conn.execute(

@@ -8,7 +8,7 @@ from typing import Any
 
 from packaging.utils import NormalizedName, canonicalize_name, canonicalize_version
 from packaging.version import InvalidVersion, Version
-from sqlalchemy import Connection, Engine, bindparam, select, update
+from sqlalchemy import Connection, Engine, Row, bindparam, select, update
 
 from keyless.dists.names import ultranormalize_name
 from keyless.store import db
@@ -26,6 +26,10 @@ class ProjectError(Refused):
 
 # Statements used on every upload are built once: building one costs ~60 µs here, several
 # times what SQLite takes to run it.
+_PROJECT = select(db.projects).where(
+    db.projects.c.index_id == bindparam("index_id"),
+    db.projects.c.normalized_name == bindparam("name"),
+)
 _ROLE = select(db.roles.c.role).where(
     db.roles.c.project_id == bindparam("project_id"), db.roles.c.user_id == bindparam("user_id")
 )
@@ -38,6 +42,11 @@ _SET_SERIAL = (
     )
     .values(serial=bindparam("new_serial"))
 )
+
+
+def find_project(conn: Connection, index_id: int, name: NormalizedName) -> Row[Any] | None:
+    """The `projects` row of the (normalized) `name` on an index, or None."""
+    return conn.execute(_PROJECT, {"index_id": index_id, "name": name}).first()
 
 
 def role_of(conn: Connection, project_id: int, user_id: int) -> str | None:
@@ -112,12 +121,7 @@ class ProjectAdmin:
                 status=403,
             )
         normalized = canonicalize_name(name)
-        project = conn.execute(
-            select(db.projects).where(
-                db.projects.c.index_id == identity.index_id,
-                db.projects.c.normalized_name == normalized,
-            )
-        ).first()
+        project = find_project(conn, identity.index_id, normalized)
         if project is None:
             raise ProjectError(f"No project named {name!r} on this index.", status=404)
         if (
@@ -205,13 +209,10 @@ def add_role(engine: Engine, index_id: int, project: str, username: str, role: s
         raise ProjectError(f"Role must be one of {', '.join(ROLES)}, not {role!r}.")
     normalized: NormalizedName = canonicalize_name(project)
     with db.writing(engine) as conn:
-        project_id = conn.execute(
-            select(db.projects.c.id).where(
-                db.projects.c.index_id == index_id, db.projects.c.normalized_name == normalized
-            )
-        ).scalar()
-        if project_id is None:
+        row = find_project(conn, index_id, normalized)
+        if row is None:
             raise ProjectError(f"No project named {project!r} on this index.", status=404)
+        project_id = row.id
         user_id = conn.execute(
             select(db.users.c.id).where(db.users.c.username == username)
         ).scalar()

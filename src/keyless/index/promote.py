@@ -43,7 +43,7 @@ from keyless.store.blobs import BlobStore
 from .accounts import Identity, now, touch_token
 from .errors import Refused
 from .indexes import IndexInfo
-from .projects import create_project, record_event, role_of
+from .projects import create_project, find_project, record_event, role_of
 from .uploads import (
     GIB,
     HELP,
@@ -111,14 +111,6 @@ class _Plan:
     target_project: Any | None
     new: list[Any] = field(default_factory=list)  # source rows to add to the target
     existing: list[Any] = field(default_factory=list)  # already on the target, same bytes
-
-
-def _project(conn: Connection, index_id: int, name: NormalizedName) -> Any:
-    return conn.execute(
-        select(db.projects).where(
-            db.projects.c.index_id == index_id, db.projects.c.normalized_name == name
-        )
-    ).first()
 
 
 def _release(conn: Connection, project_id: int, canonical: str) -> Any:
@@ -255,7 +247,7 @@ class Promotion:
         version: str,
         canonical: str,
     ) -> _Plan:
-        source_project = _project(conn, source.id, name)
+        source_project = find_project(conn, source.id, name)
         if source_project is None:
             raise PromoteRejected(f"No project named {shown!r} on index {source.name!r}.", 404)
         self._check_owner(conn, identity, source_project, source.name)
@@ -286,7 +278,7 @@ class Promotion:
                 f"{source.name!r}.",
                 status=404,
             )
-        target_project = _project(conn, target.id, name)
+        target_project = find_project(conn, target.id, name)
         if target_project is None:
             if identity.is_trusted_publisher:  # unreachable: its scope names existing projects
                 raise PromoteRejected("Non-user identities cannot create new projects.", status=403)

@@ -18,7 +18,7 @@ from keyless.oidc.providers import PROVIDERS
 from keyless.store import db
 
 from .accounts import now
-from .projects import ProjectError, record_event, role_of
+from .projects import ProjectError, find_project, record_event, role_of
 
 PENDING_LIFETIME = timedelta(days=30)
 MAX_PENDING_PER_USER = 5
@@ -56,12 +56,7 @@ def _check_issuer(provider: Any, config: Mapping[str, Any], tp: TrustedPublishin
 def _projects(conn: Connection, index_id: int, names: Sequence[str]) -> list[Any]:
     rows = []
     for name in names:
-        row = conn.execute(
-            select(db.projects).where(
-                db.projects.c.index_id == index_id,
-                db.projects.c.normalized_name == canonicalize_name(name),
-            )
-        ).first()
+        row = find_project(conn, index_id, canonicalize_name(name))
         if row is None:
             raise ProjectError(
                 f"No project named {name!r} on this index. For a project that does not exist "
@@ -147,12 +142,7 @@ def add_pending_publisher(
     config = provider.validate_config(raw_config)
     _check_issuer(provider, config, tp)
     with db.writing(engine) as conn:
-        if conn.execute(
-            select(db.projects.c.id).where(
-                db.projects.c.index_id == index_id,
-                db.projects.c.normalized_name == canonicalize_name(project),
-            )
-        ).first():
+        if find_project(conn, index_id, canonicalize_name(project)):
             raise ProjectError(
                 f"Project {project!r} already exists; its owners add publishers to it directly.",
                 status=409,

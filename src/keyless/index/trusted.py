@@ -33,7 +33,7 @@ from keyless.store import db
 
 from .accounts import TOKEN_PREFIX, as_utc, hash_token, now
 from .indexes import IndexInfo
-from .projects import create_project, record_event
+from .projects import create_project, find_project, record_event
 
 
 @dataclass(frozen=True)
@@ -181,11 +181,7 @@ class TrustedPublishing:
         if not row.pending_project:
             return None
         name = canonicalize_name(row.pending_project)
-        if conn.execute(
-            select(db.projects.c.id).where(
-                db.projects.c.index_id == row.index_id, db.projects.c.normalized_name == name
-            )
-        ).first():
+        if find_project(conn, row.index_id, name):
             raise TokenError(
                 "invalid-pending-publisher",
                 f"The project '{row.pending_project}' was created by someone else after this "

@@ -31,7 +31,7 @@ from .accounts import Identity, now, touch_token
 from .errors import Refused
 from .indexes import IndexInfo
 from .multipart import StagedFile, UploadForm
-from .projects import create_project, record_event, role_of
+from .projects import create_project, find_project, record_event, role_of
 
 HELP = "https://pypi.org/help/"
 CORE_METADATA_URL = "https://packaging.python.org/specifications/core-metadata"
@@ -131,10 +131,6 @@ class ProjectRow:
 
 # The statements every upload runs, built once: building one costs ~60 µs here, several times
 # what SQLite takes to run it (an upload runs about fifteen).
-_PROJECT = select(db.projects).where(
-    db.projects.c.index_id == bindparam("index_id"),
-    db.projects.c.normalized_name == bindparam("name"),
-)
 _FILE_BY_NAME = select(db.files.c.blake2_256).where(
     db.files.c.index_id == bindparam("index_id"), db.files.c.filename == bindparam("filename")
 )
@@ -164,7 +160,7 @@ _GROW_PROJECT = (
 
 
 def _find_project(conn: Connection, index_id: int, name: NormalizedName) -> ProjectRow | None:
-    row = conn.execute(_PROJECT, {"index_id": index_id, "name": name}).first()
+    row = find_project(conn, index_id, name)
     if row is None:
         return None
     return ProjectRow(row.id, row.name, row.normalized_name, row.status, row.total_size)
