@@ -296,7 +296,7 @@ class ApiTokenCredentials:
         pass  # not ours to revoke
 
 
-def _claims_of(jwt: str) -> dict[str, Any]:
+def unverified_claims(jwt: str) -> dict[str, Any]:
     """The payload of a JWT, unverified: for explaining a refusal, never for trusting it."""
     try:
         payload = jwt.split(".")[1]
@@ -336,7 +336,7 @@ def explain_refusal(document: Any, jwt: str, audience: str) -> PublishError:
         for e in (errors if isinstance(errors, list) else [])
         if isinstance(e, dict)
     ]
-    claims = _claims_of(jwt)
+    claims = unverified_claims(jwt)
     lines = ["the index refused to mint an upload token:"]
     lines += [f"  {code}: {description}" for code, description in pairs] or [
         f"  {document.get('message', 'no reason given') if isinstance(document, dict) else ''}"

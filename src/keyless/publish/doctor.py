@@ -20,7 +20,6 @@ The token itself is never returned, stored or printed; nothing here prints at al
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shlex
@@ -32,12 +31,11 @@ from urllib.parse import urlsplit
 
 import httpx
 import id as id_library
-import jwt
 
 from keyless.ci.claims import gitlab_token_variable
 from keyless.oidc.errors import PublisherConfigError
 from keyless.oidc.providers import GITHUB_ISSUER, GITLAB_ISSUER, PROVIDERS
-from keyless.publish.credentials import discover
+from keyless.publish.credentials import discover, is_fork_pull_request, unverified_claims
 from keyless.publish.errors import PublishError
 from keyless.publish.indexclient import IndexClient, check_upload_url, redact
 from keyless.publish.init import ProjectInfo, origin_repository, read_project
@@ -445,31 +443,8 @@ def _token(result: Diagnosis, env: Mapping[str, str], detect: Detector | None) -
     return token
 
 
-def _event_payload(env: Mapping[str, str]) -> dict[str, Any]:
-    path = env.get("GITHUB_EVENT_PATH")
-    if not path:
-        return {}
-    try:
-        payload = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return payload if isinstance(payload, dict) else {}
-
-
-def _is_fork_pull_request(payload: Mapping[str, Any]) -> bool:
-    pull_request = payload.get("pull_request")
-    if not isinstance(pull_request, dict):
-        return False
-    head = pull_request.get("head") or {}
-    repo = head.get("repo") if isinstance(head, dict) else None
-    return isinstance(repo, dict) and repo.get("fork") is True
-
-
 def _github_can_request(result: Diagnosis, env: Mapping[str, str]) -> bool:
     event = env.get("GITHUB_EVENT_NAME", "")
-    fork = event in ("pull_request", "pull_request_target") and _is_fork_pull_request(
-        _event_payload(env)
-    )
     if event == "pull_request_target":
         result.note(
             "error",
@@ -480,7 +455,7 @@ def _github_can_request(result: Diagnosis, env: Mapping[str, str]) -> bool:
             "Publish from a workflow triggered by a tag or a published release:\n"
             + GITHUB_TRIGGER_YAML,
         )
-    elif event == "pull_request" and fork:
+    elif is_fork_pull_request(env):
         result.note(
             "error",
             "fork-pull-request",
@@ -516,7 +491,7 @@ def _gitlab_has_variable(result: Diagnosis, env: Mapping[str, str], audience: st
     others = []
     for name, value in sorted(env.items()):
         if name.endswith("_ID_TOKEN") and value:
-            aud = _unverified(value).get("aud")
+            aud = unverified_claims(value).get("aud")
             others.append(f"{name} (aud {aud!r})")
     message = (
         f"{variable} is not set: the job declares no id_tokens: entry for audience "
@@ -530,16 +505,8 @@ def _gitlab_has_variable(result: Diagnosis, env: Mapping[str, str], audience: st
     return False
 
 
-def _unverified(token: str) -> dict[str, Any]:
-    try:
-        claims = jwt.decode(token, options={"verify_signature": False})
-    except jwt.PyJWTError:
-        return {}
-    return claims if isinstance(claims, dict) else {}
-
-
 def _decode(result: Diagnosis, token: str) -> dict[str, Any] | None:
-    claims = _unverified(token)
+    claims = unverified_claims(token)
     if not claims:
         result.note("error", "token", "The OIDC token is not a JWT with claims.")
         return None
