@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 from urllib.parse import urlsplit
@@ -337,18 +337,19 @@ def check_ref_glob(ref_claim: Callable[[Mapping[str, Any]], str]) -> Check:
     return check
 
 
-def check_pins(title: str, names: Sequence[str] | None = None) -> Check:
-    """A check that claims pinned on first use still have their pinned values.
+def check_pins(title: str, names_of: Callable[[Mapping[str, Any]], Collection[str]]) -> Check:
+    """A check that the claims ``names_of(config)`` pinned on first use keep their values.
 
-    Only the claims in ``names`` are checked when given (others in ``pinned`` are ignored);
-    every pinned claim otherwise.
+    Other claims in ``pinned`` are ignored: a pin left over from a claim since removed from a
+    publisher's config must not lock the publisher.
     """
 
     def check(
-        _config: Mapping[str, Any], pinned: Mapping[str, str], claims: Mapping[str, Any]
+        config: Mapping[str, Any], pinned: Mapping[str, str], claims: Mapping[str, Any]
     ) -> Mismatch | None:
+        names = names_of(config)
         for claim, want in sorted(pinned.items()):
-            if names is not None and claim not in names:
+            if claim not in names:
                 continue
             got = scalar_text(claims.get(claim))
             if got == want:

@@ -325,18 +325,10 @@ def _check_required_claims(config: Mapping[str, Any], claims: Mapping[str, Any])
     return found
 
 
-def _check_pins(
-    config: Mapping[str, Any], pinned: Mapping[str, str], claims: Mapping[str, Any]
-) -> Mismatch | None:
-    # Only the claims the config pins: stale pins of a claim since removed from the config
-    # must not lock the publisher.
-    return check_pins(TITLE, _pin_list(config))(config, pinned, claims)
-
-
 _CHECKS: Final[tuple[Check, ...]] = (
     check_issuer(lambda config: cfg(config, "issuer")),
     _check_subject,
-    _check_pins,
+    check_pins(TITLE, lambda config: _pin_list(config)),
     check_ref_glob(lambda config: _ref_claim(config)),
 )
 

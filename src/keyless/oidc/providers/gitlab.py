@@ -260,7 +260,7 @@ class GitLabProvider(ClaimTableProvider):
             self._check_ci_config_ref_uri,
             _check_environment,
             check_ref_glob(lambda _config: "ref_path"),
-            check_pins(TITLE, ("namespace_id",)),
+            check_pins(TITLE, lambda _config: ("namespace_id",)),
             present("ref_path", TITLE),
             present("sha", TITLE),
             present("jti", TITLE),

@@ -179,5 +179,5 @@ _CHECKS: Final[tuple[Check, ...]] = (
     _check_email,
     _check_email_verified,
     _check_sub,
-    check_pins(TITLE, ("sub",)),
+    check_pins(TITLE, lambda _config: ("sub",)),
 )
