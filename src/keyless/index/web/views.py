@@ -13,6 +13,8 @@ import readme_renderer.txt
 from markupsafe import Markup
 from packaging.version import InvalidVersion, Version
 
+from ..accounts import as_utc
+
 
 def human_size(size: int | None) -> str:
     if size is None:
@@ -25,25 +27,18 @@ def human_size(size: int | None) -> str:
     return f"{size} bytes"  # pragma: no cover - the loop always returns
 
 
-def _utc(moment: datetime) -> datetime:
-    # SQLite returns naive datetimes; everything keyless writes is UTC.
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+def _utc(moment: datetime | str) -> datetime:
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    return as_utc(moment).astimezone(UTC)
 
 
 def when(moment: datetime | str | None) -> str:
-    if moment is None:
-        return ""
-    if isinstance(moment, str):
-        moment = datetime.fromisoformat(moment)
-    return _utc(moment).astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return "" if moment is None else _utc(moment).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def iso(moment: datetime | str | None) -> str:
-    if moment is None:
-        return ""
-    if isinstance(moment, str):
-        moment = datetime.fromisoformat(moment)
-    return _utc(moment).astimezone(UTC).isoformat()
+    return "" if moment is None else _utc(moment).isoformat()
 
 
 def unix_when(seconds: object) -> str:
