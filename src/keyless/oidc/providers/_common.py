@@ -232,22 +232,29 @@ def compare_claim(
     return differs(claim, got, want, exact=case_sensitive)
 
 
-def compare_environment(
-    claims: Mapping[str, Any], want: str, *, case_sensitive: bool
-) -> Mismatch | None:
-    """A configured deployment environment against the token's (GitHub and GitLab jobs)."""
-    got = claims.get("environment")
-    if not isinstance(got, str) or not got:
-        return mismatch(
-            "environment",
-            "environment: the token has no environment, {publisher} expects {want!r} (the "
-            "publishing job needs `environment: {bare}`)",
-            want=want,
-            bare=want,
-        )
-    if got == want or (not case_sensitive and got.lower() == want.lower()):
-        return None
-    return differs("environment", got, want, exact=case_sensitive)
+def check_environment(*, case_sensitive: bool) -> Check:
+    """A check of the optional configured deployment environment (GitHub and GitLab jobs)."""
+
+    def check(
+        config: Mapping[str, Any], _pinned: Mapping[str, str], claims: Mapping[str, Any]
+    ) -> Mismatch | None:
+        want = cfg(config, "environment")
+        if not want:
+            return None
+        got = claims.get("environment")
+        if not isinstance(got, str) or not got:
+            return mismatch(
+                "environment",
+                "environment: the token has no environment, {publisher} expects {want!r} (the "
+                "publishing job needs `environment: {bare}`)",
+                want=want,
+                bare=want,
+            )
+        if got == want or (not case_sensitive and got.lower() == want.lower()):
+            return None
+        return differs("environment", got, want, exact=case_sensitive)
+
+    return check
 
 
 def differs(claim: str, got: object, want: str, *, exact: bool) -> Mismatch:

@@ -19,11 +19,11 @@ from keyless.oidc.providers._common import (
     FieldSpec,
     Mismatch,
     cfg,
+    check_environment,
     check_issuer,
     check_ref_glob,
     clean,
     compare_claim,
-    compare_environment,
     differs,
     has_control_chars,
     mismatch,
@@ -308,7 +308,8 @@ class GitHubProvider(ClaimTableProvider):
             _check_event_name,
             _check_workflow,
             _check_reusable_workflow,
-            _check_environment,
+            # GitHub environment names are case-insensitive (PyPI compares them lowercased).
+            check_environment(case_sensitive=False),
             check_ref_glob(lambda _config: "ref"),
             present("ref", TITLE),
             present("sha", TITLE),
@@ -448,16 +449,6 @@ def _check_reusable_workflow(
         got=got,
         want=want,
     )
-
-
-def _check_environment(
-    config: Mapping[str, Any], _pinned: Mapping[str, str], claims: Mapping[str, Any]
-) -> Mismatch | None:
-    want = cfg(config, "environment")
-    if not want:
-        return None
-    # GitHub environment names are case-insensitive (PyPI compares them lowercased).
-    return compare_environment(claims, want, case_sensitive=False)
 
 
 # --- helpers --------------------------------------------------------------------------------

@@ -21,12 +21,12 @@ from keyless.oidc.providers._common import (
     FieldSpec,
     Mismatch,
     cfg,
+    check_environment,
     check_issuer,
     check_pins,
     check_ref_glob,
     clean,
     compare_claim,
-    compare_environment,
     differs,
     has_control_chars,
     mismatch,
@@ -258,7 +258,8 @@ class GitLabProvider(ClaimTableProvider):
             _check_project_path,
             _check_sub,
             self._check_ci_config_ref_uri,
-            _check_environment,
+            # GitLab environment names are case-sensitive (PyPI compares them exactly).
+            check_environment(case_sensitive=True),
             check_ref_glob(lambda _config: "ref_path"),
             check_pins(TITLE, lambda _config: ("namespace_id",)),
             present("ref_path", TITLE),
@@ -311,16 +312,6 @@ def _check_sub(
         got=got,
         want=want,
     )
-
-
-def _check_environment(
-    config: Mapping[str, Any], _pinned: Mapping[str, str], claims: Mapping[str, Any]
-) -> Mismatch | None:
-    want = cfg(config, "environment")
-    if not want:
-        return None
-    # GitLab environment names are case-sensitive (PyPI compares them exactly).
-    return compare_environment(claims, want, case_sensitive=True)
 
 
 def _key(issuer: str, project_path: str) -> str:
