@@ -181,6 +181,12 @@ def cfg(config: Mapping[str, Any], name: str) -> str:
     return value if isinstance(value, str) else ""
 
 
+def claim_text(claims: Mapping[str, Any], name: str) -> str | None:
+    """A claim that is a non-empty string; None otherwise."""
+    value = claims.get(name)
+    return value if isinstance(value, str) and value else None
+
+
 def scalar_text(value: object) -> str | None:
     """A claim value as text when it is a string, integer or boolean (JSON spelling); else None.
 

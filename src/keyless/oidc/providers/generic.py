@@ -22,6 +22,7 @@ from keyless.oidc.providers._common import (
     check_issuer,
     check_pins,
     check_ref_glob,
+    claim_text,
     clean,
     differs,
     has_control_chars,
@@ -226,7 +227,7 @@ class GenericProvider:
 
     def describe(self, claims: Mapping[str, Any]) -> dict[str, str | None]:
         """Best effort from claim names common among CI issuers; None where unknown."""
-        org, pipeline = _text(claims, "organization_slug"), _text(claims, "pipeline_slug")
+        org, pipeline = claim_text(claims, "organization_slug"), claim_text(claims, "pipeline_slug")
         buildkite = f"{org}/{pipeline}" if org and pipeline else None
         return {
             "identity": _identity_text(claims),
@@ -423,14 +424,9 @@ def _key(issuer: str, claim: str, value: str) -> str:
     return f"generic:{issuer.rstrip('/')}:{claim}={value}"
 
 
-def _text(claims: Mapping[str, Any], name: str) -> str | None:
-    value = claims.get(name)
-    return value if isinstance(value, str) and value else None
-
-
 def _first(claims: Mapping[str, Any], *names: str) -> str | None:
     for name in names:
-        if text := _text(claims, name):
+        if text := claim_text(claims, name):
             return text
     return None
 

@@ -22,6 +22,7 @@ from keyless.oidc.providers._common import (
     check_environment,
     check_issuer,
     check_ref_glob,
+    claim_text,
     clean,
     compare_claim,
     differs,
@@ -222,8 +223,8 @@ class GitHubProvider(ClaimTableProvider):
 
     def describe(self, claims: Mapping[str, Any]) -> dict[str, str | None]:
         """Repository, workflow, ref, sha, environment, run and commit URLs, event name."""
-        repository = _text(claims, "repository")
-        sha = _text(claims, "sha")
+        repository = claim_text(claims, "repository")
+        sha = claim_text(claims, "sha")
         run_id = scalar_text(claims.get("run_id"))
         attempt = scalar_text(claims.get("run_attempt"))
         server = _server_url(claims)
@@ -237,13 +238,13 @@ class GitHubProvider(ClaimTableProvider):
         return {
             "identity": repository,
             "repository": repository,
-            "workflow": _text(claims, "job_workflow_ref"),
-            "ref": _text(claims, "ref"),
+            "workflow": claim_text(claims, "job_workflow_ref"),
+            "ref": claim_text(claims, "ref"),
             "sha": sha,
-            "environment": _text(claims, "environment"),
+            "environment": claim_text(claims, "environment"),
             "run_url": run_url,
             "commit_url": commit_url,
-            "event_name": _text(claims, "event_name"),
+            "event_name": claim_text(claims, "event_name"),
         }
 
     def publisher_url(self, config: Mapping[str, Any]) -> str | None:
@@ -273,23 +274,23 @@ class GitHubProvider(ClaimTableProvider):
         """E.g. "GitHub repository 'owner/repo'"."""
         where = (
             ""
-            if same_issuer(_text(claims, "iss") or "", GITHUB_ISSUER)
+            if same_issuer(claim_text(claims, "iss") or "", GITHUB_ISSUER)
             else (f" (issuer {claims.get('iss')!r})")
         )
         return f"GitHub repository {claims.get('repository')!r}{where}"
 
     def registration_hint(self, claims: Mapping[str, Any]) -> str:
         """The publisher settings that would accept this token."""
-        repository = _text(claims, "repository") or "?/?"
+        repository = claim_text(claims, "repository") or "?/?"
         owner, _, name = repository.partition("/")
         settings = [f"owner {owner!r}", f"repository {name!r}"]
-        caller = _WORKFLOW_FILE.search(_text(claims, "workflow_ref") or "")
-        callee = _WORKFLOW_FILE.search(_text(claims, "job_workflow_ref") or "")
+        caller = _WORKFLOW_FILE.search(claim_text(claims, "workflow_ref") or "")
+        callee = _WORKFLOW_FILE.search(claim_text(claims, "job_workflow_ref") or "")
         if found := caller or callee:
             settings.append(f"workflow {found.group('file')!r}")
-        if env := _text(claims, "environment"):
+        if env := claim_text(claims, "environment"):
             settings.append(f"environment {env!r}")
-        iss = _text(claims, "iss") or ""
+        iss = claim_text(claims, "iss") or ""
         if not same_issuer(iss, GITHUB_ISSUER):
             settings.append(f"issuer {iss!r}")
         return (
@@ -456,7 +457,7 @@ def _check_reusable_workflow(
 
 def _refs(claims: Mapping[str, Any]) -> list[str]:
     # A workflow ref ends with the run's ref, or its sha when there is no ref (a deployment).
-    return [value for name in ("ref", "sha") if (value := _text(claims, name))]
+    return [value for name in ("ref", "sha") if (value := claim_text(claims, name))]
 
 
 def _repository_prefix(value: str, repository: str) -> bool:
@@ -493,11 +494,6 @@ def _key(issuer: str, repository: str) -> str:
     return f"github:{issuer.rstrip('/')}:{repository.lower()}"
 
 
-def _text(claims: Mapping[str, Any], name: str) -> str | None:
-    value = claims.get(name)
-    return value if isinstance(value, str) and value else None
-
-
 def _server_for_issuer(issuer: str) -> str | None:
     if same_issuer(issuer, GITHUB_ISSUER):
         return "https://github.com"
@@ -507,10 +503,10 @@ def _server_for_issuer(issuer: str) -> str | None:
 
 
 def _server_url(claims: Mapping[str, Any]) -> str | None:
-    iss = _text(claims, "iss") or ""
+    iss = claim_text(claims, "iss") or ""
     if same_issuer(iss, GITHUB_ISSUER):
         return "https://github.com"
-    server = _text(claims, "server_url")
+    server = claim_text(claims, "server_url")
     if server and server.startswith(("https://", "http://")):
         return server.rstrip("/")
     # Any other GitHub-type issuer that is not an Enterprise Server (e.g. the keyless CI

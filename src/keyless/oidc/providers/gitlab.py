@@ -25,6 +25,7 @@ from keyless.oidc.providers._common import (
     check_issuer,
     check_pins,
     check_ref_glob,
+    claim_text,
     clean,
     compare_claim,
     differs,
@@ -194,21 +195,21 @@ class GitLabProvider(ClaimTableProvider):
 
     def describe(self, claims: Mapping[str, Any]) -> dict[str, str | None]:
         """Project, pipeline file, ref, sha, environment, job and commit URLs, pipeline source."""
-        server = (_text(claims, "iss") or "").rstrip("/") or None
-        project = _text(claims, "project_path")
-        sha = _text(claims, "sha")
+        server = (claim_text(claims, "iss") or "").rstrip("/") or None
+        project = claim_text(claims, "project_path")
+        sha = claim_text(claims, "sha")
         job_id = scalar_text(claims.get("job_id"))
         base = f"{server}/{project}" if server and project else None
         return {
             "identity": project,
             "repository": project,
-            "workflow": _text(claims, "ci_config_ref_uri"),
-            "ref": _text(claims, "ref_path"),
+            "workflow": claim_text(claims, "ci_config_ref_uri"),
+            "ref": claim_text(claims, "ref_path"),
             "sha": sha,
-            "environment": _text(claims, "environment"),
+            "environment": claim_text(claims, "environment"),
             "run_url": f"{base}/-/jobs/{job_id}" if base and job_id else None,
             "commit_url": f"{base}/-/commit/{sha}" if base and sha else None,
-            "event_name": _text(claims, "pipeline_source"),
+            "event_name": claim_text(claims, "pipeline_source"),
         }
 
     def publisher_url(self, config: Mapping[str, Any]) -> str | None:
@@ -236,13 +237,13 @@ class GitLabProvider(ClaimTableProvider):
 
     def registration_hint(self, claims: Mapping[str, Any]) -> str:
         """The publisher settings that would accept this token."""
-        namespace, _, project = (_text(claims, "project_path") or "?/?").rpartition("/")
+        namespace, _, project = (claim_text(claims, "project_path") or "?/?").rpartition("/")
         settings = [f"namespace {namespace!r}", f"project {project!r}"]
-        if found := _CONFIG_PATH.search(_text(claims, "ci_config_ref_uri") or ""):
+        if found := _CONFIG_PATH.search(claim_text(claims, "ci_config_ref_uri") or ""):
             settings.append(f"top-level pipeline file {found.group('path')!r}")
-        if env := _text(claims, "environment"):
+        if env := claim_text(claims, "environment"):
             settings.append(f"environment {env!r}")
-        iss = _text(claims, "iss") or ""
+        iss = claim_text(claims, "iss") or ""
         if not same_issuer(iss, GITLAB_ISSUER):
             settings.append(f"issuer {iss!r}")
         return (
@@ -276,7 +277,7 @@ class GitLabProvider(ClaimTableProvider):
         prefix = f"{_host_path(self.issuer(config))}/{cfg(config, 'namespace')}/"
         prefix += cfg(config, "project")
         tail = f"//{cfg(config, 'workflow_filepath')}"
-        refs = [value for name in ("ref_path", "sha") if (value := _text(claims, name))]
+        refs = [value for name in ("ref_path", "sha") if (value := claim_text(claims, name))]
         # Host, namespace and project are case-insensitive in GitLab; the file path is not.
         if (
             isinstance(got, str)
@@ -323,8 +324,3 @@ def _host_path(issuer: str) -> str:
     # or "example.com/gitlab/…" for an instance served under a path.
     parts = urlsplit(issuer)
     return f"{parts.netloc}{parts.path.rstrip('/')}"
-
-
-def _text(claims: Mapping[str, Any], name: str) -> str | None:
-    value = claims.get(name)
-    return value if isinstance(value, str) and value else None
