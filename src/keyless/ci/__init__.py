@@ -2,8 +2,26 @@
 environments and tokens, for rehearsing a release and testing Trusted Publishing end to end.
 """
 
-from keyless.ci.claims import JobClaims
-from keyless.ci.emulator import Emulator, banner
-from keyless.ci.errors import EmulatorError
+import importlib
+from typing import Any
+
+# Imported on first use (PEP 562): `keyless init` and `keyless doctor` need only the workflow
+# templates and keyless.ci.claims, not the emulator (PyJWT, cryptography, an HTTP server).
+_EXPORTS = {
+    "Emulator": "keyless.ci.emulator",
+    "EmulatorError": "keyless.ci.errors",
+    "JobClaims": "keyless.ci.claims",
+    "banner": "keyless.ci.emulator",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'keyless.ci' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = ["Emulator", "EmulatorError", "JobClaims", "banner"]
