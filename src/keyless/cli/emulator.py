@@ -22,21 +22,8 @@ if TYPE_CHECKING:
 
 # Every `keyless` command imports this module (for HELP), so what the actions need (the
 # emulator: PyJWT, cryptography, an HTTP server; even subprocess or tempfile) is imported by
-# the action that uses it. For the same reason these are spelled out rather than imported
-# from keyless.ci.claims, whose package imports the emulator (tests/test_cli_imports.py
-# keeps them equal).
-PROVIDERS = ("github", "gitlab")
-GITHUB_EVENTS = (
-    "push",
-    "release",
-    "workflow_dispatch",
-    "pull_request",
-    "pull_request_target",
-    "schedule",
-    "workflow_run",
-    "merge_group",
-)
-VISIBILITIES = ("public", "private", "internal")
+# the action that uses it, and what the parser needs (keyless.ci.claims, stdlib only) by the
+# function that defines it.
 
 DEFAULT_KEYS = Path("keyless-data") / "ci-emulator"
 # One fixed default port shared by `serve`, `token` and `env`, so tokens and environments
@@ -128,6 +115,8 @@ def _issuer_port_option(parser: argparse.ArgumentParser) -> None:
 
 
 def _job_options(parser: argparse.ArgumentParser, *, audiences: bool) -> None:
+    from keyless.ci.claims import GITHUB_EVENTS, PROVIDERS, VISIBILITIES
+
     job = parser.add_argument_group("the emulated job")
     job.add_argument("--provider", choices=PROVIDERS, default="github")
     job.add_argument("--repo", required=True, help="OWNER/REPO (GitLab: NAMESPACE/PROJECT)")
