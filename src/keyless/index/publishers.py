@@ -67,13 +67,25 @@ def _projects(conn: Connection, index_id: int, names: Sequence[str]) -> list[Any
     return rows
 
 
-def _require_owner(conn: Connection, actor: Actor, project: Any) -> None:
+def _require_owner(
+    conn: Connection, actor: Actor, project: Any, doing: str = "change its publishers"
+) -> None:
     if actor.user_id is not None and role_of(conn, project.id, actor.user_id) != "owner":
         raise ProjectError(
             f"The user '{actor.username}' is not an owner of project '{project.name}'; only "
-            "owners may change its publishers.",
+            f"owners may {doing}.",
             status=403,
         )
+
+
+def check_owner(engine: Engine, index_id: int, project: str, actor: Actor) -> None:
+    """Before showing a project's publishers or audit trail: raises ProjectError (404 for an
+    unknown project, 403 unless `actor` owns it)."""
+    with db.reading(engine) as conn:
+        row = find_project(conn, index_id, canonicalize_name(project))
+        if row is None:
+            raise ProjectError(f"No project named {project!r} on this index.", status=404)
+        _require_owner(conn, actor, row, doing="see its publishers and audit trail")
 
 
 def add_publisher(

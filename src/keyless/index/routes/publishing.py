@@ -4,20 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from packaging.utils import canonicalize_name
-from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from keyless.oidc.errors import PublisherConfigError
-from keyless.store import db
 
 from .. import publishers
 from ..accounts import Identity, InvalidCredentials
 from ..indexes import IndexInfo
-from ..projects import ProjectError, role_of
+from ..projects import ProjectError
 from .common import error, index_or_none, services
 from .manage import identity_of, read_json_body, text_field
 
@@ -73,29 +70,11 @@ async def list_project_publishers(request: Request) -> Response:
     async def work() -> Any:
         index, identity = await _owner_context(request)
         project = request.path_params["project"]
-        await run_in_threadpool(_owner_of, request, index, identity, project)
-        return await run_in_threadpool(
-            publishers.list_publishers, services(request).engine, index.id, project
-        )
+        engine = services(request).engine
+        await run_in_threadpool(publishers.check_owner, engine, index.id, project, _actor(identity))
+        return await run_in_threadpool(publishers.list_publishers, engine, index.id, project)
 
     return await _answer(request, work)
-
-
-def _owner_of(request: Request, index: IndexInfo, identity: Identity, project: str) -> None:
-    """Raises ProjectError unless the identity owns `project` on `index`."""
-    with db.reading(services(request).engine) as conn:
-        row = conn.execute(
-            select(db.projects).where(
-                db.projects.c.index_id == index.id,
-                db.projects.c.normalized_name == canonicalize_name(project),
-            )
-        ).first()
-        if row is None:
-            raise ProjectError(f"No project named {project!r} on this index.", 404)
-        if identity.user_id is None or role_of(conn, row.id, identity.user_id) != "owner":
-            raise ProjectError(
-                f"The user '{identity.username}' is not an owner of project '{row.name}'.", 403
-            )
 
 
 async def add_project_publisher(request: Request) -> Response:
@@ -160,10 +139,9 @@ async def project_audit(request: Request) -> Response:
     async def work() -> Any:
         index, identity = await _owner_context(request)
         project = request.path_params["project"]
-        await run_in_threadpool(_owner_of, request, index, identity, project)
-        return await run_in_threadpool(
-            publishers.audit_trail, services(request).engine, index.id, project
-        )
+        engine = services(request).engine
+        await run_in_threadpool(publishers.check_owner, engine, index.id, project, _actor(identity))
+        return await run_in_threadpool(publishers.audit_trail, engine, index.id, project)
 
     return await _answer(request, work)
 
