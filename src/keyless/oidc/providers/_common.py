@@ -287,6 +287,25 @@ def differs(claim: str, got: object, want: str, *, exact: bool) -> Mismatch:
     )
 
 
+def run_refs(claims: Mapping[str, Any], ref_claim: str) -> list[str]:
+    """What a workflow or pipeline reference of this run may end with: its ref, then its sha.
+
+    The sha stands in when the run has no ref (a deployment).
+    """
+    return [value for name in (ref_claim, "sha") if (value := claim_text(claims, name))]
+
+
+def at_run_ref(got: object, prefix: str, tail: str, refs: Sequence[str]) -> bool:
+    """Whether ``got`` is ``{prefix}{tail}@{ref}`` for one of the run's ``refs``.
+
+    ``prefix`` (host, owner or namespace, repository or project) is compared ignoring case, as
+    GitHub and GitLab treat those names; ``tail`` is a file path in git, compared exactly.
+    """
+    if not isinstance(got, str) or got[: len(prefix)].lower() != prefix.lower():
+        return False
+    return got[len(prefix) :] in {f"{tail}@{ref}" for ref in refs}
+
+
 def check_issuer(issuer_of: Callable[[Mapping[str, Any]], str]) -> Check:
     """A check that the token comes from the publisher's issuer.
 

@@ -18,6 +18,7 @@ from keyless.oidc.providers._common import (
     ClaimTableProvider,
     FieldSpec,
     Mismatch,
+    at_run_ref,
     cfg,
     check_environment,
     check_issuer,
@@ -31,6 +32,7 @@ from keyless.oidc.providers._common import (
     missing,
     present,
     raise_if,
+    run_refs,
     same_issuer,
     scalar_text,
     unknown_fields,
@@ -398,11 +400,11 @@ def _check_workflow(
     got = claims.get(claim)
     if got is None:
         return missing(claim, TITLE)
-    refs = _refs(claims)
-    if _same_workflow(got, repository, tail, refs):
+    refs = run_refs(claims, "ref")
+    if at_run_ref(got, repository, tail, refs):
         return None
     want = f"{repository}{tail}@{refs[0] if refs else '<ref>'}"
-    if claim == "job_workflow_ref" and _same_workflow(
+    if claim == "job_workflow_ref" and at_run_ref(
         claims.get("workflow_ref"), repository, tail, refs
     ):
         # The right workflow called a reusable one: say so rather than just "mismatch".
@@ -455,21 +457,8 @@ def _check_reusable_workflow(
 # --- helpers --------------------------------------------------------------------------------
 
 
-def _refs(claims: Mapping[str, Any]) -> list[str]:
-    # A workflow ref ends with the run's ref, or its sha when there is no ref (a deployment).
-    return [value for name in ("ref", "sha") if (value := claim_text(claims, name))]
-
-
 def _repository_prefix(value: str, repository: str) -> bool:
     return value[: len(repository)].lower() == repository.lower()
-
-
-def _same_workflow(got: object, repository: str, tail: str, refs: list[str]) -> bool:
-    # Owner and repository are case-insensitive on GitHub; the workflow path is a file in git,
-    # case-sensitive; the ref must be the run's own.
-    if not isinstance(got, str) or not _repository_prefix(got, repository):
-        return False
-    return got[len(repository) :] in {f"{tail}@{ref}" for ref in refs}
 
 
 def _reusable_problem(value: str) -> str | None:

@@ -20,6 +20,7 @@ from keyless.oidc.providers._common import (
     ClaimTableProvider,
     FieldSpec,
     Mismatch,
+    at_run_ref,
     cfg,
     check_environment,
     check_issuer,
@@ -34,6 +35,7 @@ from keyless.oidc.providers._common import (
     missing,
     present,
     raise_if,
+    run_refs,
     same_issuer,
     scalar_text,
     unknown_fields,
@@ -277,13 +279,8 @@ class GitLabProvider(ClaimTableProvider):
         prefix = f"{_host_path(self.issuer(config))}/{cfg(config, 'namespace')}/"
         prefix += cfg(config, "project")
         tail = f"//{cfg(config, 'workflow_filepath')}"
-        refs = [value for name in ("ref_path", "sha") if (value := claim_text(claims, name))]
-        # Host, namespace and project are case-insensitive in GitLab; the file path is not.
-        if (
-            isinstance(got, str)
-            and got[: len(prefix)].lower() == prefix.lower()
-            and got[len(prefix) :] in {f"{tail}@{ref}" for ref in refs}
-        ):
+        refs = run_refs(claims, "ref_path")
+        if at_run_ref(got, prefix, tail, refs):
             return None
         want = f"{prefix}{tail}@{refs[0] if refs else '<ref>'}"
         return differs("ci_config_ref_uri", got, want, exact=False)
