@@ -277,8 +277,37 @@ class GenericProvider:
 def _check_subject(
     config: Mapping[str, Any], _pinned: Mapping[str, str], claims: Mapping[str, Any]
 ) -> Mismatch | None:
-    claim = _subject_claim(config)
-    want = cfg(config, "subject")
+    return _compare_exactly(claims, _subject_claim(config), cfg(config, "subject"))
+
+
+def _check_required_claims(config: Mapping[str, Any], claims: Mapping[str, Any]) -> list[Mismatch]:
+    found = []
+    for claim, want in sorted(_claims_map(config).items()):
+        if want.startswith(GLOB_PREFIX):
+            problem = _compare_glob(claims, claim, want[len(GLOB_PREFIX) :])
+        else:
+            problem = _compare_exactly(claims, claim, want)
+        if problem is not None:
+            found.append(problem)
+    return found
+
+
+def _compare_glob(claims: Mapping[str, Any], claim: str, pattern: str) -> Mismatch | None:
+    raw = claims.get(claim)
+    got = scalar_text(raw)
+    if got is not None and fnmatch.fnmatchcase(got, pattern):
+        return None
+    return mismatch(
+        claim,
+        "{claim}: the token says {got!r}, {publisher} expects a value matching {pattern!r}",
+        claim=claim,
+        got=raw,
+        pattern=pattern,
+    )
+
+
+def _compare_exactly(claims: Mapping[str, Any], claim: str, want: str) -> Mismatch | None:
+    # Scalars compare in their JSON spelling (see scalar_text), so 'false' matches false.
     raw = claims.get(claim)
     if raw is None:
         return mismatch(
@@ -290,40 +319,6 @@ def _check_subject(
     if scalar_text(raw) == want:
         return None
     return differs(claim, raw, want, exact=True)
-
-
-def _check_required_claims(config: Mapping[str, Any], claims: Mapping[str, Any]) -> list[Mismatch]:
-    found = []
-    for claim, want in sorted(_claims_map(config).items()):
-        raw = claims.get(claim)
-        got = scalar_text(raw)
-        if want.startswith(GLOB_PREFIX):
-            pattern = want[len(GLOB_PREFIX) :]
-            if got is not None and fnmatch.fnmatchcase(got, pattern):
-                continue
-            found.append(
-                mismatch(
-                    claim,
-                    "{claim}: the token says {got!r}, {publisher} expects a value matching "
-                    "{pattern!r}",
-                    claim=claim,
-                    got=raw,
-                    pattern=pattern,
-                )
-            )
-        elif got != want:
-            if raw is None:
-                found.append(
-                    mismatch(
-                        claim,
-                        "{claim}: the token has no {claim!r} claim, {publisher} expects {want!r}",
-                        claim=claim,
-                        want=want,
-                    )
-                )
-            else:
-                found.append(differs(claim, raw, want, exact=True))
-    return found
 
 
 _CHECKS: Final[tuple[Check, ...]] = (
