@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
+from keyless.oidc.providers import github, gitlab, google
 from keyless.oidc.providers._common import (
     Check,
     FieldSpec,
@@ -35,9 +36,6 @@ from keyless.oidc.providers._common import (
     validate_issuer_url,
     validate_ref_glob,
 )
-from keyless.oidc.providers.github import GITHUB_ISSUER
-from keyless.oidc.providers.gitlab import GITLAB_ISSUER
-from keyless.oidc.providers.google import GOOGLE_ISSUER
 
 TITLE: Final = "OIDC issuer"
 GLOB_PREFIX: Final = "glob:"
@@ -49,9 +47,9 @@ _CLAIM_NAME = re.compile(r"[A-Za-z0-9_.\-/]{1,100}\Z", re.ASCII)
 # them, or pinning them, would be meaningless.
 _NOT_IDENTIFYING: Final = frozenset({"iss", "aud", "exp", "iat", "nbf", "jti"})
 _DEDICATED: Final = {
-    GITHUB_ISSUER: "GitHub Actions",
-    GITLAB_ISSUER: "GitLab CI/CD",
-    GOOGLE_ISSUER: "Google Cloud",
+    github.GITHUB_ISSUER: github.TITLE,
+    gitlab.GITLAB_ISSUER: gitlab.TITLE,
+    google.GOOGLE_ISSUER: google.TITLE,
 }
 _MAX_VALUE = 1000
 
