@@ -194,6 +194,22 @@ def test_filename_log_and_target_status_are_respected(
     assert "archived" in answer.json()["message"]
 
 
+def test_one_sdist_per_release_holds_on_the_target(
+    server: LiveServer, client: httpx.Client
+) -> None:
+    name = "promo-one-sdist"
+    stage(server, client, name, version="1.0.0")
+    prod_token = server.token(f"owner-{name}", "prod")
+    # 1.0 and 1.0.0 are one release: prod has its sdist already.
+    assert upload(client, "prod", prod_token, *build_sdist(name, "1.0")).status_code == 200
+
+    answer = promote(client, prod_token, name, "1.0.0")
+
+    assert answer.status_code == 400
+    assert "only one sdist may be uploaded per release" in answer.json()["message"]
+    assert list(simple_files(client, "prod", name)) == [f"{name.replace('-', '_')}-1.0.tar.gz"]
+
+
 def test_policy_of_the_target_applies(server: LiveServer, client: httpx.Client) -> None:
     # `private` allows local versions; `prod` (profile pypi) does not.
     name = "promo-local-version"

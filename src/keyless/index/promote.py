@@ -50,6 +50,7 @@ from .uploads import (
     UploadRejected,
     _check_new_project_name,
     _size,
+    _taken,
     file_too_large,
 )
 
@@ -307,51 +308,32 @@ class Promotion:
 
     def _place(self, conn: Connection, target: IndexInfo, row: Any, plan: _Plan) -> None:
         """Decide for one file: already there (same bytes), new, or refused (as uploads)."""
-        there = conn.execute(
-            select(db.files.c.blake2_256).where(
-                db.files.c.index_id == target.id, db.files.c.filename == row.filename
-            )
-        ).first()
-        if there is not None:
-            if there.blake2_256 == row.blake2_256:
-                plan.existing.append(row)
-                return
+        taken = _taken(
+            conn,
+            target.id,
+            plan.target_project.id if plan.target_project is not None else None,
+            row.filename,
+            row.blake2_256,
+            sdist_of=plan.release.version if row.packagetype == "sdist" else None,
+        )
+        if taken.existing:
+            plan.existing.append(row)
+            return
+        if taken.existing is False:
             raise _already_exists(
                 row.filename, row.blake2_256, f"index {target.name!r} holds other bytes under it"
             )
-        if conn.execute(
-            select(db.files.c.id).where(
-                db.files.c.index_id == target.id, db.files.c.blake2_256 == row.blake2_256
-            )
-        ).first():
-            raise _already_exists(
-                row.filename, row.blake2_256, f"index {target.name!r} holds other bytes under it"
-            )
-        if conn.execute(
-            select(db.filename_log).where(
-                db.filename_log.c.index_id == target.id,
-                db.filename_log.c.filename == row.filename,
-            )
-        ).first():
+        if taken.filename_used_before:
             raise PromoteRejected(
                 f"{row.filename!r}: this filename was previously used on index "
                 f"{target.name!r} by a file that has since been deleted. Use a different "
                 f"version. See {HELP}#file-name-reuse for more information."
             )
-        if row.packagetype == "sdist" and plan.target_project is not None:
-            on_target = _release(conn, plan.target_project.id, plan.release.canonical_version)
-            if (
-                on_target is not None
-                and conn.execute(
-                    select(db.files.c.id).where(
-                        db.files.c.release_id == on_target.id, db.files.c.packagetype == "sdist"
-                    )
-                ).first()
-            ):
-                raise PromoteRejected(
-                    f"{row.filename!r}: only one sdist may be uploaded per release, and "
-                    f"release {plan.release.version} on index {target.name!r} has another."
-                )
+        if taken.release_has_sdist:
+            raise PromoteRejected(
+                f"{row.filename!r}: only one sdist may be uploaded per release, and "
+                f"release {plan.release.version} on index {target.name!r} has another."
+            )
         if not self.blobs.exists(row.sha256):
             raise PromoteRejected(
                 f"The stored bytes of {row.filename!r} (sha256 {row.sha256}) are missing on "

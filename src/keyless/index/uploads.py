@@ -25,7 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from keyless.dists import archives, filenames, metadata, names
 from keyless.dists.errors import DistError, InvalidMetadata
 from keyless.store import db
-from keyless.store.blobs import BlobStore, Digests
+from keyless.store.blobs import BlobStore
 
 from .accounts import Identity, now, touch_token
 from .errors import Refused
@@ -270,20 +270,21 @@ class Taken:
 def _taken(
     conn: Connection,
     index_id: int,
-    project: ProjectRow | None,
+    project_id: int | None,  # None: the project does not exist yet
     filename: str,
-    digests: Digests,
+    blake2: str,
     sdist_of: str | None,  # the version, when the file is an sdist
 ) -> Taken:
-    existing = _existing_file(conn, index_id, filename, digests.blake2_256)
+    """Shared with promote, which puts files on an index under the same rules."""
+    existing = _existing_file(conn, index_id, filename, blake2)
     if existing is not None:
         return Taken(existing)
     used_before = conn.execute(_FILENAME_USED, {"index_id": index_id, "filename": filename}).first()
     if used_before:
         return Taken(None, filename_used_before=True)
-    if project is None or sdist_of is None:
+    if project_id is None or sdist_of is None:
         return Taken(None)
-    release = _release_id(conn, project.id, sdist_of)
+    release = _release_id(conn, project_id, sdist_of)
     has_sdist = (
         release is not None and conn.execute(_RELEASE_SDIST, {"release_id": release}).first()
     )
@@ -377,9 +378,9 @@ class Uploads:
             taken = _taken(
                 conn,
                 index.id,
-                project,
+                project.id if project else None,
                 staged.filename,
-                digests,
+                digests.blake2_256,
                 sdist_of=str(meta.version) if form.first("filetype") == "sdist" else None,
             )
 
