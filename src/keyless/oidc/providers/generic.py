@@ -122,8 +122,10 @@ class GenericProvider:
         list. Raises ``PublisherConfigError`` with every field's problem.
         """
         errors = unknown_fields(config, FIELDS, TITLE)
-        text = {name: clean(config, name) for name in ("issuer", "subject_claim", "subject")}
-        text |= {name: clean(config, name) for name in ("ref", "ref_claim")}
+        text = {
+            name: clean(config, name)
+            for name in ("issuer", "subject_claim", "subject", "ref", "ref_claim")
+        }
 
         issuer = text["issuer"]
         if not issuer:
