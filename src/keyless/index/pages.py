@@ -160,7 +160,7 @@ class SimplePages:
         if snapshot is None:
             return None
         project, releases, files = snapshot.project, snapshot.releases, snapshot.files
-        release_by_id = {release.id: release for release in releases}
+        release_by_id = snapshot.release_by_id()
         versions = sorted((r.version for r in releases), key=_version_key)
         if project.status == "quarantined":
             files = []  # PEP 792: a quarantined project offers nothing to install

@@ -101,10 +101,11 @@ async def _answer(request: Request, version: str | None) -> Response:
     project, releases, files = snapshot.project, snapshot.releases, snapshot.files
     base = public_base(request)
     by_release: dict[int, list[Any]] = {r.id: [] for r in releases}
-    release_by_id = {r.id: r for r in releases}
+    release_by_id = snapshot.release_by_id()
+    if project.status == "quarantined":
+        files = []  # PEP 792: a quarantined project offers nothing to install
     for row in files:
-        if project.status != "quarantined":
-            by_release[row.release_id].append(_file_json(base, row, release_by_id[row.release_id]))
+        by_release[row.release_id].append(_file_json(base, row, release_by_id[row.release_id]))
     if version is None:
         release = _latest(releases)
         document = {
