@@ -56,6 +56,28 @@ def test_a_clean_release_passes(tmp_path: Path) -> None:
     assert all(len(f.sha256 or "") == 64 for f in report.files)
 
 
+def test_each_file_is_read_once_and_loaded_files_not_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from keyless.publish import check, localdist
+
+    folder = release(tmp_path / "dist")
+    reads: list[str] = []
+
+    def counted(path: Path) -> localdist.LocalDist:
+        reads.append(path.name)
+        return localdist.load_dist(path)
+
+    monkeypatch.setattr(check, "load_dist", counted)
+    from_paths = check_dists([folder])
+    assert sorted(reads) == sorted(f.filename for f in from_paths.files)
+    reads.clear()
+    loaded = [localdist.load_dist(path) for path in sorted(folder.iterdir())]
+    from_loaded = check_dists(loaded)
+    assert reads == []
+    assert [f.to_dict() for f in from_loaded.files] == [f.to_dict() for f in from_paths.files]
+
+
 def test_every_metadata_error_is_reported_not_just_the_first(tmp_path: Path) -> None:
     write_dist(
         tmp_path,

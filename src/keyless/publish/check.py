@@ -47,7 +47,7 @@ from keyless.dists import (
 )
 from keyless.dists.filenames import SDIST
 from keyless.publish.errors import PublishError
-from keyless.publish.localdist import load_dist, upload_fields
+from keyless.publish.localdist import LocalDist, load_dist, upload_fields
 from keyless.publish.project import current_git_tag, version_of_tag
 
 __all__ = [
@@ -221,7 +221,7 @@ def find_dists(paths: Iterable[str | Path]) -> list[Path]:
 
 
 def check_dists(
-    paths: Iterable[str | Path],
+    paths: Iterable[str | Path | LocalDist],
     *,
     index_limits: int | None = None,
     git_tag: str | None = None,
@@ -229,7 +229,8 @@ def check_dists(
 ) -> CheckReport:
     """Check distribution files as an index would, and more strictly.
 
-    ``paths``: files, or folders whose ``*.whl``/``*.tar.gz`` are checked (see `find_dists`).
+    ``paths``: files, or folders whose ``*.whl``/``*.tar.gz`` are checked (see `find_dists`);
+    a file already read with `load_dist` (a LocalDist) is not read and hashed again.
     ``index_limits``: the index's maximum file size in bytes (None: PyPI's 100 MiB).
     ``git_tag``: the tag being released (see `current_git_tag`); every version must equal it,
     a leading ``v`` aside. ``policy``: the index's policy profile (``pypi``, ``private``) or a
@@ -240,7 +241,10 @@ def check_dists(
     """
     rules = policy if isinstance(policy, Policy) else Policy.for_profile(policy)
     limit = DEFAULT_MAX_FILE_SIZE if index_limits is None else index_limits
-    files = [_check_file(path, rules, limit) for path in find_dists(paths)]
+    items = list(paths)
+    loaded = {item.path: item for item in items if isinstance(item, LocalDist)}
+    wanted = [item.path if isinstance(item, LocalDist) else item for item in items]
+    files = [_check_file(path, rules, limit, loaded.get(path)) for path in find_dists(wanted)]
     report = CheckReport(files=files, git_tag=git_tag, max_file_size=limit)
     if not files:
         report.findings.append(
@@ -261,7 +265,7 @@ def check_dists(
 # ------------------------------------------------------------------------------- one file
 
 
-def _check_file(path: Path, policy: Policy, limit: int) -> FileCheck:
+def _check_file(path: Path, policy: Policy, limit: int, local: LocalDist | None) -> FileCheck:
     result = FileCheck(path=path, filename=path.name)
     if not path.is_file():
         result.add(
@@ -285,7 +289,13 @@ def _check_file(path: Path, policy: Policy, limit: int) -> FileCheck:
     result.packagetype = dist.packagetype
     result.name = dist.name
     result.version = str(dist.version)
-    result.sha256 = _sha256(path)
+    # Read and hashed once: the upload form check below needs the file as `publish` reads it.
+    loaded: LocalDist | PublishError
+    try:
+        loaded = local or load_dist(path)
+    except PublishError as exc:
+        loaded = exc
+    result.sha256 = loaded.sha256 if isinstance(loaded, LocalDist) else _sha256(path)
     if result.size > limit:
         result.add(
             "error",
@@ -295,7 +305,11 @@ def _check_file(path: Path, policy: Policy, limit: int) -> FileCheck:
             "administrators for a higher limit for this project.",
         )
     try:
-        data = read_core_metadata(path, dist)
+        data = (
+            loaded.core_metadata
+            if isinstance(loaded, LocalDist)
+            else read_core_metadata(path, dist)
+        )
     except DistError as exc:
         result.add(
             "error",
@@ -309,21 +323,23 @@ def _check_file(path: Path, policy: Policy, limit: int) -> FileCheck:
     _check_metadata(result, data, policy)
     _check_names(result, dist, raw)
     if result.ok:
-        _check_form(result, dist, policy)
+        _check_form(result, dist, policy, loaded)
     _check_description(result, raw)
     return result
 
 
-def _check_form(result: FileCheck, dist: DistFilename, policy: Policy) -> None:
+def _check_form(
+    result: FileCheck, dist: DistFilename, policy: Policy, loaded: LocalDist | PublishError
+) -> None:
     """The upload form keyless publish would send must say what the file says."""
+    if isinstance(loaded, PublishError):  # publish could not even read it
+        result.add("error", "form", loaded.message, loaded.hint or "")
+        return
     try:
-        local = load_dist(result.path)
         form: dict[str, list[str]] = {}
-        for key, value in upload_fields(local):
+        for key, value in upload_fields(loaded):
             form.setdefault(key, []).append(value)
-        check_artifact_agrees(metadata_from_form(form, policy), local.metadata, dist)
-    except PublishError as exc:
-        result.add("error", "form", exc.message, exc.hint or "")
+        check_artifact_agrees(metadata_from_form(form, policy), loaded.metadata, dist)
     except InvalidMetadata as exc:
         for message in exc.errors:
             result.add(

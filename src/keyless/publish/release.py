@@ -545,7 +545,6 @@ class _Run:
     # The version is already on production: a re-run of a release that went out, which is a
     # no-op success if production holds exactly the files this build makes (decided by hash).
     already_released: bool = False
-    paths: list[Path] = field(default_factory=list)
 
     @property
     def project(self) -> ProjectConfig:
@@ -670,14 +669,15 @@ class _Run:
                 out_dir = Path(tempfile.mkdtemp(prefix="keyless-release-"))
             self.result.dist_dir = out_dir
             self.reporter.info(f"building into {out_dir}")
-            self.paths = build_dists(
+            paths = build_dists(
                 self.project_dir,
                 out_dir,
                 environ=self.environ,
                 no_isolation=self.no_isolation,
                 python=self.python,
             )
-            self.result.built = [load_dist(path) for path in self.paths]
+            # Read and hashed once, here: the check and both uploads reuse these.
+            self.result.built = [load_dist(path) for path in paths]
             releases = {dist.release for dist in self.result.built}
             if len(releases) != 1:
                 raise PublishError(
@@ -740,7 +740,7 @@ class _Run:
         profile = pair.target_profile if pair and pair.target_profile else "pypi"
         with self.stage("check", f"Checking the files (policy {profile!r})") as out:
             report = check_dists(
-                self.paths, git_tag=current_git_tag(self.project_dir), policy=profile
+                self.result.built, git_tag=current_git_tag(self.project_dir), policy=profile
             )
             for finding in report.warnings:
                 self.reporter.warning(f"{finding.file or 'release'}: {finding.message}")
@@ -753,7 +753,7 @@ class _Run:
                     f"{len(report.errors)} problem(s) in the built files:\n" + "\n".join(lines),
                     hint="`keyless check` on the files explains each one.",
                 )
-            out.detail = f"{len(self.paths)} file(s), {len(report.warnings)} warning(s)"
+            out.detail = f"{len(self.result.built)} file(s), {len(report.warnings)} warning(s)"
 
     def _publish(self, upload_url: str, which: str) -> PublishResult:
         credentials = self.credentials(upload_url, which)
