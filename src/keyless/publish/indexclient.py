@@ -350,7 +350,8 @@ def _filename_from_url(url: str) -> str:
     return urlsplit(url).path.rsplit("/", 1)[-1]
 
 
-def _version_of(filename: str) -> Version | None:
+def file_version(filename: str) -> Version | None:
+    """The version in a wheel or sdist filename; None when it is neither."""
     try:
         if filename.endswith(".whl"):
             return parse_wheel_filename(filename)[1]
@@ -443,7 +444,7 @@ class IndexClient:
         if page is None:
             return False
         listed = set(page.versions or [])
-        listed |= {str(v) for v in map(_version_of, page.files) if v is not None}
+        listed |= {str(v) for v in map(file_version, page.files) if v is not None}
         try:
             wanted = Version(version)
         except InvalidVersion:

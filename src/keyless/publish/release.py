@@ -62,6 +62,7 @@ from keyless.publish.errors import PublishError
 from keyless.publish.indexclient import (
     IndexClient,
     check_upload_url,
+    file_version,
     new_http_client,
     redact,
     simple_url_for,
@@ -853,7 +854,7 @@ class _Run:
             for filename, sha256 in IndexClient(self.staging_url, http=self.http)
             .existing_files(name)
             .items()
-            if versioning.file_version(filename) == Version(version)
+            if file_version(filename) == Version(version)
         }
         if staged != built:
             extra = sorted(set(staged) - set(built))

@@ -15,23 +15,16 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
-from packaging.utils import (
-    InvalidSdistFilename,
-    InvalidWheelFilename,
-    canonicalize_name,
-    parse_sdist_filename,
-    parse_wheel_filename,
-)
+from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from keyless.publish.errors import PublishError
+from keyless.publish.indexclient import SIMPLE_JSON, file_version, redact
 from keyless.publish.project import version_of_tag
 
 SCHEMES = ("pep440", "semver")
-SIMPLE_JSON = "application/vnd.pypi.simple.v1+json"
 # SemVer 2.0.0's shape as PEP 440 can say it: three numbers, then an optional pre-release.
 _SEMVER = re.compile(
     r"^v?(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
@@ -104,16 +97,6 @@ class IndexVersions:
         return version in self.all
 
 
-def file_version(filename: str) -> Version | None:
-    """The version in a wheel or sdist filename; None when it is neither."""
-    try:
-        if filename.endswith(".whl"):
-            return parse_wheel_filename(filename)[1]
-        return parse_sdist_filename(filename)[1]
-    except (InvalidWheelFilename, InvalidSdistFilename, InvalidVersion):
-        return None
-
-
 def versions_from_simple_json(document: Mapping[str, Any]) -> IndexVersions:
     """The versions of a PEP 691 project page (`versions` per PEP 700, else from file names)."""
     files = [f for f in document.get("files", []) if isinstance(f, Mapping)]
@@ -158,7 +141,7 @@ def fetch_versions(http: httpx.Client, simple_url: str, name: str) -> IndexVersi
     cannot be reached or answers with an error or something other than PEP 691 JSON.
     """
     url = f"{simple_url.rstrip('/')}/{canonicalize_name(name)}/"
-    shown = redact_url(url)
+    shown = redact(url)
     try:
         answer = http.get(url, headers={"Accept": SIMPLE_JSON}, follow_redirects=True)
     except httpx.HTTPError as exc:
@@ -185,14 +168,3 @@ def fetch_versions(http: httpx.Client, simple_url: str, name: str) -> IndexVersi
             context={"url": shown},
         )
     return versions_from_simple_json(document)
-
-
-def redact_url(url: str) -> str:
-    """The URL without any user:password part."""
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
