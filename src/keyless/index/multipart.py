@@ -62,39 +62,12 @@ class UploadForm:
         return next((value for value in self.fields.get(name, []) if value), "")
 
 
-class _FileSink:
-    """A file part being received: written and hashed as it arrives, finished (flushed and
-    fsynced) on a worker thread."""
-
-    def __init__(self, writer: HashingWriter) -> None:
-        self.writer = writer
-
-    @property
-    def size(self) -> int:
-        return self.writer.size
-
-    def add(self, data: memoryview) -> None:
-        # A view into the network chunk (immutable bytes), so no copy is made here.
-        self.writer.write(data)
-
-    async def drain(self) -> None:
-        """Let the hashing threads catch up when they fall too far behind the network."""
-        await self.writer.drain()
-
-    async def finish(self) -> Digests:
-        """Flush and fsync off the event loop; returns the digests."""
-        return await asyncio.get_running_loop().run_in_executor(None, self.writer.finish)
-
-    def discard(self) -> None:
-        self.writer.discard()
-
-
 @dataclass
 class _PartState:
     name: str = ""
     filename: str | None = None
     text: bytearray = field(default_factory=bytearray)
-    sink: _FileSink | None = None
+    sink: HashingWriter | None = None  # the file part: written and hashed as it arrives
 
 
 async def read_upload_form(
@@ -122,8 +95,8 @@ async def read_upload_form(
     header_field = bytearray()
     header_value = bytearray()
     headers: dict[bytes, bytes] = {}
-    open_writers: list[_FileSink] = []
-    ended: list[tuple[_FileSink, str]] = []  # files whose last bytes arrived, to finish
+    open_writers: list[HashingWriter] = []
+    ended: list[tuple[HashingWriter, str]] = []  # files whose last bytes arrived, to finish
 
     def on_part_begin() -> None:
         nonlocal part
@@ -152,7 +125,7 @@ async def read_upload_form(
             if form.file is not None or open_writers:
                 raise FormError(f"Only one '{file_field}' file may be uploaded per request.")
             part.filename = raw_filename.decode("utf-8", "replace")
-            part.sink = _FileSink(blobs.new_writer())
+            part.sink = blobs.new_writer()
             open_writers.append(part.sink)
 
     def on_part_data(data: bytes, start: int, end: int) -> None:
@@ -160,7 +133,7 @@ async def read_upload_form(
         if part.sink is not None:
             if part.sink.size + len(chunk) > max_file_size:
                 raise FileTooLarge(max_file_size, form.first("name"))
-            part.sink.add(chunk)
+            part.sink.write(chunk)  # a view into the network chunk: no copy
             return
         state["text_bytes"] += len(chunk)
         if state["text_bytes"] > MAX_TEXT_BYTES:
@@ -169,7 +142,7 @@ async def read_upload_form(
 
     def on_part_end() -> None:
         if part.sink is not None and part.filename is not None:
-            # Finished (fsynced) by `settle`, off the event loop.
+            # Finished (flushed and fsynced) by `settle`, off the event loop.
             ended.append((part.sink, part.filename))
         elif part.name:
             try:
@@ -195,8 +168,8 @@ async def read_upload_form(
         """After each parsed chunk: finish the files whose last bytes came in it."""
         while ended:
             sink, filename = ended.pop(0)
-            digests = await sink.finish()
-            form.file = StagedFile(filename=filename, writer=sink.writer, digests=digests)
+            digests = await asyncio.get_running_loop().run_in_executor(None, sink.finish)
+            form.file = StagedFile(filename=filename, writer=sink, digests=digests)
             open_writers.remove(sink)
 
     try:
@@ -204,7 +177,7 @@ async def read_upload_form(
             parser.write(chunk)
             await settle()
             for sink in open_writers:
-                await sink.drain()
+                await sink.drain()  # let the hashing threads catch up with the network
         parser.finalize()
         await settle()
     except MultipartParseError as exc:
@@ -220,7 +193,7 @@ async def read_upload_form(
     return form
 
 
-def _discard(form: UploadForm, open_writers: list[_FileSink]) -> None:
+def _discard(form: UploadForm, open_writers: list[HashingWriter]) -> None:
     for sink in open_writers:
         sink.discard()
     if form.file is not None:
