@@ -273,8 +273,10 @@ class _Release:
         return _file(dist, "failed", _conflict(dist, remote))
 
 
-def _file(dist: LocalDist, status: str, error: str | None = None) -> FileResult:
-    return FileResult(dist.filename, status, None, dist.sha256, dist.size, error)
+def _file(
+    dist: LocalDist, status: str, error: str | None = None, *, url: str | None = None
+) -> FileResult:
+    return FileResult(dist.filename, status, url, dist.sha256, dist.size, error)
 
 
 def publish(
@@ -350,34 +352,17 @@ def _publish(
             # Unknown or listed without a hash: let the index decide on upload.
             pending.append(dist)
         elif entry.sha256 != dist.sha256:
-            finish(
-                FileResult(
-                    dist.filename,
-                    "failed",
-                    entry.url,
-                    dist.sha256,
-                    dist.size,
-                    _conflict(dist, entry.sha256),
-                )
-            )
+            finish(_file(dist, "failed", _conflict(dist, entry.sha256), url=entry.url))
         elif skip_existing:
             reporter.info(f"{dist.filename}: already on the index (same sha256), skipped")
-            finish(FileResult(dist.filename, "exists", entry.url, dist.sha256, dist.size))
+            finish(_file(dist, "exists", url=entry.url))
         else:
-            finish(
-                FileResult(
-                    dist.filename,
-                    "failed",
-                    entry.url,
-                    dist.sha256,
-                    dist.size,
-                    f"{dist.filename} is already on the index (identical).",
-                )
-            )
+            identical = f"{dist.filename} is already on the index (identical)."
+            finish(_file(dist, "failed", identical, url=entry.url))
 
     if dry_run:
         for dist in pending:
-            finish(FileResult(dist.filename, "would-upload", None, dist.sha256, dist.size))
+            finish(_file(dist, "would-upload"))
         return _result(client, dists, results, dry_run=True)
 
     wheels = [d for d in pending if not d.is_sdist]
@@ -404,12 +389,9 @@ def _publish(
             ]
             if broken:
                 finish(
-                    FileResult(
-                        dist.filename,
+                    _file(
+                        dist,
                         "failed",
-                        None,
-                        dist.sha256,
-                        dist.size,
                         f"not uploaded because {', '.join(broken)} of the same release failed; "
                         "the sdist goes last so a broken release gets none.",
                     )
