@@ -546,7 +546,16 @@ def test_errors_do_not_reveal_other_projects_publishers(
 
 
 @pytest.mark.parametrize(
-    "body", [b"", b"not json", b"[]", b'{"token": 5}', b'{"token": "not.a.jwt"}', b'{"nope": 1}']
+    "body",
+    [
+        b"",
+        b"not json",
+        b"[]",
+        b'{"token": 5}',
+        b'{"token": "not.a.jwt"}',
+        b'{"nope": 1}',
+        b'{"token": "' + b"a" * (70 * 1024) + b'"}',
+    ],
 )
 def test_malformed_mint_requests(client: httpx.Client, body: bytes) -> None:
     code, description = failure(client.post("/_/oidc/mint-token", content=body))

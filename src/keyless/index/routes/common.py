@@ -56,6 +56,26 @@ def error(request: Request, status: int, message: str) -> Response:
     return PlainTextResponse(f"{status} {message}\n", status_code=status)
 
 
+MAX_SMALL_BODY = 64 * 1024  # a JSON request body (an OIDC token, an action's arguments)
+
+
+async def read_small_body(request: Request, limit: int = MAX_SMALL_BODY) -> bytes | None:
+    """The whole body, or None when it is larger than `limit`.
+
+    Refuses by the declared length, and stops reading past the limit: `request.body()` would
+    first buffer whatever a client sends, however large.
+    """
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    received = bytearray()
+    async for chunk in request.stream():
+        received += chunk
+        if len(received) > limit:
+            return None
+    return bytes(received)
+
+
 def public_base(request: Request) -> str:
     """The URL clients use to reach this server (no trailing slash).
 

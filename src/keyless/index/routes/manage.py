@@ -15,23 +15,20 @@ from starlette.routing import Route
 
 from ..accounts import Identity, InvalidCredentials, authenticate
 from ..projects import ProjectError
-from .common import error, index_or_none, services, token_from_headers, unknown_index
-
-MAX_BODY = 64 * 1024
+from .common import (
+    error,
+    index_or_none,
+    read_small_body,
+    services,
+    token_from_headers,
+    unknown_index,
+)
 
 
 async def read_json_body(request: Request) -> dict[str, Any]:
-    # Refuse by the declared length, and stop reading past the limit: `request.body()` would
-    # first buffer whatever a client sends, however large.
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY:
+    raw = await read_small_body(request)
+    if raw is None:
         raise ProjectError("The request body is too large.")
-    received = bytearray()
-    async for chunk in request.stream():
-        received += chunk
-        if len(received) > MAX_BODY:
-            raise ProjectError("The request body is too large.")
-    raw = bytes(received)
     if not raw.strip():
         return {}
     try:

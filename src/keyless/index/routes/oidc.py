@@ -23,10 +23,9 @@ from keyless.oidc.errors import TokenError
 from ..accounts import hash_token, revoke_token_by_hash
 from ..indexes import IndexInfo
 from ..trusted import RequestInfo
-from .common import public_base, services
+from .common import public_base, read_small_body, services
 
 PYTP_TYPE = "application/vnd.pypi.pytp.v1+json"
-MAX_BODY = 64 * 1024
 
 
 def upload_path_key(path: str) -> str:
@@ -44,11 +43,9 @@ def _failure(code: str, description: str) -> JSONResponse:
 
 async def _token_from_body(request: Request) -> object:
     """`{"token": ...}` from the raw body, whatever the Content-Type (uv sends none)."""
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY:
-            raise TokenError("invalid-payload", "The request body is too large.")
+    body = await read_small_body(request)
+    if body is None:
+        raise TokenError("invalid-payload", "The request body is too large.")
     try:
         document = json.loads(body)
     except (ValueError, UnicodeDecodeError):
