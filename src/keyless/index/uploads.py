@@ -39,6 +39,7 @@ PROJECT_NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNOR
 HEX64 = re.compile(r"^[A-Fa-f0-9]{64}$")
 GIB = 1024**3
 MIB = 1024**2
+_STDLIB_NAMES = frozenset(n.lower() for n in sys.stdlib_module_names)
 
 
 class UploadRejected(Refused):
@@ -172,7 +173,7 @@ def _check_new_project_name(conn: Connection, index: IndexInfo, name: str) -> No
         names.validate_project_name(name)
     except DistError:
         raise UploadRejected(f"The name {name!r} is invalid.") from None
-    if index.profile == "pypi" and canonicalize_name(name).replace("-", "_") in _stdlib_names():
+    if index.profile == "pypi" and canonicalize_name(name).replace("-", "_") in _STDLIB_NAMES:
         raise UploadRejected(
             f"The name {name!r} isn't allowed (conflict with Python Standard Library module "
             f"name). See {HELP}#project-name for more information."
@@ -188,10 +189,6 @@ def _check_new_project_name(conn: Connection, index: IndexInfo, name: str) -> No
             f"The name {name!r} is too similar to an existing project. "
             f"See {HELP}#project-name for more information."
         )
-
-
-def _stdlib_names() -> frozenset[str]:
-    return frozenset(n.lower() for n in sys.stdlib_module_names)
 
 
 def _check_permission(
