@@ -24,6 +24,7 @@ from .keystore import DatabaseKeyStore, fetch_json
 from .maintenance import collect_garbage
 from .pages import SimplePages
 from .projects import ProjectAdmin
+from .promote import Promotion
 from .routes import files, jsonapi, manage, oidc, promote, publishing, simple, upload
 from .routes.common import Services, public_base, services
 from .trusted import TrustedPublishing
@@ -230,6 +231,7 @@ def create_app(settings: Settings) -> IndexApp:
         pages=pages,
         uploads=Uploads(engine=engine, blobs=blobs, on_change=pages.invalidate),
         projects=ProjectAdmin(engine=engine, on_change=pages.invalidate),
+        promotion=Promotion(engine=engine, blobs=blobs, on_change=pages.invalidate),
         trusted=TrustedPublishing(
             engine=engine,
             keys=JWKSCache(fetch_json, DatabaseKeyStore(engine)),

@@ -17,6 +17,7 @@ from ..accounts import InvalidCredentials
 from ..indexes import IndexInfo
 from ..pages import SimplePages
 from ..projects import ProjectAdmin
+from ..promote import Promotion
 from ..reason import set_reason, standard_phrase
 from ..trusted import TrustedPublishing
 from ..uploads import Uploads
@@ -32,6 +33,7 @@ class Services:
     pages: SimplePages
     uploads: Uploads
     projects: ProjectAdmin
+    promotion: Promotion
     trusted: TrustedPublishing
     indexes: dict[str, IndexInfo]
     pytp_keys: dict[str, str]  # PEP 807 discovery key -> index name

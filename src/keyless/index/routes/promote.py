@@ -16,7 +16,7 @@ from starlette.routing import Route
 from ..accounts import InvalidCredentials
 from ..pages import file_url
 from ..projects import ProjectError
-from ..promote import PromoteRejected, Promotion
+from ..promote import PromoteRejected
 from .common import error, index_or_none, public_base, services, unknown_index
 from .manage import identity_of, read_json_body
 
@@ -42,10 +42,9 @@ async def promote(request: Request) -> Response:
     if target is None:
         names = ", ".join(sorted(svc.indexes))
         return error(request, 400, f"No index named {to!r} to promote to; indexes: {names}.")
-    use_case = Promotion(engine=svc.engine, blobs=svc.blobs, on_change=svc.pages.invalidate)
     try:
         outcome = await run_in_threadpool(
-            use_case.promote,
+            svc.promotion.promote,
             source,
             target,
             identity,
