@@ -530,6 +530,16 @@ def test_a_replayed_token_is_refused(client: httpx.Client, emulator: Emulator) -
 
 
 @pytest.mark.usefixtures("attack_target")
+def test_a_token_valid_for_ages_is_exchanged_once(client: httpx.Client, emulator: Emulator) -> None:
+    # A correctly signed `exp` far beyond any date (1e300 s): remembered, not a crash.
+    claims = job(repo="octo-org/attacked").claims(emulator.issuer, AUDIENCE, None)
+    token = emulator.key.sign({**claims, "exp": 1e300})
+    assert mint(client, token).status_code == 200
+    code, _ = failure(mint(client, token))
+    assert code == "invalid-reuse-token"
+
+
+@pytest.mark.usefixtures("attack_target")
 def test_repository_case_variants_match(client: httpx.Client, emulator: Emulator) -> None:
     answer = mint(client, emulator.token(AUDIENCE, job(repo="octo-org/ATTACKED")))
     assert answer.status_code == 200, answer.text

@@ -26,7 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from keyless.config import TrustedPublishingSettings
 from keyless.oidc.errors import TokenError
 from keyless.oidc.keys import JWKSCache
-from keyless.oidc.matching import Candidate, match_publisher
+from keyless.oidc.matching import Candidate, match_publishers
 from keyless.oidc.providers import PROVIDERS
 from keyless.oidc.verify import token_replay_key, unverified_claims, verify_token
 from keyless.store import db
@@ -49,6 +49,10 @@ class RequestInfo:
 
     client_ip: str
     user_agent: str
+
+
+# How long a used OIDC token is remembered at most (see `_refuse_replay`).
+REPLAY_RECORD_CAP = timedelta(days=36500)
 
 
 @dataclass
@@ -83,11 +87,8 @@ class TrustedPublishing:
         by_id = {index.id: index for index in indexes}
         with db.writing(self.engine) as conn:
             candidates = self._candidates(conn, provider, kind, issuer, claims, by_id)
-            passing = [c for c in candidates if not provider.check(c.config, c.pinned, claims)]
-            if not passing:
-                match_publisher(candidates, claims)  # raises, naming every failed claim
-                raise TokenError("invalid-publisher", "No trusted publisher matches this token.")
-            best = match_publisher(passing, claims)
+            # Raises, naming every failed claim of every candidate, when none matches.
+            best, passing = match_publishers(candidates, claims)
             self._refuse_replay(conn, token, claims)
             self._pin(conn, provider, passing, claims)
             created = [self._activate_pending(conn, candidate.id) for candidate in passing]
@@ -148,7 +149,10 @@ class TrustedPublishing:
     def _refuse_replay(self, conn: Connection, token: str, claims: dict[str, Any]) -> None:
         moment = now()
         conn.execute(delete(db.used_oidc_tokens).where(db.used_oidc_tokens.c.expires < moment))
-        expires = moment + timedelta(seconds=max(0, float(claims["exp"]) - moment.timestamp()) + 60)
+        # Kept until the token expires (a minute's grace for clock skew). A signed `exp` can be
+        # absurdly far away: capped at a century, which still outlives any use of the token.
+        remaining = max(0.0, float(claims["exp"]) - moment.timestamp()) + 60
+        expires = moment + timedelta(seconds=min(remaining, REPLAY_RECORD_CAP.total_seconds()))
         try:
             with conn.begin_nested():
                 conn.execute(

@@ -6,6 +6,6 @@ store, the clock, candidate publishers) and gets plain data or a ``TokenError`` 
 - ``verify``: ``unverified_claims``, ``verify_token``, ``token_replay_key``
 - ``keys``: ``JWKSCache``, ``KeyStore``, ``MemoryKeyStore``
 - ``providers``: ``PROVIDERS`` (github, gitlab, google, generic), ``Mismatch``, ``FieldSpec``
-- ``matching``: ``Candidate``, ``match_publisher``
+- ``matching``: ``Candidate``, ``match_publisher``, ``match_publishers``
 - ``errors``: ``TokenError``, ``PublisherConfigError``
 """

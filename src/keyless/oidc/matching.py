@@ -28,7 +28,17 @@ class Candidate:
 
 
 def match_publisher(candidates: Sequence[Candidate], claims: Mapping[str, Any]) -> Candidate:
-    """The candidate the verified ``claims`` match; the most specific one when several do.
+    """The candidate the verified ``claims`` match (see `match_publishers`)."""
+    return match_publishers(candidates, claims)[0]
+
+
+def match_publishers(
+    candidates: Sequence[Candidate], claims: Mapping[str, Any]
+) -> tuple[Candidate, list[Candidate]]:
+    """(the best match, every match) among the candidates for the verified ``claims``.
+
+    The best is the most specific candidate when several match; every match is returned too,
+    since one token may publish to all the projects of the publishers it matches.
 
     Ties in specificity go to the lowest id (the oldest publisher), so the choice is stable.
 
@@ -60,7 +70,8 @@ def match_publisher(candidates: Sequence[Candidate], claims: Mapping[str, Any]) 
             matched.append((provider.specificity(candidate.config), candidate))
 
     if matched:
-        return min(matched, key=lambda pair: (-pair[0], pair[1].id))[1]
+        best = min(matched, key=lambda pair: (-pair[0], pair[1].id))[1]
+        return best, [candidate for _, candidate in matched]
     raise TokenError(
         "invalid-publisher",
         "valid token, but no trusted publisher matches it: " + "; ".join(problems),
