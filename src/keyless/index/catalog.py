@@ -2,15 +2,52 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from packaging.utils import NormalizedName
+from packaging.utils import NormalizedName, canonicalize_version
+from packaging.version import InvalidVersion, Version
 from sqlalchemy import Engine, Row, select
 
 from keyless.store import db
 
 from .projects import find_project
+
+
+def version_key(version: str) -> tuple[int, Version | str]:
+    """Sort key for version strings: PEP 440 order, unparsable ones (older uploads) first."""
+    try:
+        return (1, Version(version))
+    except InvalidVersion:
+        return (0, version)
+
+
+def latest_release(releases: Iterable[Any]) -> Any | None:
+    """PyPI's choice: the newest non-yanked final release, else newest non-yanked, else newest."""
+    ordered = sorted(releases, key=lambda r: version_key(r.version), reverse=True)
+    finals = [r for r in ordered if not r.yanked and not _prerelease(r.version)]
+    live = [r for r in ordered if not r.yanked]
+    for candidates in (finals, live, ordered):
+        if candidates:
+            return candidates[0]
+    return None
+
+
+def release_for(releases: Iterable[Any], version: str) -> Any | None:
+    """The release `version` names, compared as PEP 440 does (1.0 is 1.0.0), or None."""
+    try:
+        wanted = canonicalize_version(version)
+    except InvalidVersion:
+        wanted = version
+    return next((r for r in releases if r.canonical_version == wanted), None)
+
+
+def _prerelease(version: str) -> bool:
+    try:
+        return Version(version).is_prerelease
+    except InvalidVersion:
+        return True
 
 
 @dataclass(frozen=True)

@@ -17,12 +17,11 @@ from html import escape
 from typing import Any
 
 from packaging.utils import NormalizedName
-from packaging.version import InvalidVersion, Version
 from sqlalchemy import Engine, select
 
 from keyless.store import db
 
-from .catalog import load_project
+from .catalog import load_project, version_key
 
 API_VERSION = "1.4"
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
@@ -65,13 +64,6 @@ def upload_time(moment: datetime) -> str:
 def file_url(url_prefix: str, sha256: str, filename: str) -> str:
     # Shared by every index: the same bytes have one URL, wherever they were uploaded.
     return f"{url_prefix}/files/{sha256}/{filename}"
-
-
-def _version_key(version: str) -> tuple[int, Version | str]:
-    try:
-        return (1, Version(version))
-    except InvalidVersion:
-        return (0, version)
 
 
 class SimplePages:
@@ -161,7 +153,7 @@ class SimplePages:
             return None
         project, releases, files = snapshot.project, snapshot.releases, snapshot.files
         release_by_id = snapshot.release_by_id()
-        versions = sorted((r.version for r in releases), key=_version_key)
+        versions = sorted((r.version for r in releases), key=version_key)
         if project.status == "quarantined":
             files = []  # PEP 792: a quarantined project offers nothing to install
         entries = [self._file_entry(row, release_by_id[row.release_id]) for row in files]

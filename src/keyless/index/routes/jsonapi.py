@@ -8,32 +8,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from packaging.utils import canonicalize_name, canonicalize_version
-from packaging.version import InvalidVersion, Version
+from packaging.utils import canonicalize_name
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from ..catalog import load_project
+from ..catalog import latest_release, load_project, release_for, version_key
 from ..pages import file_url, upload_time
 from .common import error, index_or_none, public_base, services, unknown_index
-
-
-def _sort_key(release: Any) -> Version:
-    return Version(release.version)
-
-
-def _latest(releases: list[Any]) -> Any:
-    """PyPI's choice: the newest non-yanked final release, else the newest of any kind."""
-    ordered = sorted(releases, key=_sort_key, reverse=True)
-    for release in ordered:
-        if not release.yanked and not Version(release.version).is_prerelease:
-            return release
-    for release in ordered:
-        if not release.yanked:
-            return release
-    return ordered[0]
 
 
 def _file_json(base: str, row: Any, release: Any) -> dict[str, Any]:
@@ -107,23 +90,20 @@ async def _answer(request: Request, version: str | None) -> Response:
     for row in files:
         by_release[row.release_id].append(_file_json(base, row, release_by_id[row.release_id]))
     if version is None:
-        release = _latest(releases)
+        release = latest_release(releases)
+        assert release is not None  # a project without releases answered 404 above
+        ordered = sorted(releases, key=lambda r: version_key(r.version))
         document = {
             "info": _info(base, index.name, project, release),
             "last_serial": project.serial,
-            "releases": {r.version: by_release[r.id] for r in sorted(releases, key=_sort_key)},
+            "releases": {r.version: by_release[r.id] for r in ordered},
             "urls": by_release[release.id],
             "vulnerabilities": [],
         }
     else:
-        try:
-            wanted = canonicalize_version(version)
-        except InvalidVersion:
-            wanted = version
-        matches = [r for r in releases if r.canonical_version == wanted]
-        if not matches:
+        release = release_for(releases, version)
+        if release is None:
             return error(request, 404, f"Project {project.name!r} has no release {version!r}.")
-        release = matches[0]
         document = {
             "info": _info(base, index.name, project, release),
             "last_serial": project.serial,

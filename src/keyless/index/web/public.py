@@ -4,19 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from packaging.utils import canonicalize_name, canonicalize_version
-from packaging.version import InvalidVersion
+from packaging.utils import canonicalize_name
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from ..catalog import load_project
+from ..catalog import latest_release, load_project, release_for, version_key
 from ..routes.common import public_base, services
 from .base import Handler, index_of, page_number, ui
 from .queries import index_counts, role_on, search_projects, trusted_runs
 from .render import WebError, page, root, viewer_of
-from .views import latest, render_description, version_key
+from .views import render_description
 
 
 def wants_html(request: Request) -> bool:
@@ -131,16 +130,10 @@ async def _project(request: Request, version: str | None) -> Response:
 
 
 def _choose(releases: list[Any], version: str | None, project: str) -> Any:
-    if version is None:
-        return latest(releases)
-    try:
-        wanted = canonicalize_version(version)
-    except InvalidVersion:
-        wanted = version
-    for release in releases:
-        if release.canonical_version == wanted:
-            return release
-    raise WebError(404, f"Project {project!r} has no release {version!r}.")
+    found = latest_release(releases) if version is None else release_for(releases, version)
+    if found is None:
+        raise WebError(404, f"Project {project!r} has no release {version!r}.")
+    return found
 
 
 routes = [

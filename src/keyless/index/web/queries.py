@@ -15,8 +15,8 @@ from sqlalchemy import Engine, func, select
 from keyless.oidc.providers import PROVIDERS
 from keyless.store import db
 
+from ..catalog import latest_release
 from ..projects import role_of
-from .views import latest
 
 PAGE_SIZE = 50
 
@@ -61,7 +61,7 @@ def search_projects(
         by_project.setdefault(release.project_id, []).append(release)
     rows = []
     for project in projects[:PAGE_SIZE]:
-        newest = latest(by_project.get(project.id, []))
+        newest = latest_release(by_project.get(project.id, []))
         rows.append(
             ProjectRow(
                 name=project.name,

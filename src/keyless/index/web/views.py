@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import email.message
-from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any
 
 import readme_renderer.markdown
 import readme_renderer.rst
 import readme_renderer.txt
 from markupsafe import Markup
-from packaging.version import InvalidVersion, Version
 
 from ..accounts import as_utc
 
@@ -57,31 +54,6 @@ def safe_url(value: object) -> str:
     if isinstance(value, str) and value.startswith(("https://", "http://")):
         return value
     return ""
-
-
-def version_key(version: str) -> tuple[int, Version | str]:
-    try:
-        return (1, Version(version))
-    except InvalidVersion:
-        return (0, version)
-
-
-def latest(releases: Iterable[Any]) -> Any | None:
-    """PyPI's choice: the newest non-yanked final release, else newest non-yanked, else newest."""
-    ordered = sorted(releases, key=lambda r: version_key(r.version), reverse=True)
-    finals = [r for r in ordered if not r.yanked and not _prerelease(r.version)]
-    live = [r for r in ordered if not r.yanked]
-    for candidates in (finals, live, ordered):
-        if candidates:
-            return candidates[0]
-    return None
-
-
-def _prerelease(version: str) -> bool:
-    try:
-        return Version(version).is_prerelease
-    except InvalidVersion:
-        return True
 
 
 def render_description(text: str | None, content_type: str | None) -> Markup:
