@@ -698,6 +698,15 @@ def test_one_publisher_for_several_projects_via_the_legacy_endpoint(
         *("--repository", "multi", "--workflow", "release.yml"),
     )
     assert result.returncode == 0, result.stderr
+    listed = keyless(tp_server, "publisher", "list", "--index", "prod", "--json")
+    assert listed.returncode == 0, listed.stderr
+    projects_of = {
+        tuple(row["projects"]) for row in json.loads(listed.stdout) if "multi" in row["summary"]
+    }
+    assert projects_of == {("multi-one", "multi-two")}
+    only_two = keyless(tp_server, "publisher", "list", "--index", "prod", "--project", "Multi_Two")
+    assert "multi-one, multi-two" in only_two.stdout
+    assert "multi-" not in only_two.stdout.replace("multi-one, multi-two", "")
     # Older clients call the GitHub-specific path; it is the same exchange.
     answer = mint(
         client, emulator.token(AUDIENCE, job(repo="octo-org/multi")), "/_/oidc/github/mint-token"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -230,20 +231,19 @@ def list_publishers(
             .where(db.publishers.c.index_id == index_id)
             .order_by(db.publishers.c.id)
         ).all()
+        # Every link of the index's publishers in one query, not one query per publisher.
+        links = conn.execute(
+            select(db.publisher_projects.c.publisher_id, db.projects.c.name)
+            .join(db.projects, db.publisher_projects.c.project_id == db.projects.c.id)
+            .where(db.projects.c.index_id == index_id)
+            .order_by(db.projects.c.name)
+        ).all()
+        linked: dict[int, list[str]] = defaultdict(list)
+        for publisher_id, name in links:
+            linked[publisher_id].append(name)
         result = []
         for row in rows:
-            linked = list(
-                conn.execute(
-                    select(db.projects.c.name)
-                    .join(
-                        db.publisher_projects,
-                        db.publisher_projects.c.project_id == db.projects.c.id,
-                    )
-                    .where(db.publisher_projects.c.publisher_id == row.id)
-                    .order_by(db.projects.c.name)
-                ).scalars()
-            )
-            names = [row.pending_project] if row.pending_project else linked
+            names = [row.pending_project] if row.pending_project else linked[row.id]
             if project and canonicalize_name(project) not in {canonicalize_name(n) for n in names}:
                 continue
             provider = PROVIDERS[row.kind]
