@@ -586,6 +586,9 @@ def test_read_project_errors(tmp_path: Path) -> None:
     )
     with pytest.raises(PublishError, match="version-scheme must be one of"):
         read_project(tmp_path)
+    (tmp_path / "pyproject.toml").write_text('tool = 1\n[project]\nname = "x"\n')
+    with pytest.raises(PublishError, match=r"\[tool.keyless\] must be a table"):
+        read_project(tmp_path)
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\ndynamic = ["version"]\n')
     config = read_project(tmp_path)
     assert (config.name, config.version) == ("x", None)

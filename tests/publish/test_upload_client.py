@@ -97,6 +97,15 @@ def test_version_exists_falls_back_to_the_simple_page(stub: StubIndex) -> None:
     assert "/x/pypi/demo/1.0/json" in stub.gets
 
 
+@pytest.mark.parametrize("files", [5, "demo-1.0.tar.gz", None, {"a": 1}])
+def test_a_simple_page_with_files_that_are_not_a_list_lists_nothing(
+    stub: StubIndex, files: object
+) -> None:
+    stub.routes["/x/simple/odd/"] = (200, {"meta": {"api-version": "1.1"}, "files": files})
+    with httpx.Client() as http:
+        assert IndexClient(stub.upload_url, http=http).existing_entries("odd") == {}
+
+
 def test_errors_from_bad_urls_are_redacted() -> None:
     with pytest.raises(PublishError) as caught:
         check_upload_url("https://u:hunter22@h.example/prod/simple/")

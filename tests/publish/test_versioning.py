@@ -116,6 +116,12 @@ def test_versions_from_the_simple_json() -> None:
     assert found.newest == Version("1.5.0")
 
 
+def test_a_malformed_simple_json_has_no_versions() -> None:
+    found = versions_from_simple_json({"files": 5, "versions": 7})
+    assert found.all == set()
+    assert found.newest is None
+
+
 def test_progression() -> None:
     existing = IndexVersions(
         all=frozenset({Version("1.0.0"), Version("1.1.0"), Version("2.0.0")}),

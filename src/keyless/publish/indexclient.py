@@ -528,8 +528,11 @@ def _parse_json_page(response: httpx.Response, base: str) -> _Page:
         raise PublishError(
             f"{redact(base)} answered invalid JSON.", context={"url": redact(base)}
         ) from exc
+    if not isinstance(document, dict):
+        document = {}
+    entries = document.get("files")
     files: dict[str, RemoteFile] = {}
-    for entry in document.get("files", []) if isinstance(document, dict) else []:
+    for entry in entries if isinstance(entries, list) else []:
         if not isinstance(entry, dict) or "filename" not in entry:
             continue
         hashes = entry.get("hashes") or {}
@@ -538,7 +541,7 @@ def _parse_json_page(response: httpx.Response, base: str) -> _Page:
         files[str(entry["filename"])] = RemoteFile(
             str(entry["filename"]), str(sha256).lower() if sha256 else None, url
         )
-    versions = document.get("versions") if isinstance(document, dict) else None
+    versions = document.get("versions")
     return _Page(files, [str(v) for v in versions] if isinstance(versions, list) else None)
 
 

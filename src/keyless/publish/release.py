@@ -196,7 +196,8 @@ def read_project(project_dir: Path) -> ProjectConfig:
     project = document.get("project", {})
     if not isinstance(project, dict):
         raise PublishError(f"{path}: [project] must be a table.", context={"file": str(path)})
-    tool = document.get("tool", {}).get("keyless", {})
+    tools = document.get("tool", {})
+    tool = tools.get("keyless", {}) if isinstance(tools, dict) else None
     if not isinstance(tool, dict):
         raise PublishError(f"{path}: [tool.keyless] must be a table.", context={"file": str(path)})
     scheme = tool.get("version-scheme", "pep440")

@@ -97,16 +97,21 @@ class IndexVersions:
         return version in self.all
 
 
+def _list(value: object) -> list[Any]:
+    # A field of a server's answer that should be a list; anything else counts as empty.
+    return value if isinstance(value, list) else []
+
+
 def versions_from_simple_json(document: Mapping[str, Any]) -> IndexVersions:
     """The versions of a PEP 691 project page (`versions` per PEP 700, else from file names)."""
-    files = [f for f in document.get("files", []) if isinstance(f, Mapping)]
+    files = [f for f in _list(document.get("files")) if isinstance(f, Mapping)]
     by_version: dict[Version, list[bool]] = {}
     for entry in files:
         version = file_version(str(entry.get("filename", "")))
         if version is not None:
             by_version.setdefault(version, []).append(bool(entry.get("yanked")))
     listed: set[Version] = set(by_version)
-    for raw in document.get("versions", []) or []:
+    for raw in _list(document.get("versions")):
         try:
             listed.add(Version(str(raw)))
         except InvalidVersion:
