@@ -76,6 +76,34 @@ class TrustedPublishingSettings:
         return {url.rstrip("/"): kind for url, kind in (*DEFAULT_ISSUERS, *self.issuers)}
 
 
+@dataclass(frozen=True)
+class LimitsSettings:
+    """How much time, memory and how many connections one client may take (`[limits]`).
+
+    Each limit answers a way one client could stall or starve the server for everyone else;
+    SECURITY.md lists them with the tests that hold them.
+    """
+
+    # A request's line and headers must arrive whole within this many seconds of the
+    # connection opening (or of the previous response): slow-header clients are closed.
+    header_timeout: float = 10.0
+    # The longest pause between two pieces of a request body, in seconds.
+    body_timeout: float = 30.0
+    # A body must also keep up this average rate (bytes per second) over each `body_timeout`
+    # window, so a client trickling a byte every few seconds does not hold its slot forever.
+    min_body_rate: int = 1024
+    # An idle keep-alive connection is closed after this many seconds.
+    keep_alive_timeout: float = 5.0
+    # Connections held at once; more are answered 503 and closed at once.
+    max_connections: int = 1000
+    # A description (README) longer than this is refused before it is rendered.
+    max_description_size: int = 1 * MIB
+    # Rendering a description runs in a worker process with this deadline and memory cap.
+    render_timeout: float = 5.0
+    render_memory: int = 512 * MIB
+    render_workers: int = 2
+
+
 def default_indexes() -> tuple[IndexSettings, ...]:
     return (IndexSettings("test"), IndexSettings("prod"))
 
@@ -91,6 +119,9 @@ class Settings:
     public_url: str | None = None
     indexes: tuple[IndexSettings, ...] = field(default_factory=default_indexes)
     access_log: bool = True
+    # Seconds between two passes of the garbage collector inside the server (0: only at start).
+    gc_interval: int = 600
+    limits: LimitsSettings = field(default_factory=LimitsSettings)
     trusted_publishing: TrustedPublishingSettings = field(default_factory=TrustedPublishingSettings)
 
     def audience_for(self, index: str) -> str:
@@ -191,7 +222,57 @@ def _from_mapping(settings: Settings, values: Mapping[str, Any], where: str) -> 
             raise ConfigError(f"{where}: port must be a number, not {values['port']!r}.") from None
     if "access-log" in values:
         changes["access_log"] = str(values["access-log"]).lower() not in ("0", "false", "no")
+    if values.get("gc-interval") not in (None, ""):
+        changes["gc_interval"] = parse_duration_seconds(
+            values["gc-interval"], f"{where}: gc-interval"
+        )
     return replace(settings, **changes)
+
+
+# `[limits]` keys: (attribute, kind) where kind is "seconds", "size" or "count".
+LIMIT_KEYS = {
+    "header-timeout": ("header_timeout", "seconds"),
+    "body-timeout": ("body_timeout", "seconds"),
+    "min-body-rate": ("min_body_rate", "size"),
+    "keep-alive-timeout": ("keep_alive_timeout", "seconds"),
+    "max-connections": ("max_connections", "count"),
+    "max-description-size": ("max_description_size", "size"),
+    "render-timeout": ("render_timeout", "seconds"),
+    "render-memory": ("render_memory", "size"),
+    "render-workers": ("render_workers", "count"),
+}
+
+
+def _limits(current: LimitsSettings, values: Mapping[str, Any], where: str) -> LimitsSettings:
+    changes: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in LIMIT_KEYS:
+            known = ", ".join(LIMIT_KEYS)
+            raise ConfigError(f"{where}: [limits] has no setting {key!r}; known: {known}.")
+        attr, kind = LIMIT_KEYS[key]
+        setting = f"{where}: limits.{key}"
+        number: float
+        if kind == "seconds":
+            number = _seconds(value, setting)
+        elif kind == "size":
+            number = parse_size(value, setting)
+        else:
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ConfigError(f"{setting} must be a whole number, not {value!r}.")
+            number = value
+        if number <= 0:
+            raise ConfigError(f"{setting} must be more than zero, not {value!r}.")
+        changes[attr] = number
+    return replace(current, **changes)
+
+
+def _seconds(value: Any, setting: str) -> float:
+    """A duration that may be fractional: `2.5`, `"10s"`, `"2m"`."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{setting}: {value!r} is not a duration; write e.g. 10 or '2m'.")
+    if isinstance(value, int | float):
+        return float(value)
+    return float(parse_duration_seconds(str(value), setting))
 
 
 def parse_duration_seconds(value: str | int, setting: str) -> int:
@@ -254,6 +335,7 @@ ENV_KEYS = {
     "KEYLESS_TLS_KEY": "tls-key",
     "KEYLESS_PUBLIC_URL": "public-url",
     "KEYLESS_ACCESS_LOG": "access-log",
+    "KEYLESS_GC_INTERVAL": "gc-interval",
 }
 
 
@@ -285,6 +367,10 @@ def load_settings(
                 str(config_file),
             ),
         )
+        limits = document.get("limits", {})
+        if not isinstance(limits, dict):
+            raise ConfigError(f"{config_file}: [limits] must be a table.")
+        settings = replace(settings, limits=_limits(settings.limits, limits, str(config_file)))
         if "indexes" in document:
             settings = replace(
                 settings,

@@ -166,6 +166,39 @@ def test_settings_precedence(tmp_path: Path) -> None:
     assert from_flags.port == 9200
 
 
+def test_limits_are_read_from_the_config_file(tmp_path: Path) -> None:
+    config = tmp_path / "keyless.toml"
+    config.write_text(
+        '[server]\ngc-interval = "1h"\n'
+        '[limits]\nheader-timeout = 2.5\nbody-timeout = "1m"\nmax-connections = 50\n'
+        'max-description-size = "64KiB"\nrender-memory = "256MiB"\n'
+    )
+    settings = load_settings(config, environ={})
+    assert settings.gc_interval == 3600
+    limits = settings.limits
+    assert (limits.header_timeout, limits.body_timeout, limits.max_connections) == (2.5, 60.0, 50)
+    assert (limits.max_description_size, limits.render_memory) == (64 * 1024, 256 * 1024 * 1024)
+    # Unset limits keep their defaults.
+    assert limits.render_timeout == load_settings(None, environ={}).limits.render_timeout
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[limits]\nheader-timout = 3\n", "no setting 'header-timout'"),
+        ("[limits]\nmax-connections = 0\n", "must be more than zero"),
+        ("[limits]\nmax-connections = 1.5\n", "whole number"),
+        ("[limits]\nbody-timeout = \"soon\"\n", "not a duration"),
+        ("limits = 3\n", "must be a table"),
+    ],
+)
+def test_bad_limits_are_named(tmp_path: Path, text: str, message: str) -> None:
+    config = tmp_path / "keyless.toml"
+    config.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_settings(config, environ={})
+
+
 @pytest.mark.parametrize(
     ("environ", "message"),
     [
