@@ -188,7 +188,7 @@ def test_limits_are_read_from_the_config_file(tmp_path: Path) -> None:
         ("[limits]\nheader-timout = 3\n", "no setting 'header-timout'"),
         ("[limits]\nmax-connections = 0\n", "must be more than zero"),
         ("[limits]\nmax-connections = 1.5\n", "whole number"),
-        ("[limits]\nbody-timeout = \"soon\"\n", "not a duration"),
+        ('[limits]\nbody-timeout = "soon"\n', "not a duration"),
         ("limits = 3\n", "must be a table"),
     ],
 )
