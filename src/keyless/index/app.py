@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlparse
 
@@ -25,6 +27,7 @@ from .maintenance import collect_garbage
 from .pages import SimplePages
 from .projects import ProjectAdmin
 from .promote import Promotion
+from .rendering import Descriptions, RenderPool
 from .routes import files, jsonapi, manage, oidc, promote, publishing, simple, upload
 from .routes.common import Services, public_base, services
 from .trusted import TrustedPublishing
@@ -224,12 +227,17 @@ def create_app(settings: Settings) -> IndexApp:
     url_prefix = urlparse(settings.public_url).path.rstrip("/") if settings.public_url else ""
     pages = SimplePages(engine, url_prefix)
     indexes = load_indexes(engine)
+    limits = settings.limits
+    render_pool = RenderPool(limits.render_workers, limits.render_timeout, limits.render_memory)
+    descriptions = Descriptions(render_pool, limits.max_description_size)
     state = Services(
         settings=settings,
         engine=engine,
         blobs=blobs,
         pages=pages,
-        uploads=Uploads(engine=engine, blobs=blobs, on_change=pages.invalidate),
+        uploads=Uploads(
+            engine=engine, blobs=blobs, on_change=pages.invalidate, descriptions=descriptions
+        ),
         projects=ProjectAdmin(engine=engine, on_change=pages.invalidate),
         promotion=Promotion(engine=engine, blobs=blobs, on_change=pages.invalidate),
         trusted=TrustedPublishing(
@@ -240,7 +248,17 @@ def create_app(settings: Settings) -> IndexApp:
         ),
         indexes=indexes,
         pytp_keys=oidc.pytp_keys(list(indexes), url_prefix),
+        descriptions=descriptions,
     )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        render_pool.start()  # before the first upload, which would otherwise wait for it
+        try:
+            yield
+        finally:
+            render_pool.close()  # no render worker outlives the server
+
     routes = [
         Route("/_/health", health, methods=["GET", "HEAD"]),
         *oidc.routes,
@@ -255,7 +273,7 @@ def create_app(settings: Settings) -> IndexApp:
         # API clients and becomes the HTML landing page for browsers.
         *web_routes(json_home=home),
     ]
-    app = IndexApp(routes=routes)
+    app = IndexApp(routes=routes, lifespan=lifespan)
     app.state.services = state
     app.access_lines = _AccessLines(settings.access_log)
     app.add_middleware(AccessLog, lines=app.access_lines)

@@ -32,6 +32,7 @@ from .errors import Refused
 from .indexes import IndexInfo
 from .multipart import StagedFile, UploadForm
 from .projects import create_project, find_project, record_event, role_of
+from .rendering import Descriptions, RenderRefused
 
 HELP = "https://pypi.org/help/"
 CORE_METADATA_URL = "https://packaging.python.org/specifications/core-metadata"
@@ -333,6 +334,7 @@ class Uploads:
     engine: Engine
     blobs: BlobStore
     on_change: Callable[[int, str], None]  # (index id, normalized project) -> invalidate caches
+    descriptions: Descriptions  # renders (checks) the long description, bounded
 
     def upload(self, index: IndexInfo, identity: Identity, form: UploadForm) -> UploadOutcome:
         """Validate and store one uploaded file; raises UploadRejected.
@@ -381,8 +383,14 @@ class Uploads:
                 sdist_of=str(meta.version) if form.first("filetype") == "sdist" else None,
             )
 
+        if meta.description:
+            # In a worker process, bounded in time and memory (rendering.py). Before the
+            # duplicate checks below, as PyPI: repeats of one description hit the cache.
+            try:
+                self.descriptions.check(meta.description, meta.description_content_type)
+            except RenderRefused as exc:
+                raise UploadRejected(exc.message, status=exc.status) from None
         try:
-            metadata.check_description_renders(meta)
             filenames.check_filename_safe(staged.filename, form.first("filetype"))
         except DistError as exc:
             raise UploadRejected(exc.message) from None

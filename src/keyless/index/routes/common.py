@@ -19,6 +19,7 @@ from ..pages import SimplePages
 from ..projects import ProjectAdmin
 from ..promote import Promotion
 from ..reason import set_reason, standard_phrase
+from ..rendering import Descriptions
 from ..trusted import TrustedPublishing
 from ..uploads import Uploads
 
@@ -37,6 +38,7 @@ class Services:
     trusted: TrustedPublishing
     indexes: dict[str, IndexInfo]
     pytp_keys: dict[str, str]  # PEP 807 discovery key -> index name
+    descriptions: Descriptions  # renders READMEs in worker processes (uploads and pages)
 
 
 def services(request: Request) -> Services:
