@@ -1,8 +1,9 @@
-"""A description render worker: `python -m keyless.index.render_worker FD MEMORY BACKSTOP`.
+"""A description render worker, started by keyless.index.rendering.RenderPool.
 
-Started by keyless.index.rendering.RenderPool, never by hand. It talks to the server over the
-socket FD (multiprocessing's framing: requests `(text, declared content type)`, replies
-`(kind, html)`), caps its own address space at MEMORY bytes and lowers its CPU priority.
+It talks to the server over the socket FD, one message each way per description
+(multiprocessing's framing around JSON, not pickle: what a process that has just run a
+renderer on hostile input sends back is parsed as data), caps its own address space at
+MEMORY bytes and lowers its CPU priority.
 
 It imports only keyless.dists and readme_renderer — not the server — and it is its own
 program (not a multiprocessing child), so nothing of the server's start-up runs again here.
@@ -10,15 +11,26 @@ program (not a multiprocessing child), so nothing of the server's start-up runs 
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import signal
 import sys
 from multiprocessing.connection import Connection
+from typing import Any
 
 from keyless.dists.readme import render_description
 
-READY = "ready"
+READY = b"ready"
+
+
+def encode(value: object) -> bytes:
+    # surrogatepass: a description may hold lone surrogates (undecodable upload bytes).
+    return json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass")
+
+
+def decode(message: bytes) -> Any:
+    return json.loads(message.decode("utf-8", "surrogatepass"))
 
 
 def serve(conn: Connection, memory: int, backstop: float) -> None:
@@ -30,27 +42,40 @@ def serve(conn: Connection, memory: int, backstop: float) -> None:
     render_description("# warm up", "text/markdown")
     resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # a renderer that aborts leaves no core
-    conn.send(READY)
+    conn.send_bytes(READY)
     while True:
         try:
-            text, declared = conn.recv()
+            text, declared = decode(conn.recv_bytes())
         except EOFError:
             return  # the server is gone (also when it was killed): nothing is left behind
         # Should the server die mid-render, SIGALRM's default action ends this process.
         signal.setitimer(signal.ITIMER_REAL, backstop)
-        reply: tuple[str, str | None]
+        kind, html = "html", None
         try:
-            reply = ("html", render_description(text, declared))
+            html = render_description(text, declared)
         except MemoryError:
-            reply = ("memory", None)
-        except Exception:  # a renderer bug on odd input: the description does not render
-            reply = ("html", None)
+            kind = "memory"
+        except Exception as exc:  # a renderer bug on odd input: the description does not render
+            # The type only: the message may quote the (hostile, large) description.
+            print(
+                f"keyless render worker: readme_renderer raised {type(exc).__name__}",
+                file=sys.stderr,
+            )
         signal.setitimer(signal.ITIMER_REAL, 0)
-        conn.send(reply)
-        if reply[0] == "memory":
+        # Encoded outside the handlers: by now the failed render's frames, and the memory they
+        # held, are released.
+        try:
+            message = encode([kind, html])
+        except MemoryError:  # the HTML itself does not fit within the cap
+            kind, html = "memory", None
+            message = encode([kind, html])
+        conn.send_bytes(message)
+        if kind == "memory":
             return  # a heap that hit its cap is not worth keeping; the server starts another
 
 
-if __name__ == "__main__":
-    fd, memory, backstop = sys.argv[1:4]
+def main(argv: list[str]) -> None:
+    """`FD MEMORY BACKSTOP`: the socket to the server, the address-space cap in bytes, and
+    the seconds after which a render ends this process should the server not kill it."""
+    fd, memory, backstop = argv
     serve(Connection(int(fd)), int(memory), float(backstop))

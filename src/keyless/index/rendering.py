@@ -21,7 +21,6 @@ from __future__ import annotations
 import atexit
 import hashlib
 import logging
-import os
 import queue
 import socket
 import subprocess
@@ -37,7 +36,7 @@ import keyless
 from keyless.dists.readme import plain_html, render_failure
 
 from .errors import Refused
-from .render_worker import READY
+from .render_worker import READY, decode, encode
 
 log = logging.getLogger("keyless.rendering")
 
@@ -47,8 +46,15 @@ MIB = 1024 * 1024
 STARTUP_TIMEOUT = 30.0
 # Rendered HTML kept in memory, keyed by the description's content.
 CACHE_SIZE = 32 * MIB
-# Where this keyless comes from: the workers run the same code, however the server was started.
+# Where this keyless comes from: the workers run the same code, however the server was started
+# (put first on their path only when it is not already on it, so it never shadows the stdlib).
 _SOURCE = str(Path(keyless.__file__).resolve().parent.parent)
+_BOOT = """import sys
+if sys.argv[1] not in sys.path:
+    sys.path.insert(0, sys.argv[1])
+from keyless.index.render_worker import main
+main(sys.argv[2:])
+"""
 
 
 class RenderRefused(Refused):
@@ -99,10 +105,6 @@ class RenderPool:
         for worker in workers:
             self._stop(worker)
 
-    def pids(self) -> list[int]:
-        with self._lock:
-            return [w.process.pid for w in self._all]
-
     def render(self, text: str, declared: str | None) -> str | None:
         """Sanitized HTML, or None when the text does not render as `declared`.
 
@@ -112,7 +114,7 @@ class RenderPool:
         self.start()
         worker = self._checkout()
         try:
-            worker.conn.send((text, declared))
+            worker.conn.send_bytes(encode([text, declared]))
             if not worker.conn.poll(self.timeout):
                 self._replace(worker)
                 raise RenderRefused(
@@ -120,8 +122,7 @@ class RenderPool:
                     "the limit on this server. Shorten or simplify it (very many headings "
                     "or a very long document take long to render) and upload again."
                 )
-            reply: tuple[str, str | None] = worker.conn.recv()
-            kind, html = reply
+            kind, html = _reply(worker.conn.recv_bytes())
         except (EOFError, OSError):
             self._replace(worker)
             raise RenderRefused(
@@ -163,7 +164,7 @@ class RenderPool:
     def _started_or_refused(self, worker: _Worker) -> _Worker:
         """`worker` once it has imported the renderers; RenderRefused if it never does."""
         try:
-            if worker.conn.poll(STARTUP_TIMEOUT) and worker.conn.recv() == READY:
+            if worker.conn.poll(STARTUP_TIMEOUT) and worker.conn.recv_bytes() == READY:
                 worker.ready = True
                 return worker
         except (EOFError, OSError):
@@ -180,13 +181,11 @@ class RenderPool:
         # nor a multiprocessing child (which would run the server's main module again).
         ours, theirs = socket.socketpair()
         backstop = self.timeout + 10  # the worker's own deadline, should the server be gone
-        command = [sys.executable, "-m", "keyless.index.render_worker"]
-        command += [str(theirs.fileno()), str(self.memory), str(backstop)]
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [_SOURCE, env.get("PYTHONPATH")]))
+        arguments = [_SOURCE, str(theirs.fileno()), str(self.memory), str(backstop)]
+        command = [sys.executable, "-c", _BOOT, *arguments]
         with theirs:
             process = subprocess.Popen(
-                command, pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, env=env
+                command, pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL
             )
         worker = _Worker(process, Connection(ours.detach()))
         with self._lock:
@@ -207,6 +206,18 @@ class RenderPool:
         worker.process.kill()
         worker.process.wait()
         worker.conn.close()
+
+
+def _reply(message: bytes) -> tuple[str, str | None]:
+    """A worker's answer: ("html", HTML or None) or ("memory", None). Checked, not trusted:
+    the worker has just run a renderer on hostile input."""
+    try:
+        kind, html = decode(message)
+    except ValueError:
+        raise OSError("a render worker sent something that is not an answer") from None
+    if kind not in ("html", "memory") or not (html is None or isinstance(html, str)):
+        raise OSError("a render worker sent something that is not an answer")
+    return kind, html
 
 
 def _seconds(value: float) -> str:
