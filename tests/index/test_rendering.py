@@ -31,9 +31,10 @@ render-timeout = {RENDER_TIMEOUT}
 max-description-size = "256KiB"
 render-workers = 2
 """
-# The issue's shape: ~100 KB of repeated Markdown headings. Measured with readme_renderer
-# 44 (comrak) in-process on this machine: 20,000 bytes 1.4 s, growing quadratically
-# (`python -c 'import readme_renderer.markdown as m; m.render("# a\n" * 5000)'`).
+# The issue's shape: ~100 KB of repeated Markdown headings, quadratic to render. Measured in
+# one process with readme_renderer 44 (comrak) on the shared 2-core test machine: 20,000 bytes
+# 1.4 s, these 100,000 bytes 88 s (`m.render("# a\n" * 25000)` after
+# `import readme_renderer.markdown as m`); the issue measured 20 s.
 SLOW_MARKDOWN = "# a\n" * 25_000
 README = """# Demo
 
@@ -48,7 +49,8 @@ print("hello")
 ```
 """
 # Bound for a health check answered while a description renders: generous for a loaded 2-core
-# machine; without the worker processes it waited for the whole render (~20 s).
+# machine (measured: 11 ms at most); rendered in the server, it waited for the whole render
+# (past httpx's 30 s timeout).
 HEALTH_BOUND = 1.0
 
 
@@ -137,9 +139,13 @@ def test_a_description_over_the_size_limit_is_refused_before_rendering(
     token: str, limited_http: httpx.Client
 ) -> None:
     http = limited_http
-    description = "Plain text that would render quickly.\n" * (MAX_DESCRIPTION // 38 + 10)
-    filename, data = wheel("big-readme", description, "text/plain")
+    # Slow to render as well: refused at once with the size message, so it was not rendered.
+    description = SLOW_MARKDOWN.replace("# a", "# z") * 3
+    assert len(description) > MAX_DESCRIPTION
+    filename, data = wheel("big-readme", description)
+    sent = time.monotonic()
     refused = upload(http, "prod", token, filename, data)
+    assert time.monotonic() - sent < RENDER_TIMEOUT
     assert refused.status_code == 400, refused.text
     size = len(description.encode())
     assert f"The description is {size / 1024:.1f} KiB ({size:,} bytes)" in refused.text

@@ -40,8 +40,11 @@ def serve(conn: Connection, memory: int, backstop: float) -> None:
     os.nice(10)  # rendering yields the CPU to the server's own requests
     render_description("warm up", None)  # the imports, before a request waits on them
     render_description("# warm up", "text/markdown")
-    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # a renderer that aborts leaves no core
+    try:
+        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # a renderer that aborts leaves no core
+    except (ValueError, OSError) as exc:  # a platform without these limits: render uncapped
+        print(f"keyless render worker: no memory cap on this system ({exc})", file=sys.stderr)
     conn.send_bytes(READY)
     while True:
         try:
