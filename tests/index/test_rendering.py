@@ -13,6 +13,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -210,6 +211,40 @@ def test_uploads_wait_for_a_free_worker(limited: LiveServer, token: str) -> None
     for name, _ in slow:
         assert answers[name].status_code == 400
         assert "failed to render within 1 second" in answers[name].text
+
+
+def test_slow_and_normal_uploads_at_once_repeatedly(limited: LiveServer, token: str) -> None:
+    """20 trials of two slow and two normal uploads released together (the normal ones with
+    one README, as a release's wheels): each slow one is refused, each normal one stored, and
+    the pool is back to its two workers (killed ones replaced, none leaked)."""
+    slow = SLOW_MARKDOWN[: len(SLOW_MARKDOWN) // 2]  # 50 KB: still many times the deadline
+
+    def send(barrier: threading.Barrier, file: tuple[str, bytes]) -> httpx.Response:
+        with limited.client() as client:
+            barrier.wait()
+            return upload(client, "prod", token, *file)
+
+    for trial in range(20):
+        # Every description new to the server: none is answered from its cache.
+        files = {
+            f"race-slow-{trial}-{n}": wheel(
+                f"race-slow-{trial}-{n}", slow.replace("# a", f"# {trial}-{n}")
+            )
+            for n in range(2)
+        }
+        readme = f"{README}\nTrial {trial}.\n"
+        files |= {f"race-ok-{trial}-{n}": wheel(f"race-ok-{trial}-{n}", readme) for n in range(2)}
+        barrier = threading.Barrier(len(files))
+        with ThreadPoolExecutor(len(files)) as pool:
+            sent = {name: pool.submit(send, barrier, file) for name, file in files.items()}
+        answers = {name: future.result() for name, future in sent.items()}
+        for name, answer in answers.items():
+            if "slow" in name:
+                assert answer.status_code == 400, (trial, name, answer.text)
+                assert "failed to render within 1 second" in answer.text
+            else:
+                assert answer.status_code == 200, (trial, name, answer.text)
+        assert len(render_workers(limited.process.pid)) == 2, trial
 
 
 MEMORY_LIMITS = """

@@ -28,6 +28,7 @@ import sys
 import threading
 import time
 from collections import OrderedDict
+from concurrent.futures import Future
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -236,6 +237,7 @@ class Descriptions:
         self._cache: OrderedDict[bytes, tuple[Outcome, int]] = OrderedDict()
         self._cache_size = cache_size
         self._cached = 0
+        self._rendering: dict[bytes, Future[Outcome]] = {}
         self._lock = threading.Lock()
 
     def check(self, text: str, declared: str | None) -> None:
@@ -270,15 +272,36 @@ class Descriptions:
             if key in self._cache:
                 self._cache.move_to_end(key)
                 return self._cache[key][0]
-        outcome: Outcome
+            # The same description asked for again while it renders (a release's wheels
+            # uploaded in parallel) waits for that rendering instead of taking another worker.
+            rendering = self._rendering.get(key)
+            if rendering is None:
+                self._rendering[key] = Future()
+        if rendering is not None:
+            try:
+                return rendering.result()  # bounded: the rendering it waits for is
+            except RenderRefused as exc:  # one exception object is not raised in two threads
+                raise RenderRefused(exc.message, exc.status) from None
         try:
-            outcome = self.pool.render(text, declared)
+            outcome = self._render_now(text, declared)
+        except BaseException as exc:  # whatever happens, no waiter is left waiting
+            self._finish(key).set_exception(exc)
+            raise
+        self._remember(key, outcome)
+        self._finish(key).set_result(outcome)
+        return outcome
+
+    def _render_now(self, text: str, declared: str | None) -> Outcome:
+        try:
+            return self.pool.render(text, declared)
         except RenderRefused as exc:
             if exc.status >= 500:
-                raise  # about the server, not the description: try again next time
-            outcome = exc
-        self._remember(key, outcome)
-        return outcome
+                raise  # about the server, not the description: not remembered
+            return exc
+
+    def _finish(self, key: bytes) -> Future[Outcome]:
+        with self._lock:
+            return self._rendering.pop(key)
 
     def _remember(self, key: bytes, outcome: Outcome) -> None:
         cost = 200 + (len(outcome) if isinstance(outcome, str) else 0)
