@@ -53,20 +53,19 @@ def serve(conn: Connection, memory: int, backstop: float) -> None:
             return  # the server is gone (also when it was killed): nothing is left behind
         # Should the server die mid-render, SIGALRM's default action ends this process.
         signal.setitimer(signal.ITIMER_REAL, backstop)
-        kind, html = "html", None
+        html, failed = None, ""
         try:
             html = render_description(text, declared)
-        except MemoryError:
-            kind = "memory"
-        except Exception as exc:  # a renderer bug on odd input: the description does not render
-            # The type only: the message may quote the (hostile, large) description.
-            print(
-                f"keyless render worker: readme_renderer raised {type(exc).__name__}",
-                file=sys.stderr,
-            )
+        except Exception as exc:  # noted here, handled below: no allocation in this handler
+            failed = "MemoryError" if _caused_by_memory(exc) else type(exc).__name__
         signal.setitimer(signal.ITIMER_REAL, 0)
-        # Encoded outside the handlers: by now the failed render's frames, and the memory they
-        # held, are released.
+        # Out of the handler, the failed render's frames, and the memory they held, are freed.
+        kind = "html"
+        if failed == "MemoryError" or (failed and _peak_address_space() >= memory * 0.9):
+            kind = "memory"  # the cap (C code failing an allocation may raise a bare SystemError)
+        elif failed:  # a renderer bug on odd input: the description does not render
+            # The type only: the message may quote the (hostile, large) description.
+            print(f"keyless render worker: readme_renderer raised {failed}", file=sys.stderr)
         try:
             message = encode([kind, html])
         except MemoryError:  # the HTML itself does not fit within the cap
@@ -75,6 +74,26 @@ def serve(conn: Connection, memory: int, backstop: float) -> None:
         conn.send_bytes(message)
         if kind == "memory":
             return  # a heap that hit its cap is not worth keeping; the server starts another
+
+
+def _caused_by_memory(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, MemoryError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _peak_address_space() -> int:
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmPeak:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
 
 
 def main(argv: list[str]) -> None:
