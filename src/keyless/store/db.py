@@ -36,8 +36,10 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.exc import OperationalError
 
 from keyless.dists.names import ultranormalize_name
+from keyless.store.errors import StorageFull, is_storage_full
 
 metadata = MetaData()
 
@@ -287,11 +289,19 @@ def inserted_id(conn: Connection, statement: Any, params: Any = None) -> int:
 
 @contextmanager
 def writing(engine: Engine) -> Iterator[Connection]:
-    """A transaction that will write: committed on success, rolled back on any exception."""
-    with engine.connect() as conn:
-        conn.execution_options(writing=True)
-        with conn.begin():
-            yield conn
+    """A transaction that will write: committed on success, rolled back on any exception.
+
+    Raises StorageFull when the database cannot grow (the disk is full); nothing is committed.
+    """
+    try:
+        with engine.connect() as conn:
+            conn.execution_options(writing=True)
+            with conn.begin():
+                yield conn
+    except OperationalError as exc:
+        if is_storage_full(exc):
+            raise StorageFull(exc) from exc
+        raise
 
 
 @contextmanager

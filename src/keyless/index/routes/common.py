@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +15,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from keyless.config import Settings
 from keyless.store.blobs import BlobStore
+from keyless.store.errors import StorageFull
 
 from ..accounts import InvalidCredentials
 from ..errors import Refused
@@ -59,6 +61,19 @@ def error(request: Request, status: int, message: str) -> Response:
             status_code=status,
         )
     return PlainTextResponse(f"{status} {message}\n", status_code=status)
+
+
+def storage_full(request: Request, exc: StorageFull) -> Response:
+    """507 with the cause, for a write the full disk refused (it was undone).
+
+    507, not 500 or 503: clients treat those as transient and may send the whole upload
+    again, which cannot succeed until an administrator frees space. The administrator learns
+    it from the server's log, without a traceback.
+    """
+    logging.getLogger("keyless.storage").error(
+        "%s %s refused, the disk is full: %s", request.method, request.url.path, exc.cause
+    )
+    return error(request, 507, exc.message)
 
 
 MAX_SMALL_BODY = 64 * 1024  # a JSON request body (an OIDC token, an action's arguments)
