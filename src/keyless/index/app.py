@@ -223,7 +223,7 @@ async def _storage_full(request: Request, exc: Exception) -> Response:
 
 def create_app(settings: Settings) -> IndexApp:
     """Build the server for these settings: opens the store, creates missing indexes."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # private when new
     engine = open_database(settings.database)
     ensure_indexes(engine, settings.indexes, update_existing=True)
     blobs = BlobStore(settings.blob_dir)
