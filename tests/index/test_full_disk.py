@@ -291,3 +291,21 @@ def test_uv_publish_shows_the_message_and_sends_the_file_once(
     assert "507 Insufficient Storage" in published.stderr, published.stderr
     assert STORAGE_FULL in published.stderr
     assert small.log()[log_start:].count('"POST /prod/legacy/') == 1
+
+
+def test_any_other_write_on_a_full_disk_is_a_507_too(
+    disk_server: SmallDisk, small: LiveServer, disk: Filler, readable: tuple[str, str]
+) -> None:
+    token = owner_token(disk_server, "yank-owner")
+    headers = {"authorization": f"Bearer {token}", "accept": "application/json"}
+    yank = "/prod/api/projects/yank-full/releases/1.0/yank"
+    with small.client() as http:
+        assert upload(http, "prod", token, *build_wheel("yank-full", "1.0")).status_code == 200
+        disk.leave(0)
+        answer = http.post(yank, json={"reason": "broken"}, headers=headers)
+        assert answer.status_code == 507, answer.text
+        assert STORAGE_FULL in answer.json()["message"]
+        assert_reads_work(http, readable)
+        disk.remove()
+        assert http.post(yank, json={"reason": "broken"}, headers=headers).status_code == 200
+    assert "Traceback" not in small.log()
