@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from keyless.store import blobs as blobs_module
 from keyless.store.blobs import BATCH, BlobStore, HashingWriter
 
 
@@ -111,3 +112,32 @@ def test_commit_creates_the_prefix_folders_and_keeps_one_copy(tmp_path: Path) ->
     assert first == second == hashlib.sha256(b"same bytes").hexdigest()
     assert blobs.path_for(first).read_bytes() == b"same bytes"
     assert list(blobs.tmp.iterdir()) == []  # the second temp file was dropped
+
+
+def test_commit_syncs_every_folder_it_creates_in_its_parent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A rename is on disk once its folder is synced; a new folder once its parent is. Without
+    # the parents, a power cut could lose the `ab/cd` folders and the blob with them.
+    synced: list[Path] = []
+    monkeypatch.setattr(blobs_module, "_fsync_dir", synced.append)
+    blobs = BlobStore(tmp_path)
+    first = blobs.put_bytes(b"first bytes")
+    target = blobs.path_for(first)
+    assert synced == [target.parent, target.parent.parent, tmp_path / "sha256"]
+    synced.clear()
+    # Another blob under the same two-level prefix creates no folder: only its own is synced.
+    writer = blobs.new_writer()
+    writer.write(b"other bytes")
+    writer.finish()
+    assert blobs.commit(writer.path, first[:4] + "0" * 60)  # commit trusts the caller's hash
+    assert synced == [target.parent]
+
+
+def test_commit_says_whether_it_placed_the_blob(tmp_path: Path) -> None:
+    blobs = BlobStore(tmp_path)
+    for expected_placed in (True, False):
+        writer = blobs.new_writer()
+        writer.write(b"the same bytes")
+        digests = writer.finish()
+        assert blobs.commit(writer.path, digests.sha256) is expected_placed

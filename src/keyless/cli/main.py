@@ -49,7 +49,7 @@ def _engine(args: argparse.Namespace) -> Any:
     from keyless.store.db import open_database
 
     settings = _settings(args)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # private when new
     engine = open_database(settings.database)
     ensure_indexes(engine, settings.indexes)
     return engine

@@ -19,7 +19,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from trove_classifiers import all_classifiers, deprecated_classifiers
 
-from keyless.dists import _texts
+from keyless.dists import _texts, versions
 from keyless.dists._formats import email_problem, is_valid_url
 from keyless.dists.errors import DistError, InvalidMetadata
 from keyless.dists.filenames import SDIST, DistFilename
@@ -255,6 +255,17 @@ def _validate(
     skip_fields: frozenset[str] = frozenset(),
 ) -> Metadata:
     """Validate raw metadata with packaging, then with the policy; raise all problems."""
+    version = raw.get("version")
+    problem = versions.oversized_number(version) if isinstance(version, str) else None
+    if problem:
+        # packaging would crash on it, not report it: reported here, left out of its check.
+        raw = {k: v for k, v in raw.items() if k != "version"}
+        shown = _texts.abbreviated(str(version))
+        unparsed = [
+            *unparsed,
+            FieldError("version", f"{shown!r} is invalid for 'version': {problem}"),
+        ]
+        skip_fields = skip_fields | {"version"}
     standard: list[FieldError] = []
     try:
         meta = Metadata.from_raw(cast(RawMetadata, raw), validate=True)

@@ -20,6 +20,7 @@ from keyless.config import Settings
 from keyless.oidc.keys import JWKSCache
 from keyless.store.blobs import BlobStore
 from keyless.store.db import open_database
+from keyless.store.errors import StorageFull
 
 from .indexes import ensure_indexes, load_indexes
 from .keystore import DatabaseKeyStore, fetch_json
@@ -29,7 +30,7 @@ from .projects import ProjectAdmin
 from .promote import Promotion
 from .rendering import Descriptions, RenderPool
 from .routes import files, jsonapi, manage, oidc, promote, publishing, simple, upload
-from .routes.common import Services, public_base, services
+from .routes.common import Services, public_base, services, storage_full
 from .trusted import TrustedPublishing
 from .uploads import Uploads
 from .web import routes as web_routes
@@ -217,9 +218,15 @@ async def home(request: Request) -> Response:
     )
 
 
+async def _storage_full(request: Request, exc: Exception) -> Response:
+    # Async, so the reason phrase `error` sets is seen by this task (not a worker thread's).
+    assert isinstance(exc, StorageFull)  # registered for this class only
+    return storage_full(request, exc)
+
+
 def create_app(settings: Settings) -> IndexApp:
     """Build the server for these settings: opens the store, creates missing indexes."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # private when new
     engine = open_database(settings.database)
     ensure_indexes(engine, settings.indexes, update_existing=True)
     blobs = BlobStore(settings.blob_dir)
@@ -273,7 +280,10 @@ def create_app(settings: Settings) -> IndexApp:
         # API clients and becomes the HTML landing page for browsers.
         *web_routes(json_home=home),
     ]
-    app = IndexApp(routes=routes, lifespan=lifespan)
+    # Any other write refused by a full disk (a yank, a sign-in, a token) is a 507 as well.
+    app = IndexApp(
+        routes=routes, lifespan=lifespan, exception_handlers={StorageFull: _storage_full}
+    )
     app.state.services = state
     app.access_lines = _AccessLines(settings.access_log)
     app.add_middleware(AccessLog, lines=app.access_lines)

@@ -6,11 +6,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from packaging.utils import NormalizedName, canonicalize_name, canonicalize_version
-from packaging.version import InvalidVersion, Version
+from packaging.utils import NormalizedName, canonicalize_name
+from packaging.version import InvalidVersion
 from sqlalchemy import Connection, Engine, Row, bindparam, select, update
 
 from keyless.dists.names import ultranormalize_name
+from keyless.dists.versions import canonical_version, not_a_version
 from keyless.store import db
 
 from .accounts import Identity, now
@@ -140,9 +141,9 @@ class ProjectAdmin:
     ) -> dict[str, Any]:
         """Yank (or unyank) a whole release, as PyPI does; raises ProjectError."""
         try:
-            canonical = canonicalize_version(Version(version))
+            canonical = canonical_version(version)
         except InvalidVersion:
-            raise ProjectError(f"{version!r} is not a valid version (PEP 440).") from None
+            raise ProjectError(not_a_version(version)) from None
         if len(reason) > 2000:
             raise ProjectError("The yank reason is too long (at most 2000 characters).")
         with db.writing(self.engine) as conn:

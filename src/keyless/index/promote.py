@@ -30,13 +30,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from packaging.utils import NormalizedName, canonicalize_name, canonicalize_version
-from packaging.version import InvalidVersion, Version
+from packaging.utils import NormalizedName, canonicalize_name
+from packaging.version import InvalidVersion
 from sqlalchemy import Connection, Engine, select, update
 from sqlalchemy.exc import IntegrityError
 
 from keyless.dists import archives, filenames, metadata
 from keyless.dists.errors import DistError
+from keyless.dists.versions import canonical_version, not_a_version
 from keyless.store import db
 from keyless.store.blobs import BlobStore
 
@@ -149,9 +150,9 @@ class Promotion:
                 f"The release is already on index {source.name!r}: name another index as 'to'."
             )
         try:
-            canonical = canonicalize_version(Version(version))
+            canonical = canonical_version(version)
         except InvalidVersion:
-            raise PromoteRejected(f"{version!r} is not a valid version (PEP 440).") from None
+            raise PromoteRejected(not_a_version(version)) from None
         name = canonicalize_name(project)
         self._check_token(identity, target, name)
         try:

@@ -26,6 +26,7 @@ from keyless.dists import archives, filenames, metadata, names
 from keyless.dists.errors import DistError, InvalidMetadata
 from keyless.store import db
 from keyless.store.blobs import BlobStore
+from keyless.store.errors import StorageFull
 
 from .accounts import Identity, now, touch_token
 from .errors import Refused
@@ -151,6 +152,7 @@ _RELEASE = select(db.releases.c.id).where(
 _RELEASE_SDIST = select(db.files.c.id).where(
     db.files.c.release_id == bindparam("release_id"), db.files.c.packagetype == "sdist"
 )
+_FILE_BY_SHA256 = select(db.files.c.id).where(db.files.c.sha256 == bindparam("sha256")).limit(1)
 _INSERT_RELEASE = db.releases.insert()
 _INSERT_FILE = db.files.insert()
 _LOG_FILENAME = db.filename_log.insert()
@@ -451,7 +453,7 @@ class Uploads:
             if dist.packagetype == "bdist_wheel"
             else None
         )
-        self.blobs.commit(staged.writer.path, digests.sha256)
+        placed = self.blobs.commit(staged.writer.path, digests.sha256)
         moment = now()
         try:
             with db.writing(self.engine) as conn:
@@ -521,8 +523,21 @@ class Uploads:
                 if _existing_file(conn, index.id, staged.filename, digests.blake2_256):
                     return UploadOutcome(staged.filename, digests.sha256, name, created=False)
             raise _already_exists(staged.filename, digests.blake2_256) from None
+        except StorageFull:
+            if placed:  # the database is full: the blob must not stay behind without a row
+                self._drop_unreferenced_blob(digests.sha256)
+            raise
         self.on_change(index.id, name)
         return UploadOutcome(staged.filename, digests.sha256, name, created=True)
+
+    def _drop_unreferenced_blob(self, sha256: str) -> None:
+        # A reading transaction: it needs no disk space, which has just run out. (Another
+        # upload of the same bytes that found this blob in place and has not committed yet
+        # would lose it; on a full disk its commit is all but certain to fail as well.)
+        with db.reading(self.engine) as conn:
+            referenced = conn.execute(_FILE_BY_SHA256, {"sha256": sha256}).first()
+        if referenced is None:
+            self.blobs.remove(sha256)
 
 
 def release_info(meta: Metadata) -> dict[str, object]:

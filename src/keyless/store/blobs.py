@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from keyless.store.errors import StorageFull, is_storage_full
+
 # Bytes collected before a large upload's piece goes to the hashing threads: big enough that
 # handing over costs little, small enough that the threads start while the upload arrives.
 BATCH = 1024 * 1024
@@ -107,8 +109,9 @@ class HashingWriter:
             self._md5.update(data)
             self._blake2.update(data)
         assert self.file is not None  # created by the first write, even of nothing
-        self.file.flush()
-        os.fsync(self.file.fileno())
+        with _full_disk_as_storage_full():
+            self.file.flush()
+            os.fsync(self.file.fileno())
         self.file.close()
         return Digests(
             sha256=self._sha256.hexdigest(),
@@ -145,9 +148,10 @@ class HashingWriter:
         self._in_flight.append((len(data), futures))
 
     def _write_and_sha256(self, data: bytes) -> None:
-        if self.file is None:
-            self.file = self._create()
-        self.file.write(data)
+        with _full_disk_as_storage_full():
+            if self.file is None:
+                self.file = self._create()
+            self.file.write(data)
         self._sha256.update(data)
 
     def _new_name(self) -> Path:
@@ -189,23 +193,34 @@ class BlobStore:
         """A temp file to stream an upload into; `commit` or `discard` it afterwards."""
         return HashingWriter(self.tmp)
 
-    def commit(self, temp_path: Path, sha256: str) -> Path:
-        """Move a finished temp file into place under its hash.
+    def commit(self, temp_path: Path, sha256: str) -> bool:
+        """Move a finished temp file into place under its hash; True if this call placed it.
 
         If the blob already exists (same bytes uploaded before, maybe to another index) the
-        temp file is dropped: content addressing makes the existing one identical.
+        temp file is dropped and False returned: content addressing makes the existing one
+        identical. Raises StorageFull when the disk has no room for a new folder.
         """
         target = self.path_for(sha256)
         if target.exists():
             temp_path.unlink(missing_ok=True)
-            return target
-        try:
-            os.replace(temp_path, target)
-        except FileNotFoundError:  # the first blob under this prefix: make its folders
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(temp_path, target)
-        _fsync_dir(target.parent)
-        return target
+            return False
+        new_folders: list[Path] = []
+        with _full_disk_as_storage_full():
+            try:
+                os.replace(temp_path, target)
+            except FileNotFoundError:  # the first blob under this prefix: make its folders
+                new_folders = _make_folders(target.parent)
+                os.replace(temp_path, target)
+            # The rename is durable once its folder is synced, and a new folder once its
+            # parent is: without that, a power cut could lose a blob whose row is committed.
+            _fsync_dir(target.parent)
+            for folder in new_folders:
+                _fsync_dir(folder.parent)
+        return True
+
+    def remove(self, sha256: str) -> None:
+        """Delete a blob (one no row refers to: the caller has checked)."""
+        self.path_for(sha256).unlink(missing_ok=True)
 
     def put_bytes(self, data: bytes) -> str:
         """Store small bytes (e.g. a wheel's METADATA); returns the sha256."""
@@ -243,6 +258,27 @@ class BlobStore:
             except FileNotFoundError:
                 continue
         return removed
+
+
+def _make_folders(folder: Path) -> list[Path]:
+    """Create `folder` and its missing parents; returns the ones that were missing."""
+    missing: list[Path] = []
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    for new in reversed(missing):
+        new.mkdir(exist_ok=True)  # another upload may create it at the same moment
+    return missing
+
+
+@contextlib.contextmanager
+def _full_disk_as_storage_full() -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        if is_storage_full(exc):
+            raise StorageFull(exc) from exc
+        raise
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
+import logging
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Engine
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from keyless.config import Settings
 from keyless.store.blobs import BlobStore
+from keyless.store.errors import StorageFull
 
 from ..accounts import InvalidCredentials
+from ..errors import Refused
 from ..indexes import IndexInfo
 from ..pages import SimplePages
 from ..projects import ProjectAdmin
@@ -60,6 +65,19 @@ def error(request: Request, status: int, message: str) -> Response:
     return PlainTextResponse(f"{status} {message}\n", status_code=status)
 
 
+def storage_full(request: Request, exc: StorageFull) -> Response:
+    """507 with the cause, for a write the full disk refused (it was undone).
+
+    507, not 500 or 503: clients treat those as transient and may send the whole upload
+    again, which cannot succeed until an administrator frees space. The administrator learns
+    it from the server's log, without a traceback.
+    """
+    logging.getLogger("keyless.storage").error(
+        "%s %s refused, the disk is full: %s", request.method, request.url.path, exc.cause
+    )
+    return error(request, 507, exc.message)
+
+
 MAX_SMALL_BODY = 64 * 1024  # a JSON request body (an OIDC token, an action's arguments)
 
 
@@ -78,6 +96,42 @@ async def read_small_body(request: Request, limit: int = MAX_SMALL_BODY) -> byte
         if len(received) > limit:
             return None
     return bytes(received)
+
+
+class BadJSONBody(Refused):
+    """A request body that is not the JSON object an endpoint takes; `.message` says why."""
+
+
+async def read_json_object(
+    request: Request, shape: str, *, allow_empty: bool = False
+) -> dict[str, Any]:
+    """The body as a JSON object (at most MAX_SMALL_BODY bytes), whatever the Content-Type.
+
+    `shape` completes "The request body must be ..." in the messages. Raises BadJSONBody for
+    every way a body can be unusable — including JSON nested so deeply that the parser runs
+    out of recursion, and a client that hangs up half-way — so no such body reaches a handler
+    as an exception it does not expect (each was a 500 and a traceback in the log).
+    """
+    try:
+        raw = await read_small_body(request)
+    except ClientDisconnect:
+        # Nobody will read the answer; it only keeps the disconnect out of the error log.
+        raise BadJSONBody("The client closed the connection before the body ended.") from None
+    if raw is None:
+        raise BadJSONBody(f"The request body is too large (over {MAX_SMALL_BODY} bytes).")
+    if allow_empty and not raw.strip():
+        return {}
+    try:
+        document = json.loads(raw)
+    except RecursionError:
+        raise BadJSONBody(
+            f"The request body's JSON is nested too deeply; it must be {shape}."
+        ) from None
+    except (ValueError, UnicodeDecodeError):
+        raise BadJSONBody(f"The request body must be {shape}.") from None
+    if not isinstance(document, dict):
+        raise BadJSONBody(f"The request body must be {shape}.")
+    return document
 
 
 def public_base(request: Request) -> str:

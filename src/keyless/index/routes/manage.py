@@ -5,7 +5,6 @@ Authenticated with an API token (same header forms as uploads). Used by `keyless
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -16,9 +15,10 @@ from starlette.routing import Route
 from ..accounts import Identity, InvalidCredentials, authenticate
 from ..projects import ProjectError
 from .common import (
+    BadJSONBody,
     error,
     index_or_none,
-    read_small_body,
+    read_json_object,
     services,
     token_from_headers,
     unknown_index,
@@ -26,18 +26,11 @@ from .common import (
 
 
 async def read_json_body(request: Request) -> dict[str, Any]:
-    raw = await read_small_body(request)
-    if raw is None:
-        raise ProjectError("The request body is too large.")
-    if not raw.strip():
-        return {}
+    """The owner APIs' JSON object (an empty body is `{}`); raises ProjectError."""
     try:
-        document = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise ProjectError("The request body must be a JSON object.") from None
-    if not isinstance(document, dict):
-        raise ProjectError("The request body must be a JSON object.")
-    return document
+        return await read_json_object(request, "a JSON object", allow_empty=True)
+    except BadJSONBody as exc:
+        raise ProjectError(exc.message, exc.status) from None
 
 
 def text_field(document: dict[str, Any], key: str) -> str:

@@ -9,10 +9,19 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from keyless.store.errors import StorageFull
+
 from ..accounts import InvalidCredentials, authenticate
 from ..multipart import FileTooLarge, FormError, read_upload_form
 from ..uploads import UploadRejected, file_too_large
-from .common import error, index_or_none, services, token_from_headers, unknown_index
+from .common import (
+    error,
+    index_or_none,
+    services,
+    storage_full,
+    token_from_headers,
+    unknown_index,
+)
 
 # After refusing an upload early we still read (and drop) this much of the body, so that
 # clients still sending the file get our answer instead of a connection reset.
@@ -55,12 +64,17 @@ async def upload(request: Request) -> Response:
     except FormError as exc:
         await _drain(body)
         return error(request, exc.status, exc.message)
+    except StorageFull as exc:  # the temp file could not be written; it is gone
+        await _drain(body)
+        return storage_full(request, exc)
     except ClientDisconnect:
         return Response(status_code=400)  # nobody is listening; the temp file is gone
     try:
         outcome = await run_in_threadpool(svc.uploads.upload, index, identity, form)
     except UploadRejected as exc:
         return error(request, exc.status, exc.message)
+    except StorageFull as exc:  # the database could not grow; nothing of the upload stays
+        return storage_full(request, exc)
     return JSONResponse(
         {
             "message": "OK" if outcome.created else "OK: this exact file was already uploaded",
