@@ -189,14 +189,20 @@ class BlobStore:
         """A temp file to stream an upload into; `commit` or `discard` it afterwards."""
         return HashingWriter(self.tmp)
 
-    def commit(self, temp_path: Path, sha256: str) -> Path:
+    def commit(self, temp_path: Path, sha256: str, size: int | None = None) -> Path:
         """Move a finished temp file into place under its hash.
 
         If the blob already exists (same bytes uploaded before, maybe to another index) the
-        temp file is dropped: content addressing makes the existing one identical.
+        temp file is dropped: content addressing makes the existing one identical — unless its
+        size says it is not (`size` given: a blob truncated on disk), then the fresh bytes
+        replace it.
         """
         target = self.path_for(sha256)
-        if target.exists():
+        try:
+            stored = target.stat().st_size
+        except FileNotFoundError:
+            stored = None
+        if stored is not None and size in (None, stored):
             temp_path.unlink(missing_ok=True)
             return target
         try:
