@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlparse
 
@@ -32,6 +34,7 @@ from .uploads import Uploads
 from .web import routes as web_routes
 
 access_log = logging.getLogger("keyless.access")
+gc_log = logging.getLogger("keyless.gc")
 
 
 class IndexApp(Starlette):
@@ -214,6 +217,39 @@ async def home(request: Request) -> Response:
     )
 
 
+async def collect_garbage_every(interval: float, state: Services) -> None:
+    """Garbage collection every `interval` seconds, on a worker thread (it walks the store).
+
+    Start-up collects too, but temp files of uploads cut off by a crash are only removed once
+    stale, and a server that stays up would otherwise keep them until its next start.
+    """
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            removed = await asyncio.to_thread(collect_garbage, state.engine, state.blobs)
+        except Exception:  # a full disk or a locked database now: try again next time
+            gc_log.exception("garbage collection failed; trying again in %s s", interval)
+            continue
+        if removed:
+            gc_log.info("garbage collection removed %d orphaned file(s)", removed)
+
+
+def _lifespan(state: Services) -> Any:
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        interval = state.settings.gc_interval
+        task = asyncio.create_task(collect_garbage_every(interval, state)) if interval else None
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    return lifespan
+
+
 def create_app(settings: Settings) -> IndexApp:
     """Build the server for these settings: opens the store, creates missing indexes."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -255,7 +291,7 @@ def create_app(settings: Settings) -> IndexApp:
         # API clients and becomes the HTML landing page for browsers.
         *web_routes(json_home=home),
     ]
-    app = IndexApp(routes=routes)
+    app = IndexApp(routes=routes, lifespan=_lifespan(state))
     app.state.services = state
     app.access_lines = _AccessLines(settings.access_log)
     app.add_middleware(AccessLog, lines=app.access_lines)

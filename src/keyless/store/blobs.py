@@ -3,7 +3,7 @@
 Every file is stored once under its sha256, whatever index or filename refers to it, so
 promoting a release from `test` to `prod` copies no bytes. Writes are atomic: bytes go to a
 temp file in the same file system, are fsynced, then renamed into place — a reader never sees a
-half-written blob, and a crash leaves only a temp file that `remove_orphans` deletes.
+half-written blob, and a crash leaves only a temp file that garbage collection deletes.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import os
 import secrets
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -229,19 +229,21 @@ class BlobStore:
         for path in (self.root / "sha256").glob("*/*/*"):
             yield path.name, path
 
-    def remove_orphans(self, referenced: Iterable[str], min_age_seconds: float = 3600) -> int:
-        """Delete stale temp files and blobs no database row refers to.
+    def remove(self, sha256: str) -> bool:
+        """Delete one blob; False if it was not there. The caller decides it is unreferenced
+        (see keyless.index.maintenance, which does so under the database's write lock)."""
+        try:
+            self.path_for(sha256).unlink()
+        except FileNotFoundError:
+            return False
+        return True
 
-        Only files older than `min_age_seconds` go, so an upload between its blob rename and its
-        database commit is never mistaken for an orphan. Returns how many files were removed.
-        """
-        keep = set(referenced)
+    def remove_stale_temp_files(self, min_age_seconds: float) -> int:
+        """Delete temp files not written to for `min_age_seconds` (an upload streaming into
+        one writes to it all along); returns how many went."""
         cutoff = time.time() - min_age_seconds
         removed = 0
-        candidates = [p for p in self.tmp.iterdir()] + [
-            p for sha, p in self.iter_blobs() if sha not in keep
-        ]
-        for path in candidates:
+        for path in list(self.tmp.iterdir()):
             try:
                 if path.stat().st_mtime < cutoff:
                     path.unlink()
