@@ -40,7 +40,7 @@ from keyless.dists.errors import DistError
 from keyless.store import db
 from keyless.store.blobs import BlobStore
 
-from .accounts import Identity, now, touch_token
+from .accounts import Identity, InvalidCredentials, current_identity, now, touch_token
 from .errors import Refused
 from .indexes import IndexInfo
 from .projects import create_project, find_project, record_event, role_of
@@ -153,7 +153,7 @@ class Promotion:
         except InvalidVersion:
             raise PromoteRejected(f"{version!r} is not a valid version (PEP 440).") from None
         name = canonicalize_name(project)
-        self._check_token(identity, target, name)
+        self._check_token(identity, target, name)  # early, on the request's snapshot
         try:
             return self._promote(source, target, identity, name, project, version, canonical)
         except IntegrityError:
@@ -172,6 +172,13 @@ class Promotion:
         canonical: str,
     ) -> PromoteOutcome:
         with db.writing(self.engine) as conn:
+            # Decided again where it holds at commit (one writing transaction at a time): the
+            # token may have been revoked, or its publisher removed, since the request began.
+            try:
+                identity = current_identity(conn, identity)
+            except InvalidCredentials as exc:
+                raise PromoteRejected(exc.reason, status=403) from None
+            self._check_token(identity, target, name)
             plan = self._plan(conn, source, target, identity, name, shown, version, canonical)
             created_project = False
             if plan.new:
