@@ -341,7 +341,7 @@ class Promotion:
                 f"{row.filename!r}: only one sdist may be uploaded per release, and "
                 f"release {plan.release.version} on index {target.name!r} has another."
             )
-        if not self.blobs.exists(row.sha256):
+        if not self.blobs.exists(row.sha256, row.size):
             raise PromoteRejected(
                 f"The stored bytes of {row.filename!r} (sha256 {row.sha256}) are missing on "
                 "this server; upload the file again instead.",

@@ -5,8 +5,13 @@ Order (as PyPI, so clients see the same error for the same mistake): form fields
 sizes, digests, duplicates, filename reuse, one sdist per release, the archive itself, and —
 beyond PyPI — the metadata inside the archive against the form and the filename.
 
+Every answer the database gives is read twice: on a snapshot, to refuse early and in that
+order, and again inside the write transaction that stores the file — only what is read there
+holds at commit (SQLite runs one writing transaction at a time), so a project created, a token
+revoked or a publisher removed meanwhile is seen.
+
 Nothing becomes visible until the end: the bytes sit in a fsynced temp file, are renamed into
-the content-addressed store, and only then is the database row committed.
+the content-addressed store inside that write transaction, and the row is committed with it.
 """
 
 from __future__ import annotations
@@ -454,7 +459,7 @@ class Uploads:
                     "The digest supplied does not match a digest calculated from the uploaded file."
                 )
 
-        if taken.existing and self.blobs.exists(digests.sha256):
+        if taken.existing and self.blobs.exists(digests.sha256, digests.size):
             # This very file is stored. Its blob stays: garbage collection only deletes blobs
             # no row refers to, deciding under the write lock (see maintenance.py).
             return UploadOutcome(staged.filename, digests.sha256, name, created=False)
@@ -486,11 +491,13 @@ class Uploads:
                 _refuse_taken(taken, staged.filename, digests.blake2_256)
                 # The blob is placed inside the transaction too: garbage collection deletes
                 # only under the write lock, so it sees either no blob yet or the row with it.
-                self.blobs.commit(staged.writer.path, digests.sha256, digests.size)
+                # For a file already stored this puts back a missing (or truncated) blob.
                 if taken.existing:
+                    self.blobs.commit(staged.writer.path, digests.sha256, digests.size)
                     return UploadOutcome(staged.filename, digests.sha256, name, created=False)
-                if artifact is None:  # pragma: no cover - files rows are never deleted
-                    artifact = inspect_artifact(staged, meta, index)
+                # None only if the snapshot saw this very file (rows are never deleted).
+                artifact = artifact or inspect_artifact(staged, meta, index)
+                self.blobs.commit(staged.writer.path, digests.sha256, digests.size)
                 self._insert(conn, index, uploader, project, staged, pyversion, meta, artifact)
         except IntegrityError:
             # Another client stored the same filename between our checks and our commit (on a

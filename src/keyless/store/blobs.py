@@ -182,8 +182,13 @@ class BlobStore:
     def path_for(self, sha256: str) -> Path:
         return self.root / "sha256" / sha256[:2] / sha256[2:4] / sha256
 
-    def exists(self, sha256: str) -> bool:
-        return self.path_for(sha256).is_file()
+    def exists(self, sha256: str, size: int | None = None) -> bool:
+        """Whether the blob is stored (with `size` bytes, when given)."""
+        try:
+            stored = self.path_for(sha256).stat().st_size
+        except FileNotFoundError:
+            return False
+        return size in (None, stored)
 
     def new_writer(self) -> HashingWriter:
         """A temp file to stream an upload into; `commit` or `discard` it afterwards."""
