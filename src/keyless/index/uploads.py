@@ -10,8 +10,8 @@ order, and again inside the write transaction that stores the file — only what
 holds at commit (SQLite runs one writing transaction at a time), so a project created, a token
 revoked or a publisher removed meanwhile is seen.
 
-Nothing becomes visible until the end: the bytes sit in a fsynced temp file, are renamed into
-the content-addressed store inside that write transaction, and the row is committed with it.
+Nothing becomes visible until the end: the bytes sit in a fsynced temp file, are linked into
+the content-addressed store, and the row that makes them a file is committed last.
 """
 
 from __future__ import annotations
@@ -409,7 +409,7 @@ class Uploads:
             return self._upload(index, identity, form)
         finally:
             if form.file is not None:
-                form.file.discard()  # no-op once committed (the temp path is gone)
+                form.file.discard()  # the store holds a link of its own to kept bytes
 
     def _upload(self, index: IndexInfo, identity: Identity, form: UploadForm) -> UploadOutcome:
         if not identity.allows_index(index.id):
@@ -482,6 +482,9 @@ class Uploads:
     ) -> UploadOutcome:
         digests = staged.digests
         name = canonicalize_name(meta.name)
+        # The bytes go into the store before the write lock is taken: linking and fsyncing
+        # take their time here, not while every other upload waits.
+        self.blobs.place(staged.writer.path, digests.sha256, digests.size)
         try:
             with db.writing(self.engine) as conn:
                 # Decided again where it holds at commit: one writing transaction at a time.
@@ -489,15 +492,15 @@ class Uploads:
                 project, taken = _decide(conn, uploader, index, meta, staged, sdist_of)
                 _check_project_size(index, project, digests.size)
                 _refuse_taken(taken, staged.filename, digests.blake2_256)
-                # The blob is placed inside the transaction too: garbage collection deletes
-                # only under the write lock, so it sees either no blob yet or the row with it.
-                # For a file already stored this puts back a missing (or truncated) blob.
+                # Garbage collection deletes a blob only in a writing transaction of its own,
+                # having found no row for it: the blob there now stays until this one commits
+                # its row. Checked (a stat), and put back from the temp file if gc took it
+                # since — also for a file already stored whose blob went missing.
+                self.blobs.place(staged.writer.path, digests.sha256, digests.size)
                 if taken.existing:
-                    self.blobs.commit(staged.writer.path, digests.sha256, digests.size)
                     return UploadOutcome(staged.filename, digests.sha256, name, created=False)
                 # None only if the snapshot saw this very file (rows are never deleted).
                 artifact = artifact or inspect_artifact(staged, meta, index)
-                self.blobs.commit(staged.writer.path, digests.sha256, digests.size)
                 self._insert(conn, index, uploader, project, staged, pyversion, meta, artifact)
         except IntegrityError:
             # Another client stored the same filename between our checks and our commit (on a

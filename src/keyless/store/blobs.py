@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import os
 import secrets
+import shutil
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -194,29 +195,47 @@ class BlobStore:
         """A temp file to stream an upload into; `commit` or `discard` it afterwards."""
         return HashingWriter(self.tmp)
 
-    def commit(self, temp_path: Path, sha256: str, size: int | None = None) -> Path:
-        """Move a finished temp file into place under its hash.
+    def commit(self, temp_path: Path, sha256: str) -> Path:
+        """Move a finished temp file into place under its hash (the temp file is consumed).
 
         If the blob already exists (same bytes uploaded before, maybe to another index) the
-        temp file is dropped: content addressing makes the existing one identical — unless its
-        size says it is not (`size` given: a blob truncated on disk), then the fresh bytes
-        replace it.
+        temp file is dropped: content addressing makes the existing one identical.
         """
         target = self.path_for(sha256)
-        try:
-            stored = target.stat().st_size
-        except FileNotFoundError:
-            stored = None
-        if stored is not None and size in (None, stored):
+        if target.exists():
             temp_path.unlink(missing_ok=True)
             return target
+        self._move_in(temp_path, target)
+        return target
+
+    def place(self, temp_path: Path, sha256: str, size: int) -> None:
+        """Make the blob hold the bytes of a finished temp file, which stays where it is.
+
+        Nothing to do when an intact blob (of `size` bytes) is there; otherwise the temp file
+        is hard-linked in (a missing or truncated blob is replaced atomically) and the folder
+        fsynced. An upload calls it twice: before its write transaction, where the link and
+        the fsync take their time without holding the database's write lock, and again
+        inside it, where it costs a stat — unless garbage collection removed the blob in
+        between, which it only does in a writing transaction of its own.
+        """
+        if self.exists(sha256, size):
+            return
+        linked = self.tmp / f"link-{secrets.token_hex(8)}.part"
+        try:
+            os.link(temp_path, linked)
+        except OSError:  # a file system without hard links: a copy, on disk before the rename
+            shutil.copyfile(temp_path, linked)
+            with linked.open("rb") as copy:
+                os.fsync(copy.fileno())
+        self._move_in(linked, self.path_for(sha256))
+
+    def _move_in(self, temp_path: Path, target: Path) -> None:
         try:
             os.replace(temp_path, target)
         except FileNotFoundError:  # the first blob under this prefix: make its folders
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(temp_path, target)
         _fsync_dir(target.parent)
-        return target
 
     def put_bytes(self, data: bytes) -> str:
         """Store small bytes (e.g. a wheel's METADATA); returns the sha256."""
