@@ -5,11 +5,14 @@ full database, a lost filename race); temp files from uploads cut off mid-stream
 Run at server start, every `gc-interval` seconds inside the server, and by `keyless gc`.
 
 Deciding that a blob is unreferenced and deleting it happen inside one writing transaction.
-An upload places its blob and commits the row that refers to it inside its own writing
-transaction, and the database runs one writing transaction at a time (SQLite's write lock,
-BEGIN IMMEDIATE), so collection sees either no blob yet or the blob with its row — never the
-blob of a row committed after the check. Unreferenced blobs therefore need no grace period;
-only temp files do, since one may still be streaming.
+An upload makes sure its blob is there (putting it back from its temp file if not) inside the
+writing transaction that commits the row referring to it, and the database runs one writing
+transaction at a time (SQLite's write lock, BEGIN IMMEDIATE): collection either runs before
+that check, or after the row is committed and sees it. Unreferenced blobs therefore need no
+grace period; only temp files do, since one may still be streaming.
+
+On a database whose writing transactions run side by side (PostgreSQL) this needs a lock
+both take; keyless serves SQLite today.
 """
 
 from __future__ import annotations

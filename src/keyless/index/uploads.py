@@ -409,7 +409,7 @@ class Uploads:
             return self._upload(index, identity, form)
         finally:
             if form.file is not None:
-                form.file.discard()  # the store holds a link of its own to kept bytes
+                form.file.discard()  # the blob store has its own link to the bytes (place)
 
     def _upload(self, index: IndexInfo, identity: Identity, form: UploadForm) -> UploadOutcome:
         if not identity.allows_index(index.id):
