@@ -12,9 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from keyless.index.maintenance import collect_garbage
-from keyless.store.blobs import BATCH, BlobStore
-from keyless.store.db import open_database
+from keyless.store.blobs import BATCH
 from tests.builders import build_wheel
 from tests.conftest import LiveServer, start_server, stop_server
 
@@ -151,20 +149,6 @@ def test_malformed_requests_get_a_4xx_with_a_message(
     assert 400 <= answer.status_code < 500, (answer.status_code, answer.text)
     if answer.status_code != 404 or path.startswith("/prod/legacy"):
         assert len(answer.text.strip()) > 10
-
-
-def test_garbage_collection_removes_only_old_unreferenced_files(tmp_path: Path) -> None:
-    engine = open_database(tmp_path / "db.sqlite")
-    blobs = BlobStore(tmp_path / "blobs")
-    orphan = blobs.put_bytes(b"nobody refers to me")
-    stale_temp = blobs.tmp / "upload-from-a-crash.part"
-    stale_temp.write_bytes(b"half an upload")
-
-    assert collect_garbage(engine, blobs, min_age_seconds=3600) == 0  # too young to go
-    assert blobs.exists(orphan)
-    assert collect_garbage(engine, blobs, min_age_seconds=0) == 2
-    assert not blobs.exists(orphan)
-    assert not stale_temp.exists()
 
 
 def test_a_new_servers_secrets_are_readable_by_its_user_only(tmp_path: Path) -> None:

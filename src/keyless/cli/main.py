@@ -398,7 +398,13 @@ def _define_project(parser: argparse.ArgumentParser) -> None:
 
 def _define_gc(gc: argparse.ArgumentParser) -> None:
     _server_options(gc)
-    gc.add_argument("--min-age", type=float, default=3600, help="seconds (default 3600)")
+    gc.add_argument(
+        "--min-age",
+        type=float,
+        default=3600,
+        help="remove upload temp files untouched for this many seconds (default 3600); "
+        "blobs no file refers to go at once",
+    )
     gc.set_defaults(handler=cmd_gc)
 
 

@@ -36,6 +36,7 @@ from .uploads import Uploads
 from .web import routes as web_routes
 
 access_log = logging.getLogger("keyless.access")
+gc_log = logging.getLogger("keyless.gc")
 
 
 class IndexApp(Starlette):
@@ -224,6 +225,43 @@ async def _storage_full(request: Request, exc: Exception) -> Response:
     return storage_full(request, exc)
 
 
+async def collect_garbage_every(interval: float, state: Services) -> None:
+    """Garbage collection every `interval` seconds, on a worker thread (it walks the store).
+
+    Start-up collects too, but temp files of uploads cut off by a crash are only removed once
+    stale, and a server that stays up would otherwise keep them until its next start.
+    """
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            removed = await asyncio.to_thread(collect_garbage, state.engine, state.blobs)
+        except Exception:  # a full disk or a locked database now: try again next time
+            gc_log.exception("garbage collection failed; trying again in %s s", interval)
+            continue
+        if removed:
+            gc_log.info("garbage collection removed %d orphaned file(s)", removed)
+
+
+def _lifespan(state: Services, render_pool: RenderPool) -> Any:
+    """What runs beside the requests: the render workers and the periodic garbage collection."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        render_pool.start()  # before the first upload, which would otherwise wait for it
+        interval = state.settings.gc_interval
+        task = asyncio.create_task(collect_garbage_every(interval, state)) if interval else None
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            render_pool.close()  # no render worker outlives the server
+
+    return lifespan
+
+
 def create_app(settings: Settings) -> IndexApp:
     """Build the server for these settings: opens the store, creates missing indexes."""
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # private when new
@@ -258,14 +296,6 @@ def create_app(settings: Settings) -> IndexApp:
         descriptions=descriptions,
     )
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        render_pool.start()  # before the first upload, which would otherwise wait for it
-        try:
-            yield
-        finally:
-            render_pool.close()  # no render worker outlives the server
-
     routes = [
         Route("/_/health", health, methods=["GET", "HEAD"]),
         *oidc.routes,
@@ -280,9 +310,11 @@ def create_app(settings: Settings) -> IndexApp:
         # API clients and becomes the HTML landing page for browsers.
         *web_routes(json_home=home),
     ]
-    # Any other write refused by a full disk (a yank, a sign-in, a token) is a 507 as well.
     app = IndexApp(
-        routes=routes, lifespan=lifespan, exception_handlers={StorageFull: _storage_full}
+        routes=routes,
+        lifespan=_lifespan(state, render_pool),
+        # Any other write refused by a full disk (a yank, a sign-in, a token) is a 507 too.
+        exception_handlers={StorageFull: _storage_full},
     )
     app.state.services = state
     app.access_lines = _AccessLines(settings.access_log)

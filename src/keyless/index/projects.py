@@ -14,7 +14,7 @@ from keyless.dists.names import ultranormalize_name
 from keyless.dists.versions import canonical_version, not_a_version
 from keyless.store import db
 
-from .accounts import Identity, now
+from .accounts import Identity, InvalidCredentials, current_identity, now
 from .errors import Refused
 
 STATUSES = ("active", "archived", "quarantined")
@@ -115,6 +115,12 @@ class ProjectAdmin:
     on_change: Callable[[int, str], None]
 
     def _owned_project(self, conn: Connection, identity: Identity, name: str) -> Any:
+        """The project, once `identity` as it is now (inside the caller's write transaction)
+        proves to be an owner's; raises ProjectError."""
+        try:
+            identity = current_identity(conn, identity)
+        except InvalidCredentials as exc:
+            raise ProjectError(exc.reason, status=403) from None
         if identity.user_id is None or identity.index_id is None:
             raise ProjectError(
                 "Tokens minted for trusted publishers can only upload; use an owner's API "

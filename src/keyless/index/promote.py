@@ -41,7 +41,7 @@ from keyless.dists.versions import canonical_version, not_a_version
 from keyless.store import db
 from keyless.store.blobs import BlobStore
 
-from .accounts import Identity, now, touch_token
+from .accounts import Identity, InvalidCredentials, current_identity, now, touch_token
 from .errors import Refused
 from .indexes import IndexInfo
 from .projects import create_project, find_project, record_event, role_of
@@ -154,7 +154,7 @@ class Promotion:
         except InvalidVersion:
             raise PromoteRejected(not_a_version(version)) from None
         name = canonicalize_name(project)
-        self._check_token(identity, target, name)
+        self._check_token(identity, target, name)  # early, on the request's snapshot
         try:
             return self._promote(source, target, identity, name, project, version, canonical)
         except IntegrityError:
@@ -173,6 +173,13 @@ class Promotion:
         canonical: str,
     ) -> PromoteOutcome:
         with db.writing(self.engine) as conn:
+            # Decided again where it holds at commit (one writing transaction at a time): the
+            # token may have been revoked, or its publisher removed, since the request began.
+            try:
+                identity = current_identity(conn, identity)
+            except InvalidCredentials as exc:
+                raise PromoteRejected(exc.reason, status=403) from None
+            self._check_token(identity, target, name)
             plan = self._plan(conn, source, target, identity, name, shown, version, canonical)
             created_project = False
             if plan.new:
@@ -335,7 +342,7 @@ class Promotion:
                 f"{row.filename!r}: only one sdist may be uploaded per release, and "
                 f"release {plan.release.version} on index {target.name!r} has another."
             )
-        if not self.blobs.exists(row.sha256):
+        if not self.blobs.exists(row.sha256, row.size):
             raise PromoteRejected(
                 f"The stored bytes of {row.filename!r} (sha256 {row.sha256}) are missing on "
                 "this server; upload the file again instead.",

@@ -3,7 +3,7 @@
 Every file is stored once under its sha256, whatever index or filename refers to it, so
 promoting a release from `test` to `prod` copies no bytes. Writes are atomic: bytes go to a
 temp file in the same file system, are fsynced, then renamed into place — a reader never sees a
-half-written blob, and a crash leaves only a temp file that `remove_orphans` deletes.
+half-written blob, and a crash leaves only a temp file that garbage collection deletes.
 """
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ import contextlib
 import hashlib
 import os
 import secrets
+import shutil
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -186,8 +187,13 @@ class BlobStore:
     def path_for(self, sha256: str) -> Path:
         return self.root / "sha256" / sha256[:2] / sha256[2:4] / sha256
 
-    def exists(self, sha256: str) -> bool:
-        return self.path_for(sha256).is_file()
+    def exists(self, sha256: str, size: int | None = None) -> bool:
+        """Whether the blob is stored (with `size` bytes, when given)."""
+        try:
+            stored = self.path_for(sha256).stat().st_size
+        except FileNotFoundError:
+            return False
+        return size in (None, stored)
 
     def new_writer(self) -> HashingWriter:
         """A temp file to stream an upload into; `commit` or `discard` it afterwards."""
@@ -204,6 +210,38 @@ class BlobStore:
         if target.exists():
             temp_path.unlink(missing_ok=True)
             return False
+        self._move_in(temp_path, target)
+        return True
+
+    def place(self, temp_path: Path, sha256: str, size: int) -> bool:
+        """Make the blob hold the bytes of a finished temp file, which stays where it is.
+
+        Nothing to do when an intact blob (of `size` bytes) is there; otherwise the temp file
+        is hard-linked in (a missing or truncated blob is replaced atomically) and the folder
+        fsynced. An upload calls it twice: before its write transaction, where the link and
+        the fsync take their time without holding the database's write lock, and again
+        inside it, where it costs a stat — unless garbage collection removed the blob in
+        between, which it only does in a writing transaction of its own.
+
+        Returns True if this call put the bytes in. Raises StorageFull on a full disk.
+        """
+        if self.exists(sha256, size):
+            return False
+        linked = self.tmp / f"link-{secrets.token_hex(8)}.part"
+        with _full_disk_as_storage_full():
+            try:
+                os.link(temp_path, linked)
+            except OSError as exc:
+                if is_storage_full(exc):
+                    raise
+                # A file system without hard links: a copy, on disk before the rename.
+                shutil.copyfile(temp_path, linked)
+                with linked.open("rb") as copy:
+                    os.fsync(copy.fileno())
+        self._move_in(linked, self.path_for(sha256))
+        return True
+
+    def _move_in(self, temp_path: Path, target: Path) -> None:
         new_folders: list[Path] = []
         with _full_disk_as_storage_full():
             try:
@@ -216,11 +254,6 @@ class BlobStore:
             _fsync_dir(target.parent)
             for folder in new_folders:
                 _fsync_dir(folder.parent)
-        return True
-
-    def remove(self, sha256: str) -> None:
-        """Delete a blob (one no row refers to: the caller has checked)."""
-        self.path_for(sha256).unlink(missing_ok=True)
 
     def put_bytes(self, data: bytes) -> str:
         """Store small bytes (e.g. a wheel's METADATA); returns the sha256."""
@@ -238,19 +271,21 @@ class BlobStore:
         for path in (self.root / "sha256").glob("*/*/*"):
             yield path.name, path
 
-    def remove_orphans(self, referenced: Iterable[str], min_age_seconds: float = 3600) -> int:
-        """Delete stale temp files and blobs no database row refers to.
+    def remove(self, sha256: str) -> bool:
+        """Delete one blob; False if it was not there. The caller decides it is unreferenced
+        (see keyless.index.maintenance, which does so under the database's write lock)."""
+        try:
+            self.path_for(sha256).unlink()
+        except FileNotFoundError:
+            return False
+        return True
 
-        Only files older than `min_age_seconds` go, so an upload between its blob rename and its
-        database commit is never mistaken for an orphan. Returns how many files were removed.
-        """
-        keep = set(referenced)
+    def remove_stale_temp_files(self, min_age_seconds: float) -> int:
+        """Delete temp files not written to for `min_age_seconds` (an upload streaming into
+        one writes to it all along); returns how many went."""
         cutoff = time.time() - min_age_seconds
         removed = 0
-        candidates = [p for p in self.tmp.iterdir()] + [
-            p for sha, p in self.iter_blobs() if sha not in keep
-        ]
-        for path in candidates:
+        for path in list(self.tmp.iterdir()):
             try:
                 if path.stat().st_mtime < cutoff:
                     path.unlink()
