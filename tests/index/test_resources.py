@@ -86,14 +86,17 @@ def trickle_until_closed(sock: socket.socket, data: bytes, interval: float, limi
 
 
 def upload_head(server: LiveServer, token: str, length: int) -> bytes:
-    return (
-        f"POST /prod/legacy/ HTTP/1.1\r\nHost: {server.url.removeprefix('http://')}\r\n"
-        f"Authorization: Bearer {token}\r\nContent-Length: {length}\r\n"
-        f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\n\r\n"
+    """An upload's head and the start of its body, up to a file of `length` bytes."""
+    preamble = (
         f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="content"; '
         'filename="slow_demo-1.0-py3-none-any.whl"\r\n'
         "Content-Type: application/octet-stream\r\n\r\n"
     ).encode()
+    return (
+        f"POST /prod/legacy/ HTTP/1.1\r\nHost: {server.url.removeprefix('http://')}\r\n"
+        f"Authorization: Bearer {token}\r\nContent-Length: {len(preamble) + length}\r\n"
+        f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\n\r\n"
+    ).encode() + preamble
 
 
 def test_a_head_sent_slowly_is_closed_after_the_header_timeout(limited: LiveServer) -> None:
