@@ -312,3 +312,28 @@ def test_twine_and_uv_show_the_refusal_of_a_large_upload(
             output = " ".join((done.stdout + done.stderr).split())
             assert done.returncode != 0
             assert BAD_TOKEN in output, output
+
+
+@pytest.mark.parametrize(
+    ("wanted", "expected"),
+    [
+        (50, "50 (178, 200) no warning"),  # the soft limit is raised to what 50 need
+        (1000, "72 (200, 200) warning"),  # the hard limit allows only 200 - 128 reserved
+    ],
+)
+def test_the_descriptor_limit_is_raised_or_the_connections_lowered(
+    wanted: int, expected: str
+) -> None:
+    script = (
+        "import resource, sys\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (100, 200))\n"
+        "from keyless.index.server import connection_limit\n"
+        f"allowed = connection_limit({wanted})\n"
+        "sys.stderr.flush()\n"
+        "print(allowed, resource.getrlimit(resource.RLIMIT_NOFILE))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    warned = "warning" if "lower max-connections" in done.stderr else "no warning"
+    assert f"{done.stdout.strip()} {warned}" == expected
