@@ -13,6 +13,7 @@ import os
 import resource
 import select
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -51,8 +52,12 @@ def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
 
 
 def connect(server: LiveServer) -> socket.socket:
-    host, port = server.url.removeprefix("http://").split(":")
-    return socket.create_connection((host, int(port)), timeout=10)
+    host, port = server.url.split("://")[1].split(":")
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    if server.tls is None:
+        return sock
+    context = ssl.create_default_context(cafile=str(server.tls.ca))
+    return context.wrap_socket(sock, server_hostname=host)
 
 
 def closed_by_server(sock: socket.socket, wait: float = 0.0) -> bytes | None:
@@ -93,7 +98,7 @@ def upload_head(server: LiveServer, token: str, length: int) -> bytes:
         "Content-Type: application/octet-stream\r\n\r\n"
     ).encode()
     return (
-        f"POST /prod/legacy/ HTTP/1.1\r\nHost: {server.url.removeprefix('http://')}\r\n"
+        f"POST /prod/legacy/ HTTP/1.1\r\nHost: {server.url.split('://')[1]}\r\n"
         f"Authorization: Bearer {token}\r\nContent-Length: {len(preamble) + length}\r\n"
         f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\n\r\n"
     ).encode() + preamble
@@ -253,11 +258,19 @@ def test_when_every_connection_is_busy_new_ones_get_503_at_once(capped: LiveServ
             sock.close()
 
 
-def test_a_refused_upload_is_answered_without_reading_the_file(limited: LiveServer) -> None:
-    """A client that keeps sending after a refusal: the server stops reading it early."""
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_a_refused_upload_is_answered_without_reading_the_file(
+    limited: LiveServer, tls_server: LiveServer, scheme: str
+) -> None:
+    """A client that keeps sending after a refusal: the server stops reading it early.
+
+    (Over TLS, closing a connection waits for the client's TLS close and reads whatever
+    it sends meanwhile: the server must not close that way here.)
+    """
+    server = limited if scheme == "http" else tls_server
     size = 128 * MIB
-    with connect(limited) as sock:
-        sock.sendall(upload_head(limited, "keyless-not-a-real-token", size))
+    with connect(server) as sock:
+        sock.sendall(upload_head(server, "keyless-not-a-real-token", size))
         sent = 0
         chunk = b"x" * 65536
         sock.settimeout(5)

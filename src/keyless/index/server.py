@@ -50,6 +50,8 @@ LINGER_BYTES = 1024 * 1024
 RESERVED_DESCRIPTORS = 128
 # Timers may fire this early (the event loop's clock resolution).
 SLACK = 0.01
+# How long a short answer still in our send buffer has to reach a client we close on.
+CLOSE_GRACE = 2.0
 
 
 def _answer(status: str, message: str) -> bytes:
@@ -92,8 +94,9 @@ class KeylessProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         if len(self.connections) >= self.limits.max_connections and not self._evict_idle():
             self.refused = True
+            self.transport = transport
             transport.write(BUSY)
-            transport.close()
+            self._shut()
             return
         super().connection_made(transport)
         # Responses go through `_ResponseTransport`, which turns an early answer's close
@@ -122,7 +125,7 @@ class KeylessProtocol(HttpToolsProtocol):
         """Close the connection idle for longest, to make room; False if none is idle."""
         for oldest in self.idle:
             del self.idle[oldest]
-            oldest.transport.close()
+            oldest._shut()
             return True
         return False
 
@@ -142,7 +145,24 @@ class KeylessProtocol(HttpToolsProtocol):
         self._cancel_timers()
         if answer and not self.transport.is_closing():
             self.transport.write(answer)
-        self.transport.close()
+        self._shut()
+
+    def _shut(self) -> None:
+        """Close the connection, and free its descriptor soon, whatever the client does.
+
+        A short answer still in the send buffer gets `CLOSE_GRACE` seconds. Over TLS,
+        close() would also wait up to 30 s for the client's close_notify (reading all it
+        sends meanwhile); abort() does not, and after a flushed answer loses nothing.
+        """
+        transport = self.transport
+        if transport.get_write_buffer_size():
+            transport.close()
+            self.loop.call_later(CLOSE_GRACE, transport.abort)
+        else:
+            transport.abort()
+
+    def timeout_keep_alive_handler(self) -> None:
+        self._shut()  # an idle connection: nothing to flush
 
     # Bytes in
 
@@ -261,12 +281,12 @@ class KeylessProtocol(HttpToolsProtocol):
             self.transport.write_eof()
         self.flow.resume_reading()
         self.linger_left = LINGER_BYTES
-        self.loop.call_later(LINGER_SECONDS, self.transport.close)
+        self.loop.call_later(LINGER_SECONDS, self._shut)
 
     def _discard(self, size: int) -> None:
         self.linger_left -= size
         if self.linger_left <= 0:
-            self.transport.close()
+            self._shut()
 
 
 class _ResponseTransport(asyncio.Transport):
