@@ -9,6 +9,7 @@ without the server reading the rest of the file.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import resource
 import select
@@ -25,6 +26,8 @@ import pytest
 
 from tests.builders import build_wheel
 from tests.conftest import SERVER_CONFIG, LiveServer, client_env, start_server, stop_server
+
+from .uploading import upload
 
 HEADER_TIMEOUT = 1.0
 BODY_TIMEOUT = 2.0
@@ -147,6 +150,31 @@ def test_a_body_that_pauses_is_closed(limited: LiveServer) -> None:
         answer = closed_by_server(sock, wait=1)
         assert answer is not None
         assert b"408 Request Timeout" in answer
+
+
+def test_a_client_that_stops_reading_a_download_is_closed(limited: LiveServer) -> None:
+    token = limited.token("slow-owner", "prod")
+    filename, data = build_wheel(
+        "slow-reader", "1.0", extra_files={"slow_reader/blob.bin": os.urandom(8 * MIB)}
+    )
+    with limited.client() as client:
+        assert upload(client, "prod", token, filename, data).status_code == 200
+    path = f"/files/{hashlib.sha256(data).hexdigest()}/{filename}"
+    host, port = limited.url.split("://")[1].split(":")
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)  # before connecting
+        sock.connect((host, int(port)))
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        time.sleep(BODY_TIMEOUT + MARGIN + 2)  # not reading; the server gives up sending
+        received = 0
+        sock.settimeout(5)
+        try:
+            while part := sock.recv(65536):
+                received += len(part)
+        except OSError:  # reset, or nothing more within 5 s
+            pass
+    # Response head and body together: the whole file would be more than `len(data)`.
+    assert 0 < received < len(data), "the server should stop sending to a client not reading"
 
 
 def rss(server: LiveServer) -> int:

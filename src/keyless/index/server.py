@@ -11,6 +11,8 @@ httptools protocol, adds what `[limits]` promises (see `LimitsSettings`):
   connection opening or of the previous response, and be at most `MAX_HEAD` bytes;
 - the body: no pause longer than `body_timeout`, and at least `min_body_rate` bytes per
   second over each `body_timeout` window, while keyless is reading it;
+- the response: a client that stops reading it (our send buffer stays full) for
+  `body_timeout` is closed, instead of holding its connection and request forever;
 - connections: at most `max_connections`. A new one above that takes the place of the
   oldest idle one (connected, no request in progress), or, when none is idle, is answered
   503 and closed at once, so its descriptor is free again;
@@ -83,6 +85,7 @@ class KeylessProtocol(HttpToolsProtocol):
         self.head_bytes = 0
         self.head_timer: asyncio.TimerHandle | None = None
         self.body_timer: asyncio.TimerHandle | None = None
+        self.send_timer: asyncio.TimerHandle | None = None
         self.body_last = 0.0  # when the last body bytes arrived
         self.window_end = 0.0  # end of the current `body_timeout` window
         self.window_bytes = 0  # body bytes received in it
@@ -130,10 +133,10 @@ class KeylessProtocol(HttpToolsProtocol):
         return False
 
     def _cancel_timers(self) -> None:
-        for timer in (self.head_timer, self.body_timer):
+        for timer in (self.head_timer, self.body_timer, self.send_timer):
             if timer is not None:
                 timer.cancel()
-        self.head_timer = self.body_timer = None
+        self.head_timer = self.body_timer = self.send_timer = None
 
     def _close(self, answer: bytes = b"") -> None:
         """Close now, after `answer` if any; the application sees the client gone."""
@@ -263,6 +266,18 @@ class KeylessProtocol(HttpToolsProtocol):
             self.window_bytes = 0
         when = min(self.window_end, self.body_last + timeout)
         self.body_timer = self.loop.call_at(when, self._check_body)
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        # The client is not reading what we send: it has `body_timeout` to resume.
+        if self.send_timer is None:
+            self.send_timer = self.loop.call_later(self.limits.body_timeout, self._close)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self.send_timer is not None:
+            self.send_timer.cancel()
+            self.send_timer = None
 
     # An early answer
 
