@@ -119,6 +119,14 @@ def test_a_head_sent_slowly_is_closed_after_the_header_timeout(limited: LiveServ
         assert closed_by_server(silent, wait=1) == b""
 
 
+def test_an_endless_head_is_refused(limited: LiveServer) -> None:
+    with connect(limited) as sock:
+        sock.sendall(b"GET /_/health HTTP/1.1\r\nX-Padding: " + b"a" * (128 * 1024))
+        answer = closed_by_server(sock, wait=HEADER_TIMEOUT / 2)
+        assert answer is not None
+        assert answer.startswith(b"HTTP/1.1 431 ")
+
+
 def test_a_body_sent_slowly_is_closed_and_its_temp_file_removed(limited: LiveServer) -> None:
     token = limited.token("slow-owner", "prod")
     tmp = limited.data_dir / "blobs" / "tmp"

@@ -284,11 +284,13 @@ class KeylessProtocol(HttpToolsProtocol):
     def _linger(self) -> None:
         """Close after an answer sent while the request body is still arriving.
 
-        Closing a socket with unread bytes in it makes the kernel send a reset, and a
-        client still sending may then lose the answer before reading it (urllib3, which
-        twine uses, reads the answer only once sending fails). So we shut down our side
-        (the client reads the answer, then end of stream), go on reading and discarding for
-        a short, bounded while, and close.
+        Closing a socket with unread bytes in it makes the kernel send a reset. A client
+        still sending reads the answer only once sending fails (urllib3, which twine uses)
+        or is done; Linux keeps the answer readable after the reset (twine and uv print it
+        even without lingering), but a system that drops received data on a reset would
+        lose it. So we shut down our side (the client reads the answer, then end of
+        stream), go on reading and discarding for a short, bounded while — long enough for
+        a small upload to finish, so that no reset happens at all — and close.
         """
         self.lingering = True
         self._cancel_timers()
