@@ -16,9 +16,9 @@ httptools protocol, adds what `[limits]` promises (see `LimitsSettings`):
 - connections: at most `max_connections`. A new one above that takes the place of the
   oldest idle one (connected, no request in progress), or, when none is idle, is answered
   503 and closed at once, so its descriptor is free again;
-- an early answer (sent while the request body is still arriving) closes the connection:
-  it says `Connection: close`, shuts down our side and reads on, discarding, for at most
-  `LINGER_SECONDS` and `LINGER_BYTES`, so a client still sending can read it (see `_linger`).
+- an early answer (sent while the request body is still arriving, like a refused upload)
+  ends the connection: we shut down our side after it and read on, discarding, for at most
+  `LINGER_SECONDS` and `LINGER_BYTES`, so a client still sending can read it (`_linger`).
 
 A request that breaks a limit gets a short 408/431 when it can still read one, and is
 closed; the application sees `http.disconnect`, so an upload's temp file is removed.
@@ -70,7 +70,11 @@ HEAD_TOO_LARGE = _answer("431 Request Header Fields Too Large", "request headers
 
 
 class KeylessProtocol(HttpToolsProtocol):
-    """One HTTP/1.1 connection, held to `limits` (see the module's docstring)."""
+    """One HTTP/1.1 connection, held to `limits` (see the module's docstring).
+
+    The simple pages are the hot path: a whole GET usually arrives in one `data_received`
+    call and needs no timer, so that path adds a few attribute checks and nothing more.
+    """
 
     limits: ClassVar[LimitsSettings]
     # Connections with no request in progress, oldest first: the ones a new connection
@@ -80,17 +84,16 @@ class KeylessProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.refused = False
-        self.in_head = False  # part of a request's head has arrived, not all of it
         self.head_since = 0.0  # when the connection opened or the last response ended
-        self.head_bytes = 0
+        self.head_bytes = 0  # of a request head not yet complete
         self.head_timer: asyncio.TimerHandle | None = None
         self.body_timer: asyncio.TimerHandle | None = None
-        self.send_timer: asyncio.TimerHandle | None = None
         self.body_last = 0.0  # when the last body bytes arrived
         self.window_end = 0.0  # end of the current `body_timeout` window
         self.window_bytes = 0  # body bytes received in it
-        self.reuse_after_body = False  # keep-alive, once the whole body has been read
+        self.send_timer: asyncio.TimerHandle | None = None
         self.lingering = False
+        self.linger_left = 0
 
     # Connections
 
@@ -102,9 +105,6 @@ class KeylessProtocol(HttpToolsProtocol):
             self._shut()
             return
         super().connection_made(transport)
-        # Responses go through `_ResponseTransport`, which turns an early answer's close
-        # into a lingering one.
-        self.response_transport = _ResponseTransport(self)
         self._now_idle()
         deadline = self.head_since + self.limits.header_timeout
         self.head_timer = self.loop.call_at(deadline, self._head_late)
@@ -115,10 +115,6 @@ class KeylessProtocol(HttpToolsProtocol):
         self.idle.pop(self, None)
         self._cancel_timers()
         super().connection_lost(exc)
-
-    def shutdown(self) -> None:
-        self.reuse_after_body = False
-        super().shutdown()
 
     def _now_idle(self) -> None:
         self.idle[self] = None
@@ -167,74 +163,71 @@ class KeylessProtocol(HttpToolsProtocol):
     def timeout_keep_alive_handler(self) -> None:
         self._shut()  # an idle connection: nothing to flush
 
-    # Bytes in
+    # Bytes in and out
 
     def data_received(self, data: bytes) -> None:
         if self.lingering:
             self._discard(len(data))
             return
         self.idle.pop(self, None)
-        if not self.in_head and (self.cycle is None or self.cycle.response_complete):
-            self.in_head = True  # the first bytes of the next request
-            self.head_bytes = 0
-        if self.in_head:
-            self.head_bytes += len(data)
         super().data_received(data)
-        # Arm a deadline for the part of the request still missing. (A request whose head
-        # and body came in this call, like most GETs, needs none.)
-        if self.transport.is_closing():
-            return
-        if self.in_head:
+        cycle = self.cycle
+        if cycle is None or cycle.response_complete:
+            # No new request started: its head is not complete yet.
+            if self.transport.is_closing():
+                return
+            self.head_bytes += len(data)
             if self.head_bytes > MAX_HEAD:
                 self._close(HEAD_TOO_LARGE)
             elif self.head_timer is None:
                 deadline = self.head_since + self.limits.header_timeout
                 self.head_timer = self.loop.call_at(deadline, self._head_late)
-        elif self.body_timer is None and self._body_expected():
-            self._start_body_window()
-
-    def on_headers_complete(self) -> None:
-        self.in_head = False
+            return
+        # A request is in progress: its head is complete; is its body?
+        self.head_bytes = 0
         if self.head_timer is not None:
             self.head_timer.cancel()
             self.head_timer = None
-        super().on_headers_complete()
-        # Until the whole body is read, a response must close the connection: see `_linger`.
-        self.reuse_after_body = self.cycle.keep_alive
-        self.cycle.keep_alive = False
-        self.cycle.transport = self.response_transport
+        if cycle.more_body and self.body_timer is None and not self.transport.is_closing():
+            self._start_body_window()
 
     def on_body(self, body: bytes) -> None:
         self.body_last = self.loop.time()
         self.window_bytes += len(body)
         super().on_body(body)
 
-    def on_message_complete(self) -> None:
-        super().on_message_complete()
+    def on_response_complete(self) -> None:
+        if self.lingering:
+            return
         if self.body_timer is not None:
             self.body_timer.cancel()
             self.body_timer = None
-        if not self.cycle.response_started:
-            self.cycle.keep_alive = self.reuse_after_body
-
-    def on_response_complete(self) -> None:
-        if self.lingering:
+        if self.cycle.more_body and not self.transport.is_closing():
+            self._linger()  # answered before the whole body came
             return
         waiting = bool(self.pipeline)  # a whole next request is queued
         super().on_response_complete()
         if not waiting and not self.transport.is_closing():
             self._now_idle()
 
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        # The client is not reading what we send: it has `body_timeout` to resume.
+        if self.send_timer is None:
+            self.send_timer = self.loop.call_later(self.limits.body_timeout, self._close)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self.send_timer is not None:
+            self.send_timer.cancel()
+            self.send_timer = None
+
     # Deadlines
 
     def _head_late(self) -> None:
         self.head_timer = None
         # A connection that sent nothing is simply closed (a browser's spare connection).
-        self._close(HEAD_TOO_SLOW if self.in_head else b"")
-
-    def _body_expected(self) -> bool:
-        cycle = self.cycle
-        return cycle is not None and cycle.more_body and not cycle.response_complete
+        self._close(HEAD_TOO_SLOW if self.head_bytes else b"")
 
     def _start_body_window(self) -> None:
         now = self.loop.time()
@@ -245,9 +238,10 @@ class KeylessProtocol(HttpToolsProtocol):
 
     def _check_body(self) -> None:
         self.body_timer = None
-        if not self._body_expected():
+        cycle = self.cycle
+        if not cycle.more_body or cycle.response_complete:
             return
-        if self.flow.read_paused or self.cycle.waiting_for_100_continue:
+        if self.flow.read_paused or cycle.waiting_for_100_continue:
             # keyless is not reading (the application is busy, or has not asked for the
             # body yet): the client is not late. Start a new window.
             self._start_body_window()
@@ -266,18 +260,6 @@ class KeylessProtocol(HttpToolsProtocol):
             self.window_bytes = 0
         when = min(self.window_end, self.body_last + timeout)
         self.body_timer = self.loop.call_at(when, self._check_body)
-
-    def pause_writing(self) -> None:
-        super().pause_writing()
-        # The client is not reading what we send: it has `body_timeout` to resume.
-        if self.send_timer is None:
-            self.send_timer = self.loop.call_later(self.limits.body_timeout, self._close)
-
-    def resume_writing(self) -> None:
-        super().resume_writing()
-        if self.send_timer is not None:
-            self.send_timer.cancel()
-            self.send_timer = None
 
     # An early answer
 
@@ -304,23 +286,6 @@ class KeylessProtocol(HttpToolsProtocol):
         self.linger_left -= size
         if self.linger_left <= 0:
             self._shut()
-
-
-class _ResponseTransport(asyncio.Transport):
-    """The connection as uvicorn's response side uses it; its close() may linger."""
-
-    def __init__(self, protocol: KeylessProtocol) -> None:
-        super().__init__()
-        self.protocol = protocol
-        self.write = protocol.transport.write  # type: ignore[method-assign]
-        self.is_closing = protocol.transport.is_closing  # type: ignore[method-assign]
-
-    def close(self) -> None:
-        protocol = self.protocol
-        if protocol.cycle.more_body and not protocol.transport.is_closing():
-            protocol._linger()
-        else:
-            protocol.transport.close()
 
 
 def connection_limit(wanted: int) -> int:
