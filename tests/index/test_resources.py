@@ -366,8 +366,8 @@ def test_twine_and_uv_show_the_refusal_of_a_large_upload(
 @pytest.mark.parametrize(
     ("wanted", "expected"),
     [
-        (50, "50 (178, 200) no warning"),  # the soft limit is raised to what 50 need
-        (1000, "72 (200, 200) warning"),  # the hard limit allows only 200 - 128 reserved
+        (50, "50 (356, 1000) no warning"),  # the soft limit is raised to 2 * 50 + 256
+        (1000, "372 (1000, 1000) warning"),  # the hard limit allows only (1000 - 256) / 2
     ],
 )
 def test_the_descriptor_limit_is_raised_or_the_connections_lowered(
@@ -375,7 +375,7 @@ def test_the_descriptor_limit_is_raised_or_the_connections_lowered(
 ) -> None:
     script = (
         "import resource, sys\n"
-        "resource.setrlimit(resource.RLIMIT_NOFILE, (100, 200))\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (100, 1000))\n"
         "from keyless.index.server import connection_limit\n"
         f"allowed = connection_limit({wanted})\n"
         "sys.stderr.flush()\n"
