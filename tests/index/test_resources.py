@@ -321,6 +321,7 @@ def test_a_refused_upload_is_answered_without_reading_the_file(
                 answer += part
         except OSError:
             pass
+    print(f"{scheme}: the client could send {sent / MIB:.1f} MiB of a refused 128 MiB body")
     assert b"403 " in answer.split(b"\r\n")[0]
     # What the kernels' buffers on both ends took, and at most LINGER_BYTES more.
     assert sent < 32 * MIB, f"the server read {sent} bytes of a refused body"
