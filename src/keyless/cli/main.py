@@ -71,13 +71,10 @@ def usage_lines(settings: Settings, index: str) -> list[str]:
 def cmd_serve(args: argparse.Namespace) -> int:
     import logging
 
-    import uvicorn
-
-    from keyless.index import reason
     from keyless.index.app import create_app
+    from keyless.index.server import serve
 
     settings = _settings(args)
-    reason.install()
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     logging.getLogger("keyless.access").disabled = not settings.access_log
     app = create_app(settings)
@@ -91,16 +88,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "pass --tls-cert and --tls-key."
         )
     print(f"\nhealth check: {settings.base_url}/_/health", flush=True)
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        ssl_certfile=str(settings.tls_cert) if settings.tls_cert else None,
-        ssl_keyfile=str(settings.tls_key) if settings.tls_key else None,
-        access_log=False,  # ours (keyless.access) logs without query strings or headers
-        log_level="warning",
-        server_header=False,
-    )
+    serve(app, settings)
     return 0
 
 
