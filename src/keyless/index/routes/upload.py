@@ -48,7 +48,6 @@ async def upload(request: Request) -> Response:
     except FormError as exc:
         return error(request, exc.status, exc.message)
     except StorageFull as exc:  # the temp file could not be written; it is gone
-        await _drain(body)
         return storage_full(request, exc)
     except ClientDisconnect:
         return Response(status_code=400)  # nobody is listening; the temp file is gone
