@@ -327,6 +327,29 @@ def test_a_refused_upload_is_answered_without_reading_the_file(
     assert sent < 32 * MIB, f"the server read {sent} bytes of a refused body"
 
 
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_an_early_answer_says_the_connection_closes_so_clients_do_not_reuse_it(
+    limited: LiveServer, tls_server: LiveServer, scheme: str
+) -> None:
+    """A client that sent all its body and read the refusal must not reuse the connection.
+
+    The server ends a connection after answering before the whole body came (it discards
+    what still arrives, then closes): the answer must say so, or a pooling client sends its
+    next request into it and gets no answer at all — over TLS, which cannot half-close, the
+    client sees nothing else that tells it.
+    """
+    server = limited if scheme == "http" else tls_server
+    # Larger than what the server reads ahead before the application asks for the body.
+    filename, data = build_wheel("early-answer", "1.0", extra_files={"blob.bin": os.urandom(MIB)})
+    with server.client() as client:
+        for _ in range(3):
+            refused = upload(client, "prod", "keyless-not-a-real-token", filename, data)
+            assert refused.status_code == 403, refused.text
+            assert refused.headers.get("connection") == "close"
+            # The same client (and pool) goes on; before the fix this got no response.
+            assert client.get("/_/health").status_code == 200
+
+
 @pytest.fixture(scope="module")
 def big_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     filename, data = build_wheel(

@@ -35,7 +35,7 @@ from dataclasses import replace
 from typing import Any, ClassVar
 
 import uvicorn
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from keyless.config import LimitsSettings, Settings
 from keyless.index.reason import install as install_reasons
@@ -96,6 +96,10 @@ class KeylessProtocol(HttpToolsProtocol):
         self.send_timer: asyncio.TimerHandle | None = None
         self.lingering = False
         self.linger_left = 0
+        # The request whose answer says `connection: close` if it comes early, and whether
+        # one did (see `_announce_close_on_early_answer`).
+        self.announcing: RequestResponseCycle | None = None
+        self.close_announced = False
 
     # Connections
 
@@ -191,6 +195,8 @@ class KeylessProtocol(HttpToolsProtocol):
             self.head_timer.cancel()
             self.head_timer = None
         if cycle.more_body and self.body_timer is None and not self.transport.is_closing():
+            if cycle is not self.announcing:
+                self._announce_close_on_early_answer(cycle)
             self._start_body_window()
 
     def on_body(self, body: bytes) -> None:
@@ -206,6 +212,9 @@ class KeylessProtocol(HttpToolsProtocol):
             self.body_timer = None
         if self.cycle.more_body and not self.transport.is_closing():
             self._linger()  # answered before the whole body came
+            return
+        if self.close_announced:  # the rest of the body came while the answer was sent
+            self._shut()
             return
         waiting = bool(self.pipeline)  # a whole next request is queued
         super().on_response_complete()
@@ -264,6 +273,34 @@ class KeylessProtocol(HttpToolsProtocol):
         self.body_timer = self.loop.call_at(when, self._check_body)
 
     # An early answer
+
+    def _announce_close_on_early_answer(self, cycle: RequestResponseCycle) -> None:
+        """Make an answer that starts before the whole body came say `connection: close`.
+
+        The connection ends after such an answer (`_linger`). Without the header a client
+        that read the whole answer puts the connection back in its pool and sends its next
+        request into a socket that discards it and then closes ("server disconnected
+        without sending a response"). uvicorn writes the header for a cycle that is not
+        keep-alive, but would then also close the transport itself once the answer is
+        sent, before `_linger` could run: so the cycle is not keep-alive only while its
+        head is written. Done for requests whose body spans several reads, before their
+        application task starts (it runs after this callback), so `send` is ours.
+        """
+        self.announcing = cycle
+        send = cycle.send
+
+        async def send_announcing_close(message: Any) -> None:
+            if message["type"] != "http.response.start" or not cycle.more_body:
+                await send(message)
+                return
+            cycle.keep_alive = False
+            try:
+                await send(message)
+            finally:
+                cycle.keep_alive = True
+            self.close_announced = True
+
+        cycle.send = send_announcing_close  # type: ignore[method-assign]
 
     def _linger(self) -> None:
         """Close after an answer sent while the request body is still arriving.
