@@ -1,0 +1,113 @@
+"""Fuzzing uploads over HTTP: hostile multipart forms and hostile archives inside them.
+
+One live server for the module; every case must be answered below 500 within the deadline,
+leave the store untouched when refused, and leave the server answering its health check
+(harness.Guard). An accepted upload must then download with the sha256 it was accepted with.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from hypothesis import event, given, note
+
+from tests.conftest import LiveServer, start_server, stop_server
+
+from .harness import ANSWER_DEADLINE, Guard, Watchdog, fuzz_settings, server_log_tracebacks
+from .strategies import Archive, UploadCase, archives, digest_fields, encode_multipart, upload_forms
+
+pytestmark = pytest.mark.fuzz
+
+
+@pytest.fixture(scope="module")
+def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    live = start_server(tmp_path_factory.mktemp("fuzz-uploads"))
+    yield live
+    stop_server(live)
+
+
+@pytest.fixture(scope="module")
+def watchdog(fuzz_server: LiveServer) -> Iterator[Watchdog]:
+    dog = Watchdog(fuzz_server).start()
+    yield dog
+    dog.stop()
+
+
+@pytest.fixture(scope="module")
+def guard(fuzz_server: LiveServer, watchdog: Watchdog) -> Iterator[Guard]:
+    with httpx.Client(base_url=fuzz_server.url, timeout=ANSWER_DEADLINE) as client:
+        yield Guard(fuzz_server, client)
+
+
+@pytest.fixture(scope="module")
+def auth(fuzz_server: LiveServer) -> str:
+    token = fuzz_server.token("fuzzer", "test")
+    return "Basic " + base64.b64encode(f"__token__:{token}".encode()).decode()
+
+
+def post_upload(guard: Guard, auth: str, content_type: str, body: bytes) -> httpx.Response:
+    return guard.send(
+        lambda client: client.post(
+            "/test/legacy/",
+            content=body,
+            headers={"content-type": content_type, "authorization": auth},
+        )
+    )
+
+
+def first_words(answer: httpx.Response) -> str:
+    """The start of an answer's message, for `event` (names and hashes left out)."""
+    return " ".join(answer.text.split()[:4]) if answer.status_code != 200 else "OK"
+
+
+def assert_downloads(guard: Guard, answer: httpx.Response) -> None:
+    """An acknowledged upload is there, byte for byte."""
+    stored = answer.json()
+    got = guard.client.get(f"/files/{stored['sha256']}/{stored['filename']}")
+    assert got.status_code == 200, got.text
+    assert hashlib.sha256(got.content).hexdigest() == stored["sha256"]
+
+
+@fuzz_settings(700)
+@given(case=upload_forms())
+def test_hostile_upload_forms(guard: Guard, auth: str, case: UploadCase) -> None:
+    note(case.note)
+    answer = post_upload(guard, auth, case.multipart.content_type, case.multipart.body)
+    event(f"{answer.status_code} {first_words(answer)}")
+    if answer.status_code == 200:
+        assert_downloads(guard, answer)
+
+
+@fuzz_settings(700)
+@given(archive=archives())
+def test_hostile_archives(guard: Guard, auth: str, archive: Archive) -> None:
+    """Forms exactly as twine sends them (right name, version and digests) around archives
+    whose inside is hostile: so each case reaches the archive checks."""
+    note(f"{archive.kind} {archive.filename} mutated: {archive.mutation}")
+    fields = [
+        (":action", "file_upload"),
+        ("protocol_version", "1"),
+        ("metadata_version", "2.4"),
+        ("name", archive.name),
+        ("version", archive.version),
+        ("filetype", "bdist_wheel" if archive.kind == "wheel" else "sdist"),
+        ("pyversion", "py3" if archive.kind == "wheel" else "source"),
+        *digest_fields(archive.data).items(),
+    ]
+    multipart = encode_multipart(fields, (archive.filename, archive.data), boundary="fuzzbound")
+    answer = post_upload(guard, auth, multipart.content_type, multipart.body)
+    # `pytest --hypothesis-show-statistics` shows which checks the cases reached.
+    event(f"{archive.kind} {archive.mutation}: {answer.status_code} {first_words(answer)}")
+    if answer.status_code == 200:
+        assert_downloads(guard, answer)
+
+
+def test_health_held_and_no_handler_crashed(fuzz_server: LiveServer, watchdog: Watchdog) -> None:
+    """Last in the module: the watchdog never missed, and no handler raised."""
+    watchdog.assert_healthy()
+    assert watchdog.polls > 0
+    assert server_log_tracebacks(fuzz_server) == []
