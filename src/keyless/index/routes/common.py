@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Engine
 from starlette.requests import Request
@@ -76,6 +78,37 @@ async def read_small_body(request: Request, limit: int = MAX_SMALL_BODY) -> byte
         if len(received) > limit:
             return None
     return bytes(received)
+
+
+class UnusableJson(ValueError):
+    """JSON text that parses but that no store or hash can take as it is."""
+
+
+def load_json(raw: bytes) -> Any:
+    """The JSON document in a request body.
+
+    Raises ValueError when it is not JSON, and UnusableJson (a ValueError) when a string holds
+    a lone surrogate: JSON lets `"\\ud800"` escape half a UTF-16 pair, which names no
+    character, and Python decodes it into a str that UTF-8 cannot encode — the database, the
+    hashes and the JWT library would each fail on it later with a traceback.
+    """
+    document = json.loads(raw)
+    pending = [document]
+    while pending:  # not recursive: the document may be nested as deep as json.loads allows
+        item = pending.pop()
+        if isinstance(item, str) and not item.isascii():
+            lone = next((c for c in item if "\ud800" <= c <= "\udfff"), None)
+            if lone is not None:
+                raise UnusableJson(
+                    f"The request body's JSON has a lone surrogate ('\\u{ord(lone):04x}'): an "
+                    "escape that names no character. Send text as UTF-8."
+                )
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return document
 
 
 def public_base(request: Request) -> str:

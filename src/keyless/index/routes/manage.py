@@ -5,7 +5,6 @@ Authenticated with an API token (same header forms as uploads). Used by `keyless
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -16,8 +15,10 @@ from starlette.routing import Route
 from ..accounts import Identity, InvalidCredentials, authenticate
 from ..projects import ProjectError
 from .common import (
+    UnusableJson,
     error,
     index_or_none,
+    load_json,
     read_small_body,
     services,
     token_from_headers,
@@ -32,7 +33,9 @@ async def read_json_body(request: Request) -> dict[str, Any]:
     if not raw.strip():
         return {}
     try:
-        document = json.loads(raw)
+        document = load_json(raw)
+    except UnusableJson as exc:
+        raise ProjectError(str(exc)) from None
     except (ValueError, UnicodeDecodeError):
         raise ProjectError("The request body must be a JSON object.") from None
     if not isinstance(document, dict):

@@ -10,7 +10,6 @@ can be its own trust boundary with its own audience.
 from __future__ import annotations
 
 import hashlib
-import json
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -23,7 +22,7 @@ from keyless.oidc.errors import TokenError
 from ..accounts import hash_token, revoke_token_by_hash
 from ..indexes import IndexInfo
 from ..trusted import RequestInfo
-from .common import public_base, read_small_body, services
+from .common import UnusableJson, load_json, public_base, read_small_body, services
 
 PYTP_TYPE = "application/vnd.pypi.pytp.v1+json"
 
@@ -47,7 +46,9 @@ async def _token_from_body(request: Request) -> object:
     if body is None:
         raise TokenError("invalid-payload", "The request body is too large.")
     try:
-        document = json.loads(body)
+        document = load_json(body)
+    except UnusableJson as exc:
+        raise TokenError("invalid-payload", str(exc)) from None
     except (ValueError, UnicodeDecodeError):
         raise TokenError(
             "invalid-payload", 'The request body must be JSON: {"token": "<OIDC token>"}.'
