@@ -5,8 +5,8 @@ refusal, and the server answers a health check during and after. `Guard.check` h
 to them; `Watchdog` polls `/_/health` from another thread for the whole module.
 
 `make test` runs the small profile (a few thousand cases in all); `make fuzz` sets
-KEYLESS_FUZZ_PROFILE=deep (twenty times as many); KEYLESS_FUZZ_EXAMPLES=<n> sets every test's
-count outright, e.g. to replay one test at length.
+KEYLESS_FUZZ_PROFILE=deep (ten times as many); KEYLESS_FUZZ_EXAMPLES=<n> sets every test's
+count outright, e.g. to run one test at length.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ ANSWER_DEADLINE = 10.0
 # The health check must answer within this, during and after each example, even on a loaded
 # 2-core machine; a request that blocks the event loop for seconds fails it.
 HEALTH_DEADLINE = 3.0
-PROFILE_SCALE = {"small": 1, "deep": 20}
+PROFILE_SCALE = {"small": 1, "deep": 10}
 
 
 def fuzz_settings(small_examples: int) -> settings:

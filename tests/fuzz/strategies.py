@@ -169,6 +169,9 @@ DESCRIPTIONS = st.one_of(
 
 # ----------------------------------------------------------------------------------- JSON
 
+# Half a UTF-16 pair: JSON can escape one ("\ud800"), UTF-8 cannot encode it.
+LONE_SURROGATES = st.text(st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF), min_size=1)
+
 JSON_SCALARS = st.one_of(
     st.none(),
     st.booleans(),
@@ -176,6 +179,7 @@ JSON_SCALARS = st.one_of(
     st.integers(min_value=10**20, max_value=10**400),
     st.floats(allow_nan=True, allow_infinity=True),
     st.text(max_size=40),
+    st.builds(lambda a, b: a + b, st.text(max_size=5), LONE_SURROGATES),
 )
 
 JSON_VALUES = st.recursive(

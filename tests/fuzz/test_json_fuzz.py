@@ -206,7 +206,7 @@ def send(setting: Setting, call: Call) -> httpx.Response:
     )
 
 
-@fuzz_settings(900)
+@fuzz_settings(1000)
 @given(data=st.data())
 def test_json_endpoints(setting: Setting, data: st.DataObject) -> None:
     call = data.draw(calls(setting.owner_token, setting.prod_token), label="call")
@@ -244,7 +244,7 @@ def real_claims(setting: Setting) -> dict[str, Any]:
     return job().claims(setting.emulator.issuer, "keyless")
 
 
-@fuzz_settings(400)
+@fuzz_settings(300)
 @given(data=st.data())
 def test_mint_with_signed_mutated_claims(setting: Setting, data: st.DataObject) -> None:
     """Tokens the trusted issuer really signed, for the repository a publisher names, with
@@ -261,7 +261,7 @@ def test_mint_with_signed_mutated_claims(setting: Setting, data: st.DataObject) 
     event(f"signed: {answer.status_code} {error_code(answer)}")
 
 
-@fuzz_settings(400)
+@fuzz_settings(300)
 @given(data=st.data())
 def test_mint_with_forged_jwts(setting: Setting, data: st.DataObject) -> None:
     """JWT-shaped strings no trusted key signed: mutated headers (alg none/HS256, foreign

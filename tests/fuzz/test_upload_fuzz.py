@@ -72,7 +72,7 @@ def assert_downloads(guard: Guard, answer: httpx.Response) -> None:
     assert hashlib.sha256(got.content).hexdigest() == stored["sha256"]
 
 
-@fuzz_settings(700)
+@fuzz_settings(600)
 @given(case=upload_forms())
 def test_hostile_upload_forms(guard: Guard, auth: str, case: UploadCase) -> None:
     note(case.note)
@@ -82,7 +82,7 @@ def test_hostile_upload_forms(guard: Guard, auth: str, case: UploadCase) -> None
         assert_downloads(guard, answer)
 
 
-@fuzz_settings(700)
+@fuzz_settings(400)
 @given(archive=archives())
 def test_hostile_archives(guard: Guard, auth: str, archive: Archive) -> None:
     """Forms exactly as twine sends them (right name, version and digests) around archives
