@@ -35,9 +35,16 @@ from tests.builders import (
 # ----------------------------------------------------------------------------------- scalars
 
 
+def lengths(most: int) -> st.SearchStrategy[int]:
+    """Sizes up to `most`, with the limits that matter drawn often: 256 (python-multipart's
+    boundary), 4,300 (digits Python turns into an int), and `most` itself."""
+    marks = {64, 255, 256, 257, 1_000, 4_300, 4_301, 5_000, 20_000, 50_000, most}
+    return st.one_of(st.integers(1, most), st.sampled_from(sorted(k for k in marks if k <= most)))
+
+
 def repeated(units: list[str], most: int) -> st.SearchStrategy[str]:
     """`unit * n` for n up to `most`: the cheap way to long, pathological strings."""
-    return st.builds(lambda unit, n: unit * n, st.sampled_from(units), st.integers(1, most))
+    return st.builds(lambda unit, n: unit * n, st.sampled_from(units), lengths(most))
 
 
 HOSTILE_TEXT = st.one_of(
@@ -61,18 +68,18 @@ VERSIONS = st.one_of(
     # Versions whose numbers have thousands of digits (Python refuses int() past 4,300).
     st.builds(
         lambda n, tail: "1." + "9" * n + tail,
-        st.integers(1, 20_000),
+        lengths(20_000),
         st.sampled_from(["", ".0", "rc1", ".post1"]),
     ),
-    st.builds(lambda n: "9" * n + "!1.0", st.integers(1, 20_000)),
-    st.builds(lambda n: ".".join(["1"] * n), st.integers(1, 5_000)),
+    st.builds(lambda n: "9" * n + "!1.0", lengths(20_000)),
+    st.builds(lambda n: ".".join(["1"] * n), lengths(5_000)),
     HOSTILE_TEXT,
 )
 
 METADATA_VERSIONS = st.one_of(
     st.sampled_from(["1.0", "1.1", "1.2", "2.0", "2.1", "2.2", "2.3", "2.4", "2.5", "3.0"]),
     st.sampled_from(["", "2", "2.4.1", "x", "2.4\x00"]),
-    st.builds(lambda n: "2." + "4" * n, st.integers(1, 10_000)),
+    st.builds(lambda n: "2." + "4" * n, lengths(10_000)),
 )
 
 CLASSIFIERS = st.one_of(
@@ -100,10 +107,10 @@ REQUIREMENTS = st.one_of(
         ]
     ),
     # Deeply nested markers and long extras: parsers that recurse or backtrack.
-    st.builds(lambda n: "a; " + "(" * n + "python_version > '3'" + ")" * n, st.integers(1, 5_000)),
-    st.builds(lambda n: "a; " + " and ".join(["os_name == 'x'"] * n), st.integers(1, 3_000)),
-    st.builds(lambda n: "a[" + ",".join(["x"] * n) + "]", st.integers(1, 5_000)),
-    st.builds(lambda n: "a>=" + "1" * n, st.integers(1, 10_000)),
+    st.builds(lambda n: "a; " + "(" * n + "python_version > '3'" + ")" * n, lengths(5_000)),
+    st.builds(lambda n: "a; " + " and ".join(["os_name == 'x'"] * n), lengths(3_000)),
+    st.builds(lambda n: "a[" + ",".join(["x"] * n) + "]", lengths(5_000)),
+    st.builds(lambda n: "a>=" + "1" * n, lengths(10_000)),
     HOSTILE_TEXT,
 )
 
@@ -160,10 +167,28 @@ DESCRIPTIONS = st.one_of(
         ],
         50_000,
     ),
-    st.builds(_nested_list, st.integers(1, 5_000)),
-    st.builds(_nested_rst_list, st.integers(1, 2_000)),
-    st.builds(lambda n: ">" * n + " x\n", st.integers(1, 50_000)),
-    st.builds(lambda n: "[" * n + "a" + "](b)" * n, st.integers(1, 20_000)),
+    st.builds(_nested_list, lengths(1_500)),
+    st.builds(_nested_rst_list, lengths(1_200)),
+    st.builds(lambda n: ">" * n + " x\n", lengths(50_000)),
+    st.builds(lambda n: "[" * n + "a" + "](b)" * n, lengths(20_000)),
+)
+
+# Shapes each renderer is known to find hard, paired with that renderer's content type.
+MARKDOWN_TRAPS = st.one_of(
+    st.builds(lambda n: "> " * n + "x\n", lengths(50_000)),  # nested block quotes
+    st.builds(_nested_list, lengths(1_500)),
+    st.builds(lambda n: "[" * n + "a" + "](b)" * n, lengths(20_000)),
+    st.builds(lambda n: "*a " * n + "b*" * n, lengths(20_000)),
+)
+RST_TRAPS = st.one_of(
+    st.builds(_nested_rst_list, lengths(1_200)),
+    st.builds(lambda n: "".join(f"{' ' * i}x\n\n" for i in range(n)), lengths(1_200)),
+    repeated(["|a| ", ":a:`b` ", "`", "* ", ".. x::\n   "], 30_000),
+)
+DESCRIPTION_CASES = st.one_of(
+    st.tuples(DESCRIPTIONS.map(lambda d: d or ""), CONTENT_TYPES),
+    st.tuples(MARKDOWN_TRAPS, st.sampled_from(["text/markdown", "text/markdown; variant=GFM"])),
+    st.tuples(RST_TRAPS, st.sampled_from(["text/x-rst", ""])),  # "" renders as rst too
 )
 
 
@@ -196,11 +221,11 @@ def _nest(open_: str, close: str, n: int, core: str = "1") -> bytes:
 
 
 RAW_JSON_BODIES = st.one_of(
-    st.builds(lambda n: _nest("[", "]", n), st.integers(1, 200_000)),
-    st.builds(lambda n: _nest('{"a":', "}", n), st.integers(1, 100_000)),
-    st.builds(lambda n: _nest('{"token":[', "]}", n, '"x"'), st.integers(1, 50_000)),
-    st.builds(lambda n: b'{"to": ' + b"1" * n + b"}", st.integers(1, 60_000)),
-    st.builds(lambda n: b'{"token": 1e' + b"9" * n + b"}", st.integers(1, 5_000)),
+    st.builds(lambda n: _nest("[", "]", n), lengths(200_000)),
+    st.builds(lambda n: _nest('{"a":', "}", n), lengths(100_000)),
+    st.builds(lambda n: _nest('{"token":[', "]}", n, '"x"'), lengths(50_000)),
+    st.builds(lambda n: b'{"to": ' + b"1" * n + b"}", lengths(60_000)),
+    st.builds(lambda n: b'{"token": 1e' + b"9" * n + b"}", lengths(5_000)),
     st.sampled_from(
         [b"", b"null", b"[]", b'"x"', b"NaN", b"{", b'{"token": "\\ud800"}', b"\xff\xfe", b"{}" * 3]
     ),
@@ -601,7 +626,7 @@ def framings(draw: st.DrawFn) -> dict[str, Any]:
         "boundary": draw(
             st.one_of(
                 st.text(BOUNDARY_CHARS, min_size=1, max_size=70),
-                st.builds(lambda n: "b" * n, st.integers(1, 2_000)),
+                st.builds(lambda n: "b" * n, lengths(2_000)),
             )
         ),
         "newline": draw(st.sampled_from([b"\r\n", b"\n"])),
@@ -619,7 +644,7 @@ FORM_FIELD_VALUES: dict[str, st.SearchStrategy[str]] = {
     "requires_dist": REQUIREMENTS,
     "requires_python": st.one_of(
         st.sampled_from([">=3.8", "~=3.11", "==3.*", ">=3" * 3]),
-        st.builds(lambda n: ">=" + "3" * n, st.integers(1, 10_000)),
+        st.builds(lambda n: ">=" + "3" * n, lengths(10_000)),
         HOSTILE_TEXT,
     ),
     "summary": HOSTILE_TEXT,
@@ -628,7 +653,7 @@ FORM_FIELD_VALUES: dict[str, st.SearchStrategy[str]] = {
     "keywords": HOSTILE_TEXT,
     "license_expression": st.one_of(
         st.sampled_from(["MIT", "MIT OR Apache-2.0", "(MIT", "LicenseRef-x"]),
-        st.builds(lambda n: "(" * n + "MIT" + ")" * n, st.integers(1, 5_000)),
+        st.builds(lambda n: "(" * n + "MIT" + ")" * n, lengths(5_000)),
         HOSTILE_TEXT,
     ),
     "project_urls": st.one_of(st.just("Home, https://example.com"), HOSTILE_TEXT),
@@ -648,6 +673,7 @@ FORM_FIELD_VALUES: dict[str, st.SearchStrategy[str]] = {
 class UploadCase:
     multipart: Multipart
     note: str
+    label: str = ""  # the kind of case, for `event`
 
     def __repr__(self) -> str:
         return f"UploadCase({self.note}; {self.multipart!r})"
@@ -801,3 +827,62 @@ def json_bodies(draw: st.DrawFn, shape: str) -> bytes | None:
     if choice < 8:
         return json_body(draw(JSON_VALUES))
     return draw(RAW_JSON_BODIES)
+
+
+# Form fields that are core metadata, and the builders' name for each (tests/builders.FIELDS).
+METADATA_KEYS = {
+    "name": None,  # the archive keeps its own: a hostile name goes in the form only
+    "version": None,
+    "metadata_version": None,
+    "classifiers": "classifiers",
+    "requires_dist": "requires_dist",
+    "requires_python": "requires_python",
+    "summary": "summary",
+    "keywords": "keywords",
+    "license_expression": "license_expression",
+    "project_urls": "project_urls",
+    "provides_extra": "provides_extra",
+    "dynamic": "dynamic",
+    "description": "description",
+    "description_content_type": "description_content_type",
+}
+
+
+@st.composite
+def one_hostile_field(draw: st.DrawFn) -> UploadCase:
+    """A valid upload but for one metadata field, hostile in the form and, where a METADATA
+    file can carry it, in the archive too: each value meets every parser of its field."""
+    key = draw(st.sampled_from([*METADATA_KEYS, "description", "description", "version"]))
+    name = draw(st.from_regex(r"fz[a-z0-9]{1,10}", fullmatch=True))
+    version = "1.0"
+    form: dict[str, str] = {}
+    if key == "description":
+        description, content_type = draw(DESCRIPTION_CASES)
+        form = {"description": description, "description_content_type": content_type}
+    else:
+        form = {key: draw(FORM_FIELD_VALUES[key])}
+    in_metadata = {
+        target: ([value] if key == "project_urls" else value)
+        for key, value in form.items()
+        if (target := METADATA_KEYS[key])
+    }
+    kind = draw(st.sampled_from(["wheel", "sdist"]))
+    builder = build_wheel if kind == "wheel" else build_sdist
+    try:
+        filename, data = builder(name, version, metadata=in_metadata)
+    except (TypeError, ValueError, UnicodeEncodeError):
+        filename, data = builder(name, version)
+    fields = {
+        ":action": "file_upload",
+        "protocol_version": "1",
+        "metadata_version": "2.4",
+        "name": name,
+        "version": version,
+        "filetype": "bdist_wheel" if kind == "wheel" else "sdist",
+        "pyversion": "py3" if kind == "wheel" else "source",
+        **digest_fields(data),
+        **form,
+    }
+    multipart = encode_multipart(list(fields.items()), (filename, data), boundary="fuzzbound")
+    shown = {k: f"{v[:40]!r}... ({len(v)} chars)" for k, v in form.items()}
+    return UploadCase(multipart, f"{kind}, hostile {shown}", label=key)
