@@ -15,8 +15,9 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -57,27 +58,59 @@ def fuzz_settings(small_examples: int) -> settings:
 
 
 # Tables a refused request must leave exactly as they were.
-WATCHED_TABLES = ("projects", "releases", "files", "journal", "publishers", "api_tokens")
+WATCHED_TABLES = (
+    "projects",
+    "releases",
+    "files",
+    "filename_log",
+    "core_metadata",
+    "journal",
+    "publishers",
+    "api_tokens",
+)
+_COUNTS = "SELECT " + ", ".join(f"(SELECT count(*) FROM {t})" for t in WATCHED_TABLES)  # noqa: S608 - fixed names
 
 
 @dataclass(frozen=True)
 class StoreState:
     rows: dict[str, int]
-    blobs: frozenset[str]  # every path under data/blobs, temp files included
+    temp_files: frozenset[str]
+    blobs: frozenset[str]  # of the hashes asked about, those stored
 
 
-def store_state(server: LiveServer) -> StoreState:
-    """Row counts and blob files, read without writing (a read-only SQLite connection)."""
-    conn = sqlite3.connect(f"file:{server.database}?mode=ro", uri=True, timeout=10)
-    try:
-        rows = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in WATCHED_TABLES}  # noqa: S608 - fixed names
-    finally:
-        conn.close()
-    root = server.data_dir / "blobs"
-    blobs = frozenset(
-        str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() or p.is_symlink()
-    )
-    return StoreState(rows, blobs)
+class Store:
+    """The server's database (a read-only connection) and blob folder, as tests see them.
+
+    Listing every blob costs tens of milliseconds once there are hundreds; a case instead
+    names the hashes it could have stored (its file's), and `orphan_blobs` looks at them all
+    once at the end of a module.
+    """
+
+    def __init__(self, server: LiveServer) -> None:
+        self.blobs = server.data_dir / "blobs"
+        self.conn = sqlite3.connect(
+            f"file:{server.database}?mode=ro", uri=True, timeout=10, check_same_thread=False
+        )
+
+    def state(self, hashes: Iterable[str] = ()) -> StoreState:
+        counts = self.conn.execute(_COUNTS).fetchone()
+        return StoreState(
+            rows=dict(zip(WATCHED_TABLES, counts, strict=True)),
+            temp_files=frozenset(os.listdir(self.blobs / "tmp")),
+            blobs=frozenset(h for h in hashes if self.blob_path(h).exists()),
+        )
+
+    def blob_path(self, sha256: str) -> Path:
+        return self.blobs / "sha256" / sha256[:2] / sha256[2:4] / sha256
+
+    def orphan_blobs(self) -> list[str]:
+        """Blobs no `files` row refers to: what a refused upload would have left behind."""
+        referenced = {row[0] for row in self.conn.execute("SELECT DISTINCT sha256 FROM files")}
+        stored = [f for _, _, files in os.walk(self.blobs / "sha256") for f in files]
+        return sorted(set(stored) - referenced)
+
+    def close(self) -> None:
+        self.conn.close()
 
 
 @dataclass
@@ -143,11 +176,15 @@ class Guard:
 
     server: LiveServer
     client: httpx.Client
+    store: Store
 
-    def send(self, send: Callable[[httpx.Client], httpx.Response]) -> httpx.Response:
+    def send(
+        self, send: Callable[[httpx.Client], httpx.Response], hashes: Iterable[str] = ()
+    ) -> httpx.Response:
         """Run `send`; asserts: an answer within the deadline, no 5xx, nothing stored on a
-        refusal, and the health check answering afterwards. Returns the answer."""
-        before = store_state(self.server)
+        refusal (no row, no temp file, no blob under `hashes`: the sha256 of a file the case
+        sends), and the health check answering afterwards. Returns the answer."""
+        before = self.store.state(hashes)
         started = time.monotonic()
         try:
             answer = send(self.client)
@@ -161,7 +198,7 @@ class Guard:
             f"{answer.text[:500]}\nserver log tail:\n{self.server.log()[-3000:]}"
         )
         if answer.status_code >= 400:
-            after = store_state(self.server)
+            after = self.store.state(hashes)
             assert after == before, (
                 f"refused with {answer.status_code} but the store changed: "
                 f"{_difference(before, after)}; {describe(answer.request)}"
@@ -186,12 +223,16 @@ def _difference(before: StoreState, after: StoreState) -> dict[str, Any]:
             for t in before.rows
             if before.rows[t] != after.rows[t]
         },
-        "new files": sorted(after.blobs - before.blobs)[:5],
-        "gone files": sorted(before.blobs - after.blobs)[:5],
+        "new temp files": sorted(after.temp_files - before.temp_files)[:5],
+        "new blobs": sorted(after.blobs - before.blobs),
     }
 
 
-def server_log_tracebacks(server: LiveServer) -> list[str]:
-    """Tracebacks in the server's log: each is a request that crashed a handler."""
-    text = server.log()
-    return [chunk[:1500] for chunk in text.split("Traceback (most recent call last)")[1:]]
+def assert_server_held(server: LiveServer, watchdog: Watchdog, store: Store) -> None:
+    """At the end of a module: the watchdog never missed, no handler raised (a traceback in
+    the log), and no blob was left that no file row refers to."""
+    watchdog.assert_healthy()
+    assert watchdog.polls > 0
+    tracebacks = server.log().split("Traceback (most recent call last)")[1:]
+    assert not tracebacks, f"{len(tracebacks)} handler crashes; the first:\n{tracebacks[0][:3000]}"
+    assert store.orphan_blobs() == []

@@ -674,6 +674,7 @@ class UploadCase:
     multipart: Multipart
     note: str
     label: str = ""  # the kind of case, for `event`
+    file: bytes | None = field(default=None, repr=False)  # the file part's bytes, if any
 
     def __repr__(self) -> str:
         return f"UploadCase({self.note}; {self.multipart!r})"
@@ -754,6 +755,7 @@ def upload_forms(draw: st.DrawFn) -> UploadCase:
     return UploadCase(
         multipart,
         f"{kind} ({mutation}); {'; '.join(changed) or 'fields as twine'}; {multipart.note}",
+        file=data,
     )
 
 
@@ -885,4 +887,4 @@ def one_hostile_field(draw: st.DrawFn) -> UploadCase:
     }
     multipart = encode_multipart(list(fields.items()), (filename, data), boundary="fuzzbound")
     shown = {k: f"{v[:40]!r}... ({len(v)} chars)" for k, v in form.items()}
-    return UploadCase(multipart, f"{kind}, hostile {shown}", label=key)
+    return UploadCase(multipart, f"{kind}, hostile {shown}", label=key, file=data)
