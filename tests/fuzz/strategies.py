@@ -173,17 +173,28 @@ DESCRIPTIONS = st.one_of(
     st.builds(lambda n: "[" * n + "a" + "](b)" * n, lengths(20_000)),
 )
 
+
+# Shapes each renderer is known to find hard, paired with that renderer's content type.
+def large(most: int) -> st.SearchStrategy[int]:
+    """Sizes where a trap springs: a renderer's cost grows with nesting, so small ones are
+    plain text (drawn elsewhere) and these stay in the upper part of the range (which
+    `st.integers` alone reaches rarely: it favours small numbers)."""
+    return st.one_of(
+        st.integers(most // 20, most), st.sampled_from([most // 10, most // 4, most // 2, most])
+    )
+
+
 # Shapes each renderer is known to find hard, paired with that renderer's content type.
 MARKDOWN_TRAPS = st.one_of(
-    st.builds(lambda n: "> " * n + "x\n", lengths(50_000)),  # nested block quotes
-    st.builds(_nested_list, lengths(1_500)),
-    st.builds(lambda n: "[" * n + "a" + "](b)" * n, lengths(20_000)),
-    st.builds(lambda n: "*a " * n + "b*" * n, lengths(20_000)),
+    st.builds(lambda n: "> " * n + "x\n", large(50_000)),  # nested block quotes
+    st.builds(_nested_list, large(1_500)),
+    st.builds(lambda n: "[" * n + "a" + "](b)" * n, large(20_000)),
+    st.builds(lambda n: "*a " * n + "b*" * n, large(20_000)),
 )
 RST_TRAPS = st.one_of(
-    st.builds(_nested_rst_list, lengths(1_200)),
-    st.builds(lambda n: "".join(f"{' ' * i}x\n\n" for i in range(n)), lengths(1_200)),
-    repeated(["|a| ", ":a:`b` ", "`", "* ", ".. x::\n   "], 30_000),
+    st.builds(_nested_rst_list, large(1_200)),
+    st.builds(lambda n: "".join(f"{' ' * i}x\n\n" for i in range(n)), large(1_200)),
+    st.builds(lambda unit, n: unit * n, st.sampled_from(["|a| ", ":a:`b` ", "* "]), large(30_000)),
 )
 DESCRIPTION_CASES = st.one_of(
     st.tuples(DESCRIPTIONS.map(lambda d: d or ""), CONTENT_TYPES),
@@ -221,9 +232,9 @@ def _nest(open_: str, close: str, n: int, core: str = "1") -> bytes:
 
 
 RAW_JSON_BODIES = st.one_of(
-    st.builds(lambda n: _nest("[", "]", n), lengths(200_000)),
-    st.builds(lambda n: _nest('{"a":', "}", n), lengths(100_000)),
-    st.builds(lambda n: _nest('{"token":[', "]}", n, '"x"'), lengths(50_000)),
+    st.builds(lambda n: _nest("[", "]", n), lengths(30_000)),  # bodies stop at 64 KiB
+    st.builds(lambda n: _nest('{"a":', "}", n), lengths(10_000)),
+    st.builds(lambda n: _nest('{"token":[', "]}", n, '"x"'), lengths(5_000)),
     st.builds(lambda n: b'{"to": ' + b"1" * n + b"}", lengths(60_000)),
     st.builds(lambda n: b'{"token": 1e' + b"9" * n + b"}", lengths(5_000)),
     st.sampled_from(
@@ -556,6 +567,9 @@ class Multipart:
     def __repr__(self) -> str:  # hypothesis prints failing cases: keep them readable
         return f"Multipart({self.note}, {len(self.body)} bytes: {self.body[:200]!r}...)"
 
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:  # hypothesis' printer
+        printer.text(repr(self))
+
 
 def digest_fields(data: bytes) -> dict[str, str]:
     return {
@@ -678,6 +692,9 @@ class UploadCase:
 
     def __repr__(self) -> str:
         return f"UploadCase({self.note}; {self.multipart!r})"
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:  # hypothesis' printer
+        printer.text(repr(self))
 
 
 @st.composite
@@ -850,25 +867,22 @@ METADATA_KEYS = {
 }
 
 
-@st.composite
-def one_hostile_field(draw: st.DrawFn) -> UploadCase:
-    """A valid upload but for one metadata field, hostile in the form and, where a METADATA
-    file can carry it, in the archive too: each value meets every parser of its field."""
-    key = draw(st.sampled_from([*METADATA_KEYS, "description", "description", "version"]))
-    name = draw(st.from_regex(r"fz[a-z0-9]{1,10}", fullmatch=True))
+def hostile_field_case(
+    form: dict[str, str],
+    *,
+    name: str = "fzcase",
+    kind: str = "sdist",
+    label: str = "",
+    boundary: str = "fuzzbound",
+) -> UploadCase:
+    """A valid upload of `name` 1.0 but for the `form` fields given, which go in the form and,
+    where a METADATA file can carry them, in the archive too."""
     version = "1.0"
-    form: dict[str, str] = {}
-    if key == "description":
-        description, content_type = draw(DESCRIPTION_CASES)
-        form = {"description": description, "description_content_type": content_type}
-    else:
-        form = {key: draw(FORM_FIELD_VALUES[key])}
     in_metadata = {
         target: ([value] if key == "project_urls" else value)
         for key, value in form.items()
         if (target := METADATA_KEYS[key])
     }
-    kind = draw(st.sampled_from(["wheel", "sdist"]))
     builder = build_wheel if kind == "wheel" else build_sdist
     try:
         filename, data = builder(name, version, metadata=in_metadata)
@@ -885,6 +899,28 @@ def one_hostile_field(draw: st.DrawFn) -> UploadCase:
         **digest_fields(data),
         **form,
     }
-    multipart = encode_multipart(list(fields.items()), (filename, data), boundary="fuzzbound")
+    multipart = encode_multipart(list(fields.items()), (filename, data), boundary=boundary)
     shown = {k: f"{v[:40]!r}... ({len(v)} chars)" for k, v in form.items()}
-    return UploadCase(multipart, f"{kind}, hostile {shown}", label=key, file=data)
+    return UploadCase(multipart, f"{kind}, hostile {shown}", label=label, file=data)
+
+
+@st.composite
+def one_hostile_field(draw: st.DrawFn) -> UploadCase:
+    """A valid upload but for one metadata field, hostile in the form and, where a METADATA
+    file can carry it, in the archive too: each value meets every parser of its field."""
+    # Descriptions thrice as often: their renderers are the costliest code an upload reaches.
+    key = draw(st.sampled_from([*METADATA_KEYS, "description", "description", "version"]))
+    if key == "description":
+        description, content_type = draw(DESCRIPTION_CASES)
+        form = {"description": description, "description_content_type": content_type}
+    else:
+        form = {key: draw(FORM_FIELD_VALUES[key])}
+    name = draw(st.from_regex(r"fz[a-z0-9]{1,10}", fullmatch=True))
+    kind = draw(st.sampled_from(["wheel", "sdist"]))
+    return hostile_field_case(form, name=name, kind=kind, label=key)
+
+
+def long_boundary_case(length: int) -> UploadCase:
+    """A valid upload framed with a multipart boundary of `length` characters (RFC 2046
+    allows 70; clients send 30-odd; a parser may refuse more, but must not crash)."""
+    return hostile_field_case({}, name="fzboundary", boundary="b" * length, label="boundary")

@@ -19,7 +19,7 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
-from hypothesis import event, given, note
+from hypothesis import event, example, given, note
 from hypothesis import strategies as st
 
 from keyless.ci.emulator import Emulator
@@ -154,8 +154,11 @@ class Call:
         return f"Call({self.method} {self.path[:300]} headers={self.headers} {size} bytes {body!r})"
 
 
+OWNER, PROD = "{owner}", "{prod}"  # placeholders for tokens only known at run time
+
+
 @st.composite
-def calls(draw: st.DrawFn, owner: str, prod: str) -> Call:
+def calls(draw: st.DrawFn) -> Call:
     method, template, shape = draw(st.sampled_from(ENDPOINTS))
     path = template
     # Half the cases name what exists (so the body is read and acted on), half draw each part.
@@ -167,10 +170,10 @@ def calls(draw: st.DrawFn, owner: str, prod: str) -> Call:
     headers: dict[str, str] = {}
     auth = draw(
         st.sampled_from(
-            [f"Bearer {owner}"] * 4
+            [f"Bearer {OWNER}"] * 4
             + [
-                f"token {owner}",
-                f"Bearer {prod}",
+                f"token {OWNER}",
+                f"Bearer {PROD}",
                 "",
                 "Bearer x",
                 "Basic !!",
@@ -192,17 +195,38 @@ def calls(draw: st.DrawFn, owner: str, prod: str) -> Call:
 
 
 def send(setting: Setting, call: Call) -> httpx.Response:
+    headers = {
+        key: value.replace(OWNER, setting.owner_token).replace(PROD, setting.prod_token)
+        for key, value in call.headers.items()
+    }
     return setting.guard.send(
-        lambda client: client.request(
-            call.method, call.path, content=call.body, headers=call.headers
-        )
+        lambda client: client.request(call.method, call.path, content=call.body, headers=headers)
     )
 
 
+def owned(path: str, body: bytes) -> Call:
+    return Call("POST", path, body, {"authorization": f"Bearer {OWNER}"})
+
+
+# Known hostile inputs, tried first in every run (the strategy draws them too, less surely).
+DEEP = b"[" * 20_000 + b"]" * 20_000  # deeper than json.loads recurses, within 64 KiB
+
+
 @fuzz_settings(1000)
-@given(data=st.data())
-def test_json_endpoints(setting: Setting, data: st.DataObject) -> None:
-    call = data.draw(calls(setting.owner_token, setting.prod_token), label="call")
+@example(call=owned("/_/oidc/burn-token", DEEP))
+@example(call=owned("/_/oidc/mint-token", b'{"token": ' + DEEP + b"}"))
+@example(
+    call=owned(
+        f"/test/api/projects/{OWNED}/releases/1.0/yank", b'{"a":' * 10_000 + b"1" + b"}" * 10_000
+    )
+)
+@example(call=owned(f"/test/api/projects/{OWNED}/releases/1.{'9' * 5_000}/yank", b"{}"))
+@example(
+    call=owned(f"/test/api/projects/{OWNED}/releases/1.{'9' * 5_000}/promote", b'{"to": "prod"}')
+)
+@example(call=Call("GET", f"/test/pypi/{OWNED}/1.{'9' * 5_000}/json", None, {}))
+@given(call=calls())
+def test_json_endpoints(setting: Setting, call: Call) -> None:
     answer = send(setting, call)
     event(f"{call.method} {call.path.split('/')[-1][:20]}: {answer.status_code}")
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from hypothesis import event, given, note
+from hypothesis import event, example, given, note
 
 from tests.conftest import LiveServer, start_server, stop_server
 
@@ -24,6 +24,8 @@ from .strategies import (
     archives,
     digest_fields,
     encode_multipart,
+    hostile_field_case,
+    long_boundary_case,
     one_hostile_field,
     upload_forms,
 )
@@ -73,6 +75,7 @@ def assert_downloads(guard: Guard, answer: httpx.Response) -> None:
 
 
 @fuzz_settings(400)
+@example(case=long_boundary_case(300))
 @given(case=upload_forms())
 def test_hostile_upload_forms(guard: Guard, auth: str, case: UploadCase) -> None:
     note(case.note)
@@ -82,7 +85,22 @@ def test_hostile_upload_forms(guard: Guard, auth: str, case: UploadCase) -> None
         assert_downloads(guard, answer)
 
 
+# Known hostile values, tried first in every run (the strategy draws them too, less surely).
 @fuzz_settings(400)
+@example(case=hostile_field_case({"version": "1." + "9" * 5_000}, name="fzversion"))
+@example(case=hostile_field_case({"requires_python": ">=" + "3" * 5_000}, name="fzpython"))
+@example(
+    case=hostile_field_case(
+        {"description": "> " * 50_000, "description_content_type": "text/markdown"},
+        name="fzquotes",
+    )
+)
+@example(
+    case=hostile_field_case(
+        {"description": "\n\n".join("   " * i + "- x" for i in range(1_000))},
+        name="fzrstlist",
+    )
+)
 @given(case=one_hostile_field())
 def test_one_hostile_metadata_field(guard: Guard, auth: str, case: UploadCase) -> None:
     """Everything as twine sends it but one metadata field: so each hostile value reaches
