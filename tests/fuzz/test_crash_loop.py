@@ -91,10 +91,11 @@ class CrashLoop:
 
     # ---------------------------------------------------------------- the client's requests
 
-    def upload_op(self) -> Operation:
+    def upload_op(self, *, minted: bool = False) -> Operation:
+        """Upload a new version; with `minted`, with the last token minted (if any)."""
         version = f"1.{self.next_version}"
         self.next_version += 1
-        use_minted = bool(self.ledger.minted) and self.rng.random() < 0.3
+        use_minted = bool(self.ledger.minted) and (minted or self.rng.random() < 0.3)
         token = self.ledger.minted[-1] if use_minted else self.owner_test
         dists = [build_wheel(PROJECT, version), build_sdist(PROJECT, version)]
 
@@ -161,6 +162,9 @@ class CrashLoop:
             if pending is not None:
                 pending.run(client)  # the client's retry: must succeed on the restarted server
                 count(self.ledger, f"retried {pending.kind}")
+            if self.ledger.minted:  # a token minted before the kill still uploads
+                self.upload_op(minted=True).run(client)
+                count(self.ledger, "upload with a token minted before the kill")
             delay = self.rng.uniform(*KILL_DELAY)
             killer = threading.Timer(delay, os.kill, (server.process.pid, signal.SIGKILL))
             killer.start()
