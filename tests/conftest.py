@@ -133,12 +133,19 @@ def start_server(
     *,
     config_text: str = SERVER_CONFIG,
     env: dict[str, str] | None = None,
+    prefix: tuple[str, ...] = (),
 ) -> LiveServer:
+    """`keyless serve` on a free port with its data in `folder/data`, once it answers.
+
+    `prefix` runs the server through another command (e.g. `unshare` to give it a mount of
+    its own), which must exec the rest of its arguments.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     config = folder / "keyless.toml"
     config.write_text(config_text, encoding="utf-8")
     port = free_port()
     command = [
+        *prefix,
         sys.executable,
         "-m",
         "keyless",

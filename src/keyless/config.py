@@ -94,7 +94,8 @@ class LimitsSettings:
     min_body_rate: int = 1024
     # An idle keep-alive connection is closed after this many seconds.
     keep_alive_timeout: float = 5.0
-    # Connections held at once; more are answered 503 and closed at once.
+    # Connections held at once; a new one beyond takes the place of the oldest idle one,
+    # or, when none is idle, is answered 503 and closed at once.
     max_connections: int = 1000
     # A description (README) longer than this is refused before it is rendered.
     max_description_size: int = 1 * MIB

@@ -143,6 +143,23 @@ def test_invalid_filenames_get_pypis_texts(filename: str, message: str) -> None:
     assert raises(parse_dist_filename, filename, PYPI) == message
 
 
+HUGE = "1" * 5000  # Python's int() refuses more than 4300 digits
+
+
+@pytest.mark.parametrize(
+    ("filename", "kind"),
+    [
+        (f"demo-{HUGE}-py3-none-any.whl", "wheel"),
+        (f"demo-1.0-{HUGE}-py3-none-any.whl", "wheel"),  # the build tag is an int too
+        (f"demo-{HUGE}.tar.gz", "source distribution"),
+    ],
+)
+def test_a_number_too_long_for_int_is_an_invalid_filename(filename: str, kind: str) -> None:
+    message = raises(parse_dist_filename, filename, PYPI)
+    assert message.startswith(f"Invalid {kind} filename (a number in it has more than 4300 digits)")
+    assert len(message) < 200  # the filename is abbreviated, not repeated whole
+
+
 @pytest.mark.parametrize("platform", ["linux_x86_64", "linux_aarch64", "macosx_11_1_arm64"])
 def test_pypi_profile_refuses_unsupported_platform_tags(platform: str) -> None:
     filename = f"demo-1.0-cp312-cp312-{platform}.whl"

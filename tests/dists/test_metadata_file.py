@@ -107,6 +107,16 @@ def test_file_rules_match_the_form_rules(text: str, message: str) -> None:
     assert file_errors(text)[0].startswith(message)
 
 
+def test_a_version_with_a_number_too_long_for_int_is_invalid_in_files_too() -> None:
+    text = core_metadata_text(version="1." + "2" * 5000)
+    assert file_errors(text) == [
+        spec(
+            f"'1.{'2' * 28}...{'2' * 30}' is invalid for 'version': "
+            "a number in it has more than 4300 digits."
+        )
+    ]
+
+
 def test_unparsable_description_is_invalid_data() -> None:
     data = core_metadata_text().encode() + b"\n\xff\xfe not utf-8"
     with pytest.raises(InvalidMetadata) as exc:

@@ -114,6 +114,14 @@ def test_unknown_version_is_missing_version() -> None:
     assert first_error(form(version="UNKNOWN")) == spec("'version' is a required field.")
 
 
+def test_a_version_with_a_number_too_long_for_int_is_invalid() -> None:
+    # packaging lets int()'s ValueError (over 4300 digits) through: it was a 500.
+    shown = "1" * 30 + "..." + "1" * 30
+    assert errors_of(form(version="1" * 5000)) == [
+        spec(f"'{shown}' is invalid for 'version': a number in it has more than 4300 digits.")
+    ]
+
+
 def test_nul_characters_are_escaped() -> None:
     assert metadata_from_form(form(summary="a\x00b"), PYPI).summary == "a\\x00b"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import stat
 import threading
 import time
 from pathlib import Path
@@ -11,11 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from keyless.index.maintenance import collect_garbage
-from keyless.store.blobs import BATCH, BlobStore
-from keyless.store.db import open_database
+from keyless.store.blobs import BATCH
 from tests.builders import build_wheel
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, start_server, stop_server
 
 from .uploading import form_fields, upload
 
@@ -152,15 +151,26 @@ def test_malformed_requests_get_a_4xx_with_a_message(
         assert len(answer.text.strip()) > 10
 
 
-def test_garbage_collection_removes_only_old_unreferenced_files(tmp_path: Path) -> None:
-    engine = open_database(tmp_path / "db.sqlite")
-    blobs = BlobStore(tmp_path / "blobs")
-    orphan = blobs.put_bytes(b"nobody refers to me")
-    stale_temp = blobs.tmp / "upload-from-a-crash.part"
-    stale_temp.write_bytes(b"half an upload")
-
-    assert collect_garbage(engine, blobs, min_age_seconds=3600) == 0  # too young to go
-    assert blobs.exists(orphan)
-    assert collect_garbage(engine, blobs, min_age_seconds=0) == 2
-    assert not blobs.exists(orphan)
-    assert not stale_temp.exists()
+def test_a_new_servers_secrets_are_readable_by_its_user_only(tmp_path: Path) -> None:
+    before = os.umask(0o022)  # what a service usually gets: files 0644 unless made private
+    try:
+        live = start_server(tmp_path)
+    finally:
+        os.umask(before)
+    try:
+        token = live.token("private-owner", "prod")
+        with live.client() as client:
+            assert (
+                upload(client, "prod", token, *build_wheel("private-demo", "1.0")).status_code
+                == 200
+            )
+        data = live.data_dir
+        database_files = [
+            data / name for name in ("keyless.db", "keyless.db-wal", "keyless.db-shm")
+        ]
+        blobs = [p for p in (data / "blobs" / "sha256").rglob("*") if p.is_file()]
+        assert blobs
+        modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in [data, *database_files, *blobs]}
+        assert {name: mode for name, mode in modes.items() if mode & 0o077} == {}
+    finally:
+        stop_server(live)

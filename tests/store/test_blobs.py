@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from keyless.store import blobs as blobs_module
 from keyless.store.blobs import BATCH, BlobStore, HashingWriter
 
 
@@ -111,3 +112,67 @@ def test_commit_creates_the_prefix_folders_and_keeps_one_copy(tmp_path: Path) ->
     assert first == second == hashlib.sha256(b"same bytes").hexdigest()
     assert blobs.path_for(first).read_bytes() == b"same bytes"
     assert list(blobs.tmp.iterdir()) == []  # the second temp file was dropped
+
+
+def test_commit_syncs_every_folder_it_creates_in_its_parent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A rename is on disk once its folder is synced; a new folder once its parent is. Without
+    # the parents, a power cut could lose the `ab/cd` folders and the blob with them.
+    synced: list[Path] = []
+    monkeypatch.setattr(blobs_module, "_fsync_dir", synced.append)
+    blobs = BlobStore(tmp_path)
+    first = blobs.put_bytes(b"first bytes")
+    target = blobs.path_for(first)
+    assert synced == [target.parent, target.parent.parent, tmp_path / "sha256"]
+    synced.clear()
+    # Another blob under the same two-level prefix creates no folder: only its own is synced.
+    writer = blobs.new_writer()
+    writer.write(b"other bytes")
+    writer.finish()
+    assert blobs.commit(writer.path, first[:4] + "0" * 60)  # commit trusts the caller's hash
+    assert synced == [target.parent]
+
+
+def test_commit_says_whether_it_placed_the_blob(tmp_path: Path) -> None:
+    blobs = BlobStore(tmp_path)
+    for expected_placed in (True, False):
+        writer = blobs.new_writer()
+        writer.write(b"the same bytes")
+        digests = writer.finish()
+        assert blobs.commit(writer.path, digests.sha256) is expected_placed
+
+
+def finished(blobs: BlobStore, data: bytes) -> tuple[Path, str]:
+    writer = blobs.new_writer()
+    writer.write(data)
+    return writer.path, writer.finish().sha256
+
+
+@pytest.mark.parametrize("hard_links", [True, False])
+def test_place_puts_back_a_missing_or_truncated_blob_and_keeps_the_temp_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hard_links: bool
+) -> None:
+    if not hard_links:  # a file system without them: the bytes are copied instead
+
+        def no_link(*_args: object) -> None:
+            raise PermissionError("hard links are not supported here")
+
+        monkeypatch.setattr(os, "link", no_link)
+    blobs = BlobStore(tmp_path / "blobs")
+    data = os.urandom(5000)
+    temp, sha256 = finished(blobs, data)
+    for damage in (lambda: None, blobs.path_for(sha256).unlink, lambda: cut_short(blobs, sha256)):
+        damage()
+        blobs.place(temp, sha256, len(data))
+        assert blobs.path_for(sha256).read_bytes() == data
+        assert temp.read_bytes() == data  # the upload discards it itself, after its commit
+    assert sorted(p.name for p in blobs.tmp.iterdir()) == [temp.name]
+
+
+def cut_short(blobs: BlobStore, sha256: str) -> None:
+    # Another file in its place (writing into it would also change the temp file it may be
+    # a hard link of).
+    short = blobs.root / "short"
+    short.write_bytes(b"only the beginning")
+    os.replace(short, blobs.path_for(sha256))

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import select
+import pytest
+from sqlalchemy import Engine, select
 
 from keyless.store import db
 
@@ -47,3 +51,70 @@ def test_a_database_from_before_similar_key_gets_the_column_filled(tmp_path: Pat
         indexes = {row[1] for row in raw.execute("PRAGMA index_list(projects)")}
     assert "ix_projects_similar_key" in indexes
     engine.dispose()
+
+
+def _private(path: Path) -> bool:
+    return stat.S_IMODE(path.stat().st_mode) & 0o077 == 0
+
+
+def _write_something(engine: Engine) -> None:
+    with db.writing(engine) as conn:
+        conn.execute(
+            db.indexes.insert().values(
+                name="prod",
+                profile="pypi",
+                max_file_size=1,
+                max_project_size=1,
+                created=datetime.now(UTC),
+            )
+        )
+
+
+@pytest.fixture
+def usual_umask() -> Iterator[None]:
+    """The umask most systems give a service (files 0644), whatever the test runner's is."""
+    before = os.umask(0o022)
+    yield
+    os.umask(before)
+
+
+@pytest.mark.usefixtures("usual_umask")
+def test_a_new_database_and_its_log_files_are_readable_by_the_owner_only(tmp_path: Path) -> None:
+    # They hold password and token hashes and live sessions' CSRF tokens.
+    path = tmp_path / "keyless.db"
+    engine = db.open_database(path)
+    _write_something(engine)
+    files = [path, path.with_name("keyless.db-wal"), path.with_name("keyless.db-shm")]
+    assert all(f.exists() for f in files)
+    assert [f.name for f in files if not _private(f)] == []
+    engine.dispose()
+
+
+@pytest.mark.usefixtures("usual_umask")
+def test_an_older_installations_database_files_are_made_private(tmp_path: Path) -> None:
+    path = tmp_path / "keyless.db"
+    older = sqlite3.connect(path, isolation_level=None)  # open: its -wal and -shm stay
+    older.execute("PRAGMA journal_mode=WAL")
+    older.execute("CREATE TABLE t (x)")
+    files = [path, path.with_name("keyless.db-wal"), path.with_name("keyless.db-shm")]
+    assert [stat.S_IMODE(f.stat().st_mode) for f in files] == [0o644] * 3
+    engine = db.open_database(path)
+    assert [f.name for f in files if not _private(f)] == []
+    assert [stat.S_IMODE(f.stat().st_mode) for f in files] == [0o600] * 3
+    older.close()
+    engine.dispose()
+
+
+def test_every_connection_commits_durably(tmp_path: Path) -> None:
+    # WAL with synchronous=FULL fsyncs the log at each commit: an acknowledged upload survives
+    # a power cut. (NORMAL, as before, only survives a crash of the process.)
+    engine = db.open_database(tmp_path / "keyless.db")
+    connections = [engine.connect() for _ in range(3)]  # distinct pooled connections
+    try:
+        for conn in connections:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+    finally:
+        for conn in connections:
+            conn.close()
+        engine.dispose()

@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
+from keyless.dists.readme import plain_html, render_description
 from keyless.index.web.snippets import env_var_for, snippet
-from keyless.index.web.views import render_description, safe_url
+from keyless.index.web.views import safe_url
 from keyless.publish.credentials import gitlab_token_variable
 
 yaml = pytest.importorskip("yaml")
@@ -95,15 +96,17 @@ def test_descriptions_render_without_scripts() -> None:
         "<img src=x onerror=alert(1)>\n[x](javascript:alert(1))",
         "text/markdown",
     )
+    assert html is not None
     assert "<h1" in html
     assert "<script" not in html
     assert "onerror" not in html
     assert 'href="javascript' not in html
-    # reStructuredText that cannot render (raw HTML) falls back to escaped text.
-    raw = render_description(".. raw:: html\n\n   <script>x</script>\n", None)
-    assert "<script>" not in raw
-    assert "&lt;script&gt;" in raw
-    assert str(render_description("plain <b>", "text/plain")) == "plain &lt;b&gt;"
+    # reStructuredText that cannot render (raw HTML) is shown as escaped text.
+    raw = ".. raw:: html\n\n   <script>x</script>\n"
+    assert render_description(raw, None) is None
+    assert "&lt;script&gt;" in plain_html(raw)
+    assert "<script>" not in plain_html(raw)
+    assert render_description("plain <b>", "text/plain") == "plain &lt;b&gt;"
 
 
 def test_only_web_links_become_links() -> None:

@@ -49,7 +49,7 @@ def _engine(args: argparse.Namespace) -> Any:
     from keyless.store.db import open_database
 
     settings = _settings(args)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # private when new
     engine = open_database(settings.database)
     ensure_indexes(engine, settings.indexes)
     return engine
@@ -71,13 +71,10 @@ def usage_lines(settings: Settings, index: str) -> list[str]:
 def cmd_serve(args: argparse.Namespace) -> int:
     import logging
 
-    import uvicorn
-
-    from keyless.index import reason
     from keyless.index.app import create_app
+    from keyless.index.server import serve
 
     settings = _settings(args)
-    reason.install()
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     logging.getLogger("keyless.access").disabled = not settings.access_log
     app = create_app(settings)
@@ -91,16 +88,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "pass --tls-cert and --tls-key."
         )
     print(f"\nhealth check: {settings.base_url}/_/health", flush=True)
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        ssl_certfile=str(settings.tls_cert) if settings.tls_cert else None,
-        ssl_keyfile=str(settings.tls_key) if settings.tls_key else None,
-        access_log=False,  # ours (keyless.access) logs without query strings or headers
-        log_level="warning",
-        server_header=False,
-    )
+    serve(app, settings)
     return 0
 
 
@@ -398,7 +386,13 @@ def _define_project(parser: argparse.ArgumentParser) -> None:
 
 def _define_gc(gc: argparse.ArgumentParser) -> None:
     _server_options(gc)
-    gc.add_argument("--min-age", type=float, default=3600, help="seconds (default 3600)")
+    gc.add_argument(
+        "--min-age",
+        type=float,
+        default=3600,
+        help="remove upload temp files untouched for this many seconds (default 3600); "
+        "blobs no file refers to go at once",
+    )
     gc.set_defaults(handler=cmd_gc)
 
 

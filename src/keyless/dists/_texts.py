@@ -25,12 +25,15 @@ FIELD_REQUIRED = "This field is required."
 UNKNOWN_FILETYPE = "Invalid value for filetype. Error: Use a known file type."
 
 
+def abbreviated(value: str) -> str:
+    """A long value as PyPI shows it in a message, so the reason phrase stays readable."""
+    return value[:30] + "..." + value[-30:] if len(value) > 60 else value
+
+
 def form_field_error(label: str, value: str, reason: str) -> str:
     """PyPI's text for an upload-form field that fails before metadata is parsed."""
-    # PyPI abbreviates long values so the reason phrase stays readable.
-    shown = value[:30] + "..." + value[-30:] if len(value) > 60 else value
     return (
-        f"{shown!r} is an invalid value for {label}. Error: {reason} "
+        f"{abbreviated(value)!r} is an invalid value for {label}. Error: {reason} "
         f"See {CORE_METADATA_URL} for more information."
     )
 

@@ -20,6 +20,7 @@ from keyless.dists import _texts
 from keyless.dists.errors import DistError
 from keyless.dists.platforms import is_allowed_platform
 from keyless.dists.policy import Policy
+from keyless.dists.versions import oversized_number
 
 SDIST = "sdist"
 WHEEL = "bdist_wheel"
@@ -94,6 +95,10 @@ def parse_dist_filename(filename: str, policy: Policy) -> DistFilename:
     PyPI's allow-list.
     """
     _check_characters(filename)
+    problem = oversized_number(filename)  # in the version or a build tag: packaging crashes
+    if problem and filename.endswith((".whl", ".tar.gz")):
+        kind = "wheel" if filename.endswith(".whl") else "source distribution"
+        raise DistError(f"Invalid {kind} filename ({problem}): {_texts.abbreviated(filename)!r}")
     if filename.endswith(".whl"):
         try:
             name, version, _build, tags = parse_wheel_filename(filename)

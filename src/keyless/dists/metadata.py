@@ -8,9 +8,8 @@ Every problem is collected and reported at once through ``InvalidMetadata``.
 
 from __future__ import annotations
 
-import email.message
 import email.utils
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -20,12 +19,13 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from trove_classifiers import all_classifiers, deprecated_classifiers
 
-from keyless.dists import _texts
+from keyless.dists import _texts, versions
 from keyless.dists._formats import email_problem, is_valid_url
 from keyless.dists.errors import DistError, InvalidMetadata
 from keyless.dists.filenames import SDIST, DistFilename
 from keyless.dists.names import validate_project_name
 from keyless.dists.policy import METADATA_VERSIONS, Policy
+from keyless.dists.readme import render_description, render_failure
 
 
 @dataclass(frozen=True)
@@ -91,21 +91,6 @@ _BEFORE_LICENSE_FILE = frozenset(METADATA_VERSIONS[: METADATA_VERSIONS.index("2.
 
 _MAX_SUMMARY = 512
 _MAX_URL_LABEL = 32
-
-
-# readme_renderer (with docutils and the markdown stack) is imported when a description is
-# rendered, not with this module: the release client reads metadata through it too, and its
-# start-up should not pay ~40 ms for a renderer it never calls.
-def _renderer(content_type: str) -> Callable[[str], str | None]:
-    import readme_renderer.markdown
-    import readme_renderer.rst
-    import readme_renderer.txt
-
-    renderers: dict[str, Callable[[str], str | None]] = {
-        "text/x-rst": readme_renderer.rst.render,
-        "text/markdown": readme_renderer.markdown.render,
-    }
-    return renderers.get(content_type, readme_renderer.txt.render)
 
 
 def _header(raw_key: str) -> str:
@@ -270,6 +255,17 @@ def _validate(
     skip_fields: frozenset[str] = frozenset(),
 ) -> Metadata:
     """Validate raw metadata with packaging, then with the policy; raise all problems."""
+    version = raw.get("version")
+    problem = versions.oversized_number(version) if isinstance(version, str) else None
+    if problem:
+        # packaging would crash on it, not report it: reported here, left out of its check.
+        raw = {k: v for k, v in raw.items() if k != "version"}
+        shown = _texts.abbreviated(str(version))
+        unparsed = [
+            *unparsed,
+            FieldError("version", f"{shown!r} is invalid for 'version': {problem}"),
+        ]
+        skip_fields = skip_fields | {"version"}
     standard: list[FieldError] = []
     try:
         meta = Metadata.from_raw(cast(RawMetadata, raw), validate=True)
@@ -387,24 +383,14 @@ def check_description_renders(meta: Metadata) -> None:
     """Check that the long description renders with readme_renderer, as PyPI requires.
 
     The content type selects the renderer (reStructuredText when none is declared). Raises
-    ``DistError`` with PyPI's text when rendering fails.
+    ``DistError`` with PyPI's text when rendering fails. Unbounded in time and memory: see
+    keyless.dists.readme.
     """
-    if not meta.description:
-        return
-    declared = meta.description_content_type
-    # Only the media type selects the renderer; parameters (charset, variant) do not.
-    content_type = "text/x-rst"
-    if declared:
-        header = email.message.EmailMessage()
-        header["content-type"] = declared
-        content_type = header.get_content_type()
-    if _renderer(content_type)(meta.description) is not None:
-        return
-    if declared:
-        reason = f"The description failed to render for '{declared}'."
-    else:
-        reason = "The description failed to render in the default format of reStructuredText."
-    raise DistError(f"{reason} See {_texts.DESCRIPTION_HELP_URL} for more information.")
+    if (
+        meta.description
+        and render_description(meta.description, meta.description_content_type) is None
+    ):
+        raise DistError(render_failure(meta.description_content_type))
 
 
 def check_artifact_agrees(form_meta: Metadata, file_meta: Metadata, dist: DistFilename) -> None:

@@ -218,30 +218,57 @@ class InvalidCredentials(Exception):
 
 
 # Built once (every authenticated request runs them): building costs more than running.
-_TOKEN_BY_HASH = (
-    select(db.api_tokens, db.users.c.username)
-    .outerjoin(db.users, db.users.c.id == db.api_tokens.c.user_id)
-    .where(db.api_tokens.c.token_hash == bindparam("token_hash"))
+_TOKEN = select(db.api_tokens, db.users.c.username).outerjoin(
+    db.users, db.users.c.id == db.api_tokens.c.user_id
 )
+_TOKEN_BY_HASH = _TOKEN.where(db.api_tokens.c.token_hash == bindparam("token_hash"))
+_TOKEN_BY_ID = _TOKEN.where(db.api_tokens.c.id == bindparam("token_id"))
 _TOUCH_TOKEN = (
     update(db.api_tokens)
     .where(db.api_tokens.c.id == bindparam("token_id"))
     .values(last_used=bindparam("moment"))
 )
 
+# The token id of an identity that a signed-in browser session acts as: no API token is
+# behind it (ids start at 1), so there is no token to re-check.
+SESSION_TOKEN_ID = 0
+
 
 def authenticate(engine: Engine, token: str) -> Identity:
-    """The identity behind an API token; raises InvalidCredentials with PyPI-style reasons."""
+    """The identity behind an API token; raises InvalidCredentials with PyPI-style reasons.
+
+    Read on a snapshot: good for refusing early, but a token can be revoked, expire or lose
+    its publishers before the request writes anything. A use case that writes decides on
+    `current_identity` inside its write transaction.
+    """
     if not token.startswith(TOKEN_PREFIX):
         raise InvalidCredentials("Invalid or non-existent authentication information.")
     with db.reading(engine) as conn:
-        row = conn.execute(_TOKEN_BY_HASH, {"token_hash": hash_token(token)}).first()
-        if row is None or row.revoked is not None:
-            raise InvalidCredentials("Invalid or non-existent authentication information.")
-        if row.expires is not None and as_utc(row.expires) <= now():
-            raise InvalidCredentials("Invalid API Token: token is expired")
-        if row.kind == "trusted":
-            return _trusted_identity(conn, row)
+        return _identity(conn, conn.execute(_TOKEN_BY_HASH, {"token_hash": hash_token(token)}))
+
+
+def current_identity(conn: Connection, identity: Identity) -> Identity:
+    """`identity` as the database on `conn` says it is now; raises InvalidCredentials.
+
+    Call it inside the write transaction that acts for the identity: SQLite runs one writing
+    transaction at a time, so what it returns still holds when that transaction commits. A
+    revoked or expired token is refused with the texts `authenticate` uses, and a trusted
+    token's scope is read again from its publishers' links (one removed or unlinked since
+    the request was authenticated no longer counts).
+    """
+    if identity.token_id == SESSION_TOKEN_ID:
+        return identity
+    return _identity(conn, conn.execute(_TOKEN_BY_ID, {"token_id": identity.token_id}))
+
+
+def _identity(conn: Connection, result: Any) -> Identity:
+    row = result.first()
+    if row is None or row.revoked is not None:
+        raise InvalidCredentials("Invalid or non-existent authentication information.")
+    if row.expires is not None and as_utc(row.expires) <= now():
+        raise InvalidCredentials("Invalid API Token: token is expired")
+    if row.kind == "trusted":
+        return _trusted_identity(conn, row)
     return Identity(
         user_id=row.user_id,
         username=row.username,

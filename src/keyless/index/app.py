@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlparse
 
@@ -18,6 +20,7 @@ from keyless.config import Settings
 from keyless.oidc.keys import JWKSCache
 from keyless.store.blobs import BlobStore
 from keyless.store.db import open_database
+from keyless.store.errors import StorageFull
 
 from .indexes import ensure_indexes, load_indexes
 from .keystore import DatabaseKeyStore, fetch_json
@@ -25,13 +28,15 @@ from .maintenance import collect_garbage
 from .pages import SimplePages
 from .projects import ProjectAdmin
 from .promote import Promotion
+from .rendering import Descriptions, RenderPool
 from .routes import files, jsonapi, manage, oidc, promote, publishing, simple, upload
-from .routes.common import Services, public_base, services
+from .routes.common import Services, public_base, services, storage_full
 from .trusted import TrustedPublishing
 from .uploads import Uploads
 from .web import routes as web_routes
 
 access_log = logging.getLogger("keyless.access")
+gc_log = logging.getLogger("keyless.gc")
 
 
 class IndexApp(Starlette):
@@ -214,9 +219,52 @@ async def home(request: Request) -> Response:
     )
 
 
+async def _storage_full(request: Request, exc: Exception) -> Response:
+    # Async, so the reason phrase `error` sets is seen by this task (not a worker thread's).
+    assert isinstance(exc, StorageFull)  # registered for this class only
+    return storage_full(request, exc)
+
+
+async def collect_garbage_every(interval: float, state: Services) -> None:
+    """Garbage collection every `interval` seconds, on a worker thread (it walks the store).
+
+    Start-up collects too, but temp files of uploads cut off by a crash are only removed once
+    stale, and a server that stays up would otherwise keep them until its next start.
+    """
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            removed = await asyncio.to_thread(collect_garbage, state.engine, state.blobs)
+        except Exception:  # a full disk or a locked database now: try again next time
+            gc_log.exception("garbage collection failed; trying again in %s s", interval)
+            continue
+        if removed:
+            gc_log.info("garbage collection removed %d orphaned file(s)", removed)
+
+
+def _lifespan(state: Services, render_pool: RenderPool) -> Any:
+    """What runs beside the requests: the render workers and the periodic garbage collection."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        render_pool.start()  # before the first upload, which would otherwise wait for it
+        interval = state.settings.gc_interval
+        task = asyncio.create_task(collect_garbage_every(interval, state)) if interval else None
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            render_pool.close()  # no render worker outlives the server
+
+    return lifespan
+
+
 def create_app(settings: Settings) -> IndexApp:
     """Build the server for these settings: opens the store, creates missing indexes."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # private when new
     engine = open_database(settings.database)
     ensure_indexes(engine, settings.indexes, update_existing=True)
     blobs = BlobStore(settings.blob_dir)
@@ -224,12 +272,17 @@ def create_app(settings: Settings) -> IndexApp:
     url_prefix = urlparse(settings.public_url).path.rstrip("/") if settings.public_url else ""
     pages = SimplePages(engine, url_prefix)
     indexes = load_indexes(engine)
+    limits = settings.limits
+    render_pool = RenderPool(limits.render_workers, limits.render_timeout, limits.render_memory)
+    descriptions = Descriptions(render_pool, limits.max_description_size)
     state = Services(
         settings=settings,
         engine=engine,
         blobs=blobs,
         pages=pages,
-        uploads=Uploads(engine=engine, blobs=blobs, on_change=pages.invalidate),
+        uploads=Uploads(
+            engine=engine, blobs=blobs, on_change=pages.invalidate, descriptions=descriptions
+        ),
         projects=ProjectAdmin(engine=engine, on_change=pages.invalidate),
         promotion=Promotion(engine=engine, blobs=blobs, on_change=pages.invalidate),
         trusted=TrustedPublishing(
@@ -240,7 +293,9 @@ def create_app(settings: Settings) -> IndexApp:
         ),
         indexes=indexes,
         pytp_keys=oidc.pytp_keys(list(indexes), url_prefix),
+        descriptions=descriptions,
     )
+
     routes = [
         Route("/_/health", health, methods=["GET", "HEAD"]),
         *oidc.routes,
@@ -255,7 +310,12 @@ def create_app(settings: Settings) -> IndexApp:
         # API clients and becomes the HTML landing page for browsers.
         *web_routes(json_home=home),
     ]
-    app = IndexApp(routes=routes)
+    app = IndexApp(
+        routes=routes,
+        lifespan=_lifespan(state, render_pool),
+        # Any other write refused by a full disk (a yank, a sign-in, a token) is a 507 too.
+        exception_handlers={StorageFull: _storage_full},
+    )
     app.state.services = state
     app.access_lines = _AccessLines(settings.access_log)
     app.add_middleware(AccessLog, lines=app.access_lines)

@@ -6,10 +6,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from packaging.utils import NormalizedName, canonicalize_version
+from packaging.utils import NormalizedName
 from packaging.version import InvalidVersion, Version
 from sqlalchemy import Engine, Row, select
 
+from keyless.dists.versions import canonical_version, parse_version
 from keyless.store import db
 
 from .projects import find_project
@@ -18,7 +19,7 @@ from .projects import find_project
 def version_key(version: str) -> tuple[int, Version | str]:
     """Sort key for version strings: PEP 440 order, unparsable ones (older uploads) first."""
     try:
-        return (1, Version(version))
+        return (1, parse_version(version))
     except InvalidVersion:
         return (0, version)
 
@@ -37,7 +38,7 @@ def latest_release(releases: Iterable[Any]) -> Any | None:
 def release_for(releases: Iterable[Any], version: str) -> Any | None:
     """The release `version` names, compared as PEP 440 does (1.0 is 1.0.0), or None."""
     try:
-        wanted = canonicalize_version(version)
+        wanted = canonical_version(version)
     except InvalidVersion:
         wanted = version
     return next((r for r in releases if r.canonical_version == wanted), None)
@@ -45,7 +46,7 @@ def release_for(releases: Iterable[Any], version: str) -> Any | None:
 
 def _prerelease(version: str) -> bool:
     try:
-        return Version(version).is_prerelease
+        return parse_version(version).is_prerelease
     except InvalidVersion:
         return True
 

@@ -1,7 +1,18 @@
-"""Housekeeping: remove blobs and temp files that no database row refers to.
+"""Housekeeping: remove blobs no database row refers to, and temp files of dead uploads.
 
-They come from uploads interrupted between the blob rename and the database commit, or from a
-crash mid-upload. Run at server start and by `keyless gc`.
+Orphaned blobs come from uploads that placed their blob and then failed to commit (a crash, a
+full database, a lost filename race); temp files from uploads cut off mid-stream or a crash.
+Run at server start, every `gc-interval` seconds inside the server, and by `keyless gc`.
+
+Deciding that a blob is unreferenced and deleting it happen inside one writing transaction.
+An upload makes sure its blob is there (putting it back from its temp file if not) inside the
+writing transaction that commits the row referring to it, and the database runs one writing
+transaction at a time (SQLite's write lock, BEGIN IMMEDIATE): collection either runs before
+that check, or after the row is committed and sees it. Unreferenced blobs therefore need no
+grace period; only temp files do, since one may still be streaming.
+
+On a database whose writing transactions run side by side (PostgreSQL) this needs a lock
+both take; keyless serves SQLite today.
 """
 
 from __future__ import annotations
@@ -11,12 +22,38 @@ from sqlalchemy import Engine, select
 from keyless.store import db
 from keyless.store.blobs import BlobStore
 
+TEMP_GRACE_SECONDS = 3600.0
+# Candidates checked and deleted per writing transaction: uploads wait for the write lock
+# meanwhile, so it is held for a bounded batch, not for a whole store's worth of unlinks.
+BATCH = 500
+
 
 def referenced_blobs(engine: Engine) -> set[str]:
     with db.reading(engine) as conn:
         return set(conn.execute(select(db.files.c.sha256)).scalars())
 
 
-def collect_garbage(engine: Engine, blobs: BlobStore, min_age_seconds: float = 3600) -> int:
-    """Delete unreferenced blobs and stale temp files older than `min_age_seconds`."""
-    return blobs.remove_orphans(referenced_blobs(engine), min_age_seconds=min_age_seconds)
+def collect_garbage(
+    engine: Engine, blobs: BlobStore, min_age_seconds: float = TEMP_GRACE_SECONDS
+) -> int:
+    """Delete unreferenced blobs, and temp files older than `min_age_seconds`.
+
+    Returns how many files were removed.
+    """
+    removed = blobs.remove_stale_temp_files(min_age_seconds)
+    # Listed on a snapshot, without any lock: most blobs are referenced, and this is the slow
+    # part on a large store.
+    referenced = referenced_blobs(engine)
+    candidates = [sha256 for sha256, _ in blobs.iter_blobs() if sha256 not in referenced]
+    for start in range(0, len(candidates), BATCH):
+        batch = candidates[start : start + BATCH]
+        with db.writing(engine) as conn:
+            # Checked again under the write lock: an upload may have committed a row for one
+            # of them since the snapshot, and none can commit until this transaction ends.
+            kept = set(
+                conn.execute(
+                    select(db.files.c.sha256).where(db.files.c.sha256.in_(batch)).distinct()
+                ).scalars()
+            )
+            removed += sum(blobs.remove(sha256) for sha256 in batch if sha256 not in kept)
+    return removed

@@ -16,7 +16,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from python_multipart.exceptions import MultipartParseError
+from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from keyless.store.blobs import BlobStore, Digests, HashingWriter
@@ -151,18 +151,21 @@ async def read_upload_form(
                 raise FormError(f"Form field {part.name!r} is not valid UTF-8.") from None
             form.fields.setdefault(part.name, []).append(value)
 
-    parser = MultipartParser(
-        params[b"boundary"],
-        {
-            "on_part_begin": on_part_begin,
-            "on_header_field": on_header_field,
-            "on_header_value": on_header_value,
-            "on_header_end": on_header_end,
-            "on_headers_finished": on_headers_finished,
-            "on_part_data": on_part_data,
-            "on_part_end": on_part_end,
-        },
-    )
+    try:
+        parser = MultipartParser(
+            params[b"boundary"],
+            {
+                "on_part_begin": on_part_begin,
+                "on_header_field": on_header_field,
+                "on_header_value": on_header_value,
+                "on_header_end": on_header_end,
+                "on_headers_finished": on_headers_finished,
+                "on_part_data": on_part_data,
+                "on_part_end": on_part_end,
+            },
+        )
+    except FormParserError as exc:  # a boundary over 256 bytes, for one
+        raise FormError(f"The multipart boundary is not usable: {exc}.") from None
 
     async def settle() -> None:
         """After each parsed chunk: finish the files whose last bytes came in it."""
@@ -180,7 +183,7 @@ async def read_upload_form(
                 await sink.drain()  # let the hashing threads catch up with the network
         parser.finalize()
         await settle()
-    except MultipartParseError as exc:
+    except FormParserError as exc:
         _discard(form, open_writers)
         raise FormError(f"The multipart body is malformed: {exc}.") from None
     except BaseException:

@@ -6,14 +6,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from packaging.utils import NormalizedName, canonicalize_name, canonicalize_version
-from packaging.version import InvalidVersion, Version
+from packaging.utils import NormalizedName, canonicalize_name
+from packaging.version import InvalidVersion
 from sqlalchemy import Connection, Engine, Row, bindparam, select, update
 
 from keyless.dists.names import ultranormalize_name
+from keyless.dists.versions import canonical_version, not_a_version
 from keyless.store import db
 
-from .accounts import Identity, now
+from .accounts import Identity, InvalidCredentials, current_identity, now
 from .errors import Refused
 
 STATUSES = ("active", "archived", "quarantined")
@@ -114,6 +115,12 @@ class ProjectAdmin:
     on_change: Callable[[int, str], None]
 
     def _owned_project(self, conn: Connection, identity: Identity, name: str) -> Any:
+        """The project, once `identity` as it is now (inside the caller's write transaction)
+        proves to be an owner's; raises ProjectError."""
+        try:
+            identity = current_identity(conn, identity)
+        except InvalidCredentials as exc:
+            raise ProjectError(exc.reason, status=403) from None
         if identity.user_id is None or identity.index_id is None:
             raise ProjectError(
                 "Tokens minted for trusted publishers can only upload; use an owner's API "
@@ -140,9 +147,9 @@ class ProjectAdmin:
     ) -> dict[str, Any]:
         """Yank (or unyank) a whole release, as PyPI does; raises ProjectError."""
         try:
-            canonical = canonicalize_version(Version(version))
+            canonical = canonical_version(version)
         except InvalidVersion:
-            raise ProjectError(f"{version!r} is not a valid version (PEP 440).") from None
+            raise ProjectError(not_a_version(version)) from None
         if len(reason) > 2000:
             raise ProjectError("The yank reason is too long (at most 2000 characters).")
         with db.writing(self.engine) as conn:

@@ -30,17 +30,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from packaging.utils import NormalizedName, canonicalize_name, canonicalize_version
-from packaging.version import InvalidVersion, Version
+from packaging.utils import NormalizedName, canonicalize_name
+from packaging.version import InvalidVersion
 from sqlalchemy import Connection, Engine, select, update
 from sqlalchemy.exc import IntegrityError
 
 from keyless.dists import archives, filenames, metadata
 from keyless.dists.errors import DistError
+from keyless.dists.versions import canonical_version, not_a_version
 from keyless.store import db
 from keyless.store.blobs import BlobStore
 
-from .accounts import Identity, now, touch_token
+from .accounts import Identity, InvalidCredentials, current_identity, now, touch_token
 from .errors import Refused
 from .indexes import IndexInfo
 from .projects import create_project, find_project, record_event, role_of
@@ -149,11 +150,11 @@ class Promotion:
                 f"The release is already on index {source.name!r}: name another index as 'to'."
             )
         try:
-            canonical = canonicalize_version(Version(version))
+            canonical = canonical_version(version)
         except InvalidVersion:
-            raise PromoteRejected(f"{version!r} is not a valid version (PEP 440).") from None
+            raise PromoteRejected(not_a_version(version)) from None
         name = canonicalize_name(project)
-        self._check_token(identity, target, name)
+        self._check_token(identity, target, name)  # early, on the request's snapshot
         try:
             return self._promote(source, target, identity, name, project, version, canonical)
         except IntegrityError:
@@ -172,6 +173,13 @@ class Promotion:
         canonical: str,
     ) -> PromoteOutcome:
         with db.writing(self.engine) as conn:
+            # Decided again where it holds at commit (one writing transaction at a time): the
+            # token may have been revoked, or its publisher removed, since the request began.
+            try:
+                identity = current_identity(conn, identity)
+            except InvalidCredentials as exc:
+                raise PromoteRejected(exc.reason, status=403) from None
+            self._check_token(identity, target, name)
             plan = self._plan(conn, source, target, identity, name, shown, version, canonical)
             created_project = False
             if plan.new:
@@ -334,7 +342,7 @@ class Promotion:
                 f"{row.filename!r}: only one sdist may be uploaded per release, and "
                 f"release {plan.release.version} on index {target.name!r} has another."
             )
-        if not self.blobs.exists(row.sha256):
+        if not self.blobs.exists(row.sha256, row.size):
             raise PromoteRejected(
                 f"The stored bytes of {row.filename!r} (sha256 {row.sha256}) are missing on "
                 "this server; upload the file again instead.",

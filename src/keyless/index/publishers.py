@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -18,7 +18,7 @@ from keyless.oidc.errors import PublisherConfigError
 from keyless.oidc.providers import PROVIDERS
 from keyless.store import db
 
-from .accounts import now
+from .accounts import Identity, InvalidCredentials, current_identity, now
 from .projects import ProjectError, find_project, record_event, role_of
 
 PENDING_LIFETIME = timedelta(days=30)
@@ -31,6 +31,10 @@ class Actor:
 
     username: str
     user_id: int | None  # None: the local admin CLI
+    # The API token the user acts with; None for a browser session or the CLI. Checked again
+    # inside each write transaction (`_check_token`): it may be revoked after the request
+    # was authenticated.
+    token: Identity | None = None
 
 
 def _provider(kind: str) -> Any:
@@ -79,6 +83,24 @@ def _require_owner(
         )
 
 
+def _check_token(conn: Connection, actor: Actor, index_id: int, projects: Iterable[str]) -> None:
+    """The actor's token, as it is now, must be valid and may touch each of `projects`."""
+    if actor.token is None:
+        return
+    try:
+        token = current_identity(conn, actor.token)
+    except InvalidCredentials as exc:
+        raise ProjectError(exc.reason, status=403) from None
+    for name in projects:
+        if not token.may_touch(index_id, canonicalize_name(name)):
+            scope = ", ".join(sorted(token.projects or ()))
+            raise ProjectError(
+                f"This API token is limited to: {scope}; it may not change the publishers of "
+                f"{name!r}.",
+                status=403,
+            )
+
+
 def check_owner(engine: Engine, index_id: int, project: str, actor: Actor) -> None:
     """Before showing a project's publishers or audit trail: raises ProjectError (404 for an
     unknown project, 403 unless `actor` owns it)."""
@@ -109,6 +131,7 @@ def add_publisher(
     _check_issuer(provider, config, tp)
     with db.writing(engine) as conn:
         rows = _projects(conn, index_id, projects)
+        _check_token(conn, actor, index_id, (row.normalized_name for row in rows))
         for row in rows:
             _require_owner(conn, actor, row)
         publisher_id = _insert(conn, index_id, provider, config, actor, pending=None)
@@ -155,6 +178,7 @@ def add_pending_publisher(
     config = provider.validate_config(raw_config)
     _check_issuer(provider, config, tp)
     with db.writing(engine) as conn:
+        _check_token(conn, actor, index_id, [project])
         if find_project(conn, index_id, canonicalize_name(project)):
             raise ProjectError(
                 f"Project {project!r} already exists; its owners add publishers to it directly.",
@@ -279,6 +303,12 @@ def remove_publisher(engine: Engine, index_id: int, publisher_id: int, actor: Ac
             .join(db.publisher_projects, db.publisher_projects.c.project_id == db.projects.c.id)
             .where(db.publisher_projects.c.publisher_id == publisher_id)
         ).all()
+        _check_token(
+            conn,
+            actor,
+            index_id,
+            [row.pending_project] if row.pending_project else [p.normalized_name for p in linked],
+        )
         if row.pending_project and actor.user_id not in (None, row.created_by):
             raise ProjectError("Only whoever registered a pending publisher may remove it.", 403)
         for project in linked:

@@ -5,12 +5,18 @@ Order (as PyPI, so clients see the same error for the same mistake): form fields
 sizes, digests, duplicates, filename reuse, one sdist per release, the archive itself, and —
 beyond PyPI — the metadata inside the archive against the form and the filename.
 
-Nothing becomes visible until the end: the bytes sit in a fsynced temp file, are renamed into
-the content-addressed store, and only then is the database row committed.
+Every answer the database gives is read twice: on a snapshot, to refuse early and in that
+order, and again inside the write transaction that stores the file — only what is read there
+holds at commit (SQLite runs one writing transaction at a time), so a project created, a token
+revoked or a publisher removed meanwhile is seen.
+
+Nothing becomes visible until the end: the bytes sit in a fsynced temp file, are linked into
+the content-addressed store, and the row that makes them a file is committed last.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import sys
@@ -26,12 +32,14 @@ from keyless.dists import archives, filenames, metadata, names
 from keyless.dists.errors import DistError, InvalidMetadata
 from keyless.store import db
 from keyless.store.blobs import BlobStore
+from keyless.store.errors import StorageFull
 
-from .accounts import Identity, now, touch_token
+from .accounts import Identity, InvalidCredentials, current_identity, now, touch_token
 from .errors import Refused
 from .indexes import IndexInfo
 from .multipart import StagedFile, UploadForm
 from .projects import create_project, find_project, record_event, role_of
+from .rendering import Descriptions, RenderRefused
 
 HELP = "https://pypi.org/help/"
 CORE_METADATA_URL = "https://packaging.python.org/specifications/core-metadata"
@@ -150,6 +158,7 @@ _RELEASE = select(db.releases.c.id).where(
 _RELEASE_SDIST = select(db.files.c.id).where(
     db.files.c.release_id == bindparam("release_id"), db.files.c.packagetype == "sdist"
 )
+_FILE_BY_SHA256 = select(db.files.c.id).where(db.files.c.sha256 == bindparam("sha256")).limit(1)
 _INSERT_RELEASE = db.releases.insert()
 _INSERT_FILE = db.files.insert()
 _LOG_FILENAME = db.filename_log.insert()
@@ -246,6 +255,67 @@ def _check_trusted_permission(
         )
 
 
+def _decide(
+    conn: Connection,
+    identity: Identity,
+    index: IndexInfo,
+    meta: Metadata,
+    staged: StagedFile,
+    sdist_of: str | None,
+) -> tuple[ProjectRow | None, Taken]:
+    """Every question the database answers about an upload, asked on one connection.
+
+    Asked twice: on a snapshot first, to refuse early and in PyPI's order; then again inside
+    the write transaction with the identity as it is then (`current_identity`), because only
+    answers read there still hold when the file is committed — a project another upload
+    created meanwhile needs a role, a publisher removed meanwhile no longer counts.
+    """
+    name = canonicalize_name(meta.name)
+    project = _find_project(conn, index.id, name)
+    _check_permission(conn, identity, index, project, name)
+    if project is None:
+        _check_new_project_name(conn, index, meta.name)
+    taken = _taken(
+        conn,
+        index.id,
+        project.id if project else None,
+        staged.filename,
+        staged.digests.blake2_256,
+        sdist_of=sdist_of,
+    )
+    return project, taken
+
+
+def _check_project_size(index: IndexInfo, project: ProjectRow | None, size: int) -> None:
+    if project and project.total_size + size > index.max_project_size:
+        raise UploadRejected(
+            f"Project size too large. Limit for project {project.name!r} total size is "
+            f"{_size(index.max_project_size, GIB, 'GB')}. "
+            f"See {HELP}#project-size-limit for more information."
+        )
+
+
+def _refuse_taken(taken: Taken, filename: str, blake2: str) -> None:
+    """Raise for a name or bytes the upload may not take (an identical file passes)."""
+    if taken.existing is False:
+        raise _already_exists(filename, blake2)
+    if taken.filename_used_before:
+        raise UploadRejected(
+            "This filename was previously used by a file that has since been deleted. "
+            f"Use a different version. See {HELP}#file-name-reuse for more information."
+        )
+    if taken.release_has_sdist:
+        raise UploadRejected("Only one sdist may be uploaded per release.")
+
+
+def current_uploader(conn: Connection, identity: Identity) -> Identity:
+    """`current_identity`, refused as an upload is (403, the text authentication gives)."""
+    try:
+        return current_identity(conn, identity)
+    except InvalidCredentials as exc:
+        raise UploadRejected(exc.reason, status=403) from None
+
+
 def _existing_file(conn: Connection, index_id: int, filename: str, blake2: str) -> bool | None:
     """True: this exact file is there; False: the name or the bytes are taken; None: new."""
     row = conn.execute(_FILE_BY_NAME, {"index_id": index_id, "filename": filename}).first()
@@ -333,6 +403,7 @@ class Uploads:
     engine: Engine
     blobs: BlobStore
     on_change: Callable[[int, str], None]  # (index id, normalized project) -> invalidate caches
+    descriptions: Descriptions  # renders (checks) the long description, bounded
 
     def upload(self, index: IndexInfo, identity: Identity, form: UploadForm) -> UploadOutcome:
         """Validate and store one uploaded file; raises UploadRejected.
@@ -343,7 +414,7 @@ class Uploads:
             return self._upload(index, identity, form)
         finally:
             if form.file is not None:
-                form.file.discard()  # no-op once committed (the temp path is gone)
+                form.file.discard()  # the blob store has its own link to the bytes (place)
 
     def _upload(self, index: IndexInfo, identity: Identity, form: UploadForm) -> UploadOutcome:
         if not identity.allows_index(index.id):
@@ -364,25 +435,21 @@ class Uploads:
         name = canonicalize_name(meta.name)
 
         digests = staged.digests
+        sdist_of = str(meta.version) if form.first("filetype") == "sdist" else None
         # One snapshot for every question the database answers; the answers are acted on in
         # PyPI's order below (permission first, "File already exists" only after the checks of
         # the file itself), which is why the later ones are only collected here.
         with db.reading(self.engine) as conn:
-            project = _find_project(conn, index.id, name)
-            _check_permission(conn, identity, index, project, name)
-            if project is None:
-                _check_new_project_name(conn, index, meta.name)
-            taken = _taken(
-                conn,
-                index.id,
-                project.id if project else None,
-                staged.filename,
-                digests.blake2_256,
-                sdist_of=str(meta.version) if form.first("filetype") == "sdist" else None,
-            )
+            project, taken = _decide(conn, identity, index, meta, staged, sdist_of)
 
+        if meta.description:
+            # In a worker process, bounded in time and memory (rendering.py). Before the
+            # duplicate checks below, as PyPI: repeats of one description hit the cache.
+            try:
+                self.descriptions.check(meta.description, meta.description_content_type)
+            except RenderRefused as exc:
+                raise UploadRejected(exc.message, status=exc.status) from None
         try:
-            metadata.check_description_renders(meta)
             filenames.check_filename_safe(staged.filename, form.first("filetype"))
         except DistError as exc:
             raise UploadRejected(exc.message) from None
@@ -391,12 +458,7 @@ class Uploads:
             raise UploadRejected(
                 file_too_large(project.name if project else meta.name, index.max_file_size)
             )
-        if project and project.total_size + digests.size > index.max_project_size:
-            raise UploadRejected(
-                f"Project size too large. Limit for project {project.name!r} total size is "
-                f"{_size(index.max_project_size, GIB, 'GB')}. "
-                f"See {HELP}#project-size-limit for more information."
-            )
+        _check_project_size(index, project, digests.size)
         for field, actual in (
             ("md5_digest", digests.md5),
             ("sha256_digest", digests.sha256),
@@ -408,33 +470,77 @@ class Uploads:
                     "The digest supplied does not match a digest calculated from the uploaded file."
                 )
 
-        if taken.existing:
+        if taken.existing and self.blobs.exists(digests.sha256, digests.size):
+            # This very file is stored. Its blob stays: garbage collection only deletes blobs
+            # no row refers to, deciding under the write lock (see maintenance.py).
             return UploadOutcome(staged.filename, digests.sha256, name, created=False)
-        if taken.existing is False:
-            raise _already_exists(staged.filename, digests.blake2_256)
-        if taken.filename_used_before:
-            raise UploadRejected(
-                "This filename was previously used by a file that has since been deleted. "
-                f"Use a different version. See {HELP}#file-name-reuse for more information."
-            )
-        if taken.release_has_sdist:
-            raise UploadRejected("Only one sdist may be uploaded per release.")
-
-        artifact = inspect_artifact(staged, meta, index)
-        return self._store(
-            index, identity, project, staged, form.first("pyversion"), meta, artifact
-        )
+        _refuse_taken(taken, staged.filename, digests.blake2_256)
+        # An identical file whose blob went missing is not inspected again: `_store` puts
+        # the blob back from these (digest-checked) bytes.
+        artifact = None if taken.existing else inspect_artifact(staged, meta, index)
+        pyversion = form.first("pyversion")
+        return self._store(index, identity, staged, pyversion, meta, sdist_of, artifact)
 
     def _store(
         self,
         index: IndexInfo,
         identity: Identity,
-        known_project: ProjectRow | None,
+        staged: StagedFile,
+        pyversion: str,
+        meta: Metadata,
+        sdist_of: str | None,
+        artifact: Artifact | None,  # None: the snapshot found this exact file stored
+    ) -> UploadOutcome:
+        digests = staged.digests
+        name = canonicalize_name(meta.name)
+        # The bytes go into the store before the write lock is taken: linking and fsyncing
+        # take their time here, not while every other upload waits.
+        placed = self.blobs.place(staged.writer.path, digests.sha256, digests.size)
+        try:
+            with db.writing(self.engine) as conn:
+                # Decided again where it holds at commit: one writing transaction at a time.
+                uploader = current_uploader(conn, identity)
+                project, taken = _decide(conn, uploader, index, meta, staged, sdist_of)
+                _check_project_size(index, project, digests.size)
+                _refuse_taken(taken, staged.filename, digests.blake2_256)
+                # Garbage collection deletes a blob only in a writing transaction of its own,
+                # having found no row for it: the blob there now stays until this one commits
+                # its row. Checked (a stat), and put back from the temp file if gc took it
+                # since — also for a file already stored whose blob went missing.
+                placed = (
+                    self.blobs.place(staged.writer.path, digests.sha256, digests.size) or placed
+                )
+                if taken.existing:
+                    return UploadOutcome(staged.filename, digests.sha256, name, created=False)
+                # None only if the snapshot saw this very file (rows are never deleted).
+                artifact = artifact or inspect_artifact(staged, meta, index)
+                self._insert(conn, index, uploader, project, staged, pyversion, meta, artifact)
+        except IntegrityError:
+            # Another client stored the same filename between our checks and our commit (on a
+            # database that runs writing transactions side by side).
+            with db.reading(self.engine) as conn:
+                if _existing_file(conn, index.id, staged.filename, digests.blake2_256):
+                    return UploadOutcome(staged.filename, digests.sha256, name, created=False)
+            raise _already_exists(staged.filename, digests.blake2_256) from None
+        except StorageFull:
+            if placed:  # the database is full: the blob must not stay behind without a row
+                self._drop_unreferenced_blob(digests.sha256)
+            raise
+        self.on_change(index.id, name)
+        return UploadOutcome(staged.filename, digests.sha256, name, created=True)
+
+    def _insert(
+        self,
+        conn: Connection,
+        index: IndexInfo,
+        identity: Identity,
+        project: ProjectRow | None,
         staged: StagedFile,
         pyversion: str,
         meta: Metadata,
         artifact: Artifact,
-    ) -> UploadOutcome:
+    ) -> None:
+        """Write the rows of a new file (and of its release and project when new)."""
         dist, file_meta, metadata_bytes = artifact.dist, artifact.metadata, artifact.metadata_bytes
         digests = staged.digests
         name = canonicalize_name(meta.name)
@@ -443,78 +549,74 @@ class Uploads:
             if dist.packagetype == "bdist_wheel"
             else None
         )
-        self.blobs.commit(staged.writer.path, digests.sha256)
         moment = now()
-        try:
-            with db.writing(self.engine) as conn:
-                # Projects are never deleted: one seen before is still there. One that was
-                # not may have been created since by a concurrent upload: look again.
-                project = known_project or _find_project(conn, index.id, name)
-                if project is None:
-                    _check_new_project_name(conn, index, meta.name)
-                    project_id = create_project(conn, index.id, meta.name, identity.user_id)
-                else:
-                    project_id = project.id
-                release_id = _release_id(conn, project_id, str(meta.version))
-                if release_id is None:
-                    release = {
-                        "project_id": project_id,
-                        "version": str(meta.version),
-                        "canonical_version": canonicalize_version(meta.version),
-                        "created": moment,
-                        "yanked": False,
-                        "yanked_reason": "",
-                        # What the artifact says, not the form: the .metadata file served
-                        # for it comes from the artifact too.
-                        "requires_python": str(file_meta.requires_python or "") or None,
-                        "summary": file_meta.summary,
-                        "info": release_info(file_meta),
-                    }
-                    release_id = db.inserted_id(conn, _INSERT_RELEASE, release)
-                file_row = {
-                    "release_id": release_id,
-                    "index_id": index.id,
-                    "filename": staged.filename,
-                    "packagetype": dist.packagetype,
-                    "python_version": pyversion or "source",
-                    "sha256": digests.sha256,
-                    "md5": digests.md5,
-                    "blake2_256": digests.blake2_256,
-                    "size": digests.size,
-                    "metadata_sha256": metadata_sha256,
-                    "requires_python": str(file_meta.requires_python or "") or None,
-                    "upload_time": moment,
-                    "uploaded_by": identity.username,
-                    "publisher": list(identity.publishers) or None,
-                }
-                conn.execute(_INSERT_FILE, file_row)
-                if metadata_sha256 is not None:
-                    db.store_core_metadata(conn, metadata_sha256, metadata_bytes)
-                conn.execute(_LOG_FILENAME, {"index_id": index.id, "filename": staged.filename})
-                conn.execute(_GROW_PROJECT, {"project_id": project_id, "size": digests.size})
-                touch_token(conn, identity.token_id)
-                record_event(
-                    conn,
-                    index.id,
-                    name,
-                    "file_upload",
-                    identity.username,
-                    {
-                        "filename": staged.filename,
-                        "sha256": digests.sha256,
-                        "version": str(meta.version),
-                        "token_id": identity.token_id,
-                        "trusted_publishers": list(identity.publishers) or None,
-                    },
-                )
-        except IntegrityError:
-            # Another client stored the same filename between our checks and our commit.
-            with db.reading(self.engine) as conn:
-                if _existing_file(conn, index.id, staged.filename, digests.blake2_256):
-                    return UploadOutcome(staged.filename, digests.sha256, name, created=False)
-            raise _already_exists(staged.filename, digests.blake2_256) from None
-        self.on_change(index.id, name)
-        return UploadOutcome(staged.filename, digests.sha256, name, created=True)
+        if project is None:
+            project_id = create_project(conn, index.id, meta.name, identity.user_id)
+        else:
+            project_id = project.id
+        release_id = _release_id(conn, project_id, str(meta.version))
+        if release_id is None:
+            release = {
+                "project_id": project_id,
+                "version": str(meta.version),
+                "canonical_version": canonicalize_version(meta.version),
+                "created": moment,
+                "yanked": False,
+                "yanked_reason": "",
+                # What the artifact says, not the form: the .metadata file served for it
+                # comes from the artifact too.
+                "requires_python": str(file_meta.requires_python or "") or None,
+                "summary": file_meta.summary,
+                "info": release_info(file_meta),
+            }
+            release_id = db.inserted_id(conn, _INSERT_RELEASE, release)
+        file_row = {
+            "release_id": release_id,
+            "index_id": index.id,
+            "filename": staged.filename,
+            "packagetype": dist.packagetype,
+            "python_version": pyversion or "source",
+            "sha256": digests.sha256,
+            "md5": digests.md5,
+            "blake2_256": digests.blake2_256,
+            "size": digests.size,
+            "metadata_sha256": metadata_sha256,
+            "requires_python": str(file_meta.requires_python or "") or None,
+            "upload_time": moment,
+            "uploaded_by": identity.username,
+            "publisher": list(identity.publishers) or None,
+        }
+        conn.execute(_INSERT_FILE, file_row)
+        if metadata_sha256 is not None:
+            db.store_core_metadata(conn, metadata_sha256, metadata_bytes)
+        conn.execute(_LOG_FILENAME, {"index_id": index.id, "filename": staged.filename})
+        conn.execute(_GROW_PROJECT, {"project_id": project_id, "size": digests.size})
+        touch_token(conn, identity.token_id)
+        record_event(
+            conn,
+            index.id,
+            name,
+            "file_upload",
+            identity.username,
+            {
+                "filename": staged.filename,
+                "sha256": digests.sha256,
+                "version": str(meta.version),
+                "token_id": identity.token_id,
+                "trusted_publishers": list(identity.publishers) or None,
+            },
+        )
+
+    def _drop_unreferenced_blob(self, sha256: str) -> None:
+        """Remove the blob this upload placed for a row the database had no room for.
+
+        Decided and done under the write lock, as garbage collection does, since another upload
+        of the same bytes checks for its blob inside its own writing transaction. Reading
+        needs no disk space; should even that fail, the blob is left to garbage collection.
+        """
+        with contextlib.suppress(StorageFull), db.writing(self.engine) as conn:
+            if conn.execute(_FILE_BY_SHA256, {"sha256": sha256}).first() is None:
+                self.blobs.remove(sha256)
 
 
 def release_info(meta: Metadata) -> dict[str, object]:

@@ -3,7 +3,7 @@
 Every file is stored once under its sha256, whatever index or filename refers to it, so
 promoting a release from `test` to `prod` copies no bytes. Writes are atomic: bytes go to a
 temp file in the same file system, are fsynced, then renamed into place — a reader never sees a
-half-written blob, and a crash leaves only a temp file that `remove_orphans` deletes.
+half-written blob, and a crash leaves only a temp file that garbage collection deletes.
 """
 
 from __future__ import annotations
@@ -13,13 +13,16 @@ import contextlib
 import hashlib
 import os
 import secrets
+import shutil
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
+
+from keyless.store.errors import StorageFull, is_storage_full
 
 # Bytes collected before a large upload's piece goes to the hashing threads: big enough that
 # handing over costs little, small enough that the threads start while the upload arrives.
@@ -107,8 +110,9 @@ class HashingWriter:
             self._md5.update(data)
             self._blake2.update(data)
         assert self.file is not None  # created by the first write, even of nothing
-        self.file.flush()
-        os.fsync(self.file.fileno())
+        with _full_disk_as_storage_full():
+            self.file.flush()
+            os.fsync(self.file.fileno())
         self.file.close()
         return Digests(
             sha256=self._sha256.hexdigest(),
@@ -145,9 +149,10 @@ class HashingWriter:
         self._in_flight.append((len(data), futures))
 
     def _write_and_sha256(self, data: bytes) -> None:
-        if self.file is None:
-            self.file = self._create()
-        self.file.write(data)
+        with _full_disk_as_storage_full():
+            if self.file is None:
+                self.file = self._create()
+            self.file.write(data)
         self._sha256.update(data)
 
     def _new_name(self) -> Path:
@@ -182,30 +187,73 @@ class BlobStore:
     def path_for(self, sha256: str) -> Path:
         return self.root / "sha256" / sha256[:2] / sha256[2:4] / sha256
 
-    def exists(self, sha256: str) -> bool:
-        return self.path_for(sha256).is_file()
+    def exists(self, sha256: str, size: int | None = None) -> bool:
+        """Whether the blob is stored (with `size` bytes, when given)."""
+        try:
+            stored = self.path_for(sha256).stat().st_size
+        except FileNotFoundError:
+            return False
+        return size in (None, stored)
 
     def new_writer(self) -> HashingWriter:
         """A temp file to stream an upload into; `commit` or `discard` it afterwards."""
         return HashingWriter(self.tmp)
 
-    def commit(self, temp_path: Path, sha256: str) -> Path:
-        """Move a finished temp file into place under its hash.
+    def commit(self, temp_path: Path, sha256: str) -> bool:
+        """Move a finished temp file into place under its hash; True if this call placed it.
 
         If the blob already exists (same bytes uploaded before, maybe to another index) the
-        temp file is dropped: content addressing makes the existing one identical.
+        temp file is dropped and False returned: content addressing makes the existing one
+        identical. Raises StorageFull when the disk has no room for a new folder.
         """
         target = self.path_for(sha256)
         if target.exists():
             temp_path.unlink(missing_ok=True)
-            return target
-        try:
-            os.replace(temp_path, target)
-        except FileNotFoundError:  # the first blob under this prefix: make its folders
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(temp_path, target)
-        _fsync_dir(target.parent)
-        return target
+            return False
+        self._move_in(temp_path, target)
+        return True
+
+    def place(self, temp_path: Path, sha256: str, size: int) -> bool:
+        """Make the blob hold the bytes of a finished temp file, which stays where it is.
+
+        Nothing to do when an intact blob (of `size` bytes) is there; otherwise the temp file
+        is hard-linked in (a missing or truncated blob is replaced atomically) and the folder
+        fsynced. An upload calls it twice: before its write transaction, where the link and
+        the fsync take their time without holding the database's write lock, and again
+        inside it, where it costs a stat — unless garbage collection removed the blob in
+        between, which it only does in a writing transaction of its own.
+
+        Returns True if this call put the bytes in. Raises StorageFull on a full disk.
+        """
+        if self.exists(sha256, size):
+            return False
+        linked = self.tmp / f"link-{secrets.token_hex(8)}.part"
+        with _full_disk_as_storage_full():
+            try:
+                os.link(temp_path, linked)
+            except OSError as exc:
+                if is_storage_full(exc):
+                    raise
+                # A file system without hard links: a copy, on disk before the rename.
+                shutil.copyfile(temp_path, linked)
+                with linked.open("rb") as copy:
+                    os.fsync(copy.fileno())
+        self._move_in(linked, self.path_for(sha256))
+        return True
+
+    def _move_in(self, temp_path: Path, target: Path) -> None:
+        new_folders: list[Path] = []
+        with _full_disk_as_storage_full():
+            try:
+                os.replace(temp_path, target)
+            except FileNotFoundError:  # the first blob under this prefix: make its folders
+                new_folders = _make_folders(target.parent)
+                os.replace(temp_path, target)
+            # The rename is durable once its folder is synced, and a new folder once its
+            # parent is: without that, a power cut could lose a blob whose row is committed.
+            _fsync_dir(target.parent)
+            for folder in new_folders:
+                _fsync_dir(folder.parent)
 
     def put_bytes(self, data: bytes) -> str:
         """Store small bytes (e.g. a wheel's METADATA); returns the sha256."""
@@ -223,19 +271,21 @@ class BlobStore:
         for path in (self.root / "sha256").glob("*/*/*"):
             yield path.name, path
 
-    def remove_orphans(self, referenced: Iterable[str], min_age_seconds: float = 3600) -> int:
-        """Delete stale temp files and blobs no database row refers to.
+    def remove(self, sha256: str) -> bool:
+        """Delete one blob; False if it was not there. The caller decides it is unreferenced
+        (see keyless.index.maintenance, which does so under the database's write lock)."""
+        try:
+            self.path_for(sha256).unlink()
+        except FileNotFoundError:
+            return False
+        return True
 
-        Only files older than `min_age_seconds` go, so an upload between its blob rename and its
-        database commit is never mistaken for an orphan. Returns how many files were removed.
-        """
-        keep = set(referenced)
+    def remove_stale_temp_files(self, min_age_seconds: float) -> int:
+        """Delete temp files not written to for `min_age_seconds` (an upload streaming into
+        one writes to it all along); returns how many went."""
         cutoff = time.time() - min_age_seconds
         removed = 0
-        candidates = [p for p in self.tmp.iterdir()] + [
-            p for sha, p in self.iter_blobs() if sha not in keep
-        ]
-        for path in candidates:
+        for path in list(self.tmp.iterdir()):
             try:
                 if path.stat().st_mtime < cutoff:
                     path.unlink()
@@ -243,6 +293,27 @@ class BlobStore:
             except FileNotFoundError:
                 continue
         return removed
+
+
+def _make_folders(folder: Path) -> list[Path]:
+    """Create `folder` and its missing parents; returns the ones that were missing."""
+    missing: list[Path] = []
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    for new in reversed(missing):
+        new.mkdir(exist_ok=True)  # another upload may create it at the same moment
+    return missing
+
+
+@contextlib.contextmanager
+def _full_disk_as_storage_full() -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        if is_storage_full(exc):
+            raise StorageFull(exc) from exc
+        raise
 
 
 def _fsync_dir(directory: Path) -> None:

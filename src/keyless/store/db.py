@@ -6,6 +6,8 @@ The same tables work on PostgreSQL.
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,8 +38,11 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 from keyless.dists.names import ultranormalize_name
+from keyless.store.errors import StorageFull, is_storage_full
 
 metadata = MetaData()
 
@@ -258,10 +263,12 @@ Index("ix_journal_project", journal.c.index_id, journal.c.project)
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
-    # WAL: readers never block the writer; NORMAL sync is durable in WAL mode across crashes of
-    # the process (the blob itself is fsynced before its row is committed).
+    # WAL: readers never block the writer. FULL: each commit fsyncs the log before it returns,
+    # so an upload answered 200 survives a power cut (NORMAL survives only a crash of the
+    # process: the last commits could vanish with their 200s sent). The blob is fsynced
+    # before its row is committed.
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()
@@ -287,11 +294,19 @@ def inserted_id(conn: Connection, statement: Any, params: Any = None) -> int:
 
 @contextmanager
 def writing(engine: Engine) -> Iterator[Connection]:
-    """A transaction that will write: committed on success, rolled back on any exception."""
-    with engine.connect() as conn:
-        conn.execution_options(writing=True)
-        with conn.begin():
-            yield conn
+    """A transaction that will write: committed on success, rolled back on any exception.
+
+    Raises StorageFull when the database cannot grow (the disk is full); nothing is committed.
+    """
+    try:
+        with engine.connect() as conn:
+            conn.execution_options(writing=True)
+            with conn.begin():
+                yield conn
+    except OperationalError as exc:
+        if is_storage_full(exc):
+            raise StorageFull(exc) from exc
+        raise
 
 
 @contextmanager
@@ -307,6 +322,9 @@ def open_database(url_or_path: str | Path) -> Engine:
     if "://" not in url:
         url = f"sqlite:///{Path(url).resolve()}"
     if url.startswith("sqlite"):
+        database = make_url(url).database
+        if database and database != ":memory:" and not database.startswith("file:"):
+            keep_private(Path(database))
         engine = create_engine(url, connect_args={"check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
         # pysqlite's own transaction handling is turned off so BEGIN IMMEDIATE is ours.
@@ -321,6 +339,28 @@ def open_database(url_or_path: str | Path) -> Engine:
     metadata.create_all(engine)
     _add_later_columns(engine)
     return engine
+
+
+_SQLITE_FILES = ("", "-wal", "-shm", "-journal")
+
+
+def keep_private(database: Path) -> None:
+    """Make the SQLite database readable by this user only, and create it so.
+
+    It holds password and API-token hashes and live sessions' CSRF tokens. SQLite creates its
+    -wal and -shm files with the database file's mode, so creating that file 0600 covers
+    them; files of an installation made before are tightened.
+    """
+    if not database.exists() and database.parent.is_dir():
+        os.close(os.open(database, os.O_WRONLY | os.O_CREAT, 0o600))
+    for suffix in _SQLITE_FILES:
+        path = database.with_name(database.name + suffix)
+        try:
+            mode = stat.S_IMODE(path.stat().st_mode)
+        except FileNotFoundError:
+            continue
+        if mode & 0o077:
+            path.chmod(mode & 0o700)
 
 
 def _add_later_columns(engine: Engine) -> None:

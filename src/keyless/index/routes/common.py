@@ -5,22 +5,26 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Engine
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from keyless.config import Settings
 from keyless.store.blobs import BlobStore
+from keyless.store.errors import StorageFull
 
 from ..accounts import InvalidCredentials
+from ..errors import Refused
 from ..indexes import IndexInfo
 from ..pages import SimplePages
 from ..projects import ProjectAdmin
 from ..promote import Promotion
 from ..reason import set_reason, standard_phrase
+from ..rendering import Descriptions
 from ..trusted import TrustedPublishing
 from ..uploads import Uploads
 
@@ -39,6 +43,7 @@ class Services:
     trusted: TrustedPublishing
     indexes: dict[str, IndexInfo]
     pytp_keys: dict[str, str]  # PEP 807 discovery key -> index name
+    descriptions: Descriptions  # renders READMEs in worker processes (uploads and pages)
 
 
 def services(request: Request) -> Services:
@@ -58,6 +63,19 @@ def error(request: Request, status: int, message: str) -> Response:
             status_code=status,
         )
     return PlainTextResponse(f"{status} {message}\n", status_code=status)
+
+
+def storage_full(request: Request, exc: StorageFull) -> Response:
+    """507 with the cause, for a write the full disk refused (it was undone).
+
+    507, not 500 or 503: clients treat those as transient and may send the whole upload
+    again, which cannot succeed until an administrator frees space. The administrator learns
+    it from the server's log, without a traceback.
+    """
+    logging.getLogger("keyless.storage").error(
+        "%s %s refused, the disk is full: %s", request.method, request.url.path, exc.cause
+    )
+    return error(request, 507, exc.message)
 
 
 MAX_SMALL_BODY = 64 * 1024  # a JSON request body (an OIDC token, an action's arguments)
@@ -80,34 +98,68 @@ async def read_small_body(request: Request, limit: int = MAX_SMALL_BODY) -> byte
     return bytes(received)
 
 
-class UnusableJson(ValueError):
-    """JSON text that parses but that no store or hash can take as it is."""
+class BadJSONBody(Refused):
+    """A request body that is not the JSON object an endpoint takes; `.message` says why."""
 
 
-def load_json(raw: bytes) -> Any:
-    """The JSON document in a request body.
+def _lone_surrogate(document: Any) -> str | None:
+    """The first lone surrogate in the document's strings, if any.
 
-    Raises ValueError when it is not JSON, and UnusableJson (a ValueError) when a string holds
-    a lone surrogate: JSON lets `"\\ud800"` escape half a UTF-16 pair, which names no
-    character, and Python decodes it into a str that UTF-8 cannot encode — the database, the
-    hashes and the JWT library would each fail on it later with a traceback.
+    JSON lets `"\\ud800"` escape half a UTF-16 pair, which names no character; Python decodes
+    it into a str that UTF-8 cannot encode, so the database, the hashes and the JWT library
+    would each fail on it later with a traceback. Not recursive: the document may be nested
+    as deep as json.loads allows.
     """
-    document = json.loads(raw)
     pending = [document]
-    while pending:  # not recursive: the document may be nested as deep as json.loads allows
+    while pending:
         item = pending.pop()
         if isinstance(item, str) and not item.isascii():
             lone = next((c for c in item if "\ud800" <= c <= "\udfff"), None)
             if lone is not None:
-                raise UnusableJson(
-                    f"The request body's JSON has a lone surrogate ('\\u{ord(lone):04x}'): an "
-                    "escape that names no character. Send text as UTF-8."
-                )
+                return lone
         elif isinstance(item, dict):
             pending.extend(item.keys())
             pending.extend(item.values())
         elif isinstance(item, list):
             pending.extend(item)
+    return None
+
+
+async def read_json_object(
+    request: Request, shape: str, *, allow_empty: bool = False
+) -> dict[str, Any]:
+    """The body as a JSON object (at most MAX_SMALL_BODY bytes), whatever the Content-Type.
+
+    `shape` completes "The request body must be ..." in the messages. Raises BadJSONBody for
+    every way a body can be unusable — including JSON nested so deeply that the parser runs
+    out of recursion, and a client that hangs up half-way — so no such body reaches a handler
+    as an exception it does not expect (each was a 500 and a traceback in the log).
+    """
+    try:
+        raw = await read_small_body(request)
+    except ClientDisconnect:
+        # Nobody will read the answer; it only keeps the disconnect out of the error log.
+        raise BadJSONBody("The client closed the connection before the body ended.") from None
+    if raw is None:
+        raise BadJSONBody(f"The request body is too large (over {MAX_SMALL_BODY} bytes).")
+    if allow_empty and not raw.strip():
+        return {}
+    try:
+        document = json.loads(raw)
+    except RecursionError:
+        raise BadJSONBody(
+            f"The request body's JSON is nested too deeply; it must be {shape}."
+        ) from None
+    except (ValueError, UnicodeDecodeError):
+        raise BadJSONBody(f"The request body must be {shape}.") from None
+    if not isinstance(document, dict):
+        raise BadJSONBody(f"The request body must be {shape}.")
+    lone = _lone_surrogate(document)
+    if lone is not None:
+        raise BadJSONBody(
+            f"The request body's JSON has a lone surrogate ('\\u{ord(lone):04x}'): an escape "
+            "that names no character. Send text as UTF-8."
+        )
     return document
 
 

@@ -15,11 +15,10 @@ from starlette.routing import Route
 from ..accounts import Identity, InvalidCredentials, authenticate
 from ..projects import ProjectError
 from .common import (
-    UnusableJson,
+    BadJSONBody,
     error,
     index_or_none,
-    load_json,
-    read_small_body,
+    read_json_object,
     services,
     token_from_headers,
     unknown_index,
@@ -27,20 +26,11 @@ from .common import (
 
 
 async def read_json_body(request: Request) -> dict[str, Any]:
-    raw = await read_small_body(request)
-    if raw is None:
-        raise ProjectError("The request body is too large.")
-    if not raw.strip():
-        return {}
+    """The owner APIs' JSON object (an empty body is `{}`); raises ProjectError."""
     try:
-        document = load_json(raw)
-    except UnusableJson as exc:
-        raise ProjectError(str(exc)) from None
-    except (ValueError, UnicodeDecodeError):
-        raise ProjectError("The request body must be a JSON object.") from None
-    if not isinstance(document, dict):
-        raise ProjectError("The request body must be a JSON object.")
-    return document
+        return await read_json_object(request, "a JSON object", allow_empty=True)
+    except BadJSONBody as exc:
+        raise ProjectError(exc.message, exc.status) from None
 
 
 def text_field(document: dict[str, Any], key: str) -> str:

@@ -22,7 +22,7 @@ from keyless.oidc.errors import TokenError
 from ..accounts import hash_token, revoke_token_by_hash
 from ..indexes import IndexInfo
 from ..trusted import RequestInfo
-from .common import UnusableJson, load_json, public_base, read_small_body, services
+from .common import BadJSONBody, public_base, read_json_object, services
 
 PYTP_TYPE = "application/vnd.pypi.pytp.v1+json"
 
@@ -42,21 +42,10 @@ def _failure(code: str, description: str) -> JSONResponse:
 
 async def _token_from_body(request: Request) -> object:
     """`{"token": ...}` from the raw body, whatever the Content-Type (uv sends none)."""
-    body = await read_small_body(request)
-    if body is None:
-        raise TokenError("invalid-payload", "The request body is too large.")
     try:
-        document = load_json(body)
-    except UnusableJson as exc:
-        raise TokenError("invalid-payload", str(exc)) from None
-    except (ValueError, UnicodeDecodeError):
-        raise TokenError(
-            "invalid-payload", 'The request body must be JSON: {"token": "<OIDC token>"}.'
-        ) from None
-    if not isinstance(document, dict):
-        raise TokenError(
-            "invalid-payload", 'The request body must be JSON: {"token": "<OIDC token>"}.'
-        )
+        document = await read_json_object(request, 'JSON: {"token": "<OIDC token>"}')
+    except BadJSONBody as exc:
+        raise TokenError("invalid-payload", exc.message) from None
     return document.get("token")
 
 

@@ -35,7 +35,7 @@ async def _owner_context(request: Request) -> tuple[IndexInfo, Identity]:
 
 
 def _actor(identity: Identity) -> publishers.Actor:
-    return publishers.Actor(username=identity.username, user_id=identity.user_id)
+    return publishers.Actor(username=identity.username, user_id=identity.user_id, token=identity)
 
 
 def _config(document: dict[str, Any]) -> tuple[str, dict[str, str]]:

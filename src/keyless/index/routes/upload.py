@@ -2,45 +2,39 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from keyless.store.errors import StorageFull
+
 from ..accounts import InvalidCredentials, authenticate
 from ..multipart import FileTooLarge, FormError, read_upload_form
 from ..uploads import UploadRejected, file_too_large
-from .common import error, index_or_none, services, token_from_headers, unknown_index
+from .common import (
+    error,
+    index_or_none,
+    services,
+    storage_full,
+    token_from_headers,
+    unknown_index,
+)
 
-# After refusing an upload early we still read (and drop) this much of the body, so that
-# clients still sending the file get our answer instead of a connection reset.
-DRAIN_LIMIT = 256 * 1024 * 1024
-
-
-async def _drain(body: AsyncIterator[bytes]) -> None:
-    read = 0
-    try:
-        async for chunk in body:
-            read += len(chunk)
-            if read > DRAIN_LIMIT:
-                return
-    except ClientDisconnect:
-        return
+# An upload refused before its body is read (unknown index, bad token, file too large) is
+# answered at once: the server closes the connection after the answer, reading little more
+# of the body (keyless.index.server, "An early answer").
 
 
 async def upload(request: Request) -> Response:
     index = index_or_none(request)
     if index is None:
-        await _drain(request.stream())
         return unknown_index(request)
     svc = services(request)
     body = request.stream()
     try:
         identity = await run_in_threadpool(authenticate, svc.engine, token_from_headers(request))
     except InvalidCredentials as exc:
-        await _drain(body)
         return error(request, 403, exc.reason)
     try:
         form = await read_upload_form(
@@ -50,17 +44,19 @@ async def upload(request: Request) -> Response:
             max_file_size=index.max_file_size,
         )
     except FileTooLarge as exc:
-        await _drain(body)
         return error(request, 400, file_too_large(exc.project or "(unnamed)", exc.limit))
     except FormError as exc:
-        await _drain(body)
         return error(request, exc.status, exc.message)
+    except StorageFull as exc:  # the temp file could not be written; it is gone
+        return storage_full(request, exc)
     except ClientDisconnect:
         return Response(status_code=400)  # nobody is listening; the temp file is gone
     try:
         outcome = await run_in_threadpool(svc.uploads.upload, index, identity, form)
     except UploadRejected as exc:
         return error(request, exc.status, exc.message)
+    except StorageFull as exc:  # the database could not grow; nothing of the upload stays
+        return storage_full(request, exc)
     return JSONResponse(
         {
             "message": "OK" if outcome.created else "OK: this exact file was already uploaded",
@@ -72,7 +68,6 @@ async def upload(request: Request) -> Response:
 
 
 async def missing_slash(request: Request) -> Response:
-    await _drain(request.stream())
     target = request.url.path + "/"
     return Response(
         f"Upload URLs end with a slash: use {target}\n",

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qsl
 
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from keyless.config import ConfigError
@@ -125,10 +125,13 @@ async def read_form(request: Request) -> Form:
     if declared is not None and declared > MAX_FORM_BYTES:
         raise WebError(413, "The form is too large.", "Bad form")
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_FORM_BYTES:
-            raise WebError(413, "The form is too large.", "Bad form")
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_FORM_BYTES:
+                raise WebError(413, "The form is too large.", "Bad form")
+    except ClientDisconnect:  # nobody reads the answer; it keeps a traceback out of the log
+        raise WebError(400, "The connection closed before the form ended.", "Bad form") from None
     try:
         pairs = parse_qsl(
             body.decode("utf-8"), keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS

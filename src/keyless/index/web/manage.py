@@ -16,7 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from .. import publishers
-from ..accounts import Identity
+from ..accounts import SESSION_TOKEN_ID, Identity
 from ..indexes import IndexInfo
 from ..routes.common import services
 from . import publisher_forms
@@ -40,11 +40,11 @@ class Owned:
     @property
     def identity(self) -> Identity:
         # A browser session acts for its user on the index of the page, on any of the user's
-        # projects; there is no API token behind it (token id 0 is never a real one).
+        # projects; there is no API token behind it.
         return Identity(
             user_id=self.viewer.user_id,
             username=self.viewer.username,
-            token_id=0,
+            token_id=SESSION_TOKEN_ID,
             index_id=self.index.id,
             projects=None,
         )

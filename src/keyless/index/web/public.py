@@ -15,7 +15,7 @@ from ..routes.common import public_base, services
 from .base import Handler, index_of, page_number, ui
 from .queries import index_counts, role_on, search_projects, trusted_runs
 from .render import WebError, page, root, viewer_of
-from .views import render_description
+from .views import description_html
 
 
 def wants_html(request: Request) -> bool:
@@ -106,6 +106,12 @@ async def _project(request: Request, version: str | None) -> Response:
         files = []  # the simple API lists none either
     runs = await run_in_threadpool(trusted_runs, svc.engine, index.id, name)
     info: dict[str, Any] = dict(release.info) if release is not None else {}
+    description = await run_in_threadpool(
+        description_html,
+        svc.descriptions,
+        info.get("description"),
+        info.get("description_content_type"),
+    )
     simple = f"{public_base(request)}/{index.name}/simple/"
     return page(
         request,
@@ -118,9 +124,7 @@ async def _project(request: Request, version: str | None) -> Response:
         info=info,
         files=files,
         runs=runs,
-        description=render_description(
-            info.get("description"), info.get("description_content_type")
-        ),
+        description=description,
         install=[
             f"pip install --index-url {simple} {snapshot.project.name}",
             f"uv pip install --index-url {simple} {snapshot.project.name}",

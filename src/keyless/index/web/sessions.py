@@ -12,7 +12,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import Engine, delete, func, select
+from sqlalchemy import Connection, Engine, delete, func, select
 
 from keyless.store import db
 
@@ -73,24 +73,16 @@ def sign_in(engine: Engine, username: str, password: str, client_ip: str) -> str
     """
     username = username.strip()[:64]
     client_ip = client_ip[:64]
-    wait = _seconds_to_wait(engine, username, client_ip)
-    if wait:
-        raise SignInError(
-            f"Too many failed sign-ins; try again in {max(1, wait // 60)} minute(s).", 429, wait
-        )
+    _take_attempt(engine, username, client_ip)
+    # The slow part (argon2, ~50 ms) runs outside the write lock, which uploads wait for.
     user_id = verify_password(engine, username, password) if username and password else None
     if user_id is None:
-        with db.writing(engine) as conn:
-            conn.execute(
-                db.web_login_failures.insert().values(
-                    username=username, client_ip=client_ip, time=now()
-                )
-            )
-        raise SignInError("Wrong user name or password.", 400)
+        raise SignInError("Wrong user name or password.", 400)  # the attempt stays counted
     session_id = new_secret()
     moment = now()
     with db.writing(engine) as conn:
-        # Housekeeping rides on sign-ins: expired sessions and old failures go.
+        # Housekeeping rides on sign-ins: expired sessions and old failures go, and so do this
+        # user's failures from this address, the attempt that just succeeded among them.
         conn.execute(delete(db.web_sessions).where(db.web_sessions.c.expires <= moment))
         conn.execute(
             delete(db.web_login_failures).where(
@@ -113,22 +105,43 @@ def sign_in(engine: Engine, username: str, password: str, client_ip: str) -> str
     return session_id
 
 
-def _seconds_to_wait(engine: Engine, username: str, client_ip: str) -> int:
+def _take_attempt(engine: Engine, username: str, client_ip: str) -> None:
+    """Count the attempt as a failure before checking the password, or raise 429.
+
+    Counting and recording happen in one writing transaction (one at a time), so parallel
+    attempts cannot all see the same count below the limit: of 40 at once, exactly the
+    limit's worth get their password checked. A successful sign-in removes its record.
+    """
+    with db.writing(engine) as conn:
+        wait = _seconds_to_wait(conn, username, client_ip)
+        if wait:
+            raise SignInError(
+                f"Too many failed sign-ins; try again in {max(1, wait // 60)} minute(s).",
+                429,
+                wait,
+            )
+        conn.execute(
+            db.web_login_failures.insert().values(
+                username=username, client_ip=client_ip, time=now()
+            )
+        )
+
+
+def _seconds_to_wait(conn: Connection, username: str, client_ip: str) -> int:
     since = now() - FAILURE_WINDOW
     failures = db.web_login_failures
-    with db.reading(engine) as conn:
-        per_user = conn.execute(
-            select(func.count(), func.min(failures.c.time)).where(
-                failures.c.time > since,
-                failures.c.username == username,
-                failures.c.client_ip == client_ip,
-            )
-        ).one()
-        per_address = conn.execute(
-            select(func.count(), func.min(failures.c.time)).where(
-                failures.c.time > since, failures.c.client_ip == client_ip
-            )
-        ).one()
+    per_user = conn.execute(
+        select(func.count(), func.min(failures.c.time)).where(
+            failures.c.time > since,
+            failures.c.username == username,
+            failures.c.client_ip == client_ip,
+        )
+    ).one()
+    per_address = conn.execute(
+        select(func.count(), func.min(failures.c.time)).where(
+            failures.c.time > since, failures.c.client_ip == client_ip
+        )
+    ).one()
     for (count, oldest), limit in (
         (per_user, MAX_FAILURES_PER_USER),
         (per_address, MAX_FAILURES_PER_ADDRESS),

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import email.message
 from datetime import UTC, datetime
 
-import readme_renderer.markdown
-import readme_renderer.rst
-import readme_renderer.txt
 from markupsafe import Markup
 
 from ..accounts import as_utc
+from ..rendering import Descriptions
 
 
 def human_size(size: int | None) -> str:
@@ -56,31 +53,19 @@ def safe_url(value: object) -> str:
     return ""
 
 
-def render_description(text: str | None, content_type: str | None) -> Markup:
-    """The long description as HTML, the way PyPI renders it.
+def description_html(
+    descriptions: Descriptions, text: str | None, content_type: str | None
+) -> Markup:
+    """The long description as HTML, the way PyPI renders it (blocking: call on a thread).
 
-    readme_renderer sanitizes its output (nh3 allow-list: no scripts, no event handlers, no
-    javascript: links), which is why — and the only place where — HTML is marked safe.
-    Anything it cannot render is shown as escaped plain text.
+    Rendered in a worker process with a deadline (keyless.index.rendering), so a page can
+    never hold the server. readme_renderer sanitizes its output (nh3 allow-list: no scripts,
+    no event handlers, no javascript: links) and anything it cannot render in time is shown
+    as escaped text, which is why — and the only place where — HTML is marked safe.
     """
     if not text:
         return Markup("")
-    media_type, variant = "text/x-rst", "GFM"
-    if content_type:
-        header = email.message.EmailMessage()
-        header["content-type"] = content_type
-        media_type = header.get_content_type()
-        variant = str(header.get_param("variant") or "GFM")
-    rendered: str | None
-    if media_type == "text/markdown":
-        rendered = readme_renderer.markdown.render(text, variant=variant)
-    elif media_type == "text/x-rst":
-        rendered = readme_renderer.rst.render(text)
-    else:
-        rendered = None
-    if rendered is None:
-        rendered = readme_renderer.txt.render(text)
-    return Markup(rendered)  # noqa: S704 - sanitized by readme_renderer, see above
+    return Markup(descriptions.html(text, content_type))  # noqa: S704 - sanitized, see above
 
 
 ACTION_LABELS = {

@@ -1,0 +1,130 @@
+"""A token revoked between a request's authentication and its write acts no more.
+
+The interleaving a race between `keyless token revoke` (or a publisher's removal) and a
+request produces, forced: the request authenticated, then the token was revoked, then the use
+case runs with the identity the request holds. The decision must be taken on the token as it
+is inside the write transaction, not as it was when the request came in.
+"""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from keyless.config import TrustedPublishingSettings
+from keyless.index.accounts import Identity, authenticate, create_token, revoke_token
+from keyless.index.indexes import load_indexes
+from keyless.index.projects import ProjectAdmin, ProjectError
+from keyless.index.promote import PromoteRejected, Promotion
+from keyless.index.publishers import Actor, add_publisher, list_publishers, remove_publisher
+from keyless.store.blobs import BlobStore
+from keyless.store.db import open_database
+from tests.conftest import LiveServer, make_project
+
+REVOKED = "Invalid or non-existent authentication information."
+PUBLISHER = {"owner": "octo-org", "repository": "commit-time", "workflow": "release.yml"}
+TP = TrustedPublishingSettings()  # GitHub's own issuer is trusted by default
+
+
+def nothing_to_invalidate(index_id: int, project: str) -> None:
+    """The use cases' page-cache hook; these tests read the database, not cached pages."""
+
+
+def revoked_after_authenticating(
+    server: LiveServer, user: str, index: str, projects: list[str] | None = None
+) -> Identity:
+    """The identity a request authenticated with a token revoked a moment later."""
+    engine = open_database(server.database)
+    new = create_token(engine, server.user(user), index, projects=projects)
+    identity = authenticate(engine, new.token)
+    revoke_token(engine, new.id)
+    return identity
+
+
+def valid_identity(server: LiveServer, user: str, index: str) -> Identity:
+    return authenticate(open_database(server.database), server.token(user, index))
+
+
+def test_yank_and_status_refuse_a_token_revoked_after_authentication(
+    server: LiveServer, http: httpx.Client
+) -> None:
+    make_project(server, http, "commit-time-admin")
+    owner = "owner-commit-time-admin"
+    admin = ProjectAdmin(open_database(server.database), nothing_to_invalidate)
+    stale = revoked_after_authenticating(server, owner, "prod")
+    for act in (
+        lambda: admin.set_status(stale, "commit-time-admin", "archived"),
+        lambda: admin.set_yanked(stale, "commit-time-admin", "0.0.1", yanked=True),
+    ):
+        with pytest.raises(ProjectError) as refused:
+            act()
+        assert (refused.value.status, refused.value.message) == (403, REVOKED)
+    release = http.get("/prod/pypi/commit-time-admin/0.0.1/json").json()
+    assert release["urls"][0]["yanked"] is False
+    # The same owner with a live token may.
+    assert admin.set_status(valid_identity(server, owner, "prod"), "commit-time-admin", "active")
+
+
+def test_promote_refuses_a_token_revoked_after_authentication(
+    server: LiveServer, http: httpx.Client
+) -> None:
+    make_project(server, http, "commit-time-promote", index="test")
+    owner = "owner-commit-time-promote"
+    engine = open_database(server.database)
+    indexes = load_indexes(engine)
+    promotion = Promotion(engine, BlobStore(server.data_dir / "blobs"), nothing_to_invalidate)
+    stale = revoked_after_authenticating(server, owner, "prod")
+    with pytest.raises(PromoteRejected) as refused:
+        promotion.promote(indexes["test"], indexes["prod"], stale, "commit-time-promote", "0.0.1")
+    assert (refused.value.status, refused.value.message) == (403, REVOKED)
+    assert http.get("/prod/simple/commit-time-promote/").status_code == 404
+    live = valid_identity(server, owner, "prod")
+    promoted = promotion.promote(
+        indexes["test"], indexes["prod"], live, "commit-time-promote", "0.0.1"
+    )
+    assert promoted.changed
+
+
+def test_publisher_changes_refuse_a_token_revoked_after_authentication(
+    server: LiveServer, http: httpx.Client
+) -> None:
+    make_project(server, http, "commit-time-publishers")
+    owner = "owner-commit-time-publishers"
+    engine = open_database(server.database)
+    prod = load_indexes(engine)["prod"].id
+
+    def actor(identity: Identity) -> Actor:
+        return Actor(identity.username, identity.user_id, token=identity)
+
+    stale = actor(revoked_after_authenticating(server, owner, "prod"))
+    with pytest.raises(ProjectError) as refused:
+        add_publisher(engine, TP, prod, ["commit-time-publishers"], "github", PUBLISHER, stale)
+    assert (refused.value.status, refused.value.message) == (403, REVOKED)
+    assert list_publishers(engine, prod, "commit-time-publishers") == []
+
+    live = actor(valid_identity(server, owner, "prod"))
+    added = add_publisher(engine, TP, prod, ["commit-time-publishers"], "github", PUBLISHER, live)
+    stale = actor(revoked_after_authenticating(server, owner, "prod"))
+    with pytest.raises(ProjectError) as refused:
+        remove_publisher(engine, prod, added["id"], stale)
+    assert (refused.value.status, refused.value.message) == (403, REVOKED)
+    assert [p["id"] for p in list_publishers(engine, prod, "commit-time-publishers")] == [
+        added["id"]
+    ]
+
+
+def test_a_token_limited_to_other_projects_cannot_change_publishers(
+    server: LiveServer, http: httpx.Client
+) -> None:
+    make_project(server, http, "commit-time-scoped")
+    owner = "owner-commit-time-scoped"
+    engine = open_database(server.database)
+    prod = load_indexes(engine)["prod"].id
+    token = server.token(owner, "prod", projects=["something-else"])
+    identity = authenticate(engine, token)
+    actor = Actor(identity.username, identity.user_id, token=identity)
+    with pytest.raises(ProjectError) as refused:
+        add_publisher(engine, TP, prod, ["commit-time-scoped"], "github", PUBLISHER, actor)
+    assert refused.value.status == 403
+    assert "limited to: something-else" in refused.value.message
+    assert list_publishers(engine, prod, "commit-time-scoped") == []
