@@ -212,7 +212,7 @@ def owned(path: str, body: bytes) -> Call:
 DEEP = b"[" * 20_000 + b"]" * 20_000  # deeper than json.loads recurses, within 64 KiB
 
 
-@fuzz_settings(1000)
+@fuzz_settings(1500)
 @example(call=owned("/_/oidc/burn-token", DEEP))
 @example(call=owned("/_/oidc/mint-token", b'{"token": ' + DEEP + b"}"))
 @example(

@@ -74,7 +74,7 @@ def assert_downloads(guard: Guard, answer: httpx.Response) -> None:
     assert hashlib.sha256(got.content).hexdigest() == stored["sha256"]
 
 
-@fuzz_settings(400)
+@fuzz_settings(600)
 @example(case=long_boundary_case(300))
 @given(case=upload_forms())
 def test_hostile_upload_forms(guard: Guard, auth: str, case: UploadCase) -> None:
@@ -112,7 +112,7 @@ def test_one_hostile_metadata_field(guard: Guard, auth: str, case: UploadCase) -
         assert_downloads(guard, answer)
 
 
-@fuzz_settings(400)
+@fuzz_settings(500)
 @given(archive=archives())
 def test_hostile_archives(guard: Guard, auth: str, archive: Archive) -> None:
     """Forms exactly as twine sends them (right name, version and digests) around archives
