@@ -29,16 +29,8 @@ from tests.index.test_trusted_publishing import add_github_publisher, job
 from tests.index.uploading import upload
 
 from .harness import Guard, Store, Watchdog, assert_server_held, fuzz_settings
-from .strategies import (
-    HOSTILE_TEXT,
-    JWT_HEADERS,
-    PROJECT_NAMES,
-    VERSIONS,
-    b64url,
-    forged_jwts,
-    json_bodies,
-    mutated_claims,
-)
+from .tokens import JWT_HEADERS, b64url, forged_jwts, json_bodies, mutated_claims
+from .values import HOSTILE_TEXT, PROJECT_NAMES, VERSIONS
 
 pytestmark = pytest.mark.fuzz
 

@@ -17,11 +17,9 @@ from hypothesis import event, example, given, note
 
 from tests.conftest import LiveServer, start_server, stop_server
 
-from .harness import Guard, Store, Watchdog, assert_server_held, fuzz_settings
-from .strategies import (
-    Archive,
+from .archives import Archive, archives
+from .forms import (
     UploadCase,
-    archives,
     digest_fields,
     encode_multipart,
     hostile_field_case,
@@ -29,6 +27,7 @@ from .strategies import (
     one_hostile_field,
     upload_forms,
 )
+from .harness import Guard, Store, Watchdog, assert_server_held, fuzz_settings
 
 pytestmark = pytest.mark.fuzz
 
