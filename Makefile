@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint clean
+.PHONY: demo test fuzz lint clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "keyless needs Python 3.11 or newer (set PYTHON=python3.x)")'
@@ -22,6 +22,10 @@ test: $(STAMP)
 	$(BIN)/ruff check src tests scripts bench
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
+
+# The fuzz suite and the crash loop at length: ten times the cases and kills `make test` runs.
+fuzz: $(STAMP)
+	KEYLESS_FUZZ_PROFILE=deep $(BIN)/python -m pytest -m fuzz
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests scripts bench

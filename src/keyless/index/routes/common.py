@@ -102,6 +102,29 @@ class BadJSONBody(Refused):
     """A request body that is not the JSON object an endpoint takes; `.message` says why."""
 
 
+def _lone_surrogate(document: Any) -> str | None:
+    """The first lone surrogate in the document's strings, if any.
+
+    JSON lets `"\\ud800"` escape half a UTF-16 pair, which names no character; Python decodes
+    it into a str that UTF-8 cannot encode, so the database, the hashes and the JWT library
+    would each fail on it later with a traceback. Not recursive: the document may be nested
+    as deep as json.loads allows.
+    """
+    pending = [document]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str) and not item.isascii():
+            lone = next((c for c in item if "\ud800" <= c <= "\udfff"), None)
+            if lone is not None:
+                return lone
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return None
+
+
 async def read_json_object(
     request: Request, shape: str, *, allow_empty: bool = False
 ) -> dict[str, Any]:
@@ -131,6 +154,12 @@ async def read_json_object(
         raise BadJSONBody(f"The request body must be {shape}.") from None
     if not isinstance(document, dict):
         raise BadJSONBody(f"The request body must be {shape}.")
+    lone = _lone_surrogate(document)
+    if lone is not None:
+        raise BadJSONBody(
+            f"The request body's JSON has a lone surrogate ('\\u{ord(lone):04x}'): an escape "
+            "that names no character. Send text as UTF-8."
+        )
     return document
 
 
