@@ -18,7 +18,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("setup", help="install wrk, nginx, pypiserver, devpi-server, profilers")
     run = sub.add_parser("run", help="run scenarios and write the results")
     run.add_argument(
-        "--only", default="1,2,3,4,5,6,7", help="scenarios to run, e.g. 1,4 (1,2,3,5 share servers)"
+        "--only",
+        default="1,2,3,4,5,6,7,8",
+        help="scenarios to run, e.g. 1,4 (1,2,3,5 share servers)",
     )
     run.add_argument("--runs", type=int, default=3, help="runs per figure (median taken)")
     run.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run (≤ 30)")
@@ -58,7 +60,12 @@ def _run(args: argparse.Namespace) -> int:
 
     if not 0 < args.duration <= 30:
         raise SystemExit("--duration must be within (0, 30] seconds")
-    env.setup()
+    only = {s.strip() for s in args.only.split(",")}
+    # Scenario 8 needs keyless' own environment and git only: no peers, wrk or nginx to install.
+    if only <= {"8"}:
+        env.ensure_keyless()
+    else:
+        env.setup()
     if args.keyless_src:
         os.environ["BENCH_KEYLESS_SRC"] = str(Path(args.keyless_src).resolve())
     opts = scenarios.Options(
@@ -67,7 +74,6 @@ def _run(args: argparse.Namespace) -> int:
         upload_size=args.upload_mb * scenarios.MIB,
         peers=tuple(p for p in args.peers.split(",") if p),
     )
-    only = {s.strip() for s in args.only.split(",")}
     sizes = tuple(int(s) for s in args.sizes.split(","))
     results = scenarios.Results()
     started, load_before = report.now(), report.load_average()
@@ -84,6 +90,8 @@ def _run(args: argparse.Namespace) -> int:
             scenarios.mint_tokens(results, opts)
         if "7" in only:
             scenarios.publish(results, opts)
+        if "8" in only:
+            scenarios.durable_commit(results, opts)
     finally:
         procs.stop_all()
         if results.records:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .scenarios import Options, Record, Results
 
-HIGHER_IS_BETTER = {"req/s": True, "MB/s": True, "s": False}
+HIGHER_IS_BETTER = {"req/s": True, "MB/s": True, "s": False, "ms": False}
 PEERS = ("pypiserver", "devpi")
 
 
@@ -51,6 +51,8 @@ def fmt(value: float, unit: str) -> str:
         return f"{value:,.0f} {unit}"
     if unit == "s":
         return f"{value:.2f} s"
+    if unit == "ms":
+        return f"{value:.2f} ms"
     if unit == "MB":
         return f"{value:.1f} MB"
     return f"{value:,.0f} {unit}"
@@ -161,6 +163,36 @@ def targets(results: Results) -> list[str]:
     return ["| target | goal | measured | |", "|---|---|---|---|", *rows]
 
 
+def durability(results: Results) -> list[str]:
+    """Issue 10: what a durable upload costs, this checkout's against the tree before
+    durability (scenario 8) — as a ratio and as milliseconds more per upload."""
+    rows: list[str] = []
+    for record in results.records.values():
+        if not (record.scenario.startswith("8 ") and record.server == "keyless"):
+            continue
+        for other in results.records.values():
+            if (other.scenario, other.case, other.unit) != (
+                record.scenario,
+                record.case,
+                record.unit,
+            ) or other.server == "keyless":
+                continue
+            cost = record.median / other.median if other.median else float("nan")
+            rows.append(
+                f"| {record.case} | {fmt(record.median, record.unit)} | {other.server}: "
+                f"{fmt(other.median, other.unit)} | {fmt_ratio(cost)} | "
+                f"{record.median - other.median:+.2f} {record.unit} |"
+            )
+    if not rows:
+        return []
+    return [
+        "| case | keyless (durable), median | not durable, median | durable ÷ not durable "
+        "| difference per upload |",
+        "|---|---|---|---|---|",
+        *rows,
+    ]
+
+
 def summary(results: Results) -> list[str]:
     """One row per scenario and case: medians and keyless' ratios to each other server."""
     lines = [
@@ -238,6 +270,9 @@ def render(
     target_lines = targets(results)
     if target_lines:
         lines += ["## Targets (issue 6)", "", *target_lines, ""]
+    durability_lines = durability(results)
+    if durability_lines:
+        lines += ["## Cost of durability (issue 10)", "", *durability_lines, ""]
     lines += ["## Results", "", *summary(results), "", "## Raw figures", "", *raw(results)]
     if results.notes:
         lines += ["", "## Notes from this run", ""]

@@ -115,8 +115,11 @@ class Server:
 class Keyless(Server):
     name = "keyless"
 
-    def __init__(self, folder: Path, extra_config: str = "") -> None:
+    def __init__(self, folder: Path, extra_config: str = "", src: Path | None = None) -> None:
         super().__init__(folder)
+        # The src/ folder the server runs from: None = BENCH_KEYLESS_SRC if set, else this
+        # checkout's (scenario 8 runs an older tree next to it).
+        self.src = src
         self.data = folder / "data"
         self.config = folder / "keyless.toml"
         self.config.parent.mkdir(parents=True, exist_ok=True)
@@ -163,10 +166,11 @@ class Keyless(Server):
             str(self.port),
         ]
         env = {**os.environ, "PYTHONUNBUFFERED": "0"}
-        if os.environ.get("BENCH_KEYLESS_SRC"):
+        src = self.src or os.environ.get("BENCH_KEYLESS_SRC")
+        if src:
             # Another source tree of keyless (e.g. a worktree of an older commit), for
             # before/after figures in one run of the harness.
-            env["PYTHONPATH"] = os.environ["BENCH_KEYLESS_SRC"]
+            env["PYTHONPATH"] = str(src)
         self.process = procs.start(command, self.log, env=env, cwd=ROOT)
         procs.wait_http(f"{self.base}/_/health", self.process, self.log, ok=lambda s: s == 200)
 
