@@ -158,6 +158,27 @@ def test_uv_publish_with_token_then_uv_pip_install(
     assert check.stdout.strip() == "2.1"
 
 
+def test_twine_and_uv_upload_to_the_url_without_its_trailing_slash(
+    server: LiveServer, tmp_path: Path, env: dict[str, str]
+) -> None:
+    token = server.token("slashless-owner", "prod")
+    slashless = server.upload_url("prod").rstrip("/")
+    twine_files = write_dists(tmp_path / "twine", "slashless-twine", "1.0")
+    twine = [sys.executable, "-m", "twine", "upload", "--non-interactive", "--repository-url"]
+    credentials = ["-u", "__token__", "-p", token]
+    uploaded = run([*twine, slashless, *credentials, *map(str, twine_files)], env)
+    assert uploaded.returncode == 0, uploaded.stdout + uploaded.stderr
+    uv_files = write_dists(tmp_path / "uv", "slashless-uv", "1.0")
+    uv = [sys.executable, "-m", "uv", "publish", "--publish-url", slashless, "--token", token]
+    published = run([*uv, *map(str, uv_files)], env)
+    assert published.returncode == 0, published.stdout + published.stderr
+    with server.client() as http:
+        for name, files in (("slashless-twine", twine_files), ("slashless-uv", uv_files)):
+            page = http.get(f"/prod/simple/{name}/")
+            assert page.status_code == 200
+            assert all(path.name in page.text for path in files)
+
+
 def test_pip_and_uv_read_the_html_pages(
     server: LiveServer, tmp_path: Path, env: dict[str, str]
 ) -> None:

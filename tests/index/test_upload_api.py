@@ -261,14 +261,31 @@ def test_not_multipart(http: httpx.Client, owner_token: str) -> None:
     assert "multipart/form-data" in answer.text
 
 
-def test_unknown_index_and_missing_slash(http: httpx.Client, owner_token: str) -> None:
+def test_unknown_index(http: httpx.Client, owner_token: str) -> None:
     filename, data = build_wheel("slash-demo", "1.0")
     unknown = upload(http, "nope", owner_token, filename, data)
     assert unknown.status_code == 404
     assert "No index named 'nope'" in unknown.text
-    slashless = http.post("/prod/legacy", data={"x": "y"}, auth=("__token__", owner_token))
-    assert slashless.status_code == 308
-    assert slashless.headers["location"] == "/prod/legacy/"
+
+
+def test_the_upload_url_works_without_its_trailing_slash(
+    http: httpx.Client, owner_token: str
+) -> None:
+    filename, data = build_wheel("slashless-demo", "1.0")
+    fields = dict(form_fields(filename, data))
+    files = {"content": (filename, data)}
+    auth = ("__token__", owner_token)
+    stored = http.post("/prod/legacy", data=fields, files=files, auth=auth)
+    assert stored.status_code == 200, stored.text
+    assert stored.json()["message"] == "OK"
+    # The same upload at the usual URL: the same file, already there.
+    again = http.post("/prod/legacy/", data=fields, files=files, auth=auth)
+    assert (again.status_code, again.json()["sha256"]) == (200, stored.json()["sha256"])
+    assert "already uploaded" in again.json()["message"]
+    # And every refusal reads the same at both.
+    other = http.post("/prod/legacy", data=fields, files=files, auth=("__token__", "keyless-x"))
+    assert other.status_code == 403
+    assert "Invalid or non-existent authentication information" in other.text
 
 
 def test_json_errors_for_clients_that_ask(http: httpx.Client, owner_token: str) -> None:
