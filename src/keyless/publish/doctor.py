@@ -288,8 +288,9 @@ def _check_url(result: Diagnosis, url: str) -> str | None:
         result.note(
             "warning",
             "upload-url",
-            f"{redact(url)} lacks its trailing slash; uploads there are redirected, and a "
-            "redirected POST loses its body.",
+            f"{redact(url)} lacks its trailing slash: keyless takes uploads there too, but "
+            "an index that redirects them makes the upload fail (a redirected POST loses "
+            "its body).",
             f"Use {redact(checked)}",
         )
     if urlsplit(checked).scheme != "https":
