@@ -36,38 +36,35 @@ class Archive:
     mutation: str = ""  # what was done to it, for the failure report
 
 
-def patch_zip_size(data: bytes, member: str, size: int) -> bytes:
-    """Declare `size` as the member's uncompressed size, in its local and central headers."""
+# Where a zip member's fields sit: (signature, name length offset, header length) for its
+# local header and its central directory entry, and each patched field's offset in both.
+_ZIP_HEADERS = ((b"PK\x03\x04", 26, 30), (b"PK\x01\x02", 28, 46))
+_ZIP_FIELDS = {"size": ("<I", 22, 24), "method": ("<H", 8, 10)}
+
+
+def _patch_zip(data: bytes, member: str, field: str, value: int) -> bytes:
+    """Write `value` into `field` of `member`'s local header and central directory entry."""
+    fmt, *offsets = _ZIP_FIELDS[field]
     out = bytearray(data)
     name = member.encode()
-    for signature, size_at, name_len_at, header in (
-        (b"PK\x03\x04", 22, 26, 30),
-        (b"PK\x01\x02", 24, 28, 46),
-    ):
+    for (signature, name_len_at, header), field_at in zip(_ZIP_HEADERS, offsets, strict=True):
         pos = out.find(signature)
         while pos != -1:
             name_len = struct.unpack_from("<H", out, pos + name_len_at)[0]
             if bytes(out[pos + header : pos + header + name_len]) == name:
-                struct.pack_into("<I", out, pos + size_at, size & 0xFFFFFFFF)
+                struct.pack_into(fmt, out, pos + int(field_at), value)
             pos = out.find(signature, pos + 4)
     return bytes(out)
+
+
+def patch_zip_size(data: bytes, member: str, size: int) -> bytes:
+    """Declare `size` as the member's uncompressed size, in its local and central headers."""
+    return _patch_zip(data, member, "size", size & 0xFFFFFFFF)
 
 
 def patch_zip_method(data: bytes, member: str, method: int) -> bytes:
     """Claim compression `method` (e.g. an unknown number) for a member, in both headers."""
-    out = bytearray(data)
-    name = member.encode()
-    for signature, method_at, name_len_at, header in (
-        (b"PK\x03\x04", 8, 26, 30),
-        (b"PK\x01\x02", 10, 28, 46),
-    ):
-        pos = out.find(signature)
-        while pos != -1:
-            name_len = struct.unpack_from("<H", out, pos + name_len_at)[0]
-            if bytes(out[pos + header : pos + header + name_len]) == name:
-                struct.pack_into("<H", out, pos + method_at, method)
-            pos = out.find(signature, pos + 4)
-    return bytes(out)
+    return _patch_zip(data, member, "method", method)
 
 
 def patch_tar_size(gz: bytes, suffix: str, size: int) -> bytes:

@@ -52,6 +52,21 @@ def digest_fields(data: bytes) -> dict[str, str]:
     }
 
 
+def twine_fields(kind: str, name: str, version: str, data: bytes) -> dict[str, str]:
+    """The fields twine sends for a file, from what the case knows rather than from the
+    archive's METADATA, which a fuzzed archive may not have in any readable form."""
+    return {
+        ":action": "file_upload",
+        "protocol_version": "1",
+        "metadata_version": "2.4",
+        "name": name,
+        "version": version,
+        "filetype": "bdist_wheel" if kind == "wheel" else "sdist",
+        "pyversion": "py3" if kind == "wheel" else "source",
+        **digest_fields(data),
+    }
+
+
 BOUNDARY_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789'()+_,-./:=?"
 
 
@@ -189,17 +204,7 @@ def upload_forms(draw: st.DrawFn) -> UploadCase:
             archive.filename,
             archive.data,
         )
-    base = {
-        ":action": "file_upload",
-        "protocol_version": "1",
-        "metadata_version": "2.4",
-        "name": name,
-        "version": version,
-        "filetype": "bdist_wheel" if kind == "wheel" else "sdist",
-        "pyversion": "py3" if kind == "wheel" else "source",
-        **digest_fields(data),
-    }
-    fields = list(base.items())
+    fields = list(twine_fields(kind, name, version, data).items())
     changed: list[str] = []
     for key in draw(st.lists(st.sampled_from(sorted(FORM_FIELD_VALUES)), max_size=4, unique=True)):
         action = draw(st.sampled_from(["replace", "drop", "twice"]))
@@ -288,17 +293,7 @@ def hostile_field_case(
         filename, data = builder(name, version, metadata=in_metadata)
     except (TypeError, ValueError, UnicodeEncodeError):
         filename, data = builder(name, version)
-    fields = {
-        ":action": "file_upload",
-        "protocol_version": "1",
-        "metadata_version": "2.4",
-        "name": name,
-        "version": version,
-        "filetype": "bdist_wheel" if kind == "wheel" else "sdist",
-        "pyversion": "py3" if kind == "wheel" else "source",
-        **digest_fields(data),
-        **form,
-    }
+    fields = {**twine_fields(kind, name, version, data), **form}
     multipart = encode_multipart(list(fields.items()), (filename, data), boundary=boundary)
     shown = {k: f"{v[:40]!r}... ({len(v)} chars)" for k, v in form.items()}
     return UploadCase(multipart, f"{kind}, hostile {shown}", label=label, file=data)
