@@ -35,6 +35,18 @@ from keyless.ci.claims import gitlab_token_variable
 from keyless.oidc.providers import PROVIDERS
 from keyless.publish.errors import PublishError
 from keyless.publish.project import git_output, load_pyproject
+from keyless.publish.workflow import (
+    DEFAULT_TAGS,
+    Client,
+    PublishJob,
+    TestJob,
+    flow_list,
+    github_trigger,
+    github_workflow,
+    install_commands,
+    project_page,
+    publish_command,
+)
 
 __all__ = [
     "PYPI_INDEXES",
@@ -50,10 +62,18 @@ __all__ = [
 ]
 
 Provider = Literal["github", "gitlab"]
-Client = Literal["keyless", "uv"]
 
-# CPython versions with upstream support that CI images and setup-python provide.
-SUPPORTED_PYTHONS: tuple[str, ...] = ("3.10", "3.11", "3.12", "3.13", "3.14")
+# The CPython releases a test matrix may name, each with its newest stable patch release in
+# the manifest setup-python installs from (actions/python-versions, versions-manifest.json)
+# and as python:X.Y images. `python-version: "3.12"` installs the newest 3.12.x, so a version
+# is tested only when requires-python admits that one. Add a version when it is stable there.
+SUPPORTED_PYTHONS: dict[str, str] = {
+    "3.10": "3.10.21",
+    "3.11": "3.11.16",
+    "3.12": "3.12.14",
+    "3.13": "3.13.15",
+    "3.14": "3.14.7",
+}
 PYPI_INDEXES: tuple[tuple[str, str], ...] = (
     ("testpypi", "https://test.pypi.org/legacy/"),
     ("pypi", "https://upload.pypi.org/legacy/"),
@@ -186,7 +206,8 @@ def origin_repository(project_dir: str | Path) -> str | None:
 def python_versions_for(requires_python: str | None) -> list[str]:
     """The supported CPython versions (SUPPORTED_PYTHONS) that ``requires_python`` admits.
 
-    A version counts when any of its releases is admitted (``>=3.11.2`` admits 3.11).
+    A version counts when requires-python admits its newest release, the one CI installs:
+    ``>=3.11.2`` admits 3.11, ``<=3.12`` (3.12.0 only) and ``!=3.12.*`` do not admit 3.12.
     Raises PublishError for a specifier that does not parse or admits none of them.
     """
     if not requires_python:
@@ -199,9 +220,7 @@ def python_versions_for(requires_python: str | None) -> list[str]:
             hint="write it like '>=3.10'.",
         ) from exc
     chosen = [
-        python
-        for python in SUPPORTED_PYTHONS
-        if any(spec.contains(Version(f"{python}.{patch}")) for patch in (0, 5, 99))
+        python for python, newest in SUPPORTED_PYTHONS.items() if spec.contains(Version(newest))
     ]
     if not chosen:
         raise PublishError(
@@ -288,28 +307,6 @@ def _test_command(folder: Path, project: str) -> str:
     if any((folder / name).is_dir() for name in ("tests", "test")):
         return "python -m pip install pytest && python -m pytest"
     return f'python -c "import {_import_name(folder, project)}"'
-
-
-def _publish_command(client: Client, url: str) -> str:
-    if client == "uv":
-        return f"uv publish --trusted-publishing always --publish-url {shlex.quote(url)} dist/*"
-    return f"keyless publish --repository-url {shlex.quote(url)} dist/*"
-
-
-def _environment_url(url: str, project: str) -> str | None:
-    host = (urlsplit(url).hostname or "").lower()
-    if host in _PYPI_SITES:
-        return f"{_PYPI_SITES[host]}/p/{canonicalize_name(project)}"
-    parts = urlsplit(url)
-    path = parts.path.rstrip("/")
-    if path.endswith("/legacy"):
-        prefix = path[: -len("legacy")]
-        return f"{parts.scheme}://{parts.netloc}{prefix}simple/{canonicalize_name(project)}/"
-    return None
-
-
-def _flow_list(items: Sequence[str]) -> str:
-    return "[" + ", ".join(f'"{item}"' for item in items) + "]"
 
 
 def _publisher(
@@ -497,58 +494,37 @@ def init_workflow(
     )
 
 
-def _client_requirement(client: Client) -> str:
-    return "uv" if client == "uv" else "keyless"
-
-
 def _github(
     project: ProjectInfo,
     publishers: Sequence[PublisherSettings],
     versions: list[str],
     client: Client,
 ) -> str:
-    check_step = ""
-    if client == "keyless":
-        check_step = (
-            "      - name: Check the distributions\n"
-            "        run: |\n"
-            "          python -m pip install keyless\n"
-            "          keyless check dist/*\n"
-        ).rstrip("\n")
-    parts = [
-        templates.render(
-            "github-release.yml",
-            {
-                "title": f"Release {project.name}: build, test, publish",
-                "project": project.name,
-                "registrations": _registration_comment(publishers),
-                "check_step": check_step,
-                "python_versions": _flow_list(versions),
-                "test_command": _test_command(project.folder, project.name),
-            },
-        )
+    header = [
+        f"Release {project.name}: build, test, publish",
+        "",
+        f"Written by `keyless init`. Pushing a tag `{DEFAULT_TAGS}` releases {project.name} with",
+        "Trusted Publishing: no API token is stored anywhere. Each index must know this",
+        "workflow as a trusted publisher first:",
+        *(line.removeprefix("# ") for line in _registration_comment(publishers).splitlines()),
     ]
-    previous: list[str] = ["build", "test"]
-    for publisher in publishers:
-        job = f"publish-{publisher.index}"
-        page = _environment_url(publisher.upload_url, project.name)
-        parts.append(
-            templates.render(
-                "github-publish-job.yml",
-                {
-                    "job": job,
-                    "index": publisher.index,
-                    "needs": _flow_list(previous),
-                    "environment": publisher.environment,
-                    "environment_url": f"      url: {page}" if page else "",
-                    "client": client,
-                    "client_requirement": _client_requirement(client),
-                    "publish_command": _publish_command(client, publisher.upload_url),
-                },
+    return github_workflow(
+        header=header,
+        trigger=github_trigger(),
+        client=client,
+        check=client == "keyless",
+        test=TestJob(versions, _test_command(project.folder, project.name)),
+        jobs=[
+            PublishJob(
+                job=f"publish-{publisher.index}",
+                index=publisher.index,
+                upload_url=publisher.upload_url,
+                environment=publisher.environment,
+                environment_url=project_page(publisher.upload_url, project.name),
             )
-        )
-        previous = [*previous, job]
-    return "".join(parts)
+            for publisher in publishers
+        ],
+    )
 
 
 def _gitlab(
@@ -559,7 +535,8 @@ def _gitlab(
 ) -> str:
     check_step = ""
     if client == "keyless":
-        check_step = "    - python -m pip install keyless\n    - keyless check dist/*"
+        commands = [*install_commands("keyless", publishers[0].upload_url), "keyless check dist/*"]
+        check_step = "\n".join(f"    - {command}" for command in commands)
     parts = [
         templates.render(
             "gitlab-ci.yml",
@@ -568,7 +545,7 @@ def _gitlab(
                 "project": project.name,
                 "registrations": _registration_comment(publishers),
                 "check_step": check_step,
-                "python_versions": _flow_list(versions),
+                "python_versions": flow_list(versions),
                 "test_command": _test_command(project.folder, project.name),
             },
         )
@@ -576,27 +553,23 @@ def _gitlab(
     previous = ["build", "test"]
     for publisher in publishers:
         job = f"publish-{publisher.index}"
-        page = _environment_url(publisher.upload_url, project.name)
+        page = project_page(publisher.upload_url, project.name)
         audience = publisher.audience or ""
+        install = install_commands(client, publisher.upload_url)
         parts.append(
             templates.render(
                 "gitlab-publish-job.yml",
                 {
                     "job": job,
-                    "needs": _flow_list(previous),
+                    "needs": flow_list(previous),
                     "environment": publisher.environment,
                     "environment_url": f"    url: {page}" if page else "",
                     "token_variable": gitlab_token_variable(audience),
-                    "audience": _yaml_scalar(audience),
-                    "client_requirement": _client_requirement(client),
-                    "publish_command": _publish_command(client, publisher.upload_url),
+                    "audience": json.dumps(audience),
+                    "install": "\n".join(f"    - {command}" for command in install),
+                    "publish_command": publish_command(client, publisher.upload_url),
                 },
             )
         )
         previous = [*previous, job]
     return "".join(parts)
-
-
-def _yaml_scalar(value: str) -> str:
-    """A YAML double-quoted scalar (JSON's string syntax is valid YAML)."""
-    return json.dumps(value)

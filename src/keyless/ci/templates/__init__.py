@@ -15,6 +15,7 @@ __all__ = ["TEMPLATES", "render"]
 
 TEMPLATES = (
     "github-release.yml",
+    "github-test-job.yml",
     "github-publish-job.yml",
     "gitlab-ci.yml",
     "gitlab-publish-job.yml",

@@ -1,0 +1,251 @@
+"""The GitHub Actions release workflow keyless writes, rendered in one place.
+
+`keyless init` (keyless.publish.init) and the index's Publishing page (the preview in
+keyless.index.web.snippets) both call `github_workflow`, so the two cannot drift apart: a
+build job without ``id-token`` that uploads the distributions as an artifact, optionally a
+test matrix, then one publish job per index, the only jobs with ``id-token: write``.
+
+Every action is pinned by the full commit SHA of a release (ACTIONS, the one home of these
+pins), with the release in a comment for readers and update bots. Only the standard library
+and package data are imported: the web layer imports this module.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import urlsplit
+
+from packaging.utils import canonicalize_name
+
+from keyless.ci import templates
+
+__all__ = [
+    "ACTIONS",
+    "DEFAULT_TAGS",
+    "Client",
+    "PinnedAction",
+    "PublishJob",
+    "TestJob",
+    "comment",
+    "flow_list",
+    "github_trigger",
+    "github_workflow",
+    "install_commands",
+    "project_page",
+    "publish_command",
+    "yaml_str",
+]
+
+Client = Literal["keyless", "uv"]
+
+
+@dataclass(frozen=True)
+class PinnedAction:
+    """An action at the commit its release tag names (``git rev-parse TAG^{commit}``)."""
+
+    repository: str
+    commit: str
+    version: str
+
+    @property
+    def uses(self) -> str:
+        """The value of ``uses:``, with the release as a trailing YAML comment."""
+        return f"{self.repository}@{self.commit} # {self.version}"
+
+
+# The current majors (all on the node24 runtime; the node20 majors were past their removal
+# date), looked up in each action's own repository. To update one: the new tag's commit
+# there, then regenerate .github/workflows/release.yml (tests/publish/test_workflow_lint.py
+# says so when it is stale).
+ACTIONS: dict[str, PinnedAction] = {
+    "checkout": PinnedAction(
+        "actions/checkout", "3d3c42e5aac5ba805825da76410c181273ba90b1", "v7.0.1"
+    ),
+    "setup_python": PinnedAction(
+        "actions/setup-python", "5fda3b95a4ea91299a34e894583c3862153e4b97", "v7.0.0"
+    ),
+    "upload_artifact": PinnedAction(
+        "actions/upload-artifact", "bbbca2ddaa5d8feaa63e36b76fdaad77386f024f", "v7.0.0"
+    ),
+    "download_artifact": PinnedAction(
+        "actions/download-artifact", "3e5f45b2cfb9172054b4087a40e8e0b5a5461e7c", "v8.0.1"
+    ),
+}
+
+# Releases are `v*` tags: the one event per release (a GitHub release published from a new
+# tag pushes that tag too, so listening to both would run the workflow twice). A release
+# run's OIDC token carries ref refs/tags/vX.Y.Z either way.
+DEFAULT_TAGS = "v*"
+
+_PLAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/*@-]*\Z")
+_PYPI_SITES = {"upload.pypi.org": "https://pypi.org", "test.pypi.org": "https://test.pypi.org"}
+
+
+@dataclass(frozen=True)
+class TestJob:
+    """The test matrix between build and publish (``keyless init`` writes one)."""
+
+    python_versions: Sequence[str]
+    command: str
+
+
+@dataclass(frozen=True)
+class PublishJob:
+    """One publish job: uploads the build job's artifact to ``upload_url``."""
+
+    job: str  # the job id
+    index: str  # the index's name, in the job's and the step's titles
+    upload_url: str
+    environment: str | None = None
+    environment_url: str | None = None
+    environment_note: str | None = None  # a comment after the environment's name
+
+
+def yaml_str(value: str) -> str:
+    """A YAML scalar for ``value``: bare when safe, else double-quoted (JSON is valid YAML)."""
+    if _PLAIN.match(value) and value.lower() not in ("true", "false", "yes", "no", "null", "on"):
+        return value
+    return json.dumps(value)
+
+
+def flow_list(items: Sequence[str]) -> str:
+    """A YAML flow sequence of double-quoted strings."""
+    return "[" + ", ".join(json.dumps(item) for item in items) + "]"
+
+
+def comment(text: str) -> str:
+    """``text`` as one YAML comment line (line breaks in typed values cannot end it)."""
+    return ("# " + " ".join(text.splitlines())).rstrip()
+
+
+def github_trigger(ref: str | None = None) -> str:
+    """The ``on:`` block (indented under it) for runs whose ref matches a publisher's ``ref``.
+
+    A tag or branch glob becomes that push filter; no ref (or another kind) means releases:
+    pushes of DEFAULT_TAGS tags.
+    """
+    ref = (ref or "").strip()
+    if ref.startswith("refs/heads/"):
+        return f"  push:\n    branches: {flow_list([ref.removeprefix('refs/heads/')])}"
+    tags = ref.removeprefix("refs/tags/") if ref.startswith("refs/tags/") else DEFAULT_TAGS
+    return f"  push:\n    tags: {flow_list([tags])}"
+
+
+def project_page(upload_url: str, project: str) -> str | None:
+    """The web page of ``project`` on the index behind ``upload_url``: PyPI's and TestPyPI's
+    project pages, a keyless index's ``/{index}/project/{name}/``; None for other URLs."""
+    parts = urlsplit(upload_url)
+    name = canonicalize_name(project)
+    site = _PYPI_SITES.get((parts.hostname or "").lower())
+    if site:
+        return f"{site}/project/{name}/"
+    path = parts.path.rstrip("/")
+    if path.endswith("/legacy"):
+        return f"{parts.scheme}://{parts.netloc}{path.removesuffix('legacy')}project/{name}/"
+    return None
+
+
+def publish_command(client: Client, upload_url: str) -> str:
+    """The shell command that uploads ``dist/*`` by Trusted Publishing."""
+    url = shlex.quote(upload_url)
+    if client == "uv":
+        return f"uv publish --trusted-publishing always --publish-url {url} dist/*"
+    return f"keyless publish --repository-url {url} dist/*"
+
+
+def install_commands(client: Client, upload_url: str) -> list[str]:
+    """The shell commands that install ``client`` in a job (one per line or script item).
+
+    The one place that says where a CI job gets the client from, for every generated
+    workflow and pipeline; ``upload_url`` is the index the job publishes to.
+    """
+    del upload_url  # the source does not depend on the index yet
+    return [f"python -m pip install {'uv' if client == 'uv' else 'keyless'}"]
+
+
+def _run(commands: Sequence[str], indent: str) -> str:
+    """A step's ``run:`` value: one command inline, several as a literal block."""
+    if len(commands) == 1:
+        return commands[0]
+    return "|\n" + "\n".join(f"{indent}{command}" for command in commands)
+
+
+def _environment(job: PublishJob) -> str:
+    if not job.environment:
+        return ""
+    note = f"  # {' '.join(job.environment_note.split())}" if job.environment_note else ""
+    lines = ["    environment:", f"      name: {yaml_str(job.environment)}{note}"]
+    if job.environment_url:
+        lines.append(f"      url: {yaml_str(job.environment_url)}")
+    return "\n".join(lines)
+
+
+def github_workflow(
+    *,
+    header: Sequence[str],
+    trigger: str,
+    client: Client,
+    jobs: Sequence[PublishJob],
+    check: bool = False,
+    test: TestJob | None = None,
+) -> str:
+    """The release workflow: build, then ``test`` if given, then each of ``jobs`` in turn.
+
+    ``header``: the comment lines at the top (without ``#``). ``trigger``: the ``on:``
+    block (see `github_trigger`). ``check``: run ``keyless check`` on the distributions in
+    the build job. Each publish job needs every job before it, so indexes are staged.
+    """
+    pins = {name: action.uses for name, action in ACTIONS.items()}
+    check_step = ""
+    if check and jobs:
+        commands = [*install_commands("keyless", jobs[0].upload_url), "keyless check dist/*"]
+        check_step = (
+            f"      - name: Check the distributions\n        run: {_run(commands, ' ' * 10)}"
+        )
+    parts = [
+        templates.render(
+            "github-release.yml",
+            {
+                "header": "\n".join(comment(line) for line in header),
+                "trigger": trigger,
+                "check_step": check_step,
+                **pins,
+            },
+        )
+    ]
+    previous = ["build"]
+    if test is not None:
+        parts.append(
+            templates.render(
+                "github-test-job.yml",
+                {
+                    "python_versions": flow_list(test.python_versions),
+                    "test_command": test.command,
+                    **pins,
+                },
+            )
+        )
+        previous.append("test")
+    for job in jobs:
+        parts.append(
+            templates.render(
+                "github-publish-job.yml",
+                {
+                    "job": job.job,
+                    "index": job.index,
+                    "needs": flow_list(previous),
+                    "environment": _environment(job),
+                    "client": client,
+                    "install": _run(install_commands(client, job.upload_url), " " * 10),
+                    "publish_command": publish_command(client, job.upload_url),
+                    **pins,
+                },
+            )
+        )
+        previous = [*previous, job.job]
+    return "".join(parts)
