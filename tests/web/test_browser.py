@@ -91,8 +91,8 @@ def test_add_fix_list_publish_and_remove_a_github_publisher(
     # The preview follows the typing (progressive JS asks the server for the snippet).
     page.locator("#f-workflow").fill("release.yml")
     page.locator("#f-ref").fill("refs/tags/v*")
-    expect(page.locator("#snippet")).to_contain_text("tags: [v*]")
-    expect(page.locator("#snippet")).to_contain_text("environment: pypi")
+    expect(page.locator("#snippet")).to_contain_text('tags: ["v*"]')
+    expect(page.locator("#snippet")).to_contain_text("name: pypi  # must match the publisher")
     expect(page.locator("#snippet")).to_contain_text("id-token: write")
     status = post_status(page, page.get_by_role("button", name="Add publisher").click)
     assert status == 303

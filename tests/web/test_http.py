@@ -588,6 +588,6 @@ def test_workflow_preview_follows_the_entry(anonymous: httpx.Client) -> None:
         params={"index": "prod", "kind": "github", "owner": "octo", "environment": "pypi"},
     )
     assert answer.status_code == 200
-    assert "environment: pypi" in answer.text
+    assert "name: pypi  # must match the publisher" in answer.text
     assert "id-token: write" in answer.text
     assert answer.headers["content-security-policy"] == CSP

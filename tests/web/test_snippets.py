@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ from keyless.dists.readme import plain_html, render_description
 from keyless.index.web.snippets import env_var_for, snippet
 from keyless.index.web.views import safe_url
 from keyless.publish.credentials import gitlab_token_variable
+from keyless.publish.init import init_workflow
 
 yaml = pytest.importorskip("yaml")
 
@@ -30,16 +32,33 @@ def test_github_job_asks_for_an_id_token_in_its_environment() -> None:
         ref="refs/tags/v*",
     )
     job = workflow["jobs"]["publish"]
-    assert job["permissions"]["id-token"] == "write"  # at job level
-    assert job["environment"] == "pypi"
-    assert workflow[True]["push"]["tags"] == ["v*"]  # YAML 1.1 reads `on:` as True
+    assert job["permissions"] == {"id-token": "write"}  # at job level, this job only
+    assert job["environment"]["name"] == "pypi"
+    assert workflow[True] == {"push": {"tags": ["v*"]}}  # YAML 1.1 reads `on:` as True
     assert any(UPLOAD in step.get("run", "") for step in job["steps"])
+    # Two jobs: the build (and its dependencies) runs without the permission to get a token.
+    assert job["needs"] == ["build"]
+    assert workflow["jobs"]["build"]["permissions"] == {"contents": "read"}
+    assert workflow["permissions"] == {}
 
 
-def test_github_without_environment_or_ref_publishes_on_releases() -> None:
+def test_github_preview_is_the_workflow_keyless_init_writes(tmp_path: Path) -> None:
+    folder = tmp_path / "demo"
+    folder.mkdir()
+    (folder / "pyproject.toml").write_text('[project]\nname = "demo"\n', encoding="utf-8")
+    written = init_workflow(folder, indexes=[("prod", UPLOAD)], repository="octo/demo", write=False)
+    [init_text] = written.contents.values()
+    init_jobs = yaml.safe_load(init_text)["jobs"]
+    preview = load("github", owner="octo", repository="demo", environment="prod")
+    assert preview["jobs"]["build"] == init_jobs["build"]
+    assert preview["jobs"]["publish"]["steps"] == init_jobs["publish-prod"]["steps"]
+    assert preview["jobs"]["publish"]["permissions"] == init_jobs["publish-prod"]["permissions"]
+
+
+def test_github_without_environment_or_ref_publishes_on_release_tags() -> None:
     workflow = load("github", owner="octo", repository="demo", workflow="release.yml")
     assert "environment" not in workflow["jobs"]["publish"]
-    assert workflow[True] == {"release": {"types": ["published"]}}
+    assert workflow[True] == {"push": {"tags": ["v*"]}}  # as `keyless init` writes it
     branch = load("github", ref="refs/heads/main")
     assert branch[True]["push"]["branches"] == ["main"]
 

@@ -1,7 +1,9 @@
 """The CI configuration that matches a publisher entry, shown next to the form as a preview.
 
 The text is plain (escaped when rendered); values the user typed are quoted as YAML strings
-when they are not simple words, so a preview of a half-typed entry is still valid YAML.
+when they are not simple words, so a preview of a half-typed entry is still valid YAML. The
+GitHub workflow is the one `keyless init` writes (keyless.publish.workflow renders both),
+and every preview installs the client with the same commands.
 """
 
 from __future__ import annotations
@@ -13,21 +15,23 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from keyless.oidc.providers import GITHUB_ISSUER, GITLAB_ISSUER
+from keyless.publish.workflow import (
+    PublishJob,
+    comment,
+    github_trigger,
+    github_workflow,
+    install_commands,
+    publish_command,
+    yaml_str,
+)
 
-_PLAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/*@-]*\Z")
+__all__ = ["Snippet", "env_var_for", "snippet", "yaml_str"]
 
 
 @dataclass(frozen=True)
 class Snippet:
     where: str  # the file (and repository) the text belongs in
     text: str
-
-
-def yaml_str(value: str) -> str:
-    """A YAML scalar for `value`: bare when safe, else double-quoted (JSON is valid YAML)."""
-    if _PLAIN.match(value) and value.lower() not in ("true", "false", "yes", "no", "null", "on"):
-        return value
-    return json.dumps(value)
 
 
 def env_var_for(audience: str) -> str:
@@ -41,43 +45,50 @@ def env_var_for(audience: str) -> str:
 
 def snippet(kind: str, values: Mapping[str, str], *, upload_url: str, audience: str) -> Snippet:
     """The CI configuration for a publisher of `kind` with these (possibly unchecked) values."""
-    publish = f"keyless publish --repository-url {upload_url} dist/*"
     if kind == "github":
-        return _github(values, publish)
+        return _github(values, upload_url)
+    publish = publish_command("keyless", upload_url)
+    install = ["python -m pip install build", *install_commands("keyless", upload_url)]
     if kind == "gitlab":
-        return _gitlab(values, publish, audience)
+        return _gitlab(values, install, publish, audience)
     if kind == "google":
-        return _google(values, publish)
-    return _generic(values, publish, audience)
+        return _google(values, install, publish)
+    return _generic(values, install, publish, audience)
 
 
 def _get(values: Mapping[str, str], name: str, placeholder: str) -> str:
     return (values.get(name) or "").strip() or placeholder
 
 
-def _github_trigger(ref: str) -> list[str]:
-    if ref.startswith("refs/tags/"):
-        return ["on:", "  push:", f"    tags: [{yaml_str(ref.removeprefix('refs/tags/'))}]"]
-    if ref.startswith("refs/heads/"):
-        return ["on:", "  push:", f"    branches: [{yaml_str(ref.removeprefix('refs/heads/'))}]"]
-    return ["on:", "  release:", "    types: [published]"]
+def _index_name(upload_url: str) -> str:
+    """The index of a keyless upload URL (``…/{index}/legacy/``), else its host."""
+    parts = urlsplit(upload_url)
+    segments = parts.path.rstrip("/").split("/")
+    if len(segments) >= 2 and segments[-1] == "legacy" and segments[-2]:
+        return segments[-2]
+    return parts.hostname or "the index"
 
 
-def _github(values: Mapping[str, str], publish: str) -> Snippet:
+def _github(values: Mapping[str, str], upload_url: str) -> Snippet:
     owner = _get(values, "owner", "OWNER")
     repository = _get(values, "repository", "REPOSITORY")
     workflow = _get(values, "workflow", "release.yml")
     environment = (values.get("environment") or "").strip()
     reusable = (values.get("reusable_workflow") or "").strip()
     issuer = (values.get("issuer") or "").strip()
-    lines = [f"# .github/workflows/{workflow} in {owner}/{repository}"]
+    ref = (values.get("ref") or "").strip()
+    header = [f".github/workflows/{workflow} in {owner}/{repository}"]
     if issuer and issuer.rstrip("/") != GITHUB_ISSUER:
-        lines.append(f"# tokens issued by {issuer}")
-    lines += ["name: release", *_github_trigger((values.get("ref") or "").strip()), "jobs:"]
-    lines += ["  publish:"]
+        header.append(f"tokens issued by {issuer}")
     if reusable:
         target = reusable if "@" in reusable else f"{reusable}@REF"
-        lines += [
+        lines = [
+            *(comment(line) for line in header),
+            "name: release",
+            "on:",
+            github_trigger(ref),
+            "jobs:",
+            "  publish:",
             "    # The reusable workflow's publishing job runs the upload"
             + (f" in environment {yaml_str(environment)}" if environment else "")
             + ".",
@@ -87,25 +98,25 @@ def _github(values: Mapping[str, str], publish: str) -> Snippet:
             f"    uses: {yaml_str(target)}",
         ]
         return Snippet(f".github/workflows/{workflow}", "\n".join(lines) + "\n")
-    lines.append("    runs-on: ubuntu-latest")
-    if environment:
-        lines.append(f"    environment: {yaml_str(environment)}  # must match the publisher")
-    lines += [
-        "    permissions:",
-        "      id-token: write  # at job level: lets this job ask GitHub for an OIDC token",
-        "      contents: read",
-        "    steps:",
-        "      - uses: actions/checkout@v4",
-        "      - uses: actions/setup-python@v5",
-        '        with: {python-version: "3.x"}',
-        "      - run: python -m pip install build keyless",
-        "      - run: python -m build",
-        f"      - run: {publish}",
-    ]
-    return Snippet(f".github/workflows/{workflow}", "\n".join(lines) + "\n")
+    text = github_workflow(
+        header=header,
+        trigger=github_trigger(ref),
+        client="keyless",
+        check=True,
+        jobs=[
+            PublishJob(
+                job="publish",
+                index=_index_name(upload_url),
+                upload_url=upload_url,
+                environment=environment or None,
+                environment_note="must match the publisher",
+            )
+        ],
+    )
+    return Snippet(f".github/workflows/{workflow}", text)
 
 
-def _gitlab(values: Mapping[str, str], publish: str, audience: str) -> Snippet:
+def _gitlab(values: Mapping[str, str], install: list[str], publish: str, audience: str) -> Snippet:
     namespace = _get(values, "namespace", "NAMESPACE")
     project = _get(values, "project", "PROJECT")
     path = _get(values, "workflow_filepath", ".gitlab-ci.yml")
@@ -127,14 +138,14 @@ def _gitlab(values: Mapping[str, str], publish: str, audience: str) -> Snippet:
         f"    {env_var_for(audience)}:  # the job's OIDC token for this index",
         f"      aud: {yaml_str(audience)}",
         "  script:",
-        "    - python -m pip install build keyless",
+        *(f"    - {command}" for command in install),
         "    - python -m build",
         f"    - {publish}",
     ]
     return Snippet(path, "\n".join(lines) + "\n")
 
 
-def _google(values: Mapping[str, str], publish: str) -> Snippet:
+def _google(values: Mapping[str, str], install: list[str], publish: str) -> Snippet:
     email = _get(values, "email", "SERVICE-ACCOUNT@PROJECT.iam.gserviceaccount.com")
     lines = [
         "# cloudbuild.yaml: the build runs as the publisher's service account",
@@ -146,12 +157,12 @@ def _google(values: Mapping[str, str], publish: str) -> Snippet:
         "    entrypoint: bash",
         "    args:",
         "      - -c",
-        f"      - {json.dumps('pip install build keyless && python -m build && ' + publish)}",
+        f"      - {json.dumps(' && '.join([*install, 'python -m build', publish]))}",
     ]
     return Snippet("cloudbuild.yaml", "\n".join(lines) + "\n")
 
 
-def _generic(values: Mapping[str, str], publish: str, audience: str) -> Snippet:
+def _generic(values: Mapping[str, str], install: list[str], publish: str, audience: str) -> Snippet:
     issuer = _get(values, "issuer", "https://ci.example.com")
     claim = _get(values, "subject_claim", "sub")
     subject = _get(values, "subject", "VALUE")
@@ -160,7 +171,7 @@ def _generic(values: Mapping[str, str], publish: str, audience: str) -> Snippet:
         f"#   audience (aud): {audience}",
         f"#   {claim}: {subject}",
         "# In the publishing step:",
-        "python -m pip install build keyless",
+        *install,
         "python -m build",
         publish,
     ]
