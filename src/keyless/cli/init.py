@@ -63,6 +63,12 @@ def define(parser: argparse.ArgumentParser) -> None:
         help="a Python version to test on (repeatable; default: from requires-python)",
     )
     parser.add_argument(
+        "--test-command",
+        metavar="CMD",
+        help="the test job's shell command, run in the checkout after installing the wheel "
+        "(default: pytest when there is a tests/ folder, else importing the package)",
+    )
+    parser.add_argument(
         "--audience",
         action="append",
         default=[],
@@ -129,6 +135,7 @@ def run(args: argparse.Namespace) -> int:
             provider=args.provider,
             indexes=indexes,
             python_versions=args.python or None,
+            test_command=args.test_command,
             environments=[chosen.get(name, name) for name in names],
             audiences=audiences,
             repository=args.repository,
@@ -181,7 +188,7 @@ def render(result: InitResult, out: TextIO) -> None:
         "",
         "Rehearse a publish job locally (with an index that trusts the emulator's issuer):",
         f"  keyless ci-emulator run {job} --environment {first.environment} "
-        f"--ref refs/tags/vX.Y.Z --event {'release' if first.kind == 'github' else 'push'} "
+        "--ref refs/tags/vX.Y.Z --event push "  # the release workflow runs on a tag push
         f"-- keyless doctor --repository-url {first.upload_url}",
     ]
     out.write("\n".join(lines) + "\n")

@@ -46,6 +46,7 @@ from keyless.publish.workflow import (
     install_commands,
     project_page,
     publish_command,
+    yaml_command,
 )
 
 __all__ = [
@@ -385,6 +386,7 @@ def init_workflow(
     audiences: Mapping[str, str] | None = None,
     repository: str | None = None,
     client: Client = "keyless",
+    test_command: str | None = None,
     force: bool = False,
     write: bool = True,
 ) -> InitResult:
@@ -398,7 +400,9 @@ def init_workflow(
     ``id_tokens:`` (PyPI's are known; see `discover_audiences`). ``repository``:
     ``owner/repo`` (GitLab ``namespace/project``) for the publisher settings (default: the
     git remote ``origin``). ``client``: what publishes (``keyless publish`` or
-    ``uv publish``). ``write=False`` computes everything and writes nothing.
+    ``uv publish``). ``test_command``: the test job's shell command (default: pytest when
+    the project has tests, else importing its package). ``write=False`` computes everything
+    and writes nothing.
 
     Raises PublishError when pyproject.toml is missing or has no [project] name, a name or
     URL cannot go in a workflow, a GitLab index's audience is unknown, or the file exists
@@ -466,12 +470,15 @@ def init_workflow(
         )
         for name, url, environment in zip(names, urls, chosen_environments, strict=True)
     ]
+    test = (test_command or "").strip() or _test_command(folder, project.name)
+    if "\n" in test:
+        raise PublishError("the test command is one line of shell.", hint="join lines with &&.")
     if provider == "github":
         target = GITHUB_WORKFLOW
-        text = _github(project, publishers, versions, client)
+        text = _github(project, publishers, versions, client, test)
     else:
         target = GITLAB_CONFIG
-        text = _gitlab(project, publishers, versions, client)
+        text = _gitlab(project, publishers, versions, client, test)
     path = folder / target
     if path.exists() and not force:
         raise PublishError(
@@ -499,6 +506,7 @@ def _github(
     publishers: Sequence[PublisherSettings],
     versions: list[str],
     client: Client,
+    test_command: str,
 ) -> str:
     header = [
         f"Release {project.name}: build, test, publish",
@@ -513,7 +521,7 @@ def _github(
         trigger=github_trigger(),
         client=client,
         check=client == "keyless",
-        test=TestJob(versions, _test_command(project.folder, project.name)),
+        test=TestJob(versions, test_command),
         jobs=[
             PublishJob(
                 job=f"publish-{publisher.index}",
@@ -532,6 +540,7 @@ def _gitlab(
     publishers: Sequence[PublisherSettings],
     versions: list[str],
     client: Client,
+    test_command: str,
 ) -> str:
     check_step = ""
     if client == "keyless":
@@ -546,7 +555,7 @@ def _gitlab(
                 "registrations": _registration_comment(publishers),
                 "check_step": check_step,
                 "python_versions": flow_list(versions),
-                "test_command": _test_command(project.folder, project.name),
+                "test_command": yaml_command(test_command),
             },
         )
     ]

@@ -38,6 +38,7 @@ __all__ = [
     "install_commands",
     "project_page",
     "publish_command",
+    "yaml_command",
     "yaml_str",
 ]
 
@@ -83,6 +84,7 @@ ACTIONS: dict[str, PinnedAction] = {
 DEFAULT_TAGS = "v*"
 
 _PLAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/*@-]*\Z")
+_INDICATORS = frozenset("!&*{}[]|>'\"%@`#,?:-")
 _PYPI_SITES = {"upload.pypi.org": "https://pypi.org", "test.pypi.org": "https://test.pypi.org"}
 
 
@@ -111,6 +113,18 @@ def yaml_str(value: str) -> str:
     if _PLAIN.match(value) and value.lower() not in ("true", "false", "yes", "no", "null", "on"):
         return value
     return json.dumps(value)
+
+
+def yaml_command(command: str) -> str:
+    """A shell command as a YAML scalar: plain unless YAML would read it otherwise."""
+    if (
+        command[:1] in _INDICATORS
+        or ": " in command
+        or " #" in command
+        or command != command.strip()
+    ):
+        return json.dumps(command)
+    return command
 
 
 def flow_list(items: Sequence[str]) -> str:
@@ -225,7 +239,7 @@ def github_workflow(
                 "github-test-job.yml",
                 {
                     "python_versions": flow_list(test.python_versions),
-                    "test_command": test.command,
+                    "test_command": yaml_command(test.command),
                     **pins,
                 },
             )
