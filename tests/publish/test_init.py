@@ -343,6 +343,11 @@ def test_rehearsal_of_the_github_workflow_publishes_staged(
         assert trusted_files(tp_http, name, index) == sorted(
             p.name for p in (folder / "dist").iterdir()
         )
+        # The environment's link (shown on the run's page) is the project's page there.
+        page = tp_http.get(job["environment"]["url"])
+        assert page.status_code == 200
+        assert page.url.path == f"/{index}/project/{name}/"
+        assert "1.0.0" in page.text
 
     # The job a publisher was not registered for (the test environment's job on prod) fails.
     wrong = JobClaims(

@@ -1,11 +1,12 @@
 """`keyless init`: write the release workflow for a project, and say which publishers to register.
 
-GitHub Actions (``.github/workflows/release.yml``): triggered by a published release or a
-``v*`` tag; a build job (``python -m build``, uploaded as an artifact), a test matrix over the
-Python versions the project supports, then one publish job per index, staged (``test`` before
-``prod``), each with ``permissions: id-token: write`` at the job level and its own
-``environment``. GitLab CI/CD (``.gitlab-ci.yml``): stages build, test, publish, the publish
-jobs with ``id_tokens:`` for each index's audience.
+GitHub Actions (``.github/workflows/release.yml``, rendered by keyless.publish.workflow):
+triggered by pushing a ``v*`` tag; a build job (``python -m build``, uploaded as an
+artifact), a test matrix over the Python versions the project supports, then one publish job
+per index, staged (``test`` before ``prod``), each with ``permissions: id-token: write`` at
+the job level and its own ``environment`` (whose URL is the project's page there).
+GitLab CI/CD (``.gitlab-ci.yml``): stages build, test, publish, the publish jobs with
+``id_tokens:`` for each index's audience.
 
     result = init_workflow(Path("."), indexes=[("test", TEST_URL), ("prod", PROD_URL)])
     for publisher in result.publishers:
