@@ -46,8 +46,13 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "store": frozenset({"dists"}),
     "ci": frozenset(),
     "index": frozenset({"config", "dists", "oidc", "store"}),
+    "index.routes": frozenset({"config", "index", "index.http", "oidc", "store"}),
+    "index.web": frozenset({"config", "dists", "index", "index.routes", "oidc", "store"}),
+    "index.http": frozenset({"config", "index", "index.routes", "index.web", "oidc", "store"}),
     "publish": frozenset({"ci", "dists", "oidc"}),
-    "cli": frozenset({"ci", "config", "devcert", "dists", "index", "oidc", "publish", "store"}),
+    "cli": frozenset(
+        {"ci", "config", "devcert", "dists", "index", "index.http", "oidc", "publish", "store"}
+    ),
 }
 
 # Where a layer may use only some modules of another. The release client takes the workflow
@@ -90,20 +95,14 @@ THIRD_PARTY: dict[str, Libraries] = {
     "publish": Libraries(
         frozenset({"httpx", "id", "packaging"}), frozenset({"keyring", "readme_renderer"})
     ),
+    # The use cases: no web framework, no templates, no ASGI server.
     "index": Libraries(
-        frozenset(
-            {
-                "argon2",
-                "httpx",
-                "jinja2",
-                "markupsafe",
-                "packaging",
-                "python_multipart",
-                "sqlalchemy",
-                "starlette",
-                "uvicorn",
-            }
-        )
+        frozenset({"argon2", "httpx", "packaging", "python_multipart", "sqlalchemy"})
+    ),
+    "index.http": Libraries(frozenset({"starlette", "uvicorn"})),
+    "index.routes": Libraries(frozenset({"packaging", "sqlalchemy", "starlette"})),
+    "index.web": Libraries(
+        frozenset({"jinja2", "markupsafe", "packaging", "sqlalchemy", "starlette"})
     ),
     "cli": Libraries(in_functions=frozenset({"httpx", "jwt", "rich"})),
 }
@@ -170,7 +169,21 @@ def module_name(path: Path) -> str:
 MODULES = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
 
 
+# The index is three layers over its use cases: the HTTP server (assembly, uvicorn), the package
+# APIs' routes and the web pages. The use cases (the rest of keyless/index) know no HTTP.
+SUBLAYERS = {
+    "keyless.index.app": "index.http",
+    "keyless.index.server": "index.http",
+    "keyless.index.reason": "index.http",
+    "keyless.index.routes": "index.routes",
+    "keyless.index.web": "index.web",
+}
+
+
 def layer_of(module: str) -> str:
+    for prefix, layer in SUBLAYERS.items():
+        if module == prefix or module.startswith(prefix + "."):
+            return layer
     parts = module.split(".")
     return parts[1] if len(parts) > 1 else "keyless"
 
