@@ -17,6 +17,8 @@ layering changes on purpose, in review, or not at all.
 from __future__ import annotations
 
 import ast
+import json
+import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -376,6 +378,40 @@ def test_the_tables_keep_server_libraries_off_the_client() -> None:
     assert THIRD_PARTY.keys() == MAY_IMPORT.keys()
     for layer in CLIENT_SIDE_LAYERS:
         assert not THIRD_PARTY[layer].module_level & SERVER_ONLY, layer
+
+
+def client_side_modules() -> list[str]:
+    """Every module of the client side, except those with a known violation."""
+    known = {module_name(SRC / path) for path, _ in KNOWN_VIOLATIONS}
+    return [
+        name
+        for name in MODULES
+        if (layer_of(name) in CLIENT_SIDE_LAYERS or _within(name, CLIENT_SIDE_MODULES))
+        and name not in known
+    ]
+
+
+def test_the_client_side_loads_no_server_library() -> None:
+    # What really gets loaded, dependencies' own imports included, in a fresh interpreter.
+    script = (
+        "import importlib, json, sys\n"
+        "for name in sys.argv[1:]:\n"
+        "    importlib.import_module(name)\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    modules = client_side_modules()
+    assert "keyless.publish.upload" in modules
+    assert "keyless.ci.claims" in modules
+    assert "keyless.ci.emulator" not in modules
+    done = subprocess.run(
+        [sys.executable, "-c", script, *modules],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    loaded = {name.split(".")[0] for name in json.loads(done.stdout)}
+    assert not loaded & SERVER_ONLY, f"server-only libraries loaded: {sorted(loaded & SERVER_ONLY)}"
 
 
 # The scanner itself: each kind of import in the real source is seen and classified, so the
