@@ -18,8 +18,9 @@ import jwt
 
 from keyless.oidc.errors import TokenError
 
-# The only signature algorithms accepted (spec §2). Everything else — "none", the HMAC family,
-# RSA-PSS, other curves — is refused before any key is touched.
+# The only signature algorithms accepted (ARCHITECTURE.md, "Token verification"; tested in
+# tests/oidc/test_verify.py). Everything else — "none", the HMAC family, RSA-PSS, other
+# curves — is refused before any key is touched.
 ALLOWED_ALGORITHMS: Final[tuple[str, ...]] = ("RS256", "ES256")
 
 DISCOVERY_PATH: Final = "/.well-known/openid-configuration"

@@ -1,4 +1,6 @@
-"""Publishers for any OIDC issuer: an issuer URL plus a claim template (spec §7).
+"""Publishers for any OIDC issuer: an issuer URL plus a claim template.
+
+One of the ways keyless goes beyond PyPI (ARCHITECTURE.md, "Beyond PyPI").
 
 Covers what has no dedicated provider — GitHub Enterprise Server, Forgejo/Gitea Actions,
 Buildkite, CircleCI, Bitbucket, self-hosted anything. The publisher names the claim that

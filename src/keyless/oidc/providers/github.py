@@ -1,9 +1,10 @@
 """GitHub Actions publishers (GitHub.com, GitHub Enterprise Server, the keyless CI emulator).
 
-Claim rules follow PyPI's (spec §3) and extend them (§7): a ref glob constraint, a reusable
-workflow constrained on both sides (caller ``workflow_ref`` and callee ``job_workflow_ref``), a
-configurable issuer, and ``repository_owner_id`` pinned on first use because keyless cannot ask
-GitHub's API at registration time.
+Claim rules follow PyPI's (https://docs.pypi.org/trusted-publishers/) and extend them
+(ARCHITECTURE.md, "Beyond PyPI"): a ref glob constraint, a reusable workflow constrained on both
+sides (caller ``workflow_ref`` and callee ``job_workflow_ref``), a configurable issuer, and
+``repository_owner_id`` pinned on first use because keyless cannot ask GitHub's API at registration
+time.
 """
 
 from __future__ import annotations

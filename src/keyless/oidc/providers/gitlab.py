@@ -1,9 +1,9 @@
 """GitLab CI/CD publishers (gitlab.com and self-managed instances).
 
-Claim rules follow PyPI's (spec §3): ``project_path`` and the ``sub`` prefix identify the
-project (case-insensitive), ``ci_config_ref_uri`` names the top-level pipeline file and the ref
-it ran from, an optional environment is compared exactly. keyless adds a ref glob (on
-``ref_path``) and pins ``namespace_id`` on first use, so a deleted group whose path is
+Claim rules follow PyPI's (https://docs.pypi.org/trusted-publishers/): ``project_path`` and the
+``sub`` prefix identify the project (case-insensitive), ``ci_config_ref_uri`` names the top-level
+pipeline file and the ref it ran from, an optional environment is compared exactly. keyless adds a
+ref glob (on ``ref_path``) and pins ``namespace_id`` on first use, so a deleted group whose path is
 re-registered by someone else cannot publish.
 """
 

@@ -1,8 +1,8 @@
 """Google Cloud publishers: a service account's identity token.
 
-Claim rules follow PyPI's (spec §3): ``email`` exact, ``email_verified`` true, optional ``sub``
-exact. keyless pins ``sub`` on first use when it is not configured: a deleted service account
-re-created under the same email gets a new ``sub``.
+Claim rules follow PyPI's (https://docs.pypi.org/trusted-publishers/): ``email`` exact,
+``email_verified`` true, optional ``sub`` exact. keyless pins ``sub`` on first use when it is not
+configured: a deleted service account re-created under the same email gets a new ``sub``.
 """
 
 from __future__ import annotations
