@@ -28,7 +28,7 @@ NOT_FOR_PARSING = (
     "keyless.ci.issuer",
     "keyless.ci.jobenv",
     "keyless.ci.keys",
-    "keyless.ci.templates",
+    "keyless.workflows",
     "keyless.devcert",
     "keyless.dists",
     "keyless.index",

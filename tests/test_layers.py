@@ -47,22 +47,23 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "devcert": frozenset(),
     "store": frozenset({"dists"}),
     "ci": frozenset(),
+    "workflows": frozenset(),
     "index": frozenset({"config", "dists", "oidc", "store"}),
     "index.routes": frozenset({"config", "index", "index.http", "oidc", "store"}),
-    "index.web": frozenset({"config", "dists", "index", "index.routes", "oidc", "store"}),
+    "index.web": frozenset(
+        {"config", "dists", "index", "index.routes", "oidc", "store", "workflows"}
+    ),
     "index.http": frozenset({"config", "index", "index.routes", "index.web", "oidc", "store"}),
-    "publish": frozenset({"ci", "dists", "oidc"}),
+    "publish": frozenset({"ci", "dists", "oidc", "workflows"}),
     "cli": frozenset(
         {"ci", "config", "devcert", "dists", "index", "index.http", "oidc", "publish", "store"}
     ),
 }
 
-# Where a layer may use only some modules of another. The release client takes the workflow
-# templates and the claim names from ci, never the emulator (PyJWT, cryptography, a server).
+# Where a layer may use only some modules of another. The release client takes the claim
+# names from ci, never the emulator (PyJWT, cryptography, a server).
 ONLY_MODULES: dict[tuple[str, str], frozenset[str]] = {
-    ("publish", "ci"): frozenset(
-        {"keyless.ci.claims", "keyless.ci.errors", "keyless.ci.templates"}
-    ),
+    ("publish", "ci"): frozenset({"keyless.ci.claims", "keyless.ci.errors"}),
 }
 
 # The CLI defines every parser at start-up, so its modules import, at module level, only each
@@ -92,6 +93,8 @@ THIRD_PARTY: dict[str, Libraries] = {
     "devcert": Libraries(frozenset({"cryptography"})),
     "store": Libraries(frozenset({"sqlalchemy"})),
     "ci": Libraries(frozenset({"cryptography", "jwt"})),
+    # The CI configuration keyless writes (init and the web preview): text from templates.
+    "workflows": Libraries(frozenset({"packaging"})),
     # keyring is optional (looked up by name when no token was given); readme_renderer only for
     # `keyless check`, which renders descriptions as the index will.
     "publish": Libraries(
@@ -133,7 +136,7 @@ SERVER_ONLY = frozenset(
 # The client side: what `keyless publish|check|doctor|init|release|yank` runs. The CLI's own
 # modules are client side too: serve, ci-emulator and the admin commands import the server
 # inside their handlers. Of ci, the client uses only the stdlib-only modules.
-CLIENT_SIDE_LAYERS = frozenset({"cli", "dists", "oidc", "publish"})
+CLIENT_SIDE_LAYERS = frozenset({"cli", "dists", "oidc", "publish", "workflows"})
 CLIENT_SIDE_MODULES = ONLY_MODULES[("publish", "ci")]
 
 # Violations that exist today and are known; each entry must still be one (see
@@ -226,7 +229,7 @@ class _Scanner:
         elif isinstance(node, ast.ImportFrom):
             base = self._absolute(node)
             for alias in node.names:
-                # `from keyless.ci import templates` imports the module keyless.ci.templates.
+                # `from keyless.ci import claims` imports the module keyless.ci.claims.
                 submodule = f"{base}.{alias.name}"
                 self._add(node, submodule if submodule in MODULES else base, kind)
         elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
@@ -351,7 +354,7 @@ def check(imp: Import) -> Iterator[Violation]:
         yield Violation(
             imp,
             f"{top} is a server-only library: the client side (publish, dists, oidc, cli, "
-            "ci.claims/templates) imports it inside the function that needs it, if at all",
+            "workflows, ci.claims) imports it inside the function that needs it, if at all",
             top,
         )
 
@@ -422,7 +425,8 @@ def test_the_client_side_loads_no_server_library() -> None:
         ("keyless/cli/main.py", "keyless.cli.check", "module level"),
         ("keyless/cli/main.py", "keyless.index.app", "in a function"),
         ("keyless/cli/check.py", "keyless.publish.check", "type only"),
-        ("keyless/publish/init.py", "keyless.ci.templates", "module level"),  # from pkg import mod
+        # from pkg import mod
+        ("keyless/publish/init.py", "keyless.workflows.templates", "module level"),
         ("keyless/index/rendering.py", "keyless.index.errors", "module level"),  # relative
         ("keyless/dists/readme.py", "readme_renderer.markdown", "in a function"),
         ("keyless/publish/credentials.py", "keyring", "in a function"),  # import_module("…")
@@ -444,6 +448,6 @@ def test_a_violation_names_the_file_the_line_and_the_rule() -> None:
         "import starlette (its libraries: packaging, trove_classifiers; inside functions also: "
         "readme_renderer)",
         "src/keyless/dists/names.py:3: imports starlette.requests (module level): starlette is a "
-        "server-only library: the client side (publish, dists, oidc, cli, ci.claims/templates) "
+        "server-only library: the client side (publish, dists, oidc, cli, workflows, ci.claims) "
         "imports it inside the function that needs it, if at all",
     ]

@@ -23,7 +23,7 @@ import pytest
 
 from keyless.index.web.snippets import snippet
 from keyless.publish.init import init_workflow
-from keyless.publish.workflow import ACTIONS
+from keyless.workflows import ACTIONS
 
 REPO = Path(__file__).resolve().parents[2]
 CHECKED_IN = REPO / ".github" / "workflows" / "release.yml"

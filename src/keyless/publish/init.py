@@ -1,6 +1,6 @@
 """`keyless init`: write the release workflow for a project, and say which publishers to register.
 
-GitHub Actions (``.github/workflows/release.yml``, rendered by keyless.publish.workflow):
+GitHub Actions (``.github/workflows/release.yml``, rendered by keyless.workflows):
 triggered by pushing a ``v*`` tag; a build job (``python -m build``, uploaded as an
 artifact), a test matrix over the Python versions the project supports, then one publish job
 per index, staged (``test`` before ``prod``), each with ``permissions: id-token: write`` at
@@ -31,12 +31,11 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from keyless.ci import templates
 from keyless.ci.claims import gitlab_token_variable
 from keyless.oidc.providers import PROVIDERS
 from keyless.publish.errors import PublishError
 from keyless.publish.project import git_output, load_pyproject
-from keyless.publish.workflow import (
+from keyless.workflows import (
     DEFAULT_TAGS,
     Client,
     PublishJob,
@@ -47,6 +46,7 @@ from keyless.publish.workflow import (
     install_commands,
     project_page,
     publish_command,
+    templates,
     yaml_command,
 )
 

@@ -2,7 +2,7 @@
 
 The text is plain (escaped when rendered); values the user typed are quoted as YAML strings
 when they are not simple words, so a preview of a half-typed entry is still valid YAML. The
-GitHub workflow is the one `keyless init` writes (keyless.publish.workflow renders both),
+GitHub workflow is the one `keyless init` writes (keyless.workflows renders both),
 and every preview installs the client with the same commands.
 """
 
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from keyless.oidc.providers import GITHUB_ISSUER, GITLAB_ISSUER
-from keyless.publish.workflow import (
+from keyless.workflows import (
     PublishJob,
     comment,
     github_trigger,

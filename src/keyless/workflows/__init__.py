@@ -1,4 +1,4 @@
-"""The GitHub Actions release workflow keyless writes, rendered in one place.
+"""The CI configuration keyless writes: its templates (``templates/``) and their renderer.
 
 `keyless init` (keyless.publish.init) and the index's Publishing page (the preview in
 keyless.index.web.snippets) both call `github_workflow`, so the two cannot drift apart: a
@@ -6,8 +6,9 @@ build job without ``id-token`` that uploads the distributions as an artifact, op
 test matrix, then one publish job per index, the only jobs with ``id-token: write``.
 
 Every action is pinned by the full commit SHA of a release (ACTIONS, the one home of these
-pins), with the release in a comment for readers and update bots. Only the standard library
-and package data are imported: the web layer imports this module.
+pins), with the release in a comment for readers and update bots. A layer of its own that
+imports no other (the standard library and packaging only), because both the release client
+and the web pages use it and neither may import the other.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from urllib.parse import urlsplit
 
 from packaging.utils import canonicalize_name
 
-from keyless.ci import templates
+from . import templates
 
 __all__ = [
     "ACTIONS",

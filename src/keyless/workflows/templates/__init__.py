@@ -1,4 +1,4 @@
-"""CI workflow templates (package data) that `keyless init` fills in.
+"""CI workflow templates (package data) that keyless.workflows and `keyless init` fill in.
 
 Placeholders are written ``%%{name}``: neither GitHub's ``${{ … }}`` nor GitLab's ``$VAR``
 nor shell ``%`` formats can be mistaken for them. A placeholder alone on its line whose value
