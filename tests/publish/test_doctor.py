@@ -124,7 +124,14 @@ def test_doctor_in_a_github_job_prints_the_publisher_that_makes_it_publish(
 
     first = doctor()
     output = first.stdout + first.stderr
-    assert first.returncode == 0, output
+    # No publisher yet: the index itself says no, so the doctor must not say ready.
+    assert first.returncode == 1, output
+    assert (
+        "The index refuses this job's token for 'doctor-demo' on index 'prod': "
+        "invalid-publisher: valid token, but no publisher of 'doctor-demo' on index 'prod' "
+        "trusts GitHub repository 'octo-org/doctor-demo'"
+    ) in output
+    assert "NOT ready to publish" in output
     assert "doctor-demo 1.0.0 is not on the index yet" in output
     assert "The index takes OIDC tokens for audience 'keyless'" in output
     assert "job_workflow_ref" in output  # the claims the index will see...
@@ -139,6 +146,13 @@ def test_doctor_in_a_github_job_prints_the_publisher_that_makes_it_publish(
     # Registered verbatim, it lets the very same job publish.
     registered = keyless_admin(tp_server, expected)
     assert registered.returncode == 0, registered.stderr
+    now_ready = doctor()
+    assert now_ready.returncode == 0, now_ready.stdout + now_ready.stderr
+    assert (
+        "The index accepts this job's token for 'doctor-demo' on index 'prod': GitHub "
+        "octo-org/doctor-demo, workflow release.yml, environment pypi"
+    ) in now_ready.stdout
+    assert "ready to publish: the index accepts this job" in now_ready.stdout
     write_release(folder / "dist", "doctor-demo", "1.0.0")
     published = ci.run(
         [sys.executable, "-m", "keyless", "publish", "--repository-url", url],
@@ -154,6 +168,8 @@ def test_doctor_in_a_github_job_prints_the_publisher_that_makes_it_publish(
     again = doctor("--json", "--expect", "environment=pypi")
     assert again.returncode == 0, again.stderr
     report = json.loads(again.stdout)
+    assert (report["ok"], report["status"]) == (True, "ready")
+    assert report["index_answer"]["allowed"] is True
     assert report["version_exists"] is True
     assert report["registration"]["mismatches"] == []
     assert report["registration"]["fields"]["environment"] == "pypi"
@@ -252,7 +268,8 @@ def test_environment_missing_or_different(
     tp_server: LiveServer, tp_http: httpx.Client, ci: Emulator, tmp_path: Path
 ) -> None:
     bare = in_job(ci, github_job("doctor-env", environment=None), tp_server, tp_http, tmp_path)
-    assert bare.ok
+    assert codes(bare) == []
+    assert bare.status == "unknown"  # no pyproject.toml: no project to ask the index about
     assert codes(bare, "warning") == ["environment"]
     assert bare.registration is not None
     assert "environment" not in bare.registration.fields
@@ -284,7 +301,7 @@ def test_each_index_has_its_audience(
     folder = project_dir(tmp_path, "doctor-stage")
     job = github_job("doctor-stage", environment="testpypi")
     diagnosis = in_job(ci, job, tp_server, tp_http, folder, index="test")
-    assert diagnosis.ok, diagnosis.findings
+    assert codes(diagnosis) == ["index"], diagnosis.findings  # not registered yet
     assert diagnosis.audience == "keyless-test"
     assert diagnosis.discovery == "pep807"
     assert diagnosis.claims["aud"] == "keyless-test"
@@ -292,6 +309,8 @@ def test_each_index_has_its_audience(
     assert diagnosis.registration.command is not None
     assert diagnosis.registration.command.startswith("keyless publisher add --index test ")
     assert keyless_admin(tp_server, diagnosis.registration.command).returncode == 0
+    registered = in_job(ci, job, tp_server, tp_http, folder, index="test")
+    assert registered.status == "ready", registered.findings
     assert mint(tp_http, ci.token("keyless-test", job), index="test").status_code == 200
 
 
@@ -316,7 +335,7 @@ def test_gitlab_without_id_tokens_then_with(
 
     fixed = replace(job, audiences=(AUDIENCE,))
     diagnosis = in_job(gitlab_ci, fixed, tp_server, tp_http, folder)
-    assert diagnosis.ok, diagnosis.findings
+    assert codes(diagnosis) == ["index"], diagnosis.findings  # not registered yet
     registration = diagnosis.registration
     assert registration is not None
     assert registration.fields == {
@@ -328,6 +347,7 @@ def test_gitlab_without_id_tokens_then_with(
     }
     assert registration.command is not None
     assert keyless_admin(tp_server, registration.command).returncode == 0
+    assert in_job(gitlab_ci, fixed, tp_server, tp_http, folder).ok
     token = gitlab_ci.environment(fixed, base={})["KEYLESS_ID_TOKEN"]
     assert mint(tp_http, token).status_code == 200
 
@@ -343,7 +363,8 @@ def test_outside_ci_says_how_to_rehearse(
         tp_server.upload_url("prod"), environ={}, http=tp_http, project_dir=folder, detect=no_token
     )
     assert diagnosis.ci is None
-    assert diagnosis.ok
+    assert diagnosis.status == "unknown"  # no token to ask the index about: not "ready"
+    assert not diagnosis.ok
     [note] = [n for n in diagnosis.findings if n.code == "not-ci"]
     assert note.fix.startswith("keyless ci-emulator run --repo ")
     assert "--ref refs/tags/v2.0.0" in note.fix
