@@ -287,3 +287,16 @@ def test_malformed_dry_run_requests(client: httpx.Client, body: bytes) -> None:
     assert document["message"] == "Dry run request failed"
     assert document["errors"][0]["code"] == "invalid-payload"
     assert client.post("/_/oidc/nope/dry-run", content=b"{}").status_code == 404
+
+
+@pytest.mark.parametrize(
+    "token",
+    ["not-a-jwt", "a.b.c", "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.", "eyJ9.eyJ9.eyJ9"],
+)
+def test_a_token_that_is_not_one_is_a_no_not_a_crash(
+    dr_server: LiveServer, client: httpx.Client, token: str
+) -> None:
+    answer = dry_run(client, token, "dr-match")
+    assert answer["allowed"] is False
+    assert answer["errors"][0]["code"] in ("invalid-payload", "invalid-token")
+    assert "Traceback" not in dr_server.log()
