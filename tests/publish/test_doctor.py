@@ -161,6 +161,7 @@ def test_doctor_in_a_github_job_prints_the_publisher_that_makes_it_publish(
         "octo-org/doctor-demo, workflow release.yml, environment pypi"
     ) in now_ready.stdout
     assert "ready to publish: the index accepts this job" in now_ready.stdout
+    assert "The trusted publisher to register" not in now_ready.stdout  # it is registered
     write_release(folder / "dist", "doctor-demo", "1.0.0")
     published = ci.run(
         [sys.executable, "-m", "keyless", "publish", "--repository-url", url],
@@ -468,6 +469,7 @@ def test_doctor_reports_the_index_exact_mismatch(
     assert mismatch.format(name=name) in error["description"]
     [note] = index_notes(report)
     assert mismatch.format(name=name) in note
+    assert "FAIL" not in done.stdout  # JSON only
     # The very token would indeed be refused by the mint, with the same words.
     refused = mint(tp_http, ci.token(AUDIENCE, job), index="prod")
     assert refused.status_code == 422

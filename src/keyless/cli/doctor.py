@@ -145,7 +145,9 @@ def render(diagnosis: Diagnosis, out: TextIO) -> None:
             if key in diagnosis.claims:
                 lines.append(f"  {key:<20} {diagnosis.claims[key]}")
     registration = diagnosis.registration
-    if registration is not None:
+    accepted = diagnosis.index_answer is not None and diagnosis.index_answer.allowed
+    # Once the index accepts the job, its publisher is registered: nothing more to register.
+    if registration is not None and not accepted:
         verdict = (
             "accepts this job"
             if not registration.mismatches

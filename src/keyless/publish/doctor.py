@@ -528,6 +528,10 @@ def _ask_index(result: Diagnosis, token: str, http: httpx.Client) -> None:
             "error",
             "index",
             f"The index refuses this job's token for {where}: {code}: {description}",
+            "Change the job to match the registered publisher, or have a project owner "
+            "register the publisher shown below."
+            if code == "invalid-publisher"
+            else "",
         )
 
 
