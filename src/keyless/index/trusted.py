@@ -154,6 +154,10 @@ class TrustedPublishing:
 
         Verifies and matches exactly as `mint` (same functions), then checks the scope and the
         project's status; reads only. Never raises for the token: a refusal is the answer.
+
+        It answers for the index's own (PEP 807) mint endpoint, which `keyless publish` uses.
+        The root endpoint (uv) serves every index of the host's audience at once; it differs
+        only when a pending publisher of this identity on another index lost its project.
         """
         name = canonicalize_name(project)
         try:
