@@ -85,6 +85,7 @@ ENDPOINTS = [
     ("POST", "/_/oidc/mint-token", "token"),
     ("POST", "/_/oidc/github/mint-token", "token"),
     ("POST", "/_/oidc/{index}/mint-token", "token"),
+    ("POST", "/_/oidc/{index}/dry-run", "token"),
     ("POST", "/_/oidc/burn-token", "token"),
     ("GET", "/_/oidc/{index}/audience", "none"),
     ("GET", "/.well-known/pytp/{key}", "none"),
@@ -263,6 +264,10 @@ def test_mint_with_signed_mutated_claims(setting: Setting, data: st.DataObject) 
     if data.draw(st.integers(0, 4)) == 0:
         header = {**header, **data.draw(JWT_HEADERS, label="header")}
     token = sign(setting, header, claims)
+    # The dry run first (it uses nothing up), through the same checks as the mint after it.
+    question = json.dumps({"token": token, "project": MINTED}).encode()
+    asked = send(setting, Call("POST", "/_/oidc/test/dry-run", question, {}))
+    event(f"dry run: {asked.status_code} {asked.json().get('allowed')}")
     path = data.draw(MINT_PATHS, label="path")
     answer = send(
         setting, Call("POST", path, json.dumps({"token": token}).encode(), {"accept": PYTP})

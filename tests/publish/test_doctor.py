@@ -6,6 +6,7 @@ publisher registration that — registered verbatim — makes the job publish.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shlex
 import subprocess
@@ -21,9 +22,16 @@ import pytest
 from keyless.ci.claims import gitlab_token_variable
 from keyless.ci.emulator import Emulator, JobClaims
 from keyless.publish.doctor import Diagnosis, diagnose
-from tests.conftest import AUDIENCE, LiveServer, make_project
+from tests.conftest import AUDIENCE, LiveServer, client_env, free_port, make_project
 
-from .conftest import github_job, job_env, write_release
+from .conftest import (
+    Answer,
+    StubIndex,
+    add_github_publisher,
+    github_job,
+    job_env,
+    write_release,
+)
 
 Detector = Callable[[str], str | None]
 
@@ -124,7 +132,14 @@ def test_doctor_in_a_github_job_prints_the_publisher_that_makes_it_publish(
 
     first = doctor()
     output = first.stdout + first.stderr
-    assert first.returncode == 0, output
+    # No publisher yet: the index itself says no, so the doctor must not say ready.
+    assert first.returncode == 1, output
+    assert (
+        "The index refuses this job's token for 'doctor-demo' on index 'prod': "
+        "invalid-publisher: valid token, but no publisher of 'doctor-demo' on index 'prod' "
+        "trusts GitHub repository 'octo-org/doctor-demo'"
+    ) in output
+    assert "NOT ready to publish" in output
     assert "doctor-demo 1.0.0 is not on the index yet" in output
     assert "The index takes OIDC tokens for audience 'keyless'" in output
     assert "job_workflow_ref" in output  # the claims the index will see...
@@ -139,6 +154,14 @@ def test_doctor_in_a_github_job_prints_the_publisher_that_makes_it_publish(
     # Registered verbatim, it lets the very same job publish.
     registered = keyless_admin(tp_server, expected)
     assert registered.returncode == 0, registered.stderr
+    now_ready = doctor()
+    assert now_ready.returncode == 0, now_ready.stdout + now_ready.stderr
+    assert (
+        "The index accepts this job's token for 'doctor-demo' on index 'prod': GitHub "
+        "octo-org/doctor-demo, workflow release.yml, environment pypi"
+    ) in now_ready.stdout
+    assert "ready to publish: the index accepts this job" in now_ready.stdout
+    assert "The trusted publisher to register" not in now_ready.stdout  # it is registered
     write_release(folder / "dist", "doctor-demo", "1.0.0")
     published = ci.run(
         [sys.executable, "-m", "keyless", "publish", "--repository-url", url],
@@ -154,6 +177,8 @@ def test_doctor_in_a_github_job_prints_the_publisher_that_makes_it_publish(
     again = doctor("--json", "--expect", "environment=pypi")
     assert again.returncode == 0, again.stderr
     report = json.loads(again.stdout)
+    assert (report["ok"], report["status"]) == (True, "ready")
+    assert report["index_answer"]["allowed"] is True
     assert report["version_exists"] is True
     assert report["registration"]["mismatches"] == []
     assert report["registration"]["fields"]["environment"] == "pypi"
@@ -252,7 +277,8 @@ def test_environment_missing_or_different(
     tp_server: LiveServer, tp_http: httpx.Client, ci: Emulator, tmp_path: Path
 ) -> None:
     bare = in_job(ci, github_job("doctor-env", environment=None), tp_server, tp_http, tmp_path)
-    assert bare.ok
+    assert codes(bare) == []
+    assert bare.status == "unknown"  # no pyproject.toml: no project to ask the index about
     assert codes(bare, "warning") == ["environment"]
     assert bare.registration is not None
     assert "environment" not in bare.registration.fields
@@ -284,7 +310,7 @@ def test_each_index_has_its_audience(
     folder = project_dir(tmp_path, "doctor-stage")
     job = github_job("doctor-stage", environment="testpypi")
     diagnosis = in_job(ci, job, tp_server, tp_http, folder, index="test")
-    assert diagnosis.ok, diagnosis.findings
+    assert codes(diagnosis) == ["index"], diagnosis.findings  # not registered yet
     assert diagnosis.audience == "keyless-test"
     assert diagnosis.discovery == "pep807"
     assert diagnosis.claims["aud"] == "keyless-test"
@@ -292,6 +318,8 @@ def test_each_index_has_its_audience(
     assert diagnosis.registration.command is not None
     assert diagnosis.registration.command.startswith("keyless publisher add --index test ")
     assert keyless_admin(tp_server, diagnosis.registration.command).returncode == 0
+    registered = in_job(ci, job, tp_server, tp_http, folder, index="test")
+    assert registered.status == "ready", registered.findings
     assert mint(tp_http, ci.token("keyless-test", job), index="test").status_code == 200
 
 
@@ -316,7 +344,7 @@ def test_gitlab_without_id_tokens_then_with(
 
     fixed = replace(job, audiences=(AUDIENCE,))
     diagnosis = in_job(gitlab_ci, fixed, tp_server, tp_http, folder)
-    assert diagnosis.ok, diagnosis.findings
+    assert codes(diagnosis) == ["index"], diagnosis.findings  # not registered yet
     registration = diagnosis.registration
     assert registration is not None
     assert registration.fields == {
@@ -328,6 +356,7 @@ def test_gitlab_without_id_tokens_then_with(
     }
     assert registration.command is not None
     assert keyless_admin(tp_server, registration.command).returncode == 0
+    assert in_job(gitlab_ci, fixed, tp_server, tp_http, folder).ok
     token = gitlab_ci.environment(fixed, base={})["KEYLESS_ID_TOKEN"]
     assert mint(tp_http, token).status_code == 200
 
@@ -343,7 +372,8 @@ def test_outside_ci_says_how_to_rehearse(
         tp_server.upload_url("prod"), environ={}, http=tp_http, project_dir=folder, detect=no_token
     )
     assert diagnosis.ci is None
-    assert diagnosis.ok
+    assert diagnosis.status == "unknown"  # no token to ask the index about: not "ready"
+    assert not diagnosis.ok
     [note] = [n for n in diagnosis.findings if n.code == "not-ci"]
     assert note.fix.startswith("keyless ci-emulator run --repo ")
     assert "--ref refs/tags/v2.0.0" in note.fix
@@ -360,3 +390,180 @@ def test_upload_url_mistakes(
 ) -> None:
     diagnosis = diagnose(tp_server.url + suffix, environ={}, http=tp_http, project_dir=tmp_path)
     assert code in codes(diagnosis, level)
+
+
+# ------------------------------------------------- the index's own answer (a dry run), CLI
+
+
+def doctor_in_job(
+    ci: Emulator, job: JobClaims, url: str, folder: Path, env: dict[str, str]
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """`keyless doctor --json` as a step of the job; (the process, its JSON report)."""
+    done = ci.run(
+        [sys.executable, "-m", "keyless", "doctor", "--json", "--repository-url", url],
+        job,
+        env=env,
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    report: dict[str, Any] = json.loads(done.stdout)
+    assert "eyJ" not in done.stdout + done.stderr  # the token is never printed
+    return done, report
+
+
+def index_notes(report: dict[str, Any]) -> list[str]:
+    return [n["message"] for n in report["findings"] if n["code"] == "index"]
+
+
+@pytest.mark.parametrize(
+    ("registered", "changes", "mismatch"),
+    [
+        (
+            {"workflow": "publish.yml"},
+            {},
+            "job_workflow_ref: the token says "
+            "'octo-org/{name}/.github/workflows/release.yml@refs/tags/v1.0.0', the publisher "
+            "for '{name}' on index 'prod' expects "
+            "'octo-org/{name}/.github/workflows/publish.yml@refs/tags/v1.0.0'",
+        ),
+        (
+            {"environment": "pypi"},
+            {"environment": "staging"},
+            "environment: the token says 'staging', the publisher for '{name}' on index 'prod' "
+            "expects 'pypi'",
+        ),
+        (
+            {"ref": "refs/tags/v*"},
+            {"ref": "refs/heads/main"},
+            "ref: the token says 'refs/heads/main', the publisher for '{name}' on index 'prod' "
+            "accepts only refs matching 'refs/tags/v*'",
+        ),
+    ],
+    ids=["workflow", "environment", "ref"],
+)
+def test_doctor_reports_the_index_exact_mismatch(
+    tp_server: LiveServer,
+    tp_http: httpx.Client,
+    ci: Emulator,
+    tmp_path: Path,
+    registered: dict[str, str],
+    changes: dict[str, Any],
+    mismatch: str,
+) -> None:
+    name = f"doctor-mm-{next(iter(registered))}"
+    make_project(tp_server, tp_http, name)
+    add_github_publisher(tp_server, tp_http, ci, name, **registered)
+    folder = project_dir(tmp_path, name)
+    job = github_job(name, **changes)
+    done, report = doctor_in_job(
+        ci, job, tp_server.upload_url("prod"), folder, job_env(tp_server, tmp_path)
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert (report["ok"], report["status"]) == (False, "not-ready")
+    answer = report["index_answer"]
+    assert answer["allowed"] is False
+    [error] = answer["errors"]
+    assert error["code"] == "invalid-publisher"
+    assert mismatch.format(name=name) in error["description"]
+    [note] = index_notes(report)
+    assert mismatch.format(name=name) in note
+    # The very token would indeed be refused by the mint, with the same words.
+    refused = mint(tp_http, ci.token(AUDIENCE, job), index="prod")
+    assert refused.status_code == 422
+    assert refused.json()["errors"][0]["description"] == error["description"]
+
+
+def test_a_token_from_another_repository_learns_nothing_about_the_publishers(
+    tp_server: LiveServer, tp_http: httpx.Client, ci: Emulator, tmp_path: Path
+) -> None:
+    name = "doctor-guarded"
+    make_project(tp_server, tp_http, name)
+    add_github_publisher(
+        tp_server, tp_http, ci, name, repository="hidden-repo", workflow="hidden-flow.yml"
+    )
+    folder = project_dir(tmp_path, name)
+    intruder = github_job("intruder")  # octo-org/intruder, which no publisher of the project names
+    done, report = doctor_in_job(
+        ci, intruder, tp_server.upload_url("prod"), folder, job_env(tp_server, tmp_path)
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert report["status"] == "not-ready"
+    [error] = report["index_answer"]["errors"]
+    assert error["description"].startswith(
+        f"valid token, but no publisher of '{name}' on index 'prod' trusts GitHub repository "
+        "'octo-org/intruder'"
+    )
+    for secret in ("hidden-repo", "hidden-flow"):
+        assert secret not in done.stdout + done.stderr
+
+
+def test_doctor_says_unknown_when_the_index_is_down(ci: Emulator, tmp_path: Path) -> None:
+    folder = project_dir(tmp_path, "doctor-down")
+    url = f"https://127.0.0.1:{free_port()}/prod/legacy/"  # nothing listens there
+    done, report = doctor_in_job(ci, github_job("doctor-down"), url, folder, client_env(tmp_path))
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert (report["ok"], report["status"]) == (False, "unknown")
+    assert report["index_answer"] is None
+    assert [n["code"] for n in report["findings"] if n["level"] == "error"] == []
+    [note] = [n for n in report["findings"] if n["level"] == "unknown"]
+    assert note["code"] == "audience"
+    assert "whether this job can publish is unknown" in note["message"]
+
+
+def older_index(stub: StubIndex, *, pep807: bool) -> None:
+    """A stub answering Trusted Publishing discovery like an index without the dry run: with
+    PEP 807 (an older keyless: the dry run is a 404) or with PyPI's root endpoints only."""
+    stub.routes["/_/oidc/audience"] = (200, {"audience": AUDIENCE})
+    if pep807:
+        key = hashlib.sha256(b"/x/legacy/").hexdigest()
+        stub.routes[f"/.well-known/pytp/{key}"] = (
+            200,
+            {
+                "audience-endpoint": f"{stub.url}/_/oidc/x/audience",
+                "mint-token-endpoint": f"{stub.url}/_/oidc/x/mint-token",
+            },
+        )
+        stub.routes["/_/oidc/x/audience"] = (200, {"audience": AUDIENCE})
+        stub.script.append(Answer(status=404, body=b"Not Found"))
+
+
+@pytest.mark.parametrize("pep807", [True, False], ids=["older-keyless", "root-endpoints-only"])
+def test_doctor_says_unknown_when_the_index_has_no_dry_run(
+    stub: StubIndex, ci: Emulator, tmp_path: Path, pep807: bool
+) -> None:
+    older_index(stub, pep807=pep807)
+    folder = project_dir(tmp_path, "doctor-old")
+    done, report = doctor_in_job(
+        ci, github_job("doctor-old"), stub.upload_url, folder, client_env(tmp_path)
+    )
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert (report["ok"], report["status"]) == (False, "unknown")
+    [note] = [n for n in report["findings"] if n["level"] == "unknown"]
+    assert note["code"] == "index"
+    assert "whether it accepts this job is unknown" in note["message"]
+    if pep807:
+        assert "did not answer the dry run (HTTP 404" in note["message"]
+        assert len(stub.posts) == 1  # it asked (and got a 404)
+    else:
+        assert "offers no dry run" in note["message"]
+        assert stub.posts == []  # nothing to ask
+
+
+def test_doctor_text_output_says_unknown(ci: Emulator, tmp_path: Path) -> None:
+    folder = project_dir(tmp_path, "doctor-unknown-text")
+    url = f"https://127.0.0.1:{free_port()}/prod/legacy/"
+    done = ci.run(
+        [sys.executable, "-m", "keyless", "doctor", "--repository-url", url],
+        github_job("doctor-unknown-text"),
+        env=client_env(tmp_path),
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 3
+    assert "[????] " in done.stdout
+    assert "UNKNOWN whether this job can publish" in done.stdout
+    assert "ready to publish" not in done.stdout.replace("NOT ready", "")

@@ -20,7 +20,7 @@ from keyless.ci.claims import gitlab_token_variable
 from keyless.ci.emulator import Emulator, JobClaims
 from keyless.publish.errors import PublishError
 from keyless.publish.init import init_workflow, python_versions_for
-from tests.conftest import LiveServer, make_project
+from tests.conftest import LiveServer, client_env, make_project
 
 from .conftest import job_env, simple_hashes, write_release
 
@@ -438,3 +438,27 @@ def test_rehearsal_of_the_gitlab_pipeline(
         done = rehearse(gitlab_ci, claims, script, folder, env)
         assert done.returncode == 0, done.stdout + done.stderr
         assert len(trusted_files(tp_http, name, index)) == 2
+
+
+def test_an_index_with_an_untrusted_certificate_is_named_as_such(
+    tp_server: LiveServer, tmp_path: Path
+) -> None:
+    # The server's certificate is signed by a `keyless dev-cert` CA this shell does not trust.
+    folder = make_sample(tmp_path, "init-untrusted")
+    url = tp_server.upload_url("prod")
+    done = subprocess.run(
+        [sys.executable, "-m", "keyless", "init", "--provider", "gitlab", "--index", f"prod={url}"],
+        cwd=folder,
+        env=client_env(tmp_path),  # no SSL_CERT_FILE / REQUESTS_CA_BUNDLE
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"the TLS certificate of {tp_server.url} (index prod) is not trusted" in done.stderr
+    assert "--cert" in done.stderr
+    assert "SSL_CERT_FILE" in done.stderr
+    assert "ca.pem" in done.stderr
+    assert "is not known" not in done.stderr
+    assert not (folder / ".gitlab-ci.yml").exists()

@@ -35,7 +35,10 @@ SHOWN_CLAIMS = (
     "pipeline_source",
     "environment",
 )
-_MARKS = {"ok": "ok  ", "info": "info", "warning": "WARN", "error": "FAIL"}
+_MARKS = {"ok": "ok  ", "info": "info", "warning": "WARN", "unknown": "????", "error": "FAIL"}
+# The exit status of each verdict (2: bad flags). "unknown" is neither a yes nor a no: a CI
+# step can tell "the index said no" (1) from "the index could not be asked" (3).
+EXIT_CODES = {"ready": 0, "not-ready": 1, "unknown": 3}
 
 # Its line in `keyless --help`; its arguments are defined only when it runs (see main.py).
 HELP = "preflight: can this CI job publish? what publisher must the index know?"
@@ -53,7 +56,15 @@ def define(parser: argparse.ArgumentParser) -> None:
         "and whether the version in pyproject.toml exists, gets the job's OIDC token, and "
         "explains what the index will see (missing id-token permission, fork pull "
         "request, pull_request_target, reusable workflow, environment) and the exact "
-        "trusted publisher to register. The token is never printed."
+        "trusted publisher to register. The token is never printed. Ready only when the "
+        "index itself says yes: a keyless index answers a dry run of its Trusted Publishing "
+        "match for this token and project."
+    )
+    parser.epilog = (
+        "exit status: 0 ready (the index accepts this job's token for the project), "
+        "1 not ready (the index or a check says no), 2 bad options, 3 unknown (the index "
+        "could not be asked: not a keyless index or an older one, unreachable, or no OIDC "
+        'token here). --json prints "status": "ready" | "not-ready" | "unknown".'
     )
     parser.add_argument(
         "--repository-url",
@@ -76,7 +87,7 @@ def define(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Diagnose and report; 0 when nothing stops publishing, 1 otherwise, 2 on bad flags."""
+    """Diagnose and report; the exit status is `EXIT_CODES[status]` (2 on bad flags)."""
     # Imported on use: every `keyless` command imports this module (see main.py).
     from keyless.publish.doctor import diagnose
     from keyless.publish.errors import PublishError
@@ -107,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(diagnosis.to_dict(), indent=2, default=str))
     else:
         render(diagnosis, sys.stdout)
-    return 0 if diagnosis.ok else 1
+    return EXIT_CODES[diagnosis.status]
 
 
 def _indented(text: str, prefix: str) -> list[str]:
@@ -134,7 +145,9 @@ def render(diagnosis: Diagnosis, out: TextIO) -> None:
             if key in diagnosis.claims:
                 lines.append(f"  {key:<20} {diagnosis.claims[key]}")
     registration = diagnosis.registration
-    if registration is not None:
+    accepted = diagnosis.index_answer is not None and diagnosis.index_answer.allowed
+    # Once the index accepts the job, its publisher is registered: nothing more to register.
+    if registration is not None and not accepted:
         verdict = (
             "accepts this job"
             if not registration.mismatches
@@ -153,5 +166,10 @@ def render(diagnosis: Diagnosis, out: TextIO) -> None:
             )
         if registration.settings_url:
             lines += ["", f"On PyPI: {registration.settings_url}"]
-    lines += ["", "ready to publish" if diagnosis.ok else "NOT ready to publish"]
+    verdicts = {
+        "ready": "ready to publish: the index accepts this job",
+        "not-ready": "NOT ready to publish",
+        "unknown": "UNKNOWN whether this job can publish: the index could not be asked (see ????)",
+    }
+    lines += ["", verdicts[diagnosis.status]]
     out.write("\n".join(lines) + "\n")

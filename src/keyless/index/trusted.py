@@ -9,6 +9,11 @@ The flow for one mint request:
 5. refuse a token used before (replay), pin claims on first use, turn a matching pending
    publisher into a project;
 6. mint an API token whose scope is what those publishers are linked to, and audit it.
+
+`TrustedPublishing.dry_run` answers "would this token be allowed to upload to project P?" with
+the very same steps 1-5 (the same functions; it only reads), then the scope and the project's
+status — minting, pinning, recording and auditing nothing. It speaks only of the publishers of
+the token's own identity, as the mint does: of a project none of them names it says only that.
 """
 
 from __future__ import annotations
@@ -44,6 +49,66 @@ class MintedToken:
 
 
 @dataclass(frozen=True)
+class DryRunAnswer:
+    """Whether a token would be allowed to upload to ``project`` on ``index``, and why not.
+
+    Refused: ``code`` is the mint's PyPI error code (or ``project-archived`` /
+    ``project-quarantined``, which the upload would refuse) and ``description`` its text.
+    Allowed: ``publisher`` is the matching publisher of the project (its summary), and
+    ``pending`` says the first publish creates the project.
+    """
+
+    allowed: bool
+    index: str
+    project: str
+    code: str = ""
+    description: str = ""
+    publisher: str = ""
+    pending: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """The answer as the dry-run endpoint sends it."""
+        errors = [{"code": self.code, "description": self.description}] if self.code else []
+        answer: dict[str, Any] = {
+            "allowed": self.allowed,
+            "index": self.index,
+            "project": self.project,
+            "errors": errors,
+        }
+        if self.allowed:
+            answer.update(publisher=self.publisher, pending=self.pending)
+        return answer
+
+
+@dataclass(frozen=True)
+class _Verified:
+    """A mint request's token once its issuer is trusted and its signature and claims hold."""
+
+    token: str
+    provider: Any
+    kind: str
+    issuer: str
+    claims: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class _Publisher:
+    """A publisher of the token's identity, with what the dry run must know about it."""
+
+    candidate: Candidate
+    index_id: int
+    projects: frozenset[str]  # normalized names of the linked projects
+    pending: str | None  # the project a pending publisher would create, as registered
+    expired: bool  # a pending publisher past its expiry: matches nothing
+
+    def names(self) -> frozenset[str]:
+        """The normalized projects a token it matched could upload to."""
+        if self.pending:
+            return self.projects | {canonicalize_name(self.pending)}
+        return self.projects
+
+
+@dataclass(frozen=True)
 class RequestInfo:
     """Where a mint request came from, for the audit trail."""
 
@@ -68,6 +133,78 @@ class TrustedPublishing:
         self, token: object, audience: str, indexes: Sequence[IndexInfo], request: RequestInfo
     ) -> MintedToken:
         """Exchange an OIDC token; raises TokenError with PyPI's codes."""
+        verified = self._verified(token, audience)
+        provider, claims = verified.provider, verified.claims
+        by_id = {index.id: index for index in indexes}
+        with db.writing(self.engine) as conn:
+            found = self._publishers(conn, verified, by_id)
+            candidates = [p.candidate for p in found if not p.expired]
+            # Raises, naming every failed claim of every candidate, when none matches.
+            best, passing = match_publishers(candidates, claims)
+            self._refuse_replay(conn, verified.token, claims)
+            self._pin(conn, provider, passing, claims)
+            created = [self._activate_pending(conn, candidate.id) for candidate in passing]
+            minted = self._issue(conn, provider, best, passing, claims, request)
+        for project in filter(None, created):
+            self.on_change(*project)  # after the commit, so no page is rendered from before it
+        return minted
+
+    def dry_run(self, token: object, audience: str, index: IndexInfo, project: str) -> DryRunAnswer:
+        """Would the mint for ``index`` accept ``token``, and its token upload to ``project``?
+
+        Verifies and matches exactly as `mint` (same functions), then checks the scope and the
+        project's status; reads only. Never raises for the token: a refusal is the answer.
+
+        It answers for the index's own (PEP 807) mint endpoint, which `keyless publish` uses.
+        The root endpoint (uv) serves every index of the host's audience at once; it differs
+        only when a pending publisher of this identity on another index lost its project.
+        """
+        name = canonicalize_name(project)
+        try:
+            verified = self._verified(token, audience)
+            provider, claims = verified.provider, verified.claims
+            with db.reading(self.engine) as conn:
+                found = self._publishers(conn, verified, {index.id: index})
+                live = [p for p in found if not p.expired]
+                mine = [p for p in found if name in p.names()]
+                try:
+                    _, passing = match_publishers([p.candidate for p in live], claims)
+                except TokenError:
+                    raise _not_for(provider, claims, index, project, mine) from None
+                if self._used_before(conn, verified.token, claims):
+                    raise _reused()
+                by_id = {p.candidate.id: p for p in live}
+                for candidate in passing:
+                    pending = by_id[candidate.id].pending
+                    if pending and find_project(conn, index.id, canonicalize_name(pending)):
+                        raise _pending_taken(pending)
+                for_project = [c for c in passing if name in by_id[c.id].names()]
+                if not for_project:
+                    raise _not_for(provider, claims, index, project, mine)
+                row = find_project(conn, index.id, name)
+        except TokenError as exc:
+            return DryRunAnswer(False, index.name, project, exc.code, exc.description)
+        if row is not None and row.status in ("archived", "quarantined"):
+            # The mint would succeed; the upload would not (PEP 792).
+            return DryRunAnswer(
+                False,
+                index.name,
+                project,
+                f"project-{row.status}",
+                f"Project '{row.name}' is {row.status} on index '{index.name}' and accepts no "
+                "new uploads; an owner can make it active again.",
+            )
+        best, _ = match_publishers(for_project, claims)  # the same choice as the mint's
+        return DryRunAnswer(
+            True,
+            index.name,
+            project,
+            publisher=provider.summary(best.config),
+            pending=row is None,
+        )
+
+    def _verified(self, token: object, audience: str) -> _Verified:
+        """Steps 1-2: the token's issuer is trusted, its signature and claims hold."""
         if not self.settings.enabled:
             raise TokenError("not-enabled", "Trusted publishing is not enabled on this server.")
         if not isinstance(token, str) or not token:
@@ -83,30 +220,14 @@ class TrustedPublishing:
                 "add it to [trusted-publishing.issuers] in the server settings.",
             )
         claims = verify_token(token, issuer=issuer, audience=audience, keys=self.keys)
-        provider = PROVIDERS[kind]
-        by_id = {index.id: index for index in indexes}
-        with db.writing(self.engine) as conn:
-            candidates = self._candidates(conn, provider, kind, issuer, claims, by_id)
-            # Raises, naming every failed claim of every candidate, when none matches.
-            best, passing = match_publishers(candidates, claims)
-            self._refuse_replay(conn, token, claims)
-            self._pin(conn, provider, passing, claims)
-            created = [self._activate_pending(conn, candidate.id) for candidate in passing]
-            minted = self._issue(conn, provider, best, passing, claims, request)
-        for project in filter(None, created):
-            self.on_change(*project)  # after the commit, so no page is rendered from before it
-        return minted
+        return _Verified(token, PROVIDERS[kind], kind, issuer, claims)
 
-    def _candidates(
-        self,
-        conn: Connection,
-        provider: Any,
-        kind: str,
-        issuer: str,
-        claims: dict[str, Any],
-        indexes: dict[int, IndexInfo],
-    ) -> list[Candidate]:
-        keys = provider.lookup_keys_from_claims(issuer, claims)
+    def _publishers(
+        self, conn: Connection, verified: _Verified, indexes: dict[int, IndexInfo]
+    ) -> list[_Publisher]:
+        """Step 3: the publishers of the token's identity on these indexes (only those)."""
+        provider, kind = verified.provider, verified.kind
+        keys = provider.lookup_keys_from_claims(verified.issuer, verified.claims)
         if not keys:
             raise TokenError(
                 "invalid-publisher",
@@ -120,21 +241,31 @@ class TrustedPublishing:
             )
         ).all()
         moment = now()
-        candidates = []
+        found = []
         for row in rows:
-            if row.pending_project and row.expires and as_utc(row.expires) < moment:
-                continue  # an expired pending publisher reserves nothing and matches nothing
-            project = row.pending_project or ", ".join(self._linked(conn, row.id)) or "?"
-            candidates.append(
-                Candidate(
-                    id=row.id,
-                    kind=row.kind,
-                    config=row.config,
-                    pinned=row.pinned,
-                    label=f"the publisher for '{project}' on index '{indexes[row.index_id].name}'",
+            linked = self._linked(conn, row.id)
+            project = row.pending_project or ", ".join(linked) or "?"
+            found.append(
+                _Publisher(
+                    candidate=Candidate(
+                        id=row.id,
+                        kind=row.kind,
+                        config=row.config,
+                        pinned=row.pinned,
+                        label=(
+                            f"the publisher for '{project}' on index '{indexes[row.index_id].name}'"
+                        ),
+                    ),
+                    index_id=row.index_id,
+                    projects=frozenset(canonicalize_name(n) for n in linked),
+                    pending=row.pending_project or None,
+                    # An expired pending publisher reserves nothing and matches nothing.
+                    expired=bool(
+                        row.pending_project and row.expires and as_utc(row.expires) < moment
+                    ),
                 )
             )
-        return candidates
+        return found
 
     def _linked(self, conn: Connection, publisher_id: int) -> list[str]:
         return list(
@@ -161,10 +292,19 @@ class TrustedPublishing:
                     )
                 )
         except IntegrityError:
-            raise TokenError(
-                "invalid-reuse-token",
-                "This OIDC token was already exchanged; request a fresh one from the CI.",
-            ) from None
+            raise _reused() from None
+
+    def _used_before(self, conn: Connection, token: str, claims: dict[str, Any]) -> bool:
+        """What `_refuse_replay` would find, without recording the token."""
+        return (
+            conn.execute(
+                select(db.used_oidc_tokens.c.key).where(
+                    db.used_oidc_tokens.c.key == token_replay_key(token, claims),
+                    db.used_oidc_tokens.c.expires >= now(),
+                )
+            ).first()
+            is not None
+        )
 
     def _pin(
         self, conn: Connection, provider: Any, passing: list[Candidate], claims: dict[str, Any]
@@ -186,11 +326,7 @@ class TrustedPublishing:
             return None
         name = canonicalize_name(row.pending_project)
         if find_project(conn, row.index_id, name):
-            raise TokenError(
-                "invalid-pending-publisher",
-                f"The project '{row.pending_project}' was created by someone else after this "
-                "pending publisher was registered; ask its owners to add the publisher.",
-            )
+            raise _pending_taken(row.pending_project)
         project_id = create_project(conn, row.index_id, row.pending_project, row.created_by)
         conn.execute(
             db.publisher_projects.insert().values(publisher_id=row.id, project_id=project_id)
@@ -268,3 +404,49 @@ class TrustedPublishing:
             expires=int(expires.timestamp()),
             projects=tuple(sorted({project for _, project in linked})),
         )
+
+
+# ------------------------------------------------------------- refusals shared by mint and dry run
+
+
+def _reused() -> TokenError:
+    return TokenError(
+        "invalid-reuse-token",
+        "This OIDC token was already exchanged; request a fresh one from the CI.",
+    )
+
+
+def _pending_taken(project: str) -> TokenError:
+    return TokenError(
+        "invalid-pending-publisher",
+        f"The project '{project}' was created by someone else after this pending publisher "
+        "was registered; ask its owners to add the publisher.",
+    )
+
+
+def _not_for(
+    provider: Any,
+    claims: dict[str, Any],
+    index: IndexInfo,
+    project: str,
+    mine: list[_Publisher],
+) -> TokenError:
+    """Why the token may not upload to ``project``, from the project's publishers of the
+    token's own identity (``mine``) only: of any other publisher of the project, nothing."""
+    live = [p.candidate for p in mine if not p.expired]
+    if live:
+        try:
+            match_publishers(live, claims)
+        except TokenError as exc:
+            return exc
+    if any(p.expired for p in mine):
+        return TokenError(
+            "invalid-publisher",
+            f"valid token, but the pending publisher for '{project}' on index '{index.name}' "
+            "that names it has expired; register it again.",
+        )
+    return TokenError(
+        "invalid-publisher",
+        f"valid token, but no publisher of '{project}' on index '{index.name}' trusts "
+        f"{provider.identity(claims)}; {provider.registration_hint(claims)}",
+    )

@@ -10,6 +10,13 @@ claims with the index's own matching rules. It also asks the index whether the v
 pyproject.toml is already released. Outside CI it says so, and how to rehearse under
 ``keyless ci-emulator``.
 
+Only the index can say yes: a keyless index answers a dry run of its Trusted Publishing match
+(``POST /_/oidc/{index}/dry-run``, next to its PEP 807 mint endpoint) — would this very token
+be allowed to upload to this project, and if not, the exact mismatch. The verdict
+(`Diagnosis.status`) is ``ready`` only when the index said yes, ``not-ready`` when anything
+says no, and ``unknown`` when the index could not be asked (not a keyless index or an older
+one, unreachable, no OIDC token here).
+
     with httpx.Client() as http:
         diagnosis = diagnose("https://pypi.example.com/prod/legacy/", environ=os.environ, http=http)
     for note in diagnosis.findings:
@@ -35,20 +42,33 @@ import id as id_library
 from keyless.ci.claims import gitlab_token_variable
 from keyless.oidc.errors import PublisherConfigError
 from keyless.oidc.providers import GITHUB_ISSUER, GITLAB_ISSUER, PROVIDERS
-from keyless.publish.credentials import discover, is_fork_pull_request, unverified_claims
+from keyless.publish.credentials import (
+    PYTP_TYPE,
+    discover,
+    is_fork_pull_request,
+    unverified_claims,
+)
 from keyless.publish.errors import PublishError
 from keyless.publish.indexclient import IndexClient, check_upload_url, redact
-from keyless.publish.init import ProjectInfo, origin_repository, read_project
+from keyless.publish.init import (
+    ProjectInfo,
+    certificate_untrusted,
+    origin_repository,
+    read_project,
+)
 
 __all__ = [
     "PYPI_UPLOAD_URL",
     "Diagnosis",
+    "IndexAnswer",
     "Note",
     "Registration",
     "diagnose",
 ]
 
-Level = Literal["ok", "info", "warning", "error"]
+# "unknown": something could not be checked, so the doctor cannot say ready (nor not ready).
+Level = Literal["ok", "info", "warning", "unknown", "error"]
+Status = Literal["ready", "not-ready", "unknown"]
 Detector = Callable[[str], str | None]
 
 PYPI_UPLOAD_URL = "https://upload.pypi.org/legacy/"
@@ -92,8 +112,8 @@ def _gitlab_id_tokens_yaml(audience: str) -> str:
 @dataclass(frozen=True)
 class Note:
     """One thing the doctor found: ``ok`` (checked, fine), ``info``, ``warning`` (will publish,
-    but maybe not as meant) or ``error`` (will not publish). ``fix`` may be several lines (YAML
-    to paste)."""
+    but maybe not as meant), ``unknown`` (could not be checked) or ``error`` (will not
+    publish). ``fix`` may be several lines (YAML to paste)."""
 
     level: Level
     code: str
@@ -140,9 +160,37 @@ class Registration:
         }
 
 
+@dataclass(frozen=True)
+class IndexAnswer:
+    """The index's answer to the dry run: may this job's token upload to ``project``?
+
+    ``errors``: (code, description) pairs in the mint's words when it may not; ``publisher``:
+    the publisher that accepts it when it may; ``pending``: its first publish creates the
+    project.
+    """
+
+    allowed: bool
+    index: str
+    project: str
+    errors: list[tuple[str, str]] = field(default_factory=list)
+    publisher: str = ""
+    pending: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """The answer as JSON-ready data."""
+        return {
+            "allowed": self.allowed,
+            "index": self.index,
+            "project": self.project,
+            "errors": [{"code": code, "description": text} for code, text in self.errors],
+            "publisher": self.publisher,
+            "pending": self.pending,
+        }
+
+
 @dataclass
 class Diagnosis:
-    """Everything `diagnose` found. ``ok`` when no note is an error."""
+    """Everything `diagnose` found; `status` is the verdict."""
 
     upload_url: str
     ci: str | None = None
@@ -154,10 +202,23 @@ class Diagnosis:
     project: str | None = None
     version: str | None = None
     version_exists: bool | None = None
+    dry_run_url: str | None = None
+    index_answer: IndexAnswer | None = None
+
+    @property
+    def status(self) -> Status:
+        """``not-ready`` when a note is an error (the index's no included); ``ready`` only
+        when the index said yes to this job's token; ``unknown`` otherwise."""
+        if any(note.level == "error" for note in self.findings):
+            return "not-ready"
+        if self.index_answer is not None and self.index_answer.allowed:
+            return "ready"
+        return "unknown"
 
     @property
     def ok(self) -> bool:
-        return not any(note.level == "error" for note in self.findings)
+        """Ready to publish: the index said yes, and nothing else says no."""
+        return self.status == "ready"
 
     @property
     def errors(self) -> list[Note]:
@@ -170,6 +231,7 @@ class Diagnosis:
         """The diagnosis as JSON-ready data (what `keyless doctor --json` prints)."""
         return {
             "ok": self.ok,
+            "status": self.status,
             "upload_url": self.upload_url,
             "ci": self.ci,
             "audience": self.audience,
@@ -179,6 +241,7 @@ class Diagnosis:
             "version_exists": self.version_exists,
             "claims": self.claims,
             "registration": self.registration.to_dict() if self.registration else None,
+            "index_answer": self.index_answer.to_dict() if self.index_answer else None,
             "findings": [note.to_dict() for note in self.findings],
         }
 
@@ -216,6 +279,9 @@ def diagnose(
     fields already registered on the index (e.g. ``{"environment": "pypi"}``), compared with
     the job's claims. ``index_name``: the index's name for the ``keyless publisher add``
     command (default: taken from an upload URL shaped ``…/NAME/legacy/``).
+
+    With the job's OIDC token in hand, asks the index's dry run whether it would accept it for
+    the project (see the module's docstring); ``Diagnosis.status`` is the verdict.
 
     Every problem is a `Note` in the result. Never raises for what it diagnoses (an
     unreachable index, a missing permission, a malformed token); raises only what ``http``
@@ -272,6 +338,7 @@ def diagnose(
             "GitHub Actions and GitLab CI/CD jobs in detail. For this CI, register a generic "
             "OIDC publisher for this issuer whose identifying claim is one of the claims shown.",
         )
+    _ask_index(result, token, http)
     return result
 
 
@@ -366,10 +433,10 @@ def _discover(result: Diagnosis, url: str, http: httpx.Client) -> None:
     try:
         found = discover(url, http)
     except PublishError as exc:
-        result.note("error", "audience", exc.message, exc.hint or "")
+        _unreachable(result, exc, exc.message, exc.hint or "")
         return
     except httpx.HTTPError as exc:
-        result.note("error", "audience", f"Cannot reach {redact(url)}: {exc}")
+        _unreachable(result, exc, f"Cannot reach {redact(url)}: {exc}", "")
         return
     if found is None:
         result.note(
@@ -381,10 +448,114 @@ def _discover(result: Diagnosis, url: str, http: httpx.Client) -> None:
         )
         return
     result.audience, result.discovery = found.audience, found.source
+    if found.source == "pep807" and found.mint_url.endswith("/mint-token"):
+        # keyless serves its dry run next to each index's PEP 807 mint endpoint.
+        result.dry_run_url = found.mint_url.removesuffix("/mint-token") + "/dry-run"
     result.note(
         "ok",
         "audience",
         f"The index takes OIDC tokens for audience {found.audience!r} (found via {found.source}).",
+    )
+
+
+def _unreachable(result: Diagnosis, exc: Exception, message: str, fix: str) -> None:
+    if certificate_untrusted(exc):
+        # The publish in this job would fail the same way: a no, not an unknown.
+        result.note("error", "audience", message, fix)
+    else:
+        result.note(
+            "unknown",
+            "audience",
+            f"{message} — so whether this job can publish is unknown.",
+            fix,
+        )
+
+
+def _ask_index(result: Diagnosis, token: str, http: httpx.Client) -> None:
+    """The index's own answer: would it accept this token for the project? (a dry run)"""
+    if result.dry_run_url is None:
+        result.note(
+            "unknown",
+            "index",
+            "The index offers no dry run of its Trusted Publishing match (not a keyless index, "
+            "or an older one), so whether it accepts this job is unknown.",
+            "Publish, or ask the index's admins whether a publisher matches the claims below.",
+        )
+        return
+    if result.project is None:
+        result.note(
+            "unknown",
+            "index",
+            "No project name (pyproject.toml) to ask the index about, so whether it accepts "
+            "this job is unknown.",
+            "Run keyless doctor in the project's folder.",
+        )
+        return
+    try:
+        response = http.post(
+            result.dry_run_url,
+            json={"token": token, "project": result.project},
+            headers={"Accept": PYTP_TYPE},
+        )
+    except httpx.HTTPError as exc:
+        result.note(
+            "unknown",
+            "index",
+            f"Could not ask the index whether it accepts this job: {exc}",
+        )
+        return
+    answer = _read_answer(response)
+    if answer is None:
+        result.note(
+            "unknown",
+            "index",
+            f"The index did not answer the dry run (HTTP {response.status_code}; an older "
+            "keyless?), so whether it accepts this job is unknown.",
+        )
+        return
+    result.index_answer = answer
+    where = f"{answer.project!r} on index {answer.index!r}"
+    if answer.allowed:
+        created = " (its first publish creates the project)" if answer.pending else ""
+        result.note(
+            "ok",
+            "index",
+            f"The index accepts this job's token for {where}: {answer.publisher}{created}.",
+        )
+        return
+    for code, description in answer.errors or [("", "no reason given")]:
+        result.note(
+            "error",
+            "index",
+            f"The index refuses this job's token for {where}: {code}: {description}",
+            "Change the job to match the registered publisher, or have a project owner "
+            "register the publisher shown below."
+            if code == "invalid-publisher"
+            else "",
+        )
+
+
+def _read_answer(response: httpx.Response) -> IndexAnswer | None:
+    if response.status_code != 200:
+        return None
+    try:
+        document = response.json()
+    except ValueError:
+        return None
+    if not isinstance(document, dict) or not isinstance(document.get("allowed"), bool):
+        return None
+    errors = document.get("errors")
+    return IndexAnswer(
+        allowed=document["allowed"],
+        index=str(document.get("index", "")),
+        project=str(document.get("project", "")),
+        errors=[
+            (str(e.get("code", "")), str(e.get("description", "")))
+            for e in (errors if isinstance(errors, list) else [])
+            if isinstance(e, dict)
+        ],
+        publisher=str(document.get("publisher") or ""),
+        pending=document.get("pending") is True,
     )
 
 
@@ -401,7 +572,7 @@ def _outside_ci(result: Diagnosis, folder: Path, project: ProjectInfo | None) ->
         *("--", "keyless", "doctor", "--repository-url", result.upload_url),
     ]
     result.note(
-        "info",
+        "unknown",
         "not-ci",
         "Not running in a CI job (no GITHUB_ACTIONS or GITLAB_CI): there is no OIDC token to "
         "inspect. Run keyless doctor as a step of the publishing job, or rehearse that job "

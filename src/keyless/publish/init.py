@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -241,6 +242,9 @@ def discover_audiences(
     ``keyless publish`` tries PEP 807 discovery first (an index may have its own audience);
     ``uv publish`` asks the host's ``/_/oidc/audience``. PyPI's and TestPyPI's are known
     without asking. Indexes that cannot be asked are left out (pass their audience).
+
+    Raises PublishError for an index whose TLS certificate this machine does not trust: it
+    answered, and "its audience is not known" would send the user looking in the wrong place.
     Never raises for an index that does not answer.
     """
     from keyless.publish.credentials import discover
@@ -262,9 +266,41 @@ def discover_audiences(
                 audience = answer.json().get("audience") if answer.status_code == 200 else None
                 if isinstance(audience, str) and audience:
                     found[name] = audience
-        except (PublishError, httpx.HTTPError, ValueError, AttributeError):
+        except (PublishError, httpx.HTTPError, ValueError, AttributeError) as exc:
+            if certificate_untrusted(exc):
+                raise _untrusted(name, url) from exc
             continue
     return found
+
+
+def certificate_untrusted(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) is a TLS certificate this machine does not trust.
+
+    httpx wraps the ``ssl`` error in its own, and callers wrap that in PublishError: the
+    chain is walked rather than the message read, which the TLS library may word differently.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _untrusted(name: str, url: str) -> PublishError:
+    parts = urlsplit(url)
+    return PublishError(
+        f"the TLS certificate of {parts.scheme}://{parts.netloc} (index {name}) is not "
+        "trusted by this machine, so its Trusted Publishing audience could not be asked.",
+        hint=(
+            "trust the CA that signed it: pass its PEM file with --cert (for a certificate "
+            "made by `keyless dev-cert`, the ca.pem it wrote) or set SSL_CERT_FILE to it; "
+            f"or give the audience yourself with --audience {name}=AUDIENCE."
+        ),
+        context={"url": f"{parts.scheme}://{parts.netloc}"},
+    )
 
 
 # --------------------------------------------------------------------------- the workflow

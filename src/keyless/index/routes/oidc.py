@@ -5,6 +5,11 @@ PyPI's, at the host root (what uv, twine, pdm and the GitHub action call today):
 `POST /_/oidc/burn-token`. PEP 807's, per index: `GET /.well-known/pytp/{sha256 of the upload
 path}` pointing at `/_/oidc/{index}/audience` and `/_/oidc/{index}/mint-token`, so each index
 can be its own trust boundary with its own audience.
+
+keyless' own, next to PEP 807's: `POST /_/oidc/{index}/dry-run` with
+`{"token": "<OIDC token>", "project": "<name>"}` asks whether that index's mint would accept
+the token and its upload token could upload to the project — `keyless doctor`'s question.
+It mints nothing and does not use the token up; see `TrustedPublishing.dry_run`.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from keyless.dists.errors import DistError
+from keyless.dists.names import validate_project_name
 from keyless.oidc.errors import TokenError
 
 from ..accounts import hash_token, revoke_token_by_hash
@@ -32,10 +39,10 @@ def upload_path_key(path: str) -> str:
     return hashlib.sha256(path.encode("utf-8")).hexdigest()
 
 
-def _failure(code: str, description: str) -> JSONResponse:
+def _failure(code: str, description: str, message: str = "Token request failed") -> JSONResponse:
     # PyPI's shape: clients print every code/description pair.
     return JSONResponse(
-        {"message": "Token request failed", "errors": [{"code": code, "description": description}]},
+        {"message": message, "errors": [{"code": code, "description": description}]},
         status_code=422,
     )
 
@@ -156,6 +163,40 @@ async def index_mint_token(request: Request) -> Response:
     return await _mint(request, audience_value, [index], pep807=True)
 
 
+DRY_RUN_SHAPE = 'JSON: {"token": "<OIDC token>", "project": "<project name>"}'
+
+
+async def index_dry_run(request: Request) -> Response:
+    """200 with the answer, yes or no (`DryRunAnswer.to_dict`); 422 for a body that is not
+    the question; 404 for an unknown index."""
+    if not _accepts_pytp(request):
+        return _not_acceptable()
+    index = _index_for(request)
+    if index is None:
+        return Response(status_code=404)
+    try:
+        document = await read_json_object(request, DRY_RUN_SHAPE)
+    except BadJSONBody as exc:
+        return _failure("invalid-payload", exc.message, "Dry run request failed")
+    token, project = document.get("token"), document.get("project")
+    if not isinstance(token, str) or not token or not isinstance(project, str):
+        return _failure(
+            "invalid-payload",
+            f"The request body must be {DRY_RUN_SHAPE}.",
+            "Dry run request failed",
+        )
+    try:
+        validate_project_name(project)
+    except DistError:
+        return _failure(
+            "invalid-payload", f"{project!r} is not a valid project name.", "Dry run request failed"
+        )
+    svc = services(request)
+    audience_value = svc.settings.audience_for(index.name)
+    answer = await run_in_threadpool(svc.trusted.dry_run, token, audience_value, index, project)
+    return JSONResponse(answer.to_dict(), media_type=PYTP_TYPE)
+
+
 def pytp_keys(index_names: list[str], url_prefix: str) -> dict[str, str]:
     """Discovery key -> index name, for each index's upload path."""
     return {upload_path_key(f"{url_prefix}/{name}/legacy/"): name for name in index_names}
@@ -169,4 +210,5 @@ routes: list[Any] = [
     Route("/.well-known/pytp/{key}", discovery, methods=["GET"]),
     Route("/_/oidc/{index}/audience", index_audience, methods=["GET"]),
     Route("/_/oidc/{index}/mint-token", index_mint_token, methods=["POST"]),
+    Route("/_/oidc/{index}/dry-run", index_dry_run, methods=["POST"]),
 ]
