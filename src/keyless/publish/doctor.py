@@ -568,7 +568,7 @@ def _outside_ci(result: Diagnosis, folder: Path, project: ProjectInfo | None) ->
     command = [
         *("keyless", "ci-emulator", "run", "--repo", repository),
         *("--workflow", "release.yml", "--environment", "pypi"),
-        *("--ref", f"refs/tags/v{version}", "--event", "release"),
+        *("--ref", f"refs/tags/v{version}", "--event", "push"),
         *("--", "keyless", "doctor", "--repository-url", result.upload_url),
     ]
     result.note(
