@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -317,3 +318,73 @@ def test_uv_add_resolves_from_a_uv_index(
     assert imported_version(project / ".venv", "kl_uv_dep", env) == "3.1"
     assert f'registry = "{server.simple_url("prod")}"' in (project / "uv.lock").read_text()
     assert '"GET /prod/simple/kl-uv-dep/" 200' in server.log()
+
+
+def banner_lines(server: LiveServer, index: str) -> list[str]:
+    """The commands `keyless serve` printed at start for `index`."""
+    lines = server.log().splitlines()
+    start = lines.index(next(line for line in lines if line.startswith(f"index '{index}' ")))
+    commands = []
+    for line in lines[start + 1 :]:
+        if not line.startswith("  "):
+            break
+        commands.append(line.strip())
+    return commands
+
+
+def test_the_start_up_commands_run_as_printed_over_https(
+    tls_server: LiveServer, tmp_path: Path, tools: dict[str, Path], tool_env: dict[str, str]
+) -> None:
+    """Every install and upload line the banner prints works verbatim against the https server
+    with the dev CA: no CA variable is set here, so each line must carry its own trust."""
+    assert tls_server.tls is not None
+    commands = banner_lines(tls_server, "prod")
+    words = {word for line in commands for word in line.split()}
+    assert {"pip", "uv", "twine", "hatch", "pdm", "poetry", "flit"} <= words, commands
+    pip_venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(pip_venv)], check=True)
+    bins = [pip_venv / "bin", *(command.parent for command in tools.values())]
+    env = {
+        **tool_env,
+        "KEYLESS_TOKEN": tls_server.token("banner-owner", "prod"),
+        "PATH": os.pathsep.join([*map(str, bins), os.path.dirname(sys.executable), env_path()]),
+        "VIRTUAL_ENV": str(pip_venv),
+    }
+    assert not set(env) & {"SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "PIP_CERT"}
+
+    def shell(line: str, cwd: Path) -> str:
+        return ok(run(["bash", "-c", line], env, cwd=cwd))
+
+    uploads = [line for line in commands if "publish" in line or "upload" in line]
+    uploads = [line for line in uploads if "flit" not in line]
+    setup = [line for line in commands if line.startswith("poetry config")]
+    for line in setup:
+        shell(line, tmp_path)
+    project = tmp_path / "banner-demo"
+    for minor, line in enumerate(uploads):
+        # Each client uploads a version of its own, so the page shows that each one did.
+        version = f"1.{minor}"
+        shutil.rmtree(project, ignore_errors=True)
+        write_dists(project / "dist", "banner-demo", version)
+        (project / "pyproject.toml").write_text(
+            f'[project]\nname = "banner-demo"\nversion = "{version}"\n'
+        )
+        shell(line, project)
+    flit = next(line for line in commands if line.endswith("flit publish"))
+    shell(flit, write_flit_project(tmp_path / "banner-flit", "banner-flit", "2.0"))
+    with tls_server.client() as http:
+        page = http.get("/prod/pypi/banner-demo/json").json()
+    assert sorted(page["releases"]) == [f"1.{minor}" for minor in range(len(uploads))]
+    assert len(uploads) == 5  # twine, uv, hatch, pdm, poetry
+
+    installs = [line for line in commands if " install " in line]
+    assert len(installs) == 2
+    for line, name in zip(installs, ("banner-demo", "banner-flit"), strict=True):
+        shell(line.replace("PACKAGE", name), tmp_path)
+    python = str(pip_venv / "bin" / "python")
+    check = "import banner_demo, banner_flit; print(banner_demo.VERSION, banner_flit.VERSION)"
+    assert ok(run([python, "-c", check], env)) == f"1.{len(uploads) - 1} 2.0"
+
+
+def env_path() -> str:
+    return os.environ.get("PATH", os.defpath)
