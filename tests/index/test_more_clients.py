@@ -188,9 +188,11 @@ def test_flit_publish_over_tls_and_the_link_it_prints(
     assert link.group(1) == f"{tls_server.url}/project/flit-demo/"
     with tls_server.client() as http:
         page = http.get(link.group(1), follow_redirects=True)
-    assert page.status_code == 200
-    assert page.url.path == "/prod/project/flit-demo/"
-    assert "flit_demo-1.0.tar.gz" in page.text
+        assert page.status_code == 200
+        assert page.url.path == "/prod/project/flit-demo/"
+        assert "flit_demo-1.0.tar.gz" in page.text
+        # Any spelling of the name leads to the same page.
+        assert http.get("/project/Flit_Demo/").headers["location"] == "/prod/project/flit-demo/"
 
     wrong = run(flit, {**env, "FLIT_PASSWORD": "keyless-wrong"}, cwd=project)
     assert wrong.returncode != 0
@@ -388,3 +390,10 @@ def test_the_start_up_commands_run_as_printed_over_https(
 
 def env_path() -> str:
     return os.environ.get("PATH", os.defpath)
+
+
+def test_client_links_behind_a_proxy_keep_its_path(proxied: LiveServer) -> None:
+    with proxied.client() as http:
+        answer = http.get("/prod/legacy/some-project/1.0/")
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/keyless/prod/project/some-project/1.0/"

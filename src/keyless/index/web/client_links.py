@@ -28,11 +28,12 @@ async def hatch_release(request: Request) -> Response:
 
 async def flit_project(request: Request) -> Response:
     name = request.path_params["project"]
+    normalized = canonicalize_name(name)
     svc = services(request)
-    holders = await run_in_threadpool(indexes_holding, svc.engine, canonicalize_name(name))
+    holders = await run_in_threadpool(indexes_holding, svc.engine, normalized)
     names = [index.name for index in svc.indexes.values() if index.id in holders]
     if len(names) == 1:
-        return redirect(request, f"/{names[0]}/project/{name}/")
+        return redirect(request, f"/{names[0]}/project/{normalized}/")
     # On no index, or on several (the link cannot say which was meant): the search over all
     # indexes, which lists each one holding it, or says none does.
     return redirect(request, "/", q=name)
