@@ -150,6 +150,7 @@ def test_cli_register_and_handler(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert f"pip install --cert {ca}" in out
     assert f"hatch publish --ca-cert {ca}" in out
     assert f"pdm publish --ca-certs {ca}" in out
+    assert f"pdm config pypi.ca_certs {ca}" in out
     assert f"poetry config certificates.NAME.cert {ca}" in out
     assert "flit:" in out
     assert "--native-tls" in out

@@ -264,62 +264,69 @@ def imported_version(venv: Path, module: str, env: dict[str, str]) -> str:
     return ok(run([str(venv / "bin" / "python"), "-c", code], env))
 
 
-def test_poetry_add_resolves_from_a_poetry_source(
-    server: LiveServer, tmp_path: Path, tools: dict[str, Path], tool_env: dict[str, str]
+def test_poetry_add_resolves_from_a_poetry_source_over_tls(
+    tls_server: LiveServer, tmp_path: Path, tools: dict[str, Path], tool_env: dict[str, str]
 ) -> None:
-    upload_consumable(server, tmp_path, tool_env, "kl-poetry-dep")
+    assert tls_server.tls is not None
+    upload_consumable(tls_server, tmp_path, trust(tool_env, tls_server.tls.ca), "kl-poetry-dep")
     project = tmp_path / "consumer"
     project.mkdir()
+    simple = tls_server.simple_url("prod")
     (project / "pyproject.toml").write_text(
         f"{CONSUMER}dependencies = []\n[tool.poetry]\npackage-mode = false\n"
-        f'[[tool.poetry.source]]\nname = "keyless"\nurl = "{server.simple_url("prod")}"\n'
-        'priority = "primary"\n'
+        f'[[tool.poetry.source]]\nname = "keyless"\nurl = "{simple}"\npriority = "primary"\n'
     )
-    ok(run([str(tools["poetry"]), "add", "kl-poetry-dep"], tool_env, cwd=project))
+    poetry = str(tools["poetry"])
+    # Trust as `keyless dev-cert` says: poetry's certificate setting for the source's name.
+    ok(run([poetry, "config", "certificates.keyless.cert", str(tls_server.tls.ca)], tool_env))
+    ok(run([poetry, "add", "kl-poetry-dep"], tool_env, cwd=project))
     assert imported_version(project / ".venv", "kl_poetry_dep", tool_env) == "3.1"
-    assert (
-        f'url = "{server.simple_url("prod").rstrip("/")}"' in (project / "poetry.lock").read_text()
-    )
-    assert '"GET /prod/simple/kl-poetry-dep/" 200' in server.log()
+    assert f'url = "{simple.rstrip("/")}"' in (project / "poetry.lock").read_text()
+    assert '"GET /prod/simple/kl-poetry-dep/" 200' in tls_server.log()
 
 
-def test_pdm_add_resolves_from_a_pdm_source(
-    server: LiveServer, tmp_path: Path, tools: dict[str, Path], tool_env: dict[str, str]
+def test_pdm_add_resolves_from_a_pdm_source_over_tls(
+    tls_server: LiveServer, tmp_path: Path, tools: dict[str, Path], tool_env: dict[str, str]
 ) -> None:
-    upload_consumable(server, tmp_path, tool_env, "kl-pdm-dep")
+    assert tls_server.tls is not None
+    upload_consumable(tls_server, tmp_path, trust(tool_env, tls_server.tls.ca), "kl-pdm-dep")
     project = tmp_path / "consumer"
     project.mkdir()
     (project / "pyproject.toml").write_text(
         f"{CONSUMER}dependencies = []\n[tool.pdm]\ndistribution = false\n"
-        f'[[tool.pdm.source]]\nname = "pypi"\nurl = "{server.simple_url("prod")}"\n'
+        f'[[tool.pdm.source]]\nname = "pypi"\nurl = "{tls_server.simple_url("prod")}"\n'
     )
-    subprocess.run(
-        [sys.executable, "-m", "venv", "--without-pip", str(project / ".venv")], check=True
-    )
-    env = {**tool_env, "PDM_PYTHON": str(project / ".venv" / "bin" / "python")}
-    ok(run([str(tools["pdm"]), "add", "kl-pdm-dep"], env, cwd=project))
-    assert imported_version(project / ".venv", "kl_pdm_dep", tool_env) == "3.1"
-    assert '"GET /prod/simple/kl-pdm-dep/" 200' in server.log()
+    venv = project / ".venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    env = {**tool_env, "PDM_PYTHON": str(venv / "bin" / "python")}
+    pdm = str(tools["pdm"])
+    # Trust as `keyless dev-cert` says: pdm's CA setting for its index.
+    ok(run([pdm, "config", "pypi.ca_certs", str(tls_server.tls.ca)], env, cwd=project))
+    ok(run([pdm, "add", "kl-pdm-dep"], env, cwd=project))
+    assert imported_version(venv, "kl_pdm_dep", tool_env) == "3.1"
+    assert '"GET /prod/simple/kl-pdm-dep/" 200' in tls_server.log()
 
 
-def test_uv_add_resolves_from_a_uv_index(
-    server: LiveServer, tmp_path: Path, tool_env: dict[str, str]
+def test_uv_add_resolves_from_a_uv_index_over_tls(
+    tls_server: LiveServer, tmp_path: Path, tool_env: dict[str, str]
 ) -> None:
-    upload_consumable(server, tmp_path, tool_env, "kl-uv-dep")
+    assert tls_server.tls is not None
+    env = trust(tool_env, tls_server.tls.ca)
+    upload_consumable(tls_server, tmp_path, env, "kl-uv-dep")
     project = tmp_path / "consumer"
     project.mkdir()
+    simple = tls_server.simple_url("prod")
     (project / "pyproject.toml").write_text(
         f"{CONSUMER}dependencies = []\n"
-        f'[[tool.uv.index]]\nname = "keyless"\nurl = "{server.simple_url("prod")}"\n'
-        "default = true\n"
+        f'[[tool.uv.index]]\nname = "keyless"\nurl = "{simple}"\ndefault = true\n'
     )
     # UV_NO_CONFIG would make uv ignore [tool.uv] as well; the own HOME keeps user config out.
-    env = {k: v for k, v in tool_env.items() if k != "UV_NO_CONFIG"}
+    env = {k: v for k, v in env.items() if k != "UV_NO_CONFIG"}
     python = ["--python", os.path.realpath(sys.executable)]
     ok(run([sys.executable, "-m", "uv", "add", *python, "kl-uv-dep"], env, cwd=project))
     assert imported_version(project / ".venv", "kl_uv_dep", env) == "3.1"
-    assert f'registry = "{server.simple_url("prod")}"' in (project / "uv.lock").read_text()
-    assert '"GET /prod/simple/kl-uv-dep/" 200' in server.log()
+    assert f'registry = "{simple}"' in (project / "uv.lock").read_text()
+    assert '"GET /prod/simple/kl-uv-dep/" 200' in tls_server.log()
 
 
 def banner_lines(server: LiveServer, index: str) -> list[str]:

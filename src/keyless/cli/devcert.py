@@ -107,6 +107,7 @@ def trust_lines(ca: str) -> list[str]:
         f"  twine:   twine upload --cert {ca} ...        (or export REQUESTS_CA_BUNDLE={ca})",
         f"  hatch:   hatch publish --ca-cert {ca} ...",
         f"  pdm:     pdm publish --ca-certs {ca} ...",
+        f"           pdm config pypi.ca_certs {ca}           (for pdm add/install/lock)",
         f"  poetry:  poetry config certificates.NAME.cert {ca}",
         "           (NAME: the repository or source name you gave the index in poetry)",
         f"  flit:    export REQUESTS_CA_BUNDLE={ca}      (flit uploads with requests)",
