@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -351,7 +351,6 @@ def test_the_start_up_commands_run_as_printed_over_https(
     words = {word for line in commands for word in line.split()}
     assert {"pip", "uv", "twine", "hatch", "pdm", "poetry", "flit"} <= words, commands
     pip_venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(pip_venv)], check=True)
     bins = [pip_venv / "bin", *(command.parent for command in tools.values())]
     env = {
         **tool_env,
@@ -361,26 +360,34 @@ def test_the_start_up_commands_run_as_printed_over_https(
     }
     assert not set(env) & {"SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "PIP_CERT"}
 
-    def shell(line: str, cwd: Path) -> str:
-        return ok(run(["bash", "-c", line], env, cwd=cwd))
+    def shell(*lines: str, cwd: Path = tmp_path) -> None:
+        for line in lines:
+            ok(run(["bash", "-c", line], env, cwd=cwd))
+
+    def project(minor: int) -> Path:
+        # Each client uploads a version of its own, so the page shows that each one did.
+        folder, version = tmp_path / f"banner-demo-{minor}", f"1.{minor}"
+        write_dists(folder / "dist", "banner-demo", version)
+        text = f'[project]\nname = "banner-demo"\nversion = "{version}"\n'
+        (folder / "pyproject.toml").write_text(text)
+        return folder
 
     uploads = [line for line in commands if "publish" in line or "upload" in line]
     uploads = [line for line in uploads if "flit" not in line]
-    setup = [line for line in commands if line.startswith("poetry config")]
-    for line in setup:
-        shell(line, tmp_path)
-    project = tmp_path / "banner-demo"
-    for minor, line in enumerate(uploads):
-        # Each client uploads a version of its own, so the page shows that each one did.
-        version = f"1.{minor}"
-        shutil.rmtree(project, ignore_errors=True)
-        write_dists(project / "dist", "banner-demo", version)
-        (project / "pyproject.toml").write_text(
-            f'[project]\nname = "banner-demo"\nversion = "{version}"\n'
-        )
-        shell(line, project)
+    poetry_setup = [line for line in commands if line.startswith("poetry config")]
     flit = next(line for line in commands if line.endswith("flit publish"))
-    shell(flit, write_flit_project(tmp_path / "banner-flit", "banner-flit", "2.0"))
+    shell(uploads[0], cwd=project(0))  # the first upload creates the project
+    # The rest at once (each client starts slowly); poetry's config lines before its upload.
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        # The venv the install lines below install into (VIRTUAL_ENV, and its pip first on PATH).
+        jobs = [pool.submit(subprocess.run, [sys.executable, "-m", "venv", pip_venv], check=True)]
+        for minor, line in enumerate(uploads[1:], start=1):
+            before = poetry_setup if line.startswith("poetry publish") else []
+            jobs.append(pool.submit(shell, *before, line, cwd=project(minor)))
+        flit_project = write_flit_project(tmp_path / "banner-flit", "banner-flit", "2.0")
+        jobs.append(pool.submit(shell, flit, cwd=flit_project))
+        for job in jobs:
+            job.result()
     with tls_server.client() as http:
         page = http.get("/prod/pypi/banner-demo/json").json()
     assert sorted(page["releases"]) == [f"1.{minor}" for minor in range(len(uploads))]
@@ -389,7 +396,7 @@ def test_the_start_up_commands_run_as_printed_over_https(
     installs = [line for line in commands if " install " in line]
     assert len(installs) == 2
     for line, name in zip(installs, ("banner-demo", "banner-flit"), strict=True):
-        shell(line.replace("PACKAGE", name), tmp_path)
+        shell(line.replace("PACKAGE", name))
     python = str(pip_venv / "bin" / "python")
     check = "import banner_demo, banner_flit; print(banner_demo.VERSION, banner_flit.VERSION)"
     assert ok(run([python, "-c", check], env)) == f"1.{len(uploads) - 1} 2.0"
