@@ -176,3 +176,4 @@ def test_spelled_out_constants_match_the_library() -> None:
     )
     assert init_cli.PYPI_INDEXES == init.PYPI_INDEXES
     assert devcert_cli.DEFAULT_HOSTS == devcert.DEFAULT_HOSTS
+    assert devcert_cli.CA_FILE == devcert.CA_CERT

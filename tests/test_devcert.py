@@ -147,7 +147,12 @@ def test_cli_register_and_handler(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert f"keyless serve --tls-cert {folder / 'cert.pem'} --tls-key {folder / 'key.pem'}" in out
     assert f"SSL_CERT_FILE={ca}" in out
     assert f"REQUESTS_CA_BUNDLE={ca}" in out
-    assert f"pip --cert {ca}" in out
+    assert f"pip install --cert {ca}" in out
+    assert f"hatch publish --ca-cert {ca}" in out
+    assert f"pdm publish --ca-certs {ca}" in out
+    assert f"pdm config pypi.ca_certs {ca}" in out
+    assert f"poetry config certificates.NAME.cert {ca}" in out
+    assert "flit:" in out
     assert "--native-tls" in out
     assert "keep ca-key.pem on this machine" in out
     assert "(new:" in out

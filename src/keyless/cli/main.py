@@ -57,15 +57,16 @@ def _engine(args: argparse.Namespace) -> Any:
 
 def usage_lines(settings: Settings, index: str) -> list[str]:
     """The exact client commands for one index of this server."""
+    import shlex
+
     base = settings.base_url
-    simple = f"{base}/{index}/simple/"
-    upload = f"{base}/{index}/legacy/"
-    return [
-        f"  pip install --index-url {simple} PACKAGE",
-        f"  uv pip install --index-url {simple} PACKAGE",
-        f"  twine upload --repository-url {upload} -u __token__ -p $KEYLESS_TOKEN dist/*",
-        f"  uv publish --publish-url {upload} --token $KEYLESS_TOKEN",
-    ]
+    # A certificate made by `keyless dev-cert` has its CA beside it; the clients must be told
+    # to trust that CA, so the commands carry it.
+    beside = settings.tls_cert.parent / devcert.CA_FILE if settings.tls_cert else None
+    ca = shlex.quote(str(beside.resolve())) if beside and beside.is_file() else None
+    return devcert.client_lines(
+        f"{base}/{index}/simple/", f"{base}/{index}/legacy/", f"keyless-{index}", ca
+    )
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -212,4 +212,7 @@ routes = [
     Route("/{index}/simple", root_slash),
     Route("/{index}/simple/{project}/", ProjectPage(), methods=["GET"]),
     Route("/{index}/simple/{project}", project_slash),
+    # hatch takes any index but PyPI for devpi and reads this page to skip files already
+    # uploaded. It follows no redirect, so the page itself is served here.
+    Route("/{index}/legacy/+simple/{project}/", ProjectPage(), methods=["GET"]),
 ]

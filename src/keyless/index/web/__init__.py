@@ -3,7 +3,8 @@
 `routes(json_home)` gives the UI's routes for `create_app` to add after the package APIs. The
 UI owns `/` (for browsers), `/{index}/`, `/{index}/project/…`, `/account/…`, `/admin/…` and
 `/static/…`; none of them overlaps an API path (`/{index}/simple|legacy|pypi|api/…`, `/files/…`,
-`/_/…`, `/.well-known/…`).
+`/_/…`, `/.well-known/…`). It also sends on the links hatch and flit print after an upload
+(`/{index}/legacy/{name}/{version}/`, `/project/{name}/`; client_links.py).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import account, admin, manage, public
+from . import account, admin, client_links, manage, public
 from .base import Handler
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
@@ -47,4 +48,5 @@ def routes(json_home: Handler) -> list[BaseRoute]:
         *admin.routes,
         *manage.routes,
         *public.routes,
+        *client_links.routes,
     ]

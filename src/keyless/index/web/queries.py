@@ -75,6 +75,13 @@ def search_projects(
     return rows, len(projects) > PAGE_SIZE
 
 
+def indexes_holding(engine: Engine, normalized: str) -> set[int]:
+    """The ids of the indexes that have a project of this normalized name."""
+    query = select(db.projects.c.index_id).where(db.projects.c.normalized_name == normalized)
+    with db.reading(engine) as conn:
+        return set(conn.scalars(query))
+
+
 def index_counts(engine: Engine) -> dict[int, int]:
     """Index id -> number of projects."""
     with db.reading(engine) as conn:
