@@ -138,7 +138,8 @@ def cmd_token_create(args: argparse.Namespace) -> int:
         description=args.description or "",
     )
     if args.json:
-        print(json.dumps({"id": token.id, "token": token.token, "expires": str(token.expires)}))
+        expires = token.expires.isoformat() if token.expires else None  # JSON null: never
+        print(json.dumps({"id": token.id, "token": token.token, "expires": expires}))
         return 0
     print(f"token {token.id} for {args.user!r} on index {args.index!r}", file=sys.stderr)
     if args.project:
@@ -154,16 +155,27 @@ def cmd_token_list(args: argparse.Namespace) -> int:
 
     rows = list_tokens(_engine(args), args.user)
     if args.json:
-        print(json.dumps(rows, default=str, indent=2))
+        print(json.dumps(rows, default=_json_time, indent=2))
         return 0
     for row in rows:
-        state = "revoked" if row["revoked"] else "active"
+        state = row["state"]
         scope = ",".join(row["projects"]) if row["projects"] else "*"  # type: ignore[arg-type]
         print(
             f"{row['id']:>4}  {row['username']:<16} {row['index']:<8} {scope:<24} "
             f"{state:<8} expires={row['expires'] or 'never'}  {row['description']}"
         )
     return 0
+
+
+def _json_time(value: object) -> str:
+    """A datetime in `--json` output: ISO 8601 in UTC, as scripts parse it."""
+    from datetime import datetime
+
+    from keyless.index.accounts import as_utc
+
+    if isinstance(value, datetime):
+        return as_utc(value).isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON")
 
 
 def cmd_token_revoke(args: argparse.Namespace) -> int:

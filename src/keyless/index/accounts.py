@@ -184,7 +184,22 @@ def list_tokens(engine: Engine, username: str | None = None) -> list[dict[str, o
     if username:
         query = query.where(db.users.c.username == username)
     with db.reading(engine) as conn:
-        return [dict(row._mapping) for row in conn.execute(query)]
+        rows = [dict(row._mapping) for row in conn.execute(query)]
+    moment = now()
+    for row in rows:
+        row["state"] = token_state(row["revoked"], row["expires"], moment)
+    return rows
+
+
+def token_state(revoked: datetime | None, expires: datetime | None, moment: datetime) -> str:
+    """ "revoked", "expired" or "active": what `authenticate` would make of the token at
+    `moment` (the CLI's list and the tokens page show it, so neither calls a dead token active).
+    """
+    if revoked is not None:
+        return "revoked"
+    if expires is not None and as_utc(expires) <= moment:
+        return "expired"
+    return "active"
 
 
 def revoke_token(engine: Engine, token_id: int) -> None:
