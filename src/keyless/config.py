@@ -32,6 +32,7 @@ RESERVED_INDEX_NAMES = frozenset(
         "account",
         "admin",
         "ui",
+        "help",  # the help page the error texts link to (index/help.py)
     }
 )
 
