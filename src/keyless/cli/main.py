@@ -22,6 +22,7 @@ from keyless.cli import doctor as doctor_cmd
 from keyless.cli import init as init_cmd
 from keyless.cli import publish as publish_cmd
 from keyless.cli import release as release_cmd
+from keyless.cli.argv import in_place as argv_in_place
 
 if TYPE_CHECKING:
     from keyless.config import Settings
@@ -468,10 +469,11 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 
 def command_of(argv: Sequence[str]) -> str:
-    """The command `argv` runs: its first word not starting with "-" (`keyless` itself has
-    no options but -h), or "" when it names none.
+    """The command `argv` runs: its first word that names one (options of the command may
+    come before it, e.g. `keyless --data D token list`), or "" when none does.
     """
-    return next((word for word in argv if not word.startswith("-")), "")
+    names = {name for name, _, _ in COMMANDS}
+    return next((word for word in argv if word in names), "")
 
 
 def _index_errors() -> tuple[type[Exception], ...]:
@@ -491,7 +493,8 @@ def _index_errors() -> tuple[type[Exception], ...]:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     _skip_httpx_command_line()
-    args = build_parser(command_of(argv)).parse_args(argv)
+    parser = build_parser(command_of(argv))
+    args = parser.parse_args(argv_in_place(parser, argv))
     handler: Handler = args.handler
     try:
         return handler(args)
