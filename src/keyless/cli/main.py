@@ -30,7 +30,11 @@ if TYPE_CHECKING:
 Handler = Callable[[argparse.Namespace], int]
 
 
-def _settings(args: argparse.Namespace) -> Settings:
+def _settings(args: argparse.Namespace, *, serving: bool = False) -> Settings:
+    """The settings a command runs with. The admin commands (all but `serve`) read first the
+    settings the server last started with on the same data folder, so they agree with it
+    whatever shell or flags started it (config.load_settings).
+    """
     from keyless.config import load_settings
 
     overrides = {
@@ -42,7 +46,11 @@ def _settings(args: argparse.Namespace) -> Settings:
         "indexes": getattr(args, "indexes", None),
         "public-url": getattr(args, "public_url", None),
     }
-    return load_settings(args.config, overrides={k: v for k, v in overrides.items() if v})
+    return load_settings(
+        args.config,
+        overrides={k: v for k, v in overrides.items() if v},
+        as_the_server_runs=not serving,
+    )
 
 
 def _engine(args: argparse.Namespace) -> Any:
@@ -72,13 +80,15 @@ def usage_lines(settings: Settings, index: str) -> list[str]:
 def cmd_serve(args: argparse.Namespace) -> int:
     import logging
 
+    from keyless.config import record_settings
     from keyless.index.app import create_app
     from keyless.index.server import serve
 
-    settings = _settings(args)
+    settings = _settings(args, serving=True)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     logging.getLogger("keyless.access").disabled = not settings.access_log
     app = create_app(settings)
+    record_settings(settings)  # for the admin commands on this data (see _settings)
     print(f"keyless index serving {settings.data_dir.resolve()} at {settings.base_url}/")
     for index in settings.indexes:
         print(f"\nindex '{index.name}' (profile {index.profile}):")
