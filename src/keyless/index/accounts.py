@@ -278,9 +278,10 @@ def current_identity(conn: Connection, identity: Identity) -> Identity:
 
 def _identity(conn: Connection, result: Any) -> Identity:
     row = result.first()
-    if row is None or row.revoked is not None:
+    state = "missing" if row is None else token_state(row.revoked, row.expires, now())
+    if state in ("missing", "revoked"):
         raise InvalidCredentials("Invalid or non-existent authentication information.")
-    if row.expires is not None and as_utc(row.expires) <= now():
+    if state == "expired":
         raise InvalidCredentials("Invalid API Token: token is expired")
     if row.kind == "trusted":
         return _trusted_identity(conn, row)
