@@ -10,12 +10,13 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright.sync_api import expect
 
-from keyless.index.help import TOPICS
+from keyless.index.help import TOPICS, local_links
 from tests.builders import build_wheel
 from tests.conftest import LiveServer, client_env, trust
 from tests.index.uploading import upload
@@ -174,13 +175,25 @@ def test_yank_needs_the_version_typed_and_archive_the_project_name(
         assert done.status_code == 303
 
 
+@pytest.mark.parametrize("javascript", [True, False])
 def test_yank_and_archive_in_the_browser_ask_first_and_say_it_once(
-    context: Any, ui_server: LiveServer
+    browser: Any, ui_server: LiveServer, javascript: bool
 ) -> None:
-    make_project(ui_server, "bruno", "brunolib")
-    page = context.new_page()
+    project = f"brunolib-js-{str(javascript).lower()}"
+    make_project(ui_server, "bruno", project)
+    context = browser.new_context(
+        base_url=ui_server.url, ignore_https_errors=True, java_script_enabled=javascript
+    )
+    context.set_default_timeout(15_000)
+    try:
+        _yank_and_archive(context.new_page(), project)
+    finally:
+        context.close()
+
+
+def _yank_and_archive(page: Any, project: str) -> None:
     browser_sign_in(page, "bruno")
-    page.goto("/prod/project/brunolib/1.0.0/")
+    page.goto(f"/prod/project/{project}/1.0.0/")
     # One click on Yank does nothing: the browser asks for the version first.
     page.get_by_role("button", name="Yank 1.0.0").click()
     expect(page.locator("p.yanked")).to_have_count(0)
@@ -189,14 +202,14 @@ def test_yank_and_archive_in_the_browser_ask_first_and_say_it_once(
     assert post_status(page, page.get_by_role("button", name="Yank 1.0.0").click) == 303
     expect(page.locator("p.yanked")).to_have_count(1)
 
-    page.goto("/prod/project/brunolib/")
+    page.goto(f"/prod/project/{project}/")
     page.get_by_role("button", name="Archive the project").click()
     expect(page.get_by_text("is archived")).to_have_count(0)
-    page.get_by_label("Type the project name brunolib to confirm").fill("brunolib")
+    page.get_by_label(f"Type the project name {project} to confirm").fill(project)
     assert post_status(page, page.get_by_role("button", name="Archive the project").click) == 303
     # The page says it once, not once for the change and once for the state.
     expect(page.locator(".notice", has_text="archived")).to_have_count(1)
-    screenshot(page, "project-archived")
+    screenshot(page, f"{project}-archived")
 
 
 # --------------------------------------------------------------------------- snippets
@@ -277,3 +290,18 @@ def test_an_upload_with_an_expired_token_is_refused(ui_server: LiveServer) -> No
         answer = upload(client, "prod", token, filename, data)
     assert answer.status_code == 403
     assert "expired" in answer.text
+
+
+def test_every_pypi_help_link_in_the_servers_texts_has_a_topic_here() -> None:
+    """A text that gains a link to another PyPI help page must get a topic on /help/ too."""
+    source = Path(__file__).resolve().parents[2] / "src" / "keyless"
+    links = set()
+    for path in [*(source / "index").rglob("*.py"), *(source / "dists").rglob("*.py")]:
+        text = path.read_text(encoding="utf-8")
+        links |= set(re.findall(r"https://(?:docs\.)?pypi\.org/[\w/#-]*[\w-]", text))
+        if 'HELP = "https://pypi.org/help/"' in text:
+            links |= {f"https://pypi.org/help/#{a}" for a in re.findall(r"\{HELP\}#([\w-]+)", text)}
+    links -= {"https://pypi.org/help"}  # HELP itself, the base the f-strings complete
+    assert links  # the scan finds the texts' links
+    for link in sorted(links):
+        assert local_links(link, "https://here.test").startswith("https://here.test/help/#"), link
