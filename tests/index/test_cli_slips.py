@@ -184,6 +184,11 @@ def test_a_misplaced_unknown_option_is_named() -> None:
             ["publisher", "add", "--index", "prod", "--project", "x", "github", "--data", "D"],
         ),
         (["--data=D", "token", "list"], ["token", "list", "--data=D"]),
+        # An option two commands have belongs to the one it was given after.
+        (
+            ["publisher", "add", "--project", "demo", "gitlab", "--project", "app", "--index", "p"],
+            ["publisher", "add", "--project", "demo", "--index", "p", "gitlab", "--project", "app"],
+        ),
         # Values that look like options stay values; negative numbers and text with spaces too.
         (["user", "add", "-bad name", "--data", "D"], ["user", "add", "--data", "D", "-bad name"]),
         (["gc", "--min-age", "-1"], ["gc", "--min-age", "-1"]),

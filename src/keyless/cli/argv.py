@@ -75,13 +75,13 @@ def _full_name(word: str, known: dict[str, bool]) -> str:
 
 
 def in_place(parser: argparse.ArgumentParser, argv: Sequence[str]) -> list[str]:
-    """`argv` with each option (and its value) moved right after the word of the deepest
-    (sub)command on the line that defines it; positional words keep their order. An option
-    no command on the line knows stays at the end, where argparse reports it.
+    """`argv` with each option (and its value) moved right after the word of the (sub)command
+    on the line that defines it; positional words keep their order. An option no command on
+    the line knows stays at the end, where argparse reports it.
     """
     known = _all_options(parser)
     levels = [_Level(parser, None)]
-    pending: list[tuple[str, list[str]]] = []  # (option name, its words)
+    pending: list[tuple[str, list[str], int]] = []  # (option name, its words, level read at)
     words = list(argv)
     position = 0
     while position < len(words):
@@ -105,7 +105,7 @@ def in_place(parser: argparse.ArgumentParser, argv: Sequence[str]) -> list[str]:
                 if takes_value:
                     chunk.append(following)
                     position += 1
-            pending.append((name, chunk))
+            pending.append((name, chunk, len(levels) - 1))
             continue
         below = _subcommands(levels[-1].parser)
         if word in below and not levels[-1].positionals:
@@ -115,11 +115,12 @@ def in_place(parser: argparse.ArgumentParser, argv: Sequence[str]) -> list[str]:
             break
         else:
             levels[-1].positionals.append(word)
-    for name, chunk in pending:
-        owner = next(
-            (level for level in reversed(levels) if name in _own_options(level.parser)),
-            levels[-1],
-        )
+    for name, chunk, read_at in pending:
+        # The command it was given after, if that one has it (`publisher add --project demo
+        # gitlab --project group/app`: one for `add`, one for `gitlab`), else the nearest one
+        # below, else above, that has it.
+        nearest = [*levels[read_at:], *reversed(levels[:read_at])]
+        owner = next((level for level in nearest if name in _own_options(level.parser)), levels[-1])
         owner.options += chunk
     line: list[str] = []
     for level in levels:
