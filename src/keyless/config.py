@@ -5,6 +5,7 @@ Settings are a plain value passed to `create_app`; nothing reads them from globa
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tomllib
@@ -32,6 +33,7 @@ RESERVED_INDEX_NAMES = frozenset(
         "account",
         "admin",
         "ui",
+        "help",  # the help page the error texts link to (index/help.py)
     }
 )
 
@@ -344,41 +346,71 @@ def load_settings(
     config_file: Path | None = None,
     environ: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
+    *,
+    as_the_server_runs: bool = False,
 ) -> Settings:
     """Build settings from a TOML file, the environment and command-line overrides.
 
-    Raises ConfigError naming the bad setting.
+    With `as_the_server_runs` (the admin commands), the settings `keyless serve` last started
+    with on the same data folder (`record_settings`) come first, under the other three: an
+    issuer the running server trusts through its own environment or flags is trusted by
+    `keyless publisher add` in another shell too, and its indexes are the ones the commands
+    see. Raises ConfigError naming the bad setting.
     """
     environ = os.environ if environ is None else environ
-    settings = Settings()
     config_file = config_file or (
         Path(environ["KEYLESS_CONFIG"]) if "KEYLESS_CONFIG" in environ else None
     )
+    document: Mapping[str, Any] = {}
     if config_file is not None:
         try:
             document = tomllib.loads(config_file.read_text(encoding="utf-8"))
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"config file {config_file}: {exc}") from None
-        settings = _from_mapping(settings, document.get("server", {}), str(config_file))
+    settings = _layered(Settings(), document, str(config_file), environ, overrides)
+    if as_the_server_runs:
+        recorded = read_recorded_settings(settings.data_dir)
+        if recorded is not None:
+            where = str(settings.data_dir / SETTINGS_RECORD)
+            base = _from_document(replace(Settings(), data_dir=settings.data_dir), recorded, where)
+            settings = _layered(base, document, str(config_file), environ, overrides)
+    if bool(settings.tls_cert) != bool(settings.tls_key):
+        raise ConfigError("TLS needs both --tls-cert and --tls-key (or neither).")
+    return settings
+
+
+def _from_document(settings: Settings, document: Mapping[str, Any], where: str) -> Settings:
+    """`settings` changed by a document in the config file's shape."""
+    settings = _from_mapping(settings, document.get("server", {}), where)
+    settings = replace(
+        settings,
+        trusted_publishing=_trusted_publishing(
+            settings.trusted_publishing, document.get("trusted-publishing", {}), where
+        ),
+    )
+    limits = document.get("limits", {})
+    if not isinstance(limits, dict):
+        raise ConfigError(f"{where}: [limits] must be a table.")
+    settings = replace(settings, limits=_limits(settings.limits, limits, where))
+    if "indexes" in document:
         settings = replace(
             settings,
-            trusted_publishing=_trusted_publishing(
-                settings.trusted_publishing,
-                document.get("trusted-publishing", {}),
-                str(config_file),
+            indexes=tuple(
+                index_settings(name, values) for name, values in document["indexes"].items()
             ),
         )
-        limits = document.get("limits", {})
-        if not isinstance(limits, dict):
-            raise ConfigError(f"{config_file}: [limits] must be a table.")
-        settings = replace(settings, limits=_limits(settings.limits, limits, str(config_file)))
-        if "indexes" in document:
-            settings = replace(
-                settings,
-                indexes=tuple(
-                    index_settings(name, values) for name, values in document["indexes"].items()
-                ),
-            )
+    return settings
+
+
+def _layered(
+    settings: Settings,
+    document: Mapping[str, Any],
+    where: str,
+    environ: Mapping[str, str],
+    overrides: Mapping[str, Any] | None,
+) -> Settings:
+    """`settings` < config file < environment < command line."""
+    settings = _from_document(settings, document, where)
     env_values = {key: environ[var] for var, key in ENV_KEYS.items() if var in environ}
     settings = _from_mapping(settings, env_values, "environment")
     if environ.get("KEYLESS_INDEXES"):
@@ -401,6 +433,75 @@ def load_settings(
         settings = _from_mapping(settings, overrides, "command line")
         if overrides.get("indexes"):
             settings = replace(settings, indexes=parse_index_list(overrides["indexes"]))
-    if bool(settings.tls_cert) != bool(settings.tls_key):
-        raise ConfigError("TLS needs both --tls-cert and --tls-key (or neither).")
     return settings
+
+
+# The settings `keyless serve` started with, kept in its data folder for the admin commands.
+SETTINGS_RECORD = "server-settings.json"
+
+
+def settings_document(settings: Settings) -> dict[str, Any]:
+    """`settings` in the config file's shape (all but the data folder, which holds it)."""
+    tp = settings.trusted_publishing
+    server: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "access-log": settings.access_log,
+        "gc-interval": settings.gc_interval,
+    }
+    for key, value in (
+        ("database-url", settings.database_url),
+        ("public-url", settings.public_url),
+        ("tls-cert", settings.tls_cert),
+        ("tls-key", settings.tls_key),
+    ):
+        if value:
+            server[key] = str(value)
+    return {
+        "server": server,
+        "trusted-publishing": {
+            "enabled": tp.enabled,
+            "audience": tp.audience,
+            "token-lifetime": tp.token_lifetime,
+            "issuers": dict(tp.issuers),
+        },
+        "limits": {key: getattr(settings.limits, attr) for key, (attr, _) in LIMIT_KEYS.items()},
+        "indexes": {
+            index.name: {
+                "profile": index.profile,
+                "max-file-size": index.max_file_size,
+                "max-project-size": index.max_project_size,
+                **({"audience": index.audience} if index.audience else {}),
+            }
+            for index in settings.indexes
+        },
+    }
+
+
+def record_settings(settings: Settings) -> None:
+    """Keep the settings the server runs with in its data folder (readable by its owner only),
+    for the admin commands that act on the same data (`load_settings(as_the_server_runs=True)`).
+    """
+    target = settings.data_dir / SETTINGS_RECORD
+    partial = target.with_suffix(".partial")
+    text = json.dumps(settings_document(settings), indent=2) + "\n"
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+        file.write(text)
+    os.replace(partial, target)
+
+
+def read_recorded_settings(data_dir: Path) -> dict[str, Any] | None:
+    """What `record_settings` kept in `data_dir`, or None when no server has run there."""
+    try:
+        document = json.loads((data_dir / SETTINGS_RECORD).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(
+            f"{data_dir / SETTINGS_RECORD}: {exc}; delete it, and start `keyless serve` again "
+            "to write it anew."
+        ) from None
+    if not isinstance(document, dict):
+        raise ConfigError(f"{data_dir / SETTINGS_RECORD}: not a JSON object; delete it.")
+    return document

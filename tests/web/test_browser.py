@@ -201,6 +201,7 @@ def test_yank_and_unyank_a_release_and_the_simple_api_follows(
     sign_in(page, "yanker")
     page.goto("/prod/project/yankdemo/1.0.0/")
     page.get_by_label("Reason for yanking 1.0.0").fill("broken build")
+    page.get_by_label("Type the version 1.0.0 to confirm").fill("1.0.0")
     assert post_status(page, page.get_by_role("button", name="Yank 1.0.0").click) == 303
     expect(page.locator("p.yanked")).to_contain_text("Reason: broken build")
     expect(page.get_by_role("button", name="Unyank 1.0.0")).to_be_visible()
@@ -232,6 +233,7 @@ def test_archive_and_unarchive_from_the_project_page(context: Any, ui_server: Li
     sign_in(page, "archivist")
     page.goto("/prod/project/oldlib/")
     page.get_by_label("Reason for archiving (optional)").fill("superseded by newlib")
+    page.get_by_label("Type the project name oldlib to confirm").fill("oldlib")
     assert post_status(page, page.get_by_role("button", name="Archive the project").click) == 303
     expect(page.get_by_text("This project is archived")).to_contain_text("superseded by newlib")
     assert post_status(page, page.get_by_role("button", name="Unarchive the project").click) == 303

@@ -263,7 +263,8 @@ def test_posts_without_the_csrf_token_are_refused(hana: tuple[httpx.Client, str]
         assert answer.headers["content-security-policy"] == CSP
     assert "Yanked." not in client.get("/prod/project/hana-lib/1.0.0/", headers=HTML).text
     # The right token for the session is accepted (and the yank is undone again).
-    assert client.post(target, data={"csrf_token": csrf, "reason": "x"}).status_code == 303
+    confirmed = {"csrf_token": csrf, "reason": "x", "confirm": "1.0.0"}
+    assert client.post(target, data=confirmed).status_code == 303
     assert (
         client.post("/prod/project/hana-lib/1.0.0/unyank", data={"csrf_token": csrf}).status_code
         == 303
@@ -365,8 +366,14 @@ def test_ui_errors_are_4xx_pages_with_a_message(hana: tuple[httpx.Client, str]) 
             "Unknown publisher kind 'jenkins'",
         ),
         ("GET", "/prod/project/hana-lib/history?action=everything", None, 400, "Unknown filter"),
-        ("POST", "/prod/project/hana-lib/9.9/yank", {"reason": ""}, 404, "has no release '9.9'"),
-        ("POST", "/prod/project/hana-lib/not-a-version/yank", {}, 400, "not a valid version"),
+        ("POST", "/prod/project/hana-lib/9.9/yank", {"confirm": "9.9"}, 404, "no release '9.9'"),
+        (
+            "POST",
+            "/prod/project/hana-lib/not-a-version/yank",
+            {"confirm": "not-a-version"},
+            400,
+            "not a valid version",
+        ),
         ("POST", "/prod/project/hana-lib/status", {"status": "quarantined"}, 400, "Choose"),
         (
             "POST",

@@ -22,6 +22,7 @@ from keyless.cli import doctor as doctor_cmd
 from keyless.cli import init as init_cmd
 from keyless.cli import publish as publish_cmd
 from keyless.cli import release as release_cmd
+from keyless.cli.argv import in_place as argv_in_place
 
 if TYPE_CHECKING:
     from keyless.config import Settings
@@ -29,7 +30,11 @@ if TYPE_CHECKING:
 Handler = Callable[[argparse.Namespace], int]
 
 
-def _settings(args: argparse.Namespace) -> Settings:
+def _settings(args: argparse.Namespace, *, serving: bool = False) -> Settings:
+    """The settings a command runs with. The admin commands (all but `serve`) read first the
+    settings the server last started with on the same data folder, so they agree with it
+    whatever shell or flags started it (config.load_settings).
+    """
     from keyless.config import load_settings
 
     overrides = {
@@ -41,7 +46,11 @@ def _settings(args: argparse.Namespace) -> Settings:
         "indexes": getattr(args, "indexes", None),
         "public-url": getattr(args, "public_url", None),
     }
-    return load_settings(args.config, overrides={k: v for k, v in overrides.items() if v})
+    return load_settings(
+        args.config,
+        overrides={k: v for k, v in overrides.items() if v},
+        as_the_server_runs=not serving,
+    )
 
 
 def _engine(args: argparse.Namespace) -> Any:
@@ -72,13 +81,15 @@ def usage_lines(settings: Settings, index: str) -> list[str]:
 def cmd_serve(args: argparse.Namespace) -> int:
     import logging
 
+    from keyless.config import record_settings
     from keyless.index.app import create_app
     from keyless.index.server import serve
 
-    settings = _settings(args)
+    settings = _settings(args, serving=True)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     logging.getLogger("keyless.access").disabled = not settings.access_log
     app = create_app(settings)
+    record_settings(settings)  # for the admin commands on this data (see _settings)
     print(f"keyless index serving {settings.data_dir.resolve()} at {settings.base_url}/")
     for index in settings.indexes:
         print(f"\nindex '{index.name}' (profile {index.profile}):")
@@ -139,7 +150,8 @@ def cmd_token_create(args: argparse.Namespace) -> int:
         description=args.description or "",
     )
     if args.json:
-        print(json.dumps({"id": token.id, "token": token.token, "expires": str(token.expires)}))
+        expires = token.expires.isoformat() if token.expires else None  # JSON null: never
+        print(json.dumps({"id": token.id, "token": token.token, "expires": expires}))
         return 0
     print(f"token {token.id} for {args.user!r} on index {args.index!r}", file=sys.stderr)
     if args.project:
@@ -155,16 +167,27 @@ def cmd_token_list(args: argparse.Namespace) -> int:
 
     rows = list_tokens(_engine(args), args.user)
     if args.json:
-        print(json.dumps(rows, default=str, indent=2))
+        print(json.dumps(rows, default=_json_time, indent=2))
         return 0
     for row in rows:
-        state = "revoked" if row["revoked"] else "active"
+        state = row["state"]
         scope = ",".join(row["projects"]) if row["projects"] else "*"  # type: ignore[arg-type]
         print(
             f"{row['id']:>4}  {row['username']:<16} {row['index']:<8} {scope:<24} "
             f"{state:<8} expires={row['expires'] or 'never'}  {row['description']}"
         )
     return 0
+
+
+def _json_time(value: object) -> str:
+    """A datetime in `--json` output: ISO 8601 in UTC, as scripts parse it."""
+    from datetime import datetime
+
+    from keyless.index.accounts import as_utc
+
+    if isinstance(value, datetime):
+        return as_utc(value).isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON")
 
 
 def cmd_token_revoke(args: argparse.Namespace) -> int:
@@ -457,10 +480,11 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 
 def command_of(argv: Sequence[str]) -> str:
-    """The command `argv` runs: its first word not starting with "-" (`keyless` itself has
-    no options but -h), or "" when it names none.
+    """The command `argv` runs: its first word that names one (options of the command may
+    come before it, e.g. `keyless --data D token list`), or "" when none does.
     """
-    return next((word for word in argv if not word.startswith("-")), "")
+    names = {name for name, _, _ in COMMANDS}
+    return next((word for word in argv if word in names), "")
 
 
 def _index_errors() -> tuple[type[Exception], ...]:
@@ -480,7 +504,8 @@ def _index_errors() -> tuple[type[Exception], ...]:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     _skip_httpx_command_line()
-    args = build_parser(command_of(argv)).parse_args(argv)
+    parser = build_parser(command_of(argv))
+    args = parser.parse_args(argv_in_place(parser, argv))
     handler: Handler = args.handler
     try:
         return handler(args)

@@ -176,7 +176,13 @@ def define_publisher(
     def settings_of(args: argparse.Namespace) -> Settings:
         from keyless.config import load_settings
 
-        return load_settings(args.config, overrides={"data": args.data} if args.data else None)
+        # As the server runs (config.load_settings): it is the server that will trust or
+        # refuse the publisher's tokens.
+        return load_settings(
+            args.config,
+            overrides={"data": args.data} if args.data else None,
+            as_the_server_runs=True,
+        )
 
     publisher = parser.add_subparsers(dest="action", required=True)
 

@@ -184,7 +184,22 @@ def list_tokens(engine: Engine, username: str | None = None) -> list[dict[str, o
     if username:
         query = query.where(db.users.c.username == username)
     with db.reading(engine) as conn:
-        return [dict(row._mapping) for row in conn.execute(query)]
+        rows = [dict(row._mapping) for row in conn.execute(query)]
+    moment = now()
+    for row in rows:
+        row["state"] = token_state(row["revoked"], row["expires"], moment)
+    return rows
+
+
+def token_state(revoked: datetime | None, expires: datetime | None, moment: datetime) -> str:
+    """ "revoked", "expired" or "active": what `authenticate` would make of the token at
+    `moment` (the CLI's list and the tokens page show it, so neither calls a dead token active).
+    """
+    if revoked is not None:
+        return "revoked"
+    if expires is not None and as_utc(expires) <= moment:
+        return "expired"
+    return "active"
 
 
 def revoke_token(engine: Engine, token_id: int) -> None:
@@ -263,9 +278,10 @@ def current_identity(conn: Connection, identity: Identity) -> Identity:
 
 def _identity(conn: Connection, result: Any) -> Identity:
     row = result.first()
-    if row is None or row.revoked is not None:
+    state = "missing" if row is None else token_state(row.revoked, row.expires, now())
+    if state in ("missing", "revoked"):
         raise InvalidCredentials("Invalid or non-existent authentication information.")
-    if row.expires is not None and as_utc(row.expires) <= now():
+    if state == "expired":
         raise InvalidCredentials("Invalid API Token: token is expired")
     if row.kind == "trusted":
         return _trusted_identity(conn, row)

@@ -19,6 +19,7 @@ from keyless.store.errors import StorageFull
 
 from ..accounts import InvalidCredentials
 from ..errors import Refused
+from ..help import help_url, local_links
 from ..indexes import IndexInfo
 from ..pages import SimplePages
 from ..projects import ProjectAdmin
@@ -54,7 +55,9 @@ def error(request: Request, status: int, message: str) -> Response:
     """A 4xx with a message saying what to fix, as JSON when the client prefers it.
 
     The JSON shape is PyPI's (`code` is what uv prints); others get the message as text.
+    Links to PyPI's help pages become links to this server's own (help.py).
     """
+    message = local_links(message, public_base(request))
     phrase = standard_phrase(status)
     set_reason(message)
     if "json" in request.headers.get("accept", ""):
@@ -206,9 +209,11 @@ def token_from_headers(request: Request) -> str:
                 NO_CREDENTIALS + " The Basic credentials are not valid base64."
             ) from None
         if username != "__token__":
+            # ASCII only: the text is also the reason phrase, where other characters are lost.
             raise InvalidCredentials(
-                NO_CREDENTIALS + " Uploads need an API token: use '__token__' as the username "
-                "and the token (keyless-…) as the password."
+                NO_CREDENTIALS + " Uploads need an API token, not a password: use '__token__' "
+                "as the username and an API token of this index (it starts with 'keyless-') as "
+                f"the password. See {help_url(public_base(request), 'api-tokens')} to make one."
             )
         return password
     raise InvalidCredentials(

@@ -1,15 +1,14 @@
 """The web UI: server-rendered pages for people who would rather click than type.
 
 `routes(json_home)` gives the UI's routes for `create_app` to add after the package APIs. The
-UI owns `/` (for browsers), `/{index}/`, `/{index}/project/…`, `/account/…`, `/admin/…` and
-`/static/…`; none of them overlaps an API path (`/{index}/simple|legacy|pypi|api/…`, `/files/…`,
-`/_/…`, `/.well-known/…`). It also sends on the links hatch and flit print after an upload
-(`/{index}/legacy/{name}/{version}/`, `/project/{name}/`; client_links.py).
+UI owns `/` (for browsers), `/{index}/`, `/{index}/project/…`, `/account/…`, `/admin/…`,
+`/help/`, `/favicon.ico` and `/static/…`; none of them overlaps an API path
+(`/{index}/simple|legacy|pypi|api/…`, `/files/…`, `/_/…`, `/.well-known/…`). It also sends on
+the links hatch and flit print after an upload (`/{index}/legacy/{name}/{version}/`,
+`/project/{name}/`; client_links.py).
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
@@ -17,8 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import account, admin, client_links, manage, public
 from .base import Handler
-
-STATIC = Path(__file__).resolve().parent.parent / "static"
+from .render import STATIC
 
 
 class _StaticHeaders:

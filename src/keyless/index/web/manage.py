@@ -20,7 +20,7 @@ from ..accounts import SESSION_TOKEN_ID, Identity
 from ..indexes import IndexInfo
 from ..routes.common import services
 from . import publisher_forms
-from .base import field, index_of, read_form, require_viewer, ui, whole_number
+from .base import Form, field, index_of, read_form, require_viewer, ui, whole_number
 from .queries import history, project_and_role
 from .render import WebError, page, redirect
 from .sessions import Viewer
@@ -206,9 +206,27 @@ async def unyank(request: Request) -> Response:
     return await _set_yanked(request, yanked=False)
 
 
+# Yanking and archiving are one form each on the project page; the form asks to type the
+# version or the project's name (HTML's `required` stops an empty one without JavaScript, and
+# these checks stop the rest), so a stray click changes nothing. Undoing them needs no typing.
+
+
+def _confirmed(form: Form, expected: str, what: str, *, name: bool = False) -> None:
+    typed = field(form, "confirm", 200)
+    same = canonicalize_name(typed) == canonicalize_name(expected) if name else typed == expected
+    if not same:
+        raise WebError(
+            400,
+            f"Nothing was changed: type {what} {expected!r} in the confirmation box to go on.",
+            "Not confirmed",
+        )
+
+
 async def _set_yanked(request: Request, *, yanked: bool) -> Response:
     owned = await _owned(request)
     form = await read_form(request)
+    if yanked:
+        _confirmed(form, request.path_params["version"], "the version")
     result = await run_in_threadpool(
         lambda: services(request).projects.set_yanked(
             owned.identity,
@@ -233,6 +251,8 @@ async def set_status(request: Request) -> Response:
     if status not in ("archived", "active"):
         # Quarantine hides files from installers: an admin decision, not in the owner's UI.
         raise WebError(400, "Choose 'archived' or 'active'.")
+    if status == "archived":
+        _confirmed(form, owned.project.name, "the project name", name=True)
     await run_in_threadpool(
         services(request).projects.set_status,
         owned.identity,

@@ -7,14 +7,15 @@ from typing import Any
 from packaging.utils import canonicalize_name
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from ..catalog import latest_release, load_project, release_for, version_key
+from ..help import TOPICS
 from ..routes.common import public_base, services
 from .base import Handler, index_of, page_number, ui
 from .queries import index_counts, role_on, search_projects, trusted_runs
-from .render import WebError, page, root, viewer_of
+from .render import STATIC, WebError, page, root, viewer_of
 from .views import description_html
 
 
@@ -140,7 +141,24 @@ def _choose(releases: list[Any], version: str | None, project: str) -> Any:
     return found
 
 
+@ui
+async def help_page(request: Request) -> Response:
+    """`/help/`: the topics the server's error texts link to (help.py)."""
+    return page(request, "help.html", topics=TOPICS)
+
+
+async def favicon(request: Request) -> Response:
+    # Browsers ask for /favicon.ico whatever the page says; answer it rather than 404 each time.
+    return FileResponse(
+        STATIC / "favicon.ico",
+        media_type="image/x-icon",
+        headers={"cache-control": "public, max-age=86400", "x-content-type-options": "nosniff"},
+    )
+
+
 routes = [
+    Route("/help/", help_page, methods=["GET", "HEAD"]),
+    Route("/favicon.ico", favicon, methods=["GET", "HEAD"]),
     Route("/{index}/", index_page, methods=["GET", "HEAD"]),
     Route("/{index}/project/{project}/", project_page, methods=["GET", "HEAD"]),
     Route("/{index}/project/{project}/{version}/", release_page, methods=["GET", "HEAD"]),

@@ -21,6 +21,7 @@ from . import views
 from .sessions import Viewer
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+STATIC = Path(__file__).resolve().parent.parent / "static"
 
 SECURITY_HEADERS = {
     # No inline script or style anywhere: an injected <script> or style attribute is inert.

@@ -108,9 +108,9 @@ def action_label(action: str) -> str:
 DONE_MESSAGES = {
     "added": "The trusted publisher was added.",
     "removed": "The trusted publisher was removed; tokens minted from it no longer work.",
-    "yanked": "The release was yanked: installers skip it unless pinned to it.",
+    # None for "yanked" and "archived": the page they lead to states it already, with the
+    # reason, and saying it twice read as two events.
     "unyanked": "The release is no longer yanked.",
-    "archived": "The project is archived: it accepts no new uploads.",
     "active": "The project is active again.",
     "revoked": "The token was revoked: it no longer works.",
     "pending-added": (
