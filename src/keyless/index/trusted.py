@@ -29,6 +29,8 @@ from sqlalchemy import Connection, Engine, delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from keyless.config import TrustedPublishingSettings
+from keyless.dists.errors import DistError
+from keyless.dists.names import validate_project_name
 from keyless.oidc.errors import TokenError
 from keyless.oidc.keys import JWKSCache
 from keyless.oidc.matching import Candidate, match_publishers
@@ -39,6 +41,10 @@ from keyless.store import db
 from .accounts import TOKEN_PREFIX, as_utc, hash_token, now
 from .indexes import IndexInfo
 from .projects import create_project, find_project, record_event
+
+
+class NotAProjectName(ValueError):
+    """The dry run was asked about a name no project can have (the question is malformed)."""
 
 
 @dataclass(frozen=True)
@@ -159,6 +165,10 @@ class TrustedPublishing:
         The root endpoint (uv) serves every index of the host's audience at once; it differs
         only when a pending publisher of this identity on another index lost its project.
         """
+        try:
+            validate_project_name(project)
+        except DistError:
+            raise NotAProjectName(f"{project!r} is not a valid project name.") from None
         name = canonicalize_name(project)
         try:
             verified = self._verified(token, audience)

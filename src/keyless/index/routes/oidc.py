@@ -22,13 +22,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from keyless.dists.errors import DistError
-from keyless.dists.names import validate_project_name
 from keyless.oidc.errors import TokenError
 
 from ..accounts import hash_token, revoke_token_by_hash
 from ..indexes import IndexInfo
-from ..trusted import RequestInfo
+from ..trusted import NotAProjectName, RequestInfo
 from .common import BadJSONBody, public_base, read_json_object, services
 
 PYTP_TYPE = "application/vnd.pypi.pytp.v1+json"
@@ -185,15 +183,12 @@ async def index_dry_run(request: Request) -> Response:
             f"The request body must be {DRY_RUN_SHAPE}.",
             "Dry run request failed",
         )
-    try:
-        validate_project_name(project)
-    except DistError:
-        return _failure(
-            "invalid-payload", f"{project!r} is not a valid project name.", "Dry run request failed"
-        )
     svc = services(request)
     audience_value = svc.settings.audience_for(index.name)
-    answer = await run_in_threadpool(svc.trusted.dry_run, token, audience_value, index, project)
+    try:
+        answer = await run_in_threadpool(svc.trusted.dry_run, token, audience_value, index, project)
+    except NotAProjectName as exc:
+        return _failure("invalid-payload", str(exc), "Dry run request failed")
     return JSONResponse(answer.to_dict(), media_type=PYTP_TYPE)
 
 
