@@ -18,6 +18,7 @@ import yaml
 
 from keyless.ci.claims import gitlab_token_variable
 from keyless.ci.emulator import Emulator, JobClaims
+from keyless.publish.client_source import ClientSource
 from keyless.publish.errors import PublishError
 from keyless.publish.init import init_workflow, python_versions_for
 from tests.conftest import LiveServer, make_project
@@ -36,6 +37,15 @@ description = "A project released by the workflow keyless init wrote"
 readme = "README.md"
 requires-python = "{requires}"
 """
+
+
+# Where the jobs of workflows that publish to no keyless index install the keyless client from.
+SOURCE = ClientSource(
+    index_url="https://pypi.example.com",
+    version="0.1.0",
+    requirements_url="https://pypi.example.com/+client/0.1.0/requirements.txt",
+    requirements_sha256="0" * 64,
+)
 
 
 def make_sample(tmp_path: Path, name: str, requires: str = ">=3.11") -> Path:
@@ -77,7 +87,7 @@ def triggers(workflow: dict[Any, Any]) -> Any:
 
 def test_github_workflow_shape(tmp_path: Path) -> None:
     folder = make_sample(tmp_path, "shape-demo", requires=">=3.11")
-    result = init_workflow(folder, repository="octo-org/shape-demo")
+    result = init_workflow(folder, repository="octo-org/shape-demo", client_source=SOURCE)
     [path] = result.files
     assert path == folder / ".github/workflows/release.yml"
     workflow = load(path)
@@ -133,6 +143,7 @@ def test_gitlab_pipeline_shape(tmp_path: Path) -> None:
         ],
         audiences={"test": "keyless-test", "prod": "keyless"},
         repository="group/sub/gl-shape",
+        client_source=SOURCE,
     )
     pipeline = load(folder / ".gitlab-ci.yml")
     assert pipeline["stages"] == ["build", "test", "publish"]
@@ -163,7 +174,7 @@ def test_gitlab_needs_each_audience(tmp_path: Path) -> None:
             folder, provider="gitlab", indexes=[("mine", "https://idx.example/x/legacy/")]
         )
     # PyPI's and TestPyPI's are known.
-    init_workflow(folder, provider="gitlab", repository="g/p")
+    init_workflow(folder, provider="gitlab", repository="g/p", client_source=SOURCE)
     assert "TESTPYPI_ID_TOKEN" in (folder / ".gitlab-ci.yml").read_text()
 
 
@@ -188,7 +199,7 @@ def test_requires_python_without_a_supported_version() -> None:
 
 def test_smoke_test_imports_the_package(tmp_path: Path) -> None:
     folder = make_sample(tmp_path, "smoke-demo")
-    workflow = load(init_workflow(folder, repository="o/r").files[0])
+    workflow = load(init_workflow(folder, repository="o/r", client_source=SOURCE).files[0])
     [test_step] = [s for s in workflow["jobs"]["test"]["steps"] if s.get("name") == "Test"]
     assert test_step["run"] == 'python -c "import smoke_demo"'
 
@@ -207,7 +218,9 @@ def test_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
     assert "already exists" in refused.stderr
     assert target.read_text(encoding="utf-8") == "# mine\n"
 
-    forced = keyless("init", "--force", "--repository", "octo-org/keep-demo", cwd=folder)
+    forced = keyless(
+        "init", "--force", "--repository", "octo-org/keep-demo", "--client", "uv", cwd=folder
+    )
     assert forced.returncode == 0, forced.stderr
     assert "name: release" in target.read_text(encoding="utf-8")
     assert "Register these trusted publishers" in forced.stdout
@@ -290,12 +303,13 @@ def test_rehearsal_of_the_github_workflow_publishes_staged(
     folder = make_sample(tmp_path, name)
     for index in ("test", "prod"):
         make_project(tp_server, tp_http, name, index=index)
+    assert tp_server.tls is not None  # init asks the index which client its jobs install
     result = init_json(
         folder,
         *("--index", f"test={tp_server.upload_url('test')}"),
         *("--index", f"prod={tp_server.upload_url('prod')}"),
         *("--environment", "test=testpypi", "--environment", "prod=pypi"),
-        *("--repository", f"octo-org/{name}"),
+        *("--repository", f"octo-org/{name}", "--cert", str(tp_server.tls.ca)),
     )
     for publisher in result["publishers"]:
         register(tp_server, publisher["command"], ci.issuer)

@@ -33,6 +33,7 @@ from packaging.version import Version
 from keyless.ci import templates
 from keyless.ci.claims import gitlab_token_variable
 from keyless.oidc.providers import PROVIDERS
+from keyless.publish.client_source import ClientSource, describe_uv, install_lines
 from keyless.publish.errors import PublishError
 from keyless.publish.project import git_output, load_pyproject
 
@@ -131,6 +132,7 @@ class InitResult:
     client: str
     contents: dict[Path, str] = field(default_factory=dict, repr=False)
     notes: list[str] = field(default_factory=list)
+    client_install: str = ""  # where the jobs' client comes from and how it is pinned
 
     def to_dict(self) -> dict[str, Any]:
         """The result as JSON-ready data."""
@@ -138,6 +140,7 @@ class InitResult:
             "files": [str(path) for path in self.files],
             "provider": self.provider,
             "client": self.client,
+            "client_install": self.client_install,
             "project": self.project.name,
             "python_versions": self.python_versions,
             "publishers": [p.to_dict() for p in self.publishers],
@@ -388,6 +391,7 @@ def init_workflow(
     audiences: Mapping[str, str] | None = None,
     repository: str | None = None,
     client: Client = "keyless",
+    client_source: ClientSource | None = None,
     force: bool = False,
     write: bool = True,
 ) -> InitResult:
@@ -401,11 +405,13 @@ def init_workflow(
     ``id_tokens:`` (PyPI's are known; see `discover_audiences`). ``repository``:
     ``owner/repo`` (GitLab ``namespace/project``) for the publisher settings (default: the
     git remote ``origin``). ``client``: what publishes (``keyless publish`` or
-    ``uv publish``). ``write=False`` computes everything and writes nothing.
+    ``uv publish``). ``client_source``: the keyless index the jobs install the keyless client
+    from (see keyless.publish.client_source; uv comes from PyPI). ``write=False`` computes
+    everything and writes nothing.
 
     Raises PublishError when pyproject.toml is missing or has no [project] name, a name or
-    URL cannot go in a workflow, a GitLab index's audience is unknown, or the file exists
-    and ``force`` is false.
+    URL cannot go in a workflow, a GitLab index's audience is unknown, the keyless client
+    has no source, or the file exists and ``force`` is false.
     """
     folder = Path(project_dir)
     project = read_project(folder)
@@ -469,19 +475,18 @@ def init_workflow(
         )
         for name, url, environment in zip(names, urls, chosen_environments, strict=True)
     ]
-    if provider == "github":
-        target = GITHUB_WORKFLOW
-        text = _github(project, publishers, versions, client)
-    else:
-        target = GITLAB_CONFIG
-        text = _gitlab(project, publishers, versions, client)
-    path = folder / target
+    path = folder / (GITHUB_WORKFLOW if provider == "github" else GITLAB_CONFIG)
     if path.exists() and not force:
         raise PublishError(
             f"{path} already exists.",
             hint="pass --force to overwrite it (or move it aside first).",
             context={"file": str(path)},
         )
+    install = install_lines(client, client_source)
+    if provider == "github":
+        text = _github(project, publishers, versions, client, install)
+    else:
+        text = _gitlab(project, publishers, versions, client, install)
     if write:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
@@ -494,11 +499,26 @@ def init_workflow(
         client=client,
         contents={path: text},
         notes=notes,
+        client_install=client_source.describe() if client_source else describe_uv(),
     )
 
 
-def _client_requirement(client: Client) -> str:
-    return "uv" if client == "uv" else "keyless"
+def _github_run(commands: Sequence[str]) -> str:
+    """The install commands as the lines of a step's `run: |` block."""
+    text = "\n".join(commands)
+    return "\n".join(f"          {line}" if line else "" for line in text.splitlines())
+
+
+def _gitlab_script(commands: Sequence[str]) -> str:
+    """The install commands as items of a job's `script:` (a heredoc as one block item)."""
+    items = []
+    for command in commands:
+        if "\n" in command:
+            lines = "\n".join(f"      {line}" for line in command.splitlines())
+            items.append(f"    - |\n{lines}")
+        else:
+            items.append(f"    - {command}")
+    return "\n".join(items)
 
 
 def _github(
@@ -506,15 +526,17 @@ def _github(
     publishers: Sequence[PublisherSettings],
     versions: list[str],
     client: Client,
+    install: Sequence[str],
 ) -> str:
     check_step = ""
     if client == "keyless":
         check_step = (
-            "      - name: Check the distributions\n"
+            "      - name: Install keyless\n"
             "        run: |\n"
-            "          python -m pip install keyless\n"
-            "          keyless check dist/*\n"
-        ).rstrip("\n")
+            f"{_github_run(install)}\n"
+            "      - name: Check the distributions\n"
+            "        run: keyless check dist/*"
+        )
     parts = [
         templates.render(
             "github-release.yml",
@@ -542,7 +564,7 @@ def _github(
                     "environment": publisher.environment,
                     "environment_url": f"      url: {page}" if page else "",
                     "client": client,
-                    "client_requirement": _client_requirement(client),
+                    "install_commands": _github_run(install),
                     "publish_command": _publish_command(client, publisher.upload_url),
                 },
             )
@@ -556,10 +578,11 @@ def _gitlab(
     publishers: Sequence[PublisherSettings],
     versions: list[str],
     client: Client,
+    install: Sequence[str],
 ) -> str:
     check_step = ""
     if client == "keyless":
-        check_step = "    - python -m pip install keyless\n    - keyless check dist/*"
+        check_step = f"{_gitlab_script(install)}\n    - keyless check dist/*"
     parts = [
         templates.render(
             "gitlab-ci.yml",
@@ -588,7 +611,7 @@ def _gitlab(
                     "environment_url": f"    url: {page}" if page else "",
                     "token_variable": gitlab_token_variable(audience),
                     "audience": _yaml_scalar(audience),
-                    "client_requirement": _client_requirement(client),
+                    "install_commands": _gitlab_script(install),
                     "publish_command": _publish_command(client, publisher.upload_url),
                 },
             )
