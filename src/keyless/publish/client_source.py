@@ -175,8 +175,9 @@ def install_lines(client: Client, source: ClientSource | None) -> list[str]:
             f"client at {CLIENT_PATH}), or --client uv to publish with uv.",
         )
     return [
-        f"curl --fail --silent --show-error --location --output {REQUIREMENTS_FILE} "
-        + shlex.quote(source.requirements_url),
+        # Python, not curl: every image that runs pip has it (python:3-slim has no curl).
+        "python -c 'import sys, urllib.request; urllib.request.urlretrieve(*sys.argv[1:])' "
+        f"{shlex.quote(source.requirements_url)} {REQUIREMENTS_FILE}",
         f'echo "{source.requirements_sha256}  {REQUIREMENTS_FILE}" | sha256sum --check -',
         f"python -m pip install --require-hashes -r {REQUIREMENTS_FILE}",
     ]
