@@ -23,7 +23,7 @@ from packaging.utils import canonicalize_name
 
 from keyless.cli.main import SERVER_LIBRARIES
 from keyless.index.client_dist import client_wheel
-from tests.conftest import CA_VARIABLES, LiveServer, client_env
+from tests.conftest import CA_VARIABLES, LiveServer, client_env, start_server, stop_server
 
 from .conftest import write_release
 
@@ -181,3 +181,27 @@ def test_the_client_lock_pins_exactly_the_base_dependencies() -> None:
     for name, requirement in wanted.items():
         assert requirement.specifier.contains(pins[name], prereleases=True), (name, pins[name])
     assert not set(pins) & {canonicalize_name(n) for n in ("starlette", "sqlalchemy", "jinja2")}
+
+
+def test_metadata_the_lock_does_not_cover_is_a_503_saying_what_to_do(tmp_path: Path) -> None:
+    """An installed keyless whose metadata needs what the lock does not pin (stale metadata,
+    or a dependency added without `make client-lock`) serves no client pip would refuse."""
+    stale = tmp_path / "stale" / "keyless-0.1.0.dist-info"
+    stale.mkdir(parents=True)
+    (stale / "METADATA").write_text(
+        "Metadata-Version: 2.4\nName: keyless\nVersion: 0.1.0\n"
+        "Requires-Dist: httpx>=0.27\nRequires-Dist: starlette>=0.47\n"
+        'Requires-Dist: jinja2>=3.1; extra == "server"\n',
+        encoding="utf-8",
+    )
+    path = os.pathsep.join([str(stale.parent), os.environ.get("PYTHONPATH", "")])
+    live = start_server(tmp_path / "server", env={"PYTHONPATH": path})
+    try:
+        with live.client() as http:
+            for url in ("/+client/", "/+client/0.1.0/requirements.txt"):
+                answer = http.get(url)
+                assert answer.status_code == 503
+                assert "keyless 0.1.0 needs starlette, which the client lock" in answer.text
+                assert "make client-lock" in answer.text
+    finally:
+        stop_server(live)

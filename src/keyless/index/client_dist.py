@@ -22,12 +22,19 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
 import keyless
 
 # The zip epoch: a fixed time for every entry, so the bytes depend on the contents only.
 _TIMESTAMP = (1980, 1, 1, 0, 0, 0)
 _SKIPPED = {"__pycache__"}
 _WHEEL = "Wheel-Version: 1.0\nGenerator: keyless\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+
+
+class ClientUnavailable(Exception):
+    """This keyless cannot serve its client; the message says why and what to do."""
 
 
 @dataclass(frozen=True)
@@ -74,10 +81,23 @@ def client_wheel() -> ClientWheel:
     Its METADATA (name, version, dependencies and extras) and entry points are those of the
     installed distribution; its files are the package's as they are on disk.
     """
-    distribution = importlib.metadata.distribution("keyless")
+    try:
+        distribution = importlib.metadata.distribution("keyless")
+    except importlib.metadata.PackageNotFoundError:
+        raise ClientUnavailable(
+            "this keyless runs from a source tree that is not installed, so it has no "
+            "metadata to build its client from: install it (pip install -e '.[server]')."
+        ) from None
     version = distribution.version
     info = f"keyless-{version}.dist-info"
     metadata = distribution.read_text("METADATA") or ""
+    unpinned = _unpinned(distribution.requires or [])
+    if unpinned:
+        raise ClientUnavailable(
+            f"keyless {version} needs {', '.join(unpinned)}, which the client lock "
+            "(keyless/publish/locks/client.txt) does not pin: run `make client-lock`, or "
+            "reinstall keyless if its installed metadata is older than its code."
+        )
     entry_points = distribution.read_text("entry_points.txt") or ""
     entries = _package_files(Path(keyless.__file__).parent)
     entries += [
@@ -94,6 +114,23 @@ def client_wheel() -> ClientWheel:
         data=data,
         sha256=hashlib.sha256(data).hexdigest(),
     )
+
+
+def _unpinned(requires: list[str]) -> list[str]:
+    """The client's dependencies (not an extra's) that the lock does not pin."""
+    pinned = {
+        canonicalize_name(Requirement(line.rstrip(" \\")).name)
+        for line in client_lock().splitlines()
+        if line and not line.startswith((" ", "#"))
+    }
+    needed = []
+    for text in requires:
+        requirement = Requirement(text)
+        if requirement.marker and "extra" in str(requirement.marker):
+            continue
+        if canonicalize_name(requirement.name) not in pinned:
+            needed.append(requirement.name)
+    return sorted(needed)
 
 
 def client_lock() -> str:

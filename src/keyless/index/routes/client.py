@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ..client_dist import ClientWheel, client_requirements, client_wheel
+from ..client_dist import ClientUnavailable, ClientWheel, client_requirements, client_wheel
 from .common import error, public_base
 
 PREFIX = "/+client"
@@ -28,8 +28,17 @@ def _urls(request: Request, wheel: ClientWheel) -> tuple[str, str]:
     return f"{folder}/{wheel.filename}", f"{folder}/requirements.txt"
 
 
+async def _wheel(request: Request) -> ClientWheel | Response:
+    try:
+        return await run_in_threadpool(client_wheel)  # built on the first request, then kept
+    except ClientUnavailable as exc:
+        return error(request, 503, str(exc))
+
+
 async def describe(request: Request) -> Response:
-    wheel = await run_in_threadpool(client_wheel)  # built on the first request, then kept
+    wheel = await _wheel(request)
+    if isinstance(wheel, Response):
+        return wheel
     wheel_url, requirements_url = _urls(request, wheel)
     requirements = client_requirements(wheel, wheel_url).encode("utf-8")
     return JSONResponse(
@@ -46,7 +55,9 @@ async def describe(request: Request) -> Response:
 
 
 async def _served(request: Request) -> ClientWheel | Response:
-    wheel = await run_in_threadpool(client_wheel)
+    wheel = await _wheel(request)
+    if isinstance(wheel, Response):
+        return wheel
     asked = request.path_params["version"]
     if asked != wheel.version:
         return error(
