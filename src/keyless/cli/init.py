@@ -154,6 +154,8 @@ def run(args: argparse.Namespace) -> int:
         if exc.hint:
             print(f"hint: {exc.hint}", file=sys.stderr)
         return 1
+    if args.client == "uv" and args.client_source:
+        result.notes.append("--client-source is for the keyless client; uv comes from PyPI.")
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
     else:
