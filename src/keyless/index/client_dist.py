@@ -21,12 +21,15 @@ import zipfile
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 import keyless
 
+# Where the routes serve the client (keyless.index.routes.client); `+` begins no index name.
+CLIENT_PATH = "/+client/"
 # The zip epoch: a fixed time for every entry, so the bytes depend on the contents only.
 _TIMESTAMP = (1980, 1, 1, 0, 0, 0)
 _SKIPPED = {"__pycache__"}
@@ -151,3 +154,31 @@ def client_requirements(wheel: ClientWheel, wheel_url: str) -> str:
         f"keyless @ {wheel_url} \\\n"
         f"    --hash=sha256:{wheel.sha256}\n" + client_lock()
     )
+
+
+def client_folder(base_url: str, wheel: ClientWheel) -> str:
+    """The URL of the folder that serves this client's wheel and requirements file."""
+    return f"{base_url.rstrip('/')}{CLIENT_PATH}{wheel.version}"
+
+
+def client_description(base_url: str) -> dict[str, Any]:
+    """What ``{base_url}/+client/`` answers: the client's version, and the URLs and sha256 of
+    its wheel and of its requirements file (which names the wheel's URL, so its sha256
+    depends on ``base_url``). The web page's workflow snippets can pin the client with it
+    (keyless.publish.client_source.ClientSource) without asking the server over HTTP.
+
+    Raises ClientUnavailable.
+    """
+    wheel = client_wheel()
+    folder = client_folder(base_url, wheel)
+    wheel_url = f"{folder}/{wheel.filename}"
+    requirements = client_requirements(wheel, wheel_url).encode("utf-8")
+    return {
+        "name": "keyless",
+        "version": wheel.version,
+        "wheel": {"filename": wheel.filename, "url": wheel_url, "sha256": wheel.sha256},
+        "requirements": {
+            "url": f"{folder}/requirements.txt",
+            "sha256": hashlib.sha256(requirements).hexdigest(),
+        },
+    }

@@ -10,22 +10,23 @@ an older client must be written again (`keyless init --force`).
 
 from __future__ import annotations
 
-import hashlib
-
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ..client_dist import ClientUnavailable, ClientWheel, client_requirements, client_wheel
+from ..client_dist import (
+    CLIENT_PATH,
+    ClientUnavailable,
+    ClientWheel,
+    client_description,
+    client_folder,
+    client_requirements,
+    client_wheel,
+)
 from .common import error, public_base
 
-PREFIX = "/+client"
-
-
-def _urls(request: Request, wheel: ClientWheel) -> tuple[str, str]:
-    folder = f"{public_base(request)}{PREFIX}/{wheel.version}"
-    return f"{folder}/{wheel.filename}", f"{folder}/requirements.txt"
+PREFIX = CLIENT_PATH.rstrip("/")
 
 
 async def _wheel(request: Request) -> ClientWheel | Response:
@@ -36,22 +37,11 @@ async def _wheel(request: Request) -> ClientWheel | Response:
 
 
 async def describe(request: Request) -> Response:
-    wheel = await _wheel(request)
-    if isinstance(wheel, Response):
-        return wheel
-    wheel_url, requirements_url = _urls(request, wheel)
-    requirements = client_requirements(wheel, wheel_url).encode("utf-8")
-    return JSONResponse(
-        {
-            "name": "keyless",
-            "version": wheel.version,
-            "wheel": {"filename": wheel.filename, "url": wheel_url, "sha256": wheel.sha256},
-            "requirements": {
-                "url": requirements_url,
-                "sha256": hashlib.sha256(requirements).hexdigest(),
-            },
-        }
-    )
+    try:
+        described = await run_in_threadpool(client_description, public_base(request))
+    except ClientUnavailable as exc:
+        return error(request, 503, str(exc))
+    return JSONResponse(described)
 
 
 async def _served(request: Request) -> ClientWheel | Response:
@@ -73,7 +63,7 @@ async def requirements_file(request: Request) -> Response:
     wheel = await _served(request)
     if isinstance(wheel, Response):
         return wheel
-    wheel_url, _ = _urls(request, wheel)
+    wheel_url = f"{client_folder(public_base(request), wheel)}/{wheel.filename}"
     return Response(client_requirements(wheel, wheel_url), media_type="text/plain")
 
 
