@@ -51,6 +51,7 @@ CLIENT_PATH = "/+client/"
 REQUIREMENTS_FILE = "keyless-client.txt"
 _UV_FILE = "uv-client.txt"
 _SHA256 = re.compile(r"[0-9a-f]{64}\Z")
+_URL = re.compile(r"https?://[^\s'\"]+\Z")  # it goes into a shell line and a YAML file
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,8 @@ def fetch_client_source(index_url: str, http: httpx.Client) -> ClientSource:
         answer = http.get(url)
     except httpx.HTTPError as exc:
         raise PublishError(
-            f"could not ask {url} which keyless client it serves: {exc}", hint=hint
+            f"could not ask {url} which keyless client it serves: {exc}",
+            hint=hint + " An index whose certificate is not trusted here: pass --cert CA.pem.",
         ) from exc
     try:
         described: Any = answer.json() if answer.status_code == 200 else {}
@@ -114,9 +116,7 @@ def fetch_client_source(index_url: str, http: httpx.Client) -> ClientSource:
             "is this a keyless index, of a version that serves its client?",
             hint=hint,
         ) from None
-    if not _SHA256.match(source.requirements_sha256) or not source.requirements_url.startswith(
-        ("https://", "http://")
-    ):
+    if not _SHA256.match(source.requirements_sha256) or not _URL.match(source.requirements_url):
         raise PublishError(f"{url} describes its client with a malformed URL or sha256.")
     return source
 
