@@ -10,7 +10,7 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "keyless needs Python 3.11 or newer (set PYTHON=python3.x)")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[server,dev]'
 	@touch $(STAMP)
 
 demo: $(STAMP)
@@ -40,3 +40,13 @@ clean:
 .PHONY: bench
 bench: $(STAMP)
 	$(BIN)/python -m bench run
+
+# The client a keyless index serves at /+client/ is pinned by these locks (README: "Installing
+# the client in CI"): run after changing pyproject's base dependencies, with network to PyPI.
+.PHONY: client-lock
+client-lock: $(STAMP)
+	$(BIN)/uv pip compile pyproject.toml --generate-hashes --universal --python-version 3.11 \
+		--custom-compile-command "make client-lock" -q -o src/keyless/publish/locks/client.txt
+	echo "uv==$$($(BIN)/uv --version | cut -d' ' -f2)" | $(BIN)/uv pip compile - --generate-hashes \
+		--universal --python-version 3.11 --custom-compile-command "make client-lock" -q \
+		-o src/keyless/workflows/locks/uv.txt

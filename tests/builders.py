@@ -30,6 +30,8 @@ from typing import Any
 
 from packaging.utils import canonicalize_name
 
+from keyless.workflows import ClientSource
+
 MIB = 1024 * 1024
 ZIP_DATE = (2024, 1, 1, 0, 0, 0)
 TAR_MTIME = 1_704_067_200  # 2024-01-01
@@ -501,3 +503,13 @@ def zip_tar_polyglot(name: str = "demo", version: str = "1.0") -> bytes:
     """Bytes that are a valid sdist (gzip+tar from the front) AND a valid wheel (zip from the
     end): readers picking different formats would see different contents."""
     return build_sdist(name, version)[1] + build_wheel(name, version)[1]
+
+
+# A keyless index's client as `keyless init` pins it (keyless.publish.client_source), for
+# workflows rendered without asking a live index which client it serves.
+CLIENT_SOURCE = ClientSource(
+    index_url="https://pypi.example.com",
+    version="0.1.0",
+    requirements_url="https://pypi.example.com/+client/0.1.0/requirements.txt",
+    requirements_sha256="0" * 64,
+)

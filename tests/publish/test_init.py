@@ -20,6 +20,7 @@ from keyless.ci.claims import gitlab_token_variable
 from keyless.ci.emulator import Emulator, JobClaims
 from keyless.publish.errors import PublishError
 from keyless.publish.init import init_workflow, python_versions_for
+from tests.builders import CLIENT_SOURCE
 from tests.conftest import LiveServer, client_env, make_project
 
 from .conftest import job_env, simple_hashes, write_release
@@ -77,7 +78,7 @@ def triggers(workflow: dict[Any, Any]) -> Any:
 
 def test_github_workflow_shape(tmp_path: Path) -> None:
     folder = make_sample(tmp_path, "shape-demo", requires=">=3.11")
-    result = init_workflow(folder, repository="octo-org/shape-demo")
+    result = init_workflow(folder, repository="octo-org/shape-demo", client_source=CLIENT_SOURCE)
     [path] = result.files
     assert path == folder / ".github/workflows/release.yml"
     workflow = load(path)
@@ -135,6 +136,7 @@ def test_gitlab_pipeline_shape(tmp_path: Path) -> None:
         ],
         audiences={"test": "keyless-test", "prod": "keyless"},
         repository="group/sub/gl-shape",
+        client_source=CLIENT_SOURCE,
     )
     pipeline = load(folder / ".gitlab-ci.yml")
     assert pipeline["stages"] == ["build", "test", "publish"]
@@ -165,7 +167,7 @@ def test_gitlab_needs_each_audience(tmp_path: Path) -> None:
             folder, provider="gitlab", indexes=[("mine", "https://idx.example/x/legacy/")]
         )
     # PyPI's and TestPyPI's are known.
-    init_workflow(folder, provider="gitlab", repository="g/p")
+    init_workflow(folder, provider="gitlab", repository="g/p", client_source=CLIENT_SOURCE)
     assert "TESTPYPI_ID_TOKEN" in (folder / ".gitlab-ci.yml").read_text()
 
 
@@ -194,7 +196,7 @@ def test_requires_python_without_a_supported_version() -> None:
 
 def test_smoke_test_imports_the_package(tmp_path: Path) -> None:
     folder = make_sample(tmp_path, "smoke-demo")
-    workflow = load(init_workflow(folder, repository="o/r").files[0])
+    workflow = load(init_workflow(folder, repository="o/r", client_source=CLIENT_SOURCE).files[0])
     [test_step] = [s for s in workflow["jobs"]["test"]["steps"] if s.get("name") == "Test"]
     assert test_step["run"] == 'python -c "import smoke_demo"'
 
@@ -213,7 +215,9 @@ def test_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
     assert "already exists" in refused.stderr
     assert target.read_text(encoding="utf-8") == "# mine\n"
 
-    forced = keyless("init", "--force", "--repository", "octo-org/keep-demo", cwd=folder)
+    forced = keyless(
+        "init", "--force", "--repository", "octo-org/keep-demo", "--client", "uv", cwd=folder
+    )
     assert forced.returncode == 0, forced.stderr
     assert "name: release" in target.read_text(encoding="utf-8")
     assert "Register these trusted publishers" in forced.stdout
@@ -296,12 +300,13 @@ def test_rehearsal_of_the_github_workflow_publishes_staged(
     folder = make_sample(tmp_path, name)
     for index in ("test", "prod"):
         make_project(tp_server, tp_http, name, index=index)
+    assert tp_server.tls is not None  # init asks the index which client its jobs install
     result = init_json(
         folder,
         *("--index", f"test={tp_server.upload_url('test')}"),
         *("--index", f"prod={tp_server.upload_url('prod')}"),
         *("--environment", "test=testpypi", "--environment", "prod=pypi"),
-        *("--repository", f"octo-org/{name}"),
+        *("--repository", f"octo-org/{name}", "--cert", str(tp_server.tls.ca)),
     )
     for publisher in result["publishers"]:
         register(tp_server, publisher["command"], ci.issuer)

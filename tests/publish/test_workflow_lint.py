@@ -24,6 +24,7 @@ import pytest
 from keyless.index.web.snippets import snippet
 from keyless.publish.init import init_workflow
 from keyless.workflows import ACTIONS
+from tests.builders import CLIENT_SOURCE
 
 REPO = Path(__file__).resolve().parents[2]
 CHECKED_IN = REPO / ".github" / "workflows" / "release.yml"
@@ -106,7 +107,7 @@ def from_init(provider: Literal["github", "gitlab"], **options: Any) -> Callable
             provider=provider,
             repository="octo-org/demo" if provider == "github" else "group/sub/demo",
             write=False,
-            **options,
+            **{"client_source": CLIENT_SOURCE, **options},
         )
         [text] = result.contents.values()
         return text
@@ -116,7 +117,13 @@ def from_init(provider: Literal["github", "gitlab"], **options: Any) -> Callable
 
 def from_preview(kind: str, **values: str) -> Callable[[Path], str]:
     def write(tmp_path: Path) -> str:
-        return snippet(kind, values, upload_url=KEYLESS_PROD[1], audience="keyless").text
+        return snippet(
+            kind,
+            values,
+            upload_url=KEYLESS_PROD[1],
+            audience="keyless",
+            client_source=CLIENT_SOURCE,
+        ).text
 
     return write
 

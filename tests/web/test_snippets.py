@@ -12,6 +12,7 @@ from keyless.index.web.snippets import env_var_for, snippet
 from keyless.index.web.views import safe_url
 from keyless.publish.credentials import gitlab_token_variable
 from keyless.publish.init import init_workflow
+from tests.builders import CLIENT_SOURCE
 
 yaml = pytest.importorskip("yaml")
 
@@ -19,7 +20,11 @@ UPLOAD = "https://pypi.example.com/prod/legacy/"
 
 
 def load(kind: str, **values: str) -> Any:
-    return yaml.safe_load(snippet(kind, values, upload_url=UPLOAD, audience="keyless").text)
+    return yaml.safe_load(
+        snippet(
+            kind, values, upload_url=UPLOAD, audience="keyless", client_source=CLIENT_SOURCE
+        ).text
+    )
 
 
 def test_github_job_asks_for_an_id_token_in_its_environment() -> None:
@@ -46,7 +51,13 @@ def test_github_preview_is_the_workflow_keyless_init_writes(tmp_path: Path) -> N
     folder = tmp_path / "demo"
     folder.mkdir()
     (folder / "pyproject.toml").write_text('[project]\nname = "demo"\n', encoding="utf-8")
-    written = init_workflow(folder, indexes=[("prod", UPLOAD)], repository="octo/demo", write=False)
+    written = init_workflow(
+        folder,
+        indexes=[("prod", UPLOAD)],
+        repository="octo/demo",
+        client_source=CLIENT_SOURCE,
+        write=False,
+    )
     [init_text] = written.contents.values()
     init_jobs = yaml.safe_load(init_text)["jobs"]
     preview = load("github", owner="octo", repository="demo", environment="prod")
@@ -78,6 +89,7 @@ def test_gitlab_job_declares_its_id_token_for_the_audience() -> None:
         {"namespace": "group/sub", "project": "demo", "environment": "production"},
         upload_url=UPLOAD,
         audience="keyless-test",
+        client_source=CLIENT_SOURCE,
     )
     pipeline = yaml.safe_load(text.text)
     job = pipeline["publish"]
@@ -103,7 +115,9 @@ def test_any_half_typed_entry_still_gives_valid_yaml(kind: str, typed: str) -> N
         ("owner", "repository", "workflow", "environment", "namespace", "project", "email"),
         typed,
     )
-    text = snippet(kind, values, upload_url=UPLOAD, audience="keyless").text
+    text = snippet(
+        kind, values, upload_url=UPLOAD, audience="keyless", client_source=CLIENT_SOURCE
+    ).text
     if kind != "generic":  # the generic preview is a shell step, not YAML
         yaml.safe_load(text)
     assert text.endswith("\n")

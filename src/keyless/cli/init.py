@@ -86,6 +86,13 @@ def define(parser: argparse.ArgumentParser) -> None:
         default="keyless",
         help="what the publish jobs run: keyless publish (default) or uv publish",
     )
+    parser.add_argument(
+        "--client-source",
+        metavar="URL|pypi",
+        help="where the jobs install the keyless client from, pinned by sha256: a keyless "
+        "index (it serves its own client at /+client/; default: the first keyless index "
+        "published to). 'pypi' cannot be pinned (keyless is not on PyPI) and is refused",
+    )
     parser.add_argument("--dir", type=Path, default=Path("."), help="the project's folder")
     parser.add_argument("--force", action="store_true", help="overwrite an existing file")
     parser.add_argument("--cert", metavar="CA", help="PEM file of CAs to trust for the indexes")
@@ -106,6 +113,7 @@ def _pairs(items: list[str], option: str) -> list[tuple[str, str]]:
 def run(args: argparse.Namespace) -> int:
     """Write the workflow; 0 on success, 1 when it cannot be written, 2 on bad flags."""
     # Imported on use: every `keyless` command imports this module (see main.py).
+    from keyless.publish.client_source import resolve_client_source
     from keyless.publish.indexclient import new_http_client
     from keyless.publish.init import discover_audiences, init_workflow
 
@@ -130,6 +138,11 @@ def run(args: argparse.Namespace) -> int:
                         **discover_audiences(missing, http, client=args.client),
                         **audiences,
                     }
+        source = None
+        if args.client == "keyless":
+            with new_http_client(ca_file=args.cert, timeout=15) as http:
+                urls = [url for _, url in indexes]
+                source = resolve_client_source(args.client_source, urls, http)
         result = init_workflow(
             args.dir,
             provider=args.provider,
@@ -140,6 +153,7 @@ def run(args: argparse.Namespace) -> int:
             audiences=audiences,
             repository=args.repository,
             client=args.client,
+            client_source=source,
             force=args.force,
         )
     except PublishError as exc:
@@ -147,6 +161,8 @@ def run(args: argparse.Namespace) -> int:
         if exc.hint:
             print(f"hint: {exc.hint}", file=sys.stderr)
         return 1
+    if args.client == "uv" and args.client_source:
+        result.notes.append("--client-source is for the keyless client; uv comes from PyPI.")
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
     else:
@@ -162,6 +178,7 @@ def render(result: InitResult, out: TextIO) -> None:
         f"{', '.join(result.python_versions)}, publish with `{result.client} publish` to "
         + " then ".join(p.index for p in result.publishers)
     )
+    lines.append(f"  the jobs install {result.client_install}")
     lines += ["", "Register these trusted publishers before the first release:"]
     for publisher in result.publishers:
         lines += ["", f"{publisher.index} ({publisher.upload_url}):"]

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 # and the command modules import what their commands use (the server, the release client,
 # cryptography, ...) in their handlers, so `keyless publish` does not pay for `keyless serve`
 # or `keyless check` (tests/test_cli_imports.py).
+import keyless
 from keyless.cli import check as check_cmd
 from keyless.cli import devcert, emulator, publishing
 from keyless.cli import doctor as doctor_cmd
@@ -28,6 +29,13 @@ if TYPE_CHECKING:
     from keyless.config import Settings
 
 Handler = Callable[[argparse.Namespace], int]
+
+# The top-level modules of pyproject's `server` extra: the release client installs without
+# them, and a server command run there says which extra to install instead of a traceback.
+SERVER_LIBRARIES = frozenset(
+    {"starlette", "uvicorn", "multipart", "python_multipart", "sqlalchemy", "argon2", "jinja2"}
+    | {"cryptography", "jwt"}
+)
 
 
 def _settings(args: argparse.Namespace, *, serving: bool = False) -> Settings:
@@ -471,6 +479,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         prog="keyless",
         description="A self-hosted Python package index with Trusted Publishing built in.",
     )
+    # What a CI log shows of the client a job installed (see keyless.publish.client_source).
+    parser.add_argument("--version", action="version", version=f"keyless {keyless.__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     for name, text, define in COMMANDS:
         sub = commands.add_parser(name, help=text)
@@ -509,6 +519,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Handler = args.handler
     try:
         return handler(args)
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").partition(".")[0] not in SERVER_LIBRARIES:
+            raise
+        print(
+            f"error: `keyless {command_of(argv)}` needs the index server's libraries, which this "
+            f"install lacks (no module {exc.name!r}): pip install 'keyless[server]'",
+            file=sys.stderr,
+        )
+        return 2
     except Exception as exc:  # a use-case error: show its message, not a traceback
         from keyless.config import ConfigError
         from keyless.oidc.errors import PublisherConfigError

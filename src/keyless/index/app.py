@@ -29,7 +29,7 @@ from .pages import SimplePages
 from .projects import ProjectAdmin
 from .promote import Promotion
 from .rendering import Descriptions, RenderPool
-from .routes import files, jsonapi, manage, oidc, promote, publishing, simple, upload
+from .routes import client, files, jsonapi, manage, oidc, promote, publishing, simple, upload
 from .routes.common import Services, public_base, services, storage_full
 from .trusted import TrustedPublishing
 from .uploads import Uploads
@@ -299,6 +299,7 @@ def create_app(settings: Settings) -> IndexApp:
     routes = [
         Route("/_/health", health, methods=["GET", "HEAD"]),
         *oidc.routes,
+        *client.routes,
         *files.routes,
         *simple.routes,
         *jsonapi.routes,

@@ -37,13 +37,17 @@ from keyless.oidc.providers import PROVIDERS
 from keyless.publish.errors import PublishError
 from keyless.publish.project import git_output, load_pyproject
 from keyless.workflows import (
+    CLIENT_PATH,
     DEFAULT_TAGS,
     Client,
+    ClientSource,
     PublishJob,
     TestJob,
+    describe_uv,
     flow_list,
     github_trigger,
     github_workflow,
+    gitlab_script,
     install_commands,
     project_page,
     publish_command,
@@ -154,6 +158,7 @@ class InitResult:
     client: str
     contents: dict[Path, str] = field(default_factory=dict, repr=False)
     notes: list[str] = field(default_factory=list)
+    client_install: str = ""  # where the jobs' client comes from and how it is pinned
 
     def to_dict(self) -> dict[str, Any]:
         """The result as JSON-ready data."""
@@ -161,6 +166,7 @@ class InitResult:
             "files": [str(path) for path in self.files],
             "provider": self.provider,
             "client": self.client,
+            "client_install": self.client_install,
             "project": self.project.name,
             "python_versions": self.python_versions,
             "publishers": [p.to_dict() for p in self.publishers],
@@ -424,6 +430,7 @@ def init_workflow(
     repository: str | None = None,
     client: Client = "keyless",
     test_command: str | None = None,
+    client_source: ClientSource | None = None,
     force: bool = False,
     write: bool = True,
 ) -> InitResult:
@@ -438,12 +445,13 @@ def init_workflow(
     ``owner/repo`` (GitLab ``namespace/project``) for the publisher settings (default: the
     git remote ``origin``). ``client``: what publishes (``keyless publish`` or
     ``uv publish``). ``test_command``: the test job's shell command (default: pytest when
-    the project has tests, else importing its package). ``write=False`` computes everything
-    and writes nothing.
+    the project has tests, else importing its package). ``client_source``: the keyless index
+    the jobs install the keyless client from (see keyless.publish.client_source; uv comes from
+    PyPI). ``write=False`` computes everything and writes nothing.
 
     Raises PublishError when pyproject.toml is missing or has no [project] name, a name or
-    URL cannot go in a workflow, a GitLab index's audience is unknown, or the file exists
-    and ``force`` is false.
+    URL cannot go in a workflow, a GitLab index's audience is unknown, the keyless client
+    has no source, or the file exists and ``force`` is false.
     """
     folder = Path(project_dir)
     project = read_project(folder)
@@ -510,19 +518,23 @@ def init_workflow(
     test = (test_command or "").strip() or _test_command(folder, project.name)
     if "\n" in test:
         raise PublishError("the test command is one line of shell.", hint="join lines with &&.")
-    if provider == "github":
-        target = GITHUB_WORKFLOW
-        text = _github(project, publishers, versions, client, test)
-    else:
-        target = GITLAB_CONFIG
-        text = _gitlab(project, publishers, versions, client, test)
-    path = folder / target
+    path = folder / (GITHUB_WORKFLOW if provider == "github" else GITLAB_CONFIG)
     if path.exists() and not force:
         raise PublishError(
             f"{path} already exists.",
             hint="pass --force to overwrite it (or move it aside first).",
             context={"file": str(path)},
         )
+    if client == "keyless" and client_source is None:
+        raise PublishError(
+            "keyless is not on PyPI, so a job cannot install it from there pinned by sha256.",
+            hint="pass --client-source with the URL of a keyless index (it serves its own "
+            f"client at {CLIENT_PATH}), or --client uv to publish with uv.",
+        )
+    if provider == "github":
+        text = _github(project, publishers, versions, client, test, client_source)
+    else:
+        text = _gitlab(project, publishers, versions, client, test, client_source)
     if write:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
@@ -535,6 +547,7 @@ def init_workflow(
         client=client,
         contents={path: text},
         notes=notes,
+        client_install=client_source.describe() if client_source else describe_uv(),
     )
 
 
@@ -544,6 +557,7 @@ def _github(
     versions: list[str],
     client: Client,
     test_command: str,
+    client_source: ClientSource | None,
 ) -> str:
     header = [
         f"Release {project.name}: build, test, publish",
@@ -557,6 +571,7 @@ def _github(
         header=header,
         trigger=github_trigger(),
         client=client,
+        client_source=client_source,
         check=client == "keyless",
         test=TestJob(versions, test_command),
         jobs=[
@@ -578,11 +593,12 @@ def _gitlab(
     versions: list[str],
     client: Client,
     test_command: str,
+    client_source: ClientSource | None,
 ) -> str:
     check_step = ""
     if client == "keyless":
-        commands = [*install_commands("keyless", publishers[0].upload_url), "keyless check dist/*"]
-        check_step = "\n".join(f"    - {command}" for command in commands)
+        commands = [*install_commands("keyless", client_source), "keyless check dist/*"]
+        check_step = gitlab_script(commands)
     parts = [
         templates.render(
             "gitlab-ci.yml",
@@ -601,7 +617,7 @@ def _gitlab(
         job = f"publish-{publisher.index}"
         page = project_page(publisher.upload_url, project.name)
         audience = publisher.audience or ""
-        install = install_commands(client, publisher.upload_url)
+        install = install_commands(client, client_source)
         parts.append(
             templates.render(
                 "gitlab-publish-job.yml",
@@ -612,7 +628,7 @@ def _gitlab(
                     "environment_url": f"    url: {page}" if page else "",
                     "token_variable": gitlab_token_variable(audience),
                     "audience": json.dumps(audience),
-                    "install": "\n".join(f"    - {command}" for command in install),
+                    "install": gitlab_script(install),
                     "publish_command": publish_command(client, publisher.upload_url),
                 },
             )

@@ -18,32 +18,35 @@ import re
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 from urllib.parse import urlsplit
 
 from packaging.utils import canonicalize_name
 
 from . import templates
+from .client import CLIENT_PATH, Client, ClientSource, describe_uv, install_commands, uv_pin
 
 __all__ = [
     "ACTIONS",
+    "CLIENT_PATH",
     "DEFAULT_TAGS",
     "Client",
+    "ClientSource",
     "PinnedAction",
     "PublishJob",
     "TestJob",
     "comment",
+    "describe_uv",
     "flow_list",
     "github_trigger",
     "github_workflow",
+    "gitlab_script",
     "install_commands",
     "project_page",
     "publish_command",
+    "uv_pin",
     "yaml_command",
     "yaml_str",
 ]
-
-Client = Literal["keyless", "uv"]
 
 
 @dataclass(frozen=True)
@@ -173,21 +176,25 @@ def publish_command(client: Client, upload_url: str) -> str:
     return f"keyless publish --repository-url {url} dist/*"
 
 
-def install_commands(client: Client, upload_url: str) -> list[str]:
-    """The shell commands that install ``client`` in a job (one per line or script item).
-
-    The one place that says where a CI job gets the client from, for every generated
-    workflow and pipeline; ``upload_url`` is the index the job publishes to.
-    """
-    del upload_url  # the source does not depend on the index yet
-    return [f"python -m pip install {'uv' if client == 'uv' else 'keyless'}"]
-
-
 def _run(commands: Sequence[str], indent: str) -> str:
-    """A step's ``run:`` value: one command inline, several as a literal block."""
-    if len(commands) == 1:
+    """A step's ``run:`` value: one one-line command inline, else a literal block (each line
+    of a multi-line command, such as a heredoc, indented with it)."""
+    if len(commands) == 1 and "\n" not in commands[0]:
         return commands[0]
-    return "|\n" + "\n".join(f"{indent}{command}" for command in commands)
+    lines = "\n".join(commands).splitlines()
+    return "|\n" + "\n".join(f"{indent}{line}" if line else "" for line in lines)
+
+
+def gitlab_script(commands: Sequence[str], indent: str = "    ") -> str:
+    """The items of a GitLab job's ``script:``: a multi-line command as one block item."""
+    items = []
+    for command in commands:
+        if "\n" in command:
+            lines = "\n".join(f"{indent}  {line}" for line in command.splitlines())
+            items.append(f"{indent}- |\n{lines}")
+        else:
+            items.append(f"{indent}- {command}")
+    return "\n".join(items)
 
 
 def _environment(job: PublishJob) -> str:
@@ -206,21 +213,24 @@ def github_workflow(
     trigger: str,
     client: Client,
     jobs: Sequence[PublishJob],
+    client_source: ClientSource | None = None,
     check: bool = False,
     test: TestJob | None = None,
 ) -> str:
     """The release workflow: build, then ``test`` if given, then each of ``jobs`` in turn.
 
     ``header``: the comment lines at the top (without ``#``). ``trigger``: the ``on:``
-    block (see `github_trigger`). ``check``: run ``keyless check`` on the distributions in
+    block (see `github_trigger`). ``client_source``: where the keyless client comes from
+    (see `install_commands`). ``check``: run ``keyless check`` on the distributions in
     the build job. Each publish job needs every job before it, so indexes are staged.
     """
     pins = {name: action.uses for name, action in ACTIONS.items()}
     check_step = ""
     if check and jobs:
-        commands = [*install_commands("keyless", jobs[0].upload_url), "keyless check dist/*"]
+        install = _run(install_commands("keyless", client_source), " " * 10)
         check_step = (
-            f"      - name: Check the distributions\n        run: {_run(commands, ' ' * 10)}"
+            f"      - name: Install keyless\n        run: {install}\n"
+            "      - name: Check the distributions\n        run: keyless check dist/*"
         )
     parts = [
         templates.render(
@@ -256,7 +266,7 @@ def github_workflow(
                     "needs": flow_list(previous),
                     "environment": _environment(job),
                     "client": client,
-                    "install": _run(install_commands(client, job.upload_url), " " * 10),
+                    "install": _run(install_commands(client, client_source), " " * 10),
                     "publish_command": publish_command(client, job.upload_url),
                     **pins,
                 },

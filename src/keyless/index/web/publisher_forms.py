@@ -16,7 +16,9 @@ from starlette.requests import Request
 
 from keyless.oidc.errors import PublisherConfigError
 from keyless.oidc.providers import PROVIDERS, FieldSpec, Provider
+from keyless.workflows import ClientSource
 
+from ..client_dist import ClientUnavailable, client_description
 from ..indexes import IndexInfo
 from ..projects import ProjectError
 from ..routes.common import public_base, services
@@ -89,11 +91,28 @@ def values_of_config(kind: str, config: Mapping[str, Any]) -> dict[str, str]:
 
 
 def preview(request: Request, index: IndexInfo, kind: str, values: Mapping[str, str]) -> Snippet:
+    base = public_base(request)
     return snippet(
         kind,
         values,
-        upload_url=f"{public_base(request)}/{index.name}/legacy/",
+        upload_url=f"{base}/{index.name}/legacy/",
         audience=services(request).settings.audience_for(index.name),
+        client_source=_served_client(base),
+    )
+
+
+def _served_client(base: str) -> ClientSource | None:
+    """The client this server serves at /+client/, pinned as `keyless init` would pin it;
+    None when it cannot serve one (the /+client/ page says why)."""
+    try:
+        described = client_description(base)
+    except ClientUnavailable:
+        return None
+    return ClientSource(
+        index_url=base,
+        version=described["version"],
+        requirements_url=described["requirements"]["url"],
+        requirements_sha256=described["requirements"]["sha256"],
     )
 
 

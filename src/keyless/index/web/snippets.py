@@ -16,10 +16,13 @@ from urllib.parse import urlsplit
 
 from keyless.oidc.providers import GITHUB_ISSUER, GITLAB_ISSUER
 from keyless.workflows import (
+    CLIENT_PATH,
+    ClientSource,
     PublishJob,
     comment,
     github_trigger,
     github_workflow,
+    gitlab_script,
     install_commands,
     publish_command,
     yaml_str,
@@ -43,12 +46,30 @@ def env_var_for(audience: str) -> str:
     return re.sub(r"[^A-Z0-9_]|^[^A-Z_]", "_", audience.upper()) + "_ID_TOKEN"
 
 
-def snippet(kind: str, values: Mapping[str, str], *, upload_url: str, audience: str) -> Snippet:
-    """The CI configuration for a publisher of `kind` with these (possibly unchecked) values."""
+def snippet(
+    kind: str,
+    values: Mapping[str, str],
+    *,
+    upload_url: str,
+    audience: str,
+    client_source: ClientSource | None,
+) -> Snippet:
+    """The CI configuration for a publisher of `kind` with these (possibly unchecked) values.
+
+    ``client_source``: the keyless client this index serves, which the jobs install pinned by
+    sha256; without one (the index cannot serve its client) the text says so instead.
+    """
+    if client_source is None:
+        return Snippet(
+            "(no preview)",
+            f"# This index cannot serve its release client (see {CLIENT_PATH}), so there is\n"
+            "# no pinned install step to show. Run `keyless init` against a keyless index that\n"
+            "# serves one.\n",
+        )
     if kind == "github":
-        return _github(values, upload_url)
+        return _github(values, upload_url, client_source)
     publish = publish_command("keyless", upload_url)
-    install = ["python -m pip install build", *install_commands("keyless", upload_url)]
+    install = ["python -m pip install build", *install_commands("keyless", client_source)]
     if kind == "gitlab":
         return _gitlab(values, install, publish, audience)
     if kind == "google":
@@ -69,7 +90,7 @@ def _index_name(upload_url: str) -> str:
     return parts.hostname or "the index"
 
 
-def _github(values: Mapping[str, str], upload_url: str) -> Snippet:
+def _github(values: Mapping[str, str], upload_url: str, source: ClientSource) -> Snippet:
     owner = _get(values, "owner", "OWNER")
     repository = _get(values, "repository", "REPOSITORY")
     workflow = _get(values, "workflow", "release.yml")
@@ -102,6 +123,7 @@ def _github(values: Mapping[str, str], upload_url: str) -> Snippet:
         header=header,
         trigger=github_trigger(ref),
         client="keyless",
+        client_source=source,
         check=True,
         jobs=[
             PublishJob(
@@ -138,7 +160,7 @@ def _gitlab(values: Mapping[str, str], install: list[str], publish: str, audienc
         f"    {env_var_for(audience)}:  # the job's OIDC token for this index",
         f"      aud: {yaml_str(audience)}",
         "  script:",
-        *(f"    - {command}" for command in install),
+        gitlab_script(install),
         "    - python -m build",
         f"    - {publish}",
     ]
