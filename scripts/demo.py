@@ -234,7 +234,7 @@ def release(
         "--workflow",
         "release.yml",
     ]
-    tag = ["--event", "release", "--ref", "refs/tags/v1.0.0"]
+    tag = ["--event", "push", "--ref", "refs/tags/v1.0.0"]
     # What the generated workflow's publish jobs run (`keyless init`); uv publish works too.
     keyless_publish = [*KEYLESS, "publish", "--trusted-publishing", "always"]
 

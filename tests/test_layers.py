@@ -48,7 +48,7 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "store": frozenset({"dists"}),
     "ci": frozenset(),
     "workflows": frozenset(),
-    "index": frozenset({"config", "dists", "oidc", "store"}),
+    "index": frozenset({"config", "dists", "oidc", "store", "workflows"}),
     "index.routes": frozenset({"config", "index", "index.http", "oidc", "store"}),
     "index.web": frozenset(
         {"config", "dists", "index", "index.routes", "oidc", "store", "workflows"}

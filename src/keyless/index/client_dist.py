@@ -27,9 +27,8 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 import keyless
+from keyless.workflows.client import CLIENT_PATH as CLIENT_PATH  # served by routes.client
 
-# Where the routes serve the client (keyless.index.routes.client); `+` begins no index name.
-CLIENT_PATH = "/+client/"
 # The zip epoch: a fixed time for every entry, so the bytes depend on the contents only.
 _TIMESTAMP = (1980, 1, 1, 0, 0, 0)
 _SKIPPED = {"__pycache__"}

@@ -26,7 +26,8 @@ __all__ = ["CLIENT_PATH", "Client", "ClientSource", "describe_uv", "install_comm
 
 Client = Literal["keyless", "uv"]
 
-# Where a keyless index serves its client (= keyless.index.routes.client.PREFIX + "/").
+# Where a keyless index serves its client (keyless.index.routes.client); `+` begins no index
+# name, so it cannot clash with one.
 CLIENT_PATH = "/+client/"
 # The names the job saves the requirements files under.
 _KEYLESS_FILE = "keyless-client.txt"
