@@ -7,7 +7,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.conftest import LiveServer
+from keyless.ci.emulator import Emulator
+from tests.conftest import LiveServer, start_trusted_server, stop_server
 
 
 @pytest.fixture(scope="module")
@@ -15,3 +16,15 @@ def client(server: LiveServer) -> Iterator[httpx.Client]:
     """One HTTP client to the shared server for a whole test module."""
     with server.client() as client:
         yield client
+
+
+@pytest.fixture(scope="module")
+def tp_server(
+    tmp_path_factory: pytest.TempPathFactory, emulator: Emulator, gitlab_ci: Emulator
+) -> Iterator[LiveServer]:
+    """A server of the module's own that trusts the GitHub- and GitLab-shaped emulators."""
+    live = start_trusted_server(
+        tmp_path_factory.mktemp("tp-server"), emulator.issuer, gitlab_ci.issuer
+    )
+    yield live
+    stop_server(live)

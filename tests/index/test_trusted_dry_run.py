@@ -22,26 +22,15 @@ from keyless.ci.emulator import Emulator, JobClaims
 from keyless.store import db
 from keyless.store.db import open_database
 from tests.builders import build_sdist
-from tests.conftest import AUDIENCE, LiveServer, make_project, start_trusted_server, stop_server
+from tests.conftest import AUDIENCE, LiveServer, make_project
 
 from .test_trusted_publishing import add_github_publisher, job, keyless
 from .uploading import upload
 
 
 @pytest.fixture(scope="module")
-def dr_server(
-    tmp_path_factory: pytest.TempPathFactory, emulator: Emulator, gitlab_ci: Emulator
-) -> Iterator[LiveServer]:
-    live = start_trusted_server(
-        tmp_path_factory.mktemp("dry-run-server"), emulator.issuer, gitlab_ci.issuer
-    )
-    yield live
-    stop_server(live)
-
-
-@pytest.fixture(scope="module")
-def client(dr_server: LiveServer) -> Iterator[httpx.Client]:
-    with dr_server.client() as client:
+def client(tp_server: LiveServer) -> Iterator[httpx.Client]:
+    with tp_server.client() as client:
         yield client
 
 
@@ -205,9 +194,9 @@ CASES = [
 
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
 def test_the_dry_run_and_the_mint_agree(
-    dr_server: LiveServer, client: httpx.Client, emulator: Emulator, case: Case
+    tp_server: LiveServer, client: httpx.Client, emulator: Emulator, case: Case
 ) -> None:
-    case.setup(dr_server, client, emulator, case.name)
+    case.setup(tp_server, client, emulator, case.name)
     token = emulator.token(AUDIENCE, case.claims(case.name))
     answer = dry_run(client, token, case.name)
     allowed, code, description = mint_and_upload(client, token, case.name)
@@ -243,14 +232,14 @@ def counts(server: LiveServer) -> tuple[int, int, int]:
 
 
 def test_a_dry_run_mints_records_and_uses_up_nothing(
-    dr_server: LiveServer, client: httpx.Client, emulator: Emulator
+    tp_server: LiveServer, client: httpx.Client, emulator: Emulator
 ) -> None:
-    linked()(dr_server, client, emulator, "dr-quiet")
+    linked()(tp_server, client, emulator, "dr-quiet")
     token = emulator.token(AUDIENCE, of("dr-quiet"))
-    before = counts(dr_server)
+    before = counts(tp_server)
     for _ in range(3):
         assert dry_run(client, token, "dr-quiet")["allowed"] is True
-    assert counts(dr_server) == before  # no token row, no audit entry, no replay record
+    assert counts(tp_server) == before  # no token row, no audit entry, no replay record
     # The token is still good for the real thing, once.
     assert mint_and_upload(client, token, "dr-quiet")[0] is True
     again = dry_run(client, token, "dr-quiet")
@@ -294,9 +283,9 @@ def test_malformed_dry_run_requests(client: httpx.Client, body: bytes) -> None:
     ["not-a-jwt", "a.b.c", "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.", "eyJ9.eyJ9.eyJ9"],
 )
 def test_a_token_that_is_not_one_is_a_no_not_a_crash(
-    dr_server: LiveServer, client: httpx.Client, token: str
+    tp_server: LiveServer, client: httpx.Client, token: str
 ) -> None:
     answer = dry_run(client, token, "dr-match")
     assert answer["allowed"] is False
     assert answer["errors"][0]["code"] in ("invalid-payload", "invalid-token")
-    assert "Traceback" not in dr_server.log()
+    assert "Traceback" not in tp_server.log()

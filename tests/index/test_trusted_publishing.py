@@ -32,23 +32,10 @@ from tests.conftest import (
     LiveServer,
     client_env,
     make_project,
-    start_trusted_server,
-    stop_server,
     trust,
 )
 
 from .uploading import upload
-
-
-@pytest.fixture(scope="module")
-def tp_server(
-    tmp_path_factory: pytest.TempPathFactory, emulator: Emulator, gitlab_ci: Emulator
-) -> Iterator[LiveServer]:
-    live = start_trusted_server(
-        tmp_path_factory.mktemp("tp-server"), emulator.issuer, gitlab_ci.issuer
-    )
-    yield live
-    stop_server(live)
 
 
 @pytest.fixture(scope="module")

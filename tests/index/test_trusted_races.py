@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 
 import httpx
-import pytest
 from sqlalchemy import select
 
 from keyless.ci.emulator import Emulator, JobClaims
@@ -22,23 +20,12 @@ from keyless.index.publishers import Actor, add_publisher, remove_publisher
 from keyless.store import db
 from keyless.store.db import open_database
 from tests.builders import build_wheel
-from tests.conftest import AUDIENCE, LiveServer, make_project, start_trusted_server, stop_server
+from tests.conftest import AUDIENCE, LiveServer, make_project
 
 from .uploading import upload
 
 TRIALS = 24
 REMOVED = "Invalid API Token: the trusted publisher it was minted for has been removed."
-
-
-@pytest.fixture(scope="module")
-def tp_server(
-    tmp_path_factory: pytest.TempPathFactory, emulator: Emulator, gitlab_ci: Emulator
-) -> Iterator[LiveServer]:
-    live = start_trusted_server(
-        tmp_path_factory.mktemp("tp-race-server"), emulator.issuer, gitlab_ci.issuer
-    )
-    yield live
-    stop_server(live)
 
 
 def journal_serial(server: LiveServer, project: str, action: str, filename: str = "") -> int | None:

@@ -116,6 +116,17 @@ def browser() -> Iterator[Any]:
             launched.close()
 
 
+@pytest.fixture
+def context(browser: Any, ui_server: LiveServer) -> Iterator[Any]:
+    # The server's certificate comes from a throwaway CA the browser does not know.
+    ctx = browser.new_context(
+        base_url=ui_server.url, ignore_https_errors=True, viewport={"width": 1280, "height": 900}
+    )
+    ctx.set_default_timeout(15_000)
+    yield ctx
+    ctx.close()
+
+
 def screenshot(page: Any, name: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)

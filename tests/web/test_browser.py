@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from playwright.sync_api import expect
 
 from keyless.ci.emulator import Emulator, JobClaims
@@ -29,17 +27,6 @@ UNLABELLED = """
   .filter((e) => e.labels.length === 0 && !e.getAttribute('aria-label'))
   .map((e) => e.name || e.id)
 """
-
-
-@pytest.fixture
-def context(browser: Any, ui_server: LiveServer) -> Iterator[Any]:
-    # The server's certificate comes from a throwaway CA the browser does not know.
-    ctx = browser.new_context(
-        base_url=ui_server.url, ignore_https_errors=True, viewport={"width": 1280, "height": 900}
-    )
-    ctx.set_default_timeout(15_000)
-    yield ctx
-    ctx.close()
 
 
 def sign_in(page: Any, username: str) -> None:

@@ -9,7 +9,6 @@ import datetime as dt
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,17 +23,6 @@ from tests.index.uploading import upload
 from .conftest import HTML, PASSWORD, make_project, screenshot, sign_in
 from .test_browser import post_status
 from .test_browser import sign_in as browser_sign_in
-
-
-@pytest.fixture
-def context(browser: Any, ui_server: LiveServer) -> Iterator[Any]:
-    ctx = browser.new_context(
-        base_url=ui_server.url, ignore_https_errors=True, viewport={"width": 1280, "height": 900}
-    )
-    ctx.set_default_timeout(15_000)
-    yield ctx
-    ctx.close()
-
 
 # --------------------------------------------------------------------------- help and links
 
