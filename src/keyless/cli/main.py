@@ -297,10 +297,10 @@ def cmd_project_status(args: argparse.Namespace) -> int:
 
 def cmd_gc(args: argparse.Namespace) -> int:
     from keyless.index.maintenance import collect_garbage
-    from keyless.store.blobs import BlobStore
+    from keyless.store.blobs import LocalBlobStore
 
     settings = _settings(args)
-    removed = collect_garbage(_engine(args), BlobStore(settings.blob_dir), args.min_age)
+    removed = collect_garbage(_engine(args), LocalBlobStore(settings.blob_dir), args.min_age)
     print(f"removed {removed} orphaned file(s)")
     return 0
 

@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from keyless.config import Settings
 from keyless.oidc.keys import JWKSCache
-from keyless.store.blobs import BlobStore
+from keyless.store.blobs import BlobStore, LocalBlobStore
 from keyless.store.db import open_database
 from keyless.store.errors import StorageFull
 
@@ -262,12 +262,16 @@ def _lifespan(state: Services, render_pool: RenderPool) -> Any:
     return lifespan
 
 
-def create_app(settings: Settings) -> IndexApp:
-    """Build the server for these settings: opens the store, creates missing indexes."""
+def create_app(settings: Settings, blobs: BlobStore | None = None) -> IndexApp:
+    """Build the server for these settings: opens the store, creates missing indexes.
+
+    `blobs` replaces the blob store the settings name (tests run the app on another backend).
+    """
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # private when new
     engine = open_database(settings.database)
     ensure_indexes(engine, settings.indexes, update_existing=True)
-    blobs = BlobStore(settings.blob_dir)
+    if blobs is None:
+        blobs = LocalBlobStore(settings.blob_dir)
     collect_garbage(engine, blobs)
     url_prefix = urlparse(settings.public_url).path.rstrip("/") if settings.public_url else ""
     pages = SimplePages(engine, url_prefix)

@@ -44,7 +44,7 @@ def collect_garbage(
     # Listed on a snapshot, without any lock: most blobs are referenced, and this is the slow
     # part on a large store.
     referenced = referenced_blobs(engine)
-    candidates = [sha256 for sha256, _ in blobs.iter_blobs() if sha256 not in referenced]
+    candidates = [sha256 for sha256 in blobs.iter_keys() if sha256 not in referenced]
     for start in range(0, len(candidates), BATCH):
         batch = candidates[start : start + BATCH]
         with db.writing(engine) as conn:

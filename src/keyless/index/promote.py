@@ -370,7 +370,8 @@ class Promotion:
         policy = target.policy
         try:
             dist = filenames.parse_dist_filename(row.filename, policy)
-            data = archives.read_core_metadata(self.blobs.path_for(row.sha256), dist)
+            with self.blobs.open(row.sha256) as archive:
+                data = archives.read_core_metadata(archive, dist)
             metadata.parse_core_metadata(data, policy)
         except DistError as exc:
             raise PromoteRejected(

@@ -387,7 +387,8 @@ def inspect_artifact(staged: StagedFile, form_meta: Metadata, index: IndexInfo) 
     policy = index.policy
     try:
         dist = filenames.parse_dist_filename(staged.filename, policy)
-        metadata_bytes = archives.read_core_metadata(staged.writer.path, dist)
+        with staged.writer.open() as archive:
+            metadata_bytes = archives.read_core_metadata(archive, dist)
         filenames.check_filename_matches_project(dist, form_meta.name, form_meta.version)
         file_meta = metadata.parse_core_metadata(metadata_bytes, policy)
         metadata.check_artifact_agrees(form_meta, file_meta, dist)
@@ -495,7 +496,7 @@ class Uploads:
         name = canonicalize_name(meta.name)
         # The bytes go into the store before the write lock is taken: linking and fsyncing
         # take their time here, not while every other upload waits.
-        placed = self.blobs.place(staged.writer.path, digests.sha256, digests.size)
+        placed = self.blobs.place(staged.writer, digests.sha256, digests.size)
         try:
             with db.writing(self.engine) as conn:
                 # Decided again where it holds at commit: one writing transaction at a time.
@@ -508,7 +509,7 @@ class Uploads:
                 # its row. Checked (a stat), and put back from the temp file if gc took it
                 # since — also for a file already stored whose blob went missing.
                 placed = (
-                    self.blobs.place(staged.writer.path, digests.sha256, digests.size) or placed
+                    self.blobs.place(staged.writer, digests.sha256, digests.size) or placed
                 )
                 if taken.existing:
                     return UploadOutcome(staged.filename, digests.sha256, name, created=False)
