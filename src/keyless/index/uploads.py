@@ -508,9 +508,7 @@ class Uploads:
                 # having found no row for it: the blob there now stays until this one commits
                 # its row. Checked (a stat), and put back from the temp file if gc took it
                 # since — also for a file already stored whose blob went missing.
-                placed = (
-                    self.blobs.place(staged.writer, digests.sha256, digests.size) or placed
-                )
+                placed = self.blobs.place(staged.writer, digests.sha256, digests.size) or placed
                 if taken.existing:
                     return UploadOutcome(staged.filename, digests.sha256, name, created=False)
                 # None only if the snapshot saw this very file (rows are never deleted).
