@@ -338,7 +338,7 @@ class Uploads:
         # PyPI's order below (permission first, "File already exists" only after the checks of
         # the file itself), which is why the later ones are only collected here.
         with db.reading(self.engine) as conn:
-            project, taken = _decide(conn, identity, index, meta, staged, sdist_of)
+            project, found = _decide(conn, identity, index, meta, staged, sdist_of)
 
         if meta.description:
             # In a worker process, bounded in time and memory (rendering.py). Before the
@@ -368,14 +368,14 @@ class Uploads:
                     "The digest supplied does not match a digest calculated from the uploaded file."
                 )
 
-        if taken.existing and self.blobs.exists(digests.sha256, digests.size):
+        if found.existing and self.blobs.exists(digests.sha256, digests.size):
             # This very file is stored. Its blob stays: garbage collection only deletes blobs
             # no row refers to, deciding under the write lock (see maintenance.py).
             return UploadOutcome(staged.filename, digests.sha256, name, created=False)
-        _refuse_taken(taken, staged.filename, digests.blake2_256)
+        _refuse_taken(found, staged.filename, digests.blake2_256)
         # An identical file whose blob went missing is not inspected again: `_store` puts
         # the blob back from these (digest-checked) bytes.
-        artifact = None if taken.existing else inspect_artifact(staged, meta, index)
+        artifact = None if found.existing else inspect_artifact(staged, meta, index)
         pyversion = form.first("pyversion")
         return self._store(index, identity, staged, pyversion, meta, sdist_of, artifact)
 
@@ -398,9 +398,9 @@ class Uploads:
             with db.writing(self.engine) as conn:
                 # Decided again where it holds at commit: one writing transaction at a time.
                 uploader = current_uploader(conn, identity)
-                project, taken = _decide(conn, uploader, index, meta, staged, sdist_of)
+                project, found = _decide(conn, uploader, index, meta, staged, sdist_of)
                 _check_project_size(index, project, digests.size)
-                _refuse_taken(taken, staged.filename, digests.blake2_256)
+                _refuse_taken(found, staged.filename, digests.blake2_256)
                 # Garbage collection deletes a blob only in a writing transaction of its own,
                 # having found no row for it: the blob there now stays until this one commits
                 # its row. Checked (a stat), and put back from the temp file if gc took it
@@ -408,7 +408,7 @@ class Uploads:
                 placed = (
                     self.blobs.place(staged.writer.path, digests.sha256, digests.size) or placed
                 )
-                if taken.existing:
+                if found.existing:
                     return UploadOutcome(staged.filename, digests.sha256, name, created=False)
                 # None only if the snapshot saw this very file (rows are never deleted).
                 artifact = artifact or inspect_artifact(staged, meta, index)
