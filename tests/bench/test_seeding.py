@@ -11,16 +11,21 @@ from urllib.parse import urljoin
 
 import httpx
 from bench.dists import build_wheel, metadata_text, upload_fields
-from bench.servers import JSON_TYPE, Keyless, _as_dict
+from bench.servers import JSON_TYPE, Keyless
 
 
 def post(server: Keyless, wheel_name: str, version: str) -> httpx.Response:
     wheel = build_wheel(wheel_name, version)
-    digests = {"sha256_digest": wheel.sha256}
+    fields = upload_fields(
+        wheel.name, wheel.version, wheel.requires, {"sha256_digest": wheel.sha256}
+    )
+    data: dict[str, list[str]] = {}
+    for key, value in fields:
+        data.setdefault(key, []).append(value)
     with httpx.Client(timeout=60) as client:
         return client.post(
             server.upload_url,
-            data=_as_dict(upload_fields(wheel.name, wheel.version, wheel.requires, digests)),
+            data=data,
             files={"content": (wheel.filename, wheel.data)},
             auth=httpx.BasicAuth("__token__", server.token),
         )
