@@ -36,7 +36,7 @@ JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 HTML_TYPE = "text/html"
 
 
-def _post_upload(
+def post_upload(
     client: httpx.Client,
     url: str,
     wheel: Wheel,
@@ -77,7 +77,7 @@ def upload_all(
     headers: dict[str, str] | None = None,
 ) -> None:
     with httpx.Client(timeout=120) as client, ThreadPoolExecutor(parallel) as pool:
-        list(pool.map(lambda w: _post_upload(client, url, w, auth, headers), wheels))
+        list(pool.map(lambda w: post_upload(client, url, w, auth, headers), wheels))
 
 
 class Server:
