@@ -55,8 +55,10 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     ),
     "index.http": frozenset({"config", "index", "index.routes", "index.web", "oidc", "store"}),
     "publish": frozenset({"ci", "dists", "oidc", "workflows"}),
+    # Not store: the admin commands call use cases that take the names a person types
+    # (index/admin.py); the CLI never opens the database itself.
     "cli": frozenset(
-        {"ci", "config", "devcert", "dists", "index", "index.http", "oidc", "publish", "store"}
+        {"ci", "config", "devcert", "dists", "index", "index.http", "oidc", "publish"}
     ),
 }
 
@@ -460,7 +462,7 @@ def test_a_violation_names_the_file_the_line_and_the_rule() -> None:
 
 LOCAL_BLOB_NAMES = frozenset({"path_for", "place_file", "commit", "root", "tmp"})
 BUILDER_NAMES = frozenset({"LocalBlobStore", "blob_dir"})
-BUILDS_THE_BLOB_STORE = frozenset({"keyless/index/app.py", "keyless/cli/main.py"})
+BUILDS_THE_BLOB_STORE = frozenset({"keyless/index/app.py", "keyless/index/admin.py"})
 
 
 def blob_location_uses(path: str, source: str) -> list[str]:

@@ -27,6 +27,7 @@ from keyless.cli.argv import in_place as argv_in_place
 
 if TYPE_CHECKING:
     from keyless.config import Settings
+    from keyless.index.admin import Admin
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -61,15 +62,11 @@ def _settings(args: argparse.Namespace, *, serving: bool = False) -> Settings:
     )
 
 
-def _engine(args: argparse.Namespace) -> Any:
-    from keyless.index.indexes import ensure_indexes
-    from keyless.store.db import open_database
+def _admin(args: argparse.Namespace) -> Admin:
+    """The admin commands' use cases on the data these arguments name (index/admin.py)."""
+    from keyless.index.admin import Admin
 
-    settings = _settings(args)
-    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # private when new
-    engine = open_database(settings.database)
-    ensure_indexes(engine, settings.indexes)
-    return engine
+    return Admin.open(_settings(args))
 
 
 def usage_lines(settings: Settings, index: str) -> list[str]:
@@ -128,9 +125,7 @@ def _read_password(args: argparse.Namespace) -> str:
 
 
 def cmd_user_add(args: argparse.Namespace) -> int:
-    from keyless.index.accounts import create_user
-
-    create_user(_engine(args), args.username, _read_password(args), is_admin=args.admin)
+    _admin(args).add_user(args.username, _read_password(args), is_admin=args.admin)
     print(f"user {args.username!r} added")
     return 0
 
@@ -147,10 +142,7 @@ def parse_duration(text: str) -> timedelta:
 
 
 def cmd_token_create(args: argparse.Namespace) -> int:
-    from keyless.index.accounts import create_token
-
-    token = create_token(
-        _engine(args),
+    token = _admin(args).create_token(
         args.user,
         args.index,
         projects=args.project or None,
@@ -171,9 +163,7 @@ def cmd_token_create(args: argparse.Namespace) -> int:
 
 
 def cmd_token_list(args: argparse.Namespace) -> int:
-    from keyless.index.accounts import list_tokens
-
-    rows = list_tokens(_engine(args), args.user)
+    rows = _admin(args).list_tokens(args.user)
     if args.json:
         print(json.dumps(rows, default=_json_time, indent=2))
         return 0
@@ -199,25 +189,19 @@ def _json_time(value: object) -> str:
 
 
 def cmd_token_revoke(args: argparse.Namespace) -> int:
-    from keyless.index.accounts import revoke_token
-
-    revoke_token(_engine(args), args.id)
+    _admin(args).revoke_token(args.id)
     print(f"token {args.id} revoked")
     return 0
 
 
 def cmd_index_create(args: argparse.Namespace) -> int:
-    from keyless.index.indexes import create_index
-
-    info = create_index(_engine(args), args.name, args.profile)
+    info = _admin(args).create_index(args.name, args.profile)
     print(f"index {info.name!r} created (profile {info.profile})")
     return 0
 
 
 def cmd_index_list(args: argparse.Namespace) -> int:
-    from keyless.index.indexes import load_indexes
-
-    for info in load_indexes(_engine(args)).values():
+    for info in _admin(args).list_indexes():
         print(
             f"{info.name:<12} profile={info.profile:<8} max-file-size={info.max_file_size} "
             f"max-project-size={info.max_project_size}"
@@ -226,14 +210,7 @@ def cmd_index_list(args: argparse.Namespace) -> int:
 
 
 def cmd_role_add(args: argparse.Namespace) -> int:
-    from keyless.index.accounts import index_id
-    from keyless.index.projects import add_role
-    from keyless.store import db
-
-    engine = _engine(args)
-    with db.reading(engine) as conn:
-        target = index_id(conn, args.index)
-    add_role(engine, target, args.project, args.username, args.role)
+    _admin(args).add_role(args.index, args.project, args.username, args.role)
     print(f"{args.username!r} is now {args.role} of {args.project!r} on {args.index!r}")
     return 0
 
@@ -296,11 +273,7 @@ def cmd_project_status(args: argparse.Namespace) -> int:
 
 
 def cmd_gc(args: argparse.Namespace) -> int:
-    from keyless.index.maintenance import collect_garbage
-    from keyless.store.blobs import LocalBlobStore
-
-    settings = _settings(args)
-    removed = collect_garbage(_engine(args), LocalBlobStore(settings.blob_dir), args.min_age)
+    removed = _admin(args).collect_garbage(args.min_age)
     print(f"removed {removed} orphaned file(s)")
     return 0
 
@@ -450,12 +423,12 @@ COMMANDS: tuple[tuple[str, str, Callable[[argparse.ArgumentParser], None]], ...]
     (
         "publisher",
         publishing.PUBLISHER_HELP,
-        lambda sub: publishing.define_publisher(sub, _server_options, _engine),
+        lambda sub: publishing.define_publisher(sub, _server_options, _admin),
     ),
     (
         "audit",
         publishing.AUDIT_HELP,
-        lambda sub: publishing.define_audit(sub, _server_options, _engine),
+        lambda sub: publishing.define_audit(sub, _server_options, _admin),
     ),
     ("dev-cert", devcert.HELP, devcert.define),
     ("ci-emulator", emulator.HELP, emulator.define),

@@ -11,7 +11,8 @@ from keyless.store.errors import StorageFull
 
 from ..accounts import InvalidCredentials, authenticate
 from ..multipart import FileTooLarge, FormError, read_upload_form
-from ..uploads import UploadRejected, file_too_large
+from ..releases import file_too_large
+from ..uploads import UploadRejected
 from .common import (
     error,
     index_or_none,
