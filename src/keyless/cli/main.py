@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 # or `keyless check` (tests/test_cli_imports.py).
 import keyless
 from keyless.cli import check as check_cmd
+from keyless.cli import db as db_cmd
 from keyless.cli import devcert, emulator, publishing
 from keyless.cli import doctor as doctor_cmd
 from keyless.cli import init as init_cmd
@@ -67,7 +68,7 @@ def _engine(args: argparse.Namespace) -> Any:
 
     settings = _settings(args)
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # private when new
-    engine = open_database(settings.database)
+    engine = open_database(settings.database, upgrade=settings.database_auto_upgrade)
     ensure_indexes(engine, settings.indexes)
     return engine
 
@@ -465,6 +466,7 @@ COMMANDS: tuple[tuple[str, str, Callable[[argparse.ArgumentParser], None]], ...]
     ("init", init_cmd.HELP, init_cmd.define),
     ("release", release_cmd.HELP, release_cmd.define),
     ("gc", "remove orphaned blobs and temp files", _define_gc),
+    ("db", db_cmd.HELP, lambda sub: db_cmd.define(sub, _server_options, _settings)),
 )
 
 
@@ -511,6 +513,11 @@ def _index_errors() -> tuple[type[Exception], ...]:
     )
 
 
+def _loaded_class(module: str, name: str) -> Any:
+    """`module.name` if that module is loaded (see _index_errors), else None."""
+    return getattr(sys.modules[module], name) if module in sys.modules else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     _skip_httpx_command_line()
@@ -541,6 +548,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         if isinstance(exc, _index_errors()):
             print(f"error: {exc}", file=sys.stderr)
+            return 1
+        schema_out_of_date = _loaded_class("keyless.store.migrations", "SchemaOutOfDate")
+        if schema_out_of_date is not None and isinstance(exc, schema_out_of_date):
+            # One line with the exact command for this data folder / config file.
+            print(f"error: {exc.explain(db_cmd.upgrade_command(args))}", file=sys.stderr)
             return 1
         raise
 

@@ -265,7 +265,7 @@ def _lifespan(state: Services, render_pool: RenderPool) -> Any:
 def create_app(settings: Settings) -> IndexApp:
     """Build the server for these settings: opens the store, creates missing indexes."""
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # private when new
-    engine = open_database(settings.database)
+    engine = open_database(settings.database, upgrade=settings.database_auto_upgrade)
     ensure_indexes(engine, settings.indexes, update_existing=True)
     blobs = BlobStore(settings.blob_dir)
     collect_garbage(engine, blobs)

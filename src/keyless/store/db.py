@@ -319,6 +319,16 @@ def open_database(url_or_path: str | Path, *, upgrade: bool = False) -> Engine:
     A new database is created at it; an older one is upgraded when `upgrade`, otherwise
     `migrations.SchemaOutOfDate` says what to run (see `keyless.store.migrations`).
     """
+    engine = connect(url_or_path)
+    # Here, not at module level: Alembic is loaded only by what opens a database.
+    from keyless.store.migrations import ensure_schema
+
+    ensure_schema(engine, upgrade=upgrade)
+    return engine
+
+
+def connect(url_or_path: str | Path) -> Engine:
+    """The engine alone, set up for its backend; the schema is left as it is."""
     url = str(url_or_path)
     if "://" not in url:
         url = f"sqlite:///{Path(url).resolve()}"
@@ -337,10 +347,6 @@ def open_database(url_or_path: str | Path, *, upgrade: bool = False) -> Engine:
         event.listen(engine, "begin", _sqlite_begin)
     else:
         engine = create_engine(url, pool_pre_ping=True)
-    # Here, not at module level: Alembic is loaded only by what opens a database.
-    from keyless.store.migrations import ensure_schema
-
-    ensure_schema(engine, upgrade=upgrade)
     return engine
 
 
