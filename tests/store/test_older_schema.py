@@ -171,3 +171,54 @@ def test_a_server_set_to_auto_upgrade_upgrades_at_start(
         assert conn.execute("SELECT username, made_up_note FROM users").fetchall() == [
             ("alice", None)
         ]
+
+
+RECREATES_A_REFERENCED_TABLE = """
+import sqlalchemy as sa
+from alembic import op
+
+revision = "r0002"
+down_revision = "r0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    # What SQLite cannot ALTER (here: a column's type) is done by copying the table into a new
+    # one and dropping the old, which other tables' rows refer to.
+    with op.batch_alter_table("users", recreate="always") as batch:
+        batch.alter_column("username", type_=sa.String(128))
+
+
+def downgrade() -> None:
+    pass
+"""
+
+
+def test_a_revision_may_copy_a_table_other_rows_refer_to(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SQLite enforces foreign keys in keyless' connections; dropping `users` while API tokens
+    # refer to it is refused unless the upgrade runs with the checks off (and checks after).
+    path = database_at_r0001(tmp_path / "keyless.db")
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "INSERT INTO api_tokens (token_hash, kind, user_id, description, created) "
+            "VALUES ('h', 'user', 1, '', '2026-12-07 00:00:00')"
+        )
+    versions = tmp_path / "versions"
+    versions.mkdir()
+    (versions / "r0002_recreate.py").write_text(RECREATES_A_REFERENCED_TABLE, encoding="utf-8")
+    code_one_revision_ahead(monkeypatch, versions)
+
+    engine = db.open_database(path, upgrade=True)
+    assert migrations.current(engine).current == ("r0002",)
+    with db.reading(engine) as conn:
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1  # on again
+        tokens = conn.execute(
+            text(
+                "SELECT users.username FROM api_tokens JOIN users ON users.id = api_tokens.user_id"
+            )
+        ).all()
+    assert [tuple(row) for row in tokens] == [("alice",)]
+    engine.dispose()

@@ -21,7 +21,8 @@ from __future__ import annotations
 import functools
 import io
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -127,8 +128,7 @@ def ensure_schema(engine: Engine, *, upgrade: bool) -> SchemaState:
         found = schema_state(conn)
     if found.kind == "current":
         return found
-    with writing(engine) as conn:
-        _lock_schema(conn)
+    with _schema_transaction(engine) as conn:
         found = schema_state(conn)  # again: another process may have just done it
         if found.kind == "empty":
             metadata.create_all(conn)
@@ -148,11 +148,40 @@ def ensure_schema(engine: Engine, *, upgrade: bool) -> SchemaState:
     return found
 
 
-def _lock_schema(conn: Connection) -> None:
-    # SQLite's write transaction already excludes every other writer; PostgreSQL's does not
-    # (two CREATE TABLEs would race), so its schema changes take a lock held to the commit.
-    if conn.dialect.name == "postgresql":
-        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _POSTGRESQL_LOCK})
+@contextmanager
+def _schema_transaction(engine: Engine) -> Iterator[Connection]:
+    """One transaction for a schema change, which one process at a time runs.
+
+    SQLite's write transaction already excludes every other writer; PostgreSQL's does not (two
+    CREATE TABLEs would race), so its schema changes take a lock held to the commit.
+
+    On SQLite, foreign keys are not enforced during it, as SQLite's own procedure for schema
+    changes says (https://www.sqlite.org/lang_altertable.html): batch mode copies a table and
+    drops the old one, which rows of other tables still refer to. They are checked as a whole
+    before the commit instead.
+    """
+    if engine.dialect.name != "sqlite":
+        with writing(engine) as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _POSTGRESQL_LOCK})
+            yield conn
+        return
+    with engine.connect() as conn:
+        # On the driver's connection, outside a transaction: inside one, the pragma does nothing.
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        raw.execute("PRAGMA foreign_keys=OFF")
+        try:
+            conn.execution_options(writing=True)  # BEGIN IMMEDIATE (store.db._sqlite_begin)
+            with conn.begin():
+                yield conn
+                broken = conn.exec_driver_sql("PRAGMA foreign_key_check").all()
+                if broken:
+                    raise RuntimeError(
+                        f"the schema change leaves rows referring to missing ones: {broken[:5]}"
+                    )
+        finally:
+            raw.execute("PRAGMA foreign_keys=ON")
 
 
 def _bring_to_baseline(conn: Connection) -> None:
