@@ -132,7 +132,7 @@ def test_the_server_on_an_older_schema_says_what_to_run_and_exits(
     refused = run_keyless(runner, made_up_versions, "serve", "--data", str(data), "--port", "1")
     assert refused.returncode == 1
     assert refused.stderr == (
-        f"error: the database sqlite:///{data / 'keyless.db'} is at schema revision r0001, "
+        f"error: the database {data / 'keyless.db'} is at schema revision r0001, "
         "older than this keyless needs (r0002): run `keyless db upgrade --data "
         f"{data}` (back it up first), or set `auto-upgrade = true` under [database] to "
         "upgrade at start.\n"

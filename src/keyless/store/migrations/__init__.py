@@ -143,7 +143,11 @@ def ensure_schema(engine: Engine, *, upgrade: bool) -> SchemaState:
             command.upgrade(alembic_config(connection=conn), "heads")
             state = schema_state(conn)
         if state.kind != "current":
-            where = engine.url.render_as_string(hide_password=True)
+            where = (
+                engine.url.database
+                if engine.dialect.name == "sqlite" and engine.url.database
+                else engine.url.render_as_string(hide_password=True)  # never its password
+            )
             raise SchemaOutOfDate(where, state.current, state.heads, state.kind == "behind")
     return found
 
