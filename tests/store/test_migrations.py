@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 from alembic import command
@@ -47,3 +50,33 @@ def test_the_history_renders_as_postgresql_sql() -> None:
     assert "created TIMESTAMP WITH TIME ZONE NOT NULL" in sql
     assert "data BYTEA NOT NULL" in sql
     assert "INSERT INTO alembic_version (version_num) VALUES ('r0001')" in sql
+
+
+OPEN = """
+import sys, time
+from keyless.store import db
+start = float(sys.argv[2])
+time.sleep(max(0.0, start - time.time()))
+db.open_database(sys.argv[1]).dispose()
+"""
+
+
+def test_servers_starting_together_create_a_new_database_once(tmp_path: Path) -> None:
+    # `keyless serve --workers N`, or several machines: each process opens the new database
+    # at the same moment; one creates the schema, the others find it done.
+    path = tmp_path / "keyless.db"
+    start = time.time() + 2  # after every interpreter has started
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", OPEN, str(path), str(start)],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    errors = [process.communicate(timeout=60)[1] for process in processes]
+    assert [process.returncode for process in processes] == [0] * 4, "\n".join(errors)
+    engine = db.open_database(path)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").all() == [("r0001",)]
+    engine.dispose()
