@@ -35,7 +35,7 @@ Handler = Callable[[argparse.Namespace], int]
 # them, and a server command run there says which extra to install instead of a traceback.
 SERVER_LIBRARIES = frozenset(
     {"starlette", "uvicorn", "multipart", "python_multipart", "sqlalchemy", "argon2", "jinja2"}
-    | {"cryptography", "jwt"}
+    | {"cryptography", "jwt", "alembic", "mako"}
 )
 
 
