@@ -15,8 +15,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from keyless.store import db, migrations
 from tests.builders import build_wheel, write_dist
 from tests.conftest import client_env, start_server
+from tests.store.test_older_schema import MADE_UP_REVISION
 
 FIXTURE = Path(__file__).parent / "data" / "main-4585358"
 
@@ -30,14 +34,28 @@ def restore(data: Path) -> Path:
     return database
 
 
-def all_rows(database: Path) -> dict[str, set[tuple[Any, ...]]]:
+def all_rows(
+    database: Path, columns: dict[str, list[str]] | None = None
+) -> dict[str, set[tuple[Any, ...]]]:
+    """Every row of every keyless table (of `columns`' columns only, when given)."""
     with sqlite3.connect(database) as conn:
         tables = [
             name
             for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
             if name != "alembic_version"
         ]
-        return {table: set(conn.execute(f"SELECT * FROM {table}")) for table in tables}  # noqa: S608
+        return {
+            table: set(
+                conn.execute(f"SELECT {', '.join((columns or {}).get(table, ['*']))} FROM {table}")  # noqa: S608
+            )
+            for table in tables
+        }
+
+
+def column_names(database: Path) -> dict[str, list[str]]:
+    with sqlite3.connect(database) as conn:
+        tables = [n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        return {t: [c[1] for c in conn.execute(f"PRAGMA table_info({t})")] for t in tables}
 
 
 def keyless(*args: str) -> subprocess.CompletedProcess[str]:
@@ -100,3 +118,29 @@ def test_a_database_made_before_migrations_is_served_and_written_after_the_upgra
     assert len(all_rows(database)["files"]) == 3
     current = keyless("db", "current", "--data", str(database.parent))
     assert (current.returncode, current.stdout) == (0, "r0001 (the revision this keyless needs)\n")
+
+
+def test_a_database_made_before_migrations_upgrades_through_a_later_revision(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The day keyless has a second revision: the released database is stamped at the baseline,
+    # then upgraded, when asked to, without losing a row.
+    database = restore(tmp_path / "data")
+    columns = column_names(database)
+    before = all_rows(database)
+    versions = tmp_path / "versions"
+    versions.mkdir()
+    (versions / "r0002_made_up.py").write_text(MADE_UP_REVISION, encoding="utf-8")
+    monkeypatch.setattr(migrations, "VERSION_LOCATIONS", [*migrations.VERSION_LOCATIONS, versions])
+
+    with pytest.raises(migrations.SchemaOutOfDate) as refused:
+        db.open_database(database)
+    assert "is at schema revision r0001 (made before keyless had migrations), older" in str(
+        refused.value
+    )
+    assert all_rows(database) == before  # refusing changed nothing
+
+    db.open_database(database, upgrade=True).dispose()
+    with sqlite3.connect(database) as conn:
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("r0002",)]
+    assert all_rows(database, columns) == before

@@ -57,7 +57,7 @@ class SchemaOutOfDate(Exception):
 
     def explain(self, upgrade_command: str) -> str:
         """The one line to show, with the exact upgrade command for how it was started."""
-        at = ", ".join(self.current)
+        at = ", ".join(self.current) or f"{BASELINE} (made before keyless had migrations)"
         if not self.known:
             return (
                 f"the database {self.where} is at schema revision {at}, which this keyless "
@@ -148,7 +148,9 @@ def ensure_schema(engine: Engine, *, upgrade: bool) -> SchemaState:
                 if engine.dialect.name == "sqlite" and engine.url.database
                 else engine.url.render_as_string(hide_password=True)  # never its password
             )
-            raise SchemaOutOfDate(where, state.current, state.heads, state.kind == "behind")
+            # Raising rolls the stamp back: a database from before migrations stays unstamped.
+            stamped = () if found.kind == "before-migrations" else state.current
+            raise SchemaOutOfDate(where, stamped, state.heads, state.kind == "behind")
     return found
 
 
