@@ -93,7 +93,7 @@ THIRD_PARTY: dict[str, Libraries] = {
     "oidc": Libraries(frozenset({"jwt"})),
     "config": Libraries(),
     "devcert": Libraries(frozenset({"cryptography"})),
-    "store": Libraries(frozenset({"sqlalchemy"})),
+    "store": Libraries(frozenset({"alembic", "sqlalchemy"})),
     "ci": Libraries(frozenset({"cryptography", "jwt"})),
     # The CI configuration keyless writes (init and the web preview): text from templates.
     "workflows": Libraries(frozenset({"packaging"})),

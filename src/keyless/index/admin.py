@@ -37,7 +37,7 @@ class Admin:
     def open(cls, settings: Settings) -> Admin:
         """Open (creating when new) the database of `settings`, with its configured indexes."""
         settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # private when new
-        engine = db.open_database(settings.database)
+        engine = db.open_database(settings.database, upgrade=settings.database_auto_upgrade)
         indexes.ensure_indexes(engine, settings.indexes)
         return cls(settings, engine)
 

@@ -268,7 +268,7 @@ def create_app(settings: Settings, blobs: BlobStore | None = None) -> IndexApp:
     `blobs` replaces the blob store the settings name (tests run the app on another backend).
     """
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # private when new
-    engine = open_database(settings.database)
+    engine = open_database(settings.database, upgrade=settings.database_auto_upgrade)
     ensure_indexes(engine, settings.indexes, update_existing=True)
     if blobs is None:
         blobs = LocalBlobStore(settings.blob_dir)
