@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from keyless.config import Settings
-    from keyless.store.migrations import SchemaState
+    from keyless.index.admin import SchemaState
 
 HELP = "the database schema: upgrade it, or show its revision"
 
@@ -46,28 +46,27 @@ def upgrade_command(args: argparse.Namespace) -> str:
 
 
 def run_upgrade(args: argparse.Namespace, settings: Settings) -> int:
-    from keyless.store import db, migrations
+    from keyless.index import admin
 
-    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # private when new
-    before, after = migrations.upgrade(db.connect(settings.database))
+    before, after = admin.upgrade_schema(settings)
     now = ", ".join(after.current)
     if before.kind == "current":
         print(f"the schema is already at {now}, the revision this keyless needs")
     elif before.kind == "empty":
         print(f"a new database: created at schema revision {now}")
     else:
-        was = ", ".join(before.current) or f"before migrations (baseline {migrations.BASELINE})"
+        was = ", ".join(before.current) or f"before migrations (baseline {admin.BASELINE})"
         print(f"schema upgraded: {was} -> {now}")
     return 0
 
 
 def run_current(args: argparse.Namespace, settings: Settings) -> int:
-    from keyless.store import db, migrations
+    from keyless.index import admin
 
     if not settings.database_url and not Path(settings.database).exists():
         print(f"no database at {settings.database}: `{upgrade_command(args)}` creates one")
         return 1
-    state = migrations.current(db.connect(settings.database))
+    state = admin.schema_of(settings)
     print(describe(state, upgrade_command(args)))
     return 0 if state.kind == "current" else 1
 

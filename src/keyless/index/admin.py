@@ -17,10 +17,26 @@ from typing import Any
 from sqlalchemy import Engine
 
 from keyless.config import Settings
-from keyless.store import db
+from keyless.store import db, migrations
 from keyless.store.blobs import LocalBlobStore
 
 from . import accounts, indexes, maintenance, projects, publishers
+
+# The revision a database made before keyless had migrations is brought to (`keyless db`).
+BASELINE = migrations.BASELINE
+SchemaState = migrations.SchemaState
+
+
+def upgrade_schema(settings: Settings) -> tuple[SchemaState, SchemaState]:
+    """Create or upgrade the schema of `settings`' database: (before, after)."""
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # private when new
+    return migrations.upgrade(db.connect(settings.database))
+
+
+def schema_of(settings: Settings) -> SchemaState:
+    """Where the schema of `settings`' database stands; changes nothing."""
+    return migrations.current(db.connect(settings.database))
+
 
 # Who the journal names for a change made on the server's own data (no signed-in user).
 ADMIN = "admin"
