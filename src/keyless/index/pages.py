@@ -78,6 +78,10 @@ class SimplePages:
         # Bumped by every invalidation: a page rendered from data read before a change must
         # not be cached after it.
         self._generation = 0
+        # For /_/metrics. Plain increments on the event loop (a lock would cost the hot path
+        # more than the lookup); a page built on a worker thread may rarely go uncounted.
+        self.hits = 0
+        self.misses = 0
 
     def invalidate(self, index_id: int, project: str) -> None:
         with self._lock:
@@ -87,7 +91,10 @@ class SimplePages:
 
     def root(self, index_id: int, index_name: str) -> PageSet:
         cached = self._roots.get(index_id)
-        if cached is None:
+        if cached is not None:
+            self.hits += 1
+        else:
+            self.misses += 1
             generation = self._generation
             cached = self._render_root(index_id, index_name)
             with self._lock:
@@ -96,22 +103,34 @@ class SimplePages:
         return cached
 
     def cached_root(self, index_id: int) -> PageSet | None:
-        """The root pages if they are in memory (no database access), else None."""
-        return self._roots.get(index_id)
+        """The root pages if they are in memory (no database access), else None.
+
+        A hit is counted; a miss is counted by `root`, which the caller asks next.
+        """
+        pages = self._roots.get(index_id)
+        if pages is not None:
+            self.hits += 1
+        return pages
 
     def cached_project(self, index_id: int, name: str) -> PageSet | None:
         """A project's pages if they are in memory (no database access), else None.
 
-        Keys are normalized names, so a hit also says `name` is normalized.
+        Keys are normalized names, so a hit also says `name` is normalized. A hit is
+        counted; a miss is counted by `project`, which the caller asks next.
         """
-        return self._projects.get((index_id, name))
+        pages = self._projects.get((index_id, name))
+        if pages is not None:
+            self.hits += 1
+        return pages
 
     def project(self, index_id: int, index_name: str, name: NormalizedName) -> PageSet | None:
         """The pages of a project, or None when the index has no such project."""
         key = (index_id, name)
         cached = self._projects.get(key)
         if cached is not None:
+            self.hits += 1
             return cached
+        self.misses += 1
         generation = self._generation
         pages = self._render_project(index_id, index_name, name)
         # Unknown names are not cached: anyone could fill memory with made-up names.
