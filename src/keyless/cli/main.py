@@ -20,6 +20,7 @@ import keyless
 from keyless.cli import check as check_cmd
 from keyless.cli import devcert, emulator, publishing
 from keyless.cli import doctor as doctor_cmd
+from keyless.cli import fsck as fsck_cmd
 from keyless.cli import init as init_cmd
 from keyless.cli import publish as publish_cmd
 from keyless.cli import release as release_cmd
@@ -465,6 +466,7 @@ COMMANDS: tuple[tuple[str, str, Callable[[argparse.ArgumentParser], None]], ...]
     ("init", init_cmd.HELP, init_cmd.define),
     ("release", release_cmd.HELP, release_cmd.define),
     ("gc", "remove orphaned blobs and temp files", _define_gc),
+    ("fsck", fsck_cmd.HELP, lambda sub: fsck_cmd.define(sub, _server_options, _settings)),
 )
 
 
