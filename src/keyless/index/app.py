@@ -24,7 +24,6 @@ from keyless.store.errors import StorageFull
 from .indexes import ensure_indexes, load_indexes
 from .keystore import DatabaseKeyStore, fetch_json
 from .maintenance import collect_garbage
-from .metrics import SIMPLE
 from .pages import SimplePages
 from .projects import ProjectAdmin
 from .promote import Promotion
@@ -50,9 +49,10 @@ class IndexApp(Starlette):
     """
 
     access_lines: _AccessLines
-    # /_/metrics' counts of simple-page answers by status class: this path skips the
+    # /_/metrics' count of the pages this answers, by status class: this path skips the
     # middleware that counts the rest, and a list slot is the cheapest counter there is.
-    simple_counts: list[int]
+    # Each is a simple-page request and a cache hit (Metrics.exposition adds them to both).
+    cached_counts: list[int]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -62,10 +62,10 @@ class IndexApp(Starlette):
                 answered = await simple.answer_cached(scope, send)
             except BaseException:
                 self.access_lines.log(scope, 0, 0, started)  # logged as a 500, as on any route
-                self.simple_counts[4] += 1
+                self.cached_counts[4] += 1
                 raise
             if answered is not None:
-                self.simple_counts[answered[0] // 100 - 1] += 1  # 200 or 304
+                self.cached_counts[answered[0] // 100 - 1] += 1  # 200 or 304
                 self.access_lines.log(scope, answered[0], answered[1], started)
                 return
         await super().__call__(scope, receive, send)
@@ -320,7 +320,7 @@ def create_app(settings: Settings) -> IndexApp:
     )
     app.state.services = state
     app.access_lines = _AccessLines(settings.access_log)
-    app.simple_counts = state.metrics.requests[SIMPLE]
+    app.cached_counts = state.metrics.cached_pages
     app.add_middleware(ops.CountRequests, metrics=state.metrics)
     app.add_middleware(AccessLog, lines=app.access_lines)
     return app

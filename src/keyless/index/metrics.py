@@ -53,6 +53,9 @@ class Metrics:
     def __init__(self) -> None:
         # requests[route class][status // 100 - 1]
         self.requests = [[0] * len(STATUS_CLASSES) for _ in ROUTE_CLASSES]
+        # Cached simple pages answered before any routing (IndexApp), by status class: simple
+        # requests and cache hits both, added to those when rendered.
+        self.cached_pages = [0] * len(STATUS_CLASSES)
         self.upload_bytes = 0
         self.mints: dict[str, int] = {}  # outcome: "ok" or the refusal's PyPI error code
 
@@ -64,14 +67,20 @@ class Metrics:
         self.mints[outcome] = self.mints.get(outcome, 0) + 1
 
     def exposition(self, cache_hits: int, cache_misses: int) -> str:
-        """The Prometheus text format (version 0.0.4) of every counter."""
+        """The Prometheus text format (version 0.0.4) of every counter.
+
+        `cache_hits` and `cache_misses` are the simple-page cache's own counts (SimplePages);
+        the pages answered before routing are added to the hits here.
+        """
         lines: list[str] = []
         _family(
             lines,
             "keyless_requests_total",
             "HTTP requests answered, by route class and status class.",
         )
-        for route, row in zip(ROUTE_CLASSES, self.requests, strict=True):
+        requests = [list(row) for row in self.requests]
+        requests[SIMPLE] = [a + b for a, b in zip(requests[SIMPLE], self.cached_pages, strict=True)]
+        for route, row in zip(ROUTE_CLASSES, requests, strict=True):
             for status, count in zip(STATUS_CLASSES, row, strict=True):
                 lines.append(f'keyless_requests_total{{route="{route}",status="{status}"}} {count}')
         _family(
@@ -95,7 +104,8 @@ class Metrics:
             "keyless_simple_cache_hits_total",
             "Simple pages (project and root) answered from memory.",
         )
-        lines.append(f"keyless_simple_cache_hits_total {cache_hits}")
+        hits = cache_hits + sum(self.cached_pages)
+        lines.append(f"keyless_simple_cache_hits_total {hits}")
         _family(
             lines,
             "keyless_simple_cache_misses_total",

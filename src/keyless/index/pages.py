@@ -78,8 +78,9 @@ class SimplePages:
         # Bumped by every invalidation: a page rendered from data read before a change must
         # not be cached after it.
         self._generation = 0
-        # For /_/metrics. Plain increments on the event loop (a lock would cost the hot path
-        # more than the lookup); a page built on a worker thread may rarely go uncounted.
+        # For /_/metrics: pages asked of `root`/`project` and found in memory or not. The
+        # lookups of the hot path (`cached_*`) count nothing here: their callers count the
+        # answers they send (IndexApp, routes/simple.py), which is cheaper than counting twice.
         self.hits = 0
         self.misses = 0
 
@@ -103,25 +104,15 @@ class SimplePages:
         return cached
 
     def cached_root(self, index_id: int) -> PageSet | None:
-        """The root pages if they are in memory (no database access), else None.
-
-        A hit is counted; a miss is counted by `root`, which the caller asks next.
-        """
-        pages = self._roots.get(index_id)
-        if pages is not None:
-            self.hits += 1
-        return pages
+        """The root pages if they are in memory (no database access), else None."""
+        return self._roots.get(index_id)
 
     def cached_project(self, index_id: int, name: str) -> PageSet | None:
         """A project's pages if they are in memory (no database access), else None.
 
-        Keys are normalized names, so a hit also says `name` is normalized. A hit is
-        counted; a miss is counted by `project`, which the caller asks next.
+        Keys are normalized names, so a hit also says `name` is normalized.
         """
-        pages = self._projects.get((index_id, name))
-        if pages is not None:
-            self.hits += 1
-        return pages
+        return self._projects.get((index_id, name))
 
     def project(self, index_id: int, index_name: str, name: NormalizedName) -> PageSet | None:
         """The pages of a project, or None when the index has no such project."""
