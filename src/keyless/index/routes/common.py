@@ -49,7 +49,7 @@ class Services:
     descriptions: Descriptions  # renders READMEs in worker processes (uploads and pages)
     metrics: Metrics = field(default_factory=Metrics)  # this process's counters, /_/metrics
     # /_/health's checks still running, by name (routes/ops.py)
-    health_checks: dict[str, asyncio.Future[None]] = field(default_factory=dict)
+    health_checks: dict[str, asyncio.Future[str]] = field(default_factory=dict)
 
 
 def services(request: Request) -> Services:

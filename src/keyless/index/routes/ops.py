@@ -14,6 +14,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from keyless.store import db
+from keyless.store.errors import StorageFull
 
 from ..metrics import UPLOAD, Metrics, route_class
 from .common import Services, services
@@ -25,30 +26,36 @@ HEALTH_TIMEOUT = 3.0
 PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
-def _check_database(svc: Services) -> None:
+def _check_database(svc: Services) -> str:
     # A table, not `SELECT 1`: SQLite answers that without reading the database at all.
     with db.reading(svc.engine) as conn:
         conn.execute(select(db.indexes.c.id).limit(1)).all()
+    return "ok"
 
 
-def _check_blobs(svc: Services) -> None:
+def _check_blobs(svc: Services) -> str:
     # What an upload does first: a temp file in the store, written, fsynced, then dropped.
     writer = svc.blobs.new_writer()
     try:
         writer.write(b"keyless health probe\n")
         writer.finish()
+    except StorageFull:
+        # Still healthy: downloads and pages are served, and only uploads are refused (507,
+        # saying why). A load balancer taking every server out of rotation would stop those.
+        return "full: uploads are refused (507) until disk space is freed; reads are served"
     finally:
         writer.discard()
+    return "ok"
 
 
-CHECKS: dict[str, Callable[[Services], None]] = {
+CHECKS: dict[str, Callable[[Services], str]] = {
     "database": _check_database,
     "blob store": _check_blobs,
 }
 
 
-async def _run_check(svc: Services, name: str) -> str | None:
-    """None if the check passed within HEALTH_TIMEOUT, else what went wrong.
+async def _run_check(svc: Services, name: str) -> tuple[bool, str]:
+    """(passed, what the check says) within HEALTH_TIMEOUT.
 
     A check still running from an earlier request (stuck on a lock or a disk) is waited for
     again rather than started anew, so a hung store cannot pile up threads.
@@ -58,12 +65,11 @@ async def _run_check(svc: Services, name: str) -> str | None:
         running = asyncio.get_running_loop().run_in_executor(None, CHECKS[name], svc)
         svc.health_checks[name] = running
     try:
-        await asyncio.wait_for(asyncio.shield(running), HEALTH_TIMEOUT)
+        return True, await asyncio.wait_for(asyncio.shield(running), HEALTH_TIMEOUT)
     except TimeoutError:
-        return f"no answer within {HEALTH_TIMEOUT:g} s"
+        return False, f"no answer within {HEALTH_TIMEOUT:g} s"
     except Exception as exc:  # the failure itself is the answer; no traceback
-        return f"{type(exc).__name__}: {exc}"
-    return None
+        return False, f"{type(exc).__name__}: {exc}"
 
 
 async def health(request: Request) -> Response:
@@ -71,12 +77,15 @@ async def health(request: Request) -> Response:
     svc = services(request)
     names = list(CHECKS)
     results = await asyncio.gather(*(_run_check(svc, name) for name in names))
-    failed = {name: problem for name, problem in zip(names, results, strict=True) if problem}
-    checked = {name: ("failed: " + failed[name]) if name in failed else "ok" for name in names}
+    checked = {
+        name: said if passed else "failed: " + said
+        for name, (passed, said) in zip(names, results, strict=True)
+    }
+    failed = [f"{name} check {said}" for name, said in checked.items() if said.startswith("failed")]
     body = {"status": "ok", "checks": checked, "indexes": sorted(svc.indexes)}
     if failed:
         body["status"] = "unavailable"
-        body["message"] = "; ".join(f"{name} check failed: {why}" for name, why in failed.items())
+        body["message"] = "; ".join(failed)
         return JSONResponse(body, status_code=503)
     return JSONResponse(body)
 
