@@ -15,6 +15,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from keyless.ci.emulator import Emulator
+from keyless.index.metrics import ROUTE_CLASSES, route_class
 from tests.builders import build_wheel
 from tests.conftest import AUDIENCE, LiveServer, start_server, start_trusted_server, stop_server
 from tests.index.test_trusted_publishing import add_github_publisher, job, mint
@@ -123,6 +124,34 @@ def scrape(client: httpx.Client) -> Samples:
 
 def requests(samples: Samples, route: str, status: str) -> float:
     return samples[("keyless_requests_total", (("route", route), ("status", status)))]
+
+
+@pytest.mark.parametrize(
+    ("path", "route"),
+    [
+        ("/prod/simple/", "simple"),
+        ("/prod/simple/demo/", "simple"),
+        ("/prod/legacy/+simple/demo/", "simple"),
+        ("/prod/legacy/", "upload"),
+        ("/prod/legacy", "upload"),
+        ("/prod/legacy/demo/1.0/", "web"),
+        ("/prod/pypi/demo/json", "json"),
+        ("/files/" + "a" * 64 + "/demo-1.0.tar.gz", "files"),
+        ("/_/oidc/mint-token", "oidc"),
+        ("/_/oidc/prod/dry-run", "oidc"),
+        ("/.well-known/pytp/abc", "oidc"),
+        ("/_/health", "other"),
+        ("/_/metrics", "other"),
+        ("/+client/", "other"),
+        ("/prod/api/projects/demo/status", "other"),
+        ("/", "web"),
+        ("/prod/", "web"),
+        ("/prod/project/demo/", "web"),
+        ("/static/keyless.css", "web"),
+    ],
+)
+def test_route_classes(path: str, route: str) -> None:
+    assert ROUTE_CLASSES[route_class(path)] == route
 
 
 def delta(before: Samples, after: Samples) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

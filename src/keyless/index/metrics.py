@@ -40,7 +40,12 @@ def route_class(path: str) -> int:
     if len(parts) > 2:
         second = parts[2]
         if second == "legacy":
-            return SIMPLE if len(parts) > 3 and parts[3] == "+simple" else UPLOAD
+            rest = parts[3] if len(parts) > 3 else ""
+            if not rest:
+                return UPLOAD  # POST /{index}/legacy/
+            # hatch's check for files already there reads the simple page; the release links
+            # hatch and flit print lead to web pages.
+            return SIMPLE if rest == "+simple" else WEB
         area = _API_AREAS.get(second)
         if area is not None:
             return area
