@@ -5,6 +5,7 @@ the middleware that counts requests for the latter.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 
 from sqlalchemy import select
@@ -22,6 +23,8 @@ from .common import Services, services
 # How long /_/health waits for each check. A locked database waits for its busy timeout (10 s)
 # and a hung disk for ever; a load balancer's probe must get its answer well before either.
 HEALTH_TIMEOUT = 3.0
+
+health_log = logging.getLogger("keyless.health")
 
 PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -67,9 +70,24 @@ async def _run_check(svc: Services, name: str) -> tuple[bool, str]:
     try:
         return True, await asyncio.wait_for(asyncio.shield(running), HEALTH_TIMEOUT)
     except TimeoutError:
-        return False, f"no answer within {HEALTH_TIMEOUT:g} s"
+        said = f"no answer within {HEALTH_TIMEOUT:g} s"
+        health_log.error("health check: %s: %s", name, said)
     except Exception as exc:  # the failure itself is the answer; no traceback
-        return False, f"{type(exc).__name__}: {exc}"
+        # The whole error (paths, the statement) for the administrator's log; the public
+        # answer only says what kind of failure it was.
+        health_log.error("health check: %s failed: %s: %s", name, type(exc).__name__, exc)
+        said = _public_reason(exc)
+    return False, said
+
+
+def _public_reason(exc: BaseException) -> str:
+    cause = getattr(exc, "orig", None)  # SQLAlchemy's wrapper of the driver's error
+    if isinstance(cause, BaseException):
+        exc = cause
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{type(exc).__name__}: {exc.strerror}"  # without the file's path
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 async def health(request: Request) -> Response:
@@ -77,11 +95,9 @@ async def health(request: Request) -> Response:
     svc = services(request)
     names = list(CHECKS)
     results = await asyncio.gather(*(_run_check(svc, name) for name in names))
-    checked = {
-        name: said if passed else "failed: " + said
-        for name, (passed, said) in zip(names, results, strict=True)
-    }
-    failed = [f"{name} check {said}" for name, said in checked.items() if said.startswith("failed")]
+    outcomes = dict(zip(names, results, strict=True))
+    checked = {name: said if ok else "failed: " + said for name, (ok, said) in outcomes.items()}
+    failed = [f"{name} check failed: {said}" for name, (ok, said) in outcomes.items() if not ok]
     body = {"status": "ok", "checks": checked, "indexes": sorted(svc.indexes)}
     if failed:
         body["status"] = "unavailable"
