@@ -89,6 +89,9 @@ def test_fsck_finds_each_kind_of_damage_and_repairs_what_is_safe(live: LiveServe
     orphan = hashlib.sha256(orphan_bytes).hexdigest()
     blob(live, orphan).parent.mkdir(parents=True, exist_ok=True)
     blob(live, orphan).write_bytes(orphan_bytes)
+    # Not where the store would keep a blob of its name: listed, but not removable by name.
+    stray = blob(live, orphan).parent / "stray"
+    stray.write_bytes(b"left by hand")
 
     status, report = fsck_json(live)
     assert status == 1
@@ -97,7 +100,7 @@ def test_fsck_finds_each_kind_of_damage_and_repairs_what_is_safe(live: LiveServe
         "missing": [(digest["missing"], False, [dists["missing"][0]])],
         "size-mismatch": [(digest["truncated"], False, [dists["truncated"][0]])],
         "sha256-mismatch": [(digest["flipped"], False, [dists["flipped"][0]])],
-        "orphan": [(orphan, False, [])],
+        "orphan": [(orphan, False, []), ("stray", False, [])],
     }
     assert blob(live, orphan).exists()  # nothing is touched without --repair
 
@@ -112,14 +115,18 @@ def test_fsck_finds_each_kind_of_damage_and_repairs_what_is_safe(live: LiveServe
         "missing": [(digest["missing"], False, [dists["missing"][0]])],
         "size-mismatch": [(digest["truncated"], True, [dists["truncated"][0]])],
         "sha256-mismatch": [(digest["flipped"], True, [dists["flipped"][0]])],
-        "orphan": [(orphan, True, [])],
+        "orphan": [(orphan, True, []), ("stray", False, [])],
     }
     assert not blob(live, orphan).exists()
+    assert stray.exists()
     assert not flipped.exists()
     assert not truncated.exists()
-    actions = {p["kind"]: p["action"] for p in report["problems"]}
-    assert actions["orphan"] == ""
-    assert "upload the identical file again" in actions["missing"]
+    actions = {p["sha256"]: p["action"] for p in report["problems"]}
+    assert actions[orphan] == ""
+    assert actions["stray"].startswith("not removed: it is not where the store keeps that name")
+    assert actions[digest["truncated"]].startswith("the damaged blob was removed; upload")
+    stray.unlink()
+    assert actions[digest["missing"]].startswith("upload the identical file again")
 
     status, text = fsck(live)
     assert status == 1

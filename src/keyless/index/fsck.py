@@ -159,16 +159,26 @@ def check(engine: Engine, blobs: BlobStore, *, repair: bool = False) -> FsckRepo
     problems += [Problem("orphan", sha256, "no file refers to this blob") for sha256 in orphans]
 
     removed: set[str] = set()
+    kept: set[str] = set()  # orphans a file refers to by now (an upload committed meanwhile)
     if repair:
         removed.update(remove_unreferenced(engine, blobs, orphans))
+        kept = _referenced(engine, [sha256 for sha256 in orphans if sha256 not in removed])
         size_of = {sha256: size for sha256, size in rows}
         damaged = [(p.sha256, size_of[p.sha256]) for p in problems if p.kind in WRONG_BYTES]
         removed.update(_remove_damaged(engine, blobs, damaged))
     for problem in problems:
         problem.repaired = problem.sha256 in removed
-        problem.action = _action(problem, repair)
+        problem.action = "" if problem.sha256 in kept else _action(problem, repair)
     files = sum(len(refs) for refs in rows.values())
     return FsckReport(files=files, blobs=len(stored), problems=problems)
+
+
+def _referenced(engine: Engine, candidates: list[str]) -> set[str]:
+    if not candidates:
+        return set()
+    with db.reading(engine) as conn:
+        query = select(db.files.c.sha256).where(db.files.c.sha256.in_(candidates)).distinct()
+        return set(conn.execute(query).scalars())
 
 
 def _remove_damaged(engine: Engine, blobs: BlobStore, damaged: list[tuple[str, int]]) -> list[str]:
@@ -189,7 +199,9 @@ def _action(problem: Problem, repair: bool) -> str:
         if problem.repaired:
             return ""
         if repair:
-            return ""  # a file refers to it now: an upload committed it meanwhile
+            # Listed, unreferenced, yet not removable by its name: not where the store keeps
+            # a blob of that name (e.g. a stray file under sha256/).
+            return "not removed: it is not where the store keeps that name; delete it by hand"
         return "`keyless fsck --repair` (or `keyless gc`) removes it"
     if problem.kind == "missing":
         return REUPLOAD
