@@ -21,6 +21,7 @@ from keyless.cli import check as check_cmd
 from keyless.cli import db as db_cmd
 from keyless.cli import devcert, emulator, publishing
 from keyless.cli import doctor as doctor_cmd
+from keyless.cli import fsck as fsck_cmd
 from keyless.cli import init as init_cmd
 from keyless.cli import publish as publish_cmd
 from keyless.cli import release as release_cmd
@@ -440,6 +441,7 @@ COMMANDS: tuple[tuple[str, str, Callable[[argparse.ArgumentParser], None]], ...]
     ("release", release_cmd.HELP, release_cmd.define),
     ("gc", "remove orphaned blobs and temp files", _define_gc),
     ("db", db_cmd.HELP, lambda sub: db_cmd.define(sub, _server_options, _settings)),
+    ("fsck", fsck_cmd.HELP, lambda sub: fsck_cmd.define(sub, _server_options, _settings)),
 )
 
 

@@ -20,7 +20,7 @@ from keyless.config import Settings
 from keyless.store import db, migrations
 from keyless.store.blobs import LocalBlobStore
 
-from . import accounts, indexes, maintenance, projects, publishers
+from . import accounts, fsck, indexes, maintenance, projects, publishers
 
 # The revision a database made before keyless had migrations is brought to (`keyless db`).
 BASELINE = migrations.BASELINE
@@ -109,6 +109,10 @@ class Admin:
         """Remove blobs no file refers to and stale temp files; the number removed."""
         blobs = LocalBlobStore(self.settings.blob_dir)
         return maintenance.collect_garbage(self.engine, blobs, min_age)
+
+    def fsck(self, *, repair: bool) -> fsck.FsckReport:
+        """The database against the blob store (`keyless fsck`); see index/fsck.py."""
+        return fsck.check(self.engine, LocalBlobStore(self.settings.blob_dir), repair=repair)
 
     # ------------------------------------------------------------ trusted publishers
 
