@@ -18,7 +18,7 @@ from sqlalchemy import Engine
 
 from keyless.config import Settings
 from keyless.store import db
-from keyless.store.blobs import LocalBlobStore
+from keyless.store.backends import open_blob_store
 
 from . import accounts, indexes, maintenance, projects, publishers
 
@@ -91,7 +91,7 @@ class Admin:
 
     def collect_garbage(self, min_age: float) -> int:
         """Remove blobs no file refers to and stale temp files; the number removed."""
-        blobs = LocalBlobStore(self.settings.blob_dir)
+        blobs = open_blob_store(self.settings.storage, self.settings.blob_dir)
         return maintenance.collect_garbage(self.engine, blobs, min_age)
 
     # ------------------------------------------------------------ trusted publishers
