@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import logging
 import secrets
 import threading
 from collections import deque
@@ -49,6 +50,10 @@ MIB = 1024 * 1024
 PART_SIZE = 8 * MIB
 # How far the part uploads may fall behind the network before reading the body waits.
 MAX_BACKLOG = PART_SIZE
+# botocore says at INFO where it found credentials, on every start of `keyless serve` (whose
+# log is at INFO): noise, and the name of a profile is nobody's business in a server log.
+logging.getLogger("botocore.credentials").setLevel(logging.WARNING)
+
 # Parts of one upload sent at once: two keep the connection busy while the next one hashes.
 PARALLEL_PARTS = 2
 
