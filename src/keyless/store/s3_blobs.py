@@ -16,8 +16,11 @@ pull from, which an ASGI body (pushed at us) is not without a pipe and a thread 
 
 Why 8 MiB parts: S3 wants parts of at least 5 MiB (but the last) and at most 10,000 of them;
 8 MiB (boto3's own default) allows 80 GB files and keeps the memory of one upload bounded by
-about three parts (one filling, at most `MAX_BACKLOG` handed to the threads and one more
-being handed over), ~24 MiB however large the file.
+about four parts (one filling, at most `MAX_BACKLOG` = two handed to the threads, one more
+being handed over), ~32 MiB however large the file. Measured (a 210 MB wheel uploaded over
+HTTP to `keyless serve` on moto's S3 server, this 2-core machine): the server's peak RSS grew
+by 34 MiB (12 MiB with the local folder); 3 parts in parallel with a backlog of 2 streamed
+200 MB into moto in 1.8 s where 2 parts and a backlog of 1 took 2.6 s.
 """
 
 from __future__ import annotations
@@ -43,19 +46,22 @@ from keyless.store.blobs import BlobRedirect, Digests, PendingBlob
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
-    from mypy_boto3_s3.type_defs import CompletedPartTypeDef
+    from mypy_boto3_s3.type_defs import CompletedPartTypeDef, CopySourceTypeDef
 
 AddressingStyle = Literal["auto", "virtual", "path"]  # as config.ADDRESSING_STYLES checks
 MIB = 1024 * 1024
 PART_SIZE = 8 * MIB
 # How far the part uploads may fall behind the network before reading the body waits.
-MAX_BACKLOG = PART_SIZE
+MAX_BACKLOG = 2 * PART_SIZE
 # botocore says at INFO where it found credentials, on every start of `keyless serve` (whose
 # log is at INFO): noise, and the name of a profile is nobody's business in a server log.
 logging.getLogger("botocore.credentials").setLevel(logging.WARNING)
 
+# The largest object one CopyObject request may copy (S3's limit).
+MAX_COPY_OBJECT = 5 * 1024 * MIB
+
 # Parts of one upload sent at once: two keep the connection busy while the next one hashes.
-PARALLEL_PARTS = 2
+PARALLEL_PARTS = 3
 
 
 class S3Pending:
@@ -278,10 +284,13 @@ class S3BlobStore:
             raise TypeError(f"{type(pending).__name__} was not begun by this S3BlobStore")
         if self.exists(sha256, size):
             return False
-        # The managed copy: one CopyObject, or a multipart copy for objects over 5 GB.
-        self.client.copy(
-            {"Bucket": self.bucket, "Key": pending.key}, self.bucket, self.key_for(sha256)
-        )
+        source: CopySourceTypeDef = {"Bucket": self.bucket, "Key": pending.key}
+        if size <= MAX_COPY_OBJECT:
+            # One request, copied inside the store (the managed `copy` would send a part copy
+            # per 8 MiB: 6x slower for 200 MB here).
+            self.client.copy_object(CopySource=source, Bucket=self.bucket, Key=self.key_for(sha256))
+        else:
+            self.client.copy(source, self.bucket, self.key_for(sha256))  # multipart copy
         return True
 
     def put_bytes(self, data: bytes) -> str:
@@ -427,12 +436,12 @@ class S3Stream:
 
 
 class RangeReader(io.RawIOBase):
-    """A seekable raw file over one object: each `readinto` is one ranged GET."""
+    """A seekable raw file over one object, read through an `S3Stream`: reading on from where
+    the last read ended goes on with the same GET (the archive checks read a wheel through from
+    start to end), a seek elsewhere starts another."""
 
     def __init__(self, client: S3Client, bucket: str, key: str, size: int) -> None:
-        self.client = client
-        self.bucket = bucket
-        self.key = key
+        self.stream = S3Stream(client, bucket, key, size)
         self.size = size
         self.position = 0
 
@@ -451,28 +460,24 @@ class RangeReader(io.RawIOBase):
         return self.position
 
     def readall(self) -> bytes:
-        """The rest in one GET (the default would send one per 8 KiB)."""
-        if self.position >= self.size:
-            return b""
-        answer = self.client.get_object(
-            Bucket=self.bucket, Key=self.key, Range=f"bytes={self.position}-"
-        )
-        data = answer["Body"].read()
-        self.position += len(data)
-        return data
+        return self._read(self.size - self.position)
 
     def readinto(self, buffer: Any) -> int:
         view = memoryview(buffer).cast("B")
-        end = min(self.size, self.position + len(view))
-        if end <= self.position:
-            return 0
-        answer = self.client.get_object(
-            Bucket=self.bucket, Key=self.key, Range=f"bytes={self.position}-{end - 1}"
-        )
-        data = answer["Body"].read()
+        data = self._read(len(view))
         view[: len(data)] = data
-        self.position += len(data)
         return len(data)
+
+    def close(self) -> None:
+        self.stream.close()
+        super().close()
+
+    def _read(self, length: int) -> bytes:
+        if length <= 0 or self.position >= self.size:
+            return b""
+        data = self.stream.read(self.position, length)
+        self.position += len(data)
+        return data
 
 
 def _missing(exc: ClientError) -> bool:
