@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
+import tracemalloc
 
 import httpx
 import pytest
@@ -190,3 +191,30 @@ def test_a_missing_bucket_or_server_is_one_line_that_says_what_to_fix(
     unreachable = StorageSettings(blobs="s3://bucket", endpoint_url=nobody)
     with pytest.raises(ConfigError, match=f"cannot reach {nobody} .*storage.endpoint-url"):
         open_blob_store(unreachable, local_folder=None)  # type: ignore[arg-type]
+
+
+def test_a_large_upload_streams_in_bounded_memory(s3_storage: StorageSettings) -> None:
+    store = s3_store(s3_storage)
+    pending = store.new_writer()
+    size = 12 * PART_SIZE  # 96 MiB, made and sent 64 KiB at a time
+    seed = hashlib.sha256()
+
+    async def feed() -> None:
+        for start in range(0, size, 64 * 1024):
+            pending.write(start.to_bytes(8, "big") * 8192)
+            await pending.drain()
+
+    tracemalloc.start()
+    try:
+        asyncio.run(feed())
+        digests = pending.finish()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    for start in range(0, size, 64 * 1024):
+        seed.update(start.to_bytes(8, "big") * 8192)
+    assert digests.sha256 == seed.hexdigest()
+    # About four parts at most (one filling, two handed over, one being handed over), and
+    # what botocore holds per request: far below the 96 MiB a buffered upload would take.
+    assert peak < 6 * PART_SIZE, f"peak {peak / 2**20:.0f} MiB"
+    pending.discard()
