@@ -26,6 +26,7 @@ from tests.builders import build_wheel
 from tests.conftest import free_port, start_server, stop_server
 from tests.index.test_clients import run, twine_upload
 from tests.index.test_promote import promote
+from tests.index.uploading import upload
 
 from .s3_server import S3Server, s3_server, s3_storage
 
@@ -143,3 +144,34 @@ def test_a_blob_store_that_does_not_answer_stops_the_server_with_one_line(
     (line,) = started.stderr.splitlines()
     assert line.startswith("error: blob store s3://not-created/keyless/: "), line
     assert expected in line, line
+
+
+def test_downloads_may_be_redirected_to_presigned_urls_of_the_bucket(
+    s3_storage: StorageSettings, tmp_path: Path, env: dict[str, str]
+) -> None:
+    filename, data = build_wheel("s3-presigned-demo", "1.0")
+    sha256 = hashlib.sha256(data).hexdigest()
+    server_env = {**storage_env(s3_storage), "KEYLESS_S3_PRESIGNED_DOWNLOADS": "2m"}
+    live = start_server(tmp_path / "server", env=server_env)
+    try:
+        with live.client() as client:
+            answer = upload(client, "test", live.token("s3-owner", "test"), filename, data)
+            assert answer.status_code == 200, answer.text
+            download = client.get(f"/files/{sha256}/{filename}")
+            assert download.status_code == 307
+            location = download.headers["location"]
+            assert location.startswith(f"{s3_storage.endpoint_url}/")
+            assert "X-Amz-Expires=120" in location
+        # pip follows the redirect and gets the bytes from the bucket itself.
+        downloaded = run(
+            [
+                *(sys.executable, "-m", "pip", "download", "--no-deps", "--dest", "got"),
+                *("--index-url", f"{live.url}/test/simple/", "s3-presigned-demo==1.0"),
+            ],
+            env,
+            cwd=tmp_path,
+        )
+        assert downloaded.returncode == 0, downloaded.stdout + downloaded.stderr
+        assert (tmp_path / "got" / filename).read_bytes() == data
+    finally:
+        stop_server(live)
