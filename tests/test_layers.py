@@ -95,7 +95,7 @@ THIRD_PARTY: dict[str, Libraries] = {
     "config": Libraries(),
     "devcert": Libraries(frozenset({"cryptography"})),
     # boto3/botocore: the S3 backend (store/s3_blobs.py); mypy_boto3_s3 for its types only.
-    "store": Libraries(frozenset({"boto3", "botocore", "mypy_boto3_s3", "sqlalchemy"})),
+    "store": Libraries(frozenset({"alembic", "boto3", "botocore", "mypy_boto3_s3", "sqlalchemy"})),
     "ci": Libraries(frozenset({"cryptography", "jwt"})),
     # The CI configuration keyless writes (init and the web preview): text from templates.
     "workflows": Libraries(frozenset({"packaging"})),

@@ -203,6 +203,10 @@ def default_indexes() -> tuple[IndexSettings, ...]:
 class Settings:
     data_dir: Path = Path("keyless-data")
     database_url: str | None = None
+    # An older database schema is upgraded at start instead of refused (`[database]`). Off by
+    # default: an upgrade is a step to take with a backup, and with several servers on one
+    # database, once. A new database needs neither: it is created at the current schema.
+    database_auto_upgrade: bool = False
     host: str = "127.0.0.1"
     port: int = 8000
     tls_cert: Path | None = None
@@ -476,9 +480,33 @@ def load_settings(
     return settings
 
 
+def _database(settings: Settings, values: Mapping[str, Any], where: str) -> Settings:
+    """`[database]`: `auto-upgrade`."""
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"{where}: [database] must be a table.")
+    unknown = set(values) - {"auto-upgrade"}
+    if unknown:
+        raise ConfigError(
+            f"{where}: [database] has no setting {sorted(unknown)[0]!r}; known: auto-upgrade."
+        )
+    if "auto-upgrade" in values:
+        return replace(settings, database_auto_upgrade=_flag(values["auto-upgrade"], where))
+    return settings
+
+
+def _flag(value: Any, where: str) -> bool:
+    text = str(value).lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{where}: auto-upgrade must be true or false, not {value!r}.")
+
+
 def _from_document(settings: Settings, document: Mapping[str, Any], where: str) -> Settings:
     """`settings` changed by a document in the config file's shape."""
     settings = _from_mapping(settings, document.get("server", {}), where)
+    settings = _database(settings, document.get("database", {}), where)
     settings = replace(
         settings,
         trusted_publishing=_trusted_publishing(
@@ -516,6 +544,10 @@ def _layered(
     settings = _from_mapping(settings, env_values, "environment")
     storage_env = {key: environ[var] for var, key in STORAGE_ENV_KEYS.items() if var in environ}
     settings = replace(settings, storage=_storage(settings.storage, storage_env, "environment"))
+    if "KEYLESS_DATABASE_AUTO_UPGRADE" in environ:
+        settings = _database(
+            settings, {"auto-upgrade": environ["KEYLESS_DATABASE_AUTO_UPGRADE"]}, "environment"
+        )
     if environ.get("KEYLESS_INDEXES"):
         settings = replace(settings, indexes=parse_index_list(environ["KEYLESS_INDEXES"]))
     tp_env = {
@@ -565,6 +597,7 @@ def settings_document(settings: Settings) -> dict[str, Any]:
             server[key] = str(value)
     return {
         "server": server,
+        "database": {"auto-upgrade": settings.database_auto_upgrade},
         "trusted-publishing": {
             "enabled": tp.enabled,
             "audience": tp.audience,

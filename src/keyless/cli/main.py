@@ -18,8 +18,10 @@ from typing import TYPE_CHECKING, Any
 # or `keyless check` (tests/test_cli_imports.py).
 import keyless
 from keyless.cli import check as check_cmd
+from keyless.cli import db as db_cmd
 from keyless.cli import devcert, emulator, publishing
 from keyless.cli import doctor as doctor_cmd
+from keyless.cli import fsck as fsck_cmd
 from keyless.cli import init as init_cmd
 from keyless.cli import publish as publish_cmd
 from keyless.cli import release as release_cmd
@@ -35,7 +37,7 @@ Handler = Callable[[argparse.Namespace], int]
 # them, and a server command run there says which extra to install instead of a traceback.
 SERVER_LIBRARIES = frozenset(
     {"starlette", "uvicorn", "multipart", "python_multipart", "sqlalchemy", "argon2", "jinja2"}
-    | {"cryptography", "jwt", "boto3", "botocore"}
+    | {"cryptography", "jwt", "alembic", "mako", "boto3", "botocore"}
 )
 
 
@@ -442,6 +444,8 @@ COMMANDS: tuple[tuple[str, str, Callable[[argparse.ArgumentParser], None]], ...]
     ("init", init_cmd.HELP, init_cmd.define),
     ("release", release_cmd.HELP, release_cmd.define),
     ("gc", "remove orphaned blobs and temp files", _define_gc),
+    ("db", db_cmd.HELP, lambda sub: db_cmd.define(sub, _server_options, _settings)),
+    ("fsck", fsck_cmd.HELP, lambda sub: fsck_cmd.define(sub, _server_options, _settings)),
 )
 
 
@@ -488,6 +492,11 @@ def _index_errors() -> tuple[type[Exception], ...]:
     )
 
 
+def _loaded_class(module: str, name: str) -> Any:
+    """`module.name` if that module is loaded (see _index_errors), else None."""
+    return getattr(sys.modules[module], name) if module in sys.modules else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     _skip_httpx_command_line()
@@ -518,6 +527,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         if isinstance(exc, _index_errors()):
             print(f"error: {exc}", file=sys.stderr)
+            return 1
+        schema_out_of_date = _loaded_class("keyless.store.migrations", "SchemaOutOfDate")
+        if schema_out_of_date is not None and isinstance(exc, schema_out_of_date):
+            # One line with the exact command for this data folder / config file.
+            print(f"error: {exc.explain(db_cmd.upgrade_command(args))}", file=sys.stderr)
             return 1
         raise
 

@@ -17,10 +17,27 @@ from typing import Any
 from sqlalchemy import Engine
 
 from keyless.config import Settings
-from keyless.store import db
+from keyless.store import db, migrations
 from keyless.store.backends import open_blob_store
+from keyless.store.blobs import BlobStore
 
-from . import accounts, indexes, maintenance, projects, publishers
+from . import accounts, fsck, indexes, maintenance, projects, publishers
+
+# The revision a database made before keyless had migrations is brought to (`keyless db`).
+BASELINE = migrations.BASELINE
+SchemaState = migrations.SchemaState
+
+
+def upgrade_schema(settings: Settings) -> tuple[SchemaState, SchemaState]:
+    """Create or upgrade the schema of `settings`' database: (before, after)."""
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # private when new
+    return migrations.upgrade(db.connect(settings.database))
+
+
+def schema_of(settings: Settings) -> SchemaState:
+    """Where the schema of `settings`' database stands; changes nothing."""
+    return migrations.current(db.connect(settings.database))
+
 
 # Who the journal names for a change made on the server's own data (no signed-in user).
 ADMIN = "admin"
@@ -37,7 +54,7 @@ class Admin:
     def open(cls, settings: Settings) -> Admin:
         """Open (creating when new) the database of `settings`, with its configured indexes."""
         settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # private when new
-        engine = db.open_database(settings.database)
+        engine = db.open_database(settings.database, upgrade=settings.database_auto_upgrade)
         indexes.ensure_indexes(engine, settings.indexes)
         return cls(settings, engine)
 
@@ -91,8 +108,15 @@ class Admin:
 
     def collect_garbage(self, min_age: float) -> int:
         """Remove blobs no file refers to and stale temp files; the number removed."""
-        blobs = open_blob_store(self.settings.storage, self.settings.blob_dir)
-        return maintenance.collect_garbage(self.engine, blobs, min_age)
+        return maintenance.collect_garbage(self.engine, self._blobs(), min_age)
+
+    def _blobs(self) -> BlobStore:
+        """The blob store the settings name (store/backends.py)."""
+        return open_blob_store(self.settings.storage, self.settings.blob_dir)
+
+    def fsck(self, *, repair: bool) -> fsck.FsckReport:
+        """The database against the blob store (`keyless fsck`); see index/fsck.py."""
+        return fsck.check(self.engine, self._blobs(), repair=repair)
 
     # ------------------------------------------------------------ trusted publishers
 

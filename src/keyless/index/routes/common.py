@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Engine
@@ -21,6 +22,7 @@ from ..accounts import InvalidCredentials
 from ..errors import Refused
 from ..help import help_url, local_links
 from ..indexes import IndexInfo
+from ..metrics import Metrics
 from ..pages import SimplePages
 from ..projects import ProjectAdmin
 from ..promote import Promotion
@@ -45,6 +47,9 @@ class Services:
     indexes: dict[str, IndexInfo]
     pytp_keys: dict[str, str]  # PEP 807 discovery key -> index name
     descriptions: Descriptions  # renders READMEs in worker processes (uploads and pages)
+    metrics: Metrics = field(default_factory=Metrics)  # this process's counters, /_/metrics
+    # /_/health's checks still running, by name (routes/ops.py)
+    health_checks: dict[str, asyncio.Future[str]] = field(default_factory=dict)
 
 
 def services(request: Request) -> Services:
