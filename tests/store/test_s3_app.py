@@ -11,6 +11,7 @@ start with one line that says what to fix.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import random
 import subprocess
@@ -112,6 +113,21 @@ def test_upload_list_download_promote_and_gc_with_blobs_in_a_bucket(
         assert gc.stdout.strip() == "removed 1 orphaned file(s)"
         keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]]
         assert keys == [f"{prefix}sha256/{sha256}"]
+
+        # keyless fsck checks the same bucket: the blob's bytes are read back and hashed.
+        s3.put_object(Bucket=bucket, Key=f"{prefix}sha256/{sha256}", Body=data[:-1] + b"!")
+        fsck = subprocess.run(
+            [sys.executable, "-m", "keyless", "fsck", "--json", "--data", str(live.data_dir)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert fsck.returncode == 1, fsck.stdout + fsck.stderr
+        report = json.loads(fsck.stdout)
+        assert [(p["kind"], p["sha256"]) for p in report["problems"]] == [
+            ("sha256-mismatch", sha256)
+        ]
     finally:
         stop_server(live)
     blobs = live.data_dir / "blobs"
