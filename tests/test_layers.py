@@ -45,7 +45,8 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "oidc": frozenset(),
     "config": frozenset(),
     "devcert": frozenset(),
-    "store": frozenset({"dists"}),
+    # config: the blob store is built from its settings (store/backends.py).
+    "store": frozenset({"config", "dists"}),
     "ci": frozenset(),
     "workflows": frozenset(),
     "index": frozenset({"config", "dists", "oidc", "store", "workflows"}),
@@ -93,7 +94,8 @@ THIRD_PARTY: dict[str, Libraries] = {
     "oidc": Libraries(frozenset({"jwt"})),
     "config": Libraries(),
     "devcert": Libraries(frozenset({"cryptography"})),
-    "store": Libraries(frozenset({"alembic", "sqlalchemy"})),
+    # boto3/botocore: the S3 backend (store/s3_blobs.py); mypy_boto3_s3 for its types only.
+    "store": Libraries(frozenset({"alembic", "boto3", "botocore", "mypy_boto3_s3", "sqlalchemy"})),
     "ci": Libraries(frozenset({"cryptography", "jwt"})),
     # The CI configuration keyless writes (init and the web preview): text from templates.
     "workflows": Libraries(frozenset({"packaging"})),
@@ -119,6 +121,8 @@ SERVER_ONLY = frozenset(
     {
         "alembic",
         "argon2",
+        "boto3",
+        "botocore",
         "docutils",
         "httptools",
         "jinja2",

@@ -37,7 +37,7 @@ Handler = Callable[[argparse.Namespace], int]
 # them, and a server command run there says which extra to install instead of a traceback.
 SERVER_LIBRARIES = frozenset(
     {"starlette", "uvicorn", "multipart", "python_multipart", "sqlalchemy", "argon2", "jinja2"}
-    | {"cryptography", "jwt", "alembic", "mako"}
+    | {"cryptography", "jwt", "alembic", "mako", "boto3", "botocore"}
 )
 
 
@@ -56,6 +56,7 @@ def _settings(args: argparse.Namespace, *, serving: bool = False) -> Settings:
         "tls-key": getattr(args, "tls_key", None),
         "indexes": getattr(args, "indexes", None),
         "public-url": getattr(args, "public_url", None),
+        "blobs": getattr(args, "blobs", None),
     }
     return load_settings(
         args.config,
@@ -312,6 +313,9 @@ def _define_serve(serve: argparse.ArgumentParser) -> None:
     serve.add_argument("--tls-key", help="PEM private key for https")
     serve.add_argument("--indexes", help="indexes to create, e.g. 'test,prod:private'")
     serve.add_argument("--public-url", help="the URL clients use, when behind a proxy")
+    serve.add_argument(
+        "--blobs", help="keep files in s3://BUCKET/PREFIX (default: DATA/blobs; KEYLESS_BLOBS)"
+    )
     serve.set_defaults(handler=cmd_serve)
 
 

@@ -18,7 +18,8 @@ from sqlalchemy import Engine
 
 from keyless.config import Settings
 from keyless.store import db, migrations
-from keyless.store.blobs import LocalBlobStore
+from keyless.store.backends import open_blob_store
+from keyless.store.blobs import BlobStore
 
 from . import accounts, fsck, indexes, maintenance, projects, publishers
 
@@ -107,12 +108,15 @@ class Admin:
 
     def collect_garbage(self, min_age: float) -> int:
         """Remove blobs no file refers to and stale temp files; the number removed."""
-        blobs = LocalBlobStore(self.settings.blob_dir)
-        return maintenance.collect_garbage(self.engine, blobs, min_age)
+        return maintenance.collect_garbage(self.engine, self._blobs(), min_age)
+
+    def _blobs(self) -> BlobStore:
+        """The blob store the settings name (store/backends.py)."""
+        return open_blob_store(self.settings.storage, self.settings.blob_dir)
 
     def fsck(self, *, repair: bool) -> fsck.FsckReport:
         """The database against the blob store (`keyless fsck`); see index/fsck.py."""
-        return fsck.check(self.engine, LocalBlobStore(self.settings.blob_dir), repair=repair)
+        return fsck.check(self.engine, self._blobs(), repair=repair)
 
     # ------------------------------------------------------------ trusted publishers
 

@@ -17,7 +17,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from keyless.config import Settings
 from keyless.oidc.keys import JWKSCache
-from keyless.store.blobs import BlobStore, LocalBlobStore
+from keyless.store.backends import open_blob_store
+from keyless.store.blobs import BlobStore
 from keyless.store.db import open_database
 from keyless.store.errors import StorageFull
 
@@ -272,7 +273,7 @@ def create_app(settings: Settings, blobs: BlobStore | None = None) -> IndexApp:
     engine = open_database(settings.database, upgrade=settings.database_auto_upgrade)
     ensure_indexes(engine, settings.indexes, update_existing=True)
     if blobs is None:
-        blobs = LocalBlobStore(settings.blob_dir)
+        blobs = open_blob_store(settings.storage, settings.blob_dir)
     collect_garbage(engine, blobs)
     url_prefix = urlparse(settings.public_url).path.rstrip("/") if settings.public_url else ""
     pages = SimplePages(engine, url_prefix)
