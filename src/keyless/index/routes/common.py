@@ -20,6 +20,7 @@ from keyless.store.errors import StorageFull
 
 from ..accounts import InvalidCredentials
 from ..errors import Refused
+from ..heap import HeapTrimmer
 from ..help import help_url, local_links
 from ..indexes import IndexInfo
 from ..metrics import Metrics
@@ -48,6 +49,7 @@ class Services:
     pytp_keys: dict[str, str]  # PEP 807 discovery key -> index name
     descriptions: Descriptions  # renders READMEs in worker processes (uploads and pages)
     metrics: Metrics = field(default_factory=Metrics)  # this process's counters, /_/metrics
+    heap: HeapTrimmer = field(default_factory=HeapTrimmer)  # memory back to the OS after uploads
     # /_/health's checks still running, by name (routes/ops.py)
     health_checks: dict[str, asyncio.Future[str]] = field(default_factory=dict)
 
