@@ -30,7 +30,7 @@ from . import procs, report
 from .dists import build_wheel
 from .env import BENCH, ROOT, log
 from .scenarios import WORK, datasets_clean
-from .servers import Keyless, _post_upload
+from .servers import Keyless, post_upload
 
 # The last commit before uploads were acknowledged only once durable (ab7d94c): SQLite with
 # synchronous=NORMAL and no fsync of a new blob folder in its parent.
@@ -128,7 +128,7 @@ def alternate(
                 server = servers[name]
                 auth = httpx.BasicAuth("__token__", server.token)
                 began = time.perf_counter()
-                _post_upload(clients[name], server.upload_url, wheel, auth)
+                post_upload(clients[name], server.upload_url, wheel, auth)
                 latencies[name].append(time.perf_counter() - began)
     return latencies
 

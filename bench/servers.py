@@ -15,7 +15,6 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,7 +36,7 @@ JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 HTML_TYPE = "text/html"
 
 
-def _post_upload(
+def post_upload(
     client: httpx.Client,
     url: str,
     wheel: Wheel,
@@ -78,7 +77,7 @@ def upload_all(
     headers: dict[str, str] | None = None,
 ) -> None:
     with httpx.Client(timeout=120) as client, ThreadPoolExecutor(parallel) as pool:
-        list(pool.map(lambda w: _post_upload(client, url, w, auth, headers), wheels))
+        list(pool.map(lambda w: post_upload(client, url, w, auth, headers), wheels))
 
 
 class Server:
@@ -146,10 +145,11 @@ class Keyless(Server):
         engine = open_database(settings.database)
         ensure_indexes(engine, settings.indexes, update_existing=True)
         create_user(engine, USER, PASSWORD)
-        self.token = create_token(engine, USER, INDEX).token
+        token = create_token(engine, USER, INDEX)
+        self.token = token.token
         bulk = list(bulk)
         if bulk:
-            seed_keyless_store(engine, settings.blob_dir, INDEX, USER, bulk)
+            seed_keyless_store(engine, settings.blob_dir, INDEX, USER, bulk, token.id)
         engine.dispose()
 
     def start(self) -> None:
@@ -191,14 +191,15 @@ def seed_keyless_store(
     index_name: str,
     username: str,
     wheels: Sequence[Wheel],
+    token_id: int,
 ) -> None:
-    """Bulk seeding: blobs written into the content-addressed store and rows inserted in one
-    transaction, with the library's own schema — the rows an upload would have made (project,
-    owner role, release, file, filename log, journal serial), minus per-file fsyncs."""
-    from packaging.utils import canonicalize_name, canonicalize_version
+    """Bulk seeding: blobs written into the content-addressed store, and rows through the
+    index's own write path (`keyless.index.releases.add_files`, as uploads and promotions) in
+    one transaction — the rows an upload would have made, minus per-file fsyncs and checks."""
     from sqlalchemy import select
 
-    from keyless.dists.names import ultranormalize_name
+    from keyless.index.accounts import Identity, now
+    from keyless.index.releases import Event, NewFile, NewRelease, Target, add_files
     from keyless.store import db
 
     from .dists import metadata_text
@@ -211,10 +212,7 @@ def seed_keyless_store(
             path.write_bytes(data)
         return digest
 
-    moment = datetime.now(UTC)
-    by_project: dict[str, list[Wheel]] = defaultdict(list)
-    for wheel in wheels:
-        by_project[wheel.name].append(wheel)
+    moment = now()
     with db.writing(engine) as conn:
         index_id = conn.execute(
             select(db.indexes.c.id).where(db.indexes.c.name == index_name)
@@ -222,79 +220,32 @@ def seed_keyless_store(
         user_id = conn.execute(
             select(db.users.c.id).where(db.users.c.username == username)
         ).scalar_one()
-        for name, group in by_project.items():
-            normalized = canonicalize_name(name)
-            serial = db.inserted_id(
-                conn,
-                db.journal.insert().values(
-                    time=moment,
-                    index_id=index_id,
-                    project=normalized,
-                    action="bench_seed",
-                    actor=username,
-                    details={},
-                ),
+        actor = Identity(user_id, username, token_id, index_id, projects=None)
+        projects: dict[str, Target] = {}
+        for wheel in wheels:
+            target = projects.setdefault(wheel.name, Target(index_id, wheel.name))
+            meta = metadata_text(wheel.name, wheel.version, wheel.requires).encode()
+            new_file = NewFile(
+                filename=wheel.filename,
+                packagetype="bdist_wheel",
+                python_version="py3",
+                sha256=put(wheel.data),
+                md5=hashlib.md5(wheel.data, usedforsecurity=False).hexdigest(),
+                blake2_256=hashlib.blake2b(wheel.data, digest_size=32).hexdigest(),
+                size=len(wheel.data),
+                requires_python=">=3.8",
+                metadata_sha256=hashlib.sha256(meta).hexdigest(),
+                metadata=meta,
             )
-            project_id = db.inserted_id(
-                conn,
-                db.projects.insert().values(
-                    index_id=index_id,
-                    name=name,
-                    normalized_name=normalized,
-                    similar_key=ultranormalize_name(name),
-                    status="active",
-                    status_reason="",
-                    serial=serial,
-                    total_size=sum(len(w.data) for w in group),
-                    created=moment,
-                ),
+            release = NewRelease(
+                version=wheel.version,
+                requires_python=">=3.8",
+                summary=f"benchmark package {wheel.name}",
+                info={"name": wheel.name, "version": wheel.version},
             )
-            conn.execute(
-                db.roles.insert().values(project_id=project_id, user_id=user_id, role="owner")
-            )
-            files = []
-            for wheel in group:
-                release_id = db.inserted_id(
-                    conn,
-                    db.releases.insert().values(
-                        project_id=project_id,
-                        version=wheel.version,
-                        canonical_version=canonicalize_version(wheel.version),
-                        created=moment,
-                        yanked=False,
-                        yanked_reason="",
-                        requires_python=">=3.8",
-                        summary=f"benchmark package {name}",
-                        info={"name": name, "version": wheel.version},
-                    ),
-                )
-                sha = put(wheel.data)
-                meta = metadata_text(wheel.name, wheel.version, wheel.requires).encode()
-                meta_sha = hashlib.sha256(meta).hexdigest()
-                db.store_core_metadata(conn, meta_sha, meta)
-                files.append(
-                    dict(
-                        release_id=release_id,
-                        index_id=index_id,
-                        filename=wheel.filename,
-                        packagetype="bdist_wheel",
-                        python_version="py3",
-                        sha256=sha,
-                        md5=hashlib.md5(wheel.data, usedforsecurity=False).hexdigest(),
-                        blake2_256=hashlib.blake2b(wheel.data, digest_size=32).hexdigest(),
-                        size=len(wheel.data),
-                        metadata_sha256=meta_sha,
-                        requires_python=">=3.8",
-                        upload_time=moment,
-                        uploaded_by=username,
-                        publisher=None,
-                    )
-                )
-            conn.execute(db.files.insert(), files)
-            conn.execute(
-                db.filename_log.insert(),
-                [{"index_id": index_id, "filename": f["filename"]} for f in files],
-            )
+            event = Event("bench_seed", {"filename": wheel.filename, "version": wheel.version})
+            added = add_files(conn, target, release, [new_file], actor, [event], moment=moment)
+            target.id = added.project_id
 
 
 # --------------------------------------------------------------------------------- pypiserver

@@ -109,6 +109,7 @@ def unwanted(loaded: set[str], packages: tuple[str, ...]) -> list[str]:
         ("--help",),
         ("check", "--help"),
         ("serve", "--help"),
+        ("fsck", "--help"),
         ("publisher", "add", "github", "--help"),
         (),  # every command's parser
     ],

@@ -45,7 +45,8 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "oidc": frozenset(),
     "config": frozenset(),
     "devcert": frozenset(),
-    "store": frozenset({"dists"}),
+    # config: the blob store is built from its settings (store/backends.py).
+    "store": frozenset({"config", "dists"}),
     "ci": frozenset(),
     "workflows": frozenset(),
     "index": frozenset({"config", "dists", "oidc", "store", "workflows"}),
@@ -55,8 +56,10 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     ),
     "index.http": frozenset({"config", "index", "index.routes", "index.web", "oidc", "store"}),
     "publish": frozenset({"ci", "dists", "oidc", "workflows"}),
+    # Not store: the admin commands call use cases that take the names a person types
+    # (index/admin.py); the CLI never opens the database itself.
     "cli": frozenset(
-        {"ci", "config", "devcert", "dists", "index", "index.http", "oidc", "publish", "store"}
+        {"ci", "config", "devcert", "dists", "index", "index.http", "oidc", "publish"}
     ),
 }
 
@@ -91,7 +94,8 @@ THIRD_PARTY: dict[str, Libraries] = {
     "oidc": Libraries(frozenset({"jwt"})),
     "config": Libraries(),
     "devcert": Libraries(frozenset({"cryptography"})),
-    "store": Libraries(frozenset({"sqlalchemy"})),
+    # boto3/botocore: the S3 backend (store/s3_blobs.py); mypy_boto3_s3 for its types only.
+    "store": Libraries(frozenset({"alembic", "boto3", "botocore", "mypy_boto3_s3", "sqlalchemy"})),
     "ci": Libraries(frozenset({"cryptography", "jwt"})),
     # The CI configuration keyless writes (init and the web preview): text from templates.
     "workflows": Libraries(frozenset({"packaging"})),
@@ -117,6 +121,8 @@ SERVER_ONLY = frozenset(
     {
         "alembic",
         "argon2",
+        "boto3",
+        "botocore",
         "docutils",
         "httptools",
         "jinja2",
@@ -451,3 +457,67 @@ def test_a_violation_names_the_file_the_line_and_the_rule() -> None:
         "server-only library: the client side (publish, dists, oidc, cli, workflows, ci.claims) "
         "imports it inside the function that needs it, if at all",
     ]
+
+
+# ---------------------------------------------------------------------------------------------
+# Where blobs are kept is the blob store's business (ARCHITECTURE.md, "A storage backend"): above
+# `store/` the code uses the `BlobStore` interface only, so another backend is one new class.
+# The local backend's class and folder are named only where the store is built from settings.
+
+LOCAL_BLOB_NAMES = frozenset({"path_for", "place_file", "commit", "root", "tmp"})
+BUILDER_NAMES = frozenset({"LocalBlobStore", "blob_dir"})
+BUILDS_THE_BLOB_STORE = frozenset({"keyless/index/app.py", "keyless/index/admin.py"})
+
+
+def blob_location_uses(path: str, source: str) -> list[str]:
+    """Where a module outside `store/` reaches past the interface to the local folder.
+
+    `LOCAL_BLOB_NAMES` are attributes of the local backend only, looked for on anything whose
+    name mentions blobs (`svc.blobs.path_for`, `self.blobs.root`); `BUILDER_NAMES` anywhere
+    but in `BUILDS_THE_BLOB_STORE`.
+    """
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(ast.parse(source)):
+        names: list[str] = []
+        if isinstance(node, ast.Attribute):
+            names = [node.attr]
+            if node.attr in LOCAL_BLOB_NAMES and "blob" not in ast.unparse(node.value).lower():
+                names = []
+        elif isinstance(node, ast.Name):
+            names = [node.id]
+        elif isinstance(node, ast.ImportFrom):
+            names = [alias.name for alias in node.names]
+        for name in names:
+            local = name in LOCAL_BLOB_NAMES and isinstance(node, ast.Attribute)
+            builder = name in BUILDER_NAMES and path not in BUILDS_THE_BLOB_STORE
+            if local or builder:
+                found.append((node.lineno, f"src/{path}:{node.lineno}: uses {name}"))
+    return [use for _, use in sorted(found)]
+
+
+def test_nothing_above_store_touches_where_a_blob_is_kept() -> None:
+    found = [
+        use
+        for module, file in MODULES.items()
+        if layer_of(module) != "store"
+        for use in blob_location_uses(str(file.relative_to(SRC)), file.read_text("utf-8"))
+    ]
+    assert not found, (
+        "code above store/ reaches into the local blob folder; use the BlobStore interface "
+        "(store/blobs.py) instead:\n" + "\n".join(found)
+    )
+
+
+def test_the_blob_rule_sees_a_path_and_the_local_class() -> None:
+    source = (
+        "from keyless.store.blobs import LocalBlobStore\n"
+        "path = svc.blobs.path_for(sha256)\n"
+        "tmp = self.blobs.tmp\n"
+        "root = settings.root\n"  # not a blob store: other things have roots
+    )
+    assert blob_location_uses("keyless/index/routes/files.py", source) == [
+        "src/keyless/index/routes/files.py:1: uses LocalBlobStore",
+        "src/keyless/index/routes/files.py:2: uses path_for",
+        "src/keyless/index/routes/files.py:3: uses tmp",
+    ]
+    assert blob_location_uses("keyless/index/app.py", source[:47]) == []

@@ -107,6 +107,94 @@ class LimitsSettings:
     render_workers: int = 2
 
 
+ADDRESSING_STYLES = ("auto", "virtual", "path")
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    """Where blobs are kept (`[storage]`): the data folder unless `blobs` names a bucket.
+
+    Credentials are never settings of keyless: an S3 client finds them where every AWS tool
+    does (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE and ~/.aws, an instance role).
+    """
+
+    # `s3://bucket/prefix`, or None for the local folder `DATA/blobs`.
+    blobs: str | None = None
+    # An S3-compatible server (MinIO, Ceph, R2, ...); None: AWS itself.
+    endpoint_url: str | None = None
+    region: str | None = None
+    addressing_style: str = "auto"  # how the bucket is named in URLs: auto, virtual or path
+    # Seconds a presigned download URL lives; 0 streams downloads through keyless instead.
+    presigned_downloads: int = 0
+
+    @property
+    def bucket_and_prefix(self) -> tuple[str, str] | None:
+        """("bucket", "prefix/") of an `s3://` URL ("" when none), or None for the folder."""
+        if self.blobs is None:
+            return None
+        bucket, _, prefix = self.blobs.removeprefix("s3://").partition("/")
+        prefix = prefix.strip("/")
+        return bucket, f"{prefix}/" if prefix else ""
+
+
+STORAGE_KEYS = {
+    "blobs": "blobs",
+    "endpoint-url": "endpoint_url",
+    "region": "region",
+    "addressing-style": "addressing_style",
+    "presigned-downloads": "presigned_downloads",
+}
+# Bucket names as S3 allows them (3-63 lowercase letters, digits, dots and hyphens).
+BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+def _storage(current: StorageSettings, values: Mapping[str, Any], where: str) -> StorageSettings:
+    changes: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in STORAGE_KEYS:
+            if "key" in key or "secret" in key or "token" in key or "password" in key:
+                raise ConfigError(
+                    f"{where}: storage.{key}: keyless takes no credentials in its settings; "
+                    "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, in the "
+                    "server's environment."
+                )
+            known = ", ".join(STORAGE_KEYS)
+            raise ConfigError(f"{where}: [storage] has no setting {key!r}; known: {known}.")
+        if value in (None, ""):
+            continue
+        attr = STORAGE_KEYS[key]
+        if attr == "presigned_downloads":
+            changes[attr] = parse_duration_seconds(value, f"{where}: storage.{key}")
+        else:
+            changes[attr] = str(value)
+    storage = replace(current, **changes)
+    if storage.blobs is not None:
+        bucket_and_prefix = storage.bucket_and_prefix
+        if not storage.blobs.startswith("s3://") or bucket_and_prefix is None:
+            raise ConfigError(
+                f"{where}: storage.blobs {storage.blobs!r} is not a bucket URL; write "
+                "s3://BUCKET or s3://BUCKET/PREFIX, or leave it out for the data folder."
+            )
+        if not BUCKET_NAME.match(bucket_and_prefix[0]):
+            raise ConfigError(
+                f"{where}: storage.blobs {storage.blobs!r}: {bucket_and_prefix[0]!r} is not a "
+                "bucket name (3 to 63 lowercase letters, digits, '.' and '-')."
+            )
+    if storage.addressing_style not in ADDRESSING_STYLES:
+        raise ConfigError(
+            f"{where}: storage.addressing-style must be one of {', '.join(ADDRESSING_STYLES)}, "
+            f"not {storage.addressing_style!r}."
+        )
+    if storage.endpoint_url is not None and not re.match(
+        r"^https?://[^/\s]+", storage.endpoint_url
+    ):
+        raise ConfigError(
+            f"{where}: storage.endpoint-url {storage.endpoint_url!r} is not a URL "
+            "(http(s)://host[:port])."
+        )
+    return storage
+
+
 def default_indexes() -> tuple[IndexSettings, ...]:
     return (IndexSettings("test"), IndexSettings("prod"))
 
@@ -115,6 +203,10 @@ def default_indexes() -> tuple[IndexSettings, ...]:
 class Settings:
     data_dir: Path = Path("keyless-data")
     database_url: str | None = None
+    # An older database schema is upgraded at start instead of refused (`[database]`). Off by
+    # default: an upgrade is a step to take with a backup, and with several servers on one
+    # database, once. A new database needs neither: it is created at the current schema.
+    database_auto_upgrade: bool = False
     host: str = "127.0.0.1"
     port: int = 8000
     tls_cert: Path | None = None
@@ -125,6 +217,7 @@ class Settings:
     # Seconds between two passes of the garbage collector inside the server (0: only at start).
     gc_interval: int = 600
     limits: LimitsSettings = field(default_factory=LimitsSettings)
+    storage: StorageSettings = field(default_factory=StorageSettings)
     trusted_publishing: TrustedPublishingSettings = field(default_factory=TrustedPublishingSettings)
 
     def audience_for(self, index: str) -> str:
@@ -340,6 +433,14 @@ ENV_KEYS = {
     "KEYLESS_ACCESS_LOG": "access-log",
     "KEYLESS_GC_INTERVAL": "gc-interval",
 }
+# `[storage]` from the environment (credentials: the AWS variables, read by the S3 client).
+STORAGE_ENV_KEYS = {
+    "KEYLESS_BLOBS": "blobs",
+    "KEYLESS_S3_ENDPOINT_URL": "endpoint-url",
+    "KEYLESS_S3_REGION": "region",
+    "KEYLESS_S3_ADDRESSING_STYLE": "addressing-style",
+    "KEYLESS_S3_PRESIGNED_DOWNLOADS": "presigned-downloads",
+}
 
 
 def load_settings(
@@ -379,9 +480,33 @@ def load_settings(
     return settings
 
 
+def _database(settings: Settings, values: Mapping[str, Any], where: str) -> Settings:
+    """`[database]`: `auto-upgrade`."""
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"{where}: [database] must be a table.")
+    unknown = set(values) - {"auto-upgrade"}
+    if unknown:
+        raise ConfigError(
+            f"{where}: [database] has no setting {sorted(unknown)[0]!r}; known: auto-upgrade."
+        )
+    if "auto-upgrade" in values:
+        return replace(settings, database_auto_upgrade=_flag(values["auto-upgrade"], where))
+    return settings
+
+
+def _flag(value: Any, where: str) -> bool:
+    text = str(value).lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{where}: auto-upgrade must be true or false, not {value!r}.")
+
+
 def _from_document(settings: Settings, document: Mapping[str, Any], where: str) -> Settings:
     """`settings` changed by a document in the config file's shape."""
     settings = _from_mapping(settings, document.get("server", {}), where)
+    settings = _database(settings, document.get("database", {}), where)
     settings = replace(
         settings,
         trusted_publishing=_trusted_publishing(
@@ -392,6 +517,10 @@ def _from_document(settings: Settings, document: Mapping[str, Any], where: str) 
     if not isinstance(limits, dict):
         raise ConfigError(f"{where}: [limits] must be a table.")
     settings = replace(settings, limits=_limits(settings.limits, limits, where))
+    storage = document.get("storage", {})
+    if not isinstance(storage, dict):
+        raise ConfigError(f"{where}: [storage] must be a table.")
+    settings = replace(settings, storage=_storage(settings.storage, storage, where))
     if "indexes" in document:
         settings = replace(
             settings,
@@ -413,6 +542,12 @@ def _layered(
     settings = _from_document(settings, document, where)
     env_values = {key: environ[var] for var, key in ENV_KEYS.items() if var in environ}
     settings = _from_mapping(settings, env_values, "environment")
+    storage_env = {key: environ[var] for var, key in STORAGE_ENV_KEYS.items() if var in environ}
+    settings = replace(settings, storage=_storage(settings.storage, storage_env, "environment"))
+    if "KEYLESS_DATABASE_AUTO_UPGRADE" in environ:
+        settings = _database(
+            settings, {"auto-upgrade": environ["KEYLESS_DATABASE_AUTO_UPGRADE"]}, "environment"
+        )
     if environ.get("KEYLESS_INDEXES"):
         settings = replace(settings, indexes=parse_index_list(environ["KEYLESS_INDEXES"]))
     tp_env = {
@@ -433,6 +568,9 @@ def _layered(
         settings = _from_mapping(settings, overrides, "command line")
         if overrides.get("indexes"):
             settings = replace(settings, indexes=parse_index_list(overrides["indexes"]))
+        if overrides.get("blobs"):
+            storage = _storage(settings.storage, {"blobs": overrides["blobs"]}, "command line")
+            settings = replace(settings, storage=storage)
     return settings
 
 
@@ -459,6 +597,7 @@ def settings_document(settings: Settings) -> dict[str, Any]:
             server[key] = str(value)
     return {
         "server": server,
+        "database": {"auto-upgrade": settings.database_auto_upgrade},
         "trusted-publishing": {
             "enabled": tp.enabled,
             "audience": tp.audience,
@@ -466,6 +605,11 @@ def settings_document(settings: Settings) -> dict[str, Any]:
             "issuers": dict(tp.issuers),
         },
         "limits": {key: getattr(settings.limits, attr) for key, (attr, _) in LIMIT_KEYS.items()},
+        "storage": {
+            key: getattr(settings.storage, attr)
+            for key, attr in STORAGE_KEYS.items()
+            if getattr(settings.storage, attr) is not None
+        },
         "indexes": {
             index.name: {
                 "profile": index.profile,

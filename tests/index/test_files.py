@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin
 
@@ -168,11 +170,82 @@ def test_range_requests(
     )
 
 
-def test_unsatisfiable_range(client: httpx.Client, published: Published) -> None:
+@pytest.mark.parametrize("spec", ["bytes={size}-", "bytes={over}-{far}", "bytes=-0"])
+def test_unsatisfiable_range(client: httpx.Client, published: Published, spec: str) -> None:
     filename, data = published.wheel
-    answer = client.get(published.url(filename), headers={"Range": f"bytes={len(data) + 10}-"})
+    size = len(data)
+    wanted = spec.format(size=size, over=size + 10, far=size + 99)
+    answer = client.get(published.url(filename), headers={"Range": wanted})
     assert answer.status_code == 416
+    assert answer.headers["content-range"] == f"bytes */{size}"
+    assert f"has {size} bytes" in answer.text  # says why, not only the status
     assert client.get(published.url(filename)).headers["accept-ranges"] == "bytes"
+
+
+def test_a_range_past_the_end_is_cut_to_the_file(
+    client: httpx.Client, published: Published
+) -> None:
+    filename, data = published.wheel
+    answer = client.get(published.url(filename), headers={"Range": "bytes=5-99999999"})
+    assert answer.status_code == 206
+    assert answer.content == data[5:]
+    assert answer.headers["content-range"] == f"bytes 5-{len(data) - 1}/{len(data)}"
+    assert answer.headers["content-length"] == str(len(data) - 5)
+    # A partial answer is cached like the whole file: same ETag, immutable.
+    assert answer.headers["etag"] == f'"{hashlib.sha256(data).hexdigest()}"'
+    assert "immutable" in answer.headers["cache-control"]
+
+
+def test_ranges_this_server_does_not_take_get_the_whole_file(
+    client: httpx.Client, published: Published
+) -> None:
+    # RFC 9110 lets a server ignore a Range header: several ranges, another unit, or a range
+    # whose end is before its start are answered with the whole file, not an error.
+    filename, data = published.wheel
+    for spec in ("bytes=0-9,20-29", "items=0-9", "bytes=50-10", "bytes=x-y"):
+        answer = client.get(published.url(filename), headers={"Range": spec})
+        assert answer.status_code == 200, spec
+        assert answer.content == data, spec
+
+
+def test_if_range_sends_the_part_only_when_the_etag_is_current(
+    client: httpx.Client, published: Published
+) -> None:
+    filename, data = published.wheel
+    etag = f'"{hashlib.sha256(data).hexdigest()}"'
+    current = client.get(published.url(filename), headers={"Range": "bytes=0-9", "If-Range": etag})
+    assert current.status_code == 206
+    assert current.content == data[:10]
+    stale = client.get(published.url(filename), headers={"Range": "bytes=0-9", "If-Range": '"x"'})
+    assert stale.status_code == 200
+    assert stale.content == data
+
+
+def test_head_with_a_range_says_what_a_get_would_send(
+    client: httpx.Client, published: Published
+) -> None:
+    filename, data = published.wheel
+    answer = client.head(published.url(filename), headers={"Range": "bytes=10-19"})
+    assert answer.status_code == 206
+    assert answer.headers["content-length"] == "10"
+    assert answer.headers["content-range"] == f"bytes 10-19/{len(data)}"
+    assert answer.content == b""
+
+
+def test_curl_fetches_a_range_and_resumes_a_cut_download(
+    tmp_path: Path, published: Published
+) -> None:
+    filename, data = published.wheel
+    url = published.url(filename)
+    part = tmp_path / "part"
+    curl = ["curl", "--silent", "--show-error", "--fail"]
+    subprocess.run([*curl, "-r", "100-1123", "-o", str(part), url], check=True, timeout=30)
+    assert part.read_bytes() == data[100:1124]
+    # A download cut off half way, continued where the file on disk ends (`-C -`).
+    whole = tmp_path / filename
+    whole.write_bytes(data[: len(data) // 2])
+    subprocess.run([*curl, "-C", "-", "-o", str(whole), url], check=True, timeout=30)
+    assert whole.read_bytes() == data
 
 
 @pytest.mark.parametrize("suffix", ["", ".metadata"])

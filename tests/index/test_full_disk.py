@@ -306,6 +306,9 @@ def test_any_other_write_on_a_full_disk_is_a_507_too(
         assert answer.status_code == 507, answer.text
         assert STORAGE_FULL in answer.json()["message"]
         assert_reads_work(http, readable)
+        # Healthy (reads are served), and saying that uploads are not.
+        checks = http.get("/_/health").json()["checks"]
+        assert checks["blob store"].startswith("full: uploads are refused (507)"), checks
         disk.remove()
         assert http.post(yank, json={"reason": "broken"}, headers=headers).status_code == 200
     assert "Traceback" not in small.log()

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 
 from keyless.index.maintenance import collect_garbage
-from keyless.store.blobs import BlobStore
+from keyless.store.blobs import LocalBlobStore
 from keyless.store.db import open_database
 from tests.builders import build_wheel
 from tests.conftest import SERVER_CONFIG, LiveServer, start_server, stop_server
@@ -28,20 +28,20 @@ TRIALS = 24
 HOUR = 3600
 
 
-def blob_store(server: LiveServer) -> BlobStore:
-    return BlobStore(server.data_dir / "blobs")
+def blob_store(server: LiveServer) -> LocalBlobStore:
+    return LocalBlobStore(server.data_dir / "blobs")
 
 
-class LargeStore(BlobStore):
+class LargeStore(LocalBlobStore):
     """The server's blob store, walked as slowly as a large one (thousands of blobs): the
     time between gc's look at the database and its deletions is that walk."""
 
-    def iter_blobs(self) -> Iterator[tuple[str, Path]]:
+    def iter_keys(self) -> Iterator[str]:
         time.sleep(0.05)
-        yield from super().iter_blobs()
+        yield from super().iter_keys()
 
 
-def leave_orphan(blobs: BlobStore, data: bytes, age: float) -> str:
+def leave_orphan(blobs: LocalBlobStore, data: bytes, age: float) -> str:
     """A blob no row refers to, as an interrupted upload leaves it, last written `age` ago."""
     sha256 = blobs.put_bytes(data)
     then = time.time() - age
@@ -65,7 +65,7 @@ def broken_downloads(http: httpx.Client, project: str) -> list[str]:
 
 
 def upload_during_gc(
-    server: LiveServer, blobs: BlobStore, token: str, filename: str, data: bytes
+    server: LiveServer, blobs: LocalBlobStore, token: str, filename: str, data: bytes
 ) -> httpx.Response:
     """Upload over HTTP while gc passes run one after another, started together."""
     engine = open_database(server.database)

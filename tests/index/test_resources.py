@@ -213,9 +213,10 @@ def wait_until_closed(socks: list[socket.socket], limit: float) -> float:
 def test_memory_returns_to_its_baseline_after_stalled_uploads(limited: LiveServer) -> None:
     """Rounds of 40 stalled uploads: each round's memory is given back when it is closed.
 
-    The baseline is taken after a first round: the allocator keeps the pages it grew to then
-    (about 20 MiB here) for the next rounds, which must then not grow it further. A round
-    that is not released adds its ~25 MiB again.
+    The baseline is taken after a first round (thread stacks, caches and the statements it
+    prepared stay). The server hands freed memory back to the OS when a burst of uploads is
+    over (index/heap.py); without that, glibc's heap kept 5 to 14 MiB of the rounds at random.
+    A round that is not released adds its memory (about 10 MiB here) again.
     """
     token = limited.token("slow-owner", "prod")
     start = rss(limited)
@@ -233,8 +234,10 @@ def test_memory_returns_to_its_baseline_after_stalled_uploads(limited: LiveServe
     after = rss(limited)
     print(f"RSS start {start / MIB:.1f} MiB, held {held / MIB:.1f}, baseline {baseline / MIB:.1f}")
     print(f"RSS after 3 more rounds {after / MIB:.1f} MiB")
-    assert held > start + 15 * MIB, "the stalled uploads should have held memory"
-    assert after < baseline + 10 * MIB
+    assert held > start + 5 * MIB, "the stalled uploads should have held memory"
+    assert after < baseline + 5 * MIB
+    # And given back to the OS, not only reused: glibc kept 19 to 31 MiB of it without the trim.
+    assert after < start + 8 * MIB
     assert list((limited.data_dir / "blobs" / "tmp").iterdir()) == []
 
 

@@ -38,8 +38,10 @@ def test_a_database_from_before_similar_key_gets_the_column_filled(tmp_path: Pat
                 )
             )
     engine.dispose()
-    # What an older keyless created: the table without the column (and its index).
+    # What an older keyless created: the table without the column (and its index), and no
+    # migrations.
     with sqlite3.connect(path) as raw:
+        raw.execute("DROP TABLE alembic_version")
         raw.execute("DROP INDEX ix_projects_similar_key")
         raw.execute("ALTER TABLE projects DROP COLUMN similar_key")
 

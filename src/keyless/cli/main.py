@@ -18,8 +18,10 @@ from typing import TYPE_CHECKING, Any
 # or `keyless check` (tests/test_cli_imports.py).
 import keyless
 from keyless.cli import check as check_cmd
+from keyless.cli import db as db_cmd
 from keyless.cli import devcert, emulator, publishing
 from keyless.cli import doctor as doctor_cmd
+from keyless.cli import fsck as fsck_cmd
 from keyless.cli import init as init_cmd
 from keyless.cli import publish as publish_cmd
 from keyless.cli import release as release_cmd
@@ -27,6 +29,7 @@ from keyless.cli.argv import in_place as argv_in_place
 
 if TYPE_CHECKING:
     from keyless.config import Settings
+    from keyless.index.admin import Admin
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -34,7 +37,7 @@ Handler = Callable[[argparse.Namespace], int]
 # them, and a server command run there says which extra to install instead of a traceback.
 SERVER_LIBRARIES = frozenset(
     {"starlette", "uvicorn", "multipart", "python_multipart", "sqlalchemy", "argon2", "jinja2"}
-    | {"cryptography", "jwt"}
+    | {"cryptography", "jwt", "alembic", "mako", "boto3", "botocore"}
 )
 
 
@@ -53,6 +56,7 @@ def _settings(args: argparse.Namespace, *, serving: bool = False) -> Settings:
         "tls-key": getattr(args, "tls_key", None),
         "indexes": getattr(args, "indexes", None),
         "public-url": getattr(args, "public_url", None),
+        "blobs": getattr(args, "blobs", None),
     }
     return load_settings(
         args.config,
@@ -61,15 +65,11 @@ def _settings(args: argparse.Namespace, *, serving: bool = False) -> Settings:
     )
 
 
-def _engine(args: argparse.Namespace) -> Any:
-    from keyless.index.indexes import ensure_indexes
-    from keyless.store.db import open_database
+def _admin(args: argparse.Namespace) -> Admin:
+    """The admin commands' use cases on the data these arguments name (index/admin.py)."""
+    from keyless.index.admin import Admin
 
-    settings = _settings(args)
-    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # private when new
-    engine = open_database(settings.database)
-    ensure_indexes(engine, settings.indexes)
-    return engine
+    return Admin.open(_settings(args))
 
 
 def usage_lines(settings: Settings, index: str) -> list[str]:
@@ -128,9 +128,7 @@ def _read_password(args: argparse.Namespace) -> str:
 
 
 def cmd_user_add(args: argparse.Namespace) -> int:
-    from keyless.index.accounts import create_user
-
-    create_user(_engine(args), args.username, _read_password(args), is_admin=args.admin)
+    _admin(args).add_user(args.username, _read_password(args), is_admin=args.admin)
     print(f"user {args.username!r} added")
     return 0
 
@@ -147,10 +145,7 @@ def parse_duration(text: str) -> timedelta:
 
 
 def cmd_token_create(args: argparse.Namespace) -> int:
-    from keyless.index.accounts import create_token
-
-    token = create_token(
-        _engine(args),
+    token = _admin(args).create_token(
         args.user,
         args.index,
         projects=args.project or None,
@@ -171,9 +166,7 @@ def cmd_token_create(args: argparse.Namespace) -> int:
 
 
 def cmd_token_list(args: argparse.Namespace) -> int:
-    from keyless.index.accounts import list_tokens
-
-    rows = list_tokens(_engine(args), args.user)
+    rows = _admin(args).list_tokens(args.user)
     if args.json:
         print(json.dumps(rows, default=_json_time, indent=2))
         return 0
@@ -199,25 +192,19 @@ def _json_time(value: object) -> str:
 
 
 def cmd_token_revoke(args: argparse.Namespace) -> int:
-    from keyless.index.accounts import revoke_token
-
-    revoke_token(_engine(args), args.id)
+    _admin(args).revoke_token(args.id)
     print(f"token {args.id} revoked")
     return 0
 
 
 def cmd_index_create(args: argparse.Namespace) -> int:
-    from keyless.index.indexes import create_index
-
-    info = create_index(_engine(args), args.name, args.profile)
+    info = _admin(args).create_index(args.name, args.profile)
     print(f"index {info.name!r} created (profile {info.profile})")
     return 0
 
 
 def cmd_index_list(args: argparse.Namespace) -> int:
-    from keyless.index.indexes import load_indexes
-
-    for info in load_indexes(_engine(args)).values():
+    for info in _admin(args).list_indexes():
         print(
             f"{info.name:<12} profile={info.profile:<8} max-file-size={info.max_file_size} "
             f"max-project-size={info.max_project_size}"
@@ -226,14 +213,7 @@ def cmd_index_list(args: argparse.Namespace) -> int:
 
 
 def cmd_role_add(args: argparse.Namespace) -> int:
-    from keyless.index.accounts import index_id
-    from keyless.index.projects import add_role
-    from keyless.store import db
-
-    engine = _engine(args)
-    with db.reading(engine) as conn:
-        target = index_id(conn, args.index)
-    add_role(engine, target, args.project, args.username, args.role)
+    _admin(args).add_role(args.index, args.project, args.username, args.role)
     print(f"{args.username!r} is now {args.role} of {args.project!r} on {args.index!r}")
     return 0
 
@@ -296,11 +276,7 @@ def cmd_project_status(args: argparse.Namespace) -> int:
 
 
 def cmd_gc(args: argparse.Namespace) -> int:
-    from keyless.index.maintenance import collect_garbage
-    from keyless.store.blobs import BlobStore
-
-    settings = _settings(args)
-    removed = collect_garbage(_engine(args), BlobStore(settings.blob_dir), args.min_age)
+    removed = _admin(args).collect_garbage(args.min_age)
     print(f"removed {removed} orphaned file(s)")
     return 0
 
@@ -337,6 +313,9 @@ def _define_serve(serve: argparse.ArgumentParser) -> None:
     serve.add_argument("--tls-key", help="PEM private key for https")
     serve.add_argument("--indexes", help="indexes to create, e.g. 'test,prod:private'")
     serve.add_argument("--public-url", help="the URL clients use, when behind a proxy")
+    serve.add_argument(
+        "--blobs", help="keep files in s3://BUCKET/PREFIX (default: DATA/blobs; KEYLESS_BLOBS)"
+    )
     serve.set_defaults(handler=cmd_serve)
 
 
@@ -450,12 +429,12 @@ COMMANDS: tuple[tuple[str, str, Callable[[argparse.ArgumentParser], None]], ...]
     (
         "publisher",
         publishing.PUBLISHER_HELP,
-        lambda sub: publishing.define_publisher(sub, _server_options, _engine),
+        lambda sub: publishing.define_publisher(sub, _server_options, _admin),
     ),
     (
         "audit",
         publishing.AUDIT_HELP,
-        lambda sub: publishing.define_audit(sub, _server_options, _engine),
+        lambda sub: publishing.define_audit(sub, _server_options, _admin),
     ),
     ("dev-cert", devcert.HELP, devcert.define),
     ("ci-emulator", emulator.HELP, emulator.define),
@@ -465,6 +444,8 @@ COMMANDS: tuple[tuple[str, str, Callable[[argparse.ArgumentParser], None]], ...]
     ("init", init_cmd.HELP, init_cmd.define),
     ("release", release_cmd.HELP, release_cmd.define),
     ("gc", "remove orphaned blobs and temp files", _define_gc),
+    ("db", db_cmd.HELP, lambda sub: db_cmd.define(sub, _server_options, _settings)),
+    ("fsck", fsck_cmd.HELP, lambda sub: fsck_cmd.define(sub, _server_options, _settings)),
 )
 
 
@@ -511,6 +492,11 @@ def _index_errors() -> tuple[type[Exception], ...]:
     )
 
 
+def _loaded_class(module: str, name: str) -> Any:
+    """`module.name` if that module is loaded (see _index_errors), else None."""
+    return getattr(sys.modules[module], name) if module in sys.modules else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     _skip_httpx_command_line()
@@ -541,6 +527,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         if isinstance(exc, _index_errors()):
             print(f"error: {exc}", file=sys.stderr)
+            return 1
+        schema_out_of_date = _loaded_class("keyless.store.migrations", "SchemaOutOfDate")
+        if schema_out_of_date is not None and isinstance(exc, schema_out_of_date):
+            # One line with the exact command for this data folder / config file.
+            print(f"error: {exc.explain(db_cmd.upgrade_command(args))}", file=sys.stderr)
             return 1
         raise
 

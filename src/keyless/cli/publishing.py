@@ -8,63 +8,28 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from keyless.config import Settings
+    from keyless.index.admin import Admin
 
-Opener = Callable[[argparse.Namespace], Any]
-
-
-def _index_id(engine: Any, name: str) -> int:
-    from keyless.index.accounts import index_id
-    from keyless.store import db
-
-    with db.reading(engine) as conn:
-        return index_id(conn, name)
+# Opens the server's data for the command's arguments (main._admin).
+Opener = Callable[[argparse.Namespace], "Admin"]
 
 
-def _user_id(engine: Any, name: str | None) -> int | None:
-    if not name:
-        return None
-    from keyless.index.accounts import user_id
-    from keyless.store import db
-
-    with db.reading(engine) as conn:
-        return user_id(conn, name)
-
-
-def cmd_add(
-    args: argparse.Namespace,
-    open_engine: Opener,
-    settings_of: Callable[[argparse.Namespace], Settings],
-) -> int:
-    from keyless.index import publishers
+def cmd_add(args: argparse.Namespace, open_admin: Opener) -> int:
     from keyless.oidc.providers import PROVIDERS
 
-    engine = open_engine(args)
-    settings = settings_of(args)
+    admin = open_admin(args)
     provider = PROVIDERS[args.kind]
     config = {
         field.name: value
         for field in provider.fields
         if (value := getattr(args, f"field_{field.name}", None)) not in (None, "")
     }
-    index_id = _index_id(engine, args.index)
     if args.pending:
-        owner = _user_id(engine, args.owner_user)
-        actor = publishers.Actor(username=args.owner_user or "admin", user_id=owner)
-        result = publishers.add_pending_publisher(
-            engine, settings.trusted_publishing, index_id, args.pending, args.kind, config, actor
+        result = admin.add_pending_publisher(
+            args.index, args.pending, args.kind, config, owner=args.owner_user or None
         )
     else:
-        actor = publishers.Actor(username="admin", user_id=None)
-        result = publishers.add_publisher(
-            engine,
-            settings.trusted_publishing,
-            index_id,
-            args.project or [],
-            args.kind,
-            config,
-            actor,
-        )
+        result = admin.add_publisher(args.index, args.project or [], args.kind, config)
     if args.json:
         print(json.dumps(result))
     else:
@@ -76,11 +41,8 @@ def cmd_add(
     return 0
 
 
-def cmd_list(args: argparse.Namespace, open_engine: Opener) -> int:
-    from keyless.index.publishers import list_publishers
-
-    engine = open_engine(args)
-    rows = list_publishers(engine, _index_id(engine, args.index), args.project)
+def cmd_list(args: argparse.Namespace, open_admin: Opener) -> int:
+    rows = open_admin(args).list_publishers(args.index, args.project)
     if args.json:
         print(json.dumps(rows, indent=2, default=str))
         return 0
@@ -90,16 +52,8 @@ def cmd_list(args: argparse.Namespace, open_engine: Opener) -> int:
     return 0
 
 
-def cmd_remove(args: argparse.Namespace, open_engine: Opener) -> int:
-    from keyless.index import publishers
-
-    engine = open_engine(args)
-    publishers.remove_publisher(
-        engine,
-        _index_id(engine, args.index),
-        args.id,
-        publishers.Actor(username="admin", user_id=None),
-    )
+def cmd_remove(args: argparse.Namespace, open_admin: Opener) -> int:
+    open_admin(args).remove_publisher(args.index, args.id)
     print(f"publisher {args.id} removed; tokens minted from it no longer work")
     return 0
 
@@ -133,11 +87,8 @@ def audit_line(row: dict[str, Any]) -> str:
     )
 
 
-def cmd_audit(args: argparse.Namespace, open_engine: Opener) -> int:
-    from keyless.index.publishers import audit_trail
-
-    engine = open_engine(args)
-    rows = audit_trail(engine, _index_id(engine, args.index), args.project, args.limit)
+def cmd_audit(args: argparse.Namespace, open_admin: Opener) -> int:
+    rows = open_admin(args).audit_trail(args.index, args.project, args.limit)
     if args.json:
         print(json.dumps(rows, indent=2, default=str))
         return 0
@@ -154,35 +105,24 @@ AUDIT_HELP = "the audit trail: uploads, mints, changes"
 def register(
     commands: Any,
     server_options: Callable[[argparse.ArgumentParser], None],
-    open_engine: Opener,
+    open_admin: Opener,
 ) -> None:
     """Add `publisher` and `audit` to the main parser's subcommands."""
     define_publisher(
-        commands.add_parser("publisher", help=PUBLISHER_HELP), server_options, open_engine
+        commands.add_parser("publisher", help=PUBLISHER_HELP), server_options, open_admin
     )
-    define_audit(commands.add_parser("audit", help=AUDIT_HELP), server_options, open_engine)
+    define_audit(commands.add_parser("audit", help=AUDIT_HELP), server_options, open_admin)
 
 
 def define_publisher(
     parser: argparse.ArgumentParser,
     server_options: Callable[[argparse.ArgumentParser], None],
-    open_engine: Opener,
+    open_admin: Opener,
 ) -> None:
     """Give `publisher`'s parser its actions (add, list, remove) and their arguments."""
     # The providers' fields are the `add` options; imported here, when `keyless publisher`
     # runs, rather than at every start.
     from keyless.oidc.providers import PROVIDERS
-
-    def settings_of(args: argparse.Namespace) -> Settings:
-        from keyless.config import load_settings
-
-        # As the server runs (config.load_settings): it is the server that will trust or
-        # refuse the publisher's tokens.
-        return load_settings(
-            args.config,
-            overrides={"data": args.data} if args.data else None,
-            as_the_server_runs=True,
-        )
 
     publisher = parser.add_subparsers(dest="action", required=True)
 
@@ -206,26 +146,26 @@ def define_publisher(
                 required=bool(field.required),
                 help=field.help,
             )
-        sub.set_defaults(handler=lambda a: cmd_add(a, open_engine, settings_of))
+        sub.set_defaults(handler=lambda a: cmd_add(a, open_admin))
 
     listing = publisher.add_parser("list", help="list publishers of an index or project")
     server_options(listing)
     listing.add_argument("--index", required=True)
     listing.add_argument("--project")
     listing.add_argument("--json", action="store_true")
-    listing.set_defaults(handler=lambda a: cmd_list(a, open_engine))
+    listing.set_defaults(handler=lambda a: cmd_list(a, open_admin))
 
     remove = publisher.add_parser("remove", help="remove a publisher (its tokens stop working)")
     server_options(remove)
     remove.add_argument("--index", required=True)
     remove.add_argument("id", type=int)
-    remove.set_defaults(handler=lambda a: cmd_remove(a, open_engine))
+    remove.set_defaults(handler=lambda a: cmd_remove(a, open_admin))
 
 
 def define_audit(
     parser: argparse.ArgumentParser,
     server_options: Callable[[argparse.ArgumentParser], None],
-    open_engine: Opener,
+    open_admin: Opener,
 ) -> None:
     """Give `audit`'s parser its arguments."""
     server_options(parser)
@@ -233,4 +173,4 @@ def define_audit(
     parser.add_argument("project", nargs="?")
     parser.add_argument("--limit", type=int, default=200)
     parser.add_argument("--json", action="store_true")
-    parser.set_defaults(handler=lambda a: cmd_audit(a, open_engine))
+    parser.set_defaults(handler=lambda a: cmd_audit(a, open_admin))

@@ -13,6 +13,7 @@ import configparser
 import csv
 import gzip
 import io
+import os
 import re
 import struct
 import tarfile
@@ -46,9 +47,10 @@ class ArchiveLimits:
 
 
 def read_core_metadata(
-    path: Path, dist: DistFilename, limits: ArchiveLimits = ArchiveLimits()
+    source: Path | BinaryIO, dist: DistFilename, limits: ArchiveLimits = ArchiveLimits()
 ) -> bytes:
-    """Validate the archive at ``path`` and return its core metadata file, byte for byte.
+    """Validate the archive (a path, or a seekable binary file) and return its core metadata
+    file, byte for byte.
 
     For a wheel that is ``{name}-{version}.dist-info/METADATA`` (served unchanged as the
     PEP 658 metadata file); for an sdist, ``{top}/PKG-INFO``. The archive format is taken from
@@ -57,20 +59,23 @@ def read_core_metadata(
 
     Raises ``DistError`` whose ``message`` is the complete text for the client.
     """
-    size = path.stat().st_size
-    with path.open("rb") as fp:
-        is_zip = _ends_like_zip(fp, size)
-        is_tar = _starts_like_tar(fp)
-        fp.seek(0)
-        if is_zip and is_tar:
-            raise DistError(_texts.invalid_distribution("File is both a zip and a tar file"))
-        if dist.packagetype == WHEEL:
-            if not is_zip:
-                raise DistError(_texts.invalid_distribution("File is not a zipfile"))
-            return _read_wheel(fp, size, dist, limits)
-        if not is_tar:
-            raise DistError(_texts.invalid_distribution("File is not a tarfile"))
-        return _read_sdist(fp, size, dist, limits)
+    if isinstance(source, Path):
+        with source.open("rb") as file:
+            return read_core_metadata(file, dist, limits)
+    fp = source
+    size = fp.seek(0, os.SEEK_END)
+    is_zip = _ends_like_zip(fp, size)
+    is_tar = _starts_like_tar(fp)
+    fp.seek(0)
+    if is_zip and is_tar:
+        raise DistError(_texts.invalid_distribution("File is both a zip and a tar file"))
+    if dist.packagetype == WHEEL:
+        if not is_zip:
+            raise DistError(_texts.invalid_distribution("File is not a zipfile"))
+        return _read_wheel(fp, size, dist, limits)
+    if not is_tar:
+        raise DistError(_texts.invalid_distribution("File is not a tarfile"))
+    return _read_sdist(fp, size, dist, limits)
 
 
 def _bomb_threshold(compressed_size: int, limits: ArchiveLimits) -> int:

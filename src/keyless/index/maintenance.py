@@ -44,7 +44,14 @@ def collect_garbage(
     # Listed on a snapshot, without any lock: most blobs are referenced, and this is the slow
     # part on a large store.
     referenced = referenced_blobs(engine)
-    candidates = [sha256 for sha256, _ in blobs.iter_blobs() if sha256 not in referenced]
+    candidates = [sha256 for sha256 in blobs.iter_keys() if sha256 not in referenced]
+    return removed + len(remove_unreferenced(engine, blobs, candidates))
+
+
+def remove_unreferenced(engine: Engine, blobs: BlobStore, candidates: list[str]) -> list[str]:
+    """Delete those of `candidates` no file row refers to, deciding under the write lock;
+    returns the ones deleted (by gc, and by `keyless fsck --repair`)."""
+    removed: list[str] = []
     for start in range(0, len(candidates), BATCH):
         batch = candidates[start : start + BATCH]
         with db.writing(engine) as conn:
@@ -55,5 +62,5 @@ def collect_garbage(
                     select(db.files.c.sha256).where(db.files.c.sha256.in_(batch)).distinct()
                 ).scalars()
             )
-            removed += sum(blobs.remove(sha256) for sha256 in batch if sha256 not in kept)
+            removed += [sha256 for sha256 in batch if sha256 not in kept and blobs.remove(sha256)]
     return removed

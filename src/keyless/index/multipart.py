@@ -5,7 +5,7 @@ Starlette's form parser spools files into a temp file and hashes nothing; this o
 blake2b-256 in the same pass, and stops reading the moment a limit is passed. The server never
 holds more than one network chunk of an upload in memory.
 
-Hashing and the final fsync run on worker threads (see `HashingWriter`): on the event loop
+Hashing and the final fsync run on worker threads (see `store.blobs`): on the event loop
 they stalled every other request — the fsync alone for ~100 ms for a 200 MB wheel,
 simple-page p99 latency 62 ms during such an upload, 2.5 ms with it off the loop.
 """
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from keyless.store.blobs import BlobStore, Digests, HashingWriter
+from keyless.store.blobs import BlobStore, Digests, PendingBlob
 
 from .errors import Refused
 
@@ -45,7 +45,7 @@ class StagedFile:
     """An uploaded file, written and fsynced to a temp path, not yet visible anywhere."""
 
     filename: str
-    writer: HashingWriter
+    writer: PendingBlob
     digests: Digests
 
     def discard(self) -> None:
@@ -67,7 +67,7 @@ class _PartState:
     name: str = ""
     filename: str | None = None
     text: bytearray = field(default_factory=bytearray)
-    sink: HashingWriter | None = None  # the file part: written and hashed as it arrives
+    sink: PendingBlob | None = None  # the file part: written and hashed as it arrives
 
 
 async def read_upload_form(
@@ -95,8 +95,8 @@ async def read_upload_form(
     header_field = bytearray()
     header_value = bytearray()
     headers: dict[bytes, bytes] = {}
-    open_writers: list[HashingWriter] = []
-    ended: list[tuple[HashingWriter, str]] = []  # files whose last bytes arrived, to finish
+    open_writers: list[PendingBlob] = []
+    ended: list[tuple[PendingBlob, str]] = []  # files whose last bytes arrived, to finish
 
     def on_part_begin() -> None:
         nonlocal part
@@ -196,7 +196,7 @@ async def read_upload_form(
     return form
 
 
-def _discard(form: UploadForm, open_writers: list[HashingWriter]) -> None:
+def _discard(form: UploadForm, open_writers: list[PendingBlob]) -> None:
     for sink in open_writers:
         sink.discard()
     if form.file is not None:

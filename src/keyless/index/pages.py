@@ -78,6 +78,11 @@ class SimplePages:
         # Bumped by every invalidation: a page rendered from data read before a change must
         # not be cached after it.
         self._generation = 0
+        # For /_/metrics: pages asked of `root`/`project` and found in memory or not. The
+        # lookups of the hot path (`cached_*`) count nothing here: their callers count the
+        # answers they send (IndexApp, routes/simple.py), which is cheaper than counting twice.
+        self.hits = 0
+        self.misses = 0
 
     def invalidate(self, index_id: int, project: str) -> None:
         with self._lock:
@@ -87,7 +92,10 @@ class SimplePages:
 
     def root(self, index_id: int, index_name: str) -> PageSet:
         cached = self._roots.get(index_id)
-        if cached is None:
+        if cached is not None:
+            self.hits += 1
+        else:
+            self.misses += 1
             generation = self._generation
             cached = self._render_root(index_id, index_name)
             with self._lock:
@@ -111,7 +119,9 @@ class SimplePages:
         key = (index_id, name)
         cached = self._projects.get(key)
         if cached is not None:
+            self.hits += 1
             return cached
+        self.misses += 1
         generation = self._generation
         pages = self._render_project(index_id, index_name, name)
         # Unknown names are not cached: anyone could fill memory with made-up names.

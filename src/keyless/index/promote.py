@@ -32,7 +32,7 @@ from typing import Any
 
 from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import InvalidVersion
-from sqlalchemy import Connection, Engine, select, update
+from sqlalchemy import Connection, Engine, select
 from sqlalchemy.exc import IntegrityError
 
 from keyless.dists import archives, filenames, metadata
@@ -41,18 +41,23 @@ from keyless.dists.versions import canonical_version, not_a_version
 from keyless.store import db
 from keyless.store.blobs import BlobStore
 
-from .accounts import Identity, InvalidCredentials, current_identity, now, touch_token
+from .accounts import Identity, InvalidCredentials, current_identity
 from .errors import Refused
 from .indexes import IndexInfo
-from .projects import create_project, find_project, record_event, role_of
-from .uploads import (
+from .projects import find_project, role_of
+from .releases import (
     GIB,
     HELP,
-    UploadRejected,
-    _check_new_project_name,
-    _size,
-    _taken,
+    Event,
+    NewFile,
+    NewRelease,
+    Target,
+    add_files,
+    already_exists,
     file_too_large,
+    new_project_name_problem,
+    size_text,
+    taken,
 )
 
 
@@ -291,10 +296,9 @@ class Promotion:
         if target_project is None:
             if identity.is_trusted_publisher:  # unreachable: its scope names existing projects
                 raise PromoteRejected("Non-user identities cannot create new projects.", status=403)
-            try:
-                _check_new_project_name(conn, target, source_project.name)
-            except UploadRejected as exc:
-                raise PromoteRejected(exc.message, exc.status) from None
+            problem = new_project_name_problem(conn, target, source_project.name)
+            if problem is not None:
+                raise PromoteRejected(problem)
         else:
             self._check_owner(conn, identity, target_project, target.name)
             if target_project.status in ("archived", "quarantined"):
@@ -316,7 +320,7 @@ class Promotion:
 
     def _place(self, conn: Connection, target: IndexInfo, row: Any, plan: _Plan) -> None:
         """Decide for one file: already there (same bytes), new, or refused (as uploads)."""
-        taken = _taken(
+        found = taken(
             conn,
             target.id,
             plan.target_project.id if plan.target_project is not None else None,
@@ -324,20 +328,19 @@ class Promotion:
             row.blake2_256,
             sdist_of=plan.release.version if row.packagetype == "sdist" else None,
         )
-        if taken.existing:
+        if found.existing:
             plan.existing.append(row)
             return
-        if taken.existing is False:
-            raise _already_exists(
-                row.filename, row.blake2_256, f"index {target.name!r} holds other bytes under it"
-            )
-        if taken.filename_used_before:
+        if found.existing is False:
+            why = f"index {target.name!r} holds other bytes under it"
+            raise PromoteRejected(already_exists(row.filename, row.blake2_256, why))
+        if found.filename_used_before:
             raise PromoteRejected(
                 f"{row.filename!r}: this filename was previously used on index "
                 f"{target.name!r} by a file that has since been deleted. Use a different "
                 f"version. See {HELP}#file-name-reuse for more information."
             )
-        if taken.release_has_sdist:
+        if found.release_has_sdist:
             raise PromoteRejected(
                 f"{row.filename!r}: only one sdist may be uploaded per release, and "
                 f"release {plan.release.version} on index {target.name!r} has another."
@@ -361,7 +364,7 @@ class Promotion:
         if current + sum(row.size for row in plan.new) > target.max_project_size:
             raise PromoteRejected(
                 f"Project size too large. Limit for project {shown!r} total size on index "
-                f"{target.name!r} is {_size(target.max_project_size, GIB, 'GB')}. "
+                f"{target.name!r} is {size_text(target.max_project_size, GIB, 'GB')}. "
                 f"See {HELP}#project-size-limit for more information."
             )
 
@@ -370,7 +373,8 @@ class Promotion:
         policy = target.policy
         try:
             dist = filenames.parse_dist_filename(row.filename, policy)
-            data = archives.read_core_metadata(self.blobs.path_for(row.sha256), dist)
+            with self.blobs.open(row.sha256) as archive:
+                data = archives.read_core_metadata(archive, dist)
             metadata.parse_core_metadata(data, policy)
         except DistError as exc:
             raise PromoteRejected(
@@ -390,90 +394,49 @@ class Promotion:
         plan: _Plan,
     ) -> bool:
         """Write the new rows; returns True if the project was created on the target."""
-        moment = now()
-        created = False
-        if plan.target_project is None:
-            project_id = create_project(conn, target.id, plan.source_project.name, identity.user_id)
-            created = True
-        else:
-            project_id = plan.target_project.id
         release = plan.release
-        on_target = _release(conn, project_id, release.canonical_version)
-        if on_target is None:
-            release_id = db.inserted_id(
-                conn,
-                db.releases.insert().values(
-                    project_id=project_id,
-                    version=release.version,
-                    canonical_version=release.canonical_version,
-                    created=moment,
-                    yanked=False,
-                    yanked_reason="",
-                    requires_python=release.requires_python,
-                    summary=release.summary,
-                    info=release.info,
-                ),
+        # The same rows as on the source: the bytes, and so the metadata blob, are the same.
+        files = [
+            NewFile(
+                filename=row.filename,
+                packagetype=row.packagetype,
+                python_version=row.python_version,
+                sha256=row.sha256,
+                md5=row.md5,
+                blake2_256=row.blake2_256,
+                size=row.size,
+                requires_python=row.requires_python,
+                metadata_sha256=row.metadata_sha256,
             )
-        else:
-            release_id = on_target.id
-        publisher = list(identity.publishers) or None
-        for row in plan.new:
-            conn.execute(
-                db.files.insert().values(
-                    release_id=release_id,
-                    index_id=target.id,
-                    filename=row.filename,
-                    packagetype=row.packagetype,
-                    python_version=row.python_version,
-                    sha256=row.sha256,
-                    md5=row.md5,
-                    blake2_256=row.blake2_256,
-                    size=row.size,
-                    metadata_sha256=row.metadata_sha256,
-                    requires_python=row.requires_python,
-                    upload_time=moment,
-                    uploaded_by=identity.username,
-                    publisher=publisher,
-                )
-            )
-            conn.execute(db.filename_log.insert().values(index_id=target.id, filename=row.filename))
-        conn.execute(
-            update(db.projects)
-            .where(db.projects.c.id == project_id)
-            .values(total_size=db.projects.c.total_size + sum(row.size for row in plan.new))
-        )
-        touch_token(conn, identity.token_id)
-        promoted = [{"filename": row.filename, "sha256": row.sha256} for row in plan.new]
+            for row in plan.new
+        ]
+        created = plan.target_project is None
         common = {
             "version": release.version,
-            "files": promoted,
+            "files": [{"filename": row.filename, "sha256": row.sha256} for row in plan.new],
             "token_id": identity.token_id,
-            "trusted_publishers": publisher,
+            "trusted_publishers": list(identity.publishers) or None,
         }
-        record_event(
+        events = [
+            Event("promote_release", {**common, "from": source.name, "created_project": created}),
+            # On the source nothing served changed: an audit-only row, its serial stays.
+            Event(
+                "promote_release",
+                {**common, "to": target.name},
+                index_id=source.id,
+                changes_project=False,
+            ),
+        ]
+        add_files(
             conn,
-            target.id,
-            name,
-            "promote_release",
-            identity.username,
-            {**common, "from": source.name, "created_project": created},
-        )
-        # On the source nothing served changed: an audit-only row, its serial stays.
-        record_event(
-            conn,
-            source.id,
-            name,
-            "promote_release",
-            identity.username,
-            {**common, "to": target.name},
-            changes_project=False,
+            Target(
+                target.id,
+                plan.source_project.name,
+                None if plan.target_project is None else plan.target_project.id,
+            ),
+            NewRelease(release.version, release.requires_python, release.summary, release.info),
+            files,
+            identity,
+            events,
         )
         return created
-
-
-def _already_exists(filename: str, blake2: str, why: str) -> PromoteRejected:
-    # An upload's text: "File already exists" is what clients look for.
-    return PromoteRejected(
-        f"File already exists ({filename!r}, with blake2_256 hash {blake2!r}): {why}. "
-        f"See {HELP}#file-name-reuse for more information."
-    )

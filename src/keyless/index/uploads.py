@@ -19,35 +19,46 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import re
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from packaging.metadata import Metadata
-from packaging.utils import NormalizedName, canonicalize_name, canonicalize_version
-from sqlalchemy import Connection, Engine, bindparam, select, update
+from packaging.utils import NormalizedName, canonicalize_name
+from sqlalchemy import Connection, Engine, bindparam, select
 from sqlalchemy.exc import IntegrityError
 
-from keyless.dists import archives, filenames, metadata, names
+from keyless.dists import archives, filenames, metadata
 from keyless.dists.errors import DistError, InvalidMetadata
 from keyless.store import db
 from keyless.store.blobs import BlobStore
 from keyless.store.errors import StorageFull
 
-from .accounts import Identity, InvalidCredentials, current_identity, now, touch_token
+from .accounts import Identity, InvalidCredentials, current_identity
 from .errors import Refused
 from .indexes import IndexInfo
 from .multipart import StagedFile, UploadForm
-from .projects import create_project, find_project, record_event, role_of
+from .projects import find_project, role_of
+from .releases import (
+    GIB,
+    HELP,
+    Event,
+    NewFile,
+    NewRelease,
+    Taken,
+    Target,
+    add_files,
+    already_exists,
+    existing_file,
+    file_too_large,
+    new_project_name_problem,
+    size_text,
+    taken,
+)
 from .rendering import Descriptions, RenderRefused
 
-HELP = "https://pypi.org/help/"
 CORE_METADATA_URL = "https://packaging.python.org/specifications/core-metadata"
 PROJECT_NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
 HEX64 = re.compile(r"^[A-Fa-f0-9]{64}$")
-GIB = 1024**3
-MIB = 1024**2
-_STDLIB_NAMES = frozenset(n.lower() for n in sys.stdlib_module_names)
 
 
 class UploadRejected(Refused):
@@ -67,18 +78,6 @@ def _field_error(field: str, value: str, error: str) -> UploadRejected:
     return UploadRejected(
         f"{shown!r} is an invalid value for {field}. Error: {error} "
         f"See {CORE_METADATA_URL} for more information."
-    )
-
-
-def _size(limit: int, unit: int, name: str) -> str:
-    # PyPI's texts say "100 MB" / "10 GB"; a small private limit would read as "0 GB".
-    return f"{limit // unit} {name}" if limit >= unit and limit % unit == 0 else f"{limit} bytes"
-
-
-def file_too_large(project: str, limit: int) -> str:
-    return (
-        f"File too large. Limit for project {project!r} is {_size(limit, MIB, 'MB')}. "
-        f"See {HELP}#file-size-limit for more information."
     )
 
 
@@ -129,6 +128,10 @@ def check_form_fields(form: UploadForm) -> None:
         raise UploadRejected("Error: Include at least one message digest.")
 
 
+# Built once, as the statements of `releases.py`: an upload runs about fifteen.
+_FILE_BY_SHA256 = select(db.files.c.id).where(db.files.c.sha256 == bindparam("sha256")).limit(1)
+
+
 @dataclass
 class ProjectRow:
     id: int
@@ -136,37 +139,6 @@ class ProjectRow:
     normalized_name: NormalizedName
     status: str
     total_size: int
-
-
-# The statements every upload runs, built once: building one costs ~60 µs here, several times
-# what SQLite takes to run it (an upload runs about fifteen).
-_FILE_BY_NAME = select(db.files.c.blake2_256).where(
-    db.files.c.index_id == bindparam("index_id"), db.files.c.filename == bindparam("filename")
-)
-_FILE_BY_BYTES = select(db.files.c.id).where(
-    db.files.c.index_id == bindparam("index_id"),
-    db.files.c.blake2_256 == bindparam("blake2"),
-)
-_FILENAME_USED = select(db.filename_log.c.index_id).where(
-    db.filename_log.c.index_id == bindparam("index_id"),
-    db.filename_log.c.filename == bindparam("filename"),
-)
-_RELEASE = select(db.releases.c.id).where(
-    db.releases.c.project_id == bindparam("project_id"),
-    db.releases.c.canonical_version == bindparam("version"),
-)
-_RELEASE_SDIST = select(db.files.c.id).where(
-    db.files.c.release_id == bindparam("release_id"), db.files.c.packagetype == "sdist"
-)
-_FILE_BY_SHA256 = select(db.files.c.id).where(db.files.c.sha256 == bindparam("sha256")).limit(1)
-_INSERT_RELEASE = db.releases.insert()
-_INSERT_FILE = db.files.insert()
-_LOG_FILENAME = db.filename_log.insert()
-_GROW_PROJECT = (
-    update(db.projects)
-    .where(db.projects.c.id == bindparam("project_id"))
-    .values(total_size=db.projects.c.total_size + bindparam("size"))
-)
 
 
 def _find_project(conn: Connection, index_id: int, name: NormalizedName) -> ProjectRow | None:
@@ -178,26 +150,9 @@ def _find_project(conn: Connection, index_id: int, name: NormalizedName) -> Proj
 
 def _check_new_project_name(conn: Connection, index: IndexInfo, name: str) -> None:
     """PyPI's name rules for a project the upload would create."""
-    try:
-        names.validate_project_name(name)
-    except DistError:
-        raise UploadRejected(f"The name {name!r} is invalid.") from None
-    if index.profile == "pypi" and canonicalize_name(name).replace("-", "_") in _STDLIB_NAMES:
-        raise UploadRejected(
-            f"The name {name!r} isn't allowed (conflict with Python Standard Library module "
-            f"name). See {HELP}#project-name for more information."
-        )
-    similar = conn.execute(
-        select(db.projects.c.id).where(
-            db.projects.c.index_id == index.id,
-            db.projects.c.similar_key == names.ultranormalize_name(name),
-        )
-    ).first()
-    if similar is not None:
-        raise UploadRejected(
-            f"The name {name!r} is too similar to an existing project. "
-            f"See {HELP}#project-name for more information."
-        )
+    problem = new_project_name_problem(conn, index, name)
+    if problem is not None:
+        raise UploadRejected(problem)
 
 
 def _check_permission(
@@ -275,7 +230,7 @@ def _decide(
     _check_permission(conn, identity, index, project, name)
     if project is None:
         _check_new_project_name(conn, index, meta.name)
-    taken = _taken(
+    found = taken(
         conn,
         index.id,
         project.id if project else None,
@@ -283,28 +238,28 @@ def _decide(
         staged.digests.blake2_256,
         sdist_of=sdist_of,
     )
-    return project, taken
+    return project, found
 
 
 def _check_project_size(index: IndexInfo, project: ProjectRow | None, size: int) -> None:
     if project and project.total_size + size > index.max_project_size:
         raise UploadRejected(
             f"Project size too large. Limit for project {project.name!r} total size is "
-            f"{_size(index.max_project_size, GIB, 'GB')}. "
+            f"{size_text(index.max_project_size, GIB, 'GB')}. "
             f"See {HELP}#project-size-limit for more information."
         )
 
 
-def _refuse_taken(taken: Taken, filename: str, blake2: str) -> None:
+def _refuse_taken(found: Taken, filename: str, blake2: str) -> None:
     """Raise for a name or bytes the upload may not take (an identical file passes)."""
-    if taken.existing is False:
-        raise _already_exists(filename, blake2)
-    if taken.filename_used_before:
+    if found.existing is False:
+        raise UploadRejected(already_exists(filename, blake2))
+    if found.filename_used_before:
         raise UploadRejected(
             "This filename was previously used by a file that has since been deleted. "
             f"Use a different version. See {HELP}#file-name-reuse for more information."
         )
-    if taken.release_has_sdist:
+    if found.release_has_sdist:
         raise UploadRejected("Only one sdist may be uploaded per release.")
 
 
@@ -314,63 +269,6 @@ def current_uploader(conn: Connection, identity: Identity) -> Identity:
         return current_identity(conn, identity)
     except InvalidCredentials as exc:
         raise UploadRejected(exc.reason, status=403) from None
-
-
-def _existing_file(conn: Connection, index_id: int, filename: str, blake2: str) -> bool | None:
-    """True: this exact file is there; False: the name or the bytes are taken; None: new."""
-    row = conn.execute(_FILE_BY_NAME, {"index_id": index_id, "filename": filename}).first()
-    if row is not None:
-        return bool(row.blake2_256 == blake2)
-    same_bytes = conn.execute(_FILE_BY_BYTES, {"index_id": index_id, "blake2": blake2}).first()
-    return False if same_bytes else None
-
-
-@dataclass
-class Taken:
-    """What the database says about the names and bytes an upload would take."""
-
-    existing: bool | None  # as `_existing_file`
-    filename_used_before: bool = False
-    release_has_sdist: bool = False
-
-
-def _taken(
-    conn: Connection,
-    index_id: int,
-    project_id: int | None,  # None: the project does not exist yet
-    filename: str,
-    blake2: str,
-    sdist_of: str | None,  # the version, when the file is an sdist
-) -> Taken:
-    """Shared with promote, which puts files on an index under the same rules."""
-    existing = _existing_file(conn, index_id, filename, blake2)
-    if existing is not None:
-        return Taken(existing)
-    used_before = conn.execute(_FILENAME_USED, {"index_id": index_id, "filename": filename}).first()
-    if used_before:
-        return Taken(None, filename_used_before=True)
-    if project_id is None or sdist_of is None:
-        return Taken(None)
-    release = _release_id(conn, project_id, sdist_of)
-    has_sdist = (
-        release is not None and conn.execute(_RELEASE_SDIST, {"release_id": release}).first()
-    )
-    return Taken(None, release_has_sdist=bool(has_sdist))
-
-
-def _already_exists(filename: str, blake2: str) -> UploadRejected:
-    # The text must start with "File already exists": twine's --skip-existing looks for it.
-    return UploadRejected(
-        f"File already exists ({filename!r}, with blake2_256 hash {blake2!r}). "
-        f"See {HELP}#file-name-reuse for more information."
-    )
-
-
-def _release_id(conn: Connection, project_id: int, version: str) -> int | None:
-    row = conn.execute(
-        _RELEASE, {"project_id": project_id, "version": canonicalize_version(version)}
-    ).first()
-    return None if row is None else int(row.id)
 
 
 @dataclass(frozen=True)
@@ -387,7 +285,8 @@ def inspect_artifact(staged: StagedFile, form_meta: Metadata, index: IndexInfo) 
     policy = index.policy
     try:
         dist = filenames.parse_dist_filename(staged.filename, policy)
-        metadata_bytes = archives.read_core_metadata(staged.writer.path, dist)
+        with staged.writer.open() as archive:
+            metadata_bytes = archives.read_core_metadata(archive, dist)
         filenames.check_filename_matches_project(dist, form_meta.name, form_meta.version)
         file_meta = metadata.parse_core_metadata(metadata_bytes, policy)
         metadata.check_artifact_agrees(form_meta, file_meta, dist)
@@ -440,7 +339,7 @@ class Uploads:
         # PyPI's order below (permission first, "File already exists" only after the checks of
         # the file itself), which is why the later ones are only collected here.
         with db.reading(self.engine) as conn:
-            project, taken = _decide(conn, identity, index, meta, staged, sdist_of)
+            project, found = _decide(conn, identity, index, meta, staged, sdist_of)
 
         if meta.description:
             # In a worker process, bounded in time and memory (rendering.py). Before the
@@ -470,14 +369,14 @@ class Uploads:
                     "The digest supplied does not match a digest calculated from the uploaded file."
                 )
 
-        if taken.existing and self.blobs.exists(digests.sha256, digests.size):
+        if found.existing and self.blobs.exists(digests.sha256, digests.size):
             # This very file is stored. Its blob stays: garbage collection only deletes blobs
             # no row refers to, deciding under the write lock (see maintenance.py).
             return UploadOutcome(staged.filename, digests.sha256, name, created=False)
-        _refuse_taken(taken, staged.filename, digests.blake2_256)
+        _refuse_taken(found, staged.filename, digests.blake2_256)
         # An identical file whose blob went missing is not inspected again: `_store` puts
         # the blob back from these (digest-checked) bytes.
-        artifact = None if taken.existing else inspect_artifact(staged, meta, index)
+        artifact = None if found.existing else inspect_artifact(staged, meta, index)
         pyversion = form.first("pyversion")
         return self._store(index, identity, staged, pyversion, meta, sdist_of, artifact)
 
@@ -495,22 +394,20 @@ class Uploads:
         name = canonicalize_name(meta.name)
         # The bytes go into the store before the write lock is taken: linking and fsyncing
         # take their time here, not while every other upload waits.
-        placed = self.blobs.place(staged.writer.path, digests.sha256, digests.size)
+        placed = self.blobs.place(staged.writer, digests.sha256, digests.size)
         try:
             with db.writing(self.engine) as conn:
                 # Decided again where it holds at commit: one writing transaction at a time.
                 uploader = current_uploader(conn, identity)
-                project, taken = _decide(conn, uploader, index, meta, staged, sdist_of)
+                project, found = _decide(conn, uploader, index, meta, staged, sdist_of)
                 _check_project_size(index, project, digests.size)
-                _refuse_taken(taken, staged.filename, digests.blake2_256)
+                _refuse_taken(found, staged.filename, digests.blake2_256)
                 # Garbage collection deletes a blob only in a writing transaction of its own,
                 # having found no row for it: the blob there now stays until this one commits
                 # its row. Checked (a stat), and put back from the temp file if gc took it
                 # since — also for a file already stored whose blob went missing.
-                placed = (
-                    self.blobs.place(staged.writer.path, digests.sha256, digests.size) or placed
-                )
-                if taken.existing:
+                placed = self.blobs.place(staged.writer, digests.sha256, digests.size) or placed
+                if found.existing:
                     return UploadOutcome(staged.filename, digests.sha256, name, created=False)
                 # None only if the snapshot saw this very file (rows are never deleted).
                 artifact = artifact or inspect_artifact(staged, meta, index)
@@ -519,9 +416,9 @@ class Uploads:
             # Another client stored the same filename between our checks and our commit (on a
             # database that runs writing transactions side by side).
             with db.reading(self.engine) as conn:
-                if _existing_file(conn, index.id, staged.filename, digests.blake2_256):
+                if existing_file(conn, index.id, staged.filename, digests.blake2_256):
                     return UploadOutcome(staged.filename, digests.sha256, name, created=False)
-            raise _already_exists(staged.filename, digests.blake2_256) from None
+            raise UploadRejected(already_exists(staged.filename, digests.blake2_256)) from None
         except StorageFull:
             if placed:  # the database is full: the blob must not stay behind without a row
                 self._drop_unreferenced_blob(digests.sha256)
@@ -543,61 +440,30 @@ class Uploads:
         """Write the rows of a new file (and of its release and project when new)."""
         dist, file_meta, metadata_bytes = artifact.dist, artifact.metadata, artifact.metadata_bytes
         digests = staged.digests
-        name = canonicalize_name(meta.name)
-        metadata_sha256 = (
-            hashlib.sha256(metadata_bytes).hexdigest()
-            if dist.packagetype == "bdist_wheel"
-            else None
+        # What the artifact says, not the form: the .metadata file served for it comes from
+        # the artifact too.
+        requires_python = str(file_meta.requires_python or "") or None
+        wheel = dist.packagetype == "bdist_wheel"
+        new_file = NewFile(
+            filename=staged.filename,
+            packagetype=dist.packagetype,
+            python_version=pyversion or "source",
+            sha256=digests.sha256,
+            md5=digests.md5,
+            blake2_256=digests.blake2_256,
+            size=digests.size,
+            requires_python=requires_python,
+            metadata_sha256=hashlib.sha256(metadata_bytes).hexdigest() if wheel else None,
+            metadata=metadata_bytes if wheel else None,
         )
-        moment = now()
-        if project is None:
-            project_id = create_project(conn, index.id, meta.name, identity.user_id)
-        else:
-            project_id = project.id
-        release_id = _release_id(conn, project_id, str(meta.version))
-        if release_id is None:
-            release = {
-                "project_id": project_id,
-                "version": str(meta.version),
-                "canonical_version": canonicalize_version(meta.version),
-                "created": moment,
-                "yanked": False,
-                "yanked_reason": "",
-                # What the artifact says, not the form: the .metadata file served for it
-                # comes from the artifact too.
-                "requires_python": str(file_meta.requires_python or "") or None,
-                "summary": file_meta.summary,
-                "info": release_info(file_meta),
-            }
-            release_id = db.inserted_id(conn, _INSERT_RELEASE, release)
-        file_row = {
-            "release_id": release_id,
-            "index_id": index.id,
-            "filename": staged.filename,
-            "packagetype": dist.packagetype,
-            "python_version": pyversion or "source",
-            "sha256": digests.sha256,
-            "md5": digests.md5,
-            "blake2_256": digests.blake2_256,
-            "size": digests.size,
-            "metadata_sha256": metadata_sha256,
-            "requires_python": str(file_meta.requires_python or "") or None,
-            "upload_time": moment,
-            "uploaded_by": identity.username,
-            "publisher": list(identity.publishers) or None,
-        }
-        conn.execute(_INSERT_FILE, file_row)
-        if metadata_sha256 is not None:
-            db.store_core_metadata(conn, metadata_sha256, metadata_bytes)
-        conn.execute(_LOG_FILENAME, {"index_id": index.id, "filename": staged.filename})
-        conn.execute(_GROW_PROJECT, {"project_id": project_id, "size": digests.size})
-        touch_token(conn, identity.token_id)
-        record_event(
-            conn,
-            index.id,
-            name,
+        release = NewRelease(
+            version=str(meta.version),
+            requires_python=requires_python,
+            summary=file_meta.summary,
+            info=release_info(file_meta),
+        )
+        event = Event(
             "file_upload",
-            identity.username,
             {
                 "filename": staged.filename,
                 "sha256": digests.sha256,
@@ -606,6 +472,8 @@ class Uploads:
                 "trusted_publishers": list(identity.publishers) or None,
             },
         )
+        target = Target(index.id, meta.name, project.id if project else None)
+        add_files(conn, target, release, [new_file], identity, [event])
 
     def _drop_unreferenced_blob(self, sha256: str) -> None:
         """Remove the blob this upload placed for a row the database had no room for.

@@ -1,9 +1,18 @@
-"""Content-addressed blob storage on the local file system.
+"""Content-addressed blob storage: the interface the index uses, and the local folder.
 
 Every file is stored once under its sha256, whatever index or filename refers to it, so
-promoting a release from `test` to `prod` copies no bytes. Writes are atomic: bytes go to a
-temp file in the same file system, are fsynced, then renamed into place — a reader never sees a
-half-written blob, and a crash leaves only a temp file that garbage collection deletes.
+promoting a release from `test` to `prod` copies no bytes.
+
+`BlobStore` is everything the code above `store/` may do with blobs; nothing there sees where
+or how the bytes are kept, so another backend (an object store) is one more class with these
+methods. Its rules: a streamed write hashes on the way (`new_writer`); nothing is visible under
+its final key until the caller has checked the digests and calls `place`, which is idempotent
+(an upload calls it before its write transaction and again inside it, see `place`); `serve`
+answers a download with a stream that can start at any offset, or with a URL to redirect to.
+
+`LocalBlobStore` keeps them in a folder. Writes are atomic: bytes go to a temp file in the same
+file system, are fsynced, then renamed into place — a reader never sees a half-written blob, and
+a crash leaves only a temp file that garbage collection deletes.
 """
 
 from __future__ import annotations
@@ -20,7 +29,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from keyless.store.errors import StorageFull, is_storage_full
 
@@ -39,6 +48,93 @@ class Digests:
     md5: str
     blake2_256: str
     size: int
+
+
+class PendingBlob(Protocol):
+    """A streamed write in progress: bytes in, digests out, not yet visible under a key.
+
+    `write` takes the bytes as they arrive; `backlog`/`drain` keep the memory bounded when
+    the work behind `write` (hashing, disk or network) falls behind; `finish` (blocking)
+    returns the digests once everything is durable in the pending area; `open` reads the
+    finished bytes back (an upload reads its archive's metadata there); `discard` drops it.
+    """
+
+    size: int
+
+    def write(self, chunk: bytes | memoryview) -> None: ...
+    def backlog(self) -> int: ...
+    async def drain(self, limit: int = ...) -> None: ...
+    def finish(self) -> Digests: ...
+    def discard(self) -> None: ...
+    def open(self) -> BinaryIO: ...
+
+
+class BlobStream(Protocol):
+    """A stored blob opened for download: its size, and reads at any offset (HTTP Range)."""
+
+    size: int
+
+    def read(self, offset: int, length: int) -> bytes:
+        """Up to `length` bytes from `offset`; blocking. Fewer only at the end of the blob."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class BlobRedirect:
+    """A download answered elsewhere: the client is sent to `url` (e.g. a presigned URL)."""
+
+    url: str
+
+
+class BlobStore(Protocol):
+    """What the index may do with blobs. The methods block: call them off the event loop."""
+
+    def new_writer(self) -> PendingBlob:
+        """Begin a streamed write; `place` or `discard` it afterwards."""
+        ...
+
+    def place(self, pending: PendingBlob, sha256: str, size: int) -> bool:
+        """Make the blob `sha256` hold the finished `pending` bytes, which stay pending.
+
+        The caller has checked the digests. Nothing to do when an intact blob of `size`
+        bytes is there; True if this call put the bytes in. Cheap when called again: an
+        upload calls it before its write transaction (the slow part, without the database's
+        write lock) and again inside it, where garbage collection cannot run, so the blob
+        its committed row refers to is certainly there. Raises StorageFull when out of room.
+        """
+        ...
+
+    def put_bytes(self, data: bytes) -> str:
+        """Store small bytes at once; returns their sha256."""
+        ...
+
+    def exists(self, sha256: str, size: int | None = None) -> bool:
+        """Whether the blob is stored (with `size` bytes, when given)."""
+        ...
+
+    def open(self, sha256: str) -> BinaryIO:
+        """The blob as a seekable binary file (raises FileNotFoundError when missing)."""
+        ...
+
+    def serve(self, sha256: str) -> BlobStream | BlobRedirect | None:
+        """How to answer a download: a stream, a redirect, or None when the blob is missing."""
+        ...
+
+    def iter_keys(self) -> Iterator[str]:
+        """The sha256 of every stored blob (for garbage collection)."""
+        ...
+
+    def remove(self, sha256: str) -> bool:
+        """Delete one blob; False if it was not there. The caller decides it is unreferenced
+        (see keyless.index.maintenance, which does so under the database's write lock)."""
+        ...
+
+    def remove_stale_temp_files(self, min_age_seconds: float) -> int:
+        """Delete what writes left behind that has not been written to for
+        `min_age_seconds` (an interrupted upload, a crash); returns how many went."""
+        ...
 
 
 class HashingWriter:
@@ -132,6 +228,10 @@ class HashingWriter:
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
 
+    def open(self) -> BinaryIO:
+        """The finished temp file, for reading."""
+        return self.path.open("rb")
+
     def _hand_over(self) -> None:
         if not self._pending:
             return
@@ -175,8 +275,9 @@ class HashingWriter:
         self._lanes = []
 
 
-class BlobStore:
-    """Blobs at `<root>/sha256/ab/cd/<hexdigest>`; temp files at `<root>/tmp/`."""
+class LocalBlobStore:
+    """`BlobStore` in a folder: blobs at `<root>/sha256/ab/cd/<hexdigest>`, temp files at
+    `<root>/tmp/`. The paths stay inside this class."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -213,8 +314,8 @@ class BlobStore:
         self._move_in(temp_path, target)
         return True
 
-    def place(self, temp_path: Path, sha256: str, size: int) -> bool:
-        """Make the blob hold the bytes of a finished temp file, which stays where it is.
+    def place(self, pending: PendingBlob, sha256: str, size: int) -> bool:
+        """Make the blob hold the bytes of a finished write, whose temp file stays where it is.
 
         Nothing to do when an intact blob (of `size` bytes) is there; otherwise the temp file
         is hard-linked in (a missing or truncated blob is replaced atomically) and the folder
@@ -225,6 +326,12 @@ class BlobStore:
 
         Returns True if this call put the bytes in. Raises StorageFull on a full disk.
         """
+        if not isinstance(pending, HashingWriter):
+            raise TypeError(f"{type(pending).__name__} was not begun by a LocalBlobStore")
+        return self.place_file(pending.path, sha256, size)
+
+    def place_file(self, temp_path: Path, sha256: str, size: int) -> bool:
+        """`place` for a finished temp file of this store, named by its path."""
         if self.exists(sha256, size):
             return False
         linked = self.tmp / f"link-{secrets.token_hex(8)}.part"
@@ -267,13 +374,23 @@ class BlobStore:
         self.commit(writer.path, digests.sha256)
         return digests.sha256
 
-    def iter_blobs(self) -> Iterator[tuple[str, Path]]:
+    def open(self, sha256: str) -> BinaryIO:
+        return self.path_for(sha256).open("rb")
+
+    def serve(self, sha256: str) -> LocalStream | None:
+        # One open and one fstat: the download's reads then go by offset on that descriptor,
+        # so a blob removed meanwhile is still served whole.
+        try:
+            fd = os.open(self.path_for(sha256), os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        return LocalStream(fd, os.fstat(fd).st_size)
+
+    def iter_keys(self) -> Iterator[str]:
         for path in (self.root / "sha256").glob("*/*/*"):
-            yield path.name, path
+            yield path.name
 
     def remove(self, sha256: str) -> bool:
-        """Delete one blob; False if it was not there. The caller decides it is unreferenced
-        (see keyless.index.maintenance, which does so under the database's write lock)."""
         try:
             self.path_for(sha256).unlink()
         except FileNotFoundError:
@@ -293,6 +410,22 @@ class BlobStore:
             except FileNotFoundError:
                 continue
         return removed
+
+
+class LocalStream:
+    """An open blob file, read with `pread` so concurrent ranges need no shared position."""
+
+    def __init__(self, fd: int, size: int) -> None:
+        self.fd = fd
+        self.size = size
+
+    def read(self, offset: int, length: int) -> bytes:
+        return os.pread(self.fd, length, offset)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
 
 def _make_folders(folder: Path) -> list[Path]:

@@ -34,14 +34,11 @@ from sqlalchemy import (
     bindparam,
     create_engine,
     event,
-    inspect,
     select,
-    update,
 )
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
-from keyless.dists.names import ultranormalize_name
 from keyless.store.errors import StorageFull, is_storage_full
 
 metadata = MetaData()
@@ -316,8 +313,22 @@ def reading(engine: Engine) -> Iterator[Connection]:
         yield conn
 
 
-def open_database(url_or_path: str | Path) -> Engine:
-    """Open (and create if needed) the database; a plain path means SQLite."""
+def open_database(url_or_path: str | Path, *, upgrade: bool = False) -> Engine:
+    """Open the database, a plain path meaning SQLite, with its schema at this code's revision.
+
+    A new database is created at it; an older one is upgraded when `upgrade`, otherwise
+    `migrations.SchemaOutOfDate` says what to run (see `keyless.store.migrations`).
+    """
+    engine = connect(url_or_path)
+    # Here, not at module level: Alembic is loaded only by what opens a database.
+    from keyless.store.migrations import ensure_schema
+
+    ensure_schema(engine, upgrade=upgrade)
+    return engine
+
+
+def connect(url_or_path: str | Path) -> Engine:
+    """The engine alone, set up for its backend; the schema is left as it is."""
     url = str(url_or_path)
     if "://" not in url:
         url = f"sqlite:///{Path(url).resolve()}"
@@ -336,8 +347,6 @@ def open_database(url_or_path: str | Path) -> Engine:
         event.listen(engine, "begin", _sqlite_begin)
     else:
         engine = create_engine(url, pool_pre_ping=True)
-    metadata.create_all(engine)
-    _add_later_columns(engine)
     return engine
 
 
@@ -363,22 +372,7 @@ def keep_private(database: Path) -> None:
             path.chmod(mode & 0o700)
 
 
-def _add_later_columns(engine: Engine) -> None:
-    """Columns added after a database may have been created (create_all only adds tables)."""
-    if "similar_key" not in {c["name"] for c in inspect(engine).get_columns("projects")}:
-        with engine.begin() as conn:
-            conn.exec_driver_sql("ALTER TABLE projects ADD COLUMN similar_key VARCHAR(255)")
-            for row in conn.execute(select(projects.c.id, projects.c.name)).all():
-                conn.execute(
-                    update(projects)
-                    .where(projects.c.id == row.id)
-                    .values(similar_key=ultranormalize_name(row.name))
-                )
-    for index in projects.indexes:
-        index.create(engine, checkfirst=True)
-
-
-# --- web UI (tables defined after the engine helpers; create_all runs at open time) ----------
+# --- web UI ---------------------------------------------------------------------------------
 
 # Web UI sign-in sessions. The cookie holds a random id; only its sha256 is stored, so a copy
 # of the database (a backup) cannot be replayed as a signed-in browser. The CSRF token is per

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Engine
@@ -19,8 +20,10 @@ from keyless.store.errors import StorageFull
 
 from ..accounts import InvalidCredentials
 from ..errors import Refused
+from ..heap import HeapTrimmer
 from ..help import help_url, local_links
 from ..indexes import IndexInfo
+from ..metrics import Metrics
 from ..pages import SimplePages
 from ..projects import ProjectAdmin
 from ..promote import Promotion
@@ -45,6 +48,10 @@ class Services:
     indexes: dict[str, IndexInfo]
     pytp_keys: dict[str, str]  # PEP 807 discovery key -> index name
     descriptions: Descriptions  # renders READMEs in worker processes (uploads and pages)
+    metrics: Metrics = field(default_factory=Metrics)  # this process's counters, /_/metrics
+    heap: HeapTrimmer = field(default_factory=HeapTrimmer)  # memory back to the OS after uploads
+    # /_/health's checks still running, by name (routes/ops.py)
+    health_checks: dict[str, asyncio.Future[str]] = field(default_factory=dict)
 
 
 def services(request: Request) -> Services:

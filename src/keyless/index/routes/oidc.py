@@ -75,7 +75,9 @@ async def _mint(
         token = await _token_from_body(request)
         minted = await run_in_threadpool(svc.trusted.mint, token, audience, indexes, info)
     except TokenError as exc:
+        svc.metrics.count_mint(exc.code)
         return _failure(exc.code, exc.description)
+    svc.metrics.count_mint("ok")
     if pep807:
         return JSONResponse({"token": minted.token, "expires": minted.expires})
     return JSONResponse({"success": True, "token": minted.token, "expires": minted.expires})

@@ -142,6 +142,7 @@ class RootPage:
         if index is not None:
             pages = svc.pages.cached_root(index.id)
             if pages is not None:
+                svc.pages.hits += 1
                 await _send_fast(scope, send, pages)
                 return
         response = await root(Request(scope, receive))
@@ -159,6 +160,7 @@ class ProjectPage:
             # Cached pages are keyed by normalized name: a hit means the name needs no redirect.
             pages = svc.pages.cached_project(index.id, params["project"])
             if pages is not None:
+                svc.pages.hits += 1
                 await _send_fast(scope, send, pages)
                 return
         response = await project(Request(scope, receive))

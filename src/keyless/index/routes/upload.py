@@ -11,7 +11,8 @@ from keyless.store.errors import StorageFull
 
 from ..accounts import InvalidCredentials, authenticate
 from ..multipart import FileTooLarge, FormError, read_upload_form
-from ..uploads import UploadRejected, file_too_large
+from ..releases import file_too_large
+from ..uploads import UploadRejected
 from .common import (
     error,
     index_or_none,
@@ -27,6 +28,15 @@ from .common import (
 
 
 async def upload(request: Request) -> Response:
+    heap = services(request).heap
+    heap.upload_started()
+    try:
+        return await _upload(request)
+    finally:  # however it ended: answered, refused, timed out, cut off
+        heap.upload_ended()
+
+
+async def _upload(request: Request) -> Response:
     index = index_or_none(request)
     if index is None:
         return unknown_index(request)

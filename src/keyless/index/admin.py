@@ -1,0 +1,173 @@
+"""The admin commands' use cases (`keyless user|token|index|role|publisher|audit|gc`).
+
+A person names things — a user, an index, a project, a token's id — so these take names and
+look the rows up themselves; the CLI only parses, calls and prints, and never opens the
+database (tests/test_layers.py keeps `cli/` off `store/`). Refusals are the use cases' own
+errors (`AccountError`, `ProjectError`, `PublisherConfigError`, `ConfigError`), whose messages
+say what to fix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import Engine
+
+from keyless.config import Settings
+from keyless.store import db, migrations
+from keyless.store.backends import open_blob_store
+from keyless.store.blobs import BlobStore
+
+from . import accounts, fsck, indexes, maintenance, projects, publishers
+
+# The revision a database made before keyless had migrations is brought to (`keyless db`).
+BASELINE = migrations.BASELINE
+SchemaState = migrations.SchemaState
+
+
+def upgrade_schema(settings: Settings) -> tuple[SchemaState, SchemaState]:
+    """Create or upgrade the schema of `settings`' database: (before, after)."""
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # private when new
+    return migrations.upgrade(db.connect(settings.database))
+
+
+def schema_of(settings: Settings) -> SchemaState:
+    """Where the schema of `settings`' database stands; changes nothing."""
+    return migrations.current(db.connect(settings.database))
+
+
+# Who the journal names for a change made on the server's own data (no signed-in user).
+ADMIN = "admin"
+
+
+@dataclass
+class Admin:
+    """The server's data as an administrator on its machine sees it: opened by `open`."""
+
+    settings: Settings
+    engine: Engine
+
+    @classmethod
+    def open(cls, settings: Settings) -> Admin:
+        """Open (creating when new) the database of `settings`, with its configured indexes."""
+        settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # private when new
+        engine = db.open_database(settings.database, upgrade=settings.database_auto_upgrade)
+        indexes.ensure_indexes(engine, settings.indexes)
+        return cls(settings, engine)
+
+    def _index_id(self, name: str) -> int:
+        with db.reading(self.engine) as conn:
+            return accounts.index_id(conn, name)
+
+    def _user_id(self, name: str) -> int:
+        with db.reading(self.engine) as conn:
+            return accounts.user_id(conn, name)
+
+    # ------------------------------------------------------------ users and tokens
+
+    def add_user(self, username: str, password: str, *, is_admin: bool = False) -> int:
+        return accounts.create_user(self.engine, username, password, is_admin=is_admin)
+
+    def create_token(
+        self,
+        username: str,
+        index: str,
+        *,
+        projects: list[str] | None = None,
+        expires_in: timedelta | None = None,
+        description: str = "",
+    ) -> accounts.NewToken:
+        return accounts.create_token(
+            self.engine,
+            username,
+            index,
+            projects=projects,
+            expires_in=expires_in,
+            description=description,
+        )
+
+    def list_tokens(self, username: str | None = None) -> list[dict[str, object]]:
+        return accounts.list_tokens(self.engine, username)
+
+    def revoke_token(self, token_id: int) -> None:
+        accounts.revoke_token(self.engine, token_id)
+
+    # ------------------------------------------------------------ indexes and projects
+
+    def create_index(self, name: str, profile: str) -> indexes.IndexInfo:
+        return indexes.create_index(self.engine, name, profile)
+
+    def list_indexes(self) -> list[indexes.IndexInfo]:
+        return list(indexes.load_indexes(self.engine).values())
+
+    def add_role(self, index: str, project: str, username: str, role: str) -> None:
+        projects.add_role(self.engine, self._index_id(index), project, username, role)
+
+    def collect_garbage(self, min_age: float) -> int:
+        """Remove blobs no file refers to and stale temp files; the number removed."""
+        return maintenance.collect_garbage(self.engine, self._blobs(), min_age)
+
+    def _blobs(self) -> BlobStore:
+        """The blob store the settings name (store/backends.py)."""
+        return open_blob_store(self.settings.storage, self.settings.blob_dir)
+
+    def fsck(self, *, repair: bool) -> fsck.FsckReport:
+        """The database against the blob store (`keyless fsck`); see index/fsck.py."""
+        return fsck.check(self.engine, self._blobs(), repair=repair)
+
+    # ------------------------------------------------------------ trusted publishers
+
+    def add_publisher(
+        self, index: str, projects: Sequence[str], kind: str, config: Mapping[str, str]
+    ) -> dict[str, Any]:
+        """A publisher for existing projects of `index`, added by the administrator."""
+        index_id = self._index_id(index)
+        return publishers.add_publisher(
+            self.engine,
+            self.settings.trusted_publishing,
+            index_id,
+            projects,
+            kind,
+            config,
+            publishers.Actor(username=ADMIN, user_id=None),
+        )
+
+    def add_pending_publisher(
+        self,
+        index: str,
+        project: str,
+        kind: str,
+        config: Mapping[str, str],
+        owner: str | None = None,
+    ) -> dict[str, Any]:
+        """A publisher for a project its first upload creates, owned then by `owner`."""
+        index_id = self._index_id(index)
+        owner_id = self._user_id(owner) if owner else None
+        return publishers.add_pending_publisher(
+            self.engine,
+            self.settings.trusted_publishing,
+            index_id,
+            project,
+            kind,
+            config,
+            publishers.Actor(username=owner or ADMIN, user_id=owner_id),
+        )
+
+    def list_publishers(self, index: str, project: str | None = None) -> list[dict[str, Any]]:
+        return publishers.list_publishers(self.engine, self._index_id(index), project)
+
+    def remove_publisher(self, index: str, publisher_id: int) -> None:
+        publishers.remove_publisher(
+            self.engine,
+            self._index_id(index),
+            publisher_id,
+            publishers.Actor(username=ADMIN, user_id=None),
+        )
+
+    def audit_trail(
+        self, index: str, project: str | None = None, limit: int = 200
+    ) -> list[dict[str, Any]]:
+        return publishers.audit_trail(self.engine, self._index_id(index), project, limit)

@@ -1,0 +1,320 @@
+"""Adding files to a release: the rules and the one write every path that does it goes through.
+
+Upload (`uploads.py`), promote (`promote.py`) and the benchmark's bulk seeding put files on an
+index; an import from another server will too. Each decides in its own way *whether* the files
+may go there (an upload reads an archive, a promotion copies rows of another index), but they
+share:
+
+- the rules on names and bytes (`taken`: "File already exists", the filename log, one sdist
+  per release; `new_project_name_problem`: PyPI's rules for a project a write would create),
+  and the size texts;
+- the write itself (`add_files`): the project and its owner's role when new, the release when
+  new, the file rows, the core metadata, the filename log, the project's size, the token's
+  last use and the journal, whose row becomes the project's serial.
+
+`add_files` runs inside the caller's `db.writing` transaction, after the caller decided
+everything there (decisions that guard a write are taken inside it, see ARCHITECTURE.md). The
+blobs are the caller's: they are in the store before the rows that refer to them commit.
+After the commit the caller invalidates the project's cached pages (`on_change`).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from packaging.utils import NormalizedName, canonicalize_name, canonicalize_version
+from sqlalchemy import Connection, bindparam, select, update
+
+from keyless.dists import names
+from keyless.dists.errors import DistError
+from keyless.store import db
+
+from .accounts import Identity, now, touch_token
+from .indexes import IndexInfo
+from .projects import create_project, record_event
+
+HELP = "https://pypi.org/help/"
+GIB = 1024**3
+MIB = 1024**2
+_STDLIB_NAMES = frozenset(n.lower() for n in sys.stdlib_module_names)
+
+
+def size_text(limit: int, unit: int, name: str) -> str:
+    """A limit as PyPI's texts say it ("100 MB" / "10 GB"), or in bytes when not whole units:
+    a small private limit would read as "0 GB"."""
+    return f"{limit // unit} {name}" if limit >= unit and limit % unit == 0 else f"{limit} bytes"
+
+
+def file_too_large(project: str, limit: int) -> str:
+    return (
+        f"File too large. Limit for project {project!r} is {size_text(limit, MIB, 'MB')}. "
+        f"See {HELP}#file-size-limit for more information."
+    )
+
+
+def already_exists(filename: str, blake2: str, why: str = "") -> str:
+    # The text must start with "File already exists": twine's --skip-existing looks for it.
+    return (
+        f"File already exists ({filename!r}, with blake2_256 hash {blake2!r})"
+        f"{': ' + why if why else ''}. See {HELP}#file-name-reuse for more information."
+    )
+
+
+# The statements every upload runs, built once: building one costs ~60 µs here, several times
+# what SQLite takes to run it (an upload runs about fifteen).
+_FILE_BY_NAME = select(db.files.c.blake2_256).where(
+    db.files.c.index_id == bindparam("index_id"), db.files.c.filename == bindparam("filename")
+)
+_FILE_BY_BYTES = select(db.files.c.id).where(
+    db.files.c.index_id == bindparam("index_id"),
+    db.files.c.blake2_256 == bindparam("blake2"),
+)
+_FILENAME_USED = select(db.filename_log.c.index_id).where(
+    db.filename_log.c.index_id == bindparam("index_id"),
+    db.filename_log.c.filename == bindparam("filename"),
+)
+_RELEASE = select(db.releases.c.id).where(
+    db.releases.c.project_id == bindparam("project_id"),
+    db.releases.c.canonical_version == bindparam("version"),
+)
+_RELEASE_SDIST = select(db.files.c.id).where(
+    db.files.c.release_id == bindparam("release_id"), db.files.c.packagetype == "sdist"
+)
+_INSERT_RELEASE = db.releases.insert()
+_INSERT_FILE = db.files.insert()
+_LOG_FILENAME = db.filename_log.insert()
+_GROW_PROJECT = (
+    update(db.projects)
+    .where(db.projects.c.id == bindparam("project_id"))
+    .values(total_size=db.projects.c.total_size + bindparam("size"))
+)
+
+
+# ------------------------------------------------------------------------------- the rules
+
+
+def new_project_name_problem(conn: Connection, index: IndexInfo, name: str) -> str | None:
+    """What PyPI's name rules say against a project a write would create (None: nothing).
+
+    A text, not an exception: upload and promote each refuse with their own error class.
+    """
+    try:
+        names.validate_project_name(name)
+    except DistError:
+        return f"The name {name!r} is invalid."
+    if index.profile == "pypi" and canonicalize_name(name).replace("-", "_") in _STDLIB_NAMES:
+        return (
+            f"The name {name!r} isn't allowed (conflict with Python Standard Library module "
+            f"name). See {HELP}#project-name for more information."
+        )
+    similar = conn.execute(
+        select(db.projects.c.id).where(
+            db.projects.c.index_id == index.id,
+            db.projects.c.similar_key == names.ultranormalize_name(name),
+        )
+    ).first()
+    if similar is not None:
+        return (
+            f"The name {name!r} is too similar to an existing project. "
+            f"See {HELP}#project-name for more information."
+        )
+    return None
+
+
+def existing_file(conn: Connection, index_id: int, filename: str, blake2: str) -> bool | None:
+    """True: this exact file is there; False: the name or the bytes are taken; None: new."""
+    row = conn.execute(_FILE_BY_NAME, {"index_id": index_id, "filename": filename}).first()
+    if row is not None:
+        return bool(row.blake2_256 == blake2)
+    same_bytes = conn.execute(_FILE_BY_BYTES, {"index_id": index_id, "blake2": blake2}).first()
+    return False if same_bytes else None
+
+
+@dataclass
+class Taken:
+    """What the database says about the name and bytes a new file would take."""
+
+    existing: bool | None  # as `existing_file`
+    filename_used_before: bool = False
+    release_has_sdist: bool = False
+
+
+def taken(
+    conn: Connection,
+    index_id: int,
+    project_id: int | None,  # None: the project does not exist yet
+    filename: str,
+    blake2: str,
+    sdist_of: str | None,  # the version, when the file is an sdist
+) -> Taken:
+    """The name and bytes rules, asked in the order their refusals are given."""
+    existing = existing_file(conn, index_id, filename, blake2)
+    if existing is not None:
+        return Taken(existing)
+    used_before = conn.execute(_FILENAME_USED, {"index_id": index_id, "filename": filename}).first()
+    if used_before:
+        return Taken(None, filename_used_before=True)
+    if project_id is None or sdist_of is None:
+        return Taken(None)
+    release = release_id(conn, project_id, sdist_of)
+    has_sdist = (
+        release is not None and conn.execute(_RELEASE_SDIST, {"release_id": release}).first()
+    )
+    return Taken(None, release_has_sdist=bool(has_sdist))
+
+
+def release_id(conn: Connection, project_id: int, version: str) -> int | None:
+    """The id of a project's release of `version` (compared canonically), or None."""
+    row = conn.execute(
+        _RELEASE, {"project_id": project_id, "version": canonicalize_version(version)}
+    ).first()
+    return None if row is None else int(row.id)
+
+
+# ------------------------------------------------------------------------------- the write
+
+
+@dataclass(frozen=True)
+class NewRelease:
+    """The release row, used only when the project has no release of this version yet."""
+
+    version: str
+    requires_python: str | None
+    summary: str | None
+    info: dict[str, Any]  # what the JSON API serves
+
+    @property
+    def canonical_version(self) -> str:
+        return canonicalize_version(self.version)
+
+
+@dataclass(frozen=True)
+class NewFile:
+    """One file's row; its blob (`sha256`) is in the store already."""
+
+    filename: str
+    packagetype: str
+    python_version: str
+    sha256: str
+    md5: str | None
+    blake2_256: str
+    size: int
+    requires_python: str | None
+    metadata_sha256: str | None = None  # PEP 658: the served `.metadata` file's digest
+    metadata: bytes | None = None  # its bytes, when not stored already (a promote's are)
+
+
+@dataclass(frozen=True)
+class Event:
+    """A journal row the write records on the project (audit trail and serial)."""
+
+    action: str
+    details: dict[str, Any]
+    index_id: int | None = None  # None: the index the files go to
+    changes_project: bool = True  # False: audit only, the project's serial stays
+
+
+@dataclass(frozen=True)
+class Added:
+    project_id: int
+    release_id: int
+    created_project: bool
+
+
+@dataclass
+class Target:
+    """Where the files go: an existing project (`id`) or one to create (its name checked)."""
+
+    index_id: int
+    name: str  # as shown; the project's name when it is created
+    id: int | None = None
+    normalized: NormalizedName = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.normalized = canonicalize_name(self.name)
+
+
+def add_files(
+    conn: Connection,
+    target: Target,
+    release: NewRelease,
+    files: Sequence[NewFile],
+    actor: Identity,
+    events: Sequence[Event],
+    *,
+    moment: datetime | None = None,
+) -> Added:
+    """Write the rows that put `files` in `release` of the target project.
+
+    Inside the caller's writing transaction, once it has decided the files may go there. A
+    new project gets `actor` as its owner (when it is a user), and `moment` (default now) is
+    the files' upload time and a new release's creation time.
+    """
+    moment = moment or now()
+    created = target.id is None
+    if target.id is None:
+        project_id = create_project(conn, target.index_id, target.name, actor.user_id)
+    else:
+        project_id = target.id
+    existing_release = release_id(conn, project_id, release.version)
+    if existing_release is None:
+        new_release = {
+            "project_id": project_id,
+            "version": release.version,
+            "canonical_version": release.canonical_version,
+            "created": moment,
+            "yanked": False,
+            "yanked_reason": "",
+            "requires_python": release.requires_python,
+            "summary": release.summary,
+            "info": release.info,
+        }
+        the_release = int(db.inserted_id(conn, _INSERT_RELEASE, new_release))
+    else:
+        the_release = existing_release
+    publisher = list(actor.publishers) or None
+    conn.execute(
+        _INSERT_FILE,
+        [
+            {
+                "release_id": the_release,
+                "index_id": target.index_id,
+                "filename": f.filename,
+                "packagetype": f.packagetype,
+                "python_version": f.python_version,
+                "sha256": f.sha256,
+                "md5": f.md5,
+                "blake2_256": f.blake2_256,
+                "size": f.size,
+                "metadata_sha256": f.metadata_sha256,
+                "requires_python": f.requires_python,
+                "upload_time": moment,
+                "uploaded_by": actor.username,
+                "publisher": publisher,
+            }
+            for f in files
+        ],
+    )
+    for f in files:
+        if f.metadata_sha256 is not None and f.metadata is not None:
+            db.store_core_metadata(conn, f.metadata_sha256, f.metadata)
+    conn.execute(
+        _LOG_FILENAME, [{"index_id": target.index_id, "filename": f.filename} for f in files]
+    )
+    conn.execute(_GROW_PROJECT, {"project_id": project_id, "size": sum(f.size for f in files)})
+    touch_token(conn, actor.token_id)
+    for event in events:
+        record_event(
+            conn,
+            target.index_id if event.index_id is None else event.index_id,
+            target.normalized,
+            event.action,
+            actor.username,
+            event.details,
+            changes_project=event.changes_project,
+        )
+    return Added(project_id, the_release, created)

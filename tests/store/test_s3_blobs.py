@@ -1,0 +1,220 @@
+"""`S3BlobStore` against a real S3-speaking server (moto's server mode, tests/store/s3_server.py):
+the `BlobStore` contract, object by object as the bucket shows it."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+import tracemalloc
+
+import httpx
+import pytest
+
+from keyless.config import ConfigError, StorageSettings
+from keyless.store.backends import open_blob_store
+from keyless.store.blobs import BlobRedirect
+from keyless.store.s3_blobs import PART_SIZE, S3BlobStore, S3Pending, S3Stream
+from tests.conftest import free_port
+
+from .s3_server import S3Server, s3_server, s3_storage
+
+__all__ = ["s3_server", "s3_storage"]  # the fixtures
+
+
+def s3_store(storage: StorageSettings) -> S3BlobStore:
+    store = open_blob_store(storage, local_folder=None)  # type: ignore[arg-type]
+    assert isinstance(store, S3BlobStore)
+    return store
+
+
+def keys(store: S3BlobStore) -> list[str]:
+    """Every object in the store's bucket, under any prefix."""
+    listing = store.client.list_objects_v2(Bucket=store.bucket)
+    return sorted(item["Key"] for item in listing.get("Contents", []))
+
+
+def multipart_uploads(store: S3BlobStore) -> list[str]:
+    listing = store.client.list_multipart_uploads(Bucket=store.bucket)
+    return [upload["Key"] for upload in listing.get("Uploads", [])]
+
+
+def stream_in(pending: S3Pending, data: bytes, chunk: int = 64 * 1024) -> None:
+    """Write as an upload does: chunks as they arrive, draining the backlog between them."""
+
+    async def feed() -> None:
+        for start in range(0, len(data), chunk):
+            pending.write(memoryview(data)[start : start + chunk])
+            await pending.drain()
+
+    asyncio.run(feed())
+
+
+@pytest.mark.parametrize("size", [1000, 2 * PART_SIZE + 12345], ids=["one-put", "multipart"])
+def test_nothing_is_visible_under_its_key_before_place(
+    s3_storage: StorageSettings, size: int
+) -> None:
+    store = s3_store(s3_storage)
+    data = hashlib.sha256(b"seed").digest() * (size // 32) + b"x" * (size % 32)
+    sha256 = hashlib.sha256(data).hexdigest()
+    pending = store.new_writer()
+    stream_in(pending, data)
+    digests = pending.finish()
+    assert (digests.sha256, digests.size) == (sha256, size)
+    assert digests.md5 == hashlib.md5(data, usedforsecurity=False).hexdigest()
+    assert digests.blake2_256 == hashlib.blake2b(data, digest_size=32).hexdigest()
+
+    # Finished and hashed, but only a temp object: no reader can find it by its hash.
+    assert keys(store) == [pending.key]
+    assert pending.key.startswith("keyless/blobs/tmp/")
+    assert not store.exists(sha256)
+    assert store.serve(sha256) is None
+    assert list(store.iter_keys()) == []
+    with pending.open() as archive:  # the upload inspects the archive from here
+        archive.seek(-10, 2)
+        assert archive.read() == data[-10:]
+
+    assert store.place(pending, sha256, size) is True
+    assert store.exists(sha256, size)
+    assert not store.exists(sha256, size + 1)
+    assert list(store.iter_keys()) == [sha256]
+    assert store.place(pending, sha256, size) is False  # idempotent: the upload calls it twice
+    with store.open(sha256) as stored:
+        assert stored.read() == data
+
+    pending.discard()
+    assert keys(store) == [f"keyless/blobs/sha256/{sha256}"]
+    assert multipart_uploads(store) == []
+
+
+def test_serve_streams_from_any_offset(s3_storage: StorageSettings) -> None:
+    store = s3_store(s3_storage)
+    data = bytes(range(256)) * 4000
+    sha256 = store.put_bytes(data)
+    served = store.serve(sha256)
+    assert isinstance(served, S3Stream)
+    try:
+        assert served.size == len(data)
+        # Sequential reads go on from the first GET; a jump (a Range request) starts another.
+        assert served.read(0, 1000) + served.read(1000, 1000) == data[:2000]
+        assert served.read(500_000, 100) == data[500_000:500_100]
+        assert served.read(len(data) - 10, 100) == data[-10:]  # short only at the end
+        assert served.read(3, 4) == data[3:7]
+    finally:
+        served.close()
+    assert store.serve("0" * 64) is None
+
+
+def test_serve_may_redirect_to_a_presigned_url(s3_storage: StorageSettings) -> None:
+    store = s3_store(StorageSettings(**{**s3_storage.__dict__, "presigned_downloads": 300}))
+    data = b"presigned bytes" * 100
+    sha256 = store.put_bytes(data)
+    served = store.serve(sha256)
+    assert isinstance(served, BlobRedirect)
+    assert "X-Amz-Expires=300" in served.url
+    assert httpx.get(served.url).content == data  # the bucket answers the client itself
+    assert store.serve("1" * 64) is None
+
+
+def test_iter_keys_lists_only_its_prefix_and_remove_says_what_it_removed(
+    s3_server: S3Server, s3_storage: StorageSettings
+) -> None:
+    store = s3_store(s3_storage)
+    a, b = store.put_bytes(b"a"), store.put_bytes(b"b")
+    assert store.put_bytes(b"a") == a  # stored once
+    # Another deployment's prefix in the same bucket is not ours to list or collect.
+    other = s3_store(StorageSettings(**{**s3_storage.__dict__, "blobs": f"s3://{store.bucket}"}))
+    other.put_bytes(b"c")
+    assert sorted(store.iter_keys()) == sorted([a, b])
+    assert store.remove(a) is True
+    assert store.remove(a) is False
+    assert list(store.iter_keys()) == [b]
+
+
+def test_what_interrupted_writes_leave_is_removed_once_stale(s3_storage: StorageSettings) -> None:
+    store = s3_store(s3_storage)
+    interrupted = store.new_writer()  # the client went away after two parts
+    stream_in(interrupted, b"i" * (2 * PART_SIZE + 1))
+    while interrupted.backlog():
+        time.sleep(0.05)
+    finished = store.new_writer()  # the server died between finish and place
+    stream_in(finished, b"never placed")
+    finished.finish()
+    kept = store.put_bytes(b"a blob")
+    assert multipart_uploads(store) == [interrupted.key]
+    assert finished.key in keys(store)
+
+    assert store.remove_stale_temp_files(3600) == 0  # young: maybe still being written
+    time.sleep(1.1)  # S3 times have whole seconds
+    assert store.remove_stale_temp_files(0) == 2
+    assert multipart_uploads(store) == []
+    assert keys(store) == [f"keyless/blobs/sha256/{kept}"]
+    interrupted.discard()  # as the upload's own clean-up would, later: no error
+
+
+def test_discard_drops_the_parts_sent(s3_storage: StorageSettings) -> None:
+    store = s3_store(s3_storage)
+    pending = store.new_writer()
+    stream_in(pending, b"d" * (PART_SIZE + 10))
+    pending.discard()
+    assert multipart_uploads(store) == []
+    assert keys(store) == []
+
+
+def test_place_refuses_a_write_another_store_began(
+    s3_storage: StorageSettings, tmp_path: object
+) -> None:
+    store = s3_store(s3_storage)
+    from keyless.store.blobs import LocalBlobStore
+
+    local = LocalBlobStore(tmp_path)  # type: ignore[arg-type]
+    pending = local.new_writer()
+    pending.write(b"x")
+    digests = pending.finish()
+    with pytest.raises(TypeError, match="was not begun by this S3BlobStore"):
+        store.place(pending, digests.sha256, digests.size)
+
+
+def test_a_missing_bucket_or_server_is_one_line_that_says_what_to_fix(
+    s3_server: S3Server,
+) -> None:
+    missing = StorageSettings(
+        blobs="s3://no-such-bucket/x", endpoint_url=s3_server.endpoint, addressing_style="path"
+    )
+    with pytest.raises(ConfigError) as refused:
+        open_blob_store(missing, local_folder=None)  # type: ignore[arg-type]
+    assert str(refused.value) == (
+        "blob store s3://no-such-bucket/x/: the bucket 'no-such-bucket' does not exist at "
+        f"{s3_server.endpoint}; create it."
+    )
+    nobody = f"http://127.0.0.1:{free_port()}"
+    unreachable = StorageSettings(blobs="s3://bucket", endpoint_url=nobody)
+    with pytest.raises(ConfigError, match=f"cannot reach {nobody} .*storage.endpoint-url"):
+        open_blob_store(unreachable, local_folder=None)  # type: ignore[arg-type]
+
+
+def test_a_large_upload_streams_in_bounded_memory(s3_storage: StorageSettings) -> None:
+    store = s3_store(s3_storage)
+    pending = store.new_writer()
+    size = 12 * PART_SIZE  # 96 MiB, made and sent 64 KiB at a time
+    seed = hashlib.sha256()
+
+    async def feed() -> None:
+        for start in range(0, size, 64 * 1024):
+            pending.write(start.to_bytes(8, "big") * 8192)
+            await pending.drain()
+
+    tracemalloc.start()
+    try:
+        asyncio.run(feed())
+        digests = pending.finish()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    for start in range(0, size, 64 * 1024):
+        seed.update(start.to_bytes(8, "big") * 8192)
+    assert digests.sha256 == seed.hexdigest()
+    # About four parts at most (one filling, two handed over, one being handed over), and
+    # what botocore holds per request: far below the 96 MiB a buffered upload would take.
+    assert peak < 6 * PART_SIZE, f"peak {peak / 2**20:.0f} MiB"
+    pending.discard()
