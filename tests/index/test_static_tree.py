@@ -20,6 +20,7 @@ import pytest
 from tests.builders import build_sdist, build_wheel
 from tests.conftest import LiveServer, client_env, start_server, stop_server
 from tests.static_nginx import StaticNginx
+from tests.web.conftest import make_admin, sign_in
 
 from .uploading import upload
 
@@ -302,3 +303,35 @@ def test_static_rebuild_without_a_folder_says_what_to_set(tmp_path: Path) -> Non
     assert done.returncode != 0
     assert "KEYLESS_STATIC_FOLDER" in done.stderr + done.stdout
     assert "Traceback" not in done.stderr
+
+
+def test_an_index_made_in_the_web_ui_is_in_the_tree_at_once(site: Site) -> None:
+    with site.keyless.client() as admin:
+        csrf = sign_in(admin, make_admin(site.keyless, "static-admin"))
+        made = admin.post(
+            "/admin/indexes", data={"csrf_token": csrf, "name": "static-new", "profile": "pypi"}
+        )
+        assert made.status_code == 303, made.text
+    since = time.monotonic()
+    site.wait_for("new index", since, lambda: site.json_page("/static-new/simple/") is not None)
+    site.assert_same_pages("/static-new/simple/")
+
+
+def test_the_server_writes_its_tree_whole_when_it_starts(tmp_path: Path) -> None:
+    static = tmp_path / "static"
+    stray = static / "prod" / "simple" / "gone" / "index.html"
+    stray.parent.mkdir(parents=True)
+    stray.write_text("a project from before a restore")
+    server = start_server(tmp_path / "keyless", env={"KEYLESS_STATIC_FOLDER": str(static)})
+    try:
+        deadline = time.monotonic() + 10
+        while stray.exists() or not (static / "prod" / "simple" / "index.json").exists():
+            assert time.monotonic() < deadline, "no rebuild at start: " + str(
+                sorted(p.relative_to(static).as_posix() for p in static.rglob("*"))
+            )
+            time.sleep(0.02)
+        with server.client() as client:
+            listing = client.get("/prod/simple/", headers={"Accept": JSON_TYPE}).content
+        assert (static / "prod" / "simple" / "index.json").read_bytes() == listing
+    finally:
+        stop_server(server)

@@ -277,6 +277,7 @@ class StaticWriter:
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="keyless-static", daemon=True)
         self._thread.start()
+        self._wake.set()  # the first rebuild, without waiting for a change
 
     def close(self, timeout: float = 10.0) -> None:
         self._closing = True
