@@ -335,3 +335,42 @@ def test_the_server_writes_its_tree_whole_when_it_starts(tmp_path: Path) -> None
         assert (static / "prod" / "simple" / "index.json").read_bytes() == listing
     finally:
         stop_server(server)
+
+
+def test_a_promotion_is_served_and_a_file_stays_while_one_index_still_offers_it(
+    site: Site,
+) -> None:
+    name = "static-promo"
+    test_token = site.keyless.token(f"owner-{name}", "test")
+    wheel = build_wheel(name, "1.0")
+    answer = upload(site.dynamic, "test", test_token, *wheel)
+    assert answer.status_code == 200, answer.text
+    prod_token = site.keyless.token(f"owner-{name}", "prod")
+    promoted = site.dynamic.post(
+        f"/test/api/projects/{name}/releases/1.0/promote",
+        json={"to": "prod"},
+        headers={"Authorization": f"Bearer {prod_token}", "Accept": "application/json"},
+    )
+    assert promoted.status_code == 200, promoted.text
+    since = time.monotonic()
+    site.wait_for(
+        "promotion", since, lambda: wheel[0] in file_urls(site.json_page(f"/prod/simple/{name}/"))
+    )
+    site.assert_same_pages(f"/prod/simple/{name}/")
+    url = file_urls(site.json_page(f"/prod/simple/{name}/"))[wheel[0]]
+
+    # Quarantined on `test`, the same bytes are still offered by `prod` at the same URL.
+    quarantined = site.dynamic.post(
+        f"/test/api/projects/{name}/status",
+        json={"status": "quarantined"},
+        headers={"Authorization": f"Bearer {test_token}", "Accept": "application/json"},
+    )
+    assert quarantined.status_code == 200, quarantined.text
+    since = time.monotonic()
+    site.wait_for(
+        "quarantine on one index",
+        since,
+        lambda: not file_urls(site.json_page(f"/test/simple/{name}/")),
+    )
+    site.assert_same_pages(f"/test/simple/{name}/")
+    assert site.served.get(url).status_code == site.dynamic.get(url).status_code == 200
