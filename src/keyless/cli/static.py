@@ -54,8 +54,9 @@ def run(settings: Settings) -> int:
     )
     if report.unlinked:
         print(
-            f"{len(report.unlinked)} distribution(s) are not in the tree (the blobs are not "
-            "in a local folder): serve /files/ from keyless (deploy/nginx/static.conf)",
+            f"{len(report.unlinked)} distribution(s) are not in the tree: their blobs are in "
+            "a bucket (serve /files/ from keyless, deploy/nginx/static.conf says how) or "
+            "missing (see keyless fsck)",
             file=sys.stdout,
         )
     return 0
