@@ -71,3 +71,17 @@ def test_a_distribution_is_a_link_to_its_blob(target: FolderTarget, blobs: Local
     assert target.link_blob(path, sha256)  # again: nothing to do
     assert not target.link_blob(f"files/{'0' * 64}/missing.whl", "0" * 64)
     assert sorted(target.paths()) == [path]
+
+
+def test_a_listing_drops_temp_files_a_dead_writer_left_and_keeps_fresh_ones(
+    target: FolderTarget,
+) -> None:
+    target.put("prod/simple/index.html", b"h")
+    folder = target.root / "prod" / "simple"
+    stale, fresh = folder / ".tmp-stale", folder / ".tmp-fresh"
+    stale.write_bytes(b"half a page")
+    fresh.write_bytes(b"a page being written")
+    os.utime(stale, (0, 0))
+    assert sorted(target.paths()) == ["prod/simple/index.html"]
+    assert not stale.exists()
+    assert fresh.exists()
