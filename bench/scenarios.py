@@ -19,7 +19,17 @@ from . import datasets, procs
 from .dists import build_wheel, digests_of_file, write_big_wheel
 from .env import BENCH, KEYLESS_PYTHON, log
 from .load import check, median, wrk
-from .servers import HTML_TYPE, INDEX, JSON_TYPE, Devpi, Keyless, Nginx, PypiServer, Server
+from .servers import (
+    HTML_TYPE,
+    INDEX,
+    JSON_TYPE,
+    Devpi,
+    Keyless,
+    Nginx,
+    PypiServer,
+    Server,
+    StaticNginx,
+)
 
 WORK = BENCH / "work"
 MIB = 1024 * 1024
@@ -585,6 +595,70 @@ def publish(results: Results, opts: Options) -> None:
                 log(f"7 publish {tool}: {elapsed:.2f} s")
     finally:
         keyless.stop()
+
+
+# ------------------------------------------------------------------------- static read path
+
+STATIC = "9 static tree via nginx"
+
+
+def static_tree(results: Results, opts: Options) -> None:
+    """(9) The small project's page from keyless' static tree through nginx and
+    deploy/nginx/static.conf (Accept picks the file), against nginx serving the same bytes as
+    plain files at fixed paths (scenario 1's ceiling), and keyless itself for reference."""
+    folder = WORK / "static"
+    datasets_clean(folder)
+    tree = folder / "tree"
+    keyless = Keyless(folder / "keyless", extra_config=f'\n[static]\nfolder = "{tree}"\n')
+    started: list[Server] = [keyless]
+    try:
+        datasets.seed_keyless(keyless, 0)
+        site = StaticNginx(folder / "site", tree)
+        started.append(site)
+        site.start()
+        _wait_for_static_pages(keyless, site)
+        ceiling, ceiling_urls = _nginx_for(folder, keyless, datasets.SMALL)
+        started.append(ceiling)
+        targets: list[tuple[str, str, str | None, str]] = []
+        for label, accept in (("html", HTML_TYPE), ("json", JSON_TYPE)):
+            targets.append(("keyless", label, accept, keyless.simple_url(datasets.SMALL)))
+            targets.append((site.name, label, accept, site.simple_url(datasets.SMALL)))
+            targets.append(("nginx", label, None, ceiling_urls[label]))
+        for run in range(opts.runs):
+            for name, label, wanted, url in targets:
+                outcome = wrk(url, duration=opts.duration, accept=wanted)
+                if outcome.errors:
+                    results.notes.append(f"{name} {STATIC} {label} run {run + 1}: errors")
+                results.add(
+                    STATIC,
+                    f"small project {label}",
+                    name,
+                    "req/s",
+                    outcome.rps,
+                    p50_ms=outcome.p50_ms,
+                    p99_ms=outcome.p99_ms,
+                )
+                log(f"{STATIC} {label} {name}: {outcome.rps:,.0f} req/s")
+    finally:
+        for server in reversed(started):
+            server.stop()
+
+
+def _wait_for_static_pages(keyless: Keyless, site: StaticNginx, timeout: float = 30) -> None:
+    """Until nginx serves keyless' very bytes of the small project's page in both
+    representations (the server writes its tree once started and on every upload)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        same = all(
+            httpx.get(keyless.simple_url(datasets.SMALL), headers={"Accept": accept}).content
+            == httpx.get(site.simple_url(datasets.SMALL), headers={"Accept": accept}).content
+            for accept in (HTML_TYPE, JSON_TYPE)
+        )
+        if same:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the static tree did not match keyless' pages in {timeout} s")
+        time.sleep(0.1)
 
 
 # ---------------------------------------------------------------------------- durable commit

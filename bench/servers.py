@@ -433,6 +433,54 @@ class Nginx(Server):
         return f"{self.base}/{path}"
 
 
+# The static read path (issue 12): keyless' `[static] folder` served by nginx with the
+# project's own site config, which takes the simple page's representation from `Accept`.
+STATIC_SITE = ROOT / "deploy" / "nginx" / "static.conf"
+STATIC_MAIN = """
+worker_processes 1;
+daemon off;
+pid {folder}/nginx.pid;
+error_log {folder}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log {folder}/access.log;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 100000;
+    client_body_temp_path {folder}/tmp;
+    proxy_temp_path {folder}/tmp;
+    fastcgi_temp_path {folder}/tmp;
+    uwsgi_temp_path {folder}/tmp;
+    scgi_temp_path {folder}/tmp;
+    include {folder}/static.conf;
+}}
+"""
+
+
+class StaticNginx(Server):
+    """nginx serving keyless' static tree with deploy/nginx/static.conf, at keyless' paths."""
+
+    name = "static tree"
+
+    def __init__(self, folder: Path, root: Path) -> None:
+        super().__init__(folder)
+        self.root = root
+
+    def start(self) -> None:
+        (self.folder / "tmp").mkdir(parents=True, exist_ok=True)
+        site = STATIC_SITE.read_text(encoding="utf-8")
+        site = site.replace("@LISTEN@", f"127.0.0.1:{self.port}")
+        site = site.replace("@STATIC_ROOT@", str(self.root.resolve()))
+        (self.folder / "static.conf").write_text(site, encoding="utf-8")
+        (self.folder / "nginx.conf").write_text(STATIC_MAIN.format(folder=self.folder))
+        command = [nginx_binary(), "-c", str(self.folder / "nginx.conf"), "-p", str(self.folder)]
+        self.process = procs.start(command, self.log)
+        procs.wait_http(f"{self.base}/{INDEX}/simple/", self.process, self.log)
+
+    def simple_url(self, project: str | None = None) -> str:
+        return f"{self.base}/{INDEX}/simple/" + (f"{project}/" if project else "")
+
+
 def clean(folder: Path) -> None:
     if folder.exists():
         shutil.rmtree(folder)

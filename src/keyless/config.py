@@ -218,6 +218,9 @@ class Settings:
     gc_interval: int = 600
     limits: LimitsSettings = field(default_factory=LimitsSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
+    # `[static] folder`: where the server keeps the static copy of its read path (simple
+    # pages, .metadata files, distributions) for nginx to serve; None: no copy.
+    static_folder: Path | None = None
     trusted_publishing: TrustedPublishingSettings = field(default_factory=TrustedPublishingSettings)
 
     def audience_for(self, index: str) -> str:
@@ -494,6 +497,20 @@ def _database(settings: Settings, values: Mapping[str, Any], where: str) -> Sett
     return settings
 
 
+def _static(settings: Settings, values: Mapping[str, Any], where: str) -> Settings:
+    """`[static]`: `folder`."""
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"{where}: [static] must be a table.")
+    unknown = set(values) - {"folder"}
+    if unknown:
+        raise ConfigError(
+            f"{where}: [static] has no setting {sorted(unknown)[0]!r}; known: folder."
+        )
+    if values.get("folder"):
+        return replace(settings, static_folder=Path(str(values["folder"])))
+    return settings
+
+
 def _flag(value: Any, where: str) -> bool:
     text = str(value).lower()
     if text in ("1", "true", "yes", "on"):
@@ -521,6 +538,7 @@ def _from_document(settings: Settings, document: Mapping[str, Any], where: str) 
     if not isinstance(storage, dict):
         raise ConfigError(f"{where}: [storage] must be a table.")
     settings = replace(settings, storage=_storage(settings.storage, storage, where))
+    settings = _static(settings, document.get("static", {}), where)
     if "indexes" in document:
         settings = replace(
             settings,
@@ -548,6 +566,8 @@ def _layered(
         settings = _database(
             settings, {"auto-upgrade": environ["KEYLESS_DATABASE_AUTO_UPGRADE"]}, "environment"
         )
+    if environ.get("KEYLESS_STATIC_FOLDER"):
+        settings = _static(settings, {"folder": environ["KEYLESS_STATIC_FOLDER"]}, "environment")
     if environ.get("KEYLESS_INDEXES"):
         settings = replace(settings, indexes=parse_index_list(environ["KEYLESS_INDEXES"]))
     tp_env = {
@@ -568,6 +588,8 @@ def _layered(
         settings = _from_mapping(settings, overrides, "command line")
         if overrides.get("indexes"):
             settings = replace(settings, indexes=parse_index_list(overrides["indexes"]))
+        if overrides.get("static-folder"):
+            settings = _static(settings, {"folder": overrides["static-folder"]}, "command line")
         if overrides.get("blobs"):
             storage = _storage(settings.storage, {"blobs": overrides["blobs"]}, "command line")
             settings = replace(settings, storage=storage)
@@ -610,6 +632,10 @@ def settings_document(settings: Settings) -> dict[str, Any]:
             for key, attr in STORAGE_KEYS.items()
             if getattr(settings.storage, attr) is not None
         },
+        # Absolute: the admin commands may run from another folder (`keyless static rebuild`).
+        "static": {"folder": str(settings.static_folder.resolve())}
+        if settings.static_folder
+        else {},
         "indexes": {
             index.name: {
                 "profile": index.profile,

@@ -119,3 +119,15 @@ def test_upload_and_publish_targets() -> None:
         "**missed**",
     )
     assert rows["publish 50 wheels: keyless publish ÷ twine upload (time)"] == ("0.30", "met")
+
+
+def test_the_static_tree_is_judged_against_nginx_on_the_same_bytes() -> None:
+    results = Results()
+    for case, tree in (("small project html", 9_300), ("small project json", 8_900)):
+        results.add("9 static tree via nginx", case, "keyless", "req/s", 4_000)
+        results.add("9 static tree via nginx", case, "static tree", "req/s", tree)
+        results.add("9 static tree via nginx", case, "nginx", "req/s", 10_000)
+    rows = verdicts(results)
+    name = "small project {}: static tree via nginx ÷ nginx on the same bytes (issue 12)"
+    assert rows[name.format("html")] == ("0.93×", "met")
+    assert rows[name.format("json")] == ("0.89×", "**missed**")

@@ -25,6 +25,7 @@ from keyless.cli import fsck as fsck_cmd
 from keyless.cli import init as init_cmd
 from keyless.cli import publish as publish_cmd
 from keyless.cli import release as release_cmd
+from keyless.cli import static as static_cmd
 from keyless.cli.argv import in_place as argv_in_place
 
 if TYPE_CHECKING:
@@ -57,6 +58,7 @@ def _settings(args: argparse.Namespace, *, serving: bool = False) -> Settings:
         "indexes": getattr(args, "indexes", None),
         "public-url": getattr(args, "public_url", None),
         "blobs": getattr(args, "blobs", None),
+        "static-folder": getattr(args, "static_folder", None),
     }
     return load_settings(
         args.config,
@@ -316,6 +318,10 @@ def _define_serve(serve: argparse.ArgumentParser) -> None:
     serve.add_argument(
         "--blobs", help="keep files in s3://BUCKET/PREFIX (default: DATA/blobs; KEYLESS_BLOBS)"
     )
+    serve.add_argument(
+        "--static-folder",
+        help="keep a static copy of the read path there for nginx (KEYLESS_STATIC_FOLDER)",
+    )
     serve.set_defaults(handler=cmd_serve)
 
 
@@ -446,6 +452,7 @@ COMMANDS: tuple[tuple[str, str, Callable[[argparse.ArgumentParser], None]], ...]
     ("gc", "remove orphaned blobs and temp files", _define_gc),
     ("db", db_cmd.HELP, lambda sub: db_cmd.define(sub, _server_options, _settings)),
     ("fsck", fsck_cmd.HELP, lambda sub: fsck_cmd.define(sub, _server_options, _settings)),
+    ("static", static_cmd.HELP, lambda sub: static_cmd.define(sub, _server_options, _settings)),
 )
 
 

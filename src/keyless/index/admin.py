@@ -16,12 +16,14 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from keyless.config import Settings
+from keyless.config import ConfigError, Settings
 from keyless.store import db, migrations
 from keyless.store.backends import open_blob_store
 from keyless.store.blobs import BlobStore
+from keyless.store.static_tree import open_static_target
 
-from . import accounts, fsck, indexes, maintenance, projects, publishers
+from . import accounts, fsck, indexes, maintenance, projects, publishers, static
+from .pages import SimplePages, url_prefix_of
 
 # The revision a database made before keyless had migrations is brought to (`keyless db`).
 BASELINE = migrations.BASELINE
@@ -117,6 +119,19 @@ class Admin:
     def fsck(self, *, repair: bool) -> fsck.FsckReport:
         """The database against the blob store (`keyless fsck`); see index/fsck.py."""
         return fsck.check(self.engine, self._blobs(), repair=repair)
+
+    def rebuild_static(self) -> static.RebuildReport:
+        """Write the static read path whole where `[static]` says, and remove from it what
+        should not be there (`keyless static rebuild`); ConfigError when no place is set."""
+        target = open_static_target(self.settings, self._blobs())
+        if target is None:
+            raise ConfigError(
+                "no static folder is set: give --static-folder, KEYLESS_STATIC_FOLDER or "
+                "[static] folder in the config file."
+            )
+        pages = SimplePages(self.engine, url_prefix_of(self.settings.public_url))
+        tree = static.StaticTree(self.engine, pages, target)
+        return tree.rebuild(indexes.load_indexes(self.engine).values())
 
     # ------------------------------------------------------------ trusted publishers
 

@@ -6,9 +6,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
-from urllib.parse import urlparse
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -25,12 +24,13 @@ from keyless.store.errors import StorageFull
 from .indexes import ensure_indexes, load_indexes
 from .keystore import DatabaseKeyStore, fetch_json
 from .maintenance import collect_garbage
-from .pages import SimplePages
+from .pages import SimplePages, url_prefix_of
 from .projects import ProjectAdmin
 from .promote import Promotion
 from .rendering import Descriptions, RenderPool
 from .routes import client, files, jsonapi, manage, oidc, ops, promote, publishing, simple, upload
 from .routes.common import Services, public_base, services, storage_full
+from .static import static_writer
 from .trusted import TrustedPublishing
 from .uploads import Uploads
 from .web import routes as web_routes
@@ -250,6 +250,8 @@ def _lifespan(state: Services, render_pool: RenderPool) -> Any:
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         render_pool.start()  # before the first upload, which would otherwise wait for it
+        if state.static is not None:
+            state.static.start()
         interval = state.settings.gc_interval
         task = asyncio.create_task(collect_garbage_every(interval, state)) if interval else None
         try:
@@ -260,8 +262,20 @@ def _lifespan(state: Services, render_pool: RenderPool) -> Any:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             render_pool.close()  # no render worker outlives the server
+            if state.static is not None:
+                state.static.close()
 
     return lifespan
+
+
+def _both(first: Callable[[int, str], None], second: Callable[[int, str], None]) -> Any:
+    """One `on_change` that calls two: the page cache's, then the static tree's."""
+
+    def on_change(index_id: int, project: str) -> None:
+        first(index_id, project)
+        second(index_id, project)
+
+    return on_change
 
 
 def create_app(settings: Settings, blobs: BlobStore | None = None) -> IndexApp:
@@ -275,9 +289,11 @@ def create_app(settings: Settings, blobs: BlobStore | None = None) -> IndexApp:
     if blobs is None:
         blobs = open_blob_store(settings.storage, settings.blob_dir)
     collect_garbage(engine, blobs)
-    url_prefix = urlparse(settings.public_url).path.rstrip("/") if settings.public_url else ""
+    url_prefix = url_prefix_of(settings.public_url)
     pages = SimplePages(engine, url_prefix)
     indexes = load_indexes(engine)
+    static = static_writer(settings, engine, blobs, pages, indexes)
+    on_change = pages.invalidate if static is None else _both(pages.invalidate, static.changed)
     limits = settings.limits
     render_pool = RenderPool(limits.render_workers, limits.render_timeout, limits.render_memory)
     descriptions = Descriptions(render_pool, limits.max_description_size)
@@ -286,20 +302,19 @@ def create_app(settings: Settings, blobs: BlobStore | None = None) -> IndexApp:
         engine=engine,
         blobs=blobs,
         pages=pages,
-        uploads=Uploads(
-            engine=engine, blobs=blobs, on_change=pages.invalidate, descriptions=descriptions
-        ),
-        projects=ProjectAdmin(engine=engine, on_change=pages.invalidate),
-        promotion=Promotion(engine=engine, blobs=blobs, on_change=pages.invalidate),
+        uploads=Uploads(engine=engine, blobs=blobs, on_change=on_change, descriptions=descriptions),
+        projects=ProjectAdmin(engine=engine, on_change=on_change),
+        promotion=Promotion(engine=engine, blobs=blobs, on_change=on_change),
         trusted=TrustedPublishing(
             engine=engine,
             keys=JWKSCache(fetch_json, DatabaseKeyStore(engine)),
             settings=settings.trusted_publishing,
-            on_change=pages.invalidate,
+            on_change=on_change,
         ),
         indexes=indexes,
         pytp_keys=oidc.pytp_keys(list(indexes), url_prefix),
         descriptions=descriptions,
+        static=static,
     )
 
     routes = [

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from html import escape
 from typing import Any
+from urllib.parse import urlparse
 
 from packaging.utils import NormalizedName
 from sqlalchemy import Engine, select
@@ -59,6 +60,12 @@ def upload_time(moment: datetime) -> str:
     """PEP 700's format: yyyy-mm-ddThh:mm:ss.ffffffZ (uv needs it for exclude-newer)."""
     moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def url_prefix_of(public_url: str | None) -> str:
+    """The path pages' links start with: that of `public-url`, behind a proxy serving keyless
+    under a path ("" otherwise)."""
+    return urlparse(public_url).path.rstrip("/") if public_url else ""
 
 
 def file_url(url_prefix: str, sha256: str, filename: str) -> str:

@@ -29,6 +29,7 @@ from ..projects import ProjectAdmin
 from ..promote import Promotion
 from ..reason import set_reason, standard_phrase
 from ..rendering import Descriptions
+from ..static import StaticWriter
 from ..trusted import TrustedPublishing
 from ..uploads import Uploads
 
@@ -48,6 +49,8 @@ class Services:
     indexes: dict[str, IndexInfo]
     pytp_keys: dict[str, str]  # PEP 807 discovery key -> index name
     descriptions: Descriptions  # renders READMEs in worker processes (uploads and pages)
+    # Keeps the static copy of the read path current (`[static] folder`); None: no copy.
+    static: StaticWriter | None = None
     metrics: Metrics = field(default_factory=Metrics)  # this process's counters, /_/metrics
     heap: HeapTrimmer = field(default_factory=HeapTrimmer)  # memory back to the OS after uploads
     # /_/health's checks still running, by name (routes/ops.py)

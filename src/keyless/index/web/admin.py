@@ -60,6 +60,8 @@ async def create_index(request: Request) -> Response:
     # lives in the database and is loaded again at the next start).
     svc.indexes[created.name] = created
     svc.pytp_keys.update(oidc.pytp_keys([created.name], svc.pages.url_prefix))
+    if svc.static is not None:
+        svc.static.index_added(created)  # its (empty) /simple/ page, in the static tree too
     return redirect(request, "/admin/indexes", done="index-added")
 
 

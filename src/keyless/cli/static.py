@@ -1,0 +1,62 @@
+"""`keyless static rebuild`: write the static copy of the read path whole (index/static.py)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from keyless.config import Settings
+
+HELP = "the static copy of the read path that nginx serves ([static] folder)"
+
+
+def define(
+    parser: argparse.ArgumentParser,
+    server_options: Callable[[argparse.ArgumentParser], None],
+    settings_of: Callable[[argparse.Namespace], Settings],
+) -> None:
+    parser.description = (
+        "The server keeps the static tree current by itself; `rebuild` writes it whole from "
+        "the database (after restoring a backup, or to start serving it from nginx) and "
+        "removes what should not be there. Safe while the server runs."
+    )
+    actions = parser.add_subparsers(dest="action", required=True)
+    rebuild = actions.add_parser("rebuild", help="write the whole tree, remove stale files")
+    server_options(rebuild)
+    rebuild.add_argument(
+        "--static-folder",
+        help="the tree's folder (default: [static] folder, KEYLESS_STATIC_FOLDER)",
+    )
+    rebuild.set_defaults(handler=lambda args: run(settings_of(args)))
+
+
+def run(settings: Settings) -> int:
+    from pathlib import Path
+
+    from keyless.config import ConfigError
+    from keyless.index.admin import Admin
+
+    if settings.database_url is None and not Path(settings.database).is_file():
+        # Opening it would create an empty database, and an empty tree.
+        raise ConfigError(
+            f"no keyless database at {settings.database}: point --data at the server's data "
+            "folder (or set database-url)."
+        )
+    report = Admin.open(settings).rebuild_static()
+    print(
+        f"static tree {settings.static_folder}: {report.pages} page file(s), "
+        f"{report.files} distribution(s), {report.metadata} .metadata file(s); "
+        f"{report.written} written, {report.removed} removed",
+        file=sys.stdout,
+    )
+    if report.unlinked:
+        print(
+            f"{len(report.unlinked)} distribution(s) are not in the tree: their blobs are in "
+            "a bucket (serve /files/ from keyless, deploy/nginx/static.conf says how) or "
+            "missing (see keyless fsck)",
+            file=sys.stdout,
+        )
+    return 0
