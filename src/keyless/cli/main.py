@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import keyless
 from keyless.cli import check as check_cmd
 from keyless.cli import db as db_cmd
-from keyless.cli import devcert, emulator, publishing
+from keyless.cli import devcert, emulator, publishing, transfer
 from keyless.cli import doctor as doctor_cmd
 from keyless.cli import fsck as fsck_cmd
 from keyless.cli import init as init_cmd
@@ -446,6 +446,16 @@ COMMANDS: tuple[tuple[str, str, Callable[[argparse.ArgumentParser], None]], ...]
     ("gc", "remove orphaned blobs and temp files", _define_gc),
     ("db", db_cmd.HELP, lambda sub: db_cmd.define(sub, _server_options, _settings)),
     ("fsck", fsck_cmd.HELP, lambda sub: fsck_cmd.define(sub, _server_options, _settings)),
+    (
+        "export",
+        transfer.EXPORT_HELP,
+        lambda sub: transfer.define_export(sub, _server_options, _settings),
+    ),
+    (
+        "import",
+        transfer.IMPORT_HELP,
+        lambda sub: transfer.define_import(sub, _server_options, _settings),
+    ),
 )
 
 

@@ -12,12 +12,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
 
 from keyless.config import Settings
-from keyless.store import db, migrations
+from keyless.store import archive, db, migrations
 from keyless.store.backends import open_blob_store
 from keyless.store.blobs import BlobStore
 
@@ -26,6 +27,9 @@ from . import accounts, fsck, indexes, maintenance, projects, publishers
 # The revision a database made before keyless had migrations is brought to (`keyless db`).
 BASELINE = migrations.BASELINE
 SchemaState = migrations.SchemaState
+# `keyless export|import`'s refusal (a damaged archive, a target with data) and its result.
+ArchiveError = archive.ArchiveError
+ArchiveSummary = archive.Summary
 
 
 def upgrade_schema(settings: Settings) -> tuple[SchemaState, SchemaState]:
@@ -117,6 +121,18 @@ class Admin:
     def fsck(self, *, repair: bool) -> fsck.FsckReport:
         """The database against the blob store (`keyless fsck`); see index/fsck.py."""
         return fsck.check(self.engine, self._blobs(), repair=repair)
+
+    # ------------------------------------------------------------ export and import
+
+    def export_archive(self, path: Path) -> ArchiveSummary:
+        """The whole server into one archive at `path` (`keyless export`; store/archive.py)."""
+        schema = migrations.current(self.engine).current
+        return archive.export_archive(self.engine, self._blobs(), path, tuple(schema))
+
+    def import_archive(self, path: Path) -> ArchiveSummary:
+        """An archive of `export_archive` into this server, which must hold no data."""
+        schema = migrations.current(self.engine).current
+        return archive.import_archive(self.engine, self._blobs(), path, tuple(schema))
 
     # ------------------------------------------------------------ trusted publishers
 

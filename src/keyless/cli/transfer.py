@@ -1,0 +1,96 @@
+"""`keyless export ARCHIVE` and `keyless import ARCHIVE`: a whole server to one archive and back."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from keyless.config import Settings
+    from keyless.index.admin import ArchiveSummary
+
+EXPORT_HELP = "write the whole server (rows and files) to one archive: backup, or moving"
+IMPORT_HELP = "load an export archive into an empty server"
+
+SettingsOf = Callable[[argparse.Namespace], "Settings"]
+
+
+def define_export(
+    parser: argparse.ArgumentParser,
+    server_options: Callable[[argparse.ArgumentParser], None],
+    settings_of: SettingsOf,
+) -> None:
+    parser.description = (
+        "Write every account, token hash, index, project, release, file, publisher, journal "
+        "entry and web session, and the bytes of every file, to one tar archive that `keyless "
+        "import` loads into an empty server on any backend. Safe while the server runs: the "
+        "rows are read in one transaction."
+    )
+    server_options(parser)
+    parser.add_argument("archive", type=Path, help="the archive to write (e.g. keyless.tar)")
+    parser.set_defaults(handler=lambda args: run_export(args, settings_of(args)))
+
+
+def define_import(
+    parser: argparse.ArgumentParser,
+    server_options: Callable[[argparse.ArgumentParser], None],
+    settings_of: SettingsOf,
+) -> None:
+    parser.description = (
+        "Load an archive written by `keyless export` into a server that holds no data yet "
+        "(its configured indexes are replaced by the archive's). All or nothing: a damaged "
+        "archive is refused and the server left as it was. Stop the server while importing."
+    )
+    server_options(parser)
+    parser.add_argument("archive", type=Path, help="an archive of `keyless export`")
+    parser.set_defaults(handler=lambda args: run_import(args, settings_of(args)))
+
+
+def run_export(args: argparse.Namespace, settings: Settings) -> int:
+    from keyless.config import ConfigError
+    from keyless.index.admin import Admin, ArchiveError
+
+    if settings.database_url is None and not Path(settings.database).is_file():
+        raise ConfigError(
+            f"no keyless database at {settings.database}: point --data at the server's data "
+            "folder (or set database-url)."
+        )
+    try:
+        summary = Admin.open(settings).export_archive(args.archive)
+    except ArchiveError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"exported to {args.archive}: {_describe(summary)}")
+    return 0
+
+
+def run_import(args: argparse.Namespace, settings: Settings) -> int:
+    from keyless.index.admin import Admin, ArchiveError
+
+    try:
+        summary = Admin.open(settings).import_archive(args.archive)
+    except ArchiveError as exc:
+        print(f"error: {exc} Nothing was imported.", file=sys.stderr)
+        return 1
+    print(f"imported {args.archive}: {_describe(summary)}")
+    return 0
+
+
+def _describe(summary: ArchiveSummary) -> str:
+    rows = summary.rows
+    counts = ", ".join(
+        f"{rows.get(table, 0)} {label}"
+        for table, label in (
+            ("users", "user(s)"),
+            ("api_tokens", "token(s)"),
+            ("indexes", "index(es)"),
+            ("projects", "project(s)"),
+            ("releases", "release(s)"),
+            ("files", "file(s)"),
+            ("journal", "journal entries"),
+        )
+    )
+    return f"{counts}; {summary.blobs} blob(s), {summary.blob_bytes} bytes"
