@@ -10,10 +10,13 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from keyless.config import Settings
-    from keyless.index.admin import ArchiveSummary
+    from keyless.index.admin import ArchiveSummary, ImportReport
 
 EXPORT_HELP = "write the whole server (rows and files) to one archive: backup, or moving"
 IMPORT_HELP = "load an export archive into an empty server"
+
+# Exit statuses of `keyless import`, in its --help.
+DONE, PARTLY, USAGE = 0, 1, 2
 
 SettingsOf = Callable[[argparse.Namespace], "Settings"]
 
@@ -42,10 +45,25 @@ def define_import(
     parser.description = (
         "Load an archive written by `keyless export` into a server that holds no data yet "
         "(its configured indexes are replaced by the archive's). All or nothing: a damaged "
-        "archive is refused and the server left as it was. Stop the server while importing."
+        "archive is refused and the server left as it was. Or bring in another index's "
+        "packages: --from-pypiserver DIR adds every distribution of a pypiserver packages "
+        "folder to --index, checked as uploads are; files that fail a check are listed and "
+        "skipped. Stop the server while importing (or restart it after)."
+    )
+    parser.epilog = (
+        f"exit status: {DONE} imported, {PARTLY} some files skipped (listed; the rest was "
+        f"imported) or the archive refused, {USAGE} usage error"
     )
     server_options(parser)
-    parser.add_argument("archive", type=Path, help="an archive of `keyless export`")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("archive", nargs="?", type=Path, help="an archive of `keyless export`")
+    source.add_argument(
+        "--from-pypiserver", type=Path, metavar="DIR", help="a pypiserver packages folder"
+    )
+    parser.add_argument("--index", help="the index to import into (with --from-pypiserver)")
+    parser.add_argument(
+        "--owner", help="the user who owns the projects the import creates (default: none)"
+    )
     parser.set_defaults(handler=lambda args: run_import(args, settings_of(args)))
 
 
@@ -68,15 +86,34 @@ def run_export(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_import(args: argparse.Namespace, settings: Settings) -> int:
-    from keyless.index.admin import Admin, ArchiveError
+    from keyless.index.admin import Admin, ArchiveError, ImportRefused
 
     try:
-        summary = Admin.open(settings).import_archive(args.archive)
+        admin = Admin.open(settings)
+        if args.from_pypiserver is not None:
+            report = admin.import_pypiserver(args.from_pypiserver, args.index, args.owner)
+            return _print_report(report, str(args.from_pypiserver))
+        summary = admin.import_archive(args.archive)
     except ArchiveError as exc:
         print(f"error: {exc} Nothing was imported.", file=sys.stderr)
-        return 1
+        return PARTLY
+    except ImportRefused as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return USAGE
     print(f"imported {args.archive}: {_describe(summary)}")
-    return 0
+    return DONE
+
+
+def _print_report(report: ImportReport, source: str) -> int:
+    for skipped in report.skipped:
+        print(f"skipped {skipped.path}: {skipped.reason}", file=sys.stderr)
+    print(
+        f"imported from {source}: {len(report.added)} file(s) added, "
+        f"{len(report.present)} already there, {len(report.skipped)} skipped"
+    )
+    for note in report.notes:
+        print(f"note: {note}")
+    return PARTLY if report.skipped else DONE
 
 
 def _describe(summary: ArchiveSummary) -> str:

@@ -22,7 +22,7 @@ from keyless.store import archive, db, migrations
 from keyless.store.backends import open_blob_store
 from keyless.store.blobs import BlobStore
 
-from . import accounts, fsck, indexes, maintenance, projects, publishers
+from . import accounts, fsck, imports, indexes, maintenance, projects, publishers
 
 # The revision a database made before keyless had migrations is brought to (`keyless db`).
 BASELINE = migrations.BASELINE
@@ -30,6 +30,8 @@ SchemaState = migrations.SchemaState
 # `keyless export|import`'s refusal (a damaged archive, a target with data) and its result.
 ArchiveError = archive.ArchiveError
 ArchiveSummary = archive.Summary
+ImportRefused = imports.ImportRefused
+ImportReport = imports.ImportReport
 
 
 def upgrade_schema(settings: Settings) -> tuple[SchemaState, SchemaState]:
@@ -133,6 +135,13 @@ class Admin:
         """An archive of `export_archive` into this server, which must hold no data."""
         schema = migrations.current(self.engine).current
         return archive.import_archive(self.engine, self._blobs(), path, tuple(schema))
+
+    def import_pypiserver(
+        self, folder: Path, index: str | None, owner: str | None = None
+    ) -> ImportReport:
+        """A pypiserver packages folder into `index` (index/imports.py)."""
+        target = imports.index_named(self.engine, index)
+        return imports.import_pypiserver(self.engine, self._blobs(), target, folder, owner)
 
     # ------------------------------------------------------------ trusted publishers
 

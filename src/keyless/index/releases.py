@@ -56,6 +56,13 @@ def file_too_large(project: str, limit: int) -> str:
     )
 
 
+def project_too_large(project: str, limit: int) -> str:
+    return (
+        f"Project size too large. Limit for project {project!r} total size is "
+        f"{size_text(limit, GIB, 'GB')}. See {HELP}#project-size-limit for more information."
+    )
+
+
 def already_exists(filename: str, blake2: str, why: str = "") -> str:
     # The text must start with "File already exists": twine's --skip-existing looks for it.
     return (

@@ -39,7 +39,6 @@ from .indexes import IndexInfo
 from .multipart import StagedFile, UploadForm
 from .projects import find_project, role_of
 from .releases import (
-    GIB,
     HELP,
     Event,
     NewFile,
@@ -51,7 +50,7 @@ from .releases import (
     existing_file,
     file_too_large,
     new_project_name_problem,
-    size_text,
+    project_too_large,
     taken,
 )
 from .rendering import Descriptions, RenderRefused
@@ -243,11 +242,7 @@ def _decide(
 
 def _check_project_size(index: IndexInfo, project: ProjectRow | None, size: int) -> None:
     if project and project.total_size + size > index.max_project_size:
-        raise UploadRejected(
-            f"Project size too large. Limit for project {project.name!r} total size is "
-            f"{size_text(index.max_project_size, GIB, 'GB')}. "
-            f"See {HELP}#project-size-limit for more information."
-        )
+        raise UploadRejected(project_too_large(project.name, index.max_project_size))
 
 
 def _refuse_taken(found: Taken, filename: str, blake2: str) -> None:

@@ -1,0 +1,267 @@
+"""Moving in from another index: a pypiserver folder, or a `devpi-export` dump.
+
+Each file is added as an upload adds one: its name, archive and metadata are checked by
+`dists/` with the index's policy, the name and bytes rules and the write are those of
+`releases.py` (`taken`, `new_project_name_problem`, `add_files`), and the blob is placed before
+the rows commit. A file that fails a check is skipped with the reason (the rest goes on); a file
+already on the index with the same bytes is left as it is, so an import can be run again.
+
+What an import does not do that an upload does: render the long description (the files were
+published already; their pages show the description as it renders), and check an uploader's
+permission (the administrator runs it on the server's machine). The files' uploader in the
+journal is `ACTOR` (or the owner given), with `imported_from` in the event's details.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from packaging.utils import canonicalize_name
+from sqlalchemy import Engine, select, update
+
+from keyless.dists import archives, filenames, metadata
+from keyless.dists.errors import DistError
+from keyless.store import db
+from keyless.store.blobs import BlobStore
+
+from .accounts import Identity
+from .indexes import IndexInfo, load_indexes
+from .projects import find_project, record_event
+from .releases import (
+    Event,
+    NewFile,
+    NewRelease,
+    Target,
+    add_files,
+    already_exists,
+    file_too_large,
+    new_project_name_problem,
+    project_too_large,
+    taken,
+)
+from .uploads import release_info
+
+# Who the journal names for an imported file when no owner is given.
+ACTOR = "import"
+CHUNK = 1024 * 1024
+
+
+class Skip(Exception):
+    """This file is not imported; the message says why."""
+
+
+class ImportRefused(Exception):
+    """The import cannot start (no such folder or index); the message says what to fix."""
+
+
+@dataclass
+class Skipped:
+    path: str
+    reason: str
+
+
+@dataclass
+class ImportReport:
+    """What an import did, file by file."""
+
+    added: list[str] = field(default_factory=list)
+    present: list[str] = field(default_factory=list)  # the same bytes were there already
+    skipped: list[Skipped] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what the person should know or do
+
+
+@dataclass
+class FileImporter:
+    """Adds one file at a time to an index, as an upload would (see the module's docstring)."""
+
+    engine: Engine
+    blobs: BlobStore
+
+    def add(
+        self,
+        index: IndexInfo,
+        path: Path,
+        actor: Identity,
+        source: str,
+        *,
+        moment: datetime | None = None,
+        yanked: str | None = None,  # the reason, when the release is yanked
+    ) -> bool:
+        """Add the file at `path`; False when the identical file was there. Raises Skip."""
+        filename = path.name
+        policy = index.policy
+        try:
+            dist = filenames.parse_dist_filename(filename, policy)
+            filenames.check_filename_safe(filename, dist.packagetype)
+        except DistError as exc:
+            raise Skip(exc.message) from None
+        size = path.stat().st_size
+        if size > index.max_file_size:
+            raise Skip(file_too_large(dist.name, index.max_file_size))
+        writer = self.blobs.new_writer()
+        placed = False
+        try:
+            with path.open("rb") as source_file:
+                while chunk := source_file.read(CHUNK):
+                    writer.write(chunk)
+            digests = writer.finish()
+            try:
+                with writer.open() as archive:
+                    metadata_bytes = archives.read_core_metadata(archive, dist)
+                file_meta = metadata.parse_core_metadata(metadata_bytes, policy)
+                filenames.check_filename_matches_project(dist, file_meta.name, file_meta.version)
+            except DistError as exc:
+                raise Skip(exc.message) from None
+            # The slow part (link or copy, fsync) outside the write lock, as an upload does.
+            placed = self.blobs.place(writer, digests.sha256, digests.size)
+            with db.writing(self.engine) as conn:
+                project = find_project(conn, index.id, canonicalize_name(file_meta.name))
+                project_id = None if project is None else int(project.id)
+                sdist_of = str(file_meta.version) if dist.packagetype == "sdist" else None
+                found = taken(conn, index.id, project_id, filename, digests.blake2_256, sdist_of)
+                if found.existing:
+                    return False
+                if found.existing is False or found.filename_used_before:
+                    raise Skip(already_exists(filename, digests.blake2_256))
+                if found.release_has_sdist:
+                    raise Skip("Only one sdist may be uploaded per release.")
+                if project is None:
+                    problem = new_project_name_problem(conn, index, file_meta.name)
+                    if problem:
+                        raise Skip(problem)
+                elif project.total_size + size > index.max_project_size:
+                    raise Skip(project_too_large(project.name, index.max_project_size))
+                # Under the write lock, where garbage collection cannot run: certainly there.
+                placed = self.blobs.place(writer, digests.sha256, digests.size) or placed
+                wheel = dist.packagetype == "bdist_wheel"
+                requires_python = str(file_meta.requires_python or "") or None
+                new_file = NewFile(
+                    filename=filename,
+                    packagetype=dist.packagetype,
+                    python_version=(
+                        ".".join(sorted({tag.interpreter for tag in dist.tags}))
+                        if wheel
+                        else "source"
+                    ),
+                    sha256=digests.sha256,
+                    md5=digests.md5,
+                    blake2_256=digests.blake2_256,
+                    size=digests.size,
+                    requires_python=requires_python,
+                    metadata_sha256=hashlib.sha256(metadata_bytes).hexdigest() if wheel else None,
+                    metadata=metadata_bytes if wheel else None,
+                )
+                release = NewRelease(
+                    version=str(file_meta.version),
+                    requires_python=requires_python,
+                    summary=file_meta.summary,
+                    info=release_info(file_meta),
+                )
+                event = Event(
+                    "file_upload",
+                    {
+                        "filename": filename,
+                        "sha256": digests.sha256,
+                        "version": str(file_meta.version),
+                        "imported_from": source,
+                    },
+                )
+                target = Target(index.id, file_meta.name, project_id)
+                added = add_files(conn, target, release, [new_file], actor, [event], moment=moment)
+                if yanked is not None:
+                    conn.execute(
+                        update(db.releases)
+                        .where(db.releases.c.id == added.release_id, ~db.releases.c.yanked)
+                        .values(yanked=True, yanked_reason=yanked)
+                    )
+                    record_event(
+                        conn,
+                        index.id,
+                        target.normalized,
+                        "yank_release",
+                        actor.username,
+                        {"version": release.version, "reason": yanked, "imported_from": source},
+                    )
+            return True
+        except BaseException:
+            if placed:
+                self._drop_unreferenced(digests.sha256)
+            raise
+        finally:
+            writer.discard()
+
+    def _drop_unreferenced(self, sha256: str) -> None:
+        """Remove a blob this import placed for a file it then did not add (as uploads do)."""
+        with contextlib.suppress(Exception), db.writing(self.engine) as conn:
+            used = select(db.files.c.id).where(db.files.c.sha256 == sha256).limit(1)
+            if conn.execute(used).first() is None:
+                self.blobs.remove(sha256)
+
+
+def index_named(engine: Engine, name: str | None) -> IndexInfo:
+    """The index an import goes to; `None` is allowed when the server has only one."""
+    known = load_indexes(engine)
+    if name is None and len(known) == 1:
+        return next(iter(known.values()))
+    if name is None or name not in known:
+        said = "name the index to import into" if name is None else f"no index {name!r}"
+        raise ImportRefused(
+            f"{said}: --index one of {', '.join(known)} (or create it: keyless index create)."
+        )
+    return known[name]
+
+
+def importer_identity(engine: Engine, index: IndexInfo, owner: str | None) -> Identity:
+    """Who imports: `owner` (who then owns the projects the import creates) or `ACTOR`."""
+    if owner is None:
+        return Identity(None, ACTOR, 0, index.id, None)
+    from .accounts import user_id
+
+    with db.reading(engine) as conn:
+        return Identity(user_id(conn, owner), owner, 0, index.id, None)
+
+
+# ------------------------------------------------------------------------------ pypiserver
+
+
+def pypiserver_files(folder: Path) -> Iterator[Path]:
+    """Every file of a pypiserver packages folder, flat or in subfolders (as pypiserver reads
+    it: any depth, names starting with a dot ignored), in a stable order."""
+    for root, dirs, names in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(names):
+            if not name.startswith("."):
+                yield Path(root) / name
+
+
+def import_pypiserver(
+    engine: Engine, blobs: BlobStore, index: IndexInfo, folder: Path, owner: str | None
+) -> ImportReport:
+    """Add every distribution of a pypiserver folder to `index` (see the module docstring)."""
+    if not folder.is_dir():
+        raise ImportRefused(f"{folder} is not a folder: give pypiserver's packages folder.")
+    report = ImportReport()
+    files = FileImporter(engine, blobs)
+    actor = importer_identity(engine, index, owner)
+    for path in pypiserver_files(folder):
+        shown = str(path.relative_to(folder))
+        # pypiserver has no upload time but the file's: keep it as the upload time.
+        moment = datetime.fromtimestamp(path.stat().st_mtime, UTC)
+        try:
+            added = files.add(index, path, actor, "pypiserver", moment=moment)
+        except Skip as exc:
+            report.skipped.append(Skipped(shown, str(exc)))
+            continue
+        (report.added if added else report.present).append(shown)
+    if owner is None and report.added:
+        report.notes.append(
+            "the new projects have no owner: give them one with "
+            f"`keyless role add PROJECT USER --index {index.name} --role owner`."
+        )
+    return report
