@@ -34,7 +34,9 @@ __all__ = ["s3_server", "s3_storage"]  # the fixtures
 PASSWORD = "correct horse battery"
 
 
-def keyless(folder: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+def keyless(
+    folder: Path, *args: str, env: dict[str, str] | None = None, stdin: str | None = None
+) -> tuple[int, str]:
     """Run `keyless ARGS` on the server whose config and data are in `folder`."""
     folder.mkdir(parents=True, exist_ok=True)
     config = folder / "keyless.toml"
@@ -56,6 +58,7 @@ def keyless(folder: Path, *args: str, env: dict[str, str] | None = None) -> tupl
         timeout=300,
         check=False,
         env={**os.environ, **(env or {})},
+        input=stdin,
     )
     assert "Traceback" not in done.stderr, done.stderr
     return done.returncode, done.stdout + done.stderr

@@ -133,6 +133,12 @@ def cmd_user_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_user_passwd(args: argparse.Namespace) -> int:
+    _admin(args).set_password(args.username, _read_password(args))
+    print(f"password of {args.username!r} set")
+    return 0
+
+
 def parse_duration(text: str) -> timedelta:
     """`30d`, `12h`, `15m`, `3600s` -> timedelta."""
     from keyless.config import ConfigError
@@ -327,6 +333,13 @@ def _define_user(parser: argparse.ArgumentParser) -> None:
     add.add_argument("--admin", action="store_true")
     add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     add.set_defaults(handler=cmd_user_add)
+    passwd = user.add_parser("passwd", help="set a user's password (e.g. one moved in from devpi)")
+    _server_options(passwd)
+    passwd.add_argument("username")
+    passwd.add_argument(
+        "--password-stdin", action="store_true", help="read the password from stdin"
+    )
+    passwd.set_defaults(handler=cmd_user_passwd)
 
 
 def _define_token(parser: argparse.ArgumentParser) -> None:

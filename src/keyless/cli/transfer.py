@@ -48,7 +48,9 @@ def define_import(
         "archive is refused and the server left as it was. Or bring in another index's "
         "packages: --from-pypiserver DIR adds every distribution of a pypiserver packages "
         "folder to --index, checked as uploads are; files that fail a check are listed and "
-        "skipped. Stop the server while importing (or restart it after)."
+        "skipped. --from-devpi-export DIR does the same for every index of a devpi-export "
+        "dump, and adds its users (without passwords). Stop the server while importing (or "
+        "restart it after)."
     )
     parser.epilog = (
         f"exit status: {DONE} imported, {PARTLY} some files skipped (listed; the rest was "
@@ -59,6 +61,13 @@ def define_import(
     source.add_argument("archive", nargs="?", type=Path, help="an archive of `keyless export`")
     source.add_argument(
         "--from-pypiserver", type=Path, metavar="DIR", help="a pypiserver packages folder"
+    )
+    source.add_argument(
+        "--from-devpi-export",
+        type=Path,
+        metavar="DIR",
+        help="the folder `devpi-export` wrote: users, indexes (devpi's user/index becomes "
+        "index user-index), projects and files",
     )
     parser.add_argument("--index", help="the index to import into (with --from-pypiserver)")
     parser.add_argument(
@@ -93,6 +102,9 @@ def run_import(args: argparse.Namespace, settings: Settings) -> int:
         if args.from_pypiserver is not None:
             report = admin.import_pypiserver(args.from_pypiserver, args.index, args.owner)
             return _print_report(report, str(args.from_pypiserver))
+        if args.from_devpi_export is not None:
+            report = admin.import_devpi_export(args.from_devpi_export)
+            return _print_report(report, str(args.from_devpi_export))
         summary = admin.import_archive(args.archive)
     except ArchiveError as exc:
         print(f"error: {exc} Nothing was imported.", file=sys.stderr)

@@ -77,6 +77,9 @@ class Admin:
     def add_user(self, username: str, password: str, *, is_admin: bool = False) -> int:
         return accounts.create_user(self.engine, username, password, is_admin=is_admin)
 
+    def set_password(self, username: str, password: str) -> None:
+        accounts.set_password(self.engine, username, password)
+
     def create_token(
         self,
         username: str,
@@ -142,6 +145,10 @@ class Admin:
         """A pypiserver packages folder into `index` (index/imports.py)."""
         target = imports.index_named(self.engine, index)
         return imports.import_pypiserver(self.engine, self._blobs(), target, folder, owner)
+
+    def import_devpi_export(self, folder: Path) -> ImportReport:
+        """The users, indexes and packages of a `devpi-export` dump (index/imports.py)."""
+        return imports.import_devpi_export(self.engine, self._blobs(), folder)
 
     # ------------------------------------------------------------ trusted publishers
 

@@ -16,23 +16,28 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
+from typing import Any
 
 from packaging.utils import canonicalize_name
 from sqlalchemy import Engine, select, update
 
+from keyless.config import ConfigError
 from keyless.dists import archives, filenames, metadata
 from keyless.dists.errors import DistError
 from keyless.store import db
 from keyless.store.blobs import BlobStore
 
-from .accounts import Identity
-from .indexes import IndexInfo, load_indexes
-from .projects import find_project, record_event
+from .accounts import AccountError, Identity, add_user_without_password
+from .indexes import IndexInfo, create_index, load_indexes
+from .projects import ProjectError, add_role, find_project, record_event
 from .releases import (
     Event,
     NewFile,
@@ -92,6 +97,7 @@ class FileImporter:
         *,
         moment: datetime | None = None,
         yanked: str | None = None,  # the reason, when the release is yanked
+        sha256: str | None = None,  # what the source recorded, checked
     ) -> bool:
         """Add the file at `path`; False when the identical file was there. Raises Skip."""
         filename = path.name
@@ -111,6 +117,11 @@ class FileImporter:
                 while chunk := source_file.read(CHUNK):
                     writer.write(chunk)
             digests = writer.finish()
+            if sha256 is not None and sha256 != digests.sha256:
+                raise Skip(
+                    f"its bytes have sha256 {digests.sha256}, not the {sha256} {source} "
+                    "recorded: the file was changed or damaged."
+                )
             try:
                 with writer.open() as archive:
                     metadata_bytes = archives.read_core_metadata(archive, dist)
@@ -265,3 +276,172 @@ def import_pypiserver(
             f"`keyless role add PROJECT USER --index {index.name} --role owner`."
         )
     return report
+
+
+# ------------------------------------------------------------------------------ devpi
+
+# The dump formats of `devpi-export` read here (dataindex.json's "dumpversion").
+DEVPI_DUMP_VERSIONS = ("1", "2")
+
+
+def keyless_index_name(devpi_stage: str) -> str:
+    """devpi's `user/index` as a keyless index name: `user-index`, lowercased, any character
+    keyless does not allow in a name turned into '-'."""
+    name = re.sub(r"[^a-z0-9-]+", "-", devpi_stage.lower()).strip("-")
+    return name[:63]
+
+
+def import_devpi_export(engine: Engine, blobs: BlobStore, folder: Path) -> ImportReport:
+    """Users, indexes, projects, releases and files of a `devpi-export` dump.
+
+    The dump's `dataindex.json` lists the users (with their password hashes, not carried
+    over), the indexes by `user/index` with their configuration, each index's projects by
+    version (devpi's metadata) and its files (`relpath` in the dump, the sha256 devpi
+    recorded, the upload log). Each devpi stage becomes a private keyless index named by
+    `keyless_index_name`; its projects are owned by the stage's user and maintained by the
+    others in its `acl_upload`. Mirror indexes (a cache of another index), documentation zips
+    and tox results have no keyless equivalent and are left out, said in the report.
+    """
+    dataindex = folder / "dataindex.json"
+    try:
+        dump = json.loads(dataindex.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ImportRefused(
+            f"{folder} has no dataindex.json: give the folder `devpi-export` wrote."
+        ) from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ImportRefused(f"{dataindex} is not JSON ({exc}).") from None
+    version = str(dump.get("dumpversion")) if isinstance(dump, dict) else None
+    if version not in DEVPI_DUMP_VERSIONS:
+        raise ImportRefused(
+            f"{dataindex}: devpi dump version {version!r} is not one this keyless reads "
+            f"({', '.join(DEVPI_DUMP_VERSIONS)})."
+        )
+    report = ImportReport()
+    users = _devpi_users(engine, dump.get("users", {}), report)
+    files = FileImporter(engine, blobs)
+    for stage, meta in sorted(dump.get("indexes", {}).items()):
+        config = meta.get("indexconfig", {})
+        if config.get("type") != "stage":
+            report.notes.append(
+                f"devpi {stage}: a {config.get('type')} index (a cache of another index), "
+                "not imported."
+            )
+            continue
+        index = _devpi_index(engine, stage, config, report)
+        owner_name = stage.split("/", 1)[0]
+        actor = Identity(users.get(owner_name), owner_name, 0, index.id, None)
+        versions = meta.get("projects", {})
+        projects: set[str] = set()
+        for desc in meta.get("files", []):
+            relpath = str(desc.get("relpath", ""))
+            if desc.get("type") != "releasefile":
+                report.skipped.append(Skipped(relpath, f"a devpi {desc.get('type')}, not kept"))
+                continue
+            mapping = desc.get("entrymapping", {})
+            project = str(desc.get("projectname", ""))
+            version_meta = versions.get(canonicalize_name(project), {}).get(
+                str(desc.get("version")), {}
+            )
+            yanked = version_meta.get("yanked")
+            path = (folder / relpath).resolve()
+            if not path.is_relative_to(folder.resolve()) or not path.is_file():
+                report.skipped.append(Skipped(relpath, "not in the dump"))
+                continue
+            try:
+                added = files.add(
+                    index,
+                    path,
+                    actor,
+                    "devpi",
+                    moment=_http_date(mapping.get("last_modified")),
+                    yanked=(yanked if isinstance(yanked, str) else "") if yanked else None,
+                    sha256=mapping.get("hashes", {}).get("sha256"),
+                )
+            except Skip as exc:
+                report.skipped.append(Skipped(relpath, str(exc)))
+                continue
+            (report.added if added else report.present).append(relpath)
+            if added:  # roles are given once, not again when the import runs again
+                projects.add(project)
+        _devpi_maintainers(engine, index, projects, owner_name, config, users, report)
+    return report
+
+
+def _devpi_users(engine: Engine, wanted: dict[str, Any], report: ImportReport) -> dict[str, int]:
+    """Keyless accounts for devpi's users (`root`, devpi's own administrator, excepted): new
+    ones without a password; a name keyless has already is taken to be the same person."""
+    ids: dict[str, int] = {}
+    made: list[str] = []
+    with db.writing(engine) as conn:
+        for username in sorted(wanted):
+            if username == "root":
+                continue
+            row = conn.execute(select(db.users.c.id).where(db.users.c.username == username)).first()
+            if row is not None:
+                ids[username] = int(row.id)
+                report.notes.append(f"user {username!r} exists already: the same account is used.")
+                continue
+            try:
+                ids[username] = add_user_without_password(conn, username)
+            except AccountError:
+                report.notes.append(f"devpi user {username!r}: not a keyless username, left out.")
+                continue
+            made.append(username)
+    if made:
+        report.notes.append(
+            f"users {', '.join(made)} created without a password (devpi's are not carried "
+            "over): give each one with `keyless user passwd NAME`; API tokens with "
+            "`keyless token create`."
+        )
+    return ids
+
+
+def _devpi_index(
+    engine: Engine, stage: str, config: dict[str, Any], report: ImportReport
+) -> IndexInfo:
+    name = keyless_index_name(stage)
+    known = load_indexes(engine)
+    if name not in known:
+        try:
+            create_index(engine, name, "private")
+        except ConfigError as exc:
+            raise ImportRefused(
+                f"devpi {stage}: no keyless index can be named for it ({exc})"
+            ) from None
+        known = load_indexes(engine)
+    bases = ", ".join(config.get("bases", []))
+    inherits = f"; it inherited from {bases}, which keyless indexes do not do" if bases else ""
+    report.notes.append(f"devpi {stage} -> keyless index {name!r} (profile private){inherits}.")
+    return known[name]
+
+
+def _devpi_maintainers(
+    engine: Engine,
+    index: IndexInfo,
+    projects: set[str],
+    owner: str,
+    config: dict[str, Any],
+    users: dict[str, int],
+    report: ImportReport,
+) -> None:
+    """Who could upload to the devpi index (its `acl_upload`) maintains its projects here."""
+    uploaders = [u for u in config.get("acl_upload", []) if u != owner and u in users]
+    for project in sorted(projects):
+        for username in uploaders:
+            with contextlib.suppress(ProjectError):  # already has a role
+                add_role(engine, index.id, project, username, "maintainer")
+    if uploaders and projects:
+        report.notes.append(
+            f"maintainers of the new projects of {index.name!r} (devpi's acl_upload): "
+            f"{', '.join(uploaders)}."
+        )
+
+
+def _http_date(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
