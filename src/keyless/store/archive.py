@@ -86,18 +86,24 @@ def export_archive(
     """
     summary = Summary()
     partial = path.with_name(path.name + ".partial")
-    with tempfile.TemporaryDirectory(prefix="keyless-export-") as scratch:
+    largest = func.max(db.files.c.size).label("size")
+    by_digest = (
+        select(db.files.c.sha256, largest).group_by(db.files.c.sha256).order_by(db.files.c.sha256)
+    )
+    with (
+        tempfile.TemporaryDirectory(prefix="keyless-export-") as scratch,
+        db.reading(engine) as conn,
+    ):
         members: dict[str, dict[str, Any]] = {}
-        with db.reading(engine) as conn:
-            for table in exported_tables():
-                member = Path(scratch) / f"{table.name}.jsonl"
-                count, digest = _dump_table(conn, table, member)
-                members[table.name] = {"rows": count, "sha256": digest}
-                summary.rows[table.name] = count
-            largest = func.max(db.files.c.size).label("size")
-            by_digest = select(db.files.c.sha256, largest).group_by(db.files.c.sha256)
-            sizes = {row.sha256: int(row.size) for row in conn.execute(by_digest)}
-        summary.blobs, summary.blob_bytes = len(sizes), sum(sizes.values())
+        for table in exported_tables():
+            member = Path(scratch) / f"{table.name}.jsonl"
+            count, digest = _dump_table(conn, table, member)
+            members[table.name] = {"rows": count, "sha256": digest}
+            summary.rows[table.name] = count
+        listed = by_digest.subquery()
+        totals = select(func.count(), func.coalesce(func.sum(listed.c.size), 0))
+        count, size = conn.execute(totals).one()
+        summary.blobs, summary.blob_bytes = int(count), int(size)
         manifest = {
             "format": FORMAT,
             "version": VERSION,
@@ -115,8 +121,9 @@ def export_archive(
                     member = Path(scratch) / f"{name}.jsonl"
                     with member.open("rb") as rows:
                         _add(tar, f"tables/{name}.jsonl", member.stat().st_size, rows)
-                for sha256, size in sorted(sizes.items()):
-                    _add_blob(tar, blobs, sha256, size)
+                # Streamed from the same snapshot as the rows, a digest at a time.
+                for row in conn.execute(by_digest):
+                    _add_blob(tar, blobs, row.sha256, int(row.size))
             os.replace(partial, path)
         finally:
             partial.unlink(missing_ok=True)
