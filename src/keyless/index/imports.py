@@ -33,7 +33,7 @@ from keyless.config import ConfigError
 from keyless.dists import archives, filenames, metadata
 from keyless.dists.errors import DistError
 from keyless.store import db
-from keyless.store.blobs import BlobStore
+from keyless.store.blobs import BlobStore, write_all
 
 from .accounts import AccountError, Identity, add_user_without_password
 from .indexes import IndexInfo, create_index, load_indexes
@@ -114,8 +114,7 @@ class FileImporter:
         placed = False
         try:
             with path.open("rb") as source_file:
-                while chunk := source_file.read(CHUNK):
-                    writer.write(chunk)
+                write_all(writer, iter(lambda: source_file.read(CHUNK), b""))
             digests = writer.finish()
             if sha256 is not None and sha256 != digests.sha256:
                 raise Skip(

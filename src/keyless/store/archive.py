@@ -42,7 +42,7 @@ from typing import Any, BinaryIO, Protocol
 from sqlalchemy import Connection, DateTime, Engine, LargeBinary, Table, delete, func, select, text
 
 from keyless.store import db
-from keyless.store.blobs import BlobStore
+from keyless.store.blobs import BlobStore, write_all
 
 FORMAT = "keyless-export"
 VERSION = 1
@@ -426,8 +426,7 @@ def _place_blob(
 ) -> None:
     writer = blobs.new_writer()
     try:
-        for chunk in _copy(tar, member, path):
-            writer.write(chunk)
+        write_all(writer, _copy(tar, member, path))
         digests = writer.finish()
         if digests.sha256 != sha256:
             raise ArchiveError(
