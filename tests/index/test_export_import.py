@@ -311,3 +311,24 @@ def test_damaged_archives_are_refused_and_change_nothing(
     assert (counts["files"], counts["users"], counts["publishers"]) == (5, 2, 1)
     digest = hashlib.sha256((blobs / blob_sha[:2] / blob_sha[2:4] / blob_sha).read_bytes())
     assert digest.hexdigest() == blob_sha
+
+
+def test_an_export_refuses_a_damaged_blob_and_leaves_no_archive(
+    source: LiveServer, tmp_path: Path
+) -> None:
+    token = source.token("alice", "prod")
+    filename, data = build_wheel("damaged-demo", "1.0")
+    with source.client() as client:
+        assert upload(client, "prod", token, filename, data).status_code == 200
+    sha256 = hashlib.sha256(data).hexdigest()
+    blob = source.data_dir / "blobs" / "sha256" / sha256[:2] / sha256[2:4] / sha256
+    damaged = bytearray(blob.read_bytes())
+    damaged[len(damaged) // 2] ^= 0x01
+    blob.write_bytes(bytes(damaged))
+
+    archive = tmp_path / "keyless.tar"
+    status, out = keyless(source.data_dir.parent, "export", str(archive))
+    assert status == 1
+    assert f"the blob {sha256} in the blob store does not hold the bytes" in out
+    assert "keyless fsck --repair" in out
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("keyless.tar")) == []
