@@ -247,6 +247,24 @@ def test_import_into_a_bucket(
     finally:
         stop_server(target)
 
+    # And back out of the bucket, into a folder: the blobs are read from S3 this time.
+    again = tmp_path / "again.tar"
+    status, out = keyless(target_folder, "export", str(again), env=bucket_env)
+    assert status == 0, out
+    assert "6 file(s)" in out  # check_moved uploaded one more
+    third = tmp_path / "third"
+    status, out = keyless(third, "import", str(again))
+    assert status == 0, out
+    assert audit(third, "prod") == audit(target_folder, "prod", bucket_env)
+    assert (third / "data" / "blobs" / "sha256").is_dir()
+    status, report = fsck_json(start_like(third))
+    assert (status, report["clean"], report["files"]) == (0, True, 6), report
+
+
+def start_like(folder: Path) -> LiveServer:
+    """The handle `fsck_json` takes, for a data folder no server runs on."""
+    return LiveServer("", folder / "data", folder / "server.log", None)  # type: ignore[arg-type]
+
 
 def rewritten(archive: Path, out: Path, change: dict[str, bytes]) -> Path:
     """A copy of `archive` with the members named in `change` holding other bytes."""

@@ -35,7 +35,7 @@ import tarfile
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
@@ -149,7 +149,9 @@ def _encode(table: Table, row: dict[str, Any]) -> dict[str, Any]:
         if value is None:
             continue
         if isinstance(column.type, DateTime):
-            row[column.name] = value.isoformat()
+            # keyless writes UTC; SQLite hands it back without a zone. Said in the archive,
+            # so a database that keeps zones (PostgreSQL) reads the same moment.
+            row[column.name] = (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
         elif isinstance(column.type, LargeBinary):
             row[column.name] = base64.b64encode(value).decode()
     return row
