@@ -306,7 +306,22 @@ def test_damaged_archives_are_refused_and_change_nothing(
         tmp_path / "table.tar",
         {"tables/api_tokens.jsonl": b'{"id": 1, "token_hash": "forged"}\n'},
     )
+    # Rows whose checksum was made to match (by hand): refused by the schema, in one line.
+    forged_rows = b'{"id": 1, "token_hash": "forged"}\n'
+    forged_tables = {
+        **manifest["tables"],
+        "api_tokens": {"rows": 1, "sha256": hashlib.sha256(forged_rows).hexdigest()},
+    }
+    forged = rewritten(
+        archive,
+        tmp_path / "forged.tar",
+        {
+            "manifest.json": json.dumps({**manifest, "tables": forged_tables}).encode(),
+            "tables/api_tokens.jsonl": forged_rows,
+        },
+    )
     cases = {
+        forged: "the rows of api_tokens cannot be loaded (NOT NULL constraint failed",
         tmp_path / "flipped.tar": f"the bytes of blobs/{blob_sha} have sha256",
         tmp_path / "truncated.tar": "truncated",
         future: "format version 99; this keyless reads version 1",

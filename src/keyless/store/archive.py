@@ -11,8 +11,9 @@ The archive is an uncompressed tar (the files in it are compressed archives alre
 - `blobs/<sha256>`: the bytes of every file the rows list, once per digest.
 
 Only SQLAlchemy Core and the `BlobStore` interface are used, so an archive written from SQLite
-and a folder loads into PostgreSQL and a bucket. Memory stays bounded whatever the size: rows
-go through temp files in batches, blobs are copied in chunks.
+and a folder loads into PostgreSQL and a bucket. Memory stays bounded whatever the files'
+sizes: rows go through temp files in batches, blobs are copied in chunks (an import holds only
+the set of digests, ~100 bytes a file, to check that every file's blob arrived).
 
 Loading is all-or-nothing. The target must hold no data (the indexes its configuration created
 are replaced); every table member is checked against the manifest and every blob against its
@@ -29,6 +30,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import io
 import json
 import os
 import tarfile
@@ -40,6 +42,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
 from sqlalchemy import Connection, DateTime, Engine, LargeBinary, Table, delete, func, select, text
+from sqlalchemy.exc import DataError, IntegrityError
 
 from keyless.store import db
 from keyless.store.blobs import BlobStore, write_all
@@ -116,7 +119,7 @@ def export_archive(
         try:
             with tarfile.open(partial, "w", format=tarfile.PAX_FORMAT) as tar:
                 data = json.dumps(manifest, indent=2).encode()
-                _add(tar, MANIFEST, len(data), _BytesReader(data))
+                _add(tar, MANIFEST, len(data), io.BytesIO(data))
                 for name in members:
                     member = Path(scratch) / f"{name}.jsonl"
                     with member.open("rb") as rows:
@@ -223,13 +226,6 @@ class _HashingReader:
         return data
 
 
-class _BytesReader(_HashingReader):
-    def __init__(self, data: bytes) -> None:
-        import io
-
-        super().__init__(io.BytesIO(data))
-
-
 # ------------------------------------------------------------------------------ import
 
 
@@ -329,15 +325,25 @@ def _load(
                 f"{path} is truncated: {wanted['count']} file blob(s) listed, "
                 f"{summary.blobs} found."
             )
-    with db.writing(engine) as conn:
-        occupied = occupied_tables(conn)  # again, where it holds at commit
-        if occupied:
-            raise ArchiveError(_not_empty(occupied))
-        conn.execute(delete(db.indexes))
-        for table in exported_tables():
-            summary.rows[table.name] = _insert_rows(conn, table, scratch / f"{table.name}.jsonl")
-        if conn.dialect.name == "postgresql":
-            _advance_sequences(conn)
+    table = db.indexes
+    try:
+        with db.writing(engine) as conn:
+            occupied = occupied_tables(conn)  # again, where it holds at commit
+            if occupied:
+                raise ArchiveError(_not_empty(occupied))
+            conn.execute(delete(db.indexes))
+            for table in exported_tables():
+                rows = scratch / f"{table.name}.jsonl"
+                summary.rows[table.name] = _insert_rows(conn, table, rows)
+            if conn.dialect.name == "postgresql":
+                _advance_sequences(conn)
+    except (IntegrityError, DataError) as exc:
+        # Rows that agree with their checksums but not with the schema: made by hand.
+        raise ArchiveError(
+            f"{path}: the rows of {table.name} cannot be loaded ({exc.orig})."
+        ) from None
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ArchiveError(f"{path}: the rows of {table.name} cannot be read ({exc!r}).") from None
     return summary
 
 
@@ -370,6 +376,19 @@ def _manifest(
             f"this keyless is at {', '.join(schema)}: import with the keyless version that "
             "exported it, then upgrade it (`keyless db upgrade`)."
         )
+    tables, blobs = manifest.get("tables"), manifest.get("blobs")
+    if not (
+        isinstance(tables, dict)
+        and all(
+            isinstance(t, dict)
+            and isinstance(t.get("rows"), int)
+            and isinstance(t.get("sha256"), str)
+            for t in tables.values()
+        )
+        and isinstance(blobs, dict)
+        and isinstance(blobs.get("count"), int)
+    ):
+        raise ArchiveError(f"{path}: its {MANIFEST} does not list the tables and blobs.")
     return manifest
 
 
@@ -442,8 +461,11 @@ def _place_blob(
 
 
 def _blobs_listed(files_rows: Path) -> set[str]:
-    with files_rows.open("rb") as rows:
-        return {json.loads(line)["sha256"] for line in rows}
+    try:
+        with files_rows.open("rb") as rows:
+            return {str(json.loads(line)["sha256"]) for line in rows}
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ArchiveError(f"the rows of files cannot be read ({exc!r}).") from None
 
 
 def _insert_rows(conn: Connection, table: Table, rows: Path) -> int:
