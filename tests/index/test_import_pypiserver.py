@@ -4,6 +4,7 @@ packages from keyless. Files that fail the upload checks are listed and skipped.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -165,3 +166,41 @@ def test_an_unknown_index_or_folder_is_one_line(tmp_path: Path) -> None:
     )
     assert status == 2
     assert "no index 'nope': --index one of" in out
+
+
+def test_the_owner_given_owns_and_an_archived_project_takes_nothing(tmp_path: Path) -> None:
+    packages = tmp_path / "packages"
+    write_dists(packages, "closed-pkg", "1.0")
+    folder = tmp_path / "keyless"
+    status, out = keyless(folder, "user", "add", "alice", "--password-stdin", stdin="password-1\n")
+    assert status == 0, out
+    status, out = keyless(
+        folder, "import", "--from-pypiserver", str(packages), "--index", "prod", "--owner", "alice"
+    )
+    assert status == 0, out
+    assert "2 file(s) added" in out
+    assert "no owner" not in out
+    live = start_server(folder)
+    try:
+        status, made = keyless(
+            folder, "token", "create", "--user", "alice", "--index", "prod", "--json"
+        )
+        token = json.loads(made.splitlines()[-1])["token"]
+        with live.client() as client:
+            archived = client.post(
+                "/prod/api/projects/closed-pkg/status",
+                json={"status": "archived", "reason": "moved"},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            assert archived.status_code == 200, archived.text  # alice owns it
+    finally:
+        stop_server(live)
+    write_dists(packages, "closed-pkg", "1.1")
+    status, out = keyless(folder, "import", "--from-pypiserver", str(packages), "--index", "prod")
+    assert status == 1, out
+    assert "0 file(s) added, 2 already there, 2 skipped" in out
+    assert "no owner" not in out  # no project was made
+    assert (
+        "skipped closed_pkg-1.1.tar.gz: Project 'closed-pkg' is archived and accepts no new "
+        "uploads." in out
+    )

@@ -35,16 +35,18 @@ from keyless.dists.errors import DistError
 from keyless.store import db
 from keyless.store.blobs import BlobStore, write_all
 
-from .accounts import AccountError, Identity, add_user_without_password
+from .accounts import AccountError, Identity, add_user_without_password, user_id
 from .indexes import IndexInfo, create_index, load_indexes
 from .projects import ProjectError, add_role, find_project, record_event
 from .releases import (
+    Added,
     Event,
     NewFile,
     NewRelease,
     Target,
     add_files,
     already_exists,
+    closed_project,
     file_too_large,
     new_project_name_problem,
     project_too_large,
@@ -98,8 +100,8 @@ class FileImporter:
         moment: datetime | None = None,
         yanked: str | None = None,  # the reason, when the release is yanked
         sha256: str | None = None,  # what the source recorded, checked
-    ) -> bool:
-        """Add the file at `path`; False when the identical file was there. Raises Skip."""
+    ) -> Added | None:
+        """Add the file at `path`; None when the identical file was there. Raises Skip."""
         filename = path.name
         policy = index.policy
         try:
@@ -136,17 +138,19 @@ class FileImporter:
                 sdist_of = str(file_meta.version) if dist.packagetype == "sdist" else None
                 found = taken(conn, index.id, project_id, filename, digests.blake2_256, sdist_of)
                 if found.existing:
-                    return False
+                    return None
                 if found.existing is False or found.filename_used_before:
                     raise Skip(already_exists(filename, digests.blake2_256))
                 if found.release_has_sdist:
                     raise Skip("Only one sdist may be uploaded per release.")
                 if project is None:
                     problem = new_project_name_problem(conn, index, file_meta.name)
-                    if problem:
-                        raise Skip(problem)
-                elif project.total_size + size > index.max_project_size:
-                    raise Skip(project_too_large(project.name, index.max_project_size))
+                else:
+                    problem = closed_project(project.name, project.normalized_name, project.status)
+                    if problem is None and project.total_size + size > index.max_project_size:
+                        problem = project_too_large(project.name, index.max_project_size)
+                if problem:
+                    raise Skip(problem)
                 # Under the write lock, where garbage collection cannot run: certainly there.
                 placed = self.blobs.place(writer, digests.sha256, digests.size) or placed
                 wheel = dist.packagetype == "bdist_wheel"
@@ -198,7 +202,7 @@ class FileImporter:
                         actor.username,
                         {"version": release.version, "reason": yanked, "imported_from": source},
                     )
-            return True
+            return added
         except BaseException:
             if placed:
                 self._drop_unreferenced(digests.sha256)
@@ -231,8 +235,6 @@ def importer_identity(engine: Engine, index: IndexInfo, owner: str | None) -> Id
     """Who imports: `owner` (who then owns the projects the import creates) or `ACTOR`."""
     if owner is None:
         return Identity(None, ACTOR, 0, index.id, None)
-    from .accounts import user_id
-
     with db.reading(engine) as conn:
         return Identity(user_id(conn, owner), owner, 0, index.id, None)
 
@@ -259,6 +261,7 @@ def import_pypiserver(
     report = ImportReport()
     files = FileImporter(engine, blobs)
     actor = importer_identity(engine, index, owner)
+    created = 0
     for path in pypiserver_files(folder):
         shown = str(path.relative_to(folder))
         # pypiserver has no upload time but the file's: keep it as the upload time.
@@ -269,7 +272,8 @@ def import_pypiserver(
             report.skipped.append(Skipped(shown, str(exc)))
             continue
         (report.added if added else report.present).append(shown)
-    if owner is None and report.added:
+        created += bool(added and added.created_project)
+    if owner is None and created:
         report.notes.append(
             "the new projects have no owner: give them one with "
             f"`keyless role add PROJECT USER --index {index.name} --role owner`."
@@ -361,7 +365,7 @@ def import_devpi_export(engine: Engine, blobs: BlobStore, folder: Path) -> Impor
                 report.skipped.append(Skipped(relpath, str(exc)))
                 continue
             (report.added if added else report.present).append(relpath)
-            if added:  # roles are given once, not again when the import runs again
+            if added and added.created_project:  # roles given once, as the project is made
                 projects.add(project)
         _devpi_maintainers(engine, index, projects, owner_name, config, users, report)
     return report

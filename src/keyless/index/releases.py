@@ -56,6 +56,17 @@ def file_too_large(project: str, limit: int) -> str:
     )
 
 
+def closed_project(name: str, normalized: str, status: str) -> str | None:
+    """Why a project takes no new files (None: it does)."""
+    if status in ("archived", "quarantined"):
+        # PEP 792: neither an archived nor a quarantined project takes new files.
+        return (
+            f"Project '{name}' is {status} and accepts no new uploads. An owner can make it "
+            f"active again with `keyless project status {normalized} active`."
+        )
+    return None
+
+
 def project_too_large(project: str, limit: int) -> str:
     return (
         f"Project size too large. Limit for project {project!r} total size is "

@@ -47,6 +47,7 @@ from .releases import (
     Target,
     add_files,
     already_exists,
+    closed_project,
     existing_file,
     file_too_large,
     new_project_name_problem,
@@ -179,14 +180,9 @@ def _check_permission(
             f"'{project.name}'. See {HELP}#project-name for more information.",
             status=403,
         )
-    if project.status in ("archived", "quarantined"):
-        # PEP 792: neither an archived nor a quarantined project takes new files.
-        raise UploadRejected(
-            f"Project '{project.name}' is {project.status} and accepts no new uploads. "
-            "An owner can make it active again with `keyless project status "
-            f"{project.normalized_name} active`.",
-            status=403,
-        )
+    closed = closed_project(project.name, project.normalized_name, project.status)
+    if closed:
+        raise UploadRejected(closed, status=403)
 
 
 def _check_trusted_permission(
