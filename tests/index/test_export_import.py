@@ -29,6 +29,8 @@ from tests.store.test_s3_app import storage_env
 from .test_fsck import fsck_json
 from .uploading import upload
 
+pytestmark = pytest.mark.clients  # pip installs from the imported server
+
 __all__ = ["s3_server", "s3_storage"]  # the fixtures
 
 PASSWORD = "correct horse battery"

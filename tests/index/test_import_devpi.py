@@ -28,6 +28,8 @@ from .test_fsck import fsck_json
 from .test_import_pypiserver import pip_install
 from .uploading import upload
 
+pytestmark = pytest.mark.clients  # pip and twine against the peers' real servers
+
 JSON_TYPE = {"Accept": "application/json", "Content-Type": "application/json"}
 SIMPLE_JSON = {"Accept": "application/vnd.pypi.simple.v1+json"}
 

@@ -22,6 +22,8 @@ from tests.index.test_clients import make_venv, run, write_dists
 from .test_export_import import keyless
 from .test_fsck import fsck_json
 
+pytestmark = pytest.mark.clients  # pip and twine against the peers' real servers
+
 
 @pytest.fixture
 def pypiserver(tmp_path: Path) -> Iterator[tuple[str, Path]]:
