@@ -303,6 +303,11 @@ def test_damaged_archives_are_refused_and_change_nothing(
         tmp_path / "future.tar",
         {"manifest.json": json.dumps({**manifest, "version": 99}).encode()},
     )
+    older = rewritten(
+        archive,
+        tmp_path / "older.tar",
+        {"manifest.json": json.dumps({**manifest, "schema": ["r0000"]}).encode()},
+    )
     table = rewritten(
         archive,
         tmp_path / "table.tar",
@@ -328,6 +333,8 @@ def test_damaged_archives_are_refused_and_change_nothing(
         tmp_path / "truncated.tar": "truncated",
         future: "format version 99; this keyless reads version 1",
         table: "tables/api_tokens.jsonl does not match its sha256",
+        older: f"exported by keyless {manifest['keyless']} at schema revision r0000; this "
+        f"keyless is at {manifest['schema'][0]}",
         tmp_path / "dists": "cannot be read as a keyless export archive",
     }
     target_folder = tmp_path / "target"

@@ -44,6 +44,7 @@ from typing import Any, BinaryIO, Protocol
 from sqlalchemy import Connection, DateTime, Engine, LargeBinary, Table, delete, func, select, text
 from sqlalchemy.exc import DataError, IntegrityError
 
+from keyless import __version__
 from keyless.store import db
 from keyless.store.blobs import BlobStore, write_all
 
@@ -111,6 +112,7 @@ def export_archive(
             "format": FORMAT,
             "version": VERSION,
             "schema": list(schema),
+            "keyless": __version__,  # what wrote it, for the person reading a refusal
             "created": datetime.now().astimezone().isoformat(),
             "tables": members,
             "skipped": SKIPPED,
@@ -370,11 +372,13 @@ def _manifest(
             f"{path} is a keyless export of format version {manifest.get('version')!r}; this "
             f"keyless reads version {VERSION}: import with a keyless that knows it."
         )
-    if tuple(manifest.get("schema", ())) != schema:
+    exported = manifest.get("schema")
+    if not isinstance(exported, list) or tuple(exported) != schema:
+        by = manifest.get("keyless", "?")
         raise ArchiveError(
-            f"{path} was exported at schema revision {', '.join(manifest.get('schema', []))}; "
-            f"this keyless is at {', '.join(schema)}: import with the keyless version that "
-            "exported it, then upgrade it (`keyless db upgrade`)."
+            f"{path} was exported by keyless {by} at schema revision "
+            f"{', '.join(map(str, exported or []))}; this keyless is at {', '.join(schema)}: "
+            f"import it with keyless {by}, then `keyless db upgrade`."
         )
     tables, blobs = manifest.get("tables"), manifest.get("blobs")
     if not (
