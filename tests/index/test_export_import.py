@@ -15,6 +15,7 @@ import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from keyless.config import StorageSettings
@@ -101,6 +102,18 @@ def populate(server: LiveServer, dists: Path) -> dict[str, object]:
     )
     assert status == 0, out
     return {"token": token, "wheel": paths[0]}
+
+
+def signs_in(client: httpx.Client, username: str, password: str) -> bool:
+    """Whether the web sign-in form accepts these (a failed attempt is counted)."""
+    form = client.get("/account/login", headers={"Accept": "text/html"})
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+    assert csrf
+    answer = client.post(
+        "/account/login",
+        data={"csrf_token": csrf[1], "username": username, "password": password, "next": "/"},
+    )
+    return answer.status_code == 303
 
 
 def history_page(server: LiveServer, project: str) -> str:
@@ -206,7 +219,12 @@ def test_export_then_import_into_a_new_folder(
     assert status == 0, out
     assert "5 file(s)" in out
 
+    # The new server was started once, and someone tried to sign in: still empty.
     target_folder = tmp_path / "target"
+    empty = start_server(target_folder)
+    with empty.client() as client:
+        assert not signs_in(client, "alice", "wrong password")
+    stop_server(empty)
     status, out = keyless(target_folder, "import", str(archive))
     assert status == 0, out
     target = start_server(target_folder)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -23,7 +22,7 @@ from bench.env import ensure_venv
 from tests.conftest import free_port, start_server, stop_server
 from tests.index.test_clients import run, write_dists
 
-from .test_export_import import keyless
+from .test_export_import import keyless, signs_in
 from .test_fsck import fsck_json
 from .test_import_pypiserver import pip_install
 from .uploading import upload
@@ -172,17 +171,6 @@ def test_a_devpi_export_moves_in(
             assert answer.status_code == 200, answer.text
     finally:
         stop_server(live)
-
-
-def signs_in(client: httpx.Client, username: str, password: str) -> bool:
-    form = client.get("/account/login", headers={"Accept": "text/html"})
-    csrf = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
-    assert csrf
-    answer = client.post(
-        "/account/login",
-        data={"csrf_token": csrf[1], "username": username, "password": password, "next": "/"},
-    )
-    return answer.status_code == 303
 
 
 def test_yanked_releases_and_damaged_files_of_a_dump(

@@ -231,12 +231,18 @@ class _HashingReader:
 # ------------------------------------------------------------------------------ import
 
 
+def _replaced() -> tuple[Table, ...]:
+    """What a server holds before it has data, which an import replaces: the indexes its
+    configuration created at start, and failed sign-ins counted while it stood empty."""
+    return (db.indexes, db.web_login_failures)
+
+
 def occupied_tables(conn: Connection) -> list[str]:
-    """The tables with data in them; the configured indexes (created at any start) are not."""
+    """The tables with data in them (the `_replaced` ones do not count)."""
     return [
         table.name
         for table in exported_tables()
-        if table is not db.indexes and conn.execute(select(1).select_from(table).limit(1)).first()
+        if table not in _replaced() and conn.execute(select(1).select_from(table).limit(1)).first()
     ]
 
 
@@ -333,7 +339,8 @@ def _load(
             occupied = occupied_tables(conn)  # again, where it holds at commit
             if occupied:
                 raise ArchiveError(_not_empty(occupied))
-            conn.execute(delete(db.indexes))
+            for replaced in _replaced():
+                conn.execute(delete(replaced))
             for table in exported_tables():
                 rows = scratch / f"{table.name}.jsonl"
                 summary.rows[table.name] = _insert_rows(conn, table, rows)
