@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import keyless
 from keyless.cli import check as check_cmd
 from keyless.cli import db as db_cmd
-from keyless.cli import devcert, emulator, publishing
+from keyless.cli import devcert, emulator, publishing, transfer
 from keyless.cli import doctor as doctor_cmd
 from keyless.cli import fsck as fsck_cmd
 from keyless.cli import init as init_cmd
@@ -132,6 +132,12 @@ def _read_password(args: argparse.Namespace) -> str:
 def cmd_user_add(args: argparse.Namespace) -> int:
     _admin(args).add_user(args.username, _read_password(args), is_admin=args.admin)
     print(f"user {args.username!r} added")
+    return 0
+
+
+def cmd_user_passwd(args: argparse.Namespace) -> int:
+    _admin(args).set_password(args.username, _read_password(args))
+    print(f"password of {args.username!r} set")
     return 0
 
 
@@ -333,6 +339,13 @@ def _define_user(parser: argparse.ArgumentParser) -> None:
     add.add_argument("--admin", action="store_true")
     add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     add.set_defaults(handler=cmd_user_add)
+    passwd = user.add_parser("passwd", help="set a user's password (e.g. one moved in from devpi)")
+    _server_options(passwd)
+    passwd.add_argument("username")
+    passwd.add_argument(
+        "--password-stdin", action="store_true", help="read the password from stdin"
+    )
+    passwd.set_defaults(handler=cmd_user_passwd)
 
 
 def _define_token(parser: argparse.ArgumentParser) -> None:
@@ -453,6 +466,16 @@ COMMANDS: tuple[tuple[str, str, Callable[[argparse.ArgumentParser], None]], ...]
     ("db", db_cmd.HELP, lambda sub: db_cmd.define(sub, _server_options, _settings)),
     ("fsck", fsck_cmd.HELP, lambda sub: fsck_cmd.define(sub, _server_options, _settings)),
     ("static", static_cmd.HELP, lambda sub: static_cmd.define(sub, _server_options, _settings)),
+    (
+        "export",
+        transfer.EXPORT_HELP,
+        lambda sub: transfer.define_export(sub, _server_options, _settings),
+    ),
+    (
+        "import",
+        transfer.IMPORT_HELP,
+        lambda sub: transfer.define_import(sub, _server_options, _settings),
+    ),
 )
 
 

@@ -97,6 +97,37 @@ def create_user(engine: Engine, username: str, password: str, *, is_admin: bool 
         )
 
 
+# The password hash of an account made without a password (moved in from another index): no
+# password verifies against it (not a hash at all) until `set_password` gives one.
+NO_PASSWORD = "!"  # noqa: S105 (the absence of a password)
+
+
+def add_user_without_password(conn: Connection, username: str) -> int:
+    """An account no one can sign in to yet (see NO_PASSWORD), in the caller's transaction."""
+    if not USERNAME.match(username):
+        raise AccountError(f"username {username!r} is not allowed here.")
+    return int(
+        db.inserted_id(
+            conn,
+            db.users.insert().values(
+                username=username, password_hash=NO_PASSWORD, is_admin=False, created=now()
+            ),
+        )
+    )
+
+
+def set_password(engine: Engine, username: str, password: str) -> None:
+    """Give a user a new password (`keyless user passwd`); raises AccountError."""
+    if len(password) < 8:
+        raise AccountError("the password must be at least 8 characters long.")
+    password_hash = _hasher.hash(password)
+    with db.writing(engine) as conn:
+        user = user_id(conn, username)
+        conn.execute(
+            update(db.users).where(db.users.c.id == user).values(password_hash=password_hash)
+        )
+
+
 def verify_password(engine: Engine, username: str, password: str) -> int | None:
     """The user's id when the password is right, else None (no hint which part was wrong)."""
     with db.reading(engine) as conn:

@@ -12,22 +12,28 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
 
 from keyless.config import ConfigError, Settings
-from keyless.store import db, migrations
+from keyless.store import archive, db, migrations
 from keyless.store.backends import open_blob_store
 from keyless.store.blobs import BlobStore
 from keyless.store.static_tree import open_static_target
 
-from . import accounts, fsck, indexes, maintenance, projects, publishers, static
+from . import accounts, fsck, imports, indexes, maintenance, projects, publishers, static
 from .pages import SimplePages, url_prefix_of
 
 # The revision a database made before keyless had migrations is brought to (`keyless db`).
 BASELINE = migrations.BASELINE
 SchemaState = migrations.SchemaState
+# `keyless export|import`'s refusal (a damaged archive, a target with data) and its result.
+ArchiveError = archive.ArchiveError
+ArchiveSummary = archive.Summary
+ImportRefused = imports.ImportRefused
+ImportReport = imports.ImportReport
 
 
 def upgrade_schema(settings: Settings) -> tuple[SchemaState, SchemaState]:
@@ -72,6 +78,9 @@ class Admin:
 
     def add_user(self, username: str, password: str, *, is_admin: bool = False) -> int:
         return accounts.create_user(self.engine, username, password, is_admin=is_admin)
+
+    def set_password(self, username: str, password: str) -> None:
+        accounts.set_password(self.engine, username, password)
 
     def create_token(
         self,
@@ -132,6 +141,29 @@ class Admin:
         pages = SimplePages(self.engine, url_prefix_of(self.settings.public_url))
         tree = static.StaticTree(self.engine, pages, target)
         return tree.rebuild(indexes.load_indexes(self.engine).values())
+
+    # ------------------------------------------------------------ export and import
+
+    def export_archive(self, path: Path) -> ArchiveSummary:
+        """The whole server into one archive at `path` (`keyless export`; store/archive.py)."""
+        schema = migrations.current(self.engine).current
+        return archive.export_archive(self.engine, self._blobs(), path, tuple(schema))
+
+    def import_archive(self, path: Path) -> ArchiveSummary:
+        """An archive of `export_archive` into this server, which must hold no data."""
+        schema = migrations.current(self.engine).current
+        return archive.import_archive(self.engine, self._blobs(), path, tuple(schema))
+
+    def import_pypiserver(
+        self, folder: Path, index: str | None, owner: str | None = None
+    ) -> ImportReport:
+        """A pypiserver packages folder into `index` (index/imports.py)."""
+        target = imports.index_named(self.engine, index)
+        return imports.import_pypiserver(self.engine, self._blobs(), target, folder, owner)
+
+    def import_devpi_export(self, folder: Path) -> ImportReport:
+        """The users, indexes and packages of a `devpi-export` dump (index/imports.py)."""
+        return imports.import_devpi_export(self.engine, self._blobs(), folder)
 
     # ------------------------------------------------------------ trusted publishers
 

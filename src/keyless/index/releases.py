@@ -56,6 +56,24 @@ def file_too_large(project: str, limit: int) -> str:
     )
 
 
+def closed_project(name: str, normalized: str, status: str) -> str | None:
+    """Why a project takes no new files (None: it does)."""
+    if status in ("archived", "quarantined"):
+        # PEP 792: neither an archived nor a quarantined project takes new files.
+        return (
+            f"Project '{name}' is {status} and accepts no new uploads. An owner can make it "
+            f"active again with `keyless project status {normalized} active`."
+        )
+    return None
+
+
+def project_too_large(project: str, limit: int) -> str:
+    return (
+        f"Project size too large. Limit for project {project!r} total size is "
+        f"{size_text(limit, GIB, 'GB')}. See {HELP}#project-size-limit for more information."
+    )
+
+
 def already_exists(filename: str, blake2: str, why: str = "") -> str:
     # The text must start with "File already exists": twine's --skip-existing looks for it.
     return (

@@ -39,7 +39,6 @@ from .indexes import IndexInfo
 from .multipart import StagedFile, UploadForm
 from .projects import find_project, role_of
 from .releases import (
-    GIB,
     HELP,
     Event,
     NewFile,
@@ -48,10 +47,11 @@ from .releases import (
     Target,
     add_files,
     already_exists,
+    closed_project,
     existing_file,
     file_too_large,
     new_project_name_problem,
-    size_text,
+    project_too_large,
     taken,
 )
 from .rendering import Descriptions, RenderRefused
@@ -180,14 +180,9 @@ def _check_permission(
             f"'{project.name}'. See {HELP}#project-name for more information.",
             status=403,
         )
-    if project.status in ("archived", "quarantined"):
-        # PEP 792: neither an archived nor a quarantined project takes new files.
-        raise UploadRejected(
-            f"Project '{project.name}' is {project.status} and accepts no new uploads. "
-            "An owner can make it active again with `keyless project status "
-            f"{project.normalized_name} active`.",
-            status=403,
-        )
+    closed = closed_project(project.name, project.normalized_name, project.status)
+    if closed:
+        raise UploadRejected(closed, status=403)
 
 
 def _check_trusted_permission(
@@ -243,11 +238,7 @@ def _decide(
 
 def _check_project_size(index: IndexInfo, project: ProjectRow | None, size: int) -> None:
     if project and project.total_size + size > index.max_project_size:
-        raise UploadRejected(
-            f"Project size too large. Limit for project {project.name!r} total size is "
-            f"{size_text(index.max_project_size, GIB, 'GB')}. "
-            f"See {HELP}#project-size-limit for more information."
-        )
+        raise UploadRejected(project_too_large(project.name, index.max_project_size))
 
 
 def _refuse_taken(found: Taken, filename: str, blake2: str) -> None:

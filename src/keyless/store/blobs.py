@@ -25,7 +25,7 @@ import secrets
 import shutil
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,6 +135,15 @@ class BlobStore(Protocol):
         """Delete what writes left behind that has not been written to for
         `min_age_seconds` (an interrupted upload, a crash); returns how many went."""
         ...
+
+
+def write_all(pending: PendingBlob, chunks: Iterable[bytes]) -> None:
+    """Feed `chunks` to a write from blocking code (an import), its memory bounded as an
+    upload's: whenever the threads behind `write` fall behind, wait for them."""
+    for chunk in chunks:
+        pending.write(chunk)
+        if pending.backlog() > MAX_BACKLOG:
+            asyncio.run(pending.drain())
 
 
 class HashingWriter:
