@@ -7,18 +7,32 @@ first one changes it: without the serial, the second would keep serving the old 
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
 
+from keyless.ci.emulator import Emulator
+from keyless.index.web.sessions import MAX_FAILURES_PER_USER
 from tests.builders import build_wheel
-from tests.conftest import LiveServer, start_server, stop_server
+from tests.conftest import (
+    AUDIENCE,
+    LiveServer,
+    make_project,
+    start_server,
+    start_trusted_server,
+    stop_server,
+)
+from tests.web.conftest import HTML, csrf_of
 
 from .test_project_admin import post
+from .test_trusted_publishing import add_github_publisher, failure, job, mint
 from .uploading import upload
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
@@ -113,3 +127,117 @@ def test_an_index_created_elsewhere_is_served_at_once(
         assert (
             "fresh-index" in two.get("/", headers={"Accept": "application/json"}).json()["indexes"]
         )
+
+
+# ---------------------------------------------------------------------- exactly once, across them
+#
+# What must happen once happens once whichever process a request reaches: the database decides
+# (the unique filename per index, the used-token table's key, the count of failed sign-ins taken
+# in the same writing transaction that records one), never a process's memory.
+
+
+def at_once(count: int, action: Callable[[int], httpx.Response]) -> list[httpx.Response]:
+    """`action(0..count-1)` from as many threads, released together; their answers."""
+    barrier = threading.Barrier(count)
+    answers: list[httpx.Response | BaseException] = [RuntimeError("not run")] * count
+
+    def run(n: int) -> None:
+        barrier.wait()
+        try:
+            answers[n] = action(n)
+        except BaseException as exc:  # reported below, with the others
+            answers[n] = exc
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    failed = [a for a in answers if isinstance(a, BaseException)]
+    assert not failed, failed
+    return [a for a in answers if isinstance(a, httpx.Response)]
+
+
+def test_one_file_uploaded_through_both_at_once_is_stored_once(
+    pair: tuple[LiveServer, LiveServer],
+) -> None:
+    first, second = pair
+    token = first.token("race-owner", "prod")
+    filename, data = build_wheel("fresh-race", "1.0")
+    clients = [server.client() for server in (first, second) for _ in range(5)]
+    try:
+        answers = at_once(len(clients), lambda n: upload(clients[n], "prod", token, filename, data))
+    finally:
+        for client in clients:
+            client.close()
+    assert [a.status_code for a in answers] == [200] * len(clients), [a.text for a in answers]
+    with sqlite3.connect(first.database) as conn:
+        rows = conn.execute("SELECT sha256 FROM files WHERE filename = ?", (filename,)).fetchall()
+    assert len(rows) == 1
+    with first.client() as one, second.client() as two:
+        for client in (one, two):
+            assert files_of(client, "fresh-race") == {filename: False}
+            assert client.get(f"/files/{rows[0][0]}/{filename}").content == data
+
+
+@pytest.fixture(scope="module")
+def trusted_pair(
+    tmp_path_factory: pytest.TempPathFactory, emulator: Emulator, gitlab_ci: Emulator
+) -> Iterator[tuple[LiveServer, LiveServer]]:
+    folder = tmp_path_factory.mktemp("trusted-pair")
+    first = start_trusted_server(folder / "first", emulator.issuer, gitlab_ci.issuer)
+    second = start_server(
+        folder / "second",
+        tls=first.tls,
+        config_text=(folder / "first" / "keyless.toml").read_text(encoding="utf-8"),
+        data_dir=first.data_dir,
+    )
+    yield first, second
+    stop_server(second)
+    stop_server(first)
+
+
+def test_an_oidc_token_is_exchanged_once_across_both(
+    trusted_pair: tuple[LiveServer, LiveServer], emulator: Emulator
+) -> None:
+    first, second = trusted_pair
+    with first.client() as one, second.client() as two:
+        make_project(first, one, "fresh-minted")
+        add_github_publisher(first, emulator, "fresh-minted", repository="minted")
+        claims = job(repo="octo-org/minted")
+        # Replayed, one after the other: the second process refuses what the first took.
+        token = emulator.token(AUDIENCE, claims)
+        assert mint(one, token).status_code == 200
+        assert failure(mint(two, token))[0] == "invalid-reuse-token"
+        # Sent to both at once, ten times over: one exchange each time.
+        for _ in range(10):
+            token = emulator.token(AUDIENCE, claims)
+            answers = at_once(2, lambda n, token=token: mint((one, two)[n], token))
+            codes = sorted(a.status_code for a in answers)
+            assert codes == [200, 422], [a.text for a in answers]
+            refused = next(a for a in answers if a.status_code == 422)
+            assert failure(refused)[0] == "invalid-reuse-token"
+
+
+def test_failed_sign_ins_are_counted_across_both(
+    trusted_pair: tuple[LiveServer, LiveServer],
+) -> None:
+    first, second = trusted_pair
+    user = first.user("fresh-guessed")
+    # Wrong passwords for one user from one address, half through each process, all at once:
+    # exactly the limit's worth are checked, the rest throttled, as with one process.
+    clients = [server.client() for server in (first, second) for _ in range(6)]
+    forms = [csrf_of(client.get("/account/login", headers=HTML).text) for client in clients]
+    try:
+        answers = at_once(
+            len(clients),
+            lambda n: clients[n].post(
+                "/account/login",
+                data={"csrf_token": forms[n], "username": user, "password": f"wrong {n}"},
+            ),
+        )
+    finally:
+        for client in clients:
+            client.close()
+    codes = Counter(a.status_code for a in answers)
+    assert codes == {400: MAX_FAILURES_PER_USER, 429: len(clients) - MAX_FAILURES_PER_USER}
