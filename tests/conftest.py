@@ -224,8 +224,8 @@ AUDIENCE = "keyless"  # the server's Trusted Publishing audience in tests
 TEST_AUDIENCE = "keyless-test"  # the `test` index's own audience (PEP 807)
 
 
-def start_trusted_server(folder: Path, github_issuer: str, gitlab_issuer: str) -> LiveServer:
-    """A TLS server trusting two CI emulators (GitHub- and GitLab-shaped); `test` has its own
+def trusted_config(github_issuer: str, gitlab_issuer: str) -> str:
+    """SERVER_CONFIG trusting two CI emulators (GitHub- and GitLab-shaped); `test` has its own
     audience, as TestPyPI is its own trust boundary next to PyPI."""
     config = SERVER_CONFIG.replace(
         '[indexes.test]\nprofile = "pypi"\n',
@@ -233,7 +233,12 @@ def start_trusted_server(folder: Path, github_issuer: str, gitlab_issuer: str) -
     )
     config += f'\n[trusted-publishing]\naudience = "{AUDIENCE}"\n'
     config += f'\n[trusted-publishing.issuers]\n"{github_issuer}" = "github"\n'
-    config += f'"{gitlab_issuer}" = "gitlab"\n'
+    return config + f'"{gitlab_issuer}" = "gitlab"\n'
+
+
+def start_trusted_server(folder: Path, github_issuer: str, gitlab_issuer: str) -> LiveServer:
+    """A TLS server with `trusted_config`."""
+    config = trusted_config(github_issuer, gitlab_issuer)
     return start_server(folder, tls=make_tls_files(folder), config_text=config)
 
 

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The multi-worker tests put Debian's nginx in front of keyless as the load balancer (run as an
+# ordinary process on a private port, never as the system service). Install it when missing and
+# we may; otherwise say how (the tests then fail, naming it).
+set -euo pipefail
+if command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; then
+  exit 0
+fi
+if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+  echo "installing Debian's nginx for the load-balancer tests"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx >/dev/null
+  # Debian starts the system service on install; the tests run their own instance.
+  service nginx stop >/dev/null 2>&1 || true
+  exit 0
+fi
+echo "nginx is missing: install it (e.g. 'sudo apt-get install nginx') to run the load-balancer tests" >&2
+exit 0
