@@ -7,19 +7,28 @@ first one changes it: without the serial, the second would keep serving the old 
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import subprocess
 import sys
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
 from keyless.ci.emulator import Emulator
+from keyless.config import Settings
+from keyless.index.app import create_app
+from keyless.index.projects import create_project
 from keyless.index.web.sessions import MAX_FAILURES_PER_USER
+from keyless.store import db
+from keyless.store.changes import record_change
 from tests.builders import build_wheel
 from tests.conftest import (
     AUDIENCE,
@@ -241,3 +250,30 @@ def test_failed_sign_ins_are_counted_across_both(
             client.close()
     codes = Counter(a.status_code for a in answers)
     assert codes == {400: MAX_FAILURES_PER_USER, 429: len(clients) - MAX_FAILURES_PER_USER}
+
+
+def test_when_the_serial_cannot_be_read_nothing_is_served_from_memory(tmp_path: Path) -> None:
+    """A database that does not answer the per-request check (PostgreSQL restarting): the
+    request is answered as if nothing were cached, not with the check's exception."""
+    app = create_app(Settings(data_dir=tmp_path, access_log=False))
+
+    async def root_projects() -> list[str]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            answer = await client.get("/prod/simple/", headers={"Accept": JSON_TYPE})
+        assert answer.status_code == 200, answer.text
+        return [p["name"] for p in answer.json()["projects"]]
+
+    assert asyncio.run(root_projects()) == []  # now in memory
+    other = db.open_database(tmp_path / "keyless.db")  # another process's change
+    with db.writing(other) as conn:
+        index_id = conn.execute(select(db.indexes.c.id).where(db.indexes.c.name == "prod")).scalar()
+        assert index_id is not None
+        create_project(conn, index_id, "made-elsewhere", None)
+        record_change(conn, index_id, "made-elsewhere")
+
+    def unreachable() -> None:
+        raise OperationalError("SELECT serial", {}, Exception("connection refused"))
+
+    app.changes.poll = unreachable  # type: ignore[assignment,method-assign]
+    assert asyncio.run(root_projects()) == ["made-elsewhere"]

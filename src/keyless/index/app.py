@@ -62,7 +62,11 @@ class IndexApp(Starlette):
         if scope["type"] == "http":
             scope["app"] = self
             started = time.perf_counter()
-            changed = self.changes.poll()
+            try:
+                changed = self.changes.poll()
+            except Exception:  # the database did not answer: nothing in memory is trusted
+                self.state.services.pages.clear()  # (the serial seen stays: caught up later)
+                changed = []
             if changed is None or changed:
                 catch_up(self.state.services, changed)
             try:
