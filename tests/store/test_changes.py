@@ -12,14 +12,14 @@ def test_a_feed_sees_what_another_engine_committed_in_order(tmp_path: Path) -> N
     path = tmp_path / "keyless.db"
     reader = ChangeFeed(db.open_database(path))
     writer = db.open_database(path)  # another process's engine
-    assert reader.poll() == []
+    assert reader.poll() == ()
     with db.writing(writer) as conn:
         record_change(conn, 1, "alpha")
         record_change(conn, 2, None)
     with db.writing(writer) as conn:
         record_change(conn, 1, "beta")
-    assert reader.poll() == [Change(1, "alpha"), Change(2, None), Change(1, "beta")]
-    assert reader.poll() == []
+    assert reader.poll() == (Change(1, "alpha"), Change(2, None), Change(1, "beta"))
+    assert reader.poll() == ()
 
 
 def test_a_rolled_back_change_is_not_seen(tmp_path: Path) -> None:
@@ -32,7 +32,7 @@ def test_a_rolled_back_change_is_not_seen(tmp_path: Path) -> None:
             raise KeyError("the change fails after it was noted")
     except KeyError:
         pass
-    assert reader.poll() == []
+    assert reader.poll() == ()
 
 
 def test_a_feed_too_far_behind_says_it_cannot_tell(tmp_path: Path) -> None:
@@ -45,4 +45,4 @@ def test_a_feed_too_far_behind_says_it_cannot_tell(tmp_path: Path) -> None:
     assert reader.poll() is None  # the caller drops everything
     with db.writing(writer) as conn:
         record_change(conn, 1, "after")
-    assert reader.poll() == [Change(1, "after")]  # and is exact again from there
+    assert reader.poll() == (Change(1, "after"),)  # and is exact again from there

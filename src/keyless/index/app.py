@@ -66,7 +66,7 @@ class IndexApp(Starlette):
                 changed = self.changes.poll()
             except Exception:  # the database did not answer: nothing in memory is trusted
                 self.state.services.pages.clear()  # (the serial seen stays: caught up later)
-                changed = []
+                changed = ()
             if changed is None or changed:
                 catch_up(self.state.services, changed)
             try:
