@@ -131,3 +131,18 @@ def test_sigterm_stops_every_worker(tmp_path: Path) -> None:
     assert server.process.wait(timeout=40) == 0
     alive = [pid for pid in pids if Path(f"/proc/{pid}").exists()]
     assert alive == [], f"workers left running: {alive}\n{server.log()}"
+
+
+def test_workers_stop_when_their_supervisor_is_killed(tmp_path: Path) -> None:
+    server = start_server(tmp_path, extra_args=("--workers", "2"))
+    pids = children(server.process.pid)
+    assert len(pids) == 2
+    server.process.send_signal(signal.SIGKILL)  # no chance to stop them itself
+    server.process.wait(timeout=10)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in pids):
+        time.sleep(0.2)
+    alive = [pid for pid in pids if Path(f"/proc/{pid}").exists()]
+    for pid in alive:  # not to leave them behind when this fails
+        os.kill(pid, signal.SIGKILL)
+    assert alive == [], "workers kept running without their supervisor"

@@ -98,6 +98,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     logging.getLogger("keyless.access").disabled = not settings.access_log
     if args.listen_fd is not None:  # one of the workers `--workers N` started
+        from keyless.index.supervisor import die_with_supervisor
+
+        die_with_supervisor()
         serve(create_app(settings), settings, listen_fd=args.listen_fd)
         return 0
     # Built here even when workers will serve: whatever stops a start (settings, schema,

@@ -8,13 +8,15 @@ across fork() (SQLite connections, locks held by threads) is ever shared. TLS is
 worker's own (the same certificate files).
 
 It restarts a worker that dies, and stops all of them on SIGTERM or SIGINT (Ctrl-C in a
-terminal also reaches the workers, which stop the way a single server does). Workers that
+terminal also reaches the workers, which stop the way a single server does); a worker whose
+supervisor died (SIGKILL, out of memory) stops too. Workers that
 keep dying right after their start (a setting that cannot work, a database that refuses)
 are not restarted forever: the supervisor stops and says so.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -50,6 +52,25 @@ def listening_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+# Set in each worker's environment: the supervisor's process id.
+SUPERVISOR_VARIABLE = "KEYLESS_SUPERVISOR_PID"
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with_supervisor() -> None:
+    """In a worker: be sent SIGTERM when the supervisor dies, however it dies (a SIGKILL
+    gives it no chance to stop its workers, which would keep serving, unsupervised)."""
+    supervisor = os.environ.get(SUPERVISOR_VARIABLE, "")
+    if not sys.platform.startswith("linux") or not supervisor.isdigit():
+        return
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != int(supervisor):  # it died before the line above
+        sys.exit(0)
+
+
 def worker_command(argv: Sequence[str], fd: int) -> list[str]:
     """`keyless serve` with these arguments, serving the socket `fd` as one worker."""
     return [sys.executable, "-m", "keyless", *argv, "--workers", "1", "--listen-fd", str(fd)]
@@ -69,9 +90,10 @@ def supervise(argv: Sequence[str], host: str, port: int, count: int) -> int:
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     command = worker_command(argv, sock.fileno())
+    environment = {**os.environ, SUPERVISOR_VARIABLE: str(os.getpid())}
 
     def start() -> Worker:
-        process = subprocess.Popen(command, pass_fds=(sock.fileno(),))
+        process = subprocess.Popen(command, pass_fds=(sock.fileno(),), env=environment)
         return Worker(process, time.monotonic())
 
     workers = [start() for _ in range(count)]
