@@ -24,6 +24,7 @@ from sqlalchemy.exc import OperationalError
 
 from keyless.ci.emulator import Emulator
 from keyless.config import Settings
+from keyless.index.accounts import hash_token, revoke_token_by_hash
 from keyless.index.app import create_app
 from keyless.index.projects import create_project
 from keyless.index.web.sessions import MAX_FAILURES_PER_USER
@@ -115,6 +116,18 @@ def test_a_yank_and_a_status_through_one_show_on_the_other_at_once(
         quarantined = page(two, "/prod/simple/fresh-yank/")
         assert quarantined["project-status"] == {"status": "quarantined", "reason": "why"}
         assert quarantined["files"] == []
+
+
+def test_a_token_revoked_through_one_is_refused_by_the_other_at_once(
+    pair: tuple[LiveServer, LiveServer],
+) -> None:
+    first, second = pair
+    token = first.token("revoke-owner", "prod")
+    with second.client() as two:
+        ok(upload(two, "prod", token, *build_wheel("fresh-revoked", "1.0")))  # known to it
+        assert revoke_token_by_hash(db.open_database(first.database), hash_token(token))
+        refused = upload(two, "prod", token, *build_wheel("fresh-revoked", "1.1"))
+        assert refused.status_code == 403, refused.text
 
 
 def test_an_index_created_elsewhere_is_served_at_once(

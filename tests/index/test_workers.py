@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -146,3 +148,17 @@ def test_workers_stop_when_their_supervisor_is_killed(tmp_path: Path) -> None:
     for pid in alive:  # not to leave them behind when this fails
         os.kill(pid, signal.SIGKILL)
     assert alive == [], "workers kept running without their supervisor"
+
+
+@pytest.mark.parametrize("value", ["0", "lots", "100000"])
+def test_a_bad_number_of_workers_is_named(tmp_path: Path, value: str) -> None:
+    ran = subprocess.run(
+        [sys.executable, "-m", "keyless", "serve", "--workers", value, "--data", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert ran.returncode == 2
+    assert f"workers must be a number from 1 to 256, not {value!r}" in ran.stderr
+    assert "Traceback" not in ran.stderr
