@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 from keyless.store import db
@@ -46,3 +48,30 @@ def test_a_feed_too_far_behind_says_it_cannot_tell(tmp_path: Path) -> None:
     with db.writing(writer) as conn:
         record_change(conn, 1, "after")
     assert reader.poll() == (Change(1, "after"),)  # and is exact again from there
+
+
+def test_the_feed_keeps_sqlite_s_locks_on_the_shared_memory_file(tmp_path: Path) -> None:
+    """SQLite marks a database in use by a shared lock on byte 128 of its -shm file (os_unix.c,
+    "dead-man switch"); a process that finds none there truncates the file and rebuilds it. POSIX
+    drops every lock a process holds on a file when it closes any descriptor of it, so the
+    feed's own look at the -shm file must never close one while the server runs."""
+    path = tmp_path / "keyless.db"
+    engine = db.open_database(path)
+    feed = ChangeFeed(engine)
+    probe = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, sys\n"
+            "fd = os.open(sys.argv[1], os.O_RDWR)\n"
+            "fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 128)\n",
+            f"{path}-shm",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert probe.returncode != 0, "another process could take the lock: ours was dropped"
+    assert "BlockingIOError" in probe.stderr or "PermissionError" in probe.stderr, probe.stderr
+    assert feed.poll() == ()

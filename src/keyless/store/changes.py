@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import mmap
+import os
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -145,12 +146,26 @@ def _serial_reader(engine: Engine) -> tuple[Callable[[], int], Callable[[], byte
     return read_engine, _always_changed
 
 
+# The -shm files mapped by this process, by path. Never closed, nor their descriptors: closing
+# any descriptor of a file drops every POSIX lock the process holds on it, SQLite's own
+# included — among them the shared lock that tells other processes the database is in use,
+# without which the next one to open it truncates and rebuilds the -shm file under us.
+_MAPPED: dict[str, mmap.mmap] = {}
+
+
 def _wal_header_reader(shm: Path) -> Callable[[], bytes]:
-    try:
-        with shm.open("rb") as file:
-            mapped = mmap.mmap(file.fileno(), _WAL_HEADER, access=mmap.ACCESS_READ)
-    except (OSError, ValueError):  # not in WAL mode, or no shared memory file: no shortcut
-        return _always_changed
+    key = str(shm.resolve())
+    mapped = _MAPPED.get(key)
+    if mapped is None:
+        try:
+            descriptor = os.open(key, os.O_RDONLY)
+        except OSError:  # not in WAL mode: no shared memory file, no shortcut
+            return _always_changed
+        try:
+            mapped = mmap.mmap(descriptor, _WAL_HEADER, access=mmap.ACCESS_READ)
+        except (OSError, ValueError):  # too short to be a WAL index: no shortcut either
+            return _always_changed  # (the descriptor stays open, for the reason above)
+        _MAPPED[key] = mapped
     return lambda: mapped[:_WAL_HEADER]
 
 
