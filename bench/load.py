@@ -40,8 +40,10 @@ def wrk(
     connections: int = CONNECTIONS,
     threads: int = THREADS,
     lua_args: list[str] | None = None,
+    cpus: str | None = None,
 ) -> WrkResult:
     command = [
+        *(["taskset", "-c", cpus] if cpus else []),
         "wrk",
         f"-t{threads}",
         f"-c{connections}",

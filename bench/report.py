@@ -202,6 +202,32 @@ def durability(results: Results) -> list[str]:
     ]
 
 
+def workers(results: Results) -> list[str]:
+    """Scenario 11: each configuration against nginx on the same bytes and the same cores, and
+    against one keyless process."""
+    rows: list[str] = []
+    cases = [r.case for r in results.records.values() if r.scenario.startswith("11 ")]
+    for case in dict.fromkeys(cases):
+        t = _Table(results)
+        nginx = t.value("11 workers", case, "nginx", "req/s")
+        single = t.value("11 workers", case, "keyless --workers 1", "req/s")
+        for record in results.records.values():
+            if record.scenario != "11 workers" or record.case != case or record.unit != "req/s":
+                continue
+            rows.append(
+                f"| {case} | {record.server} | {fmt(record.median, 'req/s')} | "
+                f"{fmt_ratio(ratio(record.median, nginx, 'req/s'))} | "
+                f"{fmt_ratio(ratio(record.median, single, 'req/s'))} |"
+            )
+    if not rows:
+        return []
+    return [
+        "| case | server | median | ÷ nginx | ÷ keyless --workers 1 |",
+        "|---|---|---|---|---|",
+        *rows,
+    ]
+
+
 def summary(results: Results) -> list[str]:
     """One row per scenario and case: medians and keyless' ratios to each other server."""
     lines = [
@@ -282,6 +308,9 @@ def render(
     durability_lines = durability(results)
     if durability_lines:
         lines += ["## Cost of durability (issue 10)", "", *durability_lines, ""]
+    worker_lines = workers(results)
+    if worker_lines:
+        lines += ["## Worker processes (issue 12, scenario 11)", "", *worker_lines, ""]
     lines += ["## Results", "", *summary(results), "", "## Raw figures", "", *raw(results)]
     if results.notes:
         lines += ["", "## Notes from this run", ""]

@@ -123,9 +123,12 @@ def _servers(folder: Path, peers: tuple[str, ...], files: int) -> list[Server]:
     return started
 
 
-def _nginx_for(folder: Path, keyless: Keyless, project: str | None) -> tuple[Nginx, dict[str, str]]:
+def _nginx_for(
+    folder: Path, keyless: Keyless, project: str | None, workers: int = 1, cpus: str | None = None
+) -> tuple[Nginx, dict[str, str]]:
     """nginx with keyless' own bytes of a page as static files; URLs per representation."""
     nginx = Nginx(folder / "nginx")
+    nginx.workers, nginx.cpus = workers, cpus
     pages, urls = {}, {}
     for label, accept, prefix, filename in (
         ("html", HTML_TYPE, "html", "index.html"),
@@ -699,3 +702,94 @@ def durable_commit(results: Results, opts: Options) -> None:
 
 
 _ = sys
+
+
+def split_cores(cores: int) -> tuple[list[int], list[int]]:
+    """(wrk's cores, the servers' cores) out of the first `cores` this process may run on.
+
+    The load generator gets a core of its own: on two cores, wrk and the servers sharing both
+    measured two keyless processes answering no more than one.
+    """
+    usable = sorted(os.sched_getaffinity(0))
+    if cores < 2 or cores > len(usable):
+        raise SystemExit(f"--cores must be from 2 to {len(usable)} (the cores this run may use)")
+    chosen = usable[:cores]
+    load = max(1, cores // 4) if cores >= 8 else 1
+    return chosen[:load], chosen[load:]
+
+
+def workers_scaling(results: Results, opts: Options, cores: int) -> None:
+    """(9) the small project's JSON page from keyless with `--workers 1` and `--workers N`
+    (N = the servers' cores, at least 2) and from nginx (as many worker processes) on the same
+    bytes; wrk and the servers pinned to separate cores (`taskset -c`)."""
+    load_cores, server_cores = split_cores(cores)
+    load_cpus = ",".join(map(str, load_cores))
+    server_cpus = ",".join(map(str, server_cores))
+    many = max(2, len(server_cores))
+    folder = WORK / "workers"
+    datasets_clean(folder)
+    (keyless,) = _servers(folder, (), 0)
+    assert isinstance(keyless, Keyless)
+    nginx: Nginx | None = None
+    case = f"small project json, wrk on cpu {load_cpus}, servers on cpu {server_cpus}"
+    scenario = "11 workers"
+    try:
+        nginx, urls = _nginx_for(folder, keyless, datasets.SMALL, many, server_cpus)
+        keyless.stop()
+        targets: list[tuple[str, int]] = [
+            ("keyless --workers 1", 1),
+            (f"keyless --workers {many}", many),
+        ]
+        runs: list[tuple[str, str, str | None]] = [("nginx", urls["json"], None)]
+        for run in range(opts.runs):
+            for name, count in targets:
+                keyless.workers, keyless.cpus = count, server_cpus
+                keyless.start()
+                try:
+                    url = keyless.simple_url(datasets.SMALL)
+                    status, _, size = check(url, JSON_TYPE)  # also puts it in one's memory
+                    if status != 200:
+                        raise RuntimeError(f"{name}: {url} answered {status}")
+                    if run == 0:
+                        results.add(scenario, case, name, "bytes", size)
+                    # wrk's first connections reach every worker, each rendering once: a
+                    # short warm-up run first, not measured.
+                    wrk(url, duration=1, accept=JSON_TYPE, cpus=load_cpus, threads=len(load_cores))
+                    _measure(results, scenario, case, name, url, JSON_TYPE, opts, load_cores)
+                finally:
+                    keyless.stop()
+            for name, url, accept in runs:
+                _measure(results, scenario, case, name, url, accept, opts, load_cores)
+    finally:
+        if nginx is not None:
+            nginx.stop()
+        keyless.stop()
+
+
+def _measure(
+    results: Results,
+    scenario: str,
+    case: str,
+    name: str,
+    url: str,
+    accept: str | None,
+    opts: Options,
+    load_cores: list[int],
+) -> None:
+    cpus = ",".join(map(str, load_cores))
+    # Enough connections to keep every server core busy, whatever their number.
+    connections = max(8, 8 * len(load_cores))
+    outcome = wrk(
+        url,
+        duration=opts.duration,
+        accept=accept,
+        cpus=cpus,
+        threads=len(load_cores),
+        connections=connections,
+    )
+    if outcome.errors:
+        results.notes.append(f"{name} {case}: {outcome.errors} errors")
+    results.add(
+        scenario, case, name, "req/s", outcome.rps, p50_ms=outcome.p50_ms, p99_ms=outcome.p99_ms
+    )
+    log(f"{scenario} {name}: {outcome.rps:,.0f} req/s")

@@ -128,6 +128,9 @@ class Keyless(Server):
             encoding="utf-8",
         )
         self.token = ""
+        # Scenario 11: `serve --workers N`, and the cores (`taskset -c`) the server may use.
+        self.workers = 1
+        self.cpus: str | None = None
 
     def _settings(self) -> Settings:
         from keyless.config import load_settings
@@ -154,6 +157,7 @@ class Keyless(Server):
 
     def start(self) -> None:
         command = [
+            *(["taskset", "-c", self.cpus] if self.cpus else []),
             str(KEYLESS_PYTHON),
             "-m",
             "keyless",
@@ -164,6 +168,8 @@ class Keyless(Server):
             str(self.data),
             "--port",
             str(self.port),
+            # Only when asked: a tree from before `--workers` (--keyless-src) runs too.
+            *(["--workers", str(self.workers)] if self.workers > 1 else []),
         ]
         env = {**os.environ, "PYTHONUNBUFFERED": "0"}
         src = self.src or os.environ.get("BENCH_KEYLESS_SRC")
@@ -378,7 +384,7 @@ class Devpi(Server):
 
 
 NGINX_CONF = """
-worker_processes 1;
+worker_processes {workers};
 daemon off;
 pid {folder}/nginx.pid;
 error_log {folder}/error.log warn;
@@ -412,6 +418,8 @@ class Nginx(Server):
     def __init__(self, folder: Path) -> None:
         super().__init__(folder)
         self.www = folder / "www"
+        self.workers = 1  # worker_processes
+        self.cpus: str | None = None  # `taskset -c` (scenario 11)
 
     def prepare(self, pages: dict[str, bytes]) -> None:
         """`pages`: path under www (e.g. html/simple/x/index.html) -> bytes."""
@@ -421,11 +429,13 @@ class Nginx(Server):
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data)
         (self.folder / "nginx.conf").write_text(
-            NGINX_CONF.format(folder=self.folder, port=self.port)
+            NGINX_CONF.format(folder=self.folder, port=self.port, workers=self.workers)
         )
 
     def start(self) -> None:
         command = [nginx_binary(), "-c", str(self.folder / "nginx.conf"), "-p", str(self.folder)]
+        if self.cpus:
+            command = ["taskset", "-c", self.cpus, *command]
         self.process = procs.start(command, self.log)
         procs.wait_http(f"{self.base}/", self.process, self.log)
 

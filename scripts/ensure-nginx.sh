@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The static read path and multi-worker tests run Debian's nginx as an ordinary process on a
-# private port. Install it when missing and we may; otherwise say how (the tests then fail).
+# private port, never as the system service. Install it when missing and we may; otherwise say
+# how (the tests then fail, naming it).
 set -euo pipefail
 if command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; then
   exit 0
@@ -8,9 +9,9 @@ fi
 if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
   echo "installing Debian's nginx for the tests"
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null
-  # Debian starts it as a system service on install; the tests run their own instances.
-  if command -v service >/dev/null 2>&1; then service nginx stop >/dev/null 2>&1 || true; fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx >/dev/null
+  # Debian starts the system service on install; the tests run their own instance.
+  service nginx stop >/dev/null 2>&1 || true
   exit 0
 fi
 echo "nginx is missing: install it (e.g. 'sudo apt-get install nginx') to run its tests" >&2

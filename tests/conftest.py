@@ -134,13 +134,17 @@ def start_server(
     config_text: str = SERVER_CONFIG,
     env: dict[str, str] | None = None,
     prefix: tuple[str, ...] = (),
+    data_dir: Path | None = None,
+    extra_args: tuple[str, ...] = (),
 ) -> LiveServer:
     """`keyless serve` on a free port with its data in `folder/data`, once it answers.
 
     `prefix` runs the server through another command (e.g. `unshare` to give it a mount of
-    its own), which must exec the rest of its arguments.
+    its own), which must exec the rest of its arguments. `data_dir` serves another data folder
+    (a second server process on the same data); `extra_args` are more `serve` options.
     """
     folder.mkdir(parents=True, exist_ok=True)
+    data_dir = data_dir or folder / "data"
     config = folder / "keyless.toml"
     config.write_text(config_text, encoding="utf-8")
     port = free_port()
@@ -153,9 +157,10 @@ def start_server(
         "--config",
         str(config),
         "--data",
-        str(folder / "data"),
+        str(data_dir),
         "--port",
         str(port),
+        *extra_args,
     ]
     if tls:
         command += ["--tls-cert", str(tls.cert), "--tls-key", str(tls.key)]
@@ -167,7 +172,7 @@ def start_server(
     scheme = "https" if tls else "http"
     server = LiveServer(
         url=f"{scheme}://127.0.0.1:{port}",
-        data_dir=folder / "data",
+        data_dir=data_dir,
         log_path=log_path,
         process=process,
         tls=tls,
@@ -219,8 +224,8 @@ AUDIENCE = "keyless"  # the server's Trusted Publishing audience in tests
 TEST_AUDIENCE = "keyless-test"  # the `test` index's own audience (PEP 807)
 
 
-def start_trusted_server(folder: Path, github_issuer: str, gitlab_issuer: str) -> LiveServer:
-    """A TLS server trusting two CI emulators (GitHub- and GitLab-shaped); `test` has its own
+def trusted_config(github_issuer: str, gitlab_issuer: str) -> str:
+    """SERVER_CONFIG trusting two CI emulators (GitHub- and GitLab-shaped); `test` has its own
     audience, as TestPyPI is its own trust boundary next to PyPI."""
     config = SERVER_CONFIG.replace(
         '[indexes.test]\nprofile = "pypi"\n',
@@ -228,7 +233,12 @@ def start_trusted_server(folder: Path, github_issuer: str, gitlab_issuer: str) -
     )
     config += f'\n[trusted-publishing]\naudience = "{AUDIENCE}"\n'
     config += f'\n[trusted-publishing.issuers]\n"{github_issuer}" = "github"\n'
-    config += f'"{gitlab_issuer}" = "gitlab"\n'
+    return config + f'"{gitlab_issuer}" = "gitlab"\n'
+
+
+def start_trusted_server(folder: Path, github_issuer: str, gitlab_issuer: str) -> LiveServer:
+    """A TLS server with `trusted_config`."""
+    config = trusted_config(github_issuer, gitlab_issuer)
     return start_server(folder, tls=make_tls_files(folder), config_text=config)
 
 

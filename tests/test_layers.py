@@ -185,6 +185,7 @@ MODULES = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
 SUBLAYERS = {
     "keyless.index.app": "index.http",
     "keyless.index.server": "index.http",
+    "keyless.index.supervisor": "index.http",
     "keyless.index.reason": "index.http",
     "keyless.index.routes": "index.routes",
     "keyless.index.web": "index.web",

@@ -209,6 +209,8 @@ class Settings:
     database_auto_upgrade: bool = False
     host: str = "127.0.0.1"
     port: int = 8000
+    # Server processes sharing the listening socket (`keyless serve --workers N`).
+    workers: int = 1
     tls_cert: Path | None = None
     tls_key: Path | None = None
     public_url: str | None = None
@@ -319,6 +321,16 @@ def _from_mapping(settings: Settings, values: Mapping[str, Any], where: str) -> 
             changes["port"] = int(values["port"])
         except ValueError:
             raise ConfigError(f"{where}: port must be a number, not {values['port']!r}.") from None
+    if values.get("workers") not in (None, ""):
+        try:
+            changes["workers"] = int(values["workers"])
+        except ValueError:
+            changes["workers"] = 0
+        if not 1 <= changes["workers"] <= MAX_WORKERS:
+            raise ConfigError(
+                f"{where}: workers must be a number from 1 to {MAX_WORKERS}, "
+                f"not {values['workers']!r}."
+            )
     if "access-log" in values:
         changes["access_log"] = str(values["access-log"]).lower() not in ("0", "false", "no")
     if values.get("gc-interval") not in (None, ""):
@@ -326,6 +338,9 @@ def _from_mapping(settings: Settings, values: Mapping[str, Any], where: str) -> 
             values["gc-interval"], f"{where}: gc-interval"
         )
     return replace(settings, **changes)
+
+
+MAX_WORKERS = 256  # a typo's guard: each worker holds its own caches and connections
 
 
 # `[limits]` keys: (attribute, kind) where kind is "seconds", "size" or "count".
@@ -430,6 +445,7 @@ ENV_KEYS = {
     "KEYLESS_DATABASE_URL": "database-url",
     "KEYLESS_HOST": "host",
     "KEYLESS_PORT": "port",
+    "KEYLESS_WORKERS": "workers",
     "KEYLESS_TLS_CERT": "tls-cert",
     "KEYLESS_TLS_KEY": "tls-key",
     "KEYLESS_PUBLIC_URL": "public-url",

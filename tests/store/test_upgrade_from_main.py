@@ -76,6 +76,10 @@ def test_a_database_made_before_migrations_is_served_and_written_after_the_upgra
     assert len(before["files"]) == 2
     assert len(before["api_tokens"]) == 2
 
+    # The code is a revision ahead of the baseline the old database is stamped at (r0002, the
+    # change serial): upgraded as the message a server started on it prints says.
+    upgraded = keyless("db", "upgrade", "--data", str(database.parent))
+    assert upgraded.returncode == 0, upgraded.stderr
     server = start_server(tmp_path / "server")
     try:
         # Every row is still there, unchanged, once the new code has opened the database.
@@ -117,7 +121,7 @@ def test_a_database_made_before_migrations_is_served_and_written_after_the_upgra
 
     assert len(all_rows(database)["files"]) == 3
     current = keyless("db", "current", "--data", str(database.parent))
-    assert (current.returncode, current.stdout) == (0, "r0001 (the revision this keyless needs)\n")
+    assert (current.returncode, current.stdout) == (0, "r0002 (the revision this keyless needs)\n")
 
 
 def test_a_database_made_before_migrations_upgrades_through_a_later_revision(
@@ -130,7 +134,7 @@ def test_a_database_made_before_migrations_upgrades_through_a_later_revision(
     before = all_rows(database)
     versions = tmp_path / "versions"
     versions.mkdir()
-    (versions / "r0002_made_up.py").write_text(MADE_UP_REVISION, encoding="utf-8")
+    (versions / "r0003_made_up.py").write_text(MADE_UP_REVISION, encoding="utf-8")
     monkeypatch.setattr(migrations, "VERSION_LOCATIONS", [*migrations.VERSION_LOCATIONS, versions])
 
     with pytest.raises(migrations.SchemaOutOfDate) as refused:
@@ -142,5 +146,6 @@ def test_a_database_made_before_migrations_upgrades_through_a_later_revision(
 
     db.open_database(database, upgrade=True).dispose()
     with sqlite3.connect(database) as conn:
-        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("r0002",)]
-    assert all_rows(database, columns) == before
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("r0003",)]
+    after = all_rows(database, columns)
+    assert {table: after[table] for table in before} == before  # later revisions add tables

@@ -57,6 +57,7 @@ def _settings(args: argparse.Namespace, *, serving: bool = False) -> Settings:
         "tls-key": getattr(args, "tls_key", None),
         "indexes": getattr(args, "indexes", None),
         "public-url": getattr(args, "public_url", None),
+        "workers": getattr(args, "workers", None),
         "blobs": getattr(args, "blobs", None),
         "static-folder": getattr(args, "static_folder", None),
     }
@@ -98,6 +99,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args, serving=True)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     logging.getLogger("keyless.access").disabled = not settings.access_log
+    if args.listen_fd is not None:  # one of the workers `--workers N` started
+        from keyless.index.supervisor import die_with_supervisor
+
+        die_with_supervisor()
+        serve(create_app(settings), settings, listen_fd=args.listen_fd)
+        return 0
+    # Built here even when workers will serve: whatever stops a start (settings, schema,
+    # store) is said once, before any worker, and start-up's one-off work is done once.
     app = create_app(settings)
     record_settings(settings)  # for the admin commands on this data (see _settings)
     print(f"keyless index serving {settings.data_dir.resolve()} at {settings.base_url}/")
@@ -110,6 +119,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "pass --tls-cert and --tls-key."
         )
     print(f"\nhealth check: {settings.base_url}/_/health", flush=True)
+    if settings.workers > 1:
+        from keyless.index.supervisor import supervise
+
+        del app  # each worker builds its own
+        print(f"{settings.workers} worker processes", flush=True)
+        return supervise(args.argv, settings.host, settings.port, settings.workers)
     serve(app, settings)
     return 0
 
@@ -322,6 +337,13 @@ def _define_serve(serve: argparse.ArgumentParser) -> None:
     serve.add_argument("--indexes", help="indexes to create, e.g. 'test,prod:private'")
     serve.add_argument("--public-url", help="the URL clients use, when behind a proxy")
     serve.add_argument(
+        "--workers",
+        help="server processes sharing the address, restarted if one dies (KEYLESS_WORKERS; "
+        "default 1)",
+    )
+    # Internal: a worker started by `--workers N` serves the socket its supervisor bound.
+    serve.add_argument("--listen-fd", type=int, help=argparse.SUPPRESS)
+    serve.add_argument(
         "--blobs", help="keep files in s3://BUCKET/PREFIX (default: DATA/blobs; KEYLESS_BLOBS)"
     )
     serve.add_argument(
@@ -532,6 +554,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _skip_httpx_command_line()
     parser = build_parser(command_of(argv))
     args = parser.parse_args(argv_in_place(parser, argv))
+    args.argv = argv  # what `serve --workers N` starts each worker with
     handler: Handler = args.handler
     try:
         return handler(args)

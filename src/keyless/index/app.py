@@ -18,6 +18,7 @@ from keyless.config import Settings
 from keyless.oidc.keys import JWKSCache
 from keyless.store.backends import open_blob_store
 from keyless.store.blobs import BlobStore
+from keyless.store.changes import ChangeFeed, Changes
 from keyless.store.db import open_database
 from keyless.store.errors import StorageFull
 
@@ -50,6 +51,8 @@ class IndexApp(Starlette):
     """
 
     access_lines: _AccessLines
+    # The change serial this process last saw (see `catch_up`).
+    changes: ChangeFeed
     # /_/metrics' count of the pages this answers, by status class: this path skips the
     # middleware that counts the rest, and a list slot is the cheapest counter there is.
     # Each is a simple-page request and a cache hit (Metrics.exposition adds them to both).
@@ -59,6 +62,13 @@ class IndexApp(Starlette):
         if scope["type"] == "http":
             scope["app"] = self
             started = time.perf_counter()
+            try:
+                changed = self.changes.poll()
+            except Exception:  # the database did not answer: nothing in memory is trusted
+                self.state.services.pages.clear()  # (the serial seen stays: caught up later)
+                changed = ()
+            if changed is None or changed:
+                catch_up(self.state.services, changed)
             try:
                 answered = await simple.answer_cached(scope, send)
             except BaseException:
@@ -70,6 +80,36 @@ class IndexApp(Starlette):
                 self.access_lines.log(scope, answered[0], answered[1], started)
                 return
         await super().__call__(scope, receive, send)
+
+
+def catch_up(state: Services, changed: Changes) -> None:
+    """Drop what other server processes (or this one) changed from this process's caches.
+
+    Called before a request is answered whenever the change serial moved, so every process
+    answers a request made after a change with what it changed.
+    """
+    if changed is None:  # too far behind to tell what: everything
+        state.pages.clear()
+        _reload_indexes(state)
+        return
+    reload = False
+    for change in changed:
+        if change.project is None:
+            state.pages.invalidate_index(change.index_id)
+            reload = True
+        else:
+            state.pages.invalidate(change.index_id, change.project)
+    if reload:
+        _reload_indexes(state)
+
+
+def _reload_indexes(state: Services) -> None:
+    # In place: the routes hold these dicts through `state`, and a request may be iterating.
+    fresh = load_indexes(state.engine)
+    state.indexes.clear()
+    state.indexes.update(fresh)
+    state.pytp_keys.clear()
+    state.pytp_keys.update(oidc.pytp_keys(list(fresh), state.pages.url_prefix))
 
 
 class AccessLog:
@@ -286,6 +326,7 @@ def create_app(settings: Settings, blobs: BlobStore | None = None) -> IndexApp:
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # private when new
     engine = open_database(settings.database, upgrade=settings.database_auto_upgrade)
     ensure_indexes(engine, settings.indexes, update_existing=True)
+    changes = ChangeFeed(engine)  # before anything is cached: what changes later is seen
     if blobs is None:
         blobs = open_blob_store(settings.storage, settings.blob_dir)
     collect_garbage(engine, blobs)
@@ -340,6 +381,7 @@ def create_app(settings: Settings, blobs: BlobStore | None = None) -> IndexApp:
     )
     app.state.services = state
     app.access_lines = _AccessLines(settings.access_log)
+    app.changes = changes
     app.cached_counts = state.metrics.cached_pages
     app.add_middleware(ops.CountRequests, metrics=state.metrics)
     app.add_middleware(AccessLog, lines=app.access_lines)

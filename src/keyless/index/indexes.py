@@ -10,6 +10,7 @@ from sqlalchemy import Engine, select, update
 from keyless.config import IndexSettings, index_settings, validate_index_name
 from keyless.dists.policy import Policy
 from keyless.store import db
+from keyless.store.changes import record_change
 
 from .accounts import AccountError, now
 
@@ -38,21 +39,22 @@ def ensure_indexes(
     commands, which may run without the server's config file, only create what is missing.
     """
     with db.writing(engine) as conn:
-        existing = set(conn.execute(select(db.indexes.c.name)).scalars())
+        existing = {row.name: row for row in conn.execute(select(db.indexes))}
         for index in wanted:
             values = {
                 "profile": index.profile,
                 "max_file_size": index.max_file_size,
                 "max_project_size": index.max_project_size,
             }
-            if index.name in existing:
-                if not update_existing:
+            row = existing.get(index.name)
+            if row is not None:
+                if not update_existing or all(getattr(row, k) == v for k, v in values.items()):
                     continue
-                conn.execute(
-                    update(db.indexes).where(db.indexes.c.name == index.name).values(**values)
-                )
+                conn.execute(update(db.indexes).where(db.indexes.c.id == row.id).values(**values))
+                record_change(conn, row.id, None)  # other server processes reload the list
             else:
-                conn.execute(db.indexes.insert().values(name=index.name, created=now(), **values))
+                statement = db.indexes.insert().values(name=index.name, created=now(), **values)
+                record_change(conn, db.inserted_id(conn, statement), None)
 
 
 def create_index(engine: Engine, name: str, profile: str = "pypi") -> IndexInfo:

@@ -12,6 +12,8 @@ scrapes sums them per instance; the HELP lines say so.
 
 from __future__ import annotations
 
+import os
+
 # Route classes, as the request paths fall (see `route_class`); "other" is health, metrics,
 # the client served at /+client/ and the owners' JSON API.
 ROUTE_CLASSES = ("simple", "files", "upload", "json", "oidc", "web", "other")
@@ -118,6 +120,12 @@ class Metrics:
             "change, or no such project).",
         )
         lines.append(f"keyless_simple_cache_misses_total {cache_misses}")
+        # Which process answered: with `serve --workers N`, a scrape reaches one of them.
+        lines.append(
+            "# HELP keyless_process_id The id of the server process these counters are of."
+        )
+        lines.append("# TYPE keyless_process_id gauge")
+        lines.append(f"keyless_process_id {os.getpid()}")
         return "\n".join(lines) + "\n"
 
 

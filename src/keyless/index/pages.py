@@ -97,6 +97,19 @@ class SimplePages:
             self._projects.pop((index_id, project), None)
             self._roots.pop(index_id, None)
 
+    def invalidate_index(self, index_id: int) -> None:
+        """Drop every page of an index (its settings or its name may have changed)."""
+        with self._lock:
+            self._generation += 1
+            self._projects = {k: v for k, v in self._projects.items() if k[0] != index_id}
+            self._roots.pop(index_id, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._generation += 1
+            self._projects = {}
+            self._roots = {}
+
     def root(self, index_id: int, index_name: str) -> PageSet:
         cached = self._roots.get(index_id)
         if cached is not None:

@@ -13,6 +13,7 @@ from sqlalchemy import Connection, Engine, Row, bindparam, select, update
 from keyless.dists.names import ultranormalize_name
 from keyless.dists.versions import canonical_version, not_a_version
 from keyless.store import db
+from keyless.store.changes import record_change
 
 from .accounts import Identity, InvalidCredentials, current_identity, now
 from .errors import Refused
@@ -79,6 +80,7 @@ def record_event(
     serial = db.inserted_id(conn, _JOURNAL_INSERT, entry)
     if project is not None and changes_project:
         conn.execute(_SET_SERIAL, {"in_index": index_id, "project": project, "new_serial": serial})
+        record_change(conn, index_id, project)  # other server processes drop its pages
     return serial
 
 

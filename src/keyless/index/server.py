@@ -30,6 +30,7 @@ uvicorn's pure-Python h11 protocol, which would silently serve without these lim
 from __future__ import annotations
 
 import asyncio
+import socket
 import sys
 from dataclasses import replace
 from typing import Any, ClassVar
@@ -366,12 +367,13 @@ def protocol_for(limits: LimitsSettings) -> type[KeylessProtocol]:
     return type("KeylessProtocol", (KeylessProtocol,), {"limits": limits, "idle": {}})
 
 
-def serve(app: object, settings: Settings) -> None:
-    """Serve `app` on the address in `settings` until interrupted."""
+def serve(app: object, settings: Settings, listen_fd: int | None = None) -> None:
+    """Serve `app` on the address in `settings` until interrupted, or on the listening socket
+    `listen_fd` (a worker of `keyless serve --workers N`, see supervisor.py)."""
     install_reasons()
     limits = settings.limits
     limits = replace(limits, max_connections=connection_limit(limits.max_connections))
-    uvicorn.run(
+    config = uvicorn.Config(
         app,  # type: ignore[arg-type]
         host=settings.host,
         port=settings.port,
@@ -384,3 +386,10 @@ def serve(app: object, settings: Settings) -> None:
         log_level="warning",
         server_header=False,
     )
+    server = uvicorn.Server(config)
+    if listen_fd is None:
+        server.run()
+    else:
+        server.run(sockets=[socket.socket(fileno=listen_fd)])
+    if not server.started:  # as uvicorn.run: a server that never started is a failure
+        sys.exit(3)

@@ -47,12 +47,19 @@ from sqlalchemy.exc import DataError, IntegrityError
 from keyless import __version__
 from keyless.store import db
 from keyless.store.blobs import BlobStore, write_all
+from keyless.store.changes import record_change
 
 FORMAT = "keyless-export"
 VERSION = 1
 MANIFEST = "manifest.json"
 # Tables whose rows are a cache the server fills again by itself; everything else is exported.
-SKIPPED = {"jwks_cache": "issuers' signing keys, fetched again when the next OIDC token comes"}
+SKIPPED = {
+    "jwks_cache": "issuers' signing keys, fetched again when the next OIDC token comes",
+    # The target's own feed to its running processes' caches: an import adds a change of
+    # every index to it instead (below), so a server that was running drops what it cached.
+    "change_serial": "the target's own change serial (the import records a change per index)",
+    "changes": "the target's own change feed (the import records a change per index)",
+}
 # Rows a batch inserts at once, and bytes a blob is copied by.
 BATCH = 500
 CHUNK = 1024 * 1024
@@ -346,6 +353,8 @@ def _load(
                 summary.rows[table.name] = _insert_rows(conn, table, rows)
             if conn.dialect.name == "postgresql":
                 _advance_sequences(conn)
+            for (index_id,) in conn.execute(select(db.indexes.c.id)).all():
+                record_change(conn, index_id, None)
     except (IntegrityError, DataError) as exc:
         # Rows that agree with their checksums but not with the schema: made by hand.
         raise ArchiveError(

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
+    DDL,
     JSON,
     BigInteger,
     Boolean,
@@ -256,6 +257,33 @@ journal = Table(
     Column("details", JSON, nullable=False),
 )
 Index("ix_journal_project", journal.c.index_id, journal.c.project)
+
+
+# What changed, for the caches each server process keeps (simple pages, the list of indexes):
+# a writing transaction that changes what is served bumps the one `change_serial` row and adds
+# a `changes` row with the new serial, in the same transaction (`store.changes`). Every process
+# compares the serial with the last it saw on each request and drops exactly what changed.
+# The single row is also what orders the serials: its row lock is held to the commit, so on a
+# database whose writers run side by side (PostgreSQL) serials are still given in commit order.
+change_serial = Table(
+    "change_serial",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("serial", BigInteger, nullable=False),
+)
+changes = Table(
+    "changes",
+    metadata,
+    Column("serial", BigInteger, primary_key=True, autoincrement=False),
+    Column("index_id", Integer, nullable=False),
+    # The normalized project whose pages changed; NULL for the index itself (created, or its
+    # settings changed), which drops all its cached pages and reloads the list of indexes.
+    Column("project", String(255), nullable=True),
+)
+# Its one row, from the start: a bump is then always an UPDATE, which two first changes at
+# once cannot both turn into an INSERT of the same key. (Revision r0002 adds it to older ones.)
+_FIRST_SERIAL = DDL("INSERT INTO change_serial (id, serial) VALUES (1, 0)")  # type: ignore[no-untyped-call]
+event.listen(change_serial, "after_create", _FIRST_SERIAL)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

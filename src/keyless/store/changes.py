@@ -1,0 +1,176 @@
+"""The change serial: how every server process learns, on its next request, what another one
+changed (see `db.change_serial`).
+
+Writers call `record_change` inside the transaction that makes the change. Each process keeps
+a `ChangeFeed` and asks it, once per request, for what changed since it last asked: one read
+of one row when nothing did, which is what almost every request finds.
+"""
+
+from __future__ import annotations
+
+import itertools
+import mmap
+import os
+import sqlite3
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Connection, Engine, bindparam, delete, select, update
+
+from keyless.store import db
+
+# `changes` rows kept behind the newest. A process that fell further behind than this (it
+# slept, or a burst of changes) cannot tell exactly what changed and drops everything instead.
+KEEP = 1000
+
+_BUMP = (
+    update(db.change_serial)
+    .where(db.change_serial.c.id == 1)
+    .values(serial=db.change_serial.c.serial + 1)
+)
+_READ = select(db.change_serial.c.serial).where(db.change_serial.c.id == 1)
+_INSERT = db.changes.insert()
+_PRUNE = delete(db.changes).where(db.changes.c.serial <= bindparam("oldest"))
+_SINCE = (
+    select(db.changes.c.serial, db.changes.c.index_id, db.changes.c.project)
+    .where(db.changes.c.serial > bindparam("seen"))
+    .order_by(db.changes.c.serial)
+)
+
+
+def record_change(conn: Connection, index_id: int, project: str | None) -> int:
+    """Note, in the caller's writing transaction, that what `index_id`/`project` serves changed
+    (`project` None: the index itself). Returns the new serial."""
+    conn.execute(_BUMP)  # first: its row lock orders concurrent writers until they commit
+    serial = int(conn.execute(_READ).scalar_one())
+    conn.execute(_INSERT, {"serial": serial, "index_id": index_id, "project": project})
+    if serial % 100 == 0:  # bounded, and not a DELETE on every change
+        conn.execute(_PRUNE, {"oldest": serial - KEEP})
+    return serial
+
+
+@dataclass(frozen=True)
+class Change:
+    index_id: int
+    project: str | None
+
+
+# What changed since the last check: None when it cannot be told (drop everything).
+Changes = tuple[Change, ...] | None
+NOTHING: tuple[Change, ...] = ()
+
+
+class ChangeFeed:
+    """This process's view of the change serial. `poll()` is on every request's path."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._read_serial, self._wal_header = _serial_reader(engine)
+        self._lock = threading.Lock()
+        self._header = self._wal_header()
+        self._quiet = RECHECK_EVERY
+        self.seen = self._read_serial()
+
+    def poll(self) -> Changes:
+        """What changed since the last poll (nothing, almost always); remembers the new serial."""
+        header = self._wal_header()
+        if header == self._header:
+            self._quiet -= 1
+            if self._quiet:
+                return NOTHING
+            self._quiet = RECHECK_EVERY  # a read of the serial itself now and then, in any case
+        self._header = header  # before the read: a commit after it changes the header again
+        serial = self._read_serial()
+        if serial == self.seen:
+            return NOTHING
+        with self._lock:  # one caller catches up; another at once finds nothing left
+            if serial <= self.seen:
+                return NOTHING
+            with db.reading(self.engine) as conn:
+                rows = conn.execute(_SINCE, {"seen": self.seen}).all()
+            expected = self.seen + 1
+            complete = bool(rows) and rows[0].serial == expected
+            complete = complete and rows[-1].serial - expected + 1 == len(rows)
+            if not complete:
+                self.seen = max(serial, rows[-1].serial if rows else serial)
+                return None
+            self.seen = rows[-1].serial
+            return tuple(Change(row.index_id, row.project) for row in rows)
+
+
+# Every how many polls the serial is read even when the WAL header says nothing was committed:
+# a bound on what any mistake in reading that header could cost, not something correctness
+# relies on. (A count, not a clock: reading the clock cost a tenth of the whole check.)
+RECHECK_EVERY = 1000
+# The first copy of SQLite's WAL-index header, at the start of the -shm file
+# (https://www.sqlite.org/walformat.html, "The WAL-Index Header"): its change counter, frame
+# count, salts and checksums. Every commit rewrites it; SQLite's own readers compare it with
+# memcmp to learn whether anything was committed since they last looked, and so does this.
+_WAL_HEADER = 48
+
+
+def _serial_reader(engine: Engine) -> tuple[Callable[[], int], Callable[[], bytes]]:
+    """The cheapest reads this backend allows: of the serial, and of a value that changes
+    whenever anything is committed (b"" when there is none: the serial is then read always).
+
+    SQLite: the serial by one statement on a connection of its own, outside SQLAlchemy, in
+    autocommit (each read sees the latest commit); the commit marker by reading the WAL-index
+    header through a memory map of the -shm file. Measured on the cached simple-page path
+    (bench/freshness_cost.py): the statement cost more than answering the page itself, the
+    header read a few percent of it. The connection stays open for the life of the process,
+    which keeps the -shm file (SQLite removes it when the last connection closes).
+    Other databases: the serial through the engine (a PostgreSQL deployment may replace this
+    with LISTEN/NOTIFY).
+    """
+    database = engine.url.database
+    if engine.dialect.name == "sqlite" and database and database != ":memory:":
+        # Read and write, though it only reads: a read-only connection cannot open a WAL
+        # database whose -shm file is gone (removed when its last connection closed).
+        raw = sqlite3.connect(database, isolation_level=None, check_same_thread=False)
+        raw.execute("PRAGMA busy_timeout=10000")
+        sql = "SELECT serial FROM change_serial WHERE id = 1"
+
+        def read_sqlite() -> int:  # on the event loop's thread only (IndexApp)
+            row = raw.execute(sql).fetchone()
+            return int(row[0]) if row else 0
+
+        read_sqlite()  # maps the -shm file, in WAL mode
+        return read_sqlite, _wal_header_reader(Path(database + "-shm"))
+
+    def read_engine() -> int:
+        with db.reading(engine) as conn:
+            return int(conn.execute(_READ).scalar() or 0)
+
+    return read_engine, _always_changed
+
+
+# The -shm files mapped by this process, by path. Never closed, nor their descriptors: closing
+# any descriptor of a file drops every POSIX lock the process holds on it, SQLite's own
+# included — among them the shared lock that tells other processes the database is in use,
+# without which the next one to open it truncates and rebuilds the -shm file under us.
+_MAPPED: dict[str, mmap.mmap] = {}
+
+
+def _wal_header_reader(shm: Path) -> Callable[[], bytes]:
+    key = str(shm.resolve())
+    mapped = _MAPPED.get(key)
+    if mapped is None:
+        try:
+            descriptor = os.open(key, os.O_RDONLY)
+        except OSError:  # not in WAL mode: no shared memory file, no shortcut
+            return _always_changed
+        try:
+            mapped = mmap.mmap(descriptor, _WAL_HEADER, access=mmap.ACCESS_READ)
+        except (OSError, ValueError):  # too short to be a WAL index: no shortcut either
+            return _always_changed  # (the descriptor stays open, for the reason above)
+        _MAPPED[key] = mapped
+    return lambda: mapped[:_WAL_HEADER]
+
+
+_counter = itertools.count()
+
+
+def _always_changed() -> bytes:
+    return next(_counter).to_bytes(8, "little")
