@@ -20,6 +20,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	bash scripts/ensure-chromium.sh
 	bash scripts/ensure-nginx.sh
+	bash scripts/ensure-systemd-analyze.sh
 	$(BIN)/python scripts/client_tools.py
 	$(BIN)/ruff check src tests scripts bench
 	$(BIN)/mypy

@@ -167,6 +167,22 @@ def targets(results: Results) -> list[str]:
                 f"| {record.case}: static tree via nginx ÷ nginx on the same bytes (issue 12) "
                 f"| ≥ 0.90× | {fmt_ratio(value)} | {_verdict(ok)} |"
             )
+    for record in results.records.values():
+        if record.scenario.startswith("10 ") and record.server == "keyless":
+            direct = t.value(record.scenario, record.case, "boto3 straight to S3", "MB/s")
+            value = ratio(record.median, direct, "MB/s")
+            ok = None if value != value else value >= 0.7
+            rows.append(
+                f"| upload {record.case} to S3: keyless ÷ boto3 straight to the same S3 server "
+                f"(issue 12) | ≥ 0.70× | {fmt_ratio(value)} | {_verdict(ok)} |"
+            )
+            growth = record.extra.get("growth_mb", [])
+            if growth:
+                worst = max(growth)
+                rows.append(
+                    f"| upload {record.case} to S3: keyless memory growth (worst run) | < 50 MB "
+                    f"| {worst:.1f} MB | {_verdict(worst < 50)} |"
+                )
     if not rows:
         return []
     return ["| target | goal | measured | |", "|---|---|---|---|", *rows]

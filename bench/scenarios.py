@@ -793,3 +793,91 @@ def _measure(
         scenario, case, name, "req/s", outcome.rps, p50_ms=outcome.p50_ms, p99_ms=outcome.p99_ms
     )
     log(f"{scenario} {name}: {outcome.rps:,.0f} req/s")
+
+
+# ------------------------------------------------------------------------------ upload to S3
+
+S3_UPLOAD = "10 upload to S3"
+S3_BUCKET = "bench"
+
+
+def _start_moto(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = procs.free_port()
+    process = procs.start(
+        [str(KEYLESS_PYTHON), "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        folder / "moto.log",
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            httpx.get(f"{endpoint}/moto-api/", timeout=1)
+            return process, endpoint
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                raise RuntimeError("moto's S3 server did not start in 30 s") from None
+            time.sleep(0.1)
+
+
+def s3_upload(results: Results, opts: Options) -> None:
+    """(10) one big wheel uploaded to keyless with its blobs in a bucket, against the same file
+    put straight into the same S3 server by boto3 (its managed multipart upload, defaults): the
+    ceiling for any server in front of that store. moto's server mode is the S3 server, so
+    both sides share its cost (moto is Python, on the same cores)."""
+    import boto3
+    from boto3.s3.transfer import TransferConfig
+
+    from .dists import upload_fields
+
+    for name, value in (
+        ("AWS_ACCESS_KEY_ID", "bench"),
+        ("AWS_SECRET_ACCESS_KEY", "bench-secret"),
+        ("AWS_DEFAULT_REGION", "us-east-1"),
+    ):
+        os.environ.setdefault(name, value)
+    folder = WORK / "s3-upload"
+    datasets_clean(folder)
+    wheels_dir = BENCH / "work-cache" / "big"
+    size_mb = opts.upload_size / MIB
+    case = f"{size_mb:.0f} MB wheel"
+    moto, endpoint = _start_moto(folder)
+    keyless: Keyless | None = None
+    try:
+        s3 = boto3.session.Session().client("s3", endpoint_url=endpoint)
+        s3.create_bucket(Bucket=S3_BUCKET)
+        keyless = Keyless(
+            folder / "keyless",
+            extra_config=(
+                f'\n[storage]\nblobs = "s3://{S3_BUCKET}/keyless"\nendpoint-url = "{endpoint}"\n'
+                'region = "us-east-1"\naddressing-style = "path"\n'
+            ),
+        )
+        keyless.prepare()
+        keyless.start()
+        for run in range(opts.runs):
+            path = write_big_wheel(wheels_dir, "bench-big", f"1.0.{run}", opts.upload_size)
+            digests = digests_of_file(path)
+            # Alternate which goes first, so neither always meets a warmer S3 server.
+            order = ("boto3", "keyless") if run % 2 == 0 else ("keyless", "boto3")
+            for who in order:
+                if who == "boto3":
+                    began = time.perf_counter()
+                    s3.upload_file(str(path), S3_BUCKET, f"direct/{run}", Config=TransferConfig())
+                    seconds = time.perf_counter() - began
+                    results.add(S3_UPLOAD, case, "boto3 straight to S3", "MB/s", size_mb / seconds)
+                    log(f"{S3_UPLOAD} boto3: {size_mb / seconds:.0f} MB/s")
+                    continue
+                fields = upload_fields("bench-big", f"1.0.{run}", (), digests)
+                with procs.MemorySampler(keyless.pid) as memory:
+                    status, seconds = _curl_upload(
+                        keyless.upload_url, path, f"__token__:{keyless.token}", fields
+                    )
+                if status != 200:
+                    raise RuntimeError(f"keyless on S3: big upload answered {status}")
+                growth = (memory.peak - memory.start) / 1024
+                results.add(S3_UPLOAD, case, "keyless", "MB/s", size_mb / seconds, growth_mb=growth)
+                log(f"{S3_UPLOAD} keyless: {size_mb / seconds:.0f} MB/s, +{growth:.1f} MB")
+    finally:
+        if keyless is not None:
+            keyless.stop()
+        procs.stop(moto)

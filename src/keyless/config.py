@@ -223,6 +223,9 @@ class Settings:
     # `[static] folder`: where the server keeps the static copy of its read path (simple
     # pages, .metadata files, distributions) for nginx to serve; None: no copy.
     static_folder: Path | None = None
+    # `[static] bucket`: the same copy in `s3://BUCKET/PREFIX` (reached with `[storage]`'s
+    # endpoint, region and addressing style), for a bucket's website hosting or a CDN.
+    static_bucket: str | None = None
     trusted_publishing: TrustedPublishingSettings = field(default_factory=TrustedPublishingSettings)
 
     def audience_for(self, index: str) -> str:
@@ -514,16 +517,25 @@ def _database(settings: Settings, values: Mapping[str, Any], where: str) -> Sett
 
 
 def _static(settings: Settings, values: Mapping[str, Any], where: str) -> Settings:
-    """`[static]`: `folder`."""
+    """`[static]`: `folder` or `bucket` (one of them)."""
     if not isinstance(values, Mapping):
         raise ConfigError(f"{where}: [static] must be a table.")
-    unknown = set(values) - {"folder"}
+    unknown = set(values) - {"folder", "bucket"}
     if unknown:
         raise ConfigError(
-            f"{where}: [static] has no setting {sorted(unknown)[0]!r}; known: folder."
+            f"{where}: [static] has no setting {sorted(unknown)[0]!r}; known: folder, bucket."
         )
     if values.get("folder"):
-        return replace(settings, static_folder=Path(str(values["folder"])))
+        settings = replace(settings, static_folder=Path(str(values["folder"])), static_bucket=None)
+    if values.get("bucket"):
+        bucket = str(values["bucket"])
+        if not bucket.startswith("s3://") or not bucket.removeprefix("s3://").strip("/"):
+            raise ConfigError(
+                f"{where}: static.bucket {bucket!r} must be s3://BUCKET or s3://BUCKET/PREFIX."
+            )
+        settings = replace(settings, static_bucket=bucket, static_folder=None)
+    if values.get("folder") and values.get("bucket"):
+        raise ConfigError(f"{where}: [static] takes a folder or a bucket, not both.")
     return settings
 
 
@@ -584,6 +596,8 @@ def _layered(
         )
     if environ.get("KEYLESS_STATIC_FOLDER"):
         settings = _static(settings, {"folder": environ["KEYLESS_STATIC_FOLDER"]}, "environment")
+    if environ.get("KEYLESS_STATIC_BUCKET"):
+        settings = _static(settings, {"bucket": environ["KEYLESS_STATIC_BUCKET"]}, "environment")
     if environ.get("KEYLESS_INDEXES"):
         settings = replace(settings, indexes=parse_index_list(environ["KEYLESS_INDEXES"]))
     tp_env = {
@@ -651,6 +665,8 @@ def settings_document(settings: Settings) -> dict[str, Any]:
         # Absolute: the admin commands may run from another folder (`keyless static rebuild`).
         "static": {"folder": str(settings.static_folder.resolve())}
         if settings.static_folder
+        else {"bucket": settings.static_bucket}
+        if settings.static_bucket
         else {},
         "indexes": {
             index.name: {

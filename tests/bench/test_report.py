@@ -131,3 +131,15 @@ def test_the_static_tree_is_judged_against_nginx_on_the_same_bytes() -> None:
     name = "small project {}: static tree via nginx ÷ nginx on the same bytes (issue 12)"
     assert rows[name.format("html")] == ("0.93×", "met")
     assert rows[name.format("json")] == ("0.89×", "**missed**")
+
+
+def test_the_s3_upload_is_judged_against_boto3_straight_to_the_same_server() -> None:
+    results = Results()
+    results.add("10 upload to S3", "200 MB wheel", "boto3 straight to S3", "MB/s", 40)
+    results.add("10 upload to S3", "200 MB wheel", "keyless", "MB/s", 14, growth_mb=36.9)
+    results.add("10 upload to S3", "200 MB wheel", "keyless", "MB/s", 30, growth_mb=25.1)
+    rows = verdicts(results)
+    name = "upload 200 MB wheel to S3: keyless ÷ boto3 straight to the same S3 server (issue 12)"
+    assert rows[name] == ("0.55×", "**missed**")  # median 22 of 40
+    growth = rows["upload 200 MB wheel to S3: keyless memory growth (worst run)"]
+    assert growth == ("36.9 MB", "met")

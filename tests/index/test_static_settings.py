@@ -1,4 +1,5 @@
-"""`[static] folder`, KEYLESS_STATIC_FOLDER and --static-folder: where the static tree goes."""
+"""`[static] folder` (KEYLESS_STATIC_FOLDER, --static-folder) or `[static] bucket`
+(KEYLESS_STATIC_BUCKET): where the static tree goes."""
 
 from __future__ import annotations
 
@@ -38,10 +39,25 @@ def test_the_admin_commands_find_the_folder_the_server_used(tmp_path: Path) -> N
 @pytest.mark.parametrize(
     ("toml", "message"),
     [
-        ('[static]\nfodler = "x"\n', "[static] has no setting 'fodler'; known: folder"),
+        ('[static]\nfodler = "x"\n', "[static] has no setting 'fodler'; known: folder, bucket"),
+        ('[static]\nbucket = "my-bucket"\n', "must be s3://BUCKET or s3://BUCKET/PREFIX"),
+        ('[static]\nbucket = "s3://"\n', "must be s3://BUCKET or s3://BUCKET/PREFIX"),
+        ('[static]\nfolder = "/srv"\nbucket = "s3://b"\n', "a folder or a bucket, not both"),
         ("static = 3\n", "[static] must be a table"),
     ],
 )
 def test_a_wrong_static_setting_says_what_to_fix(tmp_path: Path, toml: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
         folder_from(tmp_path, toml)
+
+
+def test_a_bucket_instead_of_a_folder_from_the_file_or_the_environment(tmp_path: Path) -> None:
+    config = tmp_path / "keyless.toml"
+    config.write_text('[static]\nbucket = "s3://site/pages"\n', encoding="utf-8")
+    settings = load_settings(config, environ={})
+    assert (settings.static_bucket, settings.static_folder) == ("s3://site/pages", None)
+    assert settings_document(settings)["static"] == {"bucket": "s3://site/pages"}
+    # The environment's bucket replaces the file's folder, as any later layer does.
+    config.write_text('[static]\nfolder = "/srv/tree"\n', encoding="utf-8")
+    settings = load_settings(config, environ={"KEYLESS_STATIC_BUCKET": "s3://env"})
+    assert (settings.static_bucket, settings.static_folder) == ("s3://env", None)

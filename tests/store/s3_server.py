@@ -44,35 +44,46 @@ class S3Server:
         return name
 
 
-@pytest.fixture(scope="session")
-def s3_server() -> Iterator[S3Server]:
-    for name, value in CREDENTIALS.items():
-        os.environ.setdefault(name, value)
-    port = free_port()
+def start_moto(port: int) -> subprocess.Popen[bytes]:
+    """moto's S3 server on 127.0.0.1:`port`, once it answers."""
     process = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None, "moto's S3 server stopped while starting"
-            try:
-                httpx.get(f"{endpoint}/moto-api/", timeout=1)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, "moto's S3 server did not start in 30 s"
-                time.sleep(0.1)
-        yield S3Server(endpoint, process)
-    finally:
-        process.terminate()
+    deadline = time.monotonic() + 30
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError("moto's S3 server stopped while starting")
         try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            httpx.get(f"http://127.0.0.1:{port}/moto-api/", timeout=1)
+            return process
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                stop_moto(process)
+                raise RuntimeError("moto's S3 server did not start in 30 s") from None
+            time.sleep(0.1)
+
+
+def stop_moto(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    for name, value in CREDENTIALS.items():
+        os.environ.setdefault(name, value)
+    port = free_port()
+    process = start_moto(port)
+    try:
+        yield S3Server(f"http://127.0.0.1:{port}", process)
+    finally:
+        stop_moto(process)
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from keyless.config import Settings
 
-HELP = "the static copy of the read path that nginx serves ([static] folder)"
+HELP = "the static copy of the read path that nginx or a bucket serves ([static])"
 
 
 def define(
@@ -47,7 +47,8 @@ def run(settings: Settings) -> int:
         )
     report = Admin.open(settings).rebuild_static()
     print(
-        f"static tree {settings.static_folder}: {report.pages} page file(s), "
+        f"static tree {settings.static_folder or settings.static_bucket}: "
+        f"{report.pages} page file(s), "
         f"{report.files} distribution(s), {report.metadata} .metadata file(s); "
         f"{report.written} written, {report.removed} removed",
         file=sys.stdout,

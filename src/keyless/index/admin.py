@@ -135,8 +135,8 @@ class Admin:
         target = open_static_target(self.settings, self._blobs())
         if target is None:
             raise ConfigError(
-                "no static folder is set: give --static-folder, KEYLESS_STATIC_FOLDER or "
-                "[static] folder in the config file."
+                "no static folder or bucket is set: give --static-folder, KEYLESS_STATIC_FOLDER, "
+                "KEYLESS_STATIC_BUCKET, or [static] folder or bucket in the config file."
             )
         pages = SimplePages(self.engine, url_prefix_of(self.settings.public_url))
         tree = static.StaticTree(self.engine, pages, target)

@@ -383,6 +383,7 @@ def create_app(settings: Settings, blobs: BlobStore | None = None) -> IndexApp:
     app.access_lines = _AccessLines(settings.access_log)
     app.changes = changes
     app.cached_counts = state.metrics.cached_pages
+    app.add_middleware(ops.AnswerOutages)  # inside the counter: its 503s are counted
     app.add_middleware(ops.CountRequests, metrics=state.metrics)
     app.add_middleware(AccessLog, lines=app.access_lines)
     return app

@@ -1,15 +1,20 @@
-"""A full disk, as one error of the store: whatever could not be written was undone.
+"""The store's errors the server answers as such: a full disk, and a backend not answering.
 
-The blob writer meets it as ENOSPC (or EDQUOT, a quota) from a write, an fsync or a mkdir;
-SQLite as SQLITE_FULL ("database or disk is full") when its write-ahead log cannot grow. Both
-become StorageFull, which the server answers with 507 Insufficient Storage and a message —
-not a bare 500 — while reads, which need no space, go on being served.
+A full disk: the blob writer meets it as ENOSPC (or EDQUOT, a quota) from a write, an fsync or
+a mkdir; SQLite as SQLITE_FULL ("database or disk is full") when its write-ahead log cannot
+grow. Both become StorageFull, which the server answers with 507 Insufficient Storage and a
+message — not a bare 500 — while reads, which need no space, go on being served.
+
+A database or blob store that cannot be reached, times out or fails on its side is named by
+`unavailable_backend`: the server answers 503 saying which, and recovers by itself when it is
+back (each request opens what it needs anew; PostgreSQL's pool checks a connection first).
 """
 
 from __future__ import annotations
 
 import errno
 import sqlite3
+import sys
 
 from sqlalchemy.exc import DBAPIError
 
@@ -41,3 +46,41 @@ def is_storage_full(exc: BaseException) -> bool:
     if isinstance(exc, sqlite3.Error):
         return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
     return False
+
+
+# S3 answers that mean "not now" rather than "not so": the request may succeed when sent again.
+_BUSY_S3_CODES = frozenset({"SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout"})
+
+
+def unavailable_backend(exc: BaseException) -> str | None:
+    """'database' or 'blob store' when `exc` says that backend is not answering now.
+
+    Unreachable, timed out, busy or failing on its side: the request may succeed once it is
+    back, so the server answers 503 naming it rather than a 500. A full disk is not this
+    (StorageFull, 507); neither is a constraint or a programming error (a 500 it stays).
+    """
+    # Imported here: SQLAlchemy is loaded wherever a database is, botocore only with S3.
+    from sqlalchemy.exc import InterfaceError, OperationalError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    if isinstance(exc, OperationalError | InterfaceError | PoolTimeout):
+        return None if is_storage_full(exc) else "database"
+    if "botocore" in sys.modules:
+        from botocore.exceptions import ClientError, HTTPClientError
+        from botocore.exceptions import ConnectionError as S3ConnectionError
+
+        if isinstance(exc, S3ConnectionError | HTTPClientError):
+            return "blob store"
+        if isinstance(exc, ClientError):
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            code = exc.response.get("Error", {}).get("Code", "")
+            if status >= 500 or code in _BUSY_S3_CODES:
+                return "blob store"
+    return None
+
+
+def unavailable_detail(exc: BaseException) -> str:
+    """What went wrong, for the log: the driver's own words, never a statement or its values."""
+    if isinstance(exc, DBAPIError) and isinstance(exc.orig, BaseException):
+        exc = exc.orig
+    return f"{type(exc).__name__}: {exc}".splitlines()[0][:300]

@@ -156,7 +156,20 @@ class FolderTarget:
 
 
 def open_static_target(settings: Settings, blobs: BlobStore) -> StaticTarget | None:
-    """The target `[static]` names, or None when the server keeps no static tree."""
+    """The target `[static]` names, or None when the server keeps no static tree.
+
+    A bucket is reached with `[storage]`'s endpoint, region and addressing style, checked as
+    the blob store's bucket is (ConfigError with one line to fix it).
+    """
+    if settings.static_bucket is not None:
+        # Here: boto3 is loaded only by a server that uses S3.
+        from dataclasses import replace
+
+        from .s3_blobs import S3BlobStore
+        from .s3_static import BucketTarget
+
+        store = S3BlobStore.from_settings(replace(settings.storage, blobs=settings.static_bucket))
+        return BucketTarget(store.client, store.bucket, store.prefix, blobs)
     if settings.static_folder is None:
         return None
     return FolderTarget(settings.static_folder, blobs)

@@ -15,16 +15,20 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from keyless.store import db
-from keyless.store.errors import StorageFull
+from keyless.store.errors import StorageFull, unavailable_backend, unavailable_detail
 
 from ..metrics import UPLOAD, Metrics, route_class
-from .common import Services, services
+from .common import Services, error, services
 
 # How long /_/health waits for each check. A locked database waits for its busy timeout (10 s)
 # and a hung disk for ever; a load balancer's probe must get its answer well before either.
 HEALTH_TIMEOUT = 3.0
 
 health_log = logging.getLogger("keyless.health")
+outage_log = logging.getLogger("keyless.outage")
+
+# How soon a client may try again when the database or the blob store is not answering.
+RETRY_AFTER = "5"
 
 PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -151,3 +155,53 @@ routes = [
     Route("/_/health", health, methods=["GET", "HEAD"]),
     Route("/_/metrics", metrics, methods=["GET"]),
 ]
+
+
+class AnswerOutages:
+    """A request that fails because the database or the blob store is not answering gets a
+    503 naming which (and Retry-After), not a 500 with a traceback; one line goes to the
+    `keyless.outage` log. Any other error passes on as before.
+
+    Nothing needs resetting when the backend is back: the next request opens what it needs
+    anew, so the server recovers by itself.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking)
+        except Exception as exc:
+            which = unavailable_backend(exc)
+            if which is None or started:
+                raise
+            outage_log.warning(
+                "%s %s: the %s is not answering: %s",
+                scope["method"],
+                scope["path"],
+                which,
+                unavailable_detail(exc),
+            )
+            response = error(Request(scope), 503, outage_message(which))
+            response.headers["Retry-After"] = RETRY_AFTER
+            await response(scope, receive, send)
+
+
+def outage_message(which: str) -> str:
+    return (
+        f"The index's {which} is not answering, so this request could not be served. Send it "
+        "again in a few seconds. If this goes on, the index's administrator must check the "
+        f"{which} (the server's /_/health says more)."
+    )
