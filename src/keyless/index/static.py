@@ -32,10 +32,11 @@ from sqlalchemy import Engine, select
 from keyless.config import Settings
 from keyless.store import db
 from keyless.store.blobs import BlobStore
+from keyless.store.changes import ChangeFeed
 from keyless.store.static_tree import StaticTarget, open_static_target
 
 from .catalog import load_project
-from .indexes import IndexInfo
+from .indexes import IndexInfo, load_indexes
 from .pages import PageSet, SimplePages
 
 log = logging.getLogger("keyless.static")
@@ -248,12 +249,22 @@ class StaticWriter:
     wakes the thread, so an upload or a yank waits for no file write. The thread first
     rebuilds the whole tree (changes made while the server was down, or by an older server,
     show), then writes each queued project and its index's list as soon as it is queued.
+
+    With a `feed`, the thread also looks every `POLL_SECONDS` for changes made by other server
+    processes (other workers, other machines on the same database, the admin commands), so a
+    tree kept in each machine's own folder is current too, whichever process made the change
+    and whether or not this one gets requests. Its own changes come back through the feed as
+    well; writing a page again with the same bytes writes nothing.
     """
 
     RETRY_SECONDS = 1.0
+    POLL_SECONDS = 0.25
 
-    def __init__(self, tree: StaticTree, indexes: Mapping[str, IndexInfo]) -> None:
+    def __init__(
+        self, tree: StaticTree, indexes: Mapping[str, IndexInfo], feed: ChangeFeed | None = None
+    ) -> None:
         self.tree = tree
+        self._feed = feed
         # The server's own mapping, which the web UI adds new indexes to.
         self._indexes = indexes
         self._lock = threading.Lock()
@@ -287,10 +298,11 @@ class StaticWriter:
 
     def _run(self) -> None:
         while not self._closing:
-            self._wake.wait()
+            self._wake.wait(self.POLL_SECONDS if self._feed is not None else None)
             self._wake.clear()
             if self._closing:
                 return
+            self._take_others_changes()
             with self._lock:
                 rebuild, projects, roots = self._rebuild, self._projects, self._roots
                 self._rebuild, self._projects, self._roots = False, set(), set()
@@ -306,10 +318,31 @@ class StaticWriter:
                     threading.Event().wait(self.RETRY_SECONDS)
                     self._wake.set()
 
+    def _take_others_changes(self) -> None:
+        if self._feed is None:
+            return
+        try:
+            changed = self._feed.poll()
+        except Exception:  # the database did not answer: the next poll catches up
+            return
+        with self._lock:
+            if changed is None:  # too far behind to tell what
+                self._rebuild = True
+                return
+            for change in changed:
+                if change.project is None:  # an index made or changed: its list
+                    self._roots.add(change.index_id)
+                else:
+                    # This process's cached page may be the one from before the change.
+                    self.tree.pages.invalidate(change.index_id, change.project)
+                    self._projects.add((change.index_id, NormalizedName(change.project)))
+
     def _write(
         self, rebuild: bool, projects: set[tuple[int, NormalizedName]], roots: set[int]
     ) -> None:
         by_id = {index.id: index for index in list(self._indexes.values())}
+        if any(index_id not in by_id for index_id in roots):  # made by another process
+            by_id = {index.id: index for index in load_indexes(self.tree.engine).values()}
         if rebuild:
             report = self.tree.rebuild(by_id.values())
             log.info(
@@ -338,4 +371,4 @@ def static_writer(
     target = open_static_target(settings, blobs)
     if target is None:
         return None
-    return StaticWriter(StaticTree(engine, pages, target), indexes)
+    return StaticWriter(StaticTree(engine, pages, target), indexes, ChangeFeed(engine))
