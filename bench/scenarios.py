@@ -881,3 +881,57 @@ def s3_upload(results: Results, opts: Options) -> None:
         if keyless is not None:
             keyless.stop()
         procs.stop(moto)
+
+
+# ----------------------------------------------------------------- the cost of shared state
+
+# The last commit before issue 12's shared state (the change serial checked on every request,
+# the metrics, the outage middleware): "today's single process" of the issue.
+BEFORE_SHARED_STATE = "ee79a7b"
+SHARED_STATE = "12 shared-state cost"
+
+
+def shared_state_cost(results: Results, opts: Options, cores: int) -> None:
+    """(12) the small project's JSON page from this checkout's `keyless serve --workers 1`
+    against the same server of commit ee79a7b (extracted from git), both seeded alike, each
+    in turn on the same server core with wrk on another: what keeping every process fresh
+    costs a whole HTTP request (goal: new at least 0.95x old)."""
+    from . import commit_cost
+
+    folder = WORK / "shared-state"
+    datasets_clean(folder)
+    try:
+        before = commit_cost.extract_tree(BEFORE_SHARED_STATE, folder / "tree")
+    except commit_cost.Unavailable as exc:
+        results.notes.append(f"{SHARED_STATE} skipped: {exc}")
+        log(f"{SHARED_STATE} skipped: {exc}")
+        return
+    load_cores, server_cores = split_cores(cores)
+    server_cpus = ",".join(map(str, server_cores[:1]))  # one process: one core
+    servers = {
+        "keyless": Keyless(folder / "new"),
+        f"keyless at {BEFORE_SHARED_STATE}": Keyless(folder / "old", src=before),
+    }
+    case = "small project json, --workers 1"
+    try:
+        for server in servers.values():
+            server.cpus = server_cpus
+            datasets.seed_keyless(server, 0)
+            server.stop()
+        for _run in range(opts.runs):
+            for name, server in servers.items():
+                server.start()
+                try:
+                    url = server.simple_url(datasets.SMALL)
+                    status, _, _ = check(url, JSON_TYPE)  # also puts it in memory
+                    if status != 200:
+                        raise RuntimeError(f"{name}: {url} answered {status}")
+                    _measure(results, SHARED_STATE, case, name, url, JSON_TYPE, opts, load_cores)
+                    record = results.get(SHARED_STATE, case, name, "req/s")
+                    assert record is not None
+                    log(f"{SHARED_STATE} {name}: {record.values[-1]:,.0f} req/s")
+                finally:
+                    server.stop()
+    finally:
+        for server in servers.values():
+            server.stop()
