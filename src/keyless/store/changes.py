@@ -2,22 +2,29 @@
 changed (see `db.change_serial`).
 
 Writers call `record_change` inside the transaction that makes the change. Each process keeps
-a `ChangeFeed` and asks it, once per request, for what changed since it last asked: one read
-of one row when nothing did, which is what almost every request finds.
+a `ChangeFeed` and asks it, once per request, for what changed since it last asked. Almost
+every request finds nothing, so that question must cost next to nothing: the serial row is
+read only when a cheaper sign says something was committed — on SQLite, the WAL-index header
+in shared memory; on PostgreSQL, a notification on a connection that LISTENs (each change
+also NOTIFYs, delivered at its commit), found by asking the socket whether bytes wait.
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
 import mmap
 import os
+import select as select_module
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, delete, select, update
+from sqlalchemy import Connection, Engine, bindparam, delete, select, text, update
 
 from keyless.store import db
 
@@ -33,6 +40,15 @@ _BUMP = (
 _READ = select(db.change_serial.c.serial).where(db.change_serial.c.id == 1)
 _INSERT = db.changes.insert()
 _PRUNE = delete(db.changes).where(db.changes.c.serial <= bindparam("oldest"))
+# PostgreSQL: the channel every change is announced on (`record_change`), and how often a
+# process whose listening connection broke tries to open it again (meanwhile it reads the
+# serial on every request, so nothing is missed, only slower).
+CHANNEL = "keyless_changes"
+_NOTIFY = text(f"SELECT pg_notify('{CHANNEL}', '')")
+RELISTEN_SECONDS = 1.0
+
+log = logging.getLogger("keyless.changes")
+
 _SINCE = (
     select(db.changes.c.serial, db.changes.c.index_id, db.changes.c.project)
     .where(db.changes.c.serial > bindparam("seen"))
@@ -46,6 +62,8 @@ def record_change(conn: Connection, index_id: int, project: str | None) -> int:
     conn.execute(_BUMP)  # first: its row lock orders concurrent writers until they commit
     serial = int(conn.execute(_READ).scalar_one())
     conn.execute(_INSERT, {"serial": serial, "index_id": index_id, "project": project})
+    if conn.dialect.name == "postgresql":
+        conn.execute(_NOTIFY)  # delivered to the listeners when this transaction commits
     if serial % 100 == 0:  # bounded, and not a DELETE on every change
         conn.execute(_PRUNE, {"oldest": serial - KEEP})
     return serial
@@ -121,8 +139,12 @@ def _serial_reader(engine: Engine) -> tuple[Callable[[], int], Callable[[], byte
     (bench/freshness_cost.py): the statement cost more than answering the page itself, the
     header read a few percent of it. The connection stays open for the life of the process,
     which keeps the -shm file (SQLite removes it when the last connection closes).
-    Other databases: the serial through the engine (a PostgreSQL deployment may replace this
-    with LISTEN/NOTIFY).
+    PostgreSQL: the serial through the engine; the commit marker from `_Listener`. Measured
+    here (a local server, load average 4 to 5): reading the serial through the pool costs 0.55
+    to 0.96 ms, more than answering a cached page; the socket check 3 to 5 µs. The price is the
+    notification's delivery: a poll right after the commit, in the same thread, missed it 12 to
+    14 times in 200; 0.5 ms later none did, and an answer through a load balancer to a client
+    that then asks another process takes longer than that.
     """
     database = engine.url.database
     if engine.dialect.name == "sqlite" and database and database != ":memory:":
@@ -143,7 +165,71 @@ def _serial_reader(engine: Engine) -> tuple[Callable[[], int], Callable[[], byte
         with db.reading(engine) as conn:
             return int(conn.execute(_READ).scalar() or 0)
 
+    if engine.dialect.name == "postgresql":
+        return read_engine, _Listener(engine).marker
     return read_engine, _always_changed
+
+
+class _Listener:
+    """A PostgreSQL connection of this feed's own that LISTENs on `CHANNEL`.
+
+    `marker()` changes whenever a notification arrived since the last call: it asks the socket
+    whether bytes wait (a `select` with no timeout, a few microseconds, no round trip) and only
+    then lets psycopg read them. A notification is sent at the commit of the change, before the
+    committing server answers its client, so a request that follows that answer finds it
+    waiting. If the connection breaks (a restart of PostgreSQL), every call reports a change —
+    the feed then reads the serial on each request, missing nothing — until a new connection
+    listens again (tried at most once a second).
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._conninfo = engine.url.set(drivername="postgresql").render_as_string(
+            hide_password=False
+        )
+        self._conn: Any = None
+        self._count = 0
+        self._retry_at = 0.0
+        self._connect()
+
+    def _connect(self) -> None:
+        import psycopg  # the PostgreSQL driver: loaded only where a database URL names it
+
+        try:
+            conn = psycopg.connect(self._conninfo, autocommit=True, connect_timeout=5)
+            conn.execute(f"LISTEN {CHANNEL}")
+        except psycopg.Error as exc:
+            log.warning("cannot listen for changes (%s); reading the serial per request", exc)
+            self._retry_at = time.monotonic() + RELISTEN_SECONDS
+            return
+        self._conn = conn
+
+    def marker(self) -> bytes:
+        conn = self._conn
+        if conn is None:
+            if time.monotonic() >= self._retry_at:
+                self._connect()
+            self._count += 1  # not listening: always "changed"
+        else:
+            try:
+                waiting, _, _ = select_module.select([conn.fileno()], [], [], 0)
+                if waiting:
+                    self._count += 1
+                    for _ in conn.notifies(timeout=0):  # drain what arrived
+                        pass
+            except Exception as exc:  # the connection broke: PostgreSQL restarted, or a proxy
+                log.warning("stopped listening for changes (%s); reading the serial", exc)
+                self._drop()
+                self._count += 1
+        return self._count.to_bytes(8, "little")
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        self._retry_at = time.monotonic() + RELISTEN_SECONDS
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:  # already broken: nothing to close cleanly
+                log.debug("closing the broken listening connection failed", exc_info=True)
 
 
 # The -shm files mapped by this process, by path. Never closed, nor their descriptors: closing
