@@ -19,6 +19,7 @@ demo: $(STAMP)
 # Lint first: a style or type slip fails the run as surely as a broken test.
 test: $(STAMP)
 	bash scripts/ensure-chromium.sh
+	bash scripts/ensure-postgresql.sh
 	$(BIN)/python scripts/client_tools.py
 	$(BIN)/ruff check src tests scripts bench
 	$(BIN)/mypy
