@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
@@ -20,6 +21,9 @@ from keyless.ci.emulator import Emulator
 from keyless.devcert import DevCert, create_dev_cert
 from keyless.index.accounts import create_token, create_user
 from keyless.store.db import open_database
+
+if TYPE_CHECKING:
+    from tests.pg import PostgreSQL
 
 KIB = 1024
 
@@ -279,3 +283,20 @@ def http(server: LiveServer) -> Iterator[httpx.Client]:
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
     return client_env(tmp_path)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_shared_services() -> Iterator[None]:
+    """Stops, at the session's end, the servers started on first use (tests/pg.py)."""
+    yield
+    from tests import pg
+
+    pg.stop_shared()
+
+
+@pytest.fixture(scope="session")
+def postgresql() -> PostgreSQL:
+    """A real PostgreSQL server for the session (tests/pg.py); `new_database()` per test."""
+    from tests.pg import shared_postgresql
+
+    return shared_postgresql()
