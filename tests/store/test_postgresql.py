@@ -19,6 +19,7 @@ from sqlalchemy import Connection, func, insert, select, text
 
 from keyless.config import ConfigError, load_settings
 from keyless.store import db, migrations
+from keyless.store.errors import UnstorableText
 from keyless.store.migrations import baseline
 from tests.pg import PostgreSQL
 from tests.store.test_migrations import OPEN
@@ -200,3 +201,13 @@ def test_a_database_that_cannot_be_used_stops_the_server_with_one_line(
     assert expected in lines[0]
     assert secret not in output
     assert postgresql.password not in output
+
+
+def test_a_nul_character_is_the_clients_mistake(postgresql: PostgreSQL) -> None:
+    # PostgreSQL's text holds no NUL; a request carrying one gets a 400 (index/app.py), not a 500.
+    engine = db.open_database(postgresql.new_database())
+    with pytest.raises(UnstorableText), db.reading(engine) as conn:
+        conn.execute(select(db.users).where(db.users.c.username == "a\x00b")).all()
+    with pytest.raises(UnstorableText), db.writing(engine) as conn:
+        add_user(conn, "a\x00b")
+    engine.dispose()

@@ -38,10 +38,10 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, DataError, OperationalError
 
 from keyless.config import ConfigError
-from keyless.store.errors import StorageFull, is_storage_full
+from keyless.store.errors import StorageFull, UnstorableText, is_nul_in_text, is_storage_full
 
 metadata = MetaData()
 
@@ -321,6 +321,10 @@ def writing(engine: Engine) -> Iterator[Connection]:
         if is_storage_full(exc):
             raise StorageFull(exc) from exc
         raise
+    except DataError as exc:
+        if is_nul_in_text(exc):
+            raise UnstorableText() from exc
+        raise
 
 
 @contextmanager
@@ -332,8 +336,13 @@ def reading(engine: Engine) -> Iterator[Connection]:
             # REPEATABLE READ keeps the first one to the end, as a SQLite read transaction
             # does. Read-only, it never fails with a serialisation error.
             conn.execution_options(isolation_level="REPEATABLE READ")
-        with conn.begin():
-            yield conn
+        try:
+            with conn.begin():
+                yield conn
+        except DataError as exc:
+            if is_nul_in_text(exc):
+                raise UnstorableText() from exc
+            raise
 
 
 def open_database(url_or_path: str | Path, *, upgrade: bool = False) -> Engine:
