@@ -10,7 +10,6 @@ takes a database of its own (`PostgreSQL.new_database`), so tests stay independe
 
 from __future__ import annotations
 
-import contextlib
 import glob
 import os
 import pwd
@@ -186,19 +185,21 @@ def start_postgresql() -> Iterator[PostgreSQL]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-# The session's one server, started by whatever needs it first (the `postgresql` fixture, or
-# `start_server` on the PostgreSQL backend set) and stopped by `stop_shared` at the session's end.
-_shared: list[tuple[PostgreSQL, contextlib.AbstractContextManager[PostgreSQL]]] = []
-
-
 def shared_postgresql() -> PostgreSQL:
-    if not _shared:
-        running = start_postgresql()
-        _shared.append((running.__enter__(), running))
-    return _shared[0][0]
+    """The session's one server, started by whatever needs it first (the `postgresql` fixture,
+    or `start_server` on the PostgreSQL backend set; tests/backends.py stops it)."""
+    from tests.backends import shared
+
+    return shared("postgresql", start_postgresql)
 
 
-def stop_shared() -> None:
-    while _shared:
-        _, running = _shared.pop()
-        running.__exit__(None, None, None)
+def dump(url: str) -> bytes:
+    """`pg_dump` of the database a SQLAlchemy URL names: every row, as the server keeps it."""
+    libpq_url = url.replace("postgresql+psycopg://", "postgresql://", 1)
+    done = subprocess.run(
+        [str(server_binaries() / "pg_dump"), "--data-only", f"--dbname={libpq_url}"],
+        capture_output=True,
+        timeout=60,
+        check=True,
+    )
+    return done.stdout
