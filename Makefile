@@ -16,15 +16,18 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
 
-# Lint first: a style or type slip fails the run as surely as a broken test.
+# Lint first: a style or type slip fails the run as surely as a broken test. Then the tests, and
+# the live-server suites again on PostgreSQL + S3 (tests/backends.py).
 test: $(STAMP)
 	bash scripts/ensure-chromium.sh
 	bash scripts/ensure-nginx.sh
 	bash scripts/ensure-systemd-analyze.sh
+	bash scripts/ensure-postgresql.sh
 	$(BIN)/python scripts/client_tools.py
 	$(BIN)/ruff check src tests scripts bench
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --backend=postgresql tests/index tests/web tests/deploy
 
 # The fuzz suite and the crash loop at length: ten times the cases and kills `make test` runs.
 fuzz: $(STAMP)

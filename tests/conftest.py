@@ -12,14 +12,23 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
+from sqlalchemy import Engine
 
 from keyless.ci.emulator import Emulator
+from keyless.config import StorageSettings, load_settings
 from keyless.devcert import DevCert, create_dev_cert
 from keyless.index.accounts import create_token, create_user
+from keyless.store.backends import open_blob_store
+from keyless.store.blobs import BlobStore
 from keyless.store.db import open_database
+from tests import backends
+
+if TYPE_CHECKING:
+    from tests.pg import PostgreSQL
 
 KIB = 1024
 
@@ -38,6 +47,31 @@ profile = "private"
 max-file-size = "64KiB"
 max-project-size = "100KiB"
 """
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--backend",
+        choices=backends.BACKENDS,
+        help="the backend set live servers run on: sqlite (SQLite + data folder, the default) "
+        f"or postgresql (PostgreSQL + S3); also {backends.VARIABLE}",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    chosen = config.getoption("--backend")
+    if chosen:
+        # An environment variable, so every process the tests start sees the same choice.
+        os.environ[backends.VARIABLE] = chosen
+    backends.current()  # a wrong value fails here, before any test
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if backends.on_postgresql():
+        skip = pytest.mark.skip(reason="about the local files: not run on PostgreSQL + S3")
+        for item in items:
+            if item.get_closest_marker("local_only"):
+                item.add_marker(skip)
 
 
 def free_port() -> int:
@@ -89,11 +123,34 @@ class LiveServer:
     log_path: Path
     process: subprocess.Popen[bytes]
     tls: DevCert | None = None
+    # Its PostgreSQL database, when the tests run on PostgreSQL + S3 (tests/backends.py).
+    database_url: str | None = None
+    storage: StorageSettings = field(default_factory=StorageSettings)
     _users: set[str] = field(default_factory=set)
+    _engine: Engine | None = None
 
     @property
-    def database(self) -> Path:
-        return self.data_dir / "keyless.db"
+    def database(self) -> Path | str:
+        """What `open_database` takes: the SQLite file, or the PostgreSQL URL."""
+        return self.database_url or self.data_dir / "keyless.db"
+
+    def database_bytes(self) -> bytes:
+        """Everything the database holds, as stored: the SQLite files, or a PostgreSQL dump."""
+        if self.database_url is None:
+            return b"".join(p.read_bytes() for p in sorted(self.data_dir.glob("keyless.db*")))
+        from tests.pg import dump
+
+        return dump(self.database_url)
+
+    def blobs(self) -> BlobStore:
+        """The server's blob store (the folder, or its bucket), for the tests' own use."""
+        return open_blob_store(self.storage, self.data_dir / "blobs")
+
+    def engine(self) -> Engine:
+        """One engine per server for the tests' own use (a pool each would add up)."""
+        if self._engine is None:
+            self._engine = open_database(self.database)
+        return self._engine
 
     def simple_url(self, index: str) -> str:
         return f"{self.url}/{index}/simple/"
@@ -103,7 +160,7 @@ class LiveServer:
 
     def user(self, name: str) -> str:
         if name not in self._users:
-            create_user(open_database(self.database), name, "correct horse battery")
+            create_user(self.engine(), name, "correct horse battery")
             self._users.add(name)
         return name
 
@@ -116,7 +173,7 @@ class LiveServer:
     ) -> str:
         self.user(username)
         return create_token(
-            open_database(self.database), username, index, projects=projects, expires_in=expires_in
+            self.engine(), username, index, projects=projects, expires_in=expires_in
         ).token
 
     def log(self) -> str:
@@ -166,9 +223,15 @@ def start_server(
         command += ["--tls-cert", str(tls.cert), "--tls-key", str(tls.key)]
     log_path = folder / "server.log"
     log = log_path.open("wb")
-    process = subprocess.Popen(
-        command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
-    )
+    # On PostgreSQL + S3 (tests/backends.py), a database and a bucket of its own, unless the
+    # test names its own; a second server on the same data folder shares them, as a second
+    # machine of one deployment would.
+    backend_env = _backend_of_data.get(data_dir)
+    if backend_env is None:
+        backend_env = backends.server_environment(folder.name)  # before os.environ: adds to it
+        _backend_of_data[data_dir] = backend_env
+    server_env = {**os.environ, **backend_env, **(env or {})}
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=server_env)
     scheme = "https" if tls else "http"
     server = LiveServer(
         url=f"{scheme}://127.0.0.1:{port}",
@@ -176,6 +239,8 @@ def start_server(
         log_path=log_path,
         process=process,
         tls=tls,
+        database_url=server_env.get("KEYLESS_DATABASE_URL"),
+        storage=load_settings(environ=_storage_variables(server_env)).storage,
     )
     deadline = time.monotonic() + 30
     with server.client() as client:
@@ -194,7 +259,17 @@ def start_server(
     return server
 
 
+# The backend settings each data folder's first server was given (see `start_server`).
+_backend_of_data: dict[Path, dict[str, str]] = {}
+
+
+def _storage_variables(environ: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in environ.items() if k == "KEYLESS_BLOBS" or k.startswith("KEYLESS_S3_")}
+
+
 def stop_server(server: LiveServer) -> None:
+    if server._engine is not None:
+        server._engine.dispose()
     server.process.terminate()
     try:
         server.process.wait(timeout=10)
@@ -289,3 +364,20 @@ def http(server: LiveServer) -> Iterator[httpx.Client]:
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
     return client_env(tmp_path)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_shared_services() -> Iterator[None]:
+    """Stops, at the session's end, the servers started on first use (tests/backends.py)."""
+    yield
+    from tests import backends
+
+    backends.stop_shared()
+
+
+@pytest.fixture(scope="session")
+def postgresql() -> PostgreSQL:
+    """A real PostgreSQL server for the session (tests/pg.py); `new_database()` per test."""
+    from tests.pg import shared_postgresql
+
+    return shared_postgresql()

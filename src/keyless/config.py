@@ -503,14 +503,16 @@ def load_settings(
 
 
 def _database(settings: Settings, values: Mapping[str, Any], where: str) -> Settings:
-    """`[database]`: `auto-upgrade`."""
+    """`[database]`: `url` (the same as `[server] database-url`) and `auto-upgrade`."""
     if not isinstance(values, Mapping):
         raise ConfigError(f"{where}: [database] must be a table.")
-    unknown = set(values) - {"auto-upgrade"}
+    unknown = set(values) - {"url", "auto-upgrade"}
     if unknown:
         raise ConfigError(
-            f"{where}: [database] has no setting {sorted(unknown)[0]!r}; known: auto-upgrade."
+            f"{where}: [database] has no setting {sorted(unknown)[0]!r}; known: url, auto-upgrade."
         )
+    if values.get("url"):
+        settings = replace(settings, database_url=str(values["url"]))
     if "auto-upgrade" in values:
         return replace(settings, database_auto_upgrade=_flag(values["auto-upgrade"], where))
     return settings

@@ -17,7 +17,6 @@ from keyless.index.indexes import load_indexes
 from keyless.index.projects import ProjectAdmin, ProjectError
 from keyless.index.promote import PromoteRejected, Promotion
 from keyless.index.publishers import Actor, add_publisher, list_publishers, remove_publisher
-from keyless.store.blobs import LocalBlobStore
 from keyless.store.db import open_database
 from tests.conftest import LiveServer, make_project
 
@@ -72,7 +71,7 @@ def test_promote_refuses_a_token_revoked_after_authentication(
     owner = "owner-commit-time-promote"
     engine = open_database(server.database)
     indexes = load_indexes(engine)
-    promotion = Promotion(engine, LocalBlobStore(server.data_dir / "blobs"), nothing_to_invalidate)
+    promotion = Promotion(engine, server.blobs(), nothing_to_invalidate)
     stale = revoked_after_authenticating(server, owner, "prod")
     with pytest.raises(PromoteRejected) as refused:
         promotion.promote(indexes["test"], indexes["prod"], stale, "commit-time-promote", "0.0.1")

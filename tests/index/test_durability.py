@@ -38,6 +38,7 @@ def multipart_body(filename: str, data: bytes, boundary: str) -> bytes:
     return b"".join(parts)
 
 
+@pytest.mark.local_only  # watches the folder's temp files
 def test_an_upload_cut_off_half_way_leaves_nothing(server: LiveServer, http: httpx.Client) -> None:
     token = server.token("cut-owner", "prod")
     # Random (incompressible) and bigger than a hand-over batch, so the server is writing
@@ -151,6 +152,7 @@ def test_malformed_requests_get_a_4xx_with_a_message(
         assert len(answer.text.strip()) > 10
 
 
+@pytest.mark.local_only  # the modes of the SQLite files and the blob folder
 def test_a_new_servers_secrets_are_readable_by_its_user_only(tmp_path: Path) -> None:
     before = os.umask(0o022)  # what a service usually gets: files 0644 unless made private
     try:

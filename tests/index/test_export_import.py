@@ -240,6 +240,7 @@ def test_export_then_import_into_a_new_folder(
         stop_server(target)
 
 
+@pytest.mark.local_only  # from the folder into a bucket, by its own settings
 def test_import_into_a_bucket(
     source: LiveServer,
     s3_server: S3Server,
@@ -373,6 +374,7 @@ def test_damaged_archives_are_refused_and_change_nothing(
     assert digest.hexdigest() == blob_sha
 
 
+@pytest.mark.local_only  # damages a blob file in the folder
 def test_an_export_refuses_a_damaged_blob_and_leaves_no_archive(
     source: LiveServer, tmp_path: Path
 ) -> None:

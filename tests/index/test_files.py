@@ -95,6 +95,7 @@ def test_head(client: httpx.Client, published: Published) -> None:
     assert metadata.headers["content-length"] == str(len(core_metadata_of(filename, data)))
 
 
+@pytest.mark.local_only  # counts the folder's blob files
 def test_same_bytes_in_two_indexes_have_one_url_and_one_blob(
     server: LiveServer, client: httpx.Client
 ) -> None:
@@ -124,6 +125,7 @@ def test_metadata_file_is_the_wheels_metadata(client: httpx.Client, published: P
     assert hashlib.sha256(answer.content).hexdigest() == advertised
 
 
+@pytest.mark.local_only  # counts the folder's blob files
 def test_a_wheel_upload_writes_one_blob_and_keeps_its_metadata_in_the_database(
     server: LiveServer, client: httpx.Client
 ) -> None:

@@ -18,6 +18,9 @@ from tests.conftest import LiveServer, start_server, stop_server
 
 from .uploading import upload
 
+# Damage done to the folder's blobs by path; fsck on a bucket: tests/store/test_s3_app.py.
+pytestmark = pytest.mark.local_only
+
 
 @pytest.fixture
 def live(tmp_path: Path) -> Iterator[LiveServer]:

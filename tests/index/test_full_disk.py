@@ -25,6 +25,9 @@ from tests.conftest import LiveServer, client_env, start_server, stop_server
 
 from .uploading import upload
 
+# A full disk under the SQLite file and the blob folder.
+pytestmark = pytest.mark.local_only
+
 MIB = 1024 * 1024
 DISK_SIZE = 8 * MIB
 PAGE = 4096  # tmpfs allocates whole pages

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import pytest
 
 from keyless.index.maintenance import collect_garbage
 from keyless.store.blobs import LocalBlobStore
@@ -23,6 +24,9 @@ from tests.builders import build_wheel
 from tests.conftest import SERVER_CONFIG, LiveServer, start_server, stop_server
 
 from .uploading import upload
+
+# Blobs damaged and orphaned in the folder, by path; gc on a bucket: tests/store/test_s3_blobs.py.
+pytestmark = pytest.mark.local_only
 
 TRIALS = 24
 HOUR = 3600

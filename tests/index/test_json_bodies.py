@@ -9,12 +9,13 @@ UnicodeEncodeError: a 500 with a traceback. Every JSON endpoint must refuse such
 from __future__ import annotations
 
 import json
-import sqlite3
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import func, select
 
+from keyless.store import db
 from tests.builders import build_wheel
 from tests.conftest import LiveServer
 
@@ -33,11 +34,8 @@ def owner(server: LiveServer, client: httpx.Client) -> str:
 
 
 def journal_rows(server: LiveServer) -> int:
-    conn = sqlite3.connect(f"file:{server.database}?mode=ro", uri=True)
-    try:
-        return int(conn.execute("SELECT count(*) FROM journal").fetchone()[0])
-    finally:
-        conn.close()
+    with db.reading(server.engine()) as conn:
+        return int(conn.execute(select(func.count()).select_from(db.journal)).scalar_one())
 
 
 @pytest.mark.parametrize(

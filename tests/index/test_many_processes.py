@@ -8,7 +8,6 @@ first one changes it: without the serial, the second would keep serving the old 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -193,8 +192,8 @@ def test_one_file_uploaded_through_both_at_once_is_stored_once(
         for client in clients:
             client.close()
     assert [a.status_code for a in answers] == [200] * len(clients), [a.text for a in answers]
-    with sqlite3.connect(first.database) as conn:
-        rows = conn.execute("SELECT sha256 FROM files WHERE filename = ?", (filename,)).fetchall()
+    with db.reading(first.engine()) as conn:
+        rows = conn.execute(select(db.files.c.sha256).where(db.files.c.filename == filename)).all()
     assert len(rows) == 1
     with first.client() as one, second.client() as two:
         for client in (one, two):

@@ -52,6 +52,7 @@ def test_health_names_what_it_checked(live: LiveServer) -> None:
     assert body["indexes"] == ["private", "prod", "test", "tiny"]  # SERVER_CONFIG's
 
 
+@pytest.mark.local_only  # a temp folder replaced by a file
 def test_health_fails_when_the_blob_store_cannot_be_written(live: LiveServer) -> None:
     # Root ignores permissions, so the store's temp folder becomes a file: every upload's
     # first write fails there exactly as on a broken or read-only disk.
@@ -75,6 +76,7 @@ def test_health_fails_when_the_blob_store_cannot_be_written(live: LiveServer) ->
     wait_healthy(live)
 
 
+@pytest.mark.local_only  # SQLite's WAL locks
 def test_health_fails_in_bounded_time_when_the_database_is_locked(live: LiveServer) -> None:
     # What a wedged process holding SQLite's WAL locks looks like to the server: every read
     # waits for the locks (bytes 120-127 of the -shm file, POSIX locks as SQLite takes them).

@@ -79,6 +79,7 @@ def audit(client: httpx.Client, token: str, index: str, name: str) -> list[dict[
     return rows
 
 
+@pytest.mark.local_only  # counts the folder's blob files
 def test_promote_copies_no_bytes_and_keeps_the_hashes(
     server: LiveServer, client: httpx.Client
 ) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,7 +17,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import select, update
 
+from keyless.store import db
 from tests.builders import build_wheel
 from tests.conftest import SERVER_CONFIG, LiveServer, start_server, stop_server
 
@@ -174,13 +175,18 @@ def test_a_stored_description_too_slow_to_render_does_not_hold_its_page_or_the_s
     with limited.client() as client, limited.client() as viewer:
         assert upload(client, "prod", token, *wheel("old-readme", README)).status_code == 200
         slow = SLOW_MARKDOWN.replace("# a", "# b")  # not in the server's cache
-        with sqlite3.connect(limited.database) as db:
-            rows = db.execute(
-                "UPDATE releases SET info = json_set(info, '$.description', ?) "
-                "WHERE project_id = (SELECT id FROM projects WHERE name = 'old-readme')",
-                (slow,),
-            ).rowcount
-        assert rows == 1
+        with db.writing(limited.engine()) as conn:
+            project = select(db.projects.c.id).where(db.projects.c.name == "old-readme")
+            release = conn.execute(
+                select(db.releases.c.id, db.releases.c.info).where(
+                    db.releases.c.project_id == project.scalar_subquery()
+                )
+            ).one()
+            conn.execute(
+                update(db.releases)
+                .where(db.releases.c.id == release.id)
+                .values(info={**release.info, "description": slow})
+            )
         page, took, latencies = while_running(
             lambda: viewer.get("/prod/project/old-readme/", headers={"accept": "text/html"}),
             client,

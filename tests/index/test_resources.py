@@ -127,6 +127,7 @@ def test_an_endless_head_is_refused(limited: LiveServer) -> None:
         assert answer.startswith(b"HTTP/1.1 431 ")
 
 
+@pytest.mark.local_only  # watches the folder's temp files
 def test_a_body_sent_slowly_is_closed_and_its_temp_file_removed(limited: LiveServer) -> None:
     token = limited.token("slow-owner", "prod")
     tmp = limited.data_dir / "blobs" / "tmp"
@@ -210,6 +211,7 @@ def wait_until_closed(socks: list[socket.socket], limit: float) -> float:
     return time.monotonic() - started
 
 
+@pytest.mark.local_only  # watches the folder's temp files
 def test_memory_returns_to_its_baseline_after_stalled_uploads(limited: LiveServer) -> None:
     """Rounds of 40 stalled uploads: each round's memory is given back when it is closed.
 

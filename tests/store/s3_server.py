@@ -1,9 +1,9 @@
 """A real S3-speaking HTTP server for the tests: moto's server mode, in its own process.
 
 `s3_server` (session-wide) starts `python -m moto.server` on 127.0.0.1 on a free port and stops
-it by its process at the end; each test gets a bucket of its own from `s3_storage`. The S3
-client finds its credentials where it would in production, in the AWS variables, which point
-at moto's (any key is accepted).
+it by its process at the end (tests/backends.py); each test gets a bucket of its own from
+`s3_storage`. The S3 client finds its credentials where it would in production, in the AWS
+variables, which point at moto's (any key is accepted).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import boto3
@@ -74,8 +75,8 @@ def stop_moto(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-@pytest.fixture(scope="session")
-def s3_server() -> Iterator[S3Server]:
+@contextmanager
+def start_s3_server() -> Iterator[S3Server]:
     for name, value in CREDENTIALS.items():
         os.environ.setdefault(name, value)
     port = free_port()
@@ -84,6 +85,19 @@ def s3_server() -> Iterator[S3Server]:
         yield S3Server(f"http://127.0.0.1:{port}", process)
     finally:
         stop_moto(process)
+
+
+def shared_s3_server() -> S3Server:
+    """The session's one S3 server (also the one `start_server` puts servers on when the tests
+    run on PostgreSQL + S3, tests/backends.py, which stops it at the end)."""
+    from tests.backends import shared
+
+    return shared("s3", start_s3_server)
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> S3Server:
+    return shared_s3_server()
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ from keyless.store.errors import unavailable_backend
 from tests.builders import build_wheel
 from tests.conftest import LiveServer, free_port, start_server, stop_server
 from tests.index.uploading import upload
+from tests.pg import start_postgresql
 
 from .s3_server import CREDENTIALS, start_moto, stop_moto
 from .test_s3_app import storage_env
@@ -157,3 +158,41 @@ def client_error(status: int, code: str) -> Exception:
 )
 def test_which_errors_are_a_backend_not_answering(error: Exception, which: str | None) -> None:
     assert unavailable_backend(error) == which
+
+
+def test_postgresql_going_away_is_a_503_naming_the_database_and_the_index_recovers(
+    tmp_path: Path,
+) -> None:
+    with start_postgresql() as pg:  # a server of this test's own, to stop and start again
+        live = start_server(
+            tmp_path / "server", env={"KEYLESS_DATABASE_URL": pg.new_database("outage")}
+        )
+        try:
+            token = live.token("outage-owner", "prod")
+            first_name, first = build_wheel("pg-outage", "1.0")
+            second_name, second = build_wheel("pg-outage", "1.1")
+            with live.client() as client:
+                assert upload(client, "prod", token, first_name, first).status_code == 200
+                pg.stop()
+                refused, taken = timed(lambda: upload(client, "prod", token, second_name, second))
+                assert refused.status_code == 503, refused.text
+                assert "database is not answering" in refused.text
+                assert taken < BOUNDED
+                # A page it had in memory cannot be known to be current: not served either.
+                page, taken = timed(lambda: client.get("/prod/simple/pg-outage/"))
+                assert page.status_code == 503
+                assert taken < BOUNDED
+                health = client.get("/_/health")
+                assert health.status_code == 503
+                assert "database check failed" in health.json()["message"]
+
+                pg.start_again()
+                again = upload(client, "prod", token, second_name, second)
+                assert again.status_code == 200, again.text
+                assert client.get("/_/health").status_code == 200
+                assert second_name in client.get("/prod/simple/pg-outage/").text
+        finally:
+            stop_server(live)
+        log = live.log()
+        assert "Traceback" not in log
+        assert "the database is not answering: OperationalError" in log

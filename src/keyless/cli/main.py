@@ -60,6 +60,7 @@ def _settings(args: argparse.Namespace, *, serving: bool = False) -> Settings:
         "workers": getattr(args, "workers", None),
         "blobs": getattr(args, "blobs", None),
         "static-folder": getattr(args, "static_folder", None),
+        "database-url": getattr(args, "database_url", None),
     }
     return load_settings(
         args.config,
@@ -307,6 +308,11 @@ def cmd_gc(args: argparse.Namespace) -> int:
 def _server_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="TOML config file (also KEYLESS_CONFIG)")
     parser.add_argument("--data", help="data folder (default ./keyless-data; KEYLESS_DATA)")
+    parser.add_argument(
+        "--database-url",
+        help="postgresql+psycopg://USER:PASSWORD@HOST/DB (default: DATA/keyless.db, SQLite; "
+        "KEYLESS_DATABASE_URL)",
+    )
 
 
 def _remote_options(parser: argparse.ArgumentParser) -> None:

@@ -20,7 +20,7 @@ from keyless.store.backends import open_blob_store
 from keyless.store.blobs import BlobStore
 from keyless.store.changes import ChangeFeed, Changes
 from keyless.store.db import open_database
-from keyless.store.errors import StorageFull
+from keyless.store.errors import StorageFull, UnstorableText
 
 from .indexes import ensure_indexes, load_indexes
 from .keystore import DatabaseKeyStore, fetch_json
@@ -30,7 +30,7 @@ from .projects import ProjectAdmin
 from .promote import Promotion
 from .rendering import Descriptions, RenderPool
 from .routes import client, files, jsonapi, manage, oidc, ops, promote, publishing, simple, upload
-from .routes.common import Services, public_base, services, storage_full
+from .routes.common import Services, error, public_base, services, storage_full
 from .static import static_writer
 from .trusted import TrustedPublishing
 from .uploads import Uploads
@@ -267,6 +267,10 @@ async def _storage_full(request: Request, exc: Exception) -> Response:
     return storage_full(request, exc)
 
 
+async def _unstorable_text(request: Request, exc: Exception) -> Response:
+    return error(request, 400, UnstorableText.message)
+
+
 async def collect_garbage_every(interval: float, state: Services) -> None:
     """Garbage collection every `interval` seconds, on a worker thread (it walks the store).
 
@@ -377,7 +381,7 @@ def create_app(settings: Settings, blobs: BlobStore | None = None) -> IndexApp:
         routes=routes,
         lifespan=_lifespan(state, render_pool),
         # Any other write refused by a full disk (a yank, a sign-in, a token) is a 507 too.
-        exception_handlers={StorageFull: _storage_full},
+        exception_handlers={StorageFull: _storage_full, UnstorableText: _unstorable_text},
     )
     app.state.services = state
     app.access_lines = _AccessLines(settings.access_log)

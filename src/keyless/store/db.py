@@ -1,7 +1,8 @@
 """The database schema and engine (SQLAlchemy Core; SQLite in WAL mode by default).
 
 Core rather than the ORM: the queries are few and explicit, and the hot paths stay cheap.
-The same tables work on PostgreSQL.
+The same tables work on PostgreSQL (`postgresql+psycopg://` URLs): `connect` sets up each
+backend so that `writing` means the same on both (one writer at a time, readers never wait).
 """
 
 from __future__ import annotations
@@ -37,10 +38,11 @@ from sqlalchemy import (
     event,
     select,
 )
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, DataError, OperationalError
 
-from keyless.store.errors import StorageFull, is_storage_full
+from keyless.config import ConfigError
+from keyless.store.errors import StorageFull, UnstorableText, is_nul_in_text, is_storage_full
 
 metadata = MetaData()
 
@@ -309,6 +311,21 @@ def _sqlite_begin(conn: Any) -> None:
         conn.exec_driver_sql("BEGIN")
 
 
+def _postgresql_begin(conn: Any) -> None:
+    # SQLite's BEGIN IMMEDIATE, on PostgreSQL: a writing transaction first takes one advisory
+    # lock, held to its commit or rollback, so writers run one at a time across every process
+    # and machine while readers never wait (MVCC). Why one lock rather than row locks: the use
+    # cases read, decide, then write ("is this filename taken, is the project over its quota,
+    # was this jti used, how many failed sign-ins") and were written for SQLite's single
+    # writer; row locks would lock only rows that exist (not the row about to be inserted) and
+    # need each use case to name them, SERIALIZABLE would make each retry on a conflict. With
+    # the lock taken first, each statement of the default READ COMMITTED isolation sees every
+    # write committed before, exactly as under SQLite. Writes are rare next to reads in an
+    # index (uploads, not downloads), so serialising them costs little.
+    if conn.get_execution_options().get("writing"):
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_WRITE_LOCK})")
+
+
 def inserted_id(conn: Connection, statement: Any, params: Any = None) -> int:
     """Run a one-row INSERT; returns the new row's primary key."""
     key = conn.execute(statement, params).inserted_primary_key
@@ -332,22 +349,39 @@ def writing(engine: Engine) -> Iterator[Connection]:
         if is_storage_full(exc):
             raise StorageFull(exc) from exc
         raise
+    except DataError as exc:
+        if is_nul_in_text(exc):
+            raise UnstorableText() from exc
+        raise
 
 
 @contextmanager
 def reading(engine: Engine) -> Iterator[Connection]:
     """A read-only snapshot (one transaction, so related reads agree with each other)."""
-    with engine.connect() as conn, conn.begin():
-        yield conn
+    with engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            # PostgreSQL's default (READ COMMITTED) takes a new snapshot for each statement;
+            # REPEATABLE READ keeps the first one to the end, as a SQLite read transaction
+            # does. Read-only, it never fails with a serialisation error.
+            conn.execution_options(isolation_level="REPEATABLE READ")
+        try:
+            with conn.begin():
+                yield conn
+        except DataError as exc:
+            if is_nul_in_text(exc):
+                raise UnstorableText() from exc
+            raise
 
 
 def open_database(url_or_path: str | Path, *, upgrade: bool = False) -> Engine:
     """Open the database, a plain path meaning SQLite, with its schema at this code's revision.
 
     A new database is created at it; an older one is upgraded when `upgrade`, otherwise
-    `migrations.SchemaOutOfDate` says what to run (see `keyless.store.migrations`).
+    `migrations.SchemaOutOfDate` says what to run (see `keyless.store.migrations`). A database
+    that cannot be opened at all raises ConfigError, whose one line says what to fix.
     """
     engine = connect(url_or_path)
+    check_reachable(engine)
     # Here, not at module level: Alembic is loaded only by what opens a database.
     from keyless.store.migrations import ensure_schema
 
@@ -355,13 +389,23 @@ def open_database(url_or_path: str | Path, *, upgrade: bool = False) -> Engine:
     return engine
 
 
+# PostgreSQL's pool, per server process. Requests run on a thread pool; a connection is held
+# for one transaction, so a few suffice, and a burst may open more for a while. Ten processes
+# then stay under PostgreSQL's default of 100 connections.
+PG_POOL_SIZE = 5
+PG_MAX_OVERFLOW = 5
+# Seconds to wait for the server when connecting: an unreachable one is reported, not waited on.
+PG_CONNECT_TIMEOUT = 10
+# Any number, the same in every process: the lock every writing transaction on PostgreSQL
+# takes (`_postgresql_begin`). Not the schema lock of `migrations`, which is taken inside it.
+_PG_WRITE_LOCK = 0x6B6C7772
+
+
 def connect(url_or_path: str | Path) -> Engine:
     """The engine alone, set up for its backend; the schema is left as it is."""
-    url = str(url_or_path)
-    if "://" not in url:
-        url = f"sqlite:///{Path(url).resolve()}"
-    if url.startswith("sqlite"):
-        database = make_url(url).database
+    url = database_url(url_or_path)
+    if url.get_backend_name() == "sqlite":
+        database = url.database
         if database and database != ":memory:" and not database.startswith("file:"):
             keep_private(Path(database))
         engine = create_engine(url, connect_args={"check_same_thread": False})
@@ -373,9 +417,83 @@ def connect(url_or_path: str | Path) -> Engine:
             lambda dbapi_conn, _rec: setattr(dbapi_conn, "isolation_level", None),
         )
         event.listen(engine, "begin", _sqlite_begin)
-    else:
-        engine = create_engine(url, pool_pre_ping=True)
+        return engine
+    engine = create_engine(
+        url,
+        pool_size=PG_POOL_SIZE,
+        max_overflow=PG_MAX_OVERFLOW,
+        # A connection the server closed (a restart, a failover, an idle timeout of a proxy)
+        # is replaced before a request uses it, instead of failing that request.
+        pool_pre_ping=True,
+        connect_args={
+            "connect_timeout": PG_CONNECT_TIMEOUT,
+            "application_name": "keyless",
+            # Timestamps are written and read in UTC whatever the server's own time zone, as
+            # SQLite keeps them.
+            "options": "-c timezone=UTC",
+        },
+    )
+    event.listen(engine, "begin", _postgresql_begin)
     return engine
+
+
+def database_url(url_or_path: str | Path) -> URL:
+    """The SQLAlchemy URL of a setting: a path is a SQLite file; `postgresql://` (and Heroku's
+    `postgres://`) mean the psycopg driver, the one keyless installs. ConfigError otherwise."""
+    text = str(url_or_path)
+    if "://" not in text:
+        return make_url(f"sqlite:///{Path(text).resolve()}")
+    try:
+        url = make_url(text)
+    except ArgumentError:
+        url = None
+    if url is not None and url.drivername in ("postgresql", "postgres"):
+        url = url.set(drivername="postgresql+psycopg")
+    if url is None or url.drivername not in ("sqlite", "sqlite+pysqlite", "postgresql+psycopg"):
+        shown = url.render_as_string(hide_password=True) if url else text.split("://")[0]
+        raise ConfigError(
+            f"database URL {shown!r} is not one keyless can use: write "
+            "postgresql+psycopg://USER:PASSWORD@HOST:PORT/DATABASE, or a SQLite file's path."
+        )
+    return url
+
+
+def check_reachable(engine: Engine) -> None:
+    """Connect once; ConfigError with what to fix when the database cannot be used at all."""
+    try:
+        with engine.connect():
+            pass
+    except OperationalError as exc:
+        raise ConfigError(_connect_failure(engine.url, exc)) from None
+
+
+def _connect_failure(url: URL, exc: OperationalError) -> str:
+    """One line for a failed first connection: which setting to fix, never the password."""
+    shown = url.render_as_string(hide_password=True)
+    if url.get_backend_name() == "sqlite":
+        return f"cannot open the SQLite database {url.database}: {exc.orig}"
+    # psycopg's message: the server's own error, on the last line of several.
+    reason = str(exc.orig).strip().splitlines()[-1] if exc.orig else str(exc)
+    reason = reason.removeprefix("FATAL:").strip()
+    if url.password:
+        reason = reason.replace(str(url.password), "***")
+    where = f"PostgreSQL at {url.host or 'localhost'}:{url.port or 5432}"
+    if "password authentication failed" in reason or "no password supplied" in reason:
+        return (
+            f"database URL {shown}: {where} refused the password of user {url.username!r}; "
+            "fix the password in the URL."
+        )
+    if f'database "{url.database}" does not exist' in reason:
+        return (
+            f"database URL {shown}: {where} has no database {url.database!r}; create it "
+            f"(createdb {url.database}) or fix its name in the URL."
+        )
+    if "role" in reason and "does not exist" in reason:
+        return f"database URL {shown}: {where} has no user {url.username!r}; fix the URL."
+    return (
+        f"database URL {shown}: cannot reach {where} ({reason}); start it, or fix the host and "
+        "port in the URL."
+    )
 
 
 _SQLITE_FILES = ("", "-wal", "-shm", "-journal")

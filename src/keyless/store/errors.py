@@ -84,3 +84,21 @@ def unavailable_detail(exc: BaseException) -> str:
     if isinstance(exc, DBAPIError) and isinstance(exc.orig, BaseException):
         exc = exc.orig
     return f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+
+
+class UnstorableText(Exception):
+    """A value held a NUL character (0x00), which PostgreSQL's text cannot store.
+
+    SQLite stores one; on PostgreSQL, a name or field that carries one (`/prod/pypi/%00/json`)
+    fails before any row is read or written. `store.db.reading`/`writing` raise this instead of
+    the driver's error, and the server answers 400: the request is the client's mistake.
+    """
+
+    message = "The request holds a NUL character (0x00), which no name or text may contain."
+
+
+def is_nul_in_text(exc: BaseException) -> bool:
+    """Whether `exc` is PostgreSQL's driver refusing a NUL character in a text value."""
+    if isinstance(exc, DBAPIError) and isinstance(exc.orig, BaseException):
+        return "NUL (0x00)" in str(exc.orig)
+    return False
