@@ -25,6 +25,8 @@ PEERS = {
     "pypiserver": ["pypiserver==2.4.2", "waitress==3.0.2"],
     "devpi": ["devpi-server==6.20.3"],
     "tools": ["py-spy==0.4.3", "pyinstrument"],
+    # Scenario 13: S3 clients compared for keyless' streamed uploads (bench/s3_clients.py).
+    "s3-clients": ["boto3==1.40.61", "obstore==0.12.1", "aioboto3==15.5.0"],
 }
 DEBIAN = {"wrk": "wrk", "nginx": "nginx", "hyperfine": "hyperfine"}
 

@@ -935,3 +935,61 @@ def shared_state_cost(results: Results, opts: Options, cores: int) -> None:
     finally:
         for server in servers.values():
             server.stop()
+
+
+# ------------------------------------------------------------------------------ S3 clients
+
+S3_CLIENTS = "13 S3 clients"
+
+
+def s3_clients(results: Results, opts: Options) -> None:
+    """(13) the S3 client libraries keyless could use, streaming one upload into moto the way
+    keyless must (bench/s3_clients.py): MB/s and each one's own peak memory growth."""
+    from .env import ensure_venv
+
+    python = ensure_venv("s3-clients") / "python"
+    for name, value in (
+        ("AWS_ACCESS_KEY_ID", "bench"),
+        ("AWS_SECRET_ACCESS_KEY", "bench-secret"),
+        ("AWS_DEFAULT_REGION", "us-east-1"),
+    ):
+        os.environ.setdefault(name, value)
+    folder = WORK / "s3-clients"
+    datasets_clean(folder)
+    moto, endpoint = _start_moto(folder)
+    size_mb = opts.upload_size // MIB
+    case = f"{size_mb} MB in 64 KiB chunks"
+    script = Path(__file__).with_name("s3_clients.py")
+    try:
+        import boto3
+
+        boto3.session.Session().client("s3", endpoint_url=endpoint).create_bucket(Bucket=S3_BUCKET)
+        variants = ("boto3", "boto3 without CRC32", "obstore", "aioboto3")
+        for run in range(opts.runs):
+            # Rotate the order, so no client always meets moto first (or warmest).
+            for variant in variants[run % len(variants) :] + variants[: run % len(variants)]:
+                done = subprocess.run(
+                    [
+                        str(python),
+                        str(script),
+                        variant,
+                        endpoint,
+                        S3_BUCKET,
+                        f"{run}",
+                        f"{size_mb}",
+                    ],
+                    capture_output=True,
+                    text=True,
+                    timeout=600,
+                    check=False,
+                )
+                if done.returncode != 0:
+                    raise RuntimeError(f"{variant}: {done.stderr.strip().splitlines()[-1:]}")
+                figures = json.loads(done.stdout)
+                results.add(
+                    S3_CLIENTS, case, variant, "MB/s", figures["mb_s"], growth_mb=figures["growth"]
+                )
+                rate, growth = figures["mb_s"], figures["growth"]
+                log(f"{S3_CLIENTS} {variant}: {rate:.0f} MB/s, +{growth:.0f} MB")
+    finally:
+        procs.stop(moto)
