@@ -24,6 +24,7 @@ from keyless.store.archive import exported_tables
 from tests.builders import build_sdist, build_wheel
 from tests.conftest import SERVER_CONFIG, LiveServer, start_server, stop_server
 from tests.index.test_clients import make_venv, run, write_dists
+from tests.pg import PostgreSQL
 from tests.store.s3_server import S3Server, s3_server, s3_storage
 from tests.store.test_s3_app import storage_env
 
@@ -280,6 +281,34 @@ def test_import_into_a_bucket(
     assert (third / "data" / "blobs" / "sha256").is_dir()
     status, report = fsck_json(start_like(third))
     assert (status, report["clean"], report["files"]) == (0, True, 6), report
+
+
+@pytest.mark.local_only  # from SQLite and a folder, whatever the pass
+def test_move_from_sqlite_and_a_folder_to_postgresql_and_a_bucket(
+    source: LiveServer,
+    postgresql: PostgreSQL,
+    s3_storage: StorageSettings,
+    tmp_path: Path,
+    env: dict[str, str],
+) -> None:
+    """The move docs/deploy.md describes: export the one-machine server, import the archive
+    with the production settings, start the servers on them."""
+    moved = populate(source, tmp_path / "dists")
+    archive = tmp_path / "keyless.tar"
+    assert keyless(source.data_dir.parent, "export", str(archive))[0] == 0
+    production = {
+        **storage_env(s3_storage),
+        "KEYLESS_DATABASE_URL": postgresql.new_database("moved"),
+    }
+    target_folder = tmp_path / "target"
+    status, out = keyless(target_folder, "import", str(archive), env=production)
+    assert status == 0, out
+    assert not (target_folder / "data" / "keyless.db").exists()
+    target = start_server(target_folder, env=production)
+    try:
+        check_moved(source, target, moved, tmp_path / "check", env, production)
+    finally:
+        stop_server(target)
 
 
 def start_like(folder: Path) -> LiveServer:

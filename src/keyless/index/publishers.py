@@ -18,7 +18,7 @@ from keyless.oidc.errors import PublisherConfigError
 from keyless.oidc.providers import PROVIDERS
 from keyless.store import db
 
-from .accounts import Identity, InvalidCredentials, current_identity, now
+from .accounts import Identity, InvalidCredentials, as_utc, current_identity, now
 from .projects import ProjectError, find_project, record_event, role_of
 
 PENDING_LIFETIME = timedelta(days=30)
@@ -280,7 +280,7 @@ def list_publishers(
                     "pinned": row.pinned,
                     "projects": names,
                     "pending": bool(row.pending_project),
-                    "expires": row.expires.isoformat() if row.expires else None,
+                    "expires": as_utc(row.expires).isoformat() if row.expires else None,
                 }
             )
     return result
@@ -347,7 +347,8 @@ def audit_trail(
         return [
             {
                 "serial": row.id,
-                "time": row.time.isoformat(),
+                # With its zone on every backend (SQLite hands the UTC moment back without).
+                "time": as_utc(row.time).isoformat(),
                 "project": row.project,
                 "action": row.action,
                 "actor": row.actor,
