@@ -15,7 +15,6 @@ journal is `ACTOR` (or the owner given), with `imported_from` in the event's det
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import re
@@ -41,8 +40,6 @@ from .projects import ProjectError, add_role, find_project, record_event
 from .releases import (
     Added,
     Event,
-    NewFile,
-    NewRelease,
     Target,
     add_files,
     already_exists,
@@ -52,7 +49,7 @@ from .releases import (
     project_too_large,
     taken,
 )
-from .uploads import release_info
+from .uploads import Artifact, new_rows
 
 # Who the journal names for an imported file when no owner is given.
 ACTOR = "import"
@@ -154,28 +151,16 @@ class FileImporter:
                 # Under the write lock, where garbage collection cannot run: certainly there.
                 placed = self.blobs.place(writer, digests.sha256, digests.size) or placed
                 wheel = dist.packagetype == "bdist_wheel"
-                requires_python = str(file_meta.requires_python or "") or None
-                new_file = NewFile(
-                    filename=filename,
-                    packagetype=dist.packagetype,
+                new_file, release = new_rows(
+                    filename,
+                    Artifact(dist=dist, metadata=file_meta, metadata_bytes=metadata_bytes),
+                    digests,
+                    version=str(file_meta.version),
                     python_version=(
                         ".".join(sorted({tag.interpreter for tag in dist.tags}))
                         if wheel
                         else "source"
                     ),
-                    sha256=digests.sha256,
-                    md5=digests.md5,
-                    blake2_256=digests.blake2_256,
-                    size=digests.size,
-                    requires_python=requires_python,
-                    metadata_sha256=hashlib.sha256(metadata_bytes).hexdigest() if wheel else None,
-                    metadata=metadata_bytes if wheel else None,
-                )
-                release = NewRelease(
-                    version=str(file_meta.version),
-                    requires_python=requires_python,
-                    summary=file_meta.summary,
-                    info=release_info(file_meta),
                 )
                 event = Event(
                     "file_upload",

@@ -30,7 +30,7 @@ from sqlalchemy.exc import IntegrityError
 from keyless.dists import archives, filenames, metadata
 from keyless.dists.errors import DistError, InvalidMetadata
 from keyless.store import db
-from keyless.store.blobs import BlobStore
+from keyless.store.blobs import BlobStore, Digests
 from keyless.store.errors import StorageFull
 
 from .accounts import Identity, InvalidCredentials, current_identity
@@ -429,29 +429,13 @@ class Uploads:
         artifact: Artifact,
     ) -> None:
         """Write the rows of a new file (and of its release and project when new)."""
-        dist, file_meta, metadata_bytes = artifact.dist, artifact.metadata, artifact.metadata_bytes
         digests = staged.digests
-        # What the artifact says, not the form: the .metadata file served for it comes from
-        # the artifact too.
-        requires_python = str(file_meta.requires_python or "") or None
-        wheel = dist.packagetype == "bdist_wheel"
-        new_file = NewFile(
-            filename=staged.filename,
-            packagetype=dist.packagetype,
-            python_version=pyversion or "source",
-            sha256=digests.sha256,
-            md5=digests.md5,
-            blake2_256=digests.blake2_256,
-            size=digests.size,
-            requires_python=requires_python,
-            metadata_sha256=hashlib.sha256(metadata_bytes).hexdigest() if wheel else None,
-            metadata=metadata_bytes if wheel else None,
-        )
-        release = NewRelease(
+        new_file, release = new_rows(
+            staged.filename,
+            artifact,
+            digests,
             version=str(meta.version),
-            requires_python=requires_python,
-            summary=file_meta.summary,
-            info=release_info(file_meta),
+            python_version=pyversion or "source",
         )
         event = Event(
             "file_upload",
@@ -476,6 +460,39 @@ class Uploads:
         with contextlib.suppress(StorageFull), db.writing(self.engine) as conn:
             if conn.execute(_FILE_BY_SHA256, {"sha256": sha256}).first() is None:
                 self.blobs.remove(sha256)
+
+
+def new_rows(
+    filename: str, artifact: Artifact, digests: Digests, *, version: str, python_version: str
+) -> tuple[NewFile, NewRelease]:
+    """The file and release rows for a checked file: an upload's, and an import's.
+
+    What the artifact says, not the form, except the release's version (the upload's form
+    names it, checked equal to the artifact's): the `.metadata` file served for it comes from
+    the artifact too.
+    """
+    dist, file_meta, metadata_bytes = artifact.dist, artifact.metadata, artifact.metadata_bytes
+    requires_python = str(file_meta.requires_python or "") or None
+    wheel = dist.packagetype == "bdist_wheel"
+    new_file = NewFile(
+        filename=filename,
+        packagetype=dist.packagetype,
+        python_version=python_version,
+        sha256=digests.sha256,
+        md5=digests.md5,
+        blake2_256=digests.blake2_256,
+        size=digests.size,
+        requires_python=requires_python,
+        metadata_sha256=hashlib.sha256(metadata_bytes).hexdigest() if wheel else None,
+        metadata=metadata_bytes if wheel else None,
+    )
+    release = NewRelease(
+        version=version,
+        requires_python=requires_python,
+        summary=file_meta.summary,
+        info=release_info(file_meta),
+    )
+    return new_file, release
 
 
 def release_info(meta: Metadata) -> dict[str, object]:
