@@ -33,6 +33,16 @@ JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 WITHIN = 1.0  # "rewritten within a second of every change"
 
 
+def static_env(s3: S3Server, bucket: str) -> dict[str, str]:
+    """The settings that keep the static tree under `site/` in `bucket` of the test server."""
+    return {
+        "KEYLESS_STATIC_BUCKET": f"s3://{bucket}/site",
+        "KEYLESS_S3_ENDPOINT_URL": s3.endpoint,
+        "KEYLESS_S3_REGION": "us-east-1",
+        "KEYLESS_S3_ADDRESSING_STYLE": "path",
+    }
+
+
 def wait_for(what: str, since: float, seen: Callable[[], bool]) -> None:
     while not seen():
         if time.monotonic() - since > WITHIN:
@@ -118,7 +128,7 @@ def test_pages_and_files_in_a_bucket_beside_the_blobs(
     s3_server: S3Server, s3_storage: StorageSettings, tmp_path: Path
 ) -> None:
     bucket = s3_server.new_bucket()
-    env = {**storage_env(s3_storage), "KEYLESS_STATIC_BUCKET": f"s3://{bucket}/site"}
+    env = {**storage_env(s3_storage), **static_env(s3_server, bucket)}
     live = start_server(tmp_path / "server", env=env)
     try:
         check_the_tree(live, s3_server, bucket, "copied")
@@ -130,13 +140,7 @@ def test_pages_and_files_in_a_bucket_with_the_blobs_in_the_folder(
     s3_server: S3Server, tmp_path: Path
 ) -> None:
     bucket = s3_server.new_bucket()
-    env = {
-        "KEYLESS_STATIC_BUCKET": f"s3://{bucket}/site",
-        "KEYLESS_S3_ENDPOINT_URL": s3_server.endpoint,
-        "KEYLESS_S3_REGION": "us-east-1",
-        "KEYLESS_S3_ADDRESSING_STYLE": "path",
-    }
-    live = start_server(tmp_path / "server", env=env)
+    live = start_server(tmp_path / "server", env=static_env(s3_server, bucket))
     try:
         check_the_tree(live, s3_server, bucket, "uploaded")
     finally:
@@ -146,11 +150,7 @@ def test_pages_and_files_in_a_bucket_with_the_blobs_in_the_folder(
 def test_a_static_bucket_that_is_not_there_stops_the_server_with_one_line(
     s3_server: S3Server, tmp_path: Path
 ) -> None:
-    env = {
-        "KEYLESS_STATIC_BUCKET": "s3://no-such-bucket/site",
-        "KEYLESS_S3_ENDPOINT_URL": s3_server.endpoint,
-        "KEYLESS_S3_ADDRESSING_STYLE": "path",
-    }
+    env = static_env(s3_server, "no-such-bucket")
     with pytest.raises(RuntimeError, match="no-such-bucket") as failed:
         start_server(tmp_path / "server", env=env)
     assert "Traceback" not in str(failed.value)
