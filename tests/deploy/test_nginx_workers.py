@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import signal
 import ssl
 import subprocess
@@ -28,6 +27,7 @@ import pytest
 
 from keyless.ci.emulator import Emulator
 from keyless.devcert import DevCert
+from tests import nginx
 from tests.builders import build_wheel
 from tests.conftest import (
     AUDIENCE,
@@ -51,33 +51,6 @@ pytestmark = pytest.mark.clients
 ROOT = Path(__file__).resolve().parents[2]
 SITE = ROOT / "deploy" / "nginx" / "keyless.conf"
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
-
-# What the test puts around the site file: nginx's own files in the temp folder, in the
-# foreground, so that it is one process tree the test starts and stops by its id.
-MAIN_CONF = """
-{user}
-worker_processes 2;
-daemon off;
-pid {folder}/nginx.pid;
-error_log {folder}/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-    access_log {folder}/access.log;
-    client_body_temp_path {folder}/tmp/body;
-    proxy_temp_path {folder}/tmp/proxy;
-    fastcgi_temp_path {folder}/tmp/fastcgi;
-    uwsgi_temp_path {folder}/tmp/uwsgi;
-    scgi_temp_path {folder}/tmp/scgi;
-    include {site};
-}}
-"""
-
-
-def nginx_binary() -> str:
-    found = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else "")
-    if not found:
-        pytest.fail("nginx is missing: install Debian's nginx (scripts/ensure-nginx.sh)")
-    return found
 
 
 def site_config(upstreams: list[str], port: int, tls: DevCert) -> str:
@@ -118,25 +91,16 @@ class Nginx:
 
 
 def start_nginx(folder: Path, upstreams: list[str], port: int, tls: DevCert) -> Nginx:
-    for name in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
-        (folder / "tmp" / name).mkdir(parents=True, exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
     site = folder / "keyless.conf"
     site.write_text(site_config(upstreams, port, tls), encoding="utf-8")
-    # As root, nginx's workers would switch to `nobody`, which cannot enter pytest's folders.
-    user = "user root;" if os.geteuid() == 0 else ""
-    main = folder / "nginx.conf"
-    main.write_text(MAIN_CONF.format(user=user, folder=folder, site=site), encoding="utf-8")
-    log = (folder / "nginx.out").open("wb")
-    process = subprocess.Popen(
-        [nginx_binary(), "-p", str(folder), "-c", str(main)], stdout=log, stderr=subprocess.STDOUT
-    )
+    process = nginx.launch(folder, site, workers=2, access_log=True)
     proxy = Nginx(f"https://127.0.0.1:{port}", process, folder, tls)
     deadline = time.monotonic() + 30
     with proxy.client() as client:
         while True:
             if process.poll() is not None:
-                output = (folder / "nginx.out").read_text(errors="replace")
-                raise RuntimeError(f"nginx exited:\n{output}\n{proxy.log()}")
+                raise RuntimeError(f"nginx exited:\n{nginx.errors(folder)}")
             try:
                 if client.get("/_/health").status_code == 200:
                     return proxy
@@ -149,12 +113,7 @@ def start_nginx(folder: Path, upstreams: list[str], port: int, tls: DevCert) -> 
 
 
 def stop_nginx(proxy: Nginx) -> None:
-    proxy.process.terminate()
-    try:
-        proxy.process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proxy.process.kill()
-        proxy.process.wait()
+    nginx.stop(proxy.process)
 
 
 @dataclass
