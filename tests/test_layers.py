@@ -94,8 +94,11 @@ THIRD_PARTY: dict[str, Libraries] = {
     "oidc": Libraries(frozenset({"jwt"})),
     "config": Libraries(),
     "devcert": Libraries(frozenset({"cryptography"})),
-    # boto3/botocore: the S3 backend (store/s3_blobs.py); mypy_boto3_s3 for its types only.
-    "store": Libraries(frozenset({"alembic", "boto3", "botocore", "mypy_boto3_s3", "sqlalchemy"})),
+    # boto3/botocore: the S3 backend (store/s3_blobs.py); mypy_boto3_s3 for its types only;
+    # psycopg: PostgreSQL's LISTEN connection of the change feed (store/changes.py).
+    "store": Libraries(
+        frozenset({"alembic", "boto3", "botocore", "mypy_boto3_s3", "psycopg", "sqlalchemy"})
+    ),
     "ci": Libraries(frozenset({"cryptography", "jwt"})),
     # The CI configuration keyless writes (init and the web preview): text from templates.
     "workflows": Libraries(frozenset({"packaging"})),
