@@ -27,7 +27,12 @@ from .test_fsck import fsck_json
 from .test_import_pypiserver import pip_install
 from .uploading import upload
 
-pytestmark = pytest.mark.clients  # pip and twine against the peers' real servers
+pytestmark = [
+    pytest.mark.clients,  # pip and twine against the peers' real servers
+    # The import fills a new data folder before any server runs there (SQLite + folder, no
+    # settings); the move into PostgreSQL + a bucket is test_export_import's.
+    pytest.mark.local_only,
+]
 
 JSON_TYPE = {"Accept": "application/json", "Content-Type": "application/json"}
 SIMPLE_JSON = {"Accept": "application/vnd.pypi.simple.v1+json"}

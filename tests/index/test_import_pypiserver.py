@@ -22,7 +22,12 @@ from tests.index.test_clients import make_venv, run, write_dists
 from .test_export_import import keyless
 from .test_fsck import fsck_json
 
-pytestmark = pytest.mark.clients  # pip and twine against the peers' real servers
+pytestmark = [
+    pytest.mark.clients,  # pip and twine against the peers' real servers
+    # The import fills a new data folder before any server runs there (SQLite + folder, no
+    # settings); the move into PostgreSQL + a bucket is test_export_import's.
+    pytest.mark.local_only,
+]
 
 
 @pytest.fixture
