@@ -24,6 +24,11 @@ from tests.web.conftest import make_admin, sign_in
 
 from .uploading import upload
 
+# The tree links each distribution to its blob in the folder, which nginx then serves; with
+# the blobs in a bucket it holds none (nginx sends /files/ to keyless, as static.conf says),
+# and tests/store/test_static_bucket.py covers the tree kept in a bucket.
+pytestmark = pytest.mark.local_only
+
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 HTML_TYPE = "application/vnd.pypi.simple.v1+html"
 # What pip 24 and uv send for a simple page (both list JSON first).
