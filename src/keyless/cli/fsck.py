@@ -41,18 +41,10 @@ def define(
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from pathlib import Path
 
-    from keyless.config import ConfigError
     from keyless.index.admin import Admin
 
-    if settings.database_url is None and not Path(settings.database).is_file():
-        # Opening it would create an empty database, and report a clean store.
-        raise ConfigError(
-            f"no keyless database at {settings.database}: point --data at the server's data "
-            "folder (or set database-url)."
-        )
-    report = Admin.open(settings).fsck(repair=args.repair)
+    report = Admin.open_existing(settings).fsck(repair=args.repair)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:

@@ -34,18 +34,10 @@ def define(
 
 
 def run(settings: Settings) -> int:
-    from pathlib import Path
 
-    from keyless.config import ConfigError
     from keyless.index.admin import Admin
 
-    if settings.database_url is None and not Path(settings.database).is_file():
-        # Opening it would create an empty database, and an empty tree.
-        raise ConfigError(
-            f"no keyless database at {settings.database}: point --data at the server's data "
-            "folder (or set database-url)."
-        )
-    report = Admin.open(settings).rebuild_static()
+    report = Admin.open_existing(settings).rebuild_static()
     print(
         f"static tree {settings.static_folder or settings.static_bucket}: "
         f"{report.pages} page file(s), "

@@ -77,16 +77,10 @@ def define_import(
 
 
 def run_export(args: argparse.Namespace, settings: Settings) -> int:
-    from keyless.config import ConfigError
     from keyless.index.admin import Admin, ArchiveError
 
-    if settings.database_url is None and not Path(settings.database).is_file():
-        raise ConfigError(
-            f"no keyless database at {settings.database}: point --data at the server's data "
-            "folder (or set database-url)."
-        )
     try:
-        summary = Admin.open(settings).export_archive(args.archive)
+        summary = Admin.open_existing(settings).export_archive(args.archive)
     except ArchiveError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -66,6 +66,18 @@ class Admin:
         indexes.ensure_indexes(engine, settings.indexes)
         return cls(settings, engine)
 
+    @classmethod
+    def open_existing(cls, settings: Settings) -> Admin:
+        """`open` for the commands that read a server's data (fsck, export, static rebuild):
+        on a SQLite path where there is no database, ConfigError rather than a new, empty
+        one (which would report a clean store, an empty tree or an empty archive)."""
+        if settings.database_url is None and not Path(settings.database).is_file():
+            raise ConfigError(
+                f"no keyless database at {settings.database}: point --data at the server's "
+                "data folder (or set database-url)."
+            )
+        return cls.open(settings)
+
     def _index_id(self, name: str) -> int:
         with db.reading(self.engine) as conn:
             return accounts.index_id(conn, name)
