@@ -102,6 +102,18 @@ def _tail(log: Path) -> str:
         return ""
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process and its live children have used so far, from /proc."""
+    total = 0
+    for candidate in [pid, *_children(pid)]:
+        try:
+            fields = Path(f"/proc/{candidate}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue  # gone meanwhile
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def rss_kib(pid: int) -> int:
     """Resident memory of a process and its children (kB), from /proc."""
     total = 0

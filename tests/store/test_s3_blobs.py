@@ -7,6 +7,7 @@ import asyncio
 import hashlib
 import time
 import tracemalloc
+from typing import Any
 
 import httpx
 import pytest
@@ -50,31 +51,58 @@ def stream_in(pending: S3Pending, data: bytes, chunk: int = 64 * 1024) -> None:
     asyncio.run(feed())
 
 
+def requests_made(store: S3BlobStore) -> list[str]:
+    """The S3 operations `store`'s client sends from now on, by name, in order."""
+    made: list[str] = []
+
+    def record(model: Any, **_: Any) -> None:
+        made.append(model.name)
+
+    store.client.meta.events.register("before-call.s3", record)
+    return made
+
+
+def sample(size: int) -> bytes:
+    return hashlib.sha256(b"seed").digest() * (size // 32) + b"x" * (size % 32)
+
+
+@pytest.mark.parametrize("named", [True, False], ids=["sha256-named", "unnamed"])
 @pytest.mark.parametrize("size", [1000, 2 * PART_SIZE + 12345], ids=["one-put", "multipart"])
 def test_nothing_is_visible_under_its_key_before_place(
-    s3_storage: StorageSettings, size: int
+    s3_storage: StorageSettings, size: int, named: bool
 ) -> None:
     store = s3_store(s3_storage)
-    data = hashlib.sha256(b"seed").digest() * (size // 32) + b"x" * (size % 32)
+    data = sample(size)
     sha256 = hashlib.sha256(data).hexdigest()
-    pending = store.new_writer()
+    key = f"keyless/blobs/sha256/{sha256}"
+    pending = store.new_writer(sha256 if named else None)
     stream_in(pending, data)
     digests = pending.finish()
     assert (digests.sha256, digests.size) == (sha256, size)
     assert digests.md5 == hashlib.md5(data, usedforsecurity=False).hexdigest()
     assert digests.blake2_256 == hashlib.blake2b(data, digest_size=32).hexdigest()
 
-    # Finished and hashed, but only a temp object: no reader can find it by its hash.
-    assert keys(store) == [pending.key]
-    assert pending.key.startswith("keyless/blobs/tmp/")
+    # Finished and hashed; the parts of a large one named in advance are in the bucket, as an
+    # unfinished multipart upload of its key, which no reader sees.
+    assert keys(store) == []
+    assert multipart_uploads(store) == ([key] if named and size > PART_SIZE else [])
     assert not store.exists(sha256)
     assert store.serve(sha256) is None
     assert list(store.iter_keys()) == []
-    with pending.open() as archive:  # the upload inspects the archive from here
+    made = requests_made(store)
+    with pending.open() as archive:  # the upload inspects the archive here: the spool file
         archive.seek(-10, 2)
         assert archive.read() == data[-10:]
+        archive.seek(0)
+        assert archive.read() == data
+    assert made == []
 
     assert store.place(pending, sha256, size) is True
+    if named and size > PART_SIZE:
+        assert made == ["HeadObject", "CompleteMultipartUpload"]  # no second copy of the bytes
+    else:
+        assert "CopyObject" not in made
+        assert made[-1] in ("PutObject", "CompleteMultipartUpload")
     assert store.exists(sha256, size)
     assert not store.exists(sha256, size + 1)
     assert list(store.iter_keys()) == [sha256]
@@ -83,8 +111,57 @@ def test_nothing_is_visible_under_its_key_before_place(
         assert stored.read() == data
 
     pending.discard()
+    assert keys(store) == [key]
+    assert multipart_uploads(store) == []
+
+
+def test_a_wrong_sha256_named_in_advance_never_becomes_a_blob(s3_storage: StorageSettings) -> None:
+    store = s3_store(s3_storage)
+    data = sample(PART_SIZE + 100)
+    sha256 = hashlib.sha256(data).hexdigest()
+    claimed = "0" * 64  # a client's claim is only checked once the bytes are in
+    pending = store.new_writer(claimed)
+    stream_in(pending, data)
+    assert pending.finish().sha256 == sha256
+    assert multipart_uploads(store) == [f"keyless/blobs/sha256/{claimed}"]
+    # An upload refuses the file then; were it placed under its true digest, it goes there.
+    assert store.place(pending, sha256, len(data)) is True
+    pending.discard()
     assert keys(store) == [f"keyless/blobs/sha256/{sha256}"]
     assert multipart_uploads(store) == []
+    with store.open(sha256) as stored:
+        assert stored.read() == data
+
+
+def test_a_blob_already_stored_is_not_sent_again(s3_storage: StorageSettings) -> None:
+    store = s3_store(s3_storage)
+    data = sample(2 * PART_SIZE)
+    sha256 = store.put_bytes(data)
+    made = requests_made(store)
+    pending = store.new_writer(sha256)  # the same file uploaded again (another index, a retry)
+    stream_in(pending, data)
+    pending.finish()
+    assert made == ["HeadObject"]  # found there: no multipart upload begun, no part sent
+    assert store.place(pending, sha256, len(data)) is False
+    pending.discard()
+    assert multipart_uploads(store) == []
+
+
+def test_place_puts_back_a_blob_collected_before_the_row_committed(
+    s3_storage: StorageSettings,
+) -> None:
+    store = s3_store(s3_storage)
+    data = sample(PART_SIZE + 7)
+    sha256 = hashlib.sha256(data).hexdigest()
+    pending = store.new_writer(sha256)
+    stream_in(pending, data)
+    pending.finish()
+    assert store.place(pending, sha256, len(data)) is True
+    assert store.remove(sha256) is True  # garbage collection, between the two `place` calls
+    assert store.place(pending, sha256, len(data)) is True  # sent again from the spool file
+    pending.discard()
+    with store.open(sha256) as stored:
+        assert stored.read() == data
 
 
 def test_serve_streams_from_any_offset(s3_storage: StorageSettings) -> None:
@@ -133,16 +210,16 @@ def test_iter_keys_lists_only_its_prefix_and_remove_says_what_it_removed(
 
 def test_what_interrupted_writes_leave_is_removed_once_stale(s3_storage: StorageSettings) -> None:
     store = s3_store(s3_storage)
-    interrupted = store.new_writer()  # the client went away after two parts
-    stream_in(interrupted, b"i" * (2 * PART_SIZE + 1))
+    data = b"i" * (2 * PART_SIZE + 1)
+    interrupted = store.new_writer(hashlib.sha256(data).hexdigest())  # cut off after 2 parts
+    stream_in(interrupted, data)
     while interrupted.backlog():
         time.sleep(0.05)
-    finished = store.new_writer()  # the server died between finish and place
-    stream_in(finished, b"never placed")
-    finished.finish()
+    died = store.new_writer("1" * 64)  # the server died between finish and place
+    stream_in(died, b"d" * (PART_SIZE + 1))
+    died.finish()
     kept = store.put_bytes(b"a blob")
-    assert multipart_uploads(store) == [interrupted.key]
-    assert finished.key in keys(store)
+    assert sorted(multipart_uploads(store)) == sorted([interrupted.target, died.target])
 
     assert store.remove_stale_temp_files(3600) == 0  # young: maybe still being written
     time.sleep(1.1)  # S3 times have whole seconds
@@ -150,12 +227,16 @@ def test_what_interrupted_writes_leave_is_removed_once_stale(s3_storage: Storage
     assert multipart_uploads(store) == []
     assert keys(store) == [f"keyless/blobs/sha256/{kept}"]
     interrupted.discard()  # as the upload's own clean-up would, later: no error
+    died.discard()
 
 
 def test_discard_drops_the_parts_sent(s3_storage: StorageSettings) -> None:
     store = s3_store(s3_storage)
-    pending = store.new_writer()
-    stream_in(pending, b"d" * (PART_SIZE + 10))
+    data = b"d" * (PART_SIZE + 10)
+    pending = store.new_writer(hashlib.sha256(data).hexdigest())
+    stream_in(pending, data)
+    pending.finish()
+    assert len(multipart_uploads(store)) == 1
     pending.discard()
     assert multipart_uploads(store) == []
     assert keys(store) == []
@@ -195,7 +276,7 @@ def test_a_missing_bucket_or_server_is_one_line_that_says_what_to_fix(
 
 def test_a_large_upload_streams_in_bounded_memory(s3_storage: StorageSettings) -> None:
     store = s3_store(s3_storage)
-    pending = store.new_writer()
+    pending = store.new_writer("2" * 64)  # sent on the way, part by part
     size = 12 * PART_SIZE  # 96 MiB, made and sent 64 KiB at a time
     seed = hashlib.sha256()
 
@@ -217,4 +298,5 @@ def test_a_large_upload_streams_in_bounded_memory(s3_storage: StorageSettings) -
     # About four parts at most (one filling, two handed over, one being handed over), and
     # what botocore holds per request: far below the 96 MiB a buffered upload would take.
     assert peak < 6 * PART_SIZE, f"peak {peak / 2**20:.0f} MiB"
+    assert len(multipart_uploads(store)) == 1
     pending.discard()

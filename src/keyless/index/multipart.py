@@ -125,7 +125,9 @@ async def read_upload_form(
             if form.file is not None or open_writers:
                 raise FormError(f"Only one '{file_field}' file may be uploaded per request.")
             part.filename = raw_filename.decode("utf-8", "replace")
-            part.sink = blobs.new_writer()
+            # The digest fields come before the file in what twine, uv and keyless send: a
+            # store may then stream the file to where it will live (checked before `place`).
+            part.sink = blobs.new_writer(form.first("sha256_digest").lower() or None)
             open_writers.append(part.sink)
 
     def on_part_data(data: bytes, start: int, end: int) -> None:

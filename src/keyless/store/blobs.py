@@ -91,8 +91,13 @@ class BlobRedirect:
 class BlobStore(Protocol):
     """What the index may do with blobs. The methods block: call them off the event loop."""
 
-    def new_writer(self) -> PendingBlob:
-        """Begin a streamed write; `place` or `discard` it afterwards."""
+    def new_writer(self, expected_sha256: str | None = None) -> PendingBlob:
+        """Begin a streamed write; `place` or `discard` it afterwards.
+
+        `expected_sha256`: what the writer says the bytes will hash to (an upload form names
+        it before the file), unchecked: a store may use it to send the bytes on the way to
+        where that blob will live, still invisible until `place`.
+        """
         ...
 
     def place(self, pending: PendingBlob, sha256: str, size: int) -> bool:
@@ -215,7 +220,7 @@ class HashingWriter:
             self._md5.update(data)
             self._blake2.update(data)
         assert self.file is not None  # created by the first write, even of nothing
-        with _full_disk_as_storage_full():
+        with full_disk_as_storage_full():
             self.file.flush()
             os.fsync(self.file.fileno())
         self.file.close()
@@ -258,7 +263,7 @@ class HashingWriter:
         self._in_flight.append((len(data), futures))
 
     def _write_and_sha256(self, data: bytes) -> None:
-        with _full_disk_as_storage_full():
+        with full_disk_as_storage_full():
             if self.file is None:
                 self.file = self._create()
             self.file.write(data)
@@ -305,8 +310,11 @@ class LocalBlobStore:
             return False
         return size in (None, stored)
 
-    def new_writer(self) -> HashingWriter:
-        """A temp file to stream an upload into; `commit` or `discard` it afterwards."""
+    def new_writer(self, expected_sha256: str | None = None) -> HashingWriter:
+        """A temp file to stream an upload into; `commit` or `discard` it afterwards.
+
+        A temp file is renamed into place whatever its digest: `expected_sha256` is no use.
+        """
         return HashingWriter(self.tmp)
 
     def commit(self, temp_path: Path, sha256: str) -> bool:
@@ -344,7 +352,7 @@ class LocalBlobStore:
         if self.exists(sha256, size):
             return False
         linked = self.tmp / f"link-{secrets.token_hex(8)}.part"
-        with _full_disk_as_storage_full():
+        with full_disk_as_storage_full():
             try:
                 os.link(temp_path, linked)
             except OSError as exc:
@@ -359,7 +367,7 @@ class LocalBlobStore:
 
     def _move_in(self, temp_path: Path, target: Path) -> None:
         new_folders: list[Path] = []
-        with _full_disk_as_storage_full():
+        with full_disk_as_storage_full():
             try:
                 os.replace(temp_path, target)
             except FileNotFoundError:  # the first blob under this prefix: make its folders
@@ -449,7 +457,7 @@ def _make_folders(folder: Path) -> list[Path]:
 
 
 @contextlib.contextmanager
-def _full_disk_as_storage_full() -> Iterator[None]:
+def full_disk_as_storage_full() -> Iterator[None]:
     try:
         yield
     except OSError as exc:

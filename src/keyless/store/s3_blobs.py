@@ -1,59 +1,79 @@
 """`BlobStore` in an S3 bucket (AWS or any S3-compatible server: MinIO, Ceph, R2, ...).
 
-Layout under the configured prefix: blobs at `sha256/<hexdigest>`, writes in progress at
-`tmp/<random>`. An upload streams into a multipart upload of its temp key as it arrives, in
-`PART_SIZE` parts hashed on the way; `finish` completes it (still under `tmp/`), and only
-`place`, called once the digests are checked, copies it to its final key — a server-side copy,
-atomic in S3: no reader ever sees a blob under `sha256/` that was not checked, nor half of one.
-What an interrupted upload leaves (a temp object, an unfinished multipart upload) is removed by
-`remove_stale_temp_files` once it has not been written to for the given age.
+Layout under the configured prefix: blobs at `sha256/<hexdigest>`, nothing else. An upload is
+hashed and spooled to a local temp file as it arrives and, when the form named its sha256
+before the file (as twine, uv and keyless publish do), sent on the way as the parts of a
+multipart upload of that final key. S3 shows a multipart upload to no reader until it is
+completed, which only `place` does, once the caller has checked the digests: no reader ever
+sees a blob under `sha256/` that was not checked, nor half of one, and nothing is copied
+inside the bucket afterwards. An upload that named no sha256 is sent whole by `place`, from the
+spool. The parts an interrupted upload left (an unfinished multipart upload) are aborted by
+`remove_stale_temp_files` once they have not been written to for the given age.
+
+What the design is for, measured (bench scenario 10: a 200 MB wheel over HTTP into
+`keyless serve`, against boto3 putting the file straight into the same moto S3 server, moto on
+a core of its own): keyless sent it at 0.34x boto3's speed when it streamed into a temp key,
+copied that to the final key (1.4 s of moto's time) and read the archive back with ranged
+GETs (12 of them, 2 s); at 0.64x once it did neither. What is left is mostly keyless's own
+work on the other core — three digests of every byte (0.8 CPU-s per 200 MB), the HTTP body
+and the spool — and moto's, which completes a multipart upload by copying it (1.3 s).
 
 Why boto3: it is the reference S3 client, maintained by AWS, speaks to every S3-compatible
 server (endpoint URL, path or virtual addressing, the standard credential chain: the AWS
 variables, profiles, instance roles), and its low-level client lets the upload hand each part
 over as soon as it has arrived — the managed `upload_fileobj` would need a file-like object to
 pull from, which an ASGI body (pushed at us) is not without a pipe and a thread per upload.
-Measured against the alternatives (bench scenario 13: 200 MB pushed in 64 KiB chunks, 8 MiB
-parts, 3 in flight, into moto): boto3 61 MB/s and +65 MB; obstore (Rust object_store) 76 MB/s
-and +33 MB; aioboto3 58 MB/s and +87 MB. obstore is the faster and leaner one, and a switch is
-this one class (its writer, `copy`, `head`, `list`, `delete`, `sign` for presigned URLs); it is
-not made yet: the bucket check, presigned downloads, the multipart copy of files over 5 GiB
-and the stale-upload collection were written and tested on boto3, and the change deserves its
-own before/after run of scenario 10 rather than a swap at the end of another.
+Measured against the alternatives on their own (bench scenario 13: 200 MB pushed in 64 KiB
+chunks, 8 MiB parts, 3 in flight, into moto): boto3 61 MB/s and +65 MB; obstore (Rust
+object_store) 76 MB/s and +33 MB; aioboto3 58 MB/s and +87 MB. obstore is faster and leaner
+alone, but in the upload above the client's part is small next to the digests and the S3
+server (keyless used 2.0 CPU-s per 200 MB in all, its threads sending parts a fraction of
+that), so the switch — this one class — would buy little of the gap; it stays the first thing
+to measure should a faster S3 server make the client matter.
 
 Why 8 MiB parts: S3 wants parts of at least 5 MiB (but the last) and at most 10,000 of them;
 8 MiB (boto3's own default) allows 80 GB files and keeps the memory of one upload bounded by
 about four parts (one filling, at most `MAX_BACKLOG` = two handed to the threads, one more
-being handed over), ~32 MiB however large the file. Measured (a 210 MB wheel uploaded over
-HTTP to `keyless serve` on moto's S3 server, this 2-core machine): the server's peak RSS grew
-by 34 MiB (12 MiB with the local folder); 3 parts in parallel with a backlog of 2 streamed
-200 MB into moto in 1.8 s where 2 parts and a backlog of 1 took 2.6 s.
+being handed over), ~32 MiB however large the file: the server's peak RSS grew by 25-47 MB
+per 200 MB upload in scenario 10. 3 parts in parallel with a backlog of 2 streamed 200 MB into
+moto in 1.8 s where 2 parts and a backlog of 1 took 2.6 s; 4 parts and a backlog of 3, or
+5 MiB parts, were no faster.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import io
 import logging
-import secrets
+import os
+import tempfile
 import threading
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, BinaryIO, Literal, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal, TypeGuard, cast
 
 import boto3
+from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from keyless.config import ConfigError, StorageSettings
-from keyless.store.blobs import BlobRedirect, Digests, PendingBlob
+from keyless.store.blobs import (
+    BlobRedirect,
+    BlobStream,
+    Digests,
+    LocalStream,
+    PendingBlob,
+    full_disk_as_storage_full,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
-    from mypy_boto3_s3.type_defs import CompletedPartTypeDef, CopySourceTypeDef
+    from mypy_boto3_s3.type_defs import CompletedPartTypeDef
 
 AddressingStyle = Literal["auto", "virtual", "path"]  # as config.ADDRESSING_STYLES checks
 MIB = 1024 * 1024
@@ -64,33 +84,51 @@ MAX_BACKLOG = 2 * PART_SIZE
 # log is at INFO): noise, and the name of a profile is nobody's business in a server log.
 logging.getLogger("botocore.credentials").setLevel(logging.WARNING)
 
-# The largest object one CopyObject request may copy (S3's limit).
-MAX_COPY_OBJECT = 5 * 1024 * MIB
-
 # Parts of one upload sent at once (measured: 3 stream 200 MB into moto 30% faster than 2).
 PARALLEL_PARTS = 3
+# How `place` sends a spool file whole: as the early upload would have.
+TRANSFER = TransferConfig(
+    multipart_threshold=PART_SIZE, multipart_chunksize=PART_SIZE, max_concurrency=PARALLEL_PARTS
+)
 
 
 class S3Pending:
-    """A streamed write into a multipart upload of a temp key, hashed part by part.
+    """A streamed write: hashed and spooled to a local temp file as it arrives, and sent to the
+    bucket on the way when the key it will live under is known in advance.
 
-    Each full part goes to two lanes: one thread hashes the parts in order (the digests need
-    the bytes in sequence), `PARALLEL_PARTS` threads upload them. A file smaller than one
-    part is kept in memory and sent with one PUT by `finish`.
+    A blob's key is its sha256, certain only once the last byte is in. An upload form names
+    the sha256 it sends before the file (twine, uv and keyless publish do), so the parts go
+    straight into a multipart upload of that key — which S3 shows to no reader until it is
+    completed, by `place`, after the caller has checked the digests. Nothing is copied inside
+    the bucket afterwards: a copy of a 200 MB object took as long as its upload (1.4 s in
+    moto), and S3 bills a copy as a second write. Without an expected sha256 (or if it is not
+    the one computed), `place` sends the spool file instead.
+
+    The spool file (unnamed, gone with the process) is what `open` reads: an upload checks its
+    archive there, where each seek into S3 would be a ranged GET (12 of them for a 200 MB
+    wheel, 2 s of moto's time). It also lets `place` put a blob back that garbage collection
+    took before the upload's row was committed.
+
+    Each full part goes to two lanes: one thread hashes and spools the parts in order (the
+    digests need the bytes in sequence), `PARALLEL_PARTS` threads upload them.
     """
 
-    def __init__(self, store: S3BlobStore) -> None:
+    def __init__(self, store: S3BlobStore, expected_sha256: str | None) -> None:
         self.store = store
-        self.key = f"{store.prefix}tmp/{secrets.token_hex(16)}"
         self.size = 0
         self.finished = False
+        self.target = store.key_for(expected_sha256) if _is_sha256(expected_sha256) else None
+        # Unnamed (O_TMPFILE): nothing to collect after a crash. Closed by `discard`.
+        self._spool = tempfile.TemporaryFile(prefix="keyless-upload-")  # noqa: SIM115
         self._sha256 = hashlib.sha256()
         self._md5 = hashlib.md5(usedforsecurity=False)
         self._blake2 = hashlib.blake2b(digest_size=32)
         self._pending: list[bytes | memoryview] = []
         self._pending_size = 0
-        self._upload_id: Future[str] | None = None
-        self._parts: list[Future[CompletedPartTypeDef]] = []
+        # The early multipart upload: None while not begun, or when the target is stored.
+        self._upload_id: Future[str | None] | None = None
+        self._parts: list[Future[CompletedPartTypeDef | None]] = []
+        self._completed = False
         self._hash_lane: ThreadPoolExecutor | None = None
         self._upload_lane: ThreadPoolExecutor | None = None
         self._in_flight: deque[tuple[int, list[Future[Any]]]] = deque()
@@ -105,7 +143,7 @@ class S3Pending:
             self._hand_over()
 
     def backlog(self) -> int:
-        """Bytes handed over and not yet hashed and uploaded; raises a failed part's error."""
+        """Bytes handed over and not yet spooled and sent; raises a failed part's error."""
         while self._in_flight and all(f.done() for f in self._in_flight[0][1]):
             _, futures = self._in_flight.popleft()
             for future in futures:
@@ -117,27 +155,20 @@ class S3Pending:
             await asyncio.gather(*(asyncio.wrap_future(f) for f in self._in_flight[0][1]))
 
     def finish(self) -> Digests:
-        """Send what is left and complete the temp object; the digests. Blocking."""
-        client, bucket = self.store.client, self.store.bucket
+        """Spool and send what is left (the early upload stays open); the digests. Blocking."""
         try:
-            if self._upload_id is None:  # under one part: one PUT
+            if self._hash_lane is None:  # under one part: hashed and spooled here
                 data = b"".join(self._pending)
                 self._pending.clear()
-                self._hash(data)
-                client.put_object(Bucket=bucket, Key=self.key, Body=data)
+                self._absorb(data)
             else:
                 self._hand_over()
                 for _, futures in self._in_flight:
                     for future in futures:
                         future.result()
                 self._in_flight.clear()
-                parts = [part.result() for part in self._parts]
-                client.complete_multipart_upload(
-                    Bucket=bucket,
-                    Key=self.key,
-                    UploadId=self._upload_id.result(),
-                    MultipartUpload={"Parts": parts},
-                )
+            with full_disk_as_storage_full():
+                self._spool.flush()
         except BaseException:
             self.discard()
             raise
@@ -152,30 +183,48 @@ class S3Pending:
         )
 
     def discard(self) -> None:
-        """Drop the parts sent so far, or the finished temp object (idempotent)."""
+        """Drop the spool file and abort the early upload unless completed (idempotent)."""
         self._stop_lanes()
         self._pending.clear()
-        client, bucket = self.store.client, self.store.bucket
-        try:
-            if self.finished:
-                client.delete_object(Bucket=bucket, Key=self.key)
-            elif (
-                self._upload_id is not None
-                and self._upload_id.done()  # the lanes are stopped: done or cancelled
-                and not self._upload_id.cancelled()
-                and self._upload_id.exception() is None
-            ):
-                client.abort_multipart_upload(
-                    Bucket=bucket, Key=self.key, UploadId=self._upload_id.result()
-                )
-        except (BotoCoreError, ClientError):
-            pass  # the store unreachable: `remove_stale_temp_files` collects it later
-        self.finished = False
-        self._upload_id = None
+        self.abandon_upload()
+        self._spool.close()
 
     def open(self) -> BinaryIO:
-        """The finished temp object, read by ranges."""
-        return self.store.reader(self.key, self.size)
+        """The finished bytes, read from the spool file."""
+        stream = LocalStream(os.dup(self._spool.fileno()), self.size)
+        return io.BufferedReader(RangeReader(stream), 1 * MIB)
+
+    # -- what `S3BlobStore.place` does with it
+
+    def complete_upload(self, key: str) -> bool:
+        """Make the early upload the object `key`, if it was sent there; False otherwise."""
+        if self._completed or self.target != key or self._upload_id is None:
+            return False
+        upload_id = self._upload_id.result()
+        parts = [part.result() for part in self._parts]
+        if upload_id is None or None in parts:
+            return False  # the target was stored when the upload began: nothing was sent
+        self.store.client.complete_multipart_upload(
+            Bucket=self.store.bucket,
+            Key=key,
+            UploadId=upload_id,
+            MultipartUpload={"Parts": [part for part in parts if part is not None]},
+        )
+        self._completed = True
+        return True
+
+    def abandon_upload(self) -> None:
+        """Abort the early upload, unless completed or never begun (idempotent)."""
+        upload, self._upload_id = self._upload_id, None
+        if self._completed or upload is None or not upload.done() or upload.cancelled():
+            return  # `discard` stops the lanes first, so an unfinished begin was cancelled
+        if upload.exception() is not None or (upload_id := upload.result()) is None:
+            return
+        # The store unreachable: `remove_stale_temp_files` collects the parts later.
+        with contextlib.suppress(BotoCoreError, ClientError):
+            self.store.client.abort_multipart_upload(
+                Bucket=self.store.bucket, Key=self.target or "", UploadId=upload_id
+            )
 
     # -- the lanes
 
@@ -185,32 +234,44 @@ class S3Pending:
         data = b"".join(self._pending)  # one copy, so the network chunks can be freed
         self._pending.clear()
         self._pending_size = 0
-        if self._hash_lane is None or self._upload_lane is None:
+        if self._hash_lane is None:
             self._hash_lane = ThreadPoolExecutor(1, thread_name_prefix="s3-hash")
-            self._upload_lane = ThreadPoolExecutor(PARALLEL_PARTS, thread_name_prefix="s3-part")
-        if self._upload_id is None:
-            self._upload_id = self._upload_lane.submit(self._create)
-        part = self._upload_lane.submit(self._upload_part, len(self._parts) + 1, data)
-        self._parts.append(part)
-        hashed = self._hash_lane.submit(self._hash, data)
-        self._in_flight.append((len(data), [hashed, part]))
+        futures: list[Future[Any]] = [self._hash_lane.submit(self._absorb, data)]
+        if self.target is not None:
+            if self._upload_lane is None:
+                self._upload_lane = ThreadPoolExecutor(PARALLEL_PARTS, thread_name_prefix="s3-part")
+            if self._upload_id is None:
+                self._upload_id = self._upload_lane.submit(self._begin, self.target)
+            part = self._upload_lane.submit(self._upload_part, len(self._parts) + 1, data)
+            self._parts.append(part)
+            futures.append(part)
+        self._in_flight.append((len(data), futures))
 
-    def _create(self) -> str:
-        created = self.store.client.create_multipart_upload(Bucket=self.store.bucket, Key=self.key)
-        return created["UploadId"]
+    def _begin(self, key: str) -> str | None:
+        if self.store._size_of(key) is not None:
+            return None  # stored already (a re-upload): `place` checks it, nothing to send
+        return self.store.client.create_multipart_upload(Bucket=self.store.bucket, Key=key)[
+            "UploadId"
+        ]
 
-    def _upload_part(self, number: int, data: bytes) -> CompletedPartTypeDef:
+    def _upload_part(self, number: int, data: bytes) -> CompletedPartTypeDef | None:
         assert self._upload_id is not None
+        assert self.target is not None
+        upload_id = self._upload_id.result()
+        if upload_id is None:
+            return None
         sent = self.store.client.upload_part(
             Bucket=self.store.bucket,
-            Key=self.key,
-            UploadId=self._upload_id.result(),
+            Key=self.target,
+            UploadId=upload_id,
             PartNumber=number,
             Body=data,
         )
         return {"PartNumber": number, "ETag": sent["ETag"]}
 
-    def _hash(self, data: bytes) -> None:
+    def _absorb(self, data: bytes) -> None:
+        with full_disk_as_storage_full():
+            self._spool.write(data)
         self._sha256.update(data)
         self._md5.update(data)
         self._blake2.update(data)
@@ -283,22 +344,23 @@ class S3BlobStore:
     def key_for(self, sha256: str) -> str:
         return f"{self.prefix}sha256/{sha256}"
 
-    def new_writer(self) -> S3Pending:
-        return S3Pending(self)
+    def new_writer(self, expected_sha256: str | None = None) -> S3Pending:
+        return S3Pending(self, expected_sha256)
 
     def place(self, pending: PendingBlob, sha256: str, size: int) -> bool:
-        """Copy the finished temp object to its final key, unless an intact blob is there."""
+        """Complete the early upload of `pending` as the blob, or send its spool file there,
+        unless an intact blob is there already."""
         if not isinstance(pending, S3Pending) or pending.store is not self:
             raise TypeError(f"{type(pending).__name__} was not begun by this S3BlobStore")
+        key = self.key_for(sha256)
         if self.exists(sha256, size):
+            pending.abandon_upload()
             return False
-        source: CopySourceTypeDef = {"Bucket": self.bucket, "Key": pending.key}
-        if size <= MAX_COPY_OBJECT:
-            # One request, copied inside the store (the managed `copy` would send a part copy
-            # per 8 MiB: 6x slower for 200 MB here).
-            self.client.copy_object(CopySource=source, Bucket=self.bucket, Key=self.key_for(sha256))
-        else:
-            self.client.copy(source, self.bucket, self.key_for(sha256))  # multipart copy
+        if not pending.complete_upload(key):
+            pending.abandon_upload()
+            with pending.open() as spooled:
+                # Parts of `PART_SIZE`, `PARALLEL_PARTS` at a time, as the early upload.
+                self.client.upload_fileobj(spooled, self.bucket, key, Config=TRANSFER)
         return True
 
     def put_bytes(self, data: bytes) -> str:
@@ -320,7 +382,9 @@ class S3BlobStore:
 
     def reader(self, key: str, size: int) -> BinaryIO:
         """A seekable reader of `key` that fetches what is read with ranged GETs."""
-        return io.BufferedReader(RangeReader(self.client, self.bucket, key, size), 1 * MIB)
+        return io.BufferedReader(
+            RangeReader(S3Stream(self.client, self.bucket, key, size)), 1 * MIB
+        )
 
     def serve(self, sha256: str) -> S3Stream | BlobRedirect | None:
         key = self.key_for(sha256)
@@ -361,20 +425,14 @@ class S3BlobStore:
         return True
 
     def remove_stale_temp_files(self, min_age_seconds: float) -> int:
-        """Delete temp objects, and abort unfinished multipart uploads, untouched for
-        `min_age_seconds` (an upload in progress sends a part at least every `PART_SIZE`)."""
+        """Abort the multipart uploads under this store's keys that were begun and last
+        written to over `min_age_seconds` ago (an upload in progress sends a part at least
+        every `PART_SIZE`): what an upload cut off, refused or crashed left in the bucket.
+        The spool files need nothing: they have no name, and go with their process."""
         cutoff = datetime.now(UTC) - timedelta(seconds=min_age_seconds)
-        tmp = f"{self.prefix}tmp/"
         removed = 0
-        for page in self.client.get_paginator("list_objects_v2").paginate(
-            Bucket=self.bucket, Prefix=tmp
-        ):
-            for item in page.get("Contents", []):
-                if item["LastModified"] < cutoff:
-                    self.client.delete_object(Bucket=self.bucket, Key=item["Key"])
-                    removed += 1
         for listing in self.client.get_paginator("list_multipart_uploads").paginate(
-            Bucket=self.bucket, Prefix=tmp
+            Bucket=self.bucket, Prefix=f"{self.prefix}sha256/"
         ):
             for upload in listing.get("Uploads", []):
                 if upload["Initiated"] >= cutoff:
@@ -444,13 +502,13 @@ class S3Stream:
 
 
 class RangeReader(io.RawIOBase):
-    """A seekable raw file over one object, read through an `S3Stream`: reading on from where
-    the last read ended goes on with the same GET (the archive checks read a wheel through from
-    start to end), a seek elsewhere starts another."""
+    """A seekable raw file over a `BlobStream`. Over an `S3Stream`, reading on from where the
+    last read ended goes on with the same GET (fsck and export read a blob through from start
+    to end), a seek elsewhere starts another."""
 
-    def __init__(self, client: S3Client, bucket: str, key: str, size: int) -> None:
-        self.stream = S3Stream(client, bucket, key, size)
-        self.size = size
+    def __init__(self, stream: BlobStream) -> None:
+        self.stream = stream
+        self.size = stream.size
         self.position = 0
 
     def readable(self) -> bool:
@@ -486,6 +544,10 @@ class RangeReader(io.RawIOBase):
         data = self.stream.read(self.position, length)
         self.position += len(data)
         return data
+
+
+def _is_sha256(text: str | None) -> TypeGuard[str]:
+    return text is not None and len(text) == 64 and all(c in "0123456789abcdef" for c in text)
 
 
 def _missing(exc: ClientError) -> bool:

@@ -40,12 +40,19 @@ def _check_database(svc: Services) -> str:
     return "ok"
 
 
+# No blob has this sha256 (it would be a preimage of all zeros): asking for it is a round trip.
+_NO_BLOB = "0" * 64
+
+
 def _check_blobs(svc: Services) -> str:
-    # What an upload does first: a temp file in the store, written, fsynced, then dropped.
+    # What an upload does first: a temp file written and fsynced, then dropped (in the store's
+    # folder, or the spool of an S3 store); and what a download does first: ask the store for
+    # a blob (a stat, or a HEAD request the bucket must answer).
     writer = svc.blobs.new_writer()
     try:
         writer.write(b"keyless health probe\n")
         writer.finish()
+        svc.blobs.exists(_NO_BLOB)
     except StorageFull:
         # Still healthy: downloads and pages are served, and only uploads are refused (507,
         # saying why). A load balancer taking every server out of rotation would stop those.
