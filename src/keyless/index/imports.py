@@ -109,7 +109,7 @@ class FileImporter:
         size = path.stat().st_size
         if size > index.max_file_size:
             raise Skip(file_too_large(dist.name, index.max_file_size))
-        writer = self.blobs.new_writer()
+        writer = self.blobs.new_writer(sha256)  # when the source recorded one
         placed = False
         try:
             with path.open("rb") as source_file:

@@ -1,9 +1,10 @@
 """Streaming multipart parsing for uploads.
 
 Starlette's form parser spools files into a temp file and hashes nothing; this one writes the
-`content` part straight into the blob store's temp folder while computing sha256, md5 and
-blake2b-256 in the same pass, and stops reading the moment a limit is passed. The server never
-holds more than one network chunk of an upload in memory.
+`content` part straight into a pending write of the blob store (a temp file in its folder; for
+a bucket, a spool file and the parts of a multipart upload) while computing sha256, md5 and
+blake2b-256 in the same pass, and stops reading the moment a limit is passed. Memory stays
+bounded whatever the file's size (`store.blobs`, `store.s3_blobs`).
 
 Hashing and the final fsync run on worker threads (see `store.blobs`): on the event loop
 they stalled every other request — the fsync alone for ~100 ms for a 200 MB wheel,

@@ -465,7 +465,7 @@ def _place_blob(
     placed: list[str],
     path: Path,
 ) -> None:
-    writer = blobs.new_writer()
+    writer = blobs.new_writer(sha256)  # recorded in the manifest: sent on the way (S3)
     try:
         write_all(writer, _copy(tar, member, path))
         digests = writer.finish()
