@@ -34,7 +34,7 @@ def write_in_random_pieces(writer: HashingWriter, data: bytes, seed: int) -> Non
 
 
 def hashing_threads() -> list[str]:
-    return [t.name for t in threading.enumerate() if t.name.startswith("hash")]
+    return [t.name for t in threading.enumerate() if t.name.startswith("digest")]
 
 
 @pytest.mark.parametrize(

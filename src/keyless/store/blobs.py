@@ -29,7 +29,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from keyless.store.errors import StorageFull, is_storage_full
 
@@ -151,79 +151,84 @@ def write_all(pending: PendingBlob, chunks: Iterable[bytes]) -> None:
             asyncio.run(pending.drain())
 
 
-class HashingWriter:
-    """Writes an upload to a temp file while computing its three digests; read exactly once.
+class StreamedWrite:
+    """What every store's pending write shares: the bytes taken as they arrive, and handed
+    over, `piece` bytes at a time, to threads that hash them and keep them.
 
-    A small file (under `BATCH` bytes) is only collected in memory by `write`, then written
-    and hashed by `finish` — on a worker thread, so the event loop never hashes. A large one
-    is handed over in `BATCH`-sized pieces to three threads as it arrives, one per digest
-    (the sha256 one also writes the file): md5, sha256 and blake2b together cost ~3 CPU-ms
-    per MB here, and hashlib releases the GIL, so on a multi-core machine they run side by
-    side instead of one after another. `backlog()` says how many bytes the threads have not
-    finished; the caller awaits `drain` to keep that (and so the memory) bounded.
+    One thread per digest: md5, sha256 and blake2b together cost ~3 CPU-ms per MB here, and
+    hashlib releases the GIL, so on a multi-core machine they run side by side instead of one
+    after another. The sha256 thread also keeps the bytes, in order (`_keep`: a temp file, a
+    spool). A store may give each piece more work (`_also`: sending it to a bucket).
+    `backlog()` says how many bytes the threads have not finished; the caller awaits `drain`
+    to keep that, and so the memory, bounded.
 
-    The temp file itself is created by the first thread that writes to it: creating a file
-    costs ~0.2 ms here, which the event loop should not spend.
+    A write smaller than one piece is only collected in memory by `write`, then kept and
+    hashed by `_settle` (from `finish`, on a worker thread): the event loop never hashes.
     """
 
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.file: BinaryIO | None = None
-        self.path = self._new_name()  # final once the file is created
+    def __init__(self, piece: int) -> None:
         self.size = 0
+        self._piece = piece
         self._sha256 = hashlib.sha256()
         self._md5 = hashlib.md5(usedforsecurity=False)
         self._blake2 = hashlib.blake2b(digest_size=32)
         self._pending: list[bytes | memoryview] = []
         self._pending_size = 0
         self._lanes: list[ThreadPoolExecutor] = []
-        self._in_flight: deque[tuple[int, list[Future[None]]]] = deque()
+        self._in_flight: deque[tuple[int, list[Future[Any]]]] = deque()
 
-    def backlog(self) -> int:
-        """Bytes handed to the hashing threads and not yet done by all of them.
+    def _keep(self, data: bytes) -> None:
+        """Store the next bytes where `open` reads them back (called in order)."""
+        raise NotImplementedError
 
-        Raises the error of a piece that failed (a write to a full disk), so reading stops.
-        """
-        while self._in_flight and all(f.done() for f in self._in_flight[0][1]):
-            _, futures = self._in_flight.popleft()
-            for future in futures:
-                future.result()  # a failed write (disk full) surfaces here
-        return sum(size for size, _ in self._in_flight)
+    def _also(self, data: bytes) -> list[Future[Any]]:
+        """More work for a piece handed over; the futures `backlog` waits for too."""
+        return []
 
     def write(self, chunk: bytes | memoryview) -> None:
         """Take the next bytes; a caller's memoryview must stay valid (bytes underneath)."""
         self._pending.append(chunk)
         self._pending_size += len(chunk)
         self.size += len(chunk)
-        if self._pending_size >= BATCH:
+        if self._pending_size >= self._piece:
             self._hand_over()
 
+    def backlog(self) -> int:
+        """Bytes handed to the threads and not yet done by all of them.
+
+        Raises the error of a piece that failed (a full disk, a store that did not answer),
+        so reading stops.
+        """
+        while self._in_flight and all(f.done() for f in self._in_flight[0][1]):
+            _, futures = self._in_flight.popleft()
+            for future in futures:
+                future.result()
+        return sum(size for size, _ in self._in_flight)
+
     async def drain(self, limit: int = MAX_BACKLOG) -> None:
-        """Wait until the hashing threads are at most `limit` bytes behind."""
+        """Wait until the threads are at most `limit` bytes behind."""
         while self.backlog() > limit:
             await asyncio.gather(*(asyncio.wrap_future(f) for f in self._in_flight[0][1]))
 
-    def finish(self) -> Digests:
-        """Write and hash what is left, flush and fsync; returns the digests. Blocking."""
+    def _settle(self) -> None:
+        """Keep and hash what is left, and wait for the threads. Blocking."""
         if self._lanes:
             self._hand_over()
             try:
                 for _, futures in self._in_flight:
                     for future in futures:
                         future.result()
+                self._in_flight.clear()
             finally:
                 self._stop_lanes()
         else:
             data = b"".join(self._pending)
             self._pending.clear()
-            self._write_and_sha256(data)
+            self._keep_and_sha256(data)
             self._md5.update(data)
             self._blake2.update(data)
-        assert self.file is not None  # created by the first write, even of nothing
-        with full_disk_as_storage_full():
-            self.file.flush()
-            os.fsync(self.file.fileno())
-        self.file.close()
+
+    def _digests(self) -> Digests:
         return Digests(
             sha256=self._sha256.hexdigest(),
             md5=self._md5.hexdigest(),
@@ -231,10 +236,61 @@ class HashingWriter:
             size=self.size,
         )
 
+    def _hand_over(self) -> None:
+        if not self._pending:
+            return
+        data = b"".join(self._pending)  # one copy, so the network chunks can be freed
+        self._pending.clear()
+        self._pending_size = 0
+        if not self._lanes:
+            self._lanes = [ThreadPoolExecutor(1, thread_name_prefix="digest") for _ in range(3)]
+        keep_lane, md5_lane, blake2_lane = self._lanes
+        futures = [
+            keep_lane.submit(self._keep_and_sha256, data),
+            md5_lane.submit(self._md5.update, data),
+            blake2_lane.submit(self._blake2.update, data),
+            *self._also(data),
+        ]
+        self._in_flight.append((len(data), futures))
+
+    def _keep_and_sha256(self, data: bytes) -> None:
+        self._keep(data)
+        self._sha256.update(data)
+
+    def _stop_lanes(self) -> None:
+        for lane in self._lanes:
+            lane.shutdown(wait=True, cancel_futures=True)
+        self._lanes = []
+        self._pending.clear()
+
+
+class HashingWriter(StreamedWrite):
+    """Writes an upload to a temp file in the store's folder while computing its digests.
+
+    Pieces of `BATCH` bytes (`StreamedWrite`). The temp file itself is created by the first
+    thread that writes to it: creating a file costs ~0.2 ms here, which the event loop should
+    not spend.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__(BATCH)
+        self.folder = folder
+        self.file: BinaryIO | None = None
+        self.path = self._new_name()  # final once the file is created
+
+    def finish(self) -> Digests:
+        """Write and hash what is left, flush and fsync; returns the digests. Blocking."""
+        self._settle()
+        assert self.file is not None  # created by the first write, even of nothing
+        with full_disk_as_storage_full():
+            self.file.flush()
+            os.fsync(self.file.fileno())
+        self.file.close()
+        return self._digests()
+
     def discard(self) -> None:
         """Stop the threads, close and delete the temp file (upload refused or interrupted)."""
         self._stop_lanes()
-        self._pending.clear()
         if self.file is None:
             return  # never created
         with contextlib.suppress(OSError):
@@ -246,28 +302,11 @@ class HashingWriter:
         """The finished temp file, for reading."""
         return self.path.open("rb")
 
-    def _hand_over(self) -> None:
-        if not self._pending:
-            return
-        data = b"".join(self._pending)  # one copy, so the network chunks can be freed
-        self._pending.clear()
-        self._pending_size = 0
-        if not self._lanes:
-            self._lanes = [ThreadPoolExecutor(1, thread_name_prefix="hash") for _ in range(3)]
-        sha_lane, md5_lane, blake2_lane = self._lanes
-        futures = [
-            sha_lane.submit(self._write_and_sha256, data),
-            md5_lane.submit(self._md5.update, data),
-            blake2_lane.submit(self._blake2.update, data),
-        ]
-        self._in_flight.append((len(data), futures))
-
-    def _write_and_sha256(self, data: bytes) -> None:
+    def _keep(self, data: bytes) -> None:
         with full_disk_as_storage_full():
             if self.file is None:
                 self.file = self._create()
             self.file.write(data)
-        self._sha256.update(data)
 
     def _new_name(self) -> Path:
         return self.folder / f"upload-{secrets.token_hex(8)}.part"
@@ -282,11 +321,6 @@ class HashingWriter:
                 self.path = self._new_name()
                 continue
             return os.fdopen(fd, "wb")
-
-    def _stop_lanes(self) -> None:
-        for lane in self._lanes:
-            lane.shutdown(wait=True, cancel_futures=True)
-        self._lanes = []
 
 
 class LocalBlobStore:

@@ -33,16 +33,15 @@ to measure should a faster S3 server make the client matter.
 
 Why 8 MiB parts: S3 wants parts of at least 5 MiB (but the last) and at most 10,000 of them;
 8 MiB (boto3's own default) allows 80 GB files and keeps the memory of one upload bounded by
-about four parts (one filling, at most `MAX_BACKLOG` = two handed to the threads, one more
-being handed over), ~32 MiB however large the file: the server's peak RSS grew by 25-47 MB
-per 200 MB upload in scenario 10. 3 parts in parallel with a backlog of 2 streamed 200 MB into
-moto in 1.8 s where 2 parts and a backlog of 1 took 2.6 s; 4 parts and a backlog of 3, or
-5 MiB parts, were no faster.
+about four parts (one filling, at most `blobs.MAX_BACKLOG`, 16 MiB = two, handed to the
+threads, one more being handed over), ~32 MiB however large the file: the server's peak RSS
+grew by 25-47 MB per 200 MB upload in scenario 10. 3 parts in parallel with a backlog of 2
+streamed 200 MB into moto in 1.8 s where 2 parts and a backlog of 1 took 2.6 s; 4 parts and a
+backlog of 3, or 5 MiB parts, were no faster.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import io
@@ -50,7 +49,6 @@ import logging
 import os
 import tempfile
 import threading
-from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -68,6 +66,7 @@ from keyless.store.blobs import (
     Digests,
     LocalStream,
     PendingBlob,
+    StreamedWrite,
     full_disk_as_storage_full,
 )
 
@@ -78,8 +77,6 @@ if TYPE_CHECKING:
 AddressingStyle = Literal["auto", "virtual", "path"]  # as config.ADDRESSING_STYLES checks
 MIB = 1024 * 1024
 PART_SIZE = 8 * MIB
-# How far the part uploads may fall behind the network before reading the body waits.
-MAX_BACKLOG = 2 * PART_SIZE
 # botocore says at INFO where it found credentials, on every start of `keyless serve` (whose
 # log is at INFO): noise, and the name of a profile is nobody's business in a server log.
 logging.getLogger("botocore.credentials").setLevel(logging.WARNING)
@@ -92,7 +89,7 @@ TRANSFER = TransferConfig(
 )
 
 
-class S3Pending:
+class S3Pending(StreamedWrite):
     """A streamed write: hashed and spooled to a local temp file as it arrives, and sent to the
     bucket on the way when the key it will live under is known in advance.
 
@@ -109,83 +106,40 @@ class S3Pending:
     wheel, 2 s of moto's time). It also lets `place` put a blob back that garbage collection
     took before the upload's row was committed.
 
-    Each full part goes to two lanes: one thread hashes and spools the parts in order (the
-    digests need the bytes in sequence), `PARALLEL_PARTS` threads upload them.
+    The pieces are `PART_SIZE` parts (`StreamedWrite` hashes and spools them); each also
+    goes to one of `PARALLEL_PARTS` threads that upload them.
     """
 
     def __init__(self, store: S3BlobStore, expected_sha256: str | None) -> None:
+        super().__init__(PART_SIZE)
         self.store = store
-        self.size = 0
         self.finished = False
         self.target = store.key_for(expected_sha256) if _is_sha256(expected_sha256) else None
         # Unnamed (O_TMPFILE): nothing to collect after a crash. Closed by `discard`.
         self._spool = tempfile.TemporaryFile(prefix="keyless-upload-")  # noqa: SIM115
-        self._sha256 = hashlib.sha256()
-        self._md5 = hashlib.md5(usedforsecurity=False)
-        self._blake2 = hashlib.blake2b(digest_size=32)
-        self._pending: list[bytes | memoryview] = []
-        self._pending_size = 0
         # The early multipart upload: None while not begun, or when the target is stored.
         self._upload_id: Future[str | None] | None = None
         self._parts: list[Future[CompletedPartTypeDef | None]] = []
         self._completed = False
-        self._hash_lane: ThreadPoolExecutor | None = None
         self._upload_lane: ThreadPoolExecutor | None = None
-        self._in_flight: deque[tuple[int, list[Future[Any]]]] = deque()
 
     # -- PendingBlob
-
-    def write(self, chunk: bytes | memoryview) -> None:
-        self._pending.append(chunk)
-        self._pending_size += len(chunk)
-        self.size += len(chunk)
-        if self._pending_size >= PART_SIZE:
-            self._hand_over()
-
-    def backlog(self) -> int:
-        """Bytes handed over and not yet spooled and sent; raises a failed part's error."""
-        while self._in_flight and all(f.done() for f in self._in_flight[0][1]):
-            _, futures = self._in_flight.popleft()
-            for future in futures:
-                future.result()
-        return sum(size for size, _ in self._in_flight)
-
-    async def drain(self, limit: int = MAX_BACKLOG) -> None:
-        while self.backlog() > limit:
-            await asyncio.gather(*(asyncio.wrap_future(f) for f in self._in_flight[0][1]))
 
     def finish(self) -> Digests:
         """Spool and send what is left (the early upload stays open); the digests. Blocking."""
         try:
-            if self._hash_lane is None:  # under one part: hashed and spooled here
-                data = b"".join(self._pending)
-                self._pending.clear()
-                self._absorb(data)
-            else:
-                self._hand_over()
-                for _, futures in self._in_flight:
-                    for future in futures:
-                        future.result()
-                self._in_flight.clear()
+            self._settle()
             with full_disk_as_storage_full():
                 self._spool.flush()
         except BaseException:
             self.discard()
             raise
-        finally:
-            self._stop_lanes()
         self.finished = True
-        return Digests(
-            sha256=self._sha256.hexdigest(),
-            md5=self._md5.hexdigest(),
-            blake2_256=self._blake2.hexdigest(),
-            size=self.size,
-        )
+        return self._digests()
 
     def discard(self) -> None:
         """Drop the spool file and abort the early upload unless completed (idempotent)."""
         self._stop_lanes()
-        self._pending.clear()
         self.abandon_upload()
         self._spool.close()
 
@@ -226,33 +180,36 @@ class S3Pending:
                 Bucket=self.store.bucket, Key=self.target or "", UploadId=upload_id
             )
 
-    # -- the lanes
+    # -- StreamedWrite
 
-    def _hand_over(self) -> None:
-        if not self._pending:
-            return
-        data = b"".join(self._pending)  # one copy, so the network chunks can be freed
-        self._pending.clear()
-        self._pending_size = 0
-        if self._hash_lane is None:
-            self._hash_lane = ThreadPoolExecutor(1, thread_name_prefix="s3-hash")
-        futures: list[Future[Any]] = [self._hash_lane.submit(self._absorb, data)]
-        if self.target is not None:
-            if self._upload_lane is None:
-                self._upload_lane = ThreadPoolExecutor(PARALLEL_PARTS, thread_name_prefix="s3-part")
-            if self._upload_id is None:
-                self._upload_id = self._upload_lane.submit(self._begin, self.target)
-            part = self._upload_lane.submit(self._upload_part, len(self._parts) + 1, data)
-            self._parts.append(part)
-            futures.append(part)
-        self._in_flight.append((len(data), futures))
+    def _keep(self, data: bytes) -> None:
+        with full_disk_as_storage_full():
+            self._spool.write(data)
+
+    def _also(self, data: bytes) -> list[Future[Any]]:
+        if self.target is None:
+            return []
+        if self._upload_lane is None:
+            self._upload_lane = ThreadPoolExecutor(PARALLEL_PARTS, thread_name_prefix="s3-part")
+        if self._upload_id is None:
+            self._upload_id = self._upload_lane.submit(self._begin, self.target)
+        part = self._upload_lane.submit(self._upload_part, len(self._parts) + 1, data)
+        self._parts.append(part)
+        return [part]
+
+    def _stop_lanes(self) -> None:
+        super()._stop_lanes()
+        if self._upload_lane is not None:
+            self._upload_lane.shutdown(wait=True, cancel_futures=True)
+            self._upload_lane = None
+
+    # -- the part uploads
 
     def _begin(self, key: str) -> str | None:
         if self.store._size_of(key) is not None:
             return None  # stored already (a re-upload): `place` checks it, nothing to send
-        return self.store.client.create_multipart_upload(Bucket=self.store.bucket, Key=key)[
-            "UploadId"
-        ]
+        created = self.store.client.create_multipart_upload(Bucket=self.store.bucket, Key=key)
+        return created["UploadId"]
 
     def _upload_part(self, number: int, data: bytes) -> CompletedPartTypeDef | None:
         assert self._upload_id is not None
@@ -268,19 +225,6 @@ class S3Pending:
             Body=data,
         )
         return {"PartNumber": number, "ETag": sent["ETag"]}
-
-    def _absorb(self, data: bytes) -> None:
-        with full_disk_as_storage_full():
-            self._spool.write(data)
-        self._sha256.update(data)
-        self._md5.update(data)
-        self._blake2.update(data)
-
-    def _stop_lanes(self) -> None:
-        for lane in (self._hash_lane, self._upload_lane):
-            if lane is not None:
-                lane.shutdown(wait=True, cancel_futures=True)
-        self._hash_lane = self._upload_lane = None
 
 
 class S3BlobStore:
