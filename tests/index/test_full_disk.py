@@ -34,12 +34,12 @@ PAGE = 4096  # tmpfs allocates whole pages
 STORAGE_FULL = "The server's storage is full"
 
 
-def _mount_tmpfs(point: Path) -> str | None:
-    """Mount a small tmpfs at `point`; None when done, else why not."""
+def mount_tmpfs(point: Path, size: int = DISK_SIZE) -> str | None:
+    """Mount a tmpfs of `size` bytes at `point`; None when done, else why not."""
     if shutil.which("mount") is None:
         return "no mount command"
     done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={DISK_SIZE},mode=0755", "tmpfs", str(point)],
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(point)],
         capture_output=True,
         text=True,
         check=False,
@@ -78,7 +78,7 @@ def disk_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SmallDisk]
     folder = tmp_path_factory.mktemp("full-disk")
     data = folder / "data"
     data.mkdir()
-    why_not = _mount_tmpfs(data)
+    why_not = mount_tmpfs(data)
     if why_not is None:
         try:
             live = start_server(folder)

@@ -115,8 +115,9 @@ class S3Pending(StreamedWrite):
         self.store = store
         self.finished = False
         self.target = store.key_for(expected_sha256) if _is_sha256(expected_sha256) else None
-        # Unnamed (O_TMPFILE): nothing to collect after a crash. Closed by `discard`.
-        self._spool = tempfile.TemporaryFile(prefix="keyless-upload-")  # noqa: SIM115
+        # Unnamed (O_TMPFILE): nothing to collect after a crash. Created by the first `_keep`,
+        # on a worker thread (a file costs the event loop ~0.2 ms); closed by `discard`.
+        self._spool: BinaryIO | None = None
         # The early multipart upload: None while not begun, or when the target is stored.
         self._upload_id: Future[str | None] | None = None
         self._parts: list[Future[CompletedPartTypeDef | None]] = []
@@ -129,6 +130,7 @@ class S3Pending(StreamedWrite):
         """Spool and send what is left (the early upload stays open); the digests. Blocking."""
         try:
             self._settle()
+            assert self._spool is not None  # created by the first `_keep`, even of nothing
             with full_disk_as_storage_full():
                 self._spool.flush()
         except BaseException:
@@ -141,10 +143,12 @@ class S3Pending(StreamedWrite):
         """Drop the spool file and abort the early upload unless completed (idempotent)."""
         self._stop_lanes()
         self.abandon_upload()
-        self._spool.close()
+        if self._spool is not None:
+            self._spool.close()
 
     def open(self) -> BinaryIO:
         """The finished bytes, read from the spool file."""
+        assert self._spool is not None, "finish() first"
         stream = LocalStream(os.dup(self._spool.fileno()), self.size)
         return io.BufferedReader(RangeReader(stream), 1 * MIB)
 
@@ -184,6 +188,8 @@ class S3Pending(StreamedWrite):
 
     def _keep(self, data: bytes) -> None:
         with full_disk_as_storage_full():
+            if self._spool is None:
+                self._spool = tempfile.TemporaryFile(prefix="keyless-upload-")  # noqa: SIM115
             self._spool.write(data)
 
     def _also(self, data: bytes) -> list[Future[Any]]:
