@@ -801,6 +801,17 @@ S3_UPLOAD = "10 upload to S3"
 S3_BUCKET = "bench"
 
 
+def _moto_credentials() -> None:
+    """Credentials for moto, which accepts any: boto3 and keyless find them in the environment
+    (unless the caller's own are there)."""
+    for name, value in (
+        ("AWS_ACCESS_KEY_ID", "bench"),
+        ("AWS_SECRET_ACCESS_KEY", "bench-secret"),
+        ("AWS_DEFAULT_REGION", "us-east-1"),
+    ):
+        os.environ.setdefault(name, value)
+
+
 def _start_moto(folder: Path, cpus: str | None = None) -> tuple[subprocess.Popen[bytes], str]:
     port = procs.free_port()
     process = procs.start(
@@ -837,12 +848,7 @@ def s3_upload(results: Results, opts: Options) -> None:
 
     from .dists import upload_fields
 
-    for name, value in (
-        ("AWS_ACCESS_KEY_ID", "bench"),
-        ("AWS_SECRET_ACCESS_KEY", "bench-secret"),
-        ("AWS_DEFAULT_REGION", "us-east-1"),
-    ):
-        os.environ.setdefault(name, value)
+    _moto_credentials()
     folder = WORK / "s3-upload"
     datasets_clean(folder)
     wheels_dir = BENCH / "work-cache" / "big"
@@ -985,12 +991,7 @@ def s3_clients(results: Results, opts: Options) -> None:
     from .env import ensure_venv
 
     python = ensure_venv("s3-clients") / "python"
-    for name, value in (
-        ("AWS_ACCESS_KEY_ID", "bench"),
-        ("AWS_SECRET_ACCESS_KEY", "bench-secret"),
-        ("AWS_DEFAULT_REGION", "us-east-1"),
-    ):
-        os.environ.setdefault(name, value)
+    _moto_credentials()
     folder = WORK / "s3-clients"
     datasets_clean(folder)
     moto, endpoint = _start_moto(folder)
