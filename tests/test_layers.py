@@ -433,7 +433,7 @@ def test_the_client_side_loads_no_server_library() -> None:
     ("path", "target", "kind"),
     [
         ("keyless/cli/main.py", "keyless.cli.check", "module level"),
-        ("keyless/cli/main.py", "keyless.index.app", "in a function"),
+        ("keyless/cli/serve.py", "keyless.index.app", "in a function"),
         ("keyless/cli/check.py", "keyless.publish.check", "type only"),
         # from pkg import mod
         ("keyless/publish/init.py", "keyless.workflows.templates", "module level"),
