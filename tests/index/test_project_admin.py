@@ -15,6 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
+from keyless.publish.errors import PublishError
+from keyless.publish.indexclient import OwnersClient, keyless_index_of
 from tests.builders import build_wheel
 from tests.conftest import LiveServer
 
@@ -303,6 +305,51 @@ def test_bad_bodies_are_400_with_a_message(
     page = simple_page(client, project)
     assert page["project-status"] == {"status": "active"}
     assert all(f["yanked"] is False for f in page["files"])
+
+
+# ------------------------------------------------------------------- the client library
+
+
+def test_owners_client(server: LiveServer, client: httpx.Client, owner: str) -> None:
+    """The release client's OwnersClient (what `keyless yank` calls): answers, and refusals
+    as a PublishError with the index's status and message."""
+    filename, data = build_wheel("lib-admin-demo", "1.0")
+    ok(upload(client, "prod", owner, filename, data))
+    stranger = server.token("lib-admin-stranger", "prod")
+    with httpx.Client() as http:
+        owners = OwnersClient(server.url + "/", "prod", token=owner, http=http)
+        yanked = owners.yank("lib-admin-demo", "1.0", "bad build")
+        assert (yanked["project"], yanked["yanked"]) == ("lib-admin-demo", True)
+        assert yanked_by_version(client, "lib-admin-demo") == {filename: "bad build"}
+        assert owners.unyank("lib-admin-demo", "1.0")["yanked"] is False
+        assert owners.set_status("lib-admin-demo", "archived", "moved") == {
+            "project": "lib-admin-demo",
+            "status": "archived",
+            "reason": "moved",
+        }
+        with pytest.raises(PublishError) as unknown:
+            owners.unyank("lib-admin-demo", "7.7")
+        assert unknown.value.context["status"] == "404"
+        assert unknown.value.message.startswith("404 ")
+        refused = OwnersClient(server.url, "prod", token=stranger, http=http)
+        with pytest.raises(PublishError) as forbidden:
+            refused.set_status("lib-admin-demo", "active")
+        assert forbidden.value.message.startswith("403 ")
+        assert "is not an owner of project 'lib-admin-demo'" in forbidden.value.message
+    assert simple_page(client, "lib-admin-demo")["project-status"]["status"] == "archived"
+
+
+@pytest.mark.parametrize(
+    ("url", "named"),
+    [
+        ("https://pkg.example/prod/legacy/", ("https://pkg.example", "prod")),
+        ("http://127.0.0.1:8000/test/legacy", ("http://127.0.0.1:8000", "test")),
+        ("https://pkg.example/prod/simple/", None),
+        ("https://upload.pypi.org/legacy/", None),
+    ],
+)
+def test_keyless_index_of(url: str, named: tuple[str, str] | None) -> None:
+    assert keyless_index_of(url) == named
 
 
 # ------------------------------------------------------------------------------- the CLI

@@ -9,70 +9,64 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from keyless.publish.errors import PublishError
+
+if TYPE_CHECKING:
+    from keyless.publish.indexclient import OwnersClient
 
 YANK_HELP = "yank a release (owners; needs KEYLESS_TOKEN)"
 UNYANK_HELP = "undo a yank (owners; needs KEYLESS_TOKEN)"
 PROJECT_HELP = "project status"
 
 
-def _remote(args: argparse.Namespace, path: str, body: dict[str, Any]) -> int:
+def _remote(args: argparse.Namespace, call: Callable[[OwnersClient], Any]) -> int:
+    """Run `call` on the owners' API of the index the arguments name, print its answer."""
     import ssl
 
     import httpx
 
     from keyless.config import ConfigError
+    from keyless.publish.indexclient import OwnersClient, keyless_index_of
 
     token = os.environ.get("KEYLESS_TOKEN", "")
     if not token:
         raise ConfigError("set KEYLESS_TOKEN to an API token of a project owner.")
-    base, index = args.url.rstrip("/"), args.index
+    base, index = args.url, args.index
     if args.repository_url:
         # The upload URL a release already uses names both: https://host/{index}/legacy/.
-        match = re.fullmatch(
-            r"(?P<base>https?://.+?)/(?P<index>[^/]+)/legacy/?", args.repository_url
-        )
-        if not match:
+        named = keyless_index_of(args.repository_url)
+        if named is None:
             raise ConfigError(
                 f"--repository-url {args.repository_url!r} is not a keyless upload URL "
                 "(https://HOST/INDEX/legacy/)."
             )
-        base, index = match["base"], match["index"]
-    url = f"{base}/{index}/api/projects/{path}"
+        base, index = named
     verify: Any = ssl.create_default_context(cafile=args.cert) if args.cert else True
-    response = httpx.post(
-        url,
-        json=body,
-        headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
-        verify=verify,
-    )
-    if response.status_code != 200:
+    with httpx.Client(verify=verify) as http:
         try:
-            message = response.json().get("message", response.text)
-        except ValueError:
-            message = response.text
-        print(f"error: {response.status_code} {message}", file=sys.stderr)
-        return 1
-    print(json.dumps(response.json()))
+            answer = call(OwnersClient(base, index, token=token, http=http))
+        except PublishError as exc:
+            print(f"error: {exc.message}", file=sys.stderr)
+            return 1
+    print(json.dumps(answer))
     return 0
 
 
 def cmd_yank(args: argparse.Namespace) -> int:
-    return _remote(
-        args, f"{args.project}/releases/{args.version}/yank", {"reason": args.reason or ""}
-    )
+    return _remote(args, lambda owners: owners.yank(args.project, args.version, args.reason or ""))
 
 
 def cmd_unyank(args: argparse.Namespace) -> int:
-    return _remote(args, f"{args.project}/releases/{args.version}/unyank", {})
+    return _remote(args, lambda owners: owners.unyank(args.project, args.version))
 
 
 def cmd_project_status(args: argparse.Namespace) -> int:
     return _remote(
-        args, f"{args.project}/status", {"status": args.status, "reason": args.reason or ""}
+        args, lambda owners: owners.set_status(args.project, args.status, args.reason or "")
     )
 
 
