@@ -10,6 +10,7 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,7 +19,7 @@ import pytest
 from keyless.publish.errors import PublishError
 from keyless.publish.indexclient import OwnersClient, keyless_index_of
 from tests.builders import build_wheel
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, free_port
 
 from .uploading import upload
 
@@ -406,6 +407,25 @@ def test_cli_errors(server: LiveServer, client: httpx.Client, project: str) -> N
     assert unknown.returncode == 1
     assert "404" in unknown.stderr
     assert all(f["yanked"] is False for f in simple_page(client, project)["files"])
+
+
+def test_cli_says_what_stops_it_reaching_the_index(server: LiveServer, tmp_path: Path) -> None:
+    owner = server.token("admin-owner", "prod")
+    nobody = f"http://127.0.0.1:{free_port()}"
+    unreachable = run_cli(server, owner, "yank", "admin-demo", "1.0", "--url", nobody)
+    assert unreachable.returncode == 1
+    assert unreachable.stderr.startswith(f"error: {nobody}/prod/api/projects/admin-demo/")
+    assert "ConnectError" in unreachable.stderr
+
+    missing = tmp_path / "no-such-ca.pem"
+    no_ca = run_cli(
+        server, owner, "project", "status", "admin-demo", "archived", "--cert", str(missing)
+    )
+    assert no_ca.returncode == 1
+    assert f"error: cannot load the CA certificates from {missing}" in no_ca.stderr
+    for done in (unreachable, no_ca):
+        assert "Traceback" not in done.stderr
+        assert owner not in done.stderr
 
 
 def test_an_oversized_body_is_refused_without_reading_it(

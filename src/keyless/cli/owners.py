@@ -25,12 +25,8 @@ PROJECT_HELP = "project status"
 
 def _remote(args: argparse.Namespace, call: Callable[[OwnersClient], Any]) -> int:
     """Run `call` on the owners' API of the index the arguments name, print its answer."""
-    import ssl
-
-    import httpx
-
     from keyless.config import ConfigError
-    from keyless.publish.indexclient import OwnersClient, keyless_index_of
+    from keyless.publish.indexclient import OwnersClient, keyless_index_of, new_http_client
 
     token = os.environ.get("KEYLESS_TOKEN", "")
     if not token:
@@ -45,13 +41,12 @@ def _remote(args: argparse.Namespace, call: Callable[[OwnersClient], Any]) -> in
                 "(https://HOST/INDEX/legacy/)."
             )
         base, index = named
-    verify: Any = ssl.create_default_context(cafile=args.cert) if args.cert else True
-    with httpx.Client(verify=verify) as http:
-        try:
+    try:
+        with new_http_client(ca_file=args.cert) as http:
             answer = call(OwnersClient(base, index, token=token, http=http))
-        except PublishError as exc:
-            print(f"error: {exc.message}", file=sys.stderr)
-            return 1
+    except PublishError as exc:  # a refusal, an unreachable index, a CA file that is not one
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     print(json.dumps(answer))
     return 0
 

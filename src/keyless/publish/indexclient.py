@@ -529,7 +529,8 @@ class OwnersClient:
     """A keyless index's owners' API (`/INDEX/api/projects/…`), with an owner's API token.
 
     Each call returns the index's JSON answer, and raises PublishError with the status and
-    the index's message when it refuses.
+    the index's message when it refuses, or when it cannot be reached (not retried: these
+    calls are made by a person, who sees the error at once).
     """
 
     def __init__(self, base_url: str, index: str, *, token: str, http: httpx.Client) -> None:
@@ -548,11 +549,14 @@ class OwnersClient:
 
     def _post(self, path: str, body: dict[str, Any]) -> Any:
         url = self.api_url + path
-        response = self.http.post(
-            url,
-            json=body,
-            headers={"Authorization": f"Bearer {self._token}", "Accept": "application/json"},
-        )
+        try:
+            response = self.http.post(
+                url,
+                json=body,
+                headers={"Authorization": f"Bearer {self._token}", "Accept": "application/json"},
+            )
+        except httpx.TransportError as exc:
+            raise _transport_error(exc, url) from exc
         if response.status_code != 200:
             try:
                 message = response.json().get("message", response.text)
