@@ -10,13 +10,16 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from keyless.publish.errors import PublishError
+from keyless.publish.indexclient import OwnersClient, keyless_index_of
 from tests.builders import build_wheel
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, free_port
 
 from .uploading import upload
 
@@ -305,6 +308,51 @@ def test_bad_bodies_are_400_with_a_message(
     assert all(f["yanked"] is False for f in page["files"])
 
 
+# ------------------------------------------------------------------- the client library
+
+
+def test_owners_client(server: LiveServer, client: httpx.Client, owner: str) -> None:
+    """The release client's OwnersClient (what `keyless yank` calls): answers, and refusals
+    as a PublishError with the index's status and message."""
+    filename, data = build_wheel("lib-admin-demo", "1.0")
+    ok(upload(client, "prod", owner, filename, data))
+    stranger = server.token("lib-admin-stranger", "prod")
+    with httpx.Client() as http:
+        owners = OwnersClient(server.url + "/", "prod", token=owner, http=http)
+        yanked = owners.yank("lib-admin-demo", "1.0", "bad build")
+        assert (yanked["project"], yanked["yanked"]) == ("lib-admin-demo", True)
+        assert yanked_by_version(client, "lib-admin-demo") == {filename: "bad build"}
+        assert owners.unyank("lib-admin-demo", "1.0")["yanked"] is False
+        assert owners.set_status("lib-admin-demo", "archived", "moved") == {
+            "project": "lib-admin-demo",
+            "status": "archived",
+            "reason": "moved",
+        }
+        with pytest.raises(PublishError) as unknown:
+            owners.unyank("lib-admin-demo", "7.7")
+        assert unknown.value.context["status"] == "404"
+        assert unknown.value.message.startswith("404 ")
+        refused = OwnersClient(server.url, "prod", token=stranger, http=http)
+        with pytest.raises(PublishError) as forbidden:
+            refused.set_status("lib-admin-demo", "active")
+        assert forbidden.value.message.startswith("403 ")
+        assert "is not an owner of project 'lib-admin-demo'" in forbidden.value.message
+    assert simple_page(client, "lib-admin-demo")["project-status"]["status"] == "archived"
+
+
+@pytest.mark.parametrize(
+    ("url", "named"),
+    [
+        ("https://pkg.example/prod/legacy/", ("https://pkg.example", "prod")),
+        ("http://127.0.0.1:8000/test/legacy", ("http://127.0.0.1:8000", "test")),
+        ("https://pkg.example/prod/simple/", None),
+        ("https://upload.pypi.org/legacy/", None),
+    ],
+)
+def test_keyless_index_of(url: str, named: tuple[str, str] | None) -> None:
+    assert keyless_index_of(url) == named
+
+
 # ------------------------------------------------------------------------------- the CLI
 
 
@@ -359,6 +407,25 @@ def test_cli_errors(server: LiveServer, client: httpx.Client, project: str) -> N
     assert unknown.returncode == 1
     assert "404" in unknown.stderr
     assert all(f["yanked"] is False for f in simple_page(client, project)["files"])
+
+
+def test_cli_says_what_stops_it_reaching_the_index(server: LiveServer, tmp_path: Path) -> None:
+    owner = server.token("admin-owner", "prod")
+    nobody = f"http://127.0.0.1:{free_port()}"
+    unreachable = run_cli(server, owner, "yank", "admin-demo", "1.0", "--url", nobody)
+    assert unreachable.returncode == 1
+    assert unreachable.stderr.startswith(f"error: {nobody}/prod/api/projects/admin-demo/")
+    assert "ConnectError" in unreachable.stderr
+
+    missing = tmp_path / "no-such-ca.pem"
+    no_ca = run_cli(
+        server, owner, "project", "status", "admin-demo", "archived", "--cert", str(missing)
+    )
+    assert no_ca.returncode == 1
+    assert f"error: cannot load the CA certificates from {missing}" in no_ca.stderr
+    for done in (unreachable, no_ca):
+        assert "Traceback" not in done.stderr
+        assert owner not in done.stderr
 
 
 def test_an_oversized_body_is_refused_without_reading_it(

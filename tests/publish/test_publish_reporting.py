@@ -144,6 +144,8 @@ def test_cli_json_error_before_any_upload(
     captured = capsys.readouterr()
     assert code == 1
     document = json.loads(captured.out)
+    assert set(document) == {"ok", "files", "error"}
+    assert set(document["error"]) == {"message", "hint", "context"}
     assert document["ok"] is False
     assert document["files"] == []
     assert "cli_demo-1.0-py3-none-any.whl" in document["error"]["message"]

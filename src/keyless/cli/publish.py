@@ -156,7 +156,7 @@ def cmd_publish(args: argparse.Namespace, environ: Mapping[str, str] | None = No
     from keyless.cli.reporting import make_reporter
     from keyless.publish.credentials import resolve_credentials
     from keyless.publish.indexclient import check_upload_url, new_http_client, redact
-    from keyless.publish.upload import publish, read_dists
+    from keyless.publish.upload import publish, read_dists, result_document
 
     env = os.environ if environ is None else environ
     upload_url = args.repository_url or env.get("KEYLESS_REPOSITORY_URL") or DEFAULT_REPOSITORY_URL
@@ -214,16 +214,6 @@ def cmd_publish(args: argparse.Namespace, environ: Mapping[str, str] | None = No
     if result is not None:
         reporter.write(_summary(result))
     if args.json:
-        document: dict[str, Any] = (
-            result.to_json() if result is not None else {"ok": False, "files": []}
-        )
-        if failure is not None:
-            document["ok"] = False
-            document["error"] = {
-                "message": failure.message,
-                "hint": failure.hint,
-                "context": failure.context,
-            }
-        print(reporter.scrub(json.dumps(document, indent=2)))
+        print(reporter.scrub(json.dumps(result_document(result, failure), indent=2)))
     ok = result is not None and result.ok and failure is None
     return 0 if ok else 1

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from keyless.index.admin import Admin
 
-# Opens the server's data for the command's arguments (main._admin).
+# Opens the server's data for the command's arguments (server.open_admin).
 Opener = Callable[[argparse.Namespace], "Admin"]
 
 

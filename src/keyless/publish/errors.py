@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 
 class PublishError(Exception):
@@ -30,6 +31,10 @@ class PublishError(Exception):
         if self.hint:
             parts.append(f"hint: {self.hint}")
         return "\n".join(parts)
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready, as the `--json` documents of the commands carry it: it holds no secret."""
+        return {"message": self.message, "hint": self.hint, "context": self.context}
 
     def with_context(self, **context: str) -> PublishError:
         """This error with more context (existing keys win: the innermost knows best)."""

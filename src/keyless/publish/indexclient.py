@@ -1,4 +1,5 @@
-"""Talking to an index: what files it has (by hash), uploading one file, releases that exist.
+"""Talking to an index: what files it has (by hash), uploading one file, releases that exist;
+and, on a keyless index, its owners' API (yank, unyank, project status).
 
 Works with any index speaking the legacy upload API and the simple API: keyless, PyPI,
 TestPyPI, and others (for those whose simple URL cannot be derived from the upload URL, pass
@@ -144,6 +145,13 @@ def simple_url_for(upload_url: str) -> str:
         hint="pass the simple URL too (keyless publish --simple-url URL).",
         context={"url": redact(upload_url)},
     )
+
+
+def keyless_index_of(upload_url: str) -> tuple[str, str] | None:
+    """The server URL and index name a keyless upload URL (https://HOST/INDEX/legacy/) names;
+    None when `upload_url` is not one."""
+    match = re.fullmatch(r"(?P<base>https?://.+?)/(?P<index>[^/]+)/legacy/?", upload_url)
+    return (match["base"], match["index"]) if match else None
 
 
 def new_http_client(
@@ -512,6 +520,53 @@ class IndexClient:
             return self.http.post(self.upload_url, content=body(), headers=headers)
         except httpx.TransportError as exc:
             raise _transport_error(exc, self.upload_url) from exc
+
+
+# ------------------------------------------------------------------- the owners' API
+
+
+class OwnersClient:
+    """A keyless index's owners' API (`/INDEX/api/projects/…`), with an owner's API token.
+
+    Each call returns the index's JSON answer, and raises PublishError with the status and
+    the index's message when it refuses, or when it cannot be reached (not retried: these
+    calls are made by a person, who sees the error at once).
+    """
+
+    def __init__(self, base_url: str, index: str, *, token: str, http: httpx.Client) -> None:
+        self.api_url = f"{base_url.rstrip('/')}/{index}/api/projects/"
+        self.http = http
+        self._token = token
+
+    def yank(self, project: str, version: str, reason: str = "") -> Any:
+        return self._post(f"{project}/releases/{version}/yank", {"reason": reason})
+
+    def unyank(self, project: str, version: str) -> Any:
+        return self._post(f"{project}/releases/{version}/unyank", {})
+
+    def set_status(self, project: str, status: str, reason: str = "") -> Any:
+        return self._post(f"{project}/status", {"status": status, "reason": reason})
+
+    def _post(self, path: str, body: dict[str, Any]) -> Any:
+        url = self.api_url + path
+        try:
+            response = self.http.post(
+                url,
+                json=body,
+                headers={"Authorization": f"Bearer {self._token}", "Accept": "application/json"},
+            )
+        except httpx.TransportError as exc:
+            raise _transport_error(exc, url) from exc
+        if response.status_code != 200:
+            try:
+                message = response.json().get("message", response.text)
+            except ValueError:
+                message = response.text
+            raise PublishError(
+                f"{response.status_code} {message}",
+                context={"url": redact(url), "status": str(response.status_code)},
+            )
+        return response.json()
 
 
 def _same_version(text: str, wanted: Version) -> bool:

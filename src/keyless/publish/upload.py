@@ -84,6 +84,17 @@ class PublishResult:
         }
 
 
+def result_document(result: PublishResult | None, error: PublishError | None) -> dict[str, Any]:
+    """What `keyless publish --json` prints: the result, when publishing got that far, and the
+    error that stopped it (or failed a dry run: no credentials); with an error `ok` is false.
+    """
+    document = result.to_json() if result is not None else {"ok": False, "files": []}
+    if error is not None:
+        document["ok"] = False
+        document["error"] = error.to_json()
+    return document
+
+
 def load_all(paths: Iterable[Path | LocalDist]) -> list[LocalDist]:
     """Read every distribution, or none: all problems are reported together.
 
