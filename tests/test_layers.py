@@ -47,7 +47,9 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "devcert": frozenset(),
     # config: the blob store is built from its settings (store/backends.py).
     "store": frozenset({"config", "dists"}),
-    "ci": frozenset(),
+    # oidc: the emulator issues the tokens oidc's providers check, and takes their facts (the
+    # GitLab ID-token variable) from there rather than keeping a copy; oidc imports nothing.
+    "ci": frozenset({"oidc"}),
     "workflows": frozenset(),
     "index": frozenset({"config", "dists", "oidc", "store", "workflows"}),
     "index.routes": frozenset({"config", "index", "index.http", "oidc", "store"}),

@@ -8,9 +8,8 @@ from typing import Any
 import pytest
 
 from keyless.dists.readme import plain_html, render_description
-from keyless.index.web.snippets import env_var_for, snippet
+from keyless.index.web.snippets import snippet
 from keyless.index.web.views import safe_url
-from keyless.publish.credentials import gitlab_token_variable
 from keyless.publish.init import init_workflow
 from tests.builders import CLIENT_SOURCE
 
@@ -96,13 +95,6 @@ def test_gitlab_job_declares_its_id_token_for_the_audience() -> None:
     assert job["id_tokens"] == {"KEYLESS_TEST_ID_TOKEN": {"aud": "keyless-test"}}
     assert job["environment"] == "production"
     assert text.where == ".gitlab-ci.yml"
-    assert env_var_for("pypi") == "PYPI_ID_TOKEN"
-
-
-@pytest.mark.parametrize("audience", ["pypi", "keyless:prod", "https://x.example/aud", "1index"])
-def test_the_gitlab_variable_is_where_keyless_publish_looks(audience: str) -> None:
-    # A leading digit is replaced too: "1index" -> _INDEX_ID_TOKEN (was 1INDEX_ID_TOKEN).
-    assert env_var_for(audience) == gitlab_token_variable(audience)
 
 
 @pytest.mark.parametrize("kind", ["github", "gitlab", "google", "generic"])

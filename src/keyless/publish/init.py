@@ -32,8 +32,8 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from keyless.ci.claims import gitlab_token_variable
 from keyless.oidc.providers import PROVIDERS
+from keyless.oidc.providers.gitlab import id_token_variable
 from keyless.publish.errors import PublishError
 from keyless.publish.project import git_output, load_pyproject
 from keyless.workflows import (
@@ -626,7 +626,7 @@ def _gitlab(
                     "needs": flow_list(previous),
                     "environment": publisher.environment,
                     "environment_url": f"    url: {page}" if page else "",
-                    "token_variable": gitlab_token_variable(audience),
+                    "token_variable": id_token_variable(audience),
                     "audience": json.dumps(audience),
                     "install": gitlab_script(install),
                     "publish_command": publish_command(client, publisher.upload_url),

@@ -9,12 +9,12 @@ and every preview installs the client with the same commands.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from keyless.oidc.providers import GITHUB_ISSUER, GITLAB_ISSUER
+from keyless.oidc.providers.gitlab import id_token_variable
 from keyless.workflows import (
     CLIENT_PATH,
     ClientSource,
@@ -28,22 +28,13 @@ from keyless.workflows import (
     yaml_str,
 )
 
-__all__ = ["Snippet", "env_var_for", "snippet", "yaml_str"]
+__all__ = ["Snippet", "snippet", "yaml_str"]
 
 
 @dataclass(frozen=True)
 class Snippet:
     where: str  # the file (and repository) the text belongs in
     text: str
-
-
-def env_var_for(audience: str) -> str:
-    """Where a GitLab job finds its ID token: `<AUD>_ID_TOKEN`, non [A-Z0-9_] as '_'.
-
-    The rule of the `id` library (and so of `keyless publish`, see
-    publish.credentials.gitlab_token_variable): a leading digit becomes '_' too.
-    """
-    return re.sub(r"[^A-Z0-9_]|^[^A-Z_]", "_", audience.upper()) + "_ID_TOKEN"
 
 
 def snippet(
@@ -157,7 +148,7 @@ def _gitlab(values: Mapping[str, str], install: list[str], publish: str, audienc
         lines += ["  rules:", f"    - if: $CI_COMMIT_BRANCH == {json.dumps(branch)}"]
     lines += [
         "  id_tokens:",
-        f"    {env_var_for(audience)}:  # the job's OIDC token for this index",
+        f"    {id_token_variable(audience)}:  # the job's OIDC token for this index",
         f"      aud: {yaml_str(audience)}",
         "  script:",
         gitlab_script(install),

@@ -46,6 +46,19 @@ from keyless.oidc.providers._common import (
 GITLAB_ISSUER: Final = "https://gitlab.com"
 TITLE: Final = "GitLab CI/CD"
 
+
+def id_token_variable(audience: str) -> str:
+    """The variable a GitLab job's ``id_tokens:`` entry for ``audience`` puts its token in.
+
+    GitLab lets a job name the variable freely; publishing clients (the `id` library, uv,
+    `keyless publish`) look for ``<AUDIENCE>_ID_TOKEN``: the audience upper-cased, every
+    character outside [A-Z0-9_] (and a leading digit) replaced by '_'. The one home of that
+    rule: the CI emulator sets the variable, `keyless init` and the Publishing page's preview
+    write it, `keyless publish` and `keyless doctor` read it.
+    """
+    return re.sub(r"[^A-Z0-9_]|^[^A-Z_]", "_", audience.upper()) + "_ID_TOKEN"
+
+
 # GitLab's path rules (as PyPI applies them): letters, digits and '_', '.', '-' (and '/', '+'
 # in namespaces), alphanumeric at both ends, no two special characters in a row, and no
 # '.git'/'.atom' ending.
