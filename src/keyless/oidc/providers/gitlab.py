@@ -121,7 +121,15 @@ class GitLabProvider(ClaimTableProvider):
 
     kind: str = "gitlab"
     title: str = TITLE
+    short_title: str = "GitLab"
     fields: tuple[FieldSpec, ...] = FIELDS
+    default_issuer: str | None = GITLAB_ISSUER
+
+    def recognises(self, claims: Mapping[str, Any]) -> bool:
+        """gitlab.com's issuer, or GitLab's shape (a self-managed instance)."""
+        return same_issuer(claim_text(claims, "iss") or "", GITLAB_ISSUER) or (
+            "project_path" in claims and "ci_config_ref_uri" in claims
+        )
 
     def validate_config(self, config: Mapping[str, Any]) -> dict[str, Any]:
         """The normalized config (every field, "" when unset; issuer resolved, no trailing '/').
