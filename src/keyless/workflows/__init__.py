@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -228,7 +228,7 @@ def github_workflow(
     ``header``: the comment lines at the top (without ``#``). ``trigger``: the ``on:``
     block (see `github_trigger`). ``client_source``: where the keyless client comes from
     (see `install_commands`). ``check``: run ``keyless check`` on the distributions in
-    the build job. Each publish job needs every job before it, so indexes are staged.
+    the build job.
     """
     pins = {name: action.uses for name, action in ACTIONS.items()}
     check_step = ""
@@ -238,46 +238,50 @@ def github_workflow(
             f"      - name: Install keyless\n        run: {install}\n"
             "      - name: Check the distributions\n        run: keyless check dist/*"
         )
-    parts = [
-        templates.render(
-            "github-release.yml",
-            {
-                "header": "\n".join(comment(line) for line in header),
-                "trigger": trigger,
-                "check_step": check_step,
-                **pins,
-            },
-        )
-    ]
+    return _staged(
+        ("github-release.yml", "github-test-job.yml", "github-publish-job.yml"),
+        header=header,
+        build={"trigger": trigger, "check_step": check_step},
+        test=test,
+        jobs=jobs,
+        publish=lambda job: {
+            "index": job.index,
+            "environment": _environment(job),
+            "client": client,
+            "install": _run(install_commands(client, client_source), " " * 10),
+            "publish_command": publish_command(client, job.upload_url),
+        },
+        common=pins,
+    )
+
+
+def _staged(
+    names: tuple[str, str, str],
+    *,
+    header: Sequence[str],
+    build: dict[str, str],
+    test: TestJob | None,
+    jobs: Sequence[PublishJob],
+    publish: Callable[[PublishJob], dict[str, str]],
+    common: dict[str, str],
+) -> str:
+    """What a GitHub workflow and a GitLab pipeline share: the build template (``names[0]``),
+    the test job's if any, then the publish job's for each of ``jobs``, each needing every
+    job before it, so indexes are staged. ``common`` goes to every template."""
+    build_name, test_name, publish_name = names
+    comments = "\n".join(comment(line) for line in header)
+    parts = [templates.render(build_name, {"header": comments, **build, **common})]
     previous = ["build"]
     if test is not None:
-        parts.append(
-            templates.render(
-                "github-test-job.yml",
-                {
-                    "python_versions": flow_list(test.python_versions),
-                    "test_command": yaml_command(test.command),
-                    **pins,
-                },
-            )
-        )
+        values = {
+            "python_versions": flow_list(test.python_versions),
+            "test_command": yaml_command(test.command),
+        }
+        parts.append(templates.render(test_name, {**values, **common}))
         previous.append("test")
     for job in jobs:
-        parts.append(
-            templates.render(
-                "github-publish-job.yml",
-                {
-                    "job": job.job,
-                    "index": job.index,
-                    "needs": flow_list(previous),
-                    "environment": _environment(job),
-                    "client": client,
-                    "install": _run(install_commands(client, client_source), " " * 10),
-                    "publish_command": publish_command(client, job.upload_url),
-                    **pins,
-                },
-            )
-        )
+        values = {"job": job.job, "needs": flow_list(previous), **publish(job)}
+        parts.append(templates.render(publish_name, {**values, **common}))
         previous = [*previous, job.job]
     return "".join(parts)
 
@@ -336,43 +340,19 @@ def gitlab_pipeline(
         check_step = gitlab_script(
             [*install_commands("keyless", client_source), "keyless check dist/*"]
         )
-    parts = [
-        templates.render(
-            "gitlab-ci.yml",
-            {
-                "header": "\n".join(comment(line) for line in header),
-                "test_stage": "  - test" if test is not None else "",
-                "check_step": check_step,
-            },
-        )
-    ]
-    previous = ["build"]
-    if test is not None:
-        parts.append(
-            templates.render(
-                "gitlab-test-job.yml",
-                {
-                    "python_versions": flow_list(test.python_versions),
-                    "test_command": yaml_command(test.command),
-                },
-            )
-        )
-        previous.append("test")
-    for job in jobs:
-        parts.append(
-            templates.render(
-                "gitlab-publish-job.yml",
-                {
-                    "job": job.job,
-                    "needs": flow_list(previous),
-                    "rule": gitlab_rule(ref),
-                    "environment": _gitlab_environment(job),
-                    "token_variable": id_token_variable(job.audience),
-                    "audience": json.dumps(job.audience),
-                    "install": gitlab_script(install_commands(client, client_source)),
-                    "publish_command": publish_command(client, job.upload_url),
-                },
-            )
-        )
-        previous = [*previous, job.job]
-    return "".join(parts)
+    return _staged(
+        ("gitlab-ci.yml", "gitlab-test-job.yml", "gitlab-publish-job.yml"),
+        header=header,
+        build={"test_stage": "  - test" if test is not None else "", "check_step": check_step},
+        test=test,
+        jobs=jobs,
+        publish=lambda job: {
+            "rule": gitlab_rule(ref),
+            "environment": _gitlab_environment(job),
+            "token_variable": id_token_variable(job.audience),
+            "audience": json.dumps(job.audience),
+            "install": gitlab_script(install_commands(client, client_source)),
+            "publish_command": publish_command(client, job.upload_url),
+        },
+        common={},
+    )
