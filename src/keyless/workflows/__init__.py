@@ -203,13 +203,14 @@ def gitlab_script(commands: Sequence[str], indent: str = "    ") -> str:
     return "\n".join(items)
 
 
-def _environment(job: PublishJob) -> str:
+def _environment(job: PublishJob, indent: str) -> str:
+    """The job's ``environment:`` block, its keys at ``indent`` ("" without an environment)."""
     if not job.environment:
         return ""
     note = f"  # {' '.join(job.environment_note.split())}" if job.environment_note else ""
-    lines = ["    environment:", f"      name: {yaml_str(job.environment)}{note}"]
+    lines = [f"{indent}environment:", f"{indent}  name: {yaml_str(job.environment)}{note}"]
     if job.environment_url:
-        lines.append(f"      url: {yaml_str(job.environment_url)}")
+        lines.append(f"{indent}  url: {yaml_str(job.environment_url)}")
     return "\n".join(lines)
 
 
@@ -246,7 +247,7 @@ def github_workflow(
         jobs=jobs,
         publish=lambda job: {
             "index": job.index,
-            "environment": _environment(job),
+            "environment": _environment(job, " " * 4),
             "client": client,
             "install": _run(install_commands(client, client_source), " " * 10),
             "publish_command": publish_command(client, job.upload_url),
@@ -306,16 +307,6 @@ def gitlab_rule(ref: str | None = None) -> str:
     return "'" + expression.replace("'", "''") + "'"
 
 
-def _gitlab_environment(job: PublishJob) -> str:
-    if not job.environment:
-        return ""
-    note = f"  # {' '.join(job.environment_note.split())}" if job.environment_note else ""
-    lines = ["  environment:", f"    name: {yaml_str(job.environment)}{note}"]
-    if job.environment_url:
-        lines.append(f"    url: {job.environment_url}")
-    return "\n".join(lines)
-
-
 def gitlab_pipeline(
     *,
     header: Sequence[str],
@@ -348,7 +339,7 @@ def gitlab_pipeline(
         jobs=jobs,
         publish=lambda job: {
             "rule": gitlab_rule(ref),
-            "environment": _gitlab_environment(job),
+            "environment": _environment(job, " " * 2),
             "token_variable": id_token_variable(job.audience),
             "audience": json.dumps(job.audience),
             "install": gitlab_script(install_commands(client, client_source)),
