@@ -404,12 +404,13 @@ def _publisher(
     )
 
 
-def _registration_comment(publishers: Sequence[PublisherSettings]) -> str:
+def _registrations(publishers: Sequence[PublisherSettings]) -> list[str]:
+    """The header's lines naming each publisher to register (comment text, without '#')."""
     lines = []
     for publisher in publishers:
         summary = ", ".join(f"{label}: {value}" for label, value in publisher.form)
-        lines.append(f"#   {publisher.index} ({publisher.upload_url}): {summary}")
-    return "\n".join(lines)
+        lines.append(f"  {publisher.index} ({publisher.upload_url}): {summary}")
+    return lines
 
 
 def init_workflow(
@@ -558,7 +559,7 @@ def _github(
         f"Written by `keyless init`. Pushing a tag `{DEFAULT_TAGS}` releases {project.name} with",
         "Trusted Publishing: no API token is stored anywhere. Each index must know this",
         "workflow as a trusted publisher first:",
-        *(line.removeprefix("# ") for line in _registration_comment(publishers).splitlines()),
+        *_registrations(publishers),
     ]
     return github_workflow(
         header=header,
@@ -567,16 +568,7 @@ def _github(
         client_source=client_source,
         check=client == "keyless",
         test=TestJob(versions, test_command),
-        jobs=[
-            PublishJob(
-                job=f"publish-{publisher.index}",
-                index=publisher.index,
-                upload_url=publisher.upload_url,
-                environment=publisher.environment,
-                environment_url=project_page(publisher.upload_url, project.name),
-            )
-            for publisher in publishers
-        ],
+        jobs=_publish_jobs(project, publishers),
     )
 
 
@@ -596,7 +588,7 @@ def _gitlab(
         f"release {project.name} with Trusted Publishing: no API token is stored anywhere. "
         "Each index",
         "must know this pipeline as a trusted publisher first:",
-        *(line.removeprefix("# ") for line in _registration_comment(publishers).splitlines()),
+        *_registrations(publishers),
         "",
         "The publish jobs get their OIDC tokens from `id_tokens:`; each variable is named "
         "after its",
@@ -608,15 +600,22 @@ def _gitlab(
         client_source=client_source,
         check=client == "keyless",
         test=TestJob(versions, test_command),
-        jobs=[
-            PublishJob(
-                job=f"publish-{publisher.index}",
-                index=publisher.index,
-                upload_url=publisher.upload_url,
-                environment=publisher.environment,
-                environment_url=project_page(publisher.upload_url, project.name),
-                audience=publisher.audience or "",
-            )
-            for publisher in publishers
-        ],
+        jobs=_publish_jobs(project, publishers),
     )
+
+
+def _publish_jobs(
+    project: ProjectInfo, publishers: Sequence[PublisherSettings]
+) -> list[PublishJob]:
+    """One publish job per publisher, in order, its environment linked to the project's page."""
+    return [
+        PublishJob(
+            job=f"publish-{publisher.index}",
+            index=publisher.index,
+            upload_url=publisher.upload_url,
+            environment=publisher.environment,
+            environment_url=project_page(publisher.upload_url, project.name),
+            audience=publisher.audience or "",
+        )
+        for publisher in publishers
+    ]

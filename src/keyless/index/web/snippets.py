@@ -81,6 +81,18 @@ def _index_name(upload_url: str) -> str:
     return parts.hostname or "the index"
 
 
+def _publish_job(values: Mapping[str, str], upload_url: str, audience: str) -> PublishJob:
+    """The preview's one publish job, in the publisher's environment if it names one."""
+    return PublishJob(
+        job="publish",
+        index=_index_name(upload_url),
+        upload_url=upload_url,
+        environment=(values.get("environment") or "").strip() or None,
+        environment_note="must match the publisher",
+        audience=audience,
+    )
+
+
 def _github(values: Mapping[str, str], upload_url: str, source: ClientSource) -> Snippet:
     owner = _get(values, "owner", "OWNER")
     repository = _get(values, "repository", "REPOSITORY")
@@ -116,15 +128,7 @@ def _github(values: Mapping[str, str], upload_url: str, source: ClientSource) ->
         client="keyless",
         client_source=source,
         check=True,
-        jobs=[
-            PublishJob(
-                job="publish",
-                index=_index_name(upload_url),
-                upload_url=upload_url,
-                environment=environment or None,
-                environment_note="must match the publisher",
-            )
-        ],
+        jobs=[_publish_job(values, upload_url, audience="")],
     )
     return Snippet(f".github/workflows/{workflow}", text)
 
@@ -135,7 +139,6 @@ def _gitlab(
     namespace = _get(values, "namespace", "NAMESPACE")
     project = _get(values, "project", "PROJECT")
     path = _get(values, "workflow_filepath", ".gitlab-ci.yml")
-    environment = (values.get("environment") or "").strip()
     issuer = (values.get("issuer") or "").strip() or GITLAB_ISSUER
     host = urlsplit(issuer).netloc or "gitlab.com"
     text = gitlab_pipeline(
@@ -144,16 +147,7 @@ def _gitlab(
         client_source=source,
         check=True,
         ref=values.get("ref"),
-        jobs=[
-            PublishJob(
-                job="publish",
-                index=_index_name(upload_url),
-                upload_url=upload_url,
-                environment=environment or None,
-                environment_note="must match the publisher",
-                audience=audience,
-            )
-        ],
+        jobs=[_publish_job(values, upload_url, audience)],
     )
     return Snippet(path, text)
 
