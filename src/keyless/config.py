@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from keyless.oidc.providers import PROVIDERS, default_issuers
+
 MIB = 1024 * 1024
 GIB = 1024 * MIB
 PROFILES = ("pypi", "private")
@@ -53,13 +55,6 @@ class IndexSettings:
     audience: str | None = None
 
 
-ISSUER_KINDS = ("github", "gitlab", "google", "generic")
-# Issuers every server trusts unless told otherwise.
-DEFAULT_ISSUERS = (
-    ("https://token.actions.githubusercontent.com", "github"),
-    ("https://gitlab.com", "gitlab"),
-    ("https://accounts.google.com", "google"),
-)
 MIN_TOKEN_LIFETIME = 15 * 60  # PEP 807's bounds for minted tokens
 MAX_TOKEN_LIFETIME = 6 * 60 * 60
 
@@ -74,8 +69,10 @@ class TrustedPublishingSettings:
     issuers: tuple[tuple[str, str], ...] = ()
 
     def trusted_issuers(self) -> dict[str, str]:
-        """Issuer URL -> kind of publisher its tokens can match."""
-        return {url.rstrip("/"): kind for url, kind in (*DEFAULT_ISSUERS, *self.issuers)}
+        """Issuer URL -> kind of publisher its tokens can match: the providers' default issuers
+        (keyless.oidc.providers, the registry), then the configured ones."""
+        defaults = default_issuers().items()
+        return {url.rstrip("/"): kind for url, kind in (*defaults, *self.issuers)}
 
 
 @dataclass(frozen=True)
@@ -415,8 +412,8 @@ def parse_issuers(items: Mapping[str, str] | str, setting: str) -> tuple[tuple[s
     else:
         pairs = [(str(url), str(kind)) for url, kind in items.items()]
     for url, kind in pairs:
-        if kind not in ISSUER_KINDS:
-            kinds = ", ".join(ISSUER_KINDS)
+        if kind not in PROVIDERS:
+            kinds = ", ".join(PROVIDERS)
             raise ConfigError(f"{setting}: issuer {url!r} has kind {kind!r}; use one of {kinds}.")
         if not re.match(r"^https?://[^/\s]+", url):
             raise ConfigError(f"{setting}: {url!r} is not an issuer URL (https://host/...).")

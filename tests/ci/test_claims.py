@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from keyless.ci import EmulatorError, JobClaims
-from keyless.ci.claims import gitlab_token_variable, parse_claim
+from keyless.ci.claims import parse_claim
 
 ISSUER = "http://127.0.0.1:8790"
 NOW = 1_700_000_000
@@ -161,19 +161,6 @@ def test_json_round_trip() -> None:
     assert JobClaims.from_json(job.to_json()) == job
     with pytest.raises(EmulatorError, match="unknown job fields"):
         JobClaims.from_json({**job.to_json(), "bogus": 1})
-
-
-@pytest.mark.parametrize(
-    ("audience", "variable"),
-    [
-        ("keyless", "KEYLESS_ID_TOKEN"),
-        ("keyless-test", "KEYLESS_TEST_ID_TOKEN"),
-        ("http://test.audience", "HTTP___TEST_AUDIENCE_ID_TOKEN"),
-        ("1abc", "_ABC_ID_TOKEN"),
-    ],
-)
-def test_gitlab_token_variable(audience: str, variable: str) -> None:
-    assert gitlab_token_variable(audience) == variable
 
 
 def test_parse_claim() -> None:

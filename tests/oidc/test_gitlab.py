@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from typing import Any
 
+import id as id_library
 import pytest
 
 from keyless.oidc.errors import PublisherConfigError
 from keyless.oidc.providers import PROVIDERS, Mismatch
+from keyless.oidc.providers.gitlab import id_token_variable
 from tests.oidc.conftest import recorded
 
 gitlab = PROVIDERS["gitlab"]
@@ -214,3 +218,28 @@ def test_validate_config_defaults_and_normalizes_the_issuer() -> None:
     assert config(environment="review/${CI_COMMIT_REF_SLUG}")["environment"] == (
         "review/${CI_COMMIT_REF_SLUG}"
     )
+
+
+@pytest.mark.parametrize(
+    ("audience", "variable"),
+    [
+        ("keyless", "KEYLESS_ID_TOKEN"),
+        ("keyless-test", "KEYLESS_TEST_ID_TOKEN"),
+        ("keyless:prod", "KEYLESS_PROD_ID_TOKEN"),
+        ("http://test.audience", "HTTP___TEST_AUDIENCE_ID_TOKEN"),
+        ("1abc", "_ABC_ID_TOKEN"),  # a leading digit is replaced too
+    ],
+)
+def test_the_id_token_variable_is_where_the_id_library_looks(
+    audience: str, variable: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The one home of the rule, checked against the client that reads the variable in a real
+    # GitLab job: `keyless publish` and twine's Trusted Publishing both ask the `id` library.
+    assert id_token_variable(audience) == variable
+    payload = base64.urlsafe_b64encode(json.dumps({"aud": audience}).encode()).decode()
+    token = f"e30.{payload.rstrip('=')}.c2ln"
+    for name in ("GITHUB_ACTIONS", "GOOGLE_SERVICE_ACCOUNT_NAME", "BUILDKITE", "CIRCLECI"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("GITLAB_CI", "true")
+    monkeypatch.setenv(id_token_variable(audience), token)
+    assert id_library.detect_credential(audience) == token

@@ -19,8 +19,8 @@ from typing import Any
 import httpx
 import pytest
 
-from keyless.ci.claims import gitlab_token_variable
 from keyless.ci.emulator import Emulator, JobClaims
+from keyless.oidc.providers.gitlab import id_token_variable
 from keyless.publish.doctor import Diagnosis, diagnose
 from tests.conftest import AUDIENCE, LiveServer, client_env, free_port, make_project
 
@@ -84,7 +84,7 @@ def in_job(
 
     def from_job(audience: str) -> str | None:
         if job.provider == "gitlab":
-            return env.get(gitlab_token_variable(audience))
+            return env.get(id_token_variable(audience))
         assert env.get("ACTIONS_ID_TOKEN_REQUEST_URL"), "asked for a token it cannot get"
         return ci.token(audience, job)
 

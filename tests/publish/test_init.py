@@ -16,8 +16,8 @@ import httpx
 import pytest
 import yaml
 
-from keyless.ci.claims import gitlab_token_variable
 from keyless.ci.emulator import Emulator, JobClaims
+from keyless.oidc.providers.gitlab import id_token_variable
 from keyless.publish.errors import PublishError
 from keyless.publish.init import init_workflow, python_versions_for
 from tests.builders import CLIENT_SOURCE
@@ -149,7 +149,7 @@ def test_gitlab_pipeline_shape(tmp_path: Path) -> None:
     ):
         job = pipeline[job_id]
         assert job["id_tokens"] == {variable: {"aud": audience}}
-        assert variable == gitlab_token_variable(audience)  # where id and uv look
+        assert variable == id_token_variable(audience)  # where id and uv look
         assert job["stage"] == "publish"
         assert job["rules"] == [{"if": "$CI_COMMIT_TAG =~ /^v/"}]
     assert pipeline["publish-prod"]["needs"] == ["build", "test", "publish-test"]
@@ -431,7 +431,7 @@ def test_rehearsal_of_the_gitlab_pipeline(
         job = pipeline[job_id]
         # GitLab puts one token per id_tokens: entry in the variable of that name.
         [(variable, token_spec)] = job["id_tokens"].items()
-        assert variable == gitlab_token_variable(token_spec["aud"])
+        assert variable == id_token_variable(token_spec["aud"])
         claims = JobClaims(
             provider="gitlab",
             repo=f"group/sub/{name}",

@@ -169,7 +169,7 @@ def test_publishing_works_without_javascript(browser: Any, ui_server: LiveServer
         page.locator("#f-workflow_filepath").fill(".gitlab-ci.yml")
         page.locator("#f-environment").fill("production")
         assert post_status(page, page.get_by_role("button", name="Preview workflow").click) == 200
-        expect(page.locator("#snippet")).to_contain_text("environment: production")
+        expect(page.locator("#snippet")).to_contain_text("name: production")
         expect(page.locator("#snippet")).to_contain_text("KEYLESS_ID_TOKEN")
         assert post_status(page, page.get_by_role("button", name="Add publisher").click) == 303
         expect(page.locator("li.publisher")).to_contain_text("GitLab group/nojs")

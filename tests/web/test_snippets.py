@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import re
+from fnmatch import fnmatchcase as fnmatch
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
 from keyless.dists.readme import plain_html, render_description
-from keyless.index.web.snippets import env_var_for, snippet
+from keyless.index.web.snippets import snippet
 from keyless.index.web.views import safe_url
-from keyless.publish.credentials import gitlab_token_variable
 from keyless.publish.init import init_workflow
 from tests.builders import CLIENT_SOURCE
 
@@ -25,6 +26,24 @@ def load(kind: str, **values: str) -> Any:
             kind, values, upload_url=UPLOAD, audience="keyless", client_source=CLIENT_SOURCE
         ).text
     )
+
+
+def init_files(tmp_path: Path, provider: Literal["github", "gitlab"]) -> Any:
+    """What `keyless init` writes for project demo publishing to UPLOAD (index prod), parsed."""
+    folder = tmp_path / "demo"
+    folder.mkdir()
+    (folder / "pyproject.toml").write_text('[project]\nname = "demo"\n', encoding="utf-8")
+    written = init_workflow(
+        folder,
+        provider=provider,
+        indexes=[("prod", UPLOAD)],
+        audiences={"prod": "keyless"},
+        repository="octo/demo",
+        client_source=CLIENT_SOURCE,
+        write=False,
+    )
+    [init_text] = written.contents.values()
+    return yaml.safe_load(init_text)
 
 
 def test_github_job_asks_for_an_id_token_in_its_environment() -> None:
@@ -48,18 +67,7 @@ def test_github_job_asks_for_an_id_token_in_its_environment() -> None:
 
 
 def test_github_preview_is_the_workflow_keyless_init_writes(tmp_path: Path) -> None:
-    folder = tmp_path / "demo"
-    folder.mkdir()
-    (folder / "pyproject.toml").write_text('[project]\nname = "demo"\n', encoding="utf-8")
-    written = init_workflow(
-        folder,
-        indexes=[("prod", UPLOAD)],
-        repository="octo/demo",
-        client_source=CLIENT_SOURCE,
-        write=False,
-    )
-    [init_text] = written.contents.values()
-    init_jobs = yaml.safe_load(init_text)["jobs"]
+    init_jobs = init_files(tmp_path, "github")["jobs"]
     preview = load("github", owner="octo", repository="demo", environment="prod")
     assert preview["jobs"]["build"] == init_jobs["build"]
     assert preview["jobs"]["publish"]["steps"] == init_jobs["publish-prod"]["steps"]
@@ -94,15 +102,41 @@ def test_gitlab_job_declares_its_id_token_for_the_audience() -> None:
     pipeline = yaml.safe_load(text.text)
     job = pipeline["publish"]
     assert job["id_tokens"] == {"KEYLESS_TEST_ID_TOKEN": {"aud": "keyless-test"}}
-    assert job["environment"] == "production"
+    assert job["environment"] == {"name": "production"}
     assert text.where == ".gitlab-ci.yml"
-    assert env_var_for("pypi") == "PYPI_ID_TOKEN"
 
 
-@pytest.mark.parametrize("audience", ["pypi", "keyless:prod", "https://x.example/aud", "1index"])
-def test_the_gitlab_variable_is_where_keyless_publish_looks(audience: str) -> None:
-    # A leading digit is replaced too: "1index" -> _INDEX_ID_TOKEN (was 1INDEX_ID_TOKEN).
-    assert env_var_for(audience) == gitlab_token_variable(audience)
+def test_gitlab_preview_is_the_pipeline_keyless_init_writes(tmp_path: Path) -> None:
+    init = init_files(tmp_path, "gitlab")
+    preview = load("gitlab", namespace="octo", project="demo", environment="prod")
+    assert preview["build"] == init["build"]
+    published, init_published = dict(preview["publish"]), dict(init["publish-prod"])
+    # What may differ: init's publish job also waits for its test job, and links the
+    # environment to the project's page, which a publisher entry does not know.
+    assert published.pop("needs") == ["build"]
+    assert init_published.pop("needs") == ["build", "test"]
+    assert published.pop("environment") == {"name": "prod"}
+    assert init_published.pop("environment")["name"] == "prod"
+    # The rest is the same job: image, stage, the release rule, the ID token, the script.
+    assert published == init_published
+    assert published["id_tokens"] == {"KEYLESS_ID_TOKEN": {"aud": "keyless"}}
+
+
+@pytest.mark.parametrize("glob", ["v*", "v1.*", "release/*-final", "1.0"])
+def test_the_gitlab_rule_admits_the_tags_the_publisher_admits(glob: str) -> None:
+    rule = load("gitlab", ref=f"refs/tags/{glob}")["publish"]["rules"][0]["if"]
+    variable, operator, regex = rule.split(" ", 2)
+    assert (variable, operator) == ("$CI_COMMIT_TAG", "=~")
+    assert regex[0] + regex[-1] == "//"
+    pattern = re.compile(regex[1:-1].replace("\\/", "/"))
+    tags = ["v1.0", "v1.2.3", "1.0", "1.0.1", "release/2-final", "release/2-final-x", "x-v1"]
+    # The publisher's ref pattern: '*' matches any characters, '/' included.
+    assert [t for t in tags if pattern.search(t)] == [t for t in tags if fnmatch(t, glob)]
+
+
+def test_the_gitlab_rule_of_a_branch_names_it() -> None:
+    rule = load("gitlab", ref="refs/heads/main")["publish"]["rules"][0]["if"]
+    assert rule == '$CI_COMMIT_BRANCH == "main"'
 
 
 @pytest.mark.parametrize("kind", ["github", "gitlab", "google", "generic"])

@@ -86,15 +86,6 @@ def stable_sha(*parts: str) -> str:
     return hashlib.sha1("\0".join(parts).encode(), usedforsecurity=False).hexdigest()
 
 
-def gitlab_token_variable(audience: str) -> str:
-    """The variable a GitLab job's `id_tokens:` entry for `audience` is expected in.
-
-    The convention clients use (the `id` library, uv): the audience upper-cased, every
-    character outside [A-Z0-9_] (and a leading digit) replaced by `_`, then `_ID_TOKEN`.
-    """
-    return re.sub(r"[^A-Z0-9_]|^[^A-Z_]", "_", audience.upper()) + "_ID_TOKEN"
-
-
 def parse_claim(text: str) -> tuple[str, Any]:
     """`KEY=VALUE` (a string claim) or `KEY:=JSON` (any JSON value) -> (key, value).
 

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from keyless.ci.claims import PULL_REQUEST_NUMBER, JobClaims, gitlab_token_variable
+from keyless.ci.claims import PULL_REQUEST_NUMBER, JobClaims
+from keyless.oidc.providers.gitlab import id_token_variable
 
 TOKEN_PATH = "/_apis/token"  # noqa: S105 (a URL path, not a secret)
 # The real request URL already carries a query, which is why clients append `&audience=`.
@@ -175,7 +176,7 @@ def gitlab_environment(
         env["CI_ENVIRONMENT_NAME"] = claims.environment
         env["CI_ENVIRONMENT_TIER"] = "production"
     for audience, token in id_tokens.items():
-        env[gitlab_token_variable(audience)] = token
+        env[id_token_variable(audience)] = token
     return env
 
 

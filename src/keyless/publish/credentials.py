@@ -14,7 +14,6 @@ import hashlib
 import importlib
 import json
 import os
-import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -26,6 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import id as ambient
 
+from keyless.oidc.providers.gitlab import id_token_variable as gitlab_token_variable
 from keyless.publish.errors import PublishError
 from keyless.publish.indexclient import redact, retry_after_seconds, server_message
 from keyless.publish.reporter import Reporter
@@ -145,12 +145,6 @@ def discover(upload_url: str, http: httpx.Client) -> Discovery | None:
 
 
 # ---------------------------------------------------------------------- the CI's OIDC token
-
-
-def gitlab_token_variable(audience: str) -> str:
-    """Where a GitLab job's `id_tokens:` entry for `audience` must put its token (the `id`
-    library's and uv's convention: upper-cased, other characters `_`, then `_ID_TOKEN`)."""
-    return re.sub(r"[^A-Z0-9_]|^[^A-Z_]", "_", audience.upper()) + "_ID_TOKEN"
 
 
 def gitlab_snippet(audience: str) -> str:

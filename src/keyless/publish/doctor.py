@@ -39,9 +39,9 @@ from urllib.parse import urlsplit
 import httpx
 import id as id_library
 
-from keyless.ci.claims import gitlab_token_variable
 from keyless.oidc.errors import PublisherConfigError
 from keyless.oidc.providers import GITHUB_ISSUER, GITLAB_ISSUER, PROVIDERS
+from keyless.oidc.providers.gitlab import id_token_variable
 from keyless.publish.credentials import (
     PYTP_TYPE,
     discover,
@@ -102,7 +102,7 @@ def _gitlab_id_tokens_yaml(audience: str) -> str:
         "publish:\n"
         "  environment: pypi            # the environment the publisher names (recommended)\n"
         "  id_tokens:\n"
-        f"    {gitlab_token_variable(audience)}:\n"
+        f"    {id_token_variable(audience)}:\n"
         f"      aud: {audience}\n"
         "  script:\n"
         "    - ..."
@@ -656,7 +656,7 @@ def _github_can_request(result: Diagnosis, env: Mapping[str, str]) -> bool:
 
 
 def _gitlab_has_variable(result: Diagnosis, env: Mapping[str, str], audience: str) -> bool:
-    variable = gitlab_token_variable(audience)
+    variable = id_token_variable(audience)
     if env.get(variable):
         result.note("ok", "id-tokens", f"{variable} is set (an id_tokens: entry).")
         return True

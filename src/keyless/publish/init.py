@@ -17,7 +17,6 @@ Nothing is printed; an existing file is never overwritten unless ``force``.
 
 from __future__ import annotations
 
-import json
 import re
 import shlex
 import ssl
@@ -32,7 +31,6 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from keyless.ci.claims import gitlab_token_variable
 from keyless.oidc.providers import PROVIDERS
 from keyless.publish.errors import PublishError
 from keyless.publish.project import git_output, load_pyproject
@@ -44,15 +42,10 @@ from keyless.workflows import (
     PublishJob,
     TestJob,
     describe_uv,
-    flow_list,
     github_trigger,
     github_workflow,
-    gitlab_script,
-    install_commands,
+    gitlab_pipeline,
     project_page,
-    publish_command,
-    templates,
-    yaml_command,
 )
 
 __all__ = [
@@ -411,12 +404,13 @@ def _publisher(
     )
 
 
-def _registration_comment(publishers: Sequence[PublisherSettings]) -> str:
+def _registrations(publishers: Sequence[PublisherSettings]) -> list[str]:
+    """The header's lines naming each publisher to register (comment text, without '#')."""
     lines = []
     for publisher in publishers:
         summary = ", ".join(f"{label}: {value}" for label, value in publisher.form)
-        lines.append(f"#   {publisher.index} ({publisher.upload_url}): {summary}")
-    return "\n".join(lines)
+        lines.append(f"  {publisher.index} ({publisher.upload_url}): {summary}")
+    return lines
 
 
 def init_workflow(
@@ -565,7 +559,7 @@ def _github(
         f"Written by `keyless init`. Pushing a tag `{DEFAULT_TAGS}` releases {project.name} with",
         "Trusted Publishing: no API token is stored anywhere. Each index must know this",
         "workflow as a trusted publisher first:",
-        *(line.removeprefix("# ") for line in _registration_comment(publishers).splitlines()),
+        *_registrations(publishers),
     ]
     return github_workflow(
         header=header,
@@ -574,16 +568,7 @@ def _github(
         client_source=client_source,
         check=client == "keyless",
         test=TestJob(versions, test_command),
-        jobs=[
-            PublishJob(
-                job=f"publish-{publisher.index}",
-                index=publisher.index,
-                upload_url=publisher.upload_url,
-                environment=publisher.environment,
-                environment_url=project_page(publisher.upload_url, project.name),
-            )
-            for publisher in publishers
-        ],
+        jobs=_publish_jobs(project, publishers),
     )
 
 
@@ -595,43 +580,42 @@ def _gitlab(
     test_command: str,
     client_source: ClientSource | None,
 ) -> str:
-    check_step = ""
-    if client == "keyless":
-        commands = [*install_commands("keyless", client_source), "keyless check dist/*"]
-        check_step = gitlab_script(commands)
-    parts = [
-        templates.render(
-            "gitlab-ci.yml",
-            {
-                "title": f"Release {project.name}: build, test, publish",
-                "project": project.name,
-                "registrations": _registration_comment(publishers),
-                "check_step": check_step,
-                "python_versions": flow_list(versions),
-                "test_command": yaml_command(test_command),
-            },
-        )
+    header = [
+        f"Release {project.name}: build, test, publish",
+        "",
+        "Written by `keyless init`. Every pipeline builds and tests; pipelines of "
+        f"`{DEFAULT_TAGS}` tags also",
+        f"release {project.name} with Trusted Publishing: no API token is stored anywhere. "
+        "Each index",
+        "must know this pipeline as a trusted publisher first:",
+        *_registrations(publishers),
+        "",
+        "The publish jobs get their OIDC tokens from `id_tokens:`; each variable is named "
+        "after its",
+        "audience (<AUDIENCE>_ID_TOKEN), which is where publishing clients look for it.",
     ]
-    previous = ["build", "test"]
-    for publisher in publishers:
-        job = f"publish-{publisher.index}"
-        page = project_page(publisher.upload_url, project.name)
-        audience = publisher.audience or ""
-        install = install_commands(client, client_source)
-        parts.append(
-            templates.render(
-                "gitlab-publish-job.yml",
-                {
-                    "job": job,
-                    "needs": flow_list(previous),
-                    "environment": publisher.environment,
-                    "environment_url": f"    url: {page}" if page else "",
-                    "token_variable": gitlab_token_variable(audience),
-                    "audience": json.dumps(audience),
-                    "install": gitlab_script(install),
-                    "publish_command": publish_command(client, publisher.upload_url),
-                },
-            )
+    return gitlab_pipeline(
+        header=header,
+        client=client,
+        client_source=client_source,
+        check=client == "keyless",
+        test=TestJob(versions, test_command),
+        jobs=_publish_jobs(project, publishers),
+    )
+
+
+def _publish_jobs(
+    project: ProjectInfo, publishers: Sequence[PublisherSettings]
+) -> list[PublishJob]:
+    """One publish job per publisher, in order, its environment linked to the project's page."""
+    return [
+        PublishJob(
+            job=f"publish-{publisher.index}",
+            index=publisher.index,
+            upload_url=publisher.upload_url,
+            environment=publisher.environment,
+            environment_url=project_page(publisher.upload_url, project.name),
+            audience=publisher.audience or "",
         )
-        previous = [*previous, job]
-    return "".join(parts)
+        for publisher in publishers
+    ]

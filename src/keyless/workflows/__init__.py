@@ -1,14 +1,15 @@
 """The CI configuration keyless writes: its templates (``templates/``) and their renderer.
 
 `keyless init` (keyless.publish.init) and the index's Publishing page (the preview in
-keyless.index.web.snippets) both call `github_workflow`, so the two cannot drift apart: a
-build job without ``id-token`` that uploads the distributions as an artifact, optionally a
-test matrix, then one publish job per index, the only jobs with ``id-token: write``.
+keyless.index.web.snippets) both call `github_workflow` and `gitlab_pipeline`, so the two
+cannot drift apart: a build job without ``id-token`` (GitHub) or ``id_tokens:`` (GitLab) that
+keeps the distributions as an artifact, optionally a test matrix, then one publish job per
+index, the only jobs that get an OIDC token.
 
 Every action is pinned by the full commit SHA of a release (ACTIONS, the one home of these
-pins), with the release in a comment for readers and update bots. A layer of its own that
-imports no other (the standard library and packaging only), because both the release client
-and the web pages use it and neither may import the other.
+pins), with the release in a comment for readers and update bots. A layer of its own, because
+both the release client and the web pages use it and neither may import the other; it imports
+only the standard library, packaging and, of keyless, the providers' facts (oidc).
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ from __future__ import annotations
 import json
 import re
 import shlex
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from packaging.utils import canonicalize_name
+
+from keyless.oidc.providers.gitlab import id_token_variable
 
 from . import templates
 from .client import CLIENT_PATH, Client, ClientSource, describe_uv, install_commands, uv_pin
@@ -39,6 +42,8 @@ __all__ = [
     "flow_list",
     "github_trigger",
     "github_workflow",
+    "gitlab_pipeline",
+    "gitlab_rule",
     "gitlab_script",
     "install_commands",
     "project_page",
@@ -110,6 +115,7 @@ class PublishJob:
     environment: str | None = None
     environment_url: str | None = None
     environment_note: str | None = None  # a comment after the environment's name
+    audience: str = ""  # GitLab: the index's Trusted Publishing audience, for `id_tokens:`
 
 
 def yaml_str(value: str) -> str:
@@ -197,13 +203,14 @@ def gitlab_script(commands: Sequence[str], indent: str = "    ") -> str:
     return "\n".join(items)
 
 
-def _environment(job: PublishJob) -> str:
+def _environment(job: PublishJob, indent: str) -> str:
+    """The job's ``environment:`` block, its keys at ``indent`` ("" without an environment)."""
     if not job.environment:
         return ""
     note = f"  # {' '.join(job.environment_note.split())}" if job.environment_note else ""
-    lines = ["    environment:", f"      name: {yaml_str(job.environment)}{note}"]
+    lines = [f"{indent}environment:", f"{indent}  name: {yaml_str(job.environment)}{note}"]
     if job.environment_url:
-        lines.append(f"      url: {yaml_str(job.environment_url)}")
+        lines.append(f"{indent}  url: {yaml_str(job.environment_url)}")
     return "\n".join(lines)
 
 
@@ -222,7 +229,7 @@ def github_workflow(
     ``header``: the comment lines at the top (without ``#``). ``trigger``: the ``on:``
     block (see `github_trigger`). ``client_source``: where the keyless client comes from
     (see `install_commands`). ``check``: run ``keyless check`` on the distributions in
-    the build job. Each publish job needs every job before it, so indexes are staged.
+    the build job.
     """
     pins = {name: action.uses for name, action in ACTIONS.items()}
     check_step = ""
@@ -232,45 +239,111 @@ def github_workflow(
             f"      - name: Install keyless\n        run: {install}\n"
             "      - name: Check the distributions\n        run: keyless check dist/*"
         )
-    parts = [
-        templates.render(
-            "github-release.yml",
-            {
-                "header": "\n".join(comment(line) for line in header),
-                "trigger": trigger,
-                "check_step": check_step,
-                **pins,
-            },
-        )
-    ]
+    return _staged(
+        ("github-release.yml", "github-test-job.yml", "github-publish-job.yml"),
+        header=header,
+        build={"trigger": trigger, "check_step": check_step},
+        test=test,
+        jobs=jobs,
+        publish=lambda job: {
+            "index": job.index,
+            "environment": _environment(job, " " * 4),
+            "client": client,
+            "install": _run(install_commands(client, client_source), " " * 10),
+            "publish_command": publish_command(client, job.upload_url),
+        },
+        common=pins,
+    )
+
+
+def _staged(
+    names: tuple[str, str, str],
+    *,
+    header: Sequence[str],
+    build: dict[str, str],
+    test: TestJob | None,
+    jobs: Sequence[PublishJob],
+    publish: Callable[[PublishJob], dict[str, str]],
+    common: dict[str, str],
+) -> str:
+    """What a GitHub workflow and a GitLab pipeline share: the build template (``names[0]``),
+    the test job's if any, then the publish job's for each of ``jobs``, each needing every
+    job before it, so indexes are staged. ``common`` goes to every template."""
+    build_name, test_name, publish_name = names
+    comments = "\n".join(comment(line) for line in header)
+    parts = [templates.render(build_name, {"header": comments, **build, **common})]
     previous = ["build"]
     if test is not None:
-        parts.append(
-            templates.render(
-                "github-test-job.yml",
-                {
-                    "python_versions": flow_list(test.python_versions),
-                    "test_command": yaml_command(test.command),
-                    **pins,
-                },
-            )
-        )
+        values = {
+            "python_versions": flow_list(test.python_versions),
+            "test_command": yaml_command(test.command),
+        }
+        parts.append(templates.render(test_name, {**values, **common}))
         previous.append("test")
     for job in jobs:
-        parts.append(
-            templates.render(
-                "github-publish-job.yml",
-                {
-                    "job": job.job,
-                    "index": job.index,
-                    "needs": flow_list(previous),
-                    "environment": _environment(job),
-                    "client": client,
-                    "install": _run(install_commands(client, client_source), " " * 10),
-                    "publish_command": publish_command(client, job.upload_url),
-                    **pins,
-                },
-            )
-        )
+        values = {"job": job.job, "needs": flow_list(previous), **publish(job)}
+        parts.append(templates.render(publish_name, {**values, **common}))
         previous = [*previous, job.job]
     return "".join(parts)
+
+
+def gitlab_rule(ref: str | None = None) -> str:
+    """The ``if:`` of a GitLab publish job's rule, for pipelines whose ref matches a
+    publisher's ``ref`` (quoted for YAML).
+
+    A branch becomes that branch; a tag glob a regular expression on the tag; no ref (or
+    another kind) means releases: DEFAULT_TAGS tags, as `github_trigger` does.
+    """
+    ref = (ref or "").strip()
+    if ref.startswith("refs/heads/"):
+        expression = f"$CI_COMMIT_BRANCH == {json.dumps(ref.removeprefix('refs/heads/'))}"
+    else:
+        tags = ref.removeprefix("refs/tags/") if ref.startswith("refs/tags/") else DEFAULT_TAGS
+        pattern = "^" + ".*".join(re.escape(part) for part in tags.split("*"))
+        # A trailing '*' is "starts with": `v*` is /^v/; otherwise the whole tag must match.
+        pattern = pattern.removesuffix(".*") if tags.endswith("*") else pattern + "$"
+        slashes = pattern.replace("/", "\\/")  # '/' ends a GitLab regular expression
+        expression = f"$CI_COMMIT_TAG =~ /{slashes}/"
+    return "'" + expression.replace("'", "''") + "'"
+
+
+def gitlab_pipeline(
+    *,
+    header: Sequence[str],
+    client: Client,
+    jobs: Sequence[PublishJob],
+    client_source: ClientSource | None = None,
+    check: bool = False,
+    test: TestJob | None = None,
+    ref: str | None = None,
+) -> str:
+    """The release pipeline (``.gitlab-ci.yml``): build, then ``test`` if given, then each of
+    ``jobs`` in turn, on pipelines whose ref `gitlab_rule` admits.
+
+    ``header``: the comment lines at the top (without ``#``). ``client_source``: where the
+    keyless client comes from (see `install_commands`). ``check``: run ``keyless check`` on
+    the distributions in the build job. Each publish job declares an ID token for its
+    ``audience`` in the variable publishing clients read (<AUDIENCE>_ID_TOKEN) and needs
+    every job before it, so indexes are staged.
+    """
+    check_step = ""
+    if check and jobs:
+        check_step = gitlab_script(
+            [*install_commands("keyless", client_source), "keyless check dist/*"]
+        )
+    return _staged(
+        ("gitlab-ci.yml", "gitlab-test-job.yml", "gitlab-publish-job.yml"),
+        header=header,
+        build={"test_stage": "  - test" if test is not None else "", "check_step": check_step},
+        test=test,
+        jobs=jobs,
+        publish=lambda job: {
+            "rule": gitlab_rule(ref),
+            "environment": _environment(job, " " * 2),
+            "token_variable": id_token_variable(job.audience),
+            "audience": json.dumps(job.audience),
+            "install": gitlab_script(install_commands(client, client_source)),
+            "publish_command": publish_command(client, job.upload_url),
+        },
+        common={},
+    )

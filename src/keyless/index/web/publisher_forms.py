@@ -26,9 +26,6 @@ from .base import Form
 from .render import WebError
 from .snippets import Snippet, snippet
 
-# Providers in the order the tabs show them.
-KINDS = ("github", "gitlab", "google", "generic")
-TAB_TITLES = {"github": "GitHub", "gitlab": "GitLab", "google": "Google", "generic": "Other issuer"}
 MULTILINE = frozenset({"claims"})  # generic: one 'name=value' per line
 MAX_VALUE = 2000
 
@@ -46,7 +43,8 @@ class PublisherForm:
 
     @property
     def tabs(self) -> list[tuple[str, str]]:
-        return [(kind, TAB_TITLES[kind]) for kind in KINDS]
+        # One tab per registered provider, in the registry's order.
+        return [(kind, provider.short_title) for kind, provider in PROVIDERS.items()]
 
     @property
     def multiline(self) -> frozenset[str]:
@@ -61,8 +59,9 @@ class PublisherForm:
 
 def provider(kind: str) -> Provider:
     found = PROVIDERS.get(kind)
-    if found is None or kind not in KINDS:
-        raise WebError(404, f"Unknown publisher kind {kind!r}; choose one of {', '.join(KINDS)}.")
+    if found is None:
+        kinds = ", ".join(PROVIDERS)
+        raise WebError(404, f"Unknown publisher kind {kind!r}; choose one of {kinds}.")
     return found
 
 

@@ -2,14 +2,14 @@
 
 The text is plain (escaped when rendered); values the user typed are quoted as YAML strings
 when they are not simple words, so a preview of a half-typed entry is still valid YAML. The
-GitHub workflow is the one `keyless init` writes (keyless.workflows renders both),
-and every preview installs the client with the same commands.
+GitHub workflow and the GitLab pipeline are the ones `keyless init` writes (keyless.workflows
+renders them from the same templates for both), and every preview installs the client with
+the same commands.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -22,28 +22,19 @@ from keyless.workflows import (
     comment,
     github_trigger,
     github_workflow,
-    gitlab_script,
+    gitlab_pipeline,
     install_commands,
     publish_command,
     yaml_str,
 )
 
-__all__ = ["Snippet", "env_var_for", "snippet", "yaml_str"]
+__all__ = ["Snippet", "snippet", "yaml_str"]
 
 
 @dataclass(frozen=True)
 class Snippet:
     where: str  # the file (and repository) the text belongs in
     text: str
-
-
-def env_var_for(audience: str) -> str:
-    """Where a GitLab job finds its ID token: `<AUD>_ID_TOKEN`, non [A-Z0-9_] as '_'.
-
-    The rule of the `id` library (and so of `keyless publish`, see
-    publish.credentials.gitlab_token_variable): a leading digit becomes '_' too.
-    """
-    return re.sub(r"[^A-Z0-9_]|^[^A-Z_]", "_", audience.upper()) + "_ID_TOKEN"
 
 
 def snippet(
@@ -68,10 +59,10 @@ def snippet(
         )
     if kind == "github":
         return _github(values, upload_url, client_source)
+    if kind == "gitlab":
+        return _gitlab(values, upload_url, audience, client_source)
     publish = publish_command("keyless", upload_url)
     install = ["python -m pip install build", *install_commands("keyless", client_source)]
-    if kind == "gitlab":
-        return _gitlab(values, install, publish, audience)
     if kind == "google":
         return _google(values, install, publish)
     return _generic(values, install, publish, audience)
@@ -88,6 +79,18 @@ def _index_name(upload_url: str) -> str:
     if len(segments) >= 2 and segments[-1] == "legacy" and segments[-2]:
         return segments[-2]
     return parts.hostname or "the index"
+
+
+def _publish_job(values: Mapping[str, str], upload_url: str, audience: str) -> PublishJob:
+    """The preview's one publish job, in the publisher's environment if it names one."""
+    return PublishJob(
+        job="publish",
+        index=_index_name(upload_url),
+        upload_url=upload_url,
+        environment=(values.get("environment") or "").strip() or None,
+        environment_note="must match the publisher",
+        audience=audience,
+    )
 
 
 def _github(values: Mapping[str, str], upload_url: str, source: ClientSource) -> Snippet:
@@ -125,46 +128,28 @@ def _github(values: Mapping[str, str], upload_url: str, source: ClientSource) ->
         client="keyless",
         client_source=source,
         check=True,
-        jobs=[
-            PublishJob(
-                job="publish",
-                index=_index_name(upload_url),
-                upload_url=upload_url,
-                environment=environment or None,
-                environment_note="must match the publisher",
-            )
-        ],
+        jobs=[_publish_job(values, upload_url, audience="")],
     )
     return Snippet(f".github/workflows/{workflow}", text)
 
 
-def _gitlab(values: Mapping[str, str], install: list[str], publish: str, audience: str) -> Snippet:
+def _gitlab(
+    values: Mapping[str, str], upload_url: str, audience: str, source: ClientSource
+) -> Snippet:
     namespace = _get(values, "namespace", "NAMESPACE")
     project = _get(values, "project", "PROJECT")
     path = _get(values, "workflow_filepath", ".gitlab-ci.yml")
-    environment = (values.get("environment") or "").strip()
-    ref = (values.get("ref") or "").strip()
     issuer = (values.get("issuer") or "").strip() or GITLAB_ISSUER
     host = urlsplit(issuer).netloc or "gitlab.com"
-    lines = [f"# {path} in {host}/{namespace}/{project} (the top-level pipeline file)"]
-    lines += ["publish:", "  image: python:3-slim", "  stage: deploy"]
-    if environment:
-        lines.append(f"  environment: {yaml_str(environment)}  # must match the publisher")
-    if ref.startswith("refs/tags/"):
-        lines += ["  rules:", "    - if: $CI_COMMIT_TAG"]
-    elif ref.startswith("refs/heads/"):
-        branch = ref.removeprefix("refs/heads/")
-        lines += ["  rules:", f"    - if: $CI_COMMIT_BRANCH == {json.dumps(branch)}"]
-    lines += [
-        "  id_tokens:",
-        f"    {env_var_for(audience)}:  # the job's OIDC token for this index",
-        f"      aud: {yaml_str(audience)}",
-        "  script:",
-        gitlab_script(install),
-        "    - python -m build",
-        f"    - {publish}",
-    ]
-    return Snippet(path, "\n".join(lines) + "\n")
+    text = gitlab_pipeline(
+        header=[f"{path} in {host}/{namespace}/{project} (the top-level pipeline file)"],
+        client="keyless",
+        client_source=source,
+        check=True,
+        ref=values.get("ref"),
+        jobs=[_publish_job(values, upload_url, audience)],
+    )
+    return Snippet(path, text)
 
 
 def _google(values: Mapping[str, str], install: list[str], publish: str) -> Snippet:

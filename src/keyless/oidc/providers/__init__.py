@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
-from keyless.oidc.providers._common import FieldSpec, Mismatch, Provider, same_issuer
+from keyless.oidc.providers._common import FieldSpec, Mismatch, Provider
 from keyless.oidc.providers.generic import GenericProvider
 from keyless.oidc.providers.github import GITHUB_ISSUER, GitHubProvider
 from keyless.oidc.providers.gitlab import GITLAB_ISSUER, GitLabProvider
@@ -28,9 +28,14 @@ __all__ = [
     "GoogleProvider",
     "Mismatch",
     "Provider",
+    "default_issuers",
     "provider_for_claims",
 ]
 
+# The registry: every kind of publisher keyless knows, in the order the web form's tabs show
+# them. Everything else about a kind comes from its provider: the CLI's `keyless publisher add
+# <kind>` options, the web form's tab and fields, the settings' issuer kinds and default
+# issuers, the generic provider's "use a dedicated publisher" refusal, `provider_for_claims`.
 PROVIDERS: Final[dict[str, Provider]] = {
     provider.kind: provider
     for provider in (GitHubProvider(), GitLabProvider(), GoogleProvider(), GenericProvider())
@@ -42,15 +47,16 @@ def provider_for_claims(claims: Mapping[str, Any]) -> Provider:
 
     Used to describe a token that no publisher matched; matching itself never guesses.
     """
-    iss = claims.get("iss")
-    iss = iss if isinstance(iss, str) else ""
-    # GitHub-shaped tokens also come from Enterprise Server and the CI emulator.
-    if same_issuer(iss, GITHUB_ISSUER) or ("job_workflow_ref" in claims and "repository" in claims):
-        return PROVIDERS["github"]
-    if same_issuer(iss, GITLAB_ISSUER) or (
-        "project_path" in claims and "ci_config_ref_uri" in claims
-    ):
-        return PROVIDERS["gitlab"]
-    if same_issuer(iss, GOOGLE_ISSUER):
-        return PROVIDERS["google"]
+    for provider in PROVIDERS.values():
+        if provider.recognises(claims):
+            return provider
     return PROVIDERS["generic"]
+
+
+def default_issuers() -> dict[str, str]:
+    """Issuer URL -> kind, for every provider with an issuer all servers trust by default."""
+    return {
+        provider.default_issuer: kind
+        for kind, provider in PROVIDERS.items()
+        if provider.default_issuer is not None
+    }

@@ -69,9 +69,18 @@ def mismatch(claim: str, text: str, /, **values: object) -> Mismatch:
 class Provider(Protocol):
     """A kind of trusted publisher: its config fields and the claim checks that match it."""
 
-    kind: str
-    title: str
+    kind: str  # the name stored with a publisher, in URLs, settings and CLI commands
+    title: str  # e.g. "GitHub Actions", in messages and form headings
+    short_title: str  # e.g. "GitHub", the web form's tab
     fields: tuple[FieldSpec, ...]
+    # The issuer every server trusts for this kind without configuration ([trusted-publishing]
+    # issuers adds others); None when each publisher names its own (the generic provider).
+    default_issuer: str | None
+
+    def recognises(self, claims: Mapping[str, Any]) -> bool:
+        """Whether a token with these claims looks issued by this kind of CI (its issuer or
+        its claims' shape); only to describe a token no publisher matched."""
+        ...
 
     def validate_config(self, config: Mapping[str, Any]) -> dict[str, Any]:
         """Normalized config; raises ``PublisherConfigError`` listing every field problem."""

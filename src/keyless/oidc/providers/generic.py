@@ -16,7 +16,6 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
-from keyless.oidc.providers import github, gitlab, google
 from keyless.oidc.providers._common import (
     Check,
     FieldSpec,
@@ -48,11 +47,6 @@ _CLAIM_NAME = re.compile(r"[A-Za-z0-9_.\-/]{1,100}\Z", re.ASCII)
 # These change with every token or are checked by verification: identifying a publisher by
 # them, or pinning them, would be meaningless.
 _NOT_IDENTIFYING: Final = frozenset({"iss", "aud", "exp", "iat", "nbf", "jti"})
-_DEDICATED: Final = {
-    github.GITHUB_ISSUER: github.TITLE,
-    gitlab.GITLAB_ISSUER: gitlab.TITLE,
-    google.GOOGLE_ISSUER: google.TITLE,
-}
 _MAX_VALUE = 1000
 
 FIELDS: Final = (
@@ -114,7 +108,13 @@ class GenericProvider:
 
     kind: str = "generic"
     title: str = TITLE
+    short_title: str = "Other issuer"
     fields: tuple[FieldSpec, ...] = FIELDS
+    default_issuer: str | None = None  # each publisher names its issuer
+
+    def recognises(self, claims: Mapping[str, Any]) -> bool:
+        """False: the generic provider is what describes a token no other kind recognises."""
+        return False
 
     def validate_config(self, config: Mapping[str, Any]) -> dict[str, Any]:
         """The normalized config.
@@ -134,7 +134,7 @@ class GenericProvider:
             errors["issuer"] = "required: the issuer URL, as tokens carry it in 'iss'"
         elif problem := validate_issuer_url(issuer):
             errors["issuer"] = problem
-        elif dedicated := next((t for i, t in _DEDICATED.items() if same_issuer(i, issuer)), None):
+        elif dedicated := _dedicated_title(issuer):
             # The dedicated provider applies that CI's rules (workflow, pull_request_target…);
             # a bare claim template would silently skip them.
             errors["issuer"] = f"use a {dedicated} publisher for this issuer"
@@ -430,3 +430,14 @@ def _first(claims: Mapping[str, Any], *names: str) -> str | None:
 
 def _identity_text(claims: Mapping[str, Any]) -> str:
     return f"issuer {claims.get('iss')!r}, sub {claims.get('sub')!r}"
+
+
+def _dedicated_title(issuer: str) -> str | None:
+    """The title of the provider whose default issuer this is (None when there is none)."""
+    # Imported here: the registry imports this module.
+    from keyless.oidc.providers import PROVIDERS
+
+    for provider in PROVIDERS.values():
+        if provider.default_issuer and same_issuer(provider.default_issuer, issuer):
+            return provider.title
+    return None

@@ -126,7 +126,15 @@ class GitHubProvider(ClaimTableProvider):
 
     kind: str = "github"
     title: str = TITLE
+    short_title: str = "GitHub"
     fields: tuple[FieldSpec, ...] = FIELDS
+    default_issuer: str | None = GITHUB_ISSUER
+
+    def recognises(self, claims: Mapping[str, Any]) -> bool:
+        """GitHub.com's issuer, or GitHub's shape (Enterprise Server, the CI emulator)."""
+        return same_issuer(claim_text(claims, "iss") or "", GITHUB_ISSUER) or (
+            "job_workflow_ref" in claims and "repository" in claims
+        )
 
     def validate_config(self, config: Mapping[str, Any]) -> dict[str, Any]:
         """The normalized config (every field, "" when unset; issuer resolved).

@@ -46,6 +46,19 @@ from keyless.oidc.providers._common import (
 GITLAB_ISSUER: Final = "https://gitlab.com"
 TITLE: Final = "GitLab CI/CD"
 
+
+def id_token_variable(audience: str) -> str:
+    """The variable a GitLab job's ``id_tokens:`` entry for ``audience`` puts its token in.
+
+    GitLab lets a job name the variable freely; publishing clients (the `id` library, uv,
+    `keyless publish`) look for ``<AUDIENCE>_ID_TOKEN``: the audience upper-cased, every
+    character outside [A-Z0-9_] (and a leading digit) replaced by '_'. The one home of that
+    rule: the CI emulator sets the variable, `keyless init` and the Publishing page's preview
+    write it, `keyless publish` and `keyless doctor` read it.
+    """
+    return re.sub(r"[^A-Z0-9_]|^[^A-Z_]", "_", audience.upper()) + "_ID_TOKEN"
+
+
 # GitLab's path rules (as PyPI applies them): letters, digits and '_', '.', '-' (and '/', '+'
 # in namespaces), alphanumeric at both ends, no two special characters in a row, and no
 # '.git'/'.atom' ending.
@@ -108,7 +121,15 @@ class GitLabProvider(ClaimTableProvider):
 
     kind: str = "gitlab"
     title: str = TITLE
+    short_title: str = "GitLab"
     fields: tuple[FieldSpec, ...] = FIELDS
+    default_issuer: str | None = GITLAB_ISSUER
+
+    def recognises(self, claims: Mapping[str, Any]) -> bool:
+        """gitlab.com's issuer, or GitLab's shape (a self-managed instance)."""
+        return same_issuer(claim_text(claims, "iss") or "", GITLAB_ISSUER) or (
+            "project_path" in claims and "ci_config_ref_uri" in claims
+        )
 
     def validate_config(self, config: Mapping[str, Any]) -> dict[str, Any]:
         """The normalized config (every field, "" when unset; issuer resolved, no trailing '/').

@@ -19,11 +19,13 @@ from keyless.oidc.providers._common import (
     cfg,
     check_issuer,
     check_pins,
+    claim_text,
     clean,
     compare_claim,
     differs,
     mismatch,
     raise_if,
+    same_issuer,
     unknown_fields,
 )
 
@@ -56,7 +58,13 @@ class GoogleProvider(ClaimTableProvider):
 
     kind: str = "google"
     title: str = TITLE
+    short_title: str = "Google"
     fields: tuple[FieldSpec, ...] = FIELDS
+    default_issuer: str | None = GOOGLE_ISSUER
+
+    def recognises(self, claims: Mapping[str, Any]) -> bool:
+        """Google's issuer."""
+        return same_issuer(claim_text(claims, "iss") or "", GOOGLE_ISSUER)
 
     def validate_config(self, config: Mapping[str, Any]) -> dict[str, Any]:
         """The normalized config ``{"email", "sub"}`` ("" when unset).

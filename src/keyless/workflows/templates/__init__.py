@@ -18,6 +18,7 @@ TEMPLATES = (
     "github-test-job.yml",
     "github-publish-job.yml",
     "gitlab-ci.yml",
+    "gitlab-test-job.yml",
     "gitlab-publish-job.yml",
 )
 
