@@ -10,7 +10,7 @@ import pytest
 from keyless.dists.readme import plain_html, render_description
 from keyless.index.web.snippets import env_var_for, snippet
 from keyless.index.web.views import safe_url
-from keyless.publish.credentials import gitlab_token_variable
+from keyless.publish.ambient import gitlab_token_variable
 from keyless.publish.init import init_workflow
 from tests.builders import CLIENT_SOURCE
 

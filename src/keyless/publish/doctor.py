@@ -42,12 +42,8 @@ import id as id_library
 from keyless.ci.claims import gitlab_token_variable
 from keyless.oidc.errors import PublisherConfigError
 from keyless.oidc.providers import GITHUB_ISSUER, GITLAB_ISSUER, PROVIDERS
-from keyless.publish.credentials import (
-    PYTP_TYPE,
-    discover,
-    is_fork_pull_request,
-    unverified_claims,
-)
+from keyless.publish.ambient import is_fork_pull_request
+from keyless.publish.credentials import PYTP_TYPE, discover, unverified_claims
 from keyless.publish.errors import PublishError
 from keyless.publish.indexclient import IndexClient, check_upload_url, redact
 from keyless.publish.init import (

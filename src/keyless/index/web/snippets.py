@@ -41,7 +41,7 @@ def env_var_for(audience: str) -> str:
     """Where a GitLab job finds its ID token: `<AUD>_ID_TOKEN`, non [A-Z0-9_] as '_'.
 
     The rule of the `id` library (and so of `keyless publish`, see
-    publish.credentials.gitlab_token_variable): a leading digit becomes '_' too.
+    publish.ambient.gitlab_token_variable): a leading digit becomes '_' too.
     """
     return re.sub(r"[^A-Z0-9_]|^[^A-Z_]", "_", audience.upper()) + "_ID_TOKEN"
 
