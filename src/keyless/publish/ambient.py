@@ -12,6 +12,7 @@ import json
 import os
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -60,24 +61,56 @@ def is_fork_pull_request(environ: Mapping[str, str]) -> bool:
     return isinstance(repo, dict) and repo.get("fork") is True
 
 
-def ci_name(environ: Mapping[str, str]) -> str | None:
-    """The CI this process runs in, among those that hand out OIDC tokens; else None."""
-    if environ.get("GITHUB_ACTIONS") == "true":
-        return "GitHub Actions"
-    if environ.get("GITLAB_CI") == "true":
-        return "GitLab CI/CD"
-    if environ.get("BUILDKITE") == "true":
-        return "Buildkite"
-    if environ.get("CIRCLECI") == "true":
-        return "CircleCI"
-    if environ.get("GOOGLE_SERVICE_ACCOUNT_NAME"):
-        return "Google Cloud"
-    try:
-        if "Google" in Path("/sys/class/dmi/id/product_name").read_text(encoding="utf-8"):
-            return "Google Cloud"
-    except OSError:
-        pass
+@dataclass(frozen=True)
+class CI:
+    """The CI (or cloud machine) this process runs in.
+
+    `oidc`: it hands out OIDC tokens the `id` library can get (Trusted Publishing is possible).
+    `job`: the environment says this is a CI job; a Google Cloud machine is not one unless its
+    environment says CI too (it still has tokens, from its metadata server).
+    """
+
+    kind: str  # "github" | "gitlab" | "buildkite" | "circleci" | "google" | "other"
+    name: str  # for people: "GitHub Actions", "GitLab CI/CD", …
+    oidc: bool
+    job: bool
+
+
+# The CIs that say so in their own variable, all of which hand out OIDC tokens.
+_CI_VARIABLES = (
+    ("GITHUB_ACTIONS", "github", "GitHub Actions"),
+    ("GITLAB_CI", "gitlab", "GitLab CI/CD"),
+    ("BUILDKITE", "buildkite", "Buildkite"),
+    ("CIRCLECI", "circleci", "CircleCI"),
+)
+
+
+def detect_ci(environ: Mapping[str, str]) -> CI | None:
+    """Which CI this process runs in, from `environ` (and, for Google Cloud, the machine's
+    DMI product name); None when none. The one place that decides it: publishing and
+    `keyless doctor` both ask here."""
+    for variable, kind, name in _CI_VARIABLES:
+        if environ.get(variable) == "true":
+            return CI(kind, name, oidc=True, job=True)
+    declared = environ.get("CI") in ("true", "1", "True")
+    if environ.get("GOOGLE_SERVICE_ACCOUNT_NAME") or _google_machine():
+        return CI("google", "Google Cloud", oidc=True, job=declared)
+    if declared:
+        return CI("other", "CI", oidc=False, job=True)
     return None
+
+
+def _google_machine() -> bool:
+    try:
+        return "Google" in Path("/sys/class/dmi/id/product_name").read_text(encoding="utf-8")
+    except OSError:
+        return False
+
+
+def ci_name(environ: Mapping[str, str]) -> str | None:
+    """The name of the CI this process runs in, when it hands out OIDC tokens; else None."""
+    ci = detect_ci(environ)
+    return ci.name if ci is not None and ci.oidc else None
 
 
 def ambient_oidc_token(audience: str, environ: Mapping[str, str] | None = None) -> str | None:

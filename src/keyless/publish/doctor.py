@@ -42,7 +42,7 @@ import id as id_library
 from keyless.ci.claims import gitlab_token_variable
 from keyless.oidc.errors import PublisherConfigError
 from keyless.oidc.providers import GITHUB_ISSUER, GITLAB_ISSUER, PROVIDERS
-from keyless.publish.ambient import is_fork_pull_request
+from keyless.publish.ambient import detect_ci, is_fork_pull_request
 from keyless.publish.credentials import PYTP_TYPE, discover, unverified_claims
 from keyless.publish.errors import PublishError
 from keyless.publish.indexclient import IndexClient, check_upload_url, redact
@@ -242,17 +242,12 @@ class Diagnosis:
         }
 
 
-def detect_ci(environ: Mapping[str, str]) -> str | None:
-    """``github``, ``gitlab``, ``other`` (a CI the `id` library knows) or None (not CI)."""
-    if environ.get("GITHUB_ACTIONS") == "true":
-        return "github"
-    if environ.get("GITLAB_CI") == "true":
-        return "gitlab"
-    if environ.get("BUILDKITE") == "true" or environ.get("CIRCLECI") == "true":
-        return "other"
-    if environ.get("CI") in ("true", "1", "True"):
-        return "other"
-    return None
+def _ci_kind(environ: Mapping[str, str]) -> str | None:
+    """``github``, ``gitlab``, ``other`` (another CI job) or None (not a CI job)."""
+    ci = detect_ci(environ)
+    if ci is None or not ci.job:
+        return None
+    return ci.kind if ci.kind in ("github", "gitlab") else "other"
 
 
 def diagnose(
@@ -296,7 +291,7 @@ def diagnose(
         _check_version(result, checked_url, project, http)
         _discover(result, checked_url, http)
 
-    result.ci = detect_ci(env)
+    result.ci = _ci_kind(env)
     if env.get("KEYLESS_CI_EMULATOR"):
         result.note(
             "info",
