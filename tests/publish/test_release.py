@@ -18,9 +18,9 @@ from keyless.ci.emulator import Emulator
 from keyless.publish import promote as promote_client
 from keyless.publish.errors import PublishError
 from keyless.publish.notify import NotifyConfig
+from keyless.publish.project import read_project
 from keyless.publish.release import (
     clean_environment,
-    read_project,
     release,
     top_level_modules,
 )
@@ -576,8 +576,7 @@ def test_credentials_never_reach_the_code_being_released() -> None:
 
 
 def test_read_project_errors(tmp_path: Path) -> None:
-    with pytest.raises(PublishError, match="does not exist"):
-        read_project(tmp_path)
+    assert read_project(tmp_path) is None  # the release refuses it, as a test below shows
     (tmp_path / "pyproject.toml").write_text("[project\n")
     with pytest.raises(PublishError, match=r"pyproject\.toml"):
         read_project(tmp_path)

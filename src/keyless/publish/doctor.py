@@ -46,12 +46,8 @@ from keyless.publish.ambient import detect_ci, is_fork_pull_request
 from keyless.publish.credentials import PYTP_TYPE, discover, unverified_claims
 from keyless.publish.errors import PublishError
 from keyless.publish.indexclient import IndexClient, check_upload_url, redact
-from keyless.publish.init import (
-    ProjectInfo,
-    certificate_untrusted,
-    origin_repository,
-    read_project,
-)
+from keyless.publish.init import certificate_untrusted, origin_repository
+from keyless.publish.project import ProjectInfo, read_project
 
 __all__ = [
     "PYPI_UPLOAD_URL",
@@ -283,6 +279,8 @@ def diagnose(
     url = upload_url or PYPI_UPLOAD_URL
     result = Diagnosis(upload_url=redact(url))
     project = read_project(folder)
+    if project is not None and project.name is None:
+        project = None  # the doctor needs a name to ask the index and to register
     if project is not None:
         result.project, result.version = project.name, project.version
 
@@ -365,7 +363,7 @@ def _check_url(result: Diagnosis, url: str) -> str | None:
 def _check_version(
     result: Diagnosis, url: str, project: ProjectInfo | None, http: httpx.Client
 ) -> None:
-    if project is None:
+    if project is None or project.name is None:
         result.note(
             "info",
             "project",
@@ -716,7 +714,7 @@ def _register(
         )
         return
     mismatches = [m.message for m in provider.check(config, {}, claims)]
-    name = project.name if project else "PROJECT"
+    name = project.name if project and project.name else "PROJECT"
     index, site = _index_for(url, index_name)
     command = None
     if index is not None:

@@ -68,7 +68,7 @@ from keyless.publish.indexclient import (
     simple_url_for,
 )
 from keyless.publish.localdist import LocalDist, load_dist
-from keyless.publish.project import current_git_tag, git_output, load_pyproject
+from keyless.publish.project import ProjectInfo, current_git_tag, git_output, read_project
 from keyless.publish.reporter import FileResult, Reporter
 from keyless.publish.upload import PublishResult, publish
 
@@ -169,58 +169,16 @@ class _StageFailed(Exception):
         self.error = error
 
 
-@dataclass(frozen=True)
-class ProjectConfig:
-    """What pyproject.toml says that the release needs."""
-
-    name: str | None  # None: not in [project] (e.g. only setup.py); known after the build
-    version: str | None  # None: dynamic; known after the build
-    version_scheme: str
-    notify: Mapping[str, Any]
-
-
-def read_project(project_dir: Path) -> ProjectConfig:
-    """Read pyproject.toml in `project_dir`.
-
-    Raises PublishError when the folder has no pyproject.toml, it is not valid TOML, or
-    `[tool.keyless]` holds malformed settings.
-    """
-    path = Path(project_dir) / "pyproject.toml"
-    document = load_pyproject(project_dir)
-    if document is None:
+def _read_project(project_dir: Path) -> ProjectInfo:
+    project = read_project(project_dir)
+    if project is None:
+        path = project_dir / "pyproject.toml"
         raise PublishError(
             f"{path} does not exist.",
             hint="run keyless release in the project's folder (or pass --project-dir).",
             context={"file": str(path)},
         )
-    project = document.get("project", {})
-    if not isinstance(project, dict):
-        raise PublishError(f"{path}: [project] must be a table.", context={"file": str(path)})
-    tools = document.get("tool", {})
-    tool = tools.get("keyless", {}) if isinstance(tools, dict) else None
-    if not isinstance(tool, dict):
-        raise PublishError(f"{path}: [tool.keyless] must be a table.", context={"file": str(path)})
-    scheme = tool.get("version-scheme", "pep440")
-    if scheme not in versioning.SCHEMES:
-        raise PublishError(
-            f"{path}: [tool.keyless] version-scheme must be one of "
-            f"{', '.join(versioning.SCHEMES)}, not {scheme!r}.",
-            context={"file": str(path)},
-        )
-    notify_table = tool.get("notify", {})
-    if not isinstance(notify_table, dict):
-        raise PublishError(
-            f"{path}: [tool.keyless.notify] must be a table.", context={"file": str(path)}
-        )
-    name = project.get("name")
-    dynamic = project.get("dynamic", [])
-    version = project.get("version")
-    return ProjectConfig(
-        name=str(name) if isinstance(name, str) and name else None,
-        version=str(version) if isinstance(version, str) and "version" not in dynamic else None,
-        version_scheme=str(scheme),
-        notify=notify_table,
-    )
+    return project
 
 
 # ------------------------------------------------------------------ subprocesses
@@ -539,7 +497,7 @@ class _Run:
     dist_dir: Path | None
     python: str
     result: ReleaseResult
-    config: ProjectConfig | None = None
+    config: ProjectInfo | None = None
     notify_config: notify.NotifyConfig | None = None
     pair: promote.IndexPair | None = None
     located: bool = False
@@ -549,7 +507,7 @@ class _Run:
     already_released: bool = False
 
     @property
-    def project(self) -> ProjectConfig:
+    def project(self) -> ProjectInfo:
         if self.config is None:  # pragma: no cover - read_project runs first
             raise RuntimeError("the project stage has not run")
         return self.config
@@ -604,7 +562,7 @@ class _Run:
         with self.stage("project", f"Reading {self.project_dir / 'pyproject.toml'}") as out:
             self.notify_config = notify_config
             try:
-                self.config = read_project(self.project_dir)
+                self.config = _read_project(self.project_dir)
                 if self.notify_config is None:
                     self.notify_config = notify.load_notify_config(self.config.notify, self.environ)
             except PublishError:
@@ -977,7 +935,7 @@ def release(
     return result
 
 
-def _pipeline(run: _Run, config: ProjectConfig) -> None:
+def _pipeline(run: _Run, config: ProjectInfo) -> None:
     run.check_version(config.name, config.version)
     run.build()
     run.check()
