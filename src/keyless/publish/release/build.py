@@ -71,6 +71,8 @@ def build_dists(
 
 
 def build(run: Run) -> None:
+    """Build into a fresh folder, read and hash the files once; then the version stage for a
+    version pyproject.toml did not name."""
     with run.stage("build", "Building the sdist and the wheel") as out:
         if run.dist_dir is not None:
             out_dir = run.dist_dir

@@ -10,6 +10,7 @@ from keyless.publish.release.state import Run
 
 
 def check(run: Run) -> None:
+    """The built files against the production index's policy (PyPI's when it has none)."""
     from keyless.publish.check import check_dists
 
     pair = run.locate()

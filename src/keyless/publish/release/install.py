@@ -190,6 +190,7 @@ def _same_version(installed: str, expected: str) -> bool:
 
 
 def test(run: Run) -> None:
+    """Install the release from staging in a fresh environment (skipped in a dry run)."""
     name, version = run.result.project or "", run.result.version or ""
     if run.dry_run:
         run.skip(

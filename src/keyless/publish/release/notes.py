@@ -7,6 +7,7 @@ from keyless.publish.release.state import Run
 
 
 def extract(run: Run) -> None:
+    """The release's section of the changelog, for the notifications and the result."""
     version = run.result.version or ""
     with run.stage("notes", "Extracting the release notes") as out:
         found = changelog.release_notes(run.project_dir, version)

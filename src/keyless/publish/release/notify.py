@@ -15,6 +15,7 @@ from keyless.publish.release.state import STAGES, Run, StageOutcome
 
 
 def send(run: Run, config: notify.NotifyConfig | None) -> None:
+    """Tell the configured channels how the release went; failed deliveries are recorded."""
     if config is None or config.empty:
         run.result.stages.append(StageOutcome("notify", "skipped", "no notification configured"))
         return

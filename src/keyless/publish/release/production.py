@@ -15,6 +15,8 @@ from keyless.publish.reporter import FileResult
 
 
 def release(run: Run) -> None:
+    """Promote the staged release, or publish the same files when promotion is not possible
+    (or not asked for)."""
     target = redact(run.production_url)
     with run.stage("production", f"Releasing to production {target}") as out:
         pair = run.locate() if run.mode == "promote" else None
@@ -86,7 +88,8 @@ def _promote(run: Run, pair: promote.IndexPair) -> None:
 
 
 def confirm_released(run: Run) -> None:
-    """A re-run: production must hold exactly the built files; then nothing is uploaded."""
+    """Instead of stages 5 to 7 on a re-run: production must hold exactly the built files;
+    then nothing is uploaded."""
     with run.stage("production", "Comparing the build with what production holds") as out:
         client = IndexClient(run.production_url, http=run.http, simple_url=run.production_simple)
         held = client.existing_entries(run.result.project or "")

@@ -7,6 +7,7 @@ from keyless.publish.release.state import Run
 
 
 def publish(run: Run) -> None:
+    """Upload the built files to staging, with the staging credentials."""
     with run.stage("staging", f"Publishing to staging {redact(run.staging_url)}") as out:
         published = run.publish(run.staging_url, "STAGING")
         run.result.staging = published.files

@@ -164,7 +164,7 @@ class Run:
 
     @property
     def project(self) -> ProjectInfo:
-        if self.config is None:  # pragma: no cover - read_project runs first
+        if self.config is None:  # pragma: no cover - the project stage runs first
             raise RuntimeError("the project stage has not run")
         return self.config
 

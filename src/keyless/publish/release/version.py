@@ -26,6 +26,8 @@ def check(run: Run) -> None:
 
 
 def policy(run: Run, name: str, version: str) -> None:
+    """Raises PublishError when `version` breaks the scheme, the tag or the progression;
+    notes a re-run (already on production) in `run.already_released`."""
     versioning.parse_version(version, run.project.version_scheme)
     tag = current_git_tag(run.project_dir)
     versioning.check_tag(tag, version)
