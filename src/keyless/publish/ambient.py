@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import id as ambient
+import id as id_library
 
 from keyless.publish.errors import PublishError
 
@@ -158,8 +158,8 @@ def ambient_oidc_token(audience: str, environ: Mapping[str, str] | None = None) 
                 context={"ci": "GitLab CI/CD"},
             )
     try:
-        return ambient.detect_credential(audience)
-    except ambient.AmbientCredentialError as exc:
+        return id_library.detect_credential(audience)
+    except id_library.AmbientCredentialError as exc:
         raise PublishError(
             f"cannot get the CI's OIDC token: {exc}",
             hint="check the job's OIDC settings for audience " + repr(audience) + ".",
