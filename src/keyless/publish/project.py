@@ -30,13 +30,15 @@ class ProjectInfo:
     requires_python: str | None
     version_scheme: str  # [tool.keyless] version-scheme
     notify: Mapping[str, Any]  # [tool.keyless.notify]
+    problems: tuple[str, ...] = ()  # malformed settings, each a message naming the file
 
 
 def read_project(project_dir: str | Path) -> ProjectInfo | None:
     """What ``project_dir/pyproject.toml`` says; None when there is no such file.
 
-    Raises PublishError when the file cannot be read, is not valid TOML, or [project] or
-    `[tool.keyless]` is malformed.
+    Raises PublishError when the file cannot be read or is not valid TOML. A malformed
+    [project] or `[tool.keyless]` does not raise: it is in `problems` (and the defaults are
+    used), because only the release depends on it; doctor and init read what they can.
     """
     from keyless.publish.versioning import SCHEMES  # it imports this module
 
@@ -45,25 +47,27 @@ def read_project(project_dir: str | Path) -> ProjectInfo | None:
     document = load_pyproject(folder)
     if document is None:
         return None
+    problems: list[str] = []
     project = document.get("project", {})
     if not isinstance(project, dict):
-        raise PublishError(f"{path}: [project] must be a table.", context={"file": str(path)})
+        problems.append(f"{path}: [project] must be a table.")
+        project = {}
     tools = document.get("tool", {})
     tool = tools.get("keyless", {}) if isinstance(tools, dict) else None
     if not isinstance(tool, dict):
-        raise PublishError(f"{path}: [tool.keyless] must be a table.", context={"file": str(path)})
+        problems.append(f"{path}: [tool.keyless] must be a table.")
+        tool = {}
     scheme = tool.get("version-scheme", "pep440")
     if scheme not in SCHEMES:
-        raise PublishError(
+        problems.append(
             f"{path}: [tool.keyless] version-scheme must be one of "
-            f"{', '.join(SCHEMES)}, not {scheme!r}.",
-            context={"file": str(path)},
+            f"{', '.join(SCHEMES)}, not {scheme!r}."
         )
+        scheme = "pep440"
     notify_table = tool.get("notify", {})
     if not isinstance(notify_table, dict):
-        raise PublishError(
-            f"{path}: [tool.keyless.notify] must be a table.", context={"file": str(path)}
-        )
+        problems.append(f"{path}: [tool.keyless.notify] must be a table.")
+        notify_table = {}
     name = project.get("name")
     dynamic = project.get("dynamic") or []
     version = project.get("version")
@@ -75,6 +79,7 @@ def read_project(project_dir: str | Path) -> ProjectInfo | None:
         requires_python=requires if isinstance(requires, str) else None,
         version_scheme=str(scheme),
         notify=notify_table,
+        problems=tuple(problems),
     )
 
 

@@ -15,13 +15,15 @@ from keyless.publish.release.state import Run
 
 def _read_project(project_dir: Path) -> ProjectInfo:
     project = read_project(project_dir)
+    path = project_dir / "pyproject.toml"
     if project is None:
-        path = project_dir / "pyproject.toml"
         raise PublishError(
             f"{path} does not exist.",
             hint="run keyless release in the project's folder (or pass --project-dir).",
             context={"file": str(path)},
         )
+    if project.problems:  # the release depends on every setting: refuse a malformed one
+        raise PublishError(project.problems[0], context={"file": str(path)})
     return project
 
 
