@@ -32,6 +32,7 @@ NOT_FOR_PARSING = (
     "keyless.devcert",
     "keyless.dists",
     "keyless.index",
+    "keyless.publish.ambient",
     "keyless.publish.check",
     "keyless.publish.credentials",
     "keyless.publish.doctor",

@@ -567,3 +567,16 @@ def test_doctor_text_output_says_unknown(ci: Emulator, tmp_path: Path) -> None:
     assert "[????] " in done.stdout
     assert "UNKNOWN whether this job can publish" in done.stdout
     assert "ready to publish" not in done.stdout.replace("NOT ready", "")
+
+
+def test_settings_only_the_release_reads_do_not_stop_the_doctor(tmp_path: Path) -> None:
+    # pyproject.toml is read in one place for release, doctor and init; a malformed
+    # [tool.keyless] is the release's business, so the doctor still reads the project.
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "doctor-settings"\nversion = "1.0.0"\n'
+        '[tool.keyless]\nversion-scheme = "calver"\n'
+    )
+    url = f"http://127.0.0.1:{free_port()}/prod/legacy/"  # nothing listens there
+    with httpx.Client(timeout=5) as http:
+        diagnosis = diagnose(url, environ={}, http=http, project_dir=tmp_path)
+    assert (diagnosis.project, diagnosis.version) == ("doctor-settings", "1.0.0")

@@ -4,6 +4,7 @@ emulator's OIDC tokens (no API token anywhere), a local webhook receiver and SMT
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -18,9 +19,9 @@ from keyless.ci.emulator import Emulator
 from keyless.publish import promote as promote_client
 from keyless.publish.errors import PublishError
 from keyless.publish.notify import NotifyConfig
+from keyless.publish.project import read_project
 from keyless.publish.release import (
     clean_environment,
-    read_project,
     release,
     top_level_modules,
 )
@@ -576,22 +577,46 @@ def test_credentials_never_reach_the_code_being_released() -> None:
 
 
 def test_read_project_errors(tmp_path: Path) -> None:
-    with pytest.raises(PublishError, match="does not exist"):
-        read_project(tmp_path)
+    assert read_project(tmp_path) is None  # the release refuses it, as a test below shows
     (tmp_path / "pyproject.toml").write_text("[project\n")
     with pytest.raises(PublishError, match=r"pyproject\.toml"):
         read_project(tmp_path)
-    (tmp_path / "pyproject.toml").write_text(
-        '[project]\nname = "x"\nversion = "1"\n[tool.keyless]\nversion-scheme = "calver"\n'
-    )
-    with pytest.raises(PublishError, match="version-scheme must be one of"):
-        read_project(tmp_path)
-    (tmp_path / "pyproject.toml").write_text('tool = 1\n[project]\nname = "x"\n')
-    with pytest.raises(PublishError, match=r"\[tool.keyless\] must be a table"):
-        read_project(tmp_path)
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\ndynamic = ["version"]\n')
     config = read_project(tmp_path)
-    assert (config.name, config.version) == ("x", None)
+    assert config is not None
+    assert (config.name, config.version, config.problems) == ("x", None, ())
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (
+            '[project]\nname = "x"\nversion = "1"\n[tool.keyless]\nversion-scheme = "calver"\n',
+            "version-scheme must be one of",
+        ),
+        ('tool = 1\n[project]\nname = "x"\n', r"\[tool.keyless\] must be a table"),
+        ('[project]\nname = "x"\n[tool.keyless]\nnotify = 1\n', r"notify\] must be a table"),
+    ],
+)
+def test_malformed_settings_stop_the_release_only(tmp_path: Path, text: str, problem: str) -> None:
+    # Read once for everyone: doctor and init read what they can, the release refuses.
+    (tmp_path / "pyproject.toml").write_text(text)
+    project = read_project(tmp_path)
+    assert project is not None
+    assert project.name == "x"
+    [found] = project.problems
+    assert re.search(problem, found)
+    result = release(
+        tmp_path,
+        staging_url="https://a/test/legacy/",
+        production_url="https://a/prod/legacy/",
+        reporter=RecordingReporter(),
+        environ={},
+        notify_config=NotifyConfig(),
+    )
+    assert result.failed_stage == "project"
+    assert result.error is not None
+    assert re.search(problem, result.error.message)
 
 
 def test_bad_arguments_raise(tmp_path: Path) -> None:

@@ -40,7 +40,7 @@ _EXPORTS = {
     "Reporter": "keyless.publish.reporter",
     "TransientError": "keyless.publish.indexclient",
     "TrustedPublishingCredentials": "keyless.publish.credentials",
-    "ambient_oidc_token": "keyless.publish.credentials",
+    "ambient_oidc_token": "keyless.publish.ambient",
     "check_dists": "keyless.publish.check",
     "check_upload_url": "keyless.publish.indexclient",
     "diagnose": "keyless.publish.doctor",

@@ -1,5 +1,7 @@
 """Upload credentials: an API token, or Trusted Publishing (the CI's OIDC token exchanged for a
 short-lived upload token), with the token lifecycle and errors that say how to fix things.
+Finding the CI and getting its OIDC token is `keyless.publish.ambient`; this module exchanges
+that token with the index.
 
 Discovery follows PEP 807 first (`/.well-known/pytp/{sha256 of the upload path}`), then PyPI's
 root endpoints (`/_/oidc/audience`, `/_/oidc/mint-token`), so the same client works on keyless,
@@ -18,14 +20,12 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
-import id as ambient
 
-from keyless.oidc.providers.gitlab import id_token_variable as gitlab_token_variable
+from keyless.publish.ambient import ambient_oidc_token, ci_name
 from keyless.publish.errors import PublishError
 from keyless.publish.indexclient import redact, retry_after_seconds, server_message
 from keyless.publish.reporter import Reporter
@@ -38,15 +38,6 @@ DEFAULT_LIFETIME = 15 * 60
 MINT_ATTEMPTS = 3
 Mode = Literal["auto", "always", "never"]
 MODES: tuple[str, ...] = ("auto", "always", "never")
-
-GITHUB_PERMISSION_SNIPPET = """\
-jobs:
-  publish:
-    permissions:
-      id-token: write   # lets this job ask GitHub for an OIDC token
-      contents: read"""
-
-FORK_MESSAGE = "GitHub gives pull requests from forks no OIDC token; publish from a tag or release"
 
 
 # ------------------------------------------------------------------------------ discovery
@@ -142,108 +133,6 @@ def discover(upload_url: str, http: httpx.Client) -> Discovery | None:
             source="pypi-root",
         )
     return None
-
-
-# ---------------------------------------------------------------------- the CI's OIDC token
-
-
-def gitlab_snippet(audience: str) -> str:
-    return f"publish:\n  id_tokens:\n    {gitlab_token_variable(audience)}:\n      aud: {audience}"
-
-
-def _github_event(environ: Mapping[str, str]) -> dict[str, Any]:
-    path = environ.get("GITHUB_EVENT_PATH")
-    if not path:
-        return {}
-    try:
-        document = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return document if isinstance(document, dict) else {}
-
-
-def is_fork_pull_request(environ: Mapping[str, str]) -> bool:
-    """A GitHub `pull_request` job whose head repository is a fork."""
-    if environ.get("GITHUB_EVENT_NAME") != "pull_request":
-        return False
-    pull = _github_event(environ).get("pull_request") or {}
-    head = pull.get("head") if isinstance(pull, dict) else None
-    repo = head.get("repo") if isinstance(head, dict) else None
-    return isinstance(repo, dict) and repo.get("fork") is True
-
-
-def ci_name(environ: Mapping[str, str]) -> str | None:
-    """The CI this process runs in, among those that hand out OIDC tokens; else None."""
-    if environ.get("GITHUB_ACTIONS") == "true":
-        return "GitHub Actions"
-    if environ.get("GITLAB_CI") == "true":
-        return "GitLab CI/CD"
-    if environ.get("BUILDKITE") == "true":
-        return "Buildkite"
-    if environ.get("CIRCLECI") == "true":
-        return "CircleCI"
-    if environ.get("GOOGLE_SERVICE_ACCOUNT_NAME"):
-        return "Google Cloud"
-    try:
-        if "Google" in Path("/sys/class/dmi/id/product_name").read_text(encoding="utf-8"):
-            return "Google Cloud"
-    except OSError:
-        pass
-    return None
-
-
-def ambient_oidc_token(audience: str, environ: Mapping[str, str] | None = None) -> str | None:
-    """The CI's OIDC token for `audience`; None when not in a CI that provides one.
-
-    GitHub Actions and GitLab misconfigurations are diagnosed from `environ` (default
-    os.environ) first, for errors that name the fix; the token itself comes from the `id`
-    library (GitHub, GitLab, Google Cloud, Buildkite, CircleCI), which reads os.environ.
-    Raises PublishError when this is a CI job that cannot get a token.
-    """
-    env = os.environ if environ is None else environ
-    if env.get("GITHUB_ACTIONS") == "true" and not (
-        env.get("ACTIONS_ID_TOKEN_REQUEST_URL") and env.get("ACTIONS_ID_TOKEN_REQUEST_TOKEN")
-    ):
-        if is_fork_pull_request(env):
-            raise PublishError(
-                f"GitHub Actions: this job runs for a pull request from a fork. {FORK_MESSAGE}.",
-                hint="trigger the publishing workflow on `release: published` or on "
-                "`push: tags: ['v*']`; let pull requests only build and test.",
-                context={"ci": "GitHub Actions", "event": "pull_request (fork)"},
-            )
-        raise PublishError(
-            "GitHub Actions: this job may not request an OIDC token "
-            "(ACTIONS_ID_TOKEN_REQUEST_URL / ACTIONS_ID_TOKEN_REQUEST_TOKEN are unset): "
-            "the `id-token: write` permission is missing.",
-            hint="give the publishing job the permission, at job level:\n"
-            + GITHUB_PERMISSION_SNIPPET,
-            context={"ci": "GitHub Actions"},
-        )
-    if env.get("GITLAB_CI") == "true":
-        variable = gitlab_token_variable(audience)
-        if not env.get(variable):
-            others = sorted(k for k in env if k.endswith("_ID_TOKEN") and env.get(k))
-            found = (
-                f" The job has {', '.join(others)}, for another audience; this index wants "
-                f"aud {audience!r}."
-                if others
-                else ""
-            )
-            raise PublishError(
-                f"GitLab CI/CD: no OIDC token for audience {audience!r}: {variable} is not "
-                f"set.{found}",
-                hint="declare it in the publishing job of .gitlab-ci.yml:\n"
-                + gitlab_snippet(audience),
-                context={"ci": "GitLab CI/CD"},
-            )
-    try:
-        return ambient.detect_credential(audience)
-    except ambient.AmbientCredentialError as exc:
-        raise PublishError(
-            f"cannot get the CI's OIDC token: {exc}",
-            hint="check the job's OIDC settings for audience " + repr(audience) + ".",
-            context={"ci": ci_name(env) or "unknown"},
-        ) from exc
 
 
 # ------------------------------------------------------------------------ the credentials

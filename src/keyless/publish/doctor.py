@@ -42,20 +42,12 @@ import id as id_library
 from keyless.oidc.errors import PublisherConfigError
 from keyless.oidc.providers import GITHUB_ISSUER, GITLAB_ISSUER, PROVIDERS
 from keyless.oidc.providers.gitlab import id_token_variable
-from keyless.publish.credentials import (
-    PYTP_TYPE,
-    discover,
-    is_fork_pull_request,
-    unverified_claims,
-)
+from keyless.publish.ambient import detect_ci, is_fork_pull_request
+from keyless.publish.credentials import PYTP_TYPE, discover, unverified_claims
 from keyless.publish.errors import PublishError
 from keyless.publish.indexclient import IndexClient, check_upload_url, redact
-from keyless.publish.init import (
-    ProjectInfo,
-    certificate_untrusted,
-    origin_repository,
-    read_project,
-)
+from keyless.publish.init import certificate_untrusted, origin_repository
+from keyless.publish.project import ProjectInfo, read_project
 
 __all__ = [
     "PYPI_UPLOAD_URL",
@@ -246,17 +238,12 @@ class Diagnosis:
         }
 
 
-def detect_ci(environ: Mapping[str, str]) -> str | None:
-    """``github``, ``gitlab``, ``other`` (a CI the `id` library knows) or None (not CI)."""
-    if environ.get("GITHUB_ACTIONS") == "true":
-        return "github"
-    if environ.get("GITLAB_CI") == "true":
-        return "gitlab"
-    if environ.get("BUILDKITE") == "true" or environ.get("CIRCLECI") == "true":
-        return "other"
-    if environ.get("CI") in ("true", "1", "True"):
-        return "other"
-    return None
+def _ci_kind(environ: Mapping[str, str]) -> str | None:
+    """``github``, ``gitlab``, ``other`` (another CI job) or None (not a CI job)."""
+    ci = detect_ci(environ)
+    if ci is None or not ci.job:
+        return None
+    return ci.kind if ci.kind in ("github", "gitlab") else "other"
 
 
 def diagnose(
@@ -292,6 +279,8 @@ def diagnose(
     url = upload_url or PYPI_UPLOAD_URL
     result = Diagnosis(upload_url=redact(url))
     project = read_project(folder)
+    if project is not None and project.name is None:
+        project = None  # the doctor needs a name to ask the index and to register
     if project is not None:
         result.project, result.version = project.name, project.version
 
@@ -300,7 +289,7 @@ def diagnose(
         _check_version(result, checked_url, project, http)
         _discover(result, checked_url, http)
 
-    result.ci = detect_ci(env)
+    result.ci = _ci_kind(env)
     if env.get("KEYLESS_CI_EMULATOR"):
         result.note(
             "info",
@@ -374,7 +363,7 @@ def _check_url(result: Diagnosis, url: str) -> str | None:
 def _check_version(
     result: Diagnosis, url: str, project: ProjectInfo | None, http: httpx.Client
 ) -> None:
-    if project is None:
+    if project is None or project.name is None:
         result.note(
             "info",
             "project",
@@ -725,7 +714,7 @@ def _register(
         )
         return
     mismatches = [m.message for m in provider.check(config, {}, claims)]
-    name = project.name if project else "PROJECT"
+    name = project.name if project and project.name else "PROJECT"
     index, site = _index_for(url, index_name)
     command = None
     if index is not None:

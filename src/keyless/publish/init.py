@@ -33,7 +33,7 @@ from packaging.version import Version
 
 from keyless.oidc.providers import PROVIDERS
 from keyless.publish.errors import PublishError
-from keyless.publish.project import git_output, load_pyproject
+from keyless.publish.project import ProjectInfo, git_output, read_project
 from keyless.workflows import (
     CLIENT_PATH,
     DEFAULT_TAGS,
@@ -52,13 +52,11 @@ __all__ = [
     "PYPI_INDEXES",
     "SUPPORTED_PYTHONS",
     "InitResult",
-    "ProjectInfo",
     "PublisherSettings",
     "discover_audiences",
     "init_workflow",
     "origin_repository",
     "python_versions_for",
-    "read_project",
 ]
 
 Provider = Literal["github", "gitlab"]
@@ -88,19 +86,6 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z")
 _REMOTE = re.compile(
     r"^(?:[a-z+]+://(?:[^@/]+@)?[^/:]+(?::\d+)?/|[^@/]+@[^:/]+:)(?P<path>.+?)(?:\.git)?/?$"
 )
-
-
-@dataclass(frozen=True)
-class ProjectInfo:
-    """What pyproject.toml's [project] table says about releasing the project.
-
-    ``version`` is None when it is dynamic (set by the build backend).
-    """
-
-    name: str
-    version: str | None
-    requires_python: str | None
-    folder: Path
 
 
 @dataclass(frozen=True)
@@ -168,30 +153,6 @@ class InitResult:
 
 
 # ------------------------------------------------------------------------- reading inputs
-
-
-def read_project(project_dir: str | Path) -> ProjectInfo | None:
-    """The [project] table of ``project_dir/pyproject.toml``; None when there is no such
-    file or it names no project.
-
-    Raises PublishError when the file exists but is not valid TOML.
-    """
-    folder = Path(project_dir)
-    document = load_pyproject(folder)
-    if document is None:
-        return None
-    table = document.get("project")
-    if not isinstance(table, dict) or not isinstance(table.get("name"), str):
-        return None
-    dynamic = table.get("dynamic") or []
-    version = table.get("version")
-    requires = table.get("requires-python")
-    return ProjectInfo(
-        name=table["name"],
-        version=version if isinstance(version, str) and "version" not in dynamic else None,
-        requires_python=requires if isinstance(requires, str) else None,
-        folder=folder,
-    )
 
 
 def origin_repository(project_dir: str | Path) -> str | None:
@@ -449,7 +410,7 @@ def init_workflow(
     """
     folder = Path(project_dir)
     project = read_project(folder)
-    if project is None:
+    if project is None or project.name is None:
         raise PublishError(
             f"{folder / 'pyproject.toml'} is missing or has no [project] name.",
             hint="keyless init reads the project's name and requires-python from it.",
@@ -553,6 +514,7 @@ def _github(
     test_command: str,
     client_source: ClientSource | None,
 ) -> str:
+    assert project.name is not None  # init_workflow refuses a project without one
     header = [
         f"Release {project.name}: build, test, publish",
         "",
@@ -568,7 +530,7 @@ def _github(
         client_source=client_source,
         check=client == "keyless",
         test=TestJob(versions, test_command),
-        jobs=_publish_jobs(project, publishers),
+        jobs=_publish_jobs(project.name, publishers),
     )
 
 
@@ -580,6 +542,7 @@ def _gitlab(
     test_command: str,
     client_source: ClientSource | None,
 ) -> str:
+    assert project.name is not None  # init_workflow refuses a project without one
     header = [
         f"Release {project.name}: build, test, publish",
         "",
@@ -600,13 +563,11 @@ def _gitlab(
         client_source=client_source,
         check=client == "keyless",
         test=TestJob(versions, test_command),
-        jobs=_publish_jobs(project, publishers),
+        jobs=_publish_jobs(project.name, publishers),
     )
 
 
-def _publish_jobs(
-    project: ProjectInfo, publishers: Sequence[PublisherSettings]
-) -> list[PublishJob]:
+def _publish_jobs(project: str, publishers: Sequence[PublisherSettings]) -> list[PublishJob]:
     """One publish job per publisher, in order, its environment linked to the project's page."""
     return [
         PublishJob(
@@ -614,7 +575,7 @@ def _publish_jobs(
             index=publisher.index,
             upload_url=publisher.upload_url,
             environment=publisher.environment,
-            environment_url=project_page(publisher.upload_url, project.name),
+            environment_url=project_page(publisher.upload_url, project),
             audience=publisher.audience or "",
         )
         for publisher in publishers

@@ -8,6 +8,8 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,69 @@ from packaging.version import InvalidVersion, Version
 from keyless.publish.errors import PublishError
 
 GIT_TIMEOUT = 30
+
+
+@dataclass(frozen=True)
+class ProjectInfo:
+    """What pyproject.toml says about the project: its [project] table and [tool.keyless]."""
+
+    folder: Path
+    name: str | None  # None: not in [project] (e.g. only setup.py); known after the build
+    version: str | None  # None: dynamic (set by the build backend); known after the build
+    requires_python: str | None
+    version_scheme: str  # [tool.keyless] version-scheme
+    notify: Mapping[str, Any]  # [tool.keyless.notify]
+    problems: tuple[str, ...] = ()  # malformed settings, each a message naming the file
+
+
+def read_project(project_dir: str | Path) -> ProjectInfo | None:
+    """What ``project_dir/pyproject.toml`` says; None when there is no such file.
+
+    Raises PublishError when the file cannot be read or is not valid TOML. A malformed
+    [project] or `[tool.keyless]` does not raise: it is in `problems` (and the defaults are
+    used), because only the release depends on it; doctor and init read what they can.
+    """
+    from keyless.publish.versioning import SCHEMES  # it imports this module
+
+    folder = Path(project_dir)
+    path = folder / "pyproject.toml"
+    document = load_pyproject(folder)
+    if document is None:
+        return None
+    problems: list[str] = []
+    project = document.get("project", {})
+    if not isinstance(project, dict):
+        problems.append(f"{path}: [project] must be a table.")
+        project = {}
+    tools = document.get("tool", {})
+    tool = tools.get("keyless", {}) if isinstance(tools, dict) else None
+    if not isinstance(tool, dict):
+        problems.append(f"{path}: [tool.keyless] must be a table.")
+        tool = {}
+    scheme = tool.get("version-scheme", "pep440")
+    if scheme not in SCHEMES:
+        problems.append(
+            f"{path}: [tool.keyless] version-scheme must be one of "
+            f"{', '.join(SCHEMES)}, not {scheme!r}."
+        )
+        scheme = "pep440"
+    notify_table = tool.get("notify", {})
+    if not isinstance(notify_table, dict):
+        problems.append(f"{path}: [tool.keyless.notify] must be a table.")
+        notify_table = {}
+    name = project.get("name")
+    dynamic = project.get("dynamic") or []
+    version = project.get("version")
+    requires = project.get("requires-python")
+    return ProjectInfo(
+        folder=folder,
+        name=name if isinstance(name, str) and name else None,
+        version=version if isinstance(version, str) and "version" not in dynamic else None,
+        requires_python=requires if isinstance(requires, str) else None,
+        version_scheme=str(scheme),
+        notify=notify_table,
+        problems=tuple(problems),
+    )
 
 
 def load_pyproject(project_dir: str | Path) -> dict[str, Any] | None:
