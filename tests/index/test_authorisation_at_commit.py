@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from keyless.config import TrustedPublishingSettings
-from keyless.index.accounts import Identity, authenticate, create_token, revoke_token
+from keyless.index.accounts import Accounts, Identity
 from keyless.index.indexes import load_indexes
 from keyless.index.projects import ProjectAdmin, ProjectError
 from keyless.index.promote import PromoteRejected, Promotion
@@ -34,14 +34,14 @@ def revoked_after_authenticating(
 ) -> Identity:
     """The identity a request authenticated with a token revoked a moment later."""
     engine = open_database(server.database)
-    new = create_token(engine, server.user(user), index, projects=projects)
-    identity = authenticate(engine, new.token)
-    revoke_token(engine, new.id)
+    new = Accounts(engine).create_token(server.user(user), index, projects=projects)
+    identity = Accounts(engine).authenticate(new.token)
+    Accounts(engine).revoke_token(new.id)
     return identity
 
 
 def valid_identity(server: LiveServer, user: str, index: str) -> Identity:
-    return authenticate(open_database(server.database), server.token(user, index))
+    return Accounts(open_database(server.database)).authenticate(server.token(user, index))
 
 
 def test_yank_and_status_refuse_a_token_revoked_after_authentication(
@@ -120,7 +120,7 @@ def test_a_token_limited_to_other_projects_cannot_change_publishers(
     engine = open_database(server.database)
     prod = load_indexes(engine)["prod"].id
     token = server.token(owner, "prod", projects=["something-else"])
-    identity = authenticate(engine, token)
+    identity = Accounts(engine).authenticate(token)
     actor = Actor(identity.username, identity.user_id, token=identity)
     with pytest.raises(ProjectError) as refused:
         add_publisher(engine, TP, prod, ["commit-time-scoped"], "github", PUBLISHER, actor)

@@ -10,7 +10,7 @@ say what to fix.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -57,6 +57,10 @@ class Admin:
 
     settings: Settings
     engine: Engine
+    _accounts: accounts.Accounts = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._accounts = accounts.Accounts(self.engine)
 
     @classmethod
     def open(cls, settings: Settings) -> Admin:
@@ -89,10 +93,10 @@ class Admin:
     # ------------------------------------------------------------ users and tokens
 
     def add_user(self, username: str, password: str, *, is_admin: bool = False) -> int:
-        return accounts.create_user(self.engine, username, password, is_admin=is_admin)
+        return self._accounts.create_user(username, password, is_admin=is_admin)
 
     def set_password(self, username: str, password: str) -> None:
-        accounts.set_password(self.engine, username, password)
+        self._accounts.set_password(username, password)
 
     def create_token(
         self,
@@ -103,8 +107,7 @@ class Admin:
         expires_in: timedelta | None = None,
         description: str = "",
     ) -> accounts.NewToken:
-        return accounts.create_token(
-            self.engine,
+        return self._accounts.create_token(
             username,
             index,
             projects=projects,
@@ -113,10 +116,10 @@ class Admin:
         )
 
     def list_tokens(self, username: str | None = None) -> list[dict[str, object]]:
-        return accounts.list_tokens(self.engine, username)
+        return self._accounts.list_tokens(username)
 
     def revoke_token(self, token_id: int) -> None:
-        accounts.revoke_token(self.engine, token_id)
+        self._accounts.revoke_token(token_id)
 
     # ------------------------------------------------------------ indexes and projects
 

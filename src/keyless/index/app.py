@@ -22,6 +22,7 @@ from keyless.store.changes import ChangeFeed, Changes
 from keyless.store.db import open_database
 from keyless.store.errors import StorageFull, UnstorableText
 
+from .accounts import Accounts
 from .indexes import ensure_indexes, load_indexes
 from .keystore import DatabaseKeyStore, fetch_json
 from .maintenance import collect_garbage
@@ -347,6 +348,7 @@ def create_app(settings: Settings, blobs: BlobStore | None = None) -> IndexApp:
         engine=engine,
         blobs=blobs,
         pages=pages,
+        accounts=Accounts(engine),
         uploads=Uploads(engine=engine, blobs=blobs, on_change=on_change, descriptions=descriptions),
         projects=ProjectAdmin(engine=engine, on_change=on_change),
         promotion=Promotion(engine=engine, blobs=blobs, on_change=on_change),

@@ -18,7 +18,7 @@ from keyless.config import Settings
 from keyless.store.blobs import BlobStore
 from keyless.store.errors import StorageFull
 
-from ..accounts import InvalidCredentials
+from ..accounts import Accounts, InvalidCredentials
 from ..errors import Refused
 from ..heap import HeapTrimmer
 from ..help import help_url, local_links
@@ -42,6 +42,7 @@ class Services:
     engine: Engine
     blobs: BlobStore
     pages: SimplePages
+    accounts: Accounts
     uploads: Uploads
     projects: ProjectAdmin
     promotion: Promotion

@@ -116,7 +116,7 @@ async def _tokens_page(
     problem: str = "",
     status: int = 200,
 ) -> Response:
-    listed = await run_in_threadpool(accounts.list_tokens, services(request).engine, username)
+    listed = await run_in_threadpool(services(request).accounts.list_tokens, username)
     return page(
         request,
         "tokens.html",
@@ -144,8 +144,7 @@ async def create_token(request: Request) -> Response:
     if expiry not in (*EXPIRY_CHOICES, "never"):
         return await _tokens_page(request, viewer.username, problem="Choose an expiry.", status=400)
     created = await run_in_threadpool(
-        lambda: accounts.create_token(
-            services(request).engine,
+        lambda: services(request).accounts.create_token(
             viewer.username,
             index,
             projects=projects or None,
@@ -171,12 +170,12 @@ async def revoke_token(request: Request) -> Response:
     await read_form(request)
     raw = request.path_params["token"]
     token_id = whole_number(raw)
-    engine = services(request).engine
-    owned = await run_in_threadpool(accounts.list_tokens, engine, viewer.username)
-    # accounts.revoke_token takes any id: check it is one of this user's tokens first.
+    users = services(request).accounts
+    owned = await run_in_threadpool(users.list_tokens, viewer.username)
+    # Accounts.revoke_token takes any id: check it is one of this user's tokens first.
     if token_id is None or not any(t["id"] == token_id and not t["revoked"] for t in owned):
         raise WebError(404, f"You have no active API token #{raw}.")
-    await run_in_threadpool(accounts.revoke_token, engine, token_id)
+    await run_in_threadpool(users.revoke_token, token_id)
     return redirect(request, "/account/tokens", done="revoked")
 
 

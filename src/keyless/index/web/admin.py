@@ -9,7 +9,7 @@ from starlette.routing import Route
 
 from keyless.config import PROFILES, ConfigError
 
-from .. import accounts, indexes
+from .. import indexes
 from ..accounts import AccountError
 from ..routes import oidc
 from ..routes.common import services
@@ -92,8 +92,7 @@ async def create_user(request: Request) -> Response:
     username = field(form, "username", 64)
     try:
         await run_in_threadpool(
-            lambda: accounts.create_user(
-                services(request).engine,
+            lambda: services(request).accounts.create_user(
                 username,
                 form.get("password", ""),
                 is_admin=form.get("is_admin") == "on",

@@ -16,7 +16,7 @@ from sqlalchemy import Connection, Engine, delete, func, select
 
 from keyless.store import db
 
-from ..accounts import as_utc, now, verify_password
+from ..accounts import Accounts, as_utc, now
 from ..publishers import Actor
 
 SESSION_LIFETIME = timedelta(hours=12)
@@ -75,7 +75,9 @@ def sign_in(engine: Engine, username: str, password: str, client_ip: str) -> str
     client_ip = client_ip[:64]
     _take_attempt(engine, username, client_ip)
     # The slow part (argon2, ~50 ms) runs outside the write lock, which uploads wait for.
-    user_id = verify_password(engine, username, password) if username and password else None
+    user_id = (
+        Accounts(engine).verify_password(username, password) if username and password else None
+    )
     if user_id is None:
         raise SignInError("Wrong user name or password.", 400)  # the attempt stays counted
     session_id = new_secret()
