@@ -16,7 +16,7 @@ from keyless.index.accounts import Accounts, Identity
 from keyless.index.indexes import load_indexes
 from keyless.index.projects import ProjectAdmin, ProjectError
 from keyless.index.promote import PromoteRejected, Promotion
-from keyless.index.publishers import Actor, add_publisher, list_publishers, remove_publisher
+from keyless.index.publishers import Actor, Publishers
 from keyless.store.db import open_database
 from tests.conftest import LiveServer, make_project
 
@@ -91,23 +91,24 @@ def test_publisher_changes_refuse_a_token_revoked_after_authentication(
     owner = "owner-commit-time-publishers"
     engine = open_database(server.database)
     prod = load_indexes(engine)["prod"].id
+    publishers = Publishers(engine, TP)
 
     def actor(identity: Identity) -> Actor:
         return Actor(identity.username, identity.user_id, token=identity)
 
     stale = actor(revoked_after_authenticating(server, owner, "prod"))
     with pytest.raises(ProjectError) as refused:
-        add_publisher(engine, TP, prod, ["commit-time-publishers"], "github", PUBLISHER, stale)
+        publishers.add_publisher(prod, ["commit-time-publishers"], "github", PUBLISHER, stale)
     assert (refused.value.status, refused.value.message) == (403, REVOKED)
-    assert list_publishers(engine, prod, "commit-time-publishers") == []
+    assert publishers.list_publishers(prod, "commit-time-publishers") == []
 
     live = actor(valid_identity(server, owner, "prod"))
-    added = add_publisher(engine, TP, prod, ["commit-time-publishers"], "github", PUBLISHER, live)
+    added = publishers.add_publisher(prod, ["commit-time-publishers"], "github", PUBLISHER, live)
     stale = actor(revoked_after_authenticating(server, owner, "prod"))
     with pytest.raises(ProjectError) as refused:
-        remove_publisher(engine, prod, added["id"], stale)
+        publishers.remove_publisher(prod, added["id"], stale)
     assert (refused.value.status, refused.value.message) == (403, REVOKED)
-    assert [p["id"] for p in list_publishers(engine, prod, "commit-time-publishers")] == [
+    assert [p["id"] for p in publishers.list_publishers(prod, "commit-time-publishers")] == [
         added["id"]
     ]
 
@@ -119,11 +120,12 @@ def test_a_token_limited_to_other_projects_cannot_change_publishers(
     owner = "owner-commit-time-scoped"
     engine = open_database(server.database)
     prod = load_indexes(engine)["prod"].id
+    publishers = Publishers(engine, TP)
     token = server.token(owner, "prod", projects=["something-else"])
     identity = Accounts(engine).authenticate(token)
     actor = Actor(identity.username, identity.user_id, token=identity)
     with pytest.raises(ProjectError) as refused:
-        add_publisher(engine, TP, prod, ["commit-time-scoped"], "github", PUBLISHER, actor)
+        publishers.add_publisher(prod, ["commit-time-scoped"], "github", PUBLISHER, actor)
     assert refused.value.status == 403
     assert "limited to: something-else" in refused.value.message
-    assert list_publishers(engine, prod, "commit-time-scoped") == []
+    assert publishers.list_publishers(prod, "commit-time-scoped") == []

@@ -58,9 +58,11 @@ class Admin:
     settings: Settings
     engine: Engine
     _accounts: accounts.Accounts = field(init=False, repr=False)
+    _publishers: publishers.Publishers = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._accounts = accounts.Accounts(self.engine)
+        self._publishers = publishers.Publishers(self.engine, self.settings.trusted_publishing)
 
     @classmethod
     def open(cls, settings: Settings) -> Admin:
@@ -187,9 +189,7 @@ class Admin:
     ) -> dict[str, Any]:
         """A publisher for existing projects of `index`, added by the administrator."""
         index_id = self._index_id(index)
-        return publishers.add_publisher(
-            self.engine,
-            self.settings.trusted_publishing,
+        return self._publishers.add_publisher(
             index_id,
             projects,
             kind,
@@ -208,9 +208,7 @@ class Admin:
         """A publisher for a project its first upload creates, owned then by `owner`."""
         index_id = self._index_id(index)
         owner_id = self._user_id(owner) if owner else None
-        return publishers.add_pending_publisher(
-            self.engine,
-            self.settings.trusted_publishing,
+        return self._publishers.add_pending_publisher(
             index_id,
             project,
             kind,
@@ -219,11 +217,10 @@ class Admin:
         )
 
     def list_publishers(self, index: str, project: str | None = None) -> list[dict[str, Any]]:
-        return publishers.list_publishers(self.engine, self._index_id(index), project)
+        return self._publishers.list_publishers(self._index_id(index), project)
 
     def remove_publisher(self, index: str, publisher_id: int) -> None:
-        publishers.remove_publisher(
-            self.engine,
+        self._publishers.remove_publisher(
             self._index_id(index),
             publisher_id,
             publishers.Actor(username=ADMIN, user_id=None),
@@ -232,4 +229,4 @@ class Admin:
     def audit_trail(
         self, index: str, project: str | None = None, limit: int = 200
     ) -> list[dict[str, Any]]:
-        return publishers.audit_trail(self.engine, self._index_id(index), project, limit)
+        return self._publishers.audit_trail(self._index_id(index), project, limit)

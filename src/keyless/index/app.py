@@ -29,6 +29,7 @@ from .maintenance import collect_garbage
 from .pages import SimplePages, url_prefix_of
 from .projects import ProjectAdmin
 from .promote import Promotion
+from .publishers import Publishers
 from .rendering import Descriptions, RenderPool
 from .routes import client, files, jsonapi, manage, oidc, ops, promote, publishing, simple, upload
 from .routes.common import Services, error, public_base, services, storage_full
@@ -352,6 +353,7 @@ def create_app(settings: Settings, blobs: BlobStore | None = None) -> IndexApp:
         uploads=Uploads(engine=engine, blobs=blobs, on_change=on_change, descriptions=descriptions),
         projects=ProjectAdmin(engine=engine, on_change=on_change),
         promotion=Promotion(engine=engine, blobs=blobs, on_change=on_change),
+        publishers=Publishers(engine, settings.trusted_publishing),
         trusted=TrustedPublishing(
             engine=engine,
             keys=JWKSCache(fetch_json, DatabaseKeyStore(engine)),

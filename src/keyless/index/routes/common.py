@@ -27,6 +27,7 @@ from ..metrics import Metrics
 from ..pages import SimplePages
 from ..projects import ProjectAdmin
 from ..promote import Promotion
+from ..publishers import Publishers
 from ..reason import set_reason, standard_phrase
 from ..rendering import Descriptions
 from ..static import StaticWriter
@@ -46,6 +47,7 @@ class Services:
     uploads: Uploads
     projects: ProjectAdmin
     promotion: Promotion
+    publishers: Publishers
     trusted: TrustedPublishing
     indexes: dict[str, IndexInfo]
     pytp_keys: dict[str, str]  # PEP 807 discovery key -> index name

@@ -236,9 +236,7 @@ async def add_pending(request: Request) -> Response:
         request,
         index,
         form,
-        lambda kind, values: publishers.add_pending_publisher(
-            svc.engine,
-            svc.settings.trusted_publishing,
+        lambda kind, values: svc.publishers.add_pending_publisher(
             index.id,
             project,
             kind,
@@ -264,8 +262,7 @@ async def remove_pending(request: Request) -> Response:
     if entry is None or entry["index"] not in svc.indexes:
         raise WebError(404, f"You have no pending publisher #{raw}.")
     await run_in_threadpool(
-        publishers.remove_publisher,
-        svc.engine,
+        svc.publishers.remove_publisher,
         svc.indexes[entry["index"]].id,
         entry["id"],
         viewer.actor,

@@ -15,7 +15,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from .. import publishers
 from ..accounts import SESSION_TOKEN_ID, Identity
 from ..indexes import IndexInfo
 from ..routes.common import services
@@ -83,8 +82,7 @@ async def _publishing_page(
     request: Request, owned: Owned, form: publisher_forms.PublisherForm, status: int = 200
 ) -> Response:
     listed = await run_in_threadpool(
-        publishers.list_publishers,
-        services(request).engine,
+        services(request).publishers.list_publishers,
         owned.index.id,
         owned.project.normalized_name,
     )
@@ -116,9 +114,7 @@ async def add_publisher(request: Request) -> Response:
         request,
         owned.index,
         form,
-        lambda kind, values: publishers.add_publisher(
-            svc.engine,
-            svc.settings.trusted_publishing,
+        lambda kind, values: svc.publishers.add_publisher(
             owned.index.id,
             [owned.project.normalized_name],
             kind,
@@ -138,12 +134,12 @@ async def remove_publisher(request: Request) -> Response:
     publisher_id = _publisher_id(request)
     svc = services(request)
     listed = await run_in_threadpool(
-        publishers.list_publishers, svc.engine, owned.index.id, owned.project.normalized_name
+        svc.publishers.list_publishers, owned.index.id, owned.project.normalized_name
     )
     if not any(p["id"] == publisher_id and not p["pending"] for p in listed):
         raise WebError(404, f"Project {owned.project.name!r} has no publisher #{publisher_id}.")
     await run_in_threadpool(
-        publishers.remove_publisher, svc.engine, owned.index.id, publisher_id, owned.viewer.actor
+        svc.publishers.remove_publisher, owned.index.id, publisher_id, owned.viewer.actor
     )
     return redirect(request, f"{owned.base}/settings/publishing", done="removed")
 
