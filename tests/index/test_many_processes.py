@@ -26,7 +26,7 @@ from keyless.config import Settings
 from keyless.index.accounts import Accounts, hash_token
 from keyless.index.app import create_app
 from keyless.index.projects import create_project
-from keyless.index.web.sessions import MAX_FAILURES_PER_USER
+from keyless.index.sessions import MAX_FAILURES_PER_USER
 from keyless.store import db
 from keyless.store.changes import record_change
 from tests.builders import build_wheel

@@ -15,6 +15,7 @@ from keyless.dists.names import validate_project_name
 from .. import accounts, publishers
 from ..indexes import IndexInfo
 from ..routes.common import services
+from ..sessions import SESSION_LIFETIME, SignInError, sign_in, sign_out
 from . import publisher_forms
 from .base import (
     ANONYMOUS_CSRF_COOKIE,
@@ -29,7 +30,6 @@ from .base import (
 )
 from .queries import pending_publishers_of, projects_of_user
 from .render import WebError, page, redirect, viewer_of
-from .sessions import SESSION_LIFETIME, SignInError, sign_in, sign_out
 
 EXPIRY_CHOICES = {"1": "1 day", "7": "7 days", "30": "30 days", "90": "90 days", "365": "1 year"}
 EXPIRY_DEFAULT = "30"

@@ -20,8 +20,8 @@ from ..accounts import AccountError
 from ..indexes import IndexInfo
 from ..projects import ProjectError
 from ..routes.common import services
+from ..sessions import Viewer, load_viewer, new_secret, same_secret
 from .render import WebError, error_page, finish, redirect, root, viewer_of
-from .sessions import Viewer, load_viewer, new_secret, same_secret
 
 SESSION_COOKIE = "keyless_session"
 # Before sign-in there is no session to hold a CSRF token, so the sign-in form uses a

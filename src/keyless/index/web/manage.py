@@ -18,11 +18,11 @@ from starlette.routing import Route
 from ..accounts import SESSION_TOKEN_ID, Identity
 from ..indexes import IndexInfo
 from ..routes.common import services
+from ..sessions import Viewer
 from . import publisher_forms
 from .base import Form, field, index_of, read_form, require_viewer, ui, whole_number
 from .queries import history, project_and_role
 from .render import WebError, page, redirect
-from .sessions import Viewer
 from .views import ACTION_FILTERS
 
 

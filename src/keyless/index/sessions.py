@@ -16,8 +16,8 @@ from sqlalchemy import Connection, Engine, delete, func, select
 
 from keyless.store import db
 
-from ..accounts import Accounts, as_utc, now
-from ..publishers import Actor
+from .accounts import Accounts, as_utc, now
+from .publishers import Actor
 
 SESSION_LIFETIME = timedelta(hours=12)
 # Failed sign-ins are counted over this window: a few per (user, address) lets people mistype;
