@@ -33,6 +33,7 @@ from .publishers import Publishers
 from .rendering import Descriptions, RenderPool
 from .routes import client, files, jsonapi, manage, oidc, ops, promote, publishing, simple, upload
 from .routes.common import Services, error, public_base, services, storage_full
+from .sessions import Sessions
 from .static import static_writer
 from .trusted import TrustedPublishing
 from .uploads import Uploads
@@ -344,12 +345,14 @@ def create_app(settings: Settings, blobs: BlobStore | None = None) -> IndexApp:
     limits = settings.limits
     render_pool = RenderPool(limits.render_workers, limits.render_timeout, limits.render_memory)
     descriptions = Descriptions(render_pool, limits.max_description_size)
+    accounts = Accounts(engine)
     state = Services(
         settings=settings,
         engine=engine,
         blobs=blobs,
         pages=pages,
-        accounts=Accounts(engine),
+        accounts=accounts,
+        sessions=Sessions(engine, accounts),
         uploads=Uploads(engine=engine, blobs=blobs, on_change=on_change, descriptions=descriptions),
         projects=ProjectAdmin(engine=engine, on_change=on_change),
         promotion=Promotion(engine=engine, blobs=blobs, on_change=on_change),

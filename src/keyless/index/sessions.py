@@ -65,70 +65,6 @@ def same_secret(given: str, expected: str) -> bool:
     return bool(given) and hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
 
 
-def sign_in(engine: Engine, username: str, password: str, client_ip: str) -> str:
-    """Check the password and open a session; returns the new session id (the cookie value).
-
-    Raises SignInError. A fresh id on every sign-in means an id planted before it (session
-    fixation) never becomes a signed-in session.
-    """
-    username = username.strip()[:64]
-    client_ip = client_ip[:64]
-    _take_attempt(engine, username, client_ip)
-    # The slow part (argon2, ~50 ms) runs outside the write lock, which uploads wait for.
-    user_id = (
-        Accounts(engine).verify_password(username, password) if username and password else None
-    )
-    if user_id is None:
-        raise SignInError("Wrong user name or password.", 400)  # the attempt stays counted
-    session_id = new_secret()
-    moment = now()
-    with db.writing(engine) as conn:
-        # Housekeeping rides on sign-ins: expired sessions and old failures go, and so do this
-        # user's failures from this address, the attempt that just succeeded among them.
-        conn.execute(delete(db.web_sessions).where(db.web_sessions.c.expires <= moment))
-        conn.execute(
-            delete(db.web_login_failures).where(
-                (db.web_login_failures.c.time <= moment - FAILURE_WINDOW)
-                | (
-                    (db.web_login_failures.c.username == username)
-                    & (db.web_login_failures.c.client_ip == client_ip)
-                )
-            )
-        )
-        conn.execute(
-            db.web_sessions.insert().values(
-                id_hash=_hash(session_id),
-                user_id=user_id,
-                csrf_token=new_secret(),
-                created=moment,
-                expires=moment + SESSION_LIFETIME,
-            )
-        )
-    return session_id
-
-
-def _take_attempt(engine: Engine, username: str, client_ip: str) -> None:
-    """Count the attempt as a failure before checking the password, or raise 429.
-
-    Counting and recording happen in one writing transaction (one at a time), so parallel
-    attempts cannot all see the same count below the limit: of 40 at once, exactly the
-    limit's worth get their password checked. A successful sign-in removes its record.
-    """
-    with db.writing(engine) as conn:
-        wait = _seconds_to_wait(conn, username, client_ip)
-        if wait:
-            raise SignInError(
-                f"Too many failed sign-ins; try again in {max(1, wait // 60)} minute(s).",
-                429,
-                wait,
-            )
-        conn.execute(
-            db.web_login_failures.insert().values(
-                username=username, client_ip=client_ip, time=now()
-            )
-        )
-
-
 def _seconds_to_wait(conn: Connection, username: str, client_ip: str) -> int:
     since = now() - FAILURE_WINDOW
     failures = db.web_login_failures
@@ -155,32 +91,102 @@ def _seconds_to_wait(conn: Connection, username: str, client_ip: str) -> int:
     return 0
 
 
-def load_viewer(engine: Engine, session_id: str) -> Viewer | None:
-    """The user of a live session, or None (unknown, expired or signed out)."""
-    if not session_id or len(session_id) > 128:
-        return None
-    with db.reading(engine) as conn:
-        row = conn.execute(
-            select(
-                db.web_sessions.c.user_id,
-                db.web_sessions.c.csrf_token,
-                db.web_sessions.c.expires,
-                db.users.c.username,
-                db.users.c.is_admin,
+@dataclass
+class Sessions:
+    """The browser sessions of one database: sign in (braked against guessing), find, end."""
+
+    engine: Engine
+    accounts: Accounts
+
+    def sign_in(self, username: str, password: str, client_ip: str) -> str:
+        """Check the password and open a session; returns the new session id (the cookie value).
+
+        Raises SignInError. A fresh id on every sign-in means an id planted before it (session
+        fixation) never becomes a signed-in session.
+        """
+        username = username.strip()[:64]
+        client_ip = client_ip[:64]
+        self._take_attempt(username, client_ip)
+        # The slow part (argon2, ~50 ms) runs outside the write lock, which uploads wait for.
+        user_id = (
+            self.accounts.verify_password(username, password) if username and password else None
+        )
+        if user_id is None:
+            raise SignInError("Wrong user name or password.", 400)  # the attempt stays counted
+        session_id = new_secret()
+        moment = now()
+        with db.writing(self.engine) as conn:
+            # Housekeeping rides on sign-ins: expired sessions and old failures go, and so do this
+            # user's failures from this address, the attempt that just succeeded among them.
+            conn.execute(delete(db.web_sessions).where(db.web_sessions.c.expires <= moment))
+            conn.execute(
+                delete(db.web_login_failures).where(
+                    (db.web_login_failures.c.time <= moment - FAILURE_WINDOW)
+                    | (
+                        (db.web_login_failures.c.username == username)
+                        & (db.web_login_failures.c.client_ip == client_ip)
+                    )
+                )
             )
-            .join(db.users, db.users.c.id == db.web_sessions.c.user_id)
-            .where(db.web_sessions.c.id_hash == _hash(session_id))
-        ).first()
-    if row is None or as_utc(row.expires) <= now():
-        return None
-    return Viewer(
-        user_id=int(row.user_id),
-        username=row.username,
-        is_admin=bool(row.is_admin),
-        csrf_token=row.csrf_token,
-    )
+            conn.execute(
+                db.web_sessions.insert().values(
+                    id_hash=_hash(session_id),
+                    user_id=user_id,
+                    csrf_token=new_secret(),
+                    created=moment,
+                    expires=moment + SESSION_LIFETIME,
+                )
+            )
+        return session_id
 
+    def _take_attempt(self, username: str, client_ip: str) -> None:
+        """Count the attempt as a failure before checking the password, or raise 429.
 
-def sign_out(engine: Engine, session_id: str) -> None:
-    with db.writing(engine) as conn:
-        conn.execute(delete(db.web_sessions).where(db.web_sessions.c.id_hash == _hash(session_id)))
+        Counting and recording happen in one writing transaction (one at a time), so parallel
+        attempts cannot all see the same count below the limit: of 40 at once, exactly the
+        limit's worth get their password checked. A successful sign-in removes its record.
+        """
+        with db.writing(self.engine) as conn:
+            wait = _seconds_to_wait(conn, username, client_ip)
+            if wait:
+                raise SignInError(
+                    f"Too many failed sign-ins; try again in {max(1, wait // 60)} minute(s).",
+                    429,
+                    wait,
+                )
+            conn.execute(
+                db.web_login_failures.insert().values(
+                    username=username, client_ip=client_ip, time=now()
+                )
+            )
+
+    def load_viewer(self, session_id: str) -> Viewer | None:
+        """The user of a live session, or None (unknown, expired or signed out)."""
+        if not session_id or len(session_id) > 128:
+            return None
+        with db.reading(self.engine) as conn:
+            row = conn.execute(
+                select(
+                    db.web_sessions.c.user_id,
+                    db.web_sessions.c.csrf_token,
+                    db.web_sessions.c.expires,
+                    db.users.c.username,
+                    db.users.c.is_admin,
+                )
+                .join(db.users, db.users.c.id == db.web_sessions.c.user_id)
+                .where(db.web_sessions.c.id_hash == _hash(session_id))
+            ).first()
+        if row is None or as_utc(row.expires) <= now():
+            return None
+        return Viewer(
+            user_id=int(row.user_id),
+            username=row.username,
+            is_admin=bool(row.is_admin),
+            csrf_token=row.csrf_token,
+        )
+
+    def sign_out(self, session_id: str) -> None:
+        with db.writing(self.engine) as conn:
+            conn.execute(
+                delete(db.web_sessions).where(db.web_sessions.c.id_hash == _hash(session_id))
+            )

@@ -30,6 +30,7 @@ from ..promote import Promotion
 from ..publishers import Publishers
 from ..reason import set_reason, standard_phrase
 from ..rendering import Descriptions
+from ..sessions import Sessions
 from ..static import StaticWriter
 from ..trusted import TrustedPublishing
 from ..uploads import Uploads
@@ -44,6 +45,7 @@ class Services:
     blobs: BlobStore
     pages: SimplePages
     accounts: Accounts
+    sessions: Sessions  # the web UI's sign-ins
     uploads: Uploads
     projects: ProjectAdmin
     promotion: Promotion

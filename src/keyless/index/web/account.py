@@ -15,7 +15,7 @@ from keyless.dists.names import validate_project_name
 from .. import accounts, publishers
 from ..indexes import IndexInfo
 from ..routes.common import services
-from ..sessions import SESSION_LIFETIME, SignInError, sign_in, sign_out
+from ..sessions import SESSION_LIFETIME, SignInError
 from . import publisher_forms
 from .base import (
     ANONYMOUS_CSRF_COOKIE,
@@ -77,7 +77,7 @@ async def login(request: Request) -> Response:
     client = request.client.host if request.client else "-"
     try:
         session_id = await run_in_threadpool(
-            sign_in, services(request).engine, username, form.get("password", ""), client
+            services(request).sessions.sign_in, username, form.get("password", ""), client
         )
     except SignInError as exc:
         response = _login_page(request, next_path, exc.message, username, exc.status)
@@ -94,7 +94,7 @@ async def logout(request: Request) -> Response:
     await read_form(request)
     session_id = request.cookies.get(SESSION_COOKIE, "")
     if session_id:
-        await run_in_threadpool(sign_out, services(request).engine, session_id)
+        await run_in_threadpool(services(request).sessions.sign_out, session_id)
     response = redirect(request, "/account/login", done="signed-out")
     clear_cookie(request, response, SESSION_COOKIE)
     return response
