@@ -13,6 +13,7 @@ from keyless.dists.errors import DistError
 from keyless.dists.names import validate_project_name
 
 from .. import accounts, publishers
+from ..catalog import pending_publishers_of, projects_of_user
 from ..indexes import IndexInfo
 from ..routes.common import services
 from ..sessions import SESSION_LIFETIME, SignInError
@@ -28,7 +29,6 @@ from .base import (
     ui,
     whole_number,
 )
-from .queries import pending_publishers_of, projects_of_user
 from .render import WebError, page, redirect, viewer_of
 
 EXPIRY_CHOICES = {"1": "1 day", "7": "7 days", "30": "30 days", "90": "90 days", "365": "1 year"}

@@ -11,10 +11,10 @@ from keyless.config import PROFILES, ConfigError
 
 from .. import indexes
 from ..accounts import AccountError
+from ..catalog import index_counts, users
 from ..routes import oidc
 from ..routes.common import services
 from .base import field, read_form, require_viewer, ui
-from .queries import index_counts, users
 from .render import WebError, page, redirect
 
 

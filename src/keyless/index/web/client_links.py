@@ -15,8 +15,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ..catalog import indexes_holding
 from ..routes.common import services
-from .queries import indexes_holding
 from .render import redirect
 
 

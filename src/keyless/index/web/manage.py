@@ -16,12 +16,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..accounts import SESSION_TOKEN_ID, Identity
+from ..catalog import history, project_and_role
 from ..indexes import IndexInfo
 from ..routes.common import services
 from ..sessions import Viewer
 from . import publisher_forms
 from .base import Form, field, index_of, read_form, require_viewer, ui, whole_number
-from .queries import history, project_and_role
 from .render import WebError, page, redirect
 from .views import ACTION_FILTERS
 

@@ -10,11 +10,19 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from ..catalog import latest_release, load_project, release_for, version_key
+from ..catalog import (
+    index_counts,
+    latest_release,
+    load_project,
+    release_for,
+    role_on,
+    search_projects,
+    trusted_runs,
+    version_key,
+)
 from ..help import TOPICS
 from ..routes.common import public_base, services
 from .base import Handler, index_of, page_number, ui
-from .queries import index_counts, role_on, search_projects, trusted_runs
 from .render import STATIC, WebError, page, root, viewer_of
 from .views import description_html
 
