@@ -23,6 +23,7 @@ from keyless.store.db import open_database
 from keyless.store.errors import StorageFull, UnstorableText
 
 from .accounts import Accounts
+from .catalog import Catalog
 from .indexes import ensure_indexes, load_indexes
 from .keystore import DatabaseKeyStore, fetch_json
 from .maintenance import collect_garbage
@@ -351,6 +352,7 @@ def create_app(settings: Settings, blobs: BlobStore | None = None) -> IndexApp:
         engine=engine,
         blobs=blobs,
         pages=pages,
+        catalog=Catalog(engine),
         accounts=accounts,
         sessions=Sessions(engine, accounts),
         uploads=Uploads(engine=engine, blobs=blobs, on_change=on_change, descriptions=descriptions),

@@ -68,24 +68,6 @@ class ProjectSnapshot:
         return {release.id: release for release in self.releases}
 
 
-def load_project(engine: Engine, index_id: int, name: NormalizedName) -> ProjectSnapshot | None:
-    """The project `name` (normalized) on an index with all its releases and files, or None."""
-    with db.reading(engine) as conn:
-        project = find_project(conn, index_id, name)
-        if project is None:
-            return None
-        releases = conn.execute(
-            select(db.releases).where(db.releases.c.project_id == project.id)
-        ).all()
-        files = conn.execute(
-            select(db.files)
-            .join(db.releases, db.releases.c.id == db.files.c.release_id)
-            .where(db.releases.c.project_id == project.id)
-            .order_by(db.files.c.filename)
-        ).all()
-    return ProjectSnapshot(project=project, releases=list(releases), files=list(files))
-
-
 PAGE_SIZE = 50
 
 
@@ -105,192 +87,207 @@ def _like(text: str) -> str:
     return f"%{escaped}%"
 
 
-def search_projects(
-    engine: Engine, index_id: int, text: str, page: int = 1
-) -> tuple[list[ProjectRow], bool]:
-    """One page of an index's projects whose normalized name contains `text`; and whether
-    there are more."""
-    query = select(db.projects).where(db.projects.c.index_id == index_id)
-    if text:
-        wanted = canonicalize_name(text) or text.lower()
-        query = query.where(db.projects.c.normalized_name.like(_like(wanted), escape="\\"))
-    query = query.order_by(db.projects.c.normalized_name)
-    query = query.limit(PAGE_SIZE + 1).offset((page - 1) * PAGE_SIZE)
-    with db.reading(engine) as conn:
-        projects = conn.execute(query).all()
-        ids = [p.id for p in projects[:PAGE_SIZE]]
-        releases = (
-            conn.execute(select(db.releases).where(db.releases.c.project_id.in_(ids))).all()
-            if ids
-            else []
-        )
-    by_project: dict[int, list[Any]] = {}
-    for release in releases:
-        by_project.setdefault(release.project_id, []).append(release)
-    rows = []
-    for project in projects[:PAGE_SIZE]:
-        newest = latest_release(by_project.get(project.id, []))
-        rows.append(
-            ProjectRow(
-                name=project.name,
-                normalized_name=project.normalized_name,
-                status=project.status,
-                version=newest.version if newest else None,
-                summary=newest.summary if newest else None,
-                updated=max((r.created for r in by_project.get(project.id, [])), default=None),
-            )
-        )
-    return rows, len(projects) > PAGE_SIZE
+@dataclass
+class Catalog:
+    """The read models of one database: a project whole, and the listings the pages show."""
 
+    engine: Engine
 
-def indexes_holding(engine: Engine, normalized: str) -> set[int]:
-    """The ids of the indexes that have a project of this normalized name."""
-    query = select(db.projects.c.index_id).where(db.projects.c.normalized_name == normalized)
-    with db.reading(engine) as conn:
-        return set(conn.scalars(query))
-
-
-def index_counts(engine: Engine) -> dict[int, int]:
-    """Index id -> number of projects."""
-    with db.reading(engine) as conn:
-        rows = conn.execute(
-            select(db.projects.c.index_id, func.count()).group_by(db.projects.c.index_id)
-        ).all()
-    return {int(index_id): int(count) for index_id, count in rows}
-
-
-def project_and_role(
-    engine: Engine, index_id: int, normalized: str, user_id: int | None
-) -> tuple[Any, str | None]:
-    """The project row (None if absent) and the user's role on it."""
-    with db.reading(engine) as conn:
-        project = conn.execute(
-            select(db.projects).where(
-                db.projects.c.index_id == index_id, db.projects.c.normalized_name == normalized
-            )
-        ).first()
-        if project is None or user_id is None:
-            return project, None
-        return project, role_of(conn, project.id, user_id)
-
-
-def role_on(engine: Engine, project_id: int, user_id: int) -> str | None:
-    """The user's role on a project already read (None: no role)."""
-    with db.reading(engine) as conn:
-        return role_of(conn, project_id, user_id)
-
-
-def trusted_runs(engine: Engine, index_id: int, normalized: str) -> dict[str, dict[str, Any]]:
-    """Filename -> the CI run that uploaded it (commit/run URLs, ref, sha, workflow).
-
-    An upload's journal entry names the token it used; the mint entry of that token holds
-    what the OIDC token said about the run.
-    """
-    with db.reading(engine) as conn:
-        events = conn.execute(
-            select(db.journal.c.action, db.journal.c.details).where(
-                db.journal.c.index_id == index_id,
-                db.journal.c.project == normalized,
-                db.journal.c.action.in_(("mint_token", "file_upload")),
-            )
-        ).all()
-    mints = {
-        e.details.get("token_id"): e.details
-        for e in events
-        if e.action == "mint_token" and isinstance(e.details, dict)
-    }
-    runs = {}
-    for event in events:
-        details = event.details if isinstance(event.details, dict) else {}
-        if event.action == "file_upload" and details.get("trusted_publishers"):
-            mint = mints.get(details.get("token_id"))
-            if mint is not None:
-                runs[str(details.get("filename"))] = mint
-    return runs
-
-
-def history(
-    engine: Engine,
-    index_id: int,
-    normalized: str,
-    actions: Sequence[str] | None,
-    before: int | None,
-    limit: int = PAGE_SIZE,
-) -> tuple[list[Any], int | None]:
-    """Journal entries of one project, newest first, optionally only some actions; and the
-    serial to continue from for older entries (None at the end)."""
-    query = select(db.journal).where(
-        db.journal.c.index_id == index_id, db.journal.c.project == normalized
-    )
-    if actions:
-        query = query.where(db.journal.c.action.in_(list(actions)))
-    if before:
-        query = query.where(db.journal.c.id < before)
-    query = query.order_by(db.journal.c.id.desc()).limit(limit + 1)
-    with db.reading(engine) as conn:
-        rows = conn.execute(query).all()
-    more = rows[limit - 1].id if len(rows) > limit else None
-    return list(rows[:limit]), more
-
-
-def projects_of_user(engine: Engine, user_id: int) -> list[Any]:
-    """(index name, project name, normalized name, role) of every project the user has a role on."""
-    with db.reading(engine) as conn:
-        return list(
-            conn.execute(
-                select(
-                    db.indexes.c.name.label("index"),
-                    db.projects.c.name,
-                    db.projects.c.normalized_name,
-                    db.roles.c.role,
-                )
-                .join(db.projects, db.projects.c.id == db.roles.c.project_id)
-                .join(db.indexes, db.indexes.c.id == db.projects.c.index_id)
-                .where(db.roles.c.user_id == user_id)
-                .order_by(db.indexes.c.name, db.projects.c.normalized_name)
+    def load_project(self, index_id: int, name: NormalizedName) -> ProjectSnapshot | None:
+        """The project `name` (normalized) on an index with all its releases and files, or None."""
+        with db.reading(self.engine) as conn:
+            project = find_project(conn, index_id, name)
+            if project is None:
+                return None
+            releases = conn.execute(
+                select(db.releases).where(db.releases.c.project_id == project.id)
             ).all()
-        )
+            files = conn.execute(
+                select(db.files)
+                .join(db.releases, db.releases.c.id == db.files.c.release_id)
+                .where(db.releases.c.project_id == project.id)
+                .order_by(db.files.c.filename)
+            ).all()
+        return ProjectSnapshot(project=project, releases=list(releases), files=list(files))
 
-
-def pending_publishers_of(engine: Engine, user_id: int) -> list[dict[str, Any]]:
-    """The pending publishers a user registered, with their index, summary and expiry."""
-    with db.reading(engine) as conn:
-        rows = conn.execute(
-            select(db.publishers, db.indexes.c.name.label("index"))
-            .join(db.indexes, db.indexes.c.id == db.publishers.c.index_id)
-            .where(
-                db.publishers.c.created_by == user_id,
-                db.publishers.c.pending_project.is_not(None),
+    def search_projects(
+        self, index_id: int, text: str, page: int = 1
+    ) -> tuple[list[ProjectRow], bool]:
+        """One page of an index's projects whose normalized name contains `text`; and whether
+        there are more."""
+        query = select(db.projects).where(db.projects.c.index_id == index_id)
+        if text:
+            wanted = canonicalize_name(text) or text.lower()
+            query = query.where(db.projects.c.normalized_name.like(_like(wanted), escape="\\"))
+        query = query.order_by(db.projects.c.normalized_name)
+        query = query.limit(PAGE_SIZE + 1).offset((page - 1) * PAGE_SIZE)
+        with db.reading(self.engine) as conn:
+            projects = conn.execute(query).all()
+            ids = [p.id for p in projects[:PAGE_SIZE]]
+            releases = (
+                conn.execute(select(db.releases).where(db.releases.c.project_id.in_(ids))).all()
+                if ids
+                else []
             )
-            .order_by(db.publishers.c.id)
-        ).all()
-    return [
-        {
-            "id": row.id,
-            "index": row.index,
-            "project": row.pending_project,
-            "kind": row.kind,
-            "config": row.config,
-            "summary": PROVIDERS[row.kind].summary(row.config),
-            "expires": row.expires,
+        by_project: dict[int, list[Any]] = {}
+        for release in releases:
+            by_project.setdefault(release.project_id, []).append(release)
+        rows = []
+        for project in projects[:PAGE_SIZE]:
+            newest = latest_release(by_project.get(project.id, []))
+            rows.append(
+                ProjectRow(
+                    name=project.name,
+                    normalized_name=project.normalized_name,
+                    status=project.status,
+                    version=newest.version if newest else None,
+                    summary=newest.summary if newest else None,
+                    updated=max((r.created for r in by_project.get(project.id, [])), default=None),
+                )
+            )
+        return rows, len(projects) > PAGE_SIZE
+
+    def indexes_holding(self, normalized: str) -> set[int]:
+        """The ids of the indexes that have a project of this normalized name."""
+        query = select(db.projects.c.index_id).where(db.projects.c.normalized_name == normalized)
+        with db.reading(self.engine) as conn:
+            return set(conn.scalars(query))
+
+    def index_counts(self) -> dict[int, int]:
+        """Index id -> number of projects."""
+        with db.reading(self.engine) as conn:
+            rows = conn.execute(
+                select(db.projects.c.index_id, func.count()).group_by(db.projects.c.index_id)
+            ).all()
+        return {int(index_id): int(count) for index_id, count in rows}
+
+    def project_and_role(
+        self, index_id: int, normalized: str, user_id: int | None
+    ) -> tuple[Any, str | None]:
+        """The project row (None if absent) and the user's role on it."""
+        with db.reading(self.engine) as conn:
+            project = conn.execute(
+                select(db.projects).where(
+                    db.projects.c.index_id == index_id, db.projects.c.normalized_name == normalized
+                )
+            ).first()
+            if project is None or user_id is None:
+                return project, None
+            return project, role_of(conn, project.id, user_id)
+
+    def role_on(self, project_id: int, user_id: int) -> str | None:
+        """The user's role on a project already read (None: no role)."""
+        with db.reading(self.engine) as conn:
+            return role_of(conn, project_id, user_id)
+
+    def trusted_runs(self, index_id: int, normalized: str) -> dict[str, dict[str, Any]]:
+        """Filename -> the CI run that uploaded it (commit/run URLs, ref, sha, workflow).
+
+        An upload's journal entry names the token it used; the mint entry of that token holds
+        what the OIDC token said about the run.
+        """
+        with db.reading(self.engine) as conn:
+            events = conn.execute(
+                select(db.journal.c.action, db.journal.c.details).where(
+                    db.journal.c.index_id == index_id,
+                    db.journal.c.project == normalized,
+                    db.journal.c.action.in_(("mint_token", "file_upload")),
+                )
+            ).all()
+        mints = {
+            e.details.get("token_id"): e.details
+            for e in events
+            if e.action == "mint_token" and isinstance(e.details, dict)
         }
-        for row in rows
-    ]
+        runs = {}
+        for event in events:
+            details = event.details if isinstance(event.details, dict) else {}
+            if event.action == "file_upload" and details.get("trusted_publishers"):
+                mint = mints.get(details.get("token_id"))
+                if mint is not None:
+                    runs[str(details.get("filename"))] = mint
+        return runs
 
-
-def users(engine: Engine) -> list[Any]:
-    """Every user with the number of projects they have a role on."""
-    with db.reading(engine) as conn:
-        return list(
-            conn.execute(
-                select(
-                    db.users.c.username,
-                    db.users.c.is_admin,
-                    db.users.c.created,
-                    func.count(db.roles.c.project_id).label("projects"),
-                )
-                .outerjoin(db.roles, db.roles.c.user_id == db.users.c.id)
-                .group_by(db.users.c.id)
-                .order_by(db.users.c.username)
-            ).all()
+    def history(
+        self,
+        index_id: int,
+        normalized: str,
+        actions: Sequence[str] | None,
+        before: int | None,
+        limit: int = PAGE_SIZE,
+    ) -> tuple[list[Any], int | None]:
+        """Journal entries of one project, newest first, optionally only some actions; and the
+        serial to continue from for older entries (None at the end)."""
+        query = select(db.journal).where(
+            db.journal.c.index_id == index_id, db.journal.c.project == normalized
         )
+        if actions:
+            query = query.where(db.journal.c.action.in_(list(actions)))
+        if before:
+            query = query.where(db.journal.c.id < before)
+        query = query.order_by(db.journal.c.id.desc()).limit(limit + 1)
+        with db.reading(self.engine) as conn:
+            rows = conn.execute(query).all()
+        more = rows[limit - 1].id if len(rows) > limit else None
+        return list(rows[:limit]), more
+
+    def projects_of_user(self, user_id: int) -> list[Any]:
+        """(index name, project name, normalized name, role) of each project the user has a role
+        on."""
+        with db.reading(self.engine) as conn:
+            return list(
+                conn.execute(
+                    select(
+                        db.indexes.c.name.label("index"),
+                        db.projects.c.name,
+                        db.projects.c.normalized_name,
+                        db.roles.c.role,
+                    )
+                    .join(db.projects, db.projects.c.id == db.roles.c.project_id)
+                    .join(db.indexes, db.indexes.c.id == db.projects.c.index_id)
+                    .where(db.roles.c.user_id == user_id)
+                    .order_by(db.indexes.c.name, db.projects.c.normalized_name)
+                ).all()
+            )
+
+    def pending_publishers_of(self, user_id: int) -> list[dict[str, Any]]:
+        """The pending publishers a user registered, with their index, summary and expiry."""
+        with db.reading(self.engine) as conn:
+            rows = conn.execute(
+                select(db.publishers, db.indexes.c.name.label("index"))
+                .join(db.indexes, db.indexes.c.id == db.publishers.c.index_id)
+                .where(
+                    db.publishers.c.created_by == user_id,
+                    db.publishers.c.pending_project.is_not(None),
+                )
+                .order_by(db.publishers.c.id)
+            ).all()
+        return [
+            {
+                "id": row.id,
+                "index": row.index,
+                "project": row.pending_project,
+                "kind": row.kind,
+                "config": row.config,
+                "summary": PROVIDERS[row.kind].summary(row.config),
+                "expires": row.expires,
+            }
+            for row in rows
+        ]
+
+    def users(self) -> list[Any]:
+        """Every user with the number of projects they have a role on."""
+        with db.reading(self.engine) as conn:
+            return list(
+                conn.execute(
+                    select(
+                        db.users.c.username,
+                        db.users.c.is_admin,
+                        db.users.c.created,
+                        func.count(db.roles.c.project_id).label("projects"),
+                    )
+                    .outerjoin(db.roles, db.roles.c.user_id == db.users.c.id)
+                    .group_by(db.users.c.id)
+                    .order_by(db.users.c.username)
+                ).all()
+            )

@@ -19,6 +19,7 @@ from keyless.store.blobs import BlobStore
 from keyless.store.errors import StorageFull
 
 from ..accounts import Accounts, InvalidCredentials
+from ..catalog import Catalog
 from ..errors import Refused
 from ..heap import HeapTrimmer
 from ..help import help_url, local_links
@@ -44,6 +45,7 @@ class Services:
     engine: Engine
     blobs: BlobStore
     pages: SimplePages
+    catalog: Catalog  # the read models
     accounts: Accounts
     sessions: Sessions  # the web UI's sign-ins
     uploads: Uploads

@@ -13,7 +13,6 @@ from keyless.dists.errors import DistError
 from keyless.dists.names import validate_project_name
 
 from .. import accounts, publishers
-from ..catalog import pending_publishers_of, projects_of_user
 from ..indexes import IndexInfo
 from ..routes.common import services
 from ..sessions import SESSION_LIFETIME, SignInError
@@ -208,7 +207,7 @@ async def _pending_page(
 ) -> Response:
     viewer = require_viewer(request)
     listed = await run_in_threadpool(
-        pending_publishers_of, services(request).engine, viewer.user_id
+        services(request).catalog.pending_publishers_of, viewer.user_id
     )
     return page(
         request,
@@ -257,7 +256,7 @@ async def remove_pending(request: Request) -> Response:
     raw = request.path_params["publisher"]
     publisher_id = whole_number(raw)
     svc = services(request)
-    mine = await run_in_threadpool(pending_publishers_of, svc.engine, viewer.user_id)
+    mine = await run_in_threadpool(svc.catalog.pending_publishers_of, viewer.user_id)
     entry = next((p for p in mine if p["id"] == publisher_id), None)
     if entry is None or entry["index"] not in svc.indexes:
         raise WebError(404, f"You have no pending publisher #{raw}.")
@@ -289,7 +288,7 @@ async def snippet_preview(request: Request) -> Response:
 @ui
 async def my_projects(request: Request) -> Response:
     viewer = require_viewer(request)
-    listed = await run_in_threadpool(projects_of_user, services(request).engine, viewer.user_id)
+    listed = await run_in_threadpool(services(request).catalog.projects_of_user, viewer.user_id)
     return page(request, "my_projects.html", projects=listed)
 
 

@@ -11,7 +11,6 @@ from keyless.config import PROFILES, ConfigError
 
 from .. import indexes
 from ..accounts import AccountError
-from ..catalog import index_counts, users
 from ..routes import oidc
 from ..routes.common import services
 from .base import field, read_form, require_viewer, ui
@@ -32,7 +31,7 @@ async def index_list(request: Request) -> Response:
 
 async def _indexes_page(request: Request, problem: str = "", status: int = 200) -> Response:
     svc = services(request)
-    counts = await run_in_threadpool(index_counts, svc.engine)
+    counts = await run_in_threadpool(svc.catalog.index_counts)
     return page(
         request,
         "admin_indexes.html",
@@ -74,7 +73,7 @@ async def user_list(request: Request) -> Response:
 async def _users_page(
     request: Request, problem: str = "", username: str = "", status: int = 200
 ) -> Response:
-    listed = await run_in_threadpool(users, services(request).engine)
+    listed = await run_in_threadpool(services(request).catalog.users)
     return page(
         request,
         "admin_users.html",

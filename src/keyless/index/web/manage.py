@@ -16,7 +16,6 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..accounts import SESSION_TOKEN_ID, Identity
-from ..catalog import history, project_and_role
 from ..indexes import IndexInfo
 from ..routes.common import services
 from ..sessions import Viewer
@@ -54,7 +53,7 @@ async def _owned(request: Request) -> Owned:
     index = index_of(request)
     raw = request.path_params["project"]
     project, role = await run_in_threadpool(
-        project_and_role, services(request).engine, index.id, canonicalize_name(raw), viewer.user_id
+        services(request).catalog.project_and_role, index.id, canonicalize_name(raw), viewer.user_id
     )
     if project is None:
         raise WebError(404, f"There is no project named {raw!r} on index {index.name!r}.")
@@ -169,8 +168,7 @@ async def security_history(request: Request) -> Response:
         raise WebError(400, f"Unknown filter {chosen!r}; use one of {', '.join(ACTION_FILTERS)}.")
     before = whole_number(request.query_params.get("before", ""), 17)
     entries, more = await run_in_threadpool(
-        history,
-        services(request).engine,
+        services(request).catalog.history,
         owned.index.id,
         owned.project.normalized_name,
         ACTION_FILTERS[chosen][1] if chosen else None,
