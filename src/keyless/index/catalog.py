@@ -88,6 +88,14 @@ def _like(text: str) -> str:
 
 
 @dataclass
+class Lookup:
+    known: bool  # some index holds these bytes under this name
+    offered: bool  # ... in a project that is not quarantined
+    metadata_sha256: str | None = None
+    metadata: bytes | None = None  # the METADATA bytes, when asked for
+
+
+@dataclass
 class Catalog:
     """The read models of one database: a project whole, and the listings the pages show."""
 
@@ -291,3 +299,29 @@ class Catalog:
                     .order_by(db.users.c.username)
                 ).all()
             )
+
+    def file(self, sha256: str, filename: str, want_metadata: bool) -> Lookup:
+        """What is served for a file under this hash and name.
+
+        The URL is shared by every index holding these bytes under this name; it is offered as
+        long as one of them belongs to a project that is not quarantined (PEP 792: a quarantined
+        project's files MUST NOT be offered for download, not only left off its page).
+        """
+        with db.reading(self.engine) as conn:
+            rows = conn.execute(
+                select(db.files.c.metadata_sha256, db.projects.c.status)
+                .join(db.releases, db.releases.c.id == db.files.c.release_id)
+                .join(db.projects, db.projects.c.id == db.releases.c.project_id)
+                .where(db.files.c.sha256 == sha256, db.files.c.filename == filename)
+            ).all()
+            offered = [row for row in rows if row.status != "quarantined"]
+            if not offered:
+                return Lookup(known=bool(rows), offered=False)
+            found = Lookup(known=True, offered=True, metadata_sha256=offered[0].metadata_sha256)
+            if want_metadata and found.metadata_sha256 is not None:
+                found.metadata = conn.execute(
+                    select(db.core_metadata.c.data).where(
+                        db.core_metadata.c.sha256 == found.metadata_sha256
+                    )
+                ).scalar()
+        return found
