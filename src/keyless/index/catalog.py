@@ -101,6 +101,14 @@ class Catalog:
 
     engine: Engine
 
+    def probe(self) -> None:
+        """Read one row, or raise: /_/health's check that the database answers.
+
+        A table, not `SELECT 1`: SQLite answers that without reading the database at all.
+        """
+        with db.reading(self.engine) as conn:
+            conn.execute(select(db.indexes.c.id).limit(1)).all()
+
     def load_project(self, index_id: int, name: NormalizedName) -> ProjectSnapshot | None:
         """The project `name` (normalized) on an index with all its releases and files, or None."""
         with db.reading(self.engine) as conn:
