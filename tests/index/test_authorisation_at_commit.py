@@ -13,7 +13,7 @@ import pytest
 
 from keyless.config import TrustedPublishingSettings
 from keyless.index.accounts import Accounts, Identity
-from keyless.index.indexes import load_indexes
+from keyless.index.indexes import IndexAdmin
 from keyless.index.projects import ProjectAdmin, ProjectError
 from keyless.index.promote import PromoteRejected, Promotion
 from keyless.index.publishers import Actor, Publishers
@@ -70,7 +70,7 @@ def test_promote_refuses_a_token_revoked_after_authentication(
     make_project(server, http, "commit-time-promote", index="test")
     owner = "owner-commit-time-promote"
     engine = open_database(server.database)
-    indexes = load_indexes(engine)
+    indexes = IndexAdmin(engine).load_indexes()
     promotion = Promotion(engine, server.blobs(), nothing_to_invalidate)
     stale = revoked_after_authenticating(server, owner, "prod")
     with pytest.raises(PromoteRejected) as refused:
@@ -90,7 +90,7 @@ def test_publisher_changes_refuse_a_token_revoked_after_authentication(
     make_project(server, http, "commit-time-publishers")
     owner = "owner-commit-time-publishers"
     engine = open_database(server.database)
-    prod = load_indexes(engine)["prod"].id
+    prod = IndexAdmin(engine).load_indexes()["prod"].id
     publishers = Publishers(engine, TP)
 
     def actor(identity: Identity) -> Actor:
@@ -119,7 +119,7 @@ def test_a_token_limited_to_other_projects_cannot_change_publishers(
     make_project(server, http, "commit-time-scoped")
     owner = "owner-commit-time-scoped"
     engine = open_database(server.database)
-    prod = load_indexes(engine)["prod"].id
+    prod = IndexAdmin(engine).load_indexes()["prod"].id
     publishers = Publishers(engine, TP)
     token = server.token(owner, "prod", projects=["something-else"])
     identity = Accounts(engine).authenticate(token)

@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from keyless.ci.emulator import Emulator, JobClaims
 from keyless.config import load_settings
-from keyless.index.indexes import load_indexes
+from keyless.index.indexes import IndexAdmin
 from keyless.index.publishers import Actor, Publishers
 from keyless.store import db
 from keyless.store.db import open_database
@@ -44,7 +44,7 @@ def test_an_upload_racing_the_removal_of_its_publisher_is_stored_before_or_refus
 ) -> None:
     engine = open_database(tp_server.database)
     settings = load_settings(tp_server.data_dir.parent / "keyless.toml", environ={})
-    prod = load_indexes(engine)["prod"]
+    prod = IndexAdmin(engine).load_indexes()["prod"]
     publishers = Publishers(engine, settings.trusted_publishing)
     admin = Actor(username="admin", user_id=None)
     failures = []

@@ -57,10 +57,12 @@ class Admin:
 
     settings: Settings
     engine: Engine
+    _indexes: indexes.IndexAdmin = field(init=False, repr=False)
     _accounts: accounts.Accounts = field(init=False, repr=False)
     _publishers: publishers.Publishers = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        self._indexes = indexes.IndexAdmin(self.engine)
         self._accounts = accounts.Accounts(self.engine)
         self._publishers = publishers.Publishers(self.engine, self.settings.trusted_publishing)
 
@@ -69,7 +71,7 @@ class Admin:
         """Open (creating when new) the database of `settings`, with its configured indexes."""
         settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # private when new
         engine = db.open_database(settings.database, upgrade=settings.database_auto_upgrade)
-        indexes.ensure_indexes(engine, settings.indexes)
+        indexes.IndexAdmin(engine).ensure_indexes(settings.indexes)
         return cls(settings, engine)
 
     @classmethod
@@ -126,10 +128,10 @@ class Admin:
     # ------------------------------------------------------------ indexes and projects
 
     def create_index(self, name: str, profile: str) -> indexes.IndexInfo:
-        return indexes.create_index(self.engine, name, profile)
+        return self._indexes.create_index(name, profile)
 
     def list_indexes(self) -> list[indexes.IndexInfo]:
-        return list(indexes.load_indexes(self.engine).values())
+        return list(self._indexes.load_indexes().values())
 
     def add_role(self, index: str, project: str, username: str, role: str) -> None:
         projects.add_role(self.engine, self._index_id(index), project, username, role)
@@ -157,7 +159,7 @@ class Admin:
             )
         pages = SimplePages(self.engine, url_prefix_of(self.settings.public_url))
         tree = static.StaticTree(self.engine, pages, target)
-        return tree.rebuild(indexes.load_indexes(self.engine).values())
+        return tree.rebuild(self._indexes.load_indexes().values())
 
     # ------------------------------------------------------------ export and import
 

@@ -24,7 +24,7 @@ from keyless.store.errors import StorageFull, UnstorableText
 
 from .accounts import Accounts
 from .catalog import Catalog
-from .indexes import ensure_indexes, load_indexes
+from .indexes import IndexAdmin
 from .keystore import DatabaseKeyStore, fetch_json
 from .maintenance import collect_garbage
 from .pages import SimplePages, url_prefix_of
@@ -109,7 +109,7 @@ def catch_up(state: Services, changed: Changes) -> None:
 
 def _reload_indexes(state: Services) -> None:
     # In place: the routes hold these dicts through `state`, and a request may be iterating.
-    fresh = load_indexes(state.engine)
+    fresh = state.index_admin.load_indexes()
     state.indexes.clear()
     state.indexes.update(fresh)
     state.pytp_keys.clear()
@@ -333,14 +333,15 @@ def create_app(settings: Settings, blobs: BlobStore | None = None) -> IndexApp:
     """
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # private when new
     engine = open_database(settings.database, upgrade=settings.database_auto_upgrade)
-    ensure_indexes(engine, settings.indexes, update_existing=True)
+    index_admin = IndexAdmin(engine)
+    index_admin.ensure_indexes(settings.indexes, update_existing=True)
     changes = ChangeFeed(engine)  # before anything is cached: what changes later is seen
     if blobs is None:
         blobs = open_blob_store(settings.storage, settings.blob_dir)
     collect_garbage(engine, blobs)
     url_prefix = url_prefix_of(settings.public_url)
     pages = SimplePages(engine, url_prefix)
-    indexes = load_indexes(engine)
+    indexes = index_admin.load_indexes()
     static = static_writer(settings, engine, blobs, pages, indexes)
     on_change = pages.invalidate if static is None else _both(pages.invalidate, static.changed)
     limits = settings.limits
@@ -353,6 +354,7 @@ def create_app(settings: Settings, blobs: BlobStore | None = None) -> IndexApp:
         blobs=blobs,
         pages=pages,
         catalog=Catalog(engine),
+        index_admin=index_admin,
         accounts=accounts,
         sessions=Sessions(engine, accounts),
         uploads=Uploads(engine=engine, blobs=blobs, on_change=on_change, descriptions=descriptions),

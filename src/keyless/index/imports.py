@@ -35,7 +35,7 @@ from keyless.store import db
 from keyless.store.blobs import BlobStore, write_all
 
 from .accounts import AccountError, Identity, add_user_without_password, user_id
-from .indexes import IndexInfo, create_index, load_indexes
+from .indexes import IndexAdmin, IndexInfo
 from .projects import ProjectError, add_role, find_project, record_event
 from .releases import (
     Added,
@@ -205,7 +205,7 @@ class FileImporter:
 
 def index_named(engine: Engine, name: str | None) -> IndexInfo:
     """The index an import goes to; `None` is allowed when the server has only one."""
-    known = load_indexes(engine)
+    known = IndexAdmin(engine).load_indexes()
     if name is None and len(known) == 1:
         return next(iter(known.values()))
     if name is None or name not in known:
@@ -389,15 +389,15 @@ def _devpi_index(
     engine: Engine, stage: str, config: dict[str, Any], report: ImportReport
 ) -> IndexInfo:
     name = keyless_index_name(stage)
-    known = load_indexes(engine)
+    known = IndexAdmin(engine).load_indexes()
     if name not in known:
         try:
-            create_index(engine, name, "private")
+            IndexAdmin(engine).create_index(name, "private")
         except ConfigError as exc:
             raise ImportRefused(
                 f"devpi {stage}: no keyless index can be named for it ({exc})"
             ) from None
-        known = load_indexes(engine)
+        known = IndexAdmin(engine).load_indexes()
     bases = ", ".join(config.get("bases", []))
     inherits = f"; it inherited from {bases}, which keyless indexes do not do" if bases else ""
     report.notes.append(f"devpi {stage} -> keyless index {name!r} (profile private){inherits}.")

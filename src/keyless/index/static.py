@@ -36,7 +36,7 @@ from keyless.store.changes import ChangeFeed
 from keyless.store.static_tree import StaticTarget, open_static_target
 
 from .catalog import Catalog
-from .indexes import IndexInfo, load_indexes
+from .indexes import IndexAdmin, IndexInfo
 from .pages import PageSet, SimplePages
 
 log = logging.getLogger("keyless.static")
@@ -343,7 +343,9 @@ class StaticWriter:
     ) -> None:
         by_id = {index.id: index for index in list(self._indexes.values())}
         if any(index_id not in by_id for index_id in roots):  # made by another process
-            by_id = {index.id: index for index in load_indexes(self.tree.engine).values()}
+            by_id = {
+                index.id: index for index in IndexAdmin(self.tree.engine).load_indexes().values()
+            }
         if rebuild:
             report = self.tree.rebuild(by_id.values())
             log.info(

@@ -23,7 +23,7 @@ from ..catalog import Catalog
 from ..errors import Refused
 from ..heap import HeapTrimmer
 from ..help import help_url, local_links
-from ..indexes import IndexInfo
+from ..indexes import IndexAdmin, IndexInfo
 from ..metrics import Metrics
 from ..pages import SimplePages
 from ..projects import ProjectAdmin
@@ -53,7 +53,8 @@ class Services:
     promotion: Promotion
     publishers: Publishers
     trusted: TrustedPublishing
-    indexes: dict[str, IndexInfo]
+    indexes: dict[str, IndexInfo]  # by name, as index_admin last loaded them
+    index_admin: IndexAdmin
     pytp_keys: dict[str, str]  # PEP 807 discovery key -> index name
     descriptions: Descriptions  # renders READMEs in worker processes (uploads and pages)
     # Keeps the static copy of the read path current (`[static] folder`); None: no copy.

@@ -9,7 +9,6 @@ from starlette.routing import Route
 
 from keyless.config import PROFILES, ConfigError
 
-from .. import indexes
 from ..accounts import AccountError
 from ..routes import oidc
 from ..routes.common import services
@@ -51,7 +50,7 @@ async def create_index(request: Request) -> Response:
     svc = services(request)
     try:
         created = await run_in_threadpool(
-            indexes.create_index, svc.engine, field(form, "name", 63), form.get("profile", "")
+            svc.index_admin.create_index, field(form, "name", 63), form.get("profile", "")
         )
     except (ConfigError, AccountError) as exc:
         return await _indexes_page(request, str(exc), status=400)
