@@ -22,7 +22,7 @@ import uvicorn
 from keyless.config import IndexSettings, Settings
 from keyless.index.accounts import Accounts
 from keyless.index.app import create_app
-from keyless.index.maintenance import collect_garbage
+from keyless.index.maintenance import GarbageCollector
 from keyless.store.blobs import BlobStore
 from keyless.store.db import open_database
 from tests.builders import build_wheel
@@ -114,7 +114,7 @@ def test_upload_download_promote_and_gc_on_a_memory_backend(
         assert [f["hashes"]["sha256"] for f in prod_page.json()["files"]] == [sha256]
 
         orphan = memory.put_bytes(b"an interrupted upload's blob")
-        assert collect_garbage(open_database(settings.database), memory) == 1
+        assert GarbageCollector(open_database(settings.database), memory).collect_garbage() == 1
         assert orphan not in memory.blobs
         assert sha256 in memory.blobs
 

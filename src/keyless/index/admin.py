@@ -138,7 +138,7 @@ class Admin:
 
     def collect_garbage(self, min_age: float) -> int:
         """Remove blobs no file refers to and stale temp files; the number removed."""
-        return maintenance.collect_garbage(self.engine, self._blobs(), min_age)
+        return maintenance.GarbageCollector(self.engine, self._blobs()).collect_garbage(min_age)
 
     def _blobs(self) -> BlobStore:
         """The blob store the settings name (store/backends.py)."""

@@ -26,7 +26,7 @@ from .accounts import Accounts
 from .catalog import Catalog
 from .indexes import IndexAdmin
 from .keystore import DatabaseKeyStore, fetch_json
-from .maintenance import collect_garbage
+from .maintenance import GarbageCollector
 from .pages import SimplePages, url_prefix_of
 from .projects import ProjectAdmin
 from .promote import Promotion
@@ -284,7 +284,7 @@ async def collect_garbage_every(interval: float, state: Services) -> None:
     while True:
         await asyncio.sleep(interval)
         try:
-            removed = await asyncio.to_thread(collect_garbage, state.engine, state.blobs)
+            removed = await asyncio.to_thread(state.garbage.collect_garbage)
         except Exception:  # a full disk or a locked database now: try again next time
             gc_log.exception("garbage collection failed; trying again in %s s", interval)
             continue
@@ -338,7 +338,8 @@ def create_app(settings: Settings, blobs: BlobStore | None = None) -> IndexApp:
     changes = ChangeFeed(engine)  # before anything is cached: what changes later is seen
     if blobs is None:
         blobs = open_blob_store(settings.storage, settings.blob_dir)
-    collect_garbage(engine, blobs)
+    garbage = GarbageCollector(engine, blobs)
+    garbage.collect_garbage()
     url_prefix = url_prefix_of(settings.public_url)
     pages = SimplePages(engine, url_prefix)
     indexes = index_admin.load_indexes()
@@ -371,6 +372,7 @@ def create_app(settings: Settings, blobs: BlobStore | None = None) -> IndexApp:
         pytp_keys=oidc.pytp_keys(list(indexes), url_prefix),
         descriptions=descriptions,
         static=static,
+        garbage=garbage,
     )
 
     routes = [

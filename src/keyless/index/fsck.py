@@ -31,7 +31,7 @@ from sqlalchemy import Engine, select
 from keyless.store import db
 from keyless.store.blobs import BlobStore
 
-from .maintenance import remove_unreferenced
+from .maintenance import GarbageCollector
 
 CHUNK = 1024 * 1024
 WRONG_BYTES = ("size-mismatch", "sha256-mismatch")
@@ -160,7 +160,7 @@ def check(engine: Engine, blobs: BlobStore, *, repair: bool = False) -> FsckRepo
     removed: set[str] = set()
     kept: set[str] = set()  # orphans a file refers to by now (an upload committed meanwhile)
     if repair:
-        removed.update(remove_unreferenced(engine, blobs, orphans))
+        removed.update(GarbageCollector(engine, blobs).remove_unreferenced(orphans))
         kept = _referenced(engine, [sha256 for sha256 in orphans if sha256 not in removed])
         size_of = {sha256: size for sha256, size in rows}
         damaged = [(p.sha256, size_of[p.sha256]) for p in problems if p.kind in WRONG_BYTES]

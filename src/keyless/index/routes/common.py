@@ -24,6 +24,7 @@ from ..errors import Refused
 from ..heap import HeapTrimmer
 from ..help import help_url, local_links
 from ..indexes import IndexAdmin, IndexInfo
+from ..maintenance import GarbageCollector
 from ..metrics import Metrics
 from ..pages import SimplePages
 from ..projects import ProjectAdmin
@@ -57,6 +58,7 @@ class Services:
     index_admin: IndexAdmin
     pytp_keys: dict[str, str]  # PEP 807 discovery key -> index name
     descriptions: Descriptions  # renders READMEs in worker processes (uploads and pages)
+    garbage: GarbageCollector  # at start and every `gc-interval` seconds (app.py)
     # Keeps the static copy of the read path current (`[static] folder`); None: no copy.
     static: StaticWriter | None = None
     metrics: Metrics = field(default_factory=Metrics)  # this process's counters, /_/metrics
