@@ -351,7 +351,6 @@ def create_app(settings: Settings, blobs: BlobStore | None = None) -> IndexApp:
     accounts = Accounts(engine)
     state = Services(
         settings=settings,
-        engine=engine,
         blobs=blobs,
         pages=pages,
         catalog=Catalog(engine),

@@ -10,7 +10,6 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
@@ -40,10 +39,13 @@ from ..uploads import Uploads
 
 @dataclass
 class Services:
-    """Everything the handlers need, built once by create_app and kept on `app.state`."""
+    """Everything the handlers need, built once by create_app and kept on `app.state`.
+
+    The use cases, not the database: each owns the engine it was built with, so a handler
+    cannot read or write around them (ARCHITECTURE.md, "Inside the index").
+    """
 
     settings: Settings
-    engine: Engine
     blobs: BlobStore
     pages: SimplePages
     catalog: Catalog  # the read models
