@@ -18,7 +18,7 @@ from keyless.dists.versions import canonical_version, parse_version
 from keyless.oidc.providers import PROVIDERS
 from keyless.store import db
 
-from .projects import find_project, role_of
+from .projects import ProjectRow, find_project, role_of
 
 
 def version_key(version: str) -> tuple[int, Version | str]:
@@ -72,13 +72,13 @@ PAGE_SIZE = 50
 
 
 @dataclass(frozen=True)
-class ProjectRow:
-    name: str
-    normalized_name: str
-    status: str
+class ListedProject:
+    """A project in a listing of the web UI: the project and its latest release's facts."""
+
+    project: ProjectRow
     version: str | None
     summary: str | None
-    updated: Any
+    updated: Any  # when its newest release was made; None without releases
 
 
 def _like(text: str) -> str:
@@ -128,7 +128,7 @@ class Catalog:
 
     def search_projects(
         self, index_id: int, text: str, page: int = 1
-    ) -> tuple[list[ProjectRow], bool]:
+    ) -> tuple[list[ListedProject], bool]:
         """One page of an index's projects whose normalized name contains `text`; and whether
         there are more."""
         query = select(db.projects).where(db.projects.c.index_id == index_id)
@@ -152,10 +152,8 @@ class Catalog:
         for project in projects[:PAGE_SIZE]:
             newest = latest_release(by_project.get(project.id, []))
             rows.append(
-                ProjectRow(
-                    name=project.name,
-                    normalized_name=project.normalized_name,
-                    status=project.status,
+                ListedProject(
+                    project=ProjectRow.of(project),
                     version=newest.version if newest else None,
                     summary=newest.summary if newest else None,
                     updated=max((r.created for r in by_project.get(project.id, [])), default=None),

@@ -46,6 +46,24 @@ _SET_SERIAL = (
 )
 
 
+@dataclass(frozen=True)
+class ProjectRow:
+    """A project as the use cases decide on it and the pages list it: its `projects` row's
+    columns that matter outside this module. One type for both (uploads, the web UI's
+    listings), so a project is read the same way everywhere."""
+
+    id: int
+    name: str
+    normalized_name: NormalizedName
+    status: str
+    total_size: int
+
+    @classmethod
+    def of(cls, row: Any) -> ProjectRow:
+        """From a row that has the `projects` columns (`find_project`'s, a select's)."""
+        return cls(row.id, row.name, row.normalized_name, row.status, row.total_size)
+
+
 def find_project(conn: Connection, index_id: int, name: NormalizedName) -> Row[Any] | None:
     """The `projects` row of the (normalized) `name` on an index, or None."""
     return conn.execute(_PROJECT, {"index_id": index_id, "name": name}).first()
