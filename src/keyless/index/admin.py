@@ -59,11 +59,13 @@ class Admin:
     engine: Engine
     _indexes: indexes.IndexAdmin = field(init=False, repr=False)
     _accounts: accounts.Accounts = field(init=False, repr=False)
+    _projects: projects.ProjectAdmin = field(init=False, repr=False)
     _publishers: publishers.Publishers = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._indexes = indexes.IndexAdmin(self.engine)
         self._accounts = accounts.Accounts(self.engine)
+        self._projects = projects.ProjectAdmin(self.engine, projects.no_cached_pages)
         self._publishers = publishers.Publishers(self.engine, self.settings.trusted_publishing)
 
     @classmethod
@@ -134,7 +136,7 @@ class Admin:
         return list(self._indexes.load_indexes().values())
 
     def add_role(self, index: str, project: str, username: str, role: str) -> None:
-        projects.add_role(self.engine, self._index_id(index), project, username, role)
+        self._projects.add_role(self._index_id(index), project, username, role)
 
     def collect_garbage(self, min_age: float) -> int:
         """Remove blobs no file refers to and stale temp files; the number removed."""

@@ -36,7 +36,7 @@ from keyless.store.blobs import BlobStore, write_all
 
 from .accounts import AccountError, Identity, add_user_without_password, user_id
 from .indexes import IndexAdmin, IndexInfo
-from .projects import ProjectError, add_role, find_project, record_event
+from .projects import ProjectAdmin, ProjectError, find_project, no_cached_pages, record_event
 from .releases import (
     Added,
     Event,
@@ -415,10 +415,11 @@ def _devpi_maintainers(
 ) -> None:
     """Who could upload to the devpi index (its `acl_upload`) maintains its projects here."""
     uploaders = [u for u in config.get("acl_upload", []) if u != owner and u in users]
+    roles = ProjectAdmin(engine, no_cached_pages)
     for project in sorted(projects):
         for username in uploaders:
             with contextlib.suppress(ProjectError):  # already has a role
-                add_role(engine, index.id, project, username, "maintainer")
+                roles.add_role(index.id, project, username, "maintainer")
     if uploaders and projects:
         report.notes.append(
             f"maintainers of the new projects of {index.name!r} (devpi's acl_upload): "
