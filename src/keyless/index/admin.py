@@ -148,7 +148,7 @@ class Admin:
 
     def fsck(self, *, repair: bool) -> fsck.FsckReport:
         """The database against the blob store (`keyless fsck`); see index/fsck.py."""
-        return fsck.check(self.engine, self._blobs(), repair=repair)
+        return fsck.Fsck(self.engine, self._blobs()).check(repair=repair)
 
     def rebuild_static(self) -> static.RebuildReport:
         """Write the static read path whole where `[static]` says, and remove from it what
