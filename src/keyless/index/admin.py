@@ -179,12 +179,12 @@ class Admin:
         self, folder: Path, index: str | None, owner: str | None = None
     ) -> ImportReport:
         """A pypiserver packages folder into `index` (index/imports.py)."""
-        target = imports.index_named(self.engine, index)
-        return imports.import_pypiserver(self.engine, self._blobs(), target, folder, owner)
+        moving_in = imports.Imports(self.engine, self._blobs())
+        return moving_in.import_pypiserver(moving_in.index_named(index), folder, owner)
 
     def import_devpi_export(self, folder: Path) -> ImportReport:
         """The users, indexes and packages of a `devpi-export` dump (index/imports.py)."""
-        return imports.import_devpi_export(self.engine, self._blobs(), folder)
+        return imports.Imports(self.engine, self._blobs()).import_devpi_export(folder)
 
     # ------------------------------------------------------------ trusted publishers
 
