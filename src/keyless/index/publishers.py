@@ -128,6 +128,19 @@ def _insert(
     )
 
 
+def _registered(
+    publisher_id: int, kind: str, summary: str, projects: list[str], *, pending: bool = False
+) -> dict[str, Any]:
+    """What adding a publisher answers (the JSON API, the CLI and the web form show it)."""
+    return {
+        "id": publisher_id,
+        "kind": kind,
+        "summary": summary,
+        "projects": projects,
+        "pending": pending,
+    }
+
+
 @dataclass
 class Publishers:
     """Trusted publishers of one database's projects: register, list, remove, audit.
@@ -185,13 +198,7 @@ class Publishers:
                     {"publisher_id": publisher_id, "publisher": provider.summary(config)},
                     changes_project=False,
                 )
-        return {
-            "id": publisher_id,
-            "kind": kind,
-            "summary": provider.summary(config),
-            "projects": [row.name for row in rows],
-            "pending": False,
-        }
+        return _registered(publisher_id, kind, provider.summary(config), [r.name for r in rows])
 
     def add_pending_publisher(
         self,
@@ -245,13 +252,7 @@ class Publishers:
                 {"publisher_id": publisher_id, "publisher": provider.summary(config)},
                 changes_project=False,
             )
-        return {
-            "id": publisher_id,
-            "kind": kind,
-            "summary": provider.summary(config),
-            "projects": [project],
-            "pending": True,
-        }
+        return _registered(publisher_id, kind, provider.summary(config), [project], pending=True)
 
     def list_publishers(self, index_id: int, project: str | None = None) -> list[dict[str, Any]]:
         """Publishers of an index (or of one project), with what they are linked to."""
