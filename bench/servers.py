@@ -139,16 +139,16 @@ class Keyless(Server):
 
     def prepare(self, bulk: Iterable[Wheel] = ()) -> None:
         """Create the index, a user and an API token; write `bulk` straight into the store."""
-        from keyless.index.accounts import create_token, create_user
-        from keyless.index.indexes import ensure_indexes
+        from keyless.index.accounts import Accounts
+        from keyless.index.indexes import IndexAdmin
         from keyless.store.db import open_database
 
         settings = self._settings()
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         engine = open_database(settings.database)
-        ensure_indexes(engine, settings.indexes, update_existing=True)
-        create_user(engine, USER, PASSWORD)
-        token = create_token(engine, USER, INDEX)
+        IndexAdmin(engine).ensure_indexes(settings.indexes, update_existing=True)
+        Accounts(engine).create_user(USER, PASSWORD)
+        token = Accounts(engine).create_token(USER, INDEX)
         self.token = token.token
         bulk = list(bulk)
         if bulk:

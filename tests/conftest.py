@@ -21,7 +21,7 @@ from sqlalchemy import Engine
 from keyless.ci.emulator import Emulator
 from keyless.config import StorageSettings, load_settings
 from keyless.devcert import DevCert, create_dev_cert
-from keyless.index.accounts import create_token, create_user
+from keyless.index.accounts import Accounts
 from keyless.store.backends import open_blob_store
 from keyless.store.blobs import BlobStore
 from keyless.store.db import open_database
@@ -160,7 +160,7 @@ class LiveServer:
 
     def user(self, name: str) -> str:
         if name not in self._users:
-            create_user(self.engine(), name, "correct horse battery")
+            Accounts(self.engine()).create_user(name, "correct horse battery")
             self._users.add(name)
         return name
 
@@ -172,9 +172,11 @@ class LiveServer:
         expires_in: dt.timedelta | None = None,
     ) -> str:
         self.user(username)
-        return create_token(
-            self.engine(), username, index, projects=projects, expires_in=expires_in
-        ).token
+        return (
+            Accounts(self.engine())
+            .create_token(username, index, projects=projects, expires_in=expires_in)
+            .token
+        )
 
     def log(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")

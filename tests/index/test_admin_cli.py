@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from keyless.config import ConfigError, load_settings
-from keyless.index.accounts import InvalidCredentials, authenticate, hash_token
+from keyless.index.accounts import Accounts, InvalidCredentials, hash_token
 from keyless.store import db
 from keyless.store.db import open_database
 
@@ -70,7 +70,7 @@ def test_user_token_lifecycle(data: Path) -> None:
         stored = conn.execute(db.api_tokens.select()).one()
     assert stored.token_hash == hash_token(token)
     assert stored.projects == ["demo-pkg"]
-    identity = authenticate(engine, token)
+    identity = Accounts(engine).authenticate(token)
     assert identity.username == "alice"
     assert identity.may_touch(identity.index_id or 0, "demo-pkg")
     assert not identity.may_touch(identity.index_id or 0, "other")
@@ -85,7 +85,7 @@ def test_user_token_lifecycle(data: Path) -> None:
     revoked = keyless("token", "revoke", str(rows[0]["id"]), "--data", str(data))
     assert revoked.returncode == 0, revoked.stderr
     with pytest.raises(InvalidCredentials):
-        authenticate(engine, token)
+        Accounts(engine).authenticate(token)
     again = keyless("token", "revoke", str(rows[0]["id"]), "--data", str(data))
     assert again.returncode == 1
     assert "no active token" in again.stderr

@@ -12,11 +12,11 @@ import httpx
 import pytest
 
 from keyless.config import TrustedPublishingSettings
-from keyless.index.accounts import Identity, authenticate, create_token, revoke_token
-from keyless.index.indexes import load_indexes
+from keyless.index.accounts import Accounts, Identity
+from keyless.index.indexes import IndexAdmin
 from keyless.index.projects import ProjectAdmin, ProjectError
 from keyless.index.promote import PromoteRejected, Promotion
-from keyless.index.publishers import Actor, add_publisher, list_publishers, remove_publisher
+from keyless.index.publishers import Actor, Publishers
 from keyless.store.db import open_database
 from tests.conftest import LiveServer, make_project
 
@@ -34,14 +34,14 @@ def revoked_after_authenticating(
 ) -> Identity:
     """The identity a request authenticated with a token revoked a moment later."""
     engine = open_database(server.database)
-    new = create_token(engine, server.user(user), index, projects=projects)
-    identity = authenticate(engine, new.token)
-    revoke_token(engine, new.id)
+    new = Accounts(engine).create_token(server.user(user), index, projects=projects)
+    identity = Accounts(engine).authenticate(new.token)
+    Accounts(engine).revoke_token(new.id)
     return identity
 
 
 def valid_identity(server: LiveServer, user: str, index: str) -> Identity:
-    return authenticate(open_database(server.database), server.token(user, index))
+    return Accounts(open_database(server.database)).authenticate(server.token(user, index))
 
 
 def test_yank_and_status_refuse_a_token_revoked_after_authentication(
@@ -70,7 +70,7 @@ def test_promote_refuses_a_token_revoked_after_authentication(
     make_project(server, http, "commit-time-promote", index="test")
     owner = "owner-commit-time-promote"
     engine = open_database(server.database)
-    indexes = load_indexes(engine)
+    indexes = IndexAdmin(engine).load_indexes()
     promotion = Promotion(engine, server.blobs(), nothing_to_invalidate)
     stale = revoked_after_authenticating(server, owner, "prod")
     with pytest.raises(PromoteRejected) as refused:
@@ -90,24 +90,25 @@ def test_publisher_changes_refuse_a_token_revoked_after_authentication(
     make_project(server, http, "commit-time-publishers")
     owner = "owner-commit-time-publishers"
     engine = open_database(server.database)
-    prod = load_indexes(engine)["prod"].id
+    prod = IndexAdmin(engine).load_indexes()["prod"].id
+    publishers = Publishers(engine, TP)
 
     def actor(identity: Identity) -> Actor:
         return Actor(identity.username, identity.user_id, token=identity)
 
     stale = actor(revoked_after_authenticating(server, owner, "prod"))
     with pytest.raises(ProjectError) as refused:
-        add_publisher(engine, TP, prod, ["commit-time-publishers"], "github", PUBLISHER, stale)
+        publishers.add_publisher(prod, ["commit-time-publishers"], "github", PUBLISHER, stale)
     assert (refused.value.status, refused.value.message) == (403, REVOKED)
-    assert list_publishers(engine, prod, "commit-time-publishers") == []
+    assert publishers.list_publishers(prod, "commit-time-publishers") == []
 
     live = actor(valid_identity(server, owner, "prod"))
-    added = add_publisher(engine, TP, prod, ["commit-time-publishers"], "github", PUBLISHER, live)
+    added = publishers.add_publisher(prod, ["commit-time-publishers"], "github", PUBLISHER, live)
     stale = actor(revoked_after_authenticating(server, owner, "prod"))
     with pytest.raises(ProjectError) as refused:
-        remove_publisher(engine, prod, added["id"], stale)
+        publishers.remove_publisher(prod, added["id"], stale)
     assert (refused.value.status, refused.value.message) == (403, REVOKED)
-    assert [p["id"] for p in list_publishers(engine, prod, "commit-time-publishers")] == [
+    assert [p["id"] for p in publishers.list_publishers(prod, "commit-time-publishers")] == [
         added["id"]
     ]
 
@@ -118,12 +119,13 @@ def test_a_token_limited_to_other_projects_cannot_change_publishers(
     make_project(server, http, "commit-time-scoped")
     owner = "owner-commit-time-scoped"
     engine = open_database(server.database)
-    prod = load_indexes(engine)["prod"].id
+    prod = IndexAdmin(engine).load_indexes()["prod"].id
+    publishers = Publishers(engine, TP)
     token = server.token(owner, "prod", projects=["something-else"])
-    identity = authenticate(engine, token)
+    identity = Accounts(engine).authenticate(token)
     actor = Actor(identity.username, identity.user_id, token=identity)
     with pytest.raises(ProjectError) as refused:
-        add_publisher(engine, TP, prod, ["commit-time-scoped"], "github", PUBLISHER, actor)
+        publishers.add_publisher(prod, ["commit-time-scoped"], "github", PUBLISHER, actor)
     assert refused.value.status == 403
     assert "limited to: something-else" in refused.value.message
-    assert list_publishers(engine, prod, "commit-time-scoped") == []
+    assert publishers.list_publishers(prod, "commit-time-scoped") == []

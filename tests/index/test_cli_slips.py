@@ -14,7 +14,7 @@ import pytest
 
 from keyless.cli.argv import in_place
 from keyless.cli.main import build_parser, command_of
-from keyless.index.accounts import create_token
+from keyless.index.accounts import Accounts
 from keyless.store.db import open_database
 from tests.conftest import start_server, stop_server
 
@@ -47,9 +47,9 @@ def test_token_list_shows_expired_tokens_as_expired(tmp_path: Path) -> None:
     data = tmp_path / "data"
     add_user(data, "kim")
     engine = open_database(data / "keyless.db")
-    old = create_token(engine, "kim", "prod", expires_in=dt.timedelta(seconds=-5)).id
-    live = create_token(engine, "kim", "prod", expires_in=dt.timedelta(days=1)).id
-    gone = create_token(engine, "kim", "prod").id
+    old = Accounts(engine).create_token("kim", "prod", expires_in=dt.timedelta(seconds=-5)).id
+    live = Accounts(engine).create_token("kim", "prod", expires_in=dt.timedelta(days=1)).id
+    gone = Accounts(engine).create_token("kim", "prod").id
     assert keyless("token", "revoke", str(gone), "--data", str(data)).returncode == 0
 
     listed = keyless("token", "list", "--json", "--data", str(data))

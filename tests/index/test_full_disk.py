@@ -156,11 +156,11 @@ def disk(small: LiveServer) -> Iterator[Filler]:
 
 TOKEN_FOR_NEW_USER = """
 import sys
-from keyless.index.accounts import create_token, create_user
+from keyless.index.accounts import Accounts
 from keyless.store.db import open_database
 engine = open_database(sys.argv[1])
-create_user(engine, sys.argv[2], "correct horse battery")
-print(create_token(engine, sys.argv[2], "prod").token)
+Accounts(engine).create_user(sys.argv[2], "correct horse battery")
+print(Accounts(engine).create_token(sys.argv[2], "prod").token)
 """
 
 

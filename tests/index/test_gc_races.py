@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from keyless.index.maintenance import collect_garbage
+from keyless.index.maintenance import GarbageCollector
 from keyless.store.blobs import LocalBlobStore
 from keyless.store.db import open_database
 from tests.builders import build_wheel
@@ -87,9 +87,9 @@ def upload_during_gc(
     def collect() -> None:
         barrier.wait()
         # As `keyless gc` from cron, or the server's own collector, may run at any moment.
-        collect_garbage(engine, blobs)
+        GarbageCollector(engine, blobs).collect_garbage()
         while not uploaded.is_set():
-            collect_garbage(engine, blobs)
+            GarbageCollector(engine, blobs).collect_garbage()
 
     threads = [threading.Thread(target=send), threading.Thread(target=collect)]
     for thread in threads:
@@ -152,7 +152,7 @@ def test_gc_removes_unreferenced_blobs_at_once_and_temp_files_when_stale(
     stale_temp.write_bytes(b"half an upload")
     os.utime(stale_temp, (time.time() - 2 * HOUR,) * 2)
 
-    removed = collect_garbage(open_database(server.database), blobs)
+    removed = GarbageCollector(open_database(server.database), blobs).collect_garbage()
 
     assert removed >= 2
     assert not blobs.exists(orphan)

@@ -23,10 +23,10 @@ from sqlalchemy.exc import OperationalError
 
 from keyless.ci.emulator import Emulator
 from keyless.config import Settings
-from keyless.index.accounts import hash_token, revoke_token_by_hash
+from keyless.index.accounts import Accounts, hash_token
 from keyless.index.app import create_app
 from keyless.index.projects import create_project
-from keyless.index.web.sessions import MAX_FAILURES_PER_USER
+from keyless.index.sessions import MAX_FAILURES_PER_USER
 from keyless.store import db
 from keyless.store.changes import record_change
 from tests.builders import build_wheel
@@ -124,7 +124,7 @@ def test_a_token_revoked_through_one_is_refused_by_the_other_at_once(
     token = first.token("revoke-owner", "prod")
     with second.client() as two:
         ok(upload(two, "prod", token, *build_wheel("fresh-revoked", "1.0")))  # known to it
-        assert revoke_token_by_hash(db.open_database(first.database), hash_token(token))
+        assert Accounts(db.open_database(first.database)).revoke_token_by_hash(hash_token(token))
         refused = upload(two, "prod", token, *build_wheel("fresh-revoked", "1.1"))
         assert refused.status_code == 403, refused.text
 

@@ -15,8 +15,8 @@ from sqlalchemy import select
 
 from keyless.ci.emulator import Emulator, JobClaims
 from keyless.config import load_settings
-from keyless.index.indexes import load_indexes
-from keyless.index.publishers import Actor, add_publisher, remove_publisher
+from keyless.index.indexes import IndexAdmin
+from keyless.index.publishers import Actor, Publishers
 from keyless.store import db
 from keyless.store.db import open_database
 from tests.builders import build_wheel
@@ -44,7 +44,8 @@ def test_an_upload_racing_the_removal_of_its_publisher_is_stored_before_or_refus
 ) -> None:
     engine = open_database(tp_server.database)
     settings = load_settings(tp_server.data_dir.parent / "keyless.toml", environ={})
-    prod = load_indexes(engine)["prod"]
+    prod = IndexAdmin(engine).load_indexes()["prod"]
+    publishers = Publishers(engine, settings.trusted_publishing)
     admin = Actor(username="admin", user_id=None)
     failures = []
     with tp_server.client() as http:
@@ -61,9 +62,7 @@ def test_an_upload_racing_the_removal_of_its_publisher_is_stored_before_or_refus
                 "workflow": "r.yml",
                 "issuer": emulator.issuer,
             }
-            publisher = add_publisher(
-                engine, settings.trusted_publishing, prod.id, [project], "github", config, admin
-            )["id"]
+            publisher = publishers.add_publisher(prod.id, [project], "github", config, admin)["id"]
             claims = JobClaims(repo=f"octo-org/race-{trial}", workflow="r.yml")
             minted = http.post(
                 "/_/oidc/mint-token", json={"token": emulator.token(AUDIENCE, claims)}
@@ -85,7 +84,7 @@ def test_an_upload_racing_the_removal_of_its_publisher_is_stored_before_or_refus
             ) -> None:
                 barrier.wait()  # noqa: B023 - as above
                 time.sleep(delay)  # the removal lands at a different point of each upload
-                remove_publisher(engine, prod.id, publisher, admin)
+                publishers.remove_publisher(prod.id, publisher, admin)
 
             threads = [threading.Thread(target=send), threading.Thread(target=remove)]
             for thread in threads:

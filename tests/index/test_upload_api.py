@@ -176,7 +176,7 @@ def test_bad_credentials(http: httpx.Client, auth: tuple[str, str] | None, expec
 def test_expired_and_revoked_tokens(server: LiveServer, http: httpx.Client) -> None:
     import datetime as dt
 
-    from keyless.index.accounts import list_tokens, revoke_token
+    from keyless.index.accounts import Accounts
     from keyless.store.db import open_database
 
     expired = server.token("expiring", "prod", expires_in=dt.timedelta(seconds=-1))
@@ -186,8 +186,8 @@ def test_expired_and_revoked_tokens(server: LiveServer, http: httpx.Client) -> N
 
     live = server.token("revoking", "prod")
     engine = open_database(server.database)
-    token_id = max(row["id"] for row in list_tokens(engine, "revoking"))
-    revoke_token(engine, int(token_id))  # type: ignore[arg-type]
+    token_id = max(row["id"] for row in Accounts(engine).list_tokens("revoking"))
+    Accounts(engine).revoke_token(int(token_id))  # type: ignore[arg-type]
     refused = upload(http, "prod", live, *build_wheel("revoked-demo", "1.0"))
     assert refused.status_code == 403
 

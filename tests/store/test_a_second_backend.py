@@ -20,9 +20,9 @@ import pytest
 import uvicorn
 
 from keyless.config import IndexSettings, Settings
-from keyless.index.accounts import create_token, create_user
+from keyless.index.accounts import Accounts
 from keyless.index.app import create_app
-from keyless.index.maintenance import collect_garbage
+from keyless.index.maintenance import GarbageCollector
 from keyless.store.blobs import BlobStore
 from keyless.store.db import open_database
 from tests.builders import build_wheel
@@ -61,8 +61,8 @@ def serving(data_dir: Path, blobs: BlobStore) -> Iterator[tuple[httpx.Client, Se
 
 def token(settings: Settings, user: str, index: str) -> str:
     engine = open_database(settings.database)
-    create_user(engine, user, "correct horse battery")
-    return create_token(engine, user, index).token
+    Accounts(engine).create_user(user, "correct horse battery")
+    return Accounts(engine).create_token(user, index).token
 
 
 def blob_files(data_dir: Path) -> list[Path]:
@@ -100,7 +100,9 @@ def test_upload_download_promote_and_gc_on_a_memory_backend(
         assert memory.served == [sha256, sha256]
 
         # Promotion to an index with another policy reads the archive through `open`.
-        prod_owner = create_token(open_database(settings.database), "memory-owner", "prod").token
+        prod_owner = (
+            Accounts(open_database(settings.database)).create_token("memory-owner", "prod").token
+        )
         promoted = client.post(
             "/test/api/projects/memory-backend-demo/releases/1.0/promote",
             json={"to": "prod"},
@@ -112,7 +114,7 @@ def test_upload_download_promote_and_gc_on_a_memory_backend(
         assert [f["hashes"]["sha256"] for f in prod_page.json()["files"]] == [sha256]
 
         orphan = memory.put_bytes(b"an interrupted upload's blob")
-        assert collect_garbage(open_database(settings.database), memory) == 1
+        assert GarbageCollector(open_database(settings.database), memory).collect_garbage() == 1
         assert orphan not in memory.blobs
         assert sha256 in memory.blobs
 

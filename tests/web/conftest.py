@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from keyless.ci.emulator import Emulator
-from keyless.index.accounts import create_user
+from keyless.index.accounts import Accounts
 from keyless.store.db import open_database
 from tests.builders import build_sdist, build_wheel
 from tests.conftest import (
@@ -53,7 +53,7 @@ def ui_server(tmp_path_factory: pytest.TempPathFactory, emulator: Emulator) -> I
 def make_admin(server: LiveServer, name: str) -> str:
     # An earlier test of this session may have made it already.
     with contextlib.suppress(ValueError):
-        create_user(open_database(server.database), name, PASSWORD, is_admin=True)
+        Accounts(open_database(server.database)).create_user(name, PASSWORD, is_admin=True)
     return name
 
 

@@ -8,7 +8,7 @@ from collections import Counter
 import httpx
 from sqlalchemy import delete
 
-from keyless.index.web.sessions import MAX_FAILURES_PER_USER
+from keyless.index.sessions import MAX_FAILURES_PER_USER
 from keyless.store import db
 from keyless.store.db import open_database
 from tests.conftest import LiveServer

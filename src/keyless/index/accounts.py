@@ -72,31 +72,6 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def create_user(engine: Engine, username: str, password: str, *, is_admin: bool = False) -> int:
-    """Add a user; raises AccountError for a bad name, a short password or a taken name."""
-    if not USERNAME.match(username):
-        raise AccountError(
-            f"username {username!r} is not allowed: use letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit, at most 50 characters."
-        )
-    if len(password) < 8:
-        raise AccountError("the password must be at least 8 characters long.")
-    with db.writing(engine) as conn:
-        if conn.execute(select(db.users.c.id).where(db.users.c.username == username)).first():
-            raise AccountError(f"user {username!r} already exists.")
-        return int(
-            db.inserted_id(
-                conn,
-                db.users.insert().values(
-                    username=username,
-                    password_hash=_hasher.hash(password),
-                    is_admin=is_admin,
-                    created=now(),
-                ),
-            )
-        )
-
-
 # The password hash of an account made without a password (moved in from another index): no
 # password verifies against it (not a hash at all) until `set_password` gives one.
 NO_PASSWORD = "!"  # noqa: S105 (the absence of a password)
@@ -114,35 +89,6 @@ def add_user_without_password(conn: Connection, username: str) -> int:
             ),
         )
     )
-
-
-def set_password(engine: Engine, username: str, password: str) -> None:
-    """Give a user a new password (`keyless user passwd`); raises AccountError."""
-    if len(password) < 8:
-        raise AccountError("the password must be at least 8 characters long.")
-    password_hash = _hasher.hash(password)
-    with db.writing(engine) as conn:
-        user = user_id(conn, username)
-        conn.execute(
-            update(db.users).where(db.users.c.id == user).values(password_hash=password_hash)
-        )
-
-
-def verify_password(engine: Engine, username: str, password: str) -> int | None:
-    """The user's id when the password is right, else None (no hint which part was wrong)."""
-    with db.reading(engine) as conn:
-        row = conn.execute(
-            select(db.users.c.id, db.users.c.password_hash).where(db.users.c.username == username)
-        ).first()
-    if row is None:
-        # Hash anyway so the answer takes as long as for a real user.
-        _hasher.hash(password)
-        return None
-    try:
-        _hasher.verify(row.password_hash, password)
-    except (VerificationError, InvalidHashError):
-        return None
-    return int(row.id)
 
 
 def user_id(conn: Connection, username: str) -> int:
@@ -166,62 +112,6 @@ class NewToken:
     expires: datetime | None
 
 
-def create_token(
-    engine: Engine,
-    username: str,
-    index_name: str,
-    *,
-    projects: list[str] | None = None,
-    expires_in: timedelta | None = None,
-    description: str = "",
-) -> NewToken:
-    """Mint an API token for a user, scoped to one index and optionally some projects."""
-    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    expires = now() + expires_in if expires_in else None
-    scope = sorted({normalize_name(p) for p in projects}) if projects else None
-    with db.writing(engine) as conn:
-        token_id = db.inserted_id(
-            conn,
-            db.api_tokens.insert().values(
-                token_hash=hash_token(secret),
-                user_id=user_id(conn, username),
-                index_id=index_id(conn, index_name),
-                projects=scope,
-                description=description,
-                created=now(),
-                expires=expires,
-            ),
-        )
-    return NewToken(id=int(token_id), token=secret, expires=expires)
-
-
-def list_tokens(engine: Engine, username: str | None = None) -> list[dict[str, object]]:
-    query = (
-        select(
-            db.api_tokens.c.id,
-            db.users.c.username,
-            db.indexes.c.name.label("index"),
-            db.api_tokens.c.projects,
-            db.api_tokens.c.description,
-            db.api_tokens.c.created,
-            db.api_tokens.c.expires,
-            db.api_tokens.c.last_used,
-            db.api_tokens.c.revoked,
-        )
-        .join(db.users, db.users.c.id == db.api_tokens.c.user_id)
-        .join(db.indexes, db.indexes.c.id == db.api_tokens.c.index_id)
-        .order_by(db.api_tokens.c.id)
-    )
-    if username:
-        query = query.where(db.users.c.username == username)
-    with db.reading(engine) as conn:
-        rows = [dict(row._mapping) for row in conn.execute(query)]
-    moment = now()
-    for row in rows:
-        row["state"] = token_state(row["revoked"], row["expires"], moment)
-    return rows
-
-
 def token_state(revoked: datetime | None, expires: datetime | None, moment: datetime) -> str:
     """ "revoked", "expired" or "active": what `authenticate` would make of the token at
     `moment` (the CLI's list and the tokens page show it, so neither calls a dead token active).
@@ -231,28 +121,6 @@ def token_state(revoked: datetime | None, expires: datetime | None, moment: date
     if expires is not None and as_utc(expires) <= moment:
         return "expired"
     return "active"
-
-
-def revoke_token(engine: Engine, token_id: int) -> None:
-    with db.writing(engine) as conn:
-        result = conn.execute(
-            update(db.api_tokens)
-            .where(db.api_tokens.c.id == token_id, db.api_tokens.c.revoked.is_(None))
-            .values(revoked=now())
-        )
-        if result.rowcount == 0:
-            raise AccountError(f"no active token with id {token_id}; see 'keyless token list'.")
-
-
-def revoke_token_by_hash(engine: Engine, token_hash: str) -> bool:
-    """Revoke whatever token has this hash (burning a token proves possession); idempotent."""
-    with db.writing(engine) as conn:
-        result = conn.execute(
-            update(db.api_tokens)
-            .where(db.api_tokens.c.token_hash == token_hash, db.api_tokens.c.revoked.is_(None))
-            .values(revoked=now())
-        )
-    return bool(result.rowcount)
 
 
 class InvalidCredentials(Exception):
@@ -278,19 +146,6 @@ _TOUCH_TOKEN = (
 # The token id of an identity that a signed-in browser session acts as: no API token is
 # behind it (ids start at 1), so there is no token to re-check.
 SESSION_TOKEN_ID = 0
-
-
-def authenticate(engine: Engine, token: str) -> Identity:
-    """The identity behind an API token; raises InvalidCredentials with PyPI-style reasons.
-
-    Read on a snapshot: good for refusing early, but a token can be revoked, expire or lose
-    its publishers before the request writes anything. A use case that writes decides on
-    `current_identity` inside its write transaction.
-    """
-    if not token.startswith(TOKEN_PREFIX):
-        raise InvalidCredentials("Invalid or non-existent authentication information.")
-    with db.reading(engine) as conn:
-        return _identity(conn, conn.execute(_TOKEN_BY_HASH, {"token_hash": hash_token(token)}))
 
 
 def current_identity(conn: Connection, identity: Identity) -> Identity:
@@ -375,3 +230,149 @@ def touch_token(conn: Connection, token_id: int) -> None:
 def as_utc(moment: datetime) -> datetime:
     # SQLite hands datetimes back without a zone; everything keyless writes is UTC.
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@dataclass
+class Accounts:
+    """Users, passwords and API tokens: the use cases on the accounts of one database."""
+
+    engine: Engine
+
+    def create_user(self, username: str, password: str, *, is_admin: bool = False) -> int:
+        """Add a user; raises AccountError for a bad name, a short password or a taken name."""
+        if not USERNAME.match(username):
+            raise AccountError(
+                f"username {username!r} is not allowed: use letters, digits, '.', '_' or '-', "
+                "starting with a letter or digit, at most 50 characters."
+            )
+        if len(password) < 8:
+            raise AccountError("the password must be at least 8 characters long.")
+        with db.writing(self.engine) as conn:
+            if conn.execute(select(db.users.c.id).where(db.users.c.username == username)).first():
+                raise AccountError(f"user {username!r} already exists.")
+            return int(
+                db.inserted_id(
+                    conn,
+                    db.users.insert().values(
+                        username=username,
+                        password_hash=_hasher.hash(password),
+                        is_admin=is_admin,
+                        created=now(),
+                    ),
+                )
+            )
+
+    def set_password(self, username: str, password: str) -> None:
+        """Give a user a new password (`keyless user passwd`); raises AccountError."""
+        if len(password) < 8:
+            raise AccountError("the password must be at least 8 characters long.")
+        password_hash = _hasher.hash(password)
+        with db.writing(self.engine) as conn:
+            user = user_id(conn, username)
+            conn.execute(
+                update(db.users).where(db.users.c.id == user).values(password_hash=password_hash)
+            )
+
+    def verify_password(self, username: str, password: str) -> int | None:
+        """The user's id when the password is right, else None (no hint which part was wrong)."""
+        with db.reading(self.engine) as conn:
+            row = conn.execute(
+                select(db.users.c.id, db.users.c.password_hash).where(
+                    db.users.c.username == username
+                )
+            ).first()
+        if row is None:
+            # Hash anyway so the answer takes as long as for a real user.
+            _hasher.hash(password)
+            return None
+        try:
+            _hasher.verify(row.password_hash, password)
+        except (VerificationError, InvalidHashError):
+            return None
+        return int(row.id)
+
+    def create_token(
+        self,
+        username: str,
+        index_name: str,
+        *,
+        projects: list[str] | None = None,
+        expires_in: timedelta | None = None,
+        description: str = "",
+    ) -> NewToken:
+        """Mint an API token for a user, scoped to one index and optionally some projects."""
+        secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        expires = now() + expires_in if expires_in else None
+        scope = sorted({normalize_name(p) for p in projects}) if projects else None
+        with db.writing(self.engine) as conn:
+            token_id = db.inserted_id(
+                conn,
+                db.api_tokens.insert().values(
+                    token_hash=hash_token(secret),
+                    user_id=user_id(conn, username),
+                    index_id=index_id(conn, index_name),
+                    projects=scope,
+                    description=description,
+                    created=now(),
+                    expires=expires,
+                ),
+            )
+        return NewToken(id=int(token_id), token=secret, expires=expires)
+
+    def list_tokens(self, username: str | None = None) -> list[dict[str, object]]:
+        query = (
+            select(
+                db.api_tokens.c.id,
+                db.users.c.username,
+                db.indexes.c.name.label("index"),
+                db.api_tokens.c.projects,
+                db.api_tokens.c.description,
+                db.api_tokens.c.created,
+                db.api_tokens.c.expires,
+                db.api_tokens.c.last_used,
+                db.api_tokens.c.revoked,
+            )
+            .join(db.users, db.users.c.id == db.api_tokens.c.user_id)
+            .join(db.indexes, db.indexes.c.id == db.api_tokens.c.index_id)
+            .order_by(db.api_tokens.c.id)
+        )
+        if username:
+            query = query.where(db.users.c.username == username)
+        with db.reading(self.engine) as conn:
+            rows = [dict(row._mapping) for row in conn.execute(query)]
+        moment = now()
+        for row in rows:
+            row["state"] = token_state(row["revoked"], row["expires"], moment)
+        return rows
+
+    def revoke_token(self, token_id: int) -> None:
+        with db.writing(self.engine) as conn:
+            result = conn.execute(
+                update(db.api_tokens)
+                .where(db.api_tokens.c.id == token_id, db.api_tokens.c.revoked.is_(None))
+                .values(revoked=now())
+            )
+            if result.rowcount == 0:
+                raise AccountError(f"no active token with id {token_id}; see 'keyless token list'.")
+
+    def revoke_token_by_hash(self, token_hash: str) -> bool:
+        """Revoke whatever token has this hash (burning a token proves possession); idempotent."""
+        with db.writing(self.engine) as conn:
+            result = conn.execute(
+                update(db.api_tokens)
+                .where(db.api_tokens.c.token_hash == token_hash, db.api_tokens.c.revoked.is_(None))
+                .values(revoked=now())
+            )
+        return bool(result.rowcount)
+
+    def authenticate(self, token: str) -> Identity:
+        """The identity behind an API token; raises InvalidCredentials with PyPI-style reasons.
+
+        Read on a snapshot: good for refusing early, but a token can be revoked, expire or lose
+        its publishers before the request writes anything. A use case that writes decides on
+        `current_identity` inside its write transaction.
+        """
+        if not token.startswith(TOKEN_PREFIX):
+            raise InvalidCredentials("Invalid or non-existent authentication information.")
+        with db.reading(self.engine) as conn:
+            return _identity(conn, conn.execute(_TOKEN_BY_HASH, {"token_hash": hash_token(token)}))

@@ -10,7 +10,7 @@ say what to fix.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -57,13 +57,23 @@ class Admin:
 
     settings: Settings
     engine: Engine
+    _indexes: indexes.IndexAdmin = field(init=False, repr=False)
+    _accounts: accounts.Accounts = field(init=False, repr=False)
+    _projects: projects.ProjectAdmin = field(init=False, repr=False)
+    _publishers: publishers.Publishers = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._indexes = indexes.IndexAdmin(self.engine)
+        self._accounts = accounts.Accounts(self.engine)
+        self._projects = projects.ProjectAdmin(self.engine, projects.no_cached_pages)
+        self._publishers = publishers.Publishers(self.engine, self.settings.trusted_publishing)
 
     @classmethod
     def open(cls, settings: Settings) -> Admin:
         """Open (creating when new) the database of `settings`, with its configured indexes."""
         settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # private when new
         engine = db.open_database(settings.database, upgrade=settings.database_auto_upgrade)
-        indexes.ensure_indexes(engine, settings.indexes)
+        indexes.IndexAdmin(engine).ensure_indexes(settings.indexes)
         return cls(settings, engine)
 
     @classmethod
@@ -89,10 +99,10 @@ class Admin:
     # ------------------------------------------------------------ users and tokens
 
     def add_user(self, username: str, password: str, *, is_admin: bool = False) -> int:
-        return accounts.create_user(self.engine, username, password, is_admin=is_admin)
+        return self._accounts.create_user(username, password, is_admin=is_admin)
 
     def set_password(self, username: str, password: str) -> None:
-        accounts.set_password(self.engine, username, password)
+        self._accounts.set_password(username, password)
 
     def create_token(
         self,
@@ -103,8 +113,7 @@ class Admin:
         expires_in: timedelta | None = None,
         description: str = "",
     ) -> accounts.NewToken:
-        return accounts.create_token(
-            self.engine,
+        return self._accounts.create_token(
             username,
             index,
             projects=projects,
@@ -113,25 +122,25 @@ class Admin:
         )
 
     def list_tokens(self, username: str | None = None) -> list[dict[str, object]]:
-        return accounts.list_tokens(self.engine, username)
+        return self._accounts.list_tokens(username)
 
     def revoke_token(self, token_id: int) -> None:
-        accounts.revoke_token(self.engine, token_id)
+        self._accounts.revoke_token(token_id)
 
     # ------------------------------------------------------------ indexes and projects
 
     def create_index(self, name: str, profile: str) -> indexes.IndexInfo:
-        return indexes.create_index(self.engine, name, profile)
+        return self._indexes.create_index(name, profile)
 
     def list_indexes(self) -> list[indexes.IndexInfo]:
-        return list(indexes.load_indexes(self.engine).values())
+        return list(self._indexes.load_indexes().values())
 
     def add_role(self, index: str, project: str, username: str, role: str) -> None:
-        projects.add_role(self.engine, self._index_id(index), project, username, role)
+        self._projects.add_role(self._index_id(index), project, username, role)
 
     def collect_garbage(self, min_age: float) -> int:
         """Remove blobs no file refers to and stale temp files; the number removed."""
-        return maintenance.collect_garbage(self.engine, self._blobs(), min_age)
+        return maintenance.GarbageCollector(self.engine, self._blobs()).collect_garbage(min_age)
 
     def _blobs(self) -> BlobStore:
         """The blob store the settings name (store/backends.py)."""
@@ -139,7 +148,7 @@ class Admin:
 
     def fsck(self, *, repair: bool) -> fsck.FsckReport:
         """The database against the blob store (`keyless fsck`); see index/fsck.py."""
-        return fsck.check(self.engine, self._blobs(), repair=repair)
+        return fsck.Fsck(self.engine, self._blobs()).check(repair=repair)
 
     def rebuild_static(self) -> static.RebuildReport:
         """Write the static read path whole where `[static]` says, and remove from it what
@@ -152,7 +161,7 @@ class Admin:
             )
         pages = SimplePages(self.engine, url_prefix_of(self.settings.public_url))
         tree = static.StaticTree(self.engine, pages, target)
-        return tree.rebuild(indexes.load_indexes(self.engine).values())
+        return tree.rebuild(self._indexes.load_indexes().values())
 
     # ------------------------------------------------------------ export and import
 
@@ -170,12 +179,12 @@ class Admin:
         self, folder: Path, index: str | None, owner: str | None = None
     ) -> ImportReport:
         """A pypiserver packages folder into `index` (index/imports.py)."""
-        target = imports.index_named(self.engine, index)
-        return imports.import_pypiserver(self.engine, self._blobs(), target, folder, owner)
+        moving_in = imports.Imports(self.engine, self._blobs())
+        return moving_in.import_pypiserver(moving_in.index_named(index), folder, owner)
 
     def import_devpi_export(self, folder: Path) -> ImportReport:
         """The users, indexes and packages of a `devpi-export` dump (index/imports.py)."""
-        return imports.import_devpi_export(self.engine, self._blobs(), folder)
+        return imports.Imports(self.engine, self._blobs()).import_devpi_export(folder)
 
     # ------------------------------------------------------------ trusted publishers
 
@@ -184,9 +193,7 @@ class Admin:
     ) -> dict[str, Any]:
         """A publisher for existing projects of `index`, added by the administrator."""
         index_id = self._index_id(index)
-        return publishers.add_publisher(
-            self.engine,
-            self.settings.trusted_publishing,
+        return self._publishers.add_publisher(
             index_id,
             projects,
             kind,
@@ -205,9 +212,7 @@ class Admin:
         """A publisher for a project its first upload creates, owned then by `owner`."""
         index_id = self._index_id(index)
         owner_id = self._user_id(owner) if owner else None
-        return publishers.add_pending_publisher(
-            self.engine,
-            self.settings.trusted_publishing,
+        return self._publishers.add_pending_publisher(
             index_id,
             project,
             kind,
@@ -216,11 +221,10 @@ class Admin:
         )
 
     def list_publishers(self, index: str, project: str | None = None) -> list[dict[str, Any]]:
-        return publishers.list_publishers(self.engine, self._index_id(index), project)
+        return self._publishers.list_publishers(self._index_id(index), project)
 
     def remove_publisher(self, index: str, publisher_id: int) -> None:
-        publishers.remove_publisher(
-            self.engine,
+        self._publishers.remove_publisher(
             self._index_id(index),
             publisher_id,
             publishers.Actor(username=ADMIN, user_id=None),
@@ -229,4 +233,4 @@ class Admin:
     def audit_trail(
         self, index: str, project: str | None = None, limit: int = 200
     ) -> list[dict[str, Any]]:
-        return publishers.audit_trail(self.engine, self._index_id(index), project, limit)
+        return self._publishers.audit_trail(self._index_id(index), project, limit)

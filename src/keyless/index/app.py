@@ -22,15 +22,19 @@ from keyless.store.changes import ChangeFeed, Changes
 from keyless.store.db import open_database
 from keyless.store.errors import StorageFull, UnstorableText
 
-from .indexes import ensure_indexes, load_indexes
+from .accounts import Accounts
+from .catalog import Catalog
+from .indexes import IndexAdmin
 from .keystore import DatabaseKeyStore, fetch_json
-from .maintenance import collect_garbage
+from .maintenance import GarbageCollector
 from .pages import SimplePages, url_prefix_of
 from .projects import ProjectAdmin
 from .promote import Promotion
+from .publishers import Publishers
 from .rendering import Descriptions, RenderPool
 from .routes import client, files, jsonapi, manage, oidc, ops, promote, publishing, simple, upload
 from .routes.common import Services, error, public_base, services, storage_full
+from .sessions import Sessions
 from .static import static_writer
 from .trusted import TrustedPublishing
 from .uploads import Uploads
@@ -105,7 +109,7 @@ def catch_up(state: Services, changed: Changes) -> None:
 
 def _reload_indexes(state: Services) -> None:
     # In place: the routes hold these dicts through `state`, and a request may be iterating.
-    fresh = load_indexes(state.engine)
+    fresh = state.index_admin.load_indexes()
     state.indexes.clear()
     state.indexes.update(fresh)
     state.pytp_keys.clear()
@@ -280,7 +284,7 @@ async def collect_garbage_every(interval: float, state: Services) -> None:
     while True:
         await asyncio.sleep(interval)
         try:
-            removed = await asyncio.to_thread(collect_garbage, state.engine, state.blobs)
+            removed = await asyncio.to_thread(state.garbage.collect_garbage)
         except Exception:  # a full disk or a locked database now: try again next time
             gc_log.exception("garbage collection failed; trying again in %s s", interval)
             continue
@@ -329,27 +333,34 @@ def create_app(settings: Settings, blobs: BlobStore | None = None) -> IndexApp:
     """
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # private when new
     engine = open_database(settings.database, upgrade=settings.database_auto_upgrade)
-    ensure_indexes(engine, settings.indexes, update_existing=True)
+    index_admin = IndexAdmin(engine)
+    index_admin.ensure_indexes(settings.indexes, update_existing=True)
     changes = ChangeFeed(engine)  # before anything is cached: what changes later is seen
     if blobs is None:
         blobs = open_blob_store(settings.storage, settings.blob_dir)
-    collect_garbage(engine, blobs)
+    garbage = GarbageCollector(engine, blobs)
+    garbage.collect_garbage()
     url_prefix = url_prefix_of(settings.public_url)
     pages = SimplePages(engine, url_prefix)
-    indexes = load_indexes(engine)
+    indexes = index_admin.load_indexes()
     static = static_writer(settings, engine, blobs, pages, indexes)
     on_change = pages.invalidate if static is None else _both(pages.invalidate, static.changed)
     limits = settings.limits
     render_pool = RenderPool(limits.render_workers, limits.render_timeout, limits.render_memory)
     descriptions = Descriptions(render_pool, limits.max_description_size)
+    accounts = Accounts(engine)
     state = Services(
         settings=settings,
-        engine=engine,
         blobs=blobs,
         pages=pages,
+        catalog=Catalog(engine),
+        index_admin=index_admin,
+        accounts=accounts,
+        sessions=Sessions(engine, accounts),
         uploads=Uploads(engine=engine, blobs=blobs, on_change=on_change, descriptions=descriptions),
         projects=ProjectAdmin(engine=engine, on_change=on_change),
         promotion=Promotion(engine=engine, blobs=blobs, on_change=on_change),
+        publishers=Publishers(engine, settings.trusted_publishing),
         trusted=TrustedPublishing(
             engine=engine,
             keys=JWKSCache(fetch_json, DatabaseKeyStore(engine)),
@@ -360,6 +371,7 @@ def create_app(settings: Settings, blobs: BlobStore | None = None) -> IndexApp:
         pytp_keys=oidc.pytp_keys(list(indexes), url_prefix),
         descriptions=descriptions,
         static=static,
+        garbage=garbage,
     )
 
     routes = [

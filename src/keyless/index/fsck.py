@@ -31,7 +31,7 @@ from sqlalchemy import Engine, select
 from keyless.store import db
 from keyless.store.blobs import BlobStore
 
-from .maintenance import remove_unreferenced
+from .maintenance import GarbageCollector
 
 CHUNK = 1024 * 1024
 WRONG_BYTES = ("size-mismatch", "sha256-mismatch")
@@ -117,82 +117,6 @@ def _damage(blobs: BlobStore, sha256: str, size: int) -> tuple[str, str] | None:
     return None
 
 
-def _file_rows(engine: Engine) -> dict[tuple[str, int], list[FileRef]]:
-    """(sha256, size) -> the files with those bytes."""
-    query = (
-        select(
-            db.files.c.sha256,
-            db.files.c.size,
-            db.files.c.filename,
-            db.indexes.c.name.label("index_name"),
-            db.projects.c.name.label("project_name"),
-            db.releases.c.version,
-        )
-        .join(db.releases, db.releases.c.id == db.files.c.release_id)
-        .join(db.projects, db.projects.c.id == db.releases.c.project_id)
-        .join(db.indexes, db.indexes.c.id == db.files.c.index_id)
-        .order_by(db.files.c.sha256, db.indexes.c.name, db.files.c.filename)
-    )
-    rows: dict[tuple[str, int], list[FileRef]] = {}
-    with db.reading(engine) as conn:
-        for row in conn.execute(query):
-            ref = FileRef(row.index_name, row.project_name, row.version, row.filename)
-            rows.setdefault((row.sha256, row.size), []).append(ref)
-    return rows
-
-
-def check(engine: Engine, blobs: BlobStore, *, repair: bool = False) -> FsckReport:
-    """Compare every file row with its blob, and every blob with the rows; see the module."""
-    # Blobs first, rows second: a blob an upload places and commits meanwhile is then either
-    # not listed or already referenced, never a false orphan.
-    stored = list(blobs.iter_keys())
-    rows = _file_rows(engine)
-    problems: list[Problem] = []
-    for (sha256, size), refs in rows.items():
-        damage = _damage(blobs, sha256, size)
-        if damage is not None:
-            kind, message = damage
-            problems.append(Problem(kind, sha256, message, refs))
-    referenced = {sha256 for sha256, _ in rows}
-    orphans = sorted(set(stored) - referenced)
-    problems += [Problem("orphan", sha256, "no file refers to this blob") for sha256 in orphans]
-
-    removed: set[str] = set()
-    kept: set[str] = set()  # orphans a file refers to by now (an upload committed meanwhile)
-    if repair:
-        removed.update(remove_unreferenced(engine, blobs, orphans))
-        kept = _referenced(engine, [sha256 for sha256 in orphans if sha256 not in removed])
-        size_of = {sha256: size for sha256, size in rows}
-        damaged = [(p.sha256, size_of[p.sha256]) for p in problems if p.kind in WRONG_BYTES]
-        removed.update(_remove_damaged(engine, blobs, damaged))
-    for problem in problems:
-        problem.repaired = problem.sha256 in removed
-        problem.action = "" if problem.sha256 in kept else _action(problem, repair)
-    files = sum(len(refs) for refs in rows.values())
-    return FsckReport(files=files, blobs=len(stored), problems=problems)
-
-
-def _referenced(engine: Engine, candidates: list[str]) -> set[str]:
-    if not candidates:
-        return set()
-    with db.reading(engine) as conn:
-        query = select(db.files.c.sha256).where(db.files.c.sha256.in_(candidates)).distinct()
-        return set(conn.execute(query).scalars())
-
-
-def _remove_damaged(engine: Engine, blobs: BlobStore, damaged: list[tuple[str, int]]) -> list[str]:
-    """Remove blobs whose bytes are wrong, each checked again under the write lock: a
-    re-upload may have put the right bytes back since, and none can while this holds it
-    (uploads wait meanwhile, for as long as hashing that one blob takes)."""
-    removed: list[str] = []
-    for sha256, size in damaged:
-        with db.writing(engine):
-            damage = _damage(blobs, sha256, size)
-            if damage is not None and damage[0] in WRONG_BYTES and blobs.remove(sha256):
-                removed.append(sha256)
-    return removed
-
-
 def _action(problem: Problem, repair: bool) -> str:
     if problem.kind == "orphan":
         if problem.repaired:
@@ -209,3 +133,83 @@ def _action(problem: Problem, repair: bool) -> str:
     if problem.kind == "size-mismatch":
         return REUPLOAD + ", or run `keyless fsck --repair` to remove the damaged blob first"
     return "run `keyless fsck --repair` to remove the damaged blob, then " + REUPLOAD
+
+
+@dataclass
+class Fsck:
+    """A database checked against its blob store (`keyless fsck`; see the module)."""
+
+    engine: Engine
+    blobs: BlobStore
+
+    def _file_rows(self) -> dict[tuple[str, int], list[FileRef]]:
+        """(sha256, size) -> the files with those bytes."""
+        query = (
+            select(
+                db.files.c.sha256,
+                db.files.c.size,
+                db.files.c.filename,
+                db.indexes.c.name.label("index_name"),
+                db.projects.c.name.label("project_name"),
+                db.releases.c.version,
+            )
+            .join(db.releases, db.releases.c.id == db.files.c.release_id)
+            .join(db.projects, db.projects.c.id == db.releases.c.project_id)
+            .join(db.indexes, db.indexes.c.id == db.files.c.index_id)
+            .order_by(db.files.c.sha256, db.indexes.c.name, db.files.c.filename)
+        )
+        rows: dict[tuple[str, int], list[FileRef]] = {}
+        with db.reading(self.engine) as conn:
+            for row in conn.execute(query):
+                ref = FileRef(row.index_name, row.project_name, row.version, row.filename)
+                rows.setdefault((row.sha256, row.size), []).append(ref)
+        return rows
+
+    def check(self, *, repair: bool = False) -> FsckReport:
+        """Compare every file row with its blob, and every blob with the rows; see the module."""
+        # Blobs first, rows second: a blob an upload places and commits meanwhile is then either
+        # not listed or already referenced, never a false orphan.
+        stored = list(self.blobs.iter_keys())
+        rows = self._file_rows()
+        problems: list[Problem] = []
+        for (sha256, size), refs in rows.items():
+            damage = _damage(self.blobs, sha256, size)
+            if damage is not None:
+                kind, message = damage
+                problems.append(Problem(kind, sha256, message, refs))
+        referenced = {sha256 for sha256, _ in rows}
+        orphans = sorted(set(stored) - referenced)
+        problems += [Problem("orphan", sha256, "no file refers to this blob") for sha256 in orphans]
+
+        removed: set[str] = set()
+        kept: set[str] = set()  # orphans a file refers to by now (an upload committed meanwhile)
+        if repair:
+            removed.update(GarbageCollector(self.engine, self.blobs).remove_unreferenced(orphans))
+            kept = self._referenced([sha256 for sha256 in orphans if sha256 not in removed])
+            size_of = {sha256: size for sha256, size in rows}
+            damaged = [(p.sha256, size_of[p.sha256]) for p in problems if p.kind in WRONG_BYTES]
+            removed.update(self._remove_damaged(damaged))
+        for problem in problems:
+            problem.repaired = problem.sha256 in removed
+            problem.action = "" if problem.sha256 in kept else _action(problem, repair)
+        files = sum(len(refs) for refs in rows.values())
+        return FsckReport(files=files, blobs=len(stored), problems=problems)
+
+    def _referenced(self, candidates: list[str]) -> set[str]:
+        if not candidates:
+            return set()
+        with db.reading(self.engine) as conn:
+            query = select(db.files.c.sha256).where(db.files.c.sha256.in_(candidates)).distinct()
+            return set(conn.execute(query).scalars())
+
+    def _remove_damaged(self, damaged: list[tuple[str, int]]) -> list[str]:
+        """Remove blobs whose bytes are wrong, each checked again under the write lock: a
+        re-upload may have put the right bytes back since, and none can while this holds it
+        (uploads wait meanwhile, for as long as hashing that one blob takes)."""
+        removed: list[str] = []
+        for sha256, size in damaged:
+            with db.writing(self.engine):
+                damage = _damage(self.blobs, sha256, size)
+                if damage is not None and damage[0] in WRONG_BYTES and self.blobs.remove(sha256):
+                    removed.append(sha256)
+        return removed

@@ -35,8 +35,8 @@ from keyless.store import db
 from keyless.store.blobs import BlobStore, write_all
 
 from .accounts import AccountError, Identity, add_user_without_password, user_id
-from .indexes import IndexInfo, create_index, load_indexes
-from .projects import ProjectError, add_role, find_project, record_event
+from .indexes import IndexAdmin, IndexInfo
+from .projects import ProjectAdmin, ProjectError, find_project, no_cached_pages, record_event
 from .releases import (
     Added,
     Event,
@@ -203,27 +203,6 @@ class FileImporter:
                 self.blobs.remove(sha256)
 
 
-def index_named(engine: Engine, name: str | None) -> IndexInfo:
-    """The index an import goes to; `None` is allowed when the server has only one."""
-    known = load_indexes(engine)
-    if name is None and len(known) == 1:
-        return next(iter(known.values()))
-    if name is None or name not in known:
-        said = "name the index to import into" if name is None else f"no index {name!r}"
-        raise ImportRefused(
-            f"{said}: --index one of {', '.join(known)} (or create it: keyless index create)."
-        )
-    return known[name]
-
-
-def importer_identity(engine: Engine, index: IndexInfo, owner: str | None) -> Identity:
-    """Who imports: `owner` (who then owns the projects the import creates) or `ACTOR`."""
-    if owner is None:
-        return Identity(None, ACTOR, 0, index.id, None)
-    with db.reading(engine) as conn:
-        return Identity(user_id(conn, owner), owner, 0, index.id, None)
-
-
 # ------------------------------------------------------------------------------ pypiserver
 
 
@@ -235,35 +214,6 @@ def pypiserver_files(folder: Path) -> Iterator[Path]:
         for name in sorted(names):
             if not name.startswith("."):
                 yield Path(root) / name
-
-
-def import_pypiserver(
-    engine: Engine, blobs: BlobStore, index: IndexInfo, folder: Path, owner: str | None
-) -> ImportReport:
-    """Add every distribution of a pypiserver folder to `index` (see the module docstring)."""
-    if not folder.is_dir():
-        raise ImportRefused(f"{folder} is not a folder: give pypiserver's packages folder.")
-    report = ImportReport()
-    files = FileImporter(engine, blobs)
-    actor = importer_identity(engine, index, owner)
-    created = 0
-    for path in pypiserver_files(folder):
-        shown = str(path.relative_to(folder))
-        # pypiserver has no upload time but the file's: keep it as the upload time.
-        moment = datetime.fromtimestamp(path.stat().st_mtime, UTC)
-        try:
-            added = files.add(index, path, actor, "pypiserver", moment=moment)
-        except Skip as exc:
-            report.skipped.append(Skipped(shown, str(exc)))
-            continue
-        (report.added if added else report.present).append(shown)
-        created += bool(added and added.created_project)
-    if owner is None and created:
-        report.notes.append(
-            "the new projects have no owner: give them one with "
-            f"`keyless role add PROJECT USER --index {index.name} --role owner`."
-        )
-    return report
 
 
 # ------------------------------------------------------------------------------ devpi
@@ -279,153 +229,6 @@ def keyless_index_name(devpi_stage: str) -> str:
     return name[:63]
 
 
-def import_devpi_export(engine: Engine, blobs: BlobStore, folder: Path) -> ImportReport:
-    """Users, indexes, projects, releases and files of a `devpi-export` dump.
-
-    The dump's `dataindex.json` lists the users (with their password hashes, not carried
-    over), the indexes by `user/index` with their configuration, each index's projects by
-    version (devpi's metadata) and its files (`relpath` in the dump, the sha256 devpi
-    recorded, the upload log). Each devpi stage becomes a private keyless index named by
-    `keyless_index_name`; its projects are owned by the stage's user and maintained by the
-    others in its `acl_upload`. Mirror indexes (a cache of another index), documentation zips
-    and tox results have no keyless equivalent and are left out, said in the report.
-    """
-    dataindex = folder / "dataindex.json"
-    try:
-        dump = json.loads(dataindex.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ImportRefused(
-            f"{folder} has no dataindex.json: give the folder `devpi-export` wrote."
-        ) from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ImportRefused(f"{dataindex} is not JSON ({exc}).") from None
-    version = str(dump.get("dumpversion")) if isinstance(dump, dict) else None
-    if version not in DEVPI_DUMP_VERSIONS:
-        raise ImportRefused(
-            f"{dataindex}: devpi dump version {version!r} is not one this keyless reads "
-            f"({', '.join(DEVPI_DUMP_VERSIONS)})."
-        )
-    report = ImportReport()
-    users = _devpi_users(engine, dump.get("users", {}), report)
-    files = FileImporter(engine, blobs)
-    for stage, meta in sorted(dump.get("indexes", {}).items()):
-        config = meta.get("indexconfig", {})
-        if config.get("type") != "stage":
-            report.notes.append(
-                f"devpi {stage}: a {config.get('type')} index (a cache of another index), "
-                "not imported."
-            )
-            continue
-        index = _devpi_index(engine, stage, config, report)
-        owner_name = stage.split("/", 1)[0]
-        actor = Identity(users.get(owner_name), owner_name, 0, index.id, None)
-        versions = meta.get("projects", {})
-        projects: set[str] = set()
-        for desc in meta.get("files", []):
-            relpath = str(desc.get("relpath", ""))
-            if desc.get("type") != "releasefile":
-                report.skipped.append(Skipped(relpath, f"a devpi {desc.get('type')}, not kept"))
-                continue
-            mapping = desc.get("entrymapping", {})
-            project = str(desc.get("projectname", ""))
-            version_meta = versions.get(canonicalize_name(project), {}).get(
-                str(desc.get("version")), {}
-            )
-            yanked = version_meta.get("yanked")
-            path = (folder / relpath).resolve()
-            if not path.is_relative_to(folder.resolve()) or not path.is_file():
-                report.skipped.append(Skipped(relpath, "not in the dump"))
-                continue
-            try:
-                added = files.add(
-                    index,
-                    path,
-                    actor,
-                    "devpi",
-                    moment=_http_date(mapping.get("last_modified")),
-                    yanked=(yanked if isinstance(yanked, str) else "") if yanked else None,
-                    sha256=mapping.get("hashes", {}).get("sha256"),
-                )
-            except Skip as exc:
-                report.skipped.append(Skipped(relpath, str(exc)))
-                continue
-            (report.added if added else report.present).append(relpath)
-            if added and added.created_project:  # roles given once, as the project is made
-                projects.add(project)
-        _devpi_maintainers(engine, index, projects, owner_name, config, users, report)
-    return report
-
-
-def _devpi_users(engine: Engine, wanted: dict[str, Any], report: ImportReport) -> dict[str, int]:
-    """Keyless accounts for devpi's users (`root`, devpi's own administrator, excepted): new
-    ones without a password; a name keyless has already is taken to be the same person."""
-    ids: dict[str, int] = {}
-    made: list[str] = []
-    with db.writing(engine) as conn:
-        for username in sorted(wanted):
-            if username == "root":
-                continue
-            row = conn.execute(select(db.users.c.id).where(db.users.c.username == username)).first()
-            if row is not None:
-                ids[username] = int(row.id)
-                report.notes.append(f"user {username!r} exists already: the same account is used.")
-                continue
-            try:
-                ids[username] = add_user_without_password(conn, username)
-            except AccountError:
-                report.notes.append(f"devpi user {username!r}: not a keyless username, left out.")
-                continue
-            made.append(username)
-    if made:
-        report.notes.append(
-            f"users {', '.join(made)} created without a password (devpi's are not carried "
-            "over): give each one with `keyless user passwd NAME`; API tokens with "
-            "`keyless token create`."
-        )
-    return ids
-
-
-def _devpi_index(
-    engine: Engine, stage: str, config: dict[str, Any], report: ImportReport
-) -> IndexInfo:
-    name = keyless_index_name(stage)
-    known = load_indexes(engine)
-    if name not in known:
-        try:
-            create_index(engine, name, "private")
-        except ConfigError as exc:
-            raise ImportRefused(
-                f"devpi {stage}: no keyless index can be named for it ({exc})"
-            ) from None
-        known = load_indexes(engine)
-    bases = ", ".join(config.get("bases", []))
-    inherits = f"; it inherited from {bases}, which keyless indexes do not do" if bases else ""
-    report.notes.append(f"devpi {stage} -> keyless index {name!r} (profile private){inherits}.")
-    return known[name]
-
-
-def _devpi_maintainers(
-    engine: Engine,
-    index: IndexInfo,
-    projects: set[str],
-    owner: str,
-    config: dict[str, Any],
-    users: dict[str, int],
-    report: ImportReport,
-) -> None:
-    """Who could upload to the devpi index (its `acl_upload`) maintains its projects here."""
-    uploaders = [u for u in config.get("acl_upload", []) if u != owner and u in users]
-    for project in sorted(projects):
-        for username in uploaders:
-            with contextlib.suppress(ProjectError):  # already has a role
-                add_role(engine, index.id, project, username, "maintainer")
-    if uploaders and projects:
-        report.notes.append(
-            f"maintainers of the new projects of {index.name!r} (devpi's acl_upload): "
-            f"{', '.join(uploaders)}."
-        )
-
-
 def _http_date(value: object) -> datetime | None:
     if not isinstance(value, str):
         return None
@@ -433,3 +236,204 @@ def _http_date(value: object) -> datetime | None:
         return parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
+
+
+@dataclass
+class Imports:
+    """Moving in from another index into one server's database and blob store (see the module)."""
+
+    engine: Engine
+    blobs: BlobStore
+
+    def index_named(self, name: str | None) -> IndexInfo:
+        """The index an import goes to; `None` is allowed when the server has only one."""
+        known = IndexAdmin(self.engine).load_indexes()
+        if name is None and len(known) == 1:
+            return next(iter(known.values()))
+        if name is None or name not in known:
+            said = "name the index to import into" if name is None else f"no index {name!r}"
+            raise ImportRefused(
+                f"{said}: --index one of {', '.join(known)} (or create it: keyless index create)."
+            )
+        return known[name]
+
+    def importer_identity(self, index: IndexInfo, owner: str | None) -> Identity:
+        """Who imports: `owner` (who then owns the projects the import creates) or `ACTOR`."""
+        if owner is None:
+            return Identity(None, ACTOR, 0, index.id, None)
+        with db.reading(self.engine) as conn:
+            return Identity(user_id(conn, owner), owner, 0, index.id, None)
+
+    def import_pypiserver(self, index: IndexInfo, folder: Path, owner: str | None) -> ImportReport:
+        """Add every distribution of a pypiserver folder to `index` (see the module docstring)."""
+        if not folder.is_dir():
+            raise ImportRefused(f"{folder} is not a folder: give pypiserver's packages folder.")
+        report = ImportReport()
+        files = FileImporter(self.engine, self.blobs)
+        actor = self.importer_identity(index, owner)
+        created = 0
+        for path in pypiserver_files(folder):
+            shown = str(path.relative_to(folder))
+            # pypiserver has no upload time but the file's: keep it as the upload time.
+            moment = datetime.fromtimestamp(path.stat().st_mtime, UTC)
+            try:
+                added = files.add(index, path, actor, "pypiserver", moment=moment)
+            except Skip as exc:
+                report.skipped.append(Skipped(shown, str(exc)))
+                continue
+            (report.added if added else report.present).append(shown)
+            created += bool(added and added.created_project)
+        if owner is None and created:
+            report.notes.append(
+                "the new projects have no owner: give them one with "
+                f"`keyless role add PROJECT USER --index {index.name} --role owner`."
+            )
+        return report
+
+    def import_devpi_export(self, folder: Path) -> ImportReport:
+        """Users, indexes, projects, releases and files of a `devpi-export` dump.
+
+        The dump's `dataindex.json` lists the users (with their password hashes, not carried
+        over), the indexes by `user/index` with their configuration, each index's projects by
+        version (devpi's metadata) and its files (`relpath` in the dump, the sha256 devpi
+        recorded, the upload log). Each devpi stage becomes a private keyless index named by
+        `keyless_index_name`; its projects are owned by the stage's user and maintained by the
+        others in its `acl_upload`. Mirror indexes (a cache of another index), documentation zips
+        and tox results have no keyless equivalent and are left out, said in the report.
+        """
+        dataindex = folder / "dataindex.json"
+        try:
+            dump = json.loads(dataindex.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ImportRefused(
+                f"{folder} has no dataindex.json: give the folder `devpi-export` wrote."
+            ) from None
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ImportRefused(f"{dataindex} is not JSON ({exc}).") from None
+        version = str(dump.get("dumpversion")) if isinstance(dump, dict) else None
+        if version not in DEVPI_DUMP_VERSIONS:
+            raise ImportRefused(
+                f"{dataindex}: devpi dump version {version!r} is not one this keyless reads "
+                f"({', '.join(DEVPI_DUMP_VERSIONS)})."
+            )
+        report = ImportReport()
+        users = self._devpi_users(dump.get("users", {}), report)
+        files = FileImporter(self.engine, self.blobs)
+        for stage, meta in sorted(dump.get("indexes", {}).items()):
+            config = meta.get("indexconfig", {})
+            if config.get("type") != "stage":
+                report.notes.append(
+                    f"devpi {stage}: a {config.get('type')} index (a cache of another index), "
+                    "not imported."
+                )
+                continue
+            index = self._devpi_index(stage, config, report)
+            owner_name = stage.split("/", 1)[0]
+            actor = Identity(users.get(owner_name), owner_name, 0, index.id, None)
+            versions = meta.get("projects", {})
+            projects: set[str] = set()
+            for desc in meta.get("files", []):
+                relpath = str(desc.get("relpath", ""))
+                if desc.get("type") != "releasefile":
+                    report.skipped.append(Skipped(relpath, f"a devpi {desc.get('type')}, not kept"))
+                    continue
+                mapping = desc.get("entrymapping", {})
+                project = str(desc.get("projectname", ""))
+                version_meta = versions.get(canonicalize_name(project), {}).get(
+                    str(desc.get("version")), {}
+                )
+                yanked = version_meta.get("yanked")
+                path = (folder / relpath).resolve()
+                if not path.is_relative_to(folder.resolve()) or not path.is_file():
+                    report.skipped.append(Skipped(relpath, "not in the dump"))
+                    continue
+                try:
+                    added = files.add(
+                        index,
+                        path,
+                        actor,
+                        "devpi",
+                        moment=_http_date(mapping.get("last_modified")),
+                        yanked=(yanked if isinstance(yanked, str) else "") if yanked else None,
+                        sha256=mapping.get("hashes", {}).get("sha256"),
+                    )
+                except Skip as exc:
+                    report.skipped.append(Skipped(relpath, str(exc)))
+                    continue
+                (report.added if added else report.present).append(relpath)
+                if added and added.created_project:  # roles given once, as the project is made
+                    projects.add(project)
+            self._devpi_maintainers(index, projects, owner_name, config, users, report)
+        return report
+
+    def _devpi_users(self, wanted: dict[str, Any], report: ImportReport) -> dict[str, int]:
+        """Keyless accounts for devpi's users (`root`, devpi's own administrator, excepted): new
+        ones without a password; a name keyless has already is taken to be the same person."""
+        ids: dict[str, int] = {}
+        made: list[str] = []
+        with db.writing(self.engine) as conn:
+            for username in sorted(wanted):
+                if username == "root":
+                    continue
+                row = conn.execute(
+                    select(db.users.c.id).where(db.users.c.username == username)
+                ).first()
+                if row is not None:
+                    ids[username] = int(row.id)
+                    report.notes.append(
+                        f"user {username!r} exists already: the same account is used."
+                    )
+                    continue
+                try:
+                    ids[username] = add_user_without_password(conn, username)
+                except AccountError:
+                    report.notes.append(
+                        f"devpi user {username!r}: not a keyless username, left out."
+                    )
+                    continue
+                made.append(username)
+        if made:
+            report.notes.append(
+                f"users {', '.join(made)} created without a password (devpi's are not carried "
+                "over): give each one with `keyless user passwd NAME`; API tokens with "
+                "`keyless token create`."
+            )
+        return ids
+
+    def _devpi_index(self, stage: str, config: dict[str, Any], report: ImportReport) -> IndexInfo:
+        name = keyless_index_name(stage)
+        known = IndexAdmin(self.engine).load_indexes()
+        if name not in known:
+            try:
+                IndexAdmin(self.engine).create_index(name, "private")
+            except ConfigError as exc:
+                raise ImportRefused(
+                    f"devpi {stage}: no keyless index can be named for it ({exc})"
+                ) from None
+            known = IndexAdmin(self.engine).load_indexes()
+        bases = ", ".join(config.get("bases", []))
+        inherits = f"; it inherited from {bases}, which keyless indexes do not do" if bases else ""
+        report.notes.append(f"devpi {stage} -> keyless index {name!r} (profile private){inherits}.")
+        return known[name]
+
+    def _devpi_maintainers(
+        self,
+        index: IndexInfo,
+        projects: set[str],
+        owner: str,
+        config: dict[str, Any],
+        users: dict[str, int],
+        report: ImportReport,
+    ) -> None:
+        """Who could upload to the devpi index (its `acl_upload`) maintains its projects here."""
+        uploaders = [u for u in config.get("acl_upload", []) if u != owner and u in users]
+        roles = ProjectAdmin(self.engine, no_cached_pages)
+        for project in sorted(projects):
+            for username in uploaders:
+                with contextlib.suppress(ProjectError):  # already has a role
+                    roles.add_role(index.id, project, username, "maintainer")
+        if uploaders and projects:
+            report.notes.append(
+                f"maintainers of the new projects of {index.name!r} (devpi's acl_upload): "
+                f"{', '.join(uploaders)}."
+            )

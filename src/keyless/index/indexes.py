@@ -28,56 +28,62 @@ class IndexInfo:
         return Policy.for_profile(self.profile)
 
 
-def ensure_indexes(
-    engine: Engine, wanted: Iterable[IndexSettings], *, update_existing: bool = False
-) -> None:
-    """Create the indexes named in the settings; with `update_existing`, also bring existing
-    ones to their settings.
+@dataclass
+class IndexAdmin:
+    """The indexes of one database: made from the settings, added by an administrator, listed."""
 
-    The server passes `update_existing`: the settings file is the source of truth for the
-    indexes it names, so a changed profile or limit takes effect at the next start. Admin
-    commands, which may run without the server's config file, only create what is missing.
-    """
-    with db.writing(engine) as conn:
-        existing = {row.name: row for row in conn.execute(select(db.indexes))}
-        for index in wanted:
-            values = {
-                "profile": index.profile,
-                "max_file_size": index.max_file_size,
-                "max_project_size": index.max_project_size,
-            }
-            row = existing.get(index.name)
-            if row is not None:
-                if not update_existing or all(getattr(row, k) == v for k, v in values.items()):
-                    continue
-                conn.execute(update(db.indexes).where(db.indexes.c.id == row.id).values(**values))
-                record_change(conn, row.id, None)  # other server processes reload the list
-            else:
-                statement = db.indexes.insert().values(name=index.name, created=now(), **values)
-                record_change(conn, db.inserted_id(conn, statement), None)
+    engine: Engine
 
+    def ensure_indexes(
+        self, wanted: Iterable[IndexSettings], *, update_existing: bool = False
+    ) -> None:
+        """Create the indexes named in the settings; with `update_existing`, also bring existing
+        ones to their settings.
 
-def create_index(engine: Engine, name: str, profile: str = "pypi") -> IndexInfo:
-    """Add an index; raises ConfigError for a bad name/profile, AccountError if it exists."""
-    validate_index_name(name)
-    settings = index_settings(name, {"profile": profile})
-    with db.reading(engine) as conn:
-        if conn.execute(select(db.indexes.c.id).where(db.indexes.c.name == name)).first():
-            raise AccountError(f"index {name!r} already exists.")
-    ensure_indexes(engine, [settings])
-    return load_indexes(engine)[name]
+        The server passes `update_existing`: the settings file is the source of truth for the
+        indexes it names, so a changed profile or limit takes effect at the next start. Admin
+        commands, which may run without the server's config file, only create what is missing.
+        """
+        with db.writing(self.engine) as conn:
+            existing = {row.name: row for row in conn.execute(select(db.indexes))}
+            for index in wanted:
+                values = {
+                    "profile": index.profile,
+                    "max_file_size": index.max_file_size,
+                    "max_project_size": index.max_project_size,
+                }
+                row = existing.get(index.name)
+                if row is not None:
+                    if not update_existing or all(getattr(row, k) == v for k, v in values.items()):
+                        continue
+                    conn.execute(
+                        update(db.indexes).where(db.indexes.c.id == row.id).values(**values)
+                    )
+                    record_change(conn, row.id, None)  # other server processes reload the list
+                else:
+                    statement = db.indexes.insert().values(name=index.name, created=now(), **values)
+                    record_change(conn, db.inserted_id(conn, statement), None)
 
+    def create_index(self, name: str, profile: str = "pypi") -> IndexInfo:
+        """Add an index; raises ConfigError for a bad name/profile, AccountError if it exists."""
+        validate_index_name(name)
+        settings = index_settings(name, {"profile": profile})
+        with db.reading(self.engine) as conn:
+            if conn.execute(select(db.indexes.c.id).where(db.indexes.c.name == name)).first():
+                raise AccountError(f"index {name!r} already exists.")
+        self.ensure_indexes([settings])
+        return self.load_indexes()[name]
 
-def load_indexes(engine: Engine) -> dict[str, IndexInfo]:
-    with db.reading(engine) as conn:
-        rows = conn.execute(select(db.indexes).order_by(db.indexes.c.name)).all()
-    return {
-        row.name: IndexInfo(
-            id=row.id,
-            name=row.name,
-            profile=row.profile,
-            max_file_size=row.max_file_size,
-            max_project_size=row.max_project_size,
-        )
-        for row in rows
-    }
+    def load_indexes(self) -> dict[str, IndexInfo]:
+        with db.reading(self.engine) as conn:
+            rows = conn.execute(select(db.indexes).order_by(db.indexes.c.name)).all()
+        return {
+            row.name: IndexInfo(
+                id=row.id,
+                name=row.name,
+                profile=row.profile,
+                max_file_size=row.max_file_size,
+                max_project_size=row.max_project_size,
+            )
+            for row in rows
+        }

@@ -17,6 +17,8 @@ both take; keyless serves SQLite today.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from sqlalchemy import Engine, select
 
 from keyless.store import db
@@ -28,39 +30,44 @@ TEMP_GRACE_SECONDS = 3600.0
 BATCH = 500
 
 
-def referenced_blobs(engine: Engine) -> set[str]:
-    with db.reading(engine) as conn:
-        return set(conn.execute(select(db.files.c.sha256)).scalars())
+@dataclass
+class GarbageCollector:
+    """Garbage collection of one database's blob store (see the module's docstring)."""
 
+    engine: Engine
+    blobs: BlobStore
 
-def collect_garbage(
-    engine: Engine, blobs: BlobStore, min_age_seconds: float = TEMP_GRACE_SECONDS
-) -> int:
-    """Delete unreferenced blobs, and temp files older than `min_age_seconds`.
+    def referenced_blobs(self) -> set[str]:
+        with db.reading(self.engine) as conn:
+            return set(conn.execute(select(db.files.c.sha256)).scalars())
 
-    Returns how many files were removed.
-    """
-    removed = blobs.remove_stale_temp_files(min_age_seconds)
-    # Listed on a snapshot, without any lock: most blobs are referenced, and this is the slow
-    # part on a large store.
-    referenced = referenced_blobs(engine)
-    candidates = [sha256 for sha256 in blobs.iter_keys() if sha256 not in referenced]
-    return removed + len(remove_unreferenced(engine, blobs, candidates))
+    def collect_garbage(self, min_age_seconds: float = TEMP_GRACE_SECONDS) -> int:
+        """Delete unreferenced blobs, and temp files older than `min_age_seconds`.
 
+        Returns how many files were removed.
+        """
+        removed = self.blobs.remove_stale_temp_files(min_age_seconds)
+        # Listed on a snapshot, without any lock: most blobs are referenced, and this is the slow
+        # part on a large store.
+        referenced = self.referenced_blobs()
+        candidates = [sha256 for sha256 in self.blobs.iter_keys() if sha256 not in referenced]
+        return removed + len(self.remove_unreferenced(candidates))
 
-def remove_unreferenced(engine: Engine, blobs: BlobStore, candidates: list[str]) -> list[str]:
-    """Delete those of `candidates` no file row refers to, deciding under the write lock;
-    returns the ones deleted (by gc, and by `keyless fsck --repair`)."""
-    removed: list[str] = []
-    for start in range(0, len(candidates), BATCH):
-        batch = candidates[start : start + BATCH]
-        with db.writing(engine) as conn:
-            # Checked again under the write lock: an upload may have committed a row for one
-            # of them since the snapshot, and none can commit until this transaction ends.
-            kept = set(
-                conn.execute(
-                    select(db.files.c.sha256).where(db.files.c.sha256.in_(batch)).distinct()
-                ).scalars()
-            )
-            removed += [sha256 for sha256 in batch if sha256 not in kept and blobs.remove(sha256)]
-    return removed
+    def remove_unreferenced(self, candidates: list[str]) -> list[str]:
+        """Delete those of `candidates` no file row refers to, deciding under the write lock;
+        returns the ones deleted (by gc, and by `keyless fsck --repair`)."""
+        removed: list[str] = []
+        for start in range(0, len(candidates), BATCH):
+            batch = candidates[start : start + BATCH]
+            with db.writing(self.engine) as conn:
+                # Checked again under the write lock: an upload may have committed a row for one
+                # of them since the snapshot, and none can commit until this transaction ends.
+                kept = set(
+                    conn.execute(
+                        select(db.files.c.sha256).where(db.files.c.sha256.in_(batch)).distinct()
+                    ).scalars()
+                )
+                removed += [
+                    sha256 for sha256 in batch if sha256 not in kept and self.blobs.remove(sha256)
+                ]
+        return removed

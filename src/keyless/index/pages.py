@@ -22,7 +22,7 @@ from sqlalchemy import Engine, select
 
 from keyless.store import db
 
-from .catalog import load_project, version_key
+from .catalog import Catalog, version_key
 
 API_VERSION = "1.4"
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
@@ -78,6 +78,7 @@ class SimplePages:
 
     def __init__(self, engine: Engine, url_prefix: str = "") -> None:
         self.engine = engine
+        self.catalog = Catalog(engine)
         self.url_prefix = url_prefix
         self._projects: dict[tuple[int, str], PageSet] = {}
         self._roots: dict[int, PageSet] = {}
@@ -178,7 +179,7 @@ class SimplePages:
     def _render_project(
         self, index_id: int, index_name: str, name: NormalizedName
     ) -> PageSet | None:
-        snapshot = load_project(self.engine, index_id, name)
+        snapshot = self.catalog.load_project(index_id, name)
         if snapshot is None:
             return None
         project, releases, files = snapshot.project, snapshot.releases, snapshot.files

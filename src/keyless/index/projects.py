@@ -46,6 +46,24 @@ _SET_SERIAL = (
 )
 
 
+@dataclass(frozen=True)
+class ProjectRow:
+    """A project as the use cases decide on it and the pages list it: its `projects` row's
+    columns that matter outside this module. One type for both (uploads, the web UI's
+    listings), so a project is read the same way everywhere."""
+
+    id: int
+    name: str
+    normalized_name: NormalizedName
+    status: str
+    total_size: int
+
+    @classmethod
+    def of(cls, row: Any) -> ProjectRow:
+        """From a row that has the `projects` columns (`find_project`'s, a select's)."""
+        return cls(row.id, row.name, row.normalized_name, row.status, row.total_size)
+
+
 def find_project(conn: Connection, index_id: int, name: NormalizedName) -> Row[Any] | None:
     """The `projects` row of the (normalized) `name` on an index, or None."""
     return conn.execute(_PROJECT, {"index_id": index_id, "name": name}).first()
@@ -107,6 +125,11 @@ def create_project(conn: Connection, index_id: int, name: str, owner_id: int | N
             db.roles.insert().values(project_id=project_id, user_id=owner_id, role="owner")
         )
     return project_id
+
+
+def no_cached_pages(index_id: int, project: str) -> None:
+    """`on_change` of a process that keeps no pages (the CLI's): the servers learn of the
+    change from the change serial the journal bumps."""
 
 
 @dataclass
@@ -211,28 +234,30 @@ class ProjectAdmin:
         self.on_change(project.index_id, project.normalized_name)
         return {"project": project.name, "status": status, "reason": reason}
 
-
-def add_role(engine: Engine, index_id: int, project: str, username: str, role: str) -> None:
-    """Give a user a role on a project (admin CLI)."""
-    if role not in ROLES:
-        raise ProjectError(f"Role must be one of {', '.join(ROLES)}, not {role!r}.")
-    normalized: NormalizedName = canonicalize_name(project)
-    with db.writing(engine) as conn:
-        row = find_project(conn, index_id, normalized)
-        if row is None:
-            raise ProjectError(f"No project named {project!r} on this index.", status=404)
-        project_id = row.id
-        user_id = conn.execute(
-            select(db.users.c.id).where(db.users.c.username == username)
-        ).scalar()
-        if user_id is None:
-            raise ProjectError(f"No user named {username!r}.", status=404)
-        conn.execute(
-            db.roles.delete().where(
-                db.roles.c.project_id == project_id, db.roles.c.user_id == user_id
+    def add_role(self, index_id: int, project: str, username: str, role: str) -> None:
+        """Give a user a role on a project (admin CLI, moving in from devpi); the pages do not
+        show roles, so nothing is invalidated."""
+        if role not in ROLES:
+            raise ProjectError(f"Role must be one of {', '.join(ROLES)}, not {role!r}.")
+        normalized: NormalizedName = canonicalize_name(project)
+        with db.writing(self.engine) as conn:
+            row = find_project(conn, index_id, normalized)
+            if row is None:
+                raise ProjectError(f"No project named {project!r} on this index.", status=404)
+            project_id = row.id
+            user_id = conn.execute(
+                select(db.users.c.id).where(db.users.c.username == username)
+            ).scalar()
+            if user_id is None:
+                raise ProjectError(f"No user named {username!r}.", status=404)
+            conn.execute(
+                db.roles.delete().where(
+                    db.roles.c.project_id == project_id, db.roles.c.user_id == user_id
+                )
             )
-        )
-        conn.execute(db.roles.insert().values(project_id=project_id, user_id=user_id, role=role))
-        record_event(
-            conn, index_id, normalized, "add_role", "admin", {"user": username, "role": role}
-        )
+            conn.execute(
+                db.roles.insert().values(project_id=project_id, user_id=user_id, role=role)
+            )
+            record_event(
+                conn, index_id, normalized, "add_role", "admin", {"user": username, "role": role}
+            )

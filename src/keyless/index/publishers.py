@@ -101,123 +101,6 @@ def _check_token(conn: Connection, actor: Actor, index_id: int, projects: Iterab
             )
 
 
-def check_owner(engine: Engine, index_id: int, project: str, actor: Actor) -> None:
-    """Before showing a project's publishers or audit trail: raises ProjectError (404 for an
-    unknown project, 403 unless `actor` owns it)."""
-    with db.reading(engine) as conn:
-        row = find_project(conn, index_id, canonicalize_name(project))
-        if row is None:
-            raise ProjectError(f"No project named {project!r} on this index.", status=404)
-        _require_owner(conn, actor, row, doing="see its publishers and audit trail")
-
-
-def add_publisher(
-    engine: Engine,
-    tp: TrustedPublishingSettings,
-    index_id: int,
-    projects: Sequence[str],
-    kind: str,
-    raw_config: Mapping[str, str],
-    actor: Actor,
-) -> dict[str, Any]:
-    """Register a publisher linked to existing projects (one publisher, several projects).
-
-    Raises PublisherConfigError (per-field problems) or ProjectError.
-    """
-    if not projects:
-        raise ProjectError("Name at least one project for the publisher.")
-    provider = _provider(kind)
-    config = provider.validate_config(raw_config)
-    _check_issuer(provider, config, tp)
-    with db.writing(engine) as conn:
-        rows = _projects(conn, index_id, projects)
-        _check_token(conn, actor, index_id, (row.normalized_name for row in rows))
-        for row in rows:
-            _require_owner(conn, actor, row)
-        publisher_id = _insert(conn, index_id, provider, config, actor, pending=None)
-        for row in rows:
-            conn.execute(
-                db.publisher_projects.insert().values(publisher_id=publisher_id, project_id=row.id)
-            )
-            record_event(
-                conn,
-                index_id,
-                row.normalized_name,
-                "add_publisher",
-                actor.username,
-                {"publisher_id": publisher_id, "publisher": provider.summary(config)},
-                changes_project=False,
-            )
-    return {
-        "id": publisher_id,
-        "kind": kind,
-        "summary": provider.summary(config),
-        "projects": [row.name for row in rows],
-        "pending": False,
-    }
-
-
-def add_pending_publisher(
-    engine: Engine,
-    tp: TrustedPublishingSettings,
-    index_id: int,
-    project: str,
-    kind: str,
-    raw_config: Mapping[str, str],
-    actor: Actor,
-) -> dict[str, Any]:
-    """A publisher for a project that does not exist yet; its first trusted publish creates it.
-
-    The name is not reserved: whoever creates the project first owns it. Expires in 30 days.
-    """
-    try:
-        validate_project_name(project)
-    except DistError as exc:
-        raise ProjectError(exc.message) from None
-    provider = _provider(kind)
-    config = provider.validate_config(raw_config)
-    _check_issuer(provider, config, tp)
-    with db.writing(engine) as conn:
-        _check_token(conn, actor, index_id, [project])
-        if find_project(conn, index_id, canonicalize_name(project)):
-            raise ProjectError(
-                f"Project {project!r} already exists; its owners add publishers to it directly.",
-                status=409,
-            )
-        if actor.user_id is not None:
-            count = len(
-                conn.execute(
-                    select(db.publishers.c.id).where(
-                        db.publishers.c.created_by == actor.user_id,
-                        db.publishers.c.pending_project.is_not(None),
-                    )
-                ).all()
-            )
-            if count >= MAX_PENDING_PER_USER:
-                raise ProjectError(
-                    f"A user may have at most {MAX_PENDING_PER_USER} pending publishers; "
-                    "remove one first.",
-                    status=429,
-                )
-        publisher_id = _insert(conn, index_id, provider, config, actor, pending=project)
-        record_event(
-            conn,
-            index_id,
-            canonicalize_name(project),
-            "add_pending_publisher",
-            actor.username,
-            {"publisher_id": publisher_id, "publisher": provider.summary(config)},
-            changes_project=False,
-        )
-    return {
-        "id": publisher_id,
-        "kind": kind,
-        "summary": provider.summary(config),
-        "projects": [project],
-        "pending": True,
-    }
-
-
 def _insert(
     conn: Connection,
     index_id: int,
@@ -245,114 +128,246 @@ def _insert(
     )
 
 
-def list_publishers(
-    engine: Engine, index_id: int, project: str | None = None
-) -> list[dict[str, Any]]:
-    """Publishers of an index (or of one project), with what they are linked to."""
-    with db.reading(engine) as conn:
-        rows = conn.execute(
-            select(db.publishers)
-            .where(db.publishers.c.index_id == index_id)
-            .order_by(db.publishers.c.id)
-        ).all()
-        # Every link of the index's publishers in one query, not one query per publisher.
-        links = conn.execute(
-            select(db.publisher_projects.c.publisher_id, db.projects.c.name)
-            .join(db.projects, db.publisher_projects.c.project_id == db.projects.c.id)
-            .where(db.projects.c.index_id == index_id)
-            .order_by(db.projects.c.name)
-        ).all()
-        linked: dict[int, list[str]] = defaultdict(list)
-        for publisher_id, name in links:
-            linked[publisher_id].append(name)
-        result = []
-        for row in rows:
-            names = [row.pending_project] if row.pending_project else linked[row.id]
-            if project and canonicalize_name(project) not in {canonicalize_name(n) for n in names}:
-                continue
-            provider = PROVIDERS[row.kind]
-            result.append(
-                {
-                    "id": row.id,
-                    "kind": row.kind,
-                    "summary": provider.summary(row.config),
-                    "config": row.config,
-                    "pinned": row.pinned,
-                    "projects": names,
-                    "pending": bool(row.pending_project),
-                    "expires": as_utc(row.expires).isoformat() if row.expires else None,
-                }
-            )
-    return result
+def _registered(
+    publisher_id: int, kind: str, summary: str, projects: list[str], *, pending: bool = False
+) -> dict[str, Any]:
+    """What adding a publisher answers (the JSON API, the CLI and the web form show it)."""
+    return {
+        "id": publisher_id,
+        "kind": kind,
+        "summary": summary,
+        "projects": projects,
+        "pending": pending,
+    }
 
 
-def remove_publisher(engine: Engine, index_id: int, publisher_id: int, actor: Actor) -> None:
-    """Remove a publisher; tokens minted from it stop working at once."""
-    with db.writing(engine) as conn:
-        row = None
-        if abs(publisher_id) < 2**63:  # a larger id names no row, and overflows the driver
-            row = conn.execute(
-                select(db.publishers).where(
-                    db.publishers.c.id == publisher_id, db.publishers.c.index_id == index_id
+@dataclass
+class Publishers:
+    """Trusted publishers of one database's projects: register, list, remove, audit.
+
+    `tp` is the server's `[trusted-publishing]` settings: which issuers it trusts.
+    """
+
+    engine: Engine
+    tp: TrustedPublishingSettings
+
+    def check_owner(self, index_id: int, project: str, actor: Actor) -> None:
+        """Before showing a project's publishers or audit trail: raises ProjectError (404 for an
+        unknown project, 403 unless `actor` owns it)."""
+        with db.reading(self.engine) as conn:
+            row = find_project(conn, index_id, canonicalize_name(project))
+            if row is None:
+                raise ProjectError(f"No project named {project!r} on this index.", status=404)
+            _require_owner(conn, actor, row, doing="see its publishers and audit trail")
+
+    def add_publisher(
+        self,
+        index_id: int,
+        projects: Sequence[str],
+        kind: str,
+        raw_config: Mapping[str, str],
+        actor: Actor,
+    ) -> dict[str, Any]:
+        """Register a publisher linked to existing projects (one publisher, several projects).
+
+        Raises PublisherConfigError (per-field problems) or ProjectError.
+        """
+        if not projects:
+            raise ProjectError("Name at least one project for the publisher.")
+        provider = _provider(kind)
+        config = provider.validate_config(raw_config)
+        _check_issuer(provider, config, self.tp)
+        with db.writing(self.engine) as conn:
+            rows = _projects(conn, index_id, projects)
+            _check_token(conn, actor, index_id, (row.normalized_name for row in rows))
+            for row in rows:
+                _require_owner(conn, actor, row)
+            publisher_id = _insert(conn, index_id, provider, config, actor, pending=None)
+            for row in rows:
+                conn.execute(
+                    db.publisher_projects.insert().values(
+                        publisher_id=publisher_id, project_id=row.id
+                    )
                 )
-            ).first()
-        if row is None:
-            raise ProjectError(f"No publisher with id {publisher_id} on this index.", status=404)
-        linked = conn.execute(
-            select(db.projects)
-            .join(db.publisher_projects, db.publisher_projects.c.project_id == db.projects.c.id)
-            .where(db.publisher_projects.c.publisher_id == publisher_id)
-        ).all()
-        _check_token(
-            conn,
-            actor,
-            index_id,
-            [row.pending_project] if row.pending_project else [p.normalized_name for p in linked],
-        )
-        if row.pending_project and actor.user_id not in (None, row.created_by):
-            raise ProjectError("Only whoever registered a pending publisher may remove it.", 403)
-        for project in linked:
-            _require_owner(conn, actor, project)
-        conn.execute(
-            delete(db.token_publishers).where(db.token_publishers.c.publisher_id == publisher_id)
-        )
-        conn.execute(
-            delete(db.publisher_projects).where(
-                db.publisher_projects.c.publisher_id == publisher_id
-            )
-        )
-        conn.execute(delete(db.publishers).where(db.publishers.c.id == publisher_id))
-        summary = PROVIDERS[row.kind].summary(row.config)
-        for project in linked:
+                record_event(
+                    conn,
+                    index_id,
+                    row.normalized_name,
+                    "add_publisher",
+                    actor.username,
+                    {"publisher_id": publisher_id, "publisher": provider.summary(config)},
+                    changes_project=False,
+                )
+        return _registered(publisher_id, kind, provider.summary(config), [r.name for r in rows])
+
+    def add_pending_publisher(
+        self,
+        index_id: int,
+        project: str,
+        kind: str,
+        raw_config: Mapping[str, str],
+        actor: Actor,
+    ) -> dict[str, Any]:
+        """A publisher for a project that does not exist yet; its first trusted publish creates it.
+
+        The name is not reserved: whoever creates the project first owns it. Expires in 30 days.
+        """
+        try:
+            validate_project_name(project)
+        except DistError as exc:
+            raise ProjectError(exc.message) from None
+        provider = _provider(kind)
+        config = provider.validate_config(raw_config)
+        _check_issuer(provider, config, self.tp)
+        with db.writing(self.engine) as conn:
+            _check_token(conn, actor, index_id, [project])
+            if find_project(conn, index_id, canonicalize_name(project)):
+                raise ProjectError(
+                    f"Project {project!r} already exists; "
+                    "its owners add publishers to it directly.",
+                    status=409,
+                )
+            if actor.user_id is not None:
+                count = len(
+                    conn.execute(
+                        select(db.publishers.c.id).where(
+                            db.publishers.c.created_by == actor.user_id,
+                            db.publishers.c.pending_project.is_not(None),
+                        )
+                    ).all()
+                )
+                if count >= MAX_PENDING_PER_USER:
+                    raise ProjectError(
+                        f"A user may have at most {MAX_PENDING_PER_USER} pending publishers; "
+                        "remove one first.",
+                        status=429,
+                    )
+            publisher_id = _insert(conn, index_id, provider, config, actor, pending=project)
             record_event(
                 conn,
                 index_id,
-                project.normalized_name,
-                "remove_publisher",
+                canonicalize_name(project),
+                "add_pending_publisher",
                 actor.username,
-                {"publisher_id": publisher_id, "publisher": summary},
+                {"publisher_id": publisher_id, "publisher": provider.summary(config)},
                 changes_project=False,
             )
+        return _registered(publisher_id, kind, provider.summary(config), [project], pending=True)
 
+    def list_publishers(self, index_id: int, project: str | None = None) -> list[dict[str, Any]]:
+        """Publishers of an index (or of one project), with what they are linked to."""
+        with db.reading(self.engine) as conn:
+            rows = conn.execute(
+                select(db.publishers)
+                .where(db.publishers.c.index_id == index_id)
+                .order_by(db.publishers.c.id)
+            ).all()
+            # Every link of the index's publishers in one query, not one query per publisher.
+            links = conn.execute(
+                select(db.publisher_projects.c.publisher_id, db.projects.c.name)
+                .join(db.projects, db.publisher_projects.c.project_id == db.projects.c.id)
+                .where(db.projects.c.index_id == index_id)
+                .order_by(db.projects.c.name)
+            ).all()
+            linked: dict[int, list[str]] = defaultdict(list)
+            for publisher_id, name in links:
+                linked[publisher_id].append(name)
+            result = []
+            for row in rows:
+                names = [row.pending_project] if row.pending_project else linked[row.id]
+                if project and canonicalize_name(project) not in {
+                    canonicalize_name(n) for n in names
+                }:
+                    continue
+                provider = PROVIDERS[row.kind]
+                result.append(
+                    {
+                        "id": row.id,
+                        "kind": row.kind,
+                        "summary": provider.summary(row.config),
+                        "config": row.config,
+                        "pinned": row.pinned,
+                        "projects": names,
+                        "pending": bool(row.pending_project),
+                        "expires": as_utc(row.expires).isoformat() if row.expires else None,
+                    }
+                )
+        return result
 
-def audit_trail(
-    engine: Engine, index_id: int, project: str | None = None, limit: int = 200
-) -> list[dict[str, Any]]:
-    """The journal of an index (or one project), newest first. Never holds a JWT or token."""
-    query = select(db.journal).where(db.journal.c.index_id == index_id)
-    if project:
-        query = query.where(db.journal.c.project == canonicalize_name(project))
-    query = query.order_by(db.journal.c.id.desc()).limit(limit)
-    with db.reading(engine) as conn:
-        return [
-            {
-                "serial": row.id,
-                # With its zone on every backend (SQLite hands the UTC moment back without).
-                "time": as_utc(row.time).isoformat(),
-                "project": row.project,
-                "action": row.action,
-                "actor": row.actor,
-                "details": row.details,
-            }
-            for row in conn.execute(query)
-        ]
+    def remove_publisher(self, index_id: int, publisher_id: int, actor: Actor) -> None:
+        """Remove a publisher; tokens minted from it stop working at once."""
+        with db.writing(self.engine) as conn:
+            row = None
+            if abs(publisher_id) < 2**63:  # a larger id names no row, and overflows the driver
+                row = conn.execute(
+                    select(db.publishers).where(
+                        db.publishers.c.id == publisher_id, db.publishers.c.index_id == index_id
+                    )
+                ).first()
+            if row is None:
+                raise ProjectError(
+                    f"No publisher with id {publisher_id} on this index.", status=404
+                )
+            linked = conn.execute(
+                select(db.projects)
+                .join(db.publisher_projects, db.publisher_projects.c.project_id == db.projects.c.id)
+                .where(db.publisher_projects.c.publisher_id == publisher_id)
+            ).all()
+            _check_token(
+                conn,
+                actor,
+                index_id,
+                [row.pending_project]
+                if row.pending_project
+                else [p.normalized_name for p in linked],
+            )
+            if row.pending_project and actor.user_id not in (None, row.created_by):
+                raise ProjectError(
+                    "Only whoever registered a pending publisher may remove it.", 403
+                )
+            for project in linked:
+                _require_owner(conn, actor, project)
+            conn.execute(
+                delete(db.token_publishers).where(
+                    db.token_publishers.c.publisher_id == publisher_id
+                )
+            )
+            conn.execute(
+                delete(db.publisher_projects).where(
+                    db.publisher_projects.c.publisher_id == publisher_id
+                )
+            )
+            conn.execute(delete(db.publishers).where(db.publishers.c.id == publisher_id))
+            summary = PROVIDERS[row.kind].summary(row.config)
+            for project in linked:
+                record_event(
+                    conn,
+                    index_id,
+                    project.normalized_name,
+                    "remove_publisher",
+                    actor.username,
+                    {"publisher_id": publisher_id, "publisher": summary},
+                    changes_project=False,
+                )
+
+    def audit_trail(
+        self, index_id: int, project: str | None = None, limit: int = 200
+    ) -> list[dict[str, Any]]:
+        """The journal of an index (or one project), newest first. Never holds a JWT or token."""
+        query = select(db.journal).where(db.journal.c.index_id == index_id)
+        if project:
+            query = query.where(db.journal.c.project == canonicalize_name(project))
+        query = query.order_by(db.journal.c.id.desc()).limit(limit)
+        with db.reading(self.engine) as conn:
+            return [
+                {
+                    "serial": row.id,
+                    # With its zone on every backend (SQLite hands the UTC moment back without).
+                    "time": as_utc(row.time).isoformat(),
+                    "project": row.project,
+                    "action": row.action,
+                    "actor": row.actor,
+                    "details": row.details,
+                }
+                for row in conn.execute(query)
+            ]

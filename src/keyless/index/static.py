@@ -35,8 +35,8 @@ from keyless.store.blobs import BlobStore
 from keyless.store.changes import ChangeFeed
 from keyless.store.static_tree import StaticTarget, open_static_target
 
-from .catalog import load_project
-from .indexes import IndexInfo, load_indexes
+from .catalog import Catalog
+from .indexes import IndexAdmin, IndexInfo
 from .pages import PageSet, SimplePages
 
 log = logging.getLogger("keyless.static")
@@ -83,6 +83,7 @@ class StaticTree:
 
     def __init__(self, engine: Engine, pages: SimplePages, target: StaticTarget) -> None:
         self.engine = engine
+        self.catalog = Catalog(engine)
         self.pages = pages
         self.target = target
         # The files each project offered when last written: when a project stops offering
@@ -201,7 +202,7 @@ class StaticTree:
         return found
 
     def _offered_by(self, index_id: int, name: NormalizedName) -> set[FileKey]:
-        snapshot = load_project(self.engine, index_id, name)
+        snapshot = self.catalog.load_project(index_id, name)
         if snapshot is None or snapshot.project.status == "quarantined":
             return set()  # PEP 792: a quarantined project offers nothing to download
         return {(row.sha256, row.filename) for row in snapshot.files}
@@ -342,7 +343,9 @@ class StaticWriter:
     ) -> None:
         by_id = {index.id: index for index in list(self._indexes.values())}
         if any(index_id not in by_id for index_id in roots):  # made by another process
-            by_id = {index.id: index for index in load_indexes(self.tree.engine).values()}
+            by_id = {
+                index.id: index for index in IndexAdmin(self.tree.engine).load_indexes().values()
+            }
         if rebuild:
             report = self.tree.rebuild(by_id.values())
             log.info(

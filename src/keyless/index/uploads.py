@@ -37,7 +37,7 @@ from .accounts import Identity, InvalidCredentials, current_identity
 from .errors import Refused
 from .indexes import IndexInfo
 from .multipart import StagedFile, UploadForm
-from .projects import find_project, role_of
+from .projects import ProjectRow, find_project, role_of
 from .releases import (
     HELP,
     Event,
@@ -132,20 +132,11 @@ def check_form_fields(form: UploadForm) -> None:
 _FILE_BY_SHA256 = select(db.files.c.id).where(db.files.c.sha256 == bindparam("sha256")).limit(1)
 
 
-@dataclass
-class ProjectRow:
-    id: int
-    name: str
-    normalized_name: NormalizedName
-    status: str
-    total_size: int
-
-
 def _find_project(conn: Connection, index_id: int, name: NormalizedName) -> ProjectRow | None:
     row = find_project(conn, index_id, name)
     if row is None:
         return None
-    return ProjectRow(row.id, row.name, row.normalized_name, row.status, row.total_size)
+    return ProjectRow.of(row)
 
 
 def _check_new_project_name(conn: Connection, index: IndexInfo, name: str) -> None:

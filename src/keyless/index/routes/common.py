@@ -10,7 +10,6 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
@@ -18,17 +17,21 @@ from keyless.config import Settings
 from keyless.store.blobs import BlobStore
 from keyless.store.errors import StorageFull
 
-from ..accounts import InvalidCredentials
+from ..accounts import Accounts, InvalidCredentials
+from ..catalog import Catalog
 from ..errors import Refused
 from ..heap import HeapTrimmer
 from ..help import help_url, local_links
-from ..indexes import IndexInfo
+from ..indexes import IndexAdmin, IndexInfo
+from ..maintenance import GarbageCollector
 from ..metrics import Metrics
 from ..pages import SimplePages
 from ..projects import ProjectAdmin
 from ..promote import Promotion
+from ..publishers import Publishers
 from ..reason import set_reason, standard_phrase
 from ..rendering import Descriptions
+from ..sessions import Sessions
 from ..static import StaticWriter
 from ..trusted import TrustedPublishing
 from ..uploads import Uploads
@@ -36,19 +39,28 @@ from ..uploads import Uploads
 
 @dataclass
 class Services:
-    """Everything the handlers need, built once by create_app and kept on `app.state`."""
+    """Everything the handlers need, built once by create_app and kept on `app.state`.
+
+    The use cases, not the database: each owns the engine it was built with, so a handler
+    cannot read or write around them (ARCHITECTURE.md, "Inside the index").
+    """
 
     settings: Settings
-    engine: Engine
     blobs: BlobStore
     pages: SimplePages
+    catalog: Catalog  # the read models
+    accounts: Accounts
+    sessions: Sessions  # the web UI's sign-ins
     uploads: Uploads
     projects: ProjectAdmin
     promotion: Promotion
+    publishers: Publishers
     trusted: TrustedPublishing
-    indexes: dict[str, IndexInfo]
+    indexes: dict[str, IndexInfo]  # by name, as index_admin last loaded them
+    index_admin: IndexAdmin
     pytp_keys: dict[str, str]  # PEP 807 discovery key -> index name
     descriptions: Descriptions  # renders READMEs in worker processes (uploads and pages)
+    garbage: GarbageCollector  # at start and every `gc-interval` seconds (app.py)
     # Keeps the static copy of the read path current (`[static] folder`); None: no copy.
     static: StaticWriter | None = None
     metrics: Metrics = field(default_factory=Metrics)  # this process's counters, /_/metrics

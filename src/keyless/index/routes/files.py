@@ -8,17 +8,14 @@ files itself. This module never sees where a blob is kept.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from urllib.parse import quote
 
-from sqlalchemy import Engine, select
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from keyless.store import db
 from keyless.store.blobs import BlobRedirect, BlobStream
 
 from ..pages import etag_matches
@@ -33,41 +30,6 @@ CHUNK = 256 * 1024
 SINGLE_RANGE = re.compile(r"^bytes=(?:(\d+)-(\d*)|-(\d+))$")
 
 
-@dataclass
-class Lookup:
-    known: bool  # some index holds these bytes under this name
-    offered: bool  # ... in a project that is not quarantined
-    metadata_sha256: str | None = None
-    metadata: bytes | None = None  # the METADATA bytes, when asked for
-
-
-def _lookup(engine: Engine, sha256: str, filename: str, want_metadata: bool) -> Lookup:
-    """What is served for a file under this hash and name.
-
-    The URL is shared by every index holding these bytes under this name; it is offered as
-    long as one of them belongs to a project that is not quarantined (PEP 792: a quarantined
-    project's files MUST NOT be offered for download, not only left off its page).
-    """
-    with db.reading(engine) as conn:
-        rows = conn.execute(
-            select(db.files.c.metadata_sha256, db.projects.c.status)
-            .join(db.releases, db.releases.c.id == db.files.c.release_id)
-            .join(db.projects, db.projects.c.id == db.releases.c.project_id)
-            .where(db.files.c.sha256 == sha256, db.files.c.filename == filename)
-        ).all()
-        offered = [row for row in rows if row.status != "quarantined"]
-        if not offered:
-            return Lookup(known=bool(rows), offered=False)
-        found = Lookup(known=True, offered=True, metadata_sha256=offered[0].metadata_sha256)
-        if want_metadata and found.metadata_sha256 is not None:
-            found.metadata = conn.execute(
-                select(db.core_metadata.c.data).where(
-                    db.core_metadata.c.sha256 == found.metadata_sha256
-                )
-            ).scalar()
-    return found
-
-
 async def download(request: Request) -> Response:
     sha256, filename = request.path_params["sha256"], request.path_params["filename"]
     if not SHA256.match(sha256):
@@ -75,7 +37,7 @@ async def download(request: Request) -> Response:
     want_metadata = filename.endswith(METADATA_SUFFIX)
     dist_name = filename[: -len(METADATA_SUFFIX)] if want_metadata else filename
     svc = services(request)
-    found = await run_in_threadpool(_lookup, svc.engine, sha256, dist_name, want_metadata)
+    found = await run_in_threadpool(svc.catalog.file, sha256, dist_name, want_metadata)
     if not found.known:
         return error(request, 404, f"No file {dist_name!r} with sha256 {sha256} here.")
     if not found.offered:

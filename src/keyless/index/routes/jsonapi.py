@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from ..catalog import latest_release, load_project, release_for, version_key
+from ..catalog import latest_release, release_for, version_key
 from ..pages import file_url, upload_time
 from .common import error, index_or_none, public_base, services, unknown_index
 
@@ -78,7 +78,7 @@ async def _answer(request: Request, version: str | None) -> Response:
         return RedirectResponse(
             f"{svc.pages.url_prefix}/{index.name}/pypi/{name}/{suffix}", status_code=301
         )
-    snapshot = await run_in_threadpool(load_project, svc.engine, index.id, name)
+    snapshot = await run_in_threadpool(svc.catalog.load_project, index.id, name)
     if snapshot is None or not snapshot.releases:
         return error(request, 404, f"No project named {raw!r} on index {index.name!r}.")
     project, releases, files = snapshot.project, snapshot.releases, snapshot.files

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ..accounts import Identity, InvalidCredentials, authenticate
+from ..accounts import Identity, InvalidCredentials
 from ..projects import ProjectError
 from .common import (
     BadJSONBody,
@@ -42,7 +42,7 @@ def text_field(document: dict[str, Any], key: str) -> str:
 
 async def identity_of(request: Request) -> Identity:
     return await run_in_threadpool(
-        authenticate, services(request).engine, token_from_headers(request)
+        services(request).accounts.authenticate, token_from_headers(request)
     )
 
 

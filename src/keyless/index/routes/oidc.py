@@ -24,7 +24,7 @@ from starlette.routing import Route
 
 from keyless.oidc.errors import TokenError
 
-from ..accounts import hash_token, revoke_token_by_hash
+from ..accounts import hash_token
 from ..indexes import IndexInfo
 from ..trusted import NotAProjectName, RequestInfo
 from .common import BadJSONBody, public_base, read_json_object, services
@@ -103,7 +103,7 @@ async def burn_token(request: Request) -> Response:
         return _failure(exc.code, exc.description)
     if not isinstance(token, str) or not token:
         return _failure("invalid-payload", 'The request body must be JSON: {"token": "..."}.')
-    await run_in_threadpool(revoke_token_by_hash, services(request).engine, hash_token(token))
+    await run_in_threadpool(services(request).accounts.revoke_token_by_hash, hash_token(token))
     return JSONResponse({"success": True})
 
 

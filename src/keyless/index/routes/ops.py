@@ -8,13 +8,11 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from sqlalchemy import select
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from keyless.store import db
 from keyless.store.errors import StorageFull, unavailable_backend, unavailable_detail
 
 from ..metrics import UPLOAD, Metrics, route_class
@@ -34,9 +32,7 @@ PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 def _check_database(svc: Services) -> str:
-    # A table, not `SELECT 1`: SQLite answers that without reading the database at all.
-    with db.reading(svc.engine) as conn:
-        conn.execute(select(db.indexes.c.id).limit(1)).all()
+    svc.catalog.probe()
     return "ok"
 
 

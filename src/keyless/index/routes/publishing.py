@@ -70,9 +70,9 @@ async def list_project_publishers(request: Request) -> Response:
     async def work() -> Any:
         index, identity = await _owner_context(request)
         project = request.path_params["project"]
-        engine = services(request).engine
-        await run_in_threadpool(publishers.check_owner, engine, index.id, project, _actor(identity))
-        return await run_in_threadpool(publishers.list_publishers, engine, index.id, project)
+        publishers = services(request).publishers
+        await run_in_threadpool(publishers.check_owner, index.id, project, _actor(identity))
+        return await run_in_threadpool(publishers.list_publishers, index.id, project)
 
     return await _answer(request, work)
 
@@ -81,11 +81,8 @@ async def add_project_publisher(request: Request) -> Response:
     async def work() -> Any:
         index, identity = await _owner_context(request)
         kind, config = _config(await read_json_body(request))
-        svc = services(request)
         return await run_in_threadpool(
-            publishers.add_publisher,
-            svc.engine,
-            svc.settings.trusted_publishing,
+            services(request).publishers.add_publisher,
             index.id,
             [request.path_params["project"]],
             kind,
@@ -104,8 +101,7 @@ async def remove_project_publisher(request: Request) -> Response:
         except ValueError:
             raise ProjectError("The publisher id must be a number.", 404) from None
         await run_in_threadpool(
-            publishers.remove_publisher,
-            services(request).engine,
+            services(request).publishers.remove_publisher,
             index.id,
             publisher_id,
             _actor(identity),
@@ -120,11 +116,8 @@ async def add_pending_publisher(request: Request) -> Response:
         index, identity = await _owner_context(request)
         document = await read_json_body(request)
         kind, config = _config(document)
-        svc = services(request)
         return await run_in_threadpool(
-            publishers.add_pending_publisher,
-            svc.engine,
-            svc.settings.trusted_publishing,
+            services(request).publishers.add_pending_publisher,
             index.id,
             text_field(document, "project"),
             kind,
@@ -139,9 +132,9 @@ async def project_audit(request: Request) -> Response:
     async def work() -> Any:
         index, identity = await _owner_context(request)
         project = request.path_params["project"]
-        engine = services(request).engine
-        await run_in_threadpool(publishers.check_owner, engine, index.id, project, _actor(identity))
-        return await run_in_threadpool(publishers.audit_trail, engine, index.id, project)
+        publishers = services(request).publishers
+        await run_in_threadpool(publishers.check_owner, index.id, project, _actor(identity))
+        return await run_in_threadpool(publishers.audit_trail, index.id, project)
 
     return await _answer(request, work)
 

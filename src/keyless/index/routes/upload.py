@@ -9,7 +9,7 @@ from starlette.routing import Route
 
 from keyless.store.errors import StorageFull
 
-from ..accounts import InvalidCredentials, authenticate
+from ..accounts import InvalidCredentials
 from ..multipart import FileTooLarge, FormError, read_upload_form
 from ..releases import file_too_large
 from ..uploads import UploadRejected
@@ -43,7 +43,7 @@ async def _upload(request: Request) -> Response:
     svc = services(request)
     body = request.stream()
     try:
-        identity = await run_in_threadpool(authenticate, svc.engine, token_from_headers(request))
+        identity = await run_in_threadpool(svc.accounts.authenticate, token_from_headers(request))
     except InvalidCredentials as exc:
         return error(request, 403, exc.reason)
     try:

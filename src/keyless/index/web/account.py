@@ -15,6 +15,7 @@ from keyless.dists.names import validate_project_name
 from .. import accounts, publishers
 from ..indexes import IndexInfo
 from ..routes.common import services
+from ..sessions import SESSION_LIFETIME, SignInError
 from . import publisher_forms
 from .base import (
     ANONYMOUS_CSRF_COOKIE,
@@ -27,9 +28,7 @@ from .base import (
     ui,
     whole_number,
 )
-from .queries import pending_publishers_of, projects_of_user
 from .render import WebError, page, redirect, viewer_of
-from .sessions import SESSION_LIFETIME, SignInError, sign_in, sign_out
 
 EXPIRY_CHOICES = {"1": "1 day", "7": "7 days", "30": "30 days", "90": "90 days", "365": "1 year"}
 EXPIRY_DEFAULT = "30"
@@ -77,7 +76,7 @@ async def login(request: Request) -> Response:
     client = request.client.host if request.client else "-"
     try:
         session_id = await run_in_threadpool(
-            sign_in, services(request).engine, username, form.get("password", ""), client
+            services(request).sessions.sign_in, username, form.get("password", ""), client
         )
     except SignInError as exc:
         response = _login_page(request, next_path, exc.message, username, exc.status)
@@ -94,7 +93,7 @@ async def logout(request: Request) -> Response:
     await read_form(request)
     session_id = request.cookies.get(SESSION_COOKIE, "")
     if session_id:
-        await run_in_threadpool(sign_out, services(request).engine, session_id)
+        await run_in_threadpool(services(request).sessions.sign_out, session_id)
     response = redirect(request, "/account/login", done="signed-out")
     clear_cookie(request, response, SESSION_COOKIE)
     return response
@@ -116,7 +115,7 @@ async def _tokens_page(
     problem: str = "",
     status: int = 200,
 ) -> Response:
-    listed = await run_in_threadpool(accounts.list_tokens, services(request).engine, username)
+    listed = await run_in_threadpool(services(request).accounts.list_tokens, username)
     return page(
         request,
         "tokens.html",
@@ -144,8 +143,7 @@ async def create_token(request: Request) -> Response:
     if expiry not in (*EXPIRY_CHOICES, "never"):
         return await _tokens_page(request, viewer.username, problem="Choose an expiry.", status=400)
     created = await run_in_threadpool(
-        lambda: accounts.create_token(
-            services(request).engine,
+        lambda: services(request).accounts.create_token(
             viewer.username,
             index,
             projects=projects or None,
@@ -171,12 +169,12 @@ async def revoke_token(request: Request) -> Response:
     await read_form(request)
     raw = request.path_params["token"]
     token_id = whole_number(raw)
-    engine = services(request).engine
-    owned = await run_in_threadpool(accounts.list_tokens, engine, viewer.username)
-    # accounts.revoke_token takes any id: check it is one of this user's tokens first.
+    users = services(request).accounts
+    owned = await run_in_threadpool(users.list_tokens, viewer.username)
+    # Accounts.revoke_token takes any id: check it is one of this user's tokens first.
     if token_id is None or not any(t["id"] == token_id and not t["revoked"] for t in owned):
         raise WebError(404, f"You have no active API token #{raw}.")
-    await run_in_threadpool(accounts.revoke_token, engine, token_id)
+    await run_in_threadpool(users.revoke_token, token_id)
     return redirect(request, "/account/tokens", done="revoked")
 
 
@@ -209,7 +207,7 @@ async def _pending_page(
 ) -> Response:
     viewer = require_viewer(request)
     listed = await run_in_threadpool(
-        pending_publishers_of, services(request).engine, viewer.user_id
+        services(request).catalog.pending_publishers_of, viewer.user_id
     )
     return page(
         request,
@@ -237,9 +235,7 @@ async def add_pending(request: Request) -> Response:
         request,
         index,
         form,
-        lambda kind, values: publishers.add_pending_publisher(
-            svc.engine,
-            svc.settings.trusted_publishing,
+        lambda kind, values: svc.publishers.add_pending_publisher(
             index.id,
             project,
             kind,
@@ -260,13 +256,12 @@ async def remove_pending(request: Request) -> Response:
     raw = request.path_params["publisher"]
     publisher_id = whole_number(raw)
     svc = services(request)
-    mine = await run_in_threadpool(pending_publishers_of, svc.engine, viewer.user_id)
+    mine = await run_in_threadpool(svc.catalog.pending_publishers_of, viewer.user_id)
     entry = next((p for p in mine if p["id"] == publisher_id), None)
     if entry is None or entry["index"] not in svc.indexes:
         raise WebError(404, f"You have no pending publisher #{raw}.")
     await run_in_threadpool(
-        publishers.remove_publisher,
-        svc.engine,
+        svc.publishers.remove_publisher,
         svc.indexes[entry["index"]].id,
         entry["id"],
         viewer.actor,
@@ -293,7 +288,7 @@ async def snippet_preview(request: Request) -> Response:
 @ui
 async def my_projects(request: Request) -> Response:
     viewer = require_viewer(request)
-    listed = await run_in_threadpool(projects_of_user, services(request).engine, viewer.user_id)
+    listed = await run_in_threadpool(services(request).catalog.projects_of_user, viewer.user_id)
     return page(request, "my_projects.html", projects=listed)
 
 

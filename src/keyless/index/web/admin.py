@@ -9,12 +9,10 @@ from starlette.routing import Route
 
 from keyless.config import PROFILES, ConfigError
 
-from .. import accounts, indexes
 from ..accounts import AccountError
 from ..routes import oidc
 from ..routes.common import services
 from .base import field, read_form, require_viewer, ui
-from .queries import index_counts, users
 from .render import WebError, page, redirect
 
 
@@ -32,7 +30,7 @@ async def index_list(request: Request) -> Response:
 
 async def _indexes_page(request: Request, problem: str = "", status: int = 200) -> Response:
     svc = services(request)
-    counts = await run_in_threadpool(index_counts, svc.engine)
+    counts = await run_in_threadpool(svc.catalog.index_counts)
     return page(
         request,
         "admin_indexes.html",
@@ -52,7 +50,7 @@ async def create_index(request: Request) -> Response:
     svc = services(request)
     try:
         created = await run_in_threadpool(
-            indexes.create_index, svc.engine, field(form, "name", 63), form.get("profile", "")
+            svc.index_admin.create_index, field(form, "name", 63), form.get("profile", "")
         )
     except (ConfigError, AccountError) as exc:
         return await _indexes_page(request, str(exc), status=400)
@@ -74,7 +72,7 @@ async def user_list(request: Request) -> Response:
 async def _users_page(
     request: Request, problem: str = "", username: str = "", status: int = 200
 ) -> Response:
-    listed = await run_in_threadpool(users, services(request).engine)
+    listed = await run_in_threadpool(services(request).catalog.users)
     return page(
         request,
         "admin_users.html",
@@ -92,8 +90,7 @@ async def create_user(request: Request) -> Response:
     username = field(form, "username", 64)
     try:
         await run_in_threadpool(
-            lambda: accounts.create_user(
-                services(request).engine,
+            lambda: services(request).accounts.create_user(
                 username,
                 form.get("password", ""),
                 is_admin=form.get("is_admin") == "on",

@@ -20,8 +20,8 @@ from ..accounts import AccountError
 from ..indexes import IndexInfo
 from ..projects import ProjectError
 from ..routes.common import services
+from ..sessions import Viewer, new_secret, same_secret
 from .render import WebError, error_page, finish, redirect, root, viewer_of
-from .sessions import Viewer, load_viewer, new_secret, same_secret
 
 SESSION_COOKIE = "keyless_session"
 # Before sign-in there is no session to hold a CSRF token, so the sign-in form uses a
@@ -45,7 +45,7 @@ def ui(handler: Handler) -> Handler:
     async def endpoint(request: Request) -> Response:
         session_id = request.cookies.get(SESSION_COOKIE, "")
         request.state.viewer = (
-            await run_in_threadpool(load_viewer, services(request).engine, session_id)
+            await run_in_threadpool(services(request).sessions.load_viewer, session_id)
             if session_id
             else None
         )

@@ -16,7 +16,6 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..routes.common import services
-from .queries import indexes_holding
 from .render import redirect
 
 
@@ -30,7 +29,7 @@ async def flit_project(request: Request) -> Response:
     name = request.path_params["project"]
     normalized = canonicalize_name(name)
     svc = services(request)
-    holders = await run_in_threadpool(indexes_holding, svc.engine, normalized)
+    holders = await run_in_threadpool(svc.catalog.indexes_holding, normalized)
     names = [index.name for index in svc.indexes.values() if index.id in holders]
     if len(names) == 1:
         return redirect(request, f"/{names[0]}/project/{normalized}/")

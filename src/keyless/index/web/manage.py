@@ -15,15 +15,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from .. import publishers
 from ..accounts import SESSION_TOKEN_ID, Identity
 from ..indexes import IndexInfo
 from ..routes.common import services
+from ..sessions import Viewer
 from . import publisher_forms
 from .base import Form, field, index_of, read_form, require_viewer, ui, whole_number
-from .queries import history, project_and_role
 from .render import WebError, page, redirect
-from .sessions import Viewer
 from .views import ACTION_FILTERS
 
 
@@ -55,7 +53,7 @@ async def _owned(request: Request) -> Owned:
     index = index_of(request)
     raw = request.path_params["project"]
     project, role = await run_in_threadpool(
-        project_and_role, services(request).engine, index.id, canonicalize_name(raw), viewer.user_id
+        services(request).catalog.project_and_role, index.id, canonicalize_name(raw), viewer.user_id
     )
     if project is None:
         raise WebError(404, f"There is no project named {raw!r} on index {index.name!r}.")
@@ -83,8 +81,7 @@ async def _publishing_page(
     request: Request, owned: Owned, form: publisher_forms.PublisherForm, status: int = 200
 ) -> Response:
     listed = await run_in_threadpool(
-        publishers.list_publishers,
-        services(request).engine,
+        services(request).publishers.list_publishers,
         owned.index.id,
         owned.project.normalized_name,
     )
@@ -116,9 +113,7 @@ async def add_publisher(request: Request) -> Response:
         request,
         owned.index,
         form,
-        lambda kind, values: publishers.add_publisher(
-            svc.engine,
-            svc.settings.trusted_publishing,
+        lambda kind, values: svc.publishers.add_publisher(
             owned.index.id,
             [owned.project.normalized_name],
             kind,
@@ -138,12 +133,12 @@ async def remove_publisher(request: Request) -> Response:
     publisher_id = _publisher_id(request)
     svc = services(request)
     listed = await run_in_threadpool(
-        publishers.list_publishers, svc.engine, owned.index.id, owned.project.normalized_name
+        svc.publishers.list_publishers, owned.index.id, owned.project.normalized_name
     )
     if not any(p["id"] == publisher_id and not p["pending"] for p in listed):
         raise WebError(404, f"Project {owned.project.name!r} has no publisher #{publisher_id}.")
     await run_in_threadpool(
-        publishers.remove_publisher, svc.engine, owned.index.id, publisher_id, owned.viewer.actor
+        svc.publishers.remove_publisher, owned.index.id, publisher_id, owned.viewer.actor
     )
     return redirect(request, f"{owned.base}/settings/publishing", done="removed")
 
@@ -173,8 +168,7 @@ async def security_history(request: Request) -> Response:
         raise WebError(400, f"Unknown filter {chosen!r}; use one of {', '.join(ACTION_FILTERS)}.")
     before = whole_number(request.query_params.get("before", ""), 17)
     entries, more = await run_in_threadpool(
-        history,
-        services(request).engine,
+        services(request).catalog.history,
         owned.index.id,
         owned.project.normalized_name,
         ACTION_FILTERS[chosen][1] if chosen else None,

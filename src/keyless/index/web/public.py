@@ -10,11 +10,10 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from ..catalog import latest_release, load_project, release_for, version_key
+from ..catalog import latest_release, release_for, version_key
 from ..help import TOPICS
 from ..routes.common import public_base, services
 from .base import Handler, index_of, page_number, ui
-from .queries import index_counts, role_on, search_projects, trusted_runs
 from .render import STATIC, WebError, page, root, viewer_of
 from .views import description_html
 
@@ -27,11 +26,11 @@ def wants_html(request: Request) -> bool:
 async def landing(request: Request) -> Response:
     svc = services(request)
     query = request.query_params.get("q", "").strip()[:100]
-    counts = await run_in_threadpool(index_counts, svc.engine)
+    counts = await run_in_threadpool(svc.catalog.index_counts)
     results = {}
     if query:
         for index in svc.indexes.values():
-            found, _ = await run_in_threadpool(search_projects, svc.engine, index.id, query)
+            found, _ = await run_in_threadpool(svc.catalog.search_projects, index.id, query)
             results[index.name] = found
     return page(
         request,
@@ -61,7 +60,7 @@ async def index_page(request: Request) -> Response:
     query = request.query_params.get("q", "").strip()[:100]
     number = page_number(request)
     projects, more = await run_in_threadpool(
-        search_projects, services(request).engine, index.id, query, number
+        services(request).catalog.search_projects, index.id, query, number
     )
     return page(
         request,
@@ -95,17 +94,17 @@ async def _project(request: Request, version: str | None) -> Response:
         return RedirectResponse(f"{root(request)}/{index.name}/project/{name}/{tail}", 301)
     svc = services(request)
     viewer = viewer_of(request)
-    snapshot = await run_in_threadpool(load_project, svc.engine, index.id, name)
+    snapshot = await run_in_threadpool(svc.catalog.load_project, index.id, name)
     if snapshot is None:
         raise WebError(404, f"There is no project named {raw!r} on index {index.name!r}.")
     role = None
     if viewer is not None:
-        role = await run_in_threadpool(role_on, svc.engine, snapshot.project.id, viewer.user_id)
+        role = await run_in_threadpool(svc.catalog.role_on, snapshot.project.id, viewer.user_id)
     release = _choose(snapshot.releases, version, snapshot.project.name)
     files = [f for f in snapshot.files if release is not None and f.release_id == release.id]
     if snapshot.project.status == "quarantined":
         files = []  # the simple API lists none either
-    runs = await run_in_threadpool(trusted_runs, svc.engine, index.id, name)
+    runs = await run_in_threadpool(svc.catalog.trusted_runs, index.id, name)
     info: dict[str, Any] = dict(release.info) if release is not None else {}
     description = await run_in_threadpool(
         description_html,
