@@ -85,13 +85,7 @@ class ReleaseResult:
             "project": self.project,
             "version": self.version,
             "failed_stage": self.failed_stage,
-            "error": None
-            if self.error is None
-            else {
-                "message": self.error.message,
-                "hint": self.error.hint,
-                "context": self.error.context,
-            },
+            "error": None if self.error is None else self.error.to_json(),
             "stages": [stage.to_json() for stage in self.stages],
             "dist_dir": str(self.dist_dir) if self.dist_dir else None,
             "built": [
