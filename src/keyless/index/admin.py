@@ -24,6 +24,7 @@ from keyless.store.blobs import BlobStore
 from keyless.store.static_tree import open_static_target
 
 from . import accounts, fsck, imports, indexes, maintenance, projects, publishers, static
+from .catalog import Catalog
 from .pages import SimplePages, url_prefix_of
 
 # The revision a database made before keyless had migrations is brought to (`keyless db`).
@@ -159,8 +160,9 @@ class Admin:
                 "no static folder or bucket is set: give --static-folder, KEYLESS_STATIC_FOLDER, "
                 "KEYLESS_STATIC_BUCKET, or [static] folder or bucket in the config file."
             )
-        pages = SimplePages(self.engine, url_prefix_of(self.settings.public_url))
-        tree = static.StaticTree(self.engine, pages, target)
+        catalog = Catalog(self.engine)
+        pages = SimplePages(catalog, url_prefix_of(self.settings.public_url))
+        tree = static.StaticTree(catalog, pages, target)
         return tree.rebuild(self._indexes.load_indexes().values())
 
     # ------------------------------------------------------------ export and import

@@ -69,6 +69,10 @@ class ProjectSnapshot:
 
 
 PAGE_SIZE = 50
+# SQLite takes up to 32,766 bound parameters; far fewer per query keeps each one quick.
+CHUNK = 500
+
+FileKey = tuple[str, str]  # (sha256, filename): one URL under files/
 
 
 @dataclass(frozen=True)
@@ -160,6 +164,73 @@ class Catalog:
                 )
             )
         return rows, len(projects) > PAGE_SIZE
+
+    def project_names(self, index_id: int) -> list[tuple[str, NormalizedName]]:
+        """(name, normalized name) of each project of an index, by normalized name: the
+        simple API's root page."""
+        with db.reading(self.engine) as conn:
+            rows = conn.execute(
+                select(db.projects.c.name, db.projects.c.normalized_name)
+                .where(db.projects.c.index_id == index_id)
+                .order_by(db.projects.c.normalized_name)
+            ).all()
+        return [(row.name, NormalizedName(row.normalized_name)) for row in rows]
+
+    def files_by_project(self, index_id: int) -> dict[NormalizedName, set[FileKey]]:
+        """Every project of an index with the files it offers (none when quarantined): what
+        the static tree holds for that index."""
+        with db.reading(self.engine) as conn:
+            names = conn.execute(
+                select(db.projects.c.normalized_name).where(db.projects.c.index_id == index_id)
+            ).scalars()
+            found: dict[NormalizedName, set[FileKey]] = {NormalizedName(n): set() for n in names}
+            rows = conn.execute(
+                select(db.projects.c.normalized_name, db.files.c.sha256, db.files.c.filename)
+                .join(db.releases, db.releases.c.id == db.files.c.release_id)
+                .join(db.projects, db.projects.c.id == db.releases.c.project_id)
+                .where(db.projects.c.index_id == index_id, db.projects.c.status != "quarantined")
+            ).all()
+        for row in rows:
+            found.setdefault(NormalizedName(row.normalized_name), set()).add(
+                (row.sha256, row.filename)
+            )
+        return found
+
+    def offered_files(self, wanted: set[FileKey]) -> dict[FileKey, str | None]:
+        """Those of `wanted` some project that is not quarantined offers, each with the hash
+        of its metadata file (None: it has none of its own)."""
+        offers: dict[FileKey, str | None] = {}
+        digests = sorted({sha256 for sha256, _ in wanted})
+        with db.reading(self.engine) as conn:
+            for start in range(0, len(digests), CHUNK):
+                rows = conn.execute(
+                    select(db.files.c.sha256, db.files.c.filename, db.files.c.metadata_sha256)
+                    .join(db.releases, db.releases.c.id == db.files.c.release_id)
+                    .join(db.projects, db.projects.c.id == db.releases.c.project_id)
+                    .where(
+                        db.files.c.sha256.in_(digests[start : start + CHUNK]),
+                        db.projects.c.status != "quarantined",
+                    )
+                ).all()
+                for row in rows:
+                    file_key = (row.sha256, row.filename)
+                    if file_key in wanted and file_key not in offers:
+                        offers[file_key] = row.metadata_sha256
+        return offers
+
+    def core_metadata(self, digests: Iterable[str]) -> dict[str, bytes]:
+        """The METADATA bytes stored under each of these hashes (those found)."""
+        ordered = sorted(set(digests))
+        found: dict[str, bytes] = {}
+        with db.reading(self.engine) as conn:
+            for start in range(0, len(ordered), CHUNK):
+                rows = conn.execute(
+                    select(db.core_metadata.c.sha256, db.core_metadata.c.data).where(
+                        db.core_metadata.c.sha256.in_(ordered[start : start + CHUNK])
+                    )
+                ).all()
+                found.update((row.sha256, bytes(row.data)) for row in rows)
+        return found
 
     def indexes_holding(self, normalized: str) -> set[int]:
         """The ids of the indexes that have a project of this normalized name."""

@@ -18,9 +18,6 @@ from typing import Any
 from urllib.parse import urlparse
 
 from packaging.utils import NormalizedName
-from sqlalchemy import Engine, select
-
-from keyless.store import db
 
 from .catalog import Catalog, version_key
 
@@ -76,9 +73,8 @@ def file_url(url_prefix: str, sha256: str, filename: str) -> str:
 class SimplePages:
     """The cache of rendered simple pages, keyed by (index id, normalized project name)."""
 
-    def __init__(self, engine: Engine, url_prefix: str = "") -> None:
-        self.engine = engine
-        self.catalog = Catalog(engine)
+    def __init__(self, catalog: Catalog, url_prefix: str = "") -> None:
+        self.catalog = catalog
         self.url_prefix = url_prefix
         self._projects: dict[tuple[int, str], PageSet] = {}
         self._roots: dict[int, PageSet] = {}
@@ -153,16 +149,11 @@ class SimplePages:
         return pages
 
     def _render_root(self, index_id: int, index_name: str) -> PageSet:
-        with db.reading(self.engine) as conn:
-            rows = conn.execute(
-                select(db.projects.c.name, db.projects.c.normalized_name)
-                .where(db.projects.c.index_id == index_id)
-                .order_by(db.projects.c.normalized_name)
-            ).all()
+        rows = self.catalog.project_names(index_id)
         # Behind a proxy serving us under a path (public-url), links must carry that path.
         base = f"{self.url_prefix}/{index_name}/simple"
         anchors = "".join(
-            f'    <a href="{base}/{row.normalized_name}/">{escape(row.name)}</a>\n' for row in rows
+            f'    <a href="{base}/{normalized}/">{escape(name)}</a>\n' for name, normalized in rows
         )
         html = (
             "<!DOCTYPE html>\n<html>\n  <head>\n"
@@ -172,7 +163,7 @@ class SimplePages:
         )
         document = {
             "meta": {"api-version": API_VERSION},
-            "projects": [{"name": row.name} for row in rows],
+            "projects": [{"name": name} for name, _ in rows],
         }
         return PageSet(html=_rendered(html), json=_rendered(_dumps(document)))
 

@@ -27,15 +27,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from packaging.utils import NormalizedName
-from sqlalchemy import Engine, select
 
 from keyless.config import Settings
-from keyless.store import db
 from keyless.store.blobs import BlobStore
 from keyless.store.changes import ChangeFeed
 from keyless.store.static_tree import StaticTarget, open_static_target
 
-from .catalog import Catalog
+from .catalog import Catalog, FileKey
 from .indexes import IndexAdmin, IndexInfo
 from .pages import PageSet, SimplePages
 
@@ -43,10 +41,6 @@ log = logging.getLogger("keyless.static")
 
 FILES = "files"
 METADATA_SUFFIX = ".metadata"
-# SQLite takes up to 32,766 bound parameters; far fewer per query keeps each one quick.
-CHUNK = 500
-
-FileKey = tuple[str, str]  # (sha256, filename): one URL under files/
 
 
 def page_paths(index: str, project: str | None = None) -> tuple[str, str]:
@@ -81,9 +75,8 @@ class _Offer:
 class StaticTree:
     """Writes the static tree into a target, from the database and the rendered pages."""
 
-    def __init__(self, engine: Engine, pages: SimplePages, target: StaticTarget) -> None:
-        self.engine = engine
-        self.catalog = Catalog(engine)
+    def __init__(self, catalog: Catalog, pages: SimplePages, target: StaticTarget) -> None:
+        self.catalog = catalog
         self.pages = pages
         self.target = target
         # The files each project offered when last written: when a project stops offering
@@ -134,7 +127,7 @@ class StaticTree:
         pages: list[tuple[tuple[str, str], PageSet]] = []
         for index in indexes:
             pages.append((page_paths(index.name), self.pages.root(index.id, index.name)))
-            for name, files in self._project_files(index.id).items():
+            for name, files in self.catalog.files_by_project(index.id).items():
                 project = self.pages.project(index.id, index.name, name)
                 if project is None:
                     continue  # deleted since the list was read
@@ -182,25 +175,6 @@ class StaticTree:
             return self.target.remove(meta)
         return self.target.put(meta, data)
 
-    def _project_files(self, index_id: int) -> dict[NormalizedName, set[FileKey]]:
-        """Every project of an index with the files it offers (none when quarantined)."""
-        with db.reading(self.engine) as conn:
-            names = conn.execute(
-                select(db.projects.c.normalized_name).where(db.projects.c.index_id == index_id)
-            ).scalars()
-            found: dict[NormalizedName, set[FileKey]] = {NormalizedName(n): set() for n in names}
-            rows = conn.execute(
-                select(db.projects.c.normalized_name, db.files.c.sha256, db.files.c.filename)
-                .join(db.releases, db.releases.c.id == db.files.c.release_id)
-                .join(db.projects, db.projects.c.id == db.releases.c.project_id)
-                .where(db.projects.c.index_id == index_id, db.projects.c.status != "quarantined")
-            ).all()
-        for row in rows:
-            found.setdefault(NormalizedName(row.normalized_name), set()).add(
-                (row.sha256, row.filename)
-            )
-        return found
-
     def _offered_by(self, index_id: int, name: NormalizedName) -> set[FileKey]:
         snapshot = self.catalog.load_project(index_id, name)
         if snapshot is None or snapshot.project.status == "quarantined":
@@ -209,37 +183,12 @@ class StaticTree:
 
     def _offers(self, wanted: set[FileKey]) -> dict[FileKey, _Offer]:
         """Those of `wanted` some project that is not quarantined offers, with their metadata."""
-        offers: dict[FileKey, _Offer] = {}
-        digests = sorted({sha256 for sha256, _ in wanted})
-        with db.reading(self.engine) as conn:
-            for start in range(0, len(digests), CHUNK):
-                rows = conn.execute(
-                    select(db.files.c.sha256, db.files.c.filename, db.files.c.metadata_sha256)
-                    .join(db.releases, db.releases.c.id == db.files.c.release_id)
-                    .join(db.projects, db.projects.c.id == db.releases.c.project_id)
-                    .where(
-                        db.files.c.sha256.in_(digests[start : start + CHUNK]),
-                        db.projects.c.status != "quarantined",
-                    )
-                ).all()
-                for row in rows:
-                    file_key = (row.sha256, row.filename)
-                    if file_key in wanted and file_key not in offers:
-                        offers[file_key] = _Offer(row.metadata_sha256)
-        return offers
+        return {key: _Offer(meta) for key, meta in self.catalog.offered_files(wanted).items()}
 
     def _metadata(self, offers: Iterable[_Offer]) -> dict[str, bytes]:
-        digests = sorted({o.metadata_sha256 for o in offers if o.metadata_sha256 is not None})
-        found: dict[str, bytes] = {}
-        with db.reading(self.engine) as conn:
-            for start in range(0, len(digests), CHUNK):
-                rows = conn.execute(
-                    select(db.core_metadata.c.sha256, db.core_metadata.c.data).where(
-                        db.core_metadata.c.sha256.in_(digests[start : start + CHUNK])
-                    )
-                ).all()
-                found.update((row.sha256, bytes(row.data)) for row in rows)
-        return found
+        return self.catalog.core_metadata(
+            o.metadata_sha256 for o in offers if o.metadata_sha256 is not None
+        )
 
 
 class StaticWriter:
@@ -262,9 +211,14 @@ class StaticWriter:
     POLL_SECONDS = 0.25
 
     def __init__(
-        self, tree: StaticTree, indexes: Mapping[str, IndexInfo], feed: ChangeFeed | None = None
+        self,
+        tree: StaticTree,
+        index_admin: IndexAdmin,
+        indexes: Mapping[str, IndexInfo],
+        feed: ChangeFeed | None = None,
     ) -> None:
         self.tree = tree
+        self._index_admin = index_admin
         self._feed = feed
         # The server's own mapping, which the web UI adds new indexes to.
         self._indexes = indexes
@@ -343,9 +297,7 @@ class StaticWriter:
     ) -> None:
         by_id = {index.id: index for index in list(self._indexes.values())}
         if any(index_id not in by_id for index_id in roots):  # made by another process
-            by_id = {
-                index.id: index for index in IndexAdmin(self.tree.engine).load_indexes().values()
-            }
+            by_id = {index.id: index for index in self._index_admin.load_indexes().values()}
         if rebuild:
             report = self.tree.rebuild(by_id.values())
             log.info(
@@ -365,13 +317,15 @@ class StaticWriter:
 
 def static_writer(
     settings: Settings,
-    engine: Engine,
     blobs: BlobStore,
+    catalog: Catalog,
     pages: SimplePages,
+    index_admin: IndexAdmin,
     indexes: Mapping[str, IndexInfo],
 ) -> StaticWriter | None:
     """The server's writer of the static tree, when `[static]` names a place for it."""
     target = open_static_target(settings, blobs)
     if target is None:
         return None
-    return StaticWriter(StaticTree(engine, pages, target), indexes, ChangeFeed(engine))
+    tree = StaticTree(catalog, pages, target)
+    return StaticWriter(tree, index_admin, indexes, ChangeFeed(catalog.engine))
