@@ -60,7 +60,7 @@ def _prerelease(version: str) -> bool:
 class ProjectSnapshot:
     """One consistent read of a project (one transaction), for rendering pages and JSON."""
 
-    project: Row[Any]
+    project: ProjectRow
     releases: list[Row[Any]]
     files: list[Row[Any]]  # ordered by filename
 
@@ -128,7 +128,9 @@ class Catalog:
                 .where(db.releases.c.project_id == project.id)
                 .order_by(db.files.c.filename)
             ).all()
-        return ProjectSnapshot(project=project, releases=list(releases), files=list(files))
+        return ProjectSnapshot(
+            project=ProjectRow.of(project), releases=list(releases), files=list(files)
+        )
 
     def search_projects(
         self, index_id: int, text: str, page: int = 1
@@ -247,16 +249,15 @@ class Catalog:
         return {int(index_id): int(count) for index_id, count in rows}
 
     def project_and_role(
-        self, index_id: int, normalized: str, user_id: int | None
-    ) -> tuple[Any, str | None]:
-        """The project row (None if absent) and the user's role on it."""
+        self, index_id: int, normalized: NormalizedName, user_id: int | None
+    ) -> tuple[ProjectRow | None, str | None]:
+        """The project (None if absent) and the user's role on it."""
         with db.reading(self.engine) as conn:
-            project = conn.execute(
-                select(db.projects).where(
-                    db.projects.c.index_id == index_id, db.projects.c.normalized_name == normalized
-                )
-            ).first()
-            if project is None or user_id is None:
+            row = find_project(conn, index_id, normalized)
+            if row is None:
+                return None, None
+            project = ProjectRow.of(row)
+            if user_id is None:
                 return project, None
             return project, role_of(conn, project.id, user_id)
 

@@ -20,6 +20,7 @@ from urllib.parse import urlparse
 from packaging.utils import NormalizedName
 
 from .catalog import Catalog, version_key
+from .projects import ProjectRow
 
 API_VERSION = "1.4"
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
@@ -201,7 +202,7 @@ class SimplePages:
         return entry
 
     def _project_json(
-        self, project: Any, versions: list[str], entries: list[dict[str, Any]]
+        self, project: ProjectRow, versions: list[str], entries: list[dict[str, Any]]
     ) -> bytes:
         status: dict[str, str] = {"status": project.status}
         if project.status_reason:
@@ -215,7 +216,7 @@ class SimplePages:
         }
         return _dumps(document)
 
-    def _project_html(self, project: Any, entries: list[dict[str, Any]]) -> str:
+    def _project_html(self, project: ProjectRow, entries: list[dict[str, Any]]) -> str:
         lines = []
         for entry in entries:
             attributes = [f'href="{escape(entry["url"])}#sha256={entry["hashes"]["sha256"]}"']

@@ -48,20 +48,31 @@ _SET_SERIAL = (
 
 @dataclass(frozen=True)
 class ProjectRow:
-    """A project as the use cases decide on it and the pages list it: its `projects` row's
-    columns that matter outside this module. One type for both (uploads, the web UI's
-    listings), so a project is read the same way everywhere."""
+    """A project as the use cases decide on it and the pages show it: its `projects` row's
+    columns that matter outside this module. One type for all (uploads, the simple and JSON
+    APIs, the web UI's pages and listings), so a project is read the same way everywhere and no
+    raw database row leaves the use cases."""
 
     id: int
     name: str
     normalized_name: NormalizedName
     status: str
+    status_reason: str
+    serial: int  # the project's last change (PEP 691's `_last-serial`)
     total_size: int
 
     @classmethod
     def of(cls, row: Any) -> ProjectRow:
         """From a row that has the `projects` columns (`find_project`'s, a select's)."""
-        return cls(row.id, row.name, row.normalized_name, row.status, row.total_size)
+        return cls(
+            id=row.id,
+            name=row.name,
+            normalized_name=NormalizedName(row.normalized_name),
+            status=row.status,
+            status_reason=row.status_reason,
+            serial=row.serial,
+            total_size=row.total_size,
+        )
 
 
 def find_project(conn: Connection, index_id: int, name: NormalizedName) -> Row[Any] | None:

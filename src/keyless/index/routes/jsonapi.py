@@ -16,6 +16,7 @@ from starlette.routing import Route
 
 from ..catalog import latest_release, release_for, version_key
 from ..pages import file_url, upload_time
+from ..projects import ProjectRow
 from .common import error, index_or_none, public_base, services, unknown_index
 
 
@@ -41,7 +42,7 @@ def _file_json(base: str, row: Any, release: Any) -> dict[str, Any]:
     }
 
 
-def _info(base: str, index: str, project: Any, release: Any) -> dict[str, Any]:
+def _info(base: str, index: str, project: ProjectRow, release: Any) -> dict[str, Any]:
     info = dict(release.info)
     info.update(
         name=project.name,

@@ -7,7 +7,6 @@ changed. The use cases check ownership again inside their transactions.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from packaging.utils import canonicalize_name
 from starlette.concurrency import run_in_threadpool
@@ -17,6 +16,7 @@ from starlette.routing import Route
 
 from ..accounts import SESSION_TOKEN_ID, Identity
 from ..indexes import IndexInfo
+from ..projects import ProjectRow
 from ..routes.common import services
 from ..sessions import Viewer
 from . import publisher_forms
@@ -29,7 +29,7 @@ from .views import ACTION_FILTERS
 class Owned:
     viewer: Viewer
     index: IndexInfo
-    project: Any
+    project: ProjectRow
 
     @property
     def base(self) -> str:
