@@ -9,6 +9,8 @@ Starlette path below, which defines the behaviour; the fast path sends exactly w
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from packaging.utils import canonicalize_name
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -68,8 +70,8 @@ async def answer_cached(scope: Scope, send: Send) -> tuple[int, int] | None:
     """Answer a GET/HEAD of a simple page that is in memory, before any routing.
 
     Returns (status, body bytes sent), or None — having sent nothing — for any other request,
-    which then takes the ordinary route. Only paths the router would give to `RootPage` or
-    `ProjectPage` qualify (`/{index}/simple/` and `/{index}/simple/{project}/`; no earlier
+    which then takes the ordinary route. Only paths the router would give to a `CachedPage`
+    qualify (`/{index}/simple/` and `/{index}/simple/{project}/`; no earlier
     route can match them), so the answer is the one the route would have sent.
     """
     if scope["method"] not in ("GET", "HEAD") or scope.get("root_path"):
@@ -85,17 +87,23 @@ async def answer_cached(scope: Scope, send: Send) -> tuple[int, int] | None:
         return None
     if simple != "simple" or tail or not index_name:
         return None
-    svc: Services = scope["app"].state.services
+    pages = _cached(scope["app"].state.services, index_name, project)
+    if pages is None:
+        return None
+    return await _send_fast(scope, send, pages)
+
+
+def _cached(svc: Services, index_name: str, project: str | None) -> PageSet | None:
+    """The in-memory pages of an index's root (`project` None) or of a project, else None.
+
+    Cached pages are keyed by normalized name: a hit also says the name needs no redirect.
+    """
     index = svc.indexes.get(index_name)
     if index is None:
         return None
     if project is None:
-        pages = svc.pages.cached_root(index.id)
-    else:
-        pages = svc.pages.cached_project(index.id, project) if project else None
-    if pages is None:
-        return None
-    return await _send_fast(scope, send, pages)
+        return svc.pages.cached_root(index.id)
+    return svc.pages.cached_project(index.id, project) if project else None
 
 
 async def _send_fast(scope: Scope, send: Send, pages: PageSet) -> tuple[int, int]:
@@ -133,37 +141,23 @@ def _services(scope: Scope) -> Services:
     return scope["app"].state.services  # type: ignore[no-any-return]
 
 
-class RootPage:
-    """ASGI endpoint of /{index}/simple/ (a class: Starlette routes a class to it as ASGI)."""
+class CachedPage:
+    """ASGI endpoint of /{index}/simple/ and /{index}/simple/{project}/: the page from memory,
+    else `fallback`, the ordinary Starlette endpoint (Starlette routes an object that is not a
+    function to it as ASGI)."""
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        svc = _services(scope)
-        index = svc.indexes.get(scope["path_params"]["index"])
-        if index is not None:
-            pages = svc.pages.cached_root(index.id)
-            if pages is not None:
-                svc.pages.hits += 1
-                await _send_fast(scope, send, pages)
-                return
-        response = await root(Request(scope, receive))
-        await response(scope, receive, send)
-
-
-class ProjectPage:
-    """ASGI endpoint of /{index}/simple/{project}/."""
+    def __init__(self, fallback: Callable[[Request], Awaitable[Response]]) -> None:
+        self._fallback = fallback
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         svc = _services(scope)
         params = scope["path_params"]
-        index = svc.indexes.get(params["index"])
-        if index is not None:
-            # Cached pages are keyed by normalized name: a hit means the name needs no redirect.
-            pages = svc.pages.cached_project(index.id, params["project"])
-            if pages is not None:
-                svc.pages.hits += 1
-                await _send_fast(scope, send, pages)
-                return
-        response = await project(Request(scope, receive))
+        pages = _cached(svc, params["index"], params.get("project"))
+        if pages is not None:
+            svc.pages.hits += 1
+            await _send_fast(scope, send, pages)
+            return
+        response = await self._fallback(Request(scope, receive))
         await response(scope, receive, send)
 
 
@@ -210,11 +204,11 @@ async def project_slash(request: Request) -> Response:
 
 routes = [
     # Raw ASGI endpoints take any method unless told: GET (and HEAD), as before.
-    Route("/{index}/simple/", RootPage(), methods=["GET"]),
+    Route("/{index}/simple/", CachedPage(root), methods=["GET"]),
     Route("/{index}/simple", root_slash),
-    Route("/{index}/simple/{project}/", ProjectPage(), methods=["GET"]),
+    Route("/{index}/simple/{project}/", CachedPage(project), methods=["GET"]),
     Route("/{index}/simple/{project}", project_slash),
     # hatch takes any index but PyPI for devpi and reads this page to skip files already
     # uploaded. It follows no redirect, so the page itself is served here.
-    Route("/{index}/legacy/+simple/{project}/", ProjectPage(), methods=["GET"]),
+    Route("/{index}/legacy/+simple/{project}/", CachedPage(project), methods=["GET"]),
 ]
