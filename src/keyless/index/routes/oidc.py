@@ -107,8 +107,15 @@ async def burn_token(request: Request) -> Response:
     return JSONResponse({"success": True})
 
 
-def _index_for(request: Request) -> IndexInfo | None:
-    return services(request).indexes.get(request.path_params["index"])
+def _pytp_index(request: Request) -> IndexInfo | Response:
+    """The index a per-index PEP 807 endpoint's path names; or the answer refusing the request:
+    406 when it does not accept PEP 807's media type, 404 (no body) for an unknown index."""
+    if not _accepts_pytp(request):
+        return _not_acceptable()
+    index = services(request).indexes.get(request.path_params["index"])
+    if index is None:
+        return Response(status_code=404)
+    return index
 
 
 def _accepts_pytp(request: Request) -> bool:
@@ -141,11 +148,9 @@ async def discovery(request: Request) -> Response:
 
 
 async def index_audience(request: Request) -> Response:
-    if not _accepts_pytp(request):
-        return _not_acceptable()
-    index = _index_for(request)
-    if index is None:
-        return Response(status_code=404)
+    index = _pytp_index(request)
+    if isinstance(index, Response):
+        return index
     if not services(request).settings.trusted_publishing.enabled:
         return _disabled()
     return JSONResponse(
@@ -154,11 +159,9 @@ async def index_audience(request: Request) -> Response:
 
 
 async def index_mint_token(request: Request) -> Response:
-    if not _accepts_pytp(request):
-        return _not_acceptable()
-    index = _index_for(request)
-    if index is None:
-        return Response(status_code=404)
+    index = _pytp_index(request)
+    if isinstance(index, Response):
+        return index
     audience_value = services(request).settings.audience_for(index.name)
     return await _mint(request, audience_value, [index], pep807=True)
 
@@ -169,11 +172,9 @@ DRY_RUN_SHAPE = 'JSON: {"token": "<OIDC token>", "project": "<project name>"}'
 async def index_dry_run(request: Request) -> Response:
     """200 with the answer, yes or no (`DryRunAnswer.to_dict`); 422 for a body that is not
     the question; 404 for an unknown index."""
-    if not _accepts_pytp(request):
-        return _not_acceptable()
-    index = _index_for(request)
-    if index is None:
-        return Response(status_code=404)
+    index = _pytp_index(request)
+    if isinstance(index, Response):
+        return index
     try:
         document = await read_json_object(request, DRY_RUN_SHAPE)
     except BadJSONBody as exc:
