@@ -108,6 +108,18 @@ class PromoteOutcome:
         }
 
 
+@dataclass(frozen=True)
+class _Asked:
+    """What a promotion request names: the two indexes, the project and the version."""
+
+    source: IndexInfo
+    target: IndexInfo
+    name: NormalizedName  # the project's normalized name
+    shown: str  # the project as the request spells it, for messages
+    version: str  # as asked, for messages
+    canonical: str  # its PEP 440 canonical form, which finds the release
+
+
 @dataclass
 class _Plan:
     """What one promotion would do, decided inside one transaction."""
@@ -158,25 +170,17 @@ class Promotion:
             canonical = canonical_version(version)
         except InvalidVersion:
             raise PromoteRejected(not_a_version(version)) from None
-        name = canonicalize_name(project)
-        self._check_token(identity, target, name)  # early, on the request's snapshot
+        asked = _Asked(source, target, canonicalize_name(project), project, version, canonical)
+        self._check_token(identity, target, asked.name)  # early, on the request's snapshot
         try:
-            return self._promote(source, target, identity, name, project, version, canonical)
+            return self._promote(asked, identity)
         except IntegrityError:
             # Someone stored one of these filenames on the target between our checks and our
             # commit (an upload or a concurrent promote): decide again from what is there now.
-            return self._promote(source, target, identity, name, project, version, canonical)
+            return self._promote(asked, identity)
 
-    def _promote(
-        self,
-        source: IndexInfo,
-        target: IndexInfo,
-        identity: Identity,
-        name: NormalizedName,
-        shown: str,
-        version: str,
-        canonical: str,
-    ) -> PromoteOutcome:
+    def _promote(self, asked: _Asked, identity: Identity) -> PromoteOutcome:
+        source, target, name = asked.source, asked.target, asked.name
         with db.writing(self.engine) as conn:
             # Decided again where it holds at commit (one writing transaction at a time): the
             # token may have been revoked, or its publisher removed, since the request began.
@@ -185,7 +189,7 @@ class Promotion:
             except InvalidCredentials as exc:
                 raise PromoteRejected(exc.reason, status=403) from None
             self._check_token(identity, target, name)
-            plan = self._plan(conn, source, target, identity, name, shown, version, canonical)
+            plan = self._plan(conn, asked, identity)
             created_project = False
             if plan.new:
                 created_project = self._apply(conn, source, target, identity, name, plan)
@@ -250,17 +254,9 @@ class Promotion:
                 status=403,
             )
 
-    def _plan(
-        self,
-        conn: Connection,
-        source: IndexInfo,
-        target: IndexInfo,
-        identity: Identity,
-        name: NormalizedName,
-        shown: str,
-        version: str,
-        canonical: str,
-    ) -> _Plan:
+    def _plan(self, conn: Connection, asked: _Asked, identity: Identity) -> _Plan:
+        source, target, name, shown = asked.source, asked.target, asked.name, asked.shown
+        version, canonical = asked.version, asked.canonical
         source_project = find_project(conn, source.id, name)
         if source_project is None:
             raise PromoteRejected(f"No project named {shown!r} on index {source.name!r}.", 404)
