@@ -328,4 +328,6 @@ def static_writer(
     if target is None:
         return None
     tree = StaticTree(catalog, pages, target)
+    # Its own feed (a cursor of its own over the database the catalog reads): the app's feed
+    # is taken by the app's page cache.
     return StaticWriter(tree, index_admin, indexes, ChangeFeed(catalog.engine))
