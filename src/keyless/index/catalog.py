@@ -7,7 +7,8 @@ All reads; every change goes through the index's use cases (accounts, projects, 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from datetime import datetime
 from typing import Any
 
 from packaging.utils import NormalizedName, canonicalize_name
@@ -57,14 +58,56 @@ def _prerelease(version: str) -> bool:
 
 
 @dataclass(frozen=True)
+class ReleaseRow:
+    """A release as the read APIs and the pages show it: its `releases` row."""
+
+    id: int
+    project_id: int
+    version: str
+    canonical_version: str
+    created: datetime
+    yanked: bool
+    yanked_reason: str
+    requires_python: str | None
+    summary: str | None
+    info: dict[str, Any]  # the metadata fields the JSON API serves
+
+
+@dataclass(frozen=True)
+class FileRow:
+    """A distribution as the read APIs and the pages show it: its `files` row."""
+
+    id: int
+    release_id: int
+    index_id: int
+    filename: str
+    packagetype: str
+    python_version: str
+    sha256: str
+    md5: str
+    blake2_256: str
+    size: int
+    metadata_sha256: str | None
+    requires_python: str | None
+    upload_time: datetime
+    uploaded_by: str
+    publisher: dict[str, Any] | None  # set when a trusted publisher uploaded it
+
+
+def _columns(kind: type[ReleaseRow | FileRow], row: Row[Any]) -> dict[str, Any]:
+    """The values of a read model's fields in a row that has them as columns."""
+    return {f.name: row._mapping[f.name] for f in fields(kind)}
+
+
+@dataclass(frozen=True)
 class ProjectSnapshot:
     """One consistent read of a project (one transaction), for rendering pages and JSON."""
 
     project: ProjectRow
-    releases: list[Row[Any]]
-    files: list[Row[Any]]  # ordered by filename
+    releases: list[ReleaseRow]
+    files: list[FileRow]  # ordered by filename
 
-    def release_by_id(self) -> dict[int, Row[Any]]:
+    def release_by_id(self) -> dict[int, ReleaseRow]:
         return {release.id: release for release in self.releases}
 
 
@@ -129,7 +172,9 @@ class Catalog:
                 .order_by(db.files.c.filename)
             ).all()
         return ProjectSnapshot(
-            project=ProjectRow.of(project), releases=list(releases), files=list(files)
+            project=ProjectRow.of(project),
+            releases=[ReleaseRow(**_columns(ReleaseRow, row)) for row in releases],
+            files=[FileRow(**_columns(FileRow, row)) for row in files],
         )
 
     def search_projects(

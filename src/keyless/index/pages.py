@@ -19,7 +19,7 @@ from urllib.parse import urlparse
 
 from packaging.utils import NormalizedName
 
-from .catalog import Catalog, version_key
+from .catalog import Catalog, FileRow, ReleaseRow, version_key
 from .projects import ProjectRow
 
 API_VERSION = "1.4"
@@ -185,7 +185,7 @@ class SimplePages:
             json=_rendered(self._project_json(project, versions, entries)),
         )
 
-    def _file_entry(self, row: Any, release: Any) -> dict[str, Any]:
+    def _file_entry(self, row: FileRow, release: ReleaseRow) -> dict[str, Any]:
         entry: dict[str, Any] = {
             "filename": row.filename,
             "url": file_url(self.url_prefix, row.sha256, row.filename),

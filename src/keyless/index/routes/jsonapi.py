@@ -14,13 +14,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from ..catalog import latest_release, release_for, version_key
+from ..catalog import FileRow, ReleaseRow, latest_release, release_for, version_key
 from ..pages import file_url, upload_time
 from ..projects import ProjectRow
 from .common import error, index_or_none, public_base, services, unknown_index
 
 
-def _file_json(base: str, row: Any, release: Any) -> dict[str, Any]:
+def _file_json(base: str, row: FileRow, release: ReleaseRow) -> dict[str, Any]:
     return {
         "comment_text": "",
         "digests": {"md5": row.md5, "sha256": row.sha256, "blake2b_256": row.blake2_256},
@@ -42,7 +42,7 @@ def _file_json(base: str, row: Any, release: Any) -> dict[str, Any]:
     }
 
 
-def _info(base: str, index: str, project: ProjectRow, release: Any) -> dict[str, Any]:
+def _info(base: str, index: str, project: ProjectRow, release: ReleaseRow) -> dict[str, Any]:
     info = dict(release.info)
     info.update(
         name=project.name,
