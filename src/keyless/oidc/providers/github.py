@@ -25,18 +25,18 @@ from keyless.oidc.providers._common import (
     check_issuer,
     check_ref_glob,
     claim_text,
-    clean,
     compare_claim,
     differs,
     has_control_chars,
+    issued_by,
     mismatch,
     missing,
     present,
     raise_if,
+    read_fields,
     run_refs,
     same_issuer,
     scalar_text,
-    unknown_fields,
     validate_issuer_url,
     validate_ref_glob,
 )
@@ -132,7 +132,7 @@ class GitHubProvider(ClaimTableProvider):
 
     def recognises(self, claims: Mapping[str, Any]) -> bool:
         """GitHub.com's issuer, or GitHub's shape (Enterprise Server, the CI emulator)."""
-        return same_issuer(claim_text(claims, "iss") or "", GITHUB_ISSUER) or (
+        return issued_by(claims, GITHUB_ISSUER) or (
             "job_workflow_ref" in claims and "repository" in claims
         )
 
@@ -141,8 +141,7 @@ class GitHubProvider(ClaimTableProvider):
 
         Raises ``PublisherConfigError`` with every field's problem.
         """
-        errors = unknown_fields(config, FIELDS, TITLE)
-        values = {spec.name: clean(config, spec.name) for spec in FIELDS}
+        values, errors = read_fields(config, FIELDS, TITLE)
 
         owner = values["owner"]
         if not owner:
@@ -283,11 +282,7 @@ class GitHubProvider(ClaimTableProvider):
 
     def identity(self, claims: Mapping[str, Any]) -> str:
         """E.g. "GitHub repository 'owner/repo'"."""
-        where = (
-            ""
-            if same_issuer(claim_text(claims, "iss") or "", GITHUB_ISSUER)
-            else (f" (issuer {claims.get('iss')!r})")
-        )
+        where = "" if issued_by(claims, GITHUB_ISSUER) else (f" (issuer {claims.get('iss')!r})")
         return f"GitHub repository {claims.get('repository')!r}{where}"
 
     def registration_hint(self, claims: Mapping[str, Any]) -> str:

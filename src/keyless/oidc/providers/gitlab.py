@@ -27,18 +27,18 @@ from keyless.oidc.providers._common import (
     check_pins,
     check_ref_glob,
     claim_text,
-    clean,
     compare_claim,
     differs,
     has_control_chars,
+    issued_by,
     mismatch,
     missing,
     present,
     raise_if,
+    read_fields,
     run_refs,
     same_issuer,
     scalar_text,
-    unknown_fields,
     validate_issuer_url,
     validate_ref_glob,
 )
@@ -127,7 +127,7 @@ class GitLabProvider(ClaimTableProvider):
 
     def recognises(self, claims: Mapping[str, Any]) -> bool:
         """gitlab.com's issuer, or GitLab's shape (a self-managed instance)."""
-        return same_issuer(claim_text(claims, "iss") or "", GITLAB_ISSUER) or (
+        return issued_by(claims, GITLAB_ISSUER) or (
             "project_path" in claims and "ci_config_ref_uri" in claims
         )
 
@@ -136,8 +136,7 @@ class GitLabProvider(ClaimTableProvider):
 
         Raises ``PublisherConfigError`` with every field's problem.
         """
-        errors = unknown_fields(config, FIELDS, TITLE)
-        values = {spec.name: clean(config, spec.name) for spec in FIELDS}
+        values, errors = read_fields(config, FIELDS, TITLE)
 
         for name, pattern, what in (
             ("namespace", _NAMESPACE, "user or group path"),
