@@ -128,18 +128,6 @@ def find_dists(patterns: Sequence[str]) -> list[Path]:
     return paths
 
 
-class _NoCredentials:
-    """Stands in when a dry run could not get credentials (a real run would fail)."""
-
-    source = "none"
-
-    def token(self) -> str:
-        raise PublishError("no credentials.")
-
-    def close(self) -> None:
-        pass
-
-
 def _summary(result: PublishResult) -> str:
     counts: dict[str, int] = {}
     for item in result.files:
@@ -154,7 +142,7 @@ def _summary(result: PublishResult) -> str:
 def cmd_publish(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> int:
     # Imported on use: every `keyless` command imports this module (see main.py).
     from keyless.cli.reporting import make_reporter
-    from keyless.publish.credentials import resolve_credentials
+    from keyless.publish.credentials import NoCredentials, resolve_credentials
     from keyless.publish.indexclient import check_upload_url, new_http_client, redact
     from keyless.publish.upload import publish, read_dists, result_document
 
@@ -183,10 +171,11 @@ def cmd_publish(args: argparse.Namespace, environ: Mapping[str, str] | None = No
             except PublishError as exc:
                 if not args.dry_run:
                     raise
-                # A dry run still checks and looks up; the missing credentials fail it.
+                # A dry run still checks and looks up; the missing credentials fail it (a
+                # real run would fail).
                 reporter.error(exc)
                 failure = exc
-                credentials = _NoCredentials()
+                credentials = NoCredentials(source="none", reason="no credentials.")
             try:
                 result = publish(
                     dists,
