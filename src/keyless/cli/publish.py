@@ -13,7 +13,7 @@ import json
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from keyless.publish.errors import PublishError
 
@@ -33,11 +33,6 @@ MODES: tuple[str, ...] = ("auto", "always", "never")
 
 # Its line in `keyless --help`; its arguments are defined only when it runs (see main.py).
 HELP = "upload distributions (Trusted Publishing in CI, else an API token)"
-
-
-def register(subparsers: Any) -> None:
-    """Add `publish` to `keyless`'s subcommands."""
-    define(subparsers.add_parser("publish", help=HELP))
 
 
 def define(parser: argparse.ArgumentParser) -> None:

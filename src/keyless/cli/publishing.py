@@ -102,18 +102,6 @@ PUBLISHER_HELP = "trusted publishers (who may publish without a token)"
 AUDIT_HELP = "the audit trail: uploads, mints, changes"
 
 
-def register(
-    commands: Any,
-    server_options: Callable[[argparse.ArgumentParser], None],
-    open_admin: Opener,
-) -> None:
-    """Add `publisher` and `audit` to the main parser's subcommands."""
-    define_publisher(
-        commands.add_parser("publisher", help=PUBLISHER_HELP), server_options, open_admin
-    )
-    define_audit(commands.add_parser("audit", help=AUDIT_HELP), server_options, open_admin)
-
-
 def define_publisher(
     parser: argparse.ArgumentParser,
     server_options: Callable[[argparse.ArgumentParser], None],
