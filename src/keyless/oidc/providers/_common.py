@@ -350,6 +350,22 @@ def issued_by(claims: Mapping[str, Any], issuer: str) -> bool:
     return same_issuer(claim_text(claims, "iss") or "", issuer)
 
 
+def job_registration_hint(
+    title: str, settings: list[str], claims: Mapping[str, Any], default_issuer: str
+) -> str:
+    """A CI job's registration hint: ``settings`` (the job's identity), then the token's
+    environment, and its issuer when it is not the provider's own.
+    """
+    if env := claim_text(claims, "environment"):
+        settings.append(f"environment {env!r}")
+    iss = claim_text(claims, "iss") or ""
+    if not same_issuer(iss, default_issuer):
+        settings.append(f"issuer {iss!r}")
+    return f"to publish from it, a project owner registers a {title} publisher with " + (
+        ", ".join(settings)
+    )
+
+
 def check_ref_glob(ref_claim: Callable[[Mapping[str, Any]], str]) -> Check:
     """A check of the optional ``ref`` glob constraint against the claim ``ref_claim(config)``."""
 

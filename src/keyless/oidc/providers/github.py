@@ -29,6 +29,7 @@ from keyless.oidc.providers._common import (
     differs,
     has_control_chars,
     issued_by,
+    job_registration_hint,
     mismatch,
     missing,
     present,
@@ -294,15 +295,7 @@ class GitHubProvider(ClaimTableProvider):
         callee = _WORKFLOW_FILE.search(claim_text(claims, "job_workflow_ref") or "")
         if found := caller or callee:
             settings.append(f"workflow {found.group('file')!r}")
-        if env := claim_text(claims, "environment"):
-            settings.append(f"environment {env!r}")
-        iss = claim_text(claims, "iss") or ""
-        if not same_issuer(iss, GITHUB_ISSUER):
-            settings.append(f"issuer {iss!r}")
-        return (
-            "to publish from it, a project owner registers a GitHub Actions publisher with "
-            + ", ".join(settings)
-        )
+        return job_registration_hint(TITLE, settings, claims, GITHUB_ISSUER)
 
     @cached_property
     def _checks(self) -> tuple[Check, ...]:

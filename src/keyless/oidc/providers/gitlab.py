@@ -31,6 +31,7 @@ from keyless.oidc.providers._common import (
     differs,
     has_control_chars,
     issued_by,
+    job_registration_hint,
     mismatch,
     missing,
     present,
@@ -263,15 +264,7 @@ class GitLabProvider(ClaimTableProvider):
         settings = [f"namespace {namespace!r}", f"project {project!r}"]
         if found := _CONFIG_PATH.search(claim_text(claims, "ci_config_ref_uri") or ""):
             settings.append(f"top-level pipeline file {found.group('path')!r}")
-        if env := claim_text(claims, "environment"):
-            settings.append(f"environment {env!r}")
-        iss = claim_text(claims, "iss") or ""
-        if not same_issuer(iss, GITLAB_ISSUER):
-            settings.append(f"issuer {iss!r}")
-        return (
-            "to publish from it, a project owner registers a GitLab CI/CD publisher with "
-            + ", ".join(settings)
-        )
+        return job_registration_hint(TITLE, settings, claims, GITLAB_ISSUER)
 
     @cached_property
     def _checks(self) -> tuple[Check, ...]:
