@@ -5,6 +5,7 @@
 #
 # KEYLESS_PG_ROOT (default /usr/lib/postgresql) is where Debian puts each version's bin/.
 set -euo pipefail
+. "$(dirname "$0")/apt-install.sh"
 root="${KEYLESS_PG_ROOT:-/usr/lib/postgresql}"
 user="${KEYLESS_PG_USER:-keyless-test}"
 
@@ -13,12 +14,9 @@ have_server() {
 }
 
 if ! have_server; then
-  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
-    echo "installing Debian's postgresql for the database tests"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
-  else
-    echo "PostgreSQL is missing: install it (e.g. 'sudo apt-get install postgresql') to run the database tests" >&2
+  if ! apt_install "installing Debian's postgresql for the database tests" \
+    "PostgreSQL is missing: install it (e.g. 'sudo apt-get install postgresql') to run the database tests" \
+    postgresql; then
     exit 0
   fi
   if ! have_server; then

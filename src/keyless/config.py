@@ -9,7 +9,7 @@ import json
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -499,15 +499,27 @@ def load_settings(
     return settings
 
 
-def _database(settings: Settings, values: Mapping[str, Any], where: str) -> Settings:
-    """`[database]`: `url` (the same as `[server] database-url`) and `auto-upgrade`."""
+def _table(
+    values: object, section: str, where: str, *, known: Sequence[str] | None = None
+) -> Mapping[str, Any]:
+    """A section of the config file, refused unless it is a table (of only ``known`` keys).
+
+    Sections whose keys come from a table of settings (limits, storage) check them there.
+    """
     if not isinstance(values, Mapping):
-        raise ConfigError(f"{where}: [database] must be a table.")
-    unknown = set(values) - {"url", "auto-upgrade"}
+        raise ConfigError(f"{where}: [{section}] must be a table.")
+    unknown = set(values) - set(known or values)
     if unknown:
         raise ConfigError(
-            f"{where}: [database] has no setting {sorted(unknown)[0]!r}; known: url, auto-upgrade."
+            f"{where}: [{section}] has no setting {sorted(unknown)[0]!r}; "
+            f"known: {', '.join(known or ())}."
         )
+    return values
+
+
+def _database(settings: Settings, values: Mapping[str, Any], where: str) -> Settings:
+    """`[database]`: `url` (the same as `[server] database-url`) and `auto-upgrade`."""
+    values = _table(values, "database", where, known=("url", "auto-upgrade"))
     if values.get("url"):
         settings = replace(settings, database_url=str(values["url"]))
     if "auto-upgrade" in values:
@@ -517,13 +529,7 @@ def _database(settings: Settings, values: Mapping[str, Any], where: str) -> Sett
 
 def _static(settings: Settings, values: Mapping[str, Any], where: str) -> Settings:
     """`[static]`: `folder` or `bucket` (one of them)."""
-    if not isinstance(values, Mapping):
-        raise ConfigError(f"{where}: [static] must be a table.")
-    unknown = set(values) - {"folder", "bucket"}
-    if unknown:
-        raise ConfigError(
-            f"{where}: [static] has no setting {sorted(unknown)[0]!r}; known: folder, bucket."
-        )
+    values = _table(values, "static", where, known=("folder", "bucket"))
     if values.get("folder"):
         settings = replace(settings, static_folder=Path(str(values["folder"])), static_bucket=None)
     if values.get("bucket"):
@@ -557,13 +563,9 @@ def _from_document(settings: Settings, document: Mapping[str, Any], where: str) 
             settings.trusted_publishing, document.get("trusted-publishing", {}), where
         ),
     )
-    limits = document.get("limits", {})
-    if not isinstance(limits, dict):
-        raise ConfigError(f"{where}: [limits] must be a table.")
+    limits = _table(document.get("limits", {}), "limits", where)
     settings = replace(settings, limits=_limits(settings.limits, limits, where))
-    storage = document.get("storage", {})
-    if not isinstance(storage, dict):
-        raise ConfigError(f"{where}: [storage] must be a table.")
+    storage = _table(document.get("storage", {}), "storage", where)
     settings = replace(settings, storage=_storage(settings.storage, storage, where))
     settings = _static(settings, document.get("static", {}), where)
     if "indexes" in document:

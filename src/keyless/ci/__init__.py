@@ -2,8 +2,9 @@
 environments and tokens, for rehearsing a release and testing Trusted Publishing end to end.
 """
 
-import importlib
 from typing import Any
+
+from keyless import lazy_attribute
 
 # Imported on first use (PEP 562): `keyless init` and `keyless doctor` need only the workflow
 # templates and keyless.ci.claims, not the emulator (PyJWT, cryptography, an HTTP server).
@@ -16,12 +17,7 @@ _EXPORTS = {
 
 
 def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'keyless.ci' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+    return lazy_attribute(__name__, _EXPORTS, globals(), name)
 
 
 __all__ = ["Emulator", "EmulatorError", "JobClaims", "banner"]

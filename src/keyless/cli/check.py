@@ -7,7 +7,7 @@ import glob
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
     from keyless.publish.check import CheckReport, Finding
@@ -20,11 +20,6 @@ DEFAULT_MAX_FILE_SIZE = 100 * 1024 * 1024
 
 # Its line in `keyless --help`; its arguments are defined only when it runs (see main.py).
 HELP = "check distributions as an index would, before uploading (stricter than twine)"
-
-
-def register(subparsers: Any) -> None:
-    """Add the `check` command to the `keyless` command's subparsers."""
-    define(subparsers.add_parser("check", help=HELP))
 
 
 def define(parser: argparse.ArgumentParser) -> None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import shlex
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from keyless.cli.server import server_options, settings_of
 
 if TYPE_CHECKING:
     from keyless.config import Settings
@@ -14,14 +15,8 @@ if TYPE_CHECKING:
 
 HELP = "the database schema: upgrade it, or show its revision"
 
-SettingsOf = Callable[[argparse.Namespace], "Settings"]
 
-
-def define(
-    parser: argparse.ArgumentParser,
-    server_options: Callable[[argparse.ArgumentParser], None],
-    settings_of: SettingsOf,
-) -> None:
+def define(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", required=True)
     upgrade = actions.add_parser(
         "upgrade", help="create or upgrade the schema to this keyless' revision (back up first)"

@@ -6,7 +6,7 @@ import argparse
 import shlex
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
     from keyless.devcert import DevCert
@@ -18,11 +18,6 @@ DEFAULT_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 # Its line in `keyless --help`; its arguments are defined only when it runs (see main.py).
 HELP = "make a local CA and an https certificate for 127.0.0.1/localhost"
-
-
-def register(subparsers: Any) -> None:
-    """Add the `dev-cert` command to the `keyless` command's subparsers."""
-    define(subparsers.add_parser("dev-cert", help=HELP))
 
 
 def define(parser: argparse.ArgumentParser) -> None:

@@ -6,7 +6,7 @@ import argparse
 import json
 import os
 import sys
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
     from keyless.publish.doctor import Diagnosis
@@ -42,11 +42,6 @@ EXIT_CODES = {"ready": 0, "not-ready": 1, "unknown": 3}
 
 # Its line in `keyless --help`; its arguments are defined only when it runs (see main.py).
 HELP = "preflight: can this CI job publish? what publisher must the index know?"
-
-
-def register(subparsers: Any) -> None:
-    """Add the `doctor` command to the `keyless` command's subparsers."""
-    define(subparsers.add_parser("doctor", help=HELP))
 
 
 def define(parser: argparse.ArgumentParser) -> None:

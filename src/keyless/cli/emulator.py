@@ -305,11 +305,7 @@ def cmd_token(args: argparse.Namespace) -> int:
     """Print one signed token for the job; 0."""
     import jwt
 
-    from keyless.ci.emulator import Emulator, banner
-
-    job = job_from_args(args)
-    emulator = Emulator(args.keys, port=args.issuer_port)
-    print(banner(emulator.issuer), file=sys.stderr)
+    job, emulator = _unserved(args)
     print(_needs_serve(emulator, args.keys), file=sys.stderr)
     token = emulator.token(args.audience, job)
     if args.show_claims:
@@ -325,11 +321,7 @@ def cmd_env(args: argparse.Namespace) -> int:
     import shlex
     import tempfile
 
-    from keyless.ci.emulator import Emulator, banner
-
-    job = job_from_args(args)
-    emulator = Emulator(args.keys, port=args.issuer_port)
-    print(banner(emulator.issuer), file=sys.stderr)
+    job, emulator = _unserved(args)
     if job.provider == "github":
         print(_needs_serve(emulator, args.keys), file=sys.stderr)
     job_dir = args.job_dir
@@ -390,6 +382,19 @@ def trust_lines(issuer: str) -> list[str]:
         "  [trusted-publishing]",
         f'  issuers = {{ "{issuer}" = "github" }}',
     ]
+
+
+def _unserved(args: argparse.Namespace) -> tuple[JobClaims, Emulator]:
+    """The job, and the emulator at --issuer-port that signs without serving; its banner printed.
+
+    `token` and `env` print what a job would see; `serve` (or `run`) makes it verifiable.
+    """
+    from keyless.ci.emulator import Emulator, banner
+
+    job = job_from_args(args)
+    emulator = Emulator(args.keys, port=args.issuer_port)
+    print(banner(emulator.issuer), file=sys.stderr)
+    return job, emulator
 
 
 def _needs_serve(emulator: Emulator, keys: Path) -> str:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
 from typing import TYPE_CHECKING
+
+from keyless.cli.server import server_options, settings_of
 
 if TYPE_CHECKING:
     from keyless.config import Settings
@@ -18,11 +19,7 @@ HELP = "check that the blob store holds the bytes the database lists (--repair: 
 CLEAN, PROBLEMS, USAGE = 0, 1, 2
 
 
-def define(
-    parser: argparse.ArgumentParser,
-    server_options: Callable[[argparse.ArgumentParser], None],
-    settings_of: Callable[[argparse.Namespace], Settings],
-) -> None:
+def define(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Compare every file the database lists with its blob (missing, wrong size, wrong "
         "sha256) and every blob with the files (orphans). --repair removes orphans and "

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from keyless.publish.errors import PublishError
 
@@ -22,11 +22,6 @@ PYPI_INDEXES: tuple[tuple[str, str], ...] = (
 
 # Its line in `keyless --help`; its arguments are defined only when it runs (see main.py).
 HELP = "write a release workflow (GitHub Actions or GitLab CI) with Trusted Publishing"
-
-
-def register(subparsers: Any) -> None:
-    """Add the `init` command to the `keyless` command's subparsers."""
-    define(subparsers.add_parser("init", help=HELP))
 
 
 def define(parser: argparse.ArgumentParser) -> None:

@@ -23,7 +23,6 @@ from keyless.cli import release as release_cmd
 from keyless.cli import serve as serve_cmd
 from keyless.cli import static as static_cmd
 from keyless.cli.argv import in_place as argv_in_place
-from keyless.cli.server import open_admin, server_options, settings_of
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -46,16 +45,8 @@ COMMANDS: tuple[tuple[str, str, Callable[[argparse.ArgumentParser], None]], ...]
     ("yank", owners.YANK_HELP, owners.define_yank),
     ("unyank", owners.UNYANK_HELP, owners.define_unyank),
     ("project", owners.PROJECT_HELP, owners.define_project),
-    (
-        "publisher",
-        publishing.PUBLISHER_HELP,
-        lambda sub: publishing.define_publisher(sub, server_options, open_admin),
-    ),
-    (
-        "audit",
-        publishing.AUDIT_HELP,
-        lambda sub: publishing.define_audit(sub, server_options, open_admin),
-    ),
+    ("publisher", publishing.PUBLISHER_HELP, publishing.define_publisher),
+    ("audit", publishing.AUDIT_HELP, publishing.define_audit),
     ("dev-cert", devcert.HELP, devcert.define),
     ("ci-emulator", emulator.HELP, emulator.define),
     ("publish", publish_cmd.HELP, publish_cmd.define),
@@ -64,19 +55,11 @@ COMMANDS: tuple[tuple[str, str, Callable[[argparse.ArgumentParser], None]], ...]
     ("init", init_cmd.HELP, init_cmd.define),
     ("release", release_cmd.HELP, release_cmd.define),
     ("gc", admin.GC_HELP, admin.define_gc),
-    ("db", db_cmd.HELP, lambda sub: db_cmd.define(sub, server_options, settings_of)),
-    ("fsck", fsck_cmd.HELP, lambda sub: fsck_cmd.define(sub, server_options, settings_of)),
-    ("static", static_cmd.HELP, lambda sub: static_cmd.define(sub, server_options, settings_of)),
-    (
-        "export",
-        transfer.EXPORT_HELP,
-        lambda sub: transfer.define_export(sub, server_options, settings_of),
-    ),
-    (
-        "import",
-        transfer.IMPORT_HELP,
-        lambda sub: transfer.define_import(sub, server_options, settings_of),
-    ),
+    ("db", db_cmd.HELP, db_cmd.define),
+    ("fsck", fsck_cmd.HELP, fsck_cmd.define),
+    ("static", static_cmd.HELP, static_cmd.define),
+    ("export", transfer.EXPORT_HELP, transfer.define_export),
+    ("import", transfer.IMPORT_HELP, transfer.define_import),
 )
 
 

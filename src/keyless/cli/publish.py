@@ -13,7 +13,7 @@ import json
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from keyless.publish.errors import PublishError
 
@@ -33,11 +33,6 @@ MODES: tuple[str, ...] = ("auto", "always", "never")
 
 # Its line in `keyless --help`; its arguments are defined only when it runs (see main.py).
 HELP = "upload distributions (Trusted Publishing in CI, else an API token)"
-
-
-def register(subparsers: Any) -> None:
-    """Add `publish` to `keyless`'s subcommands."""
-    define(subparsers.add_parser("publish", help=HELP))
 
 
 def define(parser: argparse.ArgumentParser) -> None:
@@ -128,18 +123,6 @@ def find_dists(patterns: Sequence[str]) -> list[Path]:
     return paths
 
 
-class _NoCredentials:
-    """Stands in when a dry run could not get credentials (a real run would fail)."""
-
-    source = "none"
-
-    def token(self) -> str:
-        raise PublishError("no credentials.")
-
-    def close(self) -> None:
-        pass
-
-
 def _summary(result: PublishResult) -> str:
     counts: dict[str, int] = {}
     for item in result.files:
@@ -154,7 +137,7 @@ def _summary(result: PublishResult) -> str:
 def cmd_publish(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> int:
     # Imported on use: every `keyless` command imports this module (see main.py).
     from keyless.cli.reporting import make_reporter
-    from keyless.publish.credentials import resolve_credentials
+    from keyless.publish.credentials import NoCredentials, resolve_credentials
     from keyless.publish.indexclient import check_upload_url, new_http_client, redact
     from keyless.publish.upload import publish, read_dists, result_document
 
@@ -183,10 +166,11 @@ def cmd_publish(args: argparse.Namespace, environ: Mapping[str, str] | None = No
             except PublishError as exc:
                 if not args.dry_run:
                     raise
-                # A dry run still checks and looks up; the missing credentials fail it.
+                # A dry run still checks and looks up; the missing credentials fail it (a
+                # real run would fail).
                 reporter.error(exc)
                 failure = exc
-                credentials = _NoCredentials()
+                credentials = NoCredentials(source="none", reason="no credentials.")
             try:
                 result = publish(
                     dists,

@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from keyless.index.admin import Admin
-
-# Opens the server's data for the command's arguments (server.open_admin).
-Opener = Callable[[argparse.Namespace], "Admin"]
+from keyless.cli.server import open_admin, server_options
 
 
-def cmd_add(args: argparse.Namespace, open_admin: Opener) -> int:
+def cmd_add(args: argparse.Namespace) -> int:
     from keyless.oidc.providers import PROVIDERS
 
     admin = open_admin(args)
@@ -41,7 +36,7 @@ def cmd_add(args: argparse.Namespace, open_admin: Opener) -> int:
     return 0
 
 
-def cmd_list(args: argparse.Namespace, open_admin: Opener) -> int:
+def cmd_list(args: argparse.Namespace) -> int:
     rows = open_admin(args).list_publishers(args.index, args.project)
     if args.json:
         print(json.dumps(rows, indent=2, default=str))
@@ -52,7 +47,7 @@ def cmd_list(args: argparse.Namespace, open_admin: Opener) -> int:
     return 0
 
 
-def cmd_remove(args: argparse.Namespace, open_admin: Opener) -> int:
+def cmd_remove(args: argparse.Namespace) -> int:
     open_admin(args).remove_publisher(args.index, args.id)
     print(f"publisher {args.id} removed; tokens minted from it no longer work")
     return 0
@@ -87,7 +82,7 @@ def audit_line(row: dict[str, Any]) -> str:
     )
 
 
-def cmd_audit(args: argparse.Namespace, open_admin: Opener) -> int:
+def cmd_audit(args: argparse.Namespace) -> int:
     rows = open_admin(args).audit_trail(args.index, args.project, args.limit)
     if args.json:
         print(json.dumps(rows, indent=2, default=str))
@@ -102,23 +97,7 @@ PUBLISHER_HELP = "trusted publishers (who may publish without a token)"
 AUDIT_HELP = "the audit trail: uploads, mints, changes"
 
 
-def register(
-    commands: Any,
-    server_options: Callable[[argparse.ArgumentParser], None],
-    open_admin: Opener,
-) -> None:
-    """Add `publisher` and `audit` to the main parser's subcommands."""
-    define_publisher(
-        commands.add_parser("publisher", help=PUBLISHER_HELP), server_options, open_admin
-    )
-    define_audit(commands.add_parser("audit", help=AUDIT_HELP), server_options, open_admin)
-
-
-def define_publisher(
-    parser: argparse.ArgumentParser,
-    server_options: Callable[[argparse.ArgumentParser], None],
-    open_admin: Opener,
-) -> None:
+def define_publisher(parser: argparse.ArgumentParser) -> None:
     """Give `publisher`'s parser its actions (add, list, remove) and their arguments."""
     # The providers' fields are the `add` options; imported here, when `keyless publisher`
     # runs, rather than at every start.
@@ -146,31 +125,27 @@ def define_publisher(
                 required=bool(field.required),
                 help=field.help,
             )
-        sub.set_defaults(handler=lambda a: cmd_add(a, open_admin))
+        sub.set_defaults(handler=cmd_add)
 
     listing = publisher.add_parser("list", help="list publishers of an index or project")
     server_options(listing)
     listing.add_argument("--index", required=True)
     listing.add_argument("--project")
     listing.add_argument("--json", action="store_true")
-    listing.set_defaults(handler=lambda a: cmd_list(a, open_admin))
+    listing.set_defaults(handler=cmd_list)
 
     remove = publisher.add_parser("remove", help="remove a publisher (its tokens stop working)")
     server_options(remove)
     remove.add_argument("--index", required=True)
     remove.add_argument("id", type=int)
-    remove.set_defaults(handler=lambda a: cmd_remove(a, open_admin))
+    remove.set_defaults(handler=cmd_remove)
 
 
-def define_audit(
-    parser: argparse.ArgumentParser,
-    server_options: Callable[[argparse.ArgumentParser], None],
-    open_admin: Opener,
-) -> None:
+def define_audit(parser: argparse.ArgumentParser) -> None:
     """Give `audit`'s parser its arguments."""
     server_options(parser)
     parser.add_argument("--index", required=True)
     parser.add_argument("project", nargs="?")
     parser.add_argument("--limit", type=int, default=200)
     parser.add_argument("--json", action="store_true")
-    parser.set_defaults(handler=lambda a: cmd_audit(a, open_admin))
+    parser.set_defaults(handler=cmd_audit)

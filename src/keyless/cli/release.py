@@ -24,11 +24,6 @@ from keyless.publish.errors import PublishError
 HELP = "staged release: build, check, publish to staging, install-test, promote to prod"
 
 
-def register(subparsers: Any) -> None:
-    """Add `release` to `keyless`'s subcommands."""
-    define(subparsers.add_parser("release", help=HELP))
-
-
 def define(parser: argparse.ArgumentParser) -> None:
     """Give `release`'s parser its description and arguments."""
     parser.description = (

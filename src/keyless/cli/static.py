@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
 from typing import TYPE_CHECKING
+
+from keyless.cli.server import server_options, settings_of
 
 if TYPE_CHECKING:
     from keyless.config import Settings
@@ -13,11 +14,7 @@ if TYPE_CHECKING:
 HELP = "the static copy of the read path that nginx or a bucket serves ([static])"
 
 
-def define(
-    parser: argparse.ArgumentParser,
-    server_options: Callable[[argparse.ArgumentParser], None],
-    settings_of: Callable[[argparse.Namespace], Settings],
-) -> None:
+def define(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "The server keeps the static tree current by itself; `rebuild` writes it whole from "
         "the database (after restoring a backup, or to start serving it from nginx) and "

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from keyless.cli.server import server_options, settings_of
 
 if TYPE_CHECKING:
     from keyless.config import Settings
@@ -18,14 +19,8 @@ IMPORT_HELP = "load an export archive into an empty server"
 # Exit statuses of `keyless import`, in its --help.
 DONE, PARTLY, USAGE = 0, 1, 2
 
-SettingsOf = Callable[[argparse.Namespace], "Settings"]
 
-
-def define_export(
-    parser: argparse.ArgumentParser,
-    server_options: Callable[[argparse.ArgumentParser], None],
-    settings_of: SettingsOf,
-) -> None:
+def define_export(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Write every account, token hash, index, project, release, file, publisher, journal "
         "entry and web session, and the bytes of every file, to one tar archive that `keyless "
@@ -37,11 +32,7 @@ def define_export(
     parser.set_defaults(handler=lambda args: run_export(args, settings_of(args)))
 
 
-def define_import(
-    parser: argparse.ArgumentParser,
-    server_options: Callable[[argparse.ArgumentParser], None],
-    settings_of: SettingsOf,
-) -> None:
+def define_import(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Load an archive written by `keyless export` into a server that holds no data yet "
         "(its configured indexes are replaced by the archive's). All or nothing: a damaged "

@@ -14,8 +14,9 @@ Prints nothing: everything it has to say goes through a `Reporter`.
             credentials.close()
 """
 
-import importlib
 from typing import Any
+
+from keyless import lazy_attribute
 
 # Imported on first use (PEP 562): `keyless publish` must start fast, and most commands need
 # only a few of these modules.
@@ -62,12 +63,7 @@ _EXPORTS = {
 
 
 def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'keyless.publish' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+    return lazy_attribute(__name__, _EXPORTS, globals(), name)
 
 
 __all__ = [

@@ -179,6 +179,23 @@ class ApiTokenCredentials:
         pass  # not ours to revoke
 
 
+@dataclass
+class NoCredentials:
+    """Stands in for credentials in a dry run, which uploads nothing: a token is never had.
+
+    ``source`` is what the report shows; ``reason`` the error if a token is asked for anyway.
+    """
+
+    source: str
+    reason: str
+
+    def token(self) -> str:
+        raise PublishError(self.reason)
+
+    def close(self) -> None:
+        pass
+
+
 def unverified_claims(jwt: str) -> dict[str, Any]:
     """The payload of a JWT, unverified: for explaining a refusal, never for trusting it."""
     try:

@@ -779,6 +779,31 @@ def _compare_expected(
         result.note("ok", "expected", "The registered publisher accepts this job.")
 
 
+def _job_facts(
+    result: Diagnosis,
+    claims: Mapping[str, Any],
+    fields: dict[str, str],
+    default_issuer: str,
+    *,
+    no_environment: str,
+    fix: str,
+) -> None:
+    """The job's environment and issuer, into the publisher's ``fields``.
+
+    A job without an environment gets a warning; the issuer goes in only when it is not the
+    provider's own (the web form's empty issuer field).
+    """
+    environment = claims.get("environment")
+    if isinstance(environment, str) and environment:
+        fields["environment"] = environment
+        result.note("ok", "environment", f"The job runs in environment {environment!r}.")
+    else:
+        result.note("warning", "environment", no_environment, fix)
+    issuer = str(claims.get("iss") or "")
+    if issuer and issuer.rstrip("/") != default_issuer:
+        fields["issuer"] = issuer
+
+
 def _explain_github(
     result: Diagnosis,
     claims: Mapping[str, Any],
@@ -831,22 +856,16 @@ def _explain_github(
                 else ""
             ),
         )
-    environment = claims.get("environment")
-    if isinstance(environment, str) and environment:
-        fields["environment"] = environment
-        result.note("ok", "environment", f"The job runs in environment {environment!r}.")
-    else:
-        result.note(
-            "warning",
-            "environment",
-            "The job has no environment: a publisher that names one (as recommended) refuses "
-            "it, and one that names none accepts every job of this workflow.",
-            "Give the publishing job an environment (it can require a reviewer's approval):\n"
-            + GITHUB_PERMISSION_YAML,
-        )
-    issuer = str(claims.get("iss") or "")
-    if issuer and issuer.rstrip("/") != GITHUB_ISSUER:
-        fields["issuer"] = issuer
+    _job_facts(
+        result,
+        claims,
+        fields,
+        GITHUB_ISSUER,
+        no_environment="The job has no environment: a publisher that names one (as "
+        "recommended) refuses it, and one that names none accepts every job of this workflow.",
+        fix="Give the publishing job an environment (it can require a reviewer's approval):\n"
+        + GITHUB_PERMISSION_YAML,
+    )
     _register(result, "github", fields, claims, project, url, index_name, expected)
 
 
@@ -866,19 +885,13 @@ def _explain_gitlab(
         "project": project_name,
         "workflow_filepath": config_path.group("path") if config_path else "",
     }
-    environment = claims.get("environment")
-    if isinstance(environment, str) and environment:
-        fields["environment"] = environment
-        result.note("ok", "environment", f"The job runs in environment {environment!r}.")
-    else:
-        result.note(
-            "warning",
-            "environment",
-            "The job has no environment: a publisher that names one refuses it.",
-            "Give the publishing job an environment in .gitlab-ci.yml:\n"
-            + _gitlab_id_tokens_yaml(result.audience or "pypi"),
-        )
-    issuer = str(claims.get("iss") or "")
-    if issuer and issuer.rstrip("/") != GITLAB_ISSUER:
-        fields["issuer"] = issuer
+    _job_facts(
+        result,
+        claims,
+        fields,
+        GITLAB_ISSUER,
+        no_environment="The job has no environment: a publisher that names one refuses it.",
+        fix="Give the publishing job an environment in .gitlab-ci.yml:\n"
+        + _gitlab_id_tokens_yaml(result.audience or "pypi"),
+    )
     _register(result, "gitlab", fields, claims, project, url, index_name, expected)

@@ -1,11 +1,5 @@
 """Publishing a set of distributions: check, look up by hash, upload in parallel, report.
-
-    with new_http_client() as http:
-        credentials = resolve_credentials(url, http=http, reporter=reporter)
-        try:
-            result = publish(paths, url, credentials=credentials, reporter=reporter, http=http)
-        finally:
-            credentials.close()
+How a caller gets the credentials and calls `publish`: the example in keyless.publish.
 
 Rules, in order: every file is read and hashed before anything is sent; the index is asked
 what it already has (PEP 691, by sha256) — identical bytes count as done, different bytes

@@ -345,6 +345,27 @@ def same_issuer(a: str, b: str) -> bool:
     return a.rstrip("/") == b.rstrip("/")
 
 
+def issued_by(claims: Mapping[str, Any], issuer: str) -> bool:
+    """Whether the token's ``iss`` is ``issuer`` (False without one)."""
+    return same_issuer(claim_text(claims, "iss") or "", issuer)
+
+
+def job_registration_hint(
+    title: str, settings: list[str], claims: Mapping[str, Any], default_issuer: str
+) -> str:
+    """A CI job's registration hint: ``settings`` (the job's identity), then the token's
+    environment, and its issuer when it is not the provider's own.
+    """
+    if env := claim_text(claims, "environment"):
+        settings.append(f"environment {env!r}")
+    iss = claim_text(claims, "iss") or ""
+    if not same_issuer(iss, default_issuer):
+        settings.append(f"issuer {iss!r}")
+    return f"to publish from it, a project owner registers a {title} publisher with " + (
+        ", ".join(settings)
+    )
+
+
 def check_ref_glob(ref_claim: Callable[[Mapping[str, Any]], str]) -> Check:
     """A check of the optional ``ref`` glob constraint against the claim ``ref_claim(config)``."""
 
@@ -494,6 +515,17 @@ def unknown_fields(
     """
     known = {spec.name for spec in fields}
     return {name: f"not a field of a {title} publisher" for name in config if name not in known}
+
+
+def read_fields(
+    config: Mapping[str, Any], fields: Sequence[FieldSpec], title: str
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Every field's value (stripped, "" when unset) and the errors for unknown keys.
+
+    The start of a provider's ``validate_config``: it adds its own checks to the errors.
+    """
+    values = {spec.name: clean(config, spec.name) for spec in fields}
+    return values, unknown_fields(config, fields, title)
 
 
 def raise_if(errors: Mapping[str, str]) -> None:

@@ -25,18 +25,19 @@ from keyless.oidc.providers._common import (
     check_issuer,
     check_ref_glob,
     claim_text,
-    clean,
     compare_claim,
     differs,
     has_control_chars,
+    issued_by,
+    job_registration_hint,
     mismatch,
     missing,
     present,
     raise_if,
+    read_fields,
     run_refs,
     same_issuer,
     scalar_text,
-    unknown_fields,
     validate_issuer_url,
     validate_ref_glob,
 )
@@ -132,7 +133,7 @@ class GitHubProvider(ClaimTableProvider):
 
     def recognises(self, claims: Mapping[str, Any]) -> bool:
         """GitHub.com's issuer, or GitHub's shape (Enterprise Server, the CI emulator)."""
-        return same_issuer(claim_text(claims, "iss") or "", GITHUB_ISSUER) or (
+        return issued_by(claims, GITHUB_ISSUER) or (
             "job_workflow_ref" in claims and "repository" in claims
         )
 
@@ -141,8 +142,7 @@ class GitHubProvider(ClaimTableProvider):
 
         Raises ``PublisherConfigError`` with every field's problem.
         """
-        errors = unknown_fields(config, FIELDS, TITLE)
-        values = {spec.name: clean(config, spec.name) for spec in FIELDS}
+        values, errors = read_fields(config, FIELDS, TITLE)
 
         owner = values["owner"]
         if not owner:
@@ -283,11 +283,7 @@ class GitHubProvider(ClaimTableProvider):
 
     def identity(self, claims: Mapping[str, Any]) -> str:
         """E.g. "GitHub repository 'owner/repo'"."""
-        where = (
-            ""
-            if same_issuer(claim_text(claims, "iss") or "", GITHUB_ISSUER)
-            else (f" (issuer {claims.get('iss')!r})")
-        )
+        where = "" if issued_by(claims, GITHUB_ISSUER) else (f" (issuer {claims.get('iss')!r})")
         return f"GitHub repository {claims.get('repository')!r}{where}"
 
     def registration_hint(self, claims: Mapping[str, Any]) -> str:
@@ -299,15 +295,7 @@ class GitHubProvider(ClaimTableProvider):
         callee = _WORKFLOW_FILE.search(claim_text(claims, "job_workflow_ref") or "")
         if found := caller or callee:
             settings.append(f"workflow {found.group('file')!r}")
-        if env := claim_text(claims, "environment"):
-            settings.append(f"environment {env!r}")
-        iss = claim_text(claims, "iss") or ""
-        if not same_issuer(iss, GITHUB_ISSUER):
-            settings.append(f"issuer {iss!r}")
-        return (
-            "to publish from it, a project owner registers a GitHub Actions publisher with "
-            + ", ".join(settings)
-        )
+        return job_registration_hint(TITLE, settings, claims, GITHUB_ISSUER)
 
     @cached_property
     def _checks(self) -> tuple[Check, ...]:

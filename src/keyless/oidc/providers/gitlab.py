@@ -27,18 +27,19 @@ from keyless.oidc.providers._common import (
     check_pins,
     check_ref_glob,
     claim_text,
-    clean,
     compare_claim,
     differs,
     has_control_chars,
+    issued_by,
+    job_registration_hint,
     mismatch,
     missing,
     present,
     raise_if,
+    read_fields,
     run_refs,
     same_issuer,
     scalar_text,
-    unknown_fields,
     validate_issuer_url,
     validate_ref_glob,
 )
@@ -127,7 +128,7 @@ class GitLabProvider(ClaimTableProvider):
 
     def recognises(self, claims: Mapping[str, Any]) -> bool:
         """gitlab.com's issuer, or GitLab's shape (a self-managed instance)."""
-        return same_issuer(claim_text(claims, "iss") or "", GITLAB_ISSUER) or (
+        return issued_by(claims, GITLAB_ISSUER) or (
             "project_path" in claims and "ci_config_ref_uri" in claims
         )
 
@@ -136,8 +137,7 @@ class GitLabProvider(ClaimTableProvider):
 
         Raises ``PublisherConfigError`` with every field's problem.
         """
-        errors = unknown_fields(config, FIELDS, TITLE)
-        values = {spec.name: clean(config, spec.name) for spec in FIELDS}
+        values, errors = read_fields(config, FIELDS, TITLE)
 
         for name, pattern, what in (
             ("namespace", _NAMESPACE, "user or group path"),
@@ -264,15 +264,7 @@ class GitLabProvider(ClaimTableProvider):
         settings = [f"namespace {namespace!r}", f"project {project!r}"]
         if found := _CONFIG_PATH.search(claim_text(claims, "ci_config_ref_uri") or ""):
             settings.append(f"top-level pipeline file {found.group('path')!r}")
-        if env := claim_text(claims, "environment"):
-            settings.append(f"environment {env!r}")
-        iss = claim_text(claims, "iss") or ""
-        if not same_issuer(iss, GITLAB_ISSUER):
-            settings.append(f"issuer {iss!r}")
-        return (
-            "to publish from it, a project owner registers a GitLab CI/CD publisher with "
-            + ", ".join(settings)
-        )
+        return job_registration_hint(TITLE, settings, claims, GITLAB_ISSUER)
 
     @cached_property
     def _checks(self) -> tuple[Check, ...]:

@@ -19,14 +19,12 @@ from keyless.oidc.providers._common import (
     cfg,
     check_issuer,
     check_pins,
-    claim_text,
-    clean,
     compare_claim,
     differs,
+    issued_by,
     mismatch,
     raise_if,
-    same_issuer,
-    unknown_fields,
+    read_fields,
 )
 
 GOOGLE_ISSUER: Final = "https://accounts.google.com"
@@ -64,15 +62,14 @@ class GoogleProvider(ClaimTableProvider):
 
     def recognises(self, claims: Mapping[str, Any]) -> bool:
         """Google's issuer."""
-        return same_issuer(claim_text(claims, "iss") or "", GOOGLE_ISSUER)
+        return issued_by(claims, GOOGLE_ISSUER)
 
     def validate_config(self, config: Mapping[str, Any]) -> dict[str, Any]:
         """The normalized config ``{"email", "sub"}`` ("" when unset).
 
         Raises ``PublisherConfigError`` with every field's problem.
         """
-        errors = unknown_fields(config, FIELDS, TITLE)
-        values = {spec.name: clean(config, spec.name) for spec in FIELDS}
+        values, errors = read_fields(config, FIELDS, TITLE)
         if not values["email"]:
             errors["email"] = "required: the service account's email"
         elif not _EMAIL.match(values["email"]):

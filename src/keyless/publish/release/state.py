@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from keyless.publish import notify, promote
-from keyless.publish.credentials import Credentials, resolve_credentials
+from keyless.publish.credentials import Credentials, NoCredentials, resolve_credentials
 from keyless.publish.errors import PublishError
 from keyless.publish.indexclient import redact
 from keyless.publish.localdist import LocalDist
@@ -110,18 +110,6 @@ class StageFailed(Exception):
         self.error = error
 
 
-class _NoCredentials:
-    """A dry run uploads nothing, so it asks for no token."""
-
-    source = "none (dry run)"
-
-    def token(self) -> str:
-        raise PublishError("a dry run uploads nothing.")
-
-    def close(self) -> None:
-        pass
-
-
 def _stage_environ(environ: Mapping[str, str], which: str) -> Mapping[str, str]:
     specific = environ.get(f"KEYLESS_{which}_TOKEN")
     return {**environ, "KEYLESS_TOKEN": specific} if specific else environ
@@ -196,7 +184,7 @@ class Run:
 
     def credentials(self, upload_url: str, which: str) -> Credentials:
         if self.dry_run:
-            return _NoCredentials()
+            return NoCredentials(source="none (dry run)", reason="a dry run uploads nothing.")
         return resolve_credentials(
             upload_url,
             mode=self.trusted_publishing,
