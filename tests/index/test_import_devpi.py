@@ -20,11 +20,10 @@ import pytest
 from bench.env import ensure_venv
 
 from tests.conftest import free_port, start_server, stop_server
-from tests.index.test_clients import run, write_dists
+from tests.index.test_clients import pip_install, run, write_dists
 
 from .test_export_import import keyless, signs_in
 from .test_fsck import fsck_json
-from .test_import_pypiserver import pip_install
 from .uploading import upload
 
 pytestmark = [

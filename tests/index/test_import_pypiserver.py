@@ -17,7 +17,7 @@ from bench.env import ensure_venv
 
 from tests.builders import build_wheel, core_metadata_text
 from tests.conftest import free_port, start_server, stop_server
-from tests.index.test_clients import make_venv, run, write_dists
+from tests.index.test_clients import pip_install, run, write_dists
 
 from .test_export_import import keyless
 from .test_fsck import fsck_json
@@ -62,21 +62,6 @@ def pypiserver(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     finally:
         process.terminate()
         process.wait(timeout=10)
-
-
-def pip_install(index_url: str, tmp_path: Path, env: dict[str, str], *wanted: str) -> str:
-    """pip installs `wanted` from `index_url` into a new venv; returns what it installed."""
-    venv = make_venv(tmp_path)
-    done = run(
-        [
-            *(sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install"),
-            *("--no-cache-dir", "--index-url", index_url, *wanted),
-        ],
-        env,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    line = next(x for x in done.stdout.splitlines() if x.startswith("Successfully installed"))
-    return line
 
 
 def test_a_pypiserver_folder_moves_in(

@@ -35,6 +35,7 @@ from tests.conftest import (
     trust,
 )
 
+from .test_clients import pip_install_target
 from .uploading import upload
 
 
@@ -153,26 +154,9 @@ def test_uv_publishes_with_trusted_publishing_and_pip_installs(
     assert published.returncode == 0, published.stdout + published.stderr
 
     target = tmp_path / "site"
-    installed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--no-cache-dir",
-            "--target",
-            str(target),
-            "--index-url",
-            tp_server.simple_url("prod"),
-            "uv-tp-demo==1.0.0",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    pip_install_target(
+        target, env, "--index-url", tp_server.simple_url("prod"), "uv-tp-demo==1.0.0"
     )
-    assert installed.returncode == 0, installed.stdout + installed.stderr
 
     trail = client.get(
         "/prod/api/projects/uv-tp-demo/audit",
