@@ -32,6 +32,7 @@ from tests.conftest import (
     LiveServer,
     client_env,
     make_project,
+    run_keyless,
     trust,
 )
 
@@ -46,16 +47,12 @@ def client(tp_server: LiveServer) -> Iterator[httpx.Client]:
 
 
 def keyless(server: LiveServer, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            *(sys.executable, "-m", "keyless", *args),
-            *("--data", str(server.data_dir)),
-            *("--config", str(server.data_dir.parent / "keyless.toml")),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    return run_keyless(
+        *args,
+        "--data",
+        str(server.data_dir),
+        "--config",
+        str(server.data_dir.parent / "keyless.toml"),
     )
 
 

@@ -24,6 +24,7 @@ from tests.builders import (
     forged_wheel,
     write_dist,
 )
+from tests.conftest import run_keyless
 
 MARKDOWN = "# Demo\n\nSome **bold** text and a [link](https://example.org).\n"
 GOOD: dict[str, Any] = {
@@ -266,14 +267,7 @@ def test_private_policy_allows_local_versions(tmp_path: Path) -> None:
 
 
 def keyless_check(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "keyless", "check", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_keyless("check", *args, cwd=cwd)
 
 
 def test_cli_reports_and_exits_1_on_errors(tmp_path: Path) -> None:

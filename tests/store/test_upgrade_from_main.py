@@ -19,7 +19,7 @@ import pytest
 
 from keyless.store import db, migrations
 from tests.builders import build_wheel, write_dist
-from tests.conftest import client_env, start_server
+from tests.conftest import client_env, run_keyless, start_server
 from tests.store.test_older_schema import MADE_UP_REVISION
 
 FIXTURE = Path(__file__).parent / "data" / "main-4585358"
@@ -58,16 +58,6 @@ def column_names(database: Path) -> dict[str, list[str]]:
         return {t: [c[1] for c in conn.execute(f"PRAGMA table_info({t})")] for t in tables}
 
 
-def keyless(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "keyless", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
 def test_a_database_made_before_migrations_is_served_and_written_after_the_upgrade(
     tmp_path: Path,
 ) -> None:
@@ -78,7 +68,7 @@ def test_a_database_made_before_migrations_is_served_and_written_after_the_upgra
 
     # The code is a revision ahead of the baseline the old database is stamped at (r0002, the
     # change serial): upgraded as the message a server started on it prints says.
-    upgraded = keyless("db", "upgrade", "--data", str(database.parent))
+    upgraded = run_keyless("db", "upgrade", "--data", str(database.parent))
     assert upgraded.returncode == 0, upgraded.stderr
     server = start_server(tmp_path / "server")
     try:
@@ -120,7 +110,7 @@ def test_a_database_made_before_migrations_is_served_and_written_after_the_upgra
         server.process.wait(timeout=30)
 
     assert len(all_rows(database)["files"]) == 3
-    current = keyless("db", "current", "--data", str(database.parent))
+    current = run_keyless("db", "current", "--data", str(database.parent))
     assert (current.returncode, current.stdout) == (0, "r0002 (the revision this keyless needs)\n")
 
 
