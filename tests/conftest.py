@@ -96,6 +96,15 @@ def run_keyless(
     )
 
 
+def git(repo: Path, *args: str) -> None:
+    """`git ARGS` in `repo` as a committer with a name (none is configured on CI machines)."""
+    subprocess.run(
+        ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.org", *args],
+        check=True,
+        capture_output=True,
+    )
+
+
 def client_env(tmp: Path) -> dict[str, str]:
     """An environment for pip/uv/twine that ignores this machine's own index settings."""
     env = {

@@ -13,7 +13,6 @@ import pytest
 from keyless.publish.check import (
     CheckReport,
     check_dists,
-    current_git_tag,
     render_problem,
     version_of_tag,
 )
@@ -204,25 +203,6 @@ def test_version_of_tag() -> None:
     assert str(version_of_tag("v2.0.0rc1")) == "2.0.0rc1"
     assert str(version_of_tag("V3")) == "3"
     assert version_of_tag("release-candidate") is None
-
-
-def test_current_git_tag(tmp_path: Path) -> None:
-    def git(*args: str) -> None:
-        subprocess.run(
-            ["git", "-c", "user.name=t", "-c", "user.email=t@example.org", *args],
-            cwd=tmp_path,
-            check=True,
-            capture_output=True,
-        )
-
-    assert current_git_tag(tmp_path) is None  # not a checkout
-    git("init", "-q")
-    (tmp_path / "f").write_text("x")
-    git("add", "f")
-    git("commit", "-qm", "one")
-    assert current_git_tag(tmp_path) is None  # not on a tag
-    git("tag", "v0.3.0")
-    assert current_git_tag(tmp_path) == "v0.3.0"
 
 
 def test_one_sdist_per_release(tmp_path: Path) -> None:

@@ -28,7 +28,7 @@ from keyless.publish.release import (
 )
 from keyless.publish.reporter import RecordingReporter
 from tests.builders import build_wheel
-from tests.conftest import LiveServer, make_project
+from tests.conftest import LiveServer, git, make_project
 
 from .conftest import add_github_publisher, github_job, job_env, simple_hashes
 from .test_notify import Inbox, Receiver, receiver, smtp  # noqa: F401 - fixtures
@@ -449,9 +449,8 @@ def test_version_policy_refusals_stop_before_anything_is_built(
     assert "not a SemVer version" in semver.error.message
 
     project = write_project(tmp_path / "tagged", name, "1.0.0")
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
     for args in (["init", "-q"], ["add", "."], ["commit", "-qm", "release"], ["tag", "v1.1.0"]):
-        subprocess.run([*git, *args], cwd=project, check=True, capture_output=True)
+        git(project, *args)
     tagged = release_from(tp_server, project, env)
     assert tagged.failed_stage == "version"
     assert "on tag 'v1.1.0', but the project's version is 1.0.0" in tagged.error.message
