@@ -56,6 +56,23 @@ def twine_61() -> Path:
     return python
 
 
+def twine_upload_to(
+    url: str,
+    files: list[Path],
+    env: dict[str, str],
+    user: str,
+    password: str,
+    *extra: str,
+    python: Path | str = sys.executable,
+) -> subprocess.CompletedProcess[str]:
+    """`twine upload` of `files` to the upload URL `url` as `user`, non-interactive."""
+    command = [
+        *(str(python), "-m", "twine", "upload", "--non-interactive", "--disable-progress-bar"),
+        *("--repository-url", url, "-u", user, "-p", password, *extra, *map(str, files)),
+    ]
+    return run(command, env)
+
+
 def twine_upload(
     server: LiveServer,
     index: str,
@@ -65,23 +82,10 @@ def twine_upload(
     *extra: str,
     python: Path | str = sys.executable,
 ) -> subprocess.CompletedProcess[str]:
-    command = [
-        str(python),
-        "-m",
-        "twine",
-        "upload",
-        "--non-interactive",
-        "--disable-progress-bar",
-        "--repository-url",
-        server.upload_url(index),
-        "-u",
-        "__token__",
-        "-p",
-        token,
-        *extra,
-        *map(str, files),
-    ]
-    return run(command, env)
+    """`twine upload` to `server`'s `index` with an API token."""
+    return twine_upload_to(
+        server.upload_url(index), files, env, "__token__", token, *extra, python=python
+    )
 
 
 def uv_pip_install(venv: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

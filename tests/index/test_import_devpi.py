@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import pytest
 from bench.env import ensure_venv
 
 from tests.conftest import free_port, start_server, stop_server
-from tests.index.test_clients import pip_install, run, write_dists
+from tests.index.test_clients import pip_install, twine_upload_to, write_dists
 
 from .test_export_import import keyless, signs_in
 from .test_fsck import fsck_json
@@ -96,14 +95,7 @@ def devpi_dump(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
             assert made.status_code in (200, 201), made.text
         files = write_dists(folder / "dists", "devpi-demo", "1.0")
         files += write_dists(folder / "dists", "devpi-demo", "1.1")
-        uploaded = run(
-            [
-                *(sys.executable, "-m", "twine", "upload", "--non-interactive"),
-                *("--repository-url", f"{base}/alice/dev/", "-u", "alice"),
-                *("-p", "alice-devpi-pw", *map(str, files)),
-            ],
-            env,
-        )
+        uploaded = twine_upload_to(f"{base}/alice/dev/", files, env, "alice", "alice-devpi-pw")
         assert uploaded.returncode == 0, uploaded.stdout + uploaded.stderr
         installed = pip_install(f"{base}/alice/dev/+simple/", folder / "pip", env, "devpi-demo")
     finally:

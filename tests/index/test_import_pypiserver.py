@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +16,7 @@ from bench.env import ensure_venv
 
 from tests.builders import build_wheel, core_metadata_text
 from tests.conftest import free_port, start_server, stop_server
-from tests.index.test_clients import pip_install, run, write_dists
+from tests.index.test_clients import pip_install, twine_upload_to, write_dists
 
 from .test_export_import import keyless
 from .test_fsck import fsck_json
@@ -72,7 +71,7 @@ def test_a_pypiserver_folder_moves_in(
     uploaded = write_dists(tmp_path / "upload", "alpha-pkg", "1.0") + write_dists(
         tmp_path / "upload", "alpha-pkg", "1.1"
     )
-    done = twine_upload_to(url, uploaded, env)
+    done = twine_upload_to(f"{url}/", uploaded, env, "anyone", "anything")
     assert done.returncode == 0, done.stdout + done.stderr
     write_dists(packages / "beta" / "nested", "beta-pkg", "2.0")
     # What does not pass an upload's checks: not an archive, a wheel whose METADATA names
@@ -124,25 +123,6 @@ def test_a_pypiserver_folder_moves_in(
             assert wheel["core-metadata"]  # PEP 658, as an upload's
     finally:
         stop_server(live)
-
-
-def twine_upload_to(
-    url: str, files: list[Path], env: dict[str, str]
-) -> subprocess.CompletedProcess[str]:
-    return run(
-        [
-            *(
-                sys.executable,
-                "-m",
-                "twine",
-                "upload",
-                "--non-interactive",
-                "--disable-progress-bar",
-            ),
-            *("--repository-url", f"{url}/", "-u", "anyone", "-p", "anything", *map(str, files)),
-        ],
-        env,
-    )
 
 
 def test_an_unknown_index_or_folder_is_one_line(tmp_path: Path) -> None:

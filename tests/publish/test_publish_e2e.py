@@ -7,7 +7,6 @@ import datetime as dt
 import json
 import re
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ from keyless.store import db
 from keyless.store.db import open_database
 from tests.builders import build_wheel, write_dist
 from tests.conftest import AUDIENCE, LiveServer, make_project
+from tests.index.test_clients import twine_upload
 
 from .conftest import (
     add_github_publisher,
@@ -326,29 +326,7 @@ def test_an_api_token_outside_ci_stores_what_twine_stores(
     assert env["KEYLESS_TOKEN"] not in output(ours)
     assert {f["status"] for f in json.loads(ours.stdout)["files"]} == {"uploaded"}
 
-    twine_env = {
-        **env,
-        "TWINE_USERNAME": "__token__",
-        "TWINE_PASSWORD": tp_server.token("token-owner", "test"),
-    }
-    twine = subprocess.run(
-        [
-            *(
-                sys.executable,
-                "-m",
-                "twine",
-                "upload",
-                "--non-interactive",
-                "--disable-progress-bar",
-            ),
-            *("--repository-url", tp_server.upload_url("test"), *map(str, paths)),
-        ],
-        env=twine_env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    twine = twine_upload(tp_server, "test", tp_server.token("token-owner", "test"), paths, env)
     assert twine.returncode == 0, output(twine)
 
     assert simple_hashes(tp_http, "token-demo", "prod") == sha256s(paths)

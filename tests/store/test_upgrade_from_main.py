@@ -10,8 +10,6 @@ from __future__ import annotations
 import hashlib
 import shutil
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +18,7 @@ import pytest
 from keyless.store import db, migrations
 from tests.builders import build_wheel, write_dist
 from tests.conftest import client_env, run_keyless, start_server
+from tests.index.test_clients import twine_upload
 from tests.store.test_older_schema import MADE_UP_REVISION
 
 FIXTURE = Path(__file__).parent / "data" / "main-4585358"
@@ -92,18 +91,7 @@ def test_a_database_made_before_migrations_is_served_and_written_after_the_upgra
         server._users.add("alice")
         token = server.token("alice", "prod")
         wheel = write_dist(tmp_path, *build_wheel("demo-migrated", "1.1"))
-        uploaded = subprocess.run(
-            [
-                *(sys.executable, "-m", "twine", "upload", "--non-interactive"),
-                *("--disable-progress-bar", "--repository-url", server.upload_url("prod")),
-                *("-u", "__token__", "-p", token, str(wheel)),
-            ],
-            capture_output=True,
-            text=True,
-            env=client_env(tmp_path),
-            timeout=120,
-            check=False,
-        )
+        uploaded = twine_upload(server, "prod", token, [wheel], client_env(tmp_path))
         assert uploaded.returncode == 0, uploaded.stdout + uploaded.stderr
     finally:
         server.process.terminate()
