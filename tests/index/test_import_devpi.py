@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import httpx
@@ -23,6 +22,7 @@ from tests.index.test_clients import pip_install, twine_upload_to, write_dists
 
 from .test_export_import import keyless, signs_in
 from .test_fsck import fsck_json
+from .test_import_pypiserver import wait_until_answering
 from .uploading import upload
 
 pytestmark = [
@@ -71,16 +71,7 @@ def devpi_dump(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     base = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert process.poll() is None, (folder / "devpi.log").read_text()
-            try:
-                if httpx.get(f"{base}/+api", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "devpi-server did not start in 90 s"
-            time.sleep(0.2)
+        wait_until_answering(f"{base}/+api", process, folder / "devpi.log", seconds=90)
         with httpx.Client(base_url=base, timeout=60) as client:
             for user in ("alice", "bob"):
                 made = client.put(

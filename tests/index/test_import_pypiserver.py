@@ -47,20 +47,28 @@ def pypiserver(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None, (tmp_path / "pypiserver.log").read_text()
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "pypiserver did not start in 30 s"
-            time.sleep(0.1)
+        wait_until_answering(f"{url}/health", process, tmp_path / "pypiserver.log", seconds=30)
         yield url, packages
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def wait_until_answering(
+    url: str, process: subprocess.Popen[bytes], log: Path, *, seconds: float
+) -> None:
+    """Poll `url` until it answers 200; fail with the server's log if `process` exits first,
+    or when `seconds` pass."""
+    deadline = time.monotonic() + seconds
+    while True:
+        assert process.poll() is None, log.read_text()
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, f"{url} did not answer in {seconds} s"
+        time.sleep(0.1)
 
 
 def test_a_pypiserver_folder_moves_in(
