@@ -30,6 +30,7 @@ from .conftest import (
     add_github_publisher,
     github_job,
     job_env,
+    publish_in_job,
     write_release,
 )
 
@@ -170,15 +171,7 @@ def test_doctor_in_a_github_job_prints_the_publisher_that_makes_it_publish(
     assert "ready to publish: the index accepts this job" in now_ready.stdout
     assert "The trusted publisher to register" not in now_ready.stdout  # it is registered
     write_release(folder / "dist", "doctor-demo", "1.0.0")
-    published = ci.run(
-        [sys.executable, "-m", "keyless", "publish", "--repository-url", url],
-        job,
-        env=env,
-        cwd=folder,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    published = publish_in_job(ci, job, tp_server, folder)
     assert published.returncode == 0, published.stdout + published.stderr
 
     again = doctor("--json", "--expect", "environment=pypi")
