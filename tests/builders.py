@@ -204,6 +204,23 @@ def zip_bytes(
     return bytes(sink.buffer) if data_descriptors else sink.getvalue()
 
 
+def _metadata_text(
+    name: str,
+    version: str,
+    metadata: Mapping[str, Any] | None,
+    metadata_text: str | None,
+    license_files: Mapping[str, bytes] | None,
+) -> str:
+    """A builder's core metadata: `metadata_text` as given, or made from `metadata` with the
+    license files declared."""
+    if metadata_text is not None:
+        return metadata_text
+    fields = dict(metadata or {})
+    if license_files:
+        fields.setdefault("license_files", list(license_files))
+    return core_metadata_text(name, version, **fields)
+
+
 def build_wheel(
     name: str = "demo",
     version: str = "1.0",
@@ -234,11 +251,7 @@ def build_wheel(
     dist_info = dist_info or f"{stem}-{version}.dist-info"
     build = f"-{build_tag}" if build_tag else ""
     filename = filename or f"{stem}-{version}{build}-{tag}.whl"
-    if metadata_text is None:
-        fields = dict(metadata or {})
-        if license_files:
-            fields.setdefault("license_files", list(license_files))
-        metadata_text = core_metadata_text(name, version, **fields)
+    metadata_text = _metadata_text(name, version, metadata, metadata_text, license_files)
     files: dict[str, bytes] = {f"{stem}/__init__.py": f'__version__ = "{version}"\n'.encode()}
     files.update(extra_files or {})
     for license_name, data in (license_files or {}).items():
@@ -409,11 +422,7 @@ def build_sdist(
     stem = escaped_name(name)
     top = top_dir or f"{stem}-{version}"
     filename = filename or f"{stem}-{version}.tar.gz"
-    if metadata_text is None:
-        fields = dict(metadata or {})
-        if license_files:
-            fields.setdefault("license_files", list(license_files))
-        metadata_text = core_metadata_text(name, version, **fields)
+    metadata_text = _metadata_text(name, version, metadata, metadata_text, license_files)
     files: dict[str, bytes] = {
         "pyproject.toml": (
             f'[project]\nname = "{name}"\nversion = "{version}"\n\n'

@@ -80,6 +80,31 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def run_keyless(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`python -m keyless ARGS` as a user types it (this process's environment unless `env`)."""
+    return subprocess.run(
+        [sys.executable, "-m", "keyless", *args],
+        cwd=cwd,
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def git(repo: Path, *args: str) -> None:
+    """`git ARGS` in `repo` as a committer with a name (none is configured on CI machines)."""
+    subprocess.run(
+        ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.org", *args],
+        check=True,
+        capture_output=True,
+    )
+
+
 def client_env(tmp: Path) -> dict[str, str]:
     """An environment for pip/uv/twine that ignores this machine's own index settings."""
     env = {

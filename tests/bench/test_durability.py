@@ -8,7 +8,6 @@ harness measures both trees and turns their figures into the right ratio and dif
 from __future__ import annotations
 
 import math
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ from bench.report import durability, summary
 from bench.scenarios import Results
 
 from bench import commit_cost, procs, scenarios
+from tests.conftest import git
 
 
 def test_latency_is_per_upload_in_milliseconds() -> None:
@@ -69,14 +69,6 @@ def test_no_durability_section_without_scenario_8() -> None:
     results = Results()
     results.add("7 publish 50 wheels", "50 wheels", "keyless publish", "s", 0.5)
     assert durability(results) == []
-
-
-def git(repo: Path, *args: str) -> None:
-    subprocess.run(
-        ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.org", *args],
-        check=True,
-        capture_output=True,
-    )
 
 
 def test_tree_of_a_commit_is_extracted(tmp_path: Path) -> None:

@@ -41,7 +41,14 @@ from tests.conftest import (
     trust,
     trusted_config,
 )
-from tests.index.test_clients import make_venv, run, uv_pip_install, write_dists
+from tests.index.test_clients import (
+    make_venv,
+    pip_install_target,
+    run,
+    twine_upload_to,
+    uv_pip_install,
+    write_dists,
+)
 from tests.index.test_project_admin import post
 from tests.index.test_trusted_publishing import add_github_publisher, failure, job, mint
 from tests.index.uploading import form_fields, upload
@@ -186,10 +193,9 @@ def test_twine_and_uv_upload_and_pip_installs_through_nginx(
 ) -> None:
     env = trust(client_env(tmp_path), deployment.nginx.tls.ca)
     token = deployment.one.token("nginx-owner", "prod")
-    twine = [sys.executable, "-m", "twine", "upload", "--non-interactive", "--disable-progress-bar"]
     dists = write_dists(tmp_path / "twine", "nginx-twine", "1.0")
-    url = ["--repository-url", deployment.nginx.upload_url("prod")]
-    twined = run([*twine, *url, "-u", "__token__", "-p", token, *map(str, dists)], env)
+    url = deployment.nginx.upload_url("prod")
+    twined = twine_upload_to(url, dists, env, "__token__", token)
     assert twined.returncode == 0, twined.stdout + twined.stderr
     uv_files = write_dists(tmp_path / "uv", "nginx-uv", "2.0")
     uv = [
@@ -204,10 +210,8 @@ def test_twine_and_uv_upload_and_pip_installs_through_nginx(
     assert published.returncode == 0, published.stdout + published.stderr
 
     target = tmp_path / "site"
-    pip = [sys.executable, "-m", "pip", "install", "--no-cache-dir", "--target", str(target)]
     index = ["--index-url", deployment.nginx.simple_url("prod")]
-    installed = run([*pip, *index, "nginx-twine", "nginx-uv"], env)
-    assert installed.returncode == 0, installed.stdout + installed.stderr
+    pip_install_target(target, env, *index, "nginx-twine", "nginx-uv")
     assert (target / "nginx_twine" / "__init__.py").read_text() == "VERSION = '1.0'\n"
     assert (target / "nginx_uv" / "__init__.py").read_text() == "VERSION = '2.0'\n"
     venv = make_venv(tmp_path)

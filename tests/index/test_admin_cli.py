@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,20 +12,13 @@ from keyless.config import ConfigError, load_settings
 from keyless.index.accounts import Accounts, InvalidCredentials, hash_token
 from keyless.store import db
 from keyless.store.db import open_database
+from tests.conftest import run_keyless
 
 
 def keyless(
     *args: str, stdin: str = "", env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "keyless", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
+    return run_keyless(*args, stdin=stdin, env=env)
 
 
 @pytest.fixture

@@ -25,6 +25,17 @@ PUBLISHER = {"owner": "octo-org", "repository": "commit-time", "workflow": "rele
 TP = TrustedPublishingSettings()  # GitHub's own issuer is trusted by default
 
 
+def acting(identity: Identity) -> Actor:
+    """The actor a publisher route hands its use case for a request with `identity`."""
+    return Actor(identity.username, identity.user_id, token=identity)
+
+
+def publishers_on_prod(server: LiveServer) -> tuple[Publishers, int]:
+    """The publishers use case on `server`'s database, and the id of its index 'prod'."""
+    engine = open_database(server.database)
+    return Publishers(engine, TP), IndexAdmin(engine).load_indexes()["prod"].id
+
+
 def nothing_to_invalidate(index_id: int, project: str) -> None:
     """The use cases' page-cache hook; these tests read the database, not cached pages."""
 
@@ -89,22 +100,16 @@ def test_publisher_changes_refuse_a_token_revoked_after_authentication(
 ) -> None:
     make_project(server, http, "commit-time-publishers")
     owner = "owner-commit-time-publishers"
-    engine = open_database(server.database)
-    prod = IndexAdmin(engine).load_indexes()["prod"].id
-    publishers = Publishers(engine, TP)
-
-    def actor(identity: Identity) -> Actor:
-        return Actor(identity.username, identity.user_id, token=identity)
-
-    stale = actor(revoked_after_authenticating(server, owner, "prod"))
+    publishers, prod = publishers_on_prod(server)
+    stale = acting(revoked_after_authenticating(server, owner, "prod"))
     with pytest.raises(ProjectError) as refused:
         publishers.add_publisher(prod, ["commit-time-publishers"], "github", PUBLISHER, stale)
     assert (refused.value.status, refused.value.message) == (403, REVOKED)
     assert publishers.list_publishers(prod, "commit-time-publishers") == []
 
-    live = actor(valid_identity(server, owner, "prod"))
+    live = acting(valid_identity(server, owner, "prod"))
     added = publishers.add_publisher(prod, ["commit-time-publishers"], "github", PUBLISHER, live)
-    stale = actor(revoked_after_authenticating(server, owner, "prod"))
+    stale = acting(revoked_after_authenticating(server, owner, "prod"))
     with pytest.raises(ProjectError) as refused:
         publishers.remove_publisher(prod, added["id"], stale)
     assert (refused.value.status, refused.value.message) == (403, REVOKED)
@@ -118,12 +123,9 @@ def test_a_token_limited_to_other_projects_cannot_change_publishers(
 ) -> None:
     make_project(server, http, "commit-time-scoped")
     owner = "owner-commit-time-scoped"
-    engine = open_database(server.database)
-    prod = IndexAdmin(engine).load_indexes()["prod"].id
-    publishers = Publishers(engine, TP)
+    publishers, prod = publishers_on_prod(server)
     token = server.token(owner, "prod", projects=["something-else"])
-    identity = Accounts(engine).authenticate(token)
-    actor = Actor(identity.username, identity.user_id, token=identity)
+    actor = acting(Accounts(open_database(server.database)).authenticate(token))
     with pytest.raises(ProjectError) as refused:
         publishers.add_publisher(prod, ["commit-time-scoped"], "github", PUBLISHER, actor)
     assert refused.value.status == 403

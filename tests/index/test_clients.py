@@ -56,6 +56,23 @@ def twine_61() -> Path:
     return python
 
 
+def twine_upload_to(
+    url: str,
+    files: list[Path],
+    env: dict[str, str],
+    user: str,
+    password: str,
+    *extra: str,
+    python: Path | str = sys.executable,
+) -> subprocess.CompletedProcess[str]:
+    """`twine upload` of `files` to the upload URL `url` as `user`, non-interactive."""
+    command = [
+        *(str(python), "-m", "twine", "upload", "--non-interactive", "--disable-progress-bar"),
+        *("--repository-url", url, "-u", user, "-p", password, *extra, *map(str, files)),
+    ]
+    return run(command, env)
+
+
 def twine_upload(
     server: LiveServer,
     index: str,
@@ -65,23 +82,10 @@ def twine_upload(
     *extra: str,
     python: Path | str = sys.executable,
 ) -> subprocess.CompletedProcess[str]:
-    command = [
-        str(python),
-        "-m",
-        "twine",
-        "upload",
-        "--non-interactive",
-        "--disable-progress-bar",
-        "--repository-url",
-        server.upload_url(index),
-        "-u",
-        "__token__",
-        "-p",
-        token,
-        *extra,
-        *map(str, files),
-    ]
-    return run(command, env)
+    """`twine upload` to `server`'s `index` with an API token."""
+    return twine_upload_to(
+        server.upload_url(index), files, env, "__token__", token, *extra, python=python
+    )
 
 
 def uv_pip_install(venv: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -93,6 +97,29 @@ def make_venv(tmp_path: Path) -> Path:
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     return venv
+
+
+def pip_install(index_url: str, tmp_path: Path, env: dict[str, str], *wanted: str) -> str:
+    """pip installs `wanted` from `index_url` into a new venv; returns what it installed."""
+    venv = make_venv(tmp_path)
+    done = run(
+        [
+            *(sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install"),
+            *("--no-cache-dir", "--index-url", index_url, *wanted),
+        ],
+        env,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return next(x for x in done.stdout.splitlines() if x.startswith("Successfully installed"))
+
+
+def pip_install_target(target: Path, env: dict[str, str], *args: str) -> None:
+    """`pip install --target target *args` with no cache; asserts that it worked."""
+    done = run(
+        [sys.executable, "-m", "pip", "install", "--no-cache-dir", "--target", str(target), *args],
+        env,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_twine_upload_then_pip_install_over_tls(
@@ -107,22 +134,7 @@ def test_twine_upload_then_pip_install_over_tls(
     assert uploaded.returncode == 0, uploaded.stdout + uploaded.stderr
 
     target = tmp_path / "site"
-    installed = run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--no-cache-dir",
-            "--target",
-            str(target),
-            "--index-url",
-            tls_server.simple_url("prod"),
-            "tls-demo",
-        ],
-        env,
-    )
-    assert installed.returncode == 0, installed.stdout + installed.stderr
+    pip_install_target(target, env, "--index-url", tls_server.simple_url("prod"), "tls-demo")
     assert (target / "tls_demo" / "__init__.py").read_text() == "VERSION = '1.0.0'\n"
     # The access log saw the upload but never the token.
     assert "POST /prod/legacy/" in tls_server.log()
@@ -189,23 +201,7 @@ def test_pip_and_uv_read_the_html_pages(
     page = f"{server.simple_url('prod')}html-demo/"
 
     target = tmp_path / "pip-site"
-    by_pip = run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--no-cache-dir",
-            "--no-index",
-            "--target",
-            str(target),
-            "--find-links",
-            page,
-            "html-demo",
-        ],
-        env,
-    )
-    assert by_pip.returncode == 0, by_pip.stdout + by_pip.stderr
+    pip_install_target(target, env, "--no-index", "--find-links", page, "html-demo")
     assert (target / "html_demo" / "__init__.py").exists()
 
     venv = make_venv(tmp_path)

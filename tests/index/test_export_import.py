@@ -23,7 +23,7 @@ from keyless.store import db
 from keyless.store.archive import exported_tables
 from tests.builders import build_sdist, build_wheel
 from tests.conftest import SERVER_CONFIG, LiveServer, start_server, stop_server
-from tests.index.test_clients import make_venv, run, write_dists
+from tests.index.test_clients import pip_install, write_dists
 from tests.pg import PostgreSQL
 from tests.store.s3_server import S3Server, s3_server, s3_storage
 from tests.store.test_s3_app import storage_env
@@ -151,19 +151,6 @@ def rows_of(database: Path) -> dict[str, int]:
         }
 
 
-def pip_install(server: LiveServer, tmp_path: Path, env: dict[str, str], *requirements: str) -> str:
-    venv = make_venv(tmp_path)
-    installed = run(
-        [
-            *(sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install"),
-            *("--no-cache-dir", "--index-url", server.simple_url("prod"), *requirements),
-        ],
-        env,
-    )
-    assert installed.returncode == 0, installed.stdout + installed.stderr
-    return installed.stdout
-
-
 def check_moved(
     source: LiveServer,
     target: LiveServer,
@@ -176,7 +163,7 @@ def check_moved(
     status, report = fsck_json(target)
     assert (status, report["clean"], report["files"]) == (0, True, 5), report
 
-    out = pip_install(target, tmp_path, env, "moving-demo")
+    out = pip_install(target.simple_url("prod"), tmp_path, env, "moving-demo")
     assert "moving-demo-1.0" in out or "moving_demo-1.0" in out  # 1.1 is yanked
     for index in ("prod", "test"):
         assert audit(target.data_dir.parent, index, target_env) == audit(

@@ -11,8 +11,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -20,11 +18,11 @@ import pytest
 from bench.env import ensure_venv
 
 from tests.conftest import free_port, start_server, stop_server
-from tests.index.test_clients import run, write_dists
+from tests.index.test_clients import pip_install, twine_upload_to, write_dists
 
 from .test_export_import import keyless, signs_in
 from .test_fsck import fsck_json
-from .test_import_pypiserver import pip_install
+from .test_import_pypiserver import wait_until_answering
 from .uploading import upload
 
 pytestmark = [
@@ -73,16 +71,7 @@ def devpi_dump(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     base = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert process.poll() is None, (folder / "devpi.log").read_text()
-            try:
-                if httpx.get(f"{base}/+api", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "devpi-server did not start in 90 s"
-            time.sleep(0.2)
+        wait_until_answering(f"{base}/+api", process, folder / "devpi.log", seconds=90)
         with httpx.Client(base_url=base, timeout=60) as client:
             for user in ("alice", "bob"):
                 made = client.put(
@@ -97,14 +86,7 @@ def devpi_dump(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
             assert made.status_code in (200, 201), made.text
         files = write_dists(folder / "dists", "devpi-demo", "1.0")
         files += write_dists(folder / "dists", "devpi-demo", "1.1")
-        uploaded = run(
-            [
-                *(sys.executable, "-m", "twine", "upload", "--non-interactive"),
-                *("--repository-url", f"{base}/alice/dev/", "-u", "alice"),
-                *("-p", "alice-devpi-pw", *map(str, files)),
-            ],
-            env,
-        )
+        uploaded = twine_upload_to(f"{base}/alice/dev/", files, env, "alice", "alice-devpi-pw")
         assert uploaded.returncode == 0, uploaded.stdout + uploaded.stderr
         installed = pip_install(f"{base}/alice/dev/+simple/", folder / "pip", env, "devpi-demo")
     finally:

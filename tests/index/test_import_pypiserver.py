@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +16,7 @@ from bench.env import ensure_venv
 
 from tests.builders import build_wheel, core_metadata_text
 from tests.conftest import free_port, start_server, stop_server
-from tests.index.test_clients import make_venv, run, write_dists
+from tests.index.test_clients import pip_install, twine_upload_to, write_dists
 
 from .test_export_import import keyless
 from .test_fsck import fsck_json
@@ -48,35 +47,28 @@ def pypiserver(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None, (tmp_path / "pypiserver.log").read_text()
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "pypiserver did not start in 30 s"
-            time.sleep(0.1)
+        wait_until_answering(f"{url}/health", process, tmp_path / "pypiserver.log", seconds=30)
         yield url, packages
     finally:
         process.terminate()
         process.wait(timeout=10)
 
 
-def pip_install(index_url: str, tmp_path: Path, env: dict[str, str], *wanted: str) -> str:
-    """pip installs `wanted` from `index_url` into a new venv; returns what it installed."""
-    venv = make_venv(tmp_path)
-    done = run(
-        [
-            *(sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install"),
-            *("--no-cache-dir", "--index-url", index_url, *wanted),
-        ],
-        env,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    line = next(x for x in done.stdout.splitlines() if x.startswith("Successfully installed"))
-    return line
+def wait_until_answering(
+    url: str, process: subprocess.Popen[bytes], log: Path, *, seconds: float
+) -> None:
+    """Poll `url` until it answers 200; fail with the server's log if `process` exits first,
+    or when `seconds` pass."""
+    deadline = time.monotonic() + seconds
+    while True:
+        assert process.poll() is None, log.read_text()
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, f"{url} did not answer in {seconds} s"
+        time.sleep(0.1)
 
 
 def test_a_pypiserver_folder_moves_in(
@@ -87,7 +79,7 @@ def test_a_pypiserver_folder_moves_in(
     uploaded = write_dists(tmp_path / "upload", "alpha-pkg", "1.0") + write_dists(
         tmp_path / "upload", "alpha-pkg", "1.1"
     )
-    done = twine_upload_to(url, uploaded, env)
+    done = twine_upload_to(f"{url}/", uploaded, env, "anyone", "anything")
     assert done.returncode == 0, done.stdout + done.stderr
     write_dists(packages / "beta" / "nested", "beta-pkg", "2.0")
     # What does not pass an upload's checks: not an archive, a wheel whose METADATA names
@@ -139,25 +131,6 @@ def test_a_pypiserver_folder_moves_in(
             assert wheel["core-metadata"]  # PEP 658, as an upload's
     finally:
         stop_server(live)
-
-
-def twine_upload_to(
-    url: str, files: list[Path], env: dict[str, str]
-) -> subprocess.CompletedProcess[str]:
-    return run(
-        [
-            *(
-                sys.executable,
-                "-m",
-                "twine",
-                "upload",
-                "--non-interactive",
-                "--disable-progress-bar",
-            ),
-            *("--repository-url", f"{url}/", "-u", "anyone", "-p", "anything", *map(str, files)),
-        ],
-        env,
-    )
 
 
 def test_an_unknown_index_or_folder_is_one_line(tmp_path: Path) -> None:

@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import httpx
 import pytest
 
-from tests.builders import build_sdist, build_wheel
+from tests.builders import build_wheel
 from tests.conftest import PUBLIC_URL, LiveServer
 
-from .uploading import upload
+from .uploading import Published, publish_wheel_and_sdist, upload
 
 CLASSIFIERS = [
     "License :: OSI Approved :: MIT License",
@@ -58,14 +57,6 @@ def yank(client: httpx.Client, token: str, project: str, version: str, reason: s
     assert answer.status_code == 200, answer.text
 
 
-@dataclass
-class Published:
-    wheel: tuple[str, bytes]
-    sdist: tuple[str, bytes]
-    before: dt.datetime
-    after: dt.datetime
-
-
 @pytest.fixture(scope="module")
 def owner(server: LiveServer) -> str:
     return server.token("json-owner", "prod")
@@ -73,12 +64,7 @@ def owner(server: LiveServer) -> str:
 
 @pytest.fixture(scope="module")
 def published(client: httpx.Client, owner: str) -> Published:
-    before = dt.datetime.now(dt.UTC)
-    wheel = build_wheel("Json_Api.Demo", "1.0", metadata=METADATA)
-    sdist = build_sdist("Json_Api.Demo", "1.0", metadata=METADATA)
-    ok(upload(client, "prod", owner, *wheel))
-    ok(upload(client, "prod", owner, *sdist))
-    return Published(wheel=wheel, sdist=sdist, before=before, after=dt.datetime.now(dt.UTC))
+    return publish_wheel_and_sdist(client, "prod", owner, "Json_Api.Demo", "1.0", METADATA)
 
 
 # ------------------------------------------------------------------------------- fields

@@ -59,6 +59,11 @@ def ok(result: subprocess.CompletedProcess[str]) -> str:
     return output(result)
 
 
+def failed(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode != 0, result.stdout + result.stderr
+    return output(result)
+
+
 def changed_wheel(folder: Path, name: str, version: str) -> Path:
     """A wheel with the same filename as write_dists' but other bytes."""
     return write_dists(folder, name, version, module=name.replace("-", "_") + "_changed")[0]
@@ -94,9 +99,10 @@ def test_hatch_publish_skips_what_is_there_and_prints_a_link_that_works(
     assert "hatch_demo-1.0-py3-none-any.whl" in page.text
 
     new = write_dists(tmp_path / "new", "hatch-demo", "1.1")[0]  # one it does not skip
-    wrong = run([*hatch, "--user", "__token__", "--auth", "keyless-wrong", str(new)], tool_env)
-    assert wrong.returncode != 0
-    assert FORBIDDEN in output(wrong)
+    wrong = failed(
+        run([*hatch, "--user", "__token__", "--auth", "keyless-wrong", str(new)], tool_env)
+    )
+    assert FORBIDDEN in wrong
 
 
 def test_poetry_publish_rerun_changed_bytes_and_wrong_token(
@@ -120,15 +126,13 @@ def test_poetry_publish_rerun_changed_bytes_and_wrong_token(
     # Other bytes under a filename already there: refused in words, and --skip-existing
     # recognises the refusal (it looks for PyPI's 400 "File already exists").
     changed_wheel(project / "dist", "poetry-demo", "1.0")
-    refused = run(publish, with_token, cwd=project)
-    assert refused.returncode != 0
-    assert "File already exists" in output(refused)
+    refused = failed(run(publish, with_token, cwd=project))
+    assert "File already exists" in refused
     skipped = ok(run([*publish, "--skip-existing"], with_token, cwd=project))
     assert "File exists. Skipping" in skipped
 
-    wrong = run(publish, {**env, "POETRY_PYPI_TOKEN_KEYLESS": "keyless-wrong"}, cwd=project)
-    assert wrong.returncode != 0
-    assert FORBIDDEN in output(wrong)
+    wrong = failed(run(publish, {**env, "POETRY_PYPI_TOKEN_KEYLESS": "keyless-wrong"}, cwd=project))
+    assert FORBIDDEN in wrong
 
 
 def test_pdm_publish_rerun_changed_bytes_and_wrong_token(
@@ -144,15 +148,13 @@ def test_pdm_publish_rerun_changed_bytes_and_wrong_token(
     assert ok(run(with_token, tool_env, cwd=project)).count("Uploading") == 2
     ok(run(with_token, tool_env, cwd=project))
     changed_wheel(project / "dist", "pdm-demo", "1.0")
-    refused = run(with_token, tool_env, cwd=project)
-    assert refused.returncode != 0
-    assert "File already exists" in output(refused)
+    refused = failed(run(with_token, tool_env, cwd=project))
+    assert "File already exists" in refused
     skipped = ok(run([*with_token, "--skip-existing"], tool_env, cwd=project))
     assert "Skipping pdm_demo-1.0-py3-none-any.whl because it appears to already exist" in skipped
 
-    wrong = run([*publish, "-u", "__token__", "-P", "keyless-wrong"], tool_env, cwd=project)
-    assert wrong.returncode != 0
-    assert FORBIDDEN in output(wrong)
+    wrong = failed(run([*publish, "-u", "__token__", "-P", "keyless-wrong"], tool_env, cwd=project))
+    assert FORBIDDEN in wrong
 
 
 def write_flit_project(folder: Path, name: str, version: str) -> Path:
@@ -194,9 +196,8 @@ def test_flit_publish_over_tls_and_the_link_it_prints(
         # Any spelling of the name leads to the same page.
         assert http.get("/project/Flit_Demo/").headers["location"] == "/prod/project/flit-demo/"
 
-    wrong = run(flit, {**env, "FLIT_PASSWORD": "keyless-wrong"}, cwd=project)
-    assert wrong.returncode != 0
-    assert "403 Client Error: Invalid or non-existent authentication information." in output(wrong)
+    wrong = failed(run(flit, {**env, "FLIT_PASSWORD": "keyless-wrong"}, cwd=project))
+    assert "403 Client Error: Invalid or non-existent authentication information." in wrong
 
 
 def test_flit_link_to_a_project_on_several_indexes_or_none_opens_the_search(

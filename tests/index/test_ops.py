@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from keyless.ci.emulator import Emulator
 from keyless.index.metrics import ROUTE_CLASSES, route_class
 from tests.builders import build_wheel
-from tests.conftest import AUDIENCE, LiveServer, start_server, start_trusted_server, stop_server
+from tests.conftest import AUDIENCE, LiveServer, start_server, stop_server
 from tests.index.test_trusted_publishing import add_github_publisher, job, mint
 from tests.index.uploading import upload
 
@@ -102,15 +102,8 @@ def test_health_fails_in_bounded_time_when_the_database_is_locked(live: LiveServ
 # --------------------------------------------------------------------------------- metrics
 
 
-@pytest.fixture(scope="module")
-def tp_server(
-    tmp_path_factory: pytest.TempPathFactory, emulator: Emulator, gitlab_ci: Emulator
-) -> Iterator[LiveServer]:
-    server = start_trusted_server(
-        tmp_path_factory.mktemp("metrics-server"), emulator.issuer, gitlab_ci.issuer
-    )
-    yield server
-    stop_server(server)
+# `tp_server` (tests/index/conftest.py) is this module's own, so the counters count only
+# what these tests did.
 
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]

@@ -9,7 +9,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ import pytest
 from keyless.publish.errors import PublishError
 from keyless.publish.indexclient import OwnersClient, keyless_index_of
 from tests.builders import build_wheel
-from tests.conftest import LiveServer, free_port
+from tests.conftest import LiveServer, free_port, run_keyless
 
 from .uploading import upload
 
@@ -65,14 +64,7 @@ def run_cli(server: LiveServer, token: str | None, *args: str) -> subprocess.Com
     env = {k: v for k, v in os.environ.items() if not k.startswith("KEYLESS_")}
     if token is not None:
         env["KEYLESS_TOKEN"] = token
-    return subprocess.run(
-        [sys.executable, "-m", "keyless", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_keyless(*args, env=env)
 
 
 def remote(server: LiveServer) -> list[str]:

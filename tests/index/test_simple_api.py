@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
-from dataclasses import dataclass
 from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -17,10 +16,10 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 import pytest
 
-from tests.builders import build_sdist, build_wheel
+from tests.builders import build_wheel
 from tests.conftest import PUBLIC_URL, LiveServer
 
-from .uploading import core_metadata_of, upload
+from .uploading import Published, core_metadata_of, publish_wheel_and_sdist, upload
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 HTML_TYPE = "application/vnd.pypi.simple.v1+html"
@@ -104,16 +103,9 @@ def ok(answer: httpx.Response) -> None:
 # ------------------------------------------------------------------------------------ fixtures
 
 
-@dataclass
-class Published:
-    """One project on prod with a wheel (Requires-Python >=3.9) and an sdist."""
-
-    name: str
-    normalized: str
-    wheel: tuple[str, bytes]
-    sdist: tuple[str, bytes]
-    before: dt.datetime
-    after: dt.datetime
+# One project on prod with a wheel (Requires-Python >=3.9) and an sdist.
+NAME = "Simple_Api.Demo"
+NORMALIZED = "simple-api-demo"
 
 
 @pytest.fixture(scope="module")
@@ -123,20 +115,8 @@ def owner(server: LiveServer) -> str:
 
 @pytest.fixture(scope="module")
 def published(client: httpx.Client, owner: str) -> Published:
-    before = dt.datetime.now(dt.UTC)
     meta = {"requires_python": ">=3.9", "summary": "Simple API demo"}
-    wheel = build_wheel("Simple_Api.Demo", "1.0", metadata=meta)
-    sdist = build_sdist("Simple_Api.Demo", "1.0", metadata=meta)
-    ok(upload(client, "prod", owner, *wheel))
-    ok(upload(client, "prod", owner, *sdist))
-    return Published(
-        name="Simple_Api.Demo",
-        normalized="simple-api-demo",
-        wheel=wheel,
-        sdist=sdist,
-        before=before,
-        after=dt.datetime.now(dt.UTC),
-    )
+    return publish_wheel_and_sdist(client, "prod", owner, NAME, "1.0", meta)
 
 
 # ------------------------------------------------------------------------ content negotiation
@@ -167,7 +147,7 @@ def published(client: httpx.Client, owner: str) -> Published:
 def test_content_negotiation(
     client: httpx.Client, published: Published, page: str, accept: str, expected: str
 ) -> None:
-    url = "/prod/simple/" if page == "root" else f"/prod/simple/{published.normalized}/"
+    url = "/prod/simple/" if page == "root" else f"/prod/simple/{NORMALIZED}/"
     answer = client.get(url, headers={"Accept": accept})
     assert answer.status_code == 200, answer.text
     assert media_type(answer) == expected
@@ -182,12 +162,12 @@ def test_content_negotiation(
 
 @pytest.mark.parametrize("page", ["root", "project"])
 def test_no_accept_header_gets_html(client: httpx.Client, published: Published, page: str) -> None:
-    url = "/prod/simple/" if page == "root" else f"/prod/simple/{published.normalized}/"
+    url = "/prod/simple/" if page == "root" else f"/prod/simple/{NORMALIZED}/"
     answer = get_without_accept(client, url)
     assert answer.status_code == 200
     assert media_type(answer) == TEXT_HTML
     assert answer.headers["vary"] == "Accept"
-    expected = published.name if page == "root" else published.wheel[0]
+    expected = NAME if page == "root" else published.wheel[0]
     assert expected in Page(answer.text).texts
 
 
@@ -195,11 +175,11 @@ def test_no_accept_header_gets_html(client: httpx.Client, published: Published, 
 
 
 def test_json_project_page(client: httpx.Client, published: Published) -> None:
-    answer = client.get(f"/prod/simple/{published.normalized}/", headers={"Accept": PIP_ACCEPT})
+    answer = client.get(f"/prod/simple/{NORMALIZED}/", headers={"Accept": PIP_ACCEPT})
     assert b"dist-info-metadata" not in answer.content  # old pip crashes on it in JSON
     document = answer.json()
     assert document["meta"]["api-version"] == "1.4"
-    assert document["name"] == published.normalized
+    assert document["name"] == NORMALIZED
     assert document["versions"] == ["1.0"]
     assert document["project-status"]["status"] == "active"
     by_name = {entry["filename"]: entry for entry in document["files"]}
@@ -226,7 +206,7 @@ def test_json_project_page(client: httpx.Client, published: Published) -> None:
 
 
 def test_html_project_page(client: httpx.Client, published: Published) -> None:
-    text, page = simple_html(client, f"/prod/simple/{published.normalized}/")
+    text, page = simple_html(client, f"/prod/simple/{NORMALIZED}/")
     assert page.meta["pypi:repository-version"] == "1.4"
     assert "pypi:project-status" not in page.meta  # active is the default, left implicit
     assert sorted(page.texts) == sorted([published.wheel[0], published.sdist[0]])
@@ -253,7 +233,7 @@ def test_html_project_page(client: httpx.Client, published: Published) -> None:
 def test_html_and_json_point_at_the_same_downloadable_urls(
     client: httpx.Client, published: Published
 ) -> None:
-    page_url = f"{client.base_url}/prod/simple/{published.normalized}/"
+    page_url = f"{client.base_url}/prod/simple/{NORMALIZED}/"
     _, page = simple_html(client, page_url)
     html_urls = {
         text: urljoin(page_url, str(a["href"]).split("#")[0])
@@ -272,18 +252,18 @@ def test_root_lists_uploaded_projects(client: httpx.Client, published: Published
     document = simple_json(client, "/prod/simple/")
     assert document["meta"]["api-version"] == "1.4"
     names = [project["name"] for project in document["projects"]]
-    assert published.name in names
+    assert NAME in names
 
     _, page = simple_html(client, "/prod/simple/")
     assert page.meta["pypi:repository-version"] == "1.4"
-    anchor = page.anchor(published.name)
+    anchor = page.anchor(NAME)
     target = urljoin(f"{client.base_url}/prod/simple/", str(anchor["href"]))
-    assert urlsplit(target).path == f"/prod/simple/{published.normalized}/"
+    assert urlsplit(target).path == f"/prod/simple/{NORMALIZED}/"
     assert client.get(target).status_code == 200
 
 
 def test_head_on_a_page(client: httpx.Client, published: Published) -> None:
-    answer = client.head(f"/prod/simple/{published.normalized}/", headers={"Accept": JSON_TYPE})
+    answer = client.head(f"/prod/simple/{NORMALIZED}/", headers={"Accept": JSON_TYPE})
     assert answer.status_code == 200
     assert media_type(answer) == JSON_TYPE
     assert answer.content == b""
@@ -308,10 +288,10 @@ def test_redirect_to_the_normalized_url_in_one_hop(
     answer = client.get(path, headers={"Accept": PIP_ACCEPT})
     assert answer.status_code == 301
     target = urljoin(f"{client.base_url}{path}", answer.headers["location"])
-    assert urlsplit(target).path == f"/prod/simple/{published.normalized}/"
+    assert urlsplit(target).path == f"/prod/simple/{NORMALIZED}/"
     followed = client.get(target, headers={"Accept": PIP_ACCEPT})
     assert followed.status_code == 200
-    assert followed.json()["name"] == published.normalized
+    assert followed.json()["name"] == NORMALIZED
 
 
 def test_root_without_slash_redirects(client: httpx.Client) -> None:
@@ -341,7 +321,7 @@ def test_unknown_project_or_index_is_404(client: httpx.Client, path: str, accept
 
 @pytest.mark.parametrize("accept", [PIP_ACCEPT, "text/html"])
 def test_etag_and_if_none_match(client: httpx.Client, published: Published, accept: str) -> None:
-    url = f"/prod/simple/{published.normalized}/"
+    url = f"/prod/simple/{NORMALIZED}/"
     first = client.get(url, headers={"Accept": accept})
     etag = first.headers["etag"]
     again = client.get(url, headers={"Accept": accept, "If-None-Match": etag})
@@ -358,7 +338,7 @@ def test_if_none_match_with_a_list_and_weak_tags(
     client: httpx.Client, published: Published
 ) -> None:
     """RFC 9110: If-None-Match is a list compared weakly; proxies that compress weaken ETags."""
-    url = f"/prod/simple/{published.normalized}/"
+    url = f"/prod/simple/{NORMALIZED}/"
     etag = client.get(url, headers={"Accept": JSON_TYPE}).headers["etag"]
     for header in (f'"other", {etag}', f"W/{etag}", "*"):
         again = client.get(url, headers={"Accept": JSON_TYPE, "If-None-Match": header})
@@ -366,7 +346,7 @@ def test_if_none_match_with_a_list_and_weak_tags(
 
 
 def test_html_and_json_have_different_etags(client: httpx.Client, published: Published) -> None:
-    url = f"/prod/simple/{published.normalized}/"
+    url = f"/prod/simple/{NORMALIZED}/"
     html_tag = client.get(url, headers={"Accept": "text/html"}).headers["etag"]
     json_tag = client.get(url, headers={"Accept": JSON_TYPE}).headers["etag"]
     assert html_tag != json_tag

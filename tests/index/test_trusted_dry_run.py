@@ -24,7 +24,7 @@ from keyless.store.db import open_database
 from tests.builders import build_sdist
 from tests.conftest import AUDIENCE, LiveServer, make_project
 
-from .test_trusted_publishing import add_github_publisher, job, keyless
+from .test_trusted_publishing import add_github_publisher, add_pending_publisher, job
 from .uploading import upload
 
 
@@ -79,14 +79,7 @@ def linked(**fields: str) -> Callable[[LiveServer, httpx.Client, Emulator, str],
 
 
 def pending(server: LiveServer, client: httpx.Client, ci: Emulator, project: str) -> None:
-    server.user("alice")
-    done = keyless(
-        server,
-        *("publisher", "add", "--index", "prod", "--pending", project, "--owner-user", "alice"),
-        *("github", "--issuer", ci.issuer, "--owner", "octo-org", "--repository", project),
-        *("--workflow", "release.yml"),
-    )
-    assert done.returncode == 0, done.stderr
+    add_pending_publisher(server, ci, project, "alice", project)
 
 
 def pending_then_taken(

@@ -32,9 +32,11 @@ from tests.conftest import (
     LiveServer,
     client_env,
     make_project,
+    run_keyless,
     trust,
 )
 
+from .test_clients import pip_install_target
 from .uploading import upload
 
 
@@ -45,16 +47,12 @@ def client(tp_server: LiveServer) -> Iterator[httpx.Client]:
 
 
 def keyless(server: LiveServer, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            *(sys.executable, "-m", "keyless", *args),
-            *("--data", str(server.data_dir)),
-            *("--config", str(server.data_dir.parent / "keyless.toml")),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    return run_keyless(
+        *args,
+        "--data",
+        str(server.data_dir),
+        "--config",
+        str(server.data_dir.parent / "keyless.toml"),
     )
 
 
@@ -153,26 +151,9 @@ def test_uv_publishes_with_trusted_publishing_and_pip_installs(
     assert published.returncode == 0, published.stdout + published.stderr
 
     target = tmp_path / "site"
-    installed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--no-cache-dir",
-            "--target",
-            str(target),
-            "--index-url",
-            tp_server.simple_url("prod"),
-            "uv-tp-demo==1.0.0",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    pip_install_target(
+        target, env, "--index-url", tp_server.simple_url("prod"), "uv-tp-demo==1.0.0"
     )
-    assert installed.returncode == 0, installed.stdout + installed.stderr
 
     trail = client.get(
         "/prod/api/projects/uv-tp-demo/audit",
@@ -584,32 +565,27 @@ def test_each_index_is_its_own_trust_boundary(
     assert upload(client, "test", token, *build_wheel("boundary-demo", "1.0")).status_code == 200
 
 
+def add_pending_publisher(
+    server: LiveServer, ci: Emulator, project: str, owner: str, repository: str
+) -> int:
+    """With `keyless publisher add --pending`: GitHub octo-org/`repository`'s release.yml may
+    create `project` (not there yet) on prod, for the new user `owner`; the publisher's id."""
+    server.user(owner)
+    result = keyless(
+        server,
+        *("publisher", "add", "--index", "prod", "--pending", project, "--owner-user", owner),
+        *("--json", "github", "--issuer", ci.issuer, "--owner", "octo-org"),
+        *("--repository", repository, "--workflow", "release.yml"),
+    )
+    assert result.returncode == 0, result.stderr
+    publisher: int = json.loads(result.stdout)["id"]
+    return publisher
+
+
 def test_pending_publisher_creates_the_project_on_first_publish(
     tp_server: LiveServer, client: httpx.Client, emulator: Emulator
 ) -> None:
-    tp_server.user("future-owner")
-    result = keyless(
-        tp_server,
-        "publisher",
-        "add",
-        "--index",
-        "prod",
-        "--pending",
-        "Brand-New-Demo",
-        "--owner-user",
-        "future-owner",
-        "--json",
-        "github",
-        "--issuer",
-        emulator.issuer,
-        "--owner",
-        "octo-org",
-        "--repository",
-        "brand-new",
-        "--workflow",
-        "release.yml",
-    )
-    assert result.returncode == 0, result.stderr
+    add_pending_publisher(tp_server, emulator, "Brand-New-Demo", "future-owner", "brand-new")
     assert client.get("/prod/simple/brand-new-demo/").status_code == 404
     token = minted_token(client, emulator, job(repo="octo-org/brand-new"))
     assert upload(client, "prod", token, *build_wheel("brand-new-demo", "1.0")).status_code == 200
@@ -714,15 +690,7 @@ def test_one_publisher_for_several_projects_via_the_legacy_endpoint(
 def test_an_expired_pending_publisher_matches_nothing(
     tp_server: LiveServer, client: httpx.Client, emulator: Emulator
 ) -> None:
-    tp_server.user("late-owner")
-    result = keyless(
-        tp_server,
-        *("publisher", "add", "--index", "prod", "--pending", "late-demo", "--owner-user"),
-        *("late-owner", "--json", "github", "--issuer", emulator.issuer, "--owner", "octo-org"),
-        *("--repository", "late", "--workflow", "release.yml"),
-    )
-    assert result.returncode == 0, result.stderr
-    publisher = json.loads(result.stdout)["id"]
+    publisher = add_pending_publisher(tp_server, emulator, "late-demo", "late-owner", "late")
     with db.writing(open_database(tp_server.database)) as conn:
         conn.execute(
             update(db.publishers)

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import email.parser
 import hashlib
 import io
 import tarfile
 import zipfile
+from dataclasses import dataclass
+from typing import Any
 
 import httpx
+
+from tests.builders import build_sdist, build_wheel
 
 # Core-metadata headers that twine sends as repeated form fields.
 MULTI_USE = {
@@ -85,3 +90,26 @@ def upload(
         files={"content": (filename, data, "application/octet-stream")},
         auth=auth,
     )
+
+
+@dataclass
+class Published:
+    """A release's wheel and sdist as uploaded, and the moments just before and after."""
+
+    wheel: tuple[str, bytes]
+    sdist: tuple[str, bytes]
+    before: dt.datetime
+    after: dt.datetime
+
+
+def publish_wheel_and_sdist(
+    client: httpx.Client, index: str, token: str, name: str, version: str, metadata: dict[str, Any]
+) -> Published:
+    """Upload a wheel, then an sdist, of `name` `version`; the times bound their upload-time."""
+    before = dt.datetime.now(dt.UTC)
+    wheel = build_wheel(name, version, metadata=metadata)
+    sdist = build_sdist(name, version, metadata=metadata)
+    for filename, data in (wheel, sdist):
+        answer = upload(client, index, token, filename, data)
+        assert answer.status_code == 200, answer.text
+    return Published(wheel=wheel, sdist=sdist, before=before, after=dt.datetime.now(dt.UTC))

@@ -296,6 +296,21 @@ def run_publish(
     )
 
 
+def publish_in_job(
+    ci: Emulator, claims: JobClaims, server: LiveServer, folder: Path, *args: str
+) -> subprocess.CompletedProcess[str]:
+    """`keyless publish` as a step of `claims`'s job, from `folder` (its dist/ by default)."""
+    return ci.run(
+        keyless_publish("--repository-url", server.upload_url("prod"), *args),
+        claims,
+        env=job_env(server, folder),
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 def audit(server: LiveServer, http: httpx.Client, project: str, index: str = "prod") -> list[Any]:
     """The project's audit trail, oldest first."""
     owner = server.token(f"owner-{project}", index)

@@ -13,7 +13,6 @@ import pytest
 from keyless.publish.check import (
     CheckReport,
     check_dists,
-    current_git_tag,
     render_problem,
     version_of_tag,
 )
@@ -24,6 +23,7 @@ from tests.builders import (
     forged_wheel,
     write_dist,
 )
+from tests.conftest import run_keyless
 
 MARKDOWN = "# Demo\n\nSome **bold** text and a [link](https://example.org).\n"
 GOOD: dict[str, Any] = {
@@ -205,25 +205,6 @@ def test_version_of_tag() -> None:
     assert version_of_tag("release-candidate") is None
 
 
-def test_current_git_tag(tmp_path: Path) -> None:
-    def git(*args: str) -> None:
-        subprocess.run(
-            ["git", "-c", "user.name=t", "-c", "user.email=t@example.org", *args],
-            cwd=tmp_path,
-            check=True,
-            capture_output=True,
-        )
-
-    assert current_git_tag(tmp_path) is None  # not a checkout
-    git("init", "-q")
-    (tmp_path / "f").write_text("x")
-    git("add", "f")
-    git("commit", "-qm", "one")
-    assert current_git_tag(tmp_path) is None  # not on a tag
-    git("tag", "v0.3.0")
-    assert current_git_tag(tmp_path) == "v0.3.0"
-
-
 def test_one_sdist_per_release(tmp_path: Path) -> None:
     folder = release(tmp_path / "dist")
     # A second sdist of the same release, under its old, non-normalized name.
@@ -266,14 +247,7 @@ def test_private_policy_allows_local_versions(tmp_path: Path) -> None:
 
 
 def keyless_check(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "keyless", "check", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_keyless("check", *args, cwd=cwd)
 
 
 def test_cli_reports_and_exits_1_on_errors(tmp_path: Path) -> None:

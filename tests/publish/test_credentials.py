@@ -16,6 +16,7 @@ import pytest
 from keyless.ci.emulator import Emulator, JobClaims
 from keyless.publish import (
     ApiTokenCredentials,
+    Discovery,
     PublishError,
     RecordingReporter,
     TrustedPublishingCredentials,
@@ -290,13 +291,26 @@ class Clock:
         return self.now
 
 
+def trusted_on_prod(
+    tp_server: LiveServer,
+    tp_http: httpx.Client,
+    http: httpx.Client,
+    ci: Emulator,
+    project: str,
+    **publisher: str,
+) -> Discovery:
+    """`project` on prod with a GitHub publisher of its own, and prod's Trusted Publishing."""
+    make_project(tp_server, tp_http, project)
+    add_github_publisher(tp_server, tp_http, ci, project, **publisher)
+    found = discover(tp_server.upload_url("prod"), http)
+    assert found is not None
+    return found
+
+
 def test_a_token_near_expiry_is_reminted_and_all_are_burned(
     tp_server: LiveServer, tp_http: httpx.Client, http: httpx.Client, ci: Emulator
 ) -> None:
-    make_project(tp_server, tp_http, "remint-clock")
-    add_github_publisher(tp_server, tp_http, ci, "remint-clock")
-    found = discover(tp_server.upload_url("prod"), http)
-    assert found is not None
+    found = trusted_on_prod(tp_server, tp_http, http, ci, "remint-clock")
     clock = Clock()
     reporter = RecordingReporter()
     claims = github_job("remint-clock")
@@ -330,10 +344,7 @@ def test_a_token_near_expiry_is_reminted_and_all_are_burned(
 def test_a_failed_remint_keeps_the_token_while_it_is_valid(
     tp_server: LiveServer, tp_http: httpx.Client, http: httpx.Client, ci: Emulator
 ) -> None:
-    make_project(tp_server, tp_http, "remint-fails")
-    add_github_publisher(tp_server, tp_http, ci, "remint-fails")
-    found = discover(tp_server.upload_url("prod"), http)
-    assert found is not None
+    found = trusted_on_prod(tp_server, tp_http, http, ci, "remint-fails")
     jwt = ci.token(AUDIENCE, github_job("remint-fails"))
     clock = Clock()
     reporter = RecordingReporter()
@@ -355,10 +366,7 @@ def test_a_failed_remint_keeps_the_token_while_it_is_valid(
 def test_a_wrong_environment_is_refused_with_the_reason(
     tp_server: LiveServer, tp_http: httpx.Client, http: httpx.Client, ci: Emulator
 ) -> None:
-    make_project(tp_server, tp_http, "mint-refused")
-    add_github_publisher(tp_server, tp_http, ci, "mint-refused", environment="pypi")
-    found = discover(tp_server.upload_url("prod"), http)
-    assert found is not None
+    found = trusted_on_prod(tp_server, tp_http, http, ci, "mint-refused", environment="pypi")
     claims = github_job("mint-refused", environment="staging")
     credentials = TrustedPublishingCredentials(
         found,

@@ -30,6 +30,7 @@ from .conftest import (
     add_github_publisher,
     github_job,
     job_env,
+    publish_in_job,
     write_release,
 )
 
@@ -110,6 +111,21 @@ def mint(http: httpx.Client, token: str, index: str | None = None) -> httpx.Resp
 # ------------------------------------------------------------------ end to end, CLI, `id`
 
 
+def run_doctor(
+    ci: Emulator, job: JobClaims, url: str, folder: Path, env: dict[str, str], *args: str
+) -> subprocess.CompletedProcess[str]:
+    """`keyless doctor --repository-url url *args`, run in `folder` as a step of `job`."""
+    return ci.run(
+        [sys.executable, "-m", "keyless", "doctor", "--repository-url", url, *args],
+        job,
+        env=env,
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 def test_doctor_in_a_github_job_prints_the_publisher_that_makes_it_publish(
     tp_server: LiveServer, tp_http: httpx.Client, ci: Emulator, tmp_path: Path
 ) -> None:
@@ -120,15 +136,7 @@ def test_doctor_in_a_github_job_prints_the_publisher_that_makes_it_publish(
     url = tp_server.upload_url("prod")
 
     def doctor(*args: str) -> subprocess.CompletedProcess[str]:
-        return ci.run(
-            [sys.executable, "-m", "keyless", "doctor", "--repository-url", url, *args],
-            job,
-            env=env,
-            cwd=folder,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        return run_doctor(ci, job, url, folder, env, *args)
 
     first = doctor()
     output = first.stdout + first.stderr
@@ -163,15 +171,7 @@ def test_doctor_in_a_github_job_prints_the_publisher_that_makes_it_publish(
     assert "ready to publish: the index accepts this job" in now_ready.stdout
     assert "The trusted publisher to register" not in now_ready.stdout  # it is registered
     write_release(folder / "dist", "doctor-demo", "1.0.0")
-    published = ci.run(
-        [sys.executable, "-m", "keyless", "publish", "--repository-url", url],
-        job,
-        env=env,
-        cwd=folder,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    published = publish_in_job(ci, job, tp_server, folder)
     assert published.returncode == 0, published.stdout + published.stderr
 
     again = doctor("--json", "--expect", "environment=pypi")
@@ -194,21 +194,12 @@ def test_doctor_names_the_missing_permission_and_shows_the_yaml(
     tp_server: LiveServer, ci: Emulator, tmp_path: Path
 ) -> None:
     folder = project_dir(tmp_path, "doctor-perm")
-    result = ci.run(
-        [
-            sys.executable,
-            "-m",
-            "keyless",
-            "doctor",
-            "--repository-url",
-            tp_server.upload_url("prod"),
-        ],
+    result = run_doctor(
+        ci,
         github_job("doctor-perm", id_token=False),
-        env=job_env(tp_server, tmp_path),
-        cwd=folder,
-        capture_output=True,
-        text=True,
-        timeout=60,
+        tp_server.upload_url("prod"),
+        folder,
+        job_env(tp_server, tmp_path),
     )
     assert result.returncode == 1
     assert "lacks the `id-token: write` permission" in result.stdout
@@ -399,15 +390,7 @@ def doctor_in_job(
     ci: Emulator, job: JobClaims, url: str, folder: Path, env: dict[str, str]
 ) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
     """`keyless doctor --json` as a step of the job; (the process, its JSON report)."""
-    done = ci.run(
-        [sys.executable, "-m", "keyless", "doctor", "--json", "--repository-url", url],
-        job,
-        env=env,
-        cwd=folder,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_doctor(ci, job, url, folder, env, "--json")
     report: dict[str, Any] = json.loads(done.stdout)
     assert "eyJ" not in done.stdout + done.stderr  # the token is never printed
     return done, report
@@ -554,15 +537,7 @@ def test_doctor_says_unknown_when_the_index_has_no_dry_run(
 def test_doctor_text_output_says_unknown(ci: Emulator, tmp_path: Path) -> None:
     folder = project_dir(tmp_path, "doctor-unknown-text")
     url = f"https://127.0.0.1:{free_port()}/prod/legacy/"
-    done = ci.run(
-        [sys.executable, "-m", "keyless", "doctor", "--repository-url", url],
-        github_job("doctor-unknown-text"),
-        env=client_env(tmp_path),
-        cwd=folder,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_doctor(ci, github_job("doctor-unknown-text"), url, folder, client_env(tmp_path))
     assert done.returncode == 3
     assert "[????] " in done.stdout
     assert "UNKNOWN whether this job can publish" in done.stdout

@@ -21,7 +21,7 @@ from keyless.oidc.providers.gitlab import id_token_variable
 from keyless.publish.errors import PublishError
 from keyless.publish.init import init_workflow, python_versions_for
 from tests.builders import CLIENT_SOURCE
-from tests.conftest import LiveServer, client_env, make_project
+from tests.conftest import LiveServer, client_env, make_project, run_keyless
 
 from .conftest import job_env, simple_hashes, write_release
 
@@ -49,17 +49,6 @@ def make_sample(tmp_path: Path, name: str, requires: str = ">=3.11") -> Path:
         PYPROJECT.format(name=name, requires=requires), encoding="utf-8"
     )
     return folder
-
-
-def keyless(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "keyless", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def load(path: Path) -> dict[Any, Any]:
@@ -210,12 +199,12 @@ def test_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
         init_workflow(folder)
     assert caught.value.hint is not None
     assert "--force" in caught.value.hint
-    refused = keyless("init", cwd=folder)
+    refused = run_keyless("init", cwd=folder)
     assert refused.returncode == 1
     assert "already exists" in refused.stderr
     assert target.read_text(encoding="utf-8") == "# mine\n"
 
-    forced = keyless(
+    forced = run_keyless(
         "init", "--force", "--repository", "octo-org/keep-demo", "--client", "uv", cwd=folder
     )
     assert forced.returncode == 0, forced.stderr
@@ -280,7 +269,7 @@ def rehearse(
 
 
 def init_json(folder: Path, *args: str) -> dict[str, Any]:
-    done = keyless("init", "--json", *args, cwd=folder)
+    done = run_keyless("init", "--json", *args, cwd=folder)
     assert done.returncode == 0, done.stderr
     result: dict[str, Any] = json.loads(done.stdout)
     return result

@@ -23,7 +23,7 @@ import yaml
 
 from keyless.cli.main import SERVER_LIBRARIES
 from keyless.workflows import uv_pin
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, run_keyless
 
 from .conftest import write_release
 from .test_client_install import install_env, missing_server_libraries
@@ -42,14 +42,7 @@ def make_project(tmp_path: Path, name: str) -> Path:
 
 
 def init(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "keyless", "init", "--repository", "octo-org/demo", *args],
-        cwd=folder,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_keyless("init", "--repository", "octo-org/demo", *args, cwd=folder)
 
 
 def step(steps: list[dict[str, Any]], name: str) -> str:

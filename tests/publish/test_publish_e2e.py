@@ -7,7 +7,6 @@ import datetime as dt
 import json
 import re
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -30,34 +29,20 @@ from keyless.store import db
 from keyless.store.db import open_database
 from tests.builders import build_wheel, write_dist
 from tests.conftest import AUDIENCE, LiveServer, make_project
+from tests.index.test_clients import twine_upload
 
 from .conftest import (
     add_github_publisher,
     audit,
     github_job,
     job_env,
-    keyless_publish,
+    publish_in_job,
     run_publish,
     simple_hashes,
     write_release,
 )
 
 MASK = re.compile(r"^::add-mask::(keyless-\S+)$", re.MULTILINE)
-
-
-def in_job(
-    ci: Emulator, claims: JobClaims, server: LiveServer, folder: Path, *args: str
-) -> subprocess.CompletedProcess[str]:
-    """`keyless publish` as a step of `claims`'s job, from `folder` (its dist/ by default)."""
-    return ci.run(
-        keyless_publish("--repository-url", server.upload_url("prod"), *args),
-        claims,
-        env=job_env(server, folder),
-        cwd=folder,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def output(result: subprocess.CompletedProcess[str]) -> str:
@@ -77,7 +62,7 @@ def test_a_release_without_any_api_token_and_its_no_op_repeat(
     add_github_publisher(tp_server, tp_http, ci, "e2e-demo", environment="pypi")
     paths = write_release(tmp_path / "dist", "e2e-demo", "1.0.0")
 
-    first = in_job(
+    first = publish_in_job(
         ci, github_job("e2e-demo"), tp_server, tmp_path, "--trusted-publishing", "always"
     )
     assert first.returncode == 0, output(first)
@@ -111,7 +96,7 @@ def test_a_release_without_any_api_token_and_its_no_op_repeat(
         assert client.version_exists("e2e-demo", "1.0.0")
         assert not client.version_exists("e2e-demo", "1.0.1")
 
-    again = in_job(ci, github_job("e2e-demo"), tp_server, tmp_path, "--json")
+    again = publish_in_job(ci, github_job("e2e-demo"), tp_server, tmp_path, "--json")
     assert again.returncode == 0, output(again)
     document = json.loads(again.stdout)
     assert document["ok"] is True
@@ -131,11 +116,11 @@ def test_changed_bytes_under_a_published_name_fail_loudly(
     make_project(tp_server, tp_http, "changed-demo")
     add_github_publisher(tp_server, tp_http, ci, "changed-demo")
     published = write_release(tmp_path / "a" / "dist", "changed-demo", "1.0.0")
-    first = in_job(ci, github_job("changed-demo"), tp_server, tmp_path / "a")
+    first = publish_in_job(ci, github_job("changed-demo"), tp_server, tmp_path / "a")
     assert first.returncode == 0, output(first)
 
     rebuilt = write_release(tmp_path / "b" / "dist", "changed-demo", "1.0.0", summary="changed")
-    second = in_job(ci, github_job("changed-demo"), tp_server, tmp_path / "b")
+    second = publish_in_job(ci, github_job("changed-demo"), tp_server, tmp_path / "b")
     assert second.returncode == 1, output(second)
     wheel = rebuilt[0].name
     old, new = sha256s(published)[wheel], sha256s(rebuilt)[wheel]
@@ -200,7 +185,7 @@ def test_a_job_that_cannot_publish_is_told_the_cause_and_the_fix(
     expected: list[str],
 ) -> None:
     write_release(tmp_path / "dist", "refused-demo", "2.0.0")
-    result = in_job(ci, github_job("refused-demo", **claims), tp_server, tmp_path)
+    result = publish_in_job(ci, github_job("refused-demo", **claims), tp_server, tmp_path)
     assert result.returncode == 1, case
     text = output(result)
     for phrase in expected:
@@ -326,29 +311,7 @@ def test_an_api_token_outside_ci_stores_what_twine_stores(
     assert env["KEYLESS_TOKEN"] not in output(ours)
     assert {f["status"] for f in json.loads(ours.stdout)["files"]} == {"uploaded"}
 
-    twine_env = {
-        **env,
-        "TWINE_USERNAME": "__token__",
-        "TWINE_PASSWORD": tp_server.token("token-owner", "test"),
-    }
-    twine = subprocess.run(
-        [
-            *(
-                sys.executable,
-                "-m",
-                "twine",
-                "upload",
-                "--non-interactive",
-                "--disable-progress-bar",
-            ),
-            *("--repository-url", tp_server.upload_url("test"), *map(str, paths)),
-        ],
-        env=twine_env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    twine = twine_upload(tp_server, "test", tp_server.token("token-owner", "test"), paths, env)
     assert twine.returncode == 0, output(twine)
 
     assert simple_hashes(tp_http, "token-demo", "prod") == sha256s(paths)
@@ -379,7 +342,7 @@ def test_a_gitlab_job_publishes_too(
     assert answer.status_code == 200, answer.text
     paths = write_release(tmp_path / "dist", "gitlab-e2e", "1.0.0")
     claims = JobClaims(provider="gitlab", repo="group/gitlab-e2e", audiences=(AUDIENCE,))
-    result = in_job(gitlab_ci, claims, tp_server, tmp_path)
+    result = publish_in_job(gitlab_ci, claims, tp_server, tmp_path)
     assert result.returncode == 0, output(result)
     assert "section_start:" in result.stdout  # collapsible sections in GitLab's log
     assert simple_hashes(tp_http, "gitlab-e2e")[paths[0].name] == sha256s(paths)[paths[0].name]

@@ -21,13 +21,14 @@ from keyless.publish.errors import PublishError
 from keyless.publish.notify import NotifyConfig
 from keyless.publish.project import read_project
 from keyless.publish.release import (
+    ReleaseResult,
     clean_environment,
     release,
     top_level_modules,
 )
 from keyless.publish.reporter import RecordingReporter
 from tests.builders import build_wheel
-from tests.conftest import LiveServer, make_project
+from tests.conftest import LiveServer, git, make_project
 
 from .conftest import add_github_publisher, github_job, job_env, simple_hashes
 from .test_notify import Inbox, Receiver, receiver, smtp  # noqa: F401 - fixtures
@@ -307,6 +308,30 @@ def token_env(server: LiveServer, tmp_path: Path, name: str) -> dict[str, str]:
     return env
 
 
+def release_from(
+    server: LiveServer,
+    project: Path,
+    env: dict[str, str],
+    *,
+    reporter: RecordingReporter | None = None,
+    production_url: str | None = None,
+    notify_config: NotifyConfig | None = None,
+    **options: Any,
+) -> ReleaseResult:
+    """The library's release of `project` from `server`'s test index to its prod index (or
+    `production_url`), notifying no one and building with this venv's backend (no isolation);
+    `options` go to `release` as they are."""
+    return release(
+        project,
+        staging_url=server.upload_url("test"),
+        production_url=production_url if production_url is not None else server.upload_url("prod"),
+        reporter=reporter if reporter is not None else RecordingReporter(),
+        environ=env,
+        notify_config=notify_config if notify_config is not None else NotifyConfig(),
+        **{"no_isolation": True, **options},
+    )
+
+
 def test_publish_to_production_with_api_tokens(
     tp_server: LiveServer, tp_http: httpx.Client, tmp_path: Path
 ) -> None:
@@ -316,16 +341,13 @@ def test_publish_to_production_with_api_tokens(
     env = token_env(tp_server, tmp_path, name)
     reporter = RecordingReporter()
 
-    result = release(
+    result = release_from(
+        tp_server,
         project,
-        staging_url=tp_server.upload_url("test"),
-        production_url=tp_server.upload_url("prod"),
+        env,
         mode="publish",
         reporter=reporter,
-        environ=env,
-        notify_config=NotifyConfig(),
         trusted_publishing="never",
-        no_isolation=True,
         dist_dir=tmp_path / "dist",
     )
 
@@ -357,16 +379,7 @@ def test_promote_refuses_a_staged_release_with_untested_files(
     assert upload(tp_http, "test", env["KEYLESS_STAGING_TOKEN"], *leftover).status_code == 200
     project = write_project(tmp_path / "project", name)
 
-    result = release(
-        project,
-        staging_url=tp_server.upload_url("test"),
-        production_url=tp_server.upload_url("prod"),
-        reporter=RecordingReporter(),
-        environ=env,
-        notify_config=NotifyConfig(),
-        no_isolation=True,
-        dist_dir=tmp_path / "dist",
-    )
+    result = release_from(tp_server, project, env, dist_dir=tmp_path / "dist")
 
     assert result.failed_stage == "production"
     assert leftover[0] in result.error.message
@@ -383,14 +396,12 @@ def test_promote_falls_back_to_publishing_across_servers(
     env["KEYLESS_PRODUCTION_TOKEN"] = server.token(f"owner-{name}", "prod")
     reporter = RecordingReporter()
 
-    result = release(
+    result = release_from(
+        tp_server,
         project,
-        staging_url=tp_server.upload_url("test"),
+        env,
         production_url=server.upload_url("prod"),
         reporter=reporter,
-        environ=env,
-        notify_config=NotifyConfig(),
-        no_isolation=True,
         dist_dir=tmp_path / "dist",
     )
 
@@ -420,15 +431,7 @@ def test_version_policy_refusals_stop_before_anything_is_built(
 
     def attempt(folder: str, version: str, tool: str = "") -> Any:
         project = write_project(tmp_path / folder, name, version, tool=tool)
-        return release(
-            project,
-            staging_url=tp_server.upload_url("test"),
-            production_url=tp_server.upload_url("prod"),
-            reporter=RecordingReporter(),
-            environ=env,
-            notify_config=NotifyConfig(),
-            no_isolation=True,
-        )
+        return release_from(tp_server, project, env)
 
     lower = attempt("lower", "0.0.1rc1")
     assert (lower.ok, lower.failed_stage) == (False, "version")
@@ -446,17 +449,9 @@ def test_version_policy_refusals_stop_before_anything_is_built(
     assert "not a SemVer version" in semver.error.message
 
     project = write_project(tmp_path / "tagged", name, "1.0.0")
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
     for args in (["init", "-q"], ["add", "."], ["commit", "-qm", "release"], ["tag", "v1.1.0"]):
-        subprocess.run([*git, *args], cwd=project, check=True, capture_output=True)
-    tagged = release(
-        project,
-        staging_url=tp_server.upload_url("test"),
-        production_url=tp_server.upload_url("prod"),
-        reporter=RecordingReporter(),
-        environ=env,
-        notify_config=NotifyConfig(),
-    )
+        git(project, *args)
+    tagged = release_from(tp_server, project, env)
     assert tagged.failed_stage == "version"
     assert "on tag 'v1.1.0', but the project's version is 1.0.0" in tagged.error.message
     assert simple_hashes(tp_http, name, "test") == {}
@@ -467,15 +462,12 @@ def test_dry_run_uploads_nothing(
 ) -> None:
     name = "release-dry-run"
     project = write_project(tmp_path / "project", name)
-    result = release(
+    result = release_from(
+        tp_server,
         project,
-        staging_url=tp_server.upload_url("test"),
-        production_url=tp_server.upload_url("prod"),
-        reporter=RecordingReporter(),
-        environ=job_env(tp_server, tmp_path),  # no token at all: a dry run needs none
+        job_env(tp_server, tmp_path),  # no token at all: a dry run needs none
         notify_config=NotifyConfig(webhooks=("https://hooks.example/never",)),
         dry_run=True,
-        no_isolation=True,
         dist_dir=tmp_path / "dist",
     )
     assert result.ok, result.error

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
 
 import httpx
@@ -20,6 +18,7 @@ from keyless.publish.versioning import (
     parse_version,
     versions_from_simple_json,
 )
+from tests.conftest import git
 
 
 @pytest.mark.parametrize("version", ["1.2.0", "1.2", "2!1.0", "1.0.post1", "1.0.dev3", "1.0rc1"])
@@ -65,27 +64,17 @@ def test_tag_must_name_the_version() -> None:
     assert version_of_tag("nightly") is None
 
 
-@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 def test_current_tag_from_git(tmp_path: Path) -> None:
     assert current_git_tag(tmp_path) is None  # not a repository
-
-    def git(*args: str) -> None:
-        subprocess.run(
-            ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
-            cwd=tmp_path,
-            check=True,
-            capture_output=True,
-        )
-
-    git("init", "-q")
+    git(tmp_path, "init", "-q")
     (tmp_path / "f").write_text("x")
-    git("add", "f")
-    git("commit", "-qm", "one")
+    git(tmp_path, "add", "f")
+    git(tmp_path, "commit", "-qm", "one")
     assert current_git_tag(tmp_path) is None  # a commit without a tag
-    git("tag", "v1.0.0")
+    git(tmp_path, "tag", "v1.0.0")
     assert current_git_tag(tmp_path) == "v1.0.0"
     (tmp_path / "f").write_text("y")
-    git("commit", "-qam", "two")
+    git(tmp_path, "commit", "-qam", "two")
     assert current_git_tag(tmp_path) is None  # moved past the tag
 
 

@@ -10,24 +10,31 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select
 
 from keyless.store import db
+
+
+def _insert_index(conn: Connection) -> int:
+    """An index 'prod' with tiny limits; its id."""
+    inserted = conn.execute(
+        db.indexes.insert().values(
+            name="prod",
+            profile="pypi",
+            max_file_size=1,
+            max_project_size=1,
+            created=datetime.now(UTC),
+        )
+    )
+    index_id: int = inserted.inserted_primary_key[0]
+    return index_id
 
 
 def test_a_database_from_before_similar_key_gets_the_column_filled(tmp_path: Path) -> None:
     path = tmp_path / "keyless.db"
     engine = db.open_database(path)
     with db.writing(engine) as conn:
-        index_id = conn.execute(
-            db.indexes.insert().values(
-                name="prod",
-                profile="pypi",
-                max_file_size=1,
-                max_project_size=1,
-                created=datetime.now(UTC),
-            )
-        ).inserted_primary_key[0]
+        index_id = _insert_index(conn)
         for name in ("Toast-ing", "other"):
             conn.execute(
                 db.projects.insert().values(
@@ -63,15 +70,7 @@ def _private(path: Path) -> bool:
 
 def _write_something(engine: Engine) -> None:
     with db.writing(engine) as conn:
-        conn.execute(
-            db.indexes.insert().values(
-                name="prod",
-                profile="pypi",
-                max_file_size=1,
-                max_project_size=1,
-                created=datetime.now(UTC),
-            )
-        )
+        _insert_index(conn)
 
 
 @pytest.fixture

@@ -10,8 +10,6 @@ from __future__ import annotations
 import hashlib
 import shutil
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +17,8 @@ import pytest
 
 from keyless.store import db, migrations
 from tests.builders import build_wheel, write_dist
-from tests.conftest import client_env, start_server
+from tests.conftest import client_env, run_keyless, start_server
+from tests.index.test_clients import twine_upload
 from tests.store.test_older_schema import MADE_UP_REVISION
 
 FIXTURE = Path(__file__).parent / "data" / "main-4585358"
@@ -58,16 +57,6 @@ def column_names(database: Path) -> dict[str, list[str]]:
         return {t: [c[1] for c in conn.execute(f"PRAGMA table_info({t})")] for t in tables}
 
 
-def keyless(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "keyless", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
 def test_a_database_made_before_migrations_is_served_and_written_after_the_upgrade(
     tmp_path: Path,
 ) -> None:
@@ -78,7 +67,7 @@ def test_a_database_made_before_migrations_is_served_and_written_after_the_upgra
 
     # The code is a revision ahead of the baseline the old database is stamped at (r0002, the
     # change serial): upgraded as the message a server started on it prints says.
-    upgraded = keyless("db", "upgrade", "--data", str(database.parent))
+    upgraded = run_keyless("db", "upgrade", "--data", str(database.parent))
     assert upgraded.returncode == 0, upgraded.stderr
     server = start_server(tmp_path / "server")
     try:
@@ -102,25 +91,14 @@ def test_a_database_made_before_migrations_is_served_and_written_after_the_upgra
         server._users.add("alice")
         token = server.token("alice", "prod")
         wheel = write_dist(tmp_path, *build_wheel("demo-migrated", "1.1"))
-        uploaded = subprocess.run(
-            [
-                *(sys.executable, "-m", "twine", "upload", "--non-interactive"),
-                *("--disable-progress-bar", "--repository-url", server.upload_url("prod")),
-                *("-u", "__token__", "-p", token, str(wheel)),
-            ],
-            capture_output=True,
-            text=True,
-            env=client_env(tmp_path),
-            timeout=120,
-            check=False,
-        )
+        uploaded = twine_upload(server, "prod", token, [wheel], client_env(tmp_path))
         assert uploaded.returncode == 0, uploaded.stdout + uploaded.stderr
     finally:
         server.process.terminate()
         server.process.wait(timeout=30)
 
     assert len(all_rows(database)["files"]) == 3
-    current = keyless("db", "current", "--data", str(database.parent))
+    current = run_keyless("db", "current", "--data", str(database.parent))
     assert (current.returncode, current.stdout) == (0, "r0002 (the revision this keyless needs)\n")
 
 

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +16,7 @@ from playwright.sync_api import expect
 from keyless.index.help import TOPICS, local_links
 from tests.builders import build_wheel
 from tests.conftest import LiveServer, client_env, trust
+from tests.index.test_clients import twine_upload_to
 from tests.index.uploading import upload
 
 from .conftest import HTML, PASSWORD, make_project, screenshot, sign_in
@@ -61,27 +60,8 @@ def test_a_password_upload_is_told_to_use_a_token_in_plain_words(
     wheel = tmp_path / filename
     wheel.write_bytes(data)
     assert ui_server.tls is not None
-    twine = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "twine",
-            "upload",
-            "--non-interactive",
-            "--repository-url",
-            ui_server.upload_url("prod"),
-            "-u",
-            "paul",
-            "-p",
-            PASSWORD,
-            str(wheel),
-        ],
-        capture_output=True,
-        text=True,
-        env=trust(client_env(tmp_path), ui_server.tls.ca),
-        timeout=120,
-        check=False,
-    )
+    env = trust(client_env(tmp_path), ui_server.tls.ca)
+    twine = twine_upload_to(ui_server.upload_url("prod"), [wheel], env, "paul", PASSWORD)
     output = twine.stdout + twine.stderr
     assert twine.returncode != 0
     flat = " ".join(output.split())
