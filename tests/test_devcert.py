@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import socket
 import ssl
 import stat
@@ -15,7 +14,7 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from keyless.cli import devcert as devcert_cli
+from keyless.cli.main import build_parser
 from keyless.devcert import DevCertError, create_dev_cert
 
 
@@ -135,10 +134,8 @@ def test_bad_hosts_are_refused(tmp_path: Path, host: str) -> None:
         create_dev_cert(tmp_path, [host])
 
 
-def test_cli_register_and_handler(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    parser = argparse.ArgumentParser(prog="keyless")
-    commands = parser.add_subparsers(dest="command", required=True)
-    devcert_cli.register(commands)
+def test_cli_command_and_handler(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    parser = build_parser("dev-cert")  # as `keyless dev-cert ...` builds it
     folder = tmp_path / "tls"
     args = parser.parse_args(["dev-cert", "--dir", str(folder), "--host", "localhost"])
     assert args.handler(args) == 0
@@ -161,8 +158,7 @@ def test_cli_register_and_handler(tmp_path: Path, capsys: pytest.CaptureFixture[
 
 
 def test_cli_bad_host_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    parser = argparse.ArgumentParser(prog="keyless")
-    devcert_cli.register(parser.add_subparsers())
+    parser = build_parser("dev-cert")
     args = parser.parse_args(["dev-cert", "--dir", str(tmp_path), "--host", "a b"])
     assert args.handler(args) == 2
     assert "neither an IP address" in capsys.readouterr().err
