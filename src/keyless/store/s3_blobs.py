@@ -212,7 +212,7 @@ class S3Pending(StreamedWrite):
     # -- the part uploads
 
     def _begin(self, key: str) -> str | None:
-        if self.store._size_of(key) is not None:
+        if self.store.size_of(key) is not None:
             return None  # stored already (a re-upload): `place` checks it, nothing to send
         created = self.store.client.create_multipart_upload(Bucket=self.store.bucket, Key=key)
         return created["UploadId"]
@@ -320,12 +320,12 @@ class S3BlobStore:
         return sha256
 
     def exists(self, sha256: str, size: int | None = None) -> bool:
-        stored = self._size_of(self.key_for(sha256))
+        stored = self.size_of(self.key_for(sha256))
         return stored is not None and size in (None, stored)
 
     def open(self, sha256: str) -> BinaryIO:
         key = self.key_for(sha256)
-        size = self._size_of(key)
+        size = self.size_of(key)
         if size is None:
             raise FileNotFoundError(f"{self.description}sha256/{sha256}")
         return self.reader(key, size)
@@ -339,7 +339,7 @@ class S3BlobStore:
     def serve(self, sha256: str) -> S3Stream | BlobRedirect | None:
         key = self.key_for(sha256)
         if self.presign_seconds:
-            if self._size_of(key) is None:
+            if self.size_of(key) is None:
                 return None
             url = self.client.generate_presigned_url(
                 "get_object",
@@ -398,7 +398,7 @@ class S3BlobStore:
                 removed += 1
         return removed
 
-    def _size_of(self, key: str) -> int | None:
+    def size_of(self, key: str) -> int | None:
         try:
             return self.client.head_object(Bucket=self.bucket, Key=key)["ContentLength"]
         except ClientError as exc:
