@@ -423,3 +423,16 @@ def test_replay_keys_of_different_tokens_differ(rsa_key: SigningKey) -> None:
     assert token_replay_key(rsa_key.sign(first), first) != token_replay_key(
         rsa_key.sign(second), second
     )
+
+
+def test_a_claim_with_a_lone_surrogate_is_refused_not_stored(
+    rsa_key: SigningKey, keys: JWKSCache, claims: dict[str, Any]
+) -> None:
+    # Signed and valid but for a JSON escape that decodes to no Unicode text: the database
+    # could not store it as the token's replay key (the fuzz suite found a 500 there).
+    claims["jti"] = "abc\ud800def"
+    token = rsa_key.sign(claims)
+    for read in (lambda: verify(token, keys), lambda: unverified_claims(token)):
+        with pytest.raises(TokenError, match="lone surrogate") as caught:
+            read()
+        assert caught.value.code == "invalid-payload"

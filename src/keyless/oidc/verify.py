@@ -146,6 +146,14 @@ def _json_object(payload: bytes) -> dict[str, Any]:
         ) from None
     if not isinstance(claims, dict):
         raise TokenError("invalid-payload", "malformed JWT: payload is not a JSON object")
+    try:
+        # JSON's \uD800-style escapes decode to lone surrogates, which no UTF-8 text (and so
+        # no database column, log line or page) can hold: refused here, where claims are made.
+        json.dumps(claims, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise TokenError(
+            "invalid-payload", "malformed JWT: a claim holds a lone surrogate (not Unicode text)"
+        ) from None
     return claims
 
 
