@@ -105,7 +105,8 @@ def assert_problem(answer: httpx.Response, status: int, detail: str | None = Non
     assert answer.status_code == status, answer.text
     assert answer.headers["content-type"] == PROBLEM
     body = answer.json()
-    assert body["status"] == status and body["meta"] == META
+    assert body["status"] == status
+    assert body["meta"] == META
     assert body["errors"][0]["message"] == body["detail"]
     if detail is not None:
         assert detail in body["detail"], body["detail"]

@@ -48,7 +48,8 @@ def test_a_session_publishes_its_files_together(http: httpx.Client, owner: str) 
         url
         == f"{str(http.base_url).rstrip('/')}/prod/upload/2.0/sessions/{session['session-token']}"
     )
-    assert session["status"] == "open" and session["files"] == {}
+    assert session["status"] == "open"
+    assert session["files"] == {}
     assert session["mechanisms"] == ["http-post-bytes"]
 
     upload_completed(http, owner, session, *wheel)
