@@ -340,9 +340,12 @@ class UploadSessions:
         with db.writing(self.engine) as conn:
             _set_status(conn, session_id, OPEN, notice=notice, only_from=PROCESSING)
 
-    def resolve_processing(self) -> int:
-        """Finish the publishes a stopped server left half-way (`processing`), or move them to
-        `error` with a notice when they can no longer be; returns how many were resolved."""
+    def resolve_processing(self, older_than: float = 0.0) -> int:
+        """Finish the publishes a stopped server left half-way (`processing` for more than
+        `older_than` seconds), or move them to `error` with a notice when they can no longer
+        be; returns how many were resolved. A publish still running elsewhere does no harm:
+        its last step and this one each finish it only if it is still processing."""
+        since = now() - timedelta(seconds=older_than)
         with db.reading(self.engine) as conn:
             rows = conn.execute(
                 select(
@@ -353,7 +356,10 @@ class UploadSessions:
                     db.indexes.c.max_project_size,
                 )
                 .join(db.indexes, db.indexes.c.id == db.upload_sessions.c.index_id)
-                .where(db.upload_sessions.c.status == PROCESSING)
+                .where(
+                    db.upload_sessions.c.status == PROCESSING,
+                    db.upload_sessions.c.updated <= since,
+                )
             ).all()
         for row in rows:
             index = IndexInfo(
