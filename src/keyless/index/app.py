@@ -42,6 +42,7 @@ from .routes import (
     promote,
     publishing,
     simple,
+    stage,
     upload,
     upload2,
 )
@@ -417,6 +418,7 @@ def create_app(settings: Settings, blobs: BlobStore | None = None) -> IndexApp:
         *jsonapi.routes,
         *upload.routes,
         *upload2.routes,
+        *stage.routes,
         *manage.routes,
         *publishing.routes,
         *promote.routes,

@@ -52,6 +52,7 @@ from ..uploads import (
     refuse_taken,
 )
 from .access import authorize, current_project, for_index, refused
+from .stage import Stage, find_stage, staged_metadata
 from .state import (
     CANCELED,
     COMPLETED,
@@ -391,6 +392,13 @@ class UploadSessions:
     def _files(self, session_id: int) -> list[Any]:
         with db.reading(self.engine) as conn:
             return session_files(conn, session_id)
+
+    def stage(self, index: IndexInfo, token: str) -> Stage | None:
+        """The stage of a live session (no credentials: the token is the capability)."""
+        return find_stage(self.engine, index.id, token)
+
+    def staged_metadata(self, sha256: str) -> bytes | None:
+        return staged_metadata(self.engine, sha256)
 
     def cancel_expired(self) -> int:
         """Write `canceled` on every expired open or error session (garbage collection)."""
