@@ -22,6 +22,11 @@ class IndexInfo:
     profile: str
     max_file_size: int
     max_project_size: int
+    # Closed releases (config.IndexSettings): seconds from a release's first file after which
+    # it takes no new files (None: never), and whether a release published through an upload
+    # session takes none at all. The rule is `releases.closed_release`.
+    close_releases_after: int | None = None
+    close_session_releases: bool = False
 
     @property
     def policy(self) -> Policy:
@@ -51,6 +56,8 @@ class IndexAdmin:
                     "profile": index.profile,
                     "max_file_size": index.max_file_size,
                     "max_project_size": index.max_project_size,
+                    "close_releases_after": index.close_releases_after,
+                    "close_session_releases": index.close_session_releases,
                 }
                 row = existing.get(index.name)
                 if row is not None:
@@ -84,6 +91,8 @@ class IndexAdmin:
                 profile=row.profile,
                 max_file_size=row.max_file_size,
                 max_project_size=row.max_project_size,
+                close_releases_after=row.close_releases_after,
+                close_session_releases=bool(row.close_session_releases),
             )
             for row in rows
         }
