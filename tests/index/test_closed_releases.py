@@ -9,6 +9,8 @@ creation time) back in the server's database, as if it had been uploaded then.
 from __future__ import annotations
 
 import datetime as dt
+import html
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -30,6 +32,7 @@ from keyless.store import db
 from keyless.store.blobs import write_all
 from tests.builders import build_sdist, build_wheel
 from tests.conftest import LiveServer, run_keyless, start_server, stop_server
+from tests.web.conftest import HTML, make_admin, sign_in
 
 from .test_clients import run, twine_upload
 from .test_promote import promote
@@ -303,16 +306,37 @@ def test_without_the_setting_a_session_release_stays_open(
 # ------------------------------------------------------------------ the settings
 
 
-def test_the_settings_reach_the_index_and_typos_are_refused(tmp_path: Path) -> None:
-    config = tmp_path / "keyless.toml"
-    config.write_text(CONFIG, encoding="utf-8")
-    listed = run_keyless("index", "list", "--config", str(config), "--data", str(tmp_path / "d"))
+def test_the_settings_reach_the_index_and_typos_are_refused(
+    live: LiveServer, tmp_path: Path
+) -> None:
+    # `keyless index list` on the running server's data folder: the indexes' rows, made from
+    # the settings the server started with (which it recorded there).
+    listed = run_keyless("index", "list", "--data", str(live.data_dir))
     assert listed.returncode == 0, listed.stderr
     lines = {line.split()[0]: line for line in listed.stdout.splitlines()}
     assert "close-releases-after=1209600s close-session-releases=yes" in lines["closing"]
     assert "close-releases-after=never close-session-releases=no" in lines["open"]
     assert "close-releases-after=never close-session-releases=yes" in lines["sessions-only"]
+    # The administrators' page says it in words.
+    with live.client() as admin:
+        sign_in(admin, make_admin(live, "closing-admin"))
+        page = html.unescape(admin.get("/admin/indexes", headers=HTML).text)
+    cells = {
+        row[0]: row
+        for row in (
+            re.findall(r"<td>(.*?)</td>", tr, re.S)
+            for tr in re.findall(r"<tr>(.*?)</tr>", page, re.S)
+        )
+        if row
+    }
+    closing_cell = "14 days after their first file, or when published through a session"
+    assert closing_cell in cells['<a href="/closing/">closing</a>']
+    assert "never" in cells['<a href="/open/">open</a>']
+    assert (
+        "when published through a session" in cells['<a href="/sessions-only/">sessions-only</a>']
+    )
 
+    config = tmp_path / "keyless.toml"
     for text, message in (
         ('close-release-after = "14d"', "index 'x' has no setting 'close-release-after'"),
         ('close-releases-after = "two weeks"', "write e.g. '14d' or 'never'"),
@@ -320,5 +344,5 @@ def test_the_settings_reach_the_index_and_typos_are_refused(tmp_path: Path) -> N
         ('close-session-releases = "maybe"', "close-session-releases must be true or false"),
     ):
         config.write_text(f"[indexes.x]\n{text}\n", encoding="utf-8")
-        with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        with pytest.raises(ConfigError, match=re.escape(message)):
             load_settings(config, environ={})

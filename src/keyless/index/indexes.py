@@ -32,6 +32,26 @@ class IndexInfo:
     def policy(self) -> Policy:
         return Policy.for_profile(self.profile)
 
+    @property
+    def release_closing(self) -> str:
+        """When its releases stop taking files, as the admin page says it."""
+        after = self.close_releases_after
+        if after is None:
+            return "when published through a session" if self.close_session_releases else "never"
+        text = f"{duration_text(after)} after their first file"
+        return (
+            f"{text}, or when published through a session" if self.close_session_releases else text
+        )
+
+
+def duration_text(seconds: int) -> str:
+    """A closing delay as people say it: "14 days", "1 day", "36 hours", "90 seconds"."""
+    for unit, name in ((86400, "day"), (3600, "hour"), (60, "minute")):
+        if seconds >= unit and seconds % unit == 0:
+            count = seconds // unit
+            return f"{count} {name}{'' if count == 1 else 's'}"
+    return f"{seconds} second{'' if seconds == 1 else 's'}"
+
 
 @dataclass
 class IndexAdmin:

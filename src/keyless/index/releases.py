@@ -35,7 +35,7 @@ from keyless.dists.errors import DistError
 from keyless.store import db
 
 from .accounts import Identity, as_utc, now, touch_token
-from .indexes import IndexInfo
+from .indexes import IndexInfo, duration_text
 from .projects import create_project, record_event
 
 HELP = "https://pypi.org/help/"
@@ -199,15 +199,6 @@ def taken(
         release is not None and conn.execute(_RELEASE_SDIST, {"release_id": release}).first()
     )
     return Taken(None, release_has_sdist=bool(has_sdist))
-
-
-def duration_text(seconds: int) -> str:
-    """A closing delay as people say it: "14 days", "1 day", "36 hours", "90 seconds"."""
-    for unit, name in ((86400, "day"), (3600, "hour"), (60, "minute")):
-        if seconds >= unit and seconds % unit == 0:
-            count = seconds // unit
-            return f"{count} {name}{'' if count == 1 else 's'}"
-    return f"{seconds} second{'' if seconds == 1 else 's'}"
 
 
 def closed_release(
