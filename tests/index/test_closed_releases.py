@@ -13,7 +13,7 @@ import html
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -25,18 +25,19 @@ from keyless.config import ConfigError, load_settings
 from keyless.dists import archives, filenames, metadata
 from keyless.index.accounts import Accounts
 from keyless.index.indexes import IndexAdmin
+from keyless.index.multipart import StagedFile, UploadForm
 from keyless.index.projects import find_project
 from keyless.index.releases import Event, Target, add_files, release_id
-from keyless.index.uploads import Artifact, new_rows
+from keyless.index.uploads import Artifact, UploadRejected, Uploads, new_rows
 from keyless.store import db
-from keyless.store.blobs import write_all
-from tests.builders import build_sdist, build_wheel
+from keyless.store.blobs import BlobStore, PendingBlob, write_all
+from tests.builders import build_sdist, build_wheel, form_mapping
 from tests.conftest import LiveServer, run_keyless, start_server, stop_server
 from tests.web.conftest import HTML, make_admin, sign_in
 
 from .test_clients import run, twine_upload
 from .test_promote import promote
-from .uploading import upload
+from .uploading import form_fields, upload
 
 CONFIG = """
 [indexes.test]
@@ -301,6 +302,52 @@ def test_without_the_setting_a_session_release_stays_open(
     publish_through_session(live, "open", token, [build_wheel(name, "1.0")])
     answer = upload(client, "open", token, *build_sdist(name, "1.0"))
     assert answer.status_code == 200, answer.text
+
+
+class PublishedMeanwhile:
+    """The server's blob store, but the first `place` — which an upload calls after its
+    snapshot's decisions and before its write transaction — first lets a session publish."""
+
+    def __init__(self, blobs: BlobStore, publish: Callable[[], None]) -> None:
+        self.blobs, self.publish, self.published = blobs, publish, False
+
+    def place(self, pending: PendingBlob, sha256: str, size: int) -> bool:
+        if not self.published:
+            self.published = True
+            self.publish()
+        return self.blobs.place(pending, sha256, size)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.blobs, name)
+
+
+def test_the_rule_is_decided_again_inside_the_write_transaction(live: LiveServer) -> None:
+    # A session publishing the release between an upload's snapshot (open then) and its write.
+    name = "session-meanwhile"
+    token = live.token("session-owner", "sessions-only")
+    engine = live.engine()
+    index = IndexAdmin(engine).load_indexes()["sessions-only"]
+    identity = Accounts(engine).authenticate(token)
+    with live.client() as client:
+        assert upload(client, "sessions-only", token, *build_wheel(name, "0.1")).status_code == 200
+    blobs = PublishedMeanwhile(
+        live.blobs(),
+        lambda: publish_through_session(live, "sessions-only", token, [build_wheel(name, "1.0")]),
+    )
+    filename, data = build_sdist(name, "1.0")
+    writer = blobs.new_writer()
+    write_all(writer, [data])
+    staged = StagedFile(filename, writer, writer.finish())
+    form = UploadForm(form_mapping(form_fields(filename, data)), staged)
+    uploads = Uploads(engine, blobs, lambda index_id, project: None, descriptions=None)  # type: ignore[arg-type]
+
+    with pytest.raises(UploadRejected) as refused:
+        uploads.upload(index, identity, form)
+
+    assert blobs.published
+    assert SESSION_TEXT in refused.value.message
+    with live.client() as client:
+        assert filename not in simple_filenames(client, "sessions-only", name)
 
 
 # ------------------------------------------------------------------ the settings
