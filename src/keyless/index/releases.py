@@ -207,10 +207,8 @@ def closed_release(
     project_id: int | None,  # None: the project does not exist yet (nor, then, the release)
     project: str,  # its name, for the message
     version: str,
-    *,
-    moment: datetime | None = None,  # when the files would join it; default now
 ) -> str | None:
-    """Why `version` of the project takes no new files on `index` (None: it does).
+    """Why `version` of the project takes no new files on `index` now (None: it does).
 
     An index may close releases (config.IndexSettings): `close-releases-after` from a release's
     first file, as PyPI does after 14 days since July 2026 — a stolen token or a hijacked
@@ -239,7 +237,7 @@ def closed_release(
     if closes_after is None or row.first_file is None:
         return None
     first = as_utc(row.first_file)
-    if first + timedelta(seconds=closes_after) >= (moment or now()):
+    if first + timedelta(seconds=closes_after) >= now():
         return None
     age = duration_text(closes_after)
     return (
