@@ -53,6 +53,13 @@ class IndexSettings:
     # Trusted Publishing audience for this index (PEP 807); None = the server's audience. A
     # separate audience makes the index its own trust boundary, as TestPyPI is to PyPI.
     audience: str | None = None
+    # Closed releases: a release takes no new files this many seconds after its first file
+    # (PyPI closes them after 14 days, so that a stolen token or a hijacked workflow cannot
+    # add a poisoned wheel to an old, trusted release); None: releases never close.
+    close_releases_after: int | None = None
+    # A release published through an upload session (PEP 694) takes no new files at all: it
+    # was published whole, at once, and what comes later goes into a new version.
+    close_session_releases: bool = False
 
 
 MIN_TOKEN_LIFETIME = 15 * 60  # PEP 807's bounds for minted tokens
@@ -275,8 +282,26 @@ def validate_index_name(name: str) -> str:
     return name
 
 
+# The keys of an `[indexes.NAME]` table. Anything else is refused: a misspelt limit left
+# silently at its default (say, releases that never close) is worse than a server that does
+# not start.
+INDEX_KEYS = (
+    "profile",
+    "max-file-size",
+    "max-project-size",
+    "audience",
+    "close-releases-after",
+    "close-session-releases",
+)
+
+
 def index_settings(name: str, values: Mapping[str, Any]) -> IndexSettings:
     validate_index_name(name)
+    unknown = sorted(set(values) - set(INDEX_KEYS))
+    if unknown:
+        raise ConfigError(
+            f"index {name!r} has no setting {unknown[0]!r}; known: {', '.join(INDEX_KEYS)}."
+        )
     profile = str(values.get("profile", "pypi"))
     if profile not in PROFILES:
         raise ConfigError(f"index {name!r}: profile must be one of {PROFILES}, not {profile!r}.")
@@ -291,7 +316,25 @@ def index_settings(name: str, values: Mapping[str, Any]) -> IndexSettings:
         max_project_size=parse_size(
             values.get("max-project-size", 10 * GIB), f"{name}.max-project-size"
         ),
+        close_releases_after=_close_after(values.get("close-releases-after"), name),
+        close_session_releases=_flag(
+            values.get("close-session-releases", False), f"index {name!r}: close-session-releases"
+        ),
     )
+
+
+def _close_after(value: Any, index: str) -> int | None:
+    """`close-releases-after`: a duration ("14d", "36h", seconds), or "never" (the default)."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "never")):
+        return None
+    setting = f"index {index!r}: close-releases-after"
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | str)
+        or not _DURATION.match(str(value))
+    ):
+        raise ConfigError(f"{setting}: {value!r} is not a duration; write e.g. '14d' or 'never'.")
+    return parse_duration_seconds(value, setting)  # never negative: the pattern has no sign
 
 
 def parse_index_list(text: str) -> tuple[IndexSettings, ...]:
@@ -399,6 +442,9 @@ def _seconds(value: Any, setting: str) -> float:
     if isinstance(value, int | float):
         return float(value)
     return float(parse_duration_seconds(str(value), setting))
+
+
+_DURATION = re.compile(r"^\s*\d+\s*[smhd]?\s*$")  # what parse_duration_seconds reads
 
 
 def parse_duration_seconds(value: str | int, setting: str) -> int:
@@ -536,7 +582,8 @@ def _database(settings: Settings, values: Mapping[str, Any], where: str) -> Sett
     if values.get("url"):
         settings = replace(settings, database_url=str(values["url"]))
     if "auto-upgrade" in values:
-        return replace(settings, database_auto_upgrade=_flag(values["auto-upgrade"], where))
+        upgrade = _flag(values["auto-upgrade"], f"{where}: auto-upgrade")
+        return replace(settings, database_auto_upgrade=upgrade)
     return settings
 
 
@@ -557,13 +604,13 @@ def _static(settings: Settings, values: Mapping[str, Any], where: str) -> Settin
     return settings
 
 
-def _flag(value: Any, where: str) -> bool:
+def _flag(value: Any, setting: str) -> bool:
     text = str(value).lower()
     if text in ("1", "true", "yes", "on"):
         return True
     if text in ("0", "false", "no", "off"):
         return False
-    raise ConfigError(f"{where}: auto-upgrade must be true or false, not {value!r}.")
+    raise ConfigError(f"{setting} must be true or false, not {value!r}.")
 
 
 def _from_document(settings: Settings, document: Mapping[str, Any], where: str) -> Settings:
@@ -689,6 +736,12 @@ def settings_document(settings: Settings) -> dict[str, Any]:
                 "max-file-size": index.max_file_size,
                 "max-project-size": index.max_project_size,
                 **({"audience": index.audience} if index.audience else {}),
+                **(
+                    {"close-releases-after": index.close_releases_after}
+                    if index.close_releases_after is not None
+                    else {}
+                ),
+                "close-session-releases": index.close_session_releases,
             }
             for index in settings.indexes
         },

@@ -19,7 +19,7 @@ from keyless.store import db, migrations
 from tests.builders import build_wheel, write_dist
 from tests.conftest import client_env, run_keyless, start_server
 from tests.index.test_clients import twine_upload
-from tests.store.test_older_schema import MADE_UP_REVISION
+from tests.store.test_older_schema import AHEAD, HEAD, MADE_UP_REVISION
 
 FIXTURE = Path(__file__).parent / "data" / "main-4585358"
 
@@ -61,18 +61,20 @@ def test_a_database_made_before_migrations_is_served_and_written_after_the_upgra
     tmp_path: Path,
 ) -> None:
     database = restore(tmp_path / "server" / "data")
+    columns = column_names(database)
     before = all_rows(database)
     assert len(before["files"]) == 2
     assert len(before["api_tokens"]) == 2
 
-    # The code is a revision ahead of the baseline the old database is stamped at (r0002, the
-    # change serial): upgraded as the message a server started on it prints says.
+    # The code is revisions ahead of the baseline the old database is stamped at (r0002, the
+    # change serial, and later ones): upgraded as the message a server started on it prints says.
     upgraded = run_keyless("db", "upgrade", "--data", str(database.parent))
     assert upgraded.returncode == 0, upgraded.stderr
     server = start_server(tmp_path / "server")
     try:
-        # Every row is still there, unchanged, once the new code has opened the database.
-        after = all_rows(database)
+        # Every row is still there, unchanged, once the new code has opened the database (the
+        # columns later revisions add left aside).
+        after = all_rows(database, columns)
         lost = {table: rows - after[table] for table, rows in before.items() if rows - after[table]}
         assert lost == {}
         with server.client() as client:
@@ -99,7 +101,10 @@ def test_a_database_made_before_migrations_is_served_and_written_after_the_upgra
 
     assert len(all_rows(database)["files"]) == 3
     current = run_keyless("db", "current", "--data", str(database.parent))
-    assert (current.returncode, current.stdout) == (0, "r0003 (the revision this keyless needs)\n")
+    assert (current.returncode, current.stdout) == (
+        0,
+        f"{HEAD} (the revision this keyless needs)\n",
+    )
 
 
 def test_a_database_made_before_migrations_upgrades_through_a_later_revision(
@@ -112,7 +117,7 @@ def test_a_database_made_before_migrations_upgrades_through_a_later_revision(
     before = all_rows(database)
     versions = tmp_path / "versions"
     versions.mkdir()
-    (versions / "r0004_made_up.py").write_text(MADE_UP_REVISION, encoding="utf-8")
+    (versions / "r9001_made_up.py").write_text(MADE_UP_REVISION, encoding="utf-8")
     monkeypatch.setattr(migrations, "VERSION_LOCATIONS", [*migrations.VERSION_LOCATIONS, versions])
 
     with pytest.raises(migrations.SchemaOutOfDate) as refused:
@@ -124,6 +129,6 @@ def test_a_database_made_before_migrations_upgrades_through_a_later_revision(
 
     db.open_database(database, upgrade=True).dispose()
     with sqlite3.connect(database) as conn:
-        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("r0004",)]
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [(AHEAD,)]
     after = all_rows(database, columns)
     assert {table: after[table] for table in before} == before  # later revisions add tables

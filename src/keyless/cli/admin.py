@@ -121,9 +121,12 @@ def cmd_index_create(args: argparse.Namespace) -> int:
 
 def cmd_index_list(args: argparse.Namespace) -> int:
     for info in open_admin(args).list_indexes():
+        closing = info.close_releases_after
         print(
             f"{info.name:<12} profile={info.profile:<8} max-file-size={info.max_file_size} "
-            f"max-project-size={info.max_project_size}"
+            f"max-project-size={info.max_project_size} "
+            f"close-releases-after={'never' if closing is None else f'{closing}s'} "
+            f"close-session-releases={'yes' if info.close_session_releases else 'no'}"
         )
     return 0
 

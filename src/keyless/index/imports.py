@@ -7,8 +7,13 @@ the rows commit. A file that fails a check is skipped with the reason (the rest 
 already on the index with the same bytes is left as it is, so an import can be run again.
 
 What an import does not do that an upload does: render the long description (the files were
-published already; their pages show the description as it renders), and check an uploader's
-permission (the administrator runs it on the server's machine). The files' uploader in the
+published already; their pages show the description as it renders), check an uploader's
+permission (the administrator runs it on the server's machine), and refuse files for a closed
+release (`releases.closed_release`): an import restores history, and a wheel the old index took
+on day 20 of its release is one people install today — refusing it would lose it, not protect
+it; an import run again to catch up with the old server would lose the latest ones. Each file
+keeps its own upload time, so a release moved in closes on keyless for later uploads as if it
+had been published here (the rule counts from the release's first file). The files' uploader in the
 journal is `ACTOR` (or the owner given), with `imported_from` in the event's details.
 """
 

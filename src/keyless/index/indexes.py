@@ -22,10 +22,35 @@ class IndexInfo:
     profile: str
     max_file_size: int
     max_project_size: int
+    # Closed releases (config.IndexSettings): seconds from a release's first file after which
+    # it takes no new files (None: never), and whether a release published through an upload
+    # session takes none at all. The rule is `releases.closed_release`.
+    close_releases_after: int | None = None
+    close_session_releases: bool = False
 
     @property
     def policy(self) -> Policy:
         return Policy.for_profile(self.profile)
+
+    @property
+    def release_closing(self) -> str:
+        """When its releases stop taking files, as the admin page says it."""
+        after = self.close_releases_after
+        if after is None:
+            return "when published through a session" if self.close_session_releases else "never"
+        text = f"{duration_text(after)} after their first file"
+        return (
+            f"{text}, or when published through a session" if self.close_session_releases else text
+        )
+
+
+def duration_text(seconds: int) -> str:
+    """A closing delay as people say it: "14 days", "1 day", "36 hours", "90 seconds"."""
+    for unit, name in ((86400, "day"), (3600, "hour"), (60, "minute")):
+        if seconds >= unit and seconds % unit == 0:
+            count = seconds // unit
+            return f"{count} {name}{'' if count == 1 else 's'}"
+    return f"{seconds} second{'' if seconds == 1 else 's'}"
 
 
 @dataclass
@@ -51,6 +76,8 @@ class IndexAdmin:
                     "profile": index.profile,
                     "max_file_size": index.max_file_size,
                     "max_project_size": index.max_project_size,
+                    "close_releases_after": index.close_releases_after,
+                    "close_session_releases": index.close_session_releases,
                 }
                 row = existing.get(index.name)
                 if row is not None:
@@ -84,6 +111,8 @@ class IndexAdmin:
                 profile=row.profile,
                 max_file_size=row.max_file_size,
                 max_project_size=row.max_project_size,
+                close_releases_after=row.close_releases_after,
+                close_session_releases=bool(row.close_session_releases),
             )
             for row in rows
         }

@@ -4,9 +4,9 @@ Blobs are content-addressed, so promoting copies no bytes: the target gets new `
 that point at the same sha256 (and the same PEP 658 metadata blob), and the release and the
 project are created there if missing. Everything the upload path enforces on the target
 still holds — permissions, archived/quarantined projects, "File already exists", the filename
-log, one sdist per release, size limits and, when the target's policy differs from the
-source's, its filename and metadata rules — so a promoted file is one that could have been
-uploaded there.
+log, one sdist per release, closed releases, size limits and, when the target's policy differs
+from the source's, its filename and metadata rules — so a promoted file is one that could have
+been uploaded there.
 
 Authorization (the choice, and why):
 - a **user API token** must be a token for the TARGET index (a token acts on one index, and
@@ -54,6 +54,7 @@ from .releases import (
     Target,
     add_files,
     already_exists,
+    closed_release,
     file_too_large,
     new_project_name_problem,
     size_text,
@@ -308,6 +309,15 @@ class Promotion:
         plan = _Plan(source_project, release, list(files), target_project)
         for row in files:
             self._place(conn, target, row, plan)
+        if plan.new and target_project is not None:
+            # A release the target closed takes no promoted files either: its first file there
+            # counts, not the source's (a release promoted whole in one step opens and closes
+            # on the target like an upload's).
+            closed = closed_release(
+                conn, target, target_project.id, target_project.name, release.version
+            )
+            if closed is not None:
+                raise PromoteRejected(closed)  # the text names the target index
         self._check_sizes(target, plan)
         if source.policy != target.policy:
             for row in plan.new:

@@ -7,7 +7,8 @@ share:
 
 - the rules on names and bytes (`taken`: "File already exists", the filename log, one sdist
   per release; `new_project_name_problem`: PyPI's rules for a project a write would create),
-  and the size texts;
+  the size texts, and closed releases (`closed_release`: the index's
+  `close-releases-after` and `close-session-releases`);
 - the write itself (`add_files`): the project and its owner's role when new, the release when
   new, the file rows, the core metadata, the filename log, the project's size, the token's
   last use and the journal, whose row becomes the project's serial.
@@ -23,18 +24,18 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from packaging.utils import NormalizedName, canonicalize_name, canonicalize_version
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection, bindparam, func, select, update
 
 from keyless.dists import names
 from keyless.dists.errors import DistError
 from keyless.store import db
 
-from .accounts import Identity, now, touch_token
-from .indexes import IndexInfo
+from .accounts import Identity, as_utc, now, touch_token
+from .indexes import IndexInfo, duration_text
 from .projects import create_project, record_event
 
 HELP = "https://pypi.org/help/"
@@ -102,7 +103,19 @@ _RELEASE = select(db.releases.c.id).where(
 _RELEASE_SDIST = select(db.files.c.id).where(
     db.files.c.release_id == bindparam("release_id"), db.files.c.packagetype == "sdist"
 )
+_RELEASE_OPENNESS = (
+    select(db.releases.c.via_session, func.min(db.files.c.upload_time).label("first_file"))
+    .select_from(db.releases.outerjoin(db.files, db.files.c.release_id == db.releases.c.id))
+    .where(
+        db.releases.c.project_id == bindparam("project_id"),
+        db.releases.c.canonical_version == bindparam("version"),
+    )
+    .group_by(db.releases.c.id, db.releases.c.via_session)
+)
 _INSERT_RELEASE = db.releases.insert()
+_MARK_VIA_SESSION = (
+    update(db.releases).where(db.releases.c.id == bindparam("release_id")).values(via_session=True)
+)
 _INSERT_FILE = db.files.insert()
 _LOG_FILENAME = db.filename_log.insert()
 _GROW_PROJECT = (
@@ -160,6 +173,9 @@ class Taken:
     filename_used_before: bool = False
     release_has_sdist: bool = False
     reserved: bool = False  # an upload session is publishing a file of this name
+    # `closed_release`'s text, when the caller asked it too (`taken` does not: it knows no
+    # index settings). Refused after the filename log and before one sdist per release, as PyPI.
+    release_closed: str | None = None
 
 
 def reserved_filename(filename: str) -> str:
@@ -243,6 +259,53 @@ def taken(
     return Taken(None, release_has_sdist=bool(has_sdist))
 
 
+def closed_release(
+    conn: Connection,
+    index: IndexInfo,
+    project_id: int | None,  # None: the project does not exist yet (nor, then, the release)
+    project: str,  # its name, for the message
+    version: str,
+) -> str | None:
+    """Why `version` of the project takes no new files on `index` now (None: it does).
+
+    An index may close releases (config.IndexSettings): `close-releases-after` from a release's
+    first file, as PyPI does after 14 days since July 2026 — a stolen token or a hijacked
+    workflow cannot then add a poisoned file to an old release that people already trust —
+    and, with `close-session-releases`, at once for a release published through an upload
+    session (PEP 694), which was published whole. A new release is open. The first file's
+    time, not the release row's: an import keeps each file's own (older) upload time.
+
+    A text, not an exception, as `new_project_name_problem`: each caller refuses with its own
+    error class. PyPI's text leads (people search for it); the rest says what to do.
+    """
+    closes_after = index.close_releases_after
+    if project_id is None or (closes_after is None and not index.close_session_releases):
+        return None  # the default: no query at all
+    row = conn.execute(
+        _RELEASE_OPENNESS, {"project_id": project_id, "version": canonicalize_version(version)}
+    ).first()
+    if row is None:
+        return None
+    if index.close_session_releases and row.via_session:
+        return (
+            f"Release {version} of {project!r} was published through an upload session, and "
+            f"index {index.name!r} takes no new files for such a release. Publish the new "
+            "files in a new version."
+        )
+    if closes_after is None or row.first_file is None:
+        return None
+    first = as_utc(row.first_file)
+    if first + timedelta(seconds=closes_after) >= now():
+        return None
+    age = duration_text(closes_after)
+    return (
+        f"Uploading new files to releases older than {age} is not allowed. Release {version} "
+        f"of {project!r} got its first file on {first:%Y-%m-%d %H:%M} UTC, and index "
+        f"{index.name!r} closes releases {age} after their first file: publish the new files "
+        "in a new version."
+    )
+
+
 def release_id(conn: Connection, project_id: int, version: str) -> int | None:
     """The id of a project's release of `version` (compared canonically), or None."""
     row = conn.execute(
@@ -323,12 +386,16 @@ def add_files(
     events: Sequence[Event],
     *,
     moment: datetime | None = None,
+    via_session: bool = False,
 ) -> Added:
     """Write the rows that put `files` in `release` of the target project.
 
-    Inside the caller's writing transaction, once it has decided the files may go there. A
-    new project gets `actor` as its owner (when it is a user), and `moment` (default now) is
-    the files' upload time and a new release's creation time.
+    Inside the caller's writing transaction, once it has decided the files may go there (with
+    `closed_release` among the rules). A new project gets `actor` as its owner (when it is a
+    user), and `moment` (default now) is the files' upload time and a new release's creation
+    time. `via_session`: the files are published through an upload session (PEP 694); the
+    release, new or not, is marked so, and an index with `close-session-releases` takes no
+    more files for it.
     """
     moment = moment or now()
     created = target.id is None
@@ -348,10 +415,13 @@ def add_files(
             "requires_python": release.requires_python,
             "summary": release.summary,
             "info": release.info,
+            "via_session": via_session,
         }
         the_release = int(db.inserted_id(conn, _INSERT_RELEASE, new_release))
     else:
         the_release = existing_release
+        if via_session:
+            conn.execute(_MARK_VIA_SESSION, {"release_id": the_release})
     publisher = list(actor.publishers) or None
     conn.execute(
         _INSERT_FILE,

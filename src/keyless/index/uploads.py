@@ -2,8 +2,9 @@
 
 Order (as PyPI, so clients see the same error for the same mistake): form fields, metadata
 (all errors at once), presence of a file, project and permission, description, filename,
-sizes, digests, duplicates, filename reuse, one sdist per release, the archive itself, and —
-beyond PyPI — the metadata inside the archive against the form and the filename.
+sizes, digests, duplicates, filename reuse, a closed release, one sdist per release, the
+archive itself, and — beyond PyPI — the metadata inside the archive against the form and the
+filename.
 
 Every answer the database gives is read twice: on a snapshot, to refuse early and in that
 order, and again inside the write transaction that stores the file — only what is read there
@@ -49,6 +50,7 @@ from .releases import (
     add_files,
     already_exists,
     closed_project,
+    closed_release,
     existing_file,
     file_too_large,
     name_reserved_for_another,
@@ -236,6 +238,9 @@ def _decide(
         staged.digests.blake2_256,
         sdist_of=sdist_of,
     )
+    if project is not None and found.existing is None:  # an identical re-upload still passes
+        version = str(meta.version)
+        found.release_closed = closed_release(conn, index, project.id, project.name, version)
     return project, found
 
 
@@ -255,6 +260,8 @@ def refuse_taken(found: Taken, filename: str, blake2: str) -> None:
             "This filename was previously used by a file that has since been deleted. "
             f"Use a different version. See {HELP}#file-name-reuse for more information."
         )
+    if found.release_closed:
+        raise UploadRejected(found.release_closed)
     if found.release_has_sdist:
         raise UploadRejected("Only one sdist may be uploaded per release.")
 

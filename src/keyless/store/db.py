@@ -55,6 +55,10 @@ indexes = Table(
     Column("max_file_size", BigInteger, nullable=False),
     Column("max_project_size", BigInteger, nullable=False),
     Column("created", DateTime(timezone=True), nullable=False),
+    # Closed releases (config.IndexSettings): seconds after its first file a release takes
+    # no new files (NULL: never), and whether one published through an upload session does.
+    Column("close_releases_after", BigInteger, nullable=True),
+    Column("close_session_releases", Boolean, nullable=False, default=False),
 )
 
 users = Table(
@@ -128,6 +132,9 @@ releases = Table(
     Column("requires_python", Text, nullable=True),
     Column("summary", Text, nullable=True),
     Column("info", JSON, nullable=False),  # the metadata fields the JSON API serves
+    # Files were published into it through an upload session (PEP 694): an index with
+    # `close-session-releases` takes no more (releases.closed_release).
+    Column("via_session", Boolean, nullable=False, default=False),
     UniqueConstraint("project_id", "canonical_version"),
 )
 
