@@ -18,21 +18,21 @@ from pathlib import Path
 
 import httpx
 import pytest
-from packaging.utils import canonicalize_name
+from packaging.utils import parse_sdist_filename, parse_wheel_filename
 from sqlalchemy import select, update
 
 from keyless.config import ConfigError, load_settings
-from keyless.dists import archives, filenames, metadata
 from keyless.index.accounts import Accounts
 from keyless.index.indexes import IndexAdmin
 from keyless.index.multipart import StagedFile, UploadForm
 from keyless.index.projects import find_project
-from keyless.index.releases import Event, Target, add_files, release_id
-from keyless.index.uploads import Artifact, UploadRejected, Uploads, new_rows
+from keyless.index.releases import release_id
+from keyless.index.uploads import UploadRejected, Uploads
 from keyless.store import db
 from keyless.store.blobs import BlobStore, PendingBlob, write_all
 from tests.builders import build_sdist, build_wheel, form_mapping
 from tests.conftest import LiveServer, run_keyless, start_server, stop_server
+from tests.index import sessions_api
 from tests.web.conftest import HTML, make_admin, sign_in
 
 from .test_clients import run, twine_upload
@@ -220,35 +220,22 @@ def test_promote_adds_no_file_to_a_closed_release_on_the_target(
 
 def publish_through_session(
     server: LiveServer, index: str, token: str, dists: list[tuple[str, bytes]]
-) -> None:
-    """What a PEP 694 publish does at its end, in this process on the server's data: the
-    blobs placed, then the files added in one write through `add_files(via_session=True)`."""
-    engine = server.engine()
-    info = IndexAdmin(engine).load_indexes()[index]
-    actor = Accounts(engine).authenticate(token)
-    blobs = server.blobs()
-    staged = []
-    for filename, data in dists:
-        dist = filenames.parse_dist_filename(filename, info.policy)
-        writer = blobs.new_writer()
-        write_all(writer, [data])
-        digests = writer.finish()
-        with writer.open() as archive:
-            metadata_bytes = archives.read_core_metadata(archive, dist)
-        file_meta = metadata.parse_core_metadata(metadata_bytes, info.policy)
-        blobs.place(writer, digests.sha256, digests.size)
-        artifact = Artifact(dist=dist, metadata=file_meta, metadata_bytes=metadata_bytes)
-        python = "source" if dist.packagetype == "sdist" else "py3"
-        version = str(dist.version)
-        staged.append(new_rows(filename, artifact, digests, version=version, python_version=python))
-        writer.discard()  # the store holds its own link to the bytes
-    files, release = [new_file for new_file, _ in staged], staged[0][1]
-    name = str(release.info["name"])
-    with db.writing(engine) as conn:
-        project = find_project(conn, info.id, canonicalize_name(name))
-        target = Target(info.id, name, None if project is None else project.id)
-        event = Event("session_publish", {"files": [f.filename for f in files]})
-        add_files(conn, target, release, files, actor, [event], via_session=True)
+) -> httpx.Response:
+    """Publish `dists` (one release) through a PEP 694 upload session over HTTP; the answer."""
+    name, version = name_and_version(dists[0][0])
+    with server.client() as http:
+        session = sessions_api.open_session(http, token, name, version, index)
+        for filename, data in dists:
+            sessions_api.upload_completed(http, token, session, filename, data)
+        return sessions_api.publish(http, token, session)
+
+
+def name_and_version(filename: str) -> tuple[str, str]:
+    if filename.endswith(".whl"):
+        name, version, _, _ = parse_wheel_filename(filename)
+    else:
+        name, version = parse_sdist_filename(filename)
+    return name, str(version)
 
 
 def test_a_release_published_through_a_session_takes_no_legacy_upload(
@@ -257,7 +244,12 @@ def test_a_release_published_through_a_session_takes_no_legacy_upload(
     name = "session-closed"
     token = live.token("session-owner", "sessions-only")
     assert upload(client, "sessions-only", token, *build_sdist(name, "0.1")).status_code == 200
-    publish_through_session(live, "sessions-only", token, [build_wheel(name, "1.0")])
+    assert (
+        publish_through_session(
+            live, "sessions-only", token, [build_wheel(name, "1.0")]
+        ).status_code
+        == 201
+    )
     with db.reading(live.engine()) as conn:
         rows = conn.execute(
             select(db.releases.c.version, db.releases.c.via_session)
@@ -287,11 +279,35 @@ def test_a_session_adding_to_an_existing_release_closes_it(
     name = "session-joins"
     token = live.token("session-owner", "sessions-only")
     assert upload(client, "sessions-only", token, *build_sdist(name, "1.0")).status_code == 200
-    publish_through_session(live, "sessions-only", token, [build_wheel(name, "1.0")])
+    assert (
+        publish_through_session(
+            live, "sessions-only", token, [build_wheel(name, "1.0")]
+        ).status_code
+        == 201
+    )
     another = build_wheel(name, "1.0", tag="py2.py3-none-any")
     answer = upload(client, "sessions-only", token, *another)
     assert answer.status_code == 400
     assert SESSION_TEXT in answer.text
+
+
+def test_a_second_session_cannot_add_to_a_release_a_session_published(
+    live: LiveServer,
+) -> None:
+    name = "session-twice"
+    token = live.token("session-owner", "sessions-only")
+    assert (
+        publish_through_session(
+            live, "sessions-only", token, [build_wheel(name, "1.0")]
+        ).status_code
+        == 201
+    )
+    again = publish_through_session(
+        live, "sessions-only", token, [build_wheel(name, "1.0", tag="py2.py3-none-any")]
+    )
+    sessions_api.assert_problem(again, 409, SESSION_TEXT)
+    with live.client() as client:
+        assert simple_filenames(client, "sessions-only", name) == {build_wheel(name, "1.0")[0]}
 
 
 def test_without_the_setting_a_session_release_stays_open(
@@ -299,7 +315,9 @@ def test_without_the_setting_a_session_release_stays_open(
 ) -> None:
     name = "session-open"
     token = live.token("open-owner", "open")
-    publish_through_session(live, "open", token, [build_wheel(name, "1.0")])
+    assert (
+        publish_through_session(live, "open", token, [build_wheel(name, "1.0")]).status_code == 201
+    )
     answer = upload(client, "open", token, *build_sdist(name, "1.0"))
     assert answer.status_code == 200, answer.text
 
@@ -308,13 +326,14 @@ class PublishedMeanwhile:
     """The server's blob store, but the first `place` — which an upload calls after its
     snapshot's decisions and before its write transaction — first lets a session publish."""
 
-    def __init__(self, blobs: BlobStore, publish: Callable[[], None]) -> None:
+    def __init__(self, blobs: BlobStore, publish: Callable[[], httpx.Response]) -> None:
         self.blobs, self.publish, self.published = blobs, publish, False
 
     def place(self, pending: PendingBlob, sha256: str, size: int) -> bool:
         if not self.published:
             self.published = True
-            self.publish()
+            answer = self.publish()
+            assert answer.status_code == 201, answer.text
         return self.blobs.place(pending, sha256, size)
 
     def __getattr__(self, name: str) -> object:

@@ -23,7 +23,7 @@ from keyless.store.errors import UnstorableText
 from keyless.store.migrations import baseline
 from tests.pg import PostgreSQL
 from tests.store.test_migrations import OPEN
-from tests.store.test_older_schema import MADE_UP_REVISION, code_one_revision_ahead
+from tests.store.test_older_schema import AHEAD, MADE_UP_REVISION, code_one_revision_ahead
 
 
 def add_user(conn: Connection, name: str) -> None:
@@ -69,13 +69,13 @@ def test_an_older_schema_is_upgraded_on_postgresql(
     engine.dispose()
     versions = tmp_path / "versions"
     versions.mkdir()
-    (versions / "r0004_made_up.py").write_text(MADE_UP_REVISION, encoding="utf-8")
+    (versions / f"{AHEAD}_made_up.py").write_text(MADE_UP_REVISION, encoding="utf-8")
     code_one_revision_ahead(monkeypatch, versions)
     with pytest.raises(migrations.SchemaOutOfDate) as refused:
         db.open_database(url)
     assert postgresql.password not in str(refused.value)
     engine = db.open_database(url, upgrade=True)
-    assert migrations.current(engine).current == ("r0004",)
+    assert migrations.current(engine).current == (AHEAD,)
     with engine.connect() as conn:
         rows = conn.execute(text("SELECT username, made_up_note FROM users")).all()
     assert [tuple(row) for row in rows] == [("alice", None)]

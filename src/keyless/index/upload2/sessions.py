@@ -40,6 +40,7 @@ from ..releases import (
     Target,
     add_files,
     already_exists,
+    closed_release,
     new_project_name_problem,
     taken,
 )
@@ -320,7 +321,15 @@ class UploadSessions:
             )
             target = Target(index.id, row.name, project.id if project else None)
             if files:
-                add_files(conn, target, _release(row, files), _new_files(files), current, events)
+                add_files(
+                    conn,
+                    target,
+                    _release(row, files),
+                    _new_files(files),
+                    current,
+                    events,
+                    via_session=True,
+                )
             else:  # PEP 694: an empty session creates the project (if new) and nothing else
                 if project is None:
                     create_project(conn, index.id, row.name, current.user_id)
@@ -501,6 +510,13 @@ def _may_add(
             refuse_taken(found, f.filename, f.blake2_256)
         except UploadRejected as exc:  # taken meanwhile: the session conflicts with the index
             raise UploadRejected(exc.message, 409) from None
+    # Decided here, at publish, as the PEP has every precondition decided: the release may
+    # have closed (its age, or another session's publish) since the session was opened.
+    closed = closed_release(
+        conn, index, project.id if project else None, session.name, session.version
+    )
+    if closed:
+        raise UploadRejected(closed, 409)
 
 
 def _release(session: Any, files: list[Any]) -> NewRelease:
