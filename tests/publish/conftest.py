@@ -64,6 +64,7 @@ class StubIndex:
         self.script: list[Answer] = []
         self.routes: dict[str, tuple[int, Any]] = {}
         self.posts: list[Post] = []
+        self.other_posts: list[str] = []  # POSTs elsewhere than the legacy upload URL
         self.gets: list[str] = []
         self.lock = threading.Lock()
         self.in_flight = 0
@@ -81,6 +82,11 @@ class StubIndex:
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length", "0"))
                 body = self.rfile.read(length)
+                if not self.path.endswith("/legacy/"):
+                    # No Upload 2.0 (PEP 694) here, as on PyPI: its root is a 404.
+                    stub.other_posts.append(self.path)
+                    self._answer(404, None)
+                    return
                 answer = stub.post(
                     self.headers.get("content-type", ""),
                     body,
