@@ -231,7 +231,9 @@ class _Transport:
                 status = response.status_code
                 if status in (401, 403) and self._renew(response, what):
                     continue
-                if status < 500 and status != 429:
+                # 501 Not Implemented will not change on a retry (it also means "no Upload
+                # 2.0 here" to the create request).
+                if (status < 500 and status != 429) or status == 501:
                     return _Answer(response, ambiguous)
                 problem = problem_message(response)
                 retry_after = retry_after_seconds(response)
