@@ -3,16 +3,34 @@ index without them (a stub index here; the session tests drive a live keyless se
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import re
+import signal
+import subprocess
+import time
+import zipfile
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 from keyless.cli.main import main
-from keyless.publish.session import upload_root
+from keyless.publish import (
+    ApiTokenCredentials,
+    IndexClient,
+    RecordingReporter,
+    load_all,
+    new_http_client,
+)
+from keyless.publish.indexclient import SIMPLE_JSON
+from keyless.publish.session import stage, upload_root
 from tests.builders import build_sdist, build_wheel, write_dist
+from tests.conftest import LiveServer, client_env
 
-from .conftest import StubIndex
+from .conftest import StubIndex, keyless_publish, run_publish, simple_hashes
 
 
 @pytest.fixture
@@ -76,3 +94,267 @@ def test_no_session_does_not_even_ask(
     assert code == 0, capsys.readouterr().err
     assert stub.other_posts == []
     assert [p.filename for p in stub.posts] == [wheel.name]
+
+
+# ------------------------------------------------------------------ a live keyless index
+
+
+def sha256s(paths: list[Path]) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in paths}
+
+
+def release_files(folder: Path, name: str, version: str, **wheel: Any) -> list[Path]:
+    """An sdist and three wheels of `name` `version` in `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    made = [write_dist(folder, *build_sdist(name, version))]
+    for tag in ("py3-none-any", "py2-none-any", "py311-none-any"):
+        made.append(write_dist(folder, *build_wheel(name, version, tag=tag, **wheel)))
+    return made
+
+
+def publish_env(tmp_path: Path, token: str) -> dict[str, str]:
+    env = client_env(tmp_path)
+    for name in ("GITHUB_ACTIONS", "GITLAB_CI", "CI", "KEYLESS_REPOSITORY_URL", "TWINE_PASSWORD"):
+        env.pop(name, None)
+    env["KEYLESS_TOKEN"] = token
+    env["COLUMNS"] = "200"
+    return env
+
+
+def visible(http: httpx.Client, project: str, version: str) -> dict[str, str]:
+    """filename -> sha256 of the files of `version` the prod index lists."""
+    return {
+        name: sha
+        for name, sha in simple_hashes(http, project).items()
+        if f"-{version}-" in name or name.endswith(f"-{version}.tar.gz")
+    }
+
+
+def session_status(http: httpx.Client, url: str, token: str) -> dict[str, Any]:
+    answer = http.get(url, auth=("__token__", token))
+    assert answer.status_code == 200, answer.text
+    document: dict[str, Any] = answer.json()
+    return document
+
+
+def test_a_release_is_invisible_until_its_session_is_published(
+    server: LiveServer, http: httpx.Client, tmp_path: Path
+) -> None:
+    token = server.token("owner-session-demo", "prod")
+    paths = release_files(tmp_path / "dist", "session-demo", "1.0")
+    reporter = RecordingReporter()
+    with new_http_client(environ={}) as client_http:
+        client = IndexClient(server.upload_url("prod"), http=client_http)
+        staged = stage(
+            load_all(paths),
+            client,
+            credentials=ApiTokenCredentials(token, origin="test"),
+            reporter=reporter,
+        )
+        assert staged is not None
+        assert staged.ok, [f.error for f in staged.files]
+        assert [f.status for f in staged.files] == ["staged"] * 4
+        # Every byte is on the index, and nothing of the release can be installed yet...
+        assert visible(http, "session-demo", "1.0") == {}
+        # ...except from the session's stage preview, which lists all four with their hashes.
+        (session,) = staged.sessions
+        assert session.url.startswith(f"{server.url}/prod/upload/2.0/sessions/")
+        assert session.stage_url is not None
+        page = client_http.get(session.stage_url + "session-demo/", headers={"Accept": SIMPLE_JSON})
+        assert page.status_code == 200, page.text
+        listed = {f["filename"]: f["hashes"]["sha256"] for f in page.json()["files"]}
+        assert listed == sha256s(paths)
+
+        result = staged.publish()
+        assert result.ok
+        assert result.upload_api == "session"
+        assert [f.status for f in result.files] == ["uploaded"] * 4
+        assert visible(http, "session-demo", "1.0") == sha256s(paths)  # all four at once
+        assert all(f.url and f.url.startswith(server.url) for f in result.files)
+        assert client_http.get(session.stage_url + "session-demo/").status_code == 404
+
+    # The command does the same in one go, and says how.
+    more = release_files(tmp_path / "dist2", "session-demo", "1.1")
+    ran = run_publish(
+        ["--repository-url", server.upload_url("prod"), "--json", *map(str, more)],
+        publish_env(tmp_path, token),
+        tmp_path,
+    )
+    assert ran.returncode == 0, ran.stderr
+    document = json.loads(ran.stdout)
+    assert document["upload_api"] == "session"
+    (described,) = document["sessions"]
+    assert described["status"] == "published"
+    assert described["url"].startswith(f"{server.url}/prod/upload/2.0/sessions/")
+    assert f"through upload session(s) (PEP 694): {described['url']} (published)" in ran.stderr
+    assert visible(http, "session-demo", "1.1") == sha256s(more)
+    assert session_status(http, described["url"], token)["status"] == "published"
+
+    # A rerun finds every file there: nothing to send, no session.
+    again = run_publish(
+        ["--repository-url", server.upload_url("prod"), "--json", *map(str, more)],
+        publish_env(tmp_path, token),
+        tmp_path,
+    )
+    assert again.returncode == 0, again.stderr
+    document = json.loads(again.stdout)
+    assert [f["status"] for f in document["files"]] == ["exists"] * 4
+    assert document["upload_api"] is None
+
+
+def test_a_file_the_index_refuses_cancels_the_session(
+    server: LiveServer, http: httpx.Client, tmp_path: Path
+) -> None:
+    token = server.token("owner-refused-session", "prod")
+    paths = release_files(tmp_path / "dist", "refused-session", "1.0")
+    # PyPI's rule (the prod index's profile): private classifiers are never uploaded.
+    bad = write_dist(
+        tmp_path / "dist",
+        *build_wheel(
+            "refused-session",
+            "1.0",
+            tag="cp311-abi3-manylinux_2_17_x86_64",
+            metadata={"classifiers": ["Private :: Do Not Upload"]},
+        ),
+    )
+    ran = run_publish(
+        ["--repository-url", server.upload_url("prod"), "--json", *map(str, [*paths, bad])],
+        publish_env(tmp_path, token),
+        tmp_path,
+    )
+    assert ran.returncode == 1, ran.stderr
+    document = json.loads(ran.stdout)
+    assert document["ok"] is False
+    assert document["upload_api"] == "session"
+    (described,) = document["sessions"]
+    outcome = {f["filename"]: f for f in document["files"]}
+    # The index's own words (RFC 9457 problem) reach the user.
+    assert "Private ::" in outcome[bad.name]["error"], outcome[bad.name]
+    assert all(
+        outcome[p.name]["status"] == "failed" and "not" in outcome[p.name]["error"] for p in paths
+    )
+    assert "canceled the session for refused-session 1.0" in ran.stderr
+    assert "Traceback" not in ran.stderr
+    # Nothing of the release is visible, and the session is over.
+    assert visible(http, "refused-session", "1.0") == {}
+    assert session_status(http, described["url"], token)["status"] == "canceled"
+    assert described["stage"]
+    assert http.get(described["stage"]).status_code == 404
+
+
+def _big_wheel(folder: Path, name: str, version: str) -> Path:
+    """A wheel of ~24 MB of incompressible bytes: takes a moment to send."""
+    return write_dist(
+        folder,
+        *build_wheel(
+            name,
+            version,
+            tag="py310-none-any",
+            extra_files={"blob/data.bin": os.urandom(24 * 1024 * 1024)},
+            compression=zipfile.ZIP_STORED,
+        ),
+    )
+
+
+def test_a_killed_run_is_resumed_by_the_next_and_published_once(
+    server: LiveServer, http: httpx.Client, tmp_path: Path
+) -> None:
+    token = server.token("owner-resumed-session", "prod")
+    small = release_files(tmp_path / "dist", "resumed-session", "1.0")
+    big = _big_wheel(tmp_path / "dist", "resumed-session", "1.0")
+    # One at a time, small files first: once two are staged, the big one is on its way.
+    paths = [*small[:2], big, *small[2:]]
+    env = publish_env(tmp_path, token)
+    args = ["--repository-url", server.upload_url("prod"), "--parallel", "1", *map(str, paths)]
+    process = subprocess.Popen(
+        keyless_publish(*args), env=env, cwd=tmp_path, stderr=subprocess.PIPE, text=True
+    )
+    assert process.stderr is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            line = process.stderr.readline()
+            if not line:
+                break
+            lines.append(line)
+            if sum(entry.lstrip().startswith("staged") for entry in lines) == 2:
+                process.send_signal(signal.SIGKILL)
+                break
+    finally:
+        process.kill()
+        process.wait(timeout=30)
+    text = "".join(lines)
+    assert process.returncode == -signal.SIGKILL, text
+    opened = re.search(r"Opened an upload session for resumed-session 1.0: (\S+)", text)
+    assert opened, text
+    # Killed midway: nothing visible; the session is still open, holding the first two.
+    assert visible(http, "resumed-session", "1.0") == {}
+    held = session_status(http, opened[1], token)
+    assert held["status"] == "open"
+    completed = {n for n, f in held["files"].items() if f["status"] == "completed"}
+    assert {p.name for p in paths[:2]} <= completed
+
+    rerun = run_publish([*args, "--json"], env, tmp_path)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"Resuming the open upload session for resumed-session 1.0: {opened[1]}" in (
+        rerun.stderr
+    )
+    for path in paths[:2]:
+        assert f"{path.name}: already in the session (same sha256), reused" in rerun.stderr
+    document = json.loads(rerun.stdout)
+    assert document["sessions"][0]["url"] == opened[1]
+    assert [f["status"] for f in document["files"]] == ["uploaded"] * len(paths)
+    assert visible(http, "resumed-session", "1.0") == sha256s(paths)
+    assert session_status(http, opened[1], token)["status"] == "published"
+
+
+def test_an_interrupt_cancels_the_session(
+    server: LiveServer, http: httpx.Client, tmp_path: Path
+) -> None:
+    token = server.token("owner-interrupted-session", "prod")
+    small = release_files(tmp_path / "dist", "interrupted-session", "1.0")
+    paths = [small[0], _big_wheel(tmp_path / "dist", "interrupted-session", "1.0")]
+    env = publish_env(tmp_path, token)
+    args = ["--repository-url", server.upload_url("prod"), "--parallel", "1", *map(str, paths)]
+    process = subprocess.Popen(
+        keyless_publish(*args), env=env, cwd=tmp_path, stderr=subprocess.PIPE, text=True
+    )
+    assert process.stderr is not None
+    lines: list[str] = []
+    try:
+        for line in process.stderr:
+            lines.append(line)
+            if line.lstrip().startswith("staged"):
+                process.send_signal(signal.SIGINT)  # Ctrl-C
+                break
+        lines += process.stderr.readlines()
+        process.wait(timeout=60)
+    finally:
+        process.kill()
+    text = "".join(lines)
+    assert process.returncode == 130, text
+    opened = re.search(r"Opened an upload session for interrupted-session 1.0: (\S+)", text)
+    assert opened, text
+    assert "canceled the session for interrupted-session 1.0" in text
+    assert session_status(http, opened[1], token)["status"] == "canceled"
+    assert visible(http, "interrupted-session", "1.0") == {}
+
+
+def test_no_session_uses_the_legacy_api_on_an_index_with_sessions(
+    server: LiveServer, http: httpx.Client, tmp_path: Path
+) -> None:
+    token = server.token("owner-nosession-live", "prod")
+    paths = release_files(tmp_path / "dist", "nosession-live", "1.0")
+    ran = run_publish(
+        ["--repository-url", server.upload_url("prod"), "--no-session", "--json"]
+        + [str(p) for p in paths],
+        publish_env(tmp_path, token),
+        tmp_path,
+    )
+    assert ran.returncode == 0, ran.stderr
+    document = json.loads(ran.stdout)
+    assert document["upload_api"] == "legacy"
+    assert document["sessions"] == []
+    assert "upload session" not in ran.stderr
+    assert visible(http, "nosession-live", "1.0") == sha256s(paths)

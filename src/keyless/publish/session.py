@@ -176,7 +176,6 @@ class _Transport:
         self.stop = stop
         self.rng = random.Random()  # noqa: S311 - jitter, not secrets
         self._renew_lock = threading.Lock()
-        self._renewed = False
 
     def send(
         self,
@@ -198,6 +197,7 @@ class _Transport:
         """
         attempt = 0
         ambiguous = False
+        renewed = False
         while True:
             if stoppable and self.stop.is_set():
                 raise SessionStopped(f"{what}: stopped.")
@@ -229,8 +229,10 @@ class _Transport:
                 ambiguous = True
             else:
                 status = response.status_code
-                if status in (401, 403) and self._renew(response, what):
-                    continue
+                if status in (401, 403) and not renewed:
+                    renewed = True  # once per request, as the legacy path does per file
+                    if self._renew(response, what, token):
+                        continue
                 # 501 Not Implemented will not change on a retry (it also means "no Upload
                 # 2.0 here" to the create request).
                 if (status < 500 and status != 429) or status == 501:
@@ -251,24 +253,24 @@ class _Transport:
             )
             self.backoff.sleep(delay)
 
-    def _renew(self, response: httpx.Response, what: str) -> bool:
-        """Mint a new token once per run when the index refuses a minted one (clock skew, a
-        shorter life than announced); whether to try again."""
+    def _renew(self, response: httpx.Response, what: str, refused: str) -> bool:
+        """Mint a new token when the index refused the minted one `refused` (clock skew, a
+        shorter life than announced); whether to try again. Parallel requests refused at once
+        mint one new token between them."""
         if not isinstance(self.credentials, RenewableCredentials):
             return False
         with self._renew_lock:
-            if self._renewed:
+            try:
+                if self.credentials.token() != refused:
+                    return True  # another request renewed it meanwhile
+                self.reporter.warning(
+                    f"{what}: the index refused the upload token ({problem_message(response)}); "
+                    "minting a new one"
+                )
+                self.credentials.renew()
+            except PublishError as exc:
+                self.reporter.warning(f"re-minting failed: {exc.message}")
                 return False
-            self._renewed = True
-        self.reporter.warning(
-            f"{what}: the index refused the upload token ({problem_message(response)}); "
-            "minting a new one"
-        )
-        try:
-            self.credentials.renew()
-        except PublishError as exc:
-            self.reporter.warning(f"re-minting failed: {exc.message}")
-            return False
         return True
 
 
