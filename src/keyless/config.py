@@ -215,6 +215,9 @@ class Settings:
     access_log: bool = True
     # Seconds between two passes of the garbage collector inside the server (0: only at start).
     gc_interval: int = 600
+    # How long a PEP 694 upload session lives from its creation (the PEP recommends a week);
+    # extensions bring it to at most UPLOAD_SESSION_EXTENSIONS times that after creation.
+    upload_session_lifetime: int = 7 * 86400
     limits: LimitsSettings = field(default_factory=LimitsSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
     # `[static] folder`: where the server keeps the static copy of its read path (simple
@@ -337,9 +340,18 @@ def _from_mapping(settings: Settings, values: Mapping[str, Any], where: str) -> 
         changes["gc_interval"] = parse_duration_seconds(
             values["gc-interval"], f"{where}: gc-interval"
         )
+    if values.get("upload-session-lifetime") not in (None, ""):
+        lifetime = parse_duration_seconds(
+            values["upload-session-lifetime"], f"{where}: upload-session-lifetime"
+        )
+        if lifetime < 1:
+            raise ConfigError(f"{where}: upload-session-lifetime must be at least 1s.")
+        changes["upload_session_lifetime"] = lifetime
     return replace(settings, **changes)
 
 
+# An upload session's total lifetime, extensions included, is at most this many lifetimes.
+UPLOAD_SESSION_EXTENSIONS = 4
 MAX_WORKERS = 256  # a typo's guard: each worker holds its own caches and connections
 
 
@@ -451,6 +463,7 @@ ENV_KEYS = {
     "KEYLESS_PUBLIC_URL": "public-url",
     "KEYLESS_ACCESS_LOG": "access-log",
     "KEYLESS_GC_INTERVAL": "gc-interval",
+    "KEYLESS_UPLOAD_SESSION_LIFETIME": "upload-session-lifetime",
 }
 # `[storage]` from the environment (credentials: the AWS variables, read by the S3 client).
 STORAGE_ENV_KEYS = {
@@ -639,6 +652,7 @@ def settings_document(settings: Settings) -> dict[str, Any]:
         "port": settings.port,
         "access-log": settings.access_log,
         "gc-interval": settings.gc_interval,
+        "upload-session-lifetime": settings.upload_session_lifetime,
     }
     for key, value in (
         ("database-url", settings.database_url),

@@ -69,13 +69,13 @@ def test_an_older_schema_is_upgraded_on_postgresql(
     engine.dispose()
     versions = tmp_path / "versions"
     versions.mkdir()
-    (versions / "r0003_made_up.py").write_text(MADE_UP_REVISION, encoding="utf-8")
+    (versions / "r0004_made_up.py").write_text(MADE_UP_REVISION, encoding="utf-8")
     code_one_revision_ahead(monkeypatch, versions)
     with pytest.raises(migrations.SchemaOutOfDate) as refused:
         db.open_database(url)
     assert postgresql.password not in str(refused.value)
     engine = db.open_database(url, upgrade=True)
-    assert migrations.current(engine).current == ("r0003",)
+    assert migrations.current(engine).current == ("r0004",)
     with engine.connect() as conn:
         rows = conn.execute(text("SELECT username, made_up_note FROM users")).all()
     assert [tuple(row) for row in rows] == [("alice", None)]

@@ -99,7 +99,7 @@ def test_a_database_made_before_migrations_is_served_and_written_after_the_upgra
 
     assert len(all_rows(database)["files"]) == 3
     current = run_keyless("db", "current", "--data", str(database.parent))
-    assert (current.returncode, current.stdout) == (0, "r0002 (the revision this keyless needs)\n")
+    assert (current.returncode, current.stdout) == (0, "r0003 (the revision this keyless needs)\n")
 
 
 def test_a_database_made_before_migrations_upgrades_through_a_later_revision(
@@ -112,7 +112,7 @@ def test_a_database_made_before_migrations_upgrades_through_a_later_revision(
     before = all_rows(database)
     versions = tmp_path / "versions"
     versions.mkdir()
-    (versions / "r0003_made_up.py").write_text(MADE_UP_REVISION, encoding="utf-8")
+    (versions / "r0004_made_up.py").write_text(MADE_UP_REVISION, encoding="utf-8")
     monkeypatch.setattr(migrations, "VERSION_LOCATIONS", [*migrations.VERSION_LOCATIONS, versions])
 
     with pytest.raises(migrations.SchemaOutOfDate) as refused:
@@ -124,6 +124,6 @@ def test_a_database_made_before_migrations_upgrades_through_a_later_revision(
 
     db.open_database(database, upgrade=True).dispose()
     with sqlite3.connect(database) as conn:
-        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("r0003",)]
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("r0004",)]
     after = all_rows(database, columns)
     assert {table: after[table] for table in before} == before  # later revisions add tables

@@ -124,11 +124,16 @@ def token_state(revoked: datetime | None, expires: datetime | None, moment: date
 
 
 class InvalidCredentials(Exception):
-    """The request's credentials are missing, unknown, revoked or expired."""
+    """The request's credentials are missing, unknown, revoked or expired.
 
-    def __init__(self, reason: str) -> None:
+    `unknown`: no token of this server (an API answering 401 then, and 403 for a token it
+    knows that may no longer act, tells them apart; the legacy upload answers 403 to both).
+    """
+
+    def __init__(self, reason: str, *, unknown: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.unknown = unknown
 
 
 # Built once (every authenticated request runs them): building costs more than running.
@@ -166,7 +171,9 @@ def _identity(conn: Connection, result: Any) -> Identity:
     row = result.first()
     state = "missing" if row is None else token_state(row.revoked, row.expires, now())
     if state in ("missing", "revoked"):
-        raise InvalidCredentials("Invalid or non-existent authentication information.")
+        raise InvalidCredentials(
+            "Invalid or non-existent authentication information.", unknown=state == "missing"
+        )
     if state == "expired":
         raise InvalidCredentials("Invalid API Token: token is expired")
     if row.kind == "trusted":
@@ -373,6 +380,8 @@ class Accounts:
         `current_identity` inside its write transaction.
         """
         if not token.startswith(TOKEN_PREFIX):
-            raise InvalidCredentials("Invalid or non-existent authentication information.")
+            raise InvalidCredentials(
+                "Invalid or non-existent authentication information.", unknown=True
+            )
         with db.reading(self.engine) as conn:
             return _identity(conn, conn.execute(_TOKEN_BY_HASH, {"token_hash": hash_token(token)}))

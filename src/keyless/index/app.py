@@ -32,11 +32,24 @@ from .projects import ProjectAdmin
 from .promote import Promotion
 from .publishers import Publishers
 from .rendering import Descriptions, RenderPool
-from .routes import client, files, jsonapi, manage, oidc, ops, promote, publishing, simple, upload
+from .routes import (
+    client,
+    files,
+    jsonapi,
+    manage,
+    oidc,
+    ops,
+    promote,
+    publishing,
+    simple,
+    upload,
+    upload2,
+)
 from .routes.common import Services, error, public_base, services, storage_full
 from .sessions import Sessions
 from .static import static_writer
 from .trusted import TrustedPublishing
+from .upload2 import SessionFiles, UploadSessions
 from .uploads import Uploads
 from .web import routes as web_routes
 
@@ -350,6 +363,15 @@ def create_app(settings: Settings, blobs: BlobStore | None = None) -> IndexApp:
     render_pool = RenderPool(limits.render_workers, limits.render_timeout, limits.render_memory)
     descriptions = Descriptions(render_pool, limits.max_description_size)
     accounts = Accounts(engine)
+    upload_sessions = UploadSessions(
+        engine=engine,
+        blobs=blobs,
+        on_change=on_change,
+        lifetime=settings.upload_session_lifetime,
+    )
+    # A publish a stopped server left half-way is finished (or marked failed) before anyone
+    # reads the project: a release is never half visible (upload2/sessions.py).
+    upload_sessions.resolve_processing()
     state = Services(
         settings=settings,
         blobs=blobs,
@@ -359,6 +381,8 @@ def create_app(settings: Settings, blobs: BlobStore | None = None) -> IndexApp:
         accounts=accounts,
         sessions=Sessions(engine, accounts),
         uploads=Uploads(engine=engine, blobs=blobs, on_change=on_change, descriptions=descriptions),
+        upload_sessions=upload_sessions,
+        upload_files=SessionFiles(engine=engine, blobs=blobs, descriptions=descriptions),
         projects=ProjectAdmin(engine=engine, on_change=on_change),
         promotion=Promotion(engine=engine, blobs=blobs, on_change=on_change),
         publishers=Publishers(engine, settings.trusted_publishing),
@@ -383,6 +407,7 @@ def create_app(settings: Settings, blobs: BlobStore | None = None) -> IndexApp:
         *simple.routes,
         *jsonapi.routes,
         *upload.routes,
+        *upload2.routes,
         *manage.routes,
         *publishing.routes,
         *promote.routes,

@@ -159,6 +159,57 @@ class Taken:
     existing: bool | None  # as `existing_file`
     filename_used_before: bool = False
     release_has_sdist: bool = False
+    reserved: bool = False  # an upload session is publishing a file of this name
+
+
+def reserved_filename(filename: str) -> str:
+    """Why a filename an upload session is publishing right now is refused (a 409)."""
+    return (
+        f"File {filename!r} is being published by an upload session (PEP 694) right now; "
+        "it cannot be uploaded meanwhile. Check the project's files again in a moment."
+    )
+
+
+def reserved_name(name: str) -> str:
+    """Why a new project's name another user's open upload session holds is refused (403)."""
+    return (
+        f"The name {name!r} is reserved by another user's open upload session (PEP 694) until "
+        "it is published, canceled or expires."
+    )
+
+
+_LIVE_SESSION = db.upload_sessions.c.status.in_(db.LIVE_SESSION)
+_RESERVED_FILENAME = (
+    select(db.upload_sessions.c.id)
+    .join(db.upload_session_files, db.upload_session_files.c.session_id == db.upload_sessions.c.id)
+    .where(
+        db.upload_sessions.c.index_id == bindparam("index_id"),
+        db.upload_sessions.c.status == "processing",
+        db.upload_session_files.c.filename == bindparam("filename"),
+        db.upload_sessions.c.id != bindparam("session_id"),
+    )
+    .limit(1)
+)
+_NAME_HOLDERS = select(db.upload_sessions.c.user_id).where(
+    db.upload_sessions.c.index_id == bindparam("index_id"),
+    db.upload_sessions.c.normalized_name == bindparam("name"),
+    _LIVE_SESSION,
+    db.upload_sessions.c.expires > bindparam("moment"),
+)
+
+
+def name_reserved_for_another(
+    conn: Connection, index_id: int, name: NormalizedName, user_id: int | None
+) -> bool:
+    """Whether a live upload session of another user holds a project name not created yet.
+
+    A session for a new project reserves its name (PEP 694): nobody else may create the
+    project while it is open, neither by a legacy upload nor by a session of their own.
+    """
+    holders = conn.execute(
+        _NAME_HOLDERS, {"index_id": index_id, "name": name, "moment": now()}
+    ).scalars()
+    return any(holder != user_id or holder is None for holder in holders)
 
 
 def taken(
@@ -168,6 +219,8 @@ def taken(
     filename: str,
     blake2: str,
     sdist_of: str | None,  # the version, when the file is an sdist
+    *,
+    session_id: int = 0,  # the upload session asking, whose own reservation does not count
 ) -> Taken:
     """The name and bytes rules, asked in the order their refusals are given."""
     existing = existing_file(conn, index_id, filename, blake2)
@@ -176,6 +229,11 @@ def taken(
     used_before = conn.execute(_FILENAME_USED, {"index_id": index_id, "filename": filename}).first()
     if used_before:
         return Taken(None, filename_used_before=True)
+    reserved = conn.execute(
+        _RESERVED_FILENAME, {"index_id": index_id, "filename": filename, "session_id": session_id}
+    ).first()
+    if reserved:
+        return Taken(None, reserved=True)
     if project_id is None or sdist_of is None:
         return Taken(None)
     release = release_id(conn, project_id, sdist_of)

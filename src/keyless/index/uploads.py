@@ -21,6 +21,7 @@ import hashlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from packaging.metadata import Metadata
 from packaging.utils import NormalizedName, canonicalize_name
@@ -50,8 +51,11 @@ from .releases import (
     closed_project,
     existing_file,
     file_too_large,
+    name_reserved_for_another,
     new_project_name_problem,
     project_too_large,
+    reserved_filename,
+    reserved_name,
     taken,
 )
 from .rendering import Descriptions, RenderRefused
@@ -146,13 +150,17 @@ def _check_new_project_name(conn: Connection, index: IndexInfo, name: str) -> No
         raise UploadRejected(problem)
 
 
-def _check_permission(
+def check_permission(
     conn: Connection,
     identity: Identity,
     index: IndexInfo,
     project: ProjectRow | None,
     name: NormalizedName,
 ) -> None:
+    """May `identity` add files to the project (None: create it)? Raises UploadRejected.
+
+    The upload's rule, and an upload session's on each of its requests (`upload2/`).
+    """
     if identity.is_trusted_publisher:
         _check_trusted_permission(identity, index, project, name)
     elif not identity.may_touch(index.id, name):
@@ -163,7 +171,11 @@ def _check_permission(
             status=403,
         )
     if project is None:
-        return  # uploading creates the project; the uploader becomes its owner
+        # Uploading creates the project and the uploader becomes its owner, unless another
+        # user's upload session holds the name (PEP 694 reserves it while the session lives).
+        if name_reserved_for_another(conn, index.id, name, identity.user_id):
+            raise UploadRejected(reserved_name(name), status=403)
+        return
     # A user's token needs a role on the project; a trusted publisher's (no user) is scoped.
     if identity.user_id is not None and role_of(conn, project.id, identity.user_id) is None:
         raise UploadRejected(
@@ -213,7 +225,7 @@ def _decide(
     """
     name = canonicalize_name(meta.name)
     project = _find_project(conn, index.id, name)
-    _check_permission(conn, identity, index, project, name)
+    check_permission(conn, identity, index, project, name)
     if project is None:
         _check_new_project_name(conn, index, meta.name)
     found = taken(
@@ -227,15 +239,17 @@ def _decide(
     return project, found
 
 
-def _check_project_size(index: IndexInfo, project: ProjectRow | None, size: int) -> None:
+def check_project_size(index: IndexInfo, project: ProjectRow | None, size: int) -> None:
     if project and project.total_size + size > index.max_project_size:
         raise UploadRejected(project_too_large(project.name, index.max_project_size))
 
 
-def _refuse_taken(found: Taken, filename: str, blake2: str) -> None:
+def refuse_taken(found: Taken, filename: str, blake2: str) -> None:
     """Raise for a name or bytes the upload may not take (an identical file passes)."""
     if found.existing is False:
         raise UploadRejected(already_exists(filename, blake2))
+    if found.reserved:
+        raise UploadRejected(reserved_filename(filename), status=409)
     if found.filename_used_before:
         raise UploadRejected(
             "This filename was previously used by a file that has since been deleted. "
@@ -243,6 +257,52 @@ def _refuse_taken(found: Taken, filename: str, blake2: str) -> None:
         )
     if found.release_has_sdist:
         raise UploadRejected("Only one sdist may be uploaded per release.")
+
+
+DIGEST_FIELDS = ("md5_digest", "sha256_digest", "blake2_256_digest")
+DIGEST_MISMATCH = "The digest supplied does not match a digest calculated from the uploaded file."
+
+
+def check_file(
+    descriptions: Descriptions,
+    index: IndexInfo,
+    project: ProjectRow | None,
+    meta: Metadata,
+    filename: str,
+    filetype: str,
+    digests: Digests,
+    sent: dict[str, str],  # the digests the client sent, by form field; "" for none
+) -> None:
+    """The checks of the file itself, in PyPI's order: description, filename, sizes, digests.
+
+    The upload's, and an upload session's when a file is completed (`upload2/`), so both
+    refuse a file with the same texts.
+    """
+    if meta.description:
+        # In a worker process, bounded in time and memory (rendering.py). Before the
+        # duplicate checks, as PyPI: repeats of one description hit the cache.
+        try:
+            descriptions.check(meta.description, meta.description_content_type)
+        except RenderRefused as exc:
+            raise UploadRejected(exc.message, status=exc.status) from None
+    try:
+        filenames.check_filename_safe(filename, filetype)
+    except DistError as exc:
+        raise UploadRejected(exc.message) from None
+    if digests.size > index.max_file_size:
+        raise UploadRejected(
+            file_too_large(project.name if project else meta.name, index.max_file_size)
+        )
+    check_project_size(index, project, digests.size)
+    actual = {
+        "md5_digest": digests.md5,
+        "sha256_digest": digests.sha256,
+        "blake2_256_digest": digests.blake2_256,
+    }
+    for field in DIGEST_FIELDS:
+        value = sent.get(field, "")
+        if value and value.lower() != actual[field]:
+            raise UploadRejected(DIGEST_MISMATCH)
 
 
 def current_uploader(conn: Connection, identity: Identity) -> Identity:
@@ -262,12 +322,18 @@ class Artifact:
     metadata_bytes: bytes  # METADATA / PKG-INFO exactly as in the archive (PEP 658 serves it)
 
 
-def inspect_artifact(staged: StagedFile, form_meta: Metadata, index: IndexInfo) -> Artifact:
-    """Open the archive, harden-check it, and hold its metadata against the form and filename."""
+def inspect_artifact(
+    filename: str, open_archive: Callable[[], BinaryIO], form_meta: Metadata, index: IndexInfo
+) -> Artifact:
+    """Open the archive, harden-check it, and hold its metadata against the form and filename.
+
+    `form_meta` is what the upload says the file is: the form's metadata, or an upload
+    session's name and version.
+    """
     policy = index.policy
     try:
-        dist = filenames.parse_dist_filename(staged.filename, policy)
-        with staged.writer.open() as archive:
+        dist = filenames.parse_dist_filename(filename, policy)
+        with open_archive() as archive:
             metadata_bytes = archives.read_core_metadata(archive, dist)
         filenames.check_filename_matches_project(dist, form_meta.name, form_meta.version)
         file_meta = metadata.parse_core_metadata(metadata_bytes, policy)
@@ -323,42 +389,30 @@ class Uploads:
         with db.reading(self.engine) as conn:
             project, found = _decide(conn, identity, index, meta, staged, sdist_of)
 
-        if meta.description:
-            # In a worker process, bounded in time and memory (rendering.py). Before the
-            # duplicate checks below, as PyPI: repeats of one description hit the cache.
-            try:
-                self.descriptions.check(meta.description, meta.description_content_type)
-            except RenderRefused as exc:
-                raise UploadRejected(exc.message, status=exc.status) from None
-        try:
-            filenames.check_filename_safe(staged.filename, form.first("filetype"))
-        except DistError as exc:
-            raise UploadRejected(exc.message) from None
-
-        if digests.size > index.max_file_size:
-            raise UploadRejected(
-                file_too_large(project.name if project else meta.name, index.max_file_size)
-            )
-        _check_project_size(index, project, digests.size)
-        for field, actual in (
-            ("md5_digest", digests.md5),
-            ("sha256_digest", digests.sha256),
-            ("blake2_256_digest", digests.blake2_256),
-        ):
-            sent = form.first(field)
-            if sent and sent.lower() != actual:
-                raise UploadRejected(
-                    "The digest supplied does not match a digest calculated from the uploaded file."
-                )
+        sent = {field: form.first(field) for field in DIGEST_FIELDS}
+        check_file(
+            self.descriptions,
+            index,
+            project,
+            meta,
+            staged.filename,
+            form.first("filetype"),
+            digests,
+            sent,
+        )
 
         if found.existing and self.blobs.exists(digests.sha256, digests.size):
             # This very file is stored. Its blob stays: garbage collection only deletes blobs
             # no row refers to, deciding under the write lock (see maintenance.py).
             return UploadOutcome(staged.filename, digests.sha256, name, created=False)
-        _refuse_taken(found, staged.filename, digests.blake2_256)
+        refuse_taken(found, staged.filename, digests.blake2_256)
         # An identical file whose blob went missing is not inspected again: `_store` puts
         # the blob back from these (digest-checked) bytes.
-        artifact = None if found.existing else inspect_artifact(staged, meta, index)
+        artifact = (
+            None
+            if found.existing
+            else inspect_artifact(staged.filename, staged.writer.open, meta, index)
+        )
         pyversion = form.first("pyversion")
         return self._store(index, identity, staged, pyversion, meta, sdist_of, artifact)
 
@@ -382,8 +436,8 @@ class Uploads:
                 # Decided again where it holds at commit: one writing transaction at a time.
                 uploader = current_uploader(conn, identity)
                 project, found = _decide(conn, uploader, index, meta, staged, sdist_of)
-                _check_project_size(index, project, digests.size)
-                _refuse_taken(found, staged.filename, digests.blake2_256)
+                check_project_size(index, project, digests.size)
+                refuse_taken(found, staged.filename, digests.blake2_256)
                 # Garbage collection deletes a blob only in a writing transaction of its own,
                 # having found no row for it: the blob there now stays until this one commits
                 # its row. Checked (a stat), and put back from the temp file if gc took it
@@ -392,7 +446,9 @@ class Uploads:
                 if found.existing:
                     return UploadOutcome(staged.filename, digests.sha256, name, created=False)
                 # None only if the snapshot saw this very file (rows are never deleted).
-                artifact = artifact or inspect_artifact(staged, meta, index)
+                artifact = artifact or inspect_artifact(
+                    staged.filename, staged.writer.open, meta, index
+                )
                 self._insert(conn, index, uploader, project, staged, pyversion, meta, artifact)
         except IntegrityError:
             # Another client stored the same filename between our checks and our commit (on a

@@ -261,6 +261,78 @@ journal = Table(
 Index("ix_journal_project", journal.c.index_id, journal.c.project)
 
 
+# PEP 694 upload sessions (`index/upload2/`). A session collects files for one release of one
+# project; its files become `files` rows only when it is published, all in one transaction.
+# The token is kept as it is, not hashed: the 409 of a second create answers with the live
+# session's URL, which holds it. It is a capability only for the stage (every other request
+# also needs credentials allowed to upload to the project).
+upload_sessions = Table(
+    "upload_sessions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("token", String(64), nullable=False, unique=True),
+    Column("index_id", ForeignKey("indexes.id"), nullable=False),
+    Column("name", String(255), nullable=False),  # as the create request wrote it
+    Column("normalized_name", String(255), nullable=False),
+    Column("version", String(255), nullable=False),
+    Column("canonical_version", String(255), nullable=False),
+    # open | processing | published | error | canceled (PEP 694 "Session status")
+    Column("status", String(16), nullable=False),
+    Column("created", DateTime(timezone=True), nullable=False),
+    Column("updated", DateTime(timezone=True), nullable=False),  # the last change of status
+    Column("expires", DateTime(timezone=True), nullable=False),
+    Column("created_by", Text, nullable=False),  # the identity's name, as the journal's actor
+    Column("user_id", ForeignKey("users.id"), nullable=True),  # NULL: a trusted publisher
+    Column("token_id", Integer, nullable=False),  # the API token that created it
+    Column("notices", JSON, nullable=False),
+)
+# At most one live session per release: two creates at once are a race with one winner.
+LIVE_SESSION = ("open", "processing", "error")
+Index(
+    "ux_upload_sessions_live",
+    upload_sessions.c.index_id,
+    upload_sessions.c.normalized_name,
+    upload_sessions.c.canonical_version,
+    unique=True,
+    sqlite_where=upload_sessions.c.status.in_(LIVE_SESSION),
+    postgresql_where=upload_sessions.c.status.in_(LIVE_SESSION),
+)
+Index("ix_upload_sessions_name", upload_sessions.c.index_id, upload_sessions.c.normalized_name)
+
+# A session's files. The bytes are a blob as soon as they are received (`sha256` set); what
+# `complete` read from the archive is kept so publishing reads no archive again. A deleted
+# file's row goes: its blob is then referenced by nothing and garbage collection takes it.
+upload_session_files = Table(
+    "upload_session_files",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("session_id", ForeignKey("upload_sessions.id"), nullable=False),
+    Column("token", String(32), nullable=False, unique=True),
+    Column("filename", String(255), nullable=False),
+    Column("declared_size", BigInteger, nullable=False),
+    Column("declared_hashes", JSON, nullable=False),  # {"sha256": hex, ...} as the client sent
+    Column("status", String(16), nullable=False),  # pending | completed | error
+    Column("created", DateTime(timezone=True), nullable=False),
+    # The received bytes (NULL until they came).
+    Column("sha256", String(64), nullable=True),
+    Column("md5", String(32), nullable=True),
+    Column("blake2_256", String(64), nullable=True),
+    Column("size", BigInteger, nullable=True),
+    # What `complete` found in the archive (NULL until then).
+    Column("packagetype", String(16), nullable=True),
+    Column("python_version", String(64), nullable=True),
+    Column("requires_python", Text, nullable=True),
+    Column("metadata_sha256", String(64), nullable=True),
+    Column("metadata", LargeBinary, nullable=True),
+    Column("summary", Text, nullable=True),
+    Column("release_info", JSON, nullable=True),
+    Column("notices", JSON, nullable=False),
+    UniqueConstraint("session_id", "filename"),
+)
+Index("ix_upload_session_files_sha256", upload_session_files.c.sha256)
+Index("ix_upload_session_files_filename", upload_session_files.c.filename)
+
+
 # What changed, for the caches each server process keeps (simple pages, the list of indexes):
 # a writing transaction that changes what is served bumps the one `change_serial` row and adds
 # a `changes` row with the new serial, in the same transaction (`store.changes`). Every process

@@ -34,6 +34,7 @@ from ..rendering import Descriptions
 from ..sessions import Sessions
 from ..static import StaticWriter
 from ..trusted import TrustedPublishing
+from ..upload2 import SessionFiles, UploadSessions
 from ..uploads import Uploads
 
 
@@ -52,6 +53,8 @@ class Services:
     accounts: Accounts
     sessions: Sessions  # the web UI's sign-ins
     uploads: Uploads
+    upload_sessions: UploadSessions  # PEP 694 publishing sessions
+    upload_files: SessionFiles  # and their files
     projects: ProjectAdmin
     promotion: Promotion
     publishers: Publishers

@@ -1,0 +1,427 @@
+"""File upload sessions: create, bytes (`http-post-bytes`), complete, status, delete.
+
+A file's bytes stream into a pending write of the blob store (bounded memory, as the legacy
+upload's form parser) and are placed as a blob at once; the row then records their digests.
+Garbage collection keeps the blobs of live sessions' files (`maintenance.py`). `complete`
+runs the legacy upload's checks on the file (`uploads.check_file`, `inspect_artifact`, the
+name and sdist rules), the archive's metadata playing the form's part; a failed check leaves
+the file in `error` with the legacy text, to be deleted and sent again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from packaging.metadata import Metadata
+from packaging.version import Version
+from sqlalchemy import Connection, Engine, bindparam, delete, select, update
+
+from keyless.dists import filenames
+from keyless.dists.errors import DistError
+from keyless.store import db
+from keyless.store.blobs import BlobStore, Digests, PendingBlob
+
+from ..accounts import Identity, now
+from ..indexes import IndexInfo
+from ..releases import already_exists, file_too_large, taken
+from ..rendering import Descriptions
+from ..uploads import (
+    DIGEST_MISMATCH,
+    Artifact,
+    UploadRejected,
+    check_file,
+    inspect_artifact,
+    new_rows,
+    refuse_taken,
+)
+from .access import authorize, refused
+from .state import (
+    COMPLETED,
+    ERROR,
+    OPEN,
+    PENDING,
+    FileState,
+    SessionRefused,
+    effective_status,
+    find_session,
+    new_file_token,
+)
+
+MECHANISM = "http-post-bytes"  # the one mechanism PEP 694 requires, and the one served
+_HEX = re.compile(r"^[0-9a-fA-F]+$")
+_ALGORITHMS = ", ".join(sorted(a for a in hashlib.algorithms_guaranteed if "shake" not in a))
+_FILE = select(db.upload_session_files).where(
+    db.upload_session_files.c.session_id == bindparam("session_id"),
+    db.upload_session_files.c.token == bindparam("token"),
+)
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What a file's bytes must be, as its creation declared them."""
+
+    size: int
+    sha256: str
+
+
+def check_hashes(hashes: Any) -> dict[str, str]:
+    """The declared hashes: `sha256` required, other names from hashlib's guaranteed set."""
+    if not isinstance(hashes, dict) or not isinstance(hashes.get("sha256"), str):
+        raise SessionRefused(
+            "'hashes' must be an object holding at least 'sha256', the file's hex digest.",
+            source="hashes",
+        )
+    checked: dict[str, str] = {}
+    for name, value in hashes.items():
+        algorithm = str(name).lower()
+        if algorithm not in hashlib.algorithms_guaranteed or algorithm.startswith("shake_"):
+            raise SessionRefused(
+                f"Unknown hash algorithm {str(name)[:40]!r} in 'hashes'; use names from "
+                f"{_ALGORITHMS}.",
+                source="hashes",
+            )
+        length = hashlib.new(algorithm).digest_size * 2
+        if not isinstance(value, str) or len(value) != length or not _HEX.match(value):
+            raise SessionRefused(
+                f"'hashes.{algorithm}' must be {length} hex digits.", source="hashes"
+            )
+        checked[algorithm] = value.lower()
+    return checked
+
+
+def _session_meta(session: Any) -> Metadata:
+    """The session's name and version, which the archive's metadata must agree with."""
+    return Metadata.from_raw(
+        {"metadata_version": "2.1", "name": session.name, "version": session.version},
+        validate=False,
+    )
+
+
+@dataclass
+class SessionFiles:
+    """The file upload sessions of one database (see the module's docstring)."""
+
+    engine: Engine
+    blobs: BlobStore
+    descriptions: Descriptions
+
+    def _open_session(
+        self, conn: Connection, index: IndexInfo, identity: Identity, token: str
+    ) -> tuple[Any, Identity, Any]:
+        session = find_session(conn, index.id, token)
+        current, project = authorize(conn, identity, index, session)
+        status = effective_status(session)
+        if status not in (OPEN, ERROR):
+            raise SessionRefused(f"The session is {status}: its files cannot change.", 409)
+        return session, current, project
+
+    def _file(self, conn: Connection, session: Any, file_token: str) -> Any:
+        row = conn.execute(_FILE, {"session_id": session.id, "token": file_token}).first()
+        if row is None:
+            raise SessionRefused("No such file in this upload session (deleted?).", 404)
+        return row
+
+    # ----------------------------------------------------------------------- create
+
+    def create(
+        self,
+        index: IndexInfo,
+        identity: Identity,
+        token: str,
+        filename: Any,
+        size: Any,
+        hashes: Any,
+        mechanism: Any,
+    ) -> FileState:
+        with db.writing(self.engine) as conn:
+            session, _, project = self._open_session(conn, index, identity, token)
+            if not isinstance(filename, str) or not filename:
+                raise SessionRefused("'filename' must be the file's name.", source="filename")
+            try:
+                dist = filenames.parse_dist_filename(filename, index.policy)
+                filenames.check_filename_matches_project(
+                    dist, session.name, Version(session.version)
+                )
+            except DistError as exc:
+                raise SessionRefused(exc.message, source="filename") from None
+            if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+                raise SessionRefused("'size' must be the file's size in bytes.", source="size")
+            if size > index.max_file_size:
+                shown = project.name if project else session.name
+                raise SessionRefused(file_too_large(shown, index.max_file_size), source="size")
+            declared = check_hashes(hashes)
+            if mechanism != MECHANISM:
+                raise SessionRefused(
+                    f"Upload mechanism {str(mechanism)[:40]!r} is not offered here; use "
+                    f"{MECHANISM!r}.",
+                    422,
+                    source="mechanism",
+                )
+            self._refuse_known_filename(conn, index, session, filename)
+            file_token = new_file_token()
+            conn.execute(
+                db.upload_session_files.insert().values(
+                    session_id=session.id,
+                    token=file_token,
+                    filename=filename,
+                    declared_size=size,
+                    declared_hashes=declared,
+                    status=PENDING,
+                    created=now(),
+                    notices=[],
+                )
+            )
+            return FileState.of(self._file(conn, session, file_token), session.expires)
+
+    def _refuse_known_filename(
+        self, conn: Connection, index: IndexInfo, session: Any, filename: str
+    ) -> None:
+        published = conn.execute(
+            select(db.files.c.blake2_256).where(
+                db.files.c.index_id == index.id, db.files.c.filename == filename
+            )
+        ).first()
+        if published is not None:
+            raise SessionRefused(already_exists(filename, published.blake2_256), 409)
+        found = taken(conn, index.id, None, filename, "", sdist_of=None, session_id=session.id)
+        try:
+            refuse_taken(found, filename, "")
+        except UploadRejected as exc:
+            raise SessionRefused(exc.message, 409, source="filename") from None
+        in_session = conn.execute(
+            select(db.upload_session_files.c.id).where(
+                db.upload_session_files.c.session_id == session.id,
+                db.upload_session_files.c.filename == filename,
+            )
+        ).first()
+        if in_session is not None:
+            raise SessionRefused(
+                f"{filename!r} is already in this session; delete it there first to send it again.",
+                409,
+                source="filename",
+            )
+
+    # ----------------------------------------------------------------------- bytes
+
+    def expect_bytes(
+        self, index: IndexInfo, identity: Identity, token: str, file_token: str
+    ) -> Expected:
+        """May bytes be sent to this file now? What they must be (read before the body)."""
+        with db.reading(self.engine) as conn:
+            session, _, _ = self._open_session(conn, index, identity, token)
+            row = self._pending(conn, session, file_token)
+            return Expected(row.declared_size, row.declared_hashes["sha256"])
+
+    def _pending(self, conn: Connection, session: Any, file_token: str) -> Any:
+        row = self._file(conn, session, file_token)
+        if row.status != PENDING:
+            raise SessionRefused(
+                f"The file is {row.status}: its bytes cannot change (delete it and create it "
+                "again).",
+                409,
+            )
+        return row
+
+    def receive(
+        self,
+        index: IndexInfo,
+        identity: Identity,
+        token: str,
+        file_token: str,
+        pending: PendingBlob,
+        digests: Digests,
+    ) -> None:
+        """Keep the bytes as the file's (replacing earlier ones); the pending write stays the
+        caller's to discard."""
+        # As the legacy upload: placed before the write lock, placed again under it, where
+        # garbage collection cannot run (see `uploads.Uploads._store`).
+        self.blobs.place(pending, digests.sha256, digests.size)
+        with db.writing(self.engine) as conn:
+            session, _, _ = self._open_session(conn, index, identity, token)
+            row = self._pending(conn, session, file_token)
+            self.blobs.place(pending, digests.sha256, digests.size)
+            conn.execute(
+                update(db.upload_session_files)
+                .where(db.upload_session_files.c.id == row.id)
+                .values(
+                    sha256=digests.sha256,
+                    md5=digests.md5,
+                    blake2_256=digests.blake2_256,
+                    size=digests.size,
+                )
+            )
+
+    # ----------------------------------------------------------------------- complete
+
+    def complete(
+        self, index: IndexInfo, identity: Identity, token: str, file_token: str
+    ) -> FileState:
+        with db.reading(self.engine) as conn:
+            session, _, project = self._open_session(conn, index, identity, token)
+            row = self._file(conn, session, file_token)
+            if row.status == COMPLETED:
+                return FileState.of(row, session.expires)
+            if row.status == ERROR:
+                raise SessionRefused(
+                    "The file failed its checks: "
+                    + "; ".join(row.notices or [])
+                    + " Delete it and upload it again.",
+                    409,
+                )
+            if row.sha256 is None:
+                raise SessionRefused(
+                    "No bytes were received for this file yet: send them to its "
+                    "mechanism's file_url first.",
+                    409,
+                )
+            failure: UploadRejected | None = None
+            try:
+                artifact = self._check(conn, index, session, project, row)
+            except UploadRejected as exc:
+                failure = exc
+        if failure is not None:
+            with db.writing(self.engine) as conn:
+                conn.execute(
+                    update(db.upload_session_files)
+                    .where(
+                        db.upload_session_files.c.id == row.id,
+                        db.upload_session_files.c.status == PENDING,
+                    )
+                    .values(status=ERROR, notices=[failure.message])
+                )
+            raise refused(failure)
+        return self._mark_completed(index, identity, token, file_token, row, artifact)
+
+    def _check(
+        self, conn: Connection, index: IndexInfo, session: Any, project: Any, row: Any
+    ) -> Artifact:
+        """Every check of the legacy upload, in its order where the order can be the same."""
+        digests = Digests(row.sha256, row.md5, row.blake2_256, row.size)
+        declared: dict[str, str] = row.declared_hashes
+        if row.size != row.declared_size:
+            raise UploadRejected(
+                f"The file has {row.size} bytes, but its upload declared {row.declared_size}."
+                " Send the whole file again."
+            )
+        artifact = inspect_artifact(
+            row.filename, lambda: self.blobs.open(row.sha256), _session_meta(session), index
+        )
+        sent = {"sha256_digest": declared["sha256"], "md5_digest": declared.get("md5", "")}
+        check_file(
+            self.descriptions,
+            index,
+            project,
+            artifact.metadata,
+            row.filename,
+            artifact.dist.packagetype,
+            digests,
+            sent,
+        )
+        self._check_other_hashes(row.sha256, declared)
+        sdist_of = session.version if artifact.dist.packagetype == "sdist" else None
+        found = taken(
+            conn,
+            index.id,
+            project.id if project else None,
+            row.filename,
+            digests.blake2_256,
+            sdist_of,
+            session_id=session.id,
+        )
+        if found.existing:
+            raise UploadRejected(already_exists(row.filename, digests.blake2_256), 409)
+        refuse_taken(found, row.filename, digests.blake2_256)
+        if sdist_of is not None and self._session_has_sdist(conn, session.id):
+            raise UploadRejected("Only one sdist may be uploaded per release.")
+        return artifact
+
+    def _check_other_hashes(self, sha256: str, declared: dict[str, str]) -> None:
+        """Declared digests beyond sha256 and md5 (computed as they were not while streaming)."""
+        others = {k: v for k, v in declared.items() if k not in ("sha256", "md5")}
+        if not others:
+            return
+        hashers = {name: hashlib.new(name) for name in others}
+        with self.blobs.open(sha256) as stream:
+            while chunk := stream.read(1024 * 1024):
+                for hasher in hashers.values():
+                    hasher.update(chunk)
+        if any(hashers[name].hexdigest() != value for name, value in others.items()):
+            raise UploadRejected(DIGEST_MISMATCH)
+
+    def _session_has_sdist(self, conn: Connection, session_id: int) -> bool:
+        row = conn.execute(
+            select(db.upload_session_files.c.id).where(
+                db.upload_session_files.c.session_id == session_id,
+                db.upload_session_files.c.status == COMPLETED,
+                db.upload_session_files.c.packagetype == "sdist",
+            )
+        ).first()
+        return row is not None
+
+    def _mark_completed(
+        self,
+        index: IndexInfo,
+        identity: Identity,
+        token: str,
+        file_token: str,
+        checked: Any,
+        artifact: Artifact,
+    ) -> FileState:
+        with db.writing(self.engine) as conn:
+            session, _, _ = self._open_session(conn, index, identity, token)
+            row = self._pending(conn, session, file_token)
+            if row.sha256 != checked.sha256:
+                raise SessionRefused("The file's bytes changed while it was checked.", 409)
+            if artifact.dist.packagetype == "sdist" and self._session_has_sdist(conn, session.id):
+                raise SessionRefused("Only one sdist may be uploaded per release.")
+            digests = Digests(row.sha256, row.md5, row.blake2_256, row.size)
+            new_file, release = new_rows(
+                row.filename,
+                artifact,
+                digests,
+                version=session.version,
+                python_version=_python_version(artifact),
+            )
+            conn.execute(
+                update(db.upload_session_files)
+                .where(db.upload_session_files.c.id == row.id)
+                .values(
+                    status=COMPLETED,
+                    packagetype=new_file.packagetype,
+                    python_version=new_file.python_version,
+                    requires_python=new_file.requires_python,
+                    metadata_sha256=new_file.metadata_sha256,
+                    metadata=new_file.metadata,
+                    summary=release.summary,
+                    release_info=release.info,
+                )
+            )
+            return FileState.of(self._file(conn, session, file_token), session.expires)
+
+    # ----------------------------------------------------------------------- status, delete
+
+    def status(
+        self, index: IndexInfo, identity: Identity, token: str, file_token: str
+    ) -> FileState:
+        with db.reading(self.engine) as conn:
+            session = find_session(conn, index.id, token)
+            authorize(conn, identity, index, session)
+            return FileState.of(self._file(conn, session, file_token), session.expires)
+
+    def delete(self, index: IndexInfo, identity: Identity, token: str, file_token: str) -> None:
+        with db.writing(self.engine) as conn:
+            session, _, _ = self._open_session(conn, index, identity, token)
+            row = self._file(conn, session, file_token)
+            conn.execute(
+                delete(db.upload_session_files).where(db.upload_session_files.c.id == row.id)
+            )
+
+
+def _python_version(artifact: Artifact) -> str:
+    """What the legacy form's `pyversion` says: "source" for an sdist, a wheel's Python tag."""
+    if artifact.dist.packagetype == "sdist":
+        return "source"
+    return artifact.dist.filename.split("-")[-3]
