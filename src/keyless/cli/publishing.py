@@ -56,6 +56,9 @@ def cmd_remove(args: argparse.Namespace) -> int:
 # What each kind of event shows on one line; everything is in `--json`.
 AUDIT_FIELDS = {
     "file_upload": ("filename", "version"),
+    "upload_session_create": ("version",),
+    "upload_session_publish": ("version", "files"),
+    "upload_session_cancel": ("version",),
     "mint_token": ("repository", "ref", "environment", "commit_url", "run_url", "client_ip"),
     "add_publisher": ("publisher",),
     "add_pending_publisher": ("publisher",),

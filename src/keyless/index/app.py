@@ -42,6 +42,7 @@ from .routes import (
     promote,
     publishing,
     simple,
+    stage,
     upload,
     upload2,
 )
@@ -288,6 +289,11 @@ async def _unstorable_text(request: Request, exc: Exception) -> Response:
     return error(request, 400, UnstorableText.message)
 
 
+# Seconds a publish may stay `processing` before the periodic collection finishes it: a
+# running publish takes a fraction of that (PEP 694 sessions, upload2/sessions.py).
+STALE_PUBLISH = 60.0
+
+
 async def collect_garbage_every(interval: float, state: Services) -> None:
     """Garbage collection every `interval` seconds, on a worker thread (it walks the store).
 
@@ -297,6 +303,10 @@ async def collect_garbage_every(interval: float, state: Services) -> None:
     while True:
         await asyncio.sleep(interval)
         try:
+            # Publishes a stopped worker left half-way, then sessions that expired (their
+            # files' blobs are garbage from then on).
+            await asyncio.to_thread(state.upload_sessions.resolve_processing, STALE_PUBLISH)
+            await asyncio.to_thread(state.upload_sessions.cancel_expired)
             removed = await asyncio.to_thread(state.garbage.collect_garbage)
         except Exception:  # a full disk or a locked database now: try again next time
             gc_log.exception("garbage collection failed; trying again in %s s", interval)
@@ -408,6 +418,7 @@ def create_app(settings: Settings, blobs: BlobStore | None = None) -> IndexApp:
         *jsonapi.routes,
         *upload.routes,
         *upload2.routes,
+        *stage.routes,
         *manage.routes,
         *publishing.routes,
         *promote.routes,

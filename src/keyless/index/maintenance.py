@@ -1,5 +1,10 @@
 """Housekeeping: remove blobs no database row refers to, and temp files of dead uploads.
 
+A blob is referenced by a file row, or by a file of a live PEP 694 upload session (open or
+in error and not expired, or processing): its bytes arrived before it is published. The files
+of canceled, expired and published sessions refer to nothing (a published one's blobs are
+its file rows').
+
 Orphaned blobs come from uploads that placed their blob and then failed to commit (a crash, a
 full database, a lost filename race); temp files from uploads cut off mid-stream or a crash.
 Run at server start, every `gc-interval` seconds inside the server, and by `keyless gc`.
@@ -18,16 +23,35 @@ both take; keyless serves SQLite today.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, Select, and_, or_, select
 
 from keyless.store import db
 from keyless.store.blobs import BlobStore
+
+from .accounts import now
 
 TEMP_GRACE_SECONDS = 3600.0
 # Candidates checked and deleted per writing transaction: uploads wait for the write lock
 # meanwhile, so it is held for a bounded batch, not for a whole store's worth of unlinks.
 BATCH = 500
+
+
+def _session_blobs() -> Select[Any]:
+    """The blobs of live upload sessions' files (see the module's docstring)."""
+    sessions, files = db.upload_sessions, db.upload_session_files
+    return (
+        select(files.c.sha256)
+        .join(sessions, sessions.c.id == files.c.session_id)
+        .where(
+            files.c.sha256.is_not(None),
+            or_(
+                sessions.c.status == "processing",
+                and_(sessions.c.status.in_(("open", "error")), sessions.c.expires > now()),
+            ),
+        )
+    )
 
 
 @dataclass
@@ -39,7 +63,8 @@ class GarbageCollector:
 
     def referenced_blobs(self) -> set[str]:
         with db.reading(self.engine) as conn:
-            return set(conn.execute(select(db.files.c.sha256)).scalars())
+            referenced = set(conn.execute(select(db.files.c.sha256)).scalars())
+            return referenced | set(conn.execute(_session_blobs()).scalars())
 
     def collect_garbage(self, min_age_seconds: float = TEMP_GRACE_SECONDS) -> int:
         """Delete unreferenced blobs, and temp files older than `min_age_seconds`.
@@ -65,6 +90,11 @@ class GarbageCollector:
                 kept = set(
                     conn.execute(
                         select(db.files.c.sha256).where(db.files.c.sha256.in_(batch)).distinct()
+                    ).scalars()
+                )
+                kept.update(
+                    conn.execute(
+                        _session_blobs().where(db.upload_session_files.c.sha256.in_(batch))
                     ).scalars()
                 )
                 removed += [

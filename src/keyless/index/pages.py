@@ -21,6 +21,7 @@ from packaging.utils import NormalizedName
 
 from .catalog import Catalog, FileRow, ReleaseRow, version_key
 from .projects import ProjectRow
+from .upload2.stage import Stage
 
 API_VERSION = "1.4"
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
@@ -150,9 +151,13 @@ class SimplePages:
         return pages
 
     def _render_root(self, index_id: int, index_name: str) -> PageSet:
-        rows = self.catalog.project_names(index_id)
         # Behind a proxy serving us under a path (public-url), links must carry that path.
         base = f"{self.url_prefix}/{index_name}/simple"
+        return self._root_pages(index_name, self.catalog.project_names(index_id), base)
+
+    def _root_pages(
+        self, index_name: str, rows: list[tuple[str, NormalizedName]], base: str
+    ) -> PageSet:
         anchors = "".join(
             f'    <a href="{base}/{normalized}/">{escape(name)}</a>\n' for name, normalized in rows
         )
@@ -180,6 +185,61 @@ class SimplePages:
         if project.status == "quarantined":
             files = []  # PEP 792: a quarantined project offers nothing to install
         entries = [self._file_entry(row, release_by_id[row.release_id]) for row in files]
+        return PageSet(
+            html=_rendered(self._project_html(project, entries)),
+            json=_rendered(self._project_json(project, versions, entries)),
+        )
+
+    # --- the stage of a PEP 694 upload session (not cached: a stage is short-lived and rare)
+
+    def stage_prefix(self, index_name: str, token: str) -> str:
+        return f"{self.url_prefix}/{index_name}/+stage/{token}"
+
+    def stage_root(self, index_id: int, index_name: str, stage: Stage) -> PageSet:
+        """The index's root page with the session's project (new or not) in it."""
+        rows = self.catalog.project_names(index_id)
+        if all(normalized != stage.normalized_name for _, normalized in rows):
+            rows = sorted([*rows, (stage.name, stage.normalized_name)], key=lambda row: row[1])
+        return self._root_pages(
+            index_name, rows, self.stage_prefix(index_name, stage.token) + "/simple"
+        )
+
+    def stage_project(
+        self, index_id: int, index_name: str, stage: Stage, name: NormalizedName
+    ) -> PageSet | None:
+        """A project's page on the stage: as published, plus the session's completed files for
+        its own project."""
+        if name != stage.normalized_name:
+            return self.project(index_id, index_name, name)
+        snapshot = self.catalog.load_project(index_id, name)
+        entries: list[dict[str, Any]] = []
+        versions: list[str] = []
+        if snapshot is None:
+            project = ProjectRow(0, stage.name, name, "active", "", 0, 0)
+        else:
+            project = snapshot.project
+            release_by_id = snapshot.release_by_id()
+            versions = [r.version for r in snapshot.releases]
+            entries = [self._file_entry(f, release_by_id[f.release_id]) for f in snapshot.files]
+        prefix = self.stage_prefix(index_name, stage.token)
+        for staged in stage.files:
+            entries.append(
+                {
+                    "filename": staged.filename,
+                    "url": f"{prefix}/files/{staged.sha256}/{staged.filename}",
+                    "hashes": {"sha256": staged.sha256},
+                    "requires-python": staged.requires_python,
+                    "core-metadata": {"sha256": staged.metadata_sha256}
+                    if staged.metadata_sha256
+                    else False,
+                    "size": staged.size,
+                    "upload-time": upload_time(staged.upload_time),
+                    "yanked": False,
+                }
+            )
+        if stage.files and stage.version not in versions:
+            versions.append(stage.version)
+        versions.sort(key=version_key)
         return PageSet(
             html=_rendered(self._project_html(project, entries)),
             json=_rendered(self._project_json(project, versions, entries)),

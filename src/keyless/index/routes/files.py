@@ -18,6 +18,7 @@ from starlette.types import Receive, Scope, Send
 
 from keyless.store.blobs import BlobRedirect, BlobStream
 
+from ..catalog import Lookup
 from ..pages import etag_matches
 from .common import error, services
 
@@ -36,8 +37,18 @@ async def download(request: Request) -> Response:
         return error(request, 404, "No such file: the path must be /files/<sha256>/<filename>.")
     want_metadata = filename.endswith(METADATA_SUFFIX)
     dist_name = filename[: -len(METADATA_SUFFIX)] if want_metadata else filename
+    found = await run_in_threadpool(
+        services(request).catalog.file, sha256, dist_name, want_metadata
+    )
+    return await serve(request, found, sha256, dist_name, want_metadata)
+
+
+async def serve(
+    request: Request, found: Lookup, sha256: str, dist_name: str, want_metadata: bool
+) -> Response:
+    """Answer with the file (or its metadata) `found` says is offered: the published files'
+    route above, and a PEP 694 stage's (routes/stage.py)."""
     svc = services(request)
-    found = await run_in_threadpool(svc.catalog.file, sha256, dist_name, want_metadata)
     if not found.known:
         return error(request, 404, f"No file {dist_name!r} with sha256 {sha256} here.")
     if not found.offered:

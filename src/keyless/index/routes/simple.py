@@ -128,7 +128,8 @@ async def _send_fast(scope: Scope, send: Send, pages: PageSet) -> tuple[int, int
     return status, len(body)
 
 
-def _send(request: Request, pages: PageSet) -> Response:
+def send_pages(request: Request, pages: PageSet) -> Response:
+    """The page in the representation the client asks for (also a stage's, routes/stage.py)."""
     media_type = negotiate(request.headers.get("accept", ""))
     page = pages.json if media_type == JSON_TYPE else pages.html
     headers = {"etag": page.etag, "vary": "Accept", "cache-control": CACHE_CONTROL}
@@ -165,7 +166,7 @@ async def root(request: Request) -> Response:
     index = index_or_none(request)
     if index is None:
         return unknown_index(request)
-    return _send(request, services(request).pages.root(index.id, index.name))
+    return send_pages(request, services(request).pages.root(index.id, index.name))
 
 
 async def project(request: Request) -> Response:
@@ -181,7 +182,7 @@ async def project(request: Request) -> Response:
     pages = services(request).pages.project(index.id, index.name, normalized)
     if pages is None:
         return error(request, 404, f"No project named {raw!r} on index {index.name!r}.")
-    return _send(request, pages)
+    return send_pages(request, pages)
 
 
 def _prefix(request: Request) -> str:

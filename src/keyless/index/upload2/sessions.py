@@ -52,6 +52,7 @@ from ..uploads import (
     refuse_taken,
 )
 from .access import authorize, current_project, for_index, refused
+from .stage import Stage, find_stage, staged_metadata
 from .state import (
     CANCELED,
     COMPLETED,
@@ -340,9 +341,12 @@ class UploadSessions:
         with db.writing(self.engine) as conn:
             _set_status(conn, session_id, OPEN, notice=notice, only_from=PROCESSING)
 
-    def resolve_processing(self) -> int:
-        """Finish the publishes a stopped server left half-way (`processing`), or move them to
-        `error` with a notice when they can no longer be; returns how many were resolved."""
+    def resolve_processing(self, older_than: float = 0.0) -> int:
+        """Finish the publishes a stopped server left half-way (`processing` for more than
+        `older_than` seconds), or move them to `error` with a notice when they can no longer
+        be; returns how many were resolved. A publish still running elsewhere does no harm:
+        its last step and this one each finish it only if it is still processing."""
+        since = now() - timedelta(seconds=older_than)
         with db.reading(self.engine) as conn:
             rows = conn.execute(
                 select(
@@ -353,7 +357,10 @@ class UploadSessions:
                     db.indexes.c.max_project_size,
                 )
                 .join(db.indexes, db.indexes.c.id == db.upload_sessions.c.index_id)
-                .where(db.upload_sessions.c.status == PROCESSING)
+                .where(
+                    db.upload_sessions.c.status == PROCESSING,
+                    db.upload_sessions.c.updated <= since,
+                )
             ).all()
         for row in rows:
             index = IndexInfo(
@@ -385,6 +392,13 @@ class UploadSessions:
     def _files(self, session_id: int) -> list[Any]:
         with db.reading(self.engine) as conn:
             return session_files(conn, session_id)
+
+    def stage(self, index: IndexInfo, token: str) -> Stage | None:
+        """The stage of a live session (no credentials: the token is the capability)."""
+        return find_stage(self.engine, index.id, token)
+
+    def staged_metadata(self, sha256: str) -> bytes | None:
+        return staged_metadata(self.engine, sha256)
 
     def cancel_expired(self) -> int:
         """Write `canceled` on every expired open or error session (garbage collection)."""

@@ -80,12 +80,24 @@ ACTION_LABELS = {
     "set_status": "Project status changed",
     "add_role": "Role granted",
     "promote_release": "Release promoted",
+    "upload_session_create": "Upload session opened",
+    "upload_session_publish": "Upload session published",
+    "upload_session_cancel": "Upload session canceled",
 }
 
 # The history page's filters: a label and the journal actions it shows.
 ACTION_FILTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "mints": ("Token mints", ("mint_token",)),
-    "uploads": ("Uploads", ("file_upload", "promote_release")),
+    "uploads": (
+        "Uploads",
+        (
+            "file_upload",
+            "promote_release",
+            "upload_session_create",
+            "upload_session_publish",
+            "upload_session_cancel",
+        ),
+    ),
     "publishers": (
         "Publisher changes",
         (
