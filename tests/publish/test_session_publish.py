@@ -358,3 +358,35 @@ def test_no_session_uses_the_legacy_api_on_an_index_with_sessions(
     assert document["sessions"] == []
     assert "upload session" not in ran.stderr
     assert visible(http, "nosession-live", "1.0") == sha256s(paths)
+
+
+def test_files_of_several_releases_go_up_in_a_session_each(
+    server: LiveServer, http: httpx.Client, tmp_path: Path
+) -> None:
+    token = server.token("owner-multi-session", "prod")
+    folder = tmp_path / "dist"
+    folder.mkdir()
+    paths = [
+        write_dist(folder, *build_wheel("multi-session", "1.0")),
+        write_dist(folder, *build_sdist("multi-session", "1.0")),
+        write_dist(folder, *build_wheel("multi-session", "1.1")),
+        write_dist(folder, *build_wheel("multi-session-b", "2.0")),
+    ]
+    ran = run_publish(
+        ["--repository-url", server.upload_url("prod"), "--json", *map(str, paths)],
+        publish_env(tmp_path, token),
+        tmp_path,
+    )
+    assert ran.returncode == 0, ran.stderr
+    document = json.loads(ran.stdout)
+    # PEP 694: a session is one name and version; three releases, three sessions.
+    releases = {(s["name"], s["version"]): s["status"] for s in document["sessions"]}
+    assert releases == {
+        ("multi-session", "1.0"): "published",
+        ("multi-session", "1.1"): "published",
+        ("multi-session-b", "2.0"): "published",
+    }
+    assert len({s["url"] for s in document["sessions"]}) == 3
+    assert visible(http, "multi-session", "1.0") == sha256s(paths[:2])
+    assert visible(http, "multi-session", "1.1") == sha256s(paths[2:3])
+    assert visible(http, "multi-session-b", "2.0") == sha256s(paths[3:])

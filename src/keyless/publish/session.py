@@ -634,6 +634,7 @@ class Staged:
 
     client: IndexClient
     reporter: Reporter
+    parallel: int = 4
     sessions: list[Session] = field(default_factory=list)
     files: list[FileResult] = field(default_factory=list)
     session_of: dict[str, Session] = field(default_factory=dict)
@@ -660,31 +661,44 @@ class Staged:
         An interrupt cancels them too, then propagates."""
         if not self.ok:
             raise PublishError("cannot publish: some files of the release failed.")
+        if not self.sessions:
+            return self.result()
+        names = ", ".join(f"{s.name} {s.version}" for s in self.sessions)
+        self.reporter.stage(f"Publishing {names}")
         try:
-            for at, session in enumerate(self.sessions):
-                self.reporter.stage(f"Publishing {session.name} {session.version}")
-                try:
-                    session.publish()
-                except SessionFailure as exc:
-                    self._unpublished(f"not published: {exc.message}")
-                    if exc.resumable:
-                        self._left_open(self.sessions[at:])
-                    else:
-                        self.cancel()
-                    return self.result()
-                published = [f for f in self.files if self.session_of.get(f.filename) is session]
-                for item in published:
-                    item.status = "uploaded"
-                self.reporter.info(
-                    f"published {session.name} {session.version} ({len(published)} file(s) at "
-                    f"once): {redact(session.url)}"
-                )
+            # Releases are independent: their sessions publish side by side.
+            workers = min(self.parallel, len(self.sessions))
+            with ThreadPoolExecutor(workers, thread_name_prefix="keyless-publish") as pool:
+                outcomes = list(pool.map(self._publish_one, self.sessions))
         except BaseException:
             self.cancel()
             raise
+        failures = [failure for failure in outcomes if failure is not None]
+        if failures:
+            self._unpublished("not published: " + "; ".join(f.message for f in failures))
+            if all(f.resumable for f in failures):
+                self._left_open([s for s in self.sessions if s.state.status != "published"])
+            else:
+                self.cancel()
+            return self.result()
         self.published = True
         _fill_urls(self.client, self.files)
         return self.result()
+
+    def _publish_one(self, session: Session) -> SessionFailure | None:
+        try:
+            session.publish()
+        except SessionFailure as exc:
+            self.reporter.error(exc)
+            return exc
+        published = [f for f in self.files if self.session_of.get(f.filename) is session]
+        for item in published:
+            item.status = "uploaded"
+        self.reporter.info(
+            f"published {session.name} {session.version} ({len(published)} file(s) at once): "
+            f"{redact(session.url)}"
+        )
+        return None
 
     def cancel(self) -> None:
         """Cancel every session not published yet: what they hold never becomes visible."""
@@ -770,20 +784,16 @@ def stage(
             results[dist.filename].url = entry.url
         else:
             pending.setdefault(dist.release, []).append(dist)
-    staged = Staged(client, reporter)
+    staged = Staged(client, reporter, parallel)
     uploads: list[_Upload] = []
+    releases = list(pending.values())
     try:
-        for members in pending.values():
-            first = members[0]
-            session = open_session(transport, root, first.name, first.version)
-            if session is None:
-                if staged.sessions:  # it answered as Upload 2.0 a moment ago
-                    raise PublishError(f"{redact(root)} stopped answering as Upload 2.0.")
-                return None
-            staged.sessions.append(session)
+        if releases and not _open_all(transport, root, releases, staged):
+            return None
+        for session, members in zip(staged.sessions, releases, strict=True):
             word = "Resuming the open" if session.resumed else "Opened an"
             reporter.stage(
-                f"{word} upload session for {first.name} {first.version}: {redact(session.url)}"
+                f"{word} upload session for {session.name} {session.version}: {redact(session.url)}"
             )
             _reconcile(session, members, client, results)
             for dist in members:
@@ -845,6 +855,42 @@ def publish_in_sessions(
     if not staged.ok or not staged.sessions:
         return staged.result()
     return staged.publish()
+
+
+def _open_all(
+    transport: _Transport, root: str, releases: list[list[LocalDist]], staged: Staged
+) -> bool:
+    """Open (or resume) a session per release into `staged.sessions`, in order; False when the
+    index has no Upload 2.0 (asked with the first release; the others are opened side by side).
+    Raises the first failure, with every session opened so far in `staged.sessions`."""
+
+    def open_one(members: list[LocalDist]) -> Session | None:
+        return open_session(transport, root, members[0].name, members[0].version)
+
+    first = open_one(releases[0])
+    if first is None:
+        return False
+    staged.sessions.append(first)
+    if len(releases) == 1:
+        return True
+    failure: BaseException | None = None
+    workers = min(staged.parallel, len(releases) - 1)
+    with ThreadPoolExecutor(workers, thread_name_prefix="keyless-session") as pool:
+        for future in [pool.submit(open_one, members) for members in releases[1:]]:
+            try:
+                session = future.result()
+            except BaseException as exc:  # kept until every opened session is known
+                failure = failure or exc
+                continue
+            if session is None:  # it answered as Upload 2.0 a moment ago
+                failure = failure or PublishError(
+                    f"{redact(root)} stopped answering as Upload 2.0."
+                )
+            else:
+                staged.sessions.append(session)
+    if failure is not None:
+        raise failure
+    return True
 
 
 def _run_all(
