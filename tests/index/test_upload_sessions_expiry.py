@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import time
 from collections.abc import Iterator
 
@@ -27,6 +28,7 @@ from .sessions_api import (
     post,
     publish,
 )
+from .test_fsck import fsck_json
 
 LIFETIME = 4
 
@@ -77,6 +79,10 @@ def test_expired_and_canceled_sessions_lose_their_files_live_ones_keep_them(
         GarbageCollector(server.engine(), blobs).collect_garbage()
         assert not blobs.exists(sha[expired_wheel[0]])
         assert not blobs.exists(sha[canceled_wheel[0]])
+        assert blobs.exists(sha[live_sdist[0]])
+        # `keyless fsck --repair` sees no orphan in a live session's file either.
+        _, report = fsck_json(server, "--repair")
+        assert sha[live_sdist[0]] not in json.dumps(report)
         assert blobs.exists(sha[live_sdist[0]])
         assert complete(http, token, live_file).status_code == 201
         assert publish(http, token, live).status_code == 201

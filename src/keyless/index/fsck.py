@@ -177,7 +177,9 @@ class Fsck:
             if damage is not None:
                 kind, message = damage
                 problems.append(Problem(kind, sha256, message, refs))
+        # A live upload session's files are no orphans: their blobs wait for its publish.
         referenced = {sha256 for sha256, _ in rows}
+        referenced |= GarbageCollector(self.engine, self.blobs).session_blobs()
         orphans = sorted(set(stored) - referenced)
         problems += [Problem("orphan", sha256, "no file refers to this blob") for sha256 in orphans]
 

@@ -61,6 +61,11 @@ class GarbageCollector:
     engine: Engine
     blobs: BlobStore
 
+    def session_blobs(self) -> set[str]:
+        """The blobs of live upload sessions' files: no file row refers to them yet."""
+        with db.reading(self.engine) as conn:
+            return set(conn.execute(_session_blobs()).scalars())
+
     def referenced_blobs(self) -> set[str]:
         with db.reading(self.engine) as conn:
             referenced = set(conn.execute(select(db.files.c.sha256)).scalars())
