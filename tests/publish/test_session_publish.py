@@ -20,10 +20,12 @@ import pytest
 from keyless.cli.main import main
 from keyless.publish import (
     ApiTokenCredentials,
+    Backoff,
     IndexClient,
     RecordingReporter,
     load_all,
     new_http_client,
+    publish,
 )
 from keyless.publish.indexclient import SIMPLE_JSON
 from keyless.publish.session import stage, upload_root
@@ -390,3 +392,62 @@ def test_files_of_several_releases_go_up_in_a_session_each(
     assert visible(http, "multi-session", "1.0") == sha256s(paths[:2])
     assert visible(http, "multi-session", "1.1") == sha256s(paths[2:3])
     assert visible(http, "multi-session-b", "2.0") == sha256s(paths[3:])
+
+
+class BrokenBytes(httpx.HTTPTransport):
+    """The network between this client and the index breaks for every file's bytes but the
+    first (the index itself is fine)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent = 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/bytes"):
+            self.sent += 1
+            if self.sent > 1:
+                raise httpx.ConnectError("connection reset (injected)", request=request)
+        return super().handle_request(request)
+
+
+def test_a_network_failure_leaves_the_session_open_for_the_rerun(
+    server: LiveServer, http: httpx.Client, tmp_path: Path
+) -> None:
+    token = server.token("owner-transient-session", "prod")
+    paths = release_files(tmp_path / "dist", "transient-session", "1.0")
+    credentials = ApiTokenCredentials(token, origin="test")
+    reporter = RecordingReporter()
+    with httpx.Client(transport=BrokenBytes(), timeout=30) as broken:
+        result = publish(
+            paths,
+            server.upload_url("prod"),
+            credentials=credentials,
+            reporter=reporter,
+            http=broken,
+            parallel=1,
+            retries=1,
+            backoff=Backoff(base=0.01, cap=0.01),
+        )
+    assert not result.ok
+    assert result.upload_api == "session"
+    (described,) = result.sessions
+    failed = [f for f in result.files if "gave up after 2 attempts" in (f.error or "")]
+    assert len(failed) == 3
+    # Not the index's fault nor the files': the session stays open, nothing is visible.
+    assert any("left open: run again to resume it" in w for w in reporter.of("warning"))
+    assert session_status(http, described["url"], token)["status"] == "open"
+    assert visible(http, "transient-session", "1.0") == {}
+
+    rerun = RecordingReporter()
+    with new_http_client(environ={}) as client_http:
+        again = publish(
+            paths,
+            server.upload_url("prod"),
+            credentials=credentials,
+            reporter=rerun,
+            http=client_http,
+        )
+    assert again.ok, again.to_json()
+    assert again.sessions[0]["url"] == described["url"]
+    assert f"{paths[0].name}: already in the session (same sha256), reused" in rerun.of("info")
+    assert visible(http, "transient-session", "1.0") == sha256s(paths)
