@@ -370,6 +370,15 @@ class Session:
         """The stage preview's simple index (PEP 503/691), when the index offers one."""
         return self.state.links.get("stage")
 
+    def link(self, name: str) -> str:
+        """The session's link `name` as the index gave it (clients never build them)."""
+        link = self.state.links.get(name)
+        if not link:
+            raise SessionFailure(
+                f"the index's session for {self.name} {self.version} has no {name!r} link."
+            )
+        return link
+
     def to_json(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -421,7 +430,7 @@ class Session:
         as it was: editable, or open for a resume after a transient failure)."""
         self.keep_alive()
         what = f"publishing {self.name} {self.version}"
-        link = self.state.links.get("publish") or f"{self.url}/publish"
+        link = self.link("publish")
         answer = self.transport.send("POST", link, what, document={"meta": META})
         status = answer.response.status_code
         if status in (200, 201, 202):
@@ -535,7 +544,7 @@ class _Upload:
     def _create(self) -> dict[str, Any]:
         dist, session = self.dist, self.session
         what = f"{dist.filename}: creating its upload"
-        link = session.state.links.get("upload") or f"{session.url}/upload"
+        link = session.link("upload")
         request = {
             "meta": META,
             "filename": dist.filename,
@@ -596,7 +605,9 @@ class _Upload:
         )
         _expect(answer, (200, 201, 204), what)
         what = f"{dist.filename}: completing its upload"
-        complete = str(links.get("complete") or f"{file_link}/complete")
+        complete = links.get("complete")
+        if not complete:
+            raise SessionFailure(f"{dist.filename}: the index gave no link to complete it.")
         answer = transport.send("POST", complete, what, document={"meta": META}, stoppable=True)
         status = answer.response.status_code
         if status in (200, 201):
