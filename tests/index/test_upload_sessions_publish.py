@@ -63,6 +63,7 @@ def simple_files(http: httpx.Client, name: str) -> list[str]:
     return [] if page.status_code == 404 else sorted(f["filename"] for f in page.json()["files"])
 
 
+@pytest.mark.clients
 def test_a_legacy_upload_of_a_filename_being_published_gets_409(
     own_server: LiveServer, tmp_path: Path, env: dict[str, str]
 ) -> None:

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.builders import build_sdist, build_wheel
 from tests.conftest import LiveServer
@@ -30,6 +31,7 @@ def pip(tmp_path: Path, env: dict[str, str], *args: str) -> str:
     return next(x for x in done.stdout.splitlines() if x.startswith("Successfully installed"))
 
 
+@pytest.mark.clients
 def test_pip_and_uv_install_from_the_stage_until_it_is_published(
     server: LiveServer, http: httpx.Client, tmp_path: Path, env: dict[str, str]
 ) -> None:

@@ -51,6 +51,8 @@ def test_a_database_from_before_similar_key_gets_the_column_filled(tmp_path: Pat
         raw.execute("DROP TABLE alembic_version")
         raw.execute("DROP TABLE changes")
         raw.execute("DROP TABLE change_serial")
+        raw.execute("DROP TABLE upload_session_files")
+        raw.execute("DROP TABLE upload_sessions")
         raw.execute("DROP INDEX ix_projects_similar_key")
         raw.execute("ALTER TABLE projects DROP COLUMN similar_key")
 

@@ -52,7 +52,7 @@ from ..uploads import (
     refuse_taken,
 )
 from .access import authorize, current_project, for_index, refused
-from .stage import Stage, find_stage, staged_metadata
+from .stage import OpenSession, Stage, find_stage, open_sessions, staged_metadata
 from .state import (
     CANCELED,
     COMPLETED,
@@ -396,6 +396,10 @@ class UploadSessions:
     def stage(self, index: IndexInfo, token: str) -> Stage | None:
         """The stage of a live session (no credentials: the token is the capability)."""
         return find_stage(self.engine, index.id, token)
+
+    def open_sessions(self, index_id: int, name: str) -> list[OpenSession]:
+        """A project's live sessions, for its owners' page."""
+        return open_sessions(self.engine, index_id, name)
 
     def staged_metadata(self, sha256: str) -> bytes | None:
         return staged_metadata(self.engine, sha256)

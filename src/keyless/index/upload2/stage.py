@@ -83,3 +83,46 @@ def staged_metadata(engine: Engine, sha256: str) -> bytes | None:
         return conn.execute(
             select(files.c.metadata).where(files.c.metadata_sha256 == sha256).limit(1)
         ).scalar()
+
+
+@dataclass(frozen=True)
+class OpenSession:
+    """A live session of a project, as its owners' page lists it."""
+
+    version: str
+    status: str
+    created_by: str
+    expires: datetime
+    files: int
+    stage_token: str
+
+
+def open_sessions(engine: Engine, index_id: int, name: str) -> list[OpenSession]:
+    """The live sessions of a project (open, processing, error; not expired), oldest first."""
+    sessions, files = db.upload_sessions, db.upload_session_files
+    with db.reading(engine) as conn:
+        rows = conn.execute(
+            select(sessions)
+            .where(
+                sessions.c.index_id == index_id,
+                sessions.c.normalized_name == name,
+                sessions.c.status.in_(LIVE),
+            )
+            .order_by(sessions.c.id)
+        ).all()
+        counts = {
+            row.id: len(conn.execute(select(files.c.id).where(files.c.session_id == row.id)).all())
+            for row in rows
+        }
+    return [
+        OpenSession(
+            version=row.version,
+            status=effective_status(row),
+            created_by=row.created_by,
+            expires=as_utc(row.expires),
+            files=counts[row.id],
+            stage_token=row.token,
+        )
+        for row in rows
+        if effective_status(row) in LIVE
+    ]

@@ -100,6 +100,9 @@ async def _project(request: Request, version: str | None) -> Response:
     role = None
     if viewer is not None:
         role = await run_in_threadpool(svc.catalog.role_on, snapshot.project.id, viewer.user_id)
+    sessions = []  # PEP 694 upload sessions: shown to owners (their stage URL is a capability)
+    if role == "owner":
+        sessions = await run_in_threadpool(svc.upload_sessions.open_sessions, index.id, name)
     release = _choose(snapshot.releases, version, snapshot.project.name)
     files = [f for f in snapshot.files if release is not None and f.release_id == release.id]
     if snapshot.project.status == "quarantined":
@@ -130,6 +133,8 @@ async def _project(request: Request, version: str | None) -> Response:
             f"uv pip install --index-url {simple} {snapshot.project.name}",
         ],
         role=role,
+        sessions=sessions,
+        stage_base=f"{public_base(request)}/{index.name}/+stage/",
     )
 
 
