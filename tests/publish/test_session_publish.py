@@ -451,3 +451,33 @@ def test_a_network_failure_leaves_the_session_open_for_the_rerun(
     assert again.sessions[0]["url"] == described["url"]
     assert f"{paths[0].name}: already in the session (same sha256), reused" in rerun.of("info")
     assert visible(http, "transient-session", "1.0") == sha256s(paths)
+
+
+def test_skip_existing_off_still_fails_an_identical_file(
+    server: LiveServer, http: httpx.Client, tmp_path: Path
+) -> None:
+    token = server.token("owner-skip-session", "prod")
+    paths = release_files(tmp_path / "dist", "skip-session", "1.0")
+    credentials = ApiTokenCredentials(token, origin="test")
+    with new_http_client(environ={}) as client_http:
+        first = publish(
+            paths,
+            server.upload_url("prod"),
+            credentials=credentials,
+            reporter=RecordingReporter(),
+            http=client_http,
+        )
+        assert first.ok
+        assert first.upload_api == "session"
+        # A release that must be new: the files already there are failures, as on legacy.
+        again = publish(
+            paths,
+            server.upload_url("prod"),
+            credentials=credentials,
+            reporter=RecordingReporter(),
+            http=client_http,
+            skip_existing=False,
+        )
+    assert not again.ok
+    assert [f.status for f in again.files] == ["failed"] * len(paths)
+    assert all("is already on the index (identical)" in (f.error or "") for f in again.files)

@@ -767,11 +767,13 @@ def stage(
     parallel: int = 4,
     retries: int = 5,
     backoff: Backoff | None = None,
+    skip_existing: bool = True,
 ) -> Staged | None:
     """Upload `dists` into one session per release on `client`'s index, without publishing.
 
     None when the index has no Upload 2.0 (nothing was sent), or when a file has different
-    bytes under a name the index already has (the legacy path reports that file). When a file
+    bytes under a name the index already has, or (`skip_existing` False) the same bytes: the
+    legacy path reports that file as it always has. When a file
     fails, the sessions are canceled (or left open when the failure was transient) and the
     result says so (`ok` False). An interrupt cancels them, then propagates. Raises
     PublishError when the index cannot say what it has or refuses a session.
@@ -788,7 +790,11 @@ def stage(
     pending: dict[tuple[str, str], list[LocalDist]] = {}
     for dist in dists:
         entry = remote[dist.normalized].get(dist.filename)
-        if entry is not None and entry.sha256 is not None and entry.sha256 != dist.sha256:
+        if (
+            entry is not None
+            and entry.sha256 is not None
+            and (entry.sha256 != dist.sha256 or not skip_existing)
+        ):
             return None
         if entry is not None and entry.sha256 == dist.sha256:
             results[dist.filename] = _file_result(dist, "exists")
@@ -849,9 +855,10 @@ def publish_in_sessions(
     parallel: int = 4,
     retries: int = 5,
     backoff: Backoff | None = None,
+    skip_existing: bool = True,
 ) -> PublishResult | None:
     """`stage`, then publish what was staged: the release is visible entirely or not at all.
-    None when the index has no Upload 2.0 (nothing was sent): use the legacy API."""
+    None when nothing was sent and the legacy API is to be used (see `stage`)."""
     staged = stage(
         dists,
         client,
@@ -860,6 +867,7 @@ def publish_in_sessions(
         parallel=parallel,
         retries=retries,
         backoff=backoff,
+        skip_existing=skip_existing,
     )
     if staged is None:
         return None

@@ -342,6 +342,7 @@ def publish(
                 parallel=parallel,
                 retries=retries,
                 backoff=backoff,
+                skip_existing=skip_existing,
             )
             if through_session is not None:
                 return through_session
