@@ -795,6 +795,10 @@ def stage(
             and entry.sha256 is not None
             and (entry.sha256 != dist.sha256 or not skip_existing)
         ):
+            reporter.info(
+                f"{dist.filename} is already on the index: no upload session, the legacy "
+                "upload reports it"
+            )
             return None
         if entry is not None and entry.sha256 == dist.sha256:
             results[dist.filename] = _file_result(dist, "exists")
@@ -806,6 +810,7 @@ def stage(
     releases = list(pending.values())
     try:
         if releases and not _open_all(transport, root, releases, staged):
+            reporter.info("no upload sessions (PEP 694) on this index: legacy upload, file by file")
             return None
         for session, members in zip(staged.sessions, releases, strict=True):
             word = "Resuming the open" if session.resumed else "Opened an"

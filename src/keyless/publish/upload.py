@@ -346,7 +346,6 @@ def publish(
             )
             if through_session is not None:
                 return through_session
-            reporter.info("no upload sessions (PEP 694) on this index: legacy upload, file by file")
         release = _Release(
             client, credentials, reporter, retries=retries, backoff=backoff or Backoff()
         )
