@@ -64,8 +64,8 @@ class StubIndex:
         self.script: list[Answer] = []
         self.routes: dict[str, tuple[int, Any]] = {}
         self.posts: list[Post] = []
-        self.other_posts: list[str] = []  # POSTs elsewhere than the legacy upload URL
-        # How POSTs elsewhere are answered: (status, content type, body).
+        self.other_posts: list[str] = []  # POSTs to the Upload 2.0 root
+        # How those are answered: (status, content type, body).
         self.other_answer: tuple[int, str, bytes] = (404, "text/html", b"<h1>Not Found</h1>")
         self.gets: list[str] = []
         self.lock = threading.Lock()
@@ -84,7 +84,7 @@ class StubIndex:
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length", "0"))
                 body = self.rfile.read(length)
-                if not self.path.endswith("/legacy/"):
+                if self.path.endswith("/upload/2.0/"):
                     # No Upload 2.0 (PEP 694) here: as on PyPI a 404, unless a test says.
                     stub.other_posts.append(self.path)
                     status, kind, content = stub.other_answer
