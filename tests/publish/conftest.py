@@ -64,6 +64,9 @@ class StubIndex:
         self.script: list[Answer] = []
         self.routes: dict[str, tuple[int, Any]] = {}
         self.posts: list[Post] = []
+        self.other_posts: list[str] = []  # POSTs to the Upload 2.0 root
+        # How those are answered: (status, content type, body).
+        self.other_answer: tuple[int, str, bytes] = (404, "text/html", b"<h1>Not Found</h1>")
         self.gets: list[str] = []
         self.lock = threading.Lock()
         self.in_flight = 0
@@ -81,6 +84,16 @@ class StubIndex:
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length", "0"))
                 body = self.rfile.read(length)
+                if self.path.endswith("/upload/2.0/"):
+                    # No Upload 2.0 (PEP 694) here: as on PyPI a 404, unless a test says.
+                    stub.other_posts.append(self.path)
+                    status, kind, content = stub.other_answer
+                    self.send_response(status)
+                    self.send_header("content-type", kind)
+                    self.send_header("content-length", str(len(content)))
+                    self.end_headers()
+                    self.wfile.write(content)
+                    return
                 answer = stub.post(
                     self.headers.get("content-type", ""),
                     body,

@@ -176,6 +176,7 @@ def test_webhook_and_slack_receive_the_exact_content(receiver: Receiver) -> None
         "error": None,
         "notes": "### Added\n\n- Promotion.",
         "url": "https://idx.example/prod/pypi/demo/1.2.0/json",
+        "session": None,  # not released through a PEP 694 upload session
     }
     assert generic.headers["x-keyless-event"] == "release.succeeded"
     expected = hmac.new(b"hook-secret", generic.body, hashlib.sha256).hexdigest()

@@ -224,18 +224,20 @@ class ExpireAfterFirstFile(RecordingReporter):
             self.expired.append(token)
 
 
+@pytest.mark.parametrize("session", [False, True], ids=["legacy", "session"])
 def test_a_token_expired_mid_release_is_reminted(
-    tp_server: LiveServer, tp_http: httpx.Client, ci: Emulator, tmp_path: Path
+    tp_server: LiveServer, tp_http: httpx.Client, ci: Emulator, tmp_path: Path, session: bool
 ) -> None:
     import ssl
 
-    make_project(tp_server, tp_http, "expiry-demo")
-    add_github_publisher(tp_server, tp_http, ci, "expiry-demo")
+    name = f"expiry-demo-{'session' if session else 'legacy'}"
+    make_project(tp_server, tp_http, name)
+    add_github_publisher(tp_server, tp_http, ci, name)
     paths = [
-        *write_release(tmp_path, "expiry-demo", "1.0.0"),
-        write_dist(tmp_path, *build_wheel("expiry-demo", "1.0.0", tag="py2-none-any")),
+        *write_release(tmp_path, name, "1.0.0"),
+        write_dist(tmp_path, *build_wheel(name, "1.0.0", tag="py2-none-any")),
     ]
-    claims = github_job("expiry-demo")
+    claims = github_job(name)
     reporter = ExpireAfterFirstFile(tp_server)
     assert tp_server.tls is not None
     verify = ssl.create_default_context(cafile=str(tp_server.tls.ca))
@@ -256,16 +258,20 @@ def test_a_token_expired_mid_release_is_reminted(
                 reporter=reporter,
                 http=http,
                 parallel=1,
+                session=session,
             )
         finally:
             credentials.close()
     assert result.ok, result.to_json()
+    assert result.upload_api == ("session" if session else "legacy")
     assert [f.status for f in result.files] == ["uploaded"] * 3
     assert [f.filename for f in result.files][1].endswith(".tar.gz")
     assert credentials.mint_count == 2
     assert any("refused the upload token" in w and "expired" in w for w in reporter.of("warning"))
-    trail = audit(tp_server, tp_http, "expiry-demo")
+    trail = audit(tp_server, tp_http, name)
     assert [row["action"] for row in trail].count("mint_token") == 2
+    if session:
+        return  # a session's files are added when it is published, with the token of then
     token_ids = [row["details"]["token_id"] for row in trail if row["action"] == "file_upload"]
     assert len(set(token_ids[-3:])) == 2  # first file with one token, the rest with the next
 

@@ -174,11 +174,15 @@ def test_two_stage_release_under_the_emulator(
     blobs = tp_server.data_dir / "blobs" / "sha256"
     blobs_before = {p.name for p in blobs.glob("*/*/*")}
 
-    done, result = keyless_release(ci, name, project, env, *urls(tp_server), "--smoke", name)
+    # Promotion is for a production index without upload sessions (PEP 694): as if it had none.
+    done, result = keyless_release(
+        ci, name, project, env, *urls(tp_server), "--smoke", name, "--no-session"
+    )
 
     assert done.returncode == 0, done.stderr
     assert result["ok"] is True
     assert result["production_method"] == "promote"
+    assert result["session"] is None
     assert [(s["name"], s["status"]) for s in result["stages"]] == [
         ("project", "passed"),
         ("version", "passed"),
@@ -234,7 +238,7 @@ def test_two_stage_release_under_the_emulator(
     # The same release run again (a CI retry): the build makes the same bytes, production
     # already holds them, so it is a success that uploads and promotes nothing.
     prod_before = simple_hashes(tp_http, name, "prod")
-    again, second = keyless_release(ci, name, project, env, *urls(tp_server))
+    again, second = keyless_release(ci, name, project, env, *urls(tp_server), "--no-session")
     assert again.returncode == 0, again.stderr
     assert second["ok"] is True
     stages = {s["name"]: s["status"] for s in second["stages"]}
@@ -268,6 +272,7 @@ def test_failing_install_test_stops_before_production(
         *urls(tp_server),
         "--smoke",
         "python -c 'raise SystemExit(3)'",
+        "--no-session",
     )
 
     assert done.returncode == 1
@@ -296,6 +301,78 @@ def test_failing_install_test_stops_before_production(
     ]
     assert "install-test" in slack.json()["text"]
     assert "XXXXSECRET" not in done.stderr + done.stdout
+
+
+# ------------------------------------------------------- through a PEP 694 upload session
+
+
+def test_a_release_is_staged_in_a_session_on_production_and_published_once_tested(
+    tp_server: LiveServer,
+    tp_http: httpx.Client,
+    ci: Emulator,
+    tmp_path: Path,
+    receiver: Receiver,  # noqa: F811
+) -> None:
+    name = "release-session"
+    project = write_project(tmp_path / "project", name)
+    stage_project(tp_server, tp_http, ci, name)
+    env = job_env(tp_server, tmp_path)
+    env["KEYLESS_NOTIFY_WEBHOOK"] = f"{receiver.url}/hooks/release"
+
+    done, result = keyless_release(ci, name, project, env, *urls(tp_server), "--smoke", name)
+
+    assert done.returncode == 0, done.stderr
+    assert result["production_method"] == "session"
+    assert result["session"]["status"] == "published"
+    assert result["session"]["url"].startswith(f"{tp_server.url}/prod/upload/2.0/sessions/")
+    assert all(s["status"] == "passed" for s in result["stages"]), result["stages"]
+    assert "Staging in an upload session on production" in done.stderr
+    # The install test ran against the session's stage preview: production itself.
+    assert f"--index-url {result['session']['stage']}" in done.stderr
+    assert "Installing from the session's stage preview" in done.stderr
+    built = {f["filename"]: f["sha256"] for f in result["built"]}
+    released = {k: v for k, v in simple_hashes(tp_http, name, "prod").items() if k in built}
+    assert released == built
+    # The staging index was not used at all.
+    assert not any("1.0.0" in f for f in simple_hashes(tp_http, name, "test"))
+    assert tp_http.get(result["session"]["stage"]).status_code == 404  # gone once published
+    [hook] = receiver.requests
+    payload = hook.json()
+    assert payload["event"] == "release.succeeded"
+    assert payload["session"] == "published"
+
+
+def test_a_failing_install_test_cancels_the_session(
+    tp_server: LiveServer,
+    tp_http: httpx.Client,
+    ci: Emulator,
+    tmp_path: Path,
+    receiver: Receiver,  # noqa: F811
+) -> None:
+    name = "release-session-fails"
+    project = write_project(tmp_path / "project", name)
+    stage_project(tp_server, tp_http, ci, name)
+    env = job_env(tp_server, tmp_path)
+    env["KEYLESS_NOTIFY_SLACK"] = receiver.url + "/services/T000/B000/XXXXSECRET"
+    env["KEYLESS_NOTIFY_WEBHOOK"] = f"{receiver.url}/hook"
+
+    done, result = keyless_release(
+        ci, name, project, env, *urls(tp_server), "--smoke", "python -c 'raise SystemExit(3)'"
+    )
+
+    assert done.returncode == 1
+    assert result["failed_stage"] == "install-test"
+    assert result["session"]["status"] == "canceled"
+    assert "canceled the session for release-session-fails 1.0.0" in done.stderr
+    # Nothing of 1.0.0 anywhere: production never showed it, staging was not used.
+    assert list(simple_hashes(tp_http, name, "prod")) == ["release_session_fails-0.0.1.tar.gz"]
+    assert not any("1.0.0" in f for f in simple_hashes(tp_http, name, "test"))
+    token = tp_server.token(f"owner-{name}", "prod")
+    status = tp_http.get(result["session"]["url"], auth=("__token__", token))
+    assert status.json()["status"] == "canceled"
+    hook, slack = sorted(receiver.requests, key=lambda r: r.path)  # /hook, /services/…
+    assert hook.json()["session"] == "canceled"
+    assert "upload session canceled: nothing was published" in slack.json()["text"]
 
 
 # ------------------------------------------------------------------ the library, API tokens
@@ -349,6 +426,7 @@ def test_publish_to_production_with_api_tokens(
         reporter=reporter,
         trusted_publishing="never",
         dist_dir=tmp_path / "dist",
+        session=False,
     )
 
     assert result.ok, result.error
@@ -379,7 +457,7 @@ def test_promote_refuses_a_staged_release_with_untested_files(
     assert upload(tp_http, "test", env["KEYLESS_STAGING_TOKEN"], *leftover).status_code == 200
     project = write_project(tmp_path / "project", name)
 
-    result = release_from(tp_server, project, env, dist_dir=tmp_path / "dist")
+    result = release_from(tp_server, project, env, dist_dir=tmp_path / "dist", session=False)
 
     assert result.failed_stage == "production"
     assert leftover[0] in result.error.message
@@ -403,6 +481,7 @@ def test_promote_falls_back_to_publishing_across_servers(
         production_url=server.upload_url("prod"),
         reporter=reporter,
         dist_dir=tmp_path / "dist",
+        session=False,
     )
 
     assert result.ok, result.error

@@ -107,7 +107,9 @@ def test_uploads_wheels_then_the_sdist_with_a_token_per_file(
     files, reporter, credentials = run(stub, paths)
     assert set(statuses(files).values()) == {"uploaded"}
     assert [p.filename for p in stub.posts][-1] == "stub_demo-1.0.tar.gz"
-    assert credentials.calls == 4  # fetched before each file
+    # Fetched before each file, and for the one request that asks for Upload 2.0 (404 here).
+    assert credentials.calls == 5
+    assert stub.other_posts == ["/x/upload/2.0/"]
     assert not credentials.closed  # the caller owns the credentials
     assert all(p.authorization.startswith("Basic ") for p in stub.posts)
     # Where each file now lives, from the index's own listing.

@@ -72,6 +72,12 @@ def define(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dry-run", action="store_true", help="check and look up the files; upload nothing"
     )
+    parser.add_argument(
+        "--no-session",
+        action="store_true",
+        help="upload file by file with the legacy API, even when the index offers PEP 694 "
+        "upload sessions (by default a release goes up in one session, published at once)",
+    )
     parser.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     parser.add_argument(
         "--cert", metavar="CA", help="PEM file of CAs to trust for the index (or SSL_CERT_FILE)"
@@ -131,7 +137,13 @@ def _summary(result: PublishResult) -> str:
     verdict = "published" if result.ok else "NOT published"
     if result.dry_run:
         verdict = "dry run, nothing uploaded" if result.ok else "dry run found problems"
-    return f"{verdict}: {', '.join(parts)} ({len(result.files)} file(s))"
+    line = f"{verdict}: {', '.join(parts)} ({len(result.files)} file(s))"
+    if result.upload_api == "session":
+        sessions = ", ".join(f"{s['url']} ({s['status']})" for s in result.sessions)
+        line += f"\nthrough upload session(s) (PEP 694): {sessions}"
+    elif result.upload_api == "legacy":
+        line += "\nthrough the legacy upload API"
+    return line
 
 
 def cmd_publish(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> int:
@@ -182,6 +194,7 @@ def cmd_publish(args: argparse.Namespace, environ: Mapping[str, str] | None = No
                     retries=args.retries,
                     dry_run=args.dry_run,
                     simple_url=args.simple_url,
+                    session=not args.no_session,
                 )
             finally:
                 # Burn the minted token now, not in 15 minutes: it is useless to us anyway.

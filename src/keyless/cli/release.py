@@ -66,6 +66,13 @@ def define(parser: argparse.ArgumentParser) -> None:
     )
     parser.set_defaults(mode="promote")
     parser.add_argument(
+        "--no-session",
+        action="store_true",
+        help="never use PEP 694 upload sessions: stage on the staging index, then promote or "
+        "publish (by default, a production index with sessions stages the release in one, "
+        "install-tests it from its stage preview, then publishes it)",
+    )
+    parser.add_argument(
         "--smoke",
         metavar="CMD",
         help="a command run in the fresh environment after the install test (e.g. 'demo --help')",
@@ -101,9 +108,11 @@ def define(parser: argparse.ArgumentParser) -> None:
 def _summary(result: Any) -> list[str]:
     name = f"{result.project or '?'} {result.version or '?'}"
     if result.ok:
-        how = {"promote": "promoted", "publish": "published"}.get(
-            result.production_method or "", "released"
-        )
+        how = {
+            "promote": "promoted",
+            "publish": "published",
+            "session": "published (upload session)",
+        }.get(result.production_method or "", "released")
         verdict = f"{name}: {how} to production"
         if result.dry_run:
             verdict = f"{name}: dry run passed, nothing uploaded"
@@ -114,6 +123,10 @@ def _summary(result: Any) -> list[str]:
         lines.append(f"  {stage.name:<13} {stage.status:<8} {stage.detail}")
     for item in result.production:
         lines.append(f"  {item.filename}  sha256={item.sha256}")
+    if result.session:
+        lines.append(
+            f"  upload session (PEP 694): {result.session['url']} ({result.session['status']})"
+        )
     return lines
 
 
@@ -154,6 +167,7 @@ def cmd_release(args: argparse.Namespace, environ: Mapping[str, str] | None = No
                 dry_run=args.dry_run,
                 no_isolation=args.no_isolation,
                 dist_dir=args.dist_dir,
+                session=not args.no_session,
             )
     except PublishError as exc:
         reporter.error(exc)

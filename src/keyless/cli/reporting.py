@@ -27,6 +27,7 @@ _STATUS_WORDS = {
     "uploaded": "uploaded",
     "exists": "exists",
     "would-upload": "would upload",
+    "staged": "staged",
     "failed": "FAILED",
 }
 _MIN_SECRET = 6  # shorter "secrets" would scrub ordinary words out of every message

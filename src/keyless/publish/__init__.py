@@ -12,6 +12,11 @@ Prints nothing: everything it has to say goes through a `Reporter`.
             result = publish(paths, url, credentials=credentials, reporter=reporter, http=http)
         finally:
             credentials.close()
+
+`publish` goes through PEP 694 upload sessions when the index offers them (all files, then
+one atomic publish), else the legacy API. To test a release before it is visible, `stage`
+uploads into sessions without publishing and returns a `Staged`: install from its sessions'
+`stage_url`, then `publish()` or `cancel()` it (`keyless.publish.session`).
 """
 
 from typing import Any
@@ -38,6 +43,8 @@ _EXPORTS = {
     "ReleaseResult": "keyless.publish.release",
     "RemoteFile": "keyless.publish.indexclient",
     "RenewableCredentials": "keyless.publish.credentials",
+    "Session": "keyless.publish.session",
+    "Staged": "keyless.publish.session",
     "Reporter": "keyless.publish.reporter",
     "TransientError": "keyless.publish.indexclient",
     "TrustedPublishingCredentials": "keyless.publish.credentials",
@@ -58,6 +65,7 @@ _EXPORTS = {
     "resolve_credentials": "keyless.publish.credentials",
     "server_message": "keyless.publish.indexclient",
     "simple_url_for": "keyless.publish.indexclient",
+    "stage": "keyless.publish.session",
     "upload_fields": "keyless.publish.localdist",
 }
 
@@ -85,6 +93,8 @@ __all__ = [
     "RemoteFile",
     "RenewableCredentials",
     "Reporter",
+    "Session",
+    "Staged",
     "TransientError",
     "TrustedPublishingCredentials",
     "ambient_oidc_token",
@@ -104,5 +114,6 @@ __all__ = [
     "resolve_credentials",
     "server_message",
     "simple_url_for",
+    "stage",
     "upload_fields",
 ]

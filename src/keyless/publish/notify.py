@@ -101,6 +101,9 @@ class ReleaseEvent:
     error: str | None = None
     notes: str | None = None
     url: str | None = None  # the release's page or JSON on the index
+    # When the release went through a PEP 694 upload session on the index: its final status,
+    # "published", or "canceled" (nothing of the release was ever visible).
+    session: str | None = None
 
     @property
     def name(self) -> str:
@@ -108,8 +111,14 @@ class ReleaseEvent:
 
     def summary(self) -> str:
         if self.succeeded:
-            return f"{self.project} {self.version} released to {self.index}"
-        return f"{self.project} {self.version} release failed at stage '{self.stage}'"
+            text = f"{self.project} {self.version} released to {self.index}"
+            return text + (" (upload session published)" if self.session else "")
+        text = f"{self.project} {self.version} release failed at stage '{self.stage}'"
+        if self.session == "canceled":
+            text += " (upload session canceled: nothing was published)"
+        elif self.session:
+            text += f" (upload session {self.session})"
+        return text
 
 
 @dataclass(frozen=True)
@@ -258,6 +267,7 @@ def webhook_payload(event: ReleaseEvent) -> dict[str, Any]:
         "error": event.error,
         "notes": event.notes,
         "url": event.url,
+        "session": event.session,
     }
 
 

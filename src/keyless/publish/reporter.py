@@ -13,9 +13,10 @@ from typing import Any, Literal, Protocol
 
 from keyless.publish.errors import PublishError
 
-FileStatus = Literal["uploaded", "exists", "failed", "would-upload"]
-# Statuses that leave the index holding exactly the local file (or, dry run, would).
-SUCCESS_STATUSES: frozenset[str] = frozenset({"uploaded", "exists", "would-upload"})
+FileStatus = Literal["uploaded", "exists", "failed", "would-upload", "staged"]
+# Statuses that leave the index holding exactly the local file (or, dry run, would; or, staged,
+# will once its upload session is published).
+SUCCESS_STATUSES: frozenset[str] = frozenset({"uploaded", "exists", "would-upload", "staged"})
 
 
 @dataclass
@@ -23,7 +24,8 @@ class FileResult:
     """The outcome for one distribution file.
 
     ``status``: "uploaded"; "exists" (identical bytes were already on the index: success, no
-    upload); "failed" (``error`` says why); "would-upload" (dry run). ``url`` is where the index
+    upload); "failed" (``error`` says why); "would-upload" (dry run); "staged" (in a PEP 694
+    upload session, visible once it is published). ``url`` is where the index
     serves the file, when known.
     """
 

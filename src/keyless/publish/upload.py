@@ -68,12 +68,18 @@ class PublishResult:
     ok: bool
     repository_url: str | None = None  # redacted
     dry_run: bool = False
+    # How the files went up: "session" (PEP 694, keyless.publish.session), "legacy", or None
+    # when nothing was sent (dry run, everything already there).
+    upload_api: str | None = "legacy"
+    sessions: list[dict[str, Any]] = field(default_factory=list)  # Session.to_json()
 
     def to_json(self) -> dict[str, Any]:
         return {
             "ok": self.ok,
             "repository_url": self.repository_url,
             "dry_run": self.dry_run,
+            "upload_api": self.upload_api,
+            "sessions": self.sessions,
             "files": [result.to_json() for result in self.files],
         }
 
@@ -297,8 +303,13 @@ def publish(
     skip_existing: bool = True,
     simple_url: str | None = None,
     backoff: Backoff | None = None,
+    session: bool = True,
 ) -> PublishResult:
     """Upload `paths` to `upload_url`; see the module docstring for the rules.
+
+    `session`: when the index offers PEP 694 upload sessions, publish through them (all files
+    at once, atomically; keyless.publish.session); False, or an index without them: the
+    legacy API, file by file.
 
     `paths` may hold dists already read with `load_dist`/`load_all` (a caller that checks
     them before fetching credentials need not read them twice).
@@ -320,6 +331,21 @@ def publish(
     client_http = new_http_client() if http is None else http
     try:
         client = IndexClient(upload_url, http=client_http, simple_url=simple_url)
+        if session and not dry_run:
+            from keyless.publish.session import publish_in_sessions
+
+            through_session = publish_in_sessions(
+                dists,
+                client,
+                credentials=credentials,
+                reporter=reporter,
+                parallel=parallel,
+                retries=retries,
+                backoff=backoff,
+                skip_existing=skip_existing,
+            )
+            if through_session is not None:
+                return through_session
         release = _Release(
             client, credentials, reporter, retries=retries, backoff=backoff or Backoff()
         )
@@ -418,6 +444,7 @@ def _result(
         ok=all(r.ok for r in ordered),
         repository_url=redact(client.upload_url),
         dry_run=dry_run,
+        upload_api=None if dry_run else "legacy",
     )
 
 

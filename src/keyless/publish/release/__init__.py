@@ -12,13 +12,18 @@ fails ends the release, and production is touched only after staging passed:
               (a dynamic version is checked right after the build, before any upload);
 3. build      `python -m build` (sdist, then the wheel from the sdist) into a fresh folder;
 4. check      `keyless check` rules on the built files, with the production index's policy;
-5. staging    publish the files to the staging index;
-6. install-test  a fresh virtual environment installs `name==version` from the staging index
+5. staging    when the production index offers PEP 694 upload sessions: upload the files
+              into a session there, unpublished (staging is the real destination, not a copy
+              on another index); else publish the files to the staging index;
+6. install-test  a fresh virtual environment installs `name==version` from the session's stage
+              preview, or the staging index,
               ONLY (`--index-url`, no extra index: what the release needs must be installable
               from staging, so its dependencies must be there too — that is what the test
               proves), imports every top-level module of the wheel, checks the installed
               version, and runs the optional smoke command;
-7. production `promote`: the staging index's keyless server puts the very same files (same
+7. production with a session: publish it (every file visible at once); a release that fails
+              at any stage before cancels the session instead, so nothing of it is visible.
+              Else `promote`: the staging index's keyless server puts the very same files (same
               sha256, no bytes copied) on the production index; when the two are not indexes
               of one keyless server, the same files are published there instead (said so);
               `publish`: the same files are published to production;
@@ -105,11 +110,14 @@ def release(
     no_isolation: bool = False,
     dist_dir: Path | None = None,
     python: str = sys.executable,
+    session: bool = True,
 ) -> ReleaseResult:
     """Run the staged release of the project in `project_dir` (see the module docstring).
 
     `staging_url`/`production_url` are upload URLs (…/legacy/). `mode`: "promote" or
-    "publish". `notify_config`: None reads `[tool.keyless.notify]` and the environment.
+    "publish" (for a production index without upload sessions). `session`: False never uses
+    PEP 694 sessions (staging index, then `mode`). `notify_config`: None reads
+    `[tool.keyless.notify]` and the environment.
     `environ` (default os.environ) is where credentials, CA settings and notification
     settings come from. Stage failures do not raise: they are in the result (`ok`,
     `failed_stage`, `error`) and were reported through `reporter.error`.
@@ -150,6 +158,7 @@ def release(
         dist_dir=dist_dir,
         python=python,
         result=result,
+        use_session=session,
     )
     try:
         _pipeline(run, notify_config)
@@ -169,9 +178,12 @@ def _pipeline(run: Run, notify_config: NotifyConfig | None) -> None:
         if run.already_released:  # a re-run of a release that went out
             production.confirm_released(run)  # 7, and 5 and 6 are skipped
         else:
-            staging.publish(run)  # 5
-            install.test(run)  # 6
-            production.release(run)  # 7
+            try:
+                staging.publish(run)  # 5
+                install.test(run)  # 6
+                production.release(run)  # 7
+            finally:
+                run.settle_session()  # not published (a stage failed, an interrupt): canceled
         notes.extract(run)  # 8
         run.result.ok = True
     except StageFailed as failed:

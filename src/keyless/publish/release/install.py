@@ -83,12 +83,14 @@ def install_test(
     reporter: Reporter,
     python: str = sys.executable,
     timeout: float = 600,
+    source: str = "the staging index",
 ) -> None:
     """Install `name==version` from `simple_url` alone into a fresh virtual environment,
     import `modules`, check the installed version, and run `smoke` (split like a shell
     command line, run without a shell, with the environment's `bin` first on PATH).
 
-    Raises PublishError saying which step failed and its output.
+    `source` names `simple_url` in messages. Raises PublishError saying which step failed and
+    its output.
     """
     with tempfile.TemporaryDirectory(prefix="keyless-install-test-") as scratch:
         workdir = Path(scratch)
@@ -134,11 +136,11 @@ def install_test(
         reporter.info(f"pip install {requirement} --index-url {redact(simple_url)}")
         run_command(
             command,
-            what=f"installing {requirement} from the staging index",
+            what=f"installing {requirement} from {source}",
             cwd=workdir,
             env=env,
             timeout=timeout,
-            hint="the install test uses the staging index only: every dependency of the "
+            hint=f"the install test uses {source} only: every dependency of the "
             "release must be installable from it too (upload them there first).",
         )
         reporter.info(f"importing {', '.join(modules) or '(no top-level module found)'}")
@@ -157,7 +159,7 @@ def install_test(
         if not _same_version(installed, version):
             raise PublishError(
                 f"the fresh environment has {name} {installed or '?'}, not {version}.",
-                hint="is an older build of this version on the staging index?",
+                hint=f"is an older build of this version on {source}?",
             )
         if smoke:
             try:
@@ -176,7 +178,7 @@ def install_test(
                 cwd=workdir,
                 env=env,
                 timeout=timeout,
-                hint="it ran in the fresh environment with the release installed from staging.",
+                hint=f"it ran in the fresh environment with the release installed from {source}.",
             )
             if ran.stdout.strip():
                 reporter.info("smoke test output:\n" + tail(ran.stdout))
@@ -204,16 +206,18 @@ def test(run: Run) -> None:
         run.reporter.warning(
             f"{wheel.filename} installs no top-level module: only the install is tested"
         )
-    with run.stage("install-test", "Installing from staging in a fresh environment") as out:
+    where = "the session's stage preview" if run.staged is not None else "staging"
+    with run.stage("install-test", f"Installing from {where} in a fresh environment") as out:
         install_test(
             name,
             version,
-            run.staging_simple,
+            run.install_index,
             modules=modules,
             smoke=run.smoke,
             environ=run.environ,
             reporter=run.reporter,
             python=run.python,
+            source=where if run.staged is not None else "the staging index",
         )
         out.detail = f"imported {', '.join(modules) or '-'}" + (
             f"; smoke test passed: {run.smoke}" if run.smoke else ""

@@ -56,6 +56,7 @@ def _event(run: Run) -> notify.ReleaseEvent:
     if result.error is not None:
         error = result.error.message + (f"\nhint: {result.error.hint}" if result.error.hint else "")
     return notify.ReleaseEvent(
+        session=None if result.session is None else str(result.session.get("status")),
         succeeded=result.ok,
         project=name,
         version=version,

@@ -18,6 +18,20 @@ def release(run: Run) -> None:
     """Promote the staged release, or publish the same files when promotion is not possible
     (or not asked for)."""
     target = redact(run.production_url)
+    if run.staged is not None:
+        with run.stage("production", f"Publishing the upload session on {target}") as out:
+            published = run.staged.publish()
+            run.result.production = published.files
+            run.result.production_method = "session"
+            if not published.ok:
+                failed = [f for f in published.files if not f.ok]
+                raise PublishError(
+                    f"the upload session on {target} was not published: "
+                    + "; ".join(f"{f.filename}: {f.error}" for f in failed),
+                    context={"url": target},
+                )
+            out.detail = "published the tested session: every file at once"
+        return
     with run.stage("production", f"Releasing to production {target}") as out:
         pair = run.locate() if run.mode == "promote" else None
         if run.mode == "promote" and pair is None:

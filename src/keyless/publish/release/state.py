@@ -11,7 +11,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -23,6 +23,9 @@ from keyless.publish.localdist import LocalDist
 from keyless.publish.project import ProjectInfo
 from keyless.publish.reporter import FileResult, Reporter
 from keyless.publish.upload import PublishResult, publish
+
+if TYPE_CHECKING:
+    from keyless.publish.session import Staged
 
 MODES = ("promote", "publish")
 # The stages in the order they run, for "[3/9] Building…"; the pipeline itself is
@@ -72,7 +75,10 @@ class ReleaseResult:
     built: list[LocalDist] = field(default_factory=list)
     staging: list[FileResult] = field(default_factory=list)
     production: list[FileResult] = field(default_factory=list)
-    production_method: str | None = None  # "promote" | "publish"
+    production_method: str | None = None  # "promote" | "publish" | "session"
+    # The PEP 694 upload session on production, when the release went through one:
+    # Session.to_json() (its status URL, stage URL and final status).
+    session: dict[str, Any] | None = None
     notes: str | None = None
     notes_file: Path | None = None
     notifications: list[notify.Delivery] = field(default_factory=list)
@@ -94,6 +100,7 @@ class ReleaseResult:
             "staging": [r.to_json() for r in self.staging],
             "production": [r.to_json() for r in self.production],
             "production_method": self.production_method,
+            "session": self.session,
             "notes": self.notes,
             "notes_file": str(self.notes_file) if self.notes_file else None,
             "notifications": [
@@ -135,6 +142,10 @@ class Run:
     dist_dir: Path | None
     python: str
     result: ReleaseResult
+    # Stage the release in a PEP 694 upload session on production when it offers them.
+    use_session: bool = True
+    staged: Staged | None = None  # that session, once the files are in it
+    session_credentials: Credentials | None = None  # production's, kept until it is settled
     config: ProjectInfo | None = None
     notify_config: notify.NotifyConfig | None = None
     pair: promote.IndexPair | None = None
@@ -193,6 +204,68 @@ class Run:
             environ=_stage_environ(self.environ, which),
         )
 
+    @property
+    def install_index(self) -> str:
+        """Where the install test installs from: the session's stage preview, else staging."""
+        if self.staged is not None and self.staged.sessions:
+            stage_url = self.staged.sessions[0].stage_url
+            if stage_url is None:
+                raise PublishError(
+                    f"{redact(self.production_url)} offers no stage preview of the session: "
+                    "the release cannot be install-tested before it is published.",
+                    hint="release with --no-session (staging index, then promotion).",
+                )
+            return stage_url
+        return self.staging_simple
+
+    def stage_in_session(self) -> Staged | None:
+        """Upload the built files into a PEP 694 session on production, unpublished; None
+        when production has no upload sessions (nothing was sent). Raises PublishError when
+        a file was not accepted (the session is canceled then)."""
+        from keyless.publish.indexclient import IndexClient
+        from keyless.publish.session import stage
+
+        credentials = self.credentials(self.production_url, "PRODUCTION")
+        try:
+            staged = stage(
+                self.result.built,
+                IndexClient(self.production_url, http=self.http, simple_url=self.production_simple),
+                credentials=credentials,
+                reporter=self.reporter,
+            )
+        except BaseException:
+            credentials.close()
+            raise
+        if staged is None:
+            credentials.close()
+            return None
+        self.staged = staged
+        self.session_credentials = credentials
+        self.result.staging = staged.files
+        self.result.session = staged.sessions[0].to_json() if staged.sessions else None
+        if not staged.ok:
+            failed = [f for f in staged.files if not f.ok]
+            raise PublishError(
+                f"{len(failed)} file(s) not accepted into the upload session on "
+                f"{redact(self.production_url)}:\n"
+                + "\n".join(f"  - {f.filename}: {f.error}" for f in failed),
+                context={"url": redact(self.production_url)},
+            )
+        return staged
+
+    def settle_session(self) -> None:
+        """After the release succeeded or failed: a session not published is canceled (its
+        files never become visible); production's credentials are given up."""
+        staged = self.staged
+        if staged is not None:
+            if not staged.published:
+                staged.cancel()
+            if staged.sessions:
+                self.result.session = staged.sessions[0].to_json()
+        if self.session_credentials is not None:
+            self.session_credentials.close()
+            self.session_credentials = None
+
     def publish(self, upload_url: str, which: str) -> PublishResult:
         """Publish the built files to `upload_url` (staging or production) with that stage's
         credentials. Raises PublishError when a file was not accepted."""
@@ -205,6 +278,7 @@ class Run:
                 reporter=self.reporter,
                 http=self.http,
                 dry_run=self.dry_run,
+                session=self.use_session,
             )
         finally:
             credentials.close()
