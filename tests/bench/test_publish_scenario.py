@@ -29,11 +29,12 @@ def test_publish_scenario_measures_all_three_clients(
         )
     finally:
         procs.stop_all()
-    times = {
-        server: record.values
+    records = {
+        server: record
         for (scenario, case, server, unit), record in results.records.items()
         if (scenario, case, unit) == ("7 publish 3 wheels", "3 wheels", "s")
     }
+    times = {server: record.values for server, record in records.items()}
     assert set(times) == {
         "keyless publish",
         "keyless publish, one at a time",
@@ -41,6 +42,12 @@ def test_publish_scenario_measures_all_three_clients(
         "uv publish",
     }
     assert all(len(runs) == 2 and min(runs) > 0 for runs in times.values())
+    # Each client's own CPU time per run: a Python client spends some, and never more than
+    # both cores for its whole wall time.
+    for record in records.values():
+        cpu = record.extra["client_cpu_s"]
+        assert len(cpu) == 2
+        assert all(0 < c < 2 * t for c, t in zip(cpu, record.values, strict=True))
 
 
 def test_a_variant_runs_keyless_publish_with_its_arguments(
