@@ -127,6 +127,24 @@ def test_publish_imports_only_the_release_client(tmp_path: Path) -> None:
     assert unwanted(loaded, NOT_FOR_PUBLISHING) == []
 
 
+def test_publish_with_an_api_token_imports_no_trusted_publishing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With an API token, `keyless publish` never detects a CI: the OIDC providers, the `id`
+    library and the CI detection stay unloaded. (It reads the wheel, takes the token, then
+    fails to reach the index.)"""
+    from tests.builders import build_wheel, write_dist
+    from tests.conftest import free_port
+
+    wheel = write_dist(tmp_path, *build_wheel("imports-demo", "1.0"))
+    monkeypatch.setenv("KEYLESS_TOKEN", "keyless-not-a-real-token")
+    url = f"http://127.0.0.1:{free_port()}/x/legacy/"
+    loaded = loaded_after("publish", "--repository-url", url, str(wheel), cwd=tmp_path)
+    assert "keyless.publish.credentials" in loaded
+    assert "keyless.publish.localdist" in loaded
+    assert unwanted(loaded, ("id", "keyless.oidc", "keyless.publish.ambient")) == []
+
+
 def _helps(parser: argparse.ArgumentParser, path: str = "") -> dict[str, str]:
     """The help of `parser` and of every parser under it, by command path."""
     helps = {path: parser.format_help()}
