@@ -12,7 +12,12 @@ import httpx
 import pytest
 
 from keyless.publish import PublishError, check_upload_url, redact, server_message, simple_url_for
-from keyless.publish.indexclient import IndexClient, new_http_client, retry_after_seconds
+from keyless.publish.indexclient import (
+    IndexClient,
+    RemoteFile,
+    new_http_client,
+    retry_after_seconds,
+)
 from keyless.publish.upload import Backoff
 from tests.conftest import LiveServer
 
@@ -231,3 +236,28 @@ def test_a_ca_file_from_the_environment_that_cannot_be_loaded_fails_the_https_re
     # Named by the caller (--cert), it fails at once.
     with pytest.raises(PublishError, match="cannot load the CA certificates"):
         new_http_client(ca_file=missing, environ={})
+
+
+def test_a_pep_503_html_page_is_read_for_hashes_when_the_index_has_no_json() -> None:
+    page = (
+        "<!DOCTYPE html><html><head><title>Links for demo</title></head><body>"
+        '<a href="../../files/demo-1.0.tar.gz#sha256=ABC123">demo-1.0.tar.gz</a>'
+        '<a href="https://cdn.example/demo-1.0-py3-none-any.whl">demo-1.0-py3-none-any.whl</a>'
+        "</body></html>"
+    )
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        assert request.url.path == "/prod/simple/demo/"
+        return httpx.Response(200, text=page, headers={"content-type": "text/html"})
+
+    with httpx.Client(transport=httpx.MockTransport(answer)) as http:
+        client = IndexClient("https://pypi.example/prod/legacy/", http=http)
+        entries = client.existing_entries("Demo")
+    assert entries == {
+        "demo-1.0.tar.gz": RemoteFile(
+            "demo-1.0.tar.gz", "abc123", "https://pypi.example/prod/files/demo-1.0.tar.gz"
+        ),
+        "demo-1.0-py3-none-any.whl": RemoteFile(
+            "demo-1.0-py3-none-any.whl", None, "https://cdn.example/demo-1.0-py3-none-any.whl"
+        ),
+    }

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import email.utils
-import html.parser
 import json
 import os
 import re
@@ -274,25 +273,6 @@ def retry_after_seconds(response: httpx.Response, now: float | None = None) -> f
     return max(0.0, moment.timestamp() - (time.time() if now is None else now))
 
 
-class _TextOnly(html.parser.HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.parts: list[str] = []
-        self._skip = 0
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in ("script", "style", "head"):
-            self._skip += 1
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in ("script", "style", "head") and self._skip:
-            self._skip -= 1
-
-    def handle_data(self, data: str) -> None:
-        if not self._skip and data.strip():
-            self.parts.append(data.strip())
-
-
 def server_message(response: httpx.Response) -> str:
     """What the index said: `<status> <reason>` plus the JSON `message` or the body's text.
 
@@ -331,9 +311,9 @@ def server_message(response: httpx.Response) -> str:
                     ]
                 ).strip()
     elif "html" in kind:
-        parser = _TextOnly()
-        parser.feed(content)
-        body = " ".join(parser.parts)
+        from keyless.publish.htmltext import visible_text
+
+        body = visible_text(content)
     else:
         body = content.strip()
     # keyless' text bodies repeat the status line; say it once.
@@ -379,28 +359,6 @@ class RemoteFile:
     filename: str
     sha256: str | None
     url: str
-
-
-class _Anchors(html.parser.HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.links: list[tuple[str, str]] = []
-        self._href: str | None = None
-        self._text: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "a":
-            self._href = dict(attrs).get("href") or ""
-            self._text = []
-
-    def handle_data(self, data: str) -> None:
-        if self._href is not None:
-            self._text.append(data)
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "a" and self._href is not None:
-            self.links.append((self._href, "".join(self._text).strip()))
-            self._href = None
 
 
 def _filename_from_url(url: str) -> str:
@@ -650,10 +608,10 @@ def _parse_json_page(response: httpx.Response, base: str) -> _Page:
 
 
 def _parse_html_page(text: str, base: str) -> _Page:
-    parser = _Anchors()
-    parser.feed(text)
+    from keyless.publish.htmltext import links
+
     files: dict[str, RemoteFile] = {}
-    for href, label in parser.links:
+    for href, label in links(text):
         url = urljoin(base, href)
         fragment = urlsplit(url).fragment
         sha256 = None
