@@ -67,8 +67,9 @@ def _run(args: argparse.Namespace) -> int:
     if not 0 < args.duration <= 30:
         raise SystemExit("--duration must be within (0, 30] seconds")
     only = {s.strip() for s in args.only.split(",")}
-    # Scenario 8 needs keyless' own environment and git only: no peers, wrk or nginx to install.
-    if only <= {"8"}:
+    # Scenarios 7 (twine and uv are in keyless' dev environment) and 8 need keyless' own
+    # environment and git only: no peers, wrk or nginx to install.
+    if only <= {"7", "8"}:
         env.ensure_keyless()
     elif only <= {"8", "9", "10", "11", "12", "13"}:  # wrk, nginx, curl and moto; no peers.
         env.ensure_keyless()

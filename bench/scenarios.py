@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -35,12 +36,19 @@ WORK = BENCH / "work"
 MIB = 1024 * 1024
 
 
+# The `keyless publish` rows of scenario 7: (row name, extra arguments). A variant of the
+# client (e.g. the legacy path next to upload sessions, `--no-session`) is one more row here;
+# the report compares each row with uv publish and twine upload.
+KEYLESS_PUBLISH_VARIANTS: tuple[tuple[str, tuple[str, ...]], ...] = (("keyless publish", ()),)
+
+
 @dataclass
 class Options:
     runs: int = 3
     duration: float = 5.0
     upload_size: int = 200 * MIB
     publish_wheels: int = 50
+    publish_variants: tuple[tuple[str, tuple[str, ...]], ...] = KEYLESS_PUBLISH_VARIANTS
     durable_uploads: int = 200  # per run and server, scenario 8
     peers: tuple[str, ...] = ("pypiserver", "devpi")
 
@@ -521,12 +529,53 @@ def publish(results: Results, opts: Options) -> None:
     keyless = Keyless(folder / "keyless")
     keyless.prepare()
     env = client_env(folder)
+    keyless_env = {**env, "KEYLESS_TOKEN": keyless.token}
+    if os.environ.get("BENCH_KEYLESS_SRC"):
+        # The client of that source tree too, for before/after figures.
+        keyless_env["PYTHONPATH"] = os.environ["BENCH_KEYLESS_SRC"]
+    compile_client(keyless_env)
     bin_dir = KEYLESS_PYTHON.parent
+    tools: list[tuple[str, list[str], dict[str, str]]] = [
+        (
+            name,
+            [
+                *(str(KEYLESS_PYTHON), "-m", "keyless", "publish"),
+                *("--repository-url", keyless.upload_url, "--trusted-publishing", "never"),
+                *extra,
+            ],
+            keyless_env,
+        )
+        for name, extra in opts.publish_variants
+    ]
+    tools.append(
+        (
+            "twine upload",
+            [
+                *(str(bin_dir / "twine"), "upload", "--repository-url", keyless.upload_url),
+                *("-u", "__token__", "-p", keyless.token),
+                *("--non-interactive", "--disable-progress-bar"),
+            ],
+            env,
+        )
+    )
+    tools.append(
+        (
+            "uv publish",
+            [
+                *(str(bin_dir / "uv"), "publish", "--publish-url", keyless.upload_url),
+                *("--token", keyless.token),
+            ],
+            env,
+        )
+    )
     try:
         keyless.start()
         for run in range(opts.runs):
-            for tool in ("keyless publish", "twine upload", "uv publish"):
-                project = f"pub-{tool.split()[0]}-{run}"
+            # Each run starts with another client, so that none always meets a server that
+            # has just been busy (or idle).
+            shift = run % len(tools)
+            for number, (tool, command, run_env) in enumerate(tools[shift:] + tools[:shift]):
+                project = f"pub-{run}-{(number + shift) % len(tools)}"
                 dist = folder / "dists" / project
                 dist.mkdir(parents=True)
                 files = []
@@ -534,53 +583,16 @@ def publish(results: Results, opts: Options) -> None:
                     wheel = build_wheel(project, f"1.0.{i}", payload=os.urandom(100 * 1024))
                     (dist / wheel.filename).write_bytes(wheel.data)
                     files.append(str(dist / wheel.filename))
-                if tool == "keyless publish":
-                    command = [
-                        str(KEYLESS_PYTHON),
-                        "-m",
-                        "keyless",
-                        "publish",
-                        "--repository-url",
-                        keyless.upload_url,
-                        "--trusted-publishing",
-                        "never",
-                        *files,
-                    ]
-                    run_env = {**env, "KEYLESS_TOKEN": keyless.token}
-                    if os.environ.get("BENCH_KEYLESS_SRC"):
-                        # The client of that source tree too, for before/after figures.
-                        run_env["PYTHONPATH"] = os.environ["BENCH_KEYLESS_SRC"]
-                elif tool == "twine upload":
-                    command = [
-                        str(bin_dir / "twine"),
-                        "upload",
-                        "--repository-url",
-                        keyless.upload_url,
-                        "-u",
-                        "__token__",
-                        "-p",
-                        keyless.token,
-                        "--non-interactive",
-                        "--disable-progress-bar",
-                        *files,
-                    ]
-                    run_env = env
-                else:
-                    command = [
-                        str(bin_dir / "uv"),
-                        "publish",
-                        "--publish-url",
-                        keyless.upload_url,
-                        "--token",
-                        keyless.token,
-                        *files,
-                    ]
-                    run_env = env
+                cpu_before = _children_cpu()
                 began = time.perf_counter()
                 done = subprocess.run(
-                    command, env=run_env, capture_output=True, text=True, timeout=600
+                    [*command, *files], env=run_env, capture_output=True, text=True, timeout=600
                 )
                 elapsed = time.perf_counter() - began
+                # The client's own CPU time (user + system): on a shared machine it moves much
+                # less than the wall time, and it is what the client takes from the server's
+                # cores.
+                cpu = _children_cpu() - cpu_before
                 if done.returncode != 0:
                     raise RuntimeError(
                         f"{tool} failed:\n{done.stdout[-1500:]}\n{done.stderr[-1500:]}"
@@ -594,10 +606,43 @@ def publish(results: Results, opts: Options) -> None:
                     tool,
                     "s",
                     elapsed,
+                    client_cpu_s=cpu,
                 )
-                log(f"7 publish {tool}: {elapsed:.2f} s")
+                log(f"7 publish {tool}: {elapsed:.2f} s ({cpu:.2f} CPU-s)")
     finally:
         keyless.stop()
+
+
+def _children_cpu() -> float:
+    """CPU seconds (user + system) of this process' children that have ended."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def compile_client(env: dict[str, str]) -> None:
+    """Byte-compile the keyless package the client runs (this checkout's or
+    BENCH_KEYLESS_SRC's), as installing it does, and as twine and uv in the same environment
+    are.
+
+    A checkout on PYTHONPATH under PYTHONDONTWRITEBYTECODE=1 (set in some shells and CI
+    images) would otherwise compile every module it imports on every run: ~0.15 s of each
+    `keyless publish` that no installed copy pays. Writes only `__pycache__/` folders
+    (ignored by git).
+    """
+    where = subprocess.run(
+        [str(KEYLESS_PYTHON), "-c", "import keyless, os; print(os.path.dirname(keyless.__file__))"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    subprocess.run(
+        [str(KEYLESS_PYTHON), "-m", "compileall", "-q", "-j", "0", where],
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        timeout=300,
+    )
 
 
 # ------------------------------------------------------------------------- static read path

@@ -127,6 +127,24 @@ def test_publish_imports_only_the_release_client(tmp_path: Path) -> None:
     assert unwanted(loaded, NOT_FOR_PUBLISHING) == []
 
 
+def test_publish_with_an_api_token_imports_no_trusted_publishing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With an API token, `keyless publish` never detects a CI: the OIDC providers, the `id`
+    library and the CI detection stay unloaded. (It reads the wheel, takes the token, then
+    fails to reach the index.)"""
+    from tests.builders import build_wheel, write_dist
+    from tests.conftest import free_port
+
+    wheel = write_dist(tmp_path, *build_wheel("imports-demo", "1.0"))
+    monkeypatch.setenv("KEYLESS_TOKEN", "keyless-not-a-real-token")
+    url = f"http://127.0.0.1:{free_port()}/x/legacy/"
+    loaded = loaded_after("publish", "--repository-url", url, str(wheel), cwd=tmp_path)
+    assert "keyless.publish.credentials" in loaded
+    assert "keyless.publish.localdist" in loaded
+    assert unwanted(loaded, ("id", "keyless.oidc", "keyless.publish.ambient", "html.parser")) == []
+
+
 def _helps(parser: argparse.ArgumentParser, path: str = "") -> dict[str, str]:
     """The help of `parser` and of every parser under it, by command path."""
     helps = {path: parser.format_help()}
@@ -179,3 +197,37 @@ def test_spelled_out_constants_match_the_library() -> None:
     assert init_cli.PYPI_INDEXES == init.PYPI_INDEXES
     assert devcert_cli.DEFAULT_HOSTS == devcert.DEFAULT_HOSTS
     assert devcert_cli.CA_FILE == devcert.CA_CERT
+
+
+# `keyless` as a program (no argv: its own command line), then as a caller's function.
+FREEZE_SCRIPT = """
+import contextlib, gc, io, json, sys
+from keyless.cli import main
+counts = []
+with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+    main.main(["publish", "missing.whl"])
+    counts.append(gc.get_freeze_count())
+    sys.argv = ["keyless", "publish", "missing.whl"]
+    main.main()
+    counts.append(gc.get_freeze_count())
+print(json.dumps(counts))
+"""
+
+
+def test_the_program_skips_the_last_garbage_collection_a_caller_keeps_its_own(
+    tmp_path: Path,
+) -> None:
+    """Run as the program, `keyless` leaves what it loaded out of the collection at exit
+    (50-80 ms of `keyless publish`); called as a function it leaves the caller's process as
+    it was."""
+    done = subprocess.run(
+        [sys.executable, "-c", FREEZE_SCRIPT],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    as_function, as_program = json.loads(done.stdout)
+    assert as_function == 0
+    assert as_program > 10_000

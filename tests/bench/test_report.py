@@ -121,6 +121,29 @@ def test_upload_and_publish_targets() -> None:
     assert rows["publish 50 wheels: keyless publish ÷ twine upload (time)"] == ("0.30", "met")
 
 
+def test_every_keyless_publish_row_is_judged_against_uv_publish() -> None:
+    """Issue 14: keyless publish at most uv publish's time on the same files and server; a
+    variant of the client (another row of scenario 7) is judged on its own."""
+    results = Results()
+    scenario, case = "7 publish 50 wheels", "50 wheels"
+    for seconds in (0.50, 0.62, 0.48):
+        results.add(scenario, case, "uv publish", "s", seconds)
+    results.add(scenario, case, "twine upload", "s", 0.9)
+    for seconds in (0.47, 0.52, 0.45):  # median 0.47 of uv's 0.50
+        results.add(scenario, case, "keyless publish", "s", seconds)
+    results.add(scenario, case, "keyless publish (session)", "s", 0.6)
+    rows = verdicts(results)
+    assert rows["publish 50 wheels: keyless publish ÷ uv publish (time)"] == ("0.94", "met")
+    assert rows["publish 50 wheels: keyless publish (session) ÷ uv publish (time)"] == (
+        "1.20",
+        "**missed**",
+    )
+    assert rows["publish 50 wheels: keyless publish (session) ÷ twine upload (time)"] == (
+        "0.67",
+        "**missed**",
+    )
+
+
 def test_the_static_tree_is_judged_against_nginx_on_the_same_bytes() -> None:
     results = Results()
     for case, tree in (("small project html", 9_300), ("small project json", 8_900)):

@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import email.utils
+import ssl
 import time
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from keyless.publish import PublishError, check_upload_url, redact, server_message, simple_url_for
-from keyless.publish.indexclient import IndexClient, retry_after_seconds
+from keyless.publish.indexclient import (
+    IndexClient,
+    RemoteFile,
+    new_http_client,
+    retry_after_seconds,
+)
 from keyless.publish.upload import Backoff
+from tests.conftest import LiveServer
 
 from .conftest import StubIndex
 
@@ -175,3 +184,80 @@ def test_backoff_is_jittered_exponential_capped_and_honours_retry_after() -> Non
 def test_index_client_rejects_a_simple_url_as_upload_url() -> None:
     with httpx.Client() as http, pytest.raises(PublishError):
         IndexClient("https://pypi.org/simple/", http=http)
+
+
+PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+
+
+def test_the_cas_are_loaded_on_the_first_https_request_only(
+    server: LiveServer, tls_server: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plain-http index costs no CA bundle (40-110 ms of start-up here); an https one still
+    gets the CAs the environment names, loaded once, and is verified with them."""
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    loaded: list[str] = []
+    load = ssl.SSLContext.load_verify_locations
+
+    def counted(context: ssl.SSLContext, *args: Any, **kwargs: Any) -> None:
+        loaded.append(str(args[0] if args else kwargs.get("cafile") or kwargs.get("capath")))
+        load(context, *args, **kwargs)
+
+    monkeypatch.setattr(ssl.SSLContext, "load_verify_locations", counted)
+    assert tls_server.tls is not None
+    with new_http_client(environ={"SSL_CERT_FILE": str(tls_server.tls.ca)}) as http:
+        for _ in range(2):
+            assert http.get(f"{server.url}/_/health").status_code == 200
+        assert loaded == []
+        for _ in range(2):
+            assert http.get(f"{tls_server.url}/_/health").status_code == 200
+        assert loaded == [str(tls_server.tls.ca)]
+    # The same CA from the environment must really be what the https index is checked with.
+    with (
+        new_http_client(environ={}) as http,
+        pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"),
+    ):
+        http.get(f"{tls_server.url}/_/health")
+
+
+def test_a_ca_file_from_the_environment_that_cannot_be_loaded_fails_the_https_request(
+    tls_server: LiveServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    missing = tmp_path / "no-such-ca.pem"
+    with (
+        new_http_client(environ={"SSL_CERT_FILE": str(missing)}) as http,
+        pytest.raises(PublishError, match=f"cannot load the CA certificates from {missing}"),
+    ):
+        http.get(f"{tls_server.url}/_/health")
+    # Named by the caller (--cert), it fails at once.
+    with pytest.raises(PublishError, match="cannot load the CA certificates"):
+        new_http_client(ca_file=missing, environ={})
+
+
+def test_a_pep_503_html_page_is_read_for_hashes_when_the_index_has_no_json() -> None:
+    page = (
+        "<!DOCTYPE html><html><head><title>Links for demo</title></head><body>"
+        '<a href="../../files/demo-1.0.tar.gz#sha256=ABC123">demo-1.0.tar.gz</a>'
+        '<a href="https://cdn.example/demo-1.0-py3-none-any.whl">demo-1.0-py3-none-any.whl</a>'
+        "</body></html>"
+    )
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        assert request.url.path == "/prod/simple/demo/"
+        return httpx.Response(200, text=page, headers={"content-type": "text/html"})
+
+    with httpx.Client(transport=httpx.MockTransport(answer)) as http:
+        client = IndexClient("https://pypi.example/prod/legacy/", http=http)
+        entries = client.existing_entries("Demo")
+    assert entries == {
+        "demo-1.0.tar.gz": RemoteFile(
+            "demo-1.0.tar.gz", "abc123", "https://pypi.example/prod/files/demo-1.0.tar.gz"
+        ),
+        "demo-1.0-py3-none-any.whl": RemoteFile(
+            "demo-1.0-py3-none-any.whl", None, "https://cdn.example/demo-1.0-py3-none-any.whl"
+        ),
+    }

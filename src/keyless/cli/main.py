@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -112,6 +113,9 @@ def _loaded_class(module: str, name: str) -> Any:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command `argv` names (by default this process' own command line: `keyless`'s
+    entry point and `python -m keyless`, which exit as soon as it returns)."""
+    program = argv is None
     argv = sys.argv[1:] if argv is None else list(argv)
     _skip_httpx_command_line()
     parser = build_parser(command_of(argv))
@@ -119,7 +123,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.argv = argv  # what `serve --workers N` starts each worker with
     handler: Handler = args.handler
     try:
-        return handler(args)
+        status = handler(args)
+        if program:
+            _exit_without_collecting()
+        return status
     except ModuleNotFoundError as exc:
         if (exc.name or "").partition(".")[0] not in SERVER_LIBRARIES:
             raise
@@ -149,6 +156,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {exc.explain(db_cmd.upgrade_command(args))}", file=sys.stderr)
             return 1
         raise
+
+
+def _exit_without_collecting() -> None:
+    """Spare the interpreter's last garbage collection: the process is about to exit.
+
+    At exit the interpreter clears every module and collects what that leaves in reference
+    cycles: every function, class and module dictionary of the libraries a command imported.
+    For `keyless publish` that took 50-80 ms after its work was done (its whole start-up is
+    ~0.2 s). Frozen objects are left out of every collection, so the memory goes back to the
+    system with the process instead. Only for the program itself, never a caller's process
+    (tests call `main(argv)`): objects created from here on are collected as usual, but the
+    frozen ones never are.
+    """
+    gc.freeze()
 
 
 def _skip_httpx_command_line() -> None:

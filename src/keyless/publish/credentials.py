@@ -25,7 +25,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from keyless.publish.ambient import ambient_oidc_token, ci_name
 from keyless.publish.errors import PublishError
 from keyless.publish.indexclient import redact, retry_after_seconds, server_message
 from keyless.publish.reporter import Reporter
@@ -349,7 +348,11 @@ class TrustedPublishingCredentials:
         self.discovery = discovery
         self._http = http
         self._reporter = reporter
-        self._oidc_token = oidc_token or ambient_oidc_token
+        if oidc_token is None:
+            from keyless.publish.ambient import ambient_oidc_token
+
+            oidc_token = ambient_oidc_token
+        self._oidc_token: Callable[[str], str | None] = oidc_token
         self._clock = clock
         self._margin = refresh_margin
         self._sleep = sleep
@@ -562,6 +565,9 @@ def resolve_credentials(
             return found
     if mode == "never":
         return _keyring_or(upload_url, reporter, _no_api_token(upload_url))
+    # Only Trusted Publishing needs the CI detection (and the OIDC providers and the `id`
+    # library behind it, ~10 ms to import): an API token, the common case, goes without.
+    from keyless.publish.ambient import ambient_oidc_token, ci_name
 
     ci = ci_name(env)
     if mode == "auto" and ci is None and oidc_token is None:

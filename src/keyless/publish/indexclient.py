@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import base64
 import email.utils
-import html.parser
 import json
 import os
 import re
 import secrets
 import ssl
+import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -163,26 +164,73 @@ def new_http_client(
     """An httpx client for an index: our User-Agent, and `ca_file` (else SSL_CERT_FILE /
     SSL_CERT_DIR from `environ`, else the system's certifi bundle) as trusted CAs.
 
-    Raises PublishError when the CA file cannot be loaded.
+    The CAs are loaded on the first https request (see _TLSOnDemand), except that a CA file
+    the caller names is loaded at once (one that cannot be read fails here), and so are the
+    CAs when the environment names proxies (httpx gives its proxy transports the CAs when it
+    makes them). Raises PublishError when the CA file or folder cannot be loaded: here, or
+    on the first https request.
     """
     env = os.environ if environ is None else environ
     cafile = str(ca_file) if ca_file else env.get("SSL_CERT_FILE") or None
     capath = None if cafile else env.get("SSL_CERT_DIR") or None
-    verify: ssl.SSLContext | bool = True
-    if cafile or capath:
+
+    def tls_context() -> ssl.SSLContext:
+        if not (cafile or capath):
+            return httpx.create_ssl_context(verify=True, trust_env=True)
         try:
-            verify = ssl.create_default_context(cafile=cafile, capath=capath)
+            return ssl.create_default_context(cafile=cafile, capath=capath)
         except (OSError, ssl.SSLError) as exc:
             raise PublishError(
                 f"cannot load the CA certificates from {cafile or capath}: {exc}",
                 hint="pass a PEM file of the CA that signed the index's certificate (--cert).",
             ) from exc
-    return httpx.Client(
-        verify=verify,
-        timeout=httpx.Timeout(timeout, connect=15.0),
-        headers={"User-Agent": USER_AGENT},
-        trust_env=True,
-    )
+
+    options: dict[str, Any] = {
+        "timeout": httpx.Timeout(timeout, connect=15.0),
+        "headers": {"User-Agent": USER_AGENT},
+        "trust_env": True,
+    }
+    if ca_file or urllib.request.getproxies():
+        return httpx.Client(verify=tls_context(), **options)
+    return httpx.Client(transport=_TLSOnDemand(tls_context), **options)
+
+
+class _TLSOnDemand(httpx.BaseTransport):
+    """httpx's own transport, with its TLS set up on the first https request.
+
+    Loading the trusted CAs (certifi's bundle, or SSL_CERT_FILE's) took 40-110 ms here, about
+    a fifth of `keyless publish`'s start-up, and a plain-http index (a local or intranet one)
+    never needs them. Requests to http:// URLs go through a transport whose TLS context trusts
+    no CA at all: were it ever asked for a TLS connection, the handshake would fail.
+    (Not used when the environment names proxies: see new_http_client.)
+    """
+
+    def __init__(self, tls_context: Callable[[], ssl.SSLContext]) -> None:
+        self._tls_context = tls_context
+        self._lock = threading.Lock()  # the upload threads share the client
+        self._plain: httpx.HTTPTransport | None = None
+        self._tls: httpx.HTTPTransport | None = None
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        return self._for(request.url.scheme).handle_request(request)
+
+    def _for(self, scheme: str) -> httpx.HTTPTransport:
+        with self._lock:
+            if scheme == "http":
+                if self._plain is None:
+                    no_ca = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies, trusts nobody
+                    self._plain = httpx.HTTPTransport(verify=no_ca)
+                return self._plain
+            if self._tls is None:
+                self._tls = httpx.HTTPTransport(verify=self._tls_context())
+            return self._tls
+
+    def close(self) -> None:
+        with self._lock:
+            for transport in (self._plain, self._tls):
+                if transport is not None:
+                    transport.close()
+            self._plain = self._tls = None
 
 
 # ---------------------------------------------------------------------------- HTTP errors
@@ -225,25 +273,6 @@ def retry_after_seconds(response: httpx.Response, now: float | None = None) -> f
     return max(0.0, moment.timestamp() - (time.time() if now is None else now))
 
 
-class _TextOnly(html.parser.HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.parts: list[str] = []
-        self._skip = 0
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in ("script", "style", "head"):
-            self._skip += 1
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in ("script", "style", "head") and self._skip:
-            self._skip -= 1
-
-    def handle_data(self, data: str) -> None:
-        if not self._skip and data.strip():
-            self.parts.append(data.strip())
-
-
 def server_message(response: httpx.Response) -> str:
     """What the index said: `<status> <reason>` plus the JSON `message` or the body's text.
 
@@ -282,9 +311,9 @@ def server_message(response: httpx.Response) -> str:
                     ]
                 ).strip()
     elif "html" in kind:
-        parser = _TextOnly()
-        parser.feed(content)
-        body = " ".join(parser.parts)
+        from keyless.publish.htmltext import visible_text
+
+        body = visible_text(content)
     else:
         body = content.strip()
     # keyless' text bodies repeat the status line; say it once.
@@ -330,28 +359,6 @@ class RemoteFile:
     filename: str
     sha256: str | None
     url: str
-
-
-class _Anchors(html.parser.HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.links: list[tuple[str, str]] = []
-        self._href: str | None = None
-        self._text: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "a":
-            self._href = dict(attrs).get("href") or ""
-            self._text = []
-
-    def handle_data(self, data: str) -> None:
-        if self._href is not None:
-            self._text.append(data)
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "a" and self._href is not None:
-            self.links.append((self._href, "".join(self._text).strip()))
-            self._href = None
 
 
 def _filename_from_url(url: str) -> str:
@@ -601,10 +608,10 @@ def _parse_json_page(response: httpx.Response, base: str) -> _Page:
 
 
 def _parse_html_page(text: str, base: str) -> _Page:
-    parser = _Anchors()
-    parser.feed(text)
+    from keyless.publish.htmltext import links
+
     files: dict[str, RemoteFile] = {}
-    for href, label in parser.links:
+    for href, label in links(text):
         url = urljoin(base, href)
         fragment = urlsplit(url).fragment
         sha256 = None
