@@ -7,7 +7,6 @@ import os
 import resource
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -744,9 +743,6 @@ def durable_commit(results: Results, opts: Options) -> None:
                     uploads=len(seconds),
                 )
                 log(f"{scenario} {name}: {stats.median_ms:.2f} ms median per upload")
-
-
-_ = sys
 
 
 def split_cores(cores: int) -> tuple[list[int], list[int]]:

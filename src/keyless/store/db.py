@@ -36,6 +36,7 @@ from sqlalchemy import (
     bindparam,
     create_engine,
     event,
+    false,
     select,
 )
 from sqlalchemy.engine import URL, make_url
@@ -58,7 +59,9 @@ indexes = Table(
     # Closed releases (config.IndexSettings): seconds after its first file a release takes
     # no new files (NULL: never), and whether one published through an upload session does.
     Column("close_releases_after", BigInteger, nullable=True),
-    Column("close_session_releases", Boolean, nullable=False, default=False),
+    # A server default (as the migration's) as well: an older keyless writing to a database
+    # this one created names no such column (bench scenario 8 runs one).
+    Column("close_session_releases", Boolean, nullable=False, server_default=false()),
 )
 
 users = Table(
@@ -134,7 +137,7 @@ releases = Table(
     Column("info", JSON, nullable=False),  # the metadata fields the JSON API serves
     # Files were published into it through an upload session (PEP 694): an index with
     # `close-session-releases` takes no more (releases.closed_release).
-    Column("via_session", Boolean, nullable=False, default=False),
+    Column("via_session", Boolean, nullable=False, server_default=false()),
     UniqueConstraint("project_id", "canonical_version"),
 )
 
