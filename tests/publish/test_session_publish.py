@@ -28,7 +28,8 @@ from keyless.publish import (
     publish,
 )
 from keyless.publish.indexclient import SIMPLE_JSON
-from keyless.publish.session import stage, upload_root
+from keyless.publish.session import stage
+from keyless.publish.upload2 import upload_root
 from tests.builders import build_sdist, build_wheel, write_dist
 from tests.conftest import LiveServer, client_env
 
