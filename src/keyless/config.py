@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from keyless.oidc.providers import PROVIDERS, default_issuers
 
@@ -53,6 +54,14 @@ class IndexSettings:
     # Trusted Publishing audience for this index (PEP 807); None = the server's audience. A
     # separate audience makes the index its own trust boundary, as TestPyPI is to PyPI.
     audience: str | None = None
+    # A PEP 503/691 index whose projects this one mirrors (`upstream`, ending in /simple/), for
+    # names it does not have itself; None: no mirror (index/mirror/).
+    upstream: str | None = None
+    # Seconds a fetched upstream page is served before it is revalidated (`upstream-ttl`).
+    upstream_ttl: int = 600
+    # `user:password` for a private upstream, read from the environment variable that
+    # `upstream-credentials-env` names: never in the config file, never in a repr or a log.
+    upstream_credentials: str | None = field(default=None, repr=False)
 
 
 MIN_TOKEN_LIFETIME = 15 * 60  # PEP 807's bounds for minted tokens
@@ -280,15 +289,51 @@ def index_settings(name: str, values: Mapping[str, Any]) -> IndexSettings:
     audience = values.get("audience")
     if audience is not None and not (isinstance(audience, str) and audience.strip()):
         raise ConfigError(f"index {name!r}: audience must be a non-empty string.")
+    upstream, ttl, credentials = _upstream_settings(name, values)
     return IndexSettings(
         name=name,
         profile=profile,
         audience=audience,
+        upstream=upstream,
+        upstream_ttl=ttl,
+        upstream_credentials=credentials,
         max_file_size=parse_size(values.get("max-file-size", 100 * MIB), f"{name}.max-file-size"),
         max_project_size=parse_size(
             values.get("max-project-size", 10 * GIB), f"{name}.max-project-size"
         ),
     )
+
+
+def _upstream_settings(name: str, values: Mapping[str, Any]) -> tuple[str | None, int, str | None]:
+    """An index's `upstream`, `upstream-ttl` and the credentials `upstream-credentials-env`
+    names (the variable is read here, once, so a missing one stops the server at start)."""
+    upstream = values.get("upstream")
+    if upstream is None:
+        return None, 600, None
+    parsed = urlparse(upstream) if isinstance(upstream, str) else None
+    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ConfigError(
+            f"index {name!r}: upstream must be an http(s) URL of a simple index, "
+            f"e.g. 'https://pypi.org/simple/', not {upstream!r}."
+        )
+    if parsed.username or parsed.password:
+        raise ConfigError(
+            f"index {name!r}: upstream must not carry credentials; put 'user:password' in an "
+            "environment variable and name it in upstream-credentials-env."
+        )
+    ttl = values.get("upstream-ttl", 600)
+    if not isinstance(ttl, int) or isinstance(ttl, bool) or ttl < 0:
+        raise ConfigError(f"index {name!r}: upstream-ttl must be seconds (0 or more).")
+    credentials = None
+    variable = values.get("upstream-credentials-env")
+    if variable is not None:
+        credentials = os.environ.get(str(variable))
+        if not credentials or ":" not in credentials:
+            raise ConfigError(
+                f"index {name!r}: upstream-credentials-env names {variable!r}, which must be "
+                "set to 'user:password' in the server's environment."
+            )
+    return upstream.rstrip("/") + "/", ttl, credentials
 
 
 def parse_index_list(text: str) -> tuple[IndexSettings, ...]:
@@ -675,6 +720,12 @@ def settings_document(settings: Settings) -> dict[str, Any]:
                 "max-file-size": index.max_file_size,
                 "max-project-size": index.max_project_size,
                 **({"audience": index.audience} if index.audience else {}),
+                # Not the upstream's credentials: the admin commands never fetch from it.
+                **(
+                    {"upstream": index.upstream, "upstream-ttl": index.upstream_ttl}
+                    if index.upstream
+                    else {}
+                ),
             }
             for index in settings.indexes
         },

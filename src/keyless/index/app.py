@@ -27,12 +27,25 @@ from .catalog import Catalog
 from .indexes import IndexAdmin
 from .keystore import DatabaseKeyStore, fetch_json
 from .maintenance import GarbageCollector
+from .mirror import Mirror
 from .pages import SimplePages, url_prefix_of
 from .projects import ProjectAdmin
 from .promote import Promotion
 from .publishers import Publishers
 from .rendering import Descriptions, RenderPool
-from .routes import client, files, jsonapi, manage, oidc, ops, promote, publishing, simple, upload
+from .routes import (
+    client,
+    files,
+    jsonapi,
+    manage,
+    mirror,
+    oidc,
+    ops,
+    promote,
+    publishing,
+    simple,
+    upload,
+)
 from .routes.common import Services, error, public_base, services, storage_full
 from .sessions import Sessions
 from .static import static_writer
@@ -373,6 +386,7 @@ def create_app(settings: Settings, blobs: BlobStore | None = None) -> IndexApp:
         descriptions=descriptions,
         static=static,
         garbage=garbage,
+        mirror=Mirror({i.name: i for i in settings.indexes}, catalog, blobs, url_prefix),
     )
 
     routes = [
@@ -380,6 +394,7 @@ def create_app(settings: Settings, blobs: BlobStore | None = None) -> IndexApp:
         *oidc.routes,
         *client.routes,
         *files.routes,
+        *mirror.routes,
         *simple.routes,
         *jsonapi.routes,
         *upload.routes,

@@ -49,7 +49,8 @@ class PageSet:
     json: Rendered
 
 
-def _rendered(body: str | bytes) -> Rendered:
+def rendered(body: str | bytes) -> Rendered:
+    """A page's bytes and their ETag."""
     data = body.encode("utf-8") if isinstance(body, str) else body
     return Rendered(body=data, etag='"' + hashlib.sha256(data).hexdigest()[:32] + '"')
 
@@ -166,7 +167,7 @@ class SimplePages:
             "meta": {"api-version": API_VERSION},
             "projects": [{"name": name} for name, _ in rows],
         }
-        return PageSet(html=_rendered(html), json=_rendered(_dumps(document)))
+        return PageSet(html=rendered(html), json=rendered(_dumps(document)))
 
     def _render_project(
         self, index_id: int, index_name: str, name: NormalizedName
@@ -181,8 +182,8 @@ class SimplePages:
             files = []  # PEP 792: a quarantined project offers nothing to install
         entries = [self._file_entry(row, release_by_id[row.release_id]) for row in files]
         return PageSet(
-            html=_rendered(self._project_html(project, entries)),
-            json=_rendered(self._project_json(project, versions, entries)),
+            html=rendered(self._project_html(project, entries)),
+            json=rendered(self._project_json(project, versions, entries)),
         )
 
     def _file_entry(self, row: FileRow, release: ReleaseRow) -> dict[str, Any]:
@@ -204,49 +205,66 @@ class SimplePages:
     def _project_json(
         self, project: ProjectRow, versions: list[str], entries: list[dict[str, Any]]
     ) -> bytes:
-        status: dict[str, str] = {"status": project.status}
-        if project.status_reason:
-            status["reason"] = project.status_reason
-        document = {
-            "meta": {"api-version": API_VERSION, "_last-serial": project.serial},
-            "name": project.normalized_name,
-            "project-status": status,
-            "versions": versions,
-            "files": entries,
-        }
-        return _dumps(document)
+        meta = {"_last-serial": project.serial}
+        status = (project.status, project.status_reason)
+        return project_json(project.normalized_name, status, versions, entries, meta)
 
     def _project_html(self, project: ProjectRow, entries: list[dict[str, Any]]) -> str:
-        lines = []
-        for entry in entries:
-            attributes = [f'href="{escape(entry["url"])}#sha256={entry["hashes"]["sha256"]}"']
-            if entry["requires-python"]:
-                attributes.append(f'data-requires-python="{escape(entry["requires-python"])}"')
-            if entry["yanked"] is not False:
-                reason = "" if entry["yanked"] is True else entry["yanked"]
-                attributes.append(f'data-yanked="{escape(reason)}"')
-            if entry["core-metadata"]:
-                digest = entry["core-metadata"]["sha256"]
-                # Both spellings: PEP 714 renamed the attribute; older pip reads the old one.
-                attributes.append(f'data-dist-info-metadata="sha256={digest}"')
-                attributes.append(f'data-core-metadata="sha256={digest}"')
-            lines.append(f"    <a {' '.join(attributes)}>{escape(entry['filename'])}</a><br />\n")
-        status = ""
-        if project.status != "active":
-            status = f'    <meta name="pypi:project-status" content="{escape(project.status)}">\n'
-            if project.status_reason:
-                status += (
-                    '    <meta name="pypi:project-status-reason" '
-                    f'content="{escape(project.status_reason)}">\n'
-                )
-        return (
-            "<!DOCTYPE html>\n<html>\n  <head>\n"
-            f'    <meta name="pypi:repository-version" content="{API_VERSION}">\n'
-            f"{status}"
-            f"    <title>Links for {escape(project.normalized_name)}</title>\n  </head>\n"
-            f"  <body>\n    <h1>Links for {escape(project.normalized_name)}</h1>\n"
-            f"{''.join(lines)}  </body>\n</html>\n"
-        )
+        status = (project.status, project.status_reason)
+        return project_html(project.normalized_name, status, entries)
+
+
+def project_json(
+    name: str,
+    status: tuple[str, str | None],
+    versions: list[str],
+    entries: list[dict[str, Any]],
+    meta: dict[str, Any],
+) -> bytes:
+    """A project page in PEP 691 JSON, from file entries shaped as `_file_entry` makes them
+    (local ones, or an upstream's: index/mirror/); `meta` adds keys to `meta`."""
+    project_status: dict[str, str] = {"status": status[0]}
+    if status[1]:
+        project_status["reason"] = status[1]
+    document = {
+        "meta": {"api-version": API_VERSION, **meta},
+        "name": name,
+        "project-status": project_status,
+        "versions": versions,
+        "files": entries,
+    }
+    return _dumps(document)
+
+
+def project_html(name: str, status: tuple[str, str | None], entries: list[dict[str, Any]]) -> str:
+    """A project page in PEP 503 HTML from the same entries as `project_json`."""
+    lines = []
+    for entry in entries:
+        attributes = [f'href="{escape(entry["url"])}#sha256={entry["hashes"]["sha256"]}"']
+        if entry["requires-python"]:
+            attributes.append(f'data-requires-python="{escape(entry["requires-python"])}"')
+        if entry["yanked"] is not False:
+            reason = "" if entry["yanked"] is True else entry["yanked"]
+            attributes.append(f'data-yanked="{escape(reason)}"')
+        if entry["core-metadata"]:
+            digest = entry["core-metadata"]["sha256"]
+            # Both spellings: PEP 714 renamed the attribute; older pip reads the old one.
+            attributes.append(f'data-dist-info-metadata="sha256={digest}"')
+            attributes.append(f'data-core-metadata="sha256={digest}"')
+        lines.append(f"    <a {' '.join(attributes)}>{escape(entry['filename'])}</a><br />\n")
+    head = ""
+    if status[0] != "active":
+        head = f'    <meta name="pypi:project-status" content="{escape(status[0])}">\n'
+        if status[1]:
+            head += f'    <meta name="pypi:project-status-reason" content="{escape(status[1])}">\n'
+    return (
+        "<!DOCTYPE html>\n<html>\n  <head>\n"
+        f'    <meta name="pypi:repository-version" content="{API_VERSION}">\n'
+        f"{head}"
+        f"    <title>Links for {escape(name)}</title>\n  </head>\n"
+        f"  <body>\n    <h1>Links for {escape(name)}</h1>\n"
+        f"{''.join(lines)}  </body>\n</html>\n"
+    )
 
 
 def _dumps(document: Any) -> bytes:

@@ -18,6 +18,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from ..pages import JSON_TYPE, PageSet, Rendered, etag_matches, negotiate
+from . import mirror
 from .common import Services, error, index_or_none, services, unknown_index
 
 CACHE_CONTROL = "max-age=60, public"
@@ -178,8 +179,12 @@ async def project(request: Request) -> Response:
         return RedirectResponse(
             f"{_prefix(request)}/{index.name}/simple/{normalized}/", status_code=301
         )
-    pages = services(request).pages.project(index.id, index.name, normalized)
+    svc = services(request)
+    pages = svc.pages.project(index.id, index.name, normalized)
     if pages is None:
+        if svc.mirror.mirrors(index.name):
+            # Only names the index does not own go upstream (dependency confusion: mirror/).
+            return await mirror.project_page(request, index, normalized)
         return error(request, 404, f"No project named {raw!r} on index {index.name!r}.")
     return _send(request, pages)
 
