@@ -204,3 +204,30 @@ def test_stored_files_and_cached_pages_outlive_the_upstream(tmp_path: Path) -> N
     finally:
         stop_server(mirror)
         stop_server(upstream)
+
+
+def test_a_name_a_pending_publisher_reserves_is_never_taken_from_upstream(
+    upstream: LiveServer, mirror: LiveServer
+) -> None:
+    publish(upstream, "test", "reserved-lib", "5.0")
+    with mirror.client() as client:
+        before = client.get("/main/simple/reserved-lib/", headers={"Accept": JSON})
+        assert before.status_code == 200  # not reserved yet: the upstream's
+        token = mirror.token("reserver", "main")
+        reserved = client.post(
+            "/main/api/pending-publishers",
+            json={
+                "project": "Reserved_Lib",  # kept as typed, compared normalized
+                "kind": "github",
+                "config": {"owner": "acme", "repository": "reserved", "workflow": "r.yml"},
+            },
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert reserved.status_code == 200, reserved.text
+        page = client.get("/main/simple/reserved-lib/", headers={"Accept": JSON})
+        wheel = before.json()["files"][0]["url"]
+        file = client.get(wheel)
+    assert page.status_code == 404
+    assert file.status_code == 404
+    assert "keeps 'reserved-lib' for itself" in page.text
+    assert "keeps 'reserved-lib' for itself" in file.text

@@ -98,8 +98,7 @@ class Mirror:
         """
         settings = self.upstreams[index_name]
         if self.catalog.owns_name(index_id, name):
-            # Reached only in a race with an upload: the local page is the answer, never this.
-            raise MirrorRefused(f"{name!r} is a project of index {index_name!r}.", 404)
+            raise _owned(index_name, name)
         cached = self._pages.get((index_name, name))
         if cached is not None and time.monotonic() - cached.fetched < settings.upstream_ttl:
             return MirroredPage(cached.pages, None)
@@ -213,7 +212,7 @@ class Mirror:
         the upstream may be down (a file stored earlier is still served then).
         """
         if self.catalog.owns_name(index_id, name):
-            raise MirrorRefused(f"{name!r} is a project of index {index_name!r}.", 404)
+            raise _owned(index_name, name)
         cached = self._pages.get((index_name, name))
         if cached is None:
             self.project(index_id, index_name, name)
@@ -329,6 +328,14 @@ class Mirror:
                 timeout=httpx.Timeout(60.0, connect=PAGE_TIMEOUT), follow_redirects=True
             )
         return self._async_client
+
+
+def _owned(index_name: str, name: str) -> MirrorRefused:
+    return MirrorRefused(
+        f"Index {index_name!r} keeps {name!r} for itself (a project of its own, or reserved by "
+        "a pending publisher): it is never taken from the upstream.",
+        404,
+    )
 
 
 def _auth(settings: IndexSettings, url: str) -> tuple[str, str] | None:
