@@ -182,13 +182,16 @@ def test_a_tampered_upstream_file_is_refused_and_not_stored(
 
 def test_stored_files_and_cached_pages_outlive_the_upstream(tmp_path: Path) -> None:
     upstream = start_server(tmp_path / "upstream")
-    mirror = start_server(tmp_path / "mirror", config_text=mirror_config(upstream, ttl=0))
+    config = mirror_config(upstream, ttl=0)
+    mirror = start_server(tmp_path / "mirror", config_text=config)
     try:
         made = publish(upstream, "test", "kept-lib", "1.0")
         with mirror.client() as client:
             page = client.get("/main/simple/kept-lib/", headers={"Accept": JSON})
             wheel = next(f for f in page.json()["files"] if f["filename"].endswith(".whl"))
             assert client.get(wheel["url"]).status_code == 200
+            metadata = client.get(wheel["url"] + ".metadata")
+            assert metadata.status_code == 200
         stop_server(upstream)
         with mirror.client() as client:
             stale = client.get("/main/simple/kept-lib/", headers={"Accept": JSON})
@@ -201,6 +204,16 @@ def test_stored_files_and_cached_pages_outlive_the_upstream(tmp_path: Path) -> N
         assert again.content == made[wheel["filename"]]
         assert never_seen.status_code == 502
         assert upstream.simple_url("test") in never_seen.text
+        # A restart (garbage collection runs at start; the page cache is gone): the stored
+        # file and metadata file are still served, the upstream still down.
+        stop_server(mirror)
+        mirror = start_server(tmp_path / "mirror", config_text=config)
+        with mirror.client() as client:
+            restarted = client.get(wheel["url"])
+            restarted_metadata = client.get(wheel["url"] + ".metadata")
+        assert restarted.status_code == 200, restarted.text
+        assert restarted.content == made[wheel["filename"]]
+        assert restarted_metadata.content == metadata.content
     finally:
         stop_server(mirror)
         stop_server(upstream)

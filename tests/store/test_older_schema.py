@@ -1,7 +1,7 @@
 """A database at an older revision: refused with what to run, or upgraded when asked.
 
 "This code is newer than the database" is made by adding a
-made-up revision (r0003, in a temporary folder) to the history the code reads.
+made-up revision (r0004, in a temporary folder) to the history the code reads.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ MADE_UP_REVISION = """
 import sqlalchemy as sa
 from alembic import op
 
-revision = "r0003"
-down_revision = "r0002"
+revision = "r0004"
+down_revision = "r0003"
 branch_labels = None
 depends_on = None
 
@@ -57,7 +57,7 @@ sys.exit(main(argv))
 def made_up_versions(tmp_path: Path) -> Path:
     versions = tmp_path / "made-up-versions"
     versions.mkdir()
-    (versions / "r0003_made_up.py").write_text(MADE_UP_REVISION, encoding="utf-8")
+    (versions / "r0004_made_up.py").write_text(MADE_UP_REVISION, encoding="utf-8")
     return versions
 
 
@@ -65,7 +65,7 @@ def code_one_revision_ahead(monkeypatch: pytest.MonkeyPatch, versions: Path) -> 
     monkeypatch.setattr(migrations, "VERSION_LOCATIONS", [*migrations.VERSION_LOCATIONS, versions])
 
 
-def database_at_r0002(path: Path) -> Path:
+def database_at_r0003(path: Path) -> Path:
     """A database the released code made, with a user in it."""
     engine = db.open_database(path)
     with db.writing(engine) as conn:
@@ -82,16 +82,16 @@ def database_at_r0002(path: Path) -> Path:
 def test_an_older_schema_is_refused_until_upgraded(
     tmp_path: Path, made_up_versions: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path = database_at_r0002(tmp_path / "keyless.db")
+    path = database_at_r0003(tmp_path / "keyless.db")
     code_one_revision_ahead(monkeypatch, made_up_versions)
     with pytest.raises(migrations.SchemaOutOfDate) as refused:
         db.open_database(path)
-    assert refused.value.current == ("r0002",)
-    assert "older than this keyless needs (r0003): run `keyless db upgrade`" in str(refused.value)
+    assert refused.value.current == ("r0003",)
+    assert "older than this keyless needs (r0004): run `keyless db upgrade`" in str(refused.value)
     assert migrations.current(db.connect(path)).kind == "behind"
 
     engine = db.open_database(path, upgrade=True)
-    assert migrations.current(engine).current == ("r0003",)
+    assert migrations.current(engine).current == ("r0004",)
     engine.dispose()
     with sqlite3.connect(path) as conn:
         rows = conn.execute("SELECT username, made_up_note FROM users").fetchall()
@@ -100,7 +100,7 @@ def test_an_older_schema_is_refused_until_upgraded(
 
 def test_a_revision_this_code_does_not_know_is_refused(tmp_path: Path) -> None:
     # What an older keyless finds after a newer one upgraded the database.
-    path = database_at_r0002(tmp_path / "keyless.db")
+    path = database_at_r0003(tmp_path / "keyless.db")
     with sqlite3.connect(path) as conn:
         conn.execute("UPDATE alembic_version SET version_num = 'r0099'")
     with pytest.raises(
@@ -125,26 +125,26 @@ def test_the_server_on_an_older_schema_says_what_to_run_and_exits(
 ) -> None:
     data = tmp_path / "data"
     data.mkdir()
-    database_at_r0002(data / "keyless.db")
+    database_at_r0003(data / "keyless.db")
     runner = tmp_path / "run.py"
     runner.write_text(RUNNER, encoding="utf-8")
 
     refused = run_keyless(runner, made_up_versions, "serve", "--data", str(data), "--port", "1")
     assert refused.returncode == 1
     assert refused.stderr == (
-        f"error: the database {data / 'keyless.db'} is at schema revision r0002, "
-        "older than this keyless needs (r0003): run `keyless db upgrade --data "
+        f"error: the database {data / 'keyless.db'} is at schema revision r0003, "
+        "older than this keyless needs (r0004): run `keyless db upgrade --data "
         f"{data}` (back it up first), or set `auto-upgrade = true` under [database] to "
         "upgrade at start.\n"
     )
     current = run_keyless(runner, made_up_versions, "db", "current", "--data", str(data))
     assert current.returncode == 1
-    assert "r0002 (older than this keyless' r0003" in current.stdout
+    assert "r0003 (older than this keyless' r0004" in current.stdout
 
     upgraded = run_keyless(runner, made_up_versions, "db", "upgrade", "--data", str(data))
-    assert (upgraded.returncode, upgraded.stdout) == (0, "schema upgraded: r0002 -> r0003\n")
+    assert (upgraded.returncode, upgraded.stdout) == (0, "schema upgraded: r0003 -> r0004\n")
     again = run_keyless(runner, made_up_versions, "db", "current", "--data", str(data))
-    assert (again.returncode, again.stdout) == (0, "r0003 (the revision this keyless needs)\n")
+    assert (again.returncode, again.stdout) == (0, "r0004 (the revision this keyless needs)\n")
 
 
 def test_a_server_set_to_auto_upgrade_upgrades_at_start(
@@ -152,7 +152,7 @@ def test_a_server_set_to_auto_upgrade_upgrades_at_start(
 ) -> None:
     folder = tmp_path / "server"
     (folder / "data").mkdir(parents=True)
-    database = database_at_r0002(folder / "data" / "keyless.db")
+    database = database_at_r0003(folder / "data" / "keyless.db")
     runner = tmp_path / "run.py"
     runner.write_text(RUNNER, encoding="utf-8")
     server = start_server(
@@ -167,7 +167,7 @@ def test_a_server_set_to_auto_upgrade_upgrades_at_start(
         server.process.terminate()
         server.process.wait(timeout=30)
     with sqlite3.connect(database) as conn:
-        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("r0003",)]
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("r0004",)]
         assert conn.execute("SELECT username, made_up_note FROM users").fetchall() == [
             ("alice", None)
         ]
@@ -177,8 +177,8 @@ RECREATES_A_REFERENCED_TABLE = """
 import sqlalchemy as sa
 from alembic import op
 
-revision = "r0003"
-down_revision = "r0002"
+revision = "r0004"
+down_revision = "r0003"
 branch_labels = None
 depends_on = None
 
@@ -200,7 +200,7 @@ def test_a_revision_may_copy_a_table_other_rows_refer_to(
 ) -> None:
     # SQLite enforces foreign keys in keyless' connections; dropping `users` while API tokens
     # refer to it is refused unless the upgrade runs with the checks off (and checks after).
-    path = database_at_r0002(tmp_path / "keyless.db")
+    path = database_at_r0003(tmp_path / "keyless.db")
     with sqlite3.connect(path) as conn:
         conn.execute(
             "INSERT INTO api_tokens (token_hash, kind, user_id, description, created) "
@@ -208,11 +208,11 @@ def test_a_revision_may_copy_a_table_other_rows_refer_to(
         )
     versions = tmp_path / "versions"
     versions.mkdir()
-    (versions / "r0003_recreate.py").write_text(RECREATES_A_REFERENCED_TABLE, encoding="utf-8")
+    (versions / "r0004_recreate.py").write_text(RECREATES_A_REFERENCED_TABLE, encoding="utf-8")
     code_one_revision_ahead(monkeypatch, versions)
 
     engine = db.open_database(path, upgrade=True)
-    assert migrations.current(engine).current == ("r0003",)
+    assert migrations.current(engine).current == ("r0004",)
     with db.reading(engine) as conn:
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1  # on again
         tokens = conn.execute(

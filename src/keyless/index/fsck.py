@@ -178,6 +178,8 @@ class Fsck:
                 kind, message = damage
                 problems.append(Problem(kind, sha256, message, refs))
         referenced = {sha256 for sha256, _ in rows}
+        with db.reading(self.engine) as conn:  # an upstream's files an index keeps (mirror/)
+            referenced |= db.referenced_blobs(conn, set(stored) - referenced)
         orphans = sorted(set(stored) - referenced)
         problems += [Problem("orphan", sha256, "no file refers to this blob") for sha256 in orphans]
 
@@ -199,8 +201,7 @@ class Fsck:
         if not candidates:
             return set()
         with db.reading(self.engine) as conn:
-            query = select(db.files.c.sha256).where(db.files.c.sha256.in_(candidates)).distinct()
-            return set(conn.execute(query).scalars())
+            return db.referenced_blobs(conn, candidates)
 
     def _remove_damaged(self, damaged: list[tuple[str, int]]) -> list[str]:
         """Remove blobs whose bytes are wrong, each checked again under the write lock: a

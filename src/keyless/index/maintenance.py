@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
 from keyless.store import db
 from keyless.store.blobs import BlobStore
@@ -39,7 +39,7 @@ class GarbageCollector:
 
     def referenced_blobs(self) -> set[str]:
         with db.reading(self.engine) as conn:
-            return set(conn.execute(select(db.files.c.sha256)).scalars())
+            return db.referenced_blobs(conn)
 
     def collect_garbage(self, min_age_seconds: float = TEMP_GRACE_SECONDS) -> int:
         """Delete unreferenced blobs, and temp files older than `min_age_seconds`.
@@ -54,19 +54,15 @@ class GarbageCollector:
         return removed + len(self.remove_unreferenced(candidates))
 
     def remove_unreferenced(self, candidates: list[str]) -> list[str]:
-        """Delete those of `candidates` no file row refers to, deciding under the write lock;
-        returns the ones deleted (by gc, and by `keyless fsck --repair`)."""
+        """Delete those of `candidates` no row refers to (`db.referenced_blobs`), deciding under
+        the write lock; returns the ones deleted (by gc, and by `keyless fsck --repair`)."""
         removed: list[str] = []
         for start in range(0, len(candidates), BATCH):
             batch = candidates[start : start + BATCH]
             with db.writing(self.engine) as conn:
                 # Checked again under the write lock: an upload may have committed a row for one
                 # of them since the snapshot, and none can commit until this transaction ends.
-                kept = set(
-                    conn.execute(
-                        select(db.files.c.sha256).where(db.files.c.sha256.in_(batch)).distinct()
-                    ).scalars()
-                )
+                kept = db.referenced_blobs(conn, batch)
                 removed += [
                     sha256 for sha256 in batch if sha256 not in kept and self.blobs.remove(sha256)
                 ]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -265,6 +265,33 @@ Index("ix_journal_project", journal.c.index_id, journal.c.project)
 # a writing transaction that changes what is served bumps the one `change_serial` row and adds
 # a `changes` row with the new serial, in the same transaction (`store.changes`). Every process
 # compares the serial with the last it saw on each request and drops exactly what changed.
+# The files and PEP 658 metadata files an index with an upstream fetched and stored
+# (index/mirror/): they keep their blobs from garbage collection, and let a stored file be
+# served after a restart while the upstream is down. `filename` ends in `.metadata` for a
+# metadata file; one row per name on an index, as an upstream names each file once.
+mirrored_files = Table(
+    "mirrored_files",
+    metadata,
+    Column("index_id", ForeignKey("indexes.id"), primary_key=True),
+    Column("filename", String(255), primary_key=True),
+    Column("project", String(255), nullable=False),  # normalized
+    Column("sha256", String(64), nullable=False),
+    Column("stored", DateTime(timezone=True), nullable=False),
+)
+
+
+def referenced_blobs(conn: Connection, among: Iterable[str] | None = None) -> set[str]:
+    """The blobs a row refers to (a file, or a mirrored file), of `among` or all: what
+    garbage collection and fsck must keep."""
+    found: set[str] = set()
+    for column in (files.c.sha256, mirrored_files.c.sha256):
+        query = select(column).distinct()
+        if among is not None:
+            query = query.where(column.in_(list(among)))
+        found.update(conn.execute(query).scalars())
+    return found
+
+
 # The single row is also what orders the serials: its row lock is held to the commit, so on a
 # database whose writers run side by side (PostgreSQL) serials are still given in commit order.
 change_serial = Table(

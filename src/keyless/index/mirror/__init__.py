@@ -20,12 +20,15 @@ import threading
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from urllib.parse import quote, urlparse
 
 import httpx
 from packaging.utils import NormalizedName
+from sqlalchemy import Engine, select
 
 from keyless.config import IndexSettings
+from keyless.store import db
 from keyless.store.blobs import BlobStore
 
 from ..catalog import Catalog
@@ -40,6 +43,7 @@ PAGE_TIMEOUT = 10.0
 # Upstream pages kept in memory per process; the oldest fetched goes first beyond it.
 MAX_CACHED_PAGES = 10_000
 MAX_METADATA_BYTES = 16 * 1024 * 1024
+METADATA_SUFFIX = ".metadata"  # PEP 658: the metadata file is at the file's URL + this
 
 
 class MirrorRefused(Refused):
@@ -74,11 +78,13 @@ class Mirror:
         indexes: Mapping[str, IndexSettings],
         catalog: Catalog,
         blobs: BlobStore,
+        engine: Engine,
         url_prefix: str = "",
     ) -> None:
         self.upstreams = {name: s for name, s in indexes.items() if s.upstream}
         self.catalog = catalog
         self.blobs = blobs
+        self.engine = engine
         self.url_prefix = url_prefix
         self._pages: dict[tuple[str, str], CachedPage] = {}
         self._lock = threading.Lock()
@@ -215,6 +221,9 @@ class Mirror:
             raise _owned(index_name, name)
         cached = self._pages.get((index_name, name))
         if cached is None:
+            kept = self._kept(index_id, name, sha256, filename)
+            if kept is not None:
+                return kept  # stored before this process started: no need of the upstream
             self.project(index_id, index_name, name)
             cached = self._pages.get((index_name, name))
         found = cached.page.file(sha256, filename) if cached is not None else None
@@ -226,7 +235,49 @@ class Mirror:
             )
         return found
 
-    def metadata(self, index_name: str, found: UpstreamFile) -> bytes:
+    def _kept(self, index_id: int, name: str, sha256: str, filename: str) -> UpstreamFile | None:
+        """A file stored earlier (and its metadata file's hash), if its blob is still there."""
+        table = db.mirrored_files
+        with db.reading(self.engine) as conn:
+            rows = conn.execute(
+                select(table.c.filename, table.c.sha256).where(
+                    table.c.index_id == index_id,
+                    table.c.project == name,
+                    table.c.filename.in_((filename, filename + METADATA_SUFFIX)),
+                )
+            ).all()
+        digests = {row.filename: row.sha256 for row in rows}
+        if digests.get(filename) != sha256 or not self.blobs.exists(sha256):
+            return None
+        return UpstreamFile(
+            filename=filename,
+            url="",  # not needed: the bytes are here
+            sha256=sha256,
+            requires_python=None,
+            yanked=False,
+            metadata_sha256=digests.get(filename + METADATA_SUFFIX),
+            size=None,
+            upload_time=None,
+        )
+
+    def _record(self, index_id: int, name: str, filename: str, sha256: str) -> None:
+        """Keep a stored blob from garbage collection, and say what it is. Blocking."""
+        table = db.mirrored_files
+        with db.writing(self.engine) as conn:
+            conn.execute(
+                table.delete().where(table.c.index_id == index_id, table.c.filename == filename)
+            )
+            conn.execute(
+                table.insert().values(
+                    index_id=index_id,
+                    filename=filename,
+                    project=name,
+                    sha256=sha256,
+                    stored=datetime.now(UTC),
+                )
+            )
+
+    def metadata(self, index_id: int, index_name: str, name: str, found: UpstreamFile) -> bytes:
         """The PEP 658 metadata file of `found`: from the store, else fetched, checked
         against the page's hash and stored. Blocking."""
         digest = found.metadata_sha256
@@ -255,6 +306,9 @@ class Mirror:
                 502,
             )
         self.blobs.put_bytes(data)
+        self._record(index_id, name, found.filename + METADATA_SUFFIX, digest)
+        if not self.blobs.exists(digest):  # collected between the two: put back, now kept
+            self.blobs.put_bytes(data)
         return data
 
     async def open_download(self, index_name: str, found: UpstreamFile) -> httpx.Response:
@@ -277,7 +331,7 @@ class Mirror:
         return response
 
     async def store_while_streaming(
-        self, index_name: str, found: UpstreamFile, response: httpx.Response
+        self, index_id: int, name: str, found: UpstreamFile, response: httpx.Response
     ) -> AsyncIterator[bytes]:
         """The file's bytes as they arrive, written to the blob store on the way.
 
@@ -301,9 +355,12 @@ class Mirror:
             if digests.sha256 != found.sha256:
                 log.error(
                     "refused %s from the upstream of %s: its bytes hash to %s, its page says %s",
-                    found.filename, index_name, digests.sha256, found.sha256,
+                    found.filename, name, digests.sha256, found.sha256,
                 )  # fmt: skip
                 raise MirrorRefused(f"{found.filename!r} does not match its upstream hash.", 502)
+            await asyncio.to_thread(self.blobs.place, writer, digests.sha256, digests.size)
+            await asyncio.to_thread(self._record, index_id, name, found.filename, found.sha256)
+            # Placed again once recorded: garbage collection may have run in between.
             await asyncio.to_thread(self.blobs.place, writer, digests.sha256, digests.size)
             placed = True
             if held is not None:

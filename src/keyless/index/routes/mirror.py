@@ -66,7 +66,7 @@ async def download(request: Request) -> Response:
             svc.mirror.file, index.id, index.name, name, sha256, dist_name
         )
         if want_metadata:
-            data = await run_in_threadpool(svc.mirror.metadata, index.name, found)
+            data = await run_in_threadpool(svc.mirror.metadata, index.id, index.name, name, found)
             return Response(
                 data,
                 media_type="text/plain; charset=utf-8",
@@ -86,7 +86,7 @@ async def download(request: Request) -> Response:
     headers["content-disposition"] = f"attachment; filename*=utf-8''{quote(dist_name)}"
     headers[SOURCE_HEADER] = "upstream"
     return StreamingResponse(
-        svc.mirror.store_while_streaming(index.name, found, upstream),
+        svc.mirror.store_while_streaming(index.id, name, found, upstream),
         media_type="application/octet-stream",
         headers=headers,
     )
