@@ -192,11 +192,16 @@ def test_stored_files_and_cached_pages_outlive_the_upstream(tmp_path: Path) -> N
             assert client.get(wheel["url"]).status_code == 200
             metadata = client.get(wheel["url"] + ".metadata")
             assert metadata.status_code == 200
+            assert client.get("/main/simple/").status_code == 200
         stop_server(upstream)
         with mirror.client() as client:
+            root = client.get("/main/simple/", headers={"Accept": JSON})
             stale = client.get("/main/simple/kept-lib/", headers={"Accept": JSON})
             again = client.get(wheel["url"])
             never_seen = client.get("/main/simple/never-seen/")
+        assert root.status_code == 200
+        assert [p["name"] for p in root.json()["projects"]] == ["kept-lib"]
+        assert root.headers["x-keyless-stale"].startswith("upstream unreachable")
         assert stale.status_code == 200
         assert stale.json()["files"] == page.json()["files"]
         assert stale.headers["x-keyless-stale"].startswith("upstream unreachable")
@@ -217,6 +222,26 @@ def test_stored_files_and_cached_pages_outlive_the_upstream(tmp_path: Path) -> N
     finally:
         stop_server(mirror)
         stop_server(upstream)
+
+
+def test_the_root_page_lists_local_and_upstream_names_once(
+    upstream: LiveServer, mirror: LiveServer
+) -> None:
+    publish(upstream, "test", "root-up", "1.0")
+    publish(upstream, "test", "Root_Both", "2.0")
+    publish(mirror, "main", "root-local", "1.0")
+    publish(mirror, "main", "root-both", "1.0")
+    with mirror.client() as client:
+        answer = client.get("/main/simple/", headers={"Accept": JSON})
+        html = client.get("/main/simple/")
+    assert answer.status_code == 200, answer.text
+    names = [p["name"] for p in answer.json()["projects"]]
+    assert {"root-up", "root-local", "root-both"} <= set(names)
+    assert "Root_Both" not in names  # the index's own spelling, once
+    assert len(names) == len(set(names))
+    assert '<a href="/main/simple/root-up/">root-up</a>' in html.text
+    assert '<a href="/main/simple/root-local/">root-local</a>' in html.text
+    assert html.text.count("/main/simple/root-both/") == 1
 
 
 def test_a_name_a_pending_publisher_reserves_is_never_taken_from_upstream(

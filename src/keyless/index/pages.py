@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from html import escape
@@ -151,23 +152,7 @@ class SimplePages:
         return pages
 
     def _render_root(self, index_id: int, index_name: str) -> PageSet:
-        rows = self.catalog.project_names(index_id)
-        # Behind a proxy serving us under a path (public-url), links must carry that path.
-        base = f"{self.url_prefix}/{index_name}/simple"
-        anchors = "".join(
-            f'    <a href="{base}/{normalized}/">{escape(name)}</a>\n' for name, normalized in rows
-        )
-        html = (
-            "<!DOCTYPE html>\n<html>\n  <head>\n"
-            f'    <meta name="pypi:repository-version" content="{API_VERSION}">\n'
-            f"    <title>Simple index: {escape(index_name)}</title>\n  </head>\n  <body>\n"
-            f"{anchors}  </body>\n</html>\n"
-        )
-        document = {
-            "meta": {"api-version": API_VERSION},
-            "projects": [{"name": name} for name, _ in rows],
-        }
-        return PageSet(html=rendered(html), json=rendered(_dumps(document)))
+        return root_page(self.url_prefix, index_name, self.catalog.project_names(index_id))
 
     def _render_project(
         self, index_id: int, index_name: str, name: NormalizedName
@@ -212,6 +197,27 @@ class SimplePages:
     def _project_html(self, project: ProjectRow, entries: list[dict[str, Any]]) -> str:
         status = (project.status, project.status_reason)
         return project_html(project.normalized_name, status, entries)
+
+
+def root_page(url_prefix: str, index_name: str, rows: Sequence[tuple[str, str]]) -> PageSet:
+    """The root page of an index listing `rows`, (name, normalized name) by normalized name
+    (its own projects, and an upstream's: index/mirror/)."""
+    # Behind a proxy serving us under a path (public-url), links must carry that path.
+    base = f"{url_prefix}/{index_name}/simple"
+    anchors = "".join(
+        f'    <a href="{base}/{normalized}/">{escape(name)}</a>\n' for name, normalized in rows
+    )
+    html = (
+        "<!DOCTYPE html>\n<html>\n  <head>\n"
+        f'    <meta name="pypi:repository-version" content="{API_VERSION}">\n'
+        f"    <title>Simple index: {escape(index_name)}</title>\n  </head>\n  <body>\n"
+        f"{anchors}  </body>\n</html>\n"
+    )
+    document = {
+        "meta": {"api-version": API_VERSION},
+        "projects": [{"name": name} for name, _ in rows],
+    }
+    return PageSet(html=rendered(html), json=rendered(_dumps(document)))
 
 
 def project_json(

@@ -18,13 +18,13 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import quote, urlparse
 
 import httpx
-from packaging.utils import NormalizedName
+from packaging.utils import NormalizedName, canonicalize_name
 from sqlalchemy import Engine, select
 
 from keyless.config import IndexSettings
@@ -33,8 +33,16 @@ from keyless.store.blobs import BlobStore
 
 from ..catalog import Catalog
 from ..errors import Refused
-from ..pages import PageSet, project_html, project_json, rendered
-from .upstream import ACCEPT, MAX_PAGE_BYTES, MalformedPage, UpstreamFile, UpstreamPage, parse_page
+from ..pages import PageSet, project_html, project_json, rendered, root_page
+from .upstream import (
+    ACCEPT,
+    MAX_PAGE_BYTES,
+    MalformedPage,
+    UpstreamFile,
+    UpstreamPage,
+    parse_page,
+    parse_root,
+)
 
 log = logging.getLogger("keyless.mirror")
 
@@ -43,6 +51,8 @@ PAGE_TIMEOUT = 10.0
 # Upstream pages kept in memory per process; the oldest fetched goes first beyond it.
 MAX_CACHED_PAGES = 10_000
 MAX_METADATA_BYTES = 16 * 1024 * 1024
+# PyPI's root page lists every project (over half a million names: tens of MB).
+MAX_ROOT_BYTES = 256 * 1024 * 1024
 METADATA_SUFFIX = ".metadata"  # PEP 658: the metadata file is at the file's URL + this
 
 
@@ -59,10 +69,31 @@ class CachedPage:
     last_modified: str | None
 
 
+Rows = tuple[tuple[str, NormalizedName], ...]  # a root page's (name as listed, normalized)
+
+
+@dataclass(frozen=True)
+class CachedRoot:
+    names: Rows  # unique
+    fetched: float
+    etag: str | None
+    last_modified: str | None
+
+
+@dataclass(frozen=True)
+class Fetched:
+    body: bytes
+    url: str  # after redirects: what relative links resolve against
+    content_type: str
+    etag: str | None
+    last_modified: str | None
+
+
 @dataclass(frozen=True)
 class MirroredPage:
     pages: PageSet
-    stale_seconds: int | None  # set when the upstream could not be reached to revalidate
+    # Why the page may be out of date (the X-Keyless-Stale header); None: it is current.
+    stale: str | None
 
 
 def mirror_file_url(url_prefix: str, index: str, project: str, sha256: str, filename: str) -> str:
@@ -87,6 +118,9 @@ class Mirror:
         self.engine = engine
         self.url_prefix = url_prefix
         self._pages: dict[tuple[str, str], CachedPage] = {}
+        self._roots: dict[str, CachedRoot] = {}
+        # The last merged root page per index: (local rows, upstream rows, pages).
+        self._merged: dict[str, tuple[Rows, Rows, PageSet]] = {}
         self._lock = threading.Lock()
         self._client: httpx.Client | None = None
         self._async_client: httpx.AsyncClient | None = None
@@ -116,7 +150,8 @@ class Mirror:
             # The upstream is down or misbehaving: what it said last is better than nothing.
             age = int(time.monotonic() - cached.fetched)
             log.warning("serving %s/%s from the cache (%ss old): %s", index_name, name, age, exc)
-            return MirroredPage(cached.pages, age)
+            stale = f"upstream unreachable; page fetched {age} seconds ago"
+            return MirroredPage(cached.pages, stale)
         with self._lock:
             self._pages.pop((index_name, name), None)
             if len(self._pages) >= MAX_CACHED_PAGES:
@@ -125,8 +160,32 @@ class Mirror:
         return MirroredPage(fresh.pages, None)
 
     def _fetch(self, settings: IndexSettings, name: str, cached: CachedPage | None) -> CachedPage:
-        upstream = str(settings.upstream)
-        url = f"{upstream}{name}/"
+        fetched = self._get(settings, f"{settings.upstream}{name}/", repr(name), cached)
+        if fetched is None:
+            assert cached is not None  # a 304 answers only the validators sent
+            return CachedPage(
+                cached.page, cached.pages, time.monotonic(), cached.etag, cached.last_modified
+            )
+        try:
+            page = parse_page(fetched.body, fetched.content_type, fetched.url, name)
+        except MalformedPage as exc:
+            raise MirrorRefused(
+                f"The upstream {settings.upstream}'s page for {name!r} is refused: {exc}.", 502
+            ) from None
+        pages = self._render(settings, page)
+        return CachedPage(page, pages, time.monotonic(), fetched.etag, fetched.last_modified)
+
+    def _get(
+        self,
+        settings: IndexSettings,
+        url: str,
+        what: str,
+        cached: CachedPage | CachedRoot | None,
+        limit: int = MAX_PAGE_BYTES,
+    ) -> Fetched | None:
+        """A page of the upstream, or None when it answers 304 to the cached copy's validators.
+        Raises MirrorRefused (404, 502, 504) saying what went wrong with `what`."""
+        upstream = settings.upstream
         headers = {"accept": ACCEPT}
         if cached is not None and cached.etag:
             headers["if-none-match"] = cached.etag
@@ -137,51 +196,94 @@ class Mirror:
                 "GET", url, headers=headers, auth=_auth(settings, url)
             ) as response:
                 if response.status_code == 304 and cached is not None:
-                    return CachedPage(
-                        cached.page, cached.pages, time.monotonic(), cached.etag,
-                        cached.last_modified,
-                    )  # fmt: skip
+                    return None
                 if response.status_code == 404:
                     raise MirrorRefused(
-                        f"No project named {name!r} on index {settings.name!r} "
+                        f"No project named {what} on index {settings.name!r} "
                         f"nor on its upstream {upstream}.",
                         404,
                     )
                 if response.status_code != 200:
                     raise MirrorRefused(
                         f"The upstream {upstream} answered {response.status_code} "
-                        f"for {name!r}; try again later.",
+                        f"for {what}; try again later.",
                         502,
                     )
-                body = _read_bounded(response, MAX_PAGE_BYTES)
-                page_url = str(response.url)
-                content_type = response.headers.get("content-type", "")
-                etag = response.headers.get("etag")
-                last_modified = response.headers.get("last-modified")
+                body = _read_bounded(response, limit)
+                fetched = Fetched(
+                    body=body or b"",
+                    url=str(response.url),
+                    content_type=response.headers.get("content-type", ""),
+                    etag=response.headers.get("etag"),
+                    last_modified=response.headers.get("last-modified"),
+                )
         except httpx.TimeoutException:
             raise MirrorRefused(
-                f"The upstream {upstream} did not answer in time for {name!r}; try again later.",
+                f"The upstream {upstream} did not answer in time for {what}; try again later.",
                 504,
             ) from None
         except httpx.HTTPError as exc:
             raise MirrorRefused(
-                f"The upstream {upstream} cannot be reached for {name!r} "
+                f"The upstream {upstream} cannot be reached for {what} "
                 f"({type(exc).__name__}); try again later.",
                 502,
             ) from None
         if body is None:
             raise MirrorRefused(
-                f"The upstream {upstream} sent a page for {name!r} larger than "
-                f"{MAX_PAGE_BYTES} bytes; refused.",
+                f"The upstream {upstream} sent a page for {what} larger than "
+                f"{limit} bytes; refused.",
                 502,
             )
+        return fetched
+
+    def root(self, index_name: str, local: Sequence[tuple[str, NormalizedName]]) -> MirroredPage:
+        """The root page: the index's projects and the upstream's other names. Blocking.
+
+        The upstream's list is cached and revalidated as project pages are; while the upstream
+        is down, its last list is used (stale), and with none the index's own projects are
+        still listed rather than nothing.
+        """
+        settings = self.upstreams[index_name]
+        cached = self._roots.get(index_name)
+        stale: str | None = None
+        if cached is None or time.monotonic() - cached.fetched >= settings.upstream_ttl:
+            try:
+                cached = self._fetch_root(settings, cached)
+                self._roots[index_name] = cached
+            except MirrorRefused as exc:
+                log.warning("the root page of %s lists no upstream names: %s", index_name, exc)
+                if cached is None:
+                    pages = root_page(self.url_prefix, index_name, local)
+                    return MirroredPage(pages, "upstream unreachable; its projects are not listed")
+                age = int(time.monotonic() - cached.fetched)
+                stale = f"upstream unreachable; its projects as listed {age} seconds ago"
+        rows = tuple(local)
+        merged = self._merged.get(index_name)
+        if merged is None or merged[0] != rows or merged[1] is not cached.names:
+            owned = {normalized for _, normalized in local}
+            listed = sorted(
+                [*local, *(row for row in cached.names if row[1] not in owned)],
+                key=lambda row: row[1],
+            )
+            merged = (rows, cached.names, root_page(self.url_prefix, index_name, listed))
+            self._merged[index_name] = merged
+        return MirroredPage(merged[2], stale)
+
+    def _fetch_root(self, settings: IndexSettings, cached: CachedRoot | None) -> CachedRoot:
+        what = "its list of projects"
+        fetched = self._get(settings, str(settings.upstream), what, cached, MAX_ROOT_BYTES)
+        if fetched is None:
+            assert cached is not None
+            return CachedRoot(cached.names, time.monotonic(), cached.etag, cached.last_modified)
         try:
-            page = parse_page(body, content_type, page_url, name)
+            names = parse_root(fetched.body, fetched.content_type)
         except MalformedPage as exc:
             raise MirrorRefused(
-                f"The upstream {upstream}'s page for {name!r} is refused: {exc}.", 502
+                f"The upstream {settings.upstream}'s root page is refused: {exc}.", 502
             ) from None
-        return CachedPage(page, self._render(settings, page), time.monotonic(), etag, last_modified)
+        unique = {canonicalize_name(name): name for name in names}
+        rows = tuple((name, normalized) for normalized, name in unique.items())
+        return CachedRoot(rows, time.monotonic(), fetched.etag, fetched.last_modified)
 
     def _render(self, settings: IndexSettings, page: UpstreamPage) -> PageSet:
         entries = [

@@ -63,6 +63,31 @@ def parse_page(body: bytes, content_type: str, page_url: str, name: str) -> Upst
     raise MalformedPage(f"its content type is {media or 'missing'!r}, not a simple-API page")
 
 
+def parse_root(body: bytes, content_type: str) -> list[str]:
+    """The project names an upstream's root page lists; raises MalformedPage."""
+    media = content_type.split(";")[0].strip().lower()
+    if media == JSON_TYPE:
+        try:
+            document = json.loads(body)
+        except (ValueError, RecursionError):
+            raise MalformedPage("its JSON root page is not valid JSON") from None
+        projects = document.get("projects") if isinstance(document, dict) else None
+        if not isinstance(projects, list):
+            raise MalformedPage("its JSON root page has no 'projects' list (PEP 691)")
+        return [
+            p["name"] for p in projects if isinstance(p, dict) and isinstance(p.get("name"), str)
+        ]
+    if media in HTML_TYPES:
+        parser = _Links()
+        try:
+            parser.feed(body.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise MalformedPage("its HTML root page is not UTF-8") from None
+        parser.close()
+        return [name for _, words in parser.anchors if (name := "".join(words).strip())]
+    raise MalformedPage(f"its content type is {media or 'missing'!r}, not a simple-API page")
+
+
 def _parse_json(body: bytes, page_url: str, name: str) -> UpstreamPage:
     try:
         document = json.loads(body)

@@ -14,6 +14,7 @@ from starlette.routing import Route
 
 from ..errors import Refused
 from ..indexes import IndexInfo
+from ..mirror import MirroredPage
 from ..pages import JSON_TYPE, etag_matches, negotiate
 from .common import error, index_or_none, services, unknown_index
 from .files import METADATA_SUFFIX, SHA256, serve_blob
@@ -31,18 +32,28 @@ async def project_page(request: Request, index: IndexInfo, name: NormalizedName)
         found = await run_in_threadpool(svc.mirror.project, index.id, index.name, name)
     except Refused as exc:
         return error(request, exc.status, exc.message)
+    return _send(request, found, "upstream")
+
+
+async def root_page(request: Request, index: IndexInfo) -> Response:
+    """The index's projects and the upstream's other names (routes/simple.py)."""
+    svc = services(request)
+    local = await run_in_threadpool(svc.catalog.project_names, index.id)
+    found = await run_in_threadpool(svc.mirror.root, index.name, local)
+    return _send(request, found, "index+upstream")
+
+
+def _send(request: Request, found: MirroredPage, source: str) -> Response:
     media_type = negotiate(request.headers.get("accept", ""))
     page = found.pages.json if media_type == JSON_TYPE else found.pages.html
     headers = {
         "etag": page.etag,
         "vary": "Accept",
         "cache-control": CACHE_CONTROL,
-        SOURCE_HEADER: "upstream",
+        SOURCE_HEADER: source,
     }
-    if found.stale_seconds is not None:
-        headers[STALE_HEADER] = (
-            f"upstream unreachable; page fetched {found.stale_seconds} seconds ago"
-        )
+    if found.stale is not None:
+        headers[STALE_HEADER] = found.stale
         headers["cache-control"] = "no-cache"
     if etag_matches(request.headers.get("if-none-match"), page.etag):
         return Response(status_code=304, headers=headers)

@@ -103,7 +103,8 @@ def _cached(svc: Services, index_name: str, project: str | None) -> PageSet | No
     if index is None:
         return None
     if project is None:
-        return svc.pages.cached_root(index.id)
+        # An index with an upstream merges its root page per request (routes/mirror.py).
+        return None if svc.mirror.mirrors(index_name) else svc.pages.cached_root(index.id)
     return svc.pages.cached_project(index.id, project) if project else None
 
 
@@ -166,6 +167,8 @@ async def root(request: Request) -> Response:
     index = index_or_none(request)
     if index is None:
         return unknown_index(request)
+    if services(request).mirror.mirrors(index.name):
+        return await mirror.root_page(request, index)
     return _send(request, services(request).pages.root(index.id, index.name))
 
 
