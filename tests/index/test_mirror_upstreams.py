@@ -5,6 +5,7 @@ answering from a table of paths built by each test."""
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
 import json
 import subprocess
@@ -32,6 +33,7 @@ class Upstream:
     answers: dict[str, tuple[str, bytes]] = field(default_factory=dict)
     required_auth: str | None = None
     seen_auth: list[str | None] = field(default_factory=list)
+    gzipped: set[str] = field(default_factory=set)  # compressed when the client accepts gzip
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +56,9 @@ def upstream() -> Iterator[Upstream]:
                 return
             content_type, body = found
             self.send_response(200)
+            if self.path in state.gzipped and "gzip" in self.headers.get("accept-encoding", ""):
+                body = gzip.compress(body)
+                self.send_header("content-encoding", "gzip")
             self.send_header("content-type", content_type)
             self.send_header("content-length", str(len(body)))
             self.end_headers()
@@ -129,6 +134,22 @@ def test_an_html_upstream_is_read_and_pip_installs_from_it(
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert (tmp_path / "html_lib-1.0.dist-info").is_dir()
+
+
+def test_a_file_the_upstream_would_compress_is_stored_as_its_hash_says(
+    upstream: Upstream, mirror: LiveServer
+) -> None:
+    filename, data = build_wheel("gzip-lib", "1.0")
+    sha256 = hashlib.sha256(data).hexdigest()
+    link = f'href="/packages/{filename}#sha256={sha256}"'
+    upstream.answers["/simple/gzip-lib/"] = html_page(link)
+    upstream.answers[f"/packages/{filename}"] = ("application/octet-stream", data)
+    upstream.gzipped.add(f"/packages/{filename}")
+    with mirror.client() as client:
+        page = client.get("/main/simple/gzip-lib/", headers={"Accept": JSON})
+        wheel = client.get(page.json()["files"][0]["url"])
+    assert wheel.status_code == 200
+    assert wheel.content == data
 
 
 def test_a_private_upstream_gets_the_credentials_and_the_log_never_does(

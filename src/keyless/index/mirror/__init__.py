@@ -418,7 +418,9 @@ class Mirror:
         streams it with `store_while_streaming`, which closes it."""
         settings = self.upstreams[index_name]
         client = self._http_async()
-        request = client.build_request("GET", found.url)
+        # The bytes as stored upstream, not a compressed transfer of them: they are hashed
+        # and stored as they arrive.
+        request = client.build_request("GET", found.url, headers={"accept-encoding": "identity"})
         try:
             response = await client.send(request, stream=True, auth=_auth(settings, found.url))
         except httpx.HTTPError as exc:
