@@ -59,6 +59,9 @@ class IndexSettings:
     upstream: str | None = None
     # Seconds a fetched upstream page is served before it is revalidated (`upstream-ttl`).
     upstream_ttl: int = 600
+    # Seconds to wait for the upstream (to connect, and between two reads) before a 504, or
+    # the cached page (`upstream-timeout`).
+    upstream_timeout: float = 10.0
     # `user:password` for a private upstream, read from the environment variable that
     # `upstream-credentials-env` names: never in the config file, never in a repr or a log.
     upstream_credentials: str | None = field(default=None, repr=False)
@@ -289,13 +292,14 @@ def index_settings(name: str, values: Mapping[str, Any]) -> IndexSettings:
     audience = values.get("audience")
     if audience is not None and not (isinstance(audience, str) and audience.strip()):
         raise ConfigError(f"index {name!r}: audience must be a non-empty string.")
-    upstream, ttl, credentials = _upstream_settings(name, values)
+    upstream, ttl, timeout, credentials = _upstream_settings(name, values)
     return IndexSettings(
         name=name,
         profile=profile,
         audience=audience,
         upstream=upstream,
         upstream_ttl=ttl,
+        upstream_timeout=timeout,
         upstream_credentials=credentials,
         max_file_size=parse_size(values.get("max-file-size", 100 * MIB), f"{name}.max-file-size"),
         max_project_size=parse_size(
@@ -304,12 +308,15 @@ def index_settings(name: str, values: Mapping[str, Any]) -> IndexSettings:
     )
 
 
-def _upstream_settings(name: str, values: Mapping[str, Any]) -> tuple[str | None, int, str | None]:
-    """An index's `upstream`, `upstream-ttl` and the credentials `upstream-credentials-env`
-    names (the variable is read here, once, so a missing one stops the server at start)."""
+def _upstream_settings(
+    name: str, values: Mapping[str, Any]
+) -> tuple[str | None, int, float, str | None]:
+    """An index's `upstream`, `upstream-ttl`, `upstream-timeout` and the credentials
+    `upstream-credentials-env` names (the variable is read here, once, so a missing one stops
+    the server at start)."""
     upstream = values.get("upstream")
     if upstream is None:
-        return None, 600, None
+        return None, 600, 10.0, None
     parsed = urlparse(upstream) if isinstance(upstream, str) else None
     if parsed is None or parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise ConfigError(
@@ -324,6 +331,9 @@ def _upstream_settings(name: str, values: Mapping[str, Any]) -> tuple[str | None
     ttl = values.get("upstream-ttl", 600)
     if not isinstance(ttl, int) or isinstance(ttl, bool) or ttl < 0:
         raise ConfigError(f"index {name!r}: upstream-ttl must be seconds (0 or more).")
+    timeout = values.get("upstream-timeout", 10.0)
+    if not isinstance(timeout, int | float) or isinstance(timeout, bool) or timeout <= 0:
+        raise ConfigError(f"index {name!r}: upstream-timeout must be seconds (more than 0).")
     credentials = None
     variable = values.get("upstream-credentials-env")
     if variable is not None:
@@ -333,7 +343,7 @@ def _upstream_settings(name: str, values: Mapping[str, Any]) -> tuple[str | None
                 f"index {name!r}: upstream-credentials-env names {variable!r}, which must be "
                 "set to 'user:password' in the server's environment."
             )
-    return upstream.rstrip("/") + "/", ttl, credentials
+    return upstream.rstrip("/") + "/", ttl, float(timeout), credentials
 
 
 def parse_index_list(text: str) -> tuple[IndexSettings, ...]:
@@ -722,7 +732,11 @@ def settings_document(settings: Settings) -> dict[str, Any]:
                 **({"audience": index.audience} if index.audience else {}),
                 # Not the upstream's credentials: the admin commands never fetch from it.
                 **(
-                    {"upstream": index.upstream, "upstream-ttl": index.upstream_ttl}
+                    {
+                        "upstream": index.upstream,
+                        "upstream-ttl": index.upstream_ttl,
+                        "upstream-timeout": index.upstream_timeout,
+                    }
                     if index.upstream
                     else {}
                 ),

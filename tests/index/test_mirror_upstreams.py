@@ -11,6 +11,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -43,6 +44,8 @@ def upstream() -> Iterator[Upstream]:
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            if self.path.startswith("/slow/"):
+                time.sleep(3)  # longer than the `slow` index's upstream-timeout
             auth = self.headers.get("authorization")
             state.seen_auth.append(auth)
             if state.required_auth and auth != state.required_auth:
@@ -86,6 +89,10 @@ upstream-ttl = 0
 [indexes.private]
 upstream = "{upstream.url}/private/simple/"
 upstream-credentials-env = "TEST_UPSTREAM_CREDENTIALS"
+
+[indexes.slow]
+upstream = "{upstream.url}/slow/simple/"
+upstream-timeout = 1
 """
     live = start_server(
         tmp_path_factory.mktemp("mirror"),
@@ -210,6 +217,18 @@ def test_a_page_larger_than_the_limit_is_refused(upstream: Upstream, mirror: Liv
         answer = client.get("/main/simple/huge/")
     assert answer.status_code == 502
     assert "larger than" in answer.text
+
+
+def test_an_upstream_slower_than_its_timeout_is_a_504_naming_it(
+    upstream: Upstream, mirror: LiveServer
+) -> None:
+    upstream.answers["/slow/simple/late-lib/"] = html_page()
+    started = time.monotonic()
+    with mirror.client() as client:
+        answer = client.get("/slow/simple/late-lib/")
+    assert answer.status_code == 504, answer.text
+    assert f"{upstream.url}/slow/simple/ did not answer in time" in answer.text
+    assert time.monotonic() - started < 2.5
 
 
 def test_a_name_the_upstream_lacks_is_a_404_naming_both(

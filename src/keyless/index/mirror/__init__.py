@@ -46,8 +46,6 @@ from .upstream import (
 
 log = logging.getLogger("keyless.mirror")
 
-# Seconds to wait for an upstream's page (connect, then each read) before answering 504.
-PAGE_TIMEOUT = 10.0
 # Upstream pages kept in memory per process; the oldest fetched goes first beyond it.
 MAX_CACHED_PAGES = 10_000
 MAX_METADATA_BYTES = 16 * 1024 * 1024
@@ -193,7 +191,7 @@ class Mirror:
             headers["if-modified-since"] = cached.last_modified
         try:
             with self._http().stream(
-                "GET", url, headers=headers, auth=_auth(settings, url)
+                "GET", url, headers=headers, auth=_auth(settings, url), timeout=_timeout(settings)
             ) as response:
                 if response.status_code == 304 and cached is not None:
                     return None
@@ -391,7 +389,9 @@ class Mirror:
         settings = self.upstreams[index_name]
         url = found.url + ".metadata"
         try:
-            with self._http().stream("GET", url, auth=_auth(settings, url)) as response:
+            with self._http().stream(
+                "GET", url, auth=_auth(settings, url), timeout=_timeout(settings)
+            ) as response:
                 if response.status_code != 200:
                     raise MirrorRefused(
                         f"The upstream {settings.upstream} answered {response.status_code} "
@@ -420,7 +420,9 @@ class Mirror:
         client = self._http_async()
         # The bytes as stored upstream, not a compressed transfer of them: they are hashed
         # and stored as they arrive.
-        request = client.build_request("GET", found.url, headers={"accept-encoding": "identity"})
+        request = client.build_request(
+            "GET", found.url, headers={"accept-encoding": "identity"}, timeout=_timeout(settings)
+        )
         try:
             response = await client.send(request, stream=True, auth=_auth(settings, found.url))
         except httpx.HTTPError as exc:
@@ -477,17 +479,13 @@ class Mirror:
     # -- the HTTP clients -----------------------------------------------------------------
 
     def _http(self) -> httpx.Client:
-        if self._client is None:
-            self._client = httpx.Client(timeout=PAGE_TIMEOUT, follow_redirects=True)
+        if self._client is None:  # timeouts per request: each index has its own
+            self._client = httpx.Client(follow_redirects=True)
         return self._client
 
     def _http_async(self) -> httpx.AsyncClient:
         if self._async_client is None:
-            # No read deadline for the whole file: a large one takes as long as it takes; a
-            # stalled one is cut after a minute without bytes.
-            self._async_client = httpx.AsyncClient(
-                timeout=httpx.Timeout(60.0, connect=PAGE_TIMEOUT), follow_redirects=True
-            )
+            self._async_client = httpx.AsyncClient(follow_redirects=True)
         return self._async_client
 
 
@@ -497,6 +495,11 @@ def _owned(index_name: str, name: str) -> MirrorRefused:
         "a pending publisher): it is never taken from the upstream.",
         404,
     )
+
+
+def _timeout(settings: IndexSettings) -> httpx.Timeout:
+    # Between two reads, not for the whole transfer: a large file takes what it takes.
+    return httpx.Timeout(settings.upstream_timeout)
 
 
 def _auth(settings: IndexSettings, url: str) -> tuple[str, str] | None:
