@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from keyless.oidc.providers import PROVIDERS, default_issuers
 
@@ -60,6 +61,17 @@ class IndexSettings:
     # A release published through an upload session (PEP 694) takes no new files at all: it
     # was published whole, at once, and what comes later goes into a new version.
     close_session_releases: bool = False
+    # A PEP 503/691 index whose projects this one mirrors (`upstream`, ending in /simple/), for
+    # names it does not have itself; None: no mirror (index/mirror/).
+    upstream: str | None = None
+    # Seconds a fetched upstream page is served before it is revalidated (`upstream-ttl`).
+    upstream_ttl: int = 600
+    # Seconds to wait for the upstream (to connect, and between two reads) before a 504, or
+    # the cached page (`upstream-timeout`).
+    upstream_timeout: float = 10.0
+    # `user:password` for a private upstream, read from the environment variable that
+    # `upstream-credentials-env` names: never in the config file, never in a repr or a log.
+    upstream_credentials: str | None = field(default=None, repr=False)
 
 
 MIN_TOKEN_LIFETIME = 15 * 60  # PEP 807's bounds for minted tokens
@@ -292,6 +304,10 @@ INDEX_KEYS = (
     "audience",
     "close-releases-after",
     "close-session-releases",
+    "upstream",
+    "upstream-ttl",
+    "upstream-timeout",
+    "upstream-credentials-env",
 )
 
 
@@ -308,10 +324,15 @@ def index_settings(name: str, values: Mapping[str, Any]) -> IndexSettings:
     audience = values.get("audience")
     if audience is not None and not (isinstance(audience, str) and audience.strip()):
         raise ConfigError(f"index {name!r}: audience must be a non-empty string.")
+    upstream, ttl, timeout, credentials = _upstream_settings(name, values)
     return IndexSettings(
         name=name,
         profile=profile,
         audience=audience,
+        upstream=upstream,
+        upstream_ttl=ttl,
+        upstream_timeout=timeout,
+        upstream_credentials=credentials,
         max_file_size=parse_size(values.get("max-file-size", 100 * MIB), f"{name}.max-file-size"),
         max_project_size=parse_size(
             values.get("max-project-size", 10 * GIB), f"{name}.max-project-size"
@@ -335,6 +356,44 @@ def _close_after(value: Any, index: str) -> int | None:
     ):
         raise ConfigError(f"{setting}: {value!r} is not a duration; write e.g. '14d' or 'never'.")
     return parse_duration_seconds(value, setting)  # never negative: the pattern has no sign
+
+
+def _upstream_settings(
+    name: str, values: Mapping[str, Any]
+) -> tuple[str | None, int, float, str | None]:
+    """An index's `upstream`, `upstream-ttl`, `upstream-timeout` and the credentials
+    `upstream-credentials-env` names (the variable is read here, once, so a missing one stops
+    the server at start)."""
+    upstream = values.get("upstream")
+    if upstream is None:
+        return None, 600, 10.0, None
+    parsed = urlparse(upstream) if isinstance(upstream, str) else None
+    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ConfigError(
+            f"index {name!r}: upstream must be an http(s) URL of a simple index, "
+            f"e.g. 'https://pypi.org/simple/', not {upstream!r}."
+        )
+    if parsed.username or parsed.password:
+        raise ConfigError(
+            f"index {name!r}: upstream must not carry credentials; put 'user:password' in an "
+            "environment variable and name it in upstream-credentials-env."
+        )
+    ttl = values.get("upstream-ttl", 600)
+    if not isinstance(ttl, int) or isinstance(ttl, bool) or ttl < 0:
+        raise ConfigError(f"index {name!r}: upstream-ttl must be seconds (0 or more).")
+    timeout = values.get("upstream-timeout", 10.0)
+    if not isinstance(timeout, int | float) or isinstance(timeout, bool) or timeout <= 0:
+        raise ConfigError(f"index {name!r}: upstream-timeout must be seconds (more than 0).")
+    credentials = None
+    variable = values.get("upstream-credentials-env")
+    if variable is not None:
+        credentials = os.environ.get(str(variable))
+        if not credentials or ":" not in credentials:
+            raise ConfigError(
+                f"index {name!r}: upstream-credentials-env names {variable!r}, which must be "
+                "set to 'user:password' in the server's environment."
+            )
+    return upstream.rstrip("/") + "/", ttl, float(timeout), credentials
 
 
 def parse_index_list(text: str) -> tuple[IndexSettings, ...]:
@@ -742,6 +801,16 @@ def settings_document(settings: Settings) -> dict[str, Any]:
                     else {}
                 ),
                 "close-session-releases": index.close_session_releases,
+                # Not the upstream's credentials: the admin commands never fetch from it.
+                **(
+                    {
+                        "upstream": index.upstream,
+                        "upstream-ttl": index.upstream_ttl,
+                        "upstream-timeout": index.upstream_timeout,
+                    }
+                    if index.upstream
+                    else {}
+                ),
             }
             for index in settings.indexes
         },

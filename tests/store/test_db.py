@@ -51,6 +51,7 @@ def test_a_database_from_before_similar_key_gets_the_column_filled(tmp_path: Pat
         raw.execute("DROP TABLE alembic_version")
         raw.execute("DROP TABLE changes")
         raw.execute("DROP TABLE change_serial")
+        raw.execute("DROP TABLE mirrored_files")
         raw.execute("DROP TABLE upload_session_files")
         raw.execute("DROP TABLE upload_sessions")
         raw.execute("ALTER TABLE indexes DROP COLUMN close_releases_after")

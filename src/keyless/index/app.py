@@ -27,6 +27,7 @@ from .catalog import Catalog
 from .indexes import IndexAdmin
 from .keystore import DatabaseKeyStore, fetch_json
 from .maintenance import GarbageCollector
+from .mirror import Mirror
 from .pages import SimplePages, url_prefix_of
 from .projects import ProjectAdmin
 from .promote import Promotion
@@ -37,6 +38,7 @@ from .routes import (
     files,
     jsonapi,
     manage,
+    mirror,
     oidc,
     ops,
     promote,
@@ -407,6 +409,7 @@ def create_app(settings: Settings, blobs: BlobStore | None = None) -> IndexApp:
         descriptions=descriptions,
         static=static,
         garbage=garbage,
+        mirror=Mirror({i.name: i for i in settings.indexes}, catalog, blobs, engine, url_prefix),
     )
 
     routes = [
@@ -414,6 +417,7 @@ def create_app(settings: Settings, blobs: BlobStore | None = None) -> IndexApp:
         *oidc.routes,
         *client.routes,
         *files.routes,
+        *mirror.routes,
         *simple.routes,
         *jsonapi.routes,
         *upload.routes,

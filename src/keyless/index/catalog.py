@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from packaging.utils import NormalizedName, canonicalize_name
@@ -19,6 +19,7 @@ from keyless.dists.versions import canonical_version, parse_version
 from keyless.oidc.providers import PROVIDERS
 from keyless.store import db
 
+from .accounts import as_utc
 from .projects import ProjectRow, find_project, role_of
 
 
@@ -448,3 +449,24 @@ class Catalog:
                     )
                 ).scalar()
         return found
+
+    def owns_name(self, index_id: int, name: NormalizedName) -> bool:
+        """Whether an index keeps `name` for itself: it has the project, or a pending publisher
+        (not expired) reserves it. Such a name is never served from an upstream (mirror.py):
+        whoever publishes it there cannot reach this index's users (dependency confusion)."""
+        with db.reading(self.engine) as conn:
+            if find_project(conn, index_id, name) is not None:
+                return True
+            # Stored as typed: compared normalized (a handful of rows per index).
+            pending = conn.execute(
+                select(db.publishers.c.pending_project, db.publishers.c.expires).where(
+                    db.publishers.c.index_id == index_id,
+                    db.publishers.c.pending_project.is_not(None),
+                )
+            ).all()
+        now = datetime.now(UTC)
+        return any(
+            canonicalize_name(row.pending_project) == name
+            and (row.expires is None or as_utc(row.expires) > now)
+            for row in pending
+        )

@@ -179,7 +179,8 @@ class Fsck:
                 problems.append(Problem(kind, sha256, message, refs))
         # A live upload session's files are no orphans: their blobs wait for its publish.
         referenced = {sha256 for sha256, _ in rows}
-        referenced |= GarbageCollector(self.engine, self.blobs).session_blobs()
+        with db.reading(self.engine) as conn:  # an upstream's files an index keeps (mirror/)
+            referenced |= db.referenced_blobs(conn, set(stored) - referenced)
         orphans = sorted(set(stored) - referenced)
         problems += [Problem("orphan", sha256, "no file refers to this blob") for sha256 in orphans]
 
@@ -201,8 +202,7 @@ class Fsck:
         if not candidates:
             return set()
         with db.reading(self.engine) as conn:
-            query = select(db.files.c.sha256).where(db.files.c.sha256.in_(candidates)).distinct()
-            return set(conn.execute(query).scalars())
+            return db.referenced_blobs(conn, candidates)
 
     def _remove_damaged(self, damaged: list[tuple[str, int]]) -> list[str]:
         """Remove blobs whose bytes are wrong, each checked again under the write lock: a

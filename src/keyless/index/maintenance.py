@@ -1,9 +1,10 @@
 """Housekeeping: remove blobs no database row refers to, and temp files of dead uploads.
 
-A blob is referenced by a file row, or by a file of a live PEP 694 upload session (open or
-in error and not expired, or processing): its bytes arrived before it is published. The files
-of canceled, expired and published sessions refer to nothing (a published one's blobs are
-its file rows').
+A blob is referenced (`store.db.referenced_blobs`, the one answer gc and fsck share) by a file
+row, by a file an index keeps from its upstream (`index/mirror/`), or by a file of a live PEP
+694 upload session (open or in error and not expired, or processing): its bytes arrived before
+it is published. The files of canceled, expired and published sessions refer to nothing (a
+published one's blobs are its file rows').
 
 Orphaned blobs come from uploads that placed their blob and then failed to commit (a crash, a
 full database, a lost filename race); temp files from uploads cut off mid-stream or a crash.
@@ -23,35 +24,16 @@ both take; keyless serves SQLite today.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
-from sqlalchemy import Engine, Select, and_, or_, select
+from sqlalchemy import Engine
 
 from keyless.store import db
 from keyless.store.blobs import BlobStore
-
-from .accounts import now
 
 TEMP_GRACE_SECONDS = 3600.0
 # Candidates checked and deleted per writing transaction: uploads wait for the write lock
 # meanwhile, so it is held for a bounded batch, not for a whole store's worth of unlinks.
 BATCH = 500
-
-
-def _session_blobs() -> Select[Any]:
-    """The blobs of live upload sessions' files (see the module's docstring)."""
-    sessions, files = db.upload_sessions, db.upload_session_files
-    return (
-        select(files.c.sha256)
-        .join(sessions, sessions.c.id == files.c.session_id)
-        .where(
-            files.c.sha256.is_not(None),
-            or_(
-                sessions.c.status == "processing",
-                and_(sessions.c.status.in_(("open", "error")), sessions.c.expires > now()),
-            ),
-        )
-    )
 
 
 @dataclass
@@ -61,15 +43,9 @@ class GarbageCollector:
     engine: Engine
     blobs: BlobStore
 
-    def session_blobs(self) -> set[str]:
-        """The blobs of live upload sessions' files: no file row refers to them yet."""
-        with db.reading(self.engine) as conn:
-            return set(conn.execute(_session_blobs()).scalars())
-
     def referenced_blobs(self) -> set[str]:
         with db.reading(self.engine) as conn:
-            referenced = set(conn.execute(select(db.files.c.sha256)).scalars())
-            return referenced | set(conn.execute(_session_blobs()).scalars())
+            return db.referenced_blobs(conn)
 
     def collect_garbage(self, min_age_seconds: float = TEMP_GRACE_SECONDS) -> int:
         """Delete unreferenced blobs, and temp files older than `min_age_seconds`.
@@ -84,24 +60,15 @@ class GarbageCollector:
         return removed + len(self.remove_unreferenced(candidates))
 
     def remove_unreferenced(self, candidates: list[str]) -> list[str]:
-        """Delete those of `candidates` no file row refers to, deciding under the write lock;
-        returns the ones deleted (by gc, and by `keyless fsck --repair`)."""
+        """Delete those of `candidates` no row refers to (`db.referenced_blobs`), deciding under
+        the write lock; returns the ones deleted (by gc, and by `keyless fsck --repair`)."""
         removed: list[str] = []
         for start in range(0, len(candidates), BATCH):
             batch = candidates[start : start + BATCH]
             with db.writing(self.engine) as conn:
                 # Checked again under the write lock: an upload may have committed a row for one
                 # of them since the snapshot, and none can commit until this transaction ends.
-                kept = set(
-                    conn.execute(
-                        select(db.files.c.sha256).where(db.files.c.sha256.in_(batch)).distinct()
-                    ).scalars()
-                )
-                kept.update(
-                    conn.execute(
-                        _session_blobs().where(db.upload_session_files.c.sha256.in_(batch))
-                    ).scalars()
-                )
+                kept = db.referenced_blobs(conn, batch)
                 removed += [
                     sha256 for sha256 in batch if sha256 not in kept and self.blobs.remove(sha256)
                 ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from html import escape
@@ -50,7 +51,8 @@ class PageSet:
     json: Rendered
 
 
-def _rendered(body: str | bytes) -> Rendered:
+def rendered(body: str | bytes) -> Rendered:
+    """A page's bytes and their ETag."""
     data = body.encode("utf-8") if isinstance(body, str) else body
     return Rendered(body=data, etag='"' + hashlib.sha256(data).hexdigest()[:32] + '"')
 
@@ -152,26 +154,8 @@ class SimplePages:
 
     def _render_root(self, index_id: int, index_name: str) -> PageSet:
         # Behind a proxy serving us under a path (public-url), links must carry that path.
-        base = f"{self.url_prefix}/{index_name}/simple"
-        return self._root_pages(index_name, self.catalog.project_names(index_id), base)
-
-    def _root_pages(
-        self, index_name: str, rows: list[tuple[str, NormalizedName]], base: str
-    ) -> PageSet:
-        anchors = "".join(
-            f'    <a href="{base}/{normalized}/">{escape(name)}</a>\n' for name, normalized in rows
-        )
-        html = (
-            "<!DOCTYPE html>\n<html>\n  <head>\n"
-            f'    <meta name="pypi:repository-version" content="{API_VERSION}">\n'
-            f"    <title>Simple index: {escape(index_name)}</title>\n  </head>\n  <body>\n"
-            f"{anchors}  </body>\n</html>\n"
-        )
-        document = {
-            "meta": {"api-version": API_VERSION},
-            "projects": [{"name": name} for name, _ in rows],
-        }
-        return PageSet(html=_rendered(html), json=_rendered(_dumps(document)))
+        prefix = f"{self.url_prefix}/{index_name}"
+        return root_page(prefix, index_name, self.catalog.project_names(index_id))
 
     def _render_project(
         self, index_id: int, index_name: str, name: NormalizedName
@@ -186,8 +170,8 @@ class SimplePages:
             files = []  # PEP 792: a quarantined project offers nothing to install
         entries = [self._file_entry(row, release_by_id[row.release_id]) for row in files]
         return PageSet(
-            html=_rendered(self._project_html(project, entries)),
-            json=_rendered(self._project_json(project, versions, entries)),
+            html=rendered(self._project_html(project, entries)),
+            json=rendered(self._project_json(project, versions, entries)),
         )
 
     # --- the stage of a PEP 694 upload session (not cached: a stage is short-lived and rare)
@@ -200,9 +184,7 @@ class SimplePages:
         rows = self.catalog.project_names(index_id)
         if all(normalized != stage.normalized_name for _, normalized in rows):
             rows = sorted([*rows, (stage.name, stage.normalized_name)], key=lambda row: row[1])
-        return self._root_pages(
-            index_name, rows, self.stage_prefix(index_name, stage.token) + "/simple"
-        )
+        return root_page(self.stage_prefix(index_name, stage.token), index_name, rows)
 
     def stage_project(
         self, index_id: int, index_name: str, stage: Stage, name: NormalizedName
@@ -241,8 +223,8 @@ class SimplePages:
             versions.append(stage.version)
         versions.sort(key=version_key)
         return PageSet(
-            html=_rendered(self._project_html(project, entries)),
-            json=_rendered(self._project_json(project, versions, entries)),
+            html=rendered(self._project_html(project, entries)),
+            json=rendered(self._project_json(project, versions, entries)),
         )
 
     def _file_entry(self, row: FileRow, release: ReleaseRow) -> dict[str, Any]:
@@ -264,49 +246,87 @@ class SimplePages:
     def _project_json(
         self, project: ProjectRow, versions: list[str], entries: list[dict[str, Any]]
     ) -> bytes:
-        status: dict[str, str] = {"status": project.status}
-        if project.status_reason:
-            status["reason"] = project.status_reason
-        document = {
-            "meta": {"api-version": API_VERSION, "_last-serial": project.serial},
-            "name": project.normalized_name,
-            "project-status": status,
-            "versions": versions,
-            "files": entries,
-        }
-        return _dumps(document)
+        meta = {"_last-serial": project.serial}
+        status = (project.status, project.status_reason)
+        return project_json(project.normalized_name, status, versions, entries, meta)
 
     def _project_html(self, project: ProjectRow, entries: list[dict[str, Any]]) -> str:
-        lines = []
-        for entry in entries:
-            attributes = [f'href="{escape(entry["url"])}#sha256={entry["hashes"]["sha256"]}"']
-            if entry["requires-python"]:
-                attributes.append(f'data-requires-python="{escape(entry["requires-python"])}"')
-            if entry["yanked"] is not False:
-                reason = "" if entry["yanked"] is True else entry["yanked"]
-                attributes.append(f'data-yanked="{escape(reason)}"')
-            if entry["core-metadata"]:
-                digest = entry["core-metadata"]["sha256"]
-                # Both spellings: PEP 714 renamed the attribute; older pip reads the old one.
-                attributes.append(f'data-dist-info-metadata="sha256={digest}"')
-                attributes.append(f'data-core-metadata="sha256={digest}"')
-            lines.append(f"    <a {' '.join(attributes)}>{escape(entry['filename'])}</a><br />\n")
-        status = ""
-        if project.status != "active":
-            status = f'    <meta name="pypi:project-status" content="{escape(project.status)}">\n'
-            if project.status_reason:
-                status += (
-                    '    <meta name="pypi:project-status-reason" '
-                    f'content="{escape(project.status_reason)}">\n'
-                )
-        return (
-            "<!DOCTYPE html>\n<html>\n  <head>\n"
-            f'    <meta name="pypi:repository-version" content="{API_VERSION}">\n'
-            f"{status}"
-            f"    <title>Links for {escape(project.normalized_name)}</title>\n  </head>\n"
-            f"  <body>\n    <h1>Links for {escape(project.normalized_name)}</h1>\n"
-            f"{''.join(lines)}  </body>\n</html>\n"
-        )
+        status = (project.status, project.status_reason)
+        return project_html(project.normalized_name, status, entries)
+
+
+def root_page(url_prefix: str, index_name: str, rows: Sequence[tuple[str, str]]) -> PageSet:
+    """The root page of an index listing `rows`, (name, normalized name) by normalized name
+    (its own projects, and an upstream's: index/mirror/), linking under `url_prefix` + "/simple"
+    (the index's own `{public path}/{index}`, or a PEP 694 stage's `.../+stage/{token}`)."""
+    base = f"{url_prefix}/simple"
+    anchors = "".join(
+        f'    <a href="{base}/{normalized}/">{escape(name)}</a>\n' for name, normalized in rows
+    )
+    html = (
+        "<!DOCTYPE html>\n<html>\n  <head>\n"
+        f'    <meta name="pypi:repository-version" content="{API_VERSION}">\n'
+        f"    <title>Simple index: {escape(index_name)}</title>\n  </head>\n  <body>\n"
+        f"{anchors}  </body>\n</html>\n"
+    )
+    document = {
+        "meta": {"api-version": API_VERSION},
+        "projects": [{"name": name} for name, _ in rows],
+    }
+    return PageSet(html=rendered(html), json=rendered(_dumps(document)))
+
+
+def project_json(
+    name: str,
+    status: tuple[str, str | None],
+    versions: list[str],
+    entries: list[dict[str, Any]],
+    meta: dict[str, Any],
+) -> bytes:
+    """A project page in PEP 691 JSON, from file entries shaped as `_file_entry` makes them
+    (local ones, or an upstream's: index/mirror/); `meta` adds keys to `meta`."""
+    project_status: dict[str, str] = {"status": status[0]}
+    if status[1]:
+        project_status["reason"] = status[1]
+    document = {
+        "meta": {"api-version": API_VERSION, **meta},
+        "name": name,
+        "project-status": project_status,
+        "versions": versions,
+        "files": entries,
+    }
+    return _dumps(document)
+
+
+def project_html(name: str, status: tuple[str, str | None], entries: list[dict[str, Any]]) -> str:
+    """A project page in PEP 503 HTML from the same entries as `project_json`."""
+    lines = []
+    for entry in entries:
+        attributes = [f'href="{escape(entry["url"])}#sha256={entry["hashes"]["sha256"]}"']
+        if entry["requires-python"]:
+            attributes.append(f'data-requires-python="{escape(entry["requires-python"])}"')
+        if entry["yanked"] is not False:
+            reason = "" if entry["yanked"] is True else entry["yanked"]
+            attributes.append(f'data-yanked="{escape(reason)}"')
+        if entry["core-metadata"]:
+            digest = entry["core-metadata"]["sha256"]
+            # Both spellings: PEP 714 renamed the attribute; older pip reads the old one.
+            attributes.append(f'data-dist-info-metadata="sha256={digest}"')
+            attributes.append(f'data-core-metadata="sha256={digest}"')
+        lines.append(f"    <a {' '.join(attributes)}>{escape(entry['filename'])}</a><br />\n")
+    head = ""
+    if status[0] != "active":
+        head = f'    <meta name="pypi:project-status" content="{escape(status[0])}">\n'
+        if status[1]:
+            head += f'    <meta name="pypi:project-status-reason" content="{escape(status[1])}">\n'
+    return (
+        "<!DOCTYPE html>\n<html>\n  <head>\n"
+        f'    <meta name="pypi:repository-version" content="{API_VERSION}">\n'
+        f"{head}"
+        f"    <title>Links for {escape(name)}</title>\n  </head>\n"
+        f"  <body>\n    <h1>Links for {escape(name)}</h1>\n"
+        f"{''.join(lines)}  </body>\n</html>\n"
+    )
 
 
 def _dumps(document: Any) -> bytes:

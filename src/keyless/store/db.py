@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,14 +30,17 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    Select,
     String,
     Table,
     Text,
     UniqueConstraint,
+    and_,
     bindparam,
     create_engine,
     event,
     false,
+    or_,
     select,
 )
 from sqlalchemy.engine import URL, make_url
@@ -347,6 +351,52 @@ Index("ix_upload_session_files_filename", upload_session_files.c.filename)
 # a writing transaction that changes what is served bumps the one `change_serial` row and adds
 # a `changes` row with the new serial, in the same transaction (`store.changes`). Every process
 # compares the serial with the last it saw on each request and drops exactly what changed.
+# The files and PEP 658 metadata files an index with an upstream fetched and stored
+# (index/mirror/): they keep their blobs from garbage collection, and let a stored file be
+# served after a restart while the upstream is down. `filename` ends in `.metadata` for a
+# metadata file; one row per name on an index, as an upstream names each file once.
+mirrored_files = Table(
+    "mirrored_files",
+    metadata,
+    Column("index_id", ForeignKey("indexes.id"), primary_key=True),
+    Column("filename", String(255), primary_key=True),
+    Column("project", String(255), nullable=False),  # normalized
+    Column("sha256", String(64), nullable=False),
+    Column("stored", DateTime(timezone=True), nullable=False),
+)
+
+
+def referenced_blobs(conn: Connection, among: Iterable[str] | None = None) -> set[str]:
+    """The blobs a row refers to (a file, a mirrored file, a live upload session's file), of
+    `among` or all: what garbage collection and fsck must keep."""
+    found: set[str] = set()
+    for column in (files.c.sha256, mirrored_files.c.sha256, upload_session_files.c.sha256):
+        query = select(column).distinct()
+        if column is upload_session_files.c.sha256:
+            query = _of_live_sessions(query)
+        if among is not None:
+            query = query.where(column.in_(list(among)))
+        found.update(conn.execute(query).scalars())
+    return found
+
+
+def _of_live_sessions(query: Select[Any]) -> Select[Any]:
+    """`query` on session files narrowed to live sessions' (a PEP 694 session's file is a blob
+    on arrival, and no file row refers to it before the publish): processing, or open or in
+    error and not expired."""
+    sessions = upload_sessions
+    return query.join(sessions, sessions.c.id == upload_session_files.c.session_id).where(
+        upload_session_files.c.sha256.is_not(None),
+        or_(
+            sessions.c.status == "processing",
+            and_(
+                sessions.c.status.in_(("open", "error")),
+                sessions.c.expires > datetime.now(UTC),
+            ),
+        ),
+    )
+
+
 # The single row is also what orders the serials: its row lock is held to the commit, so on a
 # database whose writers run side by side (PostgreSQL) serials are still given in commit order.
 change_serial = Table(

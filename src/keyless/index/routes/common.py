@@ -25,6 +25,7 @@ from ..help import help_url, local_links
 from ..indexes import IndexAdmin, IndexInfo
 from ..maintenance import GarbageCollector
 from ..metrics import Metrics
+from ..mirror import Mirror
 from ..pages import SimplePages
 from ..projects import ProjectAdmin
 from ..promote import Promotion
@@ -64,6 +65,7 @@ class Services:
     pytp_keys: dict[str, str]  # PEP 807 discovery key -> index name
     descriptions: Descriptions  # renders READMEs in worker processes (uploads and pages)
     garbage: GarbageCollector  # at start and every `gc-interval` seconds (app.py)
+    mirror: Mirror  # the indexes' upstreams (`upstream` in an index's settings)
     # Keeps the static copy of the read path current (`[static] folder`); None: no copy.
     static: StaticWriter | None = None
     metrics: Metrics = field(default_factory=Metrics)  # this process's counters, /_/metrics

@@ -48,7 +48,6 @@ async def serve(
 ) -> Response:
     """Answer with the file (or its metadata) `found` says is offered: the published files'
     route above, and a PEP 694 stage's (routes/stage.py)."""
-    svc = services(request)
     if not found.known:
         return error(request, 404, f"No file {dist_name!r} with sha256 {sha256} here.")
     if not found.offered:
@@ -65,7 +64,14 @@ async def serve(
         return Response(status_code=304, headers=headers)
     if found.metadata is not None:
         return Response(found.metadata, media_type="text/plain; charset=utf-8", headers=headers)
-    served = await run_in_threadpool(svc.blobs.serve, sha256)
+    return await serve_blob(request, sha256, dist_name, headers)
+
+
+async def serve_blob(
+    request: Request, sha256: str, dist_name: str, headers: dict[str, str]
+) -> Response:
+    """The stored blob `sha256` as the file `dist_name`, with ranges (also mirror.py's)."""
+    served = await run_in_threadpool(services(request).blobs.serve, sha256)
     if served is None:
         return error(request, 404, f"The bytes of {dist_name!r} are missing from the store.")
     if isinstance(served, BlobRedirect):
@@ -76,7 +82,7 @@ async def serve(
         if quoted == dist_name
         else f"attachment; filename*=utf-8''{quoted}"
     )
-    wanted = _wanted_range(request, etag, served.size)
+    wanted = _wanted_range(request, headers["etag"], served.size)
     if wanted is None:
         served.close()
         refused = error(

@@ -18,6 +18,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from ..pages import JSON_TYPE, PageSet, Rendered, etag_matches, negotiate
+from . import mirror
 from .common import Services, error, index_or_none, services, unknown_index
 
 CACHE_CONTROL = "max-age=60, public"
@@ -102,7 +103,8 @@ def _cached(svc: Services, index_name: str, project: str | None) -> PageSet | No
     if index is None:
         return None
     if project is None:
-        return svc.pages.cached_root(index.id)
+        # An index with an upstream merges its root page per request (routes/mirror.py).
+        return None if svc.mirror.mirrors(index_name) else svc.pages.cached_root(index.id)
     return svc.pages.cached_project(index.id, project) if project else None
 
 
@@ -166,6 +168,8 @@ async def root(request: Request) -> Response:
     index = index_or_none(request)
     if index is None:
         return unknown_index(request)
+    if services(request).mirror.mirrors(index.name):
+        return await mirror.root_page(request, index)
     return send_pages(request, services(request).pages.root(index.id, index.name))
 
 
@@ -179,8 +183,12 @@ async def project(request: Request) -> Response:
         return RedirectResponse(
             f"{_prefix(request)}/{index.name}/simple/{normalized}/", status_code=301
         )
-    pages = services(request).pages.project(index.id, index.name, normalized)
+    svc = services(request)
+    pages = svc.pages.project(index.id, index.name, normalized)
     if pages is None:
+        if svc.mirror.mirrors(index.name):
+            # Only names the index does not own go upstream (dependency confusion: mirror/).
+            return await mirror.project_page(request, index, normalized)
         return error(request, 404, f"No project named {raw!r} on index {index.name!r}.")
     return send_pages(request, pages)
 

@@ -1,0 +1,541 @@
+"""An index with an upstream: a caching mirror of a PEP 503/691 index that cannot be used for
+dependency confusion.
+
+A name the index owns (a project of its own, or one a pending publisher reserves) is never
+looked up upstream: `Catalog.owns_name` decides before anything is fetched, for pages and files
+alike, so a higher version published upstream under an internal name never reaches a client.
+Other names are served from the upstream's page, fetched once and kept in memory with its
+ETag/Last-Modified, revalidated after the index's `upstream-ttl`, and served stale (with a
+header saying so) while the upstream is unreachable. Their files are fetched on first download,
+streamed to that client while they are stored, checked against the upstream page's sha256 and
+then served from the blob store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from urllib.parse import quote, urlparse
+
+import httpx
+from packaging.utils import NormalizedName, canonicalize_name
+from sqlalchemy import Engine, select
+
+from keyless.config import IndexSettings
+from keyless.store import db
+from keyless.store.blobs import BlobStore
+
+from ..catalog import Catalog
+from ..errors import Refused
+from ..pages import PageSet, project_html, project_json, rendered, root_page
+from .upstream import (
+    ACCEPT,
+    MAX_PAGE_BYTES,
+    MalformedPage,
+    UpstreamFile,
+    UpstreamPage,
+    parse_page,
+    parse_root,
+)
+
+log = logging.getLogger("keyless.mirror")
+
+# Upstream pages kept in memory per process; the oldest fetched goes first beyond it.
+MAX_CACHED_PAGES = 10_000
+MAX_METADATA_BYTES = 16 * 1024 * 1024
+# PyPI's root page lists every project (over half a million names: tens of MB).
+MAX_ROOT_BYTES = 256 * 1024 * 1024
+METADATA_SUFFIX = ".metadata"  # PEP 658: the metadata file is at the file's URL + this
+
+
+class MirrorRefused(Refused):
+    """A mirrored page or file that cannot be served; the message names the upstream."""
+
+
+@dataclass(frozen=True)
+class CachedPage:
+    page: UpstreamPage
+    pages: PageSet  # rendered for this server: file URLs point here
+    fetched: float  # time.monotonic() of the last fetch or revalidation
+    etag: str | None
+    last_modified: str | None
+
+
+Rows = tuple[tuple[str, NormalizedName], ...]  # a root page's (name as listed, normalized)
+
+
+@dataclass(frozen=True)
+class CachedRoot:
+    names: Rows  # unique
+    fetched: float
+    etag: str | None
+    last_modified: str | None
+
+
+@dataclass(frozen=True)
+class Fetched:
+    body: bytes
+    url: str  # after redirects: what relative links resolve against
+    content_type: str
+    etag: str | None
+    last_modified: str | None
+
+
+@dataclass(frozen=True)
+class MirroredPage:
+    pages: PageSet
+    # Why the page may be out of date (the X-Keyless-Stale header); None: it is current.
+    stale: str | None
+
+
+def mirror_file_url(url_prefix: str, index: str, project: str, sha256: str, filename: str) -> str:
+    """Where this server serves an upstream file (the bytes are checked against `sha256`)."""
+    return f"{url_prefix}/{index}/+mirror/{project}/{sha256}/{quote(filename)}"
+
+
+class Mirror:
+    """The upstreams of the indexes that have one, and what was fetched from them."""
+
+    def __init__(
+        self,
+        indexes: Mapping[str, IndexSettings],
+        catalog: Catalog,
+        blobs: BlobStore,
+        engine: Engine,
+        url_prefix: str = "",
+    ) -> None:
+        self.upstreams = {name: s for name, s in indexes.items() if s.upstream}
+        self.catalog = catalog
+        self.blobs = blobs
+        self.engine = engine
+        self.url_prefix = url_prefix
+        self._pages: dict[tuple[str, str], CachedPage] = {}
+        self._roots: dict[str, CachedRoot] = {}
+        # The last merged root page per index: (local rows, upstream rows, pages).
+        self._merged: dict[str, tuple[Rows, Rows, PageSet]] = {}
+        self._lock = threading.Lock()
+        self._client: httpx.Client | None = None
+        self._async_client: httpx.AsyncClient | None = None
+
+    def mirrors(self, index_name: str) -> bool:
+        return index_name in self.upstreams
+
+    # -- pages ----------------------------------------------------------------------------
+
+    def project(self, index_id: int, index_name: str, name: NormalizedName) -> MirroredPage:
+        """The upstream's page of `name` rendered for this server. Blocking.
+
+        Raises MirrorRefused: 404 when the index owns the name or the upstream has no such
+        project, 502/504 when the upstream fails and nothing is cached.
+        """
+        settings = self.upstreams[index_name]
+        if self.catalog.owns_name(index_id, name):
+            raise _owned(index_name, name)
+        cached = self._pages.get((index_name, name))
+        if cached is not None and time.monotonic() - cached.fetched < settings.upstream_ttl:
+            return MirroredPage(cached.pages, None)
+        try:
+            fresh = self._fetch(settings, name, cached)
+        except MirrorRefused as exc:
+            if cached is None or exc.status == 404:
+                raise
+            # The upstream is down or misbehaving: what it said last is better than nothing.
+            age = int(time.monotonic() - cached.fetched)
+            log.warning("serving %s/%s from the cache (%ss old): %s", index_name, name, age, exc)
+            stale = f"upstream unreachable; page fetched {age} seconds ago"
+            return MirroredPage(cached.pages, stale)
+        with self._lock:
+            self._pages.pop((index_name, name), None)
+            if len(self._pages) >= MAX_CACHED_PAGES:
+                self._pages.pop(next(iter(self._pages)))
+            self._pages[(index_name, name)] = fresh
+        return MirroredPage(fresh.pages, None)
+
+    def _fetch(self, settings: IndexSettings, name: str, cached: CachedPage | None) -> CachedPage:
+        fetched = self._get(settings, f"{settings.upstream}{name}/", repr(name), cached)
+        if fetched is None:
+            assert cached is not None  # a 304 answers only the validators sent
+            return CachedPage(
+                cached.page, cached.pages, time.monotonic(), cached.etag, cached.last_modified
+            )
+        try:
+            page = parse_page(fetched.body, fetched.content_type, fetched.url, name)
+        except MalformedPage as exc:
+            raise MirrorRefused(
+                f"The upstream {settings.upstream}'s page for {name!r} is refused: {exc}.", 502
+            ) from None
+        pages = self._render(settings, page)
+        return CachedPage(page, pages, time.monotonic(), fetched.etag, fetched.last_modified)
+
+    def _get(
+        self,
+        settings: IndexSettings,
+        url: str,
+        what: str,
+        cached: CachedPage | CachedRoot | None,
+        limit: int = MAX_PAGE_BYTES,
+    ) -> Fetched | None:
+        """A page of the upstream, or None when it answers 304 to the cached copy's validators.
+        Raises MirrorRefused (404, 502, 504) saying what went wrong with `what`."""
+        upstream = settings.upstream
+        headers = {"accept": ACCEPT}
+        if cached is not None and cached.etag:
+            headers["if-none-match"] = cached.etag
+        if cached is not None and cached.last_modified:
+            headers["if-modified-since"] = cached.last_modified
+        try:
+            with self._http().stream(
+                "GET", url, headers=headers, auth=_auth(settings, url), timeout=_timeout(settings)
+            ) as response:
+                if response.status_code == 304 and cached is not None:
+                    return None
+                if response.status_code == 404:
+                    raise MirrorRefused(
+                        f"No project named {what} on index {settings.name!r} "
+                        f"nor on its upstream {upstream}.",
+                        404,
+                    )
+                if response.status_code != 200:
+                    raise MirrorRefused(
+                        f"The upstream {upstream} answered {response.status_code} "
+                        f"for {what}; try again later.",
+                        502,
+                    )
+                body = _read_bounded(response, limit)
+                fetched = Fetched(
+                    body=body or b"",
+                    url=str(response.url),
+                    content_type=response.headers.get("content-type", ""),
+                    etag=response.headers.get("etag"),
+                    last_modified=response.headers.get("last-modified"),
+                )
+        except httpx.TimeoutException:
+            raise MirrorRefused(
+                f"The upstream {upstream} did not answer in time for {what}; try again later.",
+                504,
+            ) from None
+        except httpx.HTTPError as exc:
+            raise MirrorRefused(
+                f"The upstream {upstream} cannot be reached for {what} "
+                f"({type(exc).__name__}); try again later.",
+                502,
+            ) from None
+        if body is None:
+            raise MirrorRefused(
+                f"The upstream {upstream} sent a page for {what} larger than "
+                f"{limit} bytes; refused.",
+                502,
+            )
+        return fetched
+
+    def root(self, index_name: str, local: Sequence[tuple[str, NormalizedName]]) -> MirroredPage:
+        """The root page: the index's projects and the upstream's other names. Blocking.
+
+        The upstream's list is cached and revalidated as project pages are; while the upstream
+        is down, its last list is used (stale), and with none the index's own projects are
+        still listed rather than nothing.
+        """
+        settings = self.upstreams[index_name]
+        cached = self._roots.get(index_name)
+        stale: str | None = None
+        if cached is None or time.monotonic() - cached.fetched >= settings.upstream_ttl:
+            try:
+                cached = self._fetch_root(settings, cached)
+                self._roots[index_name] = cached
+            except MirrorRefused as exc:
+                log.warning("the root page of %s lists no upstream names: %s", index_name, exc)
+                if cached is None:
+                    pages = root_page(f"{self.url_prefix}/{index_name}", index_name, local)
+                    return MirroredPage(pages, "upstream unreachable; its projects are not listed")
+                age = int(time.monotonic() - cached.fetched)
+                stale = f"upstream unreachable; its projects as listed {age} seconds ago"
+        rows = tuple(local)
+        merged = self._merged.get(index_name)
+        if merged is None or merged[0] != rows or merged[1] is not cached.names:
+            owned = {normalized for _, normalized in local}
+            listed = sorted(
+                [*local, *(row for row in cached.names if row[1] not in owned)],
+                key=lambda row: row[1],
+            )
+            merged = (
+                rows,
+                cached.names,
+                root_page(f"{self.url_prefix}/{index_name}", index_name, listed),
+            )
+            self._merged[index_name] = merged
+        return MirroredPage(merged[2], stale)
+
+    def _fetch_root(self, settings: IndexSettings, cached: CachedRoot | None) -> CachedRoot:
+        what = "its list of projects"
+        fetched = self._get(settings, str(settings.upstream), what, cached, MAX_ROOT_BYTES)
+        if fetched is None:
+            assert cached is not None
+            return CachedRoot(cached.names, time.monotonic(), cached.etag, cached.last_modified)
+        try:
+            names = parse_root(fetched.body, fetched.content_type)
+        except MalformedPage as exc:
+            raise MirrorRefused(
+                f"The upstream {settings.upstream}'s root page is refused: {exc}.", 502
+            ) from None
+        unique = {canonicalize_name(name): name for name in names}
+        rows = tuple((name, normalized) for normalized, name in unique.items())
+        return CachedRoot(rows, time.monotonic(), fetched.etag, fetched.last_modified)
+
+    def _render(self, settings: IndexSettings, page: UpstreamPage) -> PageSet:
+        entries = [
+            {
+                "filename": f.filename,
+                "url": mirror_file_url(
+                    self.url_prefix, settings.name, page.name, f.sha256, f.filename
+                ),
+                "hashes": {"sha256": f.sha256},
+                "requires-python": f.requires_python,
+                "core-metadata": {"sha256": f.metadata_sha256} if f.metadata_sha256 else False,
+                "size": f.size,
+                "upload-time": f.upload_time,
+                "yanked": f.yanked,
+            }
+            for f in page.files
+        ]
+        # Where the files come from, in the index's own key space (PEP 691 leaves `_` keys
+        # to the index).
+        meta = {"_upstream": settings.upstream}
+        return PageSet(
+            html=rendered(project_html(page.name, page.status, entries)),
+            json=rendered(project_json(page.name, page.status, list(page.versions), entries, meta)),
+        )
+
+    # -- files ----------------------------------------------------------------------------
+
+    def file(
+        self, index_id: int, index_name: str, name: NormalizedName, sha256: str, filename: str
+    ) -> UpstreamFile:
+        """The upstream file a mirror URL names, as the upstream's page lists it. Blocking.
+
+        A page already fetched is used however old: the hash in the URL came from it, and
+        the upstream may be down (a file stored earlier is still served then).
+        """
+        if self.catalog.owns_name(index_id, name):
+            raise _owned(index_name, name)
+        cached = self._pages.get((index_name, name))
+        if cached is None:
+            kept = self._kept(index_id, name, sha256, filename)
+            if kept is not None:
+                return kept  # stored before this process started: no need of the upstream
+            self.project(index_id, index_name, name)
+            cached = self._pages.get((index_name, name))
+        found = cached.page.file(sha256, filename) if cached is not None else None
+        if found is None:
+            raise MirrorRefused(
+                f"The upstream of index {index_name!r} lists no {filename!r} "
+                f"with sha256 {sha256} for {name!r}.",
+                404,
+            )
+        return found
+
+    def _kept(self, index_id: int, name: str, sha256: str, filename: str) -> UpstreamFile | None:
+        """A file stored earlier (and its metadata file's hash), if its blob is still there."""
+        table = db.mirrored_files
+        with db.reading(self.engine) as conn:
+            rows = conn.execute(
+                select(table.c.filename, table.c.sha256).where(
+                    table.c.index_id == index_id,
+                    table.c.project == name,
+                    table.c.filename.in_((filename, filename + METADATA_SUFFIX)),
+                )
+            ).all()
+        digests = {row.filename: row.sha256 for row in rows}
+        if digests.get(filename) != sha256 or not self.blobs.exists(sha256):
+            return None
+        return UpstreamFile(
+            filename=filename,
+            url="",  # not needed: the bytes are here
+            sha256=sha256,
+            requires_python=None,
+            yanked=False,
+            metadata_sha256=digests.get(filename + METADATA_SUFFIX),
+            size=None,
+            upload_time=None,
+        )
+
+    def _record(self, index_id: int, name: str, filename: str, sha256: str) -> None:
+        """Keep a stored blob from garbage collection, and say what it is. Blocking."""
+        table = db.mirrored_files
+        with db.writing(self.engine) as conn:
+            conn.execute(
+                table.delete().where(table.c.index_id == index_id, table.c.filename == filename)
+            )
+            conn.execute(
+                table.insert().values(
+                    index_id=index_id,
+                    filename=filename,
+                    project=name,
+                    sha256=sha256,
+                    stored=datetime.now(UTC),
+                )
+            )
+
+    def metadata(self, index_id: int, index_name: str, name: str, found: UpstreamFile) -> bytes:
+        """The PEP 658 metadata file of `found`: from the store, else fetched, checked
+        against the page's hash and stored. Blocking."""
+        digest = found.metadata_sha256
+        if digest is None:
+            raise MirrorRefused(f"{found.filename!r} has no separate metadata file (PEP 658).", 404)
+        if self.blobs.exists(digest):
+            with self.blobs.open(digest) as stored:
+                return stored.read()
+        settings = self.upstreams[index_name]
+        url = found.url + ".metadata"
+        try:
+            with self._http().stream(
+                "GET", url, auth=_auth(settings, url), timeout=_timeout(settings)
+            ) as response:
+                if response.status_code != 200:
+                    raise MirrorRefused(
+                        f"The upstream {settings.upstream} answered {response.status_code} "
+                        f"for the metadata of {found.filename!r}.",
+                        502,
+                    )
+                data = _read_bounded(response, MAX_METADATA_BYTES)
+        except httpx.HTTPError as exc:
+            raise _unreachable(settings, found.filename, exc) from None
+        if data is None or hashlib.sha256(data).hexdigest() != digest:
+            raise MirrorRefused(
+                f"The metadata of {found.filename!r} from the upstream {settings.upstream} "
+                "does not match the hash its page gives; refused.",
+                502,
+            )
+        self.blobs.put_bytes(data)
+        self._record(index_id, name, found.filename + METADATA_SUFFIX, digest)
+        if not self.blobs.exists(digest):  # collected between the two: put back, now kept
+            self.blobs.put_bytes(data)
+        return data
+
+    async def open_download(self, index_name: str, found: UpstreamFile) -> httpx.Response:
+        """Begin fetching an upstream file (status checked, body not read yet); the caller
+        streams it with `store_while_streaming`, which closes it."""
+        settings = self.upstreams[index_name]
+        client = self._http_async()
+        # The bytes as stored upstream, not a compressed transfer of them: they are hashed
+        # and stored as they arrive.
+        request = client.build_request(
+            "GET", found.url, headers={"accept-encoding": "identity"}, timeout=_timeout(settings)
+        )
+        try:
+            response = await client.send(request, stream=True, auth=_auth(settings, found.url))
+        except httpx.HTTPError as exc:
+            raise _unreachable(settings, found.filename, exc) from None
+        if response.status_code != 200:
+            await response.aclose()
+            raise MirrorRefused(
+                f"The upstream {settings.upstream} answered {response.status_code} "
+                f"for {found.filename!r}.",
+                502,
+            )
+        return response
+
+    async def store_while_streaming(
+        self, index_id: int, name: str, found: UpstreamFile, response: httpx.Response
+    ) -> AsyncIterator[bytes]:
+        """The file's bytes as they arrive, written to the blob store on the way.
+
+        The last chunk is held back until the whole file hashed to the sha256 the upstream's
+        page gave: bytes that do not match are not stored and the download ends one chunk
+        short, so no client ever receives a complete tampered file.
+        """
+        writer = self.blobs.new_writer(found.sha256)
+        placed = False
+        held: bytes | None = None
+        try:
+            async for chunk in response.aiter_raw():
+                if not chunk:
+                    continue
+                writer.write(chunk)
+                await writer.drain()
+                if held is not None:
+                    yield held
+                held = chunk
+            digests = await asyncio.to_thread(writer.finish)
+            if digests.sha256 != found.sha256:
+                log.error(
+                    "refused %s from the upstream of %s: its bytes hash to %s, its page says %s",
+                    found.filename, name, digests.sha256, found.sha256,
+                )  # fmt: skip
+                raise MirrorRefused(f"{found.filename!r} does not match its upstream hash.", 502)
+            await asyncio.to_thread(self.blobs.place, writer, digests.sha256, digests.size)
+            await asyncio.to_thread(self._record, index_id, name, found.filename, found.sha256)
+            # Placed again once recorded: garbage collection may have run in between.
+            await asyncio.to_thread(self.blobs.place, writer, digests.sha256, digests.size)
+            placed = True
+            if held is not None:
+                yield held
+        finally:
+            await response.aclose()
+            if not placed:
+                await asyncio.to_thread(writer.discard)
+
+    # -- the HTTP clients -----------------------------------------------------------------
+
+    def _http(self) -> httpx.Client:
+        if self._client is None:  # timeouts per request: each index has its own
+            self._client = httpx.Client(follow_redirects=True)
+        return self._client
+
+    def _http_async(self) -> httpx.AsyncClient:
+        if self._async_client is None:
+            self._async_client = httpx.AsyncClient(follow_redirects=True)
+        return self._async_client
+
+
+def _owned(index_name: str, name: str) -> MirrorRefused:
+    return MirrorRefused(
+        f"Index {index_name!r} keeps {name!r} for itself (a project of its own, or reserved by "
+        "a pending publisher): it is never taken from the upstream.",
+        404,
+    )
+
+
+def _timeout(settings: IndexSettings) -> httpx.Timeout:
+    # Between two reads, not for the whole transfer: a large file takes what it takes.
+    return httpx.Timeout(settings.upstream_timeout)
+
+
+def _auth(settings: IndexSettings, url: str) -> tuple[str, str] | None:
+    """The upstream's credentials, for URLs on the upstream's own host only: files kept
+    elsewhere (a CDN) must not receive them."""
+    if not settings.upstream_credentials:
+        return None
+    upstream = urlparse(str(settings.upstream))
+    target = urlparse(url)
+    if (target.scheme, target.netloc) != (upstream.scheme, upstream.netloc):
+        return None
+    user, _, password = settings.upstream_credentials.partition(":")
+    return user, password
+
+
+def _read_bounded(response: httpx.Response, limit: int) -> bytes | None:
+    """The body, or None as soon as it passes `limit` bytes."""
+    body = bytearray()
+    for chunk in response.iter_bytes():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
+
+
+def _unreachable(settings: IndexSettings, filename: str, exc: httpx.HTTPError) -> MirrorRefused:
+    if isinstance(exc, httpx.TimeoutException):
+        return MirrorRefused(
+            f"The upstream {settings.upstream} did not answer in time for {filename!r}.", 504
+        )
+    return MirrorRefused(
+        f"The upstream {settings.upstream} cannot be reached for {filename!r} "
+        f"({type(exc).__name__}); try again later.",
+        502,
+    )

@@ -1,0 +1,110 @@
+"""An index's upstream over HTTP: project pages of names the index does not own, and their
+files at /{index}/+mirror/{project}/{sha256}/{filename} (index/mirror/ decides what may be
+served; this module only maps its answers and refusals to responses)."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from packaging.utils import NormalizedName, canonicalize_name
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from ..errors import Refused
+from ..indexes import IndexInfo
+from ..mirror import MirroredPage
+from ..pages import JSON_TYPE, etag_matches, negotiate
+from .common import error, index_or_none, services, unknown_index
+from .files import METADATA_SUFFIX, SHA256, serve_blob
+
+# Shorter than a local page's: an upstream page changes without this server knowing.
+CACHE_CONTROL = "max-age=60, public"
+STALE_HEADER = "x-keyless-stale"
+SOURCE_HEADER = "x-keyless-source"
+
+
+async def project_page(request: Request, index: IndexInfo, name: NormalizedName) -> Response:
+    """The upstream's page of `name`, which the index does not have (routes/simple.py)."""
+    svc = services(request)
+    try:
+        found = await run_in_threadpool(svc.mirror.project, index.id, index.name, name)
+    except Refused as exc:
+        return error(request, exc.status, exc.message)
+    return _send(request, found, "upstream")
+
+
+async def root_page(request: Request, index: IndexInfo) -> Response:
+    """The index's projects and the upstream's other names (routes/simple.py)."""
+    svc = services(request)
+    local = await run_in_threadpool(svc.catalog.project_names, index.id)
+    found = await run_in_threadpool(svc.mirror.root, index.name, local)
+    return _send(request, found, "index+upstream")
+
+
+def _send(request: Request, found: MirroredPage, source: str) -> Response:
+    media_type = negotiate(request.headers.get("accept", ""))
+    page = found.pages.json if media_type == JSON_TYPE else found.pages.html
+    headers = {
+        "etag": page.etag,
+        "vary": "Accept",
+        "cache-control": CACHE_CONTROL,
+        SOURCE_HEADER: source,
+    }
+    if found.stale is not None:
+        headers[STALE_HEADER] = found.stale
+        headers["cache-control"] = "no-cache"
+    if etag_matches(request.headers.get("if-none-match"), page.etag):
+        return Response(status_code=304, headers=headers)
+    return Response(page.body, media_type=media_type, headers=headers)
+
+
+async def download(request: Request) -> Response:
+    index = index_or_none(request)
+    if index is None:
+        return unknown_index(request)
+    params = request.path_params
+    sha256, filename = params["sha256"], params["filename"]
+    name = canonicalize_name(params["project"])
+    svc = services(request)
+    if not svc.mirror.mirrors(index.name) or not SHA256.match(sha256):
+        return error(request, 404, f"No mirrored file here: {index.name!r} has no upstream.")
+    want_metadata = filename.endswith(METADATA_SUFFIX)
+    dist_name = filename.removesuffix(METADATA_SUFFIX) if want_metadata else filename
+    try:
+        found = await run_in_threadpool(
+            svc.mirror.file, index.id, index.name, name, sha256, dist_name
+        )
+        if want_metadata:
+            data = await run_in_threadpool(svc.mirror.metadata, index.id, index.name, name, found)
+            return Response(
+                data,
+                media_type="text/plain; charset=utf-8",
+                headers={"etag": f'"{found.metadata_sha256}"', **IMMUTABLE},
+            )
+        headers = {"etag": f'"{sha256}"', **IMMUTABLE}
+        if etag_matches(request.headers.get("if-none-match"), headers["etag"]):
+            return Response(status_code=304, headers=headers)
+        if await run_in_threadpool(svc.blobs.exists, sha256):
+            return await serve_blob(request, sha256, dist_name, headers)
+        upstream = await svc.mirror.open_download(index.name, found)
+    except Refused as exc:
+        return error(request, exc.status, exc.message)
+    if "content-length" in upstream.headers:
+        # The client then sees a cut-off transfer as one (a refused file ends a chunk short).
+        headers["content-length"] = upstream.headers["content-length"]
+    headers["content-disposition"] = f"attachment; filename*=utf-8''{quote(dist_name)}"
+    headers[SOURCE_HEADER] = "upstream"
+    return StreamingResponse(
+        svc.mirror.store_while_streaming(index.id, name, found, upstream),
+        media_type="application/octet-stream",
+        headers=headers,
+    )
+
+
+IMMUTABLE = {"cache-control": "max-age=31536000, immutable"}
+
+routes = [
+    Route("/{index}/+mirror/{project}/{sha256}/{filename}", download, methods=["GET", "HEAD"]),
+]

@@ -1,0 +1,265 @@
+"""Upstreams that are not keyless: a PEP 503 HTML tree, a private index asking for credentials,
+and pages a mirror must refuse. The upstream is a real HTTP server (the standard library's)
+answering from a table of paths built by each test."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from tests.builders import build_wheel
+from tests.conftest import LiveServer, free_port, run_keyless, start_server, stop_server
+
+JSON = "application/vnd.pypi.simple.v1+json"
+CREDENTIALS = "mirror-user:upstream-s3cret"
+
+
+@dataclass
+class Upstream:
+    """Path -> (content type, body) on a stdlib HTTP server; `required_auth` asks for Basic."""
+
+    url: str
+    answers: dict[str, tuple[str, bytes]] = field(default_factory=dict)
+    required_auth: str | None = None
+    seen_auth: list[str | None] = field(default_factory=list)
+    gzipped: set[str] = field(default_factory=set)  # compressed when the client accepts gzip
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[Upstream]:
+    port = free_port()
+    state = Upstream(url=f"http://127.0.0.1:{port}")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path.startswith("/slow/"):
+                time.sleep(3)  # longer than the `slow` index's upstream-timeout
+            auth = self.headers.get("authorization")
+            state.seen_auth.append(auth)
+            if state.required_auth and auth != state.required_auth:
+                self.send_response(401)
+                self.send_header("www-authenticate", 'Basic realm="upstream"')
+                self.end_headers()
+                return
+            found = state.answers.get(self.path)
+            if found is None:
+                self.send_error(404)
+                return
+            content_type, body = found
+            self.send_response(200)
+            if self.path in state.gzipped and "gzip" in self.headers.get("accept-encoding", ""):
+                body = gzip.compress(body)
+                self.send_header("content-encoding", "gzip")
+            self.send_header("content-type", content_type)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield state
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def mirror(tmp_path_factory: pytest.TempPathFactory, upstream: Upstream) -> Iterator[LiveServer]:
+    config = f"""
+[indexes.main]
+upstream = "{upstream.url}/simple/"
+upstream-ttl = 0
+
+[indexes.private]
+upstream = "{upstream.url}/private/simple/"
+upstream-credentials-env = "TEST_UPSTREAM_CREDENTIALS"
+
+[indexes.slow]
+upstream = "{upstream.url}/slow/simple/"
+upstream-timeout = 1
+"""
+    live = start_server(
+        tmp_path_factory.mktemp("mirror"),
+        config_text=config,
+        env={"TEST_UPSTREAM_CREDENTIALS": CREDENTIALS},
+    )
+    yield live
+    stop_server(live)
+
+
+def html_page(*links: str) -> tuple[str, bytes]:
+    anchors = "".join(f"<a {link}>x</a><br/>\n" for link in links)
+    return "text/html", f"<!DOCTYPE html><html><body>\n{anchors}</body></html>".encode()
+
+
+def test_an_html_upstream_is_read_and_pip_installs_from_it(
+    upstream: Upstream, mirror: LiveServer, tmp_path: Path, env: dict[str, str]
+) -> None:
+    filename, data = build_wheel("html-lib", "1.0")
+    sha256 = hashlib.sha256(data).hexdigest()
+    old_name, old_data = build_wheel("html-lib", "0.9")
+    old_sha256 = hashlib.sha256(old_data).hexdigest()
+    upstream.answers["/simple/html-lib/"] = html_page(
+        # A relative URL, resolved against the page's (as pip does).
+        f'href="../../packages/{filename}#sha256={sha256}" data-requires-python="&gt;=3.8"',
+        f'href="/packages/{old_name}#sha256={old_sha256}" data-yanked="too old"',
+    )
+    upstream.answers[f"/packages/{filename}"] = ("application/octet-stream", data)
+    with mirror.client() as client:
+        page = client.get("/main/simple/html-lib/", headers={"Accept": JSON})
+    assert page.status_code == 200, page.text
+    files = {f["filename"]: f for f in page.json()["files"]}
+    assert files[filename]["requires-python"] == ">=3.8"
+    assert files[filename]["url"] == f"/main/+mirror/html-lib/{sha256}/{filename}"
+    assert files[old_name]["yanked"] == "too old"
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "pip", "install", "--no-cache-dir", "--target", str(tmp_path)),
+            *("--index-url", mirror.simple_url("main"), "html-lib"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (tmp_path / "html_lib-1.0.dist-info").is_dir()
+
+
+def test_a_file_the_upstream_would_compress_is_stored_as_its_hash_says(
+    upstream: Upstream, mirror: LiveServer
+) -> None:
+    filename, data = build_wheel("gzip-lib", "1.0")
+    sha256 = hashlib.sha256(data).hexdigest()
+    link = f'href="/packages/{filename}#sha256={sha256}"'
+    upstream.answers["/simple/gzip-lib/"] = html_page(link)
+    upstream.answers[f"/packages/{filename}"] = ("application/octet-stream", data)
+    upstream.gzipped.add(f"/packages/{filename}")
+    with mirror.client() as client:
+        page = client.get("/main/simple/gzip-lib/", headers={"Accept": JSON})
+        wheel = client.get(page.json()["files"][0]["url"])
+    assert wheel.status_code == 200
+    assert wheel.content == data
+
+
+def test_a_private_upstream_gets_the_credentials_and_the_log_never_does(
+    upstream: Upstream, mirror: LiveServer
+) -> None:
+    filename, data = build_wheel("secret-lib", "1.0")
+    sha256 = hashlib.sha256(data).hexdigest()
+    upstream.answers["/private/simple/secret-lib/"] = html_page(
+        f'href="/private/packages/{filename}#sha256={sha256}"'
+    )
+    upstream.answers[f"/private/packages/{filename}"] = ("application/octet-stream", data)
+    expected = "Basic " + base64.b64encode(CREDENTIALS.encode()).decode()
+    upstream.required_auth = expected
+    try:
+        with mirror.client() as client:
+            page = client.get("/private/simple/secret-lib/", headers={"Accept": JSON})
+            assert page.status_code == 200, page.text
+            wheel = client.get(page.json()["files"][0]["url"])
+    finally:
+        upstream.required_auth = None
+    assert wheel.status_code == 200
+    assert wheel.content == data
+    assert upstream.seen_auth[-1] == expected
+    assert "s3cret" not in mirror.log()
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "said"),
+    [
+        ("application/octet-stream", b"\x00\x01", "content type is 'application/octet-stream'"),
+        (JSON, b'{"files": [', "not valid JSON"),
+        (JSON, b'{"meta": {}}', "no 'files' list"),
+        (*html_page('href="/p/bad-1.0.tar.gz"'), "gives no sha256 for 'bad-1.0.tar.gz'"),
+        (*html_page(f'href="file:///etc/bad-1.0.tar.gz#sha256={"0" * 64}"'), "not an http(s)"),
+        (
+            JSON,
+            json.dumps({"files": [{"filename": "../x", "url": "/x", "hashes": {}}]}).encode(),
+            "not a distribution's name",
+        ),
+    ],
+)
+def test_a_malformed_upstream_page_is_refused_saying_why(
+    upstream: Upstream, mirror: LiveServer, content_type: str, body: bytes, said: str
+) -> None:
+    upstream.answers["/simple/bad/"] = (content_type, body)
+    with mirror.client() as client:
+        answer = client.get("/main/simple/bad/", headers={"Accept": JSON})
+    assert answer.status_code == 502, answer.text
+    assert said in answer.json()["message"]
+    assert f"{upstream.url}/simple/" in answer.json()["message"]
+
+
+def test_a_page_larger_than_the_limit_is_refused(upstream: Upstream, mirror: LiveServer) -> None:
+    from keyless.index.mirror.upstream import MAX_PAGE_BYTES
+
+    upstream.answers["/simple/huge/"] = ("text/html", b" " * (MAX_PAGE_BYTES + 1))
+    with mirror.client() as client:
+        answer = client.get("/main/simple/huge/")
+    assert answer.status_code == 502
+    assert "larger than" in answer.text
+
+
+def test_an_upstream_slower_than_its_timeout_is_a_504_naming_it(
+    upstream: Upstream, mirror: LiveServer
+) -> None:
+    upstream.answers["/slow/simple/late-lib/"] = html_page()
+    started = time.monotonic()
+    with mirror.client() as client:
+        answer = client.get("/slow/simple/late-lib/")
+    assert answer.status_code == 504, answer.text
+    assert f"{upstream.url}/slow/simple/ did not answer in time" in answer.text
+    assert time.monotonic() - started < 2.5
+
+
+def test_a_name_the_upstream_lacks_is_a_404_naming_both(
+    upstream: Upstream, mirror: LiveServer
+) -> None:
+    with mirror.client() as client:
+        answer = client.get("/main/simple/nowhere-lib/")
+    assert answer.status_code == 404
+    assert "nor on its upstream" in answer.text
+    assert "Traceback" not in mirror.log()  # nor for any refusal above
+
+
+@pytest.mark.parametrize(
+    ("setting", "said"),
+    [
+        ('upstream = "ftp://example.org/simple/"', "upstream must be an http(s) URL"),
+        ('upstream = "https://u:p@example.org/simple/"', "must not carry credentials"),
+        (
+            'upstream = "https://example.org/simple/"\n'
+            'upstream-credentials-env = "TEST_NOT_SET_ANYWHERE"',
+            "TEST_NOT_SET_ANYWHERE",
+        ),
+        ('upstream = "https://example.org/simple/"\nupstream-ttl = -1', "upstream-ttl"),
+    ],
+)
+def test_upstream_settings_that_cannot_work_stop_the_server_saying_why(
+    tmp_path: Path, setting: str, said: str
+) -> None:
+    config = tmp_path / "keyless.toml"
+    config.write_text(f"[indexes.main]\n{setting}\n", encoding="utf-8")
+    done = run_keyless("serve", "--config", str(config), "--data", str(tmp_path / "data"))
+    assert done.returncode != 0
+    assert said in done.stderr
+    assert "Traceback" not in done.stderr
