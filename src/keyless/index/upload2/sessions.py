@@ -295,6 +295,10 @@ class UploadSessions:
                 problem = new_project_name_problem(conn, index, row.name)
                 if problem is not None:
                     raise SessionRefused(problem, 409)
+            # The project changes once, by the publish: each file's row is audit only, and the
+            # publish's (the last, so the highest id) becomes the project's serial — one bump
+            # of the change feed and one page invalidation for the whole release, not one per
+            # file (with 50 files, 200 statements fewer in the write transaction).
             events = [
                 Event(
                     "file_upload",
@@ -305,6 +309,7 @@ class UploadSessions:
                         version=row.version,
                         upload_session=row.token[:8],
                     ),
+                    changes_project=False,
                 )
                 for f in files
             ]
