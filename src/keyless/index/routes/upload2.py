@@ -357,9 +357,7 @@ async def file_bytes(request: Request, index: IndexInfo, identity: Identity) -> 
         except ClientDisconnect:
             return Response(status_code=400)  # nobody is listening
         digests = await asyncio.get_running_loop().run_in_executor(None, writer.finish)
-        await run_in_threadpool(
-            svc.upload_files.receive, index, identity, token, file_token, writer, digests
-        )
+        await run_in_threadpool(svc.upload_files.receive, index, token, file_token, writer, digests)
     finally:
         writer.discard()
     return Response(status_code=204)

@@ -118,6 +118,21 @@ class SessionFiles:
             raise SessionRefused(f"The session is {status}: its files cannot change.", 409)
         return session, current, project
 
+    def _still_open(self, conn: Connection, index: IndexInfo, token: str) -> Any:
+        """The session, refused (409) unless its files may still change: the second step of a
+        request whose first step (`_open_session`) authorized it.
+
+        Rights are checked once per request, at its start; what the second step writes (a
+        pending file's digests, a file's `completed`) is seen by nobody and decides nothing
+        that must hold later: the publish decides everything again, rights included, in its
+        own write transaction. Checking them twice cost a quarter of a file's requests.
+        """
+        session = find_session(conn, index.id, token)
+        status = effective_status(session)
+        if status not in (OPEN, ERROR):
+            raise SessionRefused(f"The session is {status}: its files cannot change.", 409)
+        return session
+
     def _file(self, conn: Connection, session: Any, file_token: str) -> Any:
         row = conn.execute(_FILE, {"session_id": session.id, "token": file_token}).first()
         if row is None:
@@ -228,19 +243,18 @@ class SessionFiles:
     def receive(
         self,
         index: IndexInfo,
-        identity: Identity,
         token: str,
         file_token: str,
         pending: PendingBlob,
         digests: Digests,
     ) -> None:
         """Keep the bytes as the file's (replacing earlier ones); the pending write stays the
-        caller's to discard."""
+        caller's to discard. The request was authorized by `expect_bytes`, before its body."""
         # As the legacy upload: placed before the write lock, placed again under it, where
         # garbage collection cannot run (see `uploads.Uploads._store`).
         self.blobs.place(pending, digests.sha256, digests.size)
         with db.writing(self.engine) as conn:
-            session, _, _ = self._open_session(conn, index, identity, token)
+            session = self._still_open(conn, index, token)  # authorized by `expect_bytes`
             row = self._pending(conn, session, file_token)
             self.blobs.place(pending, digests.sha256, digests.size)
             conn.execute(
@@ -293,7 +307,7 @@ class SessionFiles:
                     .values(status=ERROR, notices=[failure.message])
                 )
             raise refused(failure)
-        return self._mark_completed(index, identity, token, file_token, row, artifact)
+        return self._mark_completed(index, token, file_token, row, artifact)
 
     def _check(
         self, conn: Connection, index: IndexInfo, session: Any, project: Any, row: Any
@@ -364,14 +378,13 @@ class SessionFiles:
     def _mark_completed(
         self,
         index: IndexInfo,
-        identity: Identity,
         token: str,
         file_token: str,
         checked: Any,
         artifact: Artifact,
     ) -> FileState:
         with db.writing(self.engine) as conn:
-            session, _, _ = self._open_session(conn, index, identity, token)
+            session = self._still_open(conn, index, token)  # authorized by `complete`
             row = self._pending(conn, session, file_token)
             if row.sha256 != checked.sha256:
                 raise SessionRefused("The file's bytes changed while it was checked.", 409)
