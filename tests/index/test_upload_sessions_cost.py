@@ -11,7 +11,8 @@ from keyless.store import db
 from tests.builders import build_wheel
 from tests.conftest import LiveServer
 
-from .sessions_api import open_session, publish, upload_completed
+from .sessions_api import assert_problem, open_session, publish, upload_completed
+from .uploading import upload
 
 TAGS = ("cp311-cp311-manylinux_2_17_x86_64", "cp312-cp312-win_amd64", "py3-none-any")
 
@@ -46,3 +47,22 @@ def test_a_publish_changes_its_project_once(server: LiveServer, http: httpx.Clie
     project = http.get("/prod/pypi/cost-once/json")
     assert project.status_code == 200, project.text
     assert project.json()["last_serial"] == journal[-1].id
+
+
+def test_a_publish_asks_about_every_file_at_once_and_still_refuses_each_taken_one(
+    server: LiveServer, http: httpx.Client
+) -> None:
+    """Wheels only (an sdist is always asked about alone): the batched question must find the
+    one a legacy upload published meanwhile, among files that are new."""
+    token = server.token("cost-owner", "prod")
+    session = open_session(http, token, "cost-batch", "1.0")
+    wheels = [build_wheel("cost-batch", "1.0", tag=tag) for tag in TAGS]
+    for filename, data in wheels:
+        upload_completed(http, token, session, filename, data)
+    raced = wheels[1]
+    assert upload(http, "prod", token, *raced).status_code == 200  # the legacy way, meanwhile
+    assert_problem(publish(http, token, session), 409, f"File already exists ('{raced[0]}'")
+    page = http.get(
+        "/prod/simple/cost-batch/", headers={"Accept": "application/vnd.pypi.simple.v1+json"}
+    )
+    assert [f["filename"] for f in page.json()["files"]] == [raced[0]]

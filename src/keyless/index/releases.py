@@ -259,6 +259,63 @@ def taken(
     return Taken(None, release_has_sdist=bool(has_sdist))
 
 
+def maybe_taken(
+    conn: Connection, index_id: int, files: Sequence[tuple[str, str]], *, session_id: int = 0
+) -> set[str]:
+    """Of `files` ((filename, blake2) pairs), the filenames `taken` might refuse: their name
+    or bytes are on the index, their name was used before, or a publishing session holds it.
+
+    Four queries for any number of files, where `taken` makes up to four per file: an upload
+    session's publish asks `taken` only about these (and its sdist), all the others are new.
+    """
+    names = [name for name, _ in files]
+    suspects: set[str] = set()
+    for start in range(0, len(files), _BATCH):
+        batch = names[start : start + _BATCH]
+        by_bytes = {blake2: name for name, blake2 in files[start : start + _BATCH]}
+        suspects.update(
+            conn.execute(
+                select(db.files.c.filename).where(
+                    db.files.c.index_id == index_id, db.files.c.filename.in_(batch)
+                )
+            ).scalars()
+        )
+        suspects.update(
+            by_bytes[blake2]
+            for blake2 in conn.execute(
+                select(db.files.c.blake2_256).where(
+                    db.files.c.index_id == index_id, db.files.c.blake2_256.in_(list(by_bytes))
+                )
+            ).scalars()
+        )
+        suspects.update(
+            conn.execute(
+                select(db.filename_log.c.filename).where(
+                    db.filename_log.c.index_id == index_id, db.filename_log.c.filename.in_(batch)
+                )
+            ).scalars()
+        )
+        suspects.update(
+            conn.execute(
+                select(db.upload_session_files.c.filename)
+                .join(
+                    db.upload_sessions,
+                    db.upload_session_files.c.session_id == db.upload_sessions.c.id,
+                )
+                .where(
+                    db.upload_sessions.c.index_id == index_id,
+                    db.upload_sessions.c.status == "processing",
+                    db.upload_session_files.c.filename.in_(batch),
+                    db.upload_sessions.c.id != session_id,
+                )
+            ).scalars()
+        )
+    return suspects
+
+
+_BATCH = 500  # names per IN (...): far below any database's limit on bound parameters
+
+
 def closed_release(
     conn: Connection,
     index: IndexInfo,

@@ -41,6 +41,7 @@ from ..releases import (
     add_files,
     already_exists,
     closed_release,
+    maybe_taken,
     new_project_name_problem,
     taken,
 )
@@ -499,7 +500,14 @@ def _may_add(
     sdists = [f for f in files if f.packagetype == "sdist"]
     if len(sdists) > 1:
         raise UploadRejected("Only one sdist may be uploaded per release.")
+    # The four queries of `taken` per file, asked for all files at once first: only a file
+    # that one of them names (or an sdist, whose release may have one) is asked about alone.
+    suspects = maybe_taken(
+        conn, index.id, [(f.filename, f.blake2_256) for f in files], session_id=session.id
+    )
     for f in files:
+        if f.filename not in suspects and f.packagetype != "sdist":
+            continue
         found = taken(
             conn,
             index.id,
