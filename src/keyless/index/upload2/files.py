@@ -189,7 +189,7 @@ class SessionFiles:
                     notices=[],
                 )
             )
-            return FileState.of(self._file(conn, session, file_token), session.expires)
+            return FileState(file_token, filename, PENDING, [], session.expires)
 
     def _refuse_known_filename(
         self, conn: Connection, index: IndexInfo, session: Any, filename: str
@@ -412,7 +412,9 @@ class SessionFiles:
                     release_info=release.info,
                 )
             )
-            return FileState.of(self._file(conn, session, file_token), session.expires)
+            return FileState(
+                row.token, row.filename, COMPLETED, list(row.notices or []), session.expires
+            )
 
     # ----------------------------------------------------------------------- status, delete
 
