@@ -72,8 +72,10 @@ def _members(
 
 
 def build_wheel(
-    name: str, version: str, requires: tuple[str, ...] = (), payload: bytes = b""
+    name: str, version: str, requires: tuple[str, ...] = (), payload: bytes = b"", build: str = ""
 ) -> Wheel:
+    """A valid pure-Python wheel; `build` (a build tag such as "2") makes several wheels of one
+    release, as a release's platform wheels are."""
     sink = io.BytesIO()
     with zipfile.ZipFile(sink, "w") as archive:
         for path, data in _members(name, version, requires, payload):
@@ -83,7 +85,8 @@ def build_wheel(
             )
             info.external_attr = 0o644 << 16
             archive.writestr(info, data)
-    filename = f"{stem(name)}-{version}-py3-none-any.whl"
+    build_tag = f"-{build}" if build else ""
+    filename = f"{stem(name)}-{version}{build_tag}-py3-none-any.whl"
     return Wheel(name, version, filename, sink.getvalue(), requires)
 
 
