@@ -402,7 +402,7 @@ class IndexClient:
         url = self.project_url(project)
         headers = {"Accept": SIMPLE_ACCEPT, "Cache-Control": "no-cache"}
         if token:
-            headers["Authorization"] = _basic(token)
+            headers["Authorization"] = basic_authorization(token)
         try:
             response = self.http.get(url, headers=headers, follow_redirects=True)
         except httpx.TransportError as exc:
@@ -520,7 +520,7 @@ class IndexClient:
         headers = {
             "Content-Type": f"multipart/form-data; boundary={boundary}",
             "Content-Length": str(length),
-            "Authorization": _basic(token),
+            "Authorization": basic_authorization(token),
             "Accept": "application/json",
         }
         try:
@@ -622,7 +622,8 @@ def _parse_html_page(text: str, base: str) -> _Page:
     return _Page(files, None)
 
 
-def _basic(token: str) -> str:
+def basic_authorization(token: str) -> str:
+    """The Authorization header of an API token, as every upload API takes it (`__token__`)."""
     return "Basic " + base64.b64encode(f"__token__:{token}".encode()).decode("ascii")
 
 

@@ -22,7 +22,7 @@ import httpx
 from keyless.publish.credentials import Credentials, RenewableCredentials
 from keyless.publish.errors import PublishError
 from keyless.publish.indexclient import (
-    _basic,
+    basic_authorization,
     redact,
     retry_after_seconds,
     server_message,
@@ -175,7 +175,10 @@ class Transport:
                 token = self.credentials.token()
             except PublishError as exc:
                 raise SessionFailure(exc.message, hint=exc.hint) from exc
-            request_headers = {"Authorization": _basic(token), "Accept": f"{UPLOAD_V2}, {PROBLEM}"}
+            request_headers = {
+                "Authorization": basic_authorization(token),
+                "Accept": f"{UPLOAD_V2}, {PROBLEM}",
+            }
             if document is not None:
                 request_headers["Content-Type"] = UPLOAD_V2
             request_headers.update(headers or {})
