@@ -72,6 +72,10 @@ class IndexSettings:
     # `user:password` for a private upstream, read from the environment variable that
     # `upstream-credentials-env` names: never in the config file, never in a repr or a log.
     upstream_credentials: str | None = field(default=None, repr=False)
+    # Name patterns (`reserved-names`, e.g. "acme-*") the index keeps for itself, as it keeps
+    # its own projects: such names are never served from the upstream. Stored normalized
+    # (PEP 503), `*` standing for any run of characters (index/mirror/policy.py).
+    reserved_names: tuple[str, ...] = ()
 
 
 MIN_TOKEN_LIFETIME = 15 * 60  # PEP 807's bounds for minted tokens
@@ -308,6 +312,7 @@ INDEX_KEYS = (
     "upstream-ttl",
     "upstream-timeout",
     "upstream-credentials-env",
+    "reserved-names",
 )
 
 
@@ -333,6 +338,7 @@ def index_settings(name: str, values: Mapping[str, Any]) -> IndexSettings:
         upstream_ttl=ttl,
         upstream_timeout=timeout,
         upstream_credentials=credentials,
+        reserved_names=_name_patterns(values, "reserved-names", name, upstream),
         max_file_size=parse_size(values.get("max-file-size", 100 * MIB), f"{name}.max-file-size"),
         max_project_size=parse_size(
             values.get("max-project-size", 10 * GIB), f"{name}.max-project-size"
@@ -394,6 +400,34 @@ def _upstream_settings(
                 "set to 'user:password' in the server's environment."
             )
     return upstream.rstrip("/") + "/", ttl, float(timeout), credentials
+
+
+_NAME_PATTERN = re.compile(r"^[a-z0-9*]([a-z0-9*-]*[a-z0-9*])?$")
+
+
+def _name_patterns(
+    values: Mapping[str, Any], key: str, index: str, upstream: str | None
+) -> tuple[str, ...]:
+    """A list of project names, each possibly with `*` wildcards, normalized as PEP 503
+    normalizes names (so `Acme_*` and `acme-*` are one pattern)."""
+    patterns = values.get(key, [])
+    if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
+        raise ConfigError(f'index {index!r}: {key} must be a list of names, e.g. ["acme-*"].')
+    if patterns and upstream is None:
+        raise ConfigError(
+            f"index {index!r}: {key} only matters for an index with an upstream; "
+            "set upstream, or remove it."
+        )
+    normalized = []
+    for pattern in patterns:
+        name = re.sub(r"[-_.]+", "-", pattern.strip()).lower()
+        if not _NAME_PATTERN.match(name):
+            raise ConfigError(
+                f"index {index!r}: {key}: {pattern!r} is not a project name (letters, digits, "
+                "'-', '_', '.', and '*' for any characters)."
+            )
+        normalized.append(name)
+    return tuple(dict.fromkeys(normalized))
 
 
 def parse_index_list(text: str) -> tuple[IndexSettings, ...]:
@@ -807,6 +841,7 @@ def settings_document(settings: Settings) -> dict[str, Any]:
                         "upstream": index.upstream,
                         "upstream-ttl": index.upstream_ttl,
                         "upstream-timeout": index.upstream_timeout,
+                        "reserved-names": list(index.reserved_names),
                     }
                     if index.upstream
                     else {}

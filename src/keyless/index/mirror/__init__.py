@@ -1,14 +1,14 @@
 """An index with an upstream: a caching mirror of a PEP 503/691 index that cannot be used for
 dependency confusion.
 
-A name the index owns (a project of its own, or one a pending publisher reserves) is never
-looked up upstream: `Catalog.owns_name` decides before anything is fetched, for pages and files
-alike, so a higher version published upstream under an internal name never reaches a client.
-Other names are served from the upstream's page, fetched once and kept in memory with its
-ETag/Last-Modified, revalidated after the index's `upstream-ttl`, and served stale (with a
-header saying so) while the upstream is unreachable. Their files are fetched on first download,
-streamed to that client while they are stored, checked against the upstream page's sha256 and
-then served from the blob store.
+A name the index owns (a project of its own, one a pending publisher reserves, one matching a
+pattern its admin reserves) is never looked up upstream: policy.py decides before anything is
+fetched, for pages and files alike, so a higher version published upstream under an internal
+name never reaches a client. Other names are served from the upstream's page, fetched once and
+kept in memory with its ETag/Last-Modified, revalidated after the index's `upstream-ttl`, and
+served stale (with a header saying so) while the upstream is unreachable. Their files are
+fetched on first download, streamed to that client while they are stored, checked against the
+upstream page's sha256 and then served from the blob store.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from keyless.store.blobs import BlobStore
 from ..catalog import Catalog
 from ..errors import Refused
 from ..pages import PageSet, project_html, project_json, rendered, root_page
+from .policy import reserved_by
 from .upstream import (
     ACCEPT,
     MAX_PAGE_BYTES,
@@ -126,6 +127,21 @@ class Mirror:
     def mirrors(self, index_name: str) -> bool:
         return index_name in self.upstreams
 
+    def _refuse_owned(self, index_id: int, settings: IndexSettings, name: NormalizedName) -> None:
+        """Raises MirrorRefused (404) for a name the index keeps for itself (policy.py)."""
+        pattern = reserved_by(settings, name)
+        if pattern is not None:
+            why = f"reserved by the pattern {pattern!r}"
+        elif self.catalog.owns_name(index_id, name):
+            why = "a project of its own, or reserved by a pending publisher"
+        else:
+            return
+        raise MirrorRefused(
+            f"Index {settings.name!r} keeps {name!r} for itself ({why}): "
+            "it is never taken from the upstream.",
+            404,
+        )
+
     # -- pages ----------------------------------------------------------------------------
 
     def project(self, index_id: int, index_name: str, name: NormalizedName) -> MirroredPage:
@@ -135,8 +151,7 @@ class Mirror:
         project, 502/504 when the upstream fails and nothing is cached.
         """
         settings = self.upstreams[index_name]
-        if self.catalog.owns_name(index_id, name):
-            raise _owned(index_name, name)
+        self._refuse_owned(index_id, settings, name)
         cached = self._pages.get((index_name, name))
         if cached is not None and time.monotonic() - cached.fetched < settings.upstream_ttl:
             return MirroredPage(cached.pages, None)
@@ -259,8 +274,13 @@ class Mirror:
         merged = self._merged.get(index_name)
         if merged is None or merged[0] != rows or merged[1] is not cached.names:
             owned = {normalized for _, normalized in local}
+            upstream = (
+                row
+                for row in cached.names
+                if row[1] not in owned and reserved_by(settings, row[1]) is None
+            )
             listed = sorted(
-                [*local, *(row for row in cached.names if row[1] not in owned)],
+                [*local, *upstream],
                 key=lambda row: row[1],
             )
             merged = (
@@ -321,8 +341,7 @@ class Mirror:
         A page already fetched is used however old: the hash in the URL came from it, and
         the upstream may be down (a file stored earlier is still served then).
         """
-        if self.catalog.owns_name(index_id, name):
-            raise _owned(index_name, name)
+        self._refuse_owned(index_id, self.upstreams[index_name], name)
         cached = self._pages.get((index_name, name))
         if cached is None:
             kept = self._kept(index_id, name, sha256, filename)
@@ -491,14 +510,6 @@ class Mirror:
         if self._async_client is None:
             self._async_client = httpx.AsyncClient(follow_redirects=True)
         return self._async_client
-
-
-def _owned(index_name: str, name: str) -> MirrorRefused:
-    return MirrorRefused(
-        f"Index {index_name!r} keeps {name!r} for itself (a project of its own, or reserved by "
-        "a pending publisher): it is never taken from the upstream.",
-        404,
-    )
 
 
 def _timeout(settings: IndexSettings) -> httpx.Timeout:
