@@ -76,6 +76,9 @@ class IndexSettings:
     # its own projects: such names are never served from the upstream. Stored normalized
     # (PEP 503), `*` standing for any run of characters (index/mirror/policy.py).
     reserved_names: tuple[str, ...] = ()
+    # The index's own projects (normalized names, `upstream-merge`) whose pages also list the
+    # upstream's files: the explicit exception to the rule above (index/mirror/merge.py).
+    upstream_merge: tuple[str, ...] = ()
 
 
 MIN_TOKEN_LIFETIME = 15 * 60  # PEP 807's bounds for minted tokens
@@ -313,6 +316,7 @@ INDEX_KEYS = (
     "upstream-timeout",
     "upstream-credentials-env",
     "reserved-names",
+    "upstream-merge",
 )
 
 
@@ -339,6 +343,7 @@ def index_settings(name: str, values: Mapping[str, Any]) -> IndexSettings:
         upstream_timeout=timeout,
         upstream_credentials=credentials,
         reserved_names=_name_patterns(values, "reserved-names", name, upstream),
+        upstream_merge=_name_patterns(values, "upstream-merge", name, upstream, wildcards=False),
         max_file_size=parse_size(values.get("max-file-size", 100 * MIB), f"{name}.max-file-size"),
         max_project_size=parse_size(
             values.get("max-project-size", 10 * GIB), f"{name}.max-project-size"
@@ -406,7 +411,7 @@ _NAME_PATTERN = re.compile(r"^[a-z0-9*]([a-z0-9*-]*[a-z0-9*])?$")
 
 
 def _name_patterns(
-    values: Mapping[str, Any], key: str, index: str, upstream: str | None
+    values: Mapping[str, Any], key: str, index: str, upstream: str | None, wildcards: bool = True
 ) -> tuple[str, ...]:
     """A list of project names, each possibly with `*` wildcards, normalized as PEP 503
     normalizes names (so `Acme_*` and `acme-*` are one pattern)."""
@@ -421,10 +426,11 @@ def _name_patterns(
     normalized = []
     for pattern in patterns:
         name = re.sub(r"[-_.]+", "-", pattern.strip()).lower()
-        if not _NAME_PATTERN.match(name):
+        if not _NAME_PATTERN.match(name) or (not wildcards and "*" in name):
+            wildcard = ", and '*' for any characters" if wildcards else ""
             raise ConfigError(
                 f"index {index!r}: {key}: {pattern!r} is not a project name (letters, digits, "
-                "'-', '_', '.', and '*' for any characters)."
+                f"'-', '_', '.'{wildcard})."
             )
         normalized.append(name)
     return tuple(dict.fromkeys(normalized))
@@ -842,6 +848,7 @@ def settings_document(settings: Settings) -> dict[str, Any]:
                         "upstream-ttl": index.upstream_ttl,
                         "upstream-timeout": index.upstream_timeout,
                         "reserved-names": list(index.reserved_names),
+                        "upstream-merge": list(index.upstream_merge),
                     }
                     if index.upstream
                     else {}

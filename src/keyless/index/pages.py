@@ -313,6 +313,8 @@ def project_html(name: str, status: tuple[str, str | None], entries: list[dict[s
             # Both spellings: PEP 714 renamed the attribute; older pip reads the old one.
             attributes.append(f'data-dist-info-metadata="sha256={digest}"')
             attributes.append(f'data-core-metadata="sha256={digest}"')
+        if "_source" in entry:  # an index with an upstream: where the file comes from
+            attributes.append(f'data-keyless-source="{escape(entry["_source"])}"')
         lines.append(f"    <a {' '.join(attributes)}>{escape(entry['filename'])}</a><br />\n")
     head = ""
     if status[0] != "active":

@@ -21,6 +21,7 @@ import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import quote, urlparse
 
 import httpx
@@ -34,6 +35,7 @@ from keyless.store.blobs import BlobStore
 from ..catalog import Catalog
 from ..errors import Refused
 from ..pages import PageSet, project_html, project_json, rendered, root_page
+from .merge import UPSTREAM, json_api_files, merge_pages
 from .policy import reserved_by
 from .upstream import (
     ACCEPT,
@@ -120,6 +122,8 @@ class Mirror:
         self._roots: dict[str, CachedRoot] = {}
         # The last merged root page per index: (local rows, upstream rows, pages).
         self._merged: dict[str, tuple[Rows, Rows, PageSet]] = {}
+        # Merged project pages (merge.py): (local pages, upstream pages, merged pages).
+        self._merged_pages: dict[tuple[str, str], tuple[PageSet, PageSet | None, PageSet]] = {}
         self._lock = threading.Lock()
         self._client: httpx.Client | None = None
         self._async_client: httpx.AsyncClient | None = None
@@ -128,7 +132,10 @@ class Mirror:
         return index_name in self.upstreams
 
     def _refuse_owned(self, index_id: int, settings: IndexSettings, name: NormalizedName) -> None:
-        """Raises MirrorRefused (404) for a name the index keeps for itself (policy.py)."""
+        """Raises MirrorRefused (404) for a name the index keeps for itself (policy.py), unless
+        the index merges it with the upstream (merge.py)."""
+        if name in settings.upstream_merge:
+            return
         pattern = reserved_by(settings, name)
         if pattern is not None:
             why = f"reserved by the pattern {pattern!r}"
@@ -142,7 +149,49 @@ class Mirror:
             404,
         )
 
+    def merges(self, index_name: str, name: str) -> bool:
+        """Whether the index's page of its own project `name` also lists the upstream's files."""
+        settings = self.upstreams.get(index_name)
+        return settings is not None and name in settings.upstream_merge
+
     # -- pages ----------------------------------------------------------------------------
+
+    def merged(
+        self, index_id: int, index_name: str, name: NormalizedName, local: PageSet
+    ) -> MirroredPage:
+        """The index's page of `name`, on its merge list, with the upstream's files. Blocking.
+
+        The upstream failing never hides the index's own files: they are served alone then,
+        with the reason as the stale header.
+        """
+        settings = self.upstreams[index_name]
+        try:
+            found: MirroredPage | None = self.project(index_id, index_name, name)
+        except MirrorRefused as exc:
+            if exc.status != 404:
+                return MirroredPage(merge_pages(local, None, ""), f"only local files: {exc}")
+            found = None  # the upstream has no such project
+        upstream = found.pages if found is not None else None
+        kept = self._merged_pages.get((index_name, name))
+        if kept is None or kept[0] is not local or kept[1] is not upstream:
+            kept = (local, upstream, merge_pages(local, upstream, str(settings.upstream)))
+            with self._lock:
+                if len(self._merged_pages) >= MAX_CACHED_PAGES:
+                    self._merged_pages.pop(next(iter(self._merged_pages)))
+                self._merged_pages[(index_name, name)] = kept
+        return MirroredPage(kept[2], found.stale if found is not None else None)
+
+    def upstream_page(
+        self, index_id: int, index_name: str, name: NormalizedName
+    ) -> UpstreamPage | None:
+        """The upstream's page of `name` as read (the JSON API lists its files), or None when
+        it cannot be used: not to be taken from the upstream, or unavailable. Blocking."""
+        try:
+            self.project(index_id, index_name, name)
+        except MirrorRefused:
+            return None
+        cached = self._pages.get((index_name, name))
+        return cached.page if cached is not None else None
 
     def project(self, index_id: int, index_name: str, name: NormalizedName) -> MirroredPage:
         """The upstream's page of `name` rendered for this server. Blocking.
@@ -320,6 +369,7 @@ class Mirror:
                 "size": f.size,
                 "upload-time": f.upload_time,
                 "yanked": f.yanked,
+                "_source": UPSTREAM,
             }
             for f in page.files
         ]
@@ -329,6 +379,21 @@ class Mirror:
         return PageSet(
             html=rendered(project_html(page.name, page.status, entries)),
             json=rendered(project_json(page.name, page.status, list(page.versions), entries, meta)),
+        )
+
+    def json_api_files(
+        self, index_id: int, index_name: str, name: NormalizedName
+    ) -> dict[str, list[dict[str, Any]]]:
+        """The upstream's files of a project on the merge list, for the JSON API, by version;
+        none while the upstream cannot be used. Blocking."""
+        page = self.upstream_page(index_id, index_name, name)
+        if page is None:
+            return {}
+        return json_api_files(
+            page,
+            lambda sha256, filename: mirror_file_url(
+                self.url_prefix, index_name, name, sha256, filename
+            ),
         )
 
     # -- files ----------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from ..catalog import FileRow, ReleaseRow, latest_release, release_for, version_key
+from ..mirror.merge import LOCAL
 from ..pages import file_url, upload_time
 from ..projects import ProjectRow
 from .common import error, index_or_none, public_base, services, unknown_index
@@ -90,6 +91,17 @@ async def _answer(request: Request, version: str | None) -> Response:
         files = []  # PEP 792: a quarantined project offers nothing to install
     for row in files:
         by_release[row.release_id].append(_file_json(base, row, release_by_id[row.release_id]))
+    upstream: dict[str, list[dict[str, Any]]] = {}
+    if svc.mirror.mirrors(index.name):
+        # Where each file comes from (PEP 700 leaves `_` keys to the index): the index's own,
+        # and for a project on the merge list the upstream's too (index/mirror/merge.py).
+        for entries in by_release.values():
+            for entry in entries:
+                entry["_source"] = LOCAL
+        if svc.mirror.merges(index.name, name) and project.status != "quarantined":
+            upstream = await run_in_threadpool(
+                svc.mirror.json_api_files, index.id, index.name, name
+            )
     if version is None:
         release = latest_release(releases)
         assert release is not None  # a project without releases answered 404 above
@@ -97,7 +109,7 @@ async def _answer(request: Request, version: str | None) -> Response:
         document = {
             "info": _info(base, index.name, project, release),
             "last_serial": project.serial,
-            "releases": {r.version: by_release[r.id] for r in ordered},
+            "releases": _with_upstream({r.version: by_release[r.id] for r in ordered}, upstream),
             "urls": by_release[release.id],
             "vulnerabilities": [],
         }
@@ -108,10 +120,23 @@ async def _answer(request: Request, version: str | None) -> Response:
         document = {
             "info": _info(base, index.name, project, release),
             "last_serial": project.serial,
-            "urls": by_release[release.id],
+            "urls": _with_upstream({release.version: by_release[release.id]}, upstream)[
+                release.version
+            ],
             "vulnerabilities": [],
         }
     return JSONResponse(document, headers={"vary": "Accept"})
+
+
+def _with_upstream(
+    local: dict[str, list[dict[str, Any]]], upstream: dict[str, list[dict[str, Any]]]
+) -> dict[str, list[dict[str, Any]]]:
+    """The index's files by version, with the upstream's of other names (merge list)."""
+    merged = {version: list(entries) for version, entries in local.items()}
+    for version, entries in upstream.items():
+        ours = {entry["filename"] for entry in merged.get(version, [])}
+        merged.setdefault(version, []).extend(e for e in entries if e["filename"] not in ours)
+    return dict(sorted(merged.items(), key=lambda item: version_key(item[0])))
 
 
 routes = [

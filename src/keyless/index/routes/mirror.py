@@ -15,7 +15,7 @@ from starlette.routing import Route
 from ..errors import Refused
 from ..indexes import IndexInfo
 from ..mirror import MirroredPage
-from ..pages import JSON_TYPE, etag_matches, negotiate
+from ..pages import JSON_TYPE, PageSet, etag_matches, negotiate
 from .common import error, index_or_none, services, unknown_index
 from .files import METADATA_SUFFIX, SHA256, serve_blob
 
@@ -33,6 +33,15 @@ async def project_page(request: Request, index: IndexInfo, name: NormalizedName)
     except Refused as exc:
         return error(request, exc.status, exc.message)
     return _send(request, found, "upstream")
+
+
+async def merged_page(
+    request: Request, index: IndexInfo, name: NormalizedName, local: PageSet
+) -> Response:
+    """The index's own project `name`, on its merge list, with the upstream's files too."""
+    svc = services(request)
+    found = await run_in_threadpool(svc.mirror.merged, index.id, index.name, name, local)
+    return _send(request, found, "index+upstream")
 
 
 async def root_page(request: Request, index: IndexInfo) -> Response:

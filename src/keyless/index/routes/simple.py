@@ -105,7 +105,9 @@ def _cached(svc: Services, index_name: str, project: str | None) -> PageSet | No
     if project is None:
         # An index with an upstream merges its root page per request (routes/mirror.py).
         return None if svc.mirror.mirrors(index_name) else svc.pages.cached_root(index.id)
-    return svc.pages.cached_project(index.id, project) if project else None
+    if not project or svc.mirror.merges(index_name, project):
+        return None  # no name, or one merged with the upstream's files per request (mirror.py)
+    return svc.pages.cached_project(index.id, project)
 
 
 async def _send_fast(scope: Scope, send: Send, pages: PageSet) -> tuple[int, int]:
@@ -190,6 +192,8 @@ async def project(request: Request) -> Response:
             # Only names the index does not own go upstream (dependency confusion: mirror/).
             return await mirror.project_page(request, index, normalized)
         return error(request, 404, f"No project named {raw!r} on index {index.name!r}.")
+    if svc.mirror.merges(index.name, normalized):
+        return await mirror.merged_page(request, index, normalized, pages)
     return send_pages(request, pages)
 
 
