@@ -33,7 +33,7 @@ def test_a_new_database_is_created_at_the_head_revision(tmp_path: Path) -> None:
     engine = db.open_database(tmp_path / "keyless.db")
     state = migrations.current(engine)
     assert state.kind == "current"
-    assert state.current == state.heads == ("r0005",)
+    assert state.current == state.heads == ("r0006",)
     with engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), db.metadata) == []
 
@@ -78,5 +78,5 @@ def test_servers_starting_together_create_a_new_database_once(tmp_path: Path) ->
     assert [process.returncode for process in processes] == [0] * 4, "\n".join(errors)
     engine = db.open_database(path)
     with engine.connect() as conn:
-        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").all() == [("r0005",)]
+        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").all() == [("r0006",)]
     engine.dispose()

@@ -19,6 +19,7 @@ from keyless.cli import db as db_cmd
 from keyless.cli import doctor as doctor_cmd
 from keyless.cli import fsck as fsck_cmd
 from keyless.cli import init as init_cmd
+from keyless.cli import mirror as mirror_cmd
 from keyless.cli import publish as publish_cmd
 from keyless.cli import release as release_cmd
 from keyless.cli import serve as serve_cmd
@@ -58,6 +59,7 @@ COMMANDS: tuple[tuple[str, str, Callable[[argparse.ArgumentParser], None]], ...]
     ("gc", admin.GC_HELP, admin.define_gc),
     ("db", db_cmd.HELP, db_cmd.define),
     ("fsck", fsck_cmd.HELP, fsck_cmd.define),
+    ("mirror", mirror_cmd.HELP, mirror_cmd.define),
     ("static", static_cmd.HELP, static_cmd.define),
     ("export", transfer.EXPORT_HELP, transfer.define_export),
     ("import", transfer.IMPORT_HELP, transfer.define_import),

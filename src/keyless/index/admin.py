@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
 
@@ -26,6 +26,9 @@ from keyless.store.static_tree import open_static_target
 from . import accounts, fsck, imports, indexes, maintenance, projects, publishers, static
 from .catalog import Catalog
 from .pages import SimplePages, url_prefix_of
+
+if TYPE_CHECKING:
+    from .mirror.prune import PruneReport
 
 # The revision a database made before keyless had migrations is brought to (`keyless db`).
 BASELINE = migrations.BASELINE
@@ -142,6 +145,14 @@ class Admin:
     def collect_garbage(self, min_age: float) -> int:
         """Remove blobs no file refers to and stale temp files; the number removed."""
         return maintenance.GarbageCollector(self.engine, self._blobs()).collect_garbage(min_age)
+
+    def prune_mirror(self, days: float, index: str | None = None) -> PruneReport:
+        """Forget upstream files not downloaded for `days` days (`keyless mirror prune`)."""
+        from .mirror.prune import prune  # the mirror's package imports httpx: only here
+
+        if index is not None:
+            self._index_id(index)  # AccountError for an unknown one
+        return prune(self.engine, self._blobs(), days, index)
 
     def _blobs(self) -> BlobStore:
         """The blob store the settings name (store/backends.py)."""

@@ -363,6 +363,9 @@ mirrored_files = Table(
     Column("project", String(255), nullable=False),  # normalized
     Column("sha256", String(64), nullable=False),
     Column("stored", DateTime(timezone=True), nullable=False),
+    # When a client last downloaded it (`keyless mirror prune`); NULL: not since `stored`.
+    # A metadata file's row keeps NULL: it goes with its distribution's.
+    Column("last_download", DateTime(timezone=True), nullable=True),
 )
 
 

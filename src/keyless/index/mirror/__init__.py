@@ -54,6 +54,7 @@ MAX_CACHED_PAGES = 10_000
 MAX_METADATA_BYTES = 16 * 1024 * 1024
 # PyPI's root page lists every project (over half a million names: tens of MB).
 MAX_ROOT_BYTES = 256 * 1024 * 1024
+DOWNLOAD_RECORD_INTERVAL = 3600.0  # seconds: see Mirror.download_to_record
 METADATA_SUFFIX = ".metadata"  # PEP 658: the metadata file is at the file's URL + this
 
 
@@ -125,6 +126,8 @@ class Mirror:
         # Merged project pages (merge.py): (local pages, upstream pages, merged pages).
         self._merged_pages: dict[tuple[str, str], tuple[PageSet, PageSet | None, PageSet]] = {}
         self._lock = threading.Lock()
+        # (index id, filename) -> time.monotonic() a download was last recorded.
+        self._downloads: dict[tuple[int, str], float] = {}
         self._client: httpx.Client | None = None
         self._async_client: httpx.AsyncClient | None = None
 
@@ -463,6 +466,27 @@ class Mirror:
                     sha256=sha256,
                     stored=datetime.now(UTC),
                 )
+            )
+        self._downloads[(index_id, filename)] = time.monotonic()
+
+    def download_to_record(self, index_id: int, filename: str) -> bool:
+        """Whether a download of a stored file should be written down (`record_download`):
+        once per `DOWNLOAD_RECORD_INTERVAL` per file and process is enough for `mirror prune`,
+        which counts in days, and keeps a write off most downloads."""
+        last = self._downloads.get((index_id, filename))
+        return last is None or time.monotonic() - last >= DOWNLOAD_RECORD_INTERVAL
+
+    def record_download(self, index_id: int, filename: str) -> None:
+        """Write down that a stored file was downloaded now. Blocking."""
+        self._downloads[(index_id, filename)] = time.monotonic()
+        if len(self._downloads) > MAX_CACHED_PAGES * 10:
+            self._downloads.clear()  # bounded: forgetting costs one write per file again
+        table = db.mirrored_files
+        with db.writing(self.engine) as conn:
+            conn.execute(
+                table.update()
+                .where(table.c.index_id == index_id, table.c.filename == filename)
+                .values(last_download=datetime.now(UTC))
             )
 
     def metadata(self, index_id: int, index_name: str, name: str, found: UpstreamFile) -> bytes:

@@ -96,6 +96,8 @@ async def download(request: Request) -> Response:
         if etag_matches(request.headers.get("if-none-match"), headers["etag"]):
             return Response(status_code=304, headers=headers)
         if await run_in_threadpool(svc.blobs.exists, sha256):
+            if svc.mirror.download_to_record(index.id, dist_name):  # for `keyless mirror prune`
+                await run_in_threadpool(svc.mirror.record_download, index.id, dist_name)
             return await serve_blob(request, sha256, dist_name, headers)
         upstream = await svc.mirror.open_download(index.name, found)
     except Refused as exc:

@@ -1,0 +1,87 @@
+"""`keyless mirror warm|prune`: an index's cache of its upstream (index/mirror/).
+
+`warm` talks to a running server over HTTP, as pip does (any machine that reaches it);
+`prune` works on the server's own data, as `keyless gc` does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from keyless.cli.server import open_admin, server_options
+
+HELP = "an index's cache of its upstream: warm (fetch ahead), prune (forget unused files)"
+
+
+def define(parser: argparse.ArgumentParser) -> None:
+    action = parser.add_subparsers(dest="action", required=True)
+    warm = action.add_parser(
+        "warm",
+        help="fetch projects' pages and files through a mirror index ahead of use",
+        description="For each requirement, fetch its page and the files (and PEP 658 metadata "
+        "files) of the newest version it allows, through the mirror index's own URLs: the "
+        "server fetches, checks and stores them as it does for pip.",
+    )
+    warm.add_argument("requirements", nargs="*", metavar="NAME", help="e.g. requests or 'six>=1'")
+    warm.add_argument(
+        "-r",
+        "--requirement",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="FILE",
+        help="a requirements file (as pip reads; may repeat)",
+    )
+    warm.add_argument(
+        "--index-url",
+        required=True,
+        help="the mirror index's simple URL, e.g. http://127.0.0.1:8000/main/simple/",
+    )
+    warm.add_argument("--timeout", type=float, default=300.0, help="seconds per request")
+    warm.set_defaults(handler=cmd_warm)
+    prune = action.add_parser(
+        "prune",
+        help="remove cached upstream files not downloaded for N days",
+        description="Forget the upstream files no client downloaded for --days days; their "
+        "blobs go unless a file of an index's own (or another index's cache) shares them. A "
+        "forgotten file is fetched from the upstream again on its next download.",
+    )
+    server_options(prune)
+    prune.add_argument("--days", type=float, required=True, help="unused for this many days")
+    prune.add_argument("--index", help="only this index (default: every index)")
+    prune.set_defaults(handler=cmd_prune)
+
+
+def cmd_warm(args: argparse.Namespace) -> int:
+    import httpx
+
+    from keyless.index.mirror.warm import parse_requirement, requirements_from_files, warm
+
+    wanted = [parse_requirement(text) for text in args.requirements]
+    wanted += requirements_from_files(args.requirement)
+    if not wanted:
+        print("error: name at least one project, or a requirements file (-r).", file=sys.stderr)
+        return 2
+    failures = 0
+    with httpx.Client(timeout=args.timeout, follow_redirects=True) as client:
+        for requirement in wanted:
+            done = warm(client, args.index_url, requirement)
+            if done.error is None:
+                print(f"warmed {done.requirement}: {done.version} ({done.files} files)")
+            else:
+                failures += 1
+                print(f"not warmed {done.requirement}: {done.error}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    if args.days < 0:
+        print("error: --days must be 0 or more.", file=sys.stderr)
+        return 2
+    report = open_admin(args).prune_mirror(args.days, args.index)
+    for index, filename in report.files:
+        print(f"pruned {index}: {filename}")
+    print(f"{len(report.files)} files forgotten, {report.blobs_removed} blobs removed")
+    return 0

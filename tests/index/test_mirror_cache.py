@@ -1,0 +1,153 @@
+"""`keyless mirror warm` and `keyless mirror prune` on a live mirror whose upstream is another
+keyless server started here."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import update
+
+from keyless.store import db
+from tests.builders import build_wheel
+from tests.conftest import LiveServer, run_keyless, start_server, stop_server
+from tests.index.test_mirror import JSON, publish
+from tests.index.uploading import upload
+
+
+def mirror_config(upstream: LiveServer) -> str:
+    return f"""
+[indexes.main]
+upstream = "{upstream.simple_url("test")}"
+
+[indexes.local]
+"""
+
+
+def wheel_of(made: dict[str, bytes]) -> str:
+    return next(name for name in made if name.endswith(".whl"))
+
+
+def upload_to(server: LiveServer, index: str, filename: str, data: bytes) -> None:
+    with server.client() as client:
+        answer = upload(client, index, server.token(f"{index}-owner", index), filename, data)
+    assert answer.status_code == 200, answer.text
+
+
+def test_warm_fetches_the_allowed_version_so_installs_work_with_the_upstream_gone(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    upstream = start_server(tmp_path / "upstream")
+    mirror = start_server(tmp_path / "mirror", config_text=mirror_config(upstream))
+    try:
+        warm_a1 = publish(upstream, "test", "warm-a", "1.0")
+        warm_a2 = publish(upstream, "test", "warm-a", "2.0")
+        warm_b = publish(upstream, "test", "warm-b", "1.0")
+        requirements = tmp_path / "requirements.txt"
+        requirements.write_text(
+            "# pinned\nwarm-b==1.0 --hash=sha256:0000  # a comment\n\n--index-url x\n",
+            encoding="utf-8",
+        )
+        done = run_keyless(
+            "mirror", "warm", "--index-url", mirror.simple_url("main"), "warm-a<2",
+            "-r", str(requirements),
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "warmed warm-a<2: 1.0 (2 files)" in done.stdout
+        assert "warmed warm-b==1.0: 1.0 (2 files)" in done.stdout
+        stored = mirror.blobs()
+        with upstream.client() as client:
+            pages = {
+                name: client.get(f"/test/simple/{name}/", headers={"Accept": JSON}).json()
+                for name in ("warm-a", "warm-b")
+            }
+        digests = {f["filename"]: f["hashes"]["sha256"] for p in pages.values() for f in p["files"]}
+        assert all(stored.exists(digests[name]) for name in [*warm_a1, *warm_b])
+        assert not any(stored.exists(digests[name]) for name in warm_a2)
+        # A name the upstream lacks: said, and the exit status says so too.
+        missing = run_keyless(
+            "mirror", "warm", "--index-url", mirror.simple_url("main"), "no-such-project"
+        )
+        assert missing.returncode == 1
+        assert "not warmed no-such-project: 404" in missing.stderr
+        assert "Traceback" not in missing.stderr
+        stop_server(upstream)
+        target = tmp_path / "target"
+        installed = subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--no-cache-dir", "--target", str(target),
+             "--index-url", mirror.simple_url("main"), "warm-a<2", "warm-b"],
+            env=env, capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+        assert installed.returncode == 0, installed.stdout + installed.stderr
+        assert sorted(p.name for p in target.glob("*.dist-info")) == [
+            "warm_a-1.0.dist-info",
+            "warm_b-1.0.dist-info",
+        ]
+    finally:
+        stop_server(mirror)
+        stop_server(upstream)
+
+
+@pytest.mark.local_only  # the prune command is pointed at the test server's SQLite data
+def test_prune_forgets_files_unused_for_n_days_and_keeps_shared_blobs(tmp_path: Path) -> None:
+    upstream = start_server(tmp_path / "upstream")
+    config = mirror_config(upstream)
+    mirror = start_server(tmp_path / "mirror", config_text=config)
+    try:
+        old = publish(upstream, "test", "old-lib", "1.0")
+        used = publish(upstream, "test", "used-lib", "1.0")
+        shared_name, shared_bytes = build_wheel("shared-blob", "1.0")
+        upload_to(upstream, "test", shared_name, shared_bytes)
+        urls = {}
+        with mirror.client() as client:
+            for name, made in (("old-lib", old), ("used-lib", used), ("shared-blob", None)):
+                page = client.get(f"/main/simple/{name}/", headers={"Accept": JSON}).json()
+                wheel = wheel_of(made) if made else shared_name
+                entry = next(f for f in page["files"] if f["filename"] == wheel)
+                urls[name] = (entry["url"], entry["hashes"]["sha256"])
+                assert client.get(entry["url"]).status_code == 200
+                assert client.get(entry["url"] + ".metadata").status_code == 200
+        # Then the same wheel on the mirror server's own `local` index: one blob, which
+        # pruning the upstream's copy must leave to the local file.
+        upload_to(mirror, "local", shared_name, shared_bytes)
+        # Ten days pass (written into the database), then a restarted server sees used-lib
+        # downloaded again: its last download is now.
+        ten_days_ago = datetime.now(UTC) - timedelta(days=10)
+        with db.writing(mirror.engine()) as conn:
+            conn.execute(
+                update(db.mirrored_files).values(stored=ten_days_ago, last_download=ten_days_ago)
+            )
+        stop_server(mirror)
+        mirror = start_server(tmp_path / "mirror", config_text=config)
+        with mirror.client() as client:
+            assert client.get(urls["used-lib"][0]).status_code == 200
+        data = ("--data", str(mirror.data_dir), "--config", str(tmp_path / "mirror/keyless.toml"))
+        done = run_keyless("mirror", "prune", "--days", "7", *data)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert f"pruned main: {wheel_of(old)}" in done.stdout
+        assert f"pruned main: {shared_name}" in done.stdout
+        assert wheel_of(used) not in done.stdout
+        # old-lib's wheel and metadata file, and shared-blob's metadata file (the local index
+        # keeps its own metadata in the database); not shared-blob's wheel.
+        assert "2 files forgotten, 3 blobs removed" in done.stdout
+        blobs = mirror.blobs()
+        assert not blobs.exists(urls["old-lib"][1])
+        assert blobs.exists(urls["used-lib"][1])
+        assert blobs.exists(urls["shared-blob"][1])  # the local index's file keeps it
+        fsck = run_keyless("fsck", *data)
+        assert fsck.returncode == 0, fsck.stdout + fsck.stderr
+        # A pruned file is fetched again on its next download.
+        with mirror.client() as client:
+            again = client.get(urls["old-lib"][0])
+        assert again.status_code == 200
+        assert again.content == old[wheel_of(old)]
+        unknown = run_keyless("mirror", "prune", "--days", "7", "--index", "nope", *data)
+        assert unknown.returncode != 0
+        assert "nope" in unknown.stderr
+        assert "Traceback" not in unknown.stderr
+    finally:
+        stop_server(mirror)
+        stop_server(upstream)
