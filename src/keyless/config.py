@@ -79,6 +79,9 @@ class IndexSettings:
     # The index's own projects (normalized names, `upstream-merge`) whose pages also list the
     # upstream's files: the explicit exception to the rule above (index/mirror/merge.py).
     upstream_merge: tuple[str, ...] = ()
+    # Offline (`upstream-offline`): the upstream is never asked; only the files stored from
+    # it are served (air-gapped builds).
+    upstream_offline: bool = False
 
 
 MIN_TOKEN_LIFETIME = 15 * 60  # PEP 807's bounds for minted tokens
@@ -317,6 +320,7 @@ INDEX_KEYS = (
     "upstream-credentials-env",
     "reserved-names",
     "upstream-merge",
+    "upstream-offline",
 )
 
 
@@ -344,6 +348,7 @@ def index_settings(name: str, values: Mapping[str, Any]) -> IndexSettings:
         upstream_credentials=credentials,
         reserved_names=_name_patterns(values, "reserved-names", name, upstream),
         upstream_merge=_name_patterns(values, "upstream-merge", name, upstream, wildcards=False),
+        upstream_offline=_offline(values, name, upstream),
         max_file_size=parse_size(values.get("max-file-size", 100 * MIB), f"{name}.max-file-size"),
         max_project_size=parse_size(
             values.get("max-project-size", 10 * GIB), f"{name}.max-project-size"
@@ -405,6 +410,16 @@ def _upstream_settings(
                 "set to 'user:password' in the server's environment."
             )
     return upstream.rstrip("/") + "/", ttl, float(timeout), credentials
+
+
+def _offline(values: Mapping[str, Any], index: str, upstream: str | None) -> bool:
+    offline = _flag(values.get("upstream-offline", False), f"index {index!r}: upstream-offline")
+    if offline and upstream is None:
+        raise ConfigError(
+            f"index {index!r}: upstream-offline only matters for an index with an upstream; "
+            "set upstream (the index serves what it stored from it), or remove it."
+        )
+    return offline
 
 
 _NAME_PATTERN = re.compile(r"^[a-z0-9*]([a-z0-9*-]*[a-z0-9*])?$")
@@ -849,6 +864,7 @@ def settings_document(settings: Settings) -> dict[str, Any]:
                         "upstream-timeout": index.upstream_timeout,
                         "reserved-names": list(index.reserved_names),
                         "upstream-merge": list(index.upstream_merge),
+                        "upstream-offline": index.upstream_offline,
                     }
                     if index.upstream
                     else {}

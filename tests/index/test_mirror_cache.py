@@ -1,10 +1,12 @@
-"""`keyless mirror warm` and `keyless mirror prune` on a live mirror whose upstream is another
-keyless server started here."""
+"""`keyless mirror warm`, `keyless mirror prune` and offline mode on a live mirror whose upstream
+is another keyless server started here."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -149,5 +151,97 @@ def test_prune_forgets_files_unused_for_n_days_and_keeps_shared_blobs(tmp_path: 
         assert "nope" in unknown.stderr
         assert "Traceback" not in unknown.stderr
     finally:
+        stop_server(mirror)
+        stop_server(upstream)
+
+
+class ConnectionCounter:
+    """A TCP listener counting the connections made to it: an offline mirror's "upstream"."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.socket = socket.create_server(("127.0.0.1", 0))
+        self.socket.settimeout(0.2)
+        self.port = self.socket.getsockname()[1]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                connection, _ = self.socket.accept()
+            except TimeoutError:
+                continue
+            self.count += 1
+            connection.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.socket.close()
+
+
+def test_an_offline_index_serves_what_it_stored_and_never_asks_the_upstream(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    upstream = start_server(tmp_path / "upstream")
+    mirror = start_server(tmp_path / "mirror", config_text=mirror_config(upstream))
+    counter = ConnectionCounter()
+    try:
+        publish(upstream, "test", "off-dep", "1.0")
+        made = publish(upstream, "test", "off-lib", "2.0", requires_dist="off-dep")
+        publish(upstream, "test", "off-never", "1.0")
+        online = tmp_path / "online"
+        done = subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--no-cache-dir", "--only-binary", ":all:",
+             "--target", str(online), "--index-url", mirror.simple_url("main"), "off-lib"],
+            env=env, capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        # The same data, offline, its upstream now a listener that counts connections.
+        stop_server(mirror)
+        offline = f"""
+[indexes.main]
+upstream = "http://127.0.0.1:{counter.port}/simple/"
+upstream-offline = true
+
+[indexes.local]
+"""
+        mirror = start_server(tmp_path / "mirror", config_text=offline)
+        with mirror.client() as client:
+            page = client.get("/main/simple/off-lib/", headers={"Accept": JSON})
+            never = client.get("/main/simple/off-never/")
+            root = client.get("/main/simple/", headers={"Accept": JSON})
+            html = client.get("/main/simple/off-lib/")
+        assert page.status_code == 200, page.text
+        assert [f["filename"] for f in page.json()["files"]] == [wheel_of(made)]
+        assert page.json()["versions"] == ["2.0"]
+        assert page.headers["x-keyless-stale"].startswith("index offline")
+        assert f"#sha256={page.json()['files'][0]['hashes']['sha256']}" in html.text
+        assert never.status_code == 404
+        assert "Index 'main' is offline (upstream-offline)" in never.text
+        assert "never stored 'off-never'" in never.text
+        assert root.status_code == 200
+        target = tmp_path / "offline"
+        again = subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--no-cache-dir", "--target", str(target),
+             "--index-url", mirror.simple_url("main"), "off-lib"],
+            env=env, capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert sorted(p.name for p in target.glob("*.dist-info")) == [
+            "off_dep-1.0.dist-info",
+            "off_lib-2.0.dist-info",
+        ]
+        assert counter.count == 0
+        # Not a bad setting to find out about at the first request.
+        config = tmp_path / "bad.toml"
+        config.write_text("[indexes.x]\nupstream-offline = true\n", encoding="utf-8")
+        bad = run_keyless("serve", "--config", str(config), "--data", str(tmp_path / "bad"))
+        assert bad.returncode != 0
+        assert "upstream-offline only matters for an index with an upstream" in bad.stderr
+    finally:
+        counter.close()
         stop_server(mirror)
         stop_server(upstream)

@@ -32,10 +32,10 @@ from keyless.config import IndexSettings
 from keyless.store import db
 from keyless.store.blobs import BlobStore
 
-from ..catalog import Catalog
+from ..catalog import Catalog, version_key
 from ..errors import Refused
 from ..pages import PageSet, project_html, project_json, rendered, root_page
-from .merge import UPSTREAM, json_api_files, merge_pages
+from .merge import UPSTREAM, json_api_files, merge_pages, version_of
 from .policy import reserved_by
 from .upstream import (
     ACCEPT,
@@ -204,6 +204,8 @@ class Mirror:
         """
         settings = self.upstreams[index_name]
         self._refuse_owned(index_id, settings, name)
+        if settings.upstream_offline:
+            return self._offline_page(index_id, settings, name)
         cached = self._pages.get((index_name, name))
         if cached is not None and time.monotonic() - cached.fetched < settings.upstream_ttl:
             return MirroredPage(cached.pages, None)
@@ -223,6 +225,55 @@ class Mirror:
                 self._pages.pop(next(iter(self._pages)))
             self._pages[(index_name, name)] = fresh
         return MirroredPage(fresh.pages, None)
+
+    def _offline_page(
+        self, index_id: int, settings: IndexSettings, name: NormalizedName
+    ) -> MirroredPage:
+        """An offline index's page of `name`: the files it stored from the upstream (their
+        hashes and metadata files; not the facts only the upstream's page had, such as
+        requires-python or yanks). Never asks the upstream."""
+        page = self._stored_page(index_id, name)
+        if page is None:
+            raise MirrorRefused(
+                f"Index {settings.name!r} is offline (upstream-offline): it serves only what "
+                f"it stored from its upstream, and never stored {name!r}.",
+                404,
+            )
+        stale = "index offline; only the files stored from the upstream are listed"
+        return MirroredPage(self._render(settings, page), stale)
+
+    def _stored_page(self, index_id: int, name: NormalizedName) -> UpstreamPage | None:
+        table = db.mirrored_files
+        with db.reading(self.engine) as conn:
+            rows = conn.execute(
+                select(table.c.filename, table.c.sha256)
+                .where(table.c.index_id == index_id, table.c.project == name)
+                .order_by(table.c.filename)
+            ).all()
+        digests = {row.filename: row.sha256 for row in rows}
+        files = [
+            UpstreamFile(
+                filename=filename,
+                url="",  # never fetched: offline
+                sha256=sha256,
+                requires_python=None,
+                yanked=False,
+                metadata_sha256=digests.get(filename + METADATA_SUFFIX),
+                size=None,
+                upload_time=None,
+            )
+            for filename, sha256 in digests.items()
+            if not filename.endswith(METADATA_SUFFIX)
+        ]
+        if not files:
+            return None
+        versions = {str(v) for f in files if (v := version_of(f.filename)) is not None}
+        return UpstreamPage(
+            name=name,
+            files=tuple(files),
+            versions=tuple(sorted(versions, key=version_key)),
+            status=("active", None),
+        )
 
     def _fetch(self, settings: IndexSettings, name: str, cached: CachedPage | None) -> CachedPage:
         fetched = self._get(settings, f"{settings.upstream}{name}/", repr(name), cached)
@@ -309,6 +360,11 @@ class Mirror:
         still listed rather than nothing.
         """
         settings = self.upstreams[index_name]
+        if settings.upstream_offline:
+            return MirroredPage(
+                root_page(f"{self.url_prefix}/{index_name}", index_name, local),
+                "index offline; the upstream's projects are not listed",
+            )
         cached = self._roots.get(index_name)
         stale: str | None = None
         if cached is None or time.monotonic() - cached.fetched >= settings.upstream_ttl:
@@ -415,6 +471,12 @@ class Mirror:
             kept = self._kept(index_id, name, sha256, filename)
             if kept is not None:
                 return kept  # stored before this process started: no need of the upstream
+            if self.upstreams[index_name].upstream_offline:
+                raise MirrorRefused(
+                    f"Index {index_name!r} is offline (upstream-offline) and never stored "
+                    f"{filename!r} with sha256 {sha256}.",
+                    404,
+                )
             self.project(index_id, index_name, name)
             cached = self._pages.get((index_name, name))
         found = cached.page.file(sha256, filename) if cached is not None else None
@@ -499,6 +561,12 @@ class Mirror:
             with self.blobs.open(digest) as stored:
                 return stored.read()
         settings = self.upstreams[index_name]
+        if settings.upstream_offline or not found.url:
+            raise MirrorRefused(
+                f"The metadata file of {found.filename!r} was never stored here, and index "
+                f"{index_name!r} is offline (upstream-offline).",
+                404,
+            )
         url = found.url + ".metadata"
         try:
             with self._http().stream(
@@ -529,6 +597,12 @@ class Mirror:
         """Begin fetching an upstream file (status checked, body not read yet); the caller
         streams it with `store_while_streaming`, which closes it."""
         settings = self.upstreams[index_name]
+        if settings.upstream_offline or not found.url:  # a stored file whose blob went away
+            raise MirrorRefused(
+                f"{found.filename!r} is no longer stored here, and index {index_name!r} is "
+                "offline (upstream-offline).",
+                404,
+            )
         client = self._http_async()
         # The bytes as stored upstream, not a compressed transfer of them: they are hashed
         # and stored as they arrive.

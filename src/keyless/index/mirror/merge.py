@@ -18,6 +18,7 @@ from packaging.utils import (
     parse_sdist_filename,
     parse_wheel_filename,
 )
+from packaging.version import Version
 
 from ..catalog import version_key
 from ..pages import PageSet, project_html, project_json, rendered
@@ -60,13 +61,10 @@ def json_api_files(
     it."""
     by_version: dict[str, list[dict[str, Any]]] = {}
     for f in page.files:
-        try:
-            if f.filename.endswith(".whl"):
-                version, packagetype = parse_wheel_filename(f.filename)[1], "bdist_wheel"
-            else:
-                version, packagetype = parse_sdist_filename(f.filename)[1], "sdist"
-        except (InvalidWheelFilename, InvalidSdistFilename):
+        version = version_of(f.filename)
+        if version is None:
             continue
+        packagetype = "bdist_wheel" if f.filename.endswith(".whl") else "sdist"
         by_version.setdefault(str(version), []).append(
             {
                 "digests": {"sha256": f.sha256},
@@ -82,3 +80,13 @@ def json_api_files(
             }
         )
     return by_version
+
+
+def version_of(filename: str) -> Version | None:
+    """The version a distribution's filename gives, or None when it is not one's."""
+    try:
+        if filename.endswith(".whl"):
+            return parse_wheel_filename(filename)[1]
+        return parse_sdist_filename(filename)[1]
+    except (InvalidWheelFilename, InvalidSdistFilename):
+        return None

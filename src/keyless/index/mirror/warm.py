@@ -17,14 +17,10 @@ from urllib.parse import urljoin
 
 import httpx
 from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import (
-    InvalidSdistFilename,
-    InvalidWheelFilename,
-    canonicalize_name,
-    parse_sdist_filename,
-    parse_wheel_filename,
-)
+from packaging.utils import canonicalize_name
 from packaging.version import Version
+
+from .merge import version_of
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 
@@ -76,7 +72,7 @@ def warm(client: httpx.Client, index_url: str, requirement: Requirement) -> Warm
         return Warmed(str(requirement), None, error=f"{answer.status_code}: {_reason(answer)}")
     by_version: dict[Version, list[dict[str, Any]]] = {}
     for entry in answer.json().get("files", []):
-        version = _version_of(entry.get("filename", ""))
+        version = version_of(entry.get("filename", ""))
         if version is not None and entry.get("yanked", False) is False:
             by_version.setdefault(version, []).append(entry)
     allowed = list(requirement.specifier.filter(by_version))
@@ -108,15 +104,6 @@ def _download(client: httpx.Client, url: str, sha256: str | None) -> str | None:
     if sha256 is not None and digest.hexdigest() != sha256:
         return "its bytes do not match the page's sha256"
     return None
-
-
-def _version_of(filename: str) -> Version | None:
-    try:
-        if filename.endswith(".whl"):
-            return parse_wheel_filename(filename)[1]
-        return parse_sdist_filename(filename)[1]
-    except (InvalidWheelFilename, InvalidSdistFilename):
-        return None
 
 
 def _reason(response: httpx.Response) -> str:
