@@ -26,7 +26,7 @@ from urllib.parse import quote, urlparse
 
 import httpx
 from packaging.utils import NormalizedName, canonicalize_name
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 
 from keyless.config import IndexSettings
 from keyless.store import db
@@ -96,6 +96,12 @@ class MirroredPage:
     pages: PageSet
     # Why the page may be out of date (the X-Keyless-Stale header); None: it is current.
     stale: str | None
+
+
+@dataclass(frozen=True)
+class Stored:
+    project: str  # normalized
+    files: int  # distributions stored (not counting metadata files)
 
 
 def mirror_file_url(url_prefix: str, index: str, project: str, sha256: str, filename: str) -> str:
@@ -454,6 +460,22 @@ class Mirror:
                 self.url_prefix, index_name, name, sha256, filename
             ),
         )
+
+    def stored_projects(self, index_id: int, query: str = "", limit: int = 100) -> list[Stored]:
+        """The upstream projects the index stored files of (the web UI marks them), by name;
+        `query`: those whose name contains it. Blocking."""
+        table = db.mirrored_files
+        statement = (
+            select(table.c.project, func.count())
+            .where(table.c.index_id == index_id, ~table.c.filename.endswith(METADATA_SUFFIX))
+            .group_by(table.c.project)
+            .order_by(table.c.project)
+            .limit(limit)
+        )
+        if query:
+            statement = statement.where(table.c.project.contains(canonicalize_name(query)))
+        with db.reading(self.engine) as conn:
+            return [Stored(name, count) for name, count in conn.execute(statement).all()]
 
     # -- files ----------------------------------------------------------------------------
 

@@ -59,9 +59,13 @@ async def index_page(request: Request) -> Response:
     index = index_of(request)
     query = request.query_params.get("q", "").strip()[:100]
     number = page_number(request)
-    projects, more = await run_in_threadpool(
-        services(request).catalog.search_projects, index.id, query, number
-    )
+    svc = services(request)
+    projects, more = await run_in_threadpool(svc.catalog.search_projects, index.id, query, number)
+    # An index with an upstream: where it comes from, and what it holds from it (mirror/).
+    upstream = svc.mirror.upstreams.get(index.name)
+    mirrored = []
+    if upstream is not None and number == 1:
+        mirrored = await run_in_threadpool(svc.mirror.stored_projects, index.id, query)
     return page(
         request,
         "index.html",
@@ -70,6 +74,8 @@ async def index_page(request: Request) -> Response:
         projects=projects,
         page_number=number,
         more=more,
+        upstream=upstream,
+        mirrored=mirrored,
         simple_url=f"{public_base(request)}/{index.name}/simple/",
         upload_url=f"{public_base(request)}/{index.name}/legacy/",
     )
