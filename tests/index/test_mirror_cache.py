@@ -245,3 +245,23 @@ upstream-offline = true
         counter.close()
         stop_server(mirror)
         stop_server(upstream)
+
+
+def test_a_merged_project_keeps_its_own_files_while_the_upstream_is_down(tmp_path: Path) -> None:
+    upstream = start_server(tmp_path / "upstream")
+    config = (
+        mirror_config(upstream).replace("[indexes.local]", "") + 'upstream-merge = ["both-lib"]\n'
+    )
+    mirror = start_server(tmp_path / "mirror", config_text=config)
+    try:
+        ours = publish(mirror, "main", "both-lib", "1.0")
+        publish(upstream, "test", "both-lib", "2.0")
+        stop_server(upstream)
+        with mirror.client() as client:
+            page = client.get("/main/simple/both-lib/", headers={"Accept": JSON})
+        assert page.status_code == 200, page.text
+        assert sorted(f["filename"] for f in page.json()["files"]) == sorted(ours)
+        assert page.headers["x-keyless-stale"].startswith("only local files: The upstream")
+    finally:
+        stop_server(mirror)
+        stop_server(upstream)
