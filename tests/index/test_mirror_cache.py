@@ -190,8 +190,22 @@ def test_an_offline_index_serves_what_it_stored_and_never_asks_the_upstream(
     counter = ConnectionCounter()
     try:
         publish(upstream, "test", "off-dep", "1.0")
-        made = publish(upstream, "test", "off-lib", "2.0", requires_dist="off-dep")
+        made = publish(
+            upstream, "test", "off-lib", "2.0", requires_dist="off-dep", requires_python=">=3.8"
+        )
         publish(upstream, "test", "off-never", "1.0")
+        old = publish(upstream, "test", "off-old", "1.0")
+        with upstream.client() as client:
+            yanked = client.post(
+                "/test/api/projects/off-old/releases/1.0/yank",
+                json={"reason": "broken"},
+                headers={"Authorization": f"Bearer {upstream.token('test-owner', 'test')}"},
+            )
+            assert yanked.status_code == 200, yanked.text
+        with mirror.client() as client:
+            page = client.get("/main/simple/off-old/", headers={"Accept": JSON}).json()
+            entry = next(f for f in page["files"] if f["filename"] == wheel_of(old))
+            assert client.get(entry["url"]).status_code == 200
         online = tmp_path / "online"
         done = subprocess.run(
             [sys.executable, "-m", "pip", "install", "--no-cache-dir", "--only-binary", ":all:",
@@ -216,6 +230,11 @@ upstream-offline = true
             html = client.get("/main/simple/off-lib/")
         assert page.status_code == 200, page.text
         assert [f["filename"] for f in page.json()["files"]] == [wheel_of(made)]
+        # What the upstream's page said of the file when it was stored.
+        assert page.json()["files"][0]["requires-python"] == ">=3.8"
+        with mirror.client() as client:
+            kept_old = client.get("/main/simple/off-old/", headers={"Accept": JSON}).json()
+        assert [f["yanked"] for f in kept_old["files"]] == ["broken"]
         assert page.json()["versions"] == ["2.0"]
         assert page.headers["x-keyless-stale"].startswith("index offline")
         assert f"#sha256={page.json()['files'][0]['hashes']['sha256']}" in html.text

@@ -366,6 +366,10 @@ mirrored_files = Table(
     # When a client last downloaded it (`keyless mirror prune`); NULL: not since `stored`.
     # A metadata file's row keeps NULL: it goes with its distribution's.
     Column("last_download", DateTime(timezone=True), nullable=True),
+    # What the upstream's page said of the file when it was stored (an offline index's pages
+    # list it): its Requires-Python, and its yank (NULL: not yanked; else the reason, maybe "").
+    Column("requires_python", Text, nullable=True),
+    Column("yanked", Text, nullable=True),
 )
 
 

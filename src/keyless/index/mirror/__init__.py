@@ -235,9 +235,9 @@ class Mirror:
     def _offline_page(
         self, index_id: int, settings: IndexSettings, name: NormalizedName
     ) -> MirroredPage:
-        """An offline index's page of `name`: the files it stored from the upstream (their
-        hashes and metadata files; not the facts only the upstream's page had, such as
-        requires-python or yanks). Never asks the upstream."""
+        """An offline index's page of `name`: the files it stored from the upstream, with their
+        hashes, metadata files, requires-python and yanks as the upstream's page gave them when
+        each was stored. Never asks the upstream."""
         page = self._stored_page(index_id, name)
         if page is None:
             raise MirrorRefused(
@@ -252,24 +252,24 @@ class Mirror:
         table = db.mirrored_files
         with db.reading(self.engine) as conn:
             rows = conn.execute(
-                select(table.c.filename, table.c.sha256)
+                select(table.c.filename, table.c.sha256, table.c.requires_python, table.c.yanked)
                 .where(table.c.index_id == index_id, table.c.project == name)
                 .order_by(table.c.filename)
             ).all()
         digests = {row.filename: row.sha256 for row in rows}
         files = [
             UpstreamFile(
-                filename=filename,
+                filename=row.filename,
                 url="",  # never fetched: offline
-                sha256=sha256,
-                requires_python=None,
-                yanked=False,
-                metadata_sha256=digests.get(filename + METADATA_SUFFIX),
+                sha256=row.sha256,
+                requires_python=row.requires_python,
+                yanked=False if row.yanked is None else (row.yanked or True),
+                metadata_sha256=digests.get(row.filename + METADATA_SUFFIX),
                 size=None,
                 upload_time=None,
             )
-            for filename, sha256 in digests.items()
-            if not filename.endswith(METADATA_SUFFIX)
+            for row in rows
+            if not row.filename.endswith(METADATA_SUFFIX)
         ]
         if not files:
             return None
@@ -535,8 +535,19 @@ class Mirror:
             upload_time=None,
         )
 
-    def _record(self, index_id: int, name: str, filename: str, sha256: str) -> None:
-        """Keep a stored blob from garbage collection, and say what it is. Blocking."""
+    def _record(
+        self,
+        index_id: int,
+        name: str,
+        filename: str,
+        sha256: str,
+        facts: UpstreamFile | None = None,
+    ) -> None:
+        """Keep a stored blob from garbage collection, and say what it is (with `facts`, what
+        the upstream's page said of it). Blocking."""
+        yanked = None
+        if facts is not None and facts.yanked is not False:
+            yanked = "" if facts.yanked is True else facts.yanked
         table = db.mirrored_files
         with db.writing(self.engine) as conn:
             conn.execute(
@@ -549,6 +560,8 @@ class Mirror:
                     project=name,
                     sha256=sha256,
                     stored=datetime.now(UTC),
+                    requires_python=facts.requires_python if facts is not None else None,
+                    yanked=yanked,
                 )
             )
         self._downloads[(index_id, filename)] = time.monotonic()
@@ -673,7 +686,9 @@ class Mirror:
                 )  # fmt: skip
                 raise MirrorRefused(f"{found.filename!r} does not match its upstream hash.", 502)
             await asyncio.to_thread(self.blobs.place, writer, digests.sha256, digests.size)
-            await asyncio.to_thread(self._record, index_id, name, found.filename, found.sha256)
+            await asyncio.to_thread(
+                self._record, index_id, name, found.filename, found.sha256, found
+            )
             # Placed again once recorded: garbage collection may have run in between.
             await asyncio.to_thread(self.blobs.place, writer, digests.sha256, digests.size)
             placed = True

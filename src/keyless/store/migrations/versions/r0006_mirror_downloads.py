@@ -1,5 +1,6 @@
 """When a file an index keeps from its upstream was last downloaded
-(`mirrored_files.last_download`), for `keyless mirror prune`.
+(`mirrored_files.last_download`, for `keyless mirror prune`), and what the upstream's page said
+of it (`requires_python`, `yanked`: an offline index's pages list them).
 
 Revision ID: r0006
 Revises: r0005
@@ -22,7 +23,12 @@ def upgrade() -> None:
     op.add_column(
         "mirrored_files", sa.Column("last_download", sa.DateTime(timezone=True), nullable=True)
     )
+    # Existing rows: NULL, unknown (listed as not yanked, for any Python).
+    op.add_column("mirrored_files", sa.Column("requires_python", sa.Text, nullable=True))
+    op.add_column("mirrored_files", sa.Column("yanked", sa.Text, nullable=True))
 
 
 def downgrade() -> None:
+    op.drop_column("mirrored_files", "yanked")
+    op.drop_column("mirrored_files", "requires_python")
     op.drop_column("mirrored_files", "last_download")
