@@ -55,9 +55,7 @@ def define(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_warm(args: argparse.Namespace) -> int:
-    import httpx
-
-    from keyless.index.mirror.warm import parse_requirement, requirements_from_files, warm
+    from keyless.index.mirror.warm import parse_requirement, requirements_from_files, warm_all
 
     wanted = [parse_requirement(text) for text in args.requirements]
     wanted += requirements_from_files(args.requirement)
@@ -65,14 +63,12 @@ def cmd_warm(args: argparse.Namespace) -> int:
         print("error: name at least one project, or a requirements file (-r).", file=sys.stderr)
         return 2
     failures = 0
-    with httpx.Client(timeout=args.timeout, follow_redirects=True) as client:
-        for requirement in wanted:
-            done = warm(client, args.index_url, requirement)
-            if done.error is None:
-                print(f"warmed {done.requirement}: {done.version} ({done.files} files)")
-            else:
-                failures += 1
-                print(f"not warmed {done.requirement}: {done.error}", file=sys.stderr)
+    for done in warm_all(args.index_url, wanted, args.timeout):
+        if done.error is None:
+            print(f"warmed {done.requirement}: {done.version} ({done.files} files)")
+        else:
+            failures += 1
+            print(f"not warmed {done.requirement}: {done.error}", file=sys.stderr)
     return 1 if failures else 0
 
 

@@ -9,7 +9,7 @@ allows (not yanked) are downloaded, with their PEP 658 metadata files.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,6 +58,15 @@ def parse_requirement(text: str) -> Requirement:
         return Requirement(text)
     except InvalidRequirement as exc:
         raise WarmError(f"{text!r} is not a project name or requirement ({exc}).") from None
+
+
+def warm_all(
+    index_url: str, requirements: Iterable[Requirement], timeout: float
+) -> Iterator[Warmed]:
+    """`warm` each requirement in turn, over one connection pool."""
+    with httpx.Client(timeout=timeout, follow_redirects=True) as client:
+        for requirement in requirements:
+            yield warm(client, index_url, requirement)
 
 
 def warm(client: httpx.Client, index_url: str, requirement: Requirement) -> Warmed:
