@@ -305,7 +305,7 @@ def test_a_large_upload_streams_in_bounded_memory(s3_storage: StorageSettings) -
     pending.discard()
 
 
-def test_parts_are_sent_with_a_signed_crc32_not_a_second_sha256_of_their_bytes(
+def test_parts_are_sent_with_a_signed_crc32_and_completed_with_the_list_of_them(
     s3_storage: StorageSettings,
 ) -> None:
     store = s3_store(s3_storage)
@@ -334,6 +334,14 @@ def test_parts_are_sent_with_a_signed_crc32_not_a_second_sha256_of_their_bytes(
         crc32 = base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode()
         assert headers["x-amz-checksum-crc32"] == crc32
         assert "x-amz-checksum-crc32" in headers["authorization"].split("SignedHeaders=")[1]
+    # Completed as boto3's managed upload completes one: the server checked the parts' CRC32s
+    # again and keeps a checksum of them (a CRC32 of their CRC32s), not one of the whole object.
+    head = store.client.head_object(
+        Bucket=store.bucket, Key=store.key_for(sha256), ChecksumMode="ENABLED"
+    )
+    crcs = b"".join(zlib.crc32(body).to_bytes(4, "big") for _, _, body in sorted(sent))
+    composite = base64.b64encode(zlib.crc32(crcs).to_bytes(4, "big")).decode()
+    assert head.get("ChecksumCRC32", "").partition("-")[0] == composite  # S3 adds "-3", moto not
     with store.open(sha256) as stored:
         assert stored.read() == data
     pending.discard()
