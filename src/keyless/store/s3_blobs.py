@@ -19,8 +19,9 @@ CRC32 and without a second SHA-256 of every byte for the signature (`from_settin
 the upload was begun and completed with their CRC32s, as boto3's managed upload does
 (`CHECKSUM`). On a machine shared with four other benchmarks (load 12-18 on its 2
 cores: every figure here moves by tens of percent from run to run), medians of 3 runs before
-and 4 after: keyless's CPU per 200 MB 3.8 → 2.1 s, moto's for it 7.2 → 2.6 s (for boto3's
-own upload: 2.6 s), the ratio 0.53x → 0.69x. What keyless still spends, measured apart: three
+and of 4, then 3 after: keyless's CPU per 200 MB 3.8 → 2.1, 2.4 s, moto's for it 7.2 → 2.6,
+3.4 s (for boto3's own upload: 2.6, 2.7 s), the ratio 0.53x → 0.69x, 0.58x: short of 0.7x
+when boto3 had the better share of the machine. What keyless still spends, measured apart: three
 digests of every byte (md5 0.33, blake2b 0.26, sha256 0.14 CPU-s per 200 MB here; all three
 needed, each on a thread of its own), the event loop receiving the body (0.3-0.45: uvloop and
 httptools hand over ~250 KiB at a time; the form parser's part is 0.06), botocore sending the
@@ -41,7 +42,7 @@ Measured against the alternatives on their own (bench scenario 13: 200 MB pushed
 chunks, 8 MiB parts, 3 in flight, into moto): boto3 61 MB/s and +65 MB; obstore (Rust
 object_store) 76 MB/s and +33 MB; aioboto3 58 MB/s and +87 MB. obstore is faster and leaner
 alone, but in the upload above the client's part is small next to the digests and the S3
-server (keyless uses 2.1 CPU-s per 200 MB in all, its threads sending parts a fraction of
+server (keyless uses 2.1-2.4 CPU-s per 200 MB in all, its threads sending parts a fraction of
 that), so the switch — this one class — would buy little of the gap; it stays the first thing
 to measure should a faster S3 server make the client matter.
 
