@@ -4,9 +4,12 @@ the `BlobStore` contract, object by object as the bucket shows it."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
+import io
 import time
 import tracemalloc
+import zlib
 from typing import Any
 
 import httpx
@@ -299,4 +302,46 @@ def test_a_large_upload_streams_in_bounded_memory(s3_storage: StorageSettings) -
     # what botocore holds per request: far below the 96 MiB a buffered upload would take.
     assert peak < 6 * PART_SIZE, f"peak {peak / 2**20:.0f} MiB"
     assert len(multipart_uploads(store)) == 1
+    pending.discard()
+
+
+def test_parts_are_sent_with_a_signed_crc32_and_completed_with_the_list_of_them(
+    s3_storage: StorageSettings,
+) -> None:
+    store = s3_store(s3_storage)
+    sent: list[tuple[str, dict[str, str], bytes]] = []
+
+    def record(request: Any, **_: Any) -> None:
+        headers = {
+            name.lower(): value if isinstance(value, str) else value.decode()
+            for name, value in request.headers.items()
+        }
+        assert isinstance(request.body, io.BytesIO)  # the part, as botocore wraps bytes
+        sent.append((request.url, headers, request.body.getvalue()))
+
+    store.client.meta.events.register("before-send.s3.UploadPart", record)
+    data = sample(2 * PART_SIZE + 100)
+    sha256 = hashlib.sha256(data).hexdigest()
+    pending = store.new_writer(sha256)
+    stream_in(pending, data)
+    pending.finish()
+    assert store.place(pending, sha256, len(data)) is True
+
+    assert [len(body) for _, _, body in sorted(sent)] == [PART_SIZE, PART_SIZE, 100]
+    for _, headers, body in sent:
+        # The endpoint is plain http, where botocore would hash every body for the signature.
+        assert headers["x-amz-content-sha256"] == "UNSIGNED-PAYLOAD"
+        crc32 = base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode()
+        assert headers["x-amz-checksum-crc32"] == crc32
+        assert "x-amz-checksum-crc32" in headers["authorization"].split("SignedHeaders=")[1]
+    # Completed as boto3's managed upload completes one: the server checked the parts' CRC32s
+    # again and keeps a checksum of them (a CRC32 of their CRC32s), not one of the whole object.
+    head = store.client.head_object(
+        Bucket=store.bucket, Key=store.key_for(sha256), ChecksumMode="ENABLED"
+    )
+    crcs = b"".join(zlib.crc32(body).to_bytes(4, "big") for _, _, body in sorted(sent))
+    composite = base64.b64encode(zlib.crc32(crcs).to_bytes(4, "big")).decode()
+    assert head.get("ChecksumCRC32", "").partition("-")[0] == composite  # S3 adds "-3", moto not
+    with store.open(sha256) as stored:
+        assert stored.read() == data
     pending.discard()

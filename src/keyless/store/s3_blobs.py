@@ -14,9 +14,24 @@ What the design is for, measured (bench scenario 10: a 200 MB wheel over HTTP in
 `keyless serve`, against boto3 putting the file straight into the same moto S3 server, moto on
 a core of its own): keyless sent it at 0.34x boto3's speed when it streamed into a temp key,
 copied that to the final key (1.4 s of moto's time) and read the archive back with ranged
-GETs (12 of them, 2 s); at 0.64x once it did neither. What is left is mostly keyless's own
-work on the other core — three digests of every byte (0.8 CPU-s per 200 MB), the HTTP body
-and the spool — and moto's, which completes a multipart upload by copying it (1.3 s).
+GETs (12 of them, 2 s); at 0.61-0.66x once it did neither. Then the parts went with their
+CRC32 and without a second SHA-256 of every byte for the signature (`from_settings`), and
+the upload was begun and completed with their CRC32s, as boto3's managed upload does
+(`CHECKSUM`). On a machine shared with four other benchmarks (load 12-18 on its 2
+cores: every figure here moves by tens of percent from run to run), medians of 3 runs before
+and of 4, then 3 after: keyless's CPU per 200 MB 3.8 → 2.1, 2.4 s, moto's for it 7.2 → 2.6,
+3.4 s (for boto3's own upload: 2.6, 2.7 s), the ratio 0.53x → 0.69x, 0.58x: short of 0.7x
+when boto3 had the better share of the machine. What keyless still spends, measured apart: three
+digests of every byte (md5 0.33, blake2b 0.26, sha256 0.14 CPU-s per 200 MB here; all three
+needed, each on a thread of its own), the event loop receiving the body (0.3-0.45: uvloop and
+httptools hand over ~250 KiB at a time; the form parser's part is 0.06), botocore sending the
+parts (0.25; a 1 MiB socket block instead of urllib3's 16 KiB saved 0.03: not kept), and
+the spool (0.1-0.8: what writing 200 MB to a file costs varies with the machine's load).
+
+The spool stays even when the parts go straight to their key: S3 lets nobody read an
+unfinished multipart upload, and the upload reads its archive before the row is committed (a
+wheel's central directory and members, an sdist from end to end), then may need it to put the
+blob back (`place`).
 
 Why boto3: it is the reference S3 client, maintained by AWS, speaks to every S3-compatible
 server (endpoint URL, path or virtual addressing, the standard credential chain: the AWS
@@ -27,7 +42,7 @@ Measured against the alternatives on their own (bench scenario 13: 200 MB pushed
 chunks, 8 MiB parts, 3 in flight, into moto): boto3 61 MB/s and +65 MB; obstore (Rust
 object_store) 76 MB/s and +33 MB; aioboto3 58 MB/s and +87 MB. obstore is faster and leaner
 alone, but in the upload above the client's part is small next to the digests and the S3
-server (keyless used 2.0 CPU-s per 200 MB in all, its threads sending parts a fraction of
+server (keyless uses 2.1-2.4 CPU-s per 200 MB in all, its threads sending parts a fraction of
 that), so the switch — this one class — would buy little of the gap; it stays the first thing
 to measure should a faster S3 server make the client matter.
 
@@ -35,9 +50,10 @@ Why 8 MiB parts: S3 wants parts of at least 5 MiB (but the last) and at most 10,
 8 MiB (boto3's own default) allows 80 GB files and keeps the memory of one upload bounded by
 about four parts (one filling, at most `blobs.MAX_BACKLOG`, 16 MiB = two, handed to the
 threads, one more being handed over), ~32 MiB however large the file: the server's peak RSS
-grew by 25-47 MB per 200 MB upload in scenario 10. 3 parts in parallel with a backlog of 2
+grew by 25-43 MB per 200 MB upload in scenario 10. 3 parts in parallel with a backlog of 2
 streamed 200 MB into moto in 1.8 s where 2 parts and a backlog of 1 took 2.6 s; 4 parts and a
-backlog of 3, or 5 MiB parts, were no faster.
+backlog of 3 (tried again with the checksums above: +33-47 MB, no faster), or 5 MiB parts,
+were no faster.
 """
 
 from __future__ import annotations
@@ -83,6 +99,14 @@ logging.getLogger("botocore.credentials").setLevel(logging.WARNING)
 
 # Parts of one upload sent at once (measured: 3 stream 200 MB into moto 30% faster than 2).
 PARALLEL_PARTS = 3
+# The checksum of every part, and of the object made of them, as boto3's managed upload
+# sends it (`place` uses that): the upload is begun with it, each part sent with its CRC32
+# (which the server checks on arrival), and completed with the list of them, which the server
+# checks again and keeps as the object's checksum (COMPOSITE: a CRC32 of the parts' CRC32s).
+# Begun without it, an S3 server may compute a checksum of the whole object at completion
+# instead: moto copies the 200 MB of bench scenario 10 once more for a CRC of it, and its
+# completion took 3.0-5.0 s where it takes 1.3-2.3 s now (boto3's own upload: 1.3-2.4 s).
+CHECKSUM: Literal["CRC32"] = "CRC32"
 # How `place` sends a spool file whole: as the early upload would have.
 TRANSFER = TransferConfig(
     multipart_threshold=PART_SIZE, multipart_chunksize=PART_SIZE, max_concurrency=PARALLEL_PARTS
@@ -214,7 +238,9 @@ class S3Pending(StreamedWrite):
     def _begin(self, key: str) -> str | None:
         if self.store.size_of(key) is not None:
             return None  # stored already (a re-upload): `place` checks it, nothing to send
-        created = self.store.client.create_multipart_upload(Bucket=self.store.bucket, Key=key)
+        created = self.store.client.create_multipart_upload(
+            Bucket=self.store.bucket, Key=key, ChecksumAlgorithm=CHECKSUM
+        )
         return created["UploadId"]
 
     def _upload_part(self, number: int, data: bytes) -> CompletedPartTypeDef | None:
@@ -229,8 +255,9 @@ class S3Pending(StreamedWrite):
             UploadId=upload_id,
             PartNumber=number,
             Body=data,
+            ChecksumAlgorithm=CHECKSUM,
         )
-        return {"PartNumber": number, "ETag": sent["ETag"]}
+        return {"PartNumber": number, "ETag": sent["ETag"], "ChecksumCRC32": sent["ChecksumCRC32"]}
 
 
 class S3BlobStore:
@@ -253,7 +280,18 @@ class S3BlobStore:
         bucket, prefix = bucket_and_prefix
         config = Config(
             region_name=storage.region,
-            s3={"addressing_style": cast(AddressingStyle, storage.addressing_style)},
+            s3={
+                "addressing_style": cast(AddressingStyle, storage.addressing_style),
+                # A body is sent with a CRC32 of it (botocore's default checksum, in a header
+                # the signature covers), which the S3 server checks: a part damaged on the
+                # way is refused. Without this, botocore also signs a SHA-256 of every body
+                # when the endpoint is plain http (a fourth digest of every byte: 0.2 of
+                # keyless's ~3 CPU-s per 200 MB upload). What that hash adds over the CRC32
+                # is proof against someone who rewrites the traffic to the store, and over
+                # plain http they can read and rewrite the downloads as well, which nothing
+                # signs; over https botocore already sends uploads unsigned with a checksum.
+                "payload_signing_enabled": False,
+            },
             signature_version="s3v4",  # presigned URLs too: SigV2 is retired on AWS
             connect_timeout=5,
             read_timeout=60,
