@@ -33,7 +33,7 @@ from keyless.store.blobs import BlobStore
 
 from ..catalog import Catalog
 from ..errors import Refused
-from ..pages import PageSet, project_html, project_json, rendered, root_page
+from ..pages import PageSet, SimplePages, project_html, project_json, rendered, root_page
 from .upstream import (
     ACCEPT,
     MAX_PAGE_BYTES,
@@ -109,12 +109,16 @@ class Mirror:
         blobs: BlobStore,
         engine: Engine,
         url_prefix: str = "",
+        pages: SimplePages | None = None,
     ) -> None:
         self.upstreams = {name: s for name, s in indexes.items() if s.upstream}
         self.catalog = catalog
         self.blobs = blobs
         self.engine = engine
         self.url_prefix = url_prefix
+        # The server's page cache, where current upstream pages are kept for the routes to
+        # answer from memory (routes/simple.py); None where nothing serves pages (the CLI).
+        self.pages = pages
         self._pages: dict[tuple[str, str], CachedPage] = {}
         self._roots: dict[str, CachedRoot] = {}
         # The last merged root page per index: (local rows, upstream rows, pages).
@@ -135,10 +139,12 @@ class Mirror:
         project, 502/504 when the upstream fails and nothing is cached.
         """
         settings = self.upstreams[index_name]
+        generation = self.pages.generation if self.pages is not None else 0
         if self.catalog.owns_name(index_id, name):
             raise _owned(index_name, name)
         cached = self._pages.get((index_name, name))
         if cached is not None and time.monotonic() - cached.fetched < settings.upstream_ttl:
+            self._keep(index_id, name, cached, settings, generation)
             return MirroredPage(cached.pages, None)
         try:
             fresh = self._fetch(settings, name, cached)
@@ -155,7 +161,24 @@ class Mirror:
             if len(self._pages) >= MAX_CACHED_PAGES:
                 self._pages.pop(next(iter(self._pages)))
             self._pages[(index_name, name)] = fresh
+        self._keep(index_id, name, fresh, settings, generation)
         return MirroredPage(fresh.pages, None)
+
+    def _keep(
+        self,
+        index_id: int,
+        name: NormalizedName,
+        cached: CachedPage,
+        settings: IndexSettings,
+        generation: int,
+    ) -> None:
+        """Hand a current page to the server's page cache until its TTL ends. Stale pages are
+        not: each request for them tries the upstream again."""
+        if self.pages is not None:
+            fresh_until = cached.fetched + settings.upstream_ttl
+            self.pages.keep_upstream(
+                index_id, name, cached.pages, fresh_until, generation, MAX_CACHED_PAGES
+            )
 
     def _fetch(self, settings: IndexSettings, name: str, cached: CachedPage | None) -> CachedPage:
         fetched = self._get(settings, f"{settings.upstream}{name}/", repr(name), cached)
