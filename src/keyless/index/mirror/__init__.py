@@ -130,7 +130,6 @@ class Mirror:
         self._merged: dict[str, tuple[Rows, Rows, PageSet]] = {}
         self._lock = threading.Lock()
         self._client: httpx.Client | None = None
-        self._async_client: httpx.AsyncClient | None = None
 
     def mirrors(self, index_name: str) -> bool:
         return index_name in self.upstreams
@@ -516,11 +515,6 @@ class Mirror:
         if self._client is None:  # timeouts per request: each index has its own
             self._client = httpx.Client(follow_redirects=True)
         return self._client
-
-    def _http_async(self) -> httpx.AsyncClient:
-        if self._async_client is None:
-            self._async_client = httpx.AsyncClient(follow_redirects=True)
-        return self._async_client
 
 
 def _owned(index_name: str, name: str) -> MirrorRefused:
