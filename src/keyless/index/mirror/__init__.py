@@ -483,7 +483,8 @@ class Mirror:
         not match are not stored and the download ends one piece short, so no client ever
         receives a complete tampered file.
         """
-        fetch = _Fetch(self.blobs.new_writer(found.sha256), response)
+        # Only the sha256 is checked: the upstream's page gives no other digest.
+        fetch = _Fetch(self.blobs.new_writer(found.sha256, sha256_only=True), response)
         fetch.start()
         held: bytes | None = None
         try:
