@@ -19,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("run", help="run scenarios and write the results")
     run.add_argument(
         "--only",
-        default="1,2,3,4,5,6,7,8,9,10,11,12,13",
+        default="1,2,3,4,5,6,7,8,9,10,11,12,13,14",
         help="scenarios to run, e.g. 1,4 (1,2,3,5 share servers)",
     )
     run.add_argument("--runs", type=int, default=3, help="runs per figure (median taken)")
@@ -71,7 +71,7 @@ def _run(args: argparse.Namespace) -> int:
     # environment and git only: no peers, wrk or nginx to install.
     if only <= {"7", "8"}:
         env.ensure_keyless()
-    elif only <= {"8", "9", "10", "11", "12", "13"}:  # wrk, nginx, curl and moto; no peers.
+    elif only <= {"8", "9", "10", "11", "12", "13", "14"}:  # wrk, nginx, curl and moto; no peers.
         env.ensure_keyless()
         env.ensure_debian_tools()
     else:
@@ -112,6 +112,8 @@ def _run(args: argparse.Namespace) -> int:
             scenarios.shared_state_cost(results, opts, args.cores)
         if "13" in only:
             scenarios.s3_clients(results, opts)
+        if "14" in only:
+            scenarios.mirror(results, opts)
     finally:
         procs.stop_all()
         if results.records:

@@ -1082,3 +1082,128 @@ def s3_clients(results: Results, opts: Options) -> None:
                 log(f"{S3_CLIENTS} {variant}: {rate:.0f} MB/s, +{growth:.0f} MB")
     finally:
         procs.stop(moto)
+
+
+# ------------------------------------------------------------------------- caching mirror
+
+MIRROR = "14 caching mirror"
+MIRROR_BIG_MB = 50
+# The local project whose page the mirrored one is compared with: as many files as the
+# upstream's `bench-small`, so the two pages are about the same size.
+MIRROR_LOCAL = "bench-local"
+
+
+def mirror(results: Results, opts: Options) -> None:
+    """(14) issue 15: a keyless mirroring another keyless (its upstream, on 127.0.0.1).
+
+    Pages: the upstream's `bench-small`, cached by the mirror, against the mirror's own
+    `bench-local` (10 files too), both from the mirror under the same wrk load (goal: within
+    10%). Files: the first download of a fresh 50 MB wheel through the mirror (fetched,
+    checked, stored and streamed at once) against the same file straight from the upstream,
+    with curl; the two go first in turn (goal: at least 0.8x). CPU seconds of both servers
+    per download.
+    """
+    from .dists import upload_fields
+
+    folder = WORK / "mirror"
+    datasets_clean(folder)
+    upstream = Keyless(folder / "upstream")
+    started: list[Server] = [upstream]
+    try:
+        datasets.seed_keyless(upstream, 0)
+        settings = (
+            f'upstream = "{upstream.simple_url()}"\n'
+            "upstream-ttl = 3600\n"  # the pages stay cached for the whole scenario
+        )
+        keyless = Keyless(folder / "mirror", extra_config=settings)
+        started.append(keyless)
+        keyless.prepare()
+        keyless.start()
+        keyless.upload([build_wheel(MIRROR_LOCAL, f"1.0.{i}") for i in range(10)])
+        _mirror_pages(results, opts, keyless)
+        size = MIRROR_BIG_MB * MIB
+        case = f"first download of a {MIRROR_BIG_MB} MB upstream file"
+        big = BENCH / "work-cache" / "mirror"
+        for run in range(opts.runs):
+            name, version = f"bench-mirror-{run}", "1.0"
+            path = write_big_wheel(big, name, version, size)
+            fields = upload_fields(name, version, (), digests_of_file(path))
+            status, _ = _curl_upload(
+                upstream.upload_url, path, f"__token__:{upstream.token}", fields
+            )
+            if status not in (200, 201):
+                raise RuntimeError(f"upstream: the upload of {path.name} answered {status}")
+            direct = _file_url(upstream, name)
+            mirrored = _file_url(keyless, name)  # the mirror fetches the upstream's page
+            sources = [("keyless", mirrored), ("upstream directly", direct)]
+            for label, url in sources if run % 2 == 0 else sources[::-1]:
+                servers = {"cpu_s_mirror": keyless, "cpu_s_upstream": upstream}
+                cpu_before = {key: procs.cpu_seconds(s.pid) for key, s in servers.items()}
+                seconds = _curl_download(url, path.stat().st_size)
+                cpu = {
+                    key: procs.cpu_seconds(s.pid) - cpu_before[key] for key, s in servers.items()
+                }
+                results.add(MIRROR, case, label, "MB/s", size / MIB / seconds, **cpu)
+                log(f"{MIRROR} {label}: {size / MIB / seconds:.0f} MB/s")
+    finally:
+        for server in reversed(started):
+            server.stop()
+
+
+def _mirror_pages(results: Results, opts: Options, keyless: Keyless) -> None:
+    targets = []
+    for label, accept in (("html", HTML_TYPE), ("json", JSON_TYPE)):
+        case = f"small project {label}"
+        for name, project in (("keyless", datasets.SMALL), ("local page", MIRROR_LOCAL)):
+            url = keyless.simple_url(project)
+            status, _, size = check(url, accept)  # the first puts the upstream's in the cache
+            if status != 200:
+                raise RuntimeError(f"mirror: {url} answered {status}")
+            results.add(MIRROR, case, name, "bytes", size)
+            targets.append((case, name, accept, url))
+    for run in range(opts.runs):
+        for case, name, accept, url in targets:
+            outcome = wrk(url, duration=opts.duration, accept=accept)
+            if outcome.errors:
+                results.notes.append(f"{MIRROR} {case} {name} run {run + 1}: errors")
+            results.add(
+                MIRROR,
+                case,
+                name,
+                "req/s",
+                outcome.rps,
+                p50_ms=outcome.p50_ms,
+                p99_ms=outcome.p99_ms,
+            )
+            log(f"{MIRROR} {case} {name}: {outcome.rps:,.0f} req/s")
+
+
+def _file_url(server: Keyless, project: str) -> str:
+    """The URL of the only file on `project`'s page (JSON), absolute."""
+    answer = httpx.get(server.simple_url(project), headers={"Accept": JSON_TYPE}, timeout=60)
+    answer.raise_for_status()
+    (entry,) = answer.json()["files"]
+    return str(httpx.URL(server.simple_url(project)).join(entry["url"]))
+
+
+def _curl_download(url: str, size: int) -> float:
+    """Seconds curl takes to download `url`, checked complete (a refused file ends short)."""
+    out = subprocess.run(
+        [
+            "curl",
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{size_download} %{time_total}",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    ).stdout
+    status, received, seconds = out.split()
+    if status != "200" or int(received) != size:
+        raise RuntimeError(f"{url}: answered {status} with {received} of {size} bytes")
+    return float(seconds)

@@ -69,7 +69,9 @@ class MemoryBlobStore:
         self.served: list[str] = []  # the keys downloads asked `serve` for
         self.opened: list[str] = []  # ... and readers asked `open` for
 
-    def new_writer(self, expected_sha256: str | None = None) -> MemoryPending:
+    def new_writer(
+        self, expected_sha256: str | None = None, *, sha256_only: bool = False
+    ) -> MemoryPending:
         return MemoryPending(self)
 
     def place(self, pending: PendingBlob, sha256: str, size: int) -> bool:

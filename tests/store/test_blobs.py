@@ -52,6 +52,19 @@ def test_digests_and_bytes_match_whatever_the_size(tmp_path: Path, size: int) ->
     assert hashing_threads() == []  # the lanes of a large upload are stopped by finish
 
 
+@pytest.mark.parametrize("size", [1000, 3 * BATCH + 12345], ids=lambda s: f"{s}B")
+def test_a_write_asked_for_the_sha256_only_computes_nothing_else(tmp_path: Path, size: int) -> None:
+    data = os.urandom(size)
+    writer = LocalBlobStore(tmp_path).new_writer(sha256_only=True)
+    write_in_random_pieces(writer, data, seed=size)
+    if size > BATCH:
+        assert len(hashing_threads()) == 1  # sha256 (+ write) only
+    digests = writer.finish()
+    assert (digests.sha256, digests.md5, digests.blake2_256) == (expected(data)[0], "", "")
+    assert digests.size == size
+    assert writer.path.read_bytes() == data
+
+
 def test_a_small_upload_is_created_written_and_hashed_only_by_finish(tmp_path: Path) -> None:
     # The event loop calls `write`: for a small file it must do no file or hashing work.
     writer = LocalBlobStore(tmp_path).new_writer()

@@ -409,7 +409,9 @@ def create_app(settings: Settings, blobs: BlobStore | None = None) -> IndexApp:
         descriptions=descriptions,
         static=static,
         garbage=garbage,
-        mirror=Mirror({i.name: i for i in settings.indexes}, catalog, blobs, engine, url_prefix),
+        mirror=Mirror(
+            {i.name: i for i in settings.indexes}, catalog, blobs, engine, url_prefix, pages
+        ),
     )
 
     routes = [

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -82,6 +83,11 @@ class SimplePages:
         self.url_prefix = url_prefix
         self._projects: dict[tuple[int, str], PageSet] = {}
         self._roots: dict[int, PageSet] = {}
+        # Pages of names an index takes from its upstream (index/mirror/), rendered for this
+        # server, each with the time.monotonic() its TTL ends: answered before routing as the
+        # local pages are, and dropped with them when the name changes here (a local upload
+        # of that name, a pending publisher reserving it), so the local index wins at once.
+        self._upstream: dict[tuple[int, str], tuple[PageSet, float]] = {}
         self._lock = threading.Lock()
         # Bumped by every invalidation: a page rendered from data read before a change must
         # not be cached after it.
@@ -96,6 +102,7 @@ class SimplePages:
         with self._lock:
             self._generation += 1
             self._projects.pop((index_id, project), None)
+            self._upstream.pop((index_id, project), None)
             self._roots.pop(index_id, None)
 
     def invalidate_index(self, index_id: int) -> None:
@@ -103,12 +110,14 @@ class SimplePages:
         with self._lock:
             self._generation += 1
             self._projects = {k: v for k, v in self._projects.items() if k[0] != index_id}
+            self._upstream = {k: v for k, v in self._upstream.items() if k[0] != index_id}
             self._roots.pop(index_id, None)
 
     def clear(self) -> None:
         with self._lock:
             self._generation += 1
             self._projects = {}
+            self._upstream = {}
             self._roots = {}
 
     def root(self, index_id: int, index_name: str) -> PageSet:
@@ -134,6 +143,41 @@ class SimplePages:
         Keys are normalized names, so a hit also says `name` is normalized.
         """
         return self._projects.get((index_id, name))
+
+    @property
+    def generation(self) -> int:
+        """Read before deciding that a page may be kept (`keep_upstream`)."""
+        return self._generation
+
+    def cached_upstream(self, index_id: int, name: str) -> PageSet | None:
+        """An upstream project's pages if they are in memory and within their TTL, else None
+        (the caller then asks the mirror, which revalidates them)."""
+        entry = self._upstream.get((index_id, name))
+        if entry is None or time.monotonic() >= entry[1]:
+            return None
+        return entry[0]
+
+    def keep_upstream(
+        self,
+        index_id: int,
+        name: str,
+        pages: PageSet,
+        fresh_until: float,
+        generation: int,
+        limit: int,
+    ) -> None:
+        """Keep an upstream project's pages until `fresh_until` (time.monotonic()), unless the
+        caches were invalidated since `generation` was read (before the index was asked
+        whether it owns the name): that change may be the name becoming local. At most
+        `limit` pages: the oldest kept goes first."""
+        key = (index_id, name)
+        with self._lock:
+            if generation != self._generation:
+                return
+            self._upstream.pop(key, None)
+            if len(self._upstream) >= limit:
+                self._upstream.pop(next(iter(self._upstream)))
+            self._upstream[key] = (pages, fresh_until)
 
     def project(self, index_id: int, index_name: str, name: NormalizedName) -> PageSet | None:
         """The pages of a project, or None when the index has no such project."""

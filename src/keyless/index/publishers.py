@@ -17,6 +17,7 @@ from keyless.dists.names import validate_project_name
 from keyless.oidc.errors import PublisherConfigError
 from keyless.oidc.providers import PROVIDERS
 from keyless.store import db
+from keyless.store.changes import record_change
 
 from .accounts import Identity, InvalidCredentials, as_utc, current_identity, now
 from .projects import ProjectError, find_project, record_event, role_of
@@ -252,6 +253,9 @@ class Publishers:
                 {"publisher_id": publisher_id, "publisher": provider.summary(config)},
                 changes_project=False,
             )
+            # The name is now the index's own: every server process drops an upstream page
+            # it keeps for it (index/mirror/), at once.
+            record_change(conn, index_id, canonicalize_name(project))
         return _registered(publisher_id, kind, provider.summary(config), [project], pending=True)
 
     def list_publishers(self, index_id: int, project: str | None = None) -> list[dict[str, Any]]:

@@ -134,8 +134,10 @@ class S3Pending(StreamedWrite):
     goes to one of `PARALLEL_PARTS` threads that upload them.
     """
 
-    def __init__(self, store: S3BlobStore, expected_sha256: str | None) -> None:
-        super().__init__(PART_SIZE)
+    def __init__(
+        self, store: S3BlobStore, expected_sha256: str | None, sha256_only: bool = False
+    ) -> None:
+        super().__init__(PART_SIZE, sha256_only)
         self.store = store
         self.finished = False
         self.target = store.key_for(expected_sha256) if _is_sha256(expected_sha256) else None
@@ -332,8 +334,10 @@ class S3BlobStore:
     def key_for(self, sha256: str) -> str:
         return f"{self.prefix}sha256/{sha256}"
 
-    def new_writer(self, expected_sha256: str | None = None) -> S3Pending:
-        return S3Pending(self, expected_sha256)
+    def new_writer(
+        self, expected_sha256: str | None = None, *, sha256_only: bool = False
+    ) -> S3Pending:
+        return S3Pending(self, expected_sha256, sha256_only)
 
     def place(self, pending: PendingBlob, sha256: str, size: int) -> bool:
         """Complete the early upload of `pending` as the blob, or send its spool file there,

@@ -14,11 +14,12 @@ upstream page's sha256 and then served from the blob store.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -30,11 +31,11 @@ from sqlalchemy import Engine, func, select
 
 from keyless.config import IndexSettings
 from keyless.store import db
-from keyless.store.blobs import BlobStore
+from keyless.store.blobs import BlobStore, Digests, PendingBlob, write_all
 
 from ..catalog import Catalog, version_key
 from ..errors import Refused
-from ..pages import PageSet, project_html, project_json, rendered, root_page
+from ..pages import PageSet, SimplePages, project_html, project_json, rendered, root_page
 from .merge import UPSTREAM, json_api_files, merge_pages, version_of
 from .policy import reserved_by
 from .upstream import (
@@ -56,6 +57,10 @@ MAX_METADATA_BYTES = 16 * 1024 * 1024
 MAX_ROOT_BYTES = 256 * 1024 * 1024
 DOWNLOAD_RECORD_INTERVAL = 3600.0  # seconds: see Mirror.download_to_record
 METADATA_SUFFIX = ".metadata"  # PEP 658: the metadata file is at the file's URL + this
+# What a first download hands the event loop to send at once, and how many such pieces may
+# wait for it (the memory a slow client can hold up, besides the store's own backlog).
+SEND_PIECE = 1024 * 1024
+PIECES_WAITING = 4
 
 
 class MirrorRefused(Refused):
@@ -119,12 +124,16 @@ class Mirror:
         blobs: BlobStore,
         engine: Engine,
         url_prefix: str = "",
+        pages: SimplePages | None = None,
     ) -> None:
         self.upstreams = {name: s for name, s in indexes.items() if s.upstream}
         self.catalog = catalog
         self.blobs = blobs
         self.engine = engine
         self.url_prefix = url_prefix
+        # The server's page cache, where current upstream pages are kept for the routes to
+        # answer from memory (routes/simple.py); None where nothing serves pages (the CLI).
+        self.pages = pages
         self._pages: dict[tuple[str, str], CachedPage] = {}
         self._roots: dict[str, CachedRoot] = {}
         # The last merged root page per index: (local rows, upstream rows, pages).
@@ -135,7 +144,6 @@ class Mirror:
         # (index id, filename) -> time.monotonic() a download was last recorded.
         self._downloads: dict[tuple[int, str], float] = {}
         self._client: httpx.Client | None = None
-        self._async_client: httpx.AsyncClient | None = None
 
     def mirrors(self, index_name: str) -> bool:
         return index_name in self.upstreams
@@ -209,11 +217,13 @@ class Mirror:
         project, 502/504 when the upstream fails and nothing is cached.
         """
         settings = self.upstreams[index_name]
+        generation = self.pages.generation if self.pages is not None else 0
         self._refuse_owned(index_id, settings, name)
         if settings.upstream_offline:
             return self._offline_page(index_id, settings, name)
         cached = self._pages.get((index_name, name))
         if cached is not None and time.monotonic() - cached.fetched < settings.upstream_ttl:
+            self._keep(index_id, name, cached, settings, generation)
             return MirroredPage(cached.pages, None)
         try:
             fresh = self._fetch(settings, name, cached)
@@ -230,6 +240,7 @@ class Mirror:
             if len(self._pages) >= MAX_CACHED_PAGES:
                 self._pages.pop(next(iter(self._pages)))
             self._pages[(index_name, name)] = fresh
+        self._keep(index_id, name, fresh, settings, generation)
         return MirroredPage(fresh.pages, None)
 
     def _offline_page(
@@ -280,6 +291,23 @@ class Mirror:
             versions=tuple(sorted(versions, key=version_key)),
             status=("active", None),
         )
+
+    def _keep(
+        self,
+        index_id: int,
+        name: NormalizedName,
+        cached: CachedPage,
+        settings: IndexSettings,
+        generation: int,
+    ) -> None:
+        """Hand a current page to the server's page cache until its TTL ends. Stale pages are
+        not: each request for them tries the upstream again. Nor are those of names merged
+        with the index's own files: their pages are merged per request (merge.py)."""
+        if self.pages is not None and name not in settings.upstream_merge:
+            fresh_until = cached.fetched + settings.upstream_ttl
+            self.pages.keep_upstream(
+                index_id, name, cached.pages, fresh_until, generation, MAX_CACHED_PAGES
+            )
 
     def _fetch(self, settings: IndexSettings, name: str, cached: CachedPage | None) -> CachedPage:
         fetched = self._get(settings, f"{settings.upstream}{name}/", repr(name), cached)
@@ -631,6 +659,9 @@ class Mirror:
     async def open_download(self, index_name: str, found: UpstreamFile) -> httpx.Response:
         """Begin fetching an upstream file (status checked, body not read yet); the caller
         streams it with `store_while_streaming`, which closes it."""
+        return await asyncio.to_thread(self._open_download, index_name, found)
+
+    def _open_download(self, index_name: str, found: UpstreamFile) -> httpx.Response:
         settings = self.upstreams[index_name]
         if settings.upstream_offline or not found.url:  # a stored file whose blob went away
             raise MirrorRefused(
@@ -638,18 +669,18 @@ class Mirror:
                 "offline (upstream-offline).",
                 404,
             )
-        client = self._http_async()
+        client = self._http()
         # The bytes as stored upstream, not a compressed transfer of them: they are hashed
         # and stored as they arrive.
         request = client.build_request(
             "GET", found.url, headers={"accept-encoding": "identity"}, timeout=_timeout(settings)
         )
         try:
-            response = await client.send(request, stream=True, auth=_auth(settings, found.url))
+            response = client.send(request, stream=True, auth=_auth(settings, found.url))
         except httpx.HTTPError as exc:
             raise _unreachable(settings, found.filename, exc) from None
         if response.status_code != 200:
-            await response.aclose()
+            response.close()
             raise MirrorRefused(
                 f"The upstream {settings.upstream} answered {response.status_code} "
                 f"for {found.filename!r}.",
@@ -659,45 +690,45 @@ class Mirror:
 
     async def store_while_streaming(
         self, index_id: int, name: str, found: UpstreamFile, response: httpx.Response
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         """The file's bytes as they arrive, written to the blob store on the way.
 
-        The last chunk is held back until the whole file hashed to the sha256 the upstream's
-        page gave: bytes that do not match are not stored and the download ends one chunk
-        short, so no client ever receives a complete tampered file.
+        A thread of its own reads the upstream and feeds the store (`_Fetch`); the event loop
+        only sends what it hands over, a piece of `SEND_PIECE` bytes at a time (measured, 50 MB
+        at the client's 64 KiB reads through the async client cost the event loop ~0.25 CPU-s,
+        as much as the digests; the blocking client in a thread ~0.06). The last piece is held
+        back until the whole file hashed to the sha256 the upstream's page gave: bytes that do
+        not match are not stored and the download ends one piece short, so no client ever
+        receives a complete tampered file.
         """
-        writer = self.blobs.new_writer(found.sha256)
-        placed = False
+        # Only the sha256 is checked: the upstream's page gives no other digest.
+        fetch = _Fetch(self.blobs.new_writer(found.sha256, sha256_only=True), response)
+        fetch.start()
         held: bytes | None = None
         try:
-            async for chunk in response.aiter_raw():
-                if not chunk:
-                    continue
-                writer.write(chunk)
-                await writer.drain()
+            while isinstance(piece := await fetch.next_piece(), bytes):
                 if held is not None:
                     yield held
-                held = chunk
-            digests = await asyncio.to_thread(writer.finish)
+                held = piece
+            digests = piece  # the thread's last word: the digests of the finished write
             if digests.sha256 != found.sha256:
                 log.error(
                     "refused %s from the upstream of %s: its bytes hash to %s, its page says %s",
                     found.filename, name, digests.sha256, found.sha256,
                 )  # fmt: skip
                 raise MirrorRefused(f"{found.filename!r} does not match its upstream hash.", 502)
+            writer = fetch.writer
             await asyncio.to_thread(self.blobs.place, writer, digests.sha256, digests.size)
             await asyncio.to_thread(
                 self._record, index_id, name, found.filename, found.sha256, found
             )
             # Placed again once recorded: garbage collection may have run in between.
             await asyncio.to_thread(self.blobs.place, writer, digests.sha256, digests.size)
-            placed = True
             if held is not None:
                 yield held
         finally:
-            await response.aclose()
-            if not placed:
-                await asyncio.to_thread(writer.discard)
+            # Placed or not, the pending write goes: the store keeps its own link to the bytes.
+            fetch.stop(discard=True)
 
     # -- the HTTP clients -----------------------------------------------------------------
 
@@ -705,11 +736,6 @@ class Mirror:
         if self._client is None:  # timeouts per request: each index has its own
             self._client = httpx.Client(follow_redirects=True)
         return self._client
-
-    def _http_async(self) -> httpx.AsyncClient:
-        if self._async_client is None:
-            self._async_client = httpx.AsyncClient(follow_redirects=True)
-        return self._async_client
 
 
 def _timeout(settings: IndexSettings) -> httpx.Timeout:
@@ -750,3 +776,102 @@ def _unreachable(settings: IndexSettings, filename: str, exc: httpx.HTTPError) -
         f"({type(exc).__name__}); try again later.",
         502,
     )
+
+
+class _Fetch:
+    """An upstream file read on a thread of its own into a pending blob, its bytes handed to
+    the event loop in pieces (at most `PIECES_WAITING` at a time: a slow client slows the
+    reading, bounded memory), then the digests of the finished write (`finish`: all durable).
+
+    The write is the thread's until it hands over the digests, the event loop's after: the
+    thread discards a write it did not finish (an error, or `stop` before the end).
+    """
+
+    def __init__(self, writer: PendingBlob, response: httpx.Response) -> None:
+        self.writer = writer
+        self._response = response
+        self._loop = asyncio.get_running_loop()
+        self._items: asyncio.Queue[bytes | Digests | BaseException] = asyncio.Queue()
+        self._room = threading.Semaphore(PIECES_WAITING)
+        self._stopping = threading.Event()
+        # Who discards the write, decided under the lock: the thread until it hands over the
+        # digests (`_handed`), the event loop after; never both, never neither.
+        self._lock = threading.Lock()
+        self._handed = False
+        self._thread = threading.Thread(target=self._run, name="mirror-fetch", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    async def next_piece(self) -> bytes | Digests:
+        """The next bytes, or the digests after the last; raises what the thread met."""
+        item = await self._items.get()
+        if isinstance(item, BaseException):
+            raise item
+        if isinstance(item, bytes):
+            self._room.release()
+        return item
+
+    def stop(self, discard: bool) -> None:
+        """End the reading if it is not over (the client went away); `discard`: drop the
+        write if the thread handed it over (else the thread drops it itself)."""
+        with self._lock:
+            self._stopping.set()
+            handed = self._handed
+        if handed and discard:
+            # On a thread of its own, not awaited: this runs as the client goes away, when
+            # Starlette cancels every await, and a cancelled asyncio.to_thread that had not
+            # started yet never ran (seen: the temp file stayed).
+            threading.Thread(target=self.writer.discard, name="mirror-discard").start()
+
+    def _run(self) -> None:
+        handed = False
+        try:
+            write_all(self.writer, self._chunks())
+            digests = self.writer.finish()
+            with self._lock:
+                if not self._stopping.is_set():
+                    self._post(digests)
+                    handed = self._handed = True
+        except _Stopped:
+            pass
+        except BaseException as exc:
+            with contextlib.suppress(_Stopped):
+                self._post(exc)
+        finally:
+            self._response.close()
+            if not handed:
+                self.writer.discard()
+
+    def _chunks(self) -> Iterator[bytes]:
+        """The upstream's bytes for the store, each `SEND_PIECE` also handed to the loop."""
+        collected: list[bytes] = []
+        size = 0
+        for chunk in self._response.iter_raw():
+            yield chunk
+            collected.append(chunk)
+            size += len(chunk)
+            if size >= SEND_PIECE:
+                self._hand(b"".join(collected))
+                collected.clear()
+                size = 0
+        if collected:
+            self._hand(b"".join(collected))
+
+    def _hand(self, piece: bytes) -> None:
+        while not self._room.acquire(timeout=0.2):
+            if self._stopping.is_set():
+                raise _Stopped
+        if self._stopping.is_set():
+            raise _Stopped
+        self._post(piece)
+
+    def _post(self, item: bytes | Digests | BaseException) -> None:
+        try:
+            self._loop.call_soon_threadsafe(self._items.put_nowait, item)
+        except RuntimeError:  # the event loop is closed: the server is stopping
+            raise _Stopped from None
+
+
+class _Stopped(Exception):
+    """The download was abandoned while its thread was still reading."""

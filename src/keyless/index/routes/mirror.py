@@ -4,6 +4,7 @@ served; this module only maps its answers and refusals to responses)."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
 from urllib.parse import quote
 
 from packaging.utils import NormalizedName, canonicalize_name
@@ -11,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from ..errors import Refused
 from ..indexes import IndexInfo
@@ -107,7 +109,7 @@ async def download(request: Request) -> Response:
         headers["content-length"] = upstream.headers["content-length"]
     headers["content-disposition"] = f"attachment; filename*=utf-8''{quote(dist_name)}"
     headers[SOURCE_HEADER] = "upstream"
-    return StreamingResponse(
+    return _ClosingStream(
         svc.mirror.store_while_streaming(index.id, name, found, upstream),
         media_type="application/octet-stream",
         headers=headers,
@@ -115,6 +117,22 @@ async def download(request: Request) -> Response:
 
 
 IMMUTABLE = {"cache-control": "max-age=31536000, immutable"}
+
+
+class _ClosingStream(StreamingResponse):
+    """A StreamingResponse that closes its generator however the response ends. When the
+    client goes away, Starlette cancels the sending, and a generator paused at a `yield` was
+    left to the garbage collector: the upstream transfer went on and its temp file stayed
+    until then."""
+
+    body_iterator: AsyncGenerator[bytes, None]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self.body_iterator.aclose()
+
 
 routes = [
     Route("/{index}/+mirror/{project}/{sha256}/{filename}", download, methods=["GET", "HEAD"]),

@@ -39,7 +39,14 @@ def _negotiate(accept: bytes) -> str:
     return media_type
 
 
-def _headers(page: Rendered, media_type: str) -> list[tuple[bytes, bytes]]:
+# More headers of a page, after the common ones: none for a local page; an upstream page's
+# say where it comes from (routes/mirror.py). A page is always sent with the same ones.
+Extra = tuple[tuple[bytes, bytes], ...]
+LOCAL: Extra = ()
+UPSTREAM: Extra = ((mirror.SOURCE_HEADER.encode("latin-1"), b"upstream"),)
+
+
+def _headers(page: Rendered, media_type: str, extra: Extra) -> list[tuple[bytes, bytes]]:
     """The headers Starlette's Response(page.body, media_type=..., headers=...) would send."""
     cached = page.header_cache.get(media_type)
     if cached is None:
@@ -47,7 +54,7 @@ def _headers(page: Rendered, media_type: str) -> list[tuple[bytes, bytes]]:
         if content_type.startswith("text/") and "charset=" not in content_type.lower():
             content_type += "; charset=utf-8"
         cached = [
-            *_not_modified_headers(page),
+            *_not_modified_headers(page, extra),
             (b"content-length", str(len(page.body)).encode("latin-1")),
             (b"content-type", content_type.encode("latin-1")),
         ]
@@ -55,13 +62,14 @@ def _headers(page: Rendered, media_type: str) -> list[tuple[bytes, bytes]]:
     return cached
 
 
-def _not_modified_headers(page: Rendered) -> list[tuple[bytes, bytes]]:
+def _not_modified_headers(page: Rendered, extra: Extra) -> list[tuple[bytes, bytes]]:
     cached = page.header_cache.get("")
     if cached is None:
         cached = [
             (b"etag", page.etag.encode("latin-1")),
             (b"vary", b"Accept"),
             (b"cache-control", CACHE_CONTROL.encode("latin-1")),
+            *extra,
         ]
         page.header_cache[""] = cached
     return cached
@@ -88,14 +96,15 @@ async def answer_cached(scope: Scope, send: Send) -> tuple[int, int] | None:
         return None
     if simple != "simple" or tail or not index_name:
         return None
-    pages = _cached(scope["app"].state.services, index_name, project)
-    if pages is None:
+    found = _cached(scope["app"].state.services, index_name, project)
+    if found is None:
         return None
-    return await _send_fast(scope, send, pages)
+    return await _send_fast(scope, send, *found)
 
 
-def _cached(svc: Services, index_name: str, project: str | None) -> PageSet | None:
-    """The in-memory pages of an index's root (`project` None) or of a project, else None.
+def _cached(svc: Services, index_name: str, project: str | None) -> tuple[PageSet, Extra] | None:
+    """The in-memory pages of an index's root (`project` None) or of a project, local or
+    the upstream's (within its TTL), with the headers they add; else None.
 
     Cached pages are keyed by normalized name: a hit also says the name needs no redirect.
     """
@@ -104,13 +113,19 @@ def _cached(svc: Services, index_name: str, project: str | None) -> PageSet | No
         return None
     if project is None:
         # An index with an upstream merges its root page per request (routes/mirror.py).
-        return None if svc.mirror.mirrors(index_name) else svc.pages.cached_root(index.id)
+        root = None if svc.mirror.mirrors(index_name) else svc.pages.cached_root(index.id)
+        return None if root is None else (root, LOCAL)
     if not project or svc.mirror.merges(index_name, project):
         return None  # no name, or one merged with the upstream's files per request (mirror.py)
-    return svc.pages.cached_project(index.id, project)
+    pages = svc.pages.cached_project(index.id, project)
+    if pages is not None:
+        return pages, LOCAL
+    # Only pages of names the index did not own when they were kept, dropped when it comes to.
+    pages = svc.pages.cached_upstream(index.id, project)
+    return None if pages is None else (pages, UPSTREAM)
 
 
-async def _send_fast(scope: Scope, send: Send, pages: PageSet) -> tuple[int, int]:
+async def _send_fast(scope: Scope, send: Send, pages: PageSet, extra: Extra) -> tuple[int, int]:
     accept = b""
     if_none_match: bytes | None = None
     seen_accept = False
@@ -124,9 +139,9 @@ async def _send_fast(scope: Scope, send: Send, pages: PageSet) -> tuple[int, int
     page = pages.json if media_type == JSON_TYPE else pages.html
     if if_none_match is not None and etag_matches(if_none_match.decode("latin-1"), page.etag):
         # A copy of the cached list: a middleware may add headers to the message in place.
-        headers, status, body = list(_not_modified_headers(page)), 304, b""
+        headers, status, body = list(_not_modified_headers(page, extra)), 304, b""
     else:
-        headers, status, body = list(_headers(page, media_type)), 200, page.body
+        headers, status, body = list(_headers(page, media_type, extra)), 200, page.body
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
     return status, len(body)
@@ -157,10 +172,10 @@ class CachedPage:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         svc = _services(scope)
         params = scope["path_params"]
-        pages = _cached(svc, params["index"], params.get("project"))
-        if pages is not None:
+        found = _cached(svc, params["index"], params.get("project"))
+        if found is not None:
             svc.pages.hits += 1
-            await _send_fast(scope, send, pages)
+            await _send_fast(scope, send, *found)
             return
         response = await self._fallback(Request(scope, receive))
         await response(scope, receive, send)
