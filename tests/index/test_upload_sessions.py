@@ -144,6 +144,45 @@ def test_a_revoked_token_is_refused_on_its_next_request(
     assert simple_files(http, "revoked-mid-session") == []
 
 
+def test_credentials_are_judged_before_the_body(
+    server: LiveServer, http: httpx.Client, owner: str
+) -> None:
+    """The token is looked up on the thread that runs the request's use case, after the body
+    is read; a bad body must still not hide that the credentials are refused."""
+    session = open_session(http, owner, "judged-first", "1.0")
+    file = add_file(http, owner, session, *build_wheel("judged-first", "1.0"))
+    revoked = server.token("session-judged", "prod")
+    Accounts(server.engine()).revoke_token_by_hash(hash_token(revoked))
+    for token, status in (("keyless-not-a-token", 401), (revoked, 403)):
+        wrong_type = http.post(
+            root("prod"),
+            content=b"x",
+            headers={"Content-Type": "text/plain"},
+            auth=("__token__", token),
+        )
+        assert_problem(wrong_type, status, "Invalid or non-existent authentication")
+        no_meta = http.post(session["links"]["publish"], json={}, auth=("__token__", token))
+        assert_problem(no_meta, status)
+        extend = post(http, session["links"]["extend"], token, {"extend-for": -1})
+        assert_problem(extend, status)
+        octets = http.post(
+            file["mechanism"]["file_url"],
+            content=b"x",
+            headers={"Content-Type": "text/plain"},
+            auth=("__token__", token),
+        )
+        assert_problem(octets, status)
+    # The owner's own bad requests still get their own answers.
+    assert_problem(post(http, session["links"]["extend"], owner, {"extend-for": -1}), 400)
+    octets = http.post(
+        file["mechanism"]["file_url"],
+        content=b"x",
+        headers={"Content-Type": "text/plain"},
+        auth=("__token__", owner),
+    )
+    assert_problem(octets, 415)
+
+
 def test_the_body_must_be_this_apis_json(http: httpx.Client, owner: str) -> None:
     wrong_type = http.post(
         root("prod"),

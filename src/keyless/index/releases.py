@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from packaging.utils import NormalizedName, canonicalize_name, canonicalize_version
-from sqlalchemy import Connection, bindparam, func, select, update
+from sqlalchemy import Connection, bindparam, func, literal_column, select, update
 
 from keyless.dists import names
 from keyless.dists.errors import DistError
@@ -194,7 +194,12 @@ def reserved_name(name: str) -> str:
     )
 
 
-_LIVE_SESSION = db.upload_sessions.c.status.in_(db.LIVE_SESSION)
+# The statuses as literals, compiled once: a list of values is an "expanding" parameter that
+# SQLAlchemy rewrites into the SQL on every execution (~0.1 ms: this runs on every request of
+# an upload session for a new project, and every upload's name check).
+_LIVE_SESSION = db.upload_sessions.c.status.in_(
+    [literal_column(f"'{status}'") for status in db.LIVE_SESSION]
+)
 _RESERVED_FILENAME = (
     select(db.upload_sessions.c.id)
     .join(db.upload_session_files, db.upload_session_files.c.session_id == db.upload_sessions.c.id)

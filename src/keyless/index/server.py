@@ -30,6 +30,7 @@ uvicorn's pure-Python h11 protocol, which would silently serve without these lim
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
 import sys
 from dataclasses import replace
@@ -367,6 +368,20 @@ def protocol_for(limits: LimitsSettings) -> type[KeylessProtocol]:
     return type("KeylessProtocol", (KeylessProtocol,), {"limits": limits, "idle": {}})
 
 
+def _freeze_start_up_objects() -> None:
+    """Leave what start-up made (modules, classes, functions, the app: ~85,000 objects) out of
+    every later garbage collection.
+
+    They live as long as the process, but the collector's oldest generation scanned them all
+    whenever enough new objects had survived, 50-190 ms of CPU each time here (most of it
+    while requests waited), e.g. during the ~150 requests of a 50-file upload session. Frozen,
+    a full collection scans only what requests left behind. Collected first, so that start-up
+    garbage is freed rather than kept.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def serve(app: object, settings: Settings, listen_fd: int | None = None) -> None:
     """Serve `app` on the address in `settings` until interrupted, or on the listening socket
     `listen_fd` (a worker of `keyless serve --workers N`, see supervisor.py)."""
@@ -387,6 +402,7 @@ def serve(app: object, settings: Settings, listen_fd: int | None = None) -> None
         server_header=False,
     )
     server = uvicorn.Server(config)
+    _freeze_start_up_objects()
     if listen_fd is None:
         server.run()
     else:
