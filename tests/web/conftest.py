@@ -98,7 +98,11 @@ def sign_in(client: httpx.Client, username: str, password: str = PASSWORD) -> st
     return csrf_of(client.get("/account/tokens", headers=HTML).text)
 
 
-@pytest.fixture(scope="session")
+# Per module, not per session: Playwright's sync API keeps an asyncio loop running in the main
+# thread while it lives, so a later test of another module that runs one of its own
+# (`asyncio.run`, tests/store/test_blobs.py) would fail, depending on which tests a pytest-xdist
+# worker happened to run before it.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """Debian's Chromium, headless, driven by Playwright (`make test` installs it)."""
     if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
