@@ -69,7 +69,26 @@ def pytest_configure(config: pytest.Config) -> None:
     backends.current()  # a wrong value fails here, before any test
 
 
+# Tests that measure time or memory against a bound, or kill a server again and again at
+# random moments: `make test` runs them after the others, in one process (`-m serial`), so
+# the other tests' servers (pytest-xdist runs several at once) do not eat into their margins.
+# A module's path names all its tests, "path::name" one test.
+SERIAL = (
+    "tests/fuzz/test_crash_loop.py",
+    "tests/index/test_upload_sessions_crash.py",
+    "tests/index/test_transfer_memory.py",
+    "tests/index/test_rendering.py",
+    "tests/index/test_resources.py",
+    "tests/index/test_mirror_upstreams.py::test_an_upstream_slower_than_its_timeout_is_a_504_naming_it",
+    "tests/publish/test_upload.py::test_retry_after_is_honoured_then_the_upload_succeeds",
+    "tests/deploy/test_nginx_workers.py::test_twenty_identical_uploads_at_once_store_one_file",
+)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.nodeid.startswith(SERIAL):
+            item.add_marker(pytest.mark.serial)
     if backends.on_postgresql():
         skip = pytest.mark.skip(reason="about the local files: not run on PostgreSQL + S3")
         for item in items:
