@@ -18,9 +18,10 @@ demo: $(STAMP)
 
 # Lint first: a style or type slip fails the run as surely as a broken test. Then the tests, and
 # the live-server suites again on PostgreSQL + S3 (tests/backends.py). Each pass runs in
-# TEST_WORKERS processes (pytest-xdist): most of a test's time is spent waiting on the live
-# server it started, so more processes than cores pay. The tests marked `serial` (bounds on
-# time or memory, crash loops: tests/conftest.py SERIAL) then run alone, in one process.
+# TEST_WORKERS processes (pytest-xdist): much of a test's time is spent waiting on the live
+# servers it started, so while one waits another runs. Each process starts its own session
+# servers (and PostgreSQL + S3), so more workers cost more CPU. The tests marked `serial`
+# (bounds on time or memory, crash loops: tests/conftest.py SERIAL) then run alone.
 TEST_WORKERS ?= 4
 PYTEST := $(BIN)/python -m pytest
 PARALLEL := -n $(TEST_WORKERS) -m "not serial"
