@@ -17,7 +17,16 @@ demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
 
 # Lint first: a style or type slip fails the run as surely as a broken test. Then the tests, and
-# the live-server suites again on PostgreSQL + S3 (tests/backends.py).
+# the live-server suites again on PostgreSQL + S3 (tests/backends.py). Each pass runs in
+# TEST_WORKERS processes (pytest-xdist): much of a test's time is spent waiting on the live
+# servers it started, so while one waits another runs. Each process starts its own session
+# servers (and PostgreSQL + S3), so more workers cost more CPU. The tests marked `serial`
+# (bounds on time or memory, crash loops: tests/conftest.py SERIAL) then run alone.
+TEST_WORKERS ?= 4
+PYTEST := $(BIN)/python -m pytest
+PARALLEL := -n $(TEST_WORKERS) -m "not serial"
+LIVE_SUITES := tests/index tests/web tests/deploy
+
 test: $(STAMP)
 	bash scripts/ensure-chromium.sh
 	bash scripts/ensure-nginx.sh
@@ -26,8 +35,10 @@ test: $(STAMP)
 	$(BIN)/python scripts/client_tools.py
 	$(BIN)/ruff check src tests scripts bench
 	$(BIN)/mypy
-	$(BIN)/python -m pytest
-	$(BIN)/python -m pytest --backend=postgresql tests/index tests/web tests/deploy
+	$(PYTEST) $(PARALLEL)
+	$(PYTEST) -m serial
+	$(PYTEST) $(PARALLEL) --backend=postgresql $(LIVE_SUITES)
+	$(PYTEST) -m serial --backend=postgresql $(LIVE_SUITES)
 
 # The fuzz suite and the crash loop at length: ten times the cases and kills `make test` runs.
 fuzz: $(STAMP)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import os
 import socket
 import ssl
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -66,7 +69,26 @@ def pytest_configure(config: pytest.Config) -> None:
     backends.current()  # a wrong value fails here, before any test
 
 
+# Tests that measure time or memory against a bound, or kill a server again and again at
+# random moments: `make test` runs them after the others, in one process (`-m serial`), so
+# the other tests' servers (pytest-xdist runs several at once) do not eat into their margins.
+# A module's path names all its tests, "path::name" one test.
+SERIAL = (
+    "tests/fuzz/test_crash_loop.py",
+    "tests/index/test_upload_sessions_crash.py",
+    "tests/index/test_transfer_memory.py",
+    "tests/index/test_rendering.py",
+    "tests/index/test_resources.py",
+    "tests/index/test_mirror_upstreams.py::test_an_upstream_slower_than_its_timeout_is_a_504_naming_it",
+    "tests/publish/test_upload.py::test_retry_after_is_honoured_then_the_upload_succeeds",
+    "tests/deploy/test_nginx_workers.py::test_twenty_identical_uploads_at_once_store_one_file",
+)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.nodeid.startswith(SERIAL):
+            item.add_marker(pytest.mark.serial)
     if backends.on_postgresql():
         skip = pytest.mark.skip(reason="about the local files: not run on PostgreSQL + S3")
         for item in items:
@@ -79,16 +101,58 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 # in between (it did: nginx and a backend were both given 52055 in one CI run).
 _HANDED_OUT: set[int] = set()
 
+# ... and in the other test processes of this machine's user: pytest-xdist's workers (`make
+# test` runs several) and a second pytest run at the same time each choose ports on their own.
+# One file per port handed out, holding the id of the process it went to; a port whose process
+# has exited is free again. The lock file makes "is it taken? take it" one step.
+PORTS_DIR = Path(tempfile.gettempdir()) / f"keyless-test-ports-{os.getuid()}"
+
 
 def free_port() -> int:
-    """A port nothing listens on now and that no earlier call of this process returned."""
+    """A port nothing listens on now and that no earlier call of this process, or of another
+    live test process, returned."""
     while True:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = int(sock.getsockname()[1])
-        if port not in _HANDED_OUT:
+        if port not in _HANDED_OUT and _claim(port):
             _HANDED_OUT.add(port)
             return port
+
+
+def _claim(port: int) -> bool:
+    """Record `port` as this process's unless a live test process holds it already."""
+    PORTS_DIR.mkdir(mode=0o700, exist_ok=True)
+    with (PORTS_DIR / "lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        claim = PORTS_DIR / str(port)
+        try:
+            holder = int(claim.read_text(encoding="ascii"))
+        except (FileNotFoundError, ValueError):
+            holder = None
+        if holder is not None and holder != os.getpid() and _alive(holder):
+            return False
+        claim.write_text(str(os.getpid()), encoding="ascii")
+        return True
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process: alive
+    return True
+
+
+def release_ports() -> None:
+    """Free the ports this process holds (at the end of its session)."""
+    for port in _HANDED_OUT:
+        claim = PORTS_DIR / str(port)
+        with contextlib.suppress(OSError, ValueError):
+            if int(claim.read_text(encoding="ascii")) == os.getpid():
+                claim.unlink()
 
 
 def run_keyless(
@@ -411,6 +475,7 @@ def _stop_shared_services() -> Iterator[None]:
     from tests import backends
 
     backends.stop_shared()
+    release_ports()
 
 
 @pytest.fixture(scope="session")
