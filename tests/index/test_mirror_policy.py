@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import LiveServer, run_keyless, start_server, stop_server
+from tests.conftest import LiveServer, start_server, stop_server
 from tests.index.test_mirror import JSON, publish
 
 
@@ -144,23 +144,3 @@ def test_a_reserved_name_on_the_merge_list_is_merged(
         file = client.get(wheel["url"])
     assert page.status_code == 200
     assert file.status_code == 200
-
-
-@pytest.mark.parametrize(
-    ("setting", "said"),
-    [
-        ('upstream = "https://example.org/simple/"\nreserved-names = "acme-*"', "must be a list"),
-        ('upstream = "https://example.org/simple/"\nreserved-names = ["acme/*"]', "'acme/*'"),
-        ('reserved-names = ["acme-*"]', "only matters for an index with an upstream"),
-        ('upstream = "https://example.org/simple/"\nupstream-merge = ["acme-*"]', "'acme-*'"),
-    ],
-)
-def test_name_lists_that_cannot_work_stop_the_server_saying_why(
-    tmp_path: Path, setting: str, said: str
-) -> None:
-    config = tmp_path / "keyless.toml"
-    config.write_text(f"[indexes.main]\n{setting}\n", encoding="utf-8")
-    done = run_keyless("serve", "--config", str(config), "--data", str(tmp_path / "data"))
-    assert done.returncode != 0
-    assert said in done.stderr
-    assert "Traceback" not in done.stderr

@@ -252,6 +252,11 @@ def test_a_name_the_upstream_lacks_is_a_404_naming_both(
             "TEST_NOT_SET_ANYWHERE",
         ),
         ('upstream = "https://example.org/simple/"\nupstream-ttl = -1', "upstream-ttl"),
+        # The name lists of policy.py and merge.py (tests/index/test_mirror_policy.py).
+        ('upstream = "https://example.org/simple/"\nreserved-names = "acme-*"', "must be a list"),
+        ('upstream = "https://example.org/simple/"\nreserved-names = ["acme/*"]', "'acme/*'"),
+        ('reserved-names = ["acme-*"]', "only matters for an index with an upstream"),
+        ('upstream = "https://example.org/simple/"\nupstream-merge = ["acme-*"]', "'acme-*'"),
     ],
 )
 def test_upstream_settings_that_cannot_work_stop_the_server_saying_why(
