@@ -21,12 +21,14 @@ the upload was begun and completed with their CRC32s, as boto3's managed upload 
 cores: every figure here moves by tens of percent from run to run), medians of 3 runs before
 and of 4, then 3 after: keyless's CPU per 200 MB 3.8 → 2.1, 2.4 s, moto's for it 7.2 → 2.6,
 3.4 s (for boto3's own upload: 2.6, 2.7 s), the ratio 0.53x → 0.69x, 0.58x: short of 0.7x
-when boto3 had the better share of the machine. What keyless still spends, measured apart: three
-digests of every byte (md5 0.33, blake2b 0.26, sha256 0.14 CPU-s per 200 MB here; all three
-needed, each on a thread of its own), the event loop receiving the body (0.3-0.45: uvloop and
-httptools hand over ~250 KiB at a time; the form parser's part is 0.06), botocore sending the
-parts (0.25; a 1 MiB socket block instead of urllib3's 16 KiB saved 0.03: not kept), and
-the spool (0.1-0.8: what writing 200 MB to a file costs varies with the machine's load).
+when boto3 had the better share of the machine. On the idle machine (bench/README.md, three
+runs of 5-7 uploads each): 0.69x, 0.80x and 1.00x, keyless 1.6-3.1 CPU-s per 200 MB.
+What keyless still spends, measured apart: three digests of every byte (md5 0.33, blake2b 0.26,
+sha256 0.14 CPU-s per 200 MB here; all three needed, each on a thread of its own), the event
+loop receiving the body (0.3-0.45: uvloop and httptools hand over ~250 KiB at a time; the form
+parser's part is 0.06), botocore sending the parts (0.25; a 1 MiB socket block instead of
+urllib3's 16 KiB saved 0.03: not kept), and the spool (0.1-0.8: what writing 200 MB to a file
+costs varies with the machine's load).
 
 The spool stays even when the parts go straight to their key: S3 lets nobody read an
 unfinished multipart upload, and the upload reads its archive before the row is committed (a
