@@ -150,6 +150,11 @@ def test_prune_forgets_files_unused_for_n_days_and_keeps_shared_blobs(tmp_path: 
         assert unknown.returncode != 0
         assert "nope" in unknown.stderr
         assert "Traceback" not in unknown.stderr
+        for days in ("-1", "nan", "inf"):  # no cut-off date can be made of these
+            bad = run_keyless("mirror", "prune", "--days", days, *data)
+            assert bad.returncode == 2, (days, bad.stderr)
+            assert "--days must be a number of days" in bad.stderr
+            assert "Traceback" not in bad.stderr
     finally:
         stop_server(mirror)
         stop_server(upstream)

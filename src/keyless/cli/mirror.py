@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -73,8 +74,9 @@ def cmd_warm(args: argparse.Namespace) -> int:
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
-    if args.days < 0:
-        print("error: --days must be 0 or more.", file=sys.stderr)
+    # `float` also takes "nan" and "inf", which no cut-off date can be made of.
+    if not math.isfinite(args.days) or args.days < 0:
+        print("error: --days must be a number of days, 0 or more.", file=sys.stderr)
         return 2
     report = open_admin(args).prune_mirror(args.days, args.index)
     for index, filename in report.files:
