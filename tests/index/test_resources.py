@@ -10,6 +10,7 @@ without the server reading the rest of the file.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import resource
 import select
@@ -18,7 +19,7 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -27,6 +28,7 @@ import pytest
 from tests.builders import build_wheel
 from tests.conftest import SERVER_CONFIG, LiveServer, client_env, start_server, stop_server
 
+from .sessions_api import open_session, post
 from .uploading import upload
 
 HEADER_TIMEOUT = 1.0
@@ -192,12 +194,49 @@ def rss(server: LiveServer) -> int:
     return int(line.split()[1]) * 1024
 
 
-def stall_uploads(server: LiveServer, token: str, count: int) -> list[socket.socket]:
-    """`count` uploads that send 3 MiB of their file and then nothing more."""
+def legacy_heads(server: LiveServer, token: str, count: int) -> list[bytes]:
+    """The heads of `count` uploads of a 100 MiB file through the legacy API."""
+    return [upload_head(server, token, 100 * MIB)] * count
+
+
+def session_heads(server: LiveServer, token: str, count: int) -> list[bytes]:
+    """The heads of `count` `http-post-bytes` requests of 100 MiB files of a new session."""
+    host = server.url.split("://")[1]
+    name = f"slow-session-{next(SESSIONS)}"
+    with server.client() as http:
+        session = open_session(http, token, name, "1.0")
+        heads = []
+        for number in range(count):
+            created = post(
+                http,
+                session["links"]["upload"],
+                token,
+                {
+                    "filename": f"{name.replace('-', '_')}-1.0-{number}-py3-none-any.whl",
+                    "size": 100 * MIB,
+                    "hashes": {"sha256": "0" * 64},
+                    "mechanism": "http-post-bytes",
+                },
+            )
+            assert created.status_code == 202, created.text
+            path = httpx.URL(created.json()["mechanism"]["file_url"]).raw_path.decode()
+            head = (
+                f"POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n"
+                f"Content-Length: {100 * MIB}\r\nContent-Type: application/octet-stream\r\n\r\n"
+            )
+            heads.append(head.encode())
+    return heads
+
+
+SESSIONS = itertools.count()
+
+
+def stall_uploads(server: LiveServer, heads: list[bytes]) -> list[socket.socket]:
+    """Uploads with these heads that send 3 MiB of their file and then nothing more."""
     socks = []
-    for _ in range(count):
+    for head in heads:
         sock = connect(server)
-        sock.sendall(upload_head(server, token, 100 * MIB) + b"x" * (3 * MIB))
+        sock.sendall(head + b"x" * (3 * MIB))
         socks.append(sock)
     return socks
 
@@ -212,8 +251,14 @@ def wait_until_closed(socks: list[socket.socket], limit: float) -> float:
 
 
 @pytest.mark.local_only  # watches the folder's temp files
-def test_memory_returns_to_its_baseline_after_stalled_uploads(limited: LiveServer) -> None:
+@pytest.mark.parametrize("heads", [legacy_heads, session_heads], ids=["legacy", "session"])
+def test_memory_returns_to_its_baseline_after_stalled_uploads(
+    limited: LiveServer, heads: Callable[[LiveServer, str, int], list[bytes]]
+) -> None:
     """Rounds of 40 stalled uploads: each round's memory is given back when it is closed.
+
+    Through the legacy API and through a PEP 694 session's `http-post-bytes`, whose bodies
+    stream into the blob store the same way.
 
     The baseline is taken after a first round (thread stacks, caches and the statements it
     prepared stay). The server hands freed memory back to the OS when a burst of uploads is
@@ -224,7 +269,7 @@ def test_memory_returns_to_its_baseline_after_stalled_uploads(limited: LiveServe
     start = rss(limited)
     held = 0
     for round_ in range(4):
-        socks = stall_uploads(limited, token, 40)
+        socks = stall_uploads(limited, heads(limited, token, 40))
         held = max(held, rss(limited))
         taken = wait_until_closed(socks, 2 * BODY_TIMEOUT + MARGIN + 5)
         assert taken < 2 * BODY_TIMEOUT + MARGIN, "stalled uploads should be closed"

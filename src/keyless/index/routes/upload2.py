@@ -363,6 +363,7 @@ async def file_bytes(request: Request, index: IndexInfo, caller: Caller) -> Resp
     if declared.isdigit() and int(declared) > expected.size:
         raise too_many  # answered before the body is read
     writer = svc.blobs.new_writer(expected.sha256)
+    svc.heap.upload_started()  # the memory a burst of bodies took goes back (index/heap.py)
     try:
         try:
             async for chunk in request.stream():
@@ -379,6 +380,7 @@ async def file_bytes(request: Request, index: IndexInfo, caller: Caller) -> Resp
         )
     finally:
         writer.discard()
+        svc.heap.upload_ended()
     return Response(status_code=204)
 
 
