@@ -18,6 +18,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -460,3 +461,52 @@ def test_the_descriptor_limit_is_raised_or_the_connections_lowered(
     )
     warned = "warning" if "lower max-connections" in done.stderr else "no warning"
     assert f"{done.stdout.strip()} {warned}" == expected
+
+
+def test_a_big_session_file_streams_into_the_store_in_bounded_memory(limited: LiveServer) -> None:
+    """A 90 MiB file (the limit is 100 MB) sent by `http-post-bytes` is never held whole."""
+    token = limited.token("big-session-owner", "prod")
+    block, blocks = os.urandom(MIB), 90
+    digest = hashlib.sha256()
+    for _ in range(blocks):
+        digest.update(block)
+    peak, done = 0, False
+
+    def watch() -> None:
+        nonlocal peak
+        while not done:
+            peak = max(peak, rss(limited))
+            time.sleep(0.02)
+
+    with limited.client() as http:
+        session = open_session(http, token, "big-session", "1.0")
+        created = post(
+            http,
+            session["links"]["upload"],
+            token,
+            {
+                "filename": "big_session-1.0-py3-none-any.whl",
+                "size": blocks * MIB,
+                "hashes": {"sha256": digest.hexdigest()},
+                "mechanism": "http-post-bytes",
+            },
+        )
+        assert created.status_code == 202, created.text
+        start = rss(limited)
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        try:
+            sent = http.post(
+                created.json()["mechanism"]["file_url"],
+                content=(block for _ in range(blocks)),
+                headers={"Content-Type": "application/octet-stream"},
+                auth=("__token__", token),
+            )
+        finally:
+            done = True
+            watcher.join()
+        status = http.get(created.headers["location"], auth=("__token__", token))
+    assert sent.status_code == 204, sent.text
+    assert status.json()["status"] == "pending", status.text  # received, not yet completed
+    print(f"RSS before {start / MIB:.1f} MiB, peak {peak / MIB:.1f}")
+    assert peak - start < 40 * MIB, f"the server grew by {(peak - start) // MIB} MiB"
