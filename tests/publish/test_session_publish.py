@@ -482,3 +482,62 @@ def test_skip_existing_off_still_fails_an_identical_file(
     assert not again.ok
     assert [f.status for f in again.files] == ["failed"] * len(paths)
     assert all("is already on the index (identical)" in (f.error or "") for f in again.files)
+
+
+class DeferringIndex(httpx.HTTPTransport):
+    """The live index, as an index that defers work would answer (PEP 694 allows it): every
+    file's completion and the publish are answered `202 Accepted` with the status
+    `processing`, and the next status request still says `processing`. The work itself is the
+    real index's, done at once behind the scenes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.deferred: set[str] = set()  # URLs whose next status says `processing`
+        self.polled: list[str] = []  # status requests answered `processing`
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if request.method == "GET" and str(request.url) in self.deferred:
+            self.deferred.discard(str(request.url))
+            self.polled.append(path)
+            return self._processing(super().handle_request(request), 200)
+        answer = super().handle_request(request)
+        if request.method == "POST" and path.endswith(("/complete", "/publish")):
+            answer.read()
+            assert answer.status_code == 201, answer.text
+            status_url = answer.headers["location"]
+            self.deferred.add(status_url)
+            return self._processing(answer, 202)
+        return answer
+
+    @staticmethod
+    def _processing(answer: httpx.Response, status: int) -> httpx.Response:
+        document = json.loads(answer.read())
+        document["status"] = "processing"
+        headers = {k: v for k, v in answer.headers.items() if k.lower() != "content-length"}
+        return httpx.Response(status, headers=headers, content=json.dumps(document).encode())
+
+
+def test_deferred_completions_and_publish_are_polled_until_done(
+    server: LiveServer, http: httpx.Client, tmp_path: Path
+) -> None:
+    token = server.token("owner-deferred-session", "prod")
+    paths = release_files(tmp_path / "dist", "deferred-session", "1.0")
+    deferring = DeferringIndex()
+    with httpx.Client(transport=deferring, timeout=30) as client_http:
+        result = publish(
+            paths,
+            server.upload_url("prod"),
+            credentials=ApiTokenCredentials(token, origin="test"),
+            reporter=RecordingReporter(),
+            http=client_http,
+        )
+    assert result.ok, result.to_json()
+    assert result.upload_api == "session"
+    # Each file's status was asked again after its `202`, then the session's after its own.
+    polled_files = [p for p in deferring.polled if "/files/" in p]
+    polled_sessions = [p for p in deferring.polled if "/files/" not in p]
+    assert len(polled_files) == len(paths)
+    assert len(polled_sessions) == 1
+    assert deferring.deferred == set()  # no deferral was left unasked
+    assert visible(http, "deferred-session", "1.0") == sha256s(paths)
