@@ -228,7 +228,15 @@ upstream-offline = true
             never = client.get("/main/simple/off-never/")
             root = client.get("/main/simple/", headers={"Accept": JSON})
             html = client.get("/main/simple/off-lib/")
+            api = client.get("/main/pypi/off-lib/json")
+            never_api = client.get("/main/pypi/off-never/json")
         assert page.status_code == 200, page.text
+        # The JSON API lists what the page lists, and refuses what it refuses, word for word.
+        assert api.status_code == 200, api.text
+        assert api.headers["x-keyless-stale"].startswith("index offline")
+        assert [f["filename"] for f in api.json()["urls"]] == [wheel_of(made)]
+        assert api.json()["urls"][0]["requires_python"] == ">=3.8"
+        assert (never_api.status_code, never_api.text) == (404, never.text)
         assert [f["filename"] for f in page.json()["files"]] == [wheel_of(made)]
         # What the upstream's page said of the file when it was stored.
         assert page.json()["files"][0]["requires-python"] == ">=3.8"

@@ -101,6 +101,9 @@ class MirroredPage:
     pages: PageSet
     # Why the page may be out of date (the X-Keyless-Stale header); None: it is current.
     stale: str | None
+    # The upstream's page as read, for a project's page (the JSON API answers from it); None
+    # for a merged page and the root page.
+    page: UpstreamPage | None = None
 
 
 @dataclass(frozen=True)
@@ -204,11 +207,19 @@ class Mirror:
         """The upstream's page of `name` as read (the JSON API lists its files), or None when
         it cannot be used: not to be taken from the upstream, or unavailable. Blocking."""
         try:
-            self.project(index_id, index_name, name)
+            return self.upstream_project(index_id, index_name, name)[0]
         except MirrorRefused:
             return None
-        cached = self._pages.get((index_name, name))
-        return cached.page if cached is not None else None
+
+    def upstream_project(
+        self, index_id: int, index_name: str, name: NormalizedName
+    ) -> tuple[UpstreamPage, str | None]:
+        """The upstream's page of `name` as read, and why it may be out of date (None: it is
+        current): the simple page's data, under its rules (`project`, whose refusals it
+        raises). Blocking."""
+        found = self.project(index_id, index_name, name)
+        assert found.page is not None  # a project's page always says what it was read from
+        return found.page, found.stale
 
     def project(self, index_id: int, index_name: str, name: NormalizedName) -> MirroredPage:
         """The upstream's page of `name` rendered for this server. Blocking.
@@ -224,7 +235,7 @@ class Mirror:
         cached = self._pages.get((index_name, name))
         if cached is not None and time.monotonic() - cached.fetched < settings.upstream_ttl:
             self._keep(index_id, name, cached, settings, generation)
-            return MirroredPage(cached.pages, None)
+            return MirroredPage(cached.pages, None, cached.page)
         try:
             fresh = self._fetch(settings, name, cached)
         except MirrorRefused as exc:
@@ -234,14 +245,14 @@ class Mirror:
             age = int(time.monotonic() - cached.fetched)
             log.warning("serving %s/%s from the cache (%ss old): %s", index_name, name, age, exc)
             stale = f"upstream unreachable; page fetched {age} seconds ago"
-            return MirroredPage(cached.pages, stale)
+            return MirroredPage(cached.pages, stale, cached.page)
         with self._lock:
             self._pages.pop((index_name, name), None)
             if len(self._pages) >= MAX_CACHED_PAGES:
                 self._pages.pop(next(iter(self._pages)))
             self._pages[(index_name, name)] = fresh
         self._keep(index_id, name, fresh, settings, generation)
-        return MirroredPage(fresh.pages, None)
+        return MirroredPage(fresh.pages, None, fresh.page)
 
     def _offline_page(
         self, index_id: int, settings: IndexSettings, name: NormalizedName
@@ -257,7 +268,7 @@ class Mirror:
                 404,
             )
         stale = "index offline; only the files stored from the upstream are listed"
-        return MirroredPage(self._render(settings, page), stale)
+        return MirroredPage(self._render(settings, page), stale, page)
 
     def _stored_page(self, index_id: int, name: NormalizedName) -> UpstreamPage | None:
         table = db.mirrored_files
@@ -475,18 +486,17 @@ class Mirror:
         )
 
     def json_api_files(
-        self, index_id: int, index_name: str, name: NormalizedName
+        self, index_id: int, index_name: str, name: NormalizedName, base: str
     ) -> dict[str, list[dict[str, Any]]]:
-        """The upstream's files of a project on the merge list, for the JSON API, by version;
-        none while the upstream cannot be used. Blocking."""
+        """The upstream's files of a project on the merge list, for the JSON API, by version,
+        at URLs under `base` (the server's public URL, as the index's own files' are); none
+        while the upstream cannot be used. Blocking."""
         page = self.upstream_page(index_id, index_name, name)
         if page is None:
             return {}
         return json_api_files(
             page,
-            lambda sha256, filename: mirror_file_url(
-                self.url_prefix, index_name, name, sha256, filename
-            ),
+            lambda sha256, filename: mirror_file_url(base, index_name, name, sha256, filename),
         )
 
     def stored_projects(self, index_id: int, query: str = "", limit: int = 100) -> list[Stored]:
