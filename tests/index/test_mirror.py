@@ -29,13 +29,6 @@ upstream-ttl = {ttl}
 
 
 @pytest.fixture(scope="module")
-def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    live = start_server(tmp_path_factory.mktemp("upstream"))
-    yield live
-    stop_server(live)
-
-
-@pytest.fixture(scope="module")
 def mirror(tmp_path_factory: pytest.TempPathFactory, upstream: LiveServer) -> Iterator[LiveServer]:
     live = start_server(tmp_path_factory.mktemp("mirror"), config_text=mirror_config(upstream))
     yield live

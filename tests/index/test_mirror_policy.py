@@ -17,13 +17,6 @@ from tests.index.test_mirror import JSON, publish
 
 
 @pytest.fixture(scope="module")
-def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    live = start_server(tmp_path_factory.mktemp("upstream"))
-    yield live
-    stop_server(live)
-
-
-@pytest.fixture(scope="module")
 def mirror(tmp_path_factory: pytest.TempPathFactory, upstream: LiveServer) -> Iterator[LiveServer]:
     config = f"""
 [indexes.main]
