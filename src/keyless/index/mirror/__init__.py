@@ -28,6 +28,10 @@ from urllib.parse import quote, urlparse
 import httpx
 from packaging.utils import NormalizedName, canonicalize_name
 from sqlalchemy import Engine, func, select
+from sqlalchemy.dialects.postgresql import Insert as PgInsert
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from keyless.config import IndexSettings
 from keyless.store import db
@@ -582,24 +586,33 @@ class Mirror:
         facts: UpstreamFile | None = None,
     ) -> None:
         """Keep a stored blob from garbage collection, and say what it is (with `facts`, what
-        the upstream's page said of it). Blocking."""
+        the upstream's page said of it). Blocking.
+
+        A file recorded before (its blob went and it was fetched again, or two first downloads
+        ran at once) keeps its row's last download: one statement updates the rest, so
+        `mirror prune` still counts from that download or this storing, whichever is later.
+        """
         yanked = None
         if facts is not None and facts.yanked is not False:
             yanked = "" if facts.yanked is True else facts.yanked
         table = db.mirrored_files
+        values = {
+            "project": name,
+            "sha256": sha256,
+            "stored": datetime.now(UTC),
+            "requires_python": facts.requires_python if facts is not None else None,
+            "yanked": yanked,
+        }
         with db.writing(self.engine) as conn:
+            if conn.dialect.name == "postgresql":
+                insert: PgInsert | SqliteInsert = pg_insert(table)
+            else:
+                insert = sqlite_insert(table)
+            insert = insert.values(index_id=index_id, filename=filename, **values)
             conn.execute(
-                table.delete().where(table.c.index_id == index_id, table.c.filename == filename)
-            )
-            conn.execute(
-                table.insert().values(
-                    index_id=index_id,
-                    filename=filename,
-                    project=name,
-                    sha256=sha256,
-                    stored=datetime.now(UTC),
-                    requires_python=facts.requires_python if facts is not None else None,
-                    yanked=yanked,
+                insert.on_conflict_do_update(
+                    index_elements=[table.c.index_id, table.c.filename],
+                    set_={key: insert.excluded[key] for key in values},
                 )
             )
         self._downloads[(index_id, filename)] = time.monotonic()
