@@ -250,25 +250,30 @@ def test_an_upstream_slower_than_its_timeout_is_a_504_naming_it(
     assert (api.status_code, api.text) == (504, answer.text)
 
 
-def test_a_file_whose_version_packaging_cannot_read_is_left_out_of_the_json_api(
+def test_what_packaging_cannot_read_on_an_upstream_page_is_no_500_in_the_json_api(
     upstream: Upstream, mirror: LiveServer
 ) -> None:
-    """A version with more digits than `int()` takes (packaging raises a plain ValueError)."""
+    """A version with more digits than `int()` takes (packaging raises a plain ValueError) is
+    left out; a page for a name packaging refuses (an upstream may serve one) is answered."""
     filename, data = build_wheel("digits-lib", "1.0")
     huge = "digits_lib-1" + "0" * 5000 + ".tar.gz"
     upstream.answers["/simple/digits-lib/"] = html_page(
         f'href="/packages/{filename}#sha256={hashlib.sha256(data).hexdigest()}"',
         f'href="/packages/{huge}#sha256={hashlib.sha256(b"x").hexdigest()}"',
     )
+    upstream.answers["/simple/-odd-/"] = upstream.answers["/simple/digits-lib/"]
     with mirror.client() as client:
         page = client.get("/main/simple/digits-lib/", headers={"Accept": JSON})
         api = client.get("/main/pypi/digits-lib/json")
+        odd = client.get("/main/pypi/-odd-/json")
     assert page.status_code == 200, page.text
     assert len(page.json()["files"]) == 2
     assert api.status_code == 200, api.text
     assert {v: [f["filename"] for f in fs] for v, fs in api.json()["releases"].items()} == {
         "1.0": [filename]
     }
+    assert odd.status_code == 200, odd.text
+    assert (odd.json()["info"]["name"], odd.json()["info"]["version"]) == ("-odd-", "1.0")
 
 
 def test_a_name_the_upstream_lacks_is_a_404_naming_both(

@@ -69,10 +69,14 @@ def upstream_document(
 def _info(name: str, release: _Release, urls: list[dict[str, Any]]) -> dict[str, Any]:
     """The fields the index's own releases have (uploads.release_info), unknown but for the
     name, the version, and Requires-Python when all its files give the same."""
-    known: RawMetadata = {"metadata_version": "2.1", "name": name, "version": release.version}
-    info = release_info(Metadata.from_raw(known))
+    # The keys of metadata that says nothing; the name goes in after, as packaging refuses a
+    # name that is not a valid project's, which an upstream may still serve a page for.
+    nothing: RawMetadata = {"metadata_version": "2.1", "name": "unknown", "version": "0"}
+    info = release_info(Metadata.from_raw(nothing))
     requires = {entry["requires_python"] for entry in urls}
     info.update(
+        name=name,
+        version=release.version,
         requires_python=requires.pop() if len(requires) == 1 else None,
         package_url=None,  # the web UI has no page of an upstream project
         project_url=None,
