@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from keyless.ci.emulator import Emulator
-from tests.conftest import LiveServer, start_trusted_server, stop_server
+from tests.conftest import LiveServer, start_server, start_trusted_server, stop_server
 
 
 @pytest.fixture(scope="module")
@@ -26,5 +26,14 @@ def tp_server(
     live = start_trusted_server(
         tmp_path_factory.mktemp("tp-server"), emulator.issuer, gitlab_ci.issuer
     )
+    yield live
+    stop_server(live)
+
+
+@pytest.fixture(scope="module")
+def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """A keyless server of the module's own that plays the upstream of its mirror indexes
+    (test_mirror_upstreams.py has its own `upstream`: servers that are not keyless)."""
+    live = start_server(tmp_path_factory.mktemp("upstream"))
     yield live
     stop_server(live)

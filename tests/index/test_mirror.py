@@ -29,13 +29,6 @@ upstream-ttl = {ttl}
 
 
 @pytest.fixture(scope="module")
-def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    live = start_server(tmp_path_factory.mktemp("upstream"))
-    yield live
-    stop_server(live)
-
-
-@pytest.fixture(scope="module")
 def mirror(tmp_path_factory: pytest.TempPathFactory, upstream: LiveServer) -> Iterator[LiveServer]:
     live = start_server(tmp_path_factory.mktemp("mirror"), config_text=mirror_config(upstream))
     yield live
@@ -105,6 +98,84 @@ def test_upstream_pages_are_served_with_their_facts_and_links_here(
             headers={"Accept": JSON, "If-None-Match": answer.headers["etag"]},
         )
     assert again.status_code == 304
+
+
+def test_the_json_api_of_an_upstream_project_says_what_its_page_says(
+    upstream: LiveServer, mirror: LiveServer
+) -> None:
+    """PyPI's JSON API of a name only the upstream has: its files from the upstream's page,
+    at the mirror's URLs; `info` knows only the name, the version and Requires-Python."""
+    made = {
+        **publish(upstream, "test", "api-lib", "1.0", requires_python=">=3.8"),
+        **publish(upstream, "test", "api-lib", "2.0"),  # yanked below: not the latest
+        **publish(upstream, "test", "api-lib", "3.0a1"),  # a pre-release: not the latest
+    }
+    token = upstream.token("test-owner", "test")
+    with upstream.client() as client:
+        yanked = client.post(
+            "/test/api/projects/api-lib/releases/2.0/yank",
+            json={"reason": "broken"},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert yanked.status_code == 200, yanked.text
+        theirs = client.get("/test/simple/api-lib/", headers={"Accept": JSON}).json()
+    with mirror.client() as client:
+        answer = client.get("/main/pypi/api-lib/json")
+        release = client.get("/main/pypi/api-lib/2.0/json")
+        spelled = client.get("/main/pypi/api-lib/2.0.0/json")
+        missing = client.get("/main/pypi/api-lib/9.9/json")
+        unknown = client.get("/main/pypi/never-published/json")
+        page = client.get("/main/simple/never-published/")
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"].startswith("application/json")
+    assert answer.headers["x-keyless-source"] == "upstream"
+    document = answer.json()
+    info = document["info"]
+    assert (info["name"], info["version"]) == ("api-lib", "1.0")
+    assert info["requires_python"] is None  # its wheel says >=3.8, its sdist nothing
+    assert (info["yanked"], info["yanked_reason"]) == (False, None)
+    for unknown_field in ("summary", "description", "author", "license", "requires_dist"):
+        assert info[unknown_field] is None, unknown_field
+    assert info["classifiers"] == []
+    assert list(document["releases"]) == ["1.0", "2.0", "3.0a1"]
+    assert {f["filename"] for f in document["urls"]} == {
+        f["filename"] for f in theirs["files"] if "-1.0" in f["filename"]
+    }
+    listed = [f for files in document["releases"].values() for f in files]
+    assert sorted(f["filename"] for f in listed) == sorted(made)
+    by_name = {f["filename"]: f for f in theirs["files"]}
+    for entry in listed:
+        original = by_name[entry["filename"]]
+        assert entry["digests"] == {"sha256": original["hashes"]["sha256"]}
+        assert entry["size"] == original["size"] == len(made[entry["filename"]])
+        assert entry["requires_python"] == original["requires-python"]
+        assert entry["yanked"] is (original["yanked"] is not False)
+        assert entry["yanked_reason"] == (original["yanked"] or None)
+        assert entry["packagetype"] == (
+            "bdist_wheel" if entry["filename"].endswith(".whl") else "sdist"
+        )
+        assert entry["upload_time_iso_8601"] == original["upload-time"]
+        assert entry["_source"] == "upstream"
+        assert entry["url"] == (
+            f"{mirror.url}/main/+mirror/api-lib/{original['hashes']['sha256']}/" + entry["filename"]
+        )
+    wheel = next(f for f in document["urls"] if f["filename"].endswith(".whl"))
+    assert wheel["requires_python"] == ">=3.8"
+    with mirror.client() as client:
+        assert client.get(wheel["url"]).content == made[wheel["filename"]]
+    # One release: its files as `urls`, its yank in `info`; a version spelled otherwise is
+    # the same release (PEP 440), one the upstream lacks a 404 naming it.
+    assert release.status_code == 200, release.text
+    assert "releases" not in release.json()
+    assert (release.json()["info"]["version"], release.json()["info"]["yanked"]) == ("2.0", True)
+    assert release.json()["info"]["yanked_reason"] == "broken"
+    assert {f["filename"] for f in release.json()["urls"]} == {f for f in made if "-2.0" in f}
+    assert spelled.json() == release.json()
+    assert missing.status_code == 404
+    assert "'api-lib' on the upstream of index 'main' has no release '9.9'" in missing.text
+    # A name neither has: the simple page's 404, word for word.
+    assert unknown.status_code == 404
+    assert unknown.text == page.text
 
 
 def test_files_are_fetched_checked_stored_and_their_metadata_too(
@@ -197,8 +268,10 @@ def test_stored_files_and_cached_pages_outlive_the_upstream(tmp_path: Path) -> N
         with mirror.client() as client:
             root = client.get("/main/simple/", headers={"Accept": JSON})
             stale = client.get("/main/simple/kept-lib/", headers={"Accept": JSON})
+            stale_api = client.get("/main/pypi/kept-lib/json")
             again = client.get(wheel["url"])
             never_seen = client.get("/main/simple/never-seen/")
+            never_seen_api = client.get("/main/pypi/never-seen/json")
         assert root.status_code == 200
         assert [p["name"] for p in root.json()["projects"]] == ["kept-lib"]
         assert root.headers["x-keyless-stale"].startswith("upstream unreachable")
@@ -209,6 +282,13 @@ def test_stored_files_and_cached_pages_outlive_the_upstream(tmp_path: Path) -> N
         assert again.content == made[wheel["filename"]]
         assert never_seen.status_code == 502
         assert upstream.simple_url("test") in never_seen.text
+        # The JSON API answers from the same cached page, and fails as the page does.
+        assert stale_api.status_code == 200, stale_api.text
+        assert stale_api.headers["x-keyless-stale"].startswith("upstream unreachable")
+        assert [f["filename"] for f in stale_api.json()["urls"]] == [
+            f["filename"] for f in page.json()["files"]
+        ]
+        assert (never_seen_api.status_code, never_seen_api.text) == (502, never_seen.text)
         # A restart (garbage collection runs at start; the page cache is gone): the stored
         # file and metadata file are still served, the upstream still down.
         stop_server(mirror)
@@ -263,9 +343,11 @@ def test_a_name_a_pending_publisher_reserves_is_never_taken_from_upstream(
         )
         assert reserved.status_code == 200, reserved.text
         page = client.get("/main/simple/reserved-lib/", headers={"Accept": JSON})
+        api = client.get("/main/pypi/reserved-lib/json", headers={"Accept": JSON})
         wheel = before.json()["files"][0]["url"]
         file = client.get(wheel)
     assert page.status_code == 404
     assert file.status_code == 404
+    assert (api.status_code, api.json()) == (404, page.json())
     assert "keeps 'reserved-lib' for itself" in page.text
     assert "keeps 'reserved-lib' for itself" in file.text

@@ -11,8 +11,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
+from keyless.index.accounts import as_utc
 from keyless.store import db
 from tests.builders import build_wheel
 from tests.conftest import LiveServer, run_keyless, start_server, stop_server
@@ -160,6 +161,59 @@ def test_prune_forgets_files_unused_for_n_days_and_keeps_shared_blobs(tmp_path: 
         stop_server(upstream)
 
 
+@pytest.mark.local_only  # the prune command is pointed at the test server's SQLite data
+def test_a_file_stored_again_keeps_its_last_download_for_prune(tmp_path: Path) -> None:
+    """A stored file whose blob went is fetched and recorded again on its next download: its
+    row keeps the download time `mirror prune` counts from, and that new storing counts as
+    well, so neither makes it look unused."""
+    upstream = start_server(tmp_path / "upstream")
+    config = mirror_config(upstream)
+    mirror = start_server(tmp_path / "mirror", config_text=config)
+    data = ("--data", str(mirror.data_dir), "--config", str(tmp_path / "mirror/keyless.toml"))
+    try:
+        made = publish(upstream, "test", "again-lib", "1.0")
+        filename = wheel_of(made)
+        with mirror.client() as client:
+            page = client.get("/main/simple/again-lib/", headers={"Accept": JSON}).json()
+            entry = next(f for f in page["files"] if f["filename"] == filename)
+            assert client.get(entry["url"]).status_code == 200
+        # Stored twenty days ago, last downloaded two days ago (written into the database).
+        row = db.mirrored_files.c.filename == filename
+        stored, downloaded = (datetime.now(UTC) - timedelta(days=d) for d in (20, 2))
+        with db.writing(mirror.engine()) as conn:
+            conn.execute(
+                update(db.mirrored_files).where(row).values(stored=stored, last_download=downloaded)
+            )
+        # Its blob goes behind the server's back: the next download fetches it again.
+        assert mirror.blobs().remove(entry["hashes"]["sha256"])
+        with mirror.client() as client:
+            again = client.get(entry["url"])
+        assert again.status_code == 200, again.text
+        assert again.content == made[filename]
+        assert mirror.blobs().exists(entry["hashes"]["sha256"])
+        with db.reading(mirror.engine()) as conn:
+            kept = conn.execute(
+                select(db.mirrored_files.c.stored, db.mirrored_files.c.last_download).where(row)
+            ).one()
+        assert kept.last_download is not None, "the re-record forgot the last download"
+        assert abs(as_utc(kept.last_download) - downloaded) < timedelta(seconds=1)
+        assert as_utc(kept.stored) > downloaded  # stored anew, now
+        # Neither the old download nor the new storing is older than a day: kept.
+        done = run_keyless("mirror", "prune", "--days", "1", *data)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert filename not in done.stdout
+        # Once both are older than the cut-off, the same command forgets it.
+        ten_days_ago = datetime.now(UTC) - timedelta(days=10)
+        with db.writing(mirror.engine()) as conn:
+            conn.execute(update(db.mirrored_files).where(row).values(stored=ten_days_ago))
+        done = run_keyless("mirror", "prune", "--days", "1", *data)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert f"pruned main: {filename}" in done.stdout
+    finally:
+        stop_server(mirror)
+        stop_server(upstream)
+
+
 class ConnectionCounter:
     """A TCP listener counting the connections made to it: an offline mirror's "upstream"."""
 
@@ -233,7 +287,15 @@ upstream-offline = true
             never = client.get("/main/simple/off-never/")
             root = client.get("/main/simple/", headers={"Accept": JSON})
             html = client.get("/main/simple/off-lib/")
+            api = client.get("/main/pypi/off-lib/json")
+            never_api = client.get("/main/pypi/off-never/json")
         assert page.status_code == 200, page.text
+        # The JSON API lists what the page lists, and refuses what it refuses, word for word.
+        assert api.status_code == 200, api.text
+        assert api.headers["x-keyless-stale"].startswith("index offline")
+        assert [f["filename"] for f in api.json()["urls"]] == [wheel_of(made)]
+        assert api.json()["urls"][0]["requires_python"] == ">=3.8"
+        assert (never_api.status_code, never_api.text) == (404, never.text)
         assert [f["filename"] for f in page.json()["files"]] == [wheel_of(made)]
         # What the upstream's page said of the file when it was stored.
         assert page.json()["files"][0]["requires-python"] == ">=3.8"

@@ -25,13 +25,6 @@ from tests.index.test_mirror import JSON, mirror_config, publish
 PER_RESPONSE = {"date", "server"}
 
 
-@pytest.fixture(scope="module")
-def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    live = start_server(tmp_path_factory.mktemp("upstream"))
-    yield live
-    stop_server(live)
-
-
 def cache_counts(client: httpx.Client) -> tuple[int, int]:
     """This process's simple-page cache hits and misses (/_/metrics)."""
     text = client.get("/_/metrics").text

@@ -17,13 +17,6 @@ from tests.index.test_mirror import JSON, publish
 
 
 @pytest.fixture(scope="module")
-def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    live = start_server(tmp_path_factory.mktemp("upstream"))
-    yield live
-    stop_server(live)
-
-
-@pytest.fixture(scope="module")
 def mirror(tmp_path_factory: pytest.TempPathFactory, upstream: LiveServer) -> Iterator[LiveServer]:
     config = f"""
 [indexes.main]
@@ -55,8 +48,13 @@ def test_names_matching_a_reserved_pattern_are_never_taken_from_upstream(
             f"/main/+mirror/acme-tools/{wheel['hashes']['sha256']}/{wheel['filename']}"
         )
         root = client.get("/main/simple/", headers={"Accept": JSON})
+        api = client.get("/main/pypi/acme-tools/json", headers={"Accept": JSON})
+        other_api = client.get("/main/pypi/acmeish/json")
     assert page.status_code == 404
     assert "keeps 'acme-tools' for itself (reserved by the pattern 'acme-*')" in page.text
+    assert (api.status_code, api.json()) == (404, page.json())  # the JSON API keeps it too
+    assert other_api.status_code == 200, other_api.text
+    assert other_api.json()["info"]["version"] == "1.0"
     assert exact.status_code == 404
     assert "'exact-name'" in exact.text
     assert file.status_code == 404
@@ -84,6 +82,11 @@ def test_a_reserved_name_published_on_the_index_is_served_from_it(
         page = client.get("/main/simple/acme-core/", headers={"Accept": JSON})
     assert page.status_code == 200
     assert page.json()["versions"] == ["1.0"]
+    with mirror.client() as client:
+        api = client.get("/main/pypi/acme-core/json")
+    assert api.status_code == 200, api.text
+    assert list(api.json()["releases"]) == ["1.0"]
+    assert "x-keyless-source" not in api.headers
 
 
 def test_a_project_on_the_merge_list_lists_both_and_says_where_each_file_comes_from(

@@ -128,6 +128,22 @@ def test_an_html_upstream_is_read_and_pip_installs_from_it(
     assert files[filename]["requires-python"] == ">=3.8"
     assert files[filename]["url"] == f"/main/+mirror/html-lib/{sha256}/{filename}"
     assert files[old_name]["yanked"] == "too old"
+    # The JSON API from the same page: an HTML page gives no sizes and no version list.
+    with mirror.client() as client:
+        api = client.get("/main/pypi/html-lib/json")
+    assert api.status_code == 200, api.text
+    assert (api.json()["info"]["version"], api.json()["info"]["requires_python"]) == (
+        "1.0",
+        ">=3.8",  # what its one file says
+    )
+    releases = api.json()["releases"]
+    assert {v: [f["filename"] for f in files] for v, files in releases.items()} == {
+        "0.9": [old_name],
+        "1.0": [filename],
+    }
+    assert (releases["0.9"][0]["yanked"], releases["0.9"][0]["yanked_reason"]) == (True, "too old")
+    assert releases["1.0"][0]["size"] is None
+    assert releases["1.0"][0]["url"] == f"{mirror.url}{files[filename]['url']}"
     done = subprocess.run(
         [
             *(sys.executable, "-m", "pip", "install", "--no-cache-dir", "--target", str(tmp_path)),
@@ -229,6 +245,35 @@ def test_an_upstream_slower_than_its_timeout_is_a_504_naming_it(
     assert answer.status_code == 504, answer.text
     assert f"{upstream.url}/slow/simple/ did not answer in time" in answer.text
     assert time.monotonic() - started < 2.5
+    with mirror.client() as client:
+        api = client.get("/slow/pypi/late-lib/json")
+    assert (api.status_code, api.text) == (504, answer.text)
+
+
+def test_what_packaging_cannot_read_on_an_upstream_page_is_no_500_in_the_json_api(
+    upstream: Upstream, mirror: LiveServer
+) -> None:
+    """A version with more digits than `int()` takes (packaging raises a plain ValueError) is
+    left out; a page for a name packaging refuses (an upstream may serve one) is answered."""
+    filename, data = build_wheel("digits-lib", "1.0")
+    huge = "digits_lib-1" + "0" * 5000 + ".tar.gz"
+    upstream.answers["/simple/digits-lib/"] = html_page(
+        f'href="/packages/{filename}#sha256={hashlib.sha256(data).hexdigest()}"',
+        f'href="/packages/{huge}#sha256={hashlib.sha256(b"x").hexdigest()}"',
+    )
+    upstream.answers["/simple/-odd-/"] = upstream.answers["/simple/digits-lib/"]
+    with mirror.client() as client:
+        page = client.get("/main/simple/digits-lib/", headers={"Accept": JSON})
+        api = client.get("/main/pypi/digits-lib/json")
+        odd = client.get("/main/pypi/-odd-/json")
+    assert page.status_code == 200, page.text
+    assert len(page.json()["files"]) == 2
+    assert api.status_code == 200, api.text
+    assert {v: [f["filename"] for f in fs] for v, fs in api.json()["releases"].items()} == {
+        "1.0": [filename]
+    }
+    assert odd.status_code == 200, odd.text
+    assert (odd.json()["info"]["name"], odd.json()["info"]["version"]) == ("-odd-", "1.0")
 
 
 def test_a_name_the_upstream_lacks_is_a_404_naming_both(

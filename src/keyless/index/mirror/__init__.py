@@ -28,6 +28,10 @@ from urllib.parse import quote, urlparse
 import httpx
 from packaging.utils import NormalizedName, canonicalize_name
 from sqlalchemy import Engine, func, select
+from sqlalchemy.dialects.postgresql import Insert as PgInsert
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from keyless.config import IndexSettings
 from keyless.store import db
@@ -101,6 +105,9 @@ class MirroredPage:
     pages: PageSet
     # Why the page may be out of date (the X-Keyless-Stale header); None: it is current.
     stale: str | None
+    # The upstream's page as read, for a project's page (the JSON API answers from it); None
+    # for a merged page and the root page.
+    page: UpstreamPage | None = None
 
 
 @dataclass(frozen=True)
@@ -204,11 +211,19 @@ class Mirror:
         """The upstream's page of `name` as read (the JSON API lists its files), or None when
         it cannot be used: not to be taken from the upstream, or unavailable. Blocking."""
         try:
-            self.project(index_id, index_name, name)
+            return self.upstream_project(index_id, index_name, name)[0]
         except MirrorRefused:
             return None
-        cached = self._pages.get((index_name, name))
-        return cached.page if cached is not None else None
+
+    def upstream_project(
+        self, index_id: int, index_name: str, name: NormalizedName
+    ) -> tuple[UpstreamPage, str | None]:
+        """The upstream's page of `name` as read, and why it may be out of date (None: it is
+        current): the simple page's data, under its rules (`project`, whose refusals it
+        raises). Blocking."""
+        found = self.project(index_id, index_name, name)
+        assert found.page is not None  # a project's page always says what it was read from
+        return found.page, found.stale
 
     def project(self, index_id: int, index_name: str, name: NormalizedName) -> MirroredPage:
         """The upstream's page of `name` rendered for this server. Blocking.
@@ -224,7 +239,7 @@ class Mirror:
         cached = self._pages.get((index_name, name))
         if cached is not None and time.monotonic() - cached.fetched < settings.upstream_ttl:
             self._keep(index_id, name, cached, settings, generation)
-            return MirroredPage(cached.pages, None)
+            return MirroredPage(cached.pages, None, cached.page)
         try:
             fresh = self._fetch(settings, name, cached)
         except MirrorRefused as exc:
@@ -234,14 +249,14 @@ class Mirror:
             age = int(time.monotonic() - cached.fetched)
             log.warning("serving %s/%s from the cache (%ss old): %s", index_name, name, age, exc)
             stale = f"upstream unreachable; page fetched {age} seconds ago"
-            return MirroredPage(cached.pages, stale)
+            return MirroredPage(cached.pages, stale, cached.page)
         with self._lock:
             self._pages.pop((index_name, name), None)
             if len(self._pages) >= MAX_CACHED_PAGES:
                 self._pages.pop(next(iter(self._pages)))
             self._pages[(index_name, name)] = fresh
         self._keep(index_id, name, fresh, settings, generation)
-        return MirroredPage(fresh.pages, None)
+        return MirroredPage(fresh.pages, None, fresh.page)
 
     def _offline_page(
         self, index_id: int, settings: IndexSettings, name: NormalizedName
@@ -257,7 +272,7 @@ class Mirror:
                 404,
             )
         stale = "index offline; only the files stored from the upstream are listed"
-        return MirroredPage(self._render(settings, page), stale)
+        return MirroredPage(self._render(settings, page), stale, page)
 
     def _stored_page(self, index_id: int, name: NormalizedName) -> UpstreamPage | None:
         table = db.mirrored_files
@@ -475,18 +490,17 @@ class Mirror:
         )
 
     def json_api_files(
-        self, index_id: int, index_name: str, name: NormalizedName
+        self, index_id: int, index_name: str, name: NormalizedName, base: str
     ) -> dict[str, list[dict[str, Any]]]:
-        """The upstream's files of a project on the merge list, for the JSON API, by version;
-        none while the upstream cannot be used. Blocking."""
+        """The upstream's files of a project on the merge list, for the JSON API, by version,
+        at URLs under `base` (the server's public URL, as the index's own files' are); none
+        while the upstream cannot be used. Blocking."""
         page = self.upstream_page(index_id, index_name, name)
         if page is None:
             return {}
         return json_api_files(
             page,
-            lambda sha256, filename: mirror_file_url(
-                self.url_prefix, index_name, name, sha256, filename
-            ),
+            lambda sha256, filename: mirror_file_url(base, index_name, name, sha256, filename),
         )
 
     def stored_projects(self, index_id: int, query: str = "", limit: int = 100) -> list[Stored]:
@@ -572,24 +586,33 @@ class Mirror:
         facts: UpstreamFile | None = None,
     ) -> None:
         """Keep a stored blob from garbage collection, and say what it is (with `facts`, what
-        the upstream's page said of it). Blocking."""
+        the upstream's page said of it). Blocking.
+
+        A file recorded before (its blob went and it was fetched again, or two first downloads
+        ran at once) keeps its row's last download: one statement updates the rest, so
+        `mirror prune` still counts from that download or this storing, whichever is later.
+        """
         yanked = None
         if facts is not None and facts.yanked is not False:
             yanked = "" if facts.yanked is True else facts.yanked
         table = db.mirrored_files
+        values = {
+            "project": name,
+            "sha256": sha256,
+            "stored": datetime.now(UTC),
+            "requires_python": facts.requires_python if facts is not None else None,
+            "yanked": yanked,
+        }
         with db.writing(self.engine) as conn:
+            if conn.dialect.name == "postgresql":
+                insert: PgInsert | SqliteInsert = pg_insert(table)
+            else:
+                insert = sqlite_insert(table)
+            insert = insert.values(index_id=index_id, filename=filename, **values)
             conn.execute(
-                table.delete().where(table.c.index_id == index_id, table.c.filename == filename)
-            )
-            conn.execute(
-                table.insert().values(
-                    index_id=index_id,
-                    filename=filename,
-                    project=name,
-                    sha256=sha256,
-                    stored=datetime.now(UTC),
-                    requires_python=facts.requires_python if facts is not None else None,
-                    yanked=yanked,
+                insert.on_conflict_do_update(
+                    index_elements=[table.c.index_id, table.c.filename],
+                    set_={key: insert.excluded[key] for key in values},
                 )
             )
         self._downloads[(index_id, filename)] = time.monotonic()

@@ -20,6 +20,8 @@ from packaging.utils import (
 )
 from packaging.version import Version
 
+from keyless.dists.versions import oversized_number
+
 from ..catalog import version_key
 from ..pages import PageSet, project_html, project_json, rendered
 from .upstream import UpstreamPage
@@ -64,14 +66,22 @@ def json_api_files(
         version = version_of(f.filename)
         if version is None:
             continue
-        packagetype = "bdist_wheel" if f.filename.endswith(".whl") else "sdist"
+        wheel = f.filename.endswith(".whl")
         by_version.setdefault(str(version), []).append(
             {
-                "digests": {"sha256": f.sha256},
+                "comment_text": "",
+                "digests": {"sha256": f.sha256},  # a simple page gives no other digest
+                "downloads": -1,
                 "filename": f.filename,
-                "packagetype": packagetype,
+                "has_sig": False,
+                "md5_digest": None,
+                "packagetype": "bdist_wheel" if wheel else "sdist",
+                # PyPI's: a wheel's Python tag (its filename's third field from the end, the
+                # filename parsed above), "source" for an sdist.
+                "python_version": f.filename.split("-")[-3] if wheel else "source",
                 "requires_python": f.requires_python,
                 "size": f.size,
+                "upload_time": f.upload_time[:19] if f.upload_time else None,
                 "upload_time_iso_8601": f.upload_time,
                 "url": url(f.sha256, f.filename),
                 "yanked": f.yanked is not False,
@@ -84,6 +94,8 @@ def json_api_files(
 
 def version_of(filename: str) -> Version | None:
     """The version a distribution's filename gives, or None when it is not one's."""
+    if oversized_number(filename):  # packaging would raise a plain ValueError
+        return None
     try:
         if filename.endswith(".whl"):
             return parse_wheel_filename(filename)[1]

@@ -1,7 +1,8 @@
 """`keyless mirror prune`: forget the upstream files no client downloaded for a while.
 
-A file's row goes (with its PEP 658 metadata file's) when its last download, or its storing if
-never downloaded since, is older than the cut-off; its blob then goes only if nothing else
+A file's row goes (with its PEP 658 metadata file's) when its last download and its storing are
+both older than the cut-off (a file fetched again after its blob went is stored anew but keeps
+its last download: the later of the two counts); its blob then goes only if nothing else
 refers to it, decided by garbage collection under the write lock (`GarbageCollector`): a blob
 shared with a file of the index's own, or kept by another index, stays. A pruned file is
 fetched from the upstream again on its next download.
@@ -12,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, case, select
 
 from keyless.store import db
 from keyless.store.blobs import BlobStore
@@ -33,12 +34,15 @@ def prune(engine: Engine, blobs: BlobStore, days: float, index: str | None = Non
     table = db.mirrored_files
     cutoff = datetime.now(UTC) - timedelta(days=days)
     report = PruneReport()
+    last_use = case(
+        (table.c.last_download > table.c.stored, table.c.last_download), else_=table.c.stored
+    )  # NULL (never downloaded) compares false: the storing then
     query = (
         select(table.c.index_id, db.indexes.c.name, table.c.filename)
         .join(db.indexes, db.indexes.c.id == table.c.index_id)
         .where(
             ~table.c.filename.endswith(METADATA_SUFFIX),
-            func.coalesce(table.c.last_download, table.c.stored) < cutoff,
+            last_use < cutoff,
         )
         .order_by(db.indexes.c.name, table.c.filename)
     )

@@ -1,24 +1,31 @@
 """PyPI's JSON API (`/{index}/pypi/{project}/json` and `.../{version}/json`).
 
 Twine, uv, Renovate and release tooling read these fields. Unknown projects answer 404 (never
-405 or 500: Renovate falls back only on 404). Not on the hot path: built per request.
+405 or 500: Renovate falls back only on 404). Not on the hot path: built per request. On an
+index with an upstream, a name only the upstream has is answered from its simple page
+(index/mirror/jsonapi.py).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from packaging.utils import canonicalize_name
+from packaging.utils import NormalizedName, canonicalize_name
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from ..catalog import FileRow, ReleaseRow, latest_release, release_for, version_key
+from ..errors import Refused
+from ..indexes import IndexInfo
+from ..mirror import mirror_file_url
+from ..mirror.jsonapi import upstream_document
 from ..mirror.merge import LOCAL
 from ..pages import file_url, upload_time
 from ..projects import ProjectRow
 from .common import error, index_or_none, public_base, services, unknown_index
+from .mirror import SOURCE_HEADER, STALE_HEADER
 
 
 def _file_json(base: str, row: FileRow, release: ReleaseRow) -> dict[str, Any]:
@@ -82,6 +89,9 @@ async def _answer(request: Request, version: str | None) -> Response:
         )
     snapshot = await run_in_threadpool(svc.catalog.load_project, index.id, name)
     if snapshot is None or not snapshot.releases:
+        if svc.mirror.mirrors(index.name):
+            # Only names the index does not own go upstream (dependency confusion: mirror/).
+            return await _upstream_answer(request, index, name, version)
         return error(request, 404, f"No project named {raw!r} on index {index.name!r}.")
     project, releases, files = snapshot.project, snapshot.releases, snapshot.files
     base = public_base(request)
@@ -100,7 +110,7 @@ async def _answer(request: Request, version: str | None) -> Response:
                 entry["_source"] = LOCAL
         if svc.mirror.merges(index.name, name) and project.status != "quarantined":
             upstream = await run_in_threadpool(
-                svc.mirror.json_api_files, index.id, index.name, name
+                svc.mirror.json_api_files, index.id, index.name, name, base
             )
     if version is None:
         release = latest_release(releases)
@@ -126,6 +136,35 @@ async def _answer(request: Request, version: str | None) -> Response:
             "vulnerabilities": [],
         }
     return JSONResponse(document, headers={"vary": "Accept"})
+
+
+async def _upstream_answer(
+    request: Request, index: IndexInfo, name: NormalizedName, version: str | None
+) -> Response:
+    """The JSON API of a name only the upstream has, from its simple page: the same cache,
+    refusals and stale header as that page (routes/mirror.py)."""
+    svc = services(request)
+    try:
+        page, stale = await run_in_threadpool(
+            svc.mirror.upstream_project, index.id, index.name, name
+        )
+    except Refused as exc:
+        return error(request, exc.status, exc.message)
+    base = public_base(request)
+    document = upstream_document(
+        page,
+        version,
+        lambda sha256, filename: mirror_file_url(base, index.name, name, sha256, filename),
+    )
+    if document is None:
+        wanted = f"no release {version!r}" if version else "no release"
+        return error(
+            request, 404, f"Project {name!r} on the upstream of index {index.name!r} has {wanted}."
+        )
+    headers = {"vary": "Accept", SOURCE_HEADER: "upstream"}
+    if stale is not None:
+        headers[STALE_HEADER] = stale
+    return JSONResponse(document, headers=headers)
 
 
 def _with_upstream(
