@@ -790,6 +790,9 @@ def _unreachable(settings: IndexSettings, filename: str, exc: httpx.HTTPError) -
     )
 
 
+HTTP1 = ("HTTP/1.0", "HTTP/1.1")  # what h11 speaks: a body of known length follows the headers
+
+
 def _body_pieces(response: httpx.Response, size: int) -> Iterator[bytes]:
     """The body of `response` (status and headers read), raw, in pieces of `size` bytes.
 
@@ -799,13 +802,13 @@ def _body_pieces(response: httpx.Response, size: int) -> Iterator[bytes]:
     h11 already holds (read with the headers) comes through httpx: its first chunk. Should
     that ever leave bytes behind, the file would not hash to its sha256 and be refused, not
     stored. The connection is closed afterwards, never reused (h11 did not see the body end).
-    Any other body (chunked, HTTP/2) is httpx's chunks, joined.
+    Any other body (chunked, of no stated length, HTTP/2) is httpx's chunks, joined.
     """
     length = response.headers.get("content-length", "")
     stream = response.extensions.get("network_stream")
     raw = response.iter_raw()
     try:
-        if not length.isdigit() or stream is None or response.http_version != "HTTP/1.1":
+        if not length.isdigit() or stream is None or response.http_version not in HTTP1:
             yield from _joined(raw, size)
             return
         timeout = response.request.extensions.get("timeout", {}).get("read")
@@ -924,6 +927,15 @@ class _Fetch:
             self._post(None)
         except _Stopped:
             pass
+        except httpx.HTTPError as exc:
+            with contextlib.suppress(_Stopped):
+                self._post(
+                    MirrorRefused(
+                        f"the upstream stopped sending {self._found.filename!r} "
+                        f"({type(exc).__name__}: {exc}); nothing stored.",
+                        502,
+                    )
+                )
         except BaseException as exc:
             with contextlib.suppress(_Stopped):
                 self._post(exc)
