@@ -220,6 +220,11 @@ def test_a_first_download_streams_while_stored_and_one_left_early_leaves_nothing
                 received += chunk
         assert before_the_rest >= 1024 * 1024
         assert bytes(received) == gated.data
+        # Stored just after the last bytes went (bounded wait): they go once the hash matches.
+        for _ in range(100):
+            if mirror.blobs().exists(sha256):
+                break
+            time.sleep(0.05)
         assert mirror.blobs().exists(sha256)
         # Nothing of the abandoned transfer is left (its thread ends within the upstream's
         # timeout at most; bounded wait).
