@@ -39,6 +39,7 @@ class Upstream:
     gzipped: set[str] = field(default_factory=set)  # compressed when the client accepts gzip
     unsized: set[str] = field(default_factory=set)  # no content-length: the body ends at close
     cut: set[str] = field(default_factory=set)  # the connection closes half-way through
+    stalled: set[str] = field(default_factory=set)  # half, then 3 s of nothing, then the rest
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +71,14 @@ def upstream() -> Iterator[Upstream]:
             if self.path not in state.unsized:
                 self.send_header("content-length", str(len(body)))
             self.end_headers()
-            self.wfile.write(body[: len(body) // 2] if self.path in state.cut else body)
+            if self.path in state.cut | state.stalled:
+                self.wfile.write(body[: len(body) // 2])
+                self.wfile.flush()
+                if self.path in state.cut:
+                    return
+                time.sleep(3)  # longer than the `stall` index's upstream-timeout
+                body = body[len(body) // 2 :]
+            self.wfile.write(body)
 
         def log_message(self, format: str, *args: object) -> None:
             pass
@@ -97,6 +105,10 @@ upstream-credentials-env = "TEST_UPSTREAM_CREDENTIALS"
 
 [indexes.slow]
 upstream = "{upstream.url}/slow/simple/"
+upstream-timeout = 1
+
+[indexes.stall]
+upstream = "{upstream.url}/simple/"
 upstream-timeout = 1
 """
     live = start_server(
@@ -185,17 +197,21 @@ def test_a_large_file_arrives_whole_whether_or_not_the_upstream_gives_its_length
     assert mirror.blobs().exists(sha256, len(data))
 
 
+@pytest.mark.parametrize(("how", "index"), [("cut", "main"), ("stalled", "stall")])
 def test_an_upstream_that_stops_half_way_is_a_cut_off_download_and_nothing_stored(
-    upstream: Upstream, mirror: LiveServer
+    upstream: Upstream, mirror: LiveServer, how: str, index: str
 ) -> None:
-    filename = "cut_lib-1.0-py3-none-any.whl"
+    # Closed half-way, or silent for longer than the index's upstream-timeout.
+    filename = f"{how}_lib-1.0-py3-none-any.whl"
     data = os.urandom(4 * 1024 * 1024)
     sha256 = hashlib.sha256(data).hexdigest()
-    upstream.answers["/simple/cut-lib/"] = html_page(f'href="/packages/{filename}#sha256={sha256}"')
+    upstream.answers[f"/simple/{how}-lib/"] = html_page(
+        f'href="/packages/{filename}#sha256={sha256}"'
+    )
     upstream.answers[f"/packages/{filename}"] = ("application/octet-stream", data)
-    upstream.cut.add(f"/packages/{filename}")
+    getattr(upstream, how).add(f"/packages/{filename}")
     with mirror.client() as client:
-        page = client.get("/main/simple/cut-lib/", headers={"Accept": JSON})
+        page = client.get(f"/{index}/simple/{how}-lib/", headers={"Accept": JSON})
         with pytest.raises(httpx.RemoteProtocolError):
             client.get(page.json()["files"][0]["url"])
     assert not mirror.blobs().exists(sha256)

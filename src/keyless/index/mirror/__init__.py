@@ -25,7 +25,6 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlparse
 
-import httpcore
 import httpx
 from packaging.utils import NormalizedName, canonicalize_name
 from sqlalchemy import Engine, func, select
@@ -818,10 +817,8 @@ def _body_pieces(response: httpx.Response, size: int) -> Iterator[bytes]:
         while left > 0:
             try:
                 chunk = stream.read(min(size - collected, left), timeout=timeout)
-            except httpcore.TimeoutException as exc:
-                raise httpx.ReadTimeout(str(exc)) from None
-            except httpcore.NetworkError as exc:
-                raise httpx.ReadError(str(exc)) from None
+            except Exception as exc:  # httpcore's ReadTimeout or ReadError: named in the message
+                raise httpx.ReadError(f"{type(exc).__name__}: {exc}") from None
             if not chunk:
                 raise httpx.RemoteProtocolError(
                     f"the upstream closed the connection {left} bytes before the end of the file"
