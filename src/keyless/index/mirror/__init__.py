@@ -795,12 +795,13 @@ HTTP1 = ("HTTP/1.0", "HTTP/1.1")  # what h11 speaks: a body of known length foll
 def _body_pieces(response: httpx.Response, size: int) -> Iterator[bytes]:
     """The body of `response` (status and headers read), raw, in pieces of `size` bytes.
 
-    A body of known length on an HTTP/1.1 connection is read straight from the connection in
-    reads of up to `size` bytes: httpx's own reading (httpcore and h11) reads 64 KiB at a time
-    and copies each read twice, ~0.1 CPU-s per 50 MB here against ~0.02 this way. Only what
-    h11 already holds (read with the headers) comes through httpx: its first chunk. Should
-    that ever leave bytes behind, the file would not hash to its sha256 and be refused, not
-    stored. The connection is closed afterwards, never reused (h11 did not see the body end).
+    A body of known length on an HTTP/1.x connection is read straight from the connection
+    (the `network_stream` httpx hands out, TLS and proxies included) in reads of up to `size`
+    bytes: httpx's own reading (httpcore and h11) reads 64 KiB at a time and copies each read
+    twice, ~0.1 CPU-s per 50 MB here against ~0.02 this way. Only what h11 already holds (read
+    with the headers) comes through httpx: its first chunk. Should that ever leave bytes
+    behind, the file would not hash to its sha256 and be refused, not stored. The connection
+    is closed afterwards, never reused (h11 did not see the body end).
     Any other body (chunked, of no stated length, HTTP/2) is httpx's chunks, joined.
     """
     length = response.headers.get("content-length", "")
