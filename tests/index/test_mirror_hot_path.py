@@ -20,8 +20,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.builders import build_wheel
 from tests.conftest import LiveServer, free_port, start_server, stop_server
 from tests.index.test_mirror import JSON, mirror_config, publish
+from tests.index.uploading import upload
 
 # Headers every response carries that differ from one response to the next.
 PER_RESPONSE = {"date", "server"}
@@ -283,3 +285,29 @@ def test_the_last_bytes_go_once_checked_and_a_store_failing_after_leaves_nothing
 def stored_rows(server: LiveServer) -> list[tuple[str, str]]:
     with closing(sqlite3.connect(server.database)) as conn:
         return conn.execute("SELECT filename, sha256 FROM mirrored_files").fetchall()
+
+
+def test_a_first_download_from_an_upstream_behind_tls_arrives_whole(
+    tls_server: LiveServer, tmp_path: Path
+) -> None:
+    """The large reads go through the TLS stream httpx opened (the CA trusted through
+    SSL_CERT_FILE, as httpx reads it)."""
+    assert tls_server.tls is not None
+    filename, data = build_wheel("tls-big-lib", "1.0", extra_files={"big.bin": os.urandom(3 << 20)})
+    with tls_server.client() as client:
+        token = tls_server.token("test-owner", "test")
+        assert upload(client, "test", token, filename, data).status_code == 200
+    mirror = start_server(
+        tmp_path / "mirror",
+        config_text=mirror_config(tls_server),
+        env={"SSL_CERT_FILE": str(tls_server.tls.ca)},
+    )
+    try:
+        with mirror.client() as client:
+            page = client.get("/main/simple/tls-big-lib/", headers={"Accept": JSON})
+            assert page.status_code == 200, page.text
+            wheel = client.get(page.json()["files"][0]["url"])
+        assert wheel.status_code == 200
+        assert wheel.content == data
+    finally:
+        stop_server(mirror)
