@@ -249,6 +249,8 @@ def test_a_tampered_upstream_file_is_refused_and_not_stored(
         with pytest.raises(httpx.RemoteProtocolError), mirror.client() as client:
             client.get(wheel["url"])
         assert not mirror.blobs().exists(sha256)
+    assert "does not match its upstream hash" in mirror.log()
+    assert "Traceback" not in mirror.log()
 
 
 def test_stored_files_and_cached_pages_outlive_the_upstream(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -68,6 +69,11 @@ def test_warm_fetches_the_allowed_version_so_installs_work_with_the_upstream_gon
                 for name in ("warm-a", "warm-b")
             }
         digests = {f["filename"]: f["hashes"]["sha256"] for p in pages.values() for f in p["files"]}
+        # The last file is stored just after its last bytes went (bounded wait).
+        for _ in range(100):
+            if all(stored.exists(digests[name]) for name in [*warm_a1, *warm_b]):
+                break
+            time.sleep(0.05)
         assert all(stored.exists(digests[name]) for name in [*warm_a1, *warm_b])
         assert not any(stored.exists(digests[name]) for name in warm_a2)
         # A name the upstream lacks: said, and the exit status says so too.

@@ -8,9 +8,11 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -18,8 +20,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.builders import build_wheel
 from tests.conftest import LiveServer, free_port, start_server, stop_server
 from tests.index.test_mirror import JSON, mirror_config, publish
+from tests.index.uploading import upload
 
 # Headers every response carries that differ from one response to the next.
 PER_RESPONSE = {"date", "server"}
@@ -211,6 +215,11 @@ def test_a_first_download_streams_while_stored_and_one_left_early_leaves_nothing
                 received += chunk
         assert before_the_rest >= 1024 * 1024
         assert bytes(received) == gated.data
+        # Stored just after the last bytes went (bounded wait): they go once the hash matches.
+        for _ in range(100):
+            if mirror.blobs().exists(sha256):
+                break
+            time.sleep(0.05)
         assert mirror.blobs().exists(sha256)
         # Nothing of the abandoned transfer is left (its thread ends within the upstream's
         # timeout at most; bounded wait).
@@ -219,5 +228,79 @@ def test_a_first_download_streams_while_stored_and_one_left_early_leaves_nothing
                 break
             time.sleep(0.1)
         assert temp_files(mirror) == []
+    finally:
+        stop_server(mirror)
+
+
+@pytest.mark.local_only  # holds the SQLite file's write lock from the test
+def test_the_last_bytes_go_once_checked_and_a_store_failing_after_leaves_nothing_half_done(
+    gated: GatedUpstream, tmp_path: Path
+) -> None:
+    """The client's last bytes wait for the hash check, not for the file to be made durable
+    and recorded: with the database's write lock held by another process, the client still
+    gets the whole file at once. The record then fails (the lock outlasts the server's busy
+    timeout, 10 s): the log says so, no row, no temp file, nothing half-written."""
+    gated.gate.set()
+    config = f'[indexes.main]\nupstream = "{gated.url}/simple/"\n'
+    mirror = start_server(tmp_path / "mirror", config_text=config)
+    sha256 = hashlib.sha256(gated.data).hexdigest()
+    try:
+        with mirror.client() as client:
+            page = client.get("/main/simple/gated-lib/", headers={"Accept": JSON})
+            url = page.json()["files"][0]["url"]
+        lock = sqlite3.connect(mirror.database, isolation_level=None)
+        try:
+            lock.execute("BEGIN IMMEDIATE")
+            started = time.monotonic()
+            with httpx.Client(base_url=mirror.url, timeout=5) as client:
+                answer = client.get(url)  # before the change: a read timeout, no last piece
+            took = time.monotonic() - started
+            assert answer.status_code == 200
+            assert answer.content == gated.data
+            assert took < 5
+            for _ in range(200):  # bounded: the server gives up on the lock after 10 s
+                if "was sent but not stored" in mirror.log():
+                    break
+                time.sleep(0.1)
+        finally:
+            lock.rollback()
+            lock.close()
+        assert f"{FILE_PATH.rsplit('/', 1)[1]} from the upstream of gated-lib" in mirror.log()
+        assert stored_rows(mirror) == []
+        assert temp_files(mirror) == []
+        # Placed whole before the record failed, if at all: unreferenced, garbage collection's.
+        blobs = mirror.blobs()
+        assert not blobs.exists(sha256) or blobs.exists(sha256, len(gated.data))
+    finally:
+        stop_server(mirror)
+
+
+def stored_rows(server: LiveServer) -> list[tuple[str, str]]:
+    with closing(sqlite3.connect(server.database)) as conn:
+        return conn.execute("SELECT filename, sha256 FROM mirrored_files").fetchall()
+
+
+def test_a_first_download_from_an_upstream_behind_tls_arrives_whole(
+    tls_server: LiveServer, tmp_path: Path
+) -> None:
+    """The large reads go through the TLS stream httpx opened (the CA trusted through
+    SSL_CERT_FILE, as httpx reads it)."""
+    assert tls_server.tls is not None
+    filename, data = build_wheel("tls-big-lib", "1.0", extra_files={"big.bin": os.urandom(3 << 20)})
+    with tls_server.client() as client:
+        token = tls_server.token("test-owner", "test")
+        assert upload(client, "test", token, filename, data).status_code == 200
+    mirror = start_server(
+        tmp_path / "mirror",
+        config_text=mirror_config(tls_server),
+        env={"SSL_CERT_FILE": str(tls_server.tls.ca)},
+    )
+    try:
+        with mirror.client() as client:
+            page = client.get("/main/simple/tls-big-lib/", headers={"Accept": JSON})
+            assert page.status_code == 200, page.text
+            wheel = client.get(page.json()["files"][0]["url"])
+        assert wheel.status_code == 200
+        assert wheel.content == data
     finally:
         stop_server(mirror)

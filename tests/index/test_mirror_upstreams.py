@@ -8,6 +8,7 @@ import base64
 import gzip
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.builders import build_wheel
@@ -35,6 +37,9 @@ class Upstream:
     required_auth: str | None = None
     seen_auth: list[str | None] = field(default_factory=list)
     gzipped: set[str] = field(default_factory=set)  # compressed when the client accepts gzip
+    unsized: set[str] = field(default_factory=set)  # no content-length: the body ends at close
+    cut: set[str] = field(default_factory=set)  # the connection closes half-way through
+    stalled: set[str] = field(default_factory=set)  # half, then 3 s of nothing, then the rest
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +68,16 @@ def upstream() -> Iterator[Upstream]:
                 body = gzip.compress(body)
                 self.send_header("content-encoding", "gzip")
             self.send_header("content-type", content_type)
-            self.send_header("content-length", str(len(body)))
+            if self.path not in state.unsized:
+                self.send_header("content-length", str(len(body)))
             self.end_headers()
+            if self.path in state.cut | state.stalled:
+                self.wfile.write(body[: len(body) // 2])
+                self.wfile.flush()
+                if self.path in state.cut:
+                    return
+                time.sleep(3)  # longer than the `stall` index's upstream-timeout
+                body = body[len(body) // 2 :]
             self.wfile.write(body)
 
         def log_message(self, format: str, *args: object) -> None:
@@ -92,6 +105,10 @@ upstream-credentials-env = "TEST_UPSTREAM_CREDENTIALS"
 
 [indexes.slow]
 upstream = "{upstream.url}/slow/simple/"
+upstream-timeout = 1
+
+[indexes.stall]
+upstream = "{upstream.url}/simple/"
 upstream-timeout = 1
 """
     live = start_server(
@@ -173,6 +190,55 @@ def test_a_file_the_upstream_would_compress_is_stored_as_its_hash_says(
         wheel = client.get(page.json()["files"][0]["url"])
     assert wheel.status_code == 200
     assert wheel.content == data
+
+
+@pytest.mark.parametrize("how", ["unsized", "sized"])
+def test_a_large_file_arrives_whole_whether_or_not_the_upstream_gives_its_length(
+    upstream: Upstream, mirror: LiveServer, how: str
+) -> None:
+    # Known length: read off the connection in large reads; else through httpx's chunks.
+    name = f"{how}-lib"
+    filename = f"{name.replace('-', '_')}-1.0-py3-none-any.whl"
+    data = os.urandom(5 * 1024 * 1024 + 12345)
+    sha256 = hashlib.sha256(data).hexdigest()
+    upstream.answers[f"/simple/{name}/"] = html_page(f'href="/packages/{filename}#sha256={sha256}"')
+    upstream.answers[f"/packages/{filename}"] = ("application/octet-stream", data)
+    if how == "unsized":
+        upstream.unsized.add(f"/packages/{filename}")
+    with mirror.client() as client:
+        page = client.get(f"/main/simple/{name}/", headers={"Accept": JSON})
+        wheel = client.get(page.json()["files"][0]["url"])
+    assert wheel.status_code == 200
+    assert wheel.content == data
+    assert mirror.blobs().exists(sha256, len(data))
+
+
+@pytest.mark.parametrize(("how", "index"), [("cut", "main"), ("stalled", "stall")])
+def test_an_upstream_that_stops_half_way_is_a_cut_off_download_and_nothing_stored(
+    upstream: Upstream, mirror: LiveServer, how: str, index: str
+) -> None:
+    # Closed half-way, or silent for longer than the index's upstream-timeout.
+    filename = f"{how}_lib-1.0-py3-none-any.whl"
+    data = os.urandom(4 * 1024 * 1024)
+    sha256 = hashlib.sha256(data).hexdigest()
+    upstream.answers[f"/simple/{how}-lib/"] = html_page(
+        f'href="/packages/{filename}#sha256={sha256}"'
+    )
+    upstream.answers[f"/packages/{filename}"] = ("application/octet-stream", data)
+    getattr(upstream, how).add(f"/packages/{filename}")
+    with mirror.client() as client:
+        page = client.get(f"/{index}/simple/{how}-lib/", headers={"Accept": JSON})
+        with pytest.raises(httpx.RemoteProtocolError):
+            client.get(page.json()["files"][0]["url"])
+    assert not mirror.blobs().exists(sha256)
+    for _ in range(50):  # bounded: the fetch thread discards its temp file as it ends
+        if not list((mirror.data_dir / "blobs" / "tmp").glob("*")):
+            break
+        time.sleep(0.1)
+    assert list((mirror.data_dir / "blobs" / "tmp").glob("*")) == []
+    # Said in the log in a line, not as a traceback.
+    assert f"the upstream stopped sending {filename!r}" in mirror.log()
+    assert "Traceback" not in mirror.log()
 
 
 def test_a_private_upstream_gets_the_credentials_and_the_log_never_does(

@@ -41,15 +41,18 @@ class MemoryPending:
     async def drain(self, limit: int = 0) -> None:
         return None
 
-    def finish(self) -> Digests:
-        self._data = b"".join(self._chunks)
-        self._chunks.clear()
+    def hashed(self) -> Digests:
         return Digests(
             sha256=self._sha256.hexdigest(),
             md5=self._md5.hexdigest(),
             blake2_256=self._blake2.hexdigest(),
             size=self.size,
         )
+
+    def finish(self) -> Digests:
+        self._data = b"".join(self._chunks)
+        self._chunks.clear()
+        return self.hashed()
 
     def discard(self) -> None:
         self._chunks.clear()

@@ -65,6 +65,26 @@ def test_a_write_asked_for_the_sha256_only_computes_nothing_else(tmp_path: Path,
     assert writer.path.read_bytes() == data
 
 
+@pytest.mark.parametrize("size", [1000, 3 * BATCH + 12345], ids=lambda s: f"{s}B")
+def test_hashed_tells_the_digests_before_finish_makes_the_bytes_durable(
+    tmp_path: Path, size: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A mirror checks the sha256 here and sends its client the last bytes before the fsync.
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
+    data = os.urandom(size)
+    writer = LocalBlobStore(tmp_path).new_writer(sha256_only=True)
+    write_in_random_pieces(writer, data, seed=size)
+    early = writer.hashed()
+    assert (early.sha256, early.size) == (expected(data)[0], size)
+    assert synced == []
+    assert hashing_threads() == []
+    assert writer.finish() == early
+    assert len(synced) == 1
+    assert writer.path.read_bytes() == data
+
+
 def test_a_small_upload_is_created_written_and_hashed_only_by_finish(tmp_path: Path) -> None:
     # The event loop calls `write`: for a small file it must do no file or hashing work.
     writer = LocalBlobStore(tmp_path).new_writer()

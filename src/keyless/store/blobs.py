@@ -54,8 +54,9 @@ class PendingBlob(Protocol):
     """A streamed write in progress: bytes in, digests out, not yet visible under a key.
 
     `write` takes the bytes as they arrive; `backlog`/`drain` keep the memory bounded when
-    the work behind `write` (hashing, disk or network) falls behind; `finish` (blocking)
-    returns the digests once everything is durable in the pending area; `open` reads the
+    the work behind `write` (hashing, disk or network) falls behind; `hashed` (blocking)
+    returns the digests once every byte is hashed, before they are durable; `finish`
+    (blocking) returns them once everything is durable in the pending area; `open` reads the
     finished bytes back (an upload reads its archive's metadata there); `discard` drops it.
     """
 
@@ -64,6 +65,7 @@ class PendingBlob(Protocol):
     def write(self, chunk: bytes | memoryview) -> None: ...
     def backlog(self) -> int: ...
     async def drain(self, limit: int = ...) -> None: ...
+    def hashed(self) -> Digests: ...
     def finish(self) -> Digests: ...
     def discard(self) -> None: ...
     def open(self) -> BinaryIO: ...
@@ -181,6 +183,7 @@ class StreamedWrite:
         self._pending_size = 0
         self._lanes: list[ThreadPoolExecutor] = []
         self._in_flight: deque[tuple[int, list[Future[Any]]]] = deque()
+        self._settled = False
 
     def _keep(self, data: bytes) -> None:
         """Store the next bytes where `open` reads them back (called in order)."""
@@ -215,8 +218,18 @@ class StreamedWrite:
         while self.backlog() > limit:
             await asyncio.gather(*(asyncio.wrap_future(f) for f in self._in_flight[0][1]))
 
+    def hashed(self) -> Digests:
+        """The digests of every byte written, all of it kept but not yet durable: `finish`
+        follows (a mirror checks the sha256 here and lets its client have the last bytes
+        while the file is made durable and placed). Blocking; no `write` after it."""
+        self._settle()
+        return self._digests()
+
     def _settle(self) -> None:
-        """Keep and hash what is left, and wait for the threads. Blocking."""
+        """Keep and hash what is left, and wait for the threads (once). Blocking."""
+        if self._settled:
+            return
+        self._settled = True
         if self._lanes:
             self._hand_over()
             try:

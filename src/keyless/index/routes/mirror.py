@@ -4,6 +4,7 @@ served; this module only maps its answers and refusals to responses)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncGenerator
 from urllib.parse import quote
 
@@ -117,19 +118,26 @@ async def download(request: Request) -> Response:
 
 
 IMMUTABLE = {"cache-control": "max-age=31536000, immutable"}
+log = logging.getLogger("keyless.mirror")
 
 
 class _ClosingStream(StreamingResponse):
     """A StreamingResponse that closes its generator however the response ends. When the
     client goes away, Starlette cancels the sending, and a generator paused at a `yield` was
     left to the garbage collector: the upstream transfer went on and its temp file stayed
-    until then."""
+    until then.
+
+    A file refused half-way (its hash, an upstream that stops sending) can only be a cut-off
+    transfer, its headers being sent: a line in the log says why, and the response is left
+    unfinished, which uvicorn answers by closing the connection (not a traceback)."""
 
     body_iterator: AsyncGenerator[bytes, None]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await super().__call__(scope, receive, send)
+        except Refused as exc:
+            log.warning("%s cut off: %s", scope["path"], exc.message)
         finally:
             await self.body_iterator.aclose()
 
