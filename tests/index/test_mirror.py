@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -48,6 +49,18 @@ def publish(
             answer = upload(client, index, token, filename, data)
             assert answer.status_code == 200, answer.text
     return made
+
+
+def stored_soon(server: LiveServer, *sha256s: str) -> bool:
+    """Whether the blobs are in `server`'s store within 5 s. A first download's last bytes go
+    once their hash matches, and the file is made durable, placed and recorded just after:
+    a test looking at the store from outside waits for that."""
+    blobs = server.blobs()
+    for _ in range(100):
+        if all(blobs.exists(sha256) for sha256 in sha256s):
+            return True
+        time.sleep(0.05)
+    return False
 
 
 def test_upstream_pages_are_served_with_their_facts_and_links_here(

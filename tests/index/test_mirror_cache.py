@@ -18,7 +18,7 @@ from keyless.index.accounts import as_utc
 from keyless.store import db
 from tests.builders import build_wheel
 from tests.conftest import LiveServer, run_keyless, start_server, stop_server
-from tests.index.test_mirror import JSON, publish
+from tests.index.test_mirror import JSON, publish, stored_soon
 from tests.index.uploading import upload
 
 
@@ -69,12 +69,7 @@ def test_warm_fetches_the_allowed_version_so_installs_work_with_the_upstream_gon
                 for name in ("warm-a", "warm-b")
             }
         digests = {f["filename"]: f["hashes"]["sha256"] for p in pages.values() for f in p["files"]}
-        # The last file is stored just after its last bytes went (bounded wait).
-        for _ in range(100):
-            if all(stored.exists(digests[name]) for name in [*warm_a1, *warm_b]):
-                break
-            time.sleep(0.05)
-        assert all(stored.exists(digests[name]) for name in [*warm_a1, *warm_b])
+        assert stored_soon(mirror, *(digests[name] for name in [*warm_a1, *warm_b]))
         assert not any(stored.exists(digests[name]) for name in warm_a2)
         # A name the upstream lacks: said, and the exit status says so too.
         missing = run_keyless(
@@ -183,6 +178,7 @@ def test_a_file_stored_again_keeps_its_last_download_for_prune(tmp_path: Path) -
             page = client.get("/main/simple/again-lib/", headers={"Accept": JSON}).json()
             entry = next(f for f in page["files"] if f["filename"] == filename)
             assert client.get(entry["url"]).status_code == 200
+        assert stored_soon(mirror, entry["hashes"]["sha256"])
         # Stored twenty days ago, last downloaded two days ago (written into the database).
         row = db.mirrored_files.c.filename == filename
         stored, downloaded = (datetime.now(UTC) - timedelta(days=d) for d in (20, 2))
@@ -196,11 +192,16 @@ def test_a_file_stored_again_keeps_its_last_download_for_prune(tmp_path: Path) -
             again = client.get(entry["url"])
         assert again.status_code == 200, again.text
         assert again.content == made[filename]
-        assert mirror.blobs().exists(entry["hashes"]["sha256"])
-        with db.reading(mirror.engine()) as conn:
-            kept = conn.execute(
-                select(db.mirrored_files.c.stored, db.mirrored_files.c.last_download).where(row)
-            ).one()
+        assert stored_soon(mirror, entry["hashes"]["sha256"])
+        # The row is recorded just after the blob is placed (bounded wait).
+        for _ in range(100):
+            with db.reading(mirror.engine()) as conn:
+                kept = conn.execute(
+                    select(db.mirrored_files.c.stored, db.mirrored_files.c.last_download).where(row)
+                ).one()
+            if as_utc(kept.stored) > downloaded:
+                break
+            time.sleep(0.05)
         assert kept.last_download is not None, "the re-record forgot the last download"
         assert abs(as_utc(kept.last_download) - downloaded) < timedelta(seconds=1)
         assert as_utc(kept.stored) > downloaded  # stored anew, now

@@ -22,7 +22,7 @@ import pytest
 
 from tests.builders import build_wheel
 from tests.conftest import LiveServer, free_port, start_server, stop_server
-from tests.index.test_mirror import JSON, mirror_config, publish
+from tests.index.test_mirror import JSON, mirror_config, publish, stored_soon
 from tests.index.uploading import upload
 
 # Headers every response carries that differ from one response to the next.
@@ -215,12 +215,7 @@ def test_a_first_download_streams_while_stored_and_one_left_early_leaves_nothing
                 received += chunk
         assert before_the_rest >= 1024 * 1024
         assert bytes(received) == gated.data
-        # Stored just after the last bytes went (bounded wait): they go once the hash matches.
-        for _ in range(100):
-            if mirror.blobs().exists(sha256):
-                break
-            time.sleep(0.05)
-        assert mirror.blobs().exists(sha256)
+        assert stored_soon(mirror, sha256)
         # Nothing of the abandoned transfer is left (its thread ends within the upstream's
         # timeout at most; bounded wait).
         for _ in range(100):
