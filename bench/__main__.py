@@ -34,6 +34,12 @@ def main(argv: list[str] | None = None) -> int:
         default=len(os.sched_getaffinity(0)),
         help="cores scenario 11 uses: one (a quarter from 8 on) for wrk, the rest for the servers",
     )
+    run.add_argument(
+        "--publish-server-workers",
+        type=int,
+        default=1,
+        help="scenario 7 against `keyless serve --workers N` (every client meets the same server)",
+    )
     run.add_argument("--peers", default="pypiserver,devpi")
     run.add_argument("--out", type=Path, default=BENCH / "results" / "latest.md")
     run.add_argument("--title", default="keyless benchmarks")
@@ -82,6 +88,7 @@ def _run(args: argparse.Namespace) -> int:
         runs=args.runs,
         duration=args.duration,
         upload_size=args.upload_mb * scenarios.MIB,
+        publish_server_workers=args.publish_server_workers,
         peers=tuple(p for p in args.peers.split(",") if p),
     )
     sizes = tuple(int(s) for s in args.sizes.split(","))

@@ -53,6 +53,9 @@ class Options:
     upload_size: int = 200 * MIB
     publish_wheels: int = 50
     publish_variants: tuple[tuple[str, tuple[str, ...]], ...] = KEYLESS_PUBLISH_VARIANTS
+    # Scenario 7's server: `keyless serve --workers N`. A parallel client's requests spread
+    # over the processes, a sequential one's (twine, uv) do not: its own rows, never mixed.
+    publish_server_workers: int = 1
     durable_uploads: int = 200  # per run and server, scenario 8
     peers: tuple[str, ...] = ("pypiserver", "devpi")
 
@@ -534,6 +537,10 @@ def publish(results: Results, opts: Options) -> None:
     datasets_clean(folder)
     keyless = Keyless(folder / "keyless")
     keyless.prepare()
+    keyless.workers = opts.publish_server_workers
+    scenario = f"7 publish {opts.publish_wheels} wheels"
+    if keyless.workers > 1:
+        scenario += f", serve --workers {keyless.workers}"
     env = client_env(folder)
     keyless_env = {**env, "KEYLESS_TOKEN": keyless.token}
     if os.environ.get("BENCH_KEYLESS_SRC"):
@@ -614,7 +621,7 @@ def publish(results: Results, opts: Options) -> None:
                 if len(page["files"]) != opts.publish_wheels:
                     raise RuntimeError(f"{tool}: {len(page['files'])} files on the index")
                 results.add(
-                    f"7 publish {opts.publish_wheels} wheels",
+                    scenario,
                     f"{opts.publish_wheels} wheels",
                     tool,
                     "s",
@@ -623,7 +630,7 @@ def publish(results: Results, opts: Options) -> None:
                     server_cpu_s=server_cpu,
                 )
                 log(
-                    f"7 publish {tool}: {elapsed:.2f} s ({cpu:.2f} CPU-s, server "
+                    f"{scenario} {tool}: {elapsed:.2f} s ({cpu:.2f} CPU-s, server "
                     f"{server_cpu:.2f} CPU-s)"
                 )
     finally:
