@@ -24,7 +24,7 @@ from keyless.dists.errors import DistError
 from keyless.store import db
 from keyless.store.blobs import BlobStore, Digests, PendingBlob
 
-from ..accounts import Identity, now
+from ..accounts import now
 from ..indexes import IndexInfo
 from ..releases import already_exists, file_too_large, taken
 from ..rendering import Descriptions
@@ -37,7 +37,7 @@ from ..uploads import (
     new_rows,
     refuse_taken,
 )
-from .access import authorize, refused
+from .access import Credentials, authorize, caller_now, refused
 from .state import (
     COMPLETED,
     ERROR,
@@ -130,14 +130,16 @@ class SessionFiles:
     descriptions: Descriptions
 
     def _open_session(
-        self, conn: Connection, index: IndexInfo, identity: Identity, token: str
-    ) -> tuple[Any, Identity, Any]:
+        self, conn: Connection, index: IndexInfo, caller: Credentials, token: str
+    ) -> tuple[Any, Any]:
+        """The session and its project, if the caller may change its files now."""
+        current = caller_now(conn, caller)  # first: credentials are judged before anything
         session = find_session(conn, index.id, token)
-        current, project = authorize(conn, identity, index, session)
+        project = authorize(conn, current, index, session)
         status = effective_status(session)
         if status not in (OPEN, ERROR):
             raise SessionRefused(f"The session is {status}: its files cannot change.", 409)
-        return session, current, project
+        return session, project
 
     def _still_open(self, conn: Connection, index: IndexInfo, token: str) -> Any:
         """The session, refused (409) unless its files may still change: the second step of a
@@ -165,7 +167,7 @@ class SessionFiles:
     def create(
         self,
         index: IndexInfo,
-        identity: Identity,
+        caller: Credentials,
         token: str,
         filename: Any,
         size: Any,
@@ -173,7 +175,7 @@ class SessionFiles:
         mechanism: Any,
     ) -> FileState:
         with db.writing(self.engine) as conn:
-            session, _, project = self._open_session(conn, index, identity, token)
+            session, project = self._open_session(conn, index, caller, token)
             if not isinstance(filename, str) or not filename:
                 raise SessionRefused("'filename' must be the file's name.", source="filename")
             try:
@@ -239,11 +241,11 @@ class SessionFiles:
     # ----------------------------------------------------------------------- bytes
 
     def expect_bytes(
-        self, index: IndexInfo, identity: Identity, token: str, file_token: str
+        self, index: IndexInfo, caller: Credentials, token: str, file_token: str
     ) -> Expected:
         """May bytes be sent to this file now? What they must be (read before the body)."""
         with db.reading(self.engine) as conn:
-            session, _, _ = self._open_session(conn, index, identity, token)
+            session, _ = self._open_session(conn, index, caller, token)
             row = self._pending(conn, session, file_token)
             return Expected(row.declared_size, row.declared_hashes["sha256"])
 
@@ -288,10 +290,10 @@ class SessionFiles:
     # ----------------------------------------------------------------------- complete
 
     def complete(
-        self, index: IndexInfo, identity: Identity, token: str, file_token: str
+        self, index: IndexInfo, caller: Credentials, token: str, file_token: str
     ) -> FileState:
         with db.reading(self.engine) as conn:
-            session, _, project = self._open_session(conn, index, identity, token)
+            session, project = self._open_session(conn, index, caller, token)
             row = self._file(conn, session, file_token)
             if row.status == COMPLETED:
                 return FileState.of(row, session.expires)
@@ -426,16 +428,17 @@ class SessionFiles:
     # ----------------------------------------------------------------------- status, delete
 
     def status(
-        self, index: IndexInfo, identity: Identity, token: str, file_token: str
+        self, index: IndexInfo, caller: Credentials, token: str, file_token: str
     ) -> FileState:
         with db.reading(self.engine) as conn:
+            current = caller_now(conn, caller)
             session = find_session(conn, index.id, token)
-            authorize(conn, identity, index, session)
+            authorize(conn, current, index, session)
             return FileState.of(self._file(conn, session, file_token), session.expires)
 
-    def delete(self, index: IndexInfo, identity: Identity, token: str, file_token: str) -> None:
+    def delete(self, index: IndexInfo, caller: Credentials, token: str, file_token: str) -> None:
         with db.writing(self.engine) as conn:
-            session, _, _ = self._open_session(conn, index, identity, token)
+            session, _ = self._open_session(conn, index, caller, token)
             row = self._file(conn, session, file_token)
             conn.execute(_DELETE_FILE, {"file_id": row.id})
 
