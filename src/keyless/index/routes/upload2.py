@@ -391,7 +391,9 @@ async def file_bytes(request: Request, index: IndexInfo, caller: Caller) -> Resp
         # Finishing the write (its last bytes, the digests) and recording it: one trip to a
         # worker thread, not two.
         await run_in_threadpool(
-            lambda: svc.upload_files.receive(index, token, file_token, writer, writer.finish())
+            lambda: svc.upload_files.receive(
+                index, token, file_token, expected, writer, writer.finish()
+            )
         )
     finally:
         writer.discard()

@@ -17,7 +17,7 @@ from typing import Any
 
 from packaging.metadata import Metadata
 from packaging.version import Version
-from sqlalchemy import Connection, Engine, bindparam, delete, select, update
+from sqlalchemy import Connection, Engine, bindparam, delete, exists, literal_column, select, update
 
 from keyless.dists import filenames
 from keyless.dists.errors import DistError
@@ -77,15 +77,37 @@ _SESSION_SDIST = select(_files.c.id).where(
     _files.c.session_id == bindparam("session_id"),
     _files.c.status == COMPLETED,
     _files.c.packagetype == "sdist",
+    _files.c.id != bindparam("other_than"),
 )
+# The second step of a file's request (its bytes recorded, its completion) writes only if
+# what its first step decided still holds: the session open (not expired) and the file
+# pending, with the bytes the first step checked. One statement, inside the write lock, in
+# place of reading the session and the file again there; when it changes no row, the
+# reason is read (`_why_not_recorded`). The bind names are not column names: an UPDATE's
+# column-named parameters are its SET clause.
+_sessions = db.upload_sessions
+_STILL_OPEN = exists().where(
+    _sessions.c.id == bindparam("sid"),
+    _sessions.c.status.in_([literal_column(f"'{status}'") for status in (OPEN, ERROR)]),
+    _sessions.c.expires > bindparam("moment"),
+)
+_RECORD_BYTES = update(_files).where(
+    _files.c.id == bindparam("fid"),
+    _files.c.session_id == bindparam("sid"),
+    _files.c.status == PENDING,
+    _STILL_OPEN,
+)
+_RECORD_COMPLETED = _RECORD_BYTES.where(_files.c.sha256 == bindparam("checked_sha256"))
 
 
 @dataclass(frozen=True)
 class Expected:
-    """What a file's bytes must be, as its creation declared them."""
+    """What a file's bytes must be, as its creation declared them, and which file it is."""
 
     size: int
     sha256: str
+    session_id: int
+    file_id: int
 
 
 def check_hashes(hashes: Any) -> dict[str, str]:
@@ -247,7 +269,7 @@ class SessionFiles:
         with db.reading(self.engine) as conn:
             session, _ = self._open_session(conn, index, caller, token)
             row = self._pending(conn, session, file_token)
-            return Expected(row.declared_size, row.declared_hashes["sha256"])
+            return Expected(row.declared_size, row.declared_hashes["sha256"], session.id, row.id)
 
     def _pending(self, conn: Connection, session: Any, file_token: str) -> Any:
         row = self._file(conn, session, file_token)
@@ -264,6 +286,7 @@ class SessionFiles:
         index: IndexInfo,
         token: str,
         file_token: str,
+        expected: Expected,
         pending: PendingBlob,
         digests: Digests,
     ) -> None:
@@ -273,19 +296,30 @@ class SessionFiles:
         # garbage collection cannot run (see `uploads.Uploads._store`).
         self.blobs.place(pending, digests.sha256, digests.size)
         with db.writing(self.engine) as conn:
-            session = self._still_open(conn, index, token)  # authorized by `expect_bytes`
-            row = self._pending(conn, session, file_token)
-            self.blobs.place(pending, digests.sha256, digests.size)
-            conn.execute(
-                _UPDATE_FILE,
+            recorded = conn.execute(
+                _RECORD_BYTES,
                 {
-                    "file_id": row.id,
+                    "fid": expected.file_id,
+                    "sid": expected.session_id,
+                    "moment": now(),
                     "sha256": digests.sha256,
                     "md5": digests.md5,
                     "blake2_256": digests.blake2_256,
                     "size": digests.size,
                 },
             )
+            if recorded.rowcount != 1:
+                self._why_not_recorded(conn, index, token, file_token, "The file changed")
+            self.blobs.place(pending, digests.sha256, digests.size)
+
+    def _why_not_recorded(
+        self, conn: Connection, index: IndexInfo, token: str, file_token: str, otherwise: str
+    ) -> None:
+        """Raise why the second step of a request wrote nothing (see `_RECORD_BYTES`): the
+        session or the file changed since its first step, which authorized it."""
+        session = self._still_open(conn, index, token)
+        self._pending(conn, session, file_token)
+        raise SessionRefused(f"{otherwise} while it was checked.", 409)
 
     # ----------------------------------------------------------------------- complete
 
@@ -322,7 +356,7 @@ class SessionFiles:
                     {"file_id": row.id, "status": ERROR, "notices": [failure.message]},
                 )
             raise refused(failure)
-        return self._mark_completed(index, token, file_token, row, artifact)
+        return self._mark_completed(index, token, file_token, session, row, artifact)
 
     def _check(
         self, conn: Connection, index: IndexInfo, session: Any, project: Any, row: Any
@@ -380,37 +414,36 @@ class SessionFiles:
         if any(hashers[name].hexdigest() != value for name, value in others.items()):
             raise UploadRejected(DIGEST_MISMATCH)
 
-    def _session_has_sdist(self, conn: Connection, session_id: int) -> bool:
-        row = conn.execute(_SESSION_SDIST, {"session_id": session_id}).first()
-        return row is not None
+    def _session_has_sdist(self, conn: Connection, session_id: int, other_than: int = 0) -> bool:
+        row = conn.execute(_SESSION_SDIST, {"session_id": session_id, "other_than": other_than})
+        return row.first() is not None
 
     def _mark_completed(
         self,
         index: IndexInfo,
         token: str,
         file_token: str,
+        session: Any,
         checked: Any,
         artifact: Artifact,
     ) -> FileState:
+        """Record the checked file as completed, if it is still what was checked."""
+        digests = Digests(checked.sha256, checked.md5, checked.blake2_256, checked.size)
+        new_file, release = new_rows(
+            checked.filename,
+            artifact,
+            digests,
+            version=session.version,
+            python_version=_python_version(artifact),
+        )
         with db.writing(self.engine) as conn:
-            session = self._still_open(conn, index, token)  # authorized by `complete`
-            row = self._pending(conn, session, file_token)
-            if row.sha256 != checked.sha256:
-                raise SessionRefused("The file's bytes changed while it was checked.", 409)
-            if artifact.dist.packagetype == "sdist" and self._session_has_sdist(conn, session.id):
-                raise SessionRefused("Only one sdist may be uploaded per release.")
-            digests = Digests(row.sha256, row.md5, row.blake2_256, row.size)
-            new_file, release = new_rows(
-                row.filename,
-                artifact,
-                digests,
-                version=session.version,
-                python_version=_python_version(artifact),
-            )
-            conn.execute(
-                _UPDATE_FILE,
+            recorded = conn.execute(
+                _RECORD_COMPLETED,
                 {
-                    "file_id": row.id,
+                    "fid": checked.id,
+                    "sid": session.id,
+                    "moment": now(),
+                    "checked_sha256": checked.sha256,
                     "status": COMPLETED,
                     "packagetype": new_file.packagetype,
                     "python_version": new_file.python_version,
@@ -421,8 +454,18 @@ class SessionFiles:
                     "release_info": release.info,
                 },
             )
+            if recorded.rowcount != 1:
+                self._why_not_recorded(conn, index, token, file_token, "The file's bytes changed")
+            if artifact.dist.packagetype == "sdist" and self._session_has_sdist(
+                conn, session.id, other_than=checked.id
+            ):  # another sdist completed meanwhile: this one is not (rolled back)
+                raise SessionRefused("Only one sdist may be uploaded per release.")
             return FileState(
-                row.token, row.filename, COMPLETED, list(row.notices or []), session.expires
+                checked.token,
+                checked.filename,
+                COMPLETED,
+                list(checked.notices or []),
+                session.expires,
             )
 
     # ----------------------------------------------------------------------- status, delete
