@@ -26,7 +26,7 @@ from keyless.store.blobs import BlobStore, Digests, PendingBlob
 
 from ..accounts import now
 from ..indexes import IndexInfo
-from ..releases import already_exists, file_too_large, taken
+from ..releases import already_exists, file_too_large, taken, taken_without_a_file
 from ..rendering import Descriptions
 from ..uploads import (
     DIGEST_MISMATCH,
@@ -245,7 +245,8 @@ class SessionFiles:
         ).first()
         if published is not None:
             raise SessionRefused(already_exists(filename, published.blake2_256), 409)
-        found = taken(conn, index.id, None, filename, "", sdist_of=None, session_id=session.id)
+        # No file has the name (asked just above): the rest of `taken`'s questions.
+        found = taken_without_a_file(conn, index.id, None, filename, None, session_id=session.id)
         try:
             refuse_taken(found, filename, "")
         except UploadRejected as exc:
