@@ -23,11 +23,11 @@ from typing import Any
 from packaging.utils import NormalizedName
 from sqlalchemy import Connection
 
-from ..accounts import Identity, token_identity
+from ..accounts import Identity, as_utc, now, token_identity
 from ..indexes import IndexInfo
 from ..projects import ProjectRow, find_project
 from ..uploads import UploadRejected, check_permission, current_uploader
-from .state import SessionRefused
+from .state import LIVE, SessionRefused
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,14 @@ def authorize(
                 "exists.",
                 403,
             )
-        check_permission(conn, current, index, project, name)
+        # While the session lives (as `releases.name_reserved_for_another` counts one: a live
+        # status, not expired), its user holds the name, and has since it was created: a
+        # status leaves the live ones only for good, an expired session is never extended,
+        # and creating a session asks for the name in a writing transaction. So no other
+        # user's session can hold it; asking was one statement of every request for a new
+        # project.
+        holds_name = project is None and session.status in LIVE and as_utc(session.expires) > now()
+        check_permission(conn, current, index, project, name, holds_name=holds_name)
     except UploadRejected as exc:
         raise refused(exc) from None
     return project
