@@ -27,7 +27,7 @@ from ..accounts import Identity, as_utc, now, token_identity
 from ..indexes import IndexInfo
 from ..projects import ProjectRow, find_project
 from ..uploads import UploadRejected, check_permission, current_uploader
-from .state import LIVE, SessionRefused
+from .state import LIVE, SessionRefused, session_project
 
 
 @dataclass(frozen=True)
@@ -81,11 +81,12 @@ def authorize(
     conn: Connection, current: Identity, index: IndexInfo, session: Any
 ) -> ProjectRow | None:
     """The session's project (None: not created yet), if `current` — the caller as read in
-    this transaction (`caller_now`) — may act on `session`; raises SessionRefused (403)."""
+    this transaction (`caller_now`) — may act on `session`, a row `find_session` read in
+    this transaction; raises SessionRefused (403)."""
     try:
         for_index(current, index)
         name = NormalizedName(session.normalized_name)
-        project = current_project(conn, index, name)
+        project = session_project(session)  # read with the session, in this transaction
         if project is None and (current.user_id is None or current.user_id != session.user_id):
             raise SessionRefused(
                 f"This upload session creates the project '{session.name}', which is reserved "

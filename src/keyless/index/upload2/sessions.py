@@ -62,6 +62,7 @@ from .state import (
     OPEN,
     PROCESSING,
     PUBLISHED,
+    SESSION_BY_ID,
     SessionRefused,
     SessionState,
     effective_status,
@@ -284,9 +285,7 @@ class UploadSessions:
         Raises SessionRefused (nothing was written) when the files may not go there now.
         """
         with db.writing(self.engine) as conn:
-            row = conn.execute(
-                select(db.upload_sessions).where(db.upload_sessions.c.id == session_id)
-            ).first()
+            row = conn.execute(SESSION_BY_ID, {"session_id": session_id}).first()
             if row is None or row.status != PROCESSING:
                 return False  # another process finished it (a request, or garbage collection)
             try:  # rights again, as they are at the commit
