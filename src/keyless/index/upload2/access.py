@@ -10,9 +10,8 @@ exist yet belongs to the user who opened it: the name is theirs until the sessio
 A request presents its API token (`Presented`); the use case authenticates it as the first
 statement of its own transaction (`caller_now`), so that the token's answer and the rights
 checked with it come from one snapshot, and no transaction is spent on authenticating alone:
-that was one of every three transactions of a file's requests (~8% of the server's CPU in a
-50-file session). In-process callers (tests, finishing an interrupted publish) pass an
-`Identity`, re-read by its token id.
+that was three of the eight transactions of a file's three requests. In-process callers
+(tests, finishing an interrupted publish) pass an `Identity`, re-read by its token id.
 """
 
 from __future__ import annotations
