@@ -204,6 +204,9 @@ def test_metrics_count_requests_uploads_mints_and_cache(
     upload_bytes = changed.pop(("keyless_upload_bytes_total", ()))
     # The multipart bodies of both uploads: the files plus their forms.
     assert upload_bytes > 2 * len(data)
+    # The database's transactions: the upload and the mint wrote, the pages read.
+    assert changed.pop(("keyless_db_transactions_total", (("mode", "write"),))) >= 2
+    assert changed.pop(("keyless_db_transactions_total", (("mode", "read"),))) >= 1
     assert changed == {
         ("keyless_requests_total", (("route", "upload"), ("status", "2xx"))): 1,
         ("keyless_requests_total", (("route", "upload"), ("status", "4xx"))): 1,

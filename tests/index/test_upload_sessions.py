@@ -11,8 +11,10 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from keyless.index.accounts import Accounts, hash_token
+from keyless.store import db
 from tests.builders import build_sdist, build_wheel, form_mapping, traversal_wheel
 from tests.conftest import LiveServer
 
@@ -274,6 +276,53 @@ def test_bytes_are_bounded_by_the_declared_size_and_may_be_sent_again(
     assert send_bytes(http, owner, file, b"\0" * len(data)).status_code == 204
     assert send_bytes(http, owner, file, data).status_code == 204  # replaces what was sent
     assert complete(http, owner, file).status_code == 201
+
+
+@pytest.mark.parametrize(
+    ("meanwhile", "status", "detail"),
+    [
+        ("cancel", 409, "The session is canceled: its files cannot change."),
+        ("delete", 404, "No such file in this upload session (deleted?)."),
+    ],
+)
+def test_bytes_are_not_recorded_when_the_session_changed_while_they_arrived(
+    server: LiveServer, http: httpx.Client, owner: str, meanwhile: str, status: int, detail: str
+) -> None:
+    """Checked before the body and again when recording it: the session canceled, or the
+    file deleted, while the bytes were on their way records nothing."""
+    name = f"changed-{meanwhile}"
+    session = open_session(http, owner, name, "1.0")
+    filename, data = build_wheel(name, "1.0")
+    file = add_file(http, owner, session, filename, b"\0" * len(data))  # bytes recorded once
+    changed = []
+
+    def chunks() -> Iterator[bytes]:  # the first half, then the change, then the rest
+        yield data[: len(data) // 2]
+        with server.client() as other:
+            if meanwhile == "cancel":
+                changed.append(delete(other, session["links"]["session"], owner).status_code)
+            else:
+                changed.append(
+                    delete(other, file["links"]["file-upload-session"], owner).status_code
+                )
+        yield data[len(data) // 2 :]
+
+    sent = http.post(
+        file["mechanism"]["file_url"],
+        content=chunks(),
+        headers={"Content-Type": "application/octet-stream"},
+        auth=("__token__", owner),
+    )
+    assert changed == [204]
+    assert_problem(sent, status, detail)
+    if meanwhile == "cancel":  # the file still has the bytes sent before
+        with server.engine().connect() as conn:
+            recorded = conn.execute(
+                select(db.upload_session_files.c.sha256).where(
+                    db.upload_session_files.c.filename == filename
+                )
+            ).scalar_one()
+        assert recorded == hashlib.sha256(b"\0" * len(data)).hexdigest()
 
 
 def test_a_file_that_fails_a_check_carries_the_legacy_uploads_text(

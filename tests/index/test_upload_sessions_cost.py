@@ -4,6 +4,8 @@ still checked against the rights of the moment."""
 
 from __future__ import annotations
 
+import re
+
 import httpx
 from sqlalchemy import func, select
 
@@ -66,3 +68,25 @@ def test_a_publish_asks_about_every_file_at_once_and_still_refuses_each_taken_on
         "/prod/simple/cost-batch/", headers={"Accept": "application/vnd.pypi.simple.v1+json"}
     )
     assert [f["filename"] for f in page.json()["files"]] == [raced[0]]
+
+
+def transactions(http: httpx.Client) -> tuple[int, int]:
+    """The server's database transactions so far, (reading, writing), from its /_/metrics."""
+    text = http.get("/_/metrics").text
+    found = dict(re.findall(r'^keyless_db_transactions_total\{mode="(\w+)"\} (\d+)$', text, re.M))
+    return int(found["read"]), int(found["write"])
+
+
+def test_a_file_costs_one_transaction_per_step(server: LiveServer, http: httpx.Client) -> None:
+    """A file's three requests (create, bytes, complete) run five transactions: create one
+    (writing); bytes one before the body (may it come?) and one to record it; complete one
+    for its checks, outside the write lock, and one to record them. Each authenticates its
+    token inside the first of them: none is spent on authenticating alone (there were 8)."""
+    token = server.token("cost-owner", "prod")
+    session = open_session(http, token, "cost-steps", "1.0")
+    filename, data = build_wheel("cost-steps", "1.0")
+    before = transactions(http)
+    assert transactions(http) == before  # reading the counters costs none
+    upload_completed(http, token, session, filename, data)
+    after = transactions(http)
+    assert (after[0] - before[0], after[1] - before[1]) == (2, 3)  # (reading, writing)

@@ -167,6 +167,20 @@ def current_identity(conn: Connection, identity: Identity) -> Identity:
     return _identity(conn, conn.execute(_TOKEN_BY_ID, {"token_id": identity.token_id}))
 
 
+def token_identity(conn: Connection, token: str) -> Identity:
+    """The identity behind the API token `token` as the database on `conn` says it is now;
+    raises InvalidCredentials (`unknown` for a token that does not exist).
+
+    Inside a write transaction, what it returns holds until the commit (see
+    `current_identity`): a use case that authenticates there needs no snapshot first.
+    """
+    if not token.startswith(TOKEN_PREFIX):
+        raise InvalidCredentials(
+            "Invalid or non-existent authentication information.", unknown=True
+        )
+    return _identity(conn, conn.execute(_TOKEN_BY_HASH, {"token_hash": hash_token(token)}))
+
+
 def _identity(conn: Connection, result: Any) -> Identity:
     row = result.first()
     state = "missing" if row is None else token_state(row.revoked, row.expires, now())
@@ -379,9 +393,5 @@ class Accounts:
         its publishers before the request writes anything. A use case that writes decides on
         `current_identity` inside its write transaction.
         """
-        if not token.startswith(TOKEN_PREFIX):
-            raise InvalidCredentials(
-                "Invalid or non-existent authentication information.", unknown=True
-            )
         with db.reading(self.engine) as conn:
-            return _identity(conn, conn.execute(_TOKEN_BY_HASH, {"token_hash": hash_token(token)}))
+            return token_identity(conn, token)

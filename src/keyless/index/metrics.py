@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import os
 
+from keyless.store import db
+
 # Route classes, as the request paths fall (see `route_class`); "other" is health, metrics,
 # the client served at /+client/ and the owners' JSON API.
 ROUTE_CLASSES = ("simple", "files", "upload", "json", "oidc", "web", "other")
@@ -120,6 +122,14 @@ class Metrics:
             "change, or no such project).",
         )
         lines.append(f"keyless_simple_cache_misses_total {cache_misses}")
+        _family(
+            lines,
+            "keyless_db_transactions_total",
+            "Database transactions begun, reading or writing (a writing one commits with an "
+            "fsync).",
+        )
+        for mode, count in zip(("read", "write"), db.TRANSACTIONS, strict=True):
+            lines.append(f'keyless_db_transactions_total{{mode="{mode}"}} {count}')
         # Which process answered: with `serve --workers N`, a scrape reaches one of them.
         lines.append(
             "# HELP keyless_process_id The id of the server process these counters are of."

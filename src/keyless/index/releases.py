@@ -247,6 +247,23 @@ def taken(
     existing = existing_file(conn, index_id, filename, blake2)
     if existing is not None:
         return Taken(existing)
+    return taken_without_a_file(
+        conn, index_id, project_id, filename, sdist_of, session_id=session_id
+    )
+
+
+def taken_without_a_file(
+    conn: Connection,
+    index_id: int,
+    project_id: int | None,
+    filename: str,
+    sdist_of: str | None,
+    *,
+    session_id: int = 0,
+) -> Taken:
+    """`taken`'s questions after `existing_file`'s, for a caller that knows no file has the
+    name (or the bytes) now: used before by a deleted file, being published by an upload
+    session, the release's sdist."""
     used_before = conn.execute(_FILENAME_USED, {"index_id": index_id, "filename": filename}).first()
     if used_before:
         return Taken(None, filename_used_before=True)

@@ -158,10 +158,14 @@ def check_permission(
     index: IndexInfo,
     project: ProjectRow | None,
     name: NormalizedName,
+    *,
+    holds_name: bool = False,
 ) -> None:
     """May `identity` add files to the project (None: create it)? Raises UploadRejected.
 
     The upload's rule, and an upload session's on each of its requests (`upload2/`).
+    `holds_name`: the identity's user holds the name by a live upload session of its own, so
+    no other user's session can (creating a session asks, in a writing transaction).
     """
     if identity.is_trusted_publisher:
         _check_trusted_permission(identity, index, project, name)
@@ -175,7 +179,7 @@ def check_permission(
     if project is None:
         # Uploading creates the project and the uploader becomes its owner, unless another
         # user's upload session holds the name (PEP 694 reserves it while the session lives).
-        if name_reserved_for_another(conn, index.id, name, identity.user_id):
+        if not holds_name and name_reserved_for_another(conn, index.id, name, identity.user_id):
             raise UploadRejected(reserved_name(name), status=403)
         return
     # A user's token needs a role on the project; a trusted publisher's (no user) is scoped.

@@ -440,14 +440,18 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+# The transactions this process began, [reading, writing]: /_/metrics shows them, what
+# requests cost the database (each is a BEGIN and a COMMIT, a writing one an fsync too).
+TRANSACTIONS = [0, 0]
+
+
 def _sqlite_begin(conn: Any) -> None:
     # A writing transaction takes the write lock at BEGIN, so read-then-write transactions
     # cannot fail half-way with "database is locked" when two uploads race; readers stay
     # concurrent (WAL).
-    if conn.get_execution_options().get("writing"):
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
-    else:
-        conn.exec_driver_sql("BEGIN")
+    writing = bool(conn.get_execution_options().get("writing"))
+    TRANSACTIONS[writing] += 1
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if writing else "BEGIN")
 
 
 def _postgresql_begin(conn: Any) -> None:
@@ -461,7 +465,9 @@ def _postgresql_begin(conn: Any) -> None:
     # the lock taken first, each statement of the default READ COMMITTED isolation sees every
     # write committed before, exactly as under SQLite. Writes are rare next to reads in an
     # index (uploads, not downloads), so serialising them costs little.
-    if conn.get_execution_options().get("writing"):
+    writing = bool(conn.get_execution_options().get("writing"))
+    TRANSACTIONS[writing] += 1
+    if writing:
         conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_WRITE_LOCK})")
 
 

@@ -17,16 +17,16 @@ from typing import Any
 
 from packaging.metadata import Metadata
 from packaging.version import Version
-from sqlalchemy import Connection, Engine, bindparam, delete, select, update
+from sqlalchemy import Connection, Engine, bindparam, delete, exists, literal_column, select, update
 
 from keyless.dists import filenames
 from keyless.dists.errors import DistError
 from keyless.store import db
 from keyless.store.blobs import BlobStore, Digests, PendingBlob
 
-from ..accounts import Identity, now
+from ..accounts import now
 from ..indexes import IndexInfo
-from ..releases import already_exists, file_too_large, taken
+from ..releases import already_exists, file_too_large, taken, taken_without_a_file
 from ..rendering import Descriptions
 from ..uploads import (
     DIGEST_MISMATCH,
@@ -37,7 +37,7 @@ from ..uploads import (
     new_rows,
     refuse_taken,
 )
-from .access import authorize, refused
+from .access import Credentials, authorize, caller_now, refused
 from .state import (
     COMPLETED,
     ERROR,
@@ -77,15 +77,37 @@ _SESSION_SDIST = select(_files.c.id).where(
     _files.c.session_id == bindparam("session_id"),
     _files.c.status == COMPLETED,
     _files.c.packagetype == "sdist",
+    _files.c.id != bindparam("other_than"),
 )
+# The second step of a file's request (its bytes recorded, its completion) writes only if
+# what its first step decided still holds: the session open (not expired) and the file
+# pending, with the bytes the first step checked. One statement, inside the write lock, in
+# place of reading the session and the file again there; when it changes no row, the
+# reason is read (`_why_not_recorded`). The bind names are not column names: an UPDATE's
+# column-named parameters are its SET clause.
+_sessions = db.upload_sessions
+_STILL_OPEN = exists().where(
+    _sessions.c.id == bindparam("sid"),
+    _sessions.c.status.in_([literal_column(f"'{status}'") for status in (OPEN, ERROR)]),
+    _sessions.c.expires > bindparam("moment"),
+)
+_RECORD_BYTES = update(_files).where(
+    _files.c.id == bindparam("fid"),
+    _files.c.session_id == bindparam("sid"),
+    _files.c.status == PENDING,
+    _STILL_OPEN,
+)
+_RECORD_COMPLETED = _RECORD_BYTES.where(_files.c.sha256 == bindparam("checked_sha256"))
 
 
 @dataclass(frozen=True)
 class Expected:
-    """What a file's bytes must be, as its creation declared them."""
+    """What a file's bytes must be, as its creation declared them, and which file it is."""
 
     size: int
     sha256: str
+    session_id: int
+    file_id: int
 
 
 def check_hashes(hashes: Any) -> dict[str, str]:
@@ -130,14 +152,16 @@ class SessionFiles:
     descriptions: Descriptions
 
     def _open_session(
-        self, conn: Connection, index: IndexInfo, identity: Identity, token: str
-    ) -> tuple[Any, Identity, Any]:
+        self, conn: Connection, index: IndexInfo, caller: Credentials, token: str
+    ) -> tuple[Any, Any]:
+        """The session and its project, if the caller may change its files now."""
+        current = caller_now(conn, caller)  # first: credentials are judged before anything
         session = find_session(conn, index.id, token)
-        current, project = authorize(conn, identity, index, session)
+        project = authorize(conn, current, index, session)
         status = effective_status(session)
         if status not in (OPEN, ERROR):
             raise SessionRefused(f"The session is {status}: its files cannot change.", 409)
-        return session, current, project
+        return session, project
 
     def _still_open(self, conn: Connection, index: IndexInfo, token: str) -> Any:
         """The session, refused (409) unless its files may still change: the second step of a
@@ -165,7 +189,7 @@ class SessionFiles:
     def create(
         self,
         index: IndexInfo,
-        identity: Identity,
+        caller: Credentials,
         token: str,
         filename: Any,
         size: Any,
@@ -173,7 +197,7 @@ class SessionFiles:
         mechanism: Any,
     ) -> FileState:
         with db.writing(self.engine) as conn:
-            session, _, project = self._open_session(conn, index, identity, token)
+            session, project = self._open_session(conn, index, caller, token)
             if not isinstance(filename, str) or not filename:
                 raise SessionRefused("'filename' must be the file's name.", source="filename")
             try:
@@ -221,7 +245,8 @@ class SessionFiles:
         ).first()
         if published is not None:
             raise SessionRefused(already_exists(filename, published.blake2_256), 409)
-        found = taken(conn, index.id, None, filename, "", sdist_of=None, session_id=session.id)
+        # No file has the name (asked just above): the rest of `taken`'s questions.
+        found = taken_without_a_file(conn, index.id, None, filename, None, session_id=session.id)
         try:
             refuse_taken(found, filename, "")
         except UploadRejected as exc:
@@ -239,13 +264,13 @@ class SessionFiles:
     # ----------------------------------------------------------------------- bytes
 
     def expect_bytes(
-        self, index: IndexInfo, identity: Identity, token: str, file_token: str
+        self, index: IndexInfo, caller: Credentials, token: str, file_token: str
     ) -> Expected:
         """May bytes be sent to this file now? What they must be (read before the body)."""
         with db.reading(self.engine) as conn:
-            session, _, _ = self._open_session(conn, index, identity, token)
+            session, _ = self._open_session(conn, index, caller, token)
             row = self._pending(conn, session, file_token)
-            return Expected(row.declared_size, row.declared_hashes["sha256"])
+            return Expected(row.declared_size, row.declared_hashes["sha256"], session.id, row.id)
 
     def _pending(self, conn: Connection, session: Any, file_token: str) -> Any:
         row = self._file(conn, session, file_token)
@@ -262,6 +287,7 @@ class SessionFiles:
         index: IndexInfo,
         token: str,
         file_token: str,
+        expected: Expected,
         pending: PendingBlob,
         digests: Digests,
     ) -> None:
@@ -271,27 +297,38 @@ class SessionFiles:
         # garbage collection cannot run (see `uploads.Uploads._store`).
         self.blobs.place(pending, digests.sha256, digests.size)
         with db.writing(self.engine) as conn:
-            session = self._still_open(conn, index, token)  # authorized by `expect_bytes`
-            row = self._pending(conn, session, file_token)
-            self.blobs.place(pending, digests.sha256, digests.size)
-            conn.execute(
-                _UPDATE_FILE,
+            recorded = conn.execute(
+                _RECORD_BYTES,
                 {
-                    "file_id": row.id,
+                    "fid": expected.file_id,
+                    "sid": expected.session_id,
+                    "moment": now(),
                     "sha256": digests.sha256,
                     "md5": digests.md5,
                     "blake2_256": digests.blake2_256,
                     "size": digests.size,
                 },
             )
+            if recorded.rowcount != 1:
+                self._why_not_recorded(conn, index, token, file_token, "The file changed")
+            self.blobs.place(pending, digests.sha256, digests.size)
+
+    def _why_not_recorded(
+        self, conn: Connection, index: IndexInfo, token: str, file_token: str, otherwise: str
+    ) -> None:
+        """Raise why the second step of a request wrote nothing (see `_RECORD_BYTES`): the
+        session or the file changed since its first step, which authorized it."""
+        session = self._still_open(conn, index, token)
+        self._pending(conn, session, file_token)
+        raise SessionRefused(f"{otherwise} while it was checked.", 409)
 
     # ----------------------------------------------------------------------- complete
 
     def complete(
-        self, index: IndexInfo, identity: Identity, token: str, file_token: str
+        self, index: IndexInfo, caller: Credentials, token: str, file_token: str
     ) -> FileState:
         with db.reading(self.engine) as conn:
-            session, _, project = self._open_session(conn, index, identity, token)
+            session, project = self._open_session(conn, index, caller, token)
             row = self._file(conn, session, file_token)
             if row.status == COMPLETED:
                 return FileState.of(row, session.expires)
@@ -320,7 +357,7 @@ class SessionFiles:
                     {"file_id": row.id, "status": ERROR, "notices": [failure.message]},
                 )
             raise refused(failure)
-        return self._mark_completed(index, token, file_token, row, artifact)
+        return self._mark_completed(index, token, file_token, session, row, artifact)
 
     def _check(
         self, conn: Connection, index: IndexInfo, session: Any, project: Any, row: Any
@@ -378,37 +415,36 @@ class SessionFiles:
         if any(hashers[name].hexdigest() != value for name, value in others.items()):
             raise UploadRejected(DIGEST_MISMATCH)
 
-    def _session_has_sdist(self, conn: Connection, session_id: int) -> bool:
-        row = conn.execute(_SESSION_SDIST, {"session_id": session_id}).first()
-        return row is not None
+    def _session_has_sdist(self, conn: Connection, session_id: int, other_than: int = 0) -> bool:
+        row = conn.execute(_SESSION_SDIST, {"session_id": session_id, "other_than": other_than})
+        return row.first() is not None
 
     def _mark_completed(
         self,
         index: IndexInfo,
         token: str,
         file_token: str,
+        session: Any,
         checked: Any,
         artifact: Artifact,
     ) -> FileState:
+        """Record the checked file as completed, if it is still what was checked."""
+        digests = Digests(checked.sha256, checked.md5, checked.blake2_256, checked.size)
+        new_file, release = new_rows(
+            checked.filename,
+            artifact,
+            digests,
+            version=session.version,
+            python_version=_python_version(artifact),
+        )
         with db.writing(self.engine) as conn:
-            session = self._still_open(conn, index, token)  # authorized by `complete`
-            row = self._pending(conn, session, file_token)
-            if row.sha256 != checked.sha256:
-                raise SessionRefused("The file's bytes changed while it was checked.", 409)
-            if artifact.dist.packagetype == "sdist" and self._session_has_sdist(conn, session.id):
-                raise SessionRefused("Only one sdist may be uploaded per release.")
-            digests = Digests(row.sha256, row.md5, row.blake2_256, row.size)
-            new_file, release = new_rows(
-                row.filename,
-                artifact,
-                digests,
-                version=session.version,
-                python_version=_python_version(artifact),
-            )
-            conn.execute(
-                _UPDATE_FILE,
+            recorded = conn.execute(
+                _RECORD_COMPLETED,
                 {
-                    "file_id": row.id,
+                    "fid": checked.id,
+                    "sid": session.id,
+                    "moment": now(),
+                    "checked_sha256": checked.sha256,
                     "status": COMPLETED,
                     "packagetype": new_file.packagetype,
                     "python_version": new_file.python_version,
@@ -419,23 +455,34 @@ class SessionFiles:
                     "release_info": release.info,
                 },
             )
+            if recorded.rowcount != 1:
+                self._why_not_recorded(conn, index, token, file_token, "The file's bytes changed")
+            if artifact.dist.packagetype == "sdist" and self._session_has_sdist(
+                conn, session.id, other_than=checked.id
+            ):  # another sdist completed meanwhile: this one is not (rolled back)
+                raise SessionRefused("Only one sdist may be uploaded per release.")
             return FileState(
-                row.token, row.filename, COMPLETED, list(row.notices or []), session.expires
+                checked.token,
+                checked.filename,
+                COMPLETED,
+                list(checked.notices or []),
+                session.expires,
             )
 
     # ----------------------------------------------------------------------- status, delete
 
     def status(
-        self, index: IndexInfo, identity: Identity, token: str, file_token: str
+        self, index: IndexInfo, caller: Credentials, token: str, file_token: str
     ) -> FileState:
         with db.reading(self.engine) as conn:
+            current = caller_now(conn, caller)
             session = find_session(conn, index.id, token)
-            authorize(conn, identity, index, session)
+            authorize(conn, current, index, session)
             return FileState.of(self._file(conn, session, file_token), session.expires)
 
-    def delete(self, index: IndexInfo, identity: Identity, token: str, file_token: str) -> None:
+    def delete(self, index: IndexInfo, caller: Credentials, token: str, file_token: str) -> None:
         with db.writing(self.engine) as conn:
-            session, _, _ = self._open_session(conn, index, identity, token)
+            session, _ = self._open_session(conn, index, caller, token)
             row = self._file(conn, session, file_token)
             conn.execute(_DELETE_FILE, {"file_id": row.id})
 

@@ -30,7 +30,7 @@ from keyless.config import UPLOAD_SESSION_EXTENSIONS
 from keyless.store import db
 from keyless.store.blobs import BlobStore
 
-from ..accounts import Identity, as_utc, now
+from ..accounts import Identity, InvalidCredentials, as_utc, now
 from ..indexes import IndexInfo
 from ..projects import create_project, record_event
 from ..releases import (
@@ -50,10 +50,9 @@ from ..uploads import (
     UploadRejected,
     check_permission,
     check_project_size,
-    current_uploader,
     refuse_taken,
 )
-from .access import authorize, current_project, for_index, refused
+from .access import Credentials, authorize, caller_now, current_project, for_index, refused
 from .stage import OpenSession, Stage, find_stage, open_sessions, staged_metadata
 from .state import (
     CANCELED,
@@ -63,6 +62,7 @@ from .state import (
     OPEN,
     PROCESSING,
     PUBLISHED,
+    SESSION_BY_ID,
     SessionRefused,
     SessionState,
     effective_status,
@@ -105,7 +105,7 @@ class UploadSessions:
     # ----------------------------------------------------------------------- create
 
     def create(
-        self, index: IndexInfo, identity: Identity, name: object, version: object
+        self, index: IndexInfo, caller: Credentials, name: object, version: object
     ) -> SessionState:
         """Open a session for `name` `version`; 409 (with its location) when one is live."""
         name, version = _check_name_and_version(name, version)
@@ -113,7 +113,7 @@ class UploadSessions:
         canonical = canonicalize_version(version)
         try:
             with db.writing(self.engine) as conn:
-                current = self._may_create(conn, identity, index, name, normalized)
+                current = self._may_create(conn, caller, index, name, normalized)
                 self._cancel_expired(conn, index.id, normalized)
                 _refuse_live(conn, index.id, normalized, canonical)
                 moment = now()
@@ -156,13 +156,13 @@ class UploadSessions:
     def _may_create(
         self,
         conn: Connection,
-        identity: Identity,
+        caller: Credentials,
         index: IndexInfo,
         name: str,
         normalized: NormalizedName,
     ) -> Identity:
+        current = caller_now(conn, caller)
         try:
-            current = current_uploader(conn, identity)
             for_index(current, index)
             project = current_project(conn, index, normalized)
             check_permission(conn, current, index, project, normalized)
@@ -189,19 +189,21 @@ class UploadSessions:
 
     # ----------------------------------------------------------------------- read, extend, cancel
 
-    def status(self, index: IndexInfo, identity: Identity, token: str) -> SessionState:
+    def status(self, index: IndexInfo, caller: Credentials, token: str) -> SessionState:
         with db.reading(self.engine) as conn:
+            current = caller_now(conn, caller)
             row = find_session(conn, index.id, token)
-            authorize(conn, identity, index, row)
+            authorize(conn, current, index, row)
             return session_state(conn, index.name, row)
 
     def extend(
-        self, index: IndexInfo, identity: Identity, token: str, seconds: int
+        self, index: IndexInfo, caller: Credentials, token: str, seconds: int
     ) -> SessionState:
         """Expire `seconds` from now, within the total lifetime a session may have."""
         with db.writing(self.engine) as conn:
+            current = caller_now(conn, caller)
             row = find_session(conn, index.id, token)
-            authorize(conn, identity, index, row)
+            authorize(conn, current, index, row)
             status = effective_status(row)
             if status not in (OPEN, ERROR):
                 raise SessionRefused(f"The session is {status}: it cannot be extended.", 409)
@@ -217,10 +219,11 @@ class UploadSessions:
                 )
             return session_state(conn, index.name, find_session(conn, index.id, token))
 
-    def cancel(self, index: IndexInfo, identity: Identity, token: str) -> None:
+    def cancel(self, index: IndexInfo, caller: Credentials, token: str) -> None:
         with db.writing(self.engine) as conn:
+            current = caller_now(conn, caller)
             row = find_session(conn, index.id, token)
-            current, _ = authorize(conn, identity, index, row)
+            authorize(conn, current, index, row)
             status = effective_status(row)
             if status == CANCELED:
                 return
@@ -239,11 +242,12 @@ class UploadSessions:
 
     # ----------------------------------------------------------------------- publish
 
-    def publish(self, index: IndexInfo, identity: Identity, token: str) -> SessionState:
+    def publish(self, index: IndexInfo, caller: Credentials, token: str) -> SessionState:
         """Publish every file of the session at once (see the module's docstring)."""
         with db.writing(self.engine) as conn:  # 1: processing; the filenames are reserved
+            current = caller_now(conn, caller)
             row = find_session(conn, index.id, token)
-            authorize(conn, identity, index, row)
+            authorize(conn, current, index, row)
             status = effective_status(row)
             if status == PUBLISHED:
                 return session_state(conn, index.name, row)
@@ -268,25 +272,27 @@ class UploadSessions:
                 409,
             )
         try:
-            self._finish(index, row.id, identity)  # 3
+            self._finish(index, row.id, caller)  # 3
         except SessionRefused as exc:
             self._back_to_open(row.id, exc.message)
             raise
         with db.reading(self.engine) as conn:
             return session_state(conn, index.name, find_session(conn, index.id, token))
 
-    def _finish(self, index: IndexInfo, session_id: int, identity: Identity) -> bool:
+    def _finish(self, index: IndexInfo, session_id: int, caller: Credentials) -> bool:
         """Step 3 of a publish: every file in one transaction; False if no longer processing.
 
         Raises SessionRefused (nothing was written) when the files may not go there now.
         """
         with db.writing(self.engine) as conn:
-            row = conn.execute(
-                select(db.upload_sessions).where(db.upload_sessions.c.id == session_id)
-            ).first()
+            row = conn.execute(SESSION_BY_ID, {"session_id": session_id}).first()
             if row is None or row.status != PROCESSING:
                 return False  # another process finished it (a request, or garbage collection)
-            current, project = authorize(conn, identity, index, row)
+            try:  # rights again, as they are at the commit
+                current = caller_now(conn, caller)
+            except InvalidCredentials as exc:  # lost since step 1: back to open, as any refusal
+                raise SessionRefused(exc.reason, 403) from None
+            project = authorize(conn, current, index, row)
             files = session_files(conn, session_id)
             try:
                 _may_add(conn, index, project, row, files)
