@@ -214,3 +214,25 @@ def test_an_idle_connection_the_server_closed_is_not_reused(
             response = http.get(f"{url}/")
             assert (response.status_code, response.text) == (200, "ok")
             assert closed.wait(5)
+
+
+def test_a_kept_alive_connection_sets_its_socket_timeout_only_when_it_changes(
+    server: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each change is a system call: with equal read and write timeouts, one at the connect
+    and one at the first request, not two more for every request."""
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    calls: list[float | None] = []
+    settimeout = socket.socket.settimeout
+
+    def counted(self: socket.socket, value: float | None) -> None:
+        calls.append(value)
+        settimeout(self, value)
+
+    monkeypatch.setattr(socket.socket, "settimeout", counted)
+    with new_http_client(environ={}, timeout=30) as http:
+        for _ in range(5):
+            assert http.get(f"{server.url}/_/health").status_code == 200
+    assert calls == [15.0, 30.0]

@@ -132,9 +132,7 @@ class StdlibTransport(httpx.BaseTransport):
         timeouts: dict[str, float | None],
     ) -> http.client.HTTPResponse:
         """Send `request` on `connection` and read the answer's status and headers."""
-        sock = connection.sock
-        if sock is not None:
-            sock.settimeout(timeouts.get("write"))
+        _set_timeout(connection, timeouts.get("write"))
         chunked = request.headers.get("transfer-encoding", "").lower() == "chunked"
         write_failure: OSError | None = None
         try:
@@ -160,8 +158,7 @@ class StdlibTransport(httpx.BaseTransport):
             # The index may have answered (a 413, a 401) and closed before taking the whole
             # body: its answer says more than a broken pipe, so read it when there is one.
             write_failure = exc
-        if connection.sock is not None:
-            connection.sock.settimeout(timeouts.get("read"))
+        _set_timeout(connection, timeouts.get("read"))
         try:
             return connection.getresponse()
         except TimeoutError as exc:
@@ -170,6 +167,14 @@ class StdlibTransport(httpx.BaseTransport):
             if write_failure is not None:
                 raise httpx.WriteError(str(write_failure), request=request) from write_failure
             raise _read_error(exc, request) from exc
+
+
+def _set_timeout(connection: http.client.HTTPConnection, seconds: float | None) -> None:
+    # Each change is a system call (two a request when the read and write timeouts are the
+    # same, as they are for the index client): only when it changes.
+    sock = connection.sock
+    if sock is not None and sock.gettimeout() != seconds:
+        sock.settimeout(seconds)
 
 
 def _body(request: httpx.Request) -> Iterator[bytes]:
