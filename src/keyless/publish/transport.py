@@ -5,7 +5,9 @@ Why not httpx's own transport (httpcore and h11): a publish sends ~155 small req
 an upload session (50 legacy uploads without), and a request through httpx's client took
 1.1-1.3 ms of CPU with httpcore and h11 below it, 0.7-0.8 ms with `http.client` (GETs on one
 keep-alive connection to a keyless server, best of 3 x 400); the client's CPU is taken from
-the server's cores on a small machine, and httpcore and h11 need not be imported at all. httpx's client still does everything above the connection — URLs, headers, redirects,
+the server's cores on a small machine, and httpcore and h11 need not be imported at all.
+
+httpx's client still does everything above the connection — URLs, headers, redirects,
 timeouts, response decoding — so callers see the same `httpx.Response`s and the same
 `httpx.TransportError`s (certificate failures say CERTIFICATE_VERIFY_FAILED, as before).
 
