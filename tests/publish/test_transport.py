@@ -236,3 +236,64 @@ def test_a_kept_alive_connection_sets_its_socket_timeout_only_when_it_changes(
         for _ in range(5):
             assert http.get(f"{server.url}/_/health").status_code == 200
     assert calls == [15.0, 30.0]
+
+
+@pytest.fixture
+def recording_server() -> Iterator[tuple[str, list[bytes]]]:
+    """Takes one request a connection (headers and a chunked body), records its bytes and
+    answers 200 "ok" with Connection: close."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    stop = threading.Event()
+    requests: list[bytes] = []
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(5)
+                received = b""
+                while not received.endswith(b"\r\n0\r\n\r\n"):
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        break
+                    received += chunk
+                requests.append(received)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}", requests
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+
+
+def test_a_body_of_unknown_length_is_sent_chunked(
+    recording_server: tuple[str, list[bytes]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, requests = recording_server
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+
+    def parts() -> Iterator[bytes]:
+        yield b"hello, "
+        yield b""  # an empty piece must not end the body early
+        yield b"index"
+
+    with new_http_client(environ={}) as http:
+        response = http.post(f"{url}/upload", content=parts())
+        assert (response.status_code, response.text) == (200, "ok")
+    [request] = requests
+    head, _, body = request.partition(b"\r\n\r\n")
+    assert head.startswith(b"POST /upload HTTP/1.1\r\n")
+    assert b"\r\nTransfer-Encoding: chunked" in head
+    assert body == b"7\r\nhello, \r\n5\r\nindex\r\n0\r\n\r\n"
