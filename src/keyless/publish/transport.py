@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import http.client
 import select
-import socket
 import ssl
 import threading
 from collections.abc import Callable, Iterator
@@ -57,14 +56,14 @@ class StdlibTransport(httpx.BaseTransport):
 
     def _connection(
         self, key: _Key, timeouts: dict[str, float | None], request: httpx.Request
-    ) -> tuple[http.client.HTTPConnection, bool]:
-        """An idle connection to `key` (and True), else a new one (and False)."""
+    ) -> http.client.HTTPConnection:
+        """An idle connection to `key` the server has not closed, else a new one."""
         with self._lock:
             idle = self._idle.get(key, [])
             while idle:
                 kept = idle.pop()
                 if _still_open(kept):
-                    return kept, True
+                    return kept
                 kept.close()
         scheme, host, port = key
         connection: http.client.HTTPConnection
@@ -82,7 +81,7 @@ class StdlibTransport(httpx.BaseTransport):
         except OSError as exc:  # ssl.SSLError is one: an untrusted certificate, too
             connection.close()
             raise httpx.ConnectError(str(exc) or type(exc).__name__, request=request) from exc
-        return connection, False
+        return connection
 
     def _release(self, key: _Key, connection: http.client.HTTPConnection) -> None:
         with self._lock:
@@ -110,7 +109,7 @@ class StdlibTransport(httpx.BaseTransport):
         port = url.port or (443 if scheme == "https" else 80)
         key: _Key = (scheme, url.raw_host.decode("ascii"), port)
         timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
-        connection, _ = self._connection(key, timeouts, request)
+        connection = self._connection(key, timeouts, request)
         try:
             response = self._exchange(connection, request, timeouts)
         except BaseException:
@@ -211,8 +210,6 @@ def _read_error(exc: BaseException, request: httpx.Request) -> httpx.TransportEr
         )
     if isinstance(exc, http.client.HTTPException):
         return httpx.RemoteProtocolError(str(exc) or type(exc).__name__, request=request)
-    if isinstance(exc, socket.timeout):
-        return httpx.ReadTimeout(str(exc) or "timed out", request=request)
     return httpx.ReadError(str(exc) or type(exc).__name__, request=request)
 
 
