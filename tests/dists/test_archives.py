@@ -308,6 +308,12 @@ def test_checks_run_in_pypis_order(tmp_path: Path) -> None:
             f"License-File LICENSE does not exist in distribution file {WHEEL} at "
             "demo-1.0.dist-info/licenses/LICENSE",
         ),
+        (
+            # Header names are case-insensitive: a quick look for the field must be too.
+            build_wheel(metadata_text=core_metadata_text() + "license-FILE: LICENSE\n"),
+            f"License-File LICENSE does not exist in distribution file {WHEEL} at "
+            "demo-1.0.dist-info/licenses/LICENSE",
+        ),
     ],
 )
 def test_wheel_contents_with_pypis_texts(

@@ -351,7 +351,16 @@ def parse_core_metadata(data: bytes, policy: Policy) -> Metadata:
 
     Raises ``InvalidMetadata`` listing every problem.
     """
-    parsed, leftovers = parse_email(data)
+    return validate_core_metadata(*parse_email(data), policy)
+
+
+def validate_core_metadata(
+    parsed: RawMetadata, leftovers: Mapping[str, list[str]], policy: Policy
+) -> Metadata:
+    """`parse_core_metadata` of a file that packaging's `parse_email` has read already (for a
+    caller that needs its raw fields too: parsing is most of the cost). Neither is changed.
+    """
+    leftovers = dict(leftovers)
     raw: dict[str, Any] = {}
     for key, value in cast(Mapping[str, Any], parsed).items():
         if isinstance(value, str):
@@ -431,6 +440,8 @@ def declared_license_files(data: bytes) -> list[str]:
     Entries under a Metadata-Version before 2.4 are setuptools' older, different convention
     and are ignored, as twine (and so PyPI) ignores them. Never raises.
     """
+    if b"license-file" not in data.lower():
+        return []  # most files: no need to parse them (header names are case-insensitive)
     parsed, _ = parse_email(data)
     if parsed.get("metadata_version") in _BEFORE_LICENSE_FILE:
         return []

@@ -7,6 +7,7 @@ idea of it, because that is what the index will compare the upload form against.
 from __future__ import annotations
 
 import hashlib
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,16 +19,18 @@ from keyless.dists import (
     DistError,
     InvalidMetadata,
     Policy,
-    parse_core_metadata,
     parse_dist_filename,
     read_core_metadata,
 )
+from keyless.dists.metadata import validate_core_metadata
 from keyless.dists.policy import METADATA_VERSIONS
 from keyless.publish.errors import PublishError
 
 SDIST = "sdist"
 WHEEL = "bdist_wheel"
 _CHUNK = 1024 * 1024
+# Files up to this size are read once, for their digests and the archive checks together.
+_KEEP_IN_MEMORY = 16 * _CHUNK
 
 # Lenient on purpose: PyPI's policy rules are the index's business (and `keyless check`'s);
 # here we only need metadata that parses, so the form we send describes the file.
@@ -117,18 +120,25 @@ def _pyversion(filename: str, packagetype: str) -> str:
     return filename[: -len(".whl")].split("-")[-3]
 
 
-def _hashes(path: Path) -> tuple[str, str, str, int]:
+def _read(path: Path) -> tuple[bytes, tuple[str, str, str, int]]:
+    """The file's digests (sha256, md5, blake2b-256, size), in one pass over it; and its bytes
+    when it is small enough to keep (b"" otherwise): the archive checks then read those
+    instead of opening the file a second time."""
     sha256 = hashlib.sha256()
     md5 = hashlib.md5(usedforsecurity=False)
     blake2 = hashlib.blake2b(digest_size=32)
     size = 0
+    chunks: list[bytes] = []
     with path.open("rb") as fp:
         while chunk := fp.read(_CHUNK):
             sha256.update(chunk)
             md5.update(chunk)
             blake2.update(chunk)
             size += len(chunk)
-    return sha256.hexdigest(), md5.hexdigest(), blake2.hexdigest(), size
+            if size <= _KEEP_IN_MEMORY:
+                chunks.append(chunk)
+    content = b"".join(chunks) if size <= _KEEP_IN_MEMORY else b""
+    return content, (sha256.hexdigest(), md5.hexdigest(), blake2.hexdigest(), size)
 
 
 def load_dist(path: Path) -> LocalDist:
@@ -147,8 +157,11 @@ def load_dist(path: Path) -> LocalDist:
         )
     try:
         parsed = parse_dist_filename(path.name, _POLICY)
-        raw_metadata = read_core_metadata(path, parsed)
-        metadata = parse_core_metadata(raw_metadata, _POLICY)
+        content, digests = _read(path)
+        raw_metadata = read_core_metadata(io.BytesIO(content) if content else path, parsed)
+        # Parsed once: the raw fields make the upload form, and are what is validated.
+        raw, leftovers = parse_email(raw_metadata)
+        metadata = validate_core_metadata(raw, leftovers, _POLICY)
     except InvalidMetadata as exc:
         raise PublishError(
             f"{path.name}: invalid metadata:\n  " + "\n  ".join(exc.errors),
@@ -170,8 +183,7 @@ def load_dist(path: Path) -> LocalDist:
             hint="rebuild the distribution; never rename a built file.",
             context=context,
         )
-    sha256, md5, blake2, size = _hashes(path)
-    raw, _ = parse_email(raw_metadata)
+    sha256, md5, blake2, size = digests
     return LocalDist(
         path=path,
         filename=path.name,
