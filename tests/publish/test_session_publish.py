@@ -34,6 +34,7 @@ from tests.builders import build_sdist, build_wheel, write_dist
 from tests.conftest import LiveServer, client_env
 
 from .conftest import StubIndex, keyless_publish, run_publish, simple_hashes
+from .stalling_relay import StallingRelay
 
 
 @pytest.fixture
@@ -260,7 +261,7 @@ def _big_wheel(folder: Path, name: str, version: str) -> Path:
 
 
 def test_a_killed_run_is_resumed_by_the_next_and_published_once(
-    server: LiveServer, http: httpx.Client, tmp_path: Path
+    server: LiveServer, http: httpx.Client, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     token = server.token("owner-resumed-session", "prod")
     small = release_files(tmp_path / "dist", "resumed-session", "1.0")
@@ -268,7 +269,11 @@ def test_a_killed_run_is_resumed_by_the_next_and_published_once(
     # One at a time, small files first: once two are staged, the big one is on its way.
     paths = [*small[:2], big, *small[2:]]
     env = publish_env(tmp_path, token)
-    args = ["--repository-url", server.upload_url("prod"), "--parallel", "1", *map(str, paths)]
+    # The big file stalls after 1 MiB until the relay is disarmed: killed while on its way.
+    relay = StallingRelay(server.url, limit=1024 * 1024)
+    request.addfinalizer(relay.close)
+    upload_url = f"{relay.url}/prod/legacy/"
+    args = ["--repository-url", upload_url, "--parallel", "1", *map(str, paths)]
     process = subprocess.Popen(
         keyless_publish(*args), env=env, cwd=tmp_path, stderr=subprocess.PIPE, text=True
     )
@@ -297,6 +302,7 @@ def test_a_killed_run_is_resumed_by_the_next_and_published_once(
     assert held["status"] == "open"
     completed = {n for n, f in held["files"].items() if f["status"] == "completed"}
     assert {p.name for p in paths[:2]} <= completed
+    relay.disarm()
 
     rerun = run_publish([*args, "--json"], env, tmp_path)
     assert rerun.returncode == 0, rerun.stderr
@@ -313,13 +319,17 @@ def test_a_killed_run_is_resumed_by_the_next_and_published_once(
 
 
 def test_an_interrupt_cancels_the_session(
-    server: LiveServer, http: httpx.Client, tmp_path: Path
+    server: LiveServer, http: httpx.Client, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     token = server.token("owner-interrupted-session", "prod")
     small = release_files(tmp_path / "dist", "interrupted-session", "1.0")
     paths = [small[0], _big_wheel(tmp_path / "dist", "interrupted-session", "1.0")]
     env = publish_env(tmp_path, token)
-    args = ["--repository-url", server.upload_url("prod"), "--parallel", "1", *map(str, paths)]
+    # The big file stalls after 1 MiB: the interrupt comes while it is on its way.
+    relay = StallingRelay(server.url, limit=1024 * 1024)
+    request.addfinalizer(relay.close)
+    upload_url = f"{relay.url}/prod/legacy/"
+    args = ["--repository-url", upload_url, "--parallel", "1", *map(str, paths)]
     process = subprocess.Popen(
         keyless_publish(*args), env=env, cwd=tmp_path, stderr=subprocess.PIPE, text=True
     )
@@ -340,6 +350,7 @@ def test_an_interrupt_cancels_the_session(
     opened = re.search(r"Opened an upload session for interrupted-session 1.0: (\S+)", text)
     assert opened, text
     assert "canceled the session for interrupted-session 1.0" in text
+    assert not re.search(r"staged\s+" + re.escape(paths[1].name), text), "interrupted too late"
     assert session_status(http, opened[1], token)["status"] == "canceled"
     assert visible(http, "interrupted-session", "1.0") == {}
 
