@@ -9,6 +9,9 @@ kept in memory with its ETag/Last-Modified, revalidated after the index's `upstr
 served stale (with a header saying so) while the upstream is unreachable. Their files are
 fetched on first download, streamed to that client while they are stored, checked against the
 upstream page's sha256 and then served from the blob store.
+
+This module keeps the policy and what is cached; asking the upstream for a page is pages.py's,
+streaming a file's first download download.py's.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote, urlparse
+from urllib.parse import quote
 
 import httpx
 from packaging.utils import NormalizedName, canonicalize_name
@@ -40,56 +43,27 @@ from ..catalog import Catalog, version_key
 from ..pages import PageSet, SimplePages, project_html, project_json, rendered, root_page
 from . import download
 from .merge import UPSTREAM, json_api_files, merge_pages, version_of
+from .pages import (
+    CachedPage,
+    CachedRoot,
+    Rows,
+    auth_for,
+    fetch_page,
+    fetch_root,
+    read_bounded,
+    timeout_of,
+)
 from .policy import reserved_by
 from .refused import MirrorRefused
-from .upstream import (
-    ACCEPT,
-    MAX_PAGE_BYTES,
-    MalformedPage,
-    UpstreamFile,
-    UpstreamPage,
-    parse_page,
-    parse_root,
-)
+from .upstream import UpstreamFile, UpstreamPage
 
 log = logging.getLogger("keyless.mirror")
 
 # Upstream pages kept in memory per process; the oldest fetched goes first beyond it.
 MAX_CACHED_PAGES = 10_000
 MAX_METADATA_BYTES = 16 * 1024 * 1024
-# PyPI's root page lists every project (over half a million names: tens of MB).
-MAX_ROOT_BYTES = 256 * 1024 * 1024
 DOWNLOAD_RECORD_INTERVAL = 3600.0  # seconds: see Mirror.download_to_record
 METADATA_SUFFIX = ".metadata"  # PEP 658: the metadata file is at the file's URL + this
-
-
-@dataclass(frozen=True)
-class CachedPage:
-    page: UpstreamPage
-    pages: PageSet  # rendered for this server: file URLs point here
-    fetched: float  # time.monotonic() of the last fetch or revalidation
-    etag: str | None
-    last_modified: str | None
-
-
-Rows = tuple[tuple[str, NormalizedName], ...]  # a root page's (name as listed, normalized)
-
-
-@dataclass(frozen=True)
-class CachedRoot:
-    names: Rows  # unique
-    fetched: float
-    etag: str | None
-    last_modified: str | None
-
-
-@dataclass(frozen=True)
-class Fetched:
-    body: bytes
-    url: str  # after redirects: what relative links resolve against
-    content_type: str
-    etag: str | None
-    last_modified: str | None
 
 
 @dataclass(frozen=True)
@@ -233,7 +207,9 @@ class Mirror:
             self._keep(index_id, name, cached, settings, generation)
             return MirroredPage(cached.pages, None, cached.page)
         try:
-            fresh = self._fetch(settings, name, cached)
+            fresh = fetch_page(
+                self._http(), settings, name, cached, lambda page: self._render(settings, page)
+            )
         except MirrorRefused as exc:
             if cached is None or exc.status == 404:
                 raise
@@ -316,83 +292,6 @@ class Mirror:
                 index_id, name, cached.pages, fresh_until, generation, MAX_CACHED_PAGES
             )
 
-    def _fetch(self, settings: IndexSettings, name: str, cached: CachedPage | None) -> CachedPage:
-        fetched = self._get(settings, f"{settings.upstream}{name}/", repr(name), cached)
-        if fetched is None:
-            assert cached is not None  # a 304 answers only the validators sent
-            return CachedPage(
-                cached.page, cached.pages, time.monotonic(), cached.etag, cached.last_modified
-            )
-        try:
-            page = parse_page(fetched.body, fetched.content_type, fetched.url, name)
-        except MalformedPage as exc:
-            raise MirrorRefused(
-                f"The upstream {settings.upstream}'s page for {name!r} is refused: {exc}.", 502
-            ) from None
-        pages = self._render(settings, page)
-        return CachedPage(page, pages, time.monotonic(), fetched.etag, fetched.last_modified)
-
-    def _get(
-        self,
-        settings: IndexSettings,
-        url: str,
-        what: str,
-        cached: CachedPage | CachedRoot | None,
-        limit: int = MAX_PAGE_BYTES,
-    ) -> Fetched | None:
-        """A page of the upstream, or None when it answers 304 to the cached copy's validators.
-        Raises MirrorRefused (404, 502, 504) saying what went wrong with `what`."""
-        upstream = settings.upstream
-        headers = {"accept": ACCEPT}
-        if cached is not None and cached.etag:
-            headers["if-none-match"] = cached.etag
-        if cached is not None and cached.last_modified:
-            headers["if-modified-since"] = cached.last_modified
-        try:
-            with self._http().stream(
-                "GET", url, headers=headers, auth=_auth(settings, url), timeout=_timeout(settings)
-            ) as response:
-                if response.status_code == 304 and cached is not None:
-                    return None
-                if response.status_code == 404:
-                    raise MirrorRefused(
-                        f"No project named {what} on index {settings.name!r} "
-                        f"nor on its upstream {upstream}.",
-                        404,
-                    )
-                if response.status_code != 200:
-                    raise MirrorRefused(
-                        f"The upstream {upstream} answered {response.status_code} "
-                        f"for {what}; try again later.",
-                        502,
-                    )
-                body = _read_bounded(response, limit)
-                fetched = Fetched(
-                    body=body or b"",
-                    url=str(response.url),
-                    content_type=response.headers.get("content-type", ""),
-                    etag=response.headers.get("etag"),
-                    last_modified=response.headers.get("last-modified"),
-                )
-        except httpx.TimeoutException:
-            raise MirrorRefused(
-                f"The upstream {upstream} did not answer in time for {what}; try again later.",
-                504,
-            ) from None
-        except httpx.HTTPError as exc:
-            raise MirrorRefused(
-                f"The upstream {upstream} cannot be reached for {what} "
-                f"({type(exc).__name__}); try again later.",
-                502,
-            ) from None
-        if body is None:
-            raise MirrorRefused(
-                f"The upstream {upstream} sent a page for {what} larger than "
-                f"{limit} bytes; refused.",
-                502,
-            )
-        return fetched
-
     def root(self, index_name: str, local: Sequence[tuple[str, NormalizedName]]) -> MirroredPage:
         """The root page: the index's projects and the upstream's other names. Blocking.
 
@@ -410,7 +309,7 @@ class Mirror:
         stale: str | None = None
         if cached is None or time.monotonic() - cached.fetched >= settings.upstream_ttl:
             try:
-                cached = self._fetch_root(settings, cached)
+                cached = fetch_root(self._http(), settings, cached)
                 self._roots[index_name] = cached
             except MirrorRefused as exc:
                 log.warning("the root page of %s lists no upstream names: %s", index_name, exc)
@@ -439,22 +338,6 @@ class Mirror:
             )
             self._merged[index_name] = merged
         return MirroredPage(merged[2], stale)
-
-    def _fetch_root(self, settings: IndexSettings, cached: CachedRoot | None) -> CachedRoot:
-        what = "its list of projects"
-        fetched = self._get(settings, str(settings.upstream), what, cached, MAX_ROOT_BYTES)
-        if fetched is None:
-            assert cached is not None
-            return CachedRoot(cached.names, time.monotonic(), cached.etag, cached.last_modified)
-        try:
-            names = parse_root(fetched.body, fetched.content_type)
-        except MalformedPage as exc:
-            raise MirrorRefused(
-                f"The upstream {settings.upstream}'s root page is refused: {exc}.", 502
-            ) from None
-        unique = {canonicalize_name(name): name for name in names}
-        rows = tuple((name, normalized) for normalized, name in unique.items())
-        return CachedRoot(rows, time.monotonic(), fetched.etag, fetched.last_modified)
 
     def _render(self, settings: IndexSettings, page: UpstreamPage) -> PageSet:
         entries = [
@@ -648,7 +531,7 @@ class Mirror:
         url = found.url + ".metadata"
         try:
             with self._http().stream(
-                "GET", url, auth=_auth(settings, url), timeout=_timeout(settings)
+                "GET", url, auth=auth_for(settings, url), timeout=timeout_of(settings)
             ) as response:
                 if response.status_code != 200:
                     raise MirrorRefused(
@@ -656,7 +539,7 @@ class Mirror:
                         f"for the metadata of {found.filename!r}.",
                         502,
                     )
-                data = _read_bounded(response, MAX_METADATA_BYTES)
+                data = read_bounded(response, MAX_METADATA_BYTES)
         except httpx.HTTPError as exc:
             raise _unreachable(settings, found.filename, exc) from None
         if data is None or hashlib.sha256(data).hexdigest() != digest:
@@ -688,10 +571,10 @@ class Mirror:
         # The bytes as stored upstream, not a compressed transfer of them: they are hashed
         # and stored as they arrive.
         request = client.build_request(
-            "GET", found.url, headers={"accept-encoding": "identity"}, timeout=_timeout(settings)
+            "GET", found.url, headers={"accept-encoding": "identity"}, timeout=timeout_of(settings)
         )
         try:
-            response = client.send(request, stream=True, auth=_auth(settings, found.url))
+            response = client.send(request, stream=True, auth=auth_for(settings, found.url))
         except httpx.HTTPError as exc:
             raise _unreachable(settings, found.filename, exc) from None
         if response.status_code != 200:
@@ -738,34 +621,6 @@ class Mirror:
         if self._client is None:  # timeouts per request: each index has its own
             self._client = httpx.Client(follow_redirects=True)
         return self._client
-
-
-def _timeout(settings: IndexSettings) -> httpx.Timeout:
-    # Between two reads, not for the whole transfer: a large file takes what it takes.
-    return httpx.Timeout(settings.upstream_timeout)
-
-
-def _auth(settings: IndexSettings, url: str) -> tuple[str, str] | None:
-    """The upstream's credentials, for URLs on the upstream's own host only: files kept
-    elsewhere (a CDN) must not receive them."""
-    if not settings.upstream_credentials:
-        return None
-    upstream = urlparse(str(settings.upstream))
-    target = urlparse(url)
-    if (target.scheme, target.netloc) != (upstream.scheme, upstream.netloc):
-        return None
-    user, _, password = settings.upstream_credentials.partition(":")
-    return user, password
-
-
-def _read_bounded(response: httpx.Response, limit: int) -> bytes | None:
-    """The body, or None as soon as it passes `limit` bytes."""
-    body = bytearray()
-    for chunk in response.iter_bytes():
-        body += chunk
-        if len(body) > limit:
-            return None
-    return bytes(body)
 
 
 def _unreachable(settings: IndexSettings, filename: str, exc: httpx.HTTPError) -> MirrorRefused:
