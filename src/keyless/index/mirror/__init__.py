@@ -9,21 +9,23 @@ kept in memory with its ETag/Last-Modified, revalidated after the index's `upstr
 served stale (with a header saying so) while the upstream is unreachable. Their files are
 fetched on first download, streamed to that client while they are stored, checked against the
 upstream page's sha256 and then served from the blob store.
+
+This module keeps the policy and what is cached; asking the upstream for a page is pages.py's,
+streaming a file's first download download.py's.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import threading
 import time
-from collections.abc import AsyncGenerator, Callable, Generator, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote, urlparse
+from urllib.parse import quote
 
 import httpx
 from packaging.utils import NormalizedName, canonicalize_name
@@ -35,69 +37,33 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from keyless.config import IndexSettings
 from keyless.store import db
-from keyless.store.blobs import BlobStore, Digests, PendingBlob, write_all
+from keyless.store.blobs import BlobStore, Digests, PendingBlob
 
 from ..catalog import Catalog, version_key
-from ..errors import Refused
 from ..pages import PageSet, SimplePages, project_html, project_json, rendered, root_page
+from . import download
 from .merge import UPSTREAM, json_api_files, merge_pages, version_of
-from .policy import reserved_by
-from .upstream import (
-    ACCEPT,
-    MAX_PAGE_BYTES,
-    MalformedPage,
-    UpstreamFile,
-    UpstreamPage,
-    parse_page,
-    parse_root,
+from .pages import (
+    CachedPage,
+    CachedRoot,
+    Rows,
+    auth_for,
+    fetch_page,
+    fetch_root,
+    read_bounded,
+    timeout_of,
 )
+from .policy import reserved_by
+from .refused import MirrorRefused
+from .upstream import UpstreamFile, UpstreamPage
 
 log = logging.getLogger("keyless.mirror")
 
 # Upstream pages kept in memory per process; the oldest fetched goes first beyond it.
 MAX_CACHED_PAGES = 10_000
 MAX_METADATA_BYTES = 16 * 1024 * 1024
-# PyPI's root page lists every project (over half a million names: tens of MB).
-MAX_ROOT_BYTES = 256 * 1024 * 1024
 DOWNLOAD_RECORD_INTERVAL = 3600.0  # seconds: see Mirror.download_to_record
 METADATA_SUFFIX = ".metadata"  # PEP 658: the metadata file is at the file's URL + this
-# What a first download hands the event loop to send at once, and how many such pieces may
-# wait for it (the memory a slow client can hold up, besides the store's own backlog).
-SEND_PIECE = 1024 * 1024
-PIECES_WAITING = 4
-
-
-class MirrorRefused(Refused):
-    """A mirrored page or file that cannot be served; the message names the upstream."""
-
-
-@dataclass(frozen=True)
-class CachedPage:
-    page: UpstreamPage
-    pages: PageSet  # rendered for this server: file URLs point here
-    fetched: float  # time.monotonic() of the last fetch or revalidation
-    etag: str | None
-    last_modified: str | None
-
-
-Rows = tuple[tuple[str, NormalizedName], ...]  # a root page's (name as listed, normalized)
-
-
-@dataclass(frozen=True)
-class CachedRoot:
-    names: Rows  # unique
-    fetched: float
-    etag: str | None
-    last_modified: str | None
-
-
-@dataclass(frozen=True)
-class Fetched:
-    body: bytes
-    url: str  # after redirects: what relative links resolve against
-    content_type: str
-    etag: str | None
-    last_modified: str | None
 
 
 @dataclass(frozen=True)
@@ -241,7 +207,9 @@ class Mirror:
             self._keep(index_id, name, cached, settings, generation)
             return MirroredPage(cached.pages, None, cached.page)
         try:
-            fresh = self._fetch(settings, name, cached)
+            fresh = fetch_page(
+                self._http(), settings, name, cached, lambda page: self._render(settings, page)
+            )
         except MirrorRefused as exc:
             if cached is None or exc.status == 404:
                 raise
@@ -324,83 +292,6 @@ class Mirror:
                 index_id, name, cached.pages, fresh_until, generation, MAX_CACHED_PAGES
             )
 
-    def _fetch(self, settings: IndexSettings, name: str, cached: CachedPage | None) -> CachedPage:
-        fetched = self._get(settings, f"{settings.upstream}{name}/", repr(name), cached)
-        if fetched is None:
-            assert cached is not None  # a 304 answers only the validators sent
-            return CachedPage(
-                cached.page, cached.pages, time.monotonic(), cached.etag, cached.last_modified
-            )
-        try:
-            page = parse_page(fetched.body, fetched.content_type, fetched.url, name)
-        except MalformedPage as exc:
-            raise MirrorRefused(
-                f"The upstream {settings.upstream}'s page for {name!r} is refused: {exc}.", 502
-            ) from None
-        pages = self._render(settings, page)
-        return CachedPage(page, pages, time.monotonic(), fetched.etag, fetched.last_modified)
-
-    def _get(
-        self,
-        settings: IndexSettings,
-        url: str,
-        what: str,
-        cached: CachedPage | CachedRoot | None,
-        limit: int = MAX_PAGE_BYTES,
-    ) -> Fetched | None:
-        """A page of the upstream, or None when it answers 304 to the cached copy's validators.
-        Raises MirrorRefused (404, 502, 504) saying what went wrong with `what`."""
-        upstream = settings.upstream
-        headers = {"accept": ACCEPT}
-        if cached is not None and cached.etag:
-            headers["if-none-match"] = cached.etag
-        if cached is not None and cached.last_modified:
-            headers["if-modified-since"] = cached.last_modified
-        try:
-            with self._http().stream(
-                "GET", url, headers=headers, auth=_auth(settings, url), timeout=_timeout(settings)
-            ) as response:
-                if response.status_code == 304 and cached is not None:
-                    return None
-                if response.status_code == 404:
-                    raise MirrorRefused(
-                        f"No project named {what} on index {settings.name!r} "
-                        f"nor on its upstream {upstream}.",
-                        404,
-                    )
-                if response.status_code != 200:
-                    raise MirrorRefused(
-                        f"The upstream {upstream} answered {response.status_code} "
-                        f"for {what}; try again later.",
-                        502,
-                    )
-                body = _read_bounded(response, limit)
-                fetched = Fetched(
-                    body=body or b"",
-                    url=str(response.url),
-                    content_type=response.headers.get("content-type", ""),
-                    etag=response.headers.get("etag"),
-                    last_modified=response.headers.get("last-modified"),
-                )
-        except httpx.TimeoutException:
-            raise MirrorRefused(
-                f"The upstream {upstream} did not answer in time for {what}; try again later.",
-                504,
-            ) from None
-        except httpx.HTTPError as exc:
-            raise MirrorRefused(
-                f"The upstream {upstream} cannot be reached for {what} "
-                f"({type(exc).__name__}); try again later.",
-                502,
-            ) from None
-        if body is None:
-            raise MirrorRefused(
-                f"The upstream {upstream} sent a page for {what} larger than "
-                f"{limit} bytes; refused.",
-                502,
-            )
-        return fetched
-
     def root(self, index_name: str, local: Sequence[tuple[str, NormalizedName]]) -> MirroredPage:
         """The root page: the index's projects and the upstream's other names. Blocking.
 
@@ -418,7 +309,7 @@ class Mirror:
         stale: str | None = None
         if cached is None or time.monotonic() - cached.fetched >= settings.upstream_ttl:
             try:
-                cached = self._fetch_root(settings, cached)
+                cached = fetch_root(self._http(), settings, cached)
                 self._roots[index_name] = cached
             except MirrorRefused as exc:
                 log.warning("the root page of %s lists no upstream names: %s", index_name, exc)
@@ -447,22 +338,6 @@ class Mirror:
             )
             self._merged[index_name] = merged
         return MirroredPage(merged[2], stale)
-
-    def _fetch_root(self, settings: IndexSettings, cached: CachedRoot | None) -> CachedRoot:
-        what = "its list of projects"
-        fetched = self._get(settings, str(settings.upstream), what, cached, MAX_ROOT_BYTES)
-        if fetched is None:
-            assert cached is not None
-            return CachedRoot(cached.names, time.monotonic(), cached.etag, cached.last_modified)
-        try:
-            names = parse_root(fetched.body, fetched.content_type)
-        except MalformedPage as exc:
-            raise MirrorRefused(
-                f"The upstream {settings.upstream}'s root page is refused: {exc}.", 502
-            ) from None
-        unique = {canonicalize_name(name): name for name in names}
-        rows = tuple((name, normalized) for normalized, name in unique.items())
-        return CachedRoot(rows, time.monotonic(), fetched.etag, fetched.last_modified)
 
     def _render(self, settings: IndexSettings, page: UpstreamPage) -> PageSet:
         entries = [
@@ -656,7 +531,7 @@ class Mirror:
         url = found.url + ".metadata"
         try:
             with self._http().stream(
-                "GET", url, auth=_auth(settings, url), timeout=_timeout(settings)
+                "GET", url, auth=auth_for(settings, url), timeout=timeout_of(settings)
             ) as response:
                 if response.status_code != 200:
                     raise MirrorRefused(
@@ -664,7 +539,7 @@ class Mirror:
                         f"for the metadata of {found.filename!r}.",
                         502,
                     )
-                data = _read_bounded(response, MAX_METADATA_BYTES)
+                data = read_bounded(response, MAX_METADATA_BYTES)
         except httpx.HTTPError as exc:
             raise _unreachable(settings, found.filename, exc) from None
         if data is None or hashlib.sha256(data).hexdigest() != digest:
@@ -696,10 +571,10 @@ class Mirror:
         # The bytes as stored upstream, not a compressed transfer of them: they are hashed
         # and stored as they arrive.
         request = client.build_request(
-            "GET", found.url, headers={"accept-encoding": "identity"}, timeout=_timeout(settings)
+            "GET", found.url, headers={"accept-encoding": "identity"}, timeout=timeout_of(settings)
         )
         try:
-            response = client.send(request, stream=True, auth=_auth(settings, found.url))
+            response = client.send(request, stream=True, auth=auth_for(settings, found.url))
         except httpx.HTTPError as exc:
             raise _unreachable(settings, found.filename, exc) from None
         if response.status_code != 200:
@@ -711,43 +586,19 @@ class Mirror:
             )
         return response
 
-    async def store_while_streaming(
+    def store_while_streaming(
         self, index_id: int, name: str, found: UpstreamFile, response: httpx.Response
     ) -> AsyncGenerator[bytes, None]:
-        """The file's bytes as they arrive, written to the blob store on the way.
-
-        A thread of its own reads the upstream, feeds the store and stores the file (`_Fetch`);
-        the event loop only sends what it hands over, a piece of `SEND_PIECE` bytes at a time
-        (measured, 50 MB at the client's 64 KiB reads through the async client cost the event
-        loop ~0.25 CPU-s, as much as the digests; the blocking client in a thread ~0.06). The
-        last piece is held back until the whole file hashed to the sha256 the upstream's page
-        gave: bytes that do not match are not stored and the download ends one piece short, so
-        no client ever receives a complete tampered file. It goes as soon as the hash matches,
-        while the thread makes the file durable, places and records it (0.05-0.1 s per 50 MB
-        here, which the client no longer waits for); the response ends once that is done, so
-        the next request on the same connection finds the file stored.
-        """
-        # Only the sha256 is checked: the upstream's page gives no other digest.
-        fetch = _Fetch(
-            self.blobs.new_writer(found.sha256, sha256_only=True),
+        """The file's bytes as they arrive, written to the blob store on the way, and the file
+        stored once they hash to the sha256 the upstream's page gave (download.py says how,
+        and why a thread reads the upstream)."""
+        return download.store_while_streaming(
+            self.blobs,
             response,
             found,
             name,
             lambda writer, digests: self._store(index_id, name, found, writer, digests),
         )
-        fetch.start()
-        held: bytes | None = None
-        try:
-            while isinstance(piece := await fetch.next_item(), bytes):
-                if held is not None:
-                    yield held
-                held = piece
-            # The thread's word that the bytes hash as the page says (a mismatch raised).
-            if held is not None:
-                yield held
-            await fetch.next_item()  # stored (or failed to be, said in the log)
-        finally:
-            fetch.stop()
 
     def _store(
         self,
@@ -772,34 +623,6 @@ class Mirror:
         return self._client
 
 
-def _timeout(settings: IndexSettings) -> httpx.Timeout:
-    # Between two reads, not for the whole transfer: a large file takes what it takes.
-    return httpx.Timeout(settings.upstream_timeout)
-
-
-def _auth(settings: IndexSettings, url: str) -> tuple[str, str] | None:
-    """The upstream's credentials, for URLs on the upstream's own host only: files kept
-    elsewhere (a CDN) must not receive them."""
-    if not settings.upstream_credentials:
-        return None
-    upstream = urlparse(str(settings.upstream))
-    target = urlparse(url)
-    if (target.scheme, target.netloc) != (upstream.scheme, upstream.netloc):
-        return None
-    user, _, password = settings.upstream_credentials.partition(":")
-    return user, password
-
-
-def _read_bounded(response: httpx.Response, limit: int) -> bytes | None:
-    """The body, or None as soon as it passes `limit` bytes."""
-    body = bytearray()
-    for chunk in response.iter_bytes():
-        body += chunk
-        if len(body) > limit:
-            return None
-    return bytes(body)
-
-
 def _unreachable(settings: IndexSettings, filename: str, exc: httpx.HTTPError) -> MirrorRefused:
     if isinstance(exc, httpx.TimeoutException):
         return MirrorRefused(
@@ -810,182 +633,3 @@ def _unreachable(settings: IndexSettings, filename: str, exc: httpx.HTTPError) -
         f"({type(exc).__name__}); try again later.",
         502,
     )
-
-
-HTTP1 = ("HTTP/1.0", "HTTP/1.1")  # what h11 speaks: a body of known length follows the headers
-
-
-def _body_pieces(response: httpx.Response, size: int) -> Iterator[bytes]:
-    """The body of `response` (status and headers read), raw, in pieces of `size` bytes.
-
-    A body of known length on an HTTP/1.x connection is read straight from the connection
-    (the `network_stream` httpx hands out, TLS and proxies included) in reads of up to `size`
-    bytes: httpx's own reading (httpcore and h11) reads 64 KiB at a time and copies each read
-    twice, ~0.1 CPU-s per 50 MB here against ~0.02 this way. Only what h11 already holds (read
-    with the headers) comes through httpx: its first chunk. Should that ever leave bytes
-    behind, the file would not hash to its sha256 and be refused, not stored. The connection
-    is closed afterwards, never reused (h11 did not see the body end).
-    Any other body (chunked, of no stated length, HTTP/2) is httpx's chunks, joined.
-    """
-    length = response.headers.get("content-length", "")
-    stream = response.extensions.get("network_stream")
-    raw = response.iter_raw()
-    try:
-        if not length.isdigit() or stream is None or response.http_version not in HTTP1:
-            yield from _joined(raw, size)
-            return
-        timeout = response.request.extensions.get("timeout", {}).get("read")
-        first = next(raw, b"")
-        left = int(length) - len(first)
-        parts, collected = [first], len(first)
-        while left > 0:
-            try:
-                chunk = stream.read(min(size - collected, left), timeout=timeout)
-            except Exception as exc:  # httpcore's ReadTimeout or ReadError: named in the message
-                raise httpx.ReadError(f"{type(exc).__name__}: {exc}") from None
-            if not chunk:
-                raise httpx.RemoteProtocolError(
-                    f"the upstream closed the connection {left} bytes before the end of the file"
-                )
-            parts.append(chunk)
-            collected += len(chunk)
-            left -= len(chunk)
-            if collected >= size:
-                yield b"".join(parts)
-                parts, collected = [], 0
-        if collected:
-            yield b"".join(parts)
-    finally:
-        if isinstance(raw, Generator):  # closes the connection if h11 did not see the end
-            raw.close()
-
-
-def _joined(chunks: Iterator[bytes], size: int) -> Iterator[bytes]:
-    """`chunks` joined into pieces of at least `size` bytes (the last may be shorter)."""
-    parts: list[bytes] = []
-    collected = 0
-    for chunk in chunks:
-        parts.append(chunk)
-        collected += len(chunk)
-        if collected >= size:
-            yield b"".join(parts)
-            parts, collected = [], 0
-    if parts:
-        yield b"".join(parts)
-
-
-class _Fetch:
-    """An upstream file read on a thread of its own into a pending blob, its bytes handed to
-    the event loop in pieces (at most `PIECES_WAITING` at a time: a slow client slows the
-    reading, bounded memory); then, once every byte hashed as the page says, the digests
-    (the loop may send the last piece), and `None` once `store` made the file durable,
-    placed and recorded it. Bytes that do not match are refused: an error instead, nothing
-    stored.
-
-    The write is the thread's throughout: it discards the pending write at the end, whatever
-    happened (the store keeps its own link to placed bytes). A client that goes away while
-    the upstream is still being read (`stop`) ends the reading and nothing is stored; once
-    every byte is read and checked, the file is stored whether its client stays or not.
-    """
-
-    def __init__(
-        self,
-        writer: PendingBlob,
-        response: httpx.Response,
-        found: UpstreamFile,
-        name: str,
-        store: Callable[[PendingBlob, Digests], None],
-    ) -> None:
-        self.writer = writer
-        self._response = response
-        self._found = found
-        self._name = name
-        self._store = store
-        self._loop = asyncio.get_running_loop()
-        self._items: asyncio.Queue[bytes | Digests | BaseException | None] = asyncio.Queue()
-        self._room = threading.Semaphore(PIECES_WAITING)
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="mirror-fetch", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    async def next_item(self) -> bytes | Digests | None:
-        """The next bytes, the digests after the last, then None once stored; raises what
-        the thread met before the digests."""
-        item = await self._items.get()
-        if isinstance(item, BaseException):
-            raise item
-        if isinstance(item, bytes):
-            self._room.release()
-        return item
-
-    def stop(self) -> None:
-        """End the reading if it is not over (the client went away)."""
-        self._stopping.set()
-
-    def _run(self) -> None:
-        try:
-            write_all(self.writer, self._chunks())
-            self._response.close()
-            digests = self.writer.hashed()
-            if digests.sha256 != self._found.sha256:
-                log.error(
-                    "refused %s from the upstream of %s: its bytes hash to %s, its page says %s",
-                    self._found.filename, self._name, digests.sha256, self._found.sha256,
-                )  # fmt: skip
-                raise MirrorRefused(
-                    f"{self._found.filename!r} does not match its upstream hash.", 502
-                )
-            self._post(digests)
-            try:
-                self._store(self.writer, digests)
-            except Exception as exc:  # the client has the file already: said in the log
-                log.error(
-                    "%s from the upstream of %s was sent but not stored: %s: %s",
-                    self._found.filename, self._name, type(exc).__name__, exc,
-                )  # fmt: skip
-            self._post(None)
-        except _Stopped:
-            pass
-        except httpx.HTTPError as exc:
-            with contextlib.suppress(_Stopped):
-                self._post(
-                    MirrorRefused(
-                        f"the upstream stopped sending {self._found.filename!r} "
-                        f"({type(exc).__name__}: {exc}); nothing stored.",
-                        502,
-                    )
-                )
-        except BaseException as exc:
-            with contextlib.suppress(_Stopped):
-                self._post(exc)
-        finally:
-            self._response.close()
-            self.writer.discard()
-
-    def _chunks(self) -> Iterator[bytes]:
-        """The upstream's bytes for the store, each piece also handed to the loop: the same
-        bytes object goes to both, and the store's write keeps a piece of `BATCH` bytes as it
-        is (`b"".join` of one bytes object copies nothing)."""
-        for piece in _body_pieces(self._response, SEND_PIECE):
-            yield piece
-            self._hand(piece)
-
-    def _hand(self, piece: bytes) -> None:
-        while not self._room.acquire(timeout=0.2):
-            if self._stopping.is_set():
-                raise _Stopped
-        if self._stopping.is_set():
-            raise _Stopped
-        self._post(piece)
-
-    def _post(self, item: bytes | Digests | BaseException | None) -> None:
-        try:
-            self._loop.call_soon_threadsafe(self._items.put_nowait, item)
-        except RuntimeError:  # the event loop is closed: the server is stopping
-            raise _Stopped from None
-
-
-class _Stopped(Exception):
-    """The download was abandoned while its thread was still reading."""
