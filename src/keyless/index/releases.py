@@ -45,7 +45,7 @@ from keyless.store import db
 
 from .accounts import Identity, as_utc, now, touch_token
 from .indexes import IndexInfo, duration_text
-from .projects import create_project, record_event
+from .projects import create_project, record_audit_events, record_event
 
 HELP = "https://pypi.org/help/"
 GIB = 1024**3
@@ -543,14 +543,36 @@ def add_files(
             for f in files
         ],
     )
-    for f in files:
-        if f.metadata_sha256 is not None and f.metadata is not None:
-            db.store_core_metadata(conn, f.metadata_sha256, f.metadata)
+    db.store_core_metadata_of(
+        conn,
+        {
+            f.metadata_sha256: f.metadata
+            for f in files
+            if f.metadata_sha256 is not None and f.metadata is not None
+        },
+    )
     conn.execute(
         _LOG_FILENAME, [{"index_id": target.index_id, "filename": f.filename} for f in files]
     )
     conn.execute(_GROW_PROJECT, {"project_id": project_id, "size": sum(f.size for f in files)})
     touch_token(conn, actor.token_id)
+    audit_only = [e for e in events if not e.changes_project]
+    if audit_only and events[: len(audit_only)] == audit_only:
+        # A session's files (each audit only) come first: one statement, not one each.
+        record_audit_events(
+            conn,
+            [
+                (
+                    target.index_id if e.index_id is None else e.index_id,
+                    target.normalized,
+                    e.action,
+                    actor.username,
+                    e.details,
+                )
+                for e in audit_only
+            ],
+        )
+        events = events[len(audit_only) :]
     for event in events:
         record_event(
             conn,
