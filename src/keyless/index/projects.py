@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -111,6 +111,28 @@ def record_event(
         conn.execute(_SET_SERIAL, {"in_index": index_id, "project": project, "new_serial": serial})
         record_change(conn, index_id, project)  # other server processes drop its pages
     return serial
+
+
+def record_audit_events(
+    conn: Connection, events: Sequence[tuple[int, str | None, str, str, dict[str, Any]]]
+) -> None:
+    """Append audit-only events ((index_id, project, action, actor, details), in order) to the
+    journal in one statement; the projects' serials stay (see `record_event`)."""
+    moment = now()
+    conn.execute(
+        _JOURNAL_INSERT,
+        [
+            {
+                "time": moment,
+                "index_id": index_id,
+                "project": project,
+                "action": action,
+                "actor": actor,
+                "details": details,
+            }
+            for index_id, project, action, actor, details in events
+        ],
+    )
 
 
 def create_project(conn: Connection, index_id: int, name: str, owner_id: int | None) -> int:
