@@ -120,6 +120,30 @@ def test_parsing_imports_nothing_heavy(argv: tuple[str, ...], tmp_path: Path) ->
     assert unwanted(loaded_after(*argv, cwd=tmp_path), NOT_FOR_PARSING) == []
 
 
+@pytest.mark.parametrize(
+    ("argv", "modules"),
+    [
+        (("--help",), set()),
+        (("publish", "--help"), {"publish"}),
+        (("publish", "missing.whl"), {"publish", "reporting"}),
+        (("serve", "--help"), {"serve", "server", "devcert"}),
+        (("token", "--help"), {"admin", "server"}),
+    ],
+    ids=lambda value: " ".join(value) if isinstance(value, tuple) else "",
+)
+def test_a_command_imports_no_other_commands_module(
+    argv: tuple[str, ...], modules: set[str], tmp_path: Path
+) -> None:
+    """`keyless --help` lists every command from main's table alone; a command imports its own
+    module (and what that imports), none of the other commands' modules."""
+    loaded = {
+        name.removeprefix("keyless.cli.")
+        for name in loaded_after(*argv, cwd=tmp_path)
+        if name.startswith("keyless.cli.")
+    }
+    assert loaded - {"main", "argv"} == modules
+
+
 def test_publish_imports_only_the_release_client(tmp_path: Path) -> None:
     # It fails on the missing file, after importing all it needs to publish.
     loaded = loaded_after("publish", "missing.whl", cwd=tmp_path)
@@ -131,8 +155,9 @@ def test_publish_with_an_api_token_imports_no_trusted_publishing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With an API token, `keyless publish` never detects a CI: the OIDC providers, the `id`
-    library and the CI detection stay unloaded. (It reads the wheel, takes the token, then
-    fails to reach the index.)"""
+    library and the CI detection stay unloaded. Nor does it load `html` (its entity tables),
+    which only the index's pages need, or configparser, which only a wheel with entry points
+    needs. (It reads the wheel, takes the token, then fails to reach the index.)"""
     from tests.builders import build_wheel, write_dist
     from tests.conftest import free_port
 
@@ -142,7 +167,10 @@ def test_publish_with_an_api_token_imports_no_trusted_publishing(
     loaded = loaded_after("publish", "--repository-url", url, str(wheel), cwd=tmp_path)
     assert "keyless.publish.credentials" in loaded
     assert "keyless.publish.localdist" in loaded
-    assert unwanted(loaded, ("id", "keyless.oidc", "keyless.publish.ambient", "html.parser")) == []
+    assert (
+        unwanted(loaded, ("id", "keyless.oidc", "keyless.publish.ambient", "html", "configparser"))
+        == []
+    )
 
 
 def _helps(parser: argparse.ArgumentParser, path: str = "") -> dict[str, str]:

@@ -438,7 +438,7 @@ def test_the_client_side_loads_no_server_library() -> None:
 @pytest.mark.parametrize(
     ("path", "target", "kind"),
     [
-        ("keyless/cli/main.py", "keyless.cli.check", "module level"),
+        ("keyless/cli/main.py", "keyless.cli.argv", "module level"),
         ("keyless/cli/serve.py", "keyless.index.app", "in a function"),
         ("keyless/cli/check.py", "keyless.publish.check", "type only"),
         # from pkg import mod

@@ -15,11 +15,7 @@ from datetime import timedelta
 
 from keyless.cli.server import open_admin, server_options
 
-USER_HELP = "manage users"
-TOKEN_HELP = "manage API tokens"  # noqa: S105 (a help line, not a secret)
-INDEX_HELP = "manage indexes"
 ROLE_HELP = "project roles"
-GC_HELP = "remove orphaned blobs and temp files"
 
 
 def _read_password(args: argparse.Namespace) -> str:

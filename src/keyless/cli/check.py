@@ -18,9 +18,6 @@ DEFAULT_DIST_DIR = "dist"
 # keeps the two equal.
 DEFAULT_MAX_FILE_SIZE = 100 * 1024 * 1024
 
-# Its line in `keyless --help`; its arguments are defined only when it runs (see main.py).
-HELP = "check distributions as an index would, before uploading (stricter than twine)"
-
 
 def define(parser: argparse.ArgumentParser) -> None:
     """Give `check`'s parser its description and arguments."""

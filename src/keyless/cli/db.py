@@ -13,8 +13,6 @@ if TYPE_CHECKING:
     from keyless.config import Settings
     from keyless.index.admin import SchemaState
 
-HELP = "the database schema: upgrade it, or show its revision"
-
 
 def define(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", required=True)

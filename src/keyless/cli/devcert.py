@@ -16,9 +16,6 @@ DEFAULT_DIR = Path("keyless-data") / "tls"
 # cryptography; tests/test_cli_imports.py keeps the two equal.
 DEFAULT_HOSTS = ("127.0.0.1", "localhost", "::1")
 
-# Its line in `keyless --help`; its arguments are defined only when it runs (see main.py).
-HELP = "make a local CA and an https certificate for 127.0.0.1/localhost"
-
 
 def define(parser: argparse.ArgumentParser) -> None:
     """Give `dev-cert`'s parser its description and arguments."""

@@ -40,9 +40,6 @@ _MARKS = {"ok": "ok  ", "info": "info", "warning": "WARN", "unknown": "????", "e
 # step can tell "the index said no" (1) from "the index could not be asked" (3).
 EXIT_CODES = {"ready": 0, "not-ready": 1, "unknown": 3}
 
-# Its line in `keyless --help`; its arguments are defined only when it runs (see main.py).
-HELP = "preflight: can this CI job publish? what publisher must the index know?"
-
 
 def define(parser: argparse.ArgumentParser) -> None:
     """Give `doctor`'s parser its description and arguments."""

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from keyless.ci.claims import JobClaims
     from keyless.ci.emulator import Emulator
 
-# Every `keyless` command imports this module (for HELP), so what the actions need (the
+# What the actions need (the
 # emulator: PyJWT, cryptography, an HTTP server; even subprocess or tempfile) is imported by
 # the action that uses it, and what the parser needs (keyless.ci.claims, stdlib only) by the
 # function that defines it.
@@ -31,14 +31,6 @@ DEFAULT_KEYS = Path("keyless-data") / "ci-emulator"
 DEFAULT_PORT = 8790
 
 Handler = Callable[[argparse.Namespace], int]
-
-# Its line in `keyless --help`; its arguments are defined only when it runs (see main.py).
-HELP = "a LOCAL OIDC issuer: run commands as GitHub/GitLab CI jobs to rehearse releases"
-
-
-def register(subparsers: Any) -> None:
-    """Add `ci-emulator` and its actions (run, serve, token, env) to `keyless`'s subparsers."""
-    define(subparsers.add_parser("ci-emulator", help=HELP))
 
 
 def define(parser: argparse.ArgumentParser) -> None:

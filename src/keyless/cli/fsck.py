@@ -13,7 +13,6 @@ if TYPE_CHECKING:
     from keyless.config import Settings
     from keyless.index.fsck import FsckReport
 
-HELP = "check that the blob store holds the bytes the database lists (--repair: fix)"
 
 # Exit statuses, in --help and README.
 CLEAN, PROBLEMS, USAGE = 0, 1, 2

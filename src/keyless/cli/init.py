@@ -20,9 +20,6 @@ PYPI_INDEXES: tuple[tuple[str, str], ...] = (
     ("pypi", "https://upload.pypi.org/legacy/"),
 )
 
-# Its line in `keyless --help`; its arguments are defined only when it runs (see main.py).
-HELP = "write a release workflow (GitHub Actions or GitLab CI) with Trusted Publishing"
-
 
 def define(parser: argparse.ArgumentParser) -> None:
     """Give `init`'s parser its description and arguments."""

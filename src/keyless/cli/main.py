@@ -4,26 +4,16 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-# Start-up time: `keyless` defines only the parser of the command it runs (see build_parser),
-# and the command modules import what their commands use (the server, the release client,
-# cryptography, ...) in their handlers, so `keyless publish` does not pay for `keyless serve`
-# or `keyless check` (tests/test_cli_imports.py).
+# Start-up time: `keyless` imports and defines only the parser of the command it runs (see
+# build_parser), and the command modules import what their commands use (the server, the
+# release client, cryptography, ...) in their handlers, so `keyless publish` does not pay for
+# `keyless serve` or `keyless check` (tests/test_cli_imports.py).
 import keyless
-from keyless.cli import admin, devcert, emulator, owners, publishing, transfer
-from keyless.cli import check as check_cmd
-from keyless.cli import db as db_cmd
-from keyless.cli import doctor as doctor_cmd
-from keyless.cli import fsck as fsck_cmd
-from keyless.cli import init as init_cmd
-from keyless.cli import mirror as mirror_cmd
-from keyless.cli import publish as publish_cmd
-from keyless.cli import release as release_cmd
-from keyless.cli import serve as serve_cmd
-from keyless.cli import static as static_cmd
 from keyless.cli.argv import in_place as argv_in_place
 
 Handler = Callable[[argparse.Namespace], int]
@@ -36,33 +26,103 @@ SERVER_LIBRARIES = frozenset(
 )
 
 
-# `keyless`'s commands in `keyless --help` order: name, one-line help, and what defines the
-# rest of its parser (description, arguments, actions, handler).
-COMMANDS: tuple[tuple[str, str, Callable[[argparse.ArgumentParser], None]], ...] = (
-    ("serve", serve_cmd.HELP, serve_cmd.define),
-    ("user", admin.USER_HELP, admin.define_user),
-    ("token", admin.TOKEN_HELP, admin.define_token),
-    ("index", admin.INDEX_HELP, admin.define_index),
-    ("role", admin.ROLE_HELP, admin.define_role),
-    ("yank", owners.YANK_HELP, owners.define_yank),
-    ("unyank", owners.UNYANK_HELP, owners.define_unyank),
-    ("project", owners.PROJECT_HELP, owners.define_project),
-    ("publisher", publishing.PUBLISHER_HELP, publishing.define_publisher),
-    ("audit", publishing.AUDIT_HELP, publishing.define_audit),
-    ("dev-cert", devcert.HELP, devcert.define),
-    ("ci-emulator", emulator.HELP, emulator.define),
-    ("publish", publish_cmd.HELP, publish_cmd.define),
-    ("check", check_cmd.HELP, check_cmd.define),
-    ("doctor", doctor_cmd.HELP, doctor_cmd.define),
-    ("init", init_cmd.HELP, init_cmd.define),
-    ("release", release_cmd.HELP, release_cmd.define),
-    ("gc", admin.GC_HELP, admin.define_gc),
-    ("db", db_cmd.HELP, db_cmd.define),
-    ("fsck", fsck_cmd.HELP, fsck_cmd.define),
-    ("mirror", mirror_cmd.HELP, mirror_cmd.define),
-    ("static", static_cmd.HELP, static_cmd.define),
-    ("export", transfer.EXPORT_HELP, transfer.define_export),
-    ("import", transfer.IMPORT_HELP, transfer.define_import),
+# `keyless`'s commands in `keyless --help` order: name, its line in `keyless --help`, and where
+# the function that defines the rest of its parser (description, arguments, actions, handler)
+# lives. The lines are here, not in the command modules, so that `keyless --help` and any one
+# command import only the module of the command they run (the other 16 modules cost ~10
+# million instructions of `keyless publish`'s start-up, callgrind).
+_TABLE: tuple[tuple[str, str, str], ...] = (
+    ("serve", "run the index server", "serve:define"),
+    ("user", "manage users", "admin:define_user"),
+    ("token", "manage API tokens", "admin:define_token"),
+    ("index", "manage indexes", "admin:define_index"),
+    ("role", "project roles", "admin:define_role"),
+    ("yank", "yank a release (owners; needs KEYLESS_TOKEN)", "owners:define_yank"),
+    ("unyank", "undo a yank (owners; needs KEYLESS_TOKEN)", "owners:define_unyank"),
+    ("project", "project status", "owners:define_project"),
+    (
+        "publisher",
+        "trusted publishers (who may publish without a token)",
+        "publishing:define_publisher",
+    ),
+    ("audit", "the audit trail: uploads, mints, changes", "publishing:define_audit"),
+    (
+        "dev-cert",
+        "make a local CA and an https certificate for 127.0.0.1/localhost",
+        "devcert:define",
+    ),
+    (
+        "ci-emulator",
+        "a LOCAL OIDC issuer: run commands as GitHub/GitLab CI jobs to rehearse releases",
+        "emulator:define",
+    ),
+    (
+        "publish",
+        "upload distributions (Trusted Publishing in CI, else an API token)",
+        "publish:define",
+    ),
+    (
+        "check",
+        "check distributions as an index would, before uploading (stricter than twine)",
+        "check:define",
+    ),
+    (
+        "doctor",
+        "preflight: can this CI job publish? what publisher must the index know?",
+        "doctor:define",
+    ),
+    (
+        "init",
+        "write a release workflow (GitHub Actions or GitLab CI) with Trusted Publishing",
+        "init:define",
+    ),
+    (
+        "release",
+        "staged release: build, check, publish to staging, install-test, promote to prod",
+        "release:define",
+    ),
+    ("gc", "remove orphaned blobs and temp files", "admin:define_gc"),
+    ("db", "the database schema: upgrade it, or show its revision", "db:define"),
+    (
+        "fsck",
+        "check that the blob store holds the bytes the database lists (--repair: fix)",
+        "fsck:define",
+    ),
+    (
+        "mirror",
+        "an index's cache of its upstream: warm (fetch ahead), prune (forget unused files)",
+        "mirror:define",
+    ),
+    (
+        "static",
+        "the static copy of the read path that nginx or a bucket serves ([static])",
+        "static:define",
+    ),
+    (
+        "export",
+        "write the whole server (rows and files) to one archive: backup, or moving",
+        "transfer:define_export",
+    ),
+    ("import", "load an export archive into an empty server", "transfer:define_import"),
+)
+
+
+def _definer(where: str) -> Callable[[argparse.ArgumentParser], None]:
+    """The function at `where` ("module:function" under keyless.cli), its module imported only
+    when it is called."""
+    module, _, function = where.partition(":")
+
+    def define(parser: argparse.ArgumentParser) -> None:
+        define_it: Callable[[argparse.ArgumentParser], None] = getattr(
+            importlib.import_module(f"keyless.cli.{module}"), function
+        )
+        define_it(parser)
+
+    return define
+
+
+COMMANDS: tuple[tuple[str, str, Callable[[argparse.ArgumentParser], None]], ...] = tuple(
+    (name, text, _definer(where)) for name, text, where in _TABLE
 )
 
 
@@ -155,7 +215,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         schema_out_of_date = _loaded_class("keyless.store.migrations", "SchemaOutOfDate")
         if schema_out_of_date is not None and isinstance(exc, schema_out_of_date):
             # One line with the exact command for this data folder / config file.
-            print(f"error: {exc.explain(db_cmd.upgrade_command(args))}", file=sys.stderr)
+            from keyless.cli.db import upgrade_command
+
+            print(f"error: {exc.explain(upgrade_command(args))}", file=sys.stderr)
             return 1
         raise
 

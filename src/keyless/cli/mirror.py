@@ -13,8 +13,6 @@ from pathlib import Path
 
 from keyless.cli.server import open_admin, server_options
 
-HELP = "an index's cache of its upstream: warm (fetch ahead), prune (forget unused files)"
-
 
 def define(parser: argparse.ArgumentParser) -> None:
     action = parser.add_subparsers(dest="action", required=True)

@@ -18,10 +18,6 @@ from keyless.publish.errors import PublishError
 if TYPE_CHECKING:
     from keyless.publish.indexclient import OwnersClient
 
-YANK_HELP = "yank a release (owners; needs KEYLESS_TOKEN)"
-UNYANK_HELP = "undo a yank (owners; needs KEYLESS_TOKEN)"
-PROJECT_HELP = "project status"
-
 
 def _remote(args: argparse.Namespace, call: Callable[[OwnersClient], Any]) -> int:
     """Run `call` on the owners' API of the index the arguments name, print its answer."""

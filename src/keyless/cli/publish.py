@@ -31,9 +31,6 @@ DIST_SUFFIXES = (".whl", ".tar.gz")
 # import httpx; tests/test_cli_imports.py keeps the two equal.
 MODES: tuple[str, ...] = ("auto", "always", "never")
 
-# Its line in `keyless --help`; its arguments are defined only when it runs (see main.py).
-HELP = "upload distributions (Trusted Publishing in CI, else an API token)"
-
 
 def define(parser: argparse.ArgumentParser) -> None:
     """Give `publish`'s parser its description and arguments."""

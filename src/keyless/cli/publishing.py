@@ -95,11 +95,6 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
-# Their lines in `keyless --help`; their arguments are defined only when they run (main.py).
-PUBLISHER_HELP = "trusted publishers (who may publish without a token)"
-AUDIT_HELP = "the audit trail: uploads, mints, changes"
-
-
 def define_publisher(parser: argparse.ArgumentParser) -> None:
     """Give `publisher`'s parser its actions (add, list, remove) and their arguments."""
     # The providers' fields are the `add` options; imported here, when `keyless publisher`

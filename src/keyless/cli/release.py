@@ -20,9 +20,6 @@ from typing import Any
 from keyless.cli.publish import MODES
 from keyless.publish.errors import PublishError
 
-# Its line in `keyless --help`; its arguments are defined only when it runs (see main.py).
-HELP = "staged release: build, check, publish to staging, install-test, promote to prod"
-
 
 def define(parser: argparse.ArgumentParser) -> None:
     """Give `release`'s parser its description and arguments."""

@@ -12,8 +12,6 @@ from keyless.cli.server import server_options, settings_of
 if TYPE_CHECKING:
     from keyless.config import Settings
 
-HELP = "run the index server"
-
 
 def define(serve: argparse.ArgumentParser) -> None:
     server_options(serve)

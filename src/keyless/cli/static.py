@@ -11,8 +11,6 @@ from keyless.cli.server import server_options, settings_of
 if TYPE_CHECKING:
     from keyless.config import Settings
 
-HELP = "the static copy of the read path that nginx or a bucket serves ([static])"
-
 
 def define(parser: argparse.ArgumentParser) -> None:
     parser.description = (

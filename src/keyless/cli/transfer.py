@@ -13,8 +13,6 @@ if TYPE_CHECKING:
     from keyless.config import Settings
     from keyless.index.admin import ArchiveSummary, ImportReport
 
-EXPORT_HELP = "write the whole server (rows and files) to one archive: backup, or moving"
-IMPORT_HELP = "load an export archive into an empty server"
 
 # Exit statuses of `keyless import`, in its --help.
 DONE, PARTLY, USAGE = 0, 1, 2

@@ -9,7 +9,6 @@ bounded, so a hostile upload costs at most a fixed amount of memory and CPU.
 
 from __future__ import annotations
 
-import configparser
 import csv
 import gzip
 import io
@@ -389,16 +388,16 @@ def _read_zip_member(archive: zipfile.ZipFile, name: str, cap: int) -> bytes | N
 _ENTRY_POINT_NAME = re.compile(r"[\w.-]+")
 
 
-class _CaseSensitiveParser(configparser.ConfigParser):
-    def optionxform(self, optionstr: str) -> str:
-        return optionstr
-
-
 def _entry_points_valid(data: bytes) -> bool:
     """entry_points.txt is UTF-8 INI with '=' and script names without path parts."""
+    # Imported here: only wheels with entry points need it, and `keyless publish` reads its
+    # wheels through this module (configparser's import is ~8 million instructions).
+    import configparser
+
     try:
         text = data.decode("utf-8")
-        parser = _CaseSensitiveParser(delimiters=("=",), interpolation=None)
+        parser = configparser.ConfigParser(delimiters=("=",), interpolation=None)
+        parser.optionxform = str  # type: ignore[assignment,method-assign]  # names keep their case
         parser.read_string(text)
     except (UnicodeDecodeError, configparser.Error):
         return False
