@@ -21,7 +21,7 @@ BANNER = "keyless ci-emulator: a LOCAL OIDC issuer for rehearsals and tests"
 
 def parse(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="keyless")
-    cli.register(parser.add_subparsers(dest="command", required=True))
+    cli.define(parser.add_subparsers(dest="command", required=True).add_parser("ci-emulator"))
     return parser.parse_args(["ci-emulator", *argv])
 
 
@@ -157,7 +157,7 @@ SERVE = textwrap.dedent(
     import argparse, sys
     from keyless.cli import emulator
     parser = argparse.ArgumentParser(prog="keyless")
-    emulator.register(parser.add_subparsers())
+    emulator.define(parser.add_subparsers().add_parser("ci-emulator"))
     args = parser.parse_args(sys.argv[1:])
     sys.exit(args.handler(args))
     """
