@@ -6,6 +6,7 @@ import contextlib
 import datetime as dt
 import fcntl
 import os
+import signal
 import socket
 import ssl
 import subprocess
@@ -178,6 +179,15 @@ def git(repo: Path, *args: str) -> None:
         check=True,
         capture_output=True,
     )
+
+
+def interruptible() -> None:
+    """A `preexec_fn` for a child a test will interrupt (SIGINT, as Ctrl-C): the default
+    disposition, unblocked. A child inherits an ignored or blocked SIGINT from the test
+    process, and Python then never raises KeyboardInterrupt in it; two CI runs showed pytest-xdist
+    workers in that state by the time these tests ran."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def client_env(tmp: Path) -> dict[str, str]:

@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from keyless.cli import emulator as cli
+from tests.conftest import interruptible
 
 from .conftest import DETECT, unverified
 
@@ -180,6 +181,7 @@ def test_serve_runs_until_interrupted(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=interruptible,
     )
     try:
         assert process.stdout is not None

@@ -31,7 +31,7 @@ from keyless.publish.indexclient import SIMPLE_JSON
 from keyless.publish.session import stage
 from keyless.publish.upload2 import upload_root
 from tests.builders import build_sdist, build_wheel, write_dist
-from tests.conftest import LiveServer, client_env
+from tests.conftest import LiveServer, client_env, interruptible
 
 from .conftest import StubIndex, keyless_publish, run_publish, simple_hashes
 from .stalling_relay import StallingRelay
@@ -331,7 +331,12 @@ def test_an_interrupt_cancels_the_session(
     upload_url = f"{relay.url}/prod/legacy/"
     args = ["--repository-url", upload_url, "--parallel", "1", *map(str, paths)]
     process = subprocess.Popen(
-        keyless_publish(*args), env=env, cwd=tmp_path, stderr=subprocess.PIPE, text=True
+        keyless_publish(*args),
+        env=env,
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=interruptible,
     )
     assert process.stderr is not None
     lines: list[str] = []
