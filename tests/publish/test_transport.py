@@ -3,13 +3,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,14 @@ from tests.builders import build_wheel, write_dist
 from tests.conftest import CA_VARIABLES, LiveServer
 
 PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+
+
+def without_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No proxy settings from the environment the tests run in (either spelling)."""
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+
 
 # Runs `keyless publish ARGS` in a fresh interpreter, counting the TCP connections it opens,
 # and prints its exit status, the connections, and whether httpx's own transport
@@ -153,9 +163,7 @@ def test_a_proxy_from_the_environment_carries_the_requests(
 ) -> None:
     """With a proxy configured, requests go to it (httpx's own transports, as before)."""
     proxy_url, seen = recording_proxy
-    for name in PROXY_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.upper(), raising=False)
+    without_proxies(monkeypatch)
     monkeypatch.setenv("http_proxy", proxy_url)
     with new_http_client(environ={}) as http:
         client = IndexClient("http://index.invalid/prod/legacy/", http=http)
@@ -163,14 +171,24 @@ def test_a_proxy_from_the_environment_carries_the_requests(
     assert seen == ["http://index.invalid/prod/simple/demo-pkg/"]
 
 
-@pytest.fixture
-def closing_server() -> Iterator[tuple[str, threading.Event]]:
-    """Answers each request 200 "ok" on a keep-alive response, then closes the connection
-    (as a server whose keep-alive timeout ran out does); `closed` is set after each close."""
+@dataclass
+class OneShotServer:
+    """A raw HTTP/1.1 server that answers one request a connection with `answer`, then
+    closes it. `requests` holds each request's bytes; `closed` is set after each close."""
+
+    url: str
+    requests: list[bytes]
+    closed: threading.Event
+
+
+@contextlib.contextmanager
+def one_shot_server(
+    request_ends: Callable[[bytes], bool], answer: bytes
+) -> Iterator[OneShotServer]:
     listener = socket.create_server(("127.0.0.1", 0))
     listener.settimeout(0.2)
     stop = threading.Event()
-    closed = threading.Event()
+    served = OneShotServer(f"http://127.0.0.1:{listener.getsockname()[1]}", [], threading.Event())
 
     def serve() -> None:
         while not stop.is_set():
@@ -183,31 +201,41 @@ def closing_server() -> Iterator[tuple[str, threading.Event]]:
             with conn:
                 conn.settimeout(5)
                 received = b""
-                while b"\r\n\r\n" not in received:
+                while not request_ends(received):
                     chunk = conn.recv(4096)
                     if not chunk:
                         break
                     received += chunk
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-            closed.set()
+                served.requests.append(received)
+                conn.sendall(answer)
+            served.closed.set()
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}", closed
+        yield served
     finally:
         stop.set()
         thread.join(5)
         listener.close()
 
 
+@pytest.fixture
+def closing_server() -> Iterator[OneShotServer]:
+    """Answers each request 200 "ok" on a keep-alive response, then closes the connection
+    (as a server whose keep-alive timeout ran out does)."""
+    with one_shot_server(
+        lambda received: b"\r\n\r\n" in received,
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+    ) as served:
+        yield served
+
+
 def test_an_idle_connection_the_server_closed_is_not_reused(
-    closing_server: tuple[str, threading.Event], monkeypatch: pytest.MonkeyPatch
+    closing_server: OneShotServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    url, closed = closing_server
-    for name in PROXY_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.upper(), raising=False)
+    url, closed = closing_server.url, closing_server.closed
+    without_proxies(monkeypatch)
     with new_http_client(environ={}) as http:
         for _ in range(3):
             closed.clear()
@@ -221,9 +249,7 @@ def test_a_kept_alive_connection_sets_its_socket_timeout_only_when_it_changes(
 ) -> None:
     """Each change is a system call: with equal read and write timeouts, one at the connect
     and one at the first request, not two more for every request."""
-    for name in PROXY_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.upper(), raising=False)
+    without_proxies(monkeypatch)
     calls: list[float | None] = []
     settimeout = socket.socket.settimeout
 
@@ -239,50 +265,21 @@ def test_a_kept_alive_connection_sets_its_socket_timeout_only_when_it_changes(
 
 
 @pytest.fixture
-def recording_server() -> Iterator[tuple[str, list[bytes]]]:
+def recording_server() -> Iterator[OneShotServer]:
     """Takes one request a connection (headers and a chunked body), records its bytes and
     answers 200 "ok" with Connection: close."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(0.2)
-    stop = threading.Event()
-    requests: list[bytes] = []
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            with conn:
-                conn.settimeout(5)
-                received = b""
-                while not received.endswith(b"\r\n0\r\n\r\n"):
-                    chunk = conn.recv(4096)
-                    if not chunk:
-                        break
-                    received += chunk
-                requests.append(received)
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}", requests
-    finally:
-        stop.set()
-        thread.join(5)
-        listener.close()
+    with one_shot_server(
+        lambda received: received.endswith(b"\r\n0\r\n\r\n"),
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+    ) as served:
+        yield served
 
 
 def test_a_body_of_unknown_length_is_sent_chunked(
-    recording_server: tuple[str, list[bytes]], monkeypatch: pytest.MonkeyPatch
+    recording_server: OneShotServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    url, requests = recording_server
-    for name in PROXY_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.upper(), raising=False)
+    url, requests = recording_server.url, recording_server.requests
+    without_proxies(monkeypatch)
 
     def parts() -> Iterator[bytes]:
         yield b"hello, "
