@@ -62,16 +62,17 @@ class ProjectRow:
     total_size: int
 
     @classmethod
-    def of(cls, row: Any) -> ProjectRow:
-        """From a row that has the `projects` columns (`find_project`'s, a select's)."""
+    def of(cls, row: Any, prefix: str = "") -> ProjectRow:
+        """From a row that has the `projects` columns (`find_project`'s, a select's), each
+        labelled `prefix` + its name in a row that joins them to another table's."""
         return cls(
-            id=row.id,
-            name=row.name,
-            normalized_name=NormalizedName(row.normalized_name),
-            status=row.status,
-            status_reason=row.status_reason,
-            serial=row.serial,
-            total_size=row.total_size,
+            id=getattr(row, prefix + "id"),
+            name=getattr(row, prefix + "name"),
+            normalized_name=NormalizedName(getattr(row, prefix + "normalized_name")),
+            status=getattr(row, prefix + "status"),
+            status_reason=getattr(row, prefix + "status_reason"),
+            serial=getattr(row, prefix + "serial"),
+            total_size=getattr(row, prefix + "total_size"),
         )
 
 

@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from packaging.utils import NormalizedName
 from sqlalchemy import Connection, Row, and_, bindparam, select
 
 from keyless.store import db
@@ -101,6 +100,7 @@ _WITH_PROJECT = select(
     db.upload_sessions,
     _projects.c.id.label("project_id"),
     _projects.c.name.label("project_name"),
+    _projects.c.normalized_name.label("project_normalized_name"),
     _projects.c.status.label("project_status"),
     _projects.c.status_reason.label("project_status_reason"),
     _projects.c.serial.label("project_serial"),
@@ -140,17 +140,7 @@ def find_session(conn: Connection, index_id: int, token: str) -> Row[Any]:
 def session_project(row: Any) -> ProjectRow | None:
     """The project of a session row `find_session` (or `SESSION_BY_ID`) read, as it was read
     with it; None while it does not exist."""
-    if row.project_id is None:
-        return None
-    return ProjectRow(
-        id=row.project_id,
-        name=row.project_name,
-        normalized_name=NormalizedName(row.normalized_name),
-        status=row.project_status,
-        status_reason=row.project_status_reason,
-        serial=row.project_serial,
-        total_size=row.project_total_size,
-    )
+    return None if row.project_id is None else ProjectRow.of(row, prefix="project_")
 
 
 def session_files(conn: Connection, session_id: int) -> list[Row[Any]]:
