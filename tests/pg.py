@@ -26,6 +26,7 @@ from pathlib import Path
 
 import psycopg
 
+from keyless.store.changes import host_signal_path
 from tests.conftest import free_port
 
 SUPERUSER = "keyless"
@@ -174,6 +175,8 @@ def start_postgresql() -> Iterator[PostgreSQL]:
     finally:
         if server is not None:
             _stop(server.process)  # the current one: a test may have started it again
+            for name in {*server._names, "postgres"}:  # what keyless made per database, outside
+                Path(host_signal_path(server.url(name))).unlink(missing_ok=True)
         elif process is not None:
             _stop(process)
         shutil.rmtree(folder, ignore_errors=True)

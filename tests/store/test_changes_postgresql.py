@@ -1,12 +1,17 @@
 """The change feed on PostgreSQL: a change is announced at its commit (NOTIFY) and found by
 asking the listening connection's socket, not by reading the serial on every poll; when that
-connection breaks, the feed reads the serial instead and misses nothing, then listens again."""
+connection breaks, the feed reads the serial instead and misses nothing, then listens again.
+On one host, the signal file tells before the notification arrives."""
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 
-from keyless.store import db
+import pytest
+
+from keyless.store import changes, db
 from keyless.store.changes import RECHECK_EVERY, RELISTEN_SECONDS, ChangeFeed, record_change
 from tests.pg import PostgreSQL
 
@@ -19,7 +24,15 @@ def change(engine: object, project: str) -> None:
         record_change(conn, 1, project)
 
 
-def test_a_change_by_another_process_is_found_without_reading_the_serial(
+@pytest.fixture
+def on_another_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The writes of this test signal nothing through the host's file, as on another host:
+    only the notification tells the feed."""
+    monkeypatch.setattr(changes._HostSignal, "touch", lambda self: None)
+
+
+@pytest.mark.usefixtures("on_another_host")
+def test_a_change_by_another_host_is_found_without_reading_the_serial(
     postgresql: PostgreSQL,
 ) -> None:
     url = postgresql.new_database("feed")
@@ -45,6 +58,7 @@ def test_a_change_by_another_process_is_found_without_reading_the_serial(
     there.dispose()
 
 
+@pytest.mark.usefixtures("on_another_host")
 def test_a_broken_listening_connection_costs_speed_not_changes(postgresql: PostgreSQL) -> None:
     url = postgresql.new_database("broken")
     here, there = db.open_database(url), db.open_database(url)
@@ -62,5 +76,28 @@ def test_a_broken_listening_connection_costs_speed_not_changes(postgresql: Postg
     change(there, "heard again")
     time.sleep(SETTLE)
     assert [c.project for c in feed.poll() or ()] == ["heard again"]
+    here.dispose()
+    there.dispose()
+
+
+def test_a_change_on_this_host_is_seen_before_its_notification(postgresql: PostgreSQL) -> None:
+    """The listening connection's server process is stopped, so the notification cannot arrive
+    at all: a poll right after the commit still finds the change, from the host's file."""
+    url = postgresql.new_database("host")
+    here, there = db.open_database(url), db.open_database(url)
+    feed = ChangeFeed(here)
+    with postgresql.connect() as admin:
+        listener = admin.execute(
+            "SELECT pid FROM pg_stat_activity WHERE query LIKE 'LISTEN %%' AND datname = %s",
+            (url.rsplit("/", 1)[-1],),
+        ).fetchone()
+    assert listener is not None
+    os.kill(listener[0], signal.SIGSTOP)
+    try:
+        assert feed.poll() == ()
+        change(there, "before the notification")
+        assert [c.project for c in feed.poll() or ()] == ["before the notification"]
+    finally:
+        os.kill(listener[0], signal.SIGCONT)
     here.dispose()
     there.dispose()

@@ -127,3 +127,28 @@ def test_every_connection_commits_durably(tmp_path: Path) -> None:
         for conn in connections:
             conn.close()
         engine.dispose()
+
+
+def test_after_commit_hooks_run_once_after_the_commit_and_never_on_a_rollback(
+    tmp_path: Path,
+) -> None:
+    engine = db.open_database(tmp_path / "hooks.sqlite3")
+    ran: list[str] = []
+
+    def rolled_back() -> None:
+        with db.writing(engine) as conn:
+            db.after_commit(conn, lambda: ran.append("rolled back"))
+            raise RuntimeError("roll back")
+
+    with pytest.raises(RuntimeError):
+        rolled_back()
+    assert ran == []
+    with db.writing(engine) as conn:
+        db.after_commit(conn, lambda: ran.append(f"committed {len(ran)}"))
+        _insert_index(conn)
+        assert ran == []  # not before the commit
+    assert ran == ["committed 0"]
+    with db.writing(engine) as conn:  # the same pooled connection carries no hook over
+        pass
+    assert ran == ["committed 0"]
+    engine.dispose()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -498,6 +498,15 @@ def inserted_id(conn: Connection, statement: Any, params: Any = None) -> int:
     return int(key[0])
 
 
+_AFTER_COMMIT = "keyless_after_commit"
+
+
+def after_commit(conn: Connection, hook: Callable[[], None]) -> None:
+    """Run `hook` once the `writing` transaction of `conn` has committed (never if it rolls
+    back), before `writing` returns to its caller."""
+    conn.info.setdefault(_AFTER_COMMIT, []).append(hook)
+
+
 @contextmanager
 def writing(engine: Engine) -> Iterator[Connection]:
     """A transaction that will write: committed on success, rolled back on any exception.
@@ -507,8 +516,13 @@ def writing(engine: Engine) -> Iterator[Connection]:
     try:
         with engine.connect() as conn:
             conn.execution_options(writing=True)
-            with conn.begin():
-                yield conn
+            try:
+                with conn.begin():
+                    yield conn
+            finally:  # `info` belongs to the pooled connection: clear it, committed or not
+                hooks: list[Callable[[], None]] = conn.info.pop(_AFTER_COMMIT, [])
+        for hook in hooks:  # reached only when the commit succeeded
+            hook()
     except OperationalError as exc:
         if is_storage_full(exc):
             raise StorageFull(exc) from exc
