@@ -10,14 +10,21 @@ import threading
 from collections.abc import Callable
 
 import httpx
+import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
+from keyless.index.accounts import Accounts
+from keyless.index.indexes import IndexAdmin
+from keyless.index.multipart import StagedFile, UploadForm
+from keyless.index.uploads import Uploads
 from keyless.store import db
+from keyless.store.blobs import write_all
 from keyless.store.db import open_database
-from tests.builders import build_wheel
+from tests.builders import build_wheel, form_mapping
 from tests.conftest import LiveServer
 
-from .uploading import upload
+from .uploading import form_fields, upload
 
 TRIALS = 24
 
@@ -100,3 +107,31 @@ def test_two_users_creating_one_project_at_once_leave_one_owner_and_one_refusal(
         ):
             failures.append((trial, codes, owners, stored))
     assert not failures, f"{len(failures)} of {TRIALS} trials went wrong: {failures[:3]}"
+
+
+def test_a_unique_index_refusing_another_row_is_a_fault_not_file_already_exists(
+    server: LiveServer,
+) -> None:
+    """Only a file stored under the same name or bytes may be answered "File already exists";
+    a unique index refusing anything else (here: the project's row) is raised as the fault."""
+    token = server.token("faulty-owner", "prod")
+    engine = server.engine()
+    index = IndexAdmin(engine).load_indexes()["prod"]
+    identity = Accounts(engine).authenticate(token)
+
+    class RefusedRow(Uploads):
+        def _insert(self, *args: object) -> None:
+            raise IntegrityError("INSERT INTO projects", {}, Exception("UNIQUE: projects.name"))
+
+    filename, data = build_wheel("faulty-row", "1.0")
+    blobs = server.blobs()
+    writer = blobs.new_writer()
+    write_all(writer, [data])
+    form = UploadForm(
+        form_mapping(form_fields(filename, data)), StagedFile(filename, writer, writer.finish())
+    )
+    uploads = RefusedRow(engine, blobs, lambda index_id, project: None, descriptions=None)
+    with pytest.raises(IntegrityError):
+        uploads.upload(index, identity, form)
+    with server.client() as client:  # and the file was not stored
+        assert client.get("/prod/simple/faulty-row/").status_code == 404

@@ -462,11 +462,16 @@ class Uploads:
                 )
                 self._insert(conn, index, uploader, project, staged, pyversion, meta, artifact)
         except IntegrityError:
-            # Another client stored the same filename between our checks and our commit (on a
-            # database that runs writing transactions side by side).
+            # A unique index refused a row. While writers take turns (`db.writing`) the checks
+            # above see every commit, so only a database running writers side by side could
+            # let another client store this filename or these bytes in between; anything else
+            # is a fault to report as one, not as "File already exists".
             with db.reading(self.engine) as conn:
-                if existing_file(conn, index.id, staged.filename, digests.blake2_256):
-                    return UploadOutcome(staged.filename, digests.sha256, name, created=False)
+                existing = existing_file(conn, index.id, staged.filename, digests.blake2_256)
+            if existing is None:
+                raise
+            if existing:
+                return UploadOutcome(staged.filename, digests.sha256, name, created=False)
             raise UploadRejected(already_exists(staged.filename, digests.blake2_256)) from None
         except StorageFull:
             if placed:  # the database is full: the blob must not stay behind without a row
