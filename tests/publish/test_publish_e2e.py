@@ -20,6 +20,7 @@ from keyless.publish import (
     IndexClient,
     RecordingReporter,
     TrustedPublishingCredentials,
+    UploadOptions,
     discover,
     new_http_client,
     publish,
@@ -257,7 +258,7 @@ def test_a_token_expired_mid_release_is_reminted(
                 credentials=credentials,
                 reporter=reporter,
                 http=http,
-                parallel=1,
+                options=UploadOptions(parallel=1),
                 session=session,
             )
         finally:

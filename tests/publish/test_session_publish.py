@@ -23,6 +23,7 @@ from keyless.publish import (
     Backoff,
     IndexClient,
     RecordingReporter,
+    UploadOptions,
     load_all,
     new_http_client,
     publish,
@@ -441,9 +442,7 @@ def test_a_network_failure_leaves_the_session_open_for_the_rerun(
             credentials=credentials,
             reporter=reporter,
             http=broken,
-            parallel=1,
-            retries=1,
-            backoff=Backoff(base=0.01, cap=0.01),
+            options=UploadOptions(parallel=1, retries=1, backoff=Backoff(base=0.01, cap=0.01)),
         )
     assert not result.ok
     assert result.upload_api == "session"
@@ -493,7 +492,7 @@ def test_skip_existing_off_still_fails_an_identical_file(
             credentials=credentials,
             reporter=RecordingReporter(),
             http=client_http,
-            skip_existing=False,
+            options=UploadOptions(skip_existing=False),
         )
     assert not again.ok
     assert [f.status for f in again.files] == ["failed"] * len(paths)

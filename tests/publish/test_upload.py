@@ -18,6 +18,7 @@ from keyless.publish import (
     FileResult,
     PublishError,
     RecordingReporter,
+    UploadOptions,
     publish,
 )
 from tests.builders import build_sdist, build_wheel, write_dist
@@ -77,9 +78,15 @@ def release(
 
 
 def run(
-    stub: StubIndex, paths: list[Path], **options: object
+    stub: StubIndex,
+    paths: list[Path],
+    *,
+    credentials: CountingCredentials | None = None,
+    dry_run: bool = False,
+    **options: Any,
 ) -> tuple[list[FileResult], RecordingReporter, CountingCredentials]:
-    credentials = options.pop("credentials", None) or CountingCredentials()
+    """`publish` to the stub; `options` are UploadOptions' (backoff FAST unless given)."""
+    credentials = credentials or CountingCredentials()
     reporter = RecordingReporter()
     with httpx.Client(timeout=10) as http:
         result = publish(
@@ -88,13 +95,13 @@ def run(
             credentials=credentials,  # type: ignore[arg-type]
             reporter=reporter,
             http=http,
-            backoff=options.pop("backoff", FAST),  # type: ignore[arg-type]
-            **options,  # type: ignore[arg-type]
+            options=UploadOptions(**{"backoff": FAST, **options}),
+            dry_run=dry_run,
         )
     assert result.ok == all(
         f.status in ("uploaded", "exists", "would-upload") for f in result.files
     )
-    return result.files, reporter, credentials  # type: ignore[return-value]
+    return result.files, reporter, credentials
 
 
 def statuses(files: list[FileResult]) -> dict[str, str]:
@@ -358,8 +365,7 @@ def test_an_unreachable_index_fails_before_uploading(tmp_path: Path) -> None:
             f"http://127.0.0.1:{free_port()}/x/legacy/",
             credentials=CountingCredentials(),
             reporter=RecordingReporter(),
-            retries=1,
-            backoff=FAST,
+            options=UploadOptions(retries=1, backoff=FAST),
         )
     assert "ConnectError" in caught.value.message
 

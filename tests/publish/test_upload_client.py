@@ -18,7 +18,7 @@ from keyless.publish.indexclient import (
     new_http_client,
     retry_after_seconds,
 )
-from keyless.publish.upload import Backoff
+from keyless.publish.options import Backoff
 from tests.conftest import LiveServer
 
 from .conftest import StubIndex

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from keyless.publish.errors import PublishError
+from keyless.publish.options import DEFAULTS, UploadOptions
 
 if TYPE_CHECKING:
     from keyless.publish.credentials import Credentials
@@ -23,7 +24,8 @@ if TYPE_CHECKING:
 
 # The library (httpx, packaging, the dist readers) is imported in `cmd_publish`, not here:
 # every `keyless` command imports this module (see main.py), and `keyless publish --help`
-# needs none of it.
+# needs none of it. keyless.publish.options is the exception: standard library only, it is
+# where the flags' defaults and limits come from.
 
 DEFAULT_REPOSITORY_URL = "https://upload.pypi.org/legacy/"
 DIST_SUFFIXES = (".whl", ".tar.gz")
@@ -61,10 +63,16 @@ def define(parser: argparse.ArgumentParser) -> None:
         "always: Trusted Publishing only; never: API token only",
     )
     parser.add_argument(
-        "--parallel", type=_at_least(1), default=4, help="files uploaded at once (default 4)"
+        "--parallel",
+        type=_option("parallel"),
+        default=DEFAULTS.parallel,
+        help=f"files uploaded at once (default {DEFAULTS.parallel})",
     )
     parser.add_argument(
-        "--retries", type=_at_least(0), default=5, help="retries per file on 5xx/network errors"
+        "--retries",
+        type=_option("retries"),
+        default=DEFAULTS.retries,
+        help="retries per file on 5xx/network errors",
     )
     parser.add_argument(
         "--dry-run", action="store_true", help="check and look up the files; upload nothing"
@@ -82,17 +90,17 @@ def define(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(handler=cmd_publish)
 
 
-def _at_least(minimum: int) -> Callable[[str], int]:
-    """An argparse type: a whole number >= `minimum`, refused at parse time (not after the
-    files were read and a token minted, which is when `publish` would refuse it)."""
+def _option(name: str) -> Callable[[str], int]:
+    """An argparse type: a whole number that UploadOptions takes for `name`, refused at parse
+    time with UploadOptions' own reason (before any file is read or token minted)."""
 
     def number(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, not {value}")
+        if (problem := UploadOptions.problem(name, value)) is not None:
+            raise argparse.ArgumentTypeError(problem)
         return value
 
     return number
@@ -157,8 +165,10 @@ def cmd_publish(args: argparse.Namespace, environ: Mapping[str, str] | None = No
     result: PublishResult | None = None
     failure: PublishError | None = None
     try:
-        # A URL that cannot be right fails before the files are read or a token is minted.
+        # A URL or a number that cannot be right fails before the files are read or a token
+        # is minted.
         upload_url = check_upload_url(upload_url)
+        options = UploadOptions(parallel=args.parallel, retries=args.retries)
         # Every file read and checked before any credentials are fetched: a broken build
         # should not cost an OIDC exchange, nor leave a minted token behind.
         dists = read_dists(find_dists(args.dists), reporter)
@@ -187,8 +197,7 @@ def cmd_publish(args: argparse.Namespace, environ: Mapping[str, str] | None = No
                     credentials=credentials,
                     reporter=reporter,
                     http=http,
-                    parallel=args.parallel,
-                    retries=args.retries,
+                    options=options,
                     dry_run=args.dry_run,
                     simple_url=args.simple_url,
                     session=not args.no_session,

@@ -13,6 +13,9 @@ Prints nothing: everything it has to say goes through a `Reporter`.
         finally:
             credentials.close()
 
+How it uploads (files at once, retries, whether an identical file already there is done) is
+one `UploadOptions` value, `publish(..., options=UploadOptions(parallel=8))`.
+
 `publish` goes through PEP 694 upload sessions when the index offers them (all files, then
 one atomic publish), else the legacy API. To test a release before it is visible, `stage`
 uploads into sessions without publishing and returns a `Staged`: install from its sessions'
@@ -27,7 +30,7 @@ from keyless import lazy_attribute
 # only a few of these modules.
 _EXPORTS = {
     "ApiTokenCredentials": "keyless.publish.credentials",
-    "Backoff": "keyless.publish.upload",
+    "Backoff": "keyless.publish.options",
     "CheckReport": "keyless.publish.check",
     "Credentials": "keyless.publish.credentials",
     "Diagnosis": "keyless.publish.doctor",
@@ -48,6 +51,7 @@ _EXPORTS = {
     "Reporter": "keyless.publish.reporter",
     "TransientError": "keyless.publish.indexclient",
     "TrustedPublishingCredentials": "keyless.publish.credentials",
+    "UploadOptions": "keyless.publish.options",
     "ambient_oidc_token": "keyless.publish.ambient",
     "check_dists": "keyless.publish.check",
     "check_upload_url": "keyless.publish.indexclient",
@@ -97,6 +101,7 @@ __all__ = [
     "Staged",
     "TransientError",
     "TrustedPublishingCredentials",
+    "UploadOptions",
     "ambient_oidc_token",
     "check_dists",
     "check_upload_url",

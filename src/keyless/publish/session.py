@@ -52,8 +52,9 @@ from keyless.publish.indexclient import (
     retry_after_seconds,
 )
 from keyless.publish.localdist import LocalDist
+from keyless.publish.options import DEFAULTS, UploadOptions
 from keyless.publish.reporter import FileResult, Reporter
-from keyless.publish.upload import Backoff, PublishResult
+from keyless.publish.upload import PublishResult
 from keyless.publish.upload2 import (
     MECHANISM,
     META,
@@ -207,7 +208,7 @@ class Staged:
 
     client: IndexClient
     reporter: Reporter
-    parallel: int = 4
+    options: UploadOptions = DEFAULTS
     sessions: list[Session] = field(default_factory=list)
     files: list[FileResult] = field(default_factory=list)
     session_of: dict[str, Session] = field(default_factory=dict)
@@ -240,7 +241,7 @@ class Staged:
         self.reporter.stage(f"Publishing {names}")
         try:
             # Releases are independent: their sessions publish side by side.
-            workers = min(self.parallel, len(self.sessions))
+            workers = min(self.options.parallel, len(self.sessions))
             with ThreadPoolExecutor(workers, thread_name_prefix="keyless-publish") as pool:
                 outcomes = list(pool.map(self._publish_one, self.sessions))
         except BaseException:
@@ -326,16 +327,13 @@ def stage(
     *,
     credentials: Credentials,
     reporter: Reporter,
-    parallel: int = 4,
-    retries: int = 5,
-    backoff: Backoff | None = None,
-    skip_existing: bool = True,
+    options: UploadOptions = DEFAULTS,
 ) -> Staged | None:
     """Upload `dists` into one session per release on `client`'s index, without publishing.
 
     None when the index has no Upload 2.0 (nothing was sent), or when a file has different
-    bytes under a name the index already has, or (`skip_existing` False) the same bytes: the
-    legacy path reports that file as it always has. When a file
+    bytes under a name the index already has, or (`options.skip_existing` False) the same
+    bytes: the legacy path reports that file as it always has. When a file
     fails, the sessions are canceled (or left open when the failure was transient) and the
     result says so (`ok` False). An interrupt cancels them, then propagates. Raises
     PublishError when the index cannot say what it has or refuses a session.
@@ -343,10 +341,9 @@ def stage(
     root = upload_root(client.upload_url)
     if root is None:
         return None
+    parallel = options.parallel
     stop = threading.Event()
-    transport = Transport(
-        client.http, credentials, reporter, retries=retries, backoff=backoff or Backoff(), stop=stop
-    )
+    transport = Transport(client.http, credentials, reporter, options, stop=stop)
     remote = {p: _lookup(transport, client, p) for p in dict.fromkeys(d.normalized for d in dists)}
     results: dict[str, FileResult] = {}
     pending: dict[tuple[str, str], list[LocalDist]] = {}
@@ -355,7 +352,7 @@ def stage(
         if (
             entry is not None
             and entry.sha256 is not None
-            and (entry.sha256 != dist.sha256 or not skip_existing)
+            and (entry.sha256 != dist.sha256 or not options.skip_existing)
         ):
             reporter.info(
                 f"{dist.filename} is already on the index: no upload session, the legacy "
@@ -367,7 +364,7 @@ def stage(
             results[dist.filename].url = entry.url
         else:
             pending.setdefault(dist.release, []).append(dist)
-    staged = Staged(client, reporter, parallel)
+    staged = Staged(client, reporter, options)
     uploads: list[_Upload] = []
     releases = list(pending.values())
     try:
@@ -419,23 +416,11 @@ def publish_in_sessions(
     *,
     credentials: Credentials,
     reporter: Reporter,
-    parallel: int = 4,
-    retries: int = 5,
-    backoff: Backoff | None = None,
-    skip_existing: bool = True,
+    options: UploadOptions = DEFAULTS,
 ) -> PublishResult | None:
     """`stage`, then publish what was staged: the release is visible entirely or not at all.
     None when nothing was sent and the legacy API is to be used (see `stage`)."""
-    staged = stage(
-        dists,
-        client,
-        credentials=credentials,
-        reporter=reporter,
-        parallel=parallel,
-        retries=retries,
-        backoff=backoff,
-        skip_existing=skip_existing,
-    )
+    staged = stage(dists, client, credentials=credentials, reporter=reporter, options=options)
     if staged is None:
         return None
     if not staged.ok or not staged.sessions:
@@ -460,7 +445,7 @@ def _open_all(
     if len(releases) == 1:
         return True
     failure: BaseException | None = None
-    workers = min(staged.parallel, len(releases) - 1)
+    workers = min(staged.options.parallel, len(releases) - 1)
     with ThreadPoolExecutor(workers, thread_name_prefix="keyless-session") as pool:
         for future in [pool.submit(open_one, members) for members in releases[1:]]:
             try:
@@ -514,14 +499,14 @@ def _lookup(transport: Transport, client: IndexClient, project: str) -> dict[str
             return client.existing_entries(project)
         except TransientError as exc:
             attempt += 1
-            if attempt > transport.retries:
+            if attempt > transport.options.retries:
                 raise
-            delay = transport.backoff.delay(attempt, exc.retry_after, transport.rng)
+            delay = transport.options.backoff.delay(attempt, exc.retry_after, transport.rng)
             transport.reporter.warning(
                 f"looking up {project}: {exc.message}; retry {attempt} of "
-                f"{transport.retries} in {delay:.1f} s"
+                f"{transport.options.retries} in {delay:.1f} s"
             )
-            transport.backoff.sleep(delay)
+            transport.options.backoff.sleep(delay)
 
 
 def _reconcile(

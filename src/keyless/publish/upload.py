@@ -13,8 +13,7 @@ landed). Uploading the identical file twice is harmless, which is what makes ret
 from __future__ import annotations
 
 import random
-import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,30 +33,8 @@ from keyless.publish.indexclient import (
     server_message,
 )
 from keyless.publish.localdist import LocalDist, load_dist
+from keyless.publish.options import DEFAULTS, UploadOptions
 from keyless.publish.reporter import FileResult, Reporter
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """How long to wait before retry number `attempt` (1, 2, …).
-
-    Exponential from `base`, capped at `cap`, with "equal jitter" (half fixed, half random) so
-    parallel workers hitting the same outage do not retry in lockstep. A server's Retry-After
-    is honoured up to `max_retry_after` (a bigger ask is cut short rather than stalling the
-    release for hours).
-    """
-
-    base: float = 1.0
-    cap: float = 30.0
-    max_retry_after: float = 120.0
-    sleep: Callable[[float], None] = field(default=time.sleep, compare=False)
-
-    def delay(self, attempt: int, retry_after: float | None, rng: random.Random) -> float:
-        exponential = min(self.cap, self.base * 2.0 ** max(0, attempt - 1))
-        jittered = exponential / 2 + rng.uniform(0, exponential / 2)
-        if retry_after is None:
-            return jittered
-        return max(jittered, min(retry_after, self.max_retry_after))
 
 
 @dataclass
@@ -170,23 +147,20 @@ class _Release:
         client: IndexClient,
         credentials: Credentials,
         reporter: Reporter,
-        *,
-        retries: int,
-        backoff: Backoff,
+        options: UploadOptions,
     ) -> None:
         self.client = client
         self.credentials = credentials
         self.reporter = reporter
-        self.retries = retries
-        self.backoff = backoff
+        self.options = options
         self.rng = random.Random()  # noqa: S311 - jitter, not secrets
 
     def _wait(self, attempt: int, retry_after: float | None, what: str, problem: str) -> None:
-        delay = self.backoff.delay(attempt, retry_after, self.rng)
+        delay = self.options.backoff.delay(attempt, retry_after, self.rng)
         self.reporter.warning(
-            f"{what}: {problem}; retry {attempt} of {self.retries} in {delay:.1f} s"
+            f"{what}: {problem}; retry {attempt} of {self.options.retries} in {delay:.1f} s"
         )
-        self.backoff.sleep(delay)
+        self.options.backoff.sleep(delay)
 
     def lookup(self, project: str) -> dict[str, RemoteFile]:
         """The index's files for `project`, retrying transient failures.
@@ -199,7 +173,7 @@ class _Release:
                 return self.client.existing_entries(project)
             except TransientError as exc:
                 attempt += 1
-                if attempt > self.retries:
+                if attempt > self.options.retries:
                     raise
                 self._wait(attempt, exc.retry_after, f"looking up {project}", exc.message)
 
@@ -269,7 +243,7 @@ class _Release:
                 problem = message
                 retry_after = retry_after_seconds(response)
             retried += 1
-            if retried > self.retries:
+            if retried > self.options.retries:
                 return _file(dist, "failed", f"{problem} (gave up after {retried} attempts)")
             self._wait(retried, retry_after, dist.filename, problem)
 
@@ -297,12 +271,9 @@ def publish(
     credentials: Credentials,
     reporter: Reporter,
     http: httpx.Client | None = None,
-    parallel: int = 4,
-    retries: int = 5,
+    options: UploadOptions = DEFAULTS,
     dry_run: bool = False,
-    skip_existing: bool = True,
     simple_url: str | None = None,
-    backoff: Backoff | None = None,
     session: bool = True,
 ) -> PublishResult:
     """Upload `paths` to `upload_url`; see the module docstring for the rules.
@@ -314,15 +285,11 @@ def publish(
     `paths` may hold dists already read with `load_dist`/`load_all` (a caller that checks
     them before fetching credentials need not read them twice).
     `credentials` are the caller's: fetched before every file, never closed here.
-    `skip_existing=False` makes an identical file already on the index a failure (for a
-    release that must be new). `dry_run` reads, checks and looks up, and uploads nothing.
+    `options`: files at once, retries, and whether an identical file already on the index is
+    done (keyless.publish.options). `dry_run` reads, checks and looks up, and uploads nothing.
     Raises PublishError before uploading anything when a file cannot be read or the index
     cannot be asked what it has; per-file failures are FileResults, not exceptions.
     """
-    if parallel < 1:
-        raise PublishError(f"parallel must be at least 1, not {parallel}.")
-    if retries < 0:
-        raise PublishError(f"retries must be at least 0, not {retries}.")
     if all(isinstance(p, LocalDist) for p in paths):
         dists = load_all(paths)  # checked by the caller already
     else:
@@ -335,37 +302,19 @@ def publish(
             from keyless.publish.session import publish_in_sessions
 
             through_session = publish_in_sessions(
-                dists,
-                client,
-                credentials=credentials,
-                reporter=reporter,
-                parallel=parallel,
-                retries=retries,
-                backoff=backoff,
-                skip_existing=skip_existing,
+                dists, client, credentials=credentials, reporter=reporter, options=options
             )
             if through_session is not None:
                 return through_session
-        release = _Release(
-            client, credentials, reporter, retries=retries, backoff=backoff or Backoff()
-        )
-        return _publish(
-            release, dists, dry_run=dry_run, skip_existing=skip_existing, parallel=parallel
-        )
+        return _publish(_Release(client, credentials, reporter, options), dists, dry_run=dry_run)
     finally:
         if owned:
             client_http.close()
 
 
-def _publish(
-    release: _Release,
-    dists: list[LocalDist],
-    *,
-    dry_run: bool,
-    skip_existing: bool,
-    parallel: int,
-) -> PublishResult:
+def _publish(release: _Release, dists: list[LocalDist], *, dry_run: bool) -> PublishResult:
     client, reporter = release.client, release.reporter
+    parallel = release.options.parallel
     results: dict[str, FileResult] = {}
 
     def finish(result: FileResult) -> None:
@@ -384,7 +333,7 @@ def _publish(
             pending.append(dist)
         elif entry.sha256 != dist.sha256:
             finish(_file(dist, "failed", _conflict(dist, entry.sha256), url=entry.url))
-        elif skip_existing:
+        elif release.options.skip_existing:
             reporter.info(f"{dist.filename}: already on the index (same sha256), skipped")
             finish(_file(dist, "exists", url=entry.url))
         else:

@@ -27,8 +27,8 @@ from keyless.publish.indexclient import (
     retry_after_seconds,
     server_message,
 )
+from keyless.publish.options import UploadOptions
 from keyless.publish.reporter import Reporter
-from keyless.publish.upload import Backoff
 
 UPLOAD_V2 = "application/vnd.pypi.upload.v2+json"
 PROBLEM = "application/problem+json"
@@ -133,16 +133,14 @@ class Transport:
         http: httpx.Client,
         credentials: Credentials,
         reporter: Reporter,
+        options: UploadOptions,
         *,
-        retries: int,
-        backoff: Backoff,
         stop: threading.Event,
     ) -> None:
         self.http = http
         self.credentials = credentials
         self.reporter = reporter
-        self.retries = retries
-        self.backoff = backoff
+        self.options = options  # its retries and backoff
         self.stop = stop
         self.rng = random.Random()  # noqa: S311 - jitter, not secrets
         self._renew_lock = threading.Lock()
@@ -214,17 +212,17 @@ class Transport:
                 retry_after = retry_after_seconds(response)
                 ambiguous = ambiguous or status >= 500
             attempt += 1
-            if attempt > self.retries:
+            if attempt > self.options.retries:
                 raise SessionFailure(
                     f"{what}: {problem} (gave up after {attempt} attempts)",
                     resumable=True,
                     context={"url": redact(url)},
                 )
-            delay = self.backoff.delay(attempt, retry_after, self.rng)
+            delay = self.options.backoff.delay(attempt, retry_after, self.rng)
             self.reporter.warning(
-                f"{what}: {problem}; retry {attempt} of {self.retries} in {delay:.1f} s"
+                f"{what}: {problem}; retry {attempt} of {self.options.retries} in {delay:.1f} s"
             )
-            self.backoff.sleep(delay)
+            self.options.backoff.sleep(delay)
 
     def _renew(self, response: httpx.Response, what: str, refused: str) -> bool:
         """Mint a new token when the index refused the minted one `refused` (clock skew, a
