@@ -6,7 +6,8 @@ The one home of these options: `publish`, `stage` and `publish_in_sessions` take
 `Transport`); `keyless publish` takes its flags' defaults and limits from here.
 
 Standard library only (and keyless.publish.errors): `keyless publish --help` imports this
-module to define its parser, and must not pay for httpx (tests/test_cli_imports.py).
+module to define its parser and must not pay for httpx (tests/test_cli_imports.py checks what
+it loads; tests/test_layers.py's CLI_MODULE_LEVEL lets the CLI import this module early).
 """
 
 from __future__ import annotations
