@@ -291,5 +291,5 @@ def test_when_the_serial_cannot_be_read_nothing_is_served_from_memory(tmp_path: 
     def unreachable() -> None:
         raise OperationalError("SELECT serial", {}, Exception("connection refused"))
 
-    app.changes.poll = unreachable  # type: ignore[method-assign]
+    app.changes.poll = unreachable  # type: ignore[method-assign]  # its database gone
     assert asyncio.run(root_projects()) == ["made-elsewhere"]
