@@ -7,6 +7,8 @@ fresh interpreter) and that the lighter parsers are the same as the full one.
 from __future__ import annotations
 
 import argparse
+import ast
+import importlib
 import json
 import subprocess
 import sys
@@ -225,6 +227,26 @@ def test_spelled_out_constants_match_the_library() -> None:
     assert init_cli.PYPI_INDEXES == init.PYPI_INDEXES
     assert devcert_cli.DEFAULT_HOSTS == devcert.DEFAULT_HOSTS
     assert devcert_cli.CA_FILE == devcert.CA_CERT
+
+
+@pytest.mark.parametrize("package", ["keyless.ci", "keyless.publish"])
+def test_a_lazy_packages_exports_are_the_names_it_imports_for_mypy(package: str) -> None:
+    """A package whose exports are imported on first use names each of them again under
+    `if TYPE_CHECKING:`, from the module that defines it, so that mypy sees its type (else
+    the Any of `__getattr__`); an export missing there is an unchecked name, not an error."""
+    module = importlib.import_module(package)
+    assert module.__file__ is not None
+    typed: dict[str, str] = {}
+    for node in ast.parse(Path(module.__file__).read_text()).body:
+        if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING":
+            for statement in node.body:
+                assert isinstance(statement, ast.ImportFrom)
+                assert statement.module is not None
+                typed.update((alias.name, statement.module) for alias in statement.names)
+    assert sorted(typed.keys() ^ set(module._EXPORTS)) == []
+    for name, defined_in in typed.items():  # the object `__getattr__` gives, not a namesake
+        lazy = getattr(importlib.import_module(module._EXPORTS[name]), name)
+        assert getattr(importlib.import_module(defined_in), name) is lazy, name
 
 
 # `keyless` as a program (no argv: its own command line), then as a caller's function.

@@ -500,6 +500,9 @@ def blob_location_uses(path: str, source: str) -> list[str]:
             names = [node.id]
         elif isinstance(node, ast.ImportFrom):
             names = [alias.name for alias in node.names]
+        if not names:
+            continue
+        assert isinstance(node, ast.expr | ast.stmt)  # the three kinds above carry a line
         for name in names:
             local = name in LOCAL_BLOB_NAMES and isinstance(node, ast.Attribute)
             builder = name in BUILDER_NAMES and path not in BUILDS_THE_BLOB_STORE

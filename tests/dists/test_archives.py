@@ -8,6 +8,7 @@ import os
 import struct
 import tarfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -178,11 +179,13 @@ SMALL = ArchiveLimits(max_decompressed_bytes=1 * MIB, max_ratio=50)
 
 
 @pytest.mark.parametrize("builder", [build_wheel, build_sdist])
-def test_bomb_rule_needs_both_size_and_ratio(tmp_path: Path, builder: object) -> None:
+def test_bomb_rule_needs_both_size_and_ratio(
+    tmp_path: Path, builder: Callable[..., tuple[str, bytes]]
+) -> None:
     zeros = {"zeros.bin": bytes(2 * MIB)}  # compresses ~1000:1
     noise = {"noise.bin": os.urandom(2 * MIB)}  # does not compress
-    dist_zeros = builder(extra_files=zeros)  # type: ignore[operator]
-    dist_noise = builder(extra_files=noise)  # type: ignore[operator]
+    dist_zeros = builder(extra_files=zeros)
+    dist_noise = builder(extra_files=noise)
     assert refusal(tmp_path, *dist_zeros, SMALL) == invalid("File exceeds compression ratio of 50")
     read(tmp_path, *dist_zeros, ArchiveLimits(max_decompressed_bytes=4 * MIB))  # size under limit
     read(tmp_path, *dist_noise, SMALL)  # big, but ratio ~1

@@ -77,7 +77,7 @@ def patch_tar_size(gz: bytes, suffix: str, size: int) -> bytes:
             break
         name = bytes(block[:100]).rstrip(b"\0").decode("utf-8", "replace")
         declared = int(bytes(block[124:136]).strip(b"\0 ") or b"0", 8)
-        if name.endswith(suffix) and block[156:157] in (b"0", b"\0"):
+        if name.endswith(suffix) and bytes(block[156:157]) in (b"0", b"\0"):
             size_field = f"{size:011o}".encode()
             if len(size_field) > 11:  # base-256 for sizes past 8 GiB, as GNU tar writes them
                 size_field = b"\x80" + size.to_bytes(11, "big")

@@ -14,6 +14,7 @@ KEYLESS_CRASH_KILLS sets the number.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -101,7 +102,7 @@ class CrashLoop:
 
         def run(client: httpx.Client) -> None:
             for filename, data in dists:
-                answer = call(lambda f=filename, d=data: upload(client, "test", token, f, d))
+                answer = call(functools.partial(upload, client, "test", token, filename, data))
                 assert answer.status_code == 200, (
                     f"upload of {filename} ({'minted' if use_minted else 'owner'} token): "
                     f"{answer.status_code} {answer.text}"

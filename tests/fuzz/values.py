@@ -208,7 +208,7 @@ def _nest(open_: str, close: str, n: int, core: str = "1") -> bytes:
     return (open_ * n + core + close * n).encode()
 
 
-RAW_JSON_BODIES = st.one_of(
+RAW_JSON_BODIES: st.SearchStrategy[bytes] = st.one_of(
     st.builds(lambda n: _nest("[", "]", n), lengths(30_000)),  # bodies stop at 64 KiB
     st.builds(lambda n: _nest('{"a":', "}", n), lengths(10_000)),
     st.builds(lambda n: _nest('{"token":[', "]}", n, '"x"'), lengths(5_000)),

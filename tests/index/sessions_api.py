@@ -24,7 +24,7 @@ def post(
         url,
         json={"meta": META, **(body or {})},
         headers={"Content-Type": MEDIA_TYPE},
-        auth=("__token__", token) if token else None,
+        auth=("__token__", token) if token else httpx.Auth(),  # Auth(): no credentials
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -54,9 +55,9 @@ def test_cached_pages_and_routed_requests_are_each_logged_once(
 
 
 @pytest.fixture
-def quiet_server(tmp_path: Path) -> LiveServer:
+def quiet_server(tmp_path: Path) -> Iterator[LiveServer]:
     server = start_server(tmp_path / "quiet", env={"KEYLESS_ACCESS_LOG": "false"})
-    yield server  # type: ignore[misc]
+    yield server
     stop_server(server)
 
 

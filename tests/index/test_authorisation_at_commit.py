@@ -8,6 +8,8 @@ is inside the write transaction, not as it was when the request came in.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import httpx
 import pytest
 
@@ -62,10 +64,11 @@ def test_yank_and_status_refuse_a_token_revoked_after_authentication(
     owner = "owner-commit-time-admin"
     admin = ProjectAdmin(open_database(server.database), nothing_to_invalidate)
     stale = revoked_after_authenticating(server, owner, "prod")
-    for act in (
+    acts: list[Callable[[], object]] = [
         lambda: admin.set_status(stale, "commit-time-admin", "archived"),
         lambda: admin.set_yanked(stale, "commit-time-admin", "0.0.1", yanked=True),
-    ):
+    ]
+    for act in acts:
         with pytest.raises(ProjectError) as refused:
             act()
         assert (refused.value.status, refused.value.message) == (403, REVOKED)

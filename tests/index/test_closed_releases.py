@@ -15,6 +15,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -22,6 +23,7 @@ from packaging.utils import parse_sdist_filename, parse_wheel_filename
 from sqlalchemy import select, update
 
 from keyless.config import ConfigError, load_settings
+from keyless.dists import normalize_name
 from keyless.index.accounts import Accounts
 from keyless.index.indexes import IndexAdmin
 from keyless.index.multipart import StagedFile, UploadForm
@@ -87,7 +89,7 @@ def age_release(server: LiveServer, index: str, name: str, version: str, days: f
     engine = server.engine()
     with db.writing(engine) as conn:
         index_id = IndexAdmin(engine).load_indexes()[index].id
-        project = find_project(conn, index_id, name)
+        project = find_project(conn, index_id, normalize_name(name))
         assert project is not None
         release = release_id(conn, project.id, version)
         assert release is not None
@@ -336,7 +338,7 @@ class PublishedMeanwhile:
             assert answer.status_code == 201, answer.text
         return self.blobs.place(pending, sha256, size)
 
-    def __getattr__(self, name: str) -> object:
+    def __getattr__(self, name: str) -> Any:  # the rest of the store, as it is
         return getattr(self.blobs, name)
 
 

@@ -47,7 +47,7 @@ def test_an_upload_cut_off_half_way_leaves_nothing(server: LiveServer, http: htt
     filename, data = build_wheel("cut-demo", "1.0", extra_files={"cut_demo/pad.bin": pad})
     body = multipart_body(filename, data, "xyzzy")
     host, port = server.url.removeprefix("http://").split(":")
-    auth = httpx.BasicAuth("__token__", token)._auth_header  # type: ignore[attr-defined]
+    auth = httpx.BasicAuth("__token__", token)._auth_header
     head = (
         f"POST /prod/legacy/ HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: {auth}\r\n"
         f"Content-Type: multipart/form-data; boundary=xyzzy\r\nContent-Length: {len(body)}\r\n\r\n"

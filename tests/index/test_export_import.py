@@ -141,7 +141,7 @@ def audit(folder: Path, index: str, env: dict[str, str] | None = None) -> str:
     return out
 
 
-def rows_of(database: Path) -> dict[str, int]:
+def rows_of(database: Path | str) -> dict[str, int]:
     engine = db.open_database(database)
     with db.reading(engine) as conn:
         return {

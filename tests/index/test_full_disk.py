@@ -70,7 +70,7 @@ class SmallDisk:
 
     server: LiveServer
     enter: tuple[str, ...]
-    database: Path
+    database: Path | str  # as LiveServer.database: the SQLite file here (local_only)
 
 
 @pytest.fixture(scope="module")

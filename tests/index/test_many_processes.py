@@ -233,7 +233,11 @@ def test_an_oidc_token_is_exchanged_once_across_both(
         # Sent to both at once, ten times over: one exchange each time.
         for _ in range(10):
             token = emulator.token(AUDIENCE, claims)
-            answers = at_once(2, lambda n, token=token: mint((one, two)[n], token))
+
+            def send(n: int, token: str = token) -> httpx.Response:
+                return mint((one, two)[n], token)
+
+            answers = at_once(2, send)
             codes = sorted(a.status_code for a in answers)
             assert codes == [200, 422], [a.text for a in answers]
             refused = next(a for a in answers if a.status_code == 422)
@@ -287,5 +291,5 @@ def test_when_the_serial_cannot_be_read_nothing_is_served_from_memory(tmp_path: 
     def unreachable() -> None:
         raise OperationalError("SELECT serial", {}, Exception("connection refused"))
 
-    app.changes.poll = unreachable  # type: ignore[assignment,method-assign]
+    app.changes.poll = unreachable  # type: ignore[method-assign]  # its database gone
     assert asyncio.run(root_projects()) == ["made-elsewhere"]

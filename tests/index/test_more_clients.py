@@ -13,8 +13,9 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -381,7 +382,9 @@ def test_the_start_up_commands_run_as_printed_over_https(
     # The rest at once (each client starts slowly); poetry's config lines before its upload.
     with ThreadPoolExecutor(max_workers=8) as pool:
         # The venv the install lines below install into (VIRTUAL_ENV, and its pip first on PATH).
-        jobs = [pool.submit(subprocess.run, [sys.executable, "-m", "venv", pip_venv], check=True)]
+        jobs: list[Future[Any]] = [
+            pool.submit(subprocess.run, [sys.executable, "-m", "venv", str(pip_venv)], check=True)
+        ]
         for minor, line in enumerate(uploads[1:], start=1):
             before = poetry_setup if line.startswith("poetry publish") else []
             jobs.append(pool.submit(shell, *before, line, cwd=project(minor)))

@@ -80,7 +80,9 @@ def test_health_fails_when_the_blob_store_cannot_be_written(live: LiveServer) ->
 def test_health_fails_in_bounded_time_when_the_database_is_locked(live: LiveServer) -> None:
     # What a wedged process holding SQLite's WAL locks looks like to the server: every read
     # waits for the locks (bytes 120-127 of the -shm file, POSIX locks as SQLite takes them).
-    shm = os.open(live.database.with_name("keyless.db-shm"), os.O_RDWR)
+    database = live.database
+    assert isinstance(database, Path)  # the SQLite file (local_only)
+    shm = os.open(database.with_name("keyless.db-shm"), os.O_RDWR)
     try:
         fcntl.lockf(shm, fcntl.LOCK_EX | fcntl.LOCK_NB, 8, 120)
         started = time.monotonic()

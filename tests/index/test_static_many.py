@@ -73,7 +73,8 @@ def test_a_change_through_one_server_reaches_the_others_tree(
             def check() -> bool:
                 document = stored(tree, page)
                 files = document["files"] if document else []
-                return filename in [f["filename"] for f in files]  # type: ignore[attr-defined,index]
+                assert isinstance(files, list)
+                return filename in [f["filename"] for f in files]
 
             return check
 

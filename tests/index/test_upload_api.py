@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+from typing import cast
 
 import httpx
 import pytest
@@ -167,7 +168,7 @@ def test_bad_credentials(http: httpx.Client, auth: tuple[str, str] | None, expec
         "/prod/legacy/",
         data=dict(form_fields(filename, data)),
         files={"content": (filename, data)},
-        auth=auth,
+        auth=auth or httpx.Auth(),  # Auth(): no credentials
     )
     assert answer.status_code == 403
     assert expected in answer.text
@@ -186,8 +187,8 @@ def test_expired_and_revoked_tokens(server: LiveServer, http: httpx.Client) -> N
 
     live = server.token("revoking", "prod")
     engine = open_database(server.database)
-    token_id = max(row["id"] for row in Accounts(engine).list_tokens("revoking"))
-    Accounts(engine).revoke_token(int(token_id))  # type: ignore[arg-type]
+    token_id = max(cast(int, row["id"]) for row in Accounts(engine).list_tokens("revoking"))
+    Accounts(engine).revoke_token(token_id)
     refused = upload(http, "prod", live, *build_wheel("revoked-demo", "1.0"))
     assert refused.status_code == 403
 
@@ -218,7 +219,9 @@ def test_form_field_errors(
     http: httpx.Client, owner_token: str, overrides: dict[str, str], expected: str
 ) -> None:
     filename, data = build_wheel("form-demo", "1.0")
-    refused = upload(http, "prod", owner_token, filename, data, **overrides)
+    refused = upload(
+        http, "prod", owner_token, filename, data, form_fields(filename, data, **overrides)
+    )
     assert refused.status_code == 400
     assert expected in refused.text
 

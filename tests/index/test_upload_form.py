@@ -21,9 +21,11 @@ class RecordingStore(MemoryBlobStore):
         super().__init__()
         self.expected: list[str | None] = []
 
-    def new_writer(self, expected_sha256: str | None = None) -> MemoryPending:
+    def new_writer(
+        self, expected_sha256: str | None = None, *, sha256_only: bool = False
+    ) -> MemoryPending:
         self.expected.append(expected_sha256)
-        return super().new_writer(expected_sha256)
+        return super().new_writer(expected_sha256, sha256_only=sha256_only)
 
 
 def body(parts: list[tuple[str, str | bytes]]) -> bytes:

@@ -130,7 +130,12 @@ def test_a_unique_index_refusing_another_row_is_a_fault_not_file_already_exists(
     form = UploadForm(
         form_mapping(form_fields(filename, data)), StagedFile(filename, writer, writer.finish())
     )
-    uploads = RefusedRow(engine, blobs, lambda index_id, project: None, descriptions=None)
+    uploads = RefusedRow(
+        engine,
+        blobs,
+        lambda index_id, project: None,
+        descriptions=None,  # type: ignore[arg-type]  # the wheel has no description to render
+    )
     with pytest.raises(IntegrityError):
         uploads.upload(index, identity, form)
     with server.client() as client:  # and the file was not stored

@@ -43,7 +43,7 @@ class HeldStore:
 def use_case(server: LiveServer, hold: Callable[[], None]) -> UploadSessions:
     return UploadSessions(
         engine=server.engine(),
-        blobs=HeldStore(server.blobs(), hold),  # type: ignore[arg-type]
+        blobs=HeldStore(server.blobs(), hold),
         on_change=lambda _index, _project: None,
         lifetime=3600,
     )

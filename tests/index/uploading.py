@@ -62,10 +62,10 @@ def form_fields(filename: str, data: bytes, **overrides: str | None) -> list[tup
     body = message.get_payload()
     if isinstance(body, str) and body.strip():
         fields.append(("description", body))
-    for key, value in overrides.items():
-        fields = [(k, v) for k, v in fields if k != key]
-        if value is not None:
-            fields.append((key, value))
+    for field, override in overrides.items():
+        fields = [(k, v) for k, v in fields if k != field]
+        if override is not None:
+            fields.append((field, override))
     return fields
 
 
@@ -79,7 +79,8 @@ def upload(
     **overrides: str | None,
 ) -> httpx.Response:
     """POST one file to /{index}/legacy/ as twine does (Basic auth with __token__)."""
-    auth = ("__token__", token) if token else None
+    # httpx.Auth() sends no credentials (as None would, which `post` is not typed to take).
+    auth = ("__token__", token) if token else httpx.Auth()
     pairs = fields if fields is not None else form_fields(filename, data, **overrides)
     grouped: dict[str, list[str]] = {}
     for key, value in pairs:

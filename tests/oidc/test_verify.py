@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -432,7 +433,11 @@ def test_a_claim_with_a_lone_surrogate_is_refused_not_stored(
     # could not store it as the token's replay key (the fuzz suite found a 500 there).
     claims["jti"] = "abc\ud800def"
     token = rsa_key.sign(claims)
-    for read in (lambda: verify(token, keys), lambda: unverified_claims(token)):
+    reads: list[Callable[[], dict[str, Any]]] = [
+        lambda: verify(token, keys),
+        lambda: unverified_claims(token),
+    ]
+    for read in reads:
         with pytest.raises(TokenError, match="lone surrogate") as caught:
             read()
         assert caught.value.code == "invalid-payload"

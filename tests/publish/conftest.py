@@ -154,6 +154,7 @@ class StubIndex:
         for part in message.iter_parts():
             name = part.get_param("name", header="content-disposition")
             payload = part.get_payload(decode=True)
+            assert isinstance(payload, bytes)
             if name == "content":
                 content = payload
                 filename = str(part.get_filename())

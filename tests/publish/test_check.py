@@ -14,8 +14,8 @@ from keyless.publish.check import (
     CheckReport,
     check_dists,
     render_problem,
-    version_of_tag,
 )
+from keyless.publish.project import version_of_tag
 from tests.builders import (
     build_sdist,
     build_wheel,

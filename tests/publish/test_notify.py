@@ -250,7 +250,9 @@ def test_email_arrives_with_the_content(smtp: tuple[Inbox, int]) -> None:
     assert envelope.mail_from == "rel@example.com"
     assert envelope.rcpt_tos == ["team@example.com", "lead@example.com"]
     assert message["Subject"] == "[keyless] demo 1.2.0 FAILED"
-    text = message.get_payload(decode=True).decode()
+    payload = message.get_payload(decode=True)
+    assert isinstance(payload, bytes)
+    text = payload.decode()
     assert "Stage:   install-test" in text
     assert "the smoke command exited with 1" in text
     assert "demo-1.2.0-py3-none-any.whl" in text
@@ -260,7 +262,9 @@ def test_email_arrives_with_the_content(smtp: tuple[Inbox, int]) -> None:
         notify(SUCCESS, config, http=http, reporter=reporter, environ={})
     _, released = inbox.messages[1]
     assert released["Subject"] == "[keyless] demo 1.2.0 released"
-    assert "- Promotion." in released.get_payload(decode=True).decode()
+    payload = released.get_payload(decode=True)
+    assert isinstance(payload, bytes)
+    assert "- Promotion." in payload.decode()
 
 
 def test_unreachable_smtp_is_a_warning() -> None:

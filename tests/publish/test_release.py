@@ -232,7 +232,9 @@ def test_two_stage_release_under_the_emulator(
     [(envelope, message)] = inbox.messages
     assert envelope.rcpt_tos == ["maintainers@example.com"]
     assert message["Subject"] == f"[keyless] {name} 1.0.0 released"
-    body = message.get_payload(decode=True).decode()
+    payload = message.get_payload(decode=True)
+    assert isinstance(payload, bytes)
+    body = payload.decode()
     assert all(sha in body for sha in built.values())
 
     # The same release run again (a CI retry): the build makes the same bytes, production
@@ -460,6 +462,7 @@ def test_promote_refuses_a_staged_release_with_untested_files(
     result = release_from(tp_server, project, env, dist_dir=tmp_path / "dist", session=False)
 
     assert result.failed_stage == "production"
+    assert result.error is not None
     assert leftover[0] in result.error.message
     assert list(simple_hashes(tp_http, name, "prod")) == ["release_extra_file-0.0.1.tar.gz"]
 
@@ -532,6 +535,7 @@ def test_version_policy_refusals_stop_before_anything_is_built(
         git(project, *args)
     tagged = release_from(tp_server, project, env)
     assert tagged.failed_stage == "version"
+    assert tagged.error is not None
     assert "on tag 'v1.1.0', but the project's version is 1.0.0" in tagged.error.message
     assert simple_hashes(tp_http, name, "test") == {}
 

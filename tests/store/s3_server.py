@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import boto3
 import httpx
@@ -23,6 +24,9 @@ import pytest
 
 from keyless.config import StorageSettings
 from tests.conftest import free_port
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "keyless-test",
@@ -36,7 +40,7 @@ class S3Server:
     endpoint: str
     process: subprocess.Popen[bytes]
 
-    def client(self):  # type: ignore[no-untyped-def]
+    def client(self) -> S3Client:
         return boto3.session.Session().client("s3", endpoint_url=self.endpoint)
 
     def new_bucket(self) -> str:

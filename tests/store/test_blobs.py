@@ -7,6 +7,7 @@ import hashlib
 import os
 import random
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -72,7 +73,12 @@ def test_hashed_tells_the_digests_before_finish_makes_the_bytes_durable(
     # A mirror checks the sha256 here and sends its client the last bytes before the fsync.
     synced: list[int] = []
     real_fsync = os.fsync
-    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
+
+    def recording_fsync(fd: int) -> None:
+        synced.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
     data = os.urandom(size)
     writer = LocalBlobStore(tmp_path).new_writer(sha256_only=True)
     write_in_random_pieces(writer, data, seed=size)
@@ -196,7 +202,12 @@ def test_place_puts_back_a_missing_or_truncated_blob_and_keeps_the_temp_file(
     data = os.urandom(5000)
     writer, sha256 = finished(blobs, data)
     temp = writer.path
-    for damage in (lambda: None, blobs.path_for(sha256).unlink, lambda: cut_short(blobs, sha256)):
+    damages: list[Callable[[], object]] = [
+        lambda: None,
+        blobs.path_for(sha256).unlink,
+        lambda: cut_short(blobs, sha256),
+    ]
+    for damage in damages:
         damage()
         blobs.place(writer, sha256, len(data))
         assert blobs.path_for(sha256).read_bytes() == data

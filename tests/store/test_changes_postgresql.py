@@ -46,7 +46,7 @@ def test_a_change_by_another_host_is_found_without_reading_the_serial(
         reads += 1
         return read_serial()
 
-    feed._read_serial = counted  # type: ignore[method-assign]
+    feed._read_serial = counted
     for _ in range(RECHECK_EVERY - 10):  # nothing changed: no read at all
         assert feed.poll() == ()
     assert reads == 0

@@ -26,6 +26,7 @@ def _insert_index(conn: Connection) -> int:
             created=datetime.now(UTC),
         )
     )
+    assert inserted.inserted_primary_key is not None
     index_id: int = inserted.inserted_primary_key[0]
     return index_id
 

@@ -119,8 +119,8 @@ def test_the_blob_store_going_away_is_a_503_naming_it_and_the_index_recovers(
         again = upload(client, "prod", token, second_name, second)
         assert again.status_code == 200, again.text
         assert client.get("/_/health").status_code == 200
-        listed = client.get("/prod/simple/outage-demo/").text
-        assert second_name in listed
+        simple = client.get("/prod/simple/outage-demo/").text
+        assert second_name in simple
     log = live.log()
     assert "Traceback" not in log
     assert "the blob store is not answering: EndpointConnectionError" in log
@@ -134,7 +134,18 @@ def disk_full() -> sqlite3.OperationalError:
 
 def client_error(status: int, code: str) -> Exception:
     return ClientError(
-        {"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, "GetObject"
+        {
+            "Error": {"Code": code},
+            # botocore fills all five; the store reads the status only.
+            "ResponseMetadata": {
+                "RequestId": "",
+                "HostId": "",
+                "HTTPStatusCode": status,
+                "HTTPHeaders": {},
+                "RetryAttempts": 0,
+            },
+        },
+        "GetObject",
     )
 
 

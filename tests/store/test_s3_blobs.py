@@ -222,6 +222,8 @@ def test_what_interrupted_writes_leave_is_removed_once_stale(s3_storage: Storage
     stream_in(died, b"d" * (PART_SIZE + 1))
     died.finish()
     kept = store.put_bytes(b"a blob")
+    assert interrupted.target is not None
+    assert died.target is not None
     assert sorted(multipart_uploads(store)) == sorted([interrupted.target, died.target])
 
     assert store.remove_stale_temp_files(3600) == 0  # young: maybe still being written

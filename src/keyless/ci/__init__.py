@@ -2,9 +2,16 @@
 environments and tokens, for rehearsing a release and testing Trusted Publishing end to end.
 """
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from keyless import lazy_attribute
+
+if TYPE_CHECKING:
+    # The exports' own types for mypy (else each is the Any of `__getattr__`); at run time
+    # nothing is imported here. tests/test_cli_imports.py keeps this list and _EXPORTS alike.
+    from keyless.ci.claims import JobClaims
+    from keyless.ci.emulator import Emulator, banner
+    from keyless.ci.errors import EmulatorError
 
 # Imported on first use (PEP 562): `keyless init` and `keyless doctor` need only the workflow
 # templates and keyless.ci.claims, not the emulator (PyJWT, cryptography, an HTTP server).

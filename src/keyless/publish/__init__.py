@@ -22,9 +22,55 @@ uploads into sessions without publishing and returns a `Staged`: install from it
 `stage_url`, then `publish()` or `cancel()` it (`keyless.publish.session`).
 """
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from keyless import lazy_attribute
+
+if TYPE_CHECKING:
+    # The exports' own types for mypy (else each is the Any of `__getattr__`); at run time
+    # nothing is imported here. tests/test_cli_imports.py keeps this list and _EXPORTS alike.
+    from keyless.publish.ambient import ambient_oidc_token
+    from keyless.publish.check import CheckReport, check_dists
+    from keyless.publish.credentials import (
+        ApiTokenCredentials,
+        Credentials,
+        Discovery,
+        RenewableCredentials,
+        TrustedPublishingCredentials,
+        discover,
+        explain_refusal,
+        resolve_credentials,
+    )
+    from keyless.publish.doctor import Diagnosis, diagnose
+    from keyless.publish.errors import PublishError
+    from keyless.publish.indexclient import (
+        IndexClient,
+        RemoteFile,
+        TransientError,
+        check_upload_url,
+        new_http_client,
+        redact,
+        server_message,
+        simple_url_for,
+    )
+    from keyless.publish.init import InitResult, init_workflow
+    from keyless.publish.localdist import LocalDist, load_dist, upload_fields
+    from keyless.publish.release import ReleaseResult, release
+    from keyless.publish.reporter import (
+        FileResult,
+        NullReporter,
+        RecordingReporter,
+        Reporter,
+    )
+    from keyless.publish.session import Staged, stage
+    from keyless.publish.upload import (
+        Backoff,
+        PublishResult,
+        load_all,
+        publish,
+        read_dists,
+    )
+    from keyless.publish.upload2 import Session
 
 # Imported on first use (PEP 562): `keyless publish` must start fast, and most commands need
 # only a few of these modules.
