@@ -92,7 +92,7 @@ def run(
         result = publish(
             paths,
             stub.upload_url,
-            credentials=credentials,  # type: ignore[arg-type]
+            credentials=credentials,
             reporter=reporter,
             http=http,
             options=UploadOptions(**{"backoff": FAST, **options}),

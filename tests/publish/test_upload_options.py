@@ -29,9 +29,9 @@ def test_impossible_numbers_are_refused_when_the_options_are_made(
     # The texts `publish(parallel=0)` and `publish(retries=-1)` raised before the options
     # had a home of their own.
     with pytest.raises(PublishError) as caught:
-        UploadOptions(**{name: value})
+        dataclasses.replace(UploadOptions(), **{name: value})
     assert caught.value.message == said
-    least = UploadOptions(**{name: value + 1})
+    least = dataclasses.replace(UploadOptions(), **{name: value + 1})
     assert getattr(least, name) == value + 1
     # Made once, checked once: nothing downstream can make them impossible again.
     with pytest.raises(dataclasses.FrozenInstanceError):

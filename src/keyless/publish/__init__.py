@@ -62,9 +62,9 @@ if TYPE_CHECKING:
         RecordingReporter,
         Reporter,
     )
+    from keyless.publish.options import Backoff, UploadOptions
     from keyless.publish.session import Staged, stage
     from keyless.publish.upload import (
-        Backoff,
         PublishResult,
         load_all,
         publish,
