@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,10 +29,11 @@ def test_impossible_numbers_are_refused_when_the_options_are_made(
 ) -> None:
     # The texts `publish(parallel=0)` and `publish(retries=-1)` raised before the options
     # had a home of their own.
+    impossible: dict[str, Any] = {name: value}  # which field: the parameter says
     with pytest.raises(PublishError) as caught:
-        dataclasses.replace(UploadOptions(), **{name: value})
+        UploadOptions(**impossible)
     assert caught.value.message == said
-    least = dataclasses.replace(UploadOptions(), **{name: value + 1})
+    least = UploadOptions(**{**impossible, name: value + 1})
     assert getattr(least, name) == value + 1
     # Made once, checked once: nothing downstream can make them impossible again.
     with pytest.raises(dataclasses.FrozenInstanceError):
