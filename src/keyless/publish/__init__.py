@@ -55,6 +55,7 @@ if TYPE_CHECKING:
     )
     from keyless.publish.init import InitResult, init_workflow
     from keyless.publish.localdist import LocalDist, load_dist, upload_fields
+    from keyless.publish.options import Backoff, UploadOptions
     from keyless.publish.release import ReleaseResult, release
     from keyless.publish.reporter import (
         FileResult,
@@ -62,7 +63,6 @@ if TYPE_CHECKING:
         RecordingReporter,
         Reporter,
     )
-    from keyless.publish.options import Backoff, UploadOptions
     from keyless.publish.session import Staged, stage
     from keyless.publish.upload import (
         PublishResult,
