@@ -37,6 +37,7 @@ from packaging.version import InvalidVersion, Version
 import keyless
 from keyless.publish.errors import PublishError
 from keyless.publish.localdist import LocalDist, upload_fields
+from keyless.publish.options import Retrier
 
 SIMPLE_JSON = "application/vnd.pypi.simple.v1+json"
 # JSON preferred, HTML accepted: an index without PEP 691 still lists its hashes in anchors.
@@ -405,6 +406,19 @@ class IndexClient:
         """
         page = self._page(project, token)
         return {} if page is None else page.files
+
+    def existing_entries_retrying(self, project: str, retry: Retrier) -> dict[str, RemoteFile]:
+        """`existing_entries`, with the run's retries of transient failures (TransientError
+        once they are spent). Raises PublishError when the index cannot tell."""
+        attempt = 0
+        while True:
+            try:
+                return self.existing_entries(project)
+            except TransientError as exc:
+                attempt += 1
+                if attempt > retry.options.retries:
+                    raise
+                retry.wait(attempt, exc.retry_after, f"looking up {project}", exc.message)
 
     def existing_files(self, project: str, *, token: str | None = None) -> dict[str, str]:
         """filename -> sha256 of the files the index has for `project` ({} on 404).

@@ -80,6 +80,25 @@ class UploadOptions:
         return f"must be at least {minimum}, not {value}" if value < minimum else None
 
 
+class Retrier:
+    """One run's waits between retries: before each, says what failed and when it is tried
+    again (through `warn`), then sleeps the options' backoff, jittered by a generator of the
+    run's own. Shared by the run's threads (the jitter needs no lock: any draw will do)."""
+
+    def __init__(self, options: UploadOptions, warn: Callable[[str], None]) -> None:
+        import random  # here, not at the top: `keyless publish --help` imports this module
+
+        self.options = options
+        self._warn = warn
+        self._rng = random.Random()  # noqa: S311 - jitter, not secrets
+
+    def wait(self, attempt: int, retry_after: float | None, what: str, problem: str) -> None:
+        """Before retry number `attempt` of `what`, which failed with `problem`."""
+        delay = self.options.backoff.delay(attempt, retry_after, self._rng)
+        self._warn(f"{what}: {problem}; retry {attempt} of {self.options.retries} in {delay:.1f} s")
+        self.options.backoff.sleep(delay)
+
+
 # The defaults, as one value: the default argument of `publish`, `stage` and
 # `publish_in_sessions`, and where `keyless publish` reads its flags' defaults.
 DEFAULTS = UploadOptions()

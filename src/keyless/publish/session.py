@@ -47,7 +47,6 @@ from keyless.publish.errors import PublishError
 from keyless.publish.indexclient import (
     IndexClient,
     RemoteFile,
-    TransientError,
     redact,
     retry_after_seconds,
 )
@@ -344,7 +343,8 @@ def stage(
     parallel = options.parallel
     stop = threading.Event()
     transport = Transport(client.http, credentials, reporter, options, stop=stop)
-    remote = {p: _lookup(transport, client, p) for p in dict.fromkeys(d.normalized for d in dists)}
+    projects = dict.fromkeys(d.normalized for d in dists)
+    remote = {p: client.existing_entries_retrying(p, transport.retry) for p in projects}
     results: dict[str, FileResult] = {}
     pending: dict[tuple[str, str], list[LocalDist]] = {}
     for dist in dists:
@@ -489,24 +489,6 @@ def _run_all(
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _lookup(transport: Transport, client: IndexClient, project: str) -> dict[str, RemoteFile]:
-    """The index's files for `project`, retrying transient failures as uploads do."""
-    attempt = 0
-    while True:
-        try:
-            return client.existing_entries(project)
-        except TransientError as exc:
-            attempt += 1
-            if attempt > transport.options.retries:
-                raise
-            delay = transport.options.backoff.delay(attempt, exc.retry_after, transport.rng)
-            transport.reporter.warning(
-                f"looking up {project}: {exc.message}; retry {attempt} of "
-                f"{transport.options.retries} in {delay:.1f} s"
-            )
-            transport.options.backoff.sleep(delay)
 
 
 def _reconcile(

@@ -12,7 +12,6 @@ landed). Uploading the identical file twice is harmless, which is what makes ret
 
 from __future__ import annotations
 
-import random
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -33,7 +32,7 @@ from keyless.publish.indexclient import (
     server_message,
 )
 from keyless.publish.localdist import LocalDist, load_dist
-from keyless.publish.options import DEFAULTS, UploadOptions
+from keyless.publish.options import DEFAULTS, Retrier, UploadOptions
 from keyless.publish.reporter import FileResult, Reporter
 
 
@@ -153,29 +152,7 @@ class _Release:
         self.credentials = credentials
         self.reporter = reporter
         self.options = options
-        self.rng = random.Random()  # noqa: S311 - jitter, not secrets
-
-    def _wait(self, attempt: int, retry_after: float | None, what: str, problem: str) -> None:
-        delay = self.options.backoff.delay(attempt, retry_after, self.rng)
-        self.reporter.warning(
-            f"{what}: {problem}; retry {attempt} of {self.options.retries} in {delay:.1f} s"
-        )
-        self.options.backoff.sleep(delay)
-
-    def lookup(self, project: str) -> dict[str, RemoteFile]:
-        """The index's files for `project`, retrying transient failures.
-
-        Raises PublishError when the index cannot tell.
-        """
-        attempt = 0
-        while True:
-            try:
-                return self.client.existing_entries(project)
-            except TransientError as exc:
-                attempt += 1
-                if attempt > self.options.retries:
-                    raise
-                self._wait(attempt, exc.retry_after, f"looking up {project}", exc.message)
+        self.retry = Retrier(options, reporter.warning)
 
     def recheck(self, dist: LocalDist) -> str | None:
         """After an ambiguous answer: the sha256 the index now has for this filename (None
@@ -245,7 +222,7 @@ class _Release:
             retried += 1
             if retried > self.options.retries:
                 return _file(dist, "failed", f"{problem} (gave up after {retried} attempts)")
-            self._wait(retried, retry_after, dist.filename, problem)
+            self.retry.wait(retried, retry_after, dist.filename, problem)
 
     def _settled(self, dist: LocalDist, *, fresh: bool) -> FileResult | None:
         """The file's outcome if the index now lists its name: identical = success ("exists"
@@ -324,7 +301,7 @@ def _publish(release: _Release, dists: list[LocalDist], *, dry_run: bool) -> Pub
     reporter.stage(f"Asking {redact(client.simple_url)} which files it has")
     remote: dict[str, dict[str, RemoteFile]] = {}
     for project in dict.fromkeys(d.normalized for d in dists):
-        remote[project] = release.lookup(project)
+        remote[project] = client.existing_entries_retrying(project, release.retry)
     pending: list[LocalDist] = []
     for dist in dists:
         entry = remote[dist.normalized].get(dist.filename)

@@ -9,7 +9,6 @@ which, resuming, cancelling — is `keyless.publish.session`'s.
 from __future__ import annotations
 
 import datetime as dt
-import random
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,7 +26,7 @@ from keyless.publish.indexclient import (
     retry_after_seconds,
     server_message,
 )
-from keyless.publish.options import UploadOptions
+from keyless.publish.options import Retrier, UploadOptions
 from keyless.publish.reporter import Reporter
 
 UPLOAD_V2 = "application/vnd.pypi.upload.v2+json"
@@ -141,8 +140,8 @@ class Transport:
         self.credentials = credentials
         self.reporter = reporter
         self.options = options  # its retries and backoff
+        self.retry = Retrier(options, reporter.warning)
         self.stop = stop
-        self.rng = random.Random()  # noqa: S311 - jitter, not secrets
         self._renew_lock = threading.Lock()
 
     def send(
@@ -218,11 +217,7 @@ class Transport:
                     resumable=True,
                     context={"url": redact(url)},
                 )
-            delay = self.options.backoff.delay(attempt, retry_after, self.rng)
-            self.reporter.warning(
-                f"{what}: {problem}; retry {attempt} of {self.options.retries} in {delay:.1f} s"
-            )
-            self.options.backoff.sleep(delay)
+            self.retry.wait(attempt, retry_after, what, problem)
 
     def _renew(self, response: httpx.Response, what: str, refused: str) -> bool:
         """Mint a new token when the index refused the minted one `refused` (clock skew, a
