@@ -40,6 +40,7 @@ class Upstream:
     unsized: set[str] = field(default_factory=set)  # no content-length: the body ends at close
     cut: set[str] = field(default_factory=set)  # the connection closes half-way through
     stalled: set[str] = field(default_factory=set)  # half, then 3 s of nothing, then the rest
+    failing: dict[str, int] = field(default_factory=dict)  # path -> the error status answered
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +58,9 @@ def upstream() -> Iterator[Upstream]:
                 self.send_response(401)
                 self.send_header("www-authenticate", 'Basic realm="upstream"')
                 self.end_headers()
+                return
+            if self.path in state.failing:
+                self.send_error(state.failing[self.path])
                 return
             found = state.answers.get(self.path)
             if found is None:
@@ -345,6 +349,34 @@ def test_what_packaging_cannot_read_on_an_upstream_page_is_no_500_in_the_json_ap
     }
     assert odd.status_code == 200, odd.text
     assert (odd.json()["info"]["name"], odd.json()["info"]["version"]) == ("-odd-", "1.0")
+
+
+def test_an_upstream_answering_an_error_is_a_502_naming_it_and_its_status(
+    upstream: Upstream, mirror: LiveServer
+) -> None:
+    """The page, the file and its metadata file alike (one text for the three)."""
+    upstream.failing["/simple/erring-lib/"] = 503
+    filename, data = build_wheel("erring-files-lib", "1.0")
+    metadata_sha256 = hashlib.sha256(b"Metadata-Version: 2.1").hexdigest()
+    upstream.answers["/simple/erring-files-lib/"] = html_page(
+        f'href="/packages/{filename}#sha256={hashlib.sha256(data).hexdigest()}" '
+        f'data-core-metadata="sha256={metadata_sha256}"'
+    )
+    upstream.failing[f"/packages/{filename}"] = 500
+    upstream.failing[f"/packages/{filename}.metadata"] = 403
+    with mirror.client() as client:
+        page = client.get("/main/simple/erring-files-lib/", headers={"Accept": JSON})
+        url = page.json()["files"][0]["url"]
+        answers = [
+            client.get(path, headers={"Accept": "application/json"})
+            for path in ("/main/simple/erring-lib/", url, url + ".metadata")
+        ]
+    said = f"The upstream {upstream.url}/simple/ answered"
+    assert [(answer.status_code, answer.json()["message"]) for answer in answers] == [
+        (502, f"{said} 503 for 'erring-lib'; try again later."),
+        (502, f"{said} 500 for {filename!r}; try again later."),
+        (502, f"{said} 403 for the metadata of {filename!r}; try again later."),
+    ]
 
 
 def test_a_name_the_upstream_lacks_is_a_404_naming_both(

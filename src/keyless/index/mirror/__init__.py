@@ -54,7 +54,7 @@ from .pages import (
     timeout_of,
 )
 from .policy import reserved_by
-from .refused import MirrorRefused
+from .refused import MirrorRefused, answered, unreachable
 from .upstream import UpstreamFile, UpstreamPage
 
 log = logging.getLogger("keyless.mirror")
@@ -528,20 +528,17 @@ class Mirror:
                 f"{index_name!r} is offline (upstream-offline).",
                 404,
             )
-        url = found.url + ".metadata"
+        url = found.url + METADATA_SUFFIX
+        what = f"the metadata of {found.filename!r}"
         try:
             with self._http().stream(
                 "GET", url, auth=auth_for(settings, url), timeout=timeout_of(settings)
             ) as response:
                 if response.status_code != 200:
-                    raise MirrorRefused(
-                        f"The upstream {settings.upstream} answered {response.status_code} "
-                        f"for the metadata of {found.filename!r}.",
-                        502,
-                    )
+                    raise answered(settings.upstream, response.status_code, what)
                 data = read_bounded(response, MAX_METADATA_BYTES)
         except httpx.HTTPError as exc:
-            raise _unreachable(settings, found.filename, exc) from None
+            raise unreachable(settings.upstream, what, exc) from None
         if data is None or hashlib.sha256(data).hexdigest() != digest:
             raise MirrorRefused(
                 f"The metadata of {found.filename!r} from the upstream {settings.upstream} "
@@ -576,14 +573,10 @@ class Mirror:
         try:
             response = client.send(request, stream=True, auth=auth_for(settings, found.url))
         except httpx.HTTPError as exc:
-            raise _unreachable(settings, found.filename, exc) from None
+            raise unreachable(settings.upstream, repr(found.filename), exc) from None
         if response.status_code != 200:
             response.close()
-            raise MirrorRefused(
-                f"The upstream {settings.upstream} answered {response.status_code} "
-                f"for {found.filename!r}.",
-                502,
-            )
+            raise answered(settings.upstream, response.status_code, repr(found.filename))
         return response
 
     def store_while_streaming(
@@ -621,15 +614,3 @@ class Mirror:
         if self._client is None:  # timeouts per request: each index has its own
             self._client = httpx.Client(follow_redirects=True)
         return self._client
-
-
-def _unreachable(settings: IndexSettings, filename: str, exc: httpx.HTTPError) -> MirrorRefused:
-    if isinstance(exc, httpx.TimeoutException):
-        return MirrorRefused(
-            f"The upstream {settings.upstream} did not answer in time for {filename!r}.", 504
-        )
-    return MirrorRefused(
-        f"The upstream {settings.upstream} cannot be reached for {filename!r} "
-        f"({type(exc).__name__}); try again later.",
-        502,
-    )
