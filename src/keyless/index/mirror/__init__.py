@@ -10,7 +10,7 @@ served stale (with a header saying so) while the upstream is unreachable. Their 
 fetched on first download, streamed to that client while they are stored, checked against the
 upstream page's sha256 and then served from the blob store.
 
-This module keeps the policy and what is cached; asking the upstream for a page is pages.py's,
+This module keeps the policy and what is cached; asking the upstream for a page is fetch.py's,
 streaming a file's first download download.py's.
 """
 
@@ -42,8 +42,7 @@ from keyless.store.blobs import BlobStore, Digests, PendingBlob
 from ..catalog import Catalog, version_key
 from ..pages import PageSet, SimplePages, project_html, project_json, rendered, root_page
 from . import download
-from .merge import UPSTREAM, json_api_files, merge_pages, version_of
-from .pages import (
+from .fetch import (
     CachedPage,
     CachedRoot,
     Rows,
@@ -53,6 +52,7 @@ from .pages import (
     read_bounded,
     timeout_of,
 )
+from .merge import UPSTREAM, json_api_files, merge_pages, version_of
 from .policy import reserved_by
 from .refused import MirrorRefused, answered, unreachable
 from .upstream import UpstreamFile, UpstreamPage
