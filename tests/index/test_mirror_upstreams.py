@@ -23,6 +23,7 @@ import pytest
 
 from tests.builders import build_wheel
 from tests.conftest import LiveServer, free_port, run_keyless, start_server, stop_server
+from tests.index.test_mirror import first_file_url
 
 JSON = "application/vnd.pypi.simple.v1+json"
 CREDENTIALS = "mirror-user:upstream-s3cret"
@@ -190,8 +191,7 @@ def test_a_file_the_upstream_would_compress_is_stored_as_its_hash_says(
     upstream.answers[f"/packages/{filename}"] = ("application/octet-stream", data)
     upstream.gzipped.add(f"/packages/{filename}")
     with mirror.client() as client:
-        page = client.get("/main/simple/gzip-lib/", headers={"Accept": JSON})
-        wheel = client.get(page.json()["files"][0]["url"])
+        wheel = client.get(first_file_url(client, "/main/simple/gzip-lib/"))
     assert wheel.status_code == 200
     assert wheel.content == data
 
@@ -210,11 +210,11 @@ def test_a_large_file_arrives_whole_whether_or_not_the_upstream_gives_its_length
     if how == "unsized":
         upstream.unsized.add(f"/packages/{filename}")
     with mirror.client() as client:
-        page = client.get(f"/main/simple/{name}/", headers={"Accept": JSON})
-        wheel = client.get(page.json()["files"][0]["url"])
+        url = first_file_url(client, f"/main/simple/{name}/")
+        wheel = client.get(url)
         # With a length, the client has the whole body while the server still stores the file
         # (mirror/download.py): the next request on the same connection must find it stored.
-        again = client.get(page.json()["files"][0]["url"])
+        again = client.get(url)
     assert wheel.status_code == 200
     assert wheel.content == data
     assert again.content == data
@@ -236,9 +236,9 @@ def test_an_upstream_that_stops_half_way_is_a_cut_off_download_and_nothing_store
     upstream.answers[f"/packages/{filename}"] = ("application/octet-stream", data)
     getattr(upstream, how).add(f"/packages/{filename}")
     with mirror.client() as client:
-        page = client.get(f"/{index}/simple/{how}-lib/", headers={"Accept": JSON})
+        url = first_file_url(client, f"/{index}/simple/{how}-lib/")
         with pytest.raises(httpx.RemoteProtocolError):
-            client.get(page.json()["files"][0]["url"])
+            client.get(url)
     assert not mirror.blobs().exists(sha256)
     for _ in range(50):  # bounded: the fetch thread discards its temp file as it ends
         if not list((mirror.data_dir / "blobs" / "tmp").glob("*")):
@@ -263,9 +263,7 @@ def test_a_private_upstream_gets_the_credentials_and_the_log_never_does(
     upstream.required_auth = expected
     try:
         with mirror.client() as client:
-            page = client.get("/private/simple/secret-lib/", headers={"Accept": JSON})
-            assert page.status_code == 200, page.text
-            wheel = client.get(page.json()["files"][0]["url"])
+            wheel = client.get(first_file_url(client, "/private/simple/secret-lib/"))
     finally:
         upstream.required_auth = None
     assert wheel.status_code == 200
@@ -365,8 +363,7 @@ def test_an_upstream_answering_an_error_is_a_502_naming_it_and_its_status(
     upstream.failing[f"/packages/{filename}"] = 500
     upstream.failing[f"/packages/{filename}.metadata"] = 403
     with mirror.client() as client:
-        page = client.get("/main/simple/erring-files-lib/", headers={"Accept": JSON})
-        url = page.json()["files"][0]["url"]
+        url = first_file_url(client, "/main/simple/erring-files-lib/")
         answers = [
             client.get(path, headers={"Accept": "application/json"})
             for path in ("/main/simple/erring-lib/", url, url + ".metadata")
