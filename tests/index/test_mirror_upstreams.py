@@ -23,6 +23,7 @@ import pytest
 
 from tests.builders import build_wheel
 from tests.conftest import LiveServer, free_port, run_keyless, start_server, stop_server
+from tests.index.other_httpcore import SHAPES
 from tests.index.test_mirror import first_file_url
 
 JSON = "application/vnd.pypi.simple.v1+json"
@@ -220,6 +221,57 @@ def test_a_large_file_arrives_whole_whether_or_not_the_upstream_gives_its_length
     assert again.content == data
     assert "x-keyless-source" not in again.headers  # from the store, not the upstream
     assert mirror.blobs().exists(sha256, len(data))
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_first_downloads_go_through_httpx_when_its_connection_is_not_as_expected(
+    upstream: Upstream, tmp_path: Path, shape: str
+) -> None:
+    """The large reads use httpcore's `network_stream` (and do with the httpcore installed);
+    another httpcore may hand out none, or one of another shape (tests/index/other_httpcore.py):
+    first downloads are then read through httpx's own streaming, whole and hash-checked, and
+    the log says why once."""
+    name = f"reshaped-{shape}-lib"
+    served = {}
+    links = []
+    for version in ("1.0", "1.1", "6.6"):
+        filename = f"{name.replace('-', '_')}-{version}-py3-none-any.whl"
+        data = os.urandom(3 * 1024 * 1024 + len(served))
+        served[filename] = data
+        # 6.6 is tampered with: the upstream's bytes are not those its page gives the hash of.
+        page_data = os.urandom(len(data)) if version == "6.6" else data
+        links.append(f'href="/packages/{filename}#sha256={hashlib.sha256(page_data).hexdigest()}"')
+        upstream.answers[f"/packages/{filename}"] = ("application/octet-stream", data)
+    upstream.answers[f"/simple/{name}/"] = html_page(*links)
+    mirror = start_server(
+        tmp_path / "mirror",
+        config_text=f'[indexes.main]\nupstream = "{upstream.url}/simple/"\n',
+        prefix=(sys.executable, "-m", "tests.index.other_httpcore", shape),
+    )
+    try:
+        with mirror.client() as client:
+            page = client.get(f"/main/simple/{name}/", headers={"Accept": JSON})
+            urls = {f["filename"]: f["url"] for f in page.json()["files"]}
+            wheels = [client.get(urls[filename]) for filename in list(served)[:2]]
+            with pytest.raises(httpx.RemoteProtocolError):
+                client.get(urls[list(served)[2]])
+    finally:
+        stop_server(mirror)
+    for wheel, data in zip(wheels, served.values(), strict=False):
+        assert wheel.status_code == 200
+        assert wheel.content == data
+        assert mirror.blobs().exists(hashlib.sha256(data).hexdigest(), len(data))
+    assert not mirror.blobs().exists(hashlib.sha256(list(served.values())[2]).hexdigest())
+    why = {
+        "as-is": None,  # the stream of the httpcore installed is used
+        "none": "httpx hands out no network_stream",
+        "no-read": "its network_stream (NoRead) has no read()",
+        "read-no-timeout": "the read() of its network_stream (ReadNoTimeout) does not take",
+    }[shape]
+    said = [line for line in mirror.log().splitlines() if "read through httpx's chunks" in line]
+    assert len(said) == (0 if why is None else 1), said
+    assert all(why in line for line in said)
+    assert "Traceback" not in mirror.log()
 
 
 @pytest.mark.parametrize(("how", "index"), [("cut", "main"), ("stalled", "stall")])
