@@ -24,7 +24,7 @@ import time
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -55,15 +55,16 @@ from .fetch import (
 from .merge import UPSTREAM, json_api_files, merge_pages, version_of
 from .policy import reserved_by
 from .refused import MirrorRefused, answered, unreachable
-from .upstream import UpstreamFile, UpstreamPage
+from .upstream import METADATA_SUFFIX, UpstreamFile, UpstreamPage
 
 log = logging.getLogger("keyless.mirror")
+K = TypeVar("K")
+V = TypeVar("V")
 
 # Upstream pages kept in memory per process; the oldest fetched goes first beyond it.
 MAX_CACHED_PAGES = 10_000
 MAX_METADATA_BYTES = 16 * 1024 * 1024
 DOWNLOAD_RECORD_INTERVAL = 3600.0  # seconds: see Mirror.download_to_record
-METADATA_SUFFIX = ".metadata"  # PEP 658: the metadata file is at the file's URL + this
 
 
 @dataclass(frozen=True)
@@ -165,10 +166,7 @@ class Mirror:
         kept = self._merged_pages.get((index_name, name))
         if kept is None or kept[0] is not local or kept[1] is not upstream:
             kept = (local, upstream, merge_pages(local, upstream, str(settings.upstream)))
-            with self._lock:
-                if len(self._merged_pages) >= MAX_CACHED_PAGES:
-                    self._merged_pages.pop(next(iter(self._merged_pages)))
-                self._merged_pages[(index_name, name)] = kept
+            self._put(self._merged_pages, (index_name, name), kept)
         return MirroredPage(kept[2], found.stale if found is not None else None)
 
     def upstream_page(
@@ -218,13 +216,18 @@ class Mirror:
             log.warning("serving %s/%s from the cache (%ss old): %s", index_name, name, age, exc)
             stale = f"upstream unreachable; page fetched {age} seconds ago"
             return MirroredPage(cached.pages, stale, cached.page)
-        with self._lock:
-            self._pages.pop((index_name, name), None)
-            if len(self._pages) >= MAX_CACHED_PAGES:
-                self._pages.pop(next(iter(self._pages)))
-            self._pages[(index_name, name)] = fresh
+        self._put(self._pages, (index_name, name), fresh)
         self._keep(index_id, name, fresh, settings, generation)
         return MirroredPage(fresh.pages, None, fresh.page)
+
+    def _put(self, cache: dict[K, V], key: K, value: V) -> None:
+        """Keep `value` as the newest entry of `cache`, which holds at most `MAX_CACHED_PAGES`:
+        the oldest kept goes first."""
+        with self._lock:
+            cache.pop(key, None)
+            if len(cache) >= MAX_CACHED_PAGES:
+                cache.pop(next(iter(cache)))
+            cache[key] = value
 
     def _offline_page(
         self, index_id: int, settings: IndexSettings, name: NormalizedName
@@ -252,16 +255,7 @@ class Mirror:
             ).all()
         digests = {row.filename: row.sha256 for row in rows}
         files = [
-            UpstreamFile(
-                filename=row.filename,
-                url="",  # never fetched: offline
-                sha256=row.sha256,
-                requires_python=row.requires_python,
-                yanked=False if row.yanked is None else (row.yanked or True),
-                metadata_sha256=digests.get(row.filename + METADATA_SUFFIX),
-                size=None,
-                upload_time=None,
-            )
+            _stored_file(row.filename, row.sha256, digests, row.requires_python, row.yanked)
             for row in rows
             if not row.filename.endswith(METADATA_SUFFIX)
         ]
@@ -300,9 +294,10 @@ class Mirror:
         still listed rather than nothing.
         """
         settings = self.upstreams[index_name]
+        base = f"{self.url_prefix}/{index_name}"
         if settings.upstream_offline:
             return MirroredPage(
-                root_page(f"{self.url_prefix}/{index_name}", index_name, local),
+                root_page(base, index_name, local),
                 "index offline; the upstream's projects are not listed",
             )
         cached = self._roots.get(index_name)
@@ -314,7 +309,7 @@ class Mirror:
             except MirrorRefused as exc:
                 log.warning("the root page of %s lists no upstream names: %s", index_name, exc)
                 if cached is None:
-                    pages = root_page(f"{self.url_prefix}/{index_name}", index_name, local)
+                    pages = root_page(base, index_name, local)
                     return MirroredPage(pages, "upstream unreachable; its projects are not listed")
                 age = int(time.monotonic() - cached.fetched)
                 stale = f"upstream unreachable; its projects as listed {age} seconds ago"
@@ -327,15 +322,8 @@ class Mirror:
                 for row in cached.names
                 if row[1] not in owned and reserved_by(settings, row[1]) is None
             )
-            listed = sorted(
-                [*local, *upstream],
-                key=lambda row: row[1],
-            )
-            merged = (
-                rows,
-                cached.names,
-                root_page(f"{self.url_prefix}/{index_name}", index_name, listed),
-            )
+            listed = sorted([*local, *upstream], key=lambda row: row[1])
+            merged = (rows, cached.names, root_page(base, index_name, listed))
             self._merged[index_name] = merged
         return MirroredPage(merged[2], stale)
 
@@ -441,16 +429,7 @@ class Mirror:
         digests = {row.filename: row.sha256 for row in rows}
         if digests.get(filename) != sha256 or not self.blobs.exists(sha256):
             return None
-        return UpstreamFile(
-            filename=filename,
-            url="",  # not needed: the bytes are here
-            sha256=sha256,
-            requires_python=None,
-            yanked=False,
-            metadata_sha256=digests.get(filename + METADATA_SUFFIX),
-            size=None,
-            upload_time=None,
-        )
+        return _stored_file(filename, sha256, digests)
 
     def _record(
         self,
@@ -614,3 +593,26 @@ class Mirror:
         if self._client is None:  # timeouts per request: each index has its own
             self._client = httpx.Client(follow_redirects=True)
         return self._client
+
+
+def _stored_file(
+    filename: str,
+    sha256: str,
+    digests: Mapping[str, str],
+    requires_python: str | None = None,
+    yanked: str | None = None,
+) -> UpstreamFile:
+    """A file as the index stored it from the upstream (`mirrored_files`, whose rows of the
+    project are `digests`: filename -> sha256, its metadata file's among them), with what the
+    upstream's page said of it then (`yanked` as `_record` keeps it: None, or the reason).
+    It has no URL: its bytes are here, never fetched again."""
+    return UpstreamFile(
+        filename=filename,
+        url="",
+        sha256=sha256,
+        requires_python=requires_python,
+        yanked=False if yanked is None else (yanked or True),
+        metadata_sha256=digests.get(filename + METADATA_SUFFIX),
+        size=None,
+        upload_time=None,
+    )
