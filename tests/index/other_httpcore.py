@@ -6,7 +6,8 @@ httpcore 1.x's, as another httpcore version might; the mirror's first downloads 
 
 (`start_server`'s ``prefix``: the first three words of the rest are dropped). SHAPE is one of
 `SHAPES`: `as-is` changes nothing (the mirror must then use the stream), `none` hands out no
-stream, `no-read` one without `read`, `read-no-timeout` one whose `read` takes no timeout.
+stream, `no-read` one without `read`, `read-no-timeout` one whose `read` takes no timeout,
+`async-read` one whose `read` is a coroutine function.
 """
 
 from __future__ import annotations
@@ -33,7 +34,12 @@ class ReadNoTimeout(NoRead):
         return bytes(self._stream.read(max_bytes))
 
 
-SHAPES = ("as-is", "none", "no-read", "read-no-timeout")
+class AsyncRead(NoRead):
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return bytes(self._stream.read(max_bytes, timeout))
+
+
+SHAPES = ("as-is", "none", "no-read", "read-no-timeout", "async-read")
 
 
 def reshape(shape: str) -> None:
@@ -48,6 +54,8 @@ def reshape(shape: str) -> None:
             response.extensions["network_stream"] = NoRead(stream)
         elif shape == "read-no-timeout":
             response.extensions["network_stream"] = ReadNoTimeout(stream)
+        elif shape == "async-read":
+            response.extensions["network_stream"] = AsyncRead(stream)
         return response
 
     httpcore.HTTP11Connection.handle_request = handle_request  # type: ignore[method-assign]
