@@ -7,7 +7,8 @@ httpcore 1.x's, as another httpcore version might; the mirror's first downloads 
 (`start_server`'s ``prefix``: the first three words of the rest are dropped). SHAPE is one of
 `SHAPES`: `as-is` changes nothing (the mirror must then use the stream), `none` hands out no
 stream, `no-read` one without `read`, `read-no-timeout` one whose `read` takes no timeout,
-`async-read` one whose `read` is a coroutine function.
+`async-read` one whose `read` is a coroutine function; `no-read-timeout` leaves the stream
+but takes the read timeout out of the request's `timeout` extension, where the mirror finds it.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ class AsyncRead(NoRead):
         return bytes(self._stream.read(max_bytes, timeout))
 
 
-SHAPES = ("as-is", "none", "no-read", "read-no-timeout", "async-read")
+SHAPES = ("as-is", "none", "no-read", "read-no-timeout", "async-read", "no-read-timeout")
 
 
 def reshape(shape: str) -> None:
@@ -49,6 +50,11 @@ def reshape(shape: str) -> None:
 
     def handle_request(self: httpcore.HTTP11Connection, request: httpcore.Request) -> Any:
         response = original(self, request)
+        if shape == "no-read-timeout":  # httpx's request, whose extensions httpcore is handed
+            request.extensions["timeout"] = {
+                key: value for key, value in request.extensions["timeout"].items() if key != "read"
+            }
+            return response
         stream = response.extensions.pop("network_stream")
         if shape == "no-read":
             response.extensions["network_stream"] = NoRead(stream)

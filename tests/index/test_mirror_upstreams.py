@@ -268,6 +268,7 @@ def test_first_downloads_go_through_httpx_when_its_connection_is_not_as_expected
         "no-read": "its network_stream (NoRead) has no read()",
         "read-no-timeout": "the read() of its network_stream (ReadNoTimeout) does not take",
         "async-read": "the read() of its network_stream (AsyncRead) is async",
+        "no-read-timeout": "httpx's request carries no read timeout",
     }[shape]
     said = [line for line in mirror.log().splitlines() if "read through httpx's chunks" in line]
     assert len(said) == (0 if why is None else 1), said

@@ -127,11 +127,15 @@ def _direct_read(response: httpx.Response, size: int) -> Callable[[int], bytes] 
     blocking `read(max_bytes, timeout=)` may be called): another httpcore may hand out none,
     or one of another shape. Checked before anything is read from it, so the body is then
     read through httpx whole, slower but the same bytes; why is logged once, at debug."""
-    # The read timeout httpx would apply to its own reads (`timeout_of`: between two reads).
-    timeout = response.request.extensions.get("timeout", {}).get("read")
+    # The read timeout httpx applies to its own reads (`timeout_of`: between two reads). The
+    # mirror always sets one: without it, a silent upstream would hold the reads for ever.
+    timeouts = response.request.extensions.get("timeout")
+    timeout = timeouts.get("read") if isinstance(timeouts, dict) else None
     stream = response.extensions.get("network_stream")
     method = getattr(stream, "read", None)
-    if stream is None:
+    if not isinstance(timeout, int | float):
+        why = "httpx's request carries no read timeout (extensions['timeout']['read'])"
+    elif stream is None:
         why = "httpx hands out no network_stream"
     elif not callable(method):
         why = f"its network_stream ({type(stream).__name__}) has no read()"
