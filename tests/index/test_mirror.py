@@ -51,6 +51,14 @@ def publish(
     return made
 
 
+def first_file_url(client: httpx.Client, page: str) -> str:
+    """The URL of the first file the simple page at `page` (a path on `client`'s server)
+    lists, from its JSON form."""
+    answer = client.get(page, headers={"Accept": JSON})
+    assert answer.status_code == 200, answer.text
+    return str(answer.json()["files"][0]["url"])
+
+
 def stored_soon(server: LiveServer, *sha256s: str) -> bool:
     """Whether the blobs are in `server`'s store within 5 s. A first download's last bytes go
     once their hash matches, and the file is made durable, placed and recorded just after:

@@ -22,7 +22,7 @@ import pytest
 
 from tests.builders import build_wheel
 from tests.conftest import LiveServer, free_port, start_server, stop_server
-from tests.index.test_mirror import JSON, mirror_config, publish, stored_soon
+from tests.index.test_mirror import JSON, first_file_url, mirror_config, publish, stored_soon
 from tests.index.uploading import upload
 
 # Headers every response carries that differ from one response to the next.
@@ -183,91 +183,96 @@ def gated() -> Iterator[GatedUpstream]:
     thread.join(timeout=10)
 
 
+@dataclass
+class GatedMirror:
+    server: LiveServer
+    url: str  # of the gated file, on the mirror (its page fetched, the file not yet)
+    sha256: str
+
+
+@pytest.fixture
+def gated_mirror(gated: GatedUpstream, tmp_path: Path) -> Iterator[GatedMirror]:
+    """A server whose index `main` mirrors `gated`."""
+    config = f'[indexes.main]\nupstream = "{gated.url}/simple/"\n'
+    mirror = start_server(tmp_path / "mirror", config_text=config)
+    try:
+        with mirror.client() as client:
+            url = first_file_url(client, "/main/simple/gated-lib/")
+        yield GatedMirror(mirror, url, hashlib.sha256(gated.data).hexdigest())
+    finally:
+        stop_server(mirror)
+
+
 def temp_files(server: LiveServer) -> list[Path]:
     return sorted((server.data_dir / "blobs" / "tmp").glob("*"))
 
 
 def test_a_first_download_streams_while_stored_and_one_left_early_leaves_nothing(
-    gated: GatedUpstream, tmp_path: Path
+    gated: GatedUpstream, gated_mirror: GatedMirror
 ) -> None:
-    config = f'[indexes.main]\nupstream = "{gated.url}/simple/"\n'
-    mirror = start_server(tmp_path / "mirror", config_text=config)
-    sha256 = hashlib.sha256(gated.data).hexdigest()
-    try:
-        with mirror.client() as client:
-            page = client.get("/main/simple/gated-lib/", headers={"Accept": JSON})
-            url = page.json()["files"][0]["url"]
-            # A client that goes away with the gate shut: the upstream's transfer is abandoned.
-            with client.stream("GET", url) as answer:
-                assert answer.status_code == 200
-                first = next(answer.iter_raw())
-            assert first == gated.data[: len(first)]
-        assert not mirror.blobs().exists(sha256)
-        # The next client gets the bytes the upstream sent before it sends the rest.
-        with mirror.client() as client, client.stream("GET", url) as answer:
-            chunks = answer.iter_raw()
-            received = bytearray()
-            while len(received) < 1024 * 1024:
-                received += next(chunks)
-            before_the_rest = len(received)
-            gated.gate.set()
-            for chunk in chunks:
-                received += chunk
-        assert before_the_rest >= 1024 * 1024
-        assert bytes(received) == gated.data
-        assert stored_soon(mirror, sha256)
-        # Nothing of the abandoned transfer is left (its thread ends within the upstream's
-        # timeout at most; bounded wait).
-        for _ in range(100):
-            if not temp_files(mirror):
-                break
-            time.sleep(0.1)
-        assert temp_files(mirror) == []
-    finally:
-        stop_server(mirror)
+    mirror, url = gated_mirror.server, gated_mirror.url
+    # A client that goes away with the gate shut: the upstream's transfer is abandoned.
+    with mirror.client() as client, client.stream("GET", url) as answer:
+        assert answer.status_code == 200
+        first = next(answer.iter_raw())
+    assert first == gated.data[: len(first)]
+    assert not mirror.blobs().exists(gated_mirror.sha256)
+    # The next client gets the bytes the upstream sent before it sends the rest.
+    with mirror.client() as client, client.stream("GET", url) as answer:
+        chunks = answer.iter_raw()
+        received = bytearray()
+        while len(received) < 1024 * 1024:
+            received += next(chunks)
+        before_the_rest = len(received)
+        gated.gate.set()
+        for chunk in chunks:
+            received += chunk
+    assert before_the_rest >= 1024 * 1024
+    assert bytes(received) == gated.data
+    assert stored_soon(mirror, gated_mirror.sha256)
+    # Nothing of the abandoned transfer is left (its thread ends within the upstream's
+    # timeout at most; bounded wait).
+    for _ in range(100):
+        if not temp_files(mirror):
+            break
+        time.sleep(0.1)
+    assert temp_files(mirror) == []
 
 
 @pytest.mark.local_only  # holds the SQLite file's write lock from the test
 def test_the_last_bytes_go_once_checked_and_a_store_failing_after_leaves_nothing_half_done(
-    gated: GatedUpstream, tmp_path: Path
+    gated: GatedUpstream, gated_mirror: GatedMirror
 ) -> None:
     """The client's last bytes wait for the hash check, not for the file to be made durable
     and recorded: with the database's write lock held by another process, the client still
     gets the whole file at once. The record then fails (the lock outlasts the server's busy
     timeout, 10 s): the log says so, no row, no temp file, nothing half-written."""
     gated.gate.set()
-    config = f'[indexes.main]\nupstream = "{gated.url}/simple/"\n'
-    mirror = start_server(tmp_path / "mirror", config_text=config)
-    sha256 = hashlib.sha256(gated.data).hexdigest()
+    mirror = gated_mirror.server
+    lock = sqlite3.connect(mirror.database, isolation_level=None)
     try:
-        with mirror.client() as client:
-            page = client.get("/main/simple/gated-lib/", headers={"Accept": JSON})
-            url = page.json()["files"][0]["url"]
-        lock = sqlite3.connect(mirror.database, isolation_level=None)
-        try:
-            lock.execute("BEGIN IMMEDIATE")
-            started = time.monotonic()
-            with httpx.Client(base_url=mirror.url, timeout=5) as client:
-                answer = client.get(url)  # before the change: a read timeout, no last piece
-            took = time.monotonic() - started
-            assert answer.status_code == 200
-            assert answer.content == gated.data
-            assert took < 5
-            for _ in range(200):  # bounded: the server gives up on the lock after 10 s
-                if "was sent but not stored" in mirror.log():
-                    break
-                time.sleep(0.1)
-        finally:
-            lock.rollback()
-            lock.close()
-        assert f"{FILE_PATH.rsplit('/', 1)[1]} from the upstream of gated-lib" in mirror.log()
-        assert stored_rows(mirror) == []
-        assert temp_files(mirror) == []
-        # Placed whole before the record failed, if at all: unreferenced, garbage collection's.
-        blobs = mirror.blobs()
-        assert not blobs.exists(sha256) or blobs.exists(sha256, len(gated.data))
+        lock.execute("BEGIN IMMEDIATE")
+        started = time.monotonic()
+        with httpx.Client(base_url=mirror.url, timeout=5) as client:
+            answer = client.get(gated_mirror.url)  # before the change: a read timeout
+        took = time.monotonic() - started
+        assert answer.status_code == 200
+        assert answer.content == gated.data
+        assert took < 5
+        for _ in range(200):  # bounded: the server gives up on the lock after 10 s
+            if "was sent but not stored" in mirror.log():
+                break
+            time.sleep(0.1)
     finally:
-        stop_server(mirror)
+        lock.rollback()
+        lock.close()
+    assert f"{FILE_PATH.rsplit('/', 1)[1]} from the upstream of gated-lib" in mirror.log()
+    assert stored_rows(mirror) == []
+    assert temp_files(mirror) == []
+    # Placed whole before the record failed, if at all: unreferenced, garbage collection's.
+    blobs = mirror.blobs()
+    sha256 = gated_mirror.sha256
+    assert not blobs.exists(sha256) or blobs.exists(sha256, len(gated.data))
 
 
 def stored_rows(server: LiveServer) -> list[tuple[str, str]]:
@@ -292,9 +297,7 @@ def test_a_first_download_from_an_upstream_behind_tls_arrives_whole(
     )
     try:
         with mirror.client() as client:
-            page = client.get("/main/simple/tls-big-lib/", headers={"Accept": JSON})
-            assert page.status_code == 200, page.text
-            wheel = client.get(page.json()["files"][0]["url"])
+            wheel = client.get(first_file_url(client, "/main/simple/tls-big-lib/"))
         assert wheel.status_code == 200
         assert wheel.content == data
     finally:

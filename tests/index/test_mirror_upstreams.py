@@ -23,6 +23,8 @@ import pytest
 
 from tests.builders import build_wheel
 from tests.conftest import LiveServer, free_port, run_keyless, start_server, stop_server
+from tests.index.other_httpcore import SHAPES
+from tests.index.test_mirror import first_file_url
 
 JSON = "application/vnd.pypi.simple.v1+json"
 CREDENTIALS = "mirror-user:upstream-s3cret"
@@ -40,6 +42,7 @@ class Upstream:
     unsized: set[str] = field(default_factory=set)  # no content-length: the body ends at close
     cut: set[str] = field(default_factory=set)  # the connection closes half-way through
     stalled: set[str] = field(default_factory=set)  # half, then 3 s of nothing, then the rest
+    failing: dict[str, int] = field(default_factory=dict)  # path -> the error status answered
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +60,9 @@ def upstream() -> Iterator[Upstream]:
                 self.send_response(401)
                 self.send_header("www-authenticate", 'Basic realm="upstream"')
                 self.end_headers()
+                return
+            if self.path in state.failing:
+                self.send_error(state.failing[self.path])
                 return
             found = state.answers.get(self.path)
             if found is None:
@@ -186,8 +192,7 @@ def test_a_file_the_upstream_would_compress_is_stored_as_its_hash_says(
     upstream.answers[f"/packages/{filename}"] = ("application/octet-stream", data)
     upstream.gzipped.add(f"/packages/{filename}")
     with mirror.client() as client:
-        page = client.get("/main/simple/gzip-lib/", headers={"Accept": JSON})
-        wheel = client.get(page.json()["files"][0]["url"])
+        wheel = client.get(first_file_url(client, "/main/simple/gzip-lib/"))
     assert wheel.status_code == 200
     assert wheel.content == data
 
@@ -206,16 +211,69 @@ def test_a_large_file_arrives_whole_whether_or_not_the_upstream_gives_its_length
     if how == "unsized":
         upstream.unsized.add(f"/packages/{filename}")
     with mirror.client() as client:
-        page = client.get(f"/main/simple/{name}/", headers={"Accept": JSON})
-        wheel = client.get(page.json()["files"][0]["url"])
+        url = first_file_url(client, f"/main/simple/{name}/")
+        wheel = client.get(url)
         # With a length, the client has the whole body while the server still stores the file
         # (mirror/download.py): the next request on the same connection must find it stored.
-        again = client.get(page.json()["files"][0]["url"])
+        again = client.get(url)
     assert wheel.status_code == 200
     assert wheel.content == data
     assert again.content == data
     assert "x-keyless-source" not in again.headers  # from the store, not the upstream
     assert mirror.blobs().exists(sha256, len(data))
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_first_downloads_go_through_httpx_when_its_connection_is_not_as_expected(
+    upstream: Upstream, tmp_path: Path, shape: str
+) -> None:
+    """The large reads use httpcore's `network_stream` (and do with the httpcore installed);
+    another httpcore may hand out none, or one of another shape (tests/index/other_httpcore.py):
+    first downloads are then read through httpx's own streaming, whole and hash-checked, and
+    the log says why once."""
+    name = f"reshaped-{shape}-lib"
+    served: dict[str, bytes] = {}
+    links = []
+    for version in ("1.0", "1.1", "6.6"):
+        filename = f"{name.replace('-', '_')}-{version}-py3-none-any.whl"
+        data = os.urandom(3 * 1024 * 1024 + len(served))
+        served[filename] = data
+        # 6.6 is tampered with: the upstream's bytes are not those its page gives the hash of.
+        page_data = os.urandom(len(data)) if version == "6.6" else data
+        links.append(f'href="/packages/{filename}#sha256={hashlib.sha256(page_data).hexdigest()}"')
+        upstream.answers[f"/packages/{filename}"] = ("application/octet-stream", data)
+    upstream.answers[f"/simple/{name}/"] = html_page(*links)
+    mirror = start_server(
+        tmp_path / "mirror",
+        config_text=f'[indexes.main]\nupstream = "{upstream.url}/simple/"\n',
+        prefix=(sys.executable, "-m", "tests.index.other_httpcore", shape),
+    )
+    try:
+        with mirror.client() as client:
+            page = client.get(f"/main/simple/{name}/", headers={"Accept": JSON})
+            urls = {f["filename"]: f["url"] for f in page.json()["files"]}
+            wheels = [client.get(urls[filename]) for filename in list(served)[:2]]
+            with pytest.raises(httpx.RemoteProtocolError):
+                client.get(urls[list(served)[2]])
+    finally:
+        stop_server(mirror)
+    for wheel, data in zip(wheels, served.values(), strict=False):
+        assert wheel.status_code == 200
+        assert wheel.content == data
+        assert mirror.blobs().exists(hashlib.sha256(data).hexdigest(), len(data))
+    assert not mirror.blobs().exists(hashlib.sha256(list(served.values())[2]).hexdigest())
+    why = {
+        "as-is": None,  # the stream of the httpcore installed is used
+        "none": "httpx hands out no network_stream",
+        "no-read": "its network_stream (NoRead) has no read()",
+        "read-no-timeout": "the read() of its network_stream (ReadNoTimeout) does not take",
+        "async-read": "the read() of its network_stream (AsyncRead) is async",
+        "no-read-timeout": "httpx's request carries no read timeout",
+    }[shape]
+    said = [line for line in mirror.log().splitlines() if "read through httpx's chunks" in line]
+    assert len(said) == (0 if why is None else 1), said
+    assert all(why is not None and why in line for line in said)
+    assert "Traceback" not in mirror.log()
 
 
 @pytest.mark.parametrize(("how", "index"), [("cut", "main"), ("stalled", "stall")])
@@ -232,9 +290,9 @@ def test_an_upstream_that_stops_half_way_is_a_cut_off_download_and_nothing_store
     upstream.answers[f"/packages/{filename}"] = ("application/octet-stream", data)
     getattr(upstream, how).add(f"/packages/{filename}")
     with mirror.client() as client:
-        page = client.get(f"/{index}/simple/{how}-lib/", headers={"Accept": JSON})
+        url = first_file_url(client, f"/{index}/simple/{how}-lib/")
         with pytest.raises(httpx.RemoteProtocolError):
-            client.get(page.json()["files"][0]["url"])
+            client.get(url)
     assert not mirror.blobs().exists(sha256)
     for _ in range(50):  # bounded: the fetch thread discards its temp file as it ends
         if not list((mirror.data_dir / "blobs" / "tmp").glob("*")):
@@ -259,9 +317,7 @@ def test_a_private_upstream_gets_the_credentials_and_the_log_never_does(
     upstream.required_auth = expected
     try:
         with mirror.client() as client:
-            page = client.get("/private/simple/secret-lib/", headers={"Accept": JSON})
-            assert page.status_code == 200, page.text
-            wheel = client.get(page.json()["files"][0]["url"])
+            wheel = client.get(first_file_url(client, "/private/simple/secret-lib/"))
     finally:
         upstream.required_auth = None
     assert wheel.status_code == 200
@@ -345,6 +401,33 @@ def test_what_packaging_cannot_read_on_an_upstream_page_is_no_500_in_the_json_ap
     }
     assert odd.status_code == 200, odd.text
     assert (odd.json()["info"]["name"], odd.json()["info"]["version"]) == ("-odd-", "1.0")
+
+
+def test_an_upstream_answering_an_error_is_a_502_naming_it_and_its_status(
+    upstream: Upstream, mirror: LiveServer
+) -> None:
+    """The page, the file and its metadata file alike (one text for the three)."""
+    upstream.failing["/simple/erring-lib/"] = 503
+    filename, data = build_wheel("erring-files-lib", "1.0")
+    metadata_sha256 = hashlib.sha256(b"Metadata-Version: 2.1").hexdigest()
+    upstream.answers["/simple/erring-files-lib/"] = html_page(
+        f'href="/packages/{filename}#sha256={hashlib.sha256(data).hexdigest()}" '
+        f'data-core-metadata="sha256={metadata_sha256}"'
+    )
+    upstream.failing[f"/packages/{filename}"] = 500
+    upstream.failing[f"/packages/{filename}.metadata"] = 403
+    with mirror.client() as client:
+        url = first_file_url(client, "/main/simple/erring-files-lib/")
+        answers = [
+            client.get(path, headers={"Accept": "application/json"})
+            for path in ("/main/simple/erring-lib/", url, url + ".metadata")
+        ]
+    said = f"The upstream {upstream.url}/simple/ answered"
+    assert [(answer.status_code, answer.json()["message"]) for answer in answers] == [
+        (502, f"{said} 503 for 'erring-lib'; try again later."),
+        (502, f"{said} 500 for {filename!r}; try again later."),
+        (502, f"{said} 403 for the metadata of {filename!r}; try again later."),
+    ]
 
 
 def test_a_name_the_upstream_lacks_is_a_404_naming_both(

@@ -10,7 +10,7 @@ served stale (with a header saying so) while the upstream is unreachable. Their 
 fetched on first download, streamed to that client while they are stored, checked against the
 upstream page's sha256 and then served from the blob store.
 
-This module keeps the policy and what is cached; asking the upstream for a page is pages.py's,
+This module keeps the policy and what is cached; asking the upstream for a page is fetch.py's,
 streaming a file's first download download.py's.
 """
 
@@ -24,7 +24,7 @@ import time
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -42,8 +42,7 @@ from keyless.store.blobs import BlobStore, Digests, PendingBlob
 from ..catalog import Catalog, version_key
 from ..pages import PageSet, SimplePages, project_html, project_json, rendered, root_page
 from . import download
-from .merge import UPSTREAM, json_api_files, merge_pages, version_of
-from .pages import (
+from .fetch import (
     CachedPage,
     CachedRoot,
     Rows,
@@ -53,17 +52,19 @@ from .pages import (
     read_bounded,
     timeout_of,
 )
+from .merge import UPSTREAM, json_api_files, merge_pages, version_of
 from .policy import reserved_by
-from .refused import MirrorRefused
-from .upstream import UpstreamFile, UpstreamPage
+from .refused import MirrorRefused, answered, unreachable
+from .upstream import METADATA_SUFFIX, UpstreamFile, UpstreamPage
 
 log = logging.getLogger("keyless.mirror")
+K = TypeVar("K")
+V = TypeVar("V")
 
 # Upstream pages kept in memory per process; the oldest fetched goes first beyond it.
 MAX_CACHED_PAGES = 10_000
 MAX_METADATA_BYTES = 16 * 1024 * 1024
 DOWNLOAD_RECORD_INTERVAL = 3600.0  # seconds: see Mirror.download_to_record
-METADATA_SUFFIX = ".metadata"  # PEP 658: the metadata file is at the file's URL + this
 
 
 @dataclass(frozen=True)
@@ -165,10 +166,7 @@ class Mirror:
         kept = self._merged_pages.get((index_name, name))
         if kept is None or kept[0] is not local or kept[1] is not upstream:
             kept = (local, upstream, merge_pages(local, upstream, str(settings.upstream)))
-            with self._lock:
-                if len(self._merged_pages) >= MAX_CACHED_PAGES:
-                    self._merged_pages.pop(next(iter(self._merged_pages)))
-                self._merged_pages[(index_name, name)] = kept
+            self._put(self._merged_pages, (index_name, name), kept)
         return MirroredPage(kept[2], found.stale if found is not None else None)
 
     def upstream_page(
@@ -218,13 +216,18 @@ class Mirror:
             log.warning("serving %s/%s from the cache (%ss old): %s", index_name, name, age, exc)
             stale = f"upstream unreachable; page fetched {age} seconds ago"
             return MirroredPage(cached.pages, stale, cached.page)
-        with self._lock:
-            self._pages.pop((index_name, name), None)
-            if len(self._pages) >= MAX_CACHED_PAGES:
-                self._pages.pop(next(iter(self._pages)))
-            self._pages[(index_name, name)] = fresh
+        self._put(self._pages, (index_name, name), fresh)
         self._keep(index_id, name, fresh, settings, generation)
         return MirroredPage(fresh.pages, None, fresh.page)
+
+    def _put(self, cache: dict[K, V], key: K, value: V) -> None:
+        """Keep `value` as the newest entry of `cache`, which holds at most `MAX_CACHED_PAGES`:
+        the oldest kept goes first."""
+        with self._lock:
+            cache.pop(key, None)
+            if len(cache) >= MAX_CACHED_PAGES:
+                cache.pop(next(iter(cache)))
+            cache[key] = value
 
     def _offline_page(
         self, index_id: int, settings: IndexSettings, name: NormalizedName
@@ -252,16 +255,7 @@ class Mirror:
             ).all()
         digests = {row.filename: row.sha256 for row in rows}
         files = [
-            UpstreamFile(
-                filename=row.filename,
-                url="",  # never fetched: offline
-                sha256=row.sha256,
-                requires_python=row.requires_python,
-                yanked=False if row.yanked is None else (row.yanked or True),
-                metadata_sha256=digests.get(row.filename + METADATA_SUFFIX),
-                size=None,
-                upload_time=None,
-            )
+            _stored_file(row.filename, row.sha256, digests, row.requires_python, row.yanked)
             for row in rows
             if not row.filename.endswith(METADATA_SUFFIX)
         ]
@@ -300,9 +294,10 @@ class Mirror:
         still listed rather than nothing.
         """
         settings = self.upstreams[index_name]
+        base = f"{self.url_prefix}/{index_name}"
         if settings.upstream_offline:
             return MirroredPage(
-                root_page(f"{self.url_prefix}/{index_name}", index_name, local),
+                root_page(base, index_name, local),
                 "index offline; the upstream's projects are not listed",
             )
         cached = self._roots.get(index_name)
@@ -314,7 +309,7 @@ class Mirror:
             except MirrorRefused as exc:
                 log.warning("the root page of %s lists no upstream names: %s", index_name, exc)
                 if cached is None:
-                    pages = root_page(f"{self.url_prefix}/{index_name}", index_name, local)
+                    pages = root_page(base, index_name, local)
                     return MirroredPage(pages, "upstream unreachable; its projects are not listed")
                 age = int(time.monotonic() - cached.fetched)
                 stale = f"upstream unreachable; its projects as listed {age} seconds ago"
@@ -327,15 +322,8 @@ class Mirror:
                 for row in cached.names
                 if row[1] not in owned and reserved_by(settings, row[1]) is None
             )
-            listed = sorted(
-                [*local, *upstream],
-                key=lambda row: row[1],
-            )
-            merged = (
-                rows,
-                cached.names,
-                root_page(f"{self.url_prefix}/{index_name}", index_name, listed),
-            )
+            listed = sorted([*local, *upstream], key=lambda row: row[1])
+            merged = (rows, cached.names, root_page(base, index_name, listed))
             self._merged[index_name] = merged
         return MirroredPage(merged[2], stale)
 
@@ -441,16 +429,7 @@ class Mirror:
         digests = {row.filename: row.sha256 for row in rows}
         if digests.get(filename) != sha256 or not self.blobs.exists(sha256):
             return None
-        return UpstreamFile(
-            filename=filename,
-            url="",  # not needed: the bytes are here
-            sha256=sha256,
-            requires_python=None,
-            yanked=False,
-            metadata_sha256=digests.get(filename + METADATA_SUFFIX),
-            size=None,
-            upload_time=None,
-        )
+        return _stored_file(filename, sha256, digests)
 
     def _record(
         self,
@@ -528,20 +507,17 @@ class Mirror:
                 f"{index_name!r} is offline (upstream-offline).",
                 404,
             )
-        url = found.url + ".metadata"
+        url = found.url + METADATA_SUFFIX
+        what = f"the metadata of {found.filename!r}"
         try:
             with self._http().stream(
                 "GET", url, auth=auth_for(settings, url), timeout=timeout_of(settings)
             ) as response:
                 if response.status_code != 200:
-                    raise MirrorRefused(
-                        f"The upstream {settings.upstream} answered {response.status_code} "
-                        f"for the metadata of {found.filename!r}.",
-                        502,
-                    )
+                    raise answered(settings.upstream, response.status_code, what)
                 data = read_bounded(response, MAX_METADATA_BYTES)
         except httpx.HTTPError as exc:
-            raise _unreachable(settings, found.filename, exc) from None
+            raise unreachable(settings.upstream, what, exc) from None
         if data is None or hashlib.sha256(data).hexdigest() != digest:
             raise MirrorRefused(
                 f"The metadata of {found.filename!r} from the upstream {settings.upstream} "
@@ -576,14 +552,10 @@ class Mirror:
         try:
             response = client.send(request, stream=True, auth=auth_for(settings, found.url))
         except httpx.HTTPError as exc:
-            raise _unreachable(settings, found.filename, exc) from None
+            raise unreachable(settings.upstream, repr(found.filename), exc) from None
         if response.status_code != 200:
             response.close()
-            raise MirrorRefused(
-                f"The upstream {settings.upstream} answered {response.status_code} "
-                f"for {found.filename!r}.",
-                502,
-            )
+            raise answered(settings.upstream, response.status_code, repr(found.filename))
         return response
 
     def store_while_streaming(
@@ -623,13 +595,24 @@ class Mirror:
         return self._client
 
 
-def _unreachable(settings: IndexSettings, filename: str, exc: httpx.HTTPError) -> MirrorRefused:
-    if isinstance(exc, httpx.TimeoutException):
-        return MirrorRefused(
-            f"The upstream {settings.upstream} did not answer in time for {filename!r}.", 504
-        )
-    return MirrorRefused(
-        f"The upstream {settings.upstream} cannot be reached for {filename!r} "
-        f"({type(exc).__name__}); try again later.",
-        502,
+def _stored_file(
+    filename: str,
+    sha256: str,
+    digests: Mapping[str, str],
+    requires_python: str | None = None,
+    yanked: str | None = None,
+) -> UpstreamFile:
+    """A file as the index stored it from the upstream (`mirrored_files`, whose rows of the
+    project are `digests`: filename -> sha256, its metadata file's among them), with what the
+    upstream's page said of it then (`yanked` as `_record` keeps it: None, or the reason).
+    It has no URL: its bytes are here, never fetched again."""
+    return UpstreamFile(
+        filename=filename,
+        url="",
+        sha256=sha256,
+        requires_python=requires_python,
+        yanked=False if yanked is None else (yanked or True),
+        metadata_sha256=digests.get(filename + METADATA_SUFFIX),
+        size=None,
+        upload_time=None,
     )

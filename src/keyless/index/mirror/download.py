@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import threading
 from collections.abc import AsyncGenerator, Callable, Generator, Iterator
@@ -83,22 +84,24 @@ def _body_pieces(response: httpx.Response, size: int) -> Iterator[bytes]:
     with the headers) comes through httpx: its first chunk. Should that ever leave bytes
     behind, the file would not hash to its sha256 and be refused, not stored. The connection
     is closed afterwards, never reused (h11 did not see the body end).
-    Any other body (chunked, of no stated length, HTTP/2) is httpx's chunks, joined.
+    Any other body (chunked, of no stated length, HTTP/2), or a connection whose stream is not
+    what `_direct_read` expects, is httpx's chunks, joined.
     """
     length = response.headers.get("content-length", "")
-    stream = response.extensions.get("network_stream")
     raw = response.iter_raw()
     try:
-        if not length.isdigit() or stream is None or response.http_version not in HTTP1:
+        read = None
+        if length.isdigit() and response.http_version in HTTP1:
+            read = _direct_read(response, size)
+        if read is None:
             yield from _joined(raw, size)
             return
-        timeout = response.request.extensions.get("timeout", {}).get("read")
         first = next(raw, b"")
         left = int(length) - len(first)
         parts, collected = [first], len(first)
         while left > 0:
             try:
-                chunk = stream.read(min(size - collected, left), timeout=timeout)
+                chunk = read(min(size - collected, left))
             except Exception as exc:  # httpcore's ReadTimeout or ReadError: named in the message
                 raise httpx.ReadError(f"{type(exc).__name__}: {exc}") from None
             if not chunk:
@@ -116,6 +119,46 @@ def _body_pieces(response: httpx.Response, size: int) -> Iterator[bytes]:
     finally:
         if isinstance(raw, Generator):  # closes the connection if h11 did not see the end
             raw.close()
+
+
+def _direct_read(response: httpx.Response, size: int) -> Callable[[int], bytes] | None:
+    """`read(n)`: up to n bytes straight off the connection `response` came on, or None when
+    the stream httpx hands out is not the one httpcore 1.x gives (`network_stream`, whose
+    blocking `read(max_bytes, timeout=)` may be called): another httpcore may hand out none,
+    or one of another shape. Checked before anything is read from it, so the body is then
+    read through httpx whole, slower but the same bytes; why is logged once, at debug."""
+    # The read timeout httpx applies to its own reads (`timeout_of`: between two reads). The
+    # mirror always sets one: without it, a silent upstream would hold the reads for ever.
+    timeouts = response.request.extensions.get("timeout")
+    timeout = timeouts.get("read") if isinstance(timeouts, dict) else None
+    stream = response.extensions.get("network_stream")
+    method = getattr(stream, "read", None)
+    if not isinstance(timeout, int | float):
+        why = "httpx's request carries no read timeout (extensions['timeout']['read'])"
+    elif stream is None:
+        why = "httpx hands out no network_stream"
+    elif not callable(method):
+        why = f"its network_stream ({type(stream).__name__}) has no read()"
+    elif inspect.iscoroutinefunction(method):
+        why = f"the read() of its network_stream ({type(stream).__name__}) is async"
+    else:
+        try:
+            inspect.signature(method).bind(size, timeout=timeout)
+        except (TypeError, ValueError):  # ValueError: no signature to be read
+            why = (
+                f"the read() of its network_stream ({type(stream).__name__}) does not take "
+                "(max_bytes, timeout=)"
+            )
+        else:
+            return lambda n: method(n, timeout=timeout)
+    if why not in _said:
+        _said.add(why)
+        log.debug("first downloads are read through httpx's chunks (slower): %s", why)
+    return None
+
+
+# Why `_direct_read` could not be used, as logged: once per process and reason is enough.
+_said: set[str] = set()
 
 
 def _joined(chunks: Iterator[bytes], size: int) -> Iterator[bytes]:

@@ -19,8 +19,7 @@ from keyless.store import db
 from keyless.store.blobs import BlobStore
 
 from ..maintenance import GarbageCollector
-
-METADATA_SUFFIX = ".metadata"
+from .upstream import METADATA_SUFFIX
 
 
 @dataclass

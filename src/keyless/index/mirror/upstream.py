@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import unquote, urldefrag, urljoin, urlparse
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
+METADATA_SUFFIX = ".metadata"  # PEP 658: a file's metadata file is at its URL + this
 HTML_TYPES = ("application/vnd.pypi.simple.v1+html", "text/html")
 # What a mirror asks for: JSON when the upstream offers it (PEP 691), HTML otherwise.
 ACCEPT = f"{JSON_TYPE}, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.1"

@@ -21,8 +21,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from .merge import version_of
-
-JSON_TYPE = "application/vnd.pypi.simple.v1+json"
+from .upstream import JSON_TYPE, METADATA_SUFFIX
 
 
 class WarmError(ValueError):
@@ -92,7 +91,7 @@ def warm(client: httpx.Client, index_url: str, requirement: Requirement) -> Warm
         url = urljoin(str(answer.url), entry["url"])
         failed = _download(client, url, entry["hashes"].get("sha256"))
         if failed is None and entry.get("core-metadata"):
-            failed = _download(client, url + ".metadata", entry["core-metadata"].get("sha256"))
+            failed = _download(client, url + METADATA_SUFFIX, entry["core-metadata"].get("sha256"))
         if failed is not None:
             return Warmed(str(requirement), str(version), error=f"{entry['filename']}: {failed}")
     return Warmed(str(requirement), str(version), len(by_version[version]))

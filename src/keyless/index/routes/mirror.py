@@ -18,14 +18,18 @@ from starlette.types import Receive, Scope, Send
 from ..errors import Refused
 from ..indexes import IndexInfo
 from ..mirror import MirroredPage
+from ..mirror.upstream import UpstreamFile
 from ..pages import JSON_TYPE, PageSet, etag_matches, negotiate
-from .common import error, index_or_none, services, unknown_index
+from .common import Services, error, index_or_none, services, unknown_index
 from .files import METADATA_SUFFIX, SHA256, serve_blob
 
 # Shorter than a local page's: an upstream page changes without this server knowing.
 CACHE_CONTROL = "max-age=60, public"
 STALE_HEADER = "x-keyless-stale"
 SOURCE_HEADER = "x-keyless-source"
+IMMUTABLE = {"cache-control": "max-age=31536000, immutable"}  # a file's URL names its hash
+
+log = logging.getLogger("keyless.mirror")
 
 
 async def project_page(request: Request, index: IndexInfo, name: NormalizedName) -> Response:
@@ -73,6 +77,7 @@ def _send(request: Request, found: MirroredPage, source: str) -> Response:
 
 
 async def download(request: Request) -> Response:
+    """An upstream file at its mirror URL, or its PEP 658 metadata file (the URL + .metadata)."""
     index = index_or_none(request)
     if index is None:
         return unknown_index(request)
@@ -82,43 +87,46 @@ async def download(request: Request) -> Response:
     svc = services(request)
     if not svc.mirror.mirrors(index.name) or not SHA256.match(sha256):
         return error(request, 404, f"No mirrored file here: {index.name!r} has no upstream.")
-    want_metadata = filename.endswith(METADATA_SUFFIX)
-    dist_name = filename.removesuffix(METADATA_SUFFIX) if want_metadata else filename
+    dist_name = filename.removesuffix(METADATA_SUFFIX)
     try:
         found = await run_in_threadpool(
             svc.mirror.file, index.id, index.name, name, sha256, dist_name
         )
-        if want_metadata:
+        if dist_name != filename:
             data = await run_in_threadpool(svc.mirror.metadata, index.id, index.name, name, found)
             return Response(
                 data,
                 media_type="text/plain; charset=utf-8",
                 headers={"etag": f'"{found.metadata_sha256}"', **IMMUTABLE},
             )
-        headers = {"etag": f'"{sha256}"', **IMMUTABLE}
-        if etag_matches(request.headers.get("if-none-match"), headers["etag"]):
-            return Response(status_code=304, headers=headers)
-        if await run_in_threadpool(svc.blobs.exists, sha256):
-            if svc.mirror.download_to_record(index.id, dist_name):  # for `keyless mirror prune`
-                await run_in_threadpool(svc.mirror.record_download, index.id, dist_name)
-            return await serve_blob(request, sha256, dist_name, headers)
-        upstream = await svc.mirror.open_download(index.name, found)
+        return await _file(request, svc, index, name, found)
     except Refused as exc:
         return error(request, exc.status, exc.message)
+
+
+async def _file(
+    request: Request, svc: Services, index: IndexInfo, name: NormalizedName, found: UpstreamFile
+) -> Response:
+    """The file from the store when it is there, else its first download: fetched, streamed
+    to this client and stored on the way. Raises Refused."""
+    headers = {"etag": f'"{found.sha256}"', **IMMUTABLE}
+    if etag_matches(request.headers.get("if-none-match"), headers["etag"]):
+        return Response(status_code=304, headers=headers)
+    if await run_in_threadpool(svc.blobs.exists, found.sha256):
+        if svc.mirror.download_to_record(index.id, found.filename):  # for `keyless mirror prune`
+            await run_in_threadpool(svc.mirror.record_download, index.id, found.filename)
+        return await serve_blob(request, found.sha256, found.filename, headers)
+    upstream = await svc.mirror.open_download(index.name, found)
     if "content-length" in upstream.headers:
         # The client then sees a cut-off transfer as one (a refused file ends a chunk short).
         headers["content-length"] = upstream.headers["content-length"]
-    headers["content-disposition"] = f"attachment; filename*=utf-8''{quote(dist_name)}"
+    headers["content-disposition"] = f"attachment; filename*=utf-8''{quote(found.filename)}"
     headers[SOURCE_HEADER] = "upstream"
     return _ClosingStream(
         svc.mirror.store_while_streaming(index.id, name, found, upstream),
         media_type="application/octet-stream",
         headers=headers,
     )
-
-
-IMMUTABLE = {"cache-control": "max-age=31536000, immutable"}
-log = logging.getLogger("keyless.mirror")
 
 
 class _ClosingStream(StreamingResponse):

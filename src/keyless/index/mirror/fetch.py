@@ -21,7 +21,7 @@ from packaging.utils import NormalizedName, canonicalize_name
 from keyless.config import IndexSettings
 
 from ..pages import PageSet
-from .refused import MirrorRefused
+from .refused import MirrorRefused, answered, unreachable
 from .upstream import ACCEPT, MAX_PAGE_BYTES, MalformedPage, UpstreamPage, parse_page, parse_root
 
 # PyPI's root page lists every project (over half a million names: tens of MB).
@@ -111,11 +111,7 @@ def _get(
                     404,
                 )
             if response.status_code != 200:
-                raise MirrorRefused(
-                    f"The upstream {upstream} answered {response.status_code} "
-                    f"for {what}; try again later.",
-                    502,
-                )
+                raise answered(upstream, response.status_code, what)
             body = read_bounded(response, limit)
             fetched = Fetched(
                 body=body or b"",
@@ -124,17 +120,8 @@ def _get(
                 etag=response.headers.get("etag"),
                 last_modified=response.headers.get("last-modified"),
             )
-    except httpx.TimeoutException:
-        raise MirrorRefused(
-            f"The upstream {upstream} did not answer in time for {what}; try again later.",
-            504,
-        ) from None
     except httpx.HTTPError as exc:
-        raise MirrorRefused(
-            f"The upstream {upstream} cannot be reached for {what} "
-            f"({type(exc).__name__}); try again later.",
-            502,
-        ) from None
+        raise unreachable(upstream, what, exc) from None
     if body is None:
         raise MirrorRefused(
             f"The upstream {upstream} sent a page for {what} larger than {limit} bytes; refused.",
