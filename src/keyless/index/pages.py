@@ -75,6 +75,10 @@ def file_url(url_prefix: str, sha256: str, filename: str) -> str:
     return f"{url_prefix}/files/{sha256}/{filename}"
 
 
+# PEP 658: a file's core metadata is served at the file's URL + this.
+METADATA_SUFFIX = ".metadata"
+
+
 class SimplePages:
     """The cache of rendered simple pages, keyed by (index id, normalized project name)."""
 

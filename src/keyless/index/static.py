@@ -35,12 +35,11 @@ from keyless.store.static_tree import StaticTarget, open_static_target
 
 from .catalog import Catalog, FileKey
 from .indexes import IndexAdmin, IndexInfo
-from .pages import PageSet, SimplePages
+from .pages import METADATA_SUFFIX, PageSet, SimplePages
 
 log = logging.getLogger("keyless.static")
 
 FILES = "files"
-METADATA_SUFFIX = ".metadata"
 
 
 def page_paths(index: str, project: str | None = None) -> tuple[str, str]:

@@ -40,7 +40,15 @@ from keyless.store import db
 from keyless.store.blobs import BlobStore, Digests, PendingBlob
 
 from ..catalog import Catalog, version_key
-from ..pages import PageSet, SimplePages, project_html, project_json, rendered, root_page
+from ..pages import (
+    METADATA_SUFFIX,
+    PageSet,
+    SimplePages,
+    project_html,
+    project_json,
+    rendered,
+    root_page,
+)
 from . import download
 from .fetch import (
     CachedPage,
@@ -55,7 +63,7 @@ from .fetch import (
 from .merge import UPSTREAM, json_api_files, merge_pages, version_of
 from .policy import reserved_by
 from .refused import MirrorRefused, answered, unreachable
-from .upstream import METADATA_SUFFIX, UpstreamFile, UpstreamPage
+from .upstream import UpstreamFile, UpstreamPage
 
 log = logging.getLogger("keyless.mirror")
 K = TypeVar("K")

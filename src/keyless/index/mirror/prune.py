@@ -19,7 +19,7 @@ from keyless.store import db
 from keyless.store.blobs import BlobStore
 
 from ..maintenance import GarbageCollector
-from .upstream import METADATA_SUFFIX
+from ..pages import METADATA_SUFFIX
 
 
 @dataclass

@@ -15,11 +15,11 @@ from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import unquote, urldefrag, urljoin, urlparse
 
-JSON_TYPE = "application/vnd.pypi.simple.v1+json"
-METADATA_SUFFIX = ".metadata"  # PEP 658: a file's metadata file is at its URL + this
-HTML_TYPES = ("application/vnd.pypi.simple.v1+html", "text/html")
+from ..pages import HTML_TYPE, JSON_TYPE
+
+HTML_TYPES = (HTML_TYPE, "text/html")
 # What a mirror asks for: JSON when the upstream offers it (PEP 691), HTML otherwise.
-ACCEPT = f"{JSON_TYPE}, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.1"
+ACCEPT = f"{JSON_TYPE}, {HTML_TYPE};q=0.2, text/html;q=0.1"
 # The largest page read (PyPI's largest project pages are a few MB).
 MAX_PAGE_BYTES = 32 * 1024 * 1024
 SHA256 = re.compile(r"^[0-9a-f]{64}$")

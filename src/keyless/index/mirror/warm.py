@@ -20,8 +20,8 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
+from ..pages import JSON_TYPE, METADATA_SUFFIX
 from .merge import version_of
-from .upstream import JSON_TYPE, METADATA_SUFFIX
 
 
 class WarmError(ValueError):

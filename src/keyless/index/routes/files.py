@@ -19,11 +19,10 @@ from starlette.types import Receive, Scope, Send
 from keyless.store.blobs import BlobRedirect, BlobStream
 
 from ..catalog import Lookup
-from ..pages import etag_matches
+from ..pages import METADATA_SUFFIX, etag_matches
 from .common import error, services
 
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
-METADATA_SUFFIX = ".metadata"
 # Bytes per read of a blob: each is one trip to a worker thread, and this is what a response
 # holds in memory at a time.
 CHUNK = 256 * 1024

@@ -19,9 +19,9 @@ from ..errors import Refused
 from ..indexes import IndexInfo
 from ..mirror import MirroredPage
 from ..mirror.upstream import UpstreamFile
-from ..pages import JSON_TYPE, PageSet, etag_matches, negotiate
+from ..pages import JSON_TYPE, METADATA_SUFFIX, PageSet, etag_matches, negotiate
 from .common import Services, error, index_or_none, services, unknown_index
-from .files import METADATA_SUFFIX, SHA256, serve_blob
+from .files import SHA256, serve_blob
 
 # Shorter than a local page's: an upstream page changes without this server knowing.
 CACHE_CONTROL = "max-age=60, public"

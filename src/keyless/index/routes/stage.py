@@ -15,9 +15,10 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from ..catalog import Lookup
+from ..pages import METADATA_SUFFIX
 from ..upload2.stage import Stage
 from .common import error, index_or_none, services, unknown_index
-from .files import METADATA_SUFFIX, SHA256, serve
+from .files import SHA256, serve
 from .simple import send_pages
 
 NO_STAGE = "No stage here: the upload session was published or canceled, or never existed."
