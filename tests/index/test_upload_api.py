@@ -380,3 +380,15 @@ def test_a_deleted_filename_can_never_be_used_again(server: LiveServer, http: ht
     assert (
         "This filename was previously used by a file that has since been deleted." in refused.text
     )
+
+
+@pytest.mark.parametrize("name", ["trailing-newline\n", "kelvin-\u212a", "long-\u017f"])
+def test_a_form_name_outside_pypis_ascii_rule_gets_pypis_text(
+    server: LiveServer, name: str
+) -> None:
+    token = server.token("ascii-rule-owner", "prod")
+    filename, data = build_wheel("ascii-rule", "1.0")
+    with server.client() as client:
+        answer = upload(client, "prod", token, filename, data, name=name)
+    assert answer.status_code == 400, answer.text
+    assert f"{name!r} is an invalid value for Name. Error: Start and end with" in answer.text

@@ -426,3 +426,21 @@ def test_a_new_projects_name_is_reserved_while_its_session_lives(
     assert http.get("/prod/simple/reserved-name/").status_code == 200
     assert upload(http, "prod", bob, *build_sdist("reserved-name", "0.9")).status_code == 403
     assert upload(http, "prod", alice, *build_sdist("reserved-name", "0.9")).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "trailing-newline\n",  # `$` would let it through; PyPI's rule ends at the last character
+        "kelvin-\u212a",  # KELVIN SIGN: matches [A-Z] when case is ignored in Unicode, not ASCII
+        "long-\u017f",  # LATIN SMALL LETTER LONG S, likewise
+    ],
+)
+def test_a_session_for_a_name_outside_pypis_ascii_rule_is_refused(
+    http: httpx.Client, owner: str, name: str
+) -> None:
+    # The project its normalized form names exists and is the caller's: only the rule refuses.
+    normalized = name.rstrip("\n").replace("\u212a", "k").replace("\u017f", "s")
+    assert upload(http, "prod", owner, *build_wheel(normalized, "0.1")).status_code == 200
+    refused = create(http, owner, name, "1.0")
+    assert_problem(refused, 400, "is not a valid project name")

@@ -23,6 +23,11 @@ def normalize_name(name: str) -> NormalizedName:
     return canonicalize_name(name)
 
 
+def is_project_name(name: str) -> bool:
+    """Whether `name` follows PyPI's rule (for callers with texts of their own)."""
+    return _PROJECT_NAME.match(name) is not None
+
+
 def validate_project_name(name: str) -> None:
     """Check a project name against PyPI's rule.
 
@@ -30,7 +35,7 @@ def validate_project_name(name: str) -> None:
     """
     if not name:
         raise DistError(_texts.form_field_error("Name", name, _texts.FIELD_REQUIRED))
-    if not _PROJECT_NAME.match(name):
+    if not is_project_name(name):
         raise DistError(_texts.form_field_error("Name", name, _texts.NAME_RULE))
 
 

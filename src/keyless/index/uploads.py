@@ -31,6 +31,7 @@ from sqlalchemy.exc import IntegrityError
 
 from keyless.dists import archives, filenames, metadata
 from keyless.dists.errors import DistError, InvalidMetadata
+from keyless.dists.names import validate_project_name
 from keyless.store import db
 from keyless.store.blobs import BlobStore, Digests
 from keyless.store.errors import StorageFull
@@ -62,9 +63,7 @@ from .releases import (
 )
 from .rendering import Descriptions, RenderRefused
 
-CORE_METADATA_URL = "https://packaging.python.org/specifications/core-metadata"
-PROJECT_NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
-HEX64 = re.compile(r"^[A-Fa-f0-9]{64}$")
+HEX64 = re.compile(r"[A-Fa-f0-9]{64}\Z")
 
 
 class UploadRejected(Refused):
@@ -79,14 +78,6 @@ class UploadOutcome:
     created: bool  # False: the identical file was already there (idempotent re-upload)
 
 
-def _field_error(field: str, value: str, error: str) -> UploadRejected:
-    shown = value[:30] + "..." + value[-30:] if len(value) > 60 else value
-    return UploadRejected(
-        f"{shown!r} is an invalid value for {field}. Error: {error} "
-        f"See {CORE_METADATA_URL} for more information."
-    )
-
-
 def check_form_fields(form: UploadForm) -> None:
     """The upload-protocol fields (not metadata): protocol, action, name, filetype, digests."""
     if form.first("protocol_version") not in ("", "1"):
@@ -98,16 +89,10 @@ def check_form_fields(form: UploadForm) -> None:
             if action
             else "Missing ':action' field: send ':action=file_upload'."
         )
-    name = form.first("name")
-    if not name:
-        raise _field_error("Name", name, "This field is required.")
-    if not PROJECT_NAME.match(name):
-        raise _field_error(
-            "Name",
-            name,
-            "Start and end with a letter or numeral containing only ASCII numeric and "
-            "'.', '_' and '-'.",
-        )
+    try:
+        validate_project_name(form.first("name"))
+    except DistError as exc:
+        raise UploadRejected(exc.message) from None
     filetype = form.first("filetype")
     if not filetype:
         raise UploadRejected("Invalid value for filetype. Error: This field is required.")
@@ -115,7 +100,7 @@ def check_form_fields(form: UploadForm) -> None:
         raise UploadRejected("Invalid value for filetype. Error: Use a known file type.")
     for digest, label in (("sha256_digest", "SHA256"), ("blake2_256_digest", "BLAKE2")):
         value = form.first(digest)
-        if value and not HEX64.match(value):
+        if value and not HEX64.match(value):  # \Z: no trailing newline
             raise UploadRejected(
                 f"Invalid value for {digest}. Error: Use a valid, hex-encoded, {label} "
                 "message digest."

@@ -27,6 +27,7 @@ from sqlalchemy import Connection, Engine, select, update
 from sqlalchemy.exc import IntegrityError
 
 from keyless.config import UPLOAD_SESSION_EXTENSIONS
+from keyless.dists.names import is_project_name
 from keyless.store import db
 from keyless.store.blobs import BlobStore
 
@@ -46,7 +47,6 @@ from ..releases import (
     taken,
 )
 from ..uploads import (
-    PROJECT_NAME,
     UploadRejected,
     check_permission,
     check_project_size,
@@ -440,7 +440,7 @@ class UploadSessions:
 
 
 def _check_name_and_version(name: object, version: object) -> tuple[str, str]:
-    if not isinstance(name, str) or not PROJECT_NAME.match(name):
+    if not isinstance(name, str) or not is_project_name(name):
         raise SessionRefused(
             f"{str(name)[:60]!r} is not a valid project name: start and end with a letter or "
             "numeral, containing only ASCII numeric and '.', '_' and '-'.",
