@@ -20,7 +20,7 @@ from keyless.oidc.providers import PROVIDERS, default_issuers
 MIB = 1024 * 1024
 GIB = 1024 * MIB
 PROFILES = ("pypi", "private")
-INDEX_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+INDEX_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}\Z")
 # Index names that would shadow the host-level routes.
 RESERVED_INDEX_NAMES = frozenset(
     {
@@ -171,7 +171,7 @@ STORAGE_KEYS = {
     "presigned-downloads": "presigned_downloads",
 }
 # Bucket names as S3 allows them (3-63 lowercase letters, digits, dots and hyphens).
-BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\Z")
 
 
 def _storage(current: StorageSettings, values: Mapping[str, Any], where: str) -> StorageSettings:
@@ -422,7 +422,7 @@ def _offline(values: Mapping[str, Any], index: str, upstream: str | None) -> boo
     return offline
 
 
-_NAME_PATTERN = re.compile(r"^[a-z0-9*]([a-z0-9*-]*[a-z0-9*])?$")
+_NAME_PATTERN = re.compile(r"^[a-z0-9*]([a-z0-9*-]*[a-z0-9*])?\Z")
 
 
 def _name_patterns(

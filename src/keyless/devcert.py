@@ -39,7 +39,7 @@ CA_KEY = "ca-key.pem"
 SERVER_CERT = "cert.pem"
 SERVER_KEY = "key.pem"
 
-_DNS_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$", re.IGNORECASE)
+_DNS_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)\Z", re.IGNORECASE)
 
 
 class DevCertError(ValueError):

@@ -205,3 +205,18 @@ def test_a_misplaced_unknown_option_is_named() -> None:
 )
 def test_options_move_next_to_their_command(argv: list[str], placed: list[str]) -> None:
     assert in_place(build_parser(command_of(argv)), argv) == placed
+
+
+@pytest.mark.parametrize("name", ["ana\n", "_ana", "a" * 51])
+def test_a_username_outside_the_rule_is_refused_even_with_a_trailing_newline(
+    tmp_path: Path, name: str
+) -> None:
+    # "ana\n" would list and display as "ana": a second account that looks like the first.
+    data = tmp_path / "data"
+    added = keyless(
+        "user", "add", name, "--password-stdin", "--data", str(data), stdin="s3cret-passw0rd\n"
+    )
+    assert added.returncode != 0
+    assert "is not allowed" in added.stderr
+    listed = keyless("user", "list", "--data", str(data))
+    assert name.strip() not in listed.stdout

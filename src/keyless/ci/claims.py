@@ -63,11 +63,11 @@ NOT_BEFORE: dict[Provider, int] = {"github": 300, "gitlab": 5}
 PULL_REQUEST_NUMBER = 1
 HEAD_BRANCH = "feature"  # the pull request's branch in the emulated pull-request events
 
-_GITHUB_REPO = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")
-_GITLAB_PROJECT = re.compile(r"^[\w.-]+(?:/[\w.-]+)+$")
-_WORKFLOW_FILE = re.compile(r"^[^/\s]+\.ya?ml$")
-_REUSABLE = re.compile(r"^[^/\s]+/[^/\s]+/\.github/workflows/[^/@\s]+\.ya?ml@\S+$")
-_SHA = re.compile(r"^[0-9a-f]{40}$")
+_GITHUB_REPO = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}\Z")
+_GITLAB_PROJECT = re.compile(r"^[\w.-]+(?:/[\w.-]+)+\Z")
+_WORKFLOW_FILE = re.compile(r"^[^/\s]+\.ya?ml\Z")
+_REUSABLE = re.compile(r"^[^/\s]+/[^/\s]+/\.github/workflows/[^/@\s]+\.ya?ml@\S+\Z")
+_SHA = re.compile(r"^[0-9a-f]{40}\Z")
 
 
 def _new_run_id() -> int:

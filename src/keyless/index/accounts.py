@@ -22,7 +22,7 @@ from keyless.oidc.providers import PROVIDERS
 from keyless.store import db
 
 TOKEN_PREFIX = "keyless-"  # noqa: S105 - a public prefix, not a secret
-USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,49}$")
+USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,49}\Z")
 _hasher = PasswordHasher()
 
 

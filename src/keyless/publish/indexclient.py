@@ -49,7 +49,7 @@ _MAX_MESSAGE = 2000
 # Query parameters whose values are credentials in some index URLs (artifact stores, proxies).
 _SECRET_PARAMS = re.compile(r"token|password|passwd|secret|key|auth|signature|sig", re.I)
 # Path segments that are API tokens (PyPI's `pypi-…`, ours `keyless-…`, Gemfury-style paths).
-_TOKEN_SEGMENT = re.compile(r"^(?:pypi|keyless)-[A-Za-z0-9_\-]{8,}$")
+_TOKEN_SEGMENT = re.compile(r"^(?:pypi|keyless)-[A-Za-z0-9_\-]{8,}\Z")
 
 
 # ------------------------------------------------------------------------------------ URLs

@@ -22,9 +22,9 @@ HTML_TYPES = (HTML_TYPE, "text/html")
 ACCEPT = f"{JSON_TYPE}, {HTML_TYPE};q=0.2, text/html;q=0.1"
 # The largest page read (PyPI's largest project pages are a few MB).
 MAX_PAGE_BYTES = 32 * 1024 * 1024
-SHA256 = re.compile(r"^[0-9a-f]{64}$")
+SHA256 = re.compile(r"^[0-9a-f]{64}\Z")
 # A distribution's filename as it may appear in our own URLs (no path, no query).
-FILENAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+!-]*$")
+FILENAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+!-]*\Z")
 
 
 class MalformedPage(ValueError):

@@ -22,12 +22,12 @@ from ..catalog import Lookup
 from ..pages import METADATA_SUFFIX, etag_matches
 from .common import error, services
 
-SHA256 = re.compile(r"^[0-9a-f]{64}$")
+SHA256 = re.compile(r"^[0-9a-f]{64}\Z")
 # Bytes per read of a blob: each is one trip to a worker thread, and this is what a response
 # holds in memory at a time.
 CHUNK = 256 * 1024
 # One range, as resuming clients send it: `bytes=FIRST-[LAST]` or `bytes=-SUFFIX_LENGTH`.
-SINGLE_RANGE = re.compile(r"^bytes=(?:(\d+)-(\d*)|-(\d+))$")
+SINGLE_RANGE = re.compile(r"^bytes=(?:(\d+)-(\d*)|-(\d+))\Z")
 
 
 async def download(request: Request) -> Response:

@@ -51,7 +51,7 @@ from .state import (
 )
 
 MECHANISM = "http-post-bytes"  # the one mechanism PEP 694 requires, and the one served
-_HEX = re.compile(r"^[0-9a-fA-F]+$")
+_HEX = re.compile(r"^[0-9a-fA-F]+\Z")
 _ALGORITHMS = ", ".join(sorted(a for a in hashlib.algorithms_guaranteed if "shake" not in a))
 _files = db.upload_session_files
 # The statements of a file's requests, built once: building one with its values each time
