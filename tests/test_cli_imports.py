@@ -249,6 +249,19 @@ def test_a_lazy_packages_exports_are_the_names_it_imports_for_mypy(package: str)
         assert getattr(importlib.import_module(defined_in), name) is lazy, name
 
 
+@pytest.mark.parametrize("package", ["keyless.ci", "keyless.publish"])
+def test_no_lazy_export_is_named_like_a_module_of_its_package(package: str) -> None:
+    """Importing a submodule sets the package's attribute of that name to the module: an
+    export of the same name would be the function once, then the module for ever after."""
+    module = importlib.import_module(package)
+    assert module.__file__ is not None
+    folder = Path(module.__file__).parent
+    clashing = [
+        n for n in module._EXPORTS if (folder / n).is_dir() or (folder / f"{n}.py").exists()
+    ]
+    assert clashing == []
+
+
 # `keyless` as a program (no argv: its own command line), then as a caller's function.
 FREEZE_SCRIPT = """
 import contextlib, gc, io, json, sys

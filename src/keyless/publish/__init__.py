@@ -1,6 +1,7 @@
 """The release client as a library: credentials, index access, parallel upload, the release
-pipeline (`release`), and the checks, diagnosis and workflow generation behind `keyless check`,
-`doctor` and `init`.
+pipeline (`keyless.publish.release.release`; not exported here, where its subpackage has the
+name), and the checks, diagnosis and workflow generation behind `keyless check`, `doctor` and
+`init`.
 
 Prints nothing: everything it has to say goes through a `Reporter`.
 
@@ -56,7 +57,7 @@ if TYPE_CHECKING:
     from keyless.publish.init import InitResult, init_workflow
     from keyless.publish.localdist import LocalDist, load_dist, upload_fields
     from keyless.publish.options import Backoff, UploadOptions
-    from keyless.publish.release import ReleaseResult, release
+    from keyless.publish.release import ReleaseResult
     from keyless.publish.reporter import (
         FileResult,
         NullReporter,
@@ -111,7 +112,6 @@ _EXPORTS = {
     "publish": "keyless.publish.upload",
     "read_dists": "keyless.publish.upload",
     "redact": "keyless.publish.indexclient",
-    "release": "keyless.publish.release",
     "resolve_credentials": "keyless.publish.credentials",
     "server_message": "keyless.publish.indexclient",
     "simple_url_for": "keyless.publish.indexclient",
@@ -161,7 +161,6 @@ __all__ = [
     "publish",
     "read_dists",
     "redact",
-    "release",
     "resolve_credentials",
     "server_message",
     "simple_url_for",
