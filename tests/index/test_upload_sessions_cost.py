@@ -8,7 +8,7 @@ import hashlib
 import re
 
 import httpx
-from sqlalchemy import Engine, event, func, select
+from sqlalchemy import Engine, event, func, select, update
 
 from keyless.index.accounts import Accounts, Identity
 from keyless.index.releases import Event, NewFile, NewRelease, Target, add_files, taken
@@ -155,7 +155,9 @@ def _release_of(engine: Engine, identity: Identity, name: str, count: int) -> in
     statements: list[str] = []
 
     def count_one(conn: object, cursor: object, statement: str, *args: object) -> None:
-        statements.append(statement)
+        # Not the journal's pruning: it runs at every hundredth change, whichever write that is.
+        if not statement.startswith("DELETE FROM changes"):
+            statements.append(statement)
 
     with db.writing(engine) as conn:
         index_id = conn.execute(
@@ -184,9 +186,12 @@ def test_a_release_of_many_files_is_written_in_as_many_statements_as_one(
     50-file publish ran 98 more), and the journal as before (the last event the serial)."""
     engine = server.engine()
     identity = Accounts(engine).authenticate(server.token("cost-owner", "prod"))
-    assert _release_of(engine, identity, "cost-many", 20) == _release_of(
-        engine, identity, "cost-two", 2
-    )
+    many = _release_of(engine, identity, "cost-many", 20)
+    with db.writing(engine) as conn:  # the next change is a hundredth: the journal is pruned
+        conn.execute(
+            update(db.change_serial).values(serial=db.change_serial.c.serial // 100 * 100 + 99)
+        )
+    assert many == _release_of(engine, identity, "cost-two", 2)
     with engine.connect() as conn:
         journal = conn.execute(
             select(db.journal.c.id, db.journal.c.action)
