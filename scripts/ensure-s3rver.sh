@@ -3,9 +3,11 @@
 # independent one in Node (tests/store/s3_server.py). Install Debian's Node.js and npm when
 # missing and we may, then s3rver and its dependencies exactly as tests/store/s3rver's lock
 # file pins them, from npm's registry, into tests/store/s3rver/node_modules (git-ignored).
+#
+# KEYLESS_S3RVER_DIR (default tests/store/s3rver of this checkout) is that folder.
 set -euo pipefail
 . "$(dirname "$0")/apt-install.sh"
-folder="$(cd "$(dirname "$0")/.." && pwd)/tests/store/s3rver"
+folder="${KEYLESS_S3RVER_DIR:-$(cd "$(dirname "$0")/.." && pwd)/tests/store/s3rver}"
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   apt_install "installing Debian's nodejs and npm for the s3rver tests" \
     "node or npm is missing: install them (e.g. 'sudo apt-get install nodejs npm') to run the S3 tests" \
