@@ -223,6 +223,21 @@ def test_iter_keys_lists_only_its_prefix_and_remove_says_what_it_removed(
     assert list(store.iter_keys()) == [b]
 
 
+def test_iter_keys_reads_every_page_of_the_listing(s3_storage: StorageSettings) -> None:
+    store = s3_store(s3_storage)
+    stored = sorted(store.put_bytes(bytes([n])) for n in range(5))
+
+    # S3 lists up to 1000 keys a page; two here, so that garbage collection's walk of a large
+    # store (the listing's continuation tokens) is shown by five blobs.
+    def two_a_page(params: dict[str, Any], **_: Any) -> None:
+        params["MaxKeys"] = 2
+
+    store.client.meta.events.register("provide-client-params.s3.ListObjectsV2", two_a_page)
+    made = requests_made(store)
+    assert sorted(store.iter_keys()) == stored
+    assert made == ["ListObjectsV2"] * 3
+
+
 @pytest.mark.moto_only("s3rver cannot list or abort unfinished multipart uploads")
 def test_what_interrupted_writes_leave_is_removed_once_stale(s3_storage: StorageSettings) -> None:
     store = s3_store(s3_storage)
