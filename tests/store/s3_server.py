@@ -6,7 +6,8 @@ moto, so that an assumption keyless makes that only one of them satisfies shows.
 it by its process at the end (tests/backends.py); each test gets a bucket of its own from
 `s3_storage`. A test module that sets `pytest_generate_tests = each_s3_server` runs its tests
 that use them against both servers (test ids `[moto]`, `[s3rver]`), but those marked
-`moto_only` (with the reason: what s3rver does not implement). The S3 client finds its
+`moto_only` (with the reason: what s3rver does not implement) or `s3rver_only` (what moto
+does not check). The S3 client finds its
 credentials where it would in production, in the AWS variables (moto accepts any key; s3rver
 is given these).
 """
@@ -164,10 +165,18 @@ def shared_s3_server() -> S3Server:
 
 def each_s3_server(metafunc: pytest.Metafunc) -> None:
     """As a module's `pytest_generate_tests`: its tests that use `s3_server` (or `s3_storage`)
-    run against each of `SERVERS`, or only moto's when marked `moto_only`."""
+    run against each of `SERVERS`, or only moto's when marked `moto_only` (s3rver's when
+    marked `s3rver_only`)."""
     if "s3_server" in metafunc.fixturenames:
-        only_moto = metafunc.definition.get_closest_marker("moto_only") is not None
-        servers = ["moto"] if only_moto else list(SERVERS)
+        servers = [
+            kind
+            for kind in SERVERS
+            if all(
+                metafunc.definition.get_closest_marker(f"{other}_only") is None
+                for other in SERVERS
+                if other != kind
+            )
+        ]
         metafunc.parametrize("s3_server", servers, indirect=True, scope="session")
 
 

@@ -308,6 +308,21 @@ def test_a_missing_bucket_or_server_is_one_line_that_says_what_to_fix(
         open_blob_store(unreachable, local_folder=None)  # type: ignore[arg-type]
 
 
+@pytest.mark.s3rver_only("moto accepts any access key")
+def test_credentials_the_server_does_not_know_are_one_line_that_says_what_to_fix(
+    s3_server: S3Server, s3_storage: StorageSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bucket, prefix = s3_storage.bucket_and_prefix or ("", "")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "nobody-it-knows")
+    with pytest.raises(ConfigError) as refused:
+        open_blob_store(s3_storage, local_folder=None)  # type: ignore[arg-type]
+    assert str(refused.value) == (
+        f"blob store s3://{bucket}/{prefix}: access to the bucket {bucket!r} at "
+        f"{s3_server.endpoint} is denied (403); check the AWS credentials and the bucket's "
+        "policy."
+    )
+
+
 def test_a_large_upload_streams_in_bounded_memory(
     s3_server: S3Server, s3_storage: StorageSettings
 ) -> None:
