@@ -32,6 +32,7 @@ test: $(STAMP)
 	bash scripts/ensure-nginx.sh
 	bash scripts/ensure-systemd-analyze.sh
 	bash scripts/ensure-postgresql.sh
+	bash scripts/ensure-s3rver.sh
 	$(BIN)/python scripts/client_tools.py
 	$(BIN)/ruff check src tests scripts bench
 	$(BIN)/mypy

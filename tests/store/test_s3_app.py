@@ -1,4 +1,5 @@
-"""`keyless serve` with its blobs in a bucket of a real S3-speaking server (moto's server mode).
+"""`keyless serve` with its blobs in a bucket of a real S3-speaking server (moto's server mode,
+and s3rver: tests/store/s3_server.py).
 
 The server is configured only by `KEYLESS_BLOBS` and `KEYLESS_S3_*`, with credentials in the AWS
 variables: twine uploads, the simple page lists, pip downloads and a Range request resumes
@@ -29,9 +30,10 @@ from tests.index.test_clients import run, twine_upload
 from tests.index.test_promote import promote
 from tests.index.uploading import upload
 
-from .s3_server import S3Server, s3_server, s3_storage
+from .s3_server import S3Server, each_s3_server, s3_server, s3_storage
 
 __all__ = ["s3_server", "s3_storage"]  # the fixtures
+pytest_generate_tests = each_s3_server
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 
@@ -111,6 +113,9 @@ def test_upload_list_download_promote_and_gc_with_blobs_in_a_bucket(
         )
         assert gc.returncode == 0, gc.stderr
         assert gc.stdout.strip() == "removed 1 orphaned file(s)"
+        # The unfinished uploads it also collects: s3rver cannot list them, which gc says.
+        unlisted = "the S3 server cannot list unfinished multipart uploads (NotImplemented)"
+        assert (unlisted in gc.stderr) is not s3_server.lists_multipart_uploads, gc.stderr
         keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]]
         assert keys == [f"{prefix}sha256/{sha256}"]
 

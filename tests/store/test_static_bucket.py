@@ -2,10 +2,10 @@
 hosting or a CDN: each page an object with the type a client must get, the bytes keyless
 serves, rewritten within a second of a change.
 
-`keyless serve` runs against a moto S3 server; the objects are read back with GetObject, whose
-Content-Type and Cache-Control are what a bucket website or a CDN would answer with. Once with
-the blobs in a bucket of the same server (distributions are copied inside the store), once with
-the blobs in the local folder (they are uploaded from it).
+`keyless serve` runs against each test S3 server (moto's, s3rver); the objects are read back
+with GetObject, whose Content-Type and Cache-Control are what a bucket website or a CDN would
+answer with. Once with the blobs in a bucket of the same server (distributions are copied
+inside the store), once with the blobs in the local folder (they are uploaded from it).
 """
 
 from __future__ import annotations
@@ -24,10 +24,11 @@ from tests.builders import build_wheel
 from tests.conftest import LiveServer, start_server, stop_server
 from tests.index.uploading import upload
 
-from .s3_server import S3Server, s3_server, s3_storage
+from .s3_server import S3Server, each_s3_server, s3_server, s3_storage
 from .test_s3_app import storage_env
 
 __all__ = ["s3_server", "s3_storage"]  # the fixtures
+pytest_generate_tests = each_s3_server
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 WITHIN = 1.0  # "rewritten within a second of every change"
