@@ -444,3 +444,22 @@ def test_a_session_for_a_name_outside_pypis_ascii_rule_is_refused(
     assert upload(http, "prod", owner, *build_wheel(normalized, "0.1")).status_code == 200
     refused = create(http, owner, name, "1.0")
     assert_problem(refused, 400, "is not a valid project name")
+
+
+def test_a_publish_records_the_wheels_then_the_sdist_whichever_came_first(
+    http: httpx.Client, owner: str
+) -> None:
+    """A client's parallel requests create a session's files in any order; the publish writes
+    them (their rows and audit events) as a legacy upload would: wheels, then the sdist."""
+    sdist, wheel = build_sdist("order-demo", "1.0"), build_wheel("order-demo", "1.0")
+    session = open_session(http, owner, "order-demo", "1.0")
+    upload_completed(http, owner, session, *sdist)  # the sdist first
+    upload_completed(http, owner, session, *wheel)
+    assert publish(http, owner, session).status_code == 201
+    answer = http.get(
+        "/prod/api/projects/order-demo/audit", headers={"Authorization": f"Bearer {owner}"}
+    )
+    assert answer.status_code == 200, answer.text
+    newest_first = answer.json()
+    files = [r["details"]["filename"] for r in newest_first if r["action"] == "file_upload"]
+    assert files == [sdist[0], wheel[0]]  # the sdist recorded last

@@ -23,7 +23,7 @@ from typing import Any
 
 from packaging.utils import NormalizedName, canonicalize_name, canonicalize_version
 from packaging.version import InvalidVersion, Version
-from sqlalchemy import Connection, Engine, select, update
+from sqlalchemy import Connection, Engine, Row, select, update
 from sqlalchemy.exc import IntegrityError
 
 from keyless.config import UPLOAD_SESSION_EXTENSIONS
@@ -293,7 +293,7 @@ class UploadSessions:
             except InvalidCredentials as exc:  # lost since step 1: back to open, as any refusal
                 raise SessionRefused(exc.reason, 403) from None
             project = authorize(conn, current, index, row)
-            files = session_files(conn, session_id)
+            files = _publish_order(session_files(conn, session_id))
             try:
                 _may_add(conn, index, project, row, files)
             except UploadRejected as exc:
@@ -565,3 +565,10 @@ def _new_files(files: list[Any]) -> list[NewFile]:
         )
         for f in files
     ]
+
+
+def _publish_order(files: list[Row[Any]]) -> list[Row[Any]]:
+    """The wheels, then the sdist, each by name: the order a legacy client uploads in, so the
+    audit trail and the files' rows do not depend on which of a client's parallel requests
+    created its file first."""
+    return sorted(files, key=lambda f: (f.packagetype == "sdist", f.filename))
