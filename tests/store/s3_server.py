@@ -84,18 +84,7 @@ def start_moto(port: int) -> subprocess.Popen[bytes]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 30
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError("moto's S3 server stopped while starting")
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/moto-api/", timeout=1)
-            return process
-        except httpx.TransportError:
-            if time.monotonic() > deadline:
-                stop_process(process)
-                raise RuntimeError("moto's S3 server did not start in 30 s") from None
-            time.sleep(0.1)
+    return answering(process, f"http://127.0.0.1:{port}/moto-api/", "moto's S3 server")
 
 
 def start_s3rver(port: int, directory: Path) -> subprocess.Popen[bytes]:
@@ -115,17 +104,22 @@ def start_s3rver(port: int, directory: Path) -> subprocess.Popen[bytes]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )  # it takes the key pair to accept from the AWS variables, as the clients do
+    return answering(process, f"http://127.0.0.1:{port}/", "s3rver")  # any answer, even a 403
+
+
+def answering(process: subprocess.Popen[bytes], url: str, what: str) -> subprocess.Popen[bytes]:
+    """`process` once `url` answers anything (stopped, and an error, if not within 30 s)."""
     deadline = time.monotonic() + 30
     while True:
         if process.poll() is not None:
-            raise RuntimeError("s3rver stopped while starting")
+            raise RuntimeError(f"{what} stopped while starting")
         try:
-            httpx.get(f"http://127.0.0.1:{port}/", timeout=1)  # any answer, even a 403
+            httpx.get(url, timeout=1)
             return process
         except httpx.TransportError:
             if time.monotonic() > deadline:
                 stop_process(process)
-                raise RuntimeError("s3rver did not start in 30 s") from None
+                raise RuntimeError(f"{what} did not start in 30 s") from None
             time.sleep(0.1)
 
 
